@@ -1,0 +1,153 @@
+// FP32 GEMM without workgroup memory, for adapters that are CPUs underneath (lavapipe,
+// SwiftShader, WARP) and for GEMV-like shapes on any GPU.
+//
+// Invocations of a workgroup lie along N; each computes TM rows x 4*TN4 columns. The row
+// block depends only on the workgroup id, so every load of A is uniform across the
+// workgroup (a CPU driver turns it into one scalar load and a broadcast, a GPU into one
+// cached line), and the only per-lane loads are B's, contiguous along N. No barriers:
+// lavapipe runs each workgroup as a sequence of SIMD batches and pays a coroutine switch
+// per barrier. Indices are clamped instead of branched on; the store is masked.
+//
+// Compile-time constants: WG, TM, TN4, TRANS_A, TRANS_B, VEC_B (B bound as vec4s: needs
+// !TRANS_B and N, ldb and the batch stride of B all multiples of 4), KU (k unroll).
+
+@group(0) @binding(0) var<uniform> p: GemmParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+const BN: u32 = WG * TN4 * 4u;
+
+fn load_b4(b_off: u32, k: u32, col: u32) -> vec4<f32> {
+    // col is a multiple of 4 and already clamped into [0, n) by the caller.
+    if (TRANS_B) {
+        let n1 = p.n - 1u;
+        return vec4<f32>(
+            b[b_off + col * p.ldb + k],
+            b[b_off + min(col + 1u, n1) * p.ldb + k],
+            b[b_off + min(col + 2u, n1) * p.ldb + k],
+            b[b_off + min(col + 3u, n1) * p.ldb + k],
+        );
+    } else if (VEC_B) {
+        let base = b_off + k * p.ldb + col;
+        return vec4<f32>(b[base], b[base + 1u], b[base + 2u], b[base + 3u]);
+    } else {
+        let n1 = p.n - 1u;
+        let base = b_off + k * p.ldb;
+        return vec4<f32>(
+            b[base + col],
+            b[base + min(col + 1u, n1)],
+            b[base + min(col + 2u, n1)],
+            b[base + min(col + 3u, n1)],
+        );
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let per_batch = p.groups_x * p.groups_y;
+    let batch = lin / per_batch;
+    if (batch >= p.batch) {
+        return;
+    }
+    let rem = lin % per_batch;
+    let row0 = (rem / p.groups_x) * TM;
+    let colw = (rem % p.groups_x) * BN + lid.x * 4u;
+    let a_off = batch * p.stride_a;
+    let b_off = batch * p.stride_b;
+
+    // Uniform row offsets into A, clamped so that rows past M re-read the last row.
+    var arow: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        let r = min(row0 + i, p.m - 1u);
+        if (TRANS_A) {
+            arow[i] = a_off + r;
+        } else {
+            arow[i] = a_off + r * p.lda;
+        }
+    }
+    // Per-lane column starts (each lane owns TN4 groups of 4, WG*4 apart), clamped.
+    var bcol: array<u32, TN4>;
+    for (var j = 0u; j < TN4; j++) {
+        let col = colw + j * WG * 4u;
+        if (VEC_B) {
+            bcol[j] = min(col, p.n - 4u);
+        } else {
+            bcol[j] = min(col, p.n - 1u);
+        }
+    }
+
+    var acc: array<vec4<f32>, TM * TN4>;
+    for (var i = 0u; i < TM * TN4; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+
+    let kmain = p.k - p.k % KU;
+    var k = 0u;
+    for (; k < kmain; k += KU) {
+        for (var u = 0u; u < KU; u++) {
+            let kk = k + u;
+            var bv: array<vec4<f32>, TN4>;
+            for (var j = 0u; j < TN4; j++) {
+                bv[j] = load_b4(b_off, kk, bcol[j]);
+            }
+            for (var i = 0u; i < TM; i++) {
+                var av: f32;
+                if (TRANS_A) {
+                    av = a[arow[i] + kk * p.lda];
+                } else {
+                    av = a[arow[i] + kk];
+                }
+                for (var j = 0u; j < TN4; j++) {
+                    acc[i * TN4 + j] = fma(vec4<f32>(av), bv[j], acc[i * TN4 + j]);
+                }
+            }
+        }
+    }
+    for (; k < p.k; k++) {
+        var bv: array<vec4<f32>, TN4>;
+        for (var j = 0u; j < TN4; j++) {
+            bv[j] = load_b4(b_off, k, bcol[j]);
+        }
+        for (var i = 0u; i < TM; i++) {
+            var av: f32;
+            if (TRANS_A) {
+                av = a[arow[i] + k * p.lda];
+            } else {
+                av = a[arow[i] + k];
+            }
+            for (var j = 0u; j < TN4; j++) {
+                acc[i * TN4 + j] = fma(vec4<f32>(av), bv[j], acc[i * TN4 + j]);
+            }
+        }
+    }
+
+    // Copy the tile out with a loop small enough for the driver to unroll, so that only
+    // `res` is indexed dynamically by the epilogue below. If the epilogue indexed `acc`,
+    // lavapipe would keep `acc` in scratch memory for the whole K loop (measured: 2x
+    // slower). Same reason for the epilogue reading `res` rather than branching inside
+    // the accumulation.
+    var res: array<vec4<f32>, TM * TN4>;
+    for (var t = 0u; t < TM * TN4; t++) {
+        res[t] = acc[t];
+    }
+    let c_off = batch * p.stride_c;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        for (var j = 0u; j < TN4; j++) {
+            let col = colw + j * WG * 4u;
+            let v = res[i * TN4 + j];
+            for (var q = 0u; q < 4u; q++) {
+                if (row < p.m && col + q < p.n) {
+                    c[c_off + row * p.ldc + col + q] = gemm_epilogue(p, v[q], col + q);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `wgpu-quant`: list adapters and benchmark kernels on them.
+//!
+//! ```text
+//! wgpu-quant adapters                 # every adapter wgpu finds, with capabilities
+//! wgpu-quant bench                    # verified FP32 GEMM/GEMV throughput + FMA peak
+//! wgpu-quant bench --sizes 512,1024 --gemv 1x4096x4096 --kernel reg:64,4,1,4
+//! ```
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wgpu_quant::bench::{self, Clock};
+use wgpu_quant::context::parse_backends;
+use wgpu_quant::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig, TiledConfig};
+use wgpu_quant::{Context, RequestOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "wgpu-quant",
+    version,
+    about = "Quantized GPU kernels through wgpu: adapters and benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every adapter on every backend with the capabilities wgpu-quant uses.
+    Adapters {
+        /// Backends to list (vulkan, metal, dx12, gl, all).
+        #[arg(long, default_value = "all")]
+        backend: String,
+    },
+    /// Benchmark verified FP32 GEMM and GEMV, next to the adapter's measured FMA peak.
+    Bench {
+        /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else the best GPU).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Square GEMM sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 512, 1024, 2048])]
+        sizes: Vec<usize>,
+        /// GEMV / rectangular shapes as MxNxK (B stored K x N).
+        #[arg(long, value_delimiter = ',', default_values_t = vec!["1x4096x4096".to_string()])]
+        gemv: Vec<String>,
+        /// Kernel: auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU or
+        /// sg:WG,TM,TN4.
+        #[arg(long, default_value = "auto")]
+        kernel: String,
+        /// Timed runs per case (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Untimed warm-up runs per case.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Skip the FMA peak probe.
+        #[arg(long)]
+        no_peak: bool,
+    },
+}
+
+fn parse_kernel(s: &str) -> Result<Option<GemmKernel>, String> {
+    match s {
+        "auto" => Ok(None),
+        "tiled64" => Ok(Some(GemmKernel::Tiled(GemmKernel::TILED[0]))),
+        "tiled128" => Ok(Some(GemmKernel::Tiled(GemmKernel::TILED[1]))),
+        _ => {
+            if let Some(rest) = s.strip_prefix("reg:") {
+                let v: Vec<u32> = rest
+                    .split(',')
+                    .map(|x| x.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("kernel '{s}': {e}"))?;
+                if let [wg, tm, tn4, ku] = v[..] {
+                    return Ok(Some(GemmKernel::Register(RegConfig { wg, tm, tn4, ku })));
+                }
+            }
+            if let Some(rest) = s.strip_prefix("sg:") {
+                let v: Vec<u32> = rest
+                    .split(',')
+                    .map(|x| x.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("kernel '{s}': {e}"))?;
+                if let [wg, tm, tn4] = v[..] {
+                    return Ok(Some(GemmKernel::Subgroup(SubgroupConfig { wg, tm, tn4 })));
+                }
+            }
+            if let Some(rest) = s.strip_prefix("tiled:") {
+                let v: Vec<u32> = rest
+                    .split(',')
+                    .map(|x| x.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("kernel '{s}': {e}"))?;
+                if let [wg_x, wg_y, tm, tn, bk] = v[..] {
+                    return Ok(Some(GemmKernel::Tiled(TiledConfig {
+                        wg_x,
+                        wg_y,
+                        tm,
+                        tn,
+                        bk,
+                    })));
+                }
+            }
+            Err(format!(
+                "unknown kernel '{s}': expected auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU or sg:WG,TM,TN4"
+            ))
+        }
+    }
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("shape '{s}': {e} (expected MxNxK)"))?;
+    match v[..] {
+        [m, n, k] => Ok((m, n, k)),
+        _ => Err(format!("shape '{s}': expected MxNxK")),
+    }
+}
+
+fn kernel_name(k: GemmKernel) -> String {
+    match k {
+        GemmKernel::Tiled(c) => format!(
+            "tiled {}x{} ({}x{} per inv, bk {})",
+            c.wg_y * c.tm,
+            c.wg_x * c.tn,
+            c.tm,
+            c.tn,
+            c.bk
+        ),
+        GemmKernel::Register(c) => format!("reg wg{} {}x{} ku{}", c.wg, c.tm, c.tn4 * 4, c.ku),
+        GemmKernel::Subgroup(c) => format!("subgroup wg{} {}x{}", c.wg, c.tm, c.tn4 * 4),
+    }
+}
+
+fn print_adapter(ctx: &Context) {
+    let c = ctx.capabilities();
+    let a = &c.adapter;
+    println!("adapter: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    println!("driver:  {} {}", a.driver, a.driver_info);
+    println!(
+        "caps:    f16={} subgroups={} (size {}..{}) timestamps={} packed_int8_dot={} max_binding={} MiB",
+        c.shader_f16,
+        c.subgroups,
+        c.subgroup_size.0,
+        c.subgroup_size.1,
+        c.timestamp_query,
+        c.packed_int8_dot,
+        c.limits.max_storage_buffer_binding_size >> 20
+    );
+}
+
+fn run() -> Result<bool, String> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Adapters { backend } => {
+            let backends = parse_backends(&backend).map_err(|e| e.to_string())?;
+            let adapters = pollster::block_on(Context::adapters(backends));
+            if adapters.is_empty() {
+                return Err(wgpu_quant::Error::NoAdapter {
+                    request: format!("backends {backends:?}"),
+                    hint: "install a Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers) or try --backend gl".into(),
+                }
+                .to_string());
+            }
+            for adapter in adapters {
+                let ctx = pollster::block_on(Context::from_adapter(&adapter))
+                    .map_err(|e| e.to_string())?;
+                print_adapter(&ctx);
+                println!();
+            }
+            Ok(true)
+        }
+        Cmd::Bench {
+            backend,
+            adapter,
+            sizes,
+            gemv,
+            kernel,
+            runs,
+            warmup,
+            no_peak,
+        } => {
+            let backends = backend
+                .map(|b| parse_backends(&b))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let ctx = Context::request_blocking(&RequestOptions {
+                backends,
+                adapter_name: adapter,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?;
+            let kernel = parse_kernel(&kernel)?;
+            print_adapter(&ctx);
+            let peak = if no_peak {
+                None
+            } else {
+                let wgs = if ctx.capabilities().is_cpu() {
+                    256
+                } else {
+                    16384
+                };
+                let p = bench::fma_peak(&ctx, wgs, runs.max(3)).map_err(|e| e.to_string())?;
+                println!(
+                    "fp32 FMA peak: {:.1} GFLOP/s (median of {}, {:?} clock)",
+                    p.gflops,
+                    p.timings.ms.len(),
+                    p.timings.clock
+                );
+                Some(p.gflops)
+            };
+            let mut shapes: Vec<(usize, usize, usize)> = sizes.iter().map(|&s| (s, s, s)).collect();
+            for g in gemv.iter().filter(|g| !g.trim().is_empty()) {
+                shapes.push(parse_shape(g)?);
+            }
+            println!();
+            println!("| op | M x N x K | kernel | median ms | min..max ms | GFLOP/s | % of peak | rel. error | verified |");
+            println!("|---|---|---|---:|---:|---:|---:|---:|---|");
+            let mut all_ok = true;
+            let mut clock = Clock::Wall;
+            for (m, n, k) in shapes {
+                let mut desc = GemmDesc::new(m, n, k);
+                desc.kernel = kernel;
+                let r =
+                    bench::gemm_case(&ctx, &desc, 2048, warmup, runs).map_err(|e| e.to_string())?;
+                let op = if m <= 8 { "gemv fp32" } else { "gemm fp32" };
+                match (&r.timings, r.gflops()) {
+                    (Some(t), Some(g)) => {
+                        clock = t.clock;
+                        let (lo, hi) = t.range();
+                        let pct = peak
+                            .map(|p| format!("{:.1}%", 100.0 * g / p))
+                            .unwrap_or_else(|| "-".into());
+                        println!(
+                            "| {op} | {m}x{n}x{k} | {} | {:.3} | {:.3}..{:.3} | {:.2} | {pct} | {:.1e} | yes ({} entries) |",
+                            kernel_name(r.kernel), t.median(), lo, hi, g, r.rel_error, r.checked
+                        );
+                    }
+                    _ => {
+                        all_ok = false;
+                        println!(
+                            "| {op} | {m}x{n}x{k} | {} | - | - | - | - | {:.1e} | FAILED |",
+                            kernel_name(r.kernel),
+                            r.rel_error
+                        );
+                    }
+                }
+            }
+            println!();
+            println!("clock: {clock:?}; runs per case: {runs} after {warmup} warm-up");
+            Ok(all_ok)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("wgpu-quant: some results were wrong (FAILED rows above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("wgpu-quant: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

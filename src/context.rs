@@ -1,0 +1,543 @@
+//! The GPU context: a device and queue (the caller's, or ours), what the adapter can do,
+//! and the compiled-pipeline cache.
+//!
+//! A renderer shares its device with [`Context::new`]; nothing here submits work behind
+//! its back except the explicit conveniences (`*_blocking`, [`Tensor::read`]). The
+//! context is cheap to clone and `Send + Sync`.
+//!
+//! [`Tensor::read`]: crate::Tensor::read
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shaders::{KernelKey, ShaderVariant};
+
+/// Environment variable that restricts adapter selection to backends
+/// (`vulkan`, `metal`, `dx12`, `gl`, comma separated).
+pub const ENV_BACKEND: &str = "WGPU_QUANT_BACKEND";
+/// Environment variable that selects the adapter whose name contains this text
+/// (case-insensitive).
+pub const ENV_ADAPTER: &str = "WGPU_QUANT_ADAPTER";
+
+const NO_ADAPTER_HINT: &str = "wgpu-quant needs a GPU adapter. Without a GPU, install a software \
+Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`, which provides lavapipe), \
+or try the GL backend with WGPU_QUANT_BACKEND=gl. List what wgpu sees with \
+`cargo run --release -- adapters`.";
+
+/// The limits wgpu-quant depends on, as granted to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Largest storage-buffer binding, bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Workgroup memory per workgroup, bytes.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+impl KeyLimits {
+    fn from_limits(l: &wgpu::Limits) -> Self {
+        KeyLimits {
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        }
+    }
+}
+
+/// What the device can do, as far as wgpu-quant's kernels care.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Adapter name, vendor, driver, backend, device type.
+    pub adapter: wgpu::AdapterInfo,
+    /// `f16` arithmetic in shaders (`Features::SHADER_F16` enabled on the device).
+    pub shader_f16: bool,
+    /// Subgroup operations (`Features::SUBGROUP` enabled on the device).
+    pub subgroups: bool,
+    /// Subgroup size range reported by the adapter.
+    pub subgroup_size: (u32, u32),
+    /// Timestamp queries at pass boundaries (`Features::TIMESTAMP_QUERY`).
+    pub timestamp_query: bool,
+    /// Timestamp queries inside passes (`Features::TIMESTAMP_QUERY_INSIDE_PASSES`).
+    pub timestamp_inside_passes: bool,
+    /// WGSL's `packed_4x8_integer_dot_product` language feature (`dot4I8Packed`). wgpu's
+    /// shader translator implements it on every backend: natively where the driver has
+    /// integer dot products (Vulkan 1.3, `VK_KHR_shader_integer_dot_product`), as a
+    /// polyfill elsewhere.
+    pub packed_int8_dot: bool,
+    /// Limits granted to the device.
+    pub limits: KeyLimits,
+}
+
+impl Capabilities {
+    fn detect(device: &wgpu::Device, adapter: wgpu::AdapterInfo) -> Self {
+        let f = device.features();
+        let packed_int8_dot = wgpu::naga::front::wgsl::ImplementedLanguageExtension::all()
+            .contains(
+                &wgpu::naga::front::wgsl::ImplementedLanguageExtension::Packed4x8IntegerDotProduct,
+            );
+        Capabilities {
+            subgroup_size: (adapter.subgroup_min_size, adapter.subgroup_max_size),
+            adapter,
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            packed_int8_dot,
+            limits: KeyLimits::from_limits(&device.limits()),
+        }
+    }
+
+    /// True when the adapter is a CPU implementation (lavapipe, SwiftShader, WARP): the
+    /// plan then prefers kernels without workgroup memory and barriers.
+    pub fn is_cpu(&self) -> bool {
+        self.adapter.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+/// How [`Context::request`] picks an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Backends to consider; `None` reads [`ENV_BACKEND`], else all backends.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` reads [`ENV_ADAPTER`].
+    pub adapter_name: Option<String>,
+    /// Preference when no name is given.
+    pub power_preference: wgpu::PowerPreference,
+}
+
+/// Parses a backend list such as `vulkan,gl`.
+pub fn parse_backends(s: &str) -> Result<wgpu::Backends> {
+    let mut b = wgpu::Backends::empty();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        b |= match part.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "all" => wgpu::Backends::all(),
+            other => {
+                return Err(Error::invalid(
+                    "parse_backends",
+                    format!("unknown backend '{other}' (expected vulkan, metal, dx12, gl or all)"),
+                ))
+            }
+        };
+    }
+    if b.is_empty() {
+        return Err(Error::invalid("parse_backends", "empty backend list"));
+    }
+    Ok(b)
+}
+
+impl RequestOptions {
+    fn resolved(&self) -> Result<(wgpu::Backends, Option<String>)> {
+        let backends = match self.backends {
+            Some(b) => b,
+            None => match std::env::var(ENV_BACKEND) {
+                Ok(s) if !s.trim().is_empty() => parse_backends(&s)?,
+                _ => wgpu::Backends::all(),
+            },
+        };
+        let name = self.adapter_name.clone().or_else(|| {
+            std::env::var(ENV_ADAPTER)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        });
+        Ok((backends, name))
+    }
+}
+
+/// A compiled kernel: pipeline plus the layout its bind groups must use.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    caps: Capabilities,
+    lost: Arc<AtomicBool>,
+    kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    dummy: wgpu::Buffer,
+}
+
+/// A device, its queue, its capabilities and the kernels compiled for it.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.inner.caps.adapter.name)
+            .field("backend", &self.inner.caps.adapter.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The optional features wgpu-quant uses when the adapter has them.
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+}
+
+impl Context {
+    /// Wraps a device and queue the caller already owns (a renderer's, say). Kernels use
+    /// whatever features and limits that device was created with; request
+    /// [`wanted_features`] and the adapter's limits when you create it to get the fast
+    /// paths.
+    ///
+    /// ```no_run
+    /// # async fn engine() -> wgpu_quant::Result<()> {
+    /// // The engine's own device, created however it likes.
+    /// let instance = wgpu::Instance::default();
+    /// let adapter = instance.request_adapter(&Default::default()).await.unwrap();
+    /// let (device, queue) = adapter.request_device(&Default::default()).await.unwrap();
+    /// // Share it: no second device, no copies between devices.
+    /// let ctx = wgpu_quant::Context::new(device.clone(), queue.clone());
+    /// # Ok(()) }
+    /// ```
+    pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Context {
+        let info = device.adapter_info();
+        Self::build(device, queue, info, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        lost: Arc<AtomicBool>,
+    ) -> Context {
+        let caps = Capabilities::detect(&device, info);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-quant unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Context {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                caps,
+                lost,
+                kernels: Mutex::new(HashMap::new()),
+                dummy,
+            }),
+        }
+    }
+
+    /// Lists the adapters wgpu finds on the given backends.
+    pub async fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        instance.enumerate_adapters(backends).await
+    }
+
+    /// Creates a context on an adapter of our choice (see [`RequestOptions`] and the
+    /// `WGPU_QUANT_BACKEND` / `WGPU_QUANT_ADAPTER` environment variables), with every
+    /// optional feature in [`wanted_features`] the adapter has and the adapter's own
+    /// limits.
+    pub async fn request(opts: &RequestOptions) -> Result<Context> {
+        let (backends, name) = opts.resolved()?;
+        let adapters = Self::adapters(backends).await;
+        let request = format!(
+            "backends {backends:?}{}; {} adapter(s) seen: [{}]",
+            name.as_deref()
+                .map(|n| format!(", name containing '{n}'"))
+                .unwrap_or_default(),
+            adapters.len(),
+            adapters
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?})", i.name, i.backend)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let pick = match &name {
+            Some(n) => {
+                let n = n.to_ascii_lowercase();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_ascii_lowercase().contains(&n))
+            }
+            None => {
+                // Prefer the kind the caller asked for, then any real GPU, then the rest.
+                let rank = |a: &wgpu::Adapter| {
+                    let t = a.get_info().device_type;
+                    let want = match opts.power_preference {
+                        wgpu::PowerPreference::LowPower => wgpu::DeviceType::IntegratedGpu,
+                        _ => wgpu::DeviceType::DiscreteGpu,
+                    };
+                    match t {
+                        t if t == want => 0,
+                        wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu => 1,
+                        wgpu::DeviceType::VirtualGpu => 2,
+                        wgpu::DeviceType::Cpu => 3,
+                        wgpu::DeviceType::Other => 4,
+                    }
+                };
+                adapters.into_iter().min_by_key(rank)
+            }
+        };
+        let adapter = pick.ok_or_else(|| Error::NoAdapter {
+            request,
+            hint: NO_ADAPTER_HINT.to_string(),
+        })?;
+        Self::from_adapter(&adapter).await
+    }
+
+    /// Creates a device on `adapter` with the features and limits described in
+    /// [`Context::request`].
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let features = adapter.features() & wanted_features();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-quant"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |_reason, _msg| flag.store(true, Ordering::SeqCst));
+        Ok(Self::build(device, queue, info, lost))
+    }
+
+    /// Blocking twin of [`Context::request`].
+    ///
+    /// ```no_run
+    /// let ctx = wgpu_quant::Context::request_blocking(&Default::default())?;
+    /// println!("running on {}", ctx.capabilities().adapter.name);
+    /// # Ok::<(), wgpu_quant::Error>(())
+    /// ```
+    pub fn request_blocking(opts: &RequestOptions) -> Result<Context> {
+        pollster::block_on(Self::request(opts))
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// What the device can do.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    pub(crate) fn dummy_buffer(&self) -> &wgpu::Buffer {
+        &self.inner.dummy
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        if self.inner.lost.load(Ordering::SeqCst) {
+            return Err(Error::DeviceLost(format!(
+                "device '{}' was lost",
+                self.inner.caps.adapter.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` (wgpu calls) inside a validation error scope, so that an error wgpu would
+    /// hand to the device's uncaptured-error handler (which panics by default) comes back
+    /// as an `Err`: [`Error::DeviceLost`] when the device is gone, else
+    /// [`Error::Validation`]. Error scopes are per thread, so concurrent callers do not
+    /// see each other's errors.
+    pub(crate) fn scoped<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_lost()?;
+        let scope = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        match pollster::block_on(scope.pop()) {
+            None => Ok(out),
+            Some(e) => {
+                let message = e.to_string();
+                let lower = format!("{e:?}").to_ascii_lowercase();
+                if lower.contains("lost")
+                    || lower.contains("destroyed")
+                    || lower.contains("invalid device")
+                {
+                    Err(Error::DeviceLost(format!("{op}: {message}")))
+                } else {
+                    Err(Error::Validation { op, message })
+                }
+            }
+        }
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait_idle(&self) -> Result<()> {
+        self.check_lost()?;
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Submits an encoder's work and waits for it to finish.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submit", || self.inner.queue.submit([encoder.finish()]))?;
+        self.wait_idle()
+    }
+
+    /// Creates a command encoder on this device.
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` to the CPU.
+    pub(crate) async fn read_buffer(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4).max(1) * 4;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let staging = self.scoped("readback", || {
+            let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-quant readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut enc = self.encoder("wgpu-quant readback");
+            enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+            self.inner.queue.submit([enc.finish()]);
+            staging.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+            staging
+        })?;
+        self.wait_idle()?;
+        let mapped = rx
+            .recv()
+            .map_err(|_| Error::Readback {
+                what: what.to_string(),
+                message: "map callback was dropped".into(),
+            })?
+            .map_err(|e| Error::Readback {
+                what: what.to_string(),
+                message: e.to_string(),
+            });
+        mapped?;
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback {
+                what: what.to_string(),
+                message: e.to_string(),
+            })?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// The compiled kernel for a shader variant, compiling it on first use. Compilation
+    /// errors come back as [`Error::Validation`] instead of wgpu's default panic.
+    pub(crate) fn kernel(&self, variant: &ShaderVariant) -> Result<Arc<Kernel>> {
+        let key = variant.key();
+        if let Some(k) = self.inner.kernels.lock().expect("kernel cache").get(&key) {
+            return Ok(k.clone());
+        }
+        let op = variant.file.op_name();
+        if variant.needs_f16() && !self.inner.caps.shader_f16 {
+            return Err(Error::MissingFeature {
+                op,
+                feature: "SHADER_F16",
+                adapter: self.inner.caps.adapter.name.clone(),
+            });
+        }
+        let device = &self.inner.device;
+        let source = variant.source();
+        variant.dump_if_requested(&source);
+        let (pipeline, layout) = self.scoped(op, || {
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(op),
+                entries: &variant.file.layout_entries(),
+            });
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(op),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            };
+            // Bounds checks stay on. Loop bounding (a counter naga adds to every loop so that
+            // a non-terminating shader cannot hang the GPU) is turned off: it hides the trip
+            // counts of the register-tile loops from the driver's compiler, which then cannot
+            // unroll them, and on lavapipe that made FP32 GEMM 5x slower (6.5 -> 1.2 GFLOP/s at
+            // 1024^3, docs/PERFORMANCE.md). SAFETY: every loop in shaders/ is bounded by a
+            // compile-time constant or by a size from the uniform parameters, which the op
+            // validated on the host before recording.
+            let module = unsafe {
+                device.create_shader_module_trusted(
+                    desc,
+                    wgpu::ShaderRuntimeChecks {
+                        bounds_checks: true,
+                        force_loop_bounding: false,
+                        ..wgpu::ShaderRuntimeChecks::checked()
+                    },
+                )
+            };
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(op),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(op),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            (pipeline, layout)
+        })?;
+        let kernel = Arc::new(Kernel { pipeline, layout });
+        self.inner
+            .kernels
+            .lock()
+            .expect("kernel cache")
+            .insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Number of distinct kernels compiled so far.
+    pub fn compiled_kernels(&self) -> usize {
+        self.inner.kernels.lock().expect("kernel cache").len()
+    }
+}

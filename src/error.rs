@@ -1,0 +1,119 @@
+//! One error type for the crate. Every variant carries the facts a caller needs to act on
+//! it (the op, the shapes, the dtype, the limit and the value that broke it), so that a
+//! message alone is enough to fix the call.
+
+use crate::tensor::DType;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in wgpu-quant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched the request.
+    #[error("no GPU adapter found ({request}). {hint}")]
+    NoAdapter {
+        /// What was asked for (backends, name filter).
+        request: String,
+        /// How to get an adapter on this machine.
+        hint: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter '{adapter}': {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// The driver's or wgpu's message.
+        message: String,
+    },
+    /// Operands do not fit together.
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape {
+        /// The operation that rejected its operands.
+        op: &'static str,
+        /// Which operand, what was expected and what was given.
+        detail: String,
+    },
+    /// An operand has the wrong element type.
+    #[error("{op}: {operand} must be {expected}, got {got}")]
+    DType {
+        /// The operation.
+        op: &'static str,
+        /// Which operand.
+        operand: &'static str,
+        /// The dtype the op needs.
+        expected: DType,
+        /// The dtype it was given.
+        got: DType,
+    },
+    /// A parameter is out of its valid range.
+    #[error("{op}: invalid argument: {detail}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong with which argument.
+        detail: String,
+    },
+    /// A buffer or binding would exceed a device limit.
+    #[error("{op}: {what} needs {needed} bytes, over the device limit {limit_name} = {limit}")]
+    LimitExceeded {
+        /// The operation.
+        op: &'static str,
+        /// The buffer or binding concerned.
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// The `wgpu::Limits` field that caps it.
+        limit_name: &'static str,
+        /// That limit's value on this device.
+        limit: u64,
+    },
+    /// The op needs a device feature the adapter does not offer or the device was created
+    /// without.
+    #[error("{op}: needs {feature}, which device '{adapter}' does not have enabled")]
+    MissingFeature {
+        /// The operation.
+        op: &'static str,
+        /// The feature, as wgpu names it.
+        feature: &'static str,
+        /// Adapter name.
+        adapter: String,
+    },
+    /// wgpu reported a validation error (a bug in wgpu-quant, or a resource the caller
+    /// destroyed).
+    #[error("{op}: wgpu validation error: {message}")]
+    Validation {
+        /// What was being created or recorded.
+        op: &'static str,
+        /// wgpu's message.
+        message: String,
+    },
+    /// Mapping a buffer for readback failed.
+    #[error("reading back {what} failed: {message}")]
+    Readback {
+        /// The tensor or buffer.
+        what: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device was lost (driver reset, removal) or polling it failed.
+    #[error("device lost: {0}")]
+    DeviceLost(String),
+}
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! # wgpu-quant
+//!
+//! Quantized neural-network kernels for any GPU that wgpu reaches (Vulkan, Metal, DX12,
+//! GL): WGSL compute shaders for FP32, FP16 and INT8 GEMM, a dispatcher that picks a
+//! kernel per shape and adapter, and a benchmark runner that measures what each
+//! precision gains on your GPU.
+//!
+//! The library borrows the caller's device: a renderer wraps its own `wgpu::Device` and
+//! `wgpu::Queue` in a [`Context`], records ops into its own `CommandEncoder`, and keeps
+//! the results in GPU buffers.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, Tensor, DType, ops::gemm::{gemm, GemmDesc}};
+//!
+//! # async fn run(device: wgpu::Device, queue: wgpu::Queue) -> wgpu_quant::Result<()> {
+//! let ctx = Context::new(device, queue); // the engine's device, shared
+//! let a = Tensor::from_slice(&ctx, &[64, 128], &vec![0.5f32; 64 * 128])?;
+//! let b = Tensor::from_slice(&ctx, &[128, 32], &vec![0.25f32; 128 * 32])?;
+//! let c = Tensor::zeros(&ctx, &[64, 32], DType::F32)?;
+//!
+//! let mut encoder = ctx.encoder("frame");
+//! gemm(&ctx, &mut encoder, &GemmDesc::new(64, 32, 128), &a, &b, None, &c)?;
+//! // ... the engine's own passes, reading `c.buffer()` ...
+//! ctx.queue().submit([encoder.finish()]);
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
+//! missing feature comes back as an [`Error`] that names the op and the numbers.
+
+#![warn(missing_docs)]
+
+// The README's examples are compiled (and its `no_run` ones type-checked) as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+pub mod bench;
+pub mod context;
+pub mod error;
+pub mod ops;
+pub mod plan;
+pub mod reference;
+pub mod shaders;
+pub mod tensor;
+
+pub use context::{Capabilities, Context, RequestOptions};
+pub use error::{Error, Result};
+pub use tensor::{DType, Element, Tensor};

@@ -1,0 +1,741 @@
+//! FP32 GEMM: `C = act(alpha * op(A) * op(B) + bias)`, batched with arbitrary batch
+//! strides (0 broadcasts one matrix across the batch).
+//!
+//! Two kernel families (see `shaders/gemm_tiled.wgsl` and `shaders/gemm_reg.wgsl`): a
+//! workgroup-memory tiled kernel for GPUs and a register kernel without workgroup memory
+//! or barriers, which is what CPU adapters (lavapipe) run fastest and what GEMV-like
+//! shapes (small M) need everywhere. [`crate::plan::gemm_kernel`] chooses; a
+//! [`GemmDesc::kernel`] override pins one (tests and tuning use it).
+//!
+//! Indices are 32-bit in the shaders, so each operand is limited to 2^32 - 1 elements; the
+//! binding limit (`max_storage_buffer_binding_size`) is usually the tighter one, and both
+//! are checked before anything is recorded.
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "gemm";
+
+/// Activation applied after bias in a fused epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    /// Identity.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `clamp(x, 0, 6)`.
+    Relu6,
+}
+
+impl Activation {
+    fn code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+        }
+    }
+
+    /// Applies the activation on the CPU (the reference's twin of the shader's epilogue).
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
+}
+
+/// Configuration of the tiled kernel: a `wg_x * wg_y` workgroup computes a
+/// `(wg_y * tm) x (wg_x * tn)` tile of C, `bk` deep per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TiledConfig {
+    /// Workgroup width (invocations along N).
+    pub wg_x: u32,
+    /// Workgroup height (invocations along M).
+    pub wg_y: u32,
+    /// Rows per invocation (multiple of 4).
+    pub tm: u32,
+    /// Columns per invocation (multiple of 4).
+    pub tn: u32,
+    /// K depth of a staged tile.
+    pub bk: u32,
+}
+
+/// Configuration of the register kernel: `wg` invocations along N, each computing `tm`
+/// rows by `4 * tn4` columns, with the K loop unrolled `ku` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RegConfig {
+    /// Invocations per workgroup, all along N.
+    pub wg: u32,
+    /// Rows per invocation.
+    pub tm: u32,
+    /// Groups of 4 columns per invocation.
+    pub tn4: u32,
+    /// K unroll factor.
+    pub ku: u32,
+}
+
+/// Configuration of the subgroup kernel: `wg` invocations along N, each computing `tm`
+/// rows (a multiple of 8, shared through subgroup broadcasts) by `4 * tn4` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubgroupConfig {
+    /// Invocations per workgroup, all along N.
+    pub wg: u32,
+    /// Rows per invocation (multiple of 8).
+    pub tm: u32,
+    /// Groups of 4 columns per invocation.
+    pub tn4: u32,
+}
+
+/// A GEMM kernel choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    /// Workgroup-memory tiled kernel.
+    Tiled(TiledConfig),
+    /// Register kernel without workgroup memory.
+    Register(RegConfig),
+    /// Register kernel sharing A through subgroup broadcasts (needs subgroups of at
+    /// least 8 invocations).
+    Subgroup(SubgroupConfig),
+}
+
+impl GemmKernel {
+    /// The tiled configurations the plan may choose.
+    pub const TILED: [TiledConfig; 2] = [
+        TiledConfig {
+            wg_x: 16,
+            wg_y: 16,
+            tm: 4,
+            tn: 4,
+            bk: 16,
+        },
+        TiledConfig {
+            wg_x: 16,
+            wg_y: 16,
+            tm: 8,
+            tn: 8,
+            bk: 8,
+        },
+    ];
+
+    /// The register configurations the plan may choose.
+    pub const REGISTER: [RegConfig; 6] = [
+        RegConfig {
+            wg: 64,
+            tm: 1,
+            tn4: 1,
+            ku: 4,
+        },
+        RegConfig {
+            wg: 64,
+            tm: 2,
+            tn4: 1,
+            ku: 4,
+        },
+        RegConfig {
+            wg: 64,
+            tm: 4,
+            tn4: 1,
+            ku: 4,
+        },
+        RegConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 1,
+            ku: 4,
+        },
+        RegConfig {
+            wg: 64,
+            tm: 4,
+            tn4: 2,
+            ku: 2,
+        },
+        RegConfig {
+            wg: 32,
+            tm: 2,
+            tn4: 2,
+            ku: 4,
+        },
+    ];
+
+    /// The subgroup configurations the plan may choose.
+    pub const SUBGROUP: [SubgroupConfig; 3] = [
+        SubgroupConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 2,
+        },
+        SubgroupConfig {
+            wg: 64,
+            tm: 16,
+            tn4: 2,
+        },
+        SubgroupConfig {
+            wg: 64,
+            tm: 32,
+            tn4: 1,
+        },
+    ];
+
+    /// Every kernel choice (for tests, naga validation and tuning).
+    pub fn all() -> Vec<GemmKernel> {
+        Self::TILED
+            .iter()
+            .map(|&c| GemmKernel::Tiled(c))
+            .chain(Self::REGISTER.iter().map(|&c| GemmKernel::Register(c)))
+            .chain(Self::SUBGROUP.iter().map(|&c| GemmKernel::Subgroup(c)))
+            .collect()
+    }
+
+    /// Whether the device can run this kernel (subgroup kernels need subgroups of at least
+    /// 8 invocations).
+    pub fn supported(self, caps: &crate::Capabilities) -> bool {
+        match self {
+            GemmKernel::Subgroup(_) => caps.subgroups && caps.subgroup_size.0 >= 8,
+            _ => true,
+        }
+    }
+
+    /// Output rows and columns one workgroup covers.
+    pub fn tile(self) -> (u32, u32) {
+        match self {
+            GemmKernel::Tiled(c) => (c.wg_y * c.tm, c.wg_x * c.tn),
+            GemmKernel::Register(c) => (c.tm, c.wg * c.tn4 * 4),
+            GemmKernel::Subgroup(c) => (c.tm, c.wg * c.tn4 * 4),
+        }
+    }
+
+    fn variant(self, trans_a: bool, trans_b: bool, vec_b: bool) -> ShaderVariant {
+        match self {
+            GemmKernel::Tiled(c) => ShaderVariant::new(
+                ShaderFile::GemmTiled,
+                vec![
+                    ("WG_X", Def::U32(c.wg_x)),
+                    ("WG_Y", Def::U32(c.wg_y)),
+                    ("TM", Def::U32(c.tm)),
+                    ("TN", Def::U32(c.tn)),
+                    ("BK", Def::U32(c.bk)),
+                    ("TRANS_A", Def::Bool(trans_a)),
+                    ("TRANS_B", Def::Bool(trans_b)),
+                ],
+            ),
+            GemmKernel::Register(c) => ShaderVariant::new(
+                ShaderFile::GemmReg,
+                vec![
+                    ("WG", Def::U32(c.wg)),
+                    ("TM", Def::U32(c.tm)),
+                    ("TN4", Def::U32(c.tn4)),
+                    ("KU", Def::U32(c.ku)),
+                    ("TRANS_A", Def::Bool(trans_a)),
+                    ("TRANS_B", Def::Bool(trans_b)),
+                    ("VEC_B", Def::Bool(vec_b && !trans_b)),
+                ],
+            ),
+            GemmKernel::Subgroup(c) => ShaderVariant::new(
+                ShaderFile::GemmSubgroup,
+                vec![
+                    ("WG", Def::U32(c.wg)),
+                    ("TM", Def::U32(c.tm)),
+                    ("TN4", Def::U32(c.tn4)),
+                    ("TRANS_A", Def::Bool(trans_a)),
+                    ("TRANS_B", Def::Bool(trans_b)),
+                    ("VEC_B", Def::Bool(vec_b && !trans_b)),
+                ],
+            ),
+        }
+    }
+
+    fn check(self, ctx: &Context) -> Result<()> {
+        let l = ctx.capabilities().limits;
+        let (invocations, wg_bytes) = match self {
+            GemmKernel::Tiled(c) => {
+                if c.tm % 4 != 0 || c.tn % 4 != 0 || c.tm == 0 || c.tn == 0 || c.bk == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "tiled config {c:?}: tm and tn must be non-zero multiples of 4, bk > 0"
+                        ),
+                    ));
+                }
+                let (bm, bn) = self.tile();
+                (c.wg_x * c.wg_y, (bm + bn) * c.bk * 4)
+            }
+            GemmKernel::Register(c) => {
+                if c.wg == 0 || c.tm == 0 || c.tn4 == 0 || c.ku == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("register config {c:?}: every field must be non-zero"),
+                    ));
+                }
+                (c.wg, 0)
+            }
+            GemmKernel::Subgroup(c) => {
+                if c.wg == 0 || c.tm == 0 || c.tm % 8 != 0 || c.tn4 == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("subgroup config {c:?}: tm must be a non-zero multiple of 8, wg and tn4 non-zero"),
+                    ));
+                }
+                if !self.supported(ctx.capabilities()) {
+                    return Err(Error::MissingFeature {
+                        op: OP,
+                        feature: "SUBGROUP with subgroups of at least 8 invocations",
+                        adapter: ctx.capabilities().adapter.name.clone(),
+                    });
+                }
+                (c.wg, 0)
+            }
+        };
+        if invocations > l.max_compute_invocations_per_workgroup {
+            return Err(Error::LimitExceeded {
+                op: OP,
+                what: format!("kernel {self:?} with {invocations} invocations per workgroup"),
+                needed: u64::from(invocations),
+                limit_name: "max_compute_invocations_per_workgroup",
+                limit: u64::from(l.max_compute_invocations_per_workgroup),
+            });
+        }
+        if wg_bytes > l.max_compute_workgroup_storage_size {
+            return Err(Error::LimitExceeded {
+                op: OP,
+                what: format!("kernel {self:?} workgroup memory"),
+                needed: u64::from(wg_bytes),
+                limit_name: "max_compute_workgroup_storage_size",
+                limit: u64::from(l.max_compute_workgroup_storage_size),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Shader variants of every GEMM kernel, transpose combination and load path.
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut out = Vec::new();
+    for k in GemmKernel::all() {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                out.push(k.variant(ta, tb, false));
+                if !matches!(k, GemmKernel::Tiled(_)) && !tb {
+                    out.push(k.variant(ta, tb, true));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Describes a (batched) GEMM: `C[b] = act(alpha * op(A[b]) * op(B[b]) + bias)` with
+/// `op(A)` of shape `m x k`, `op(B)` of shape `k x n`, `C` of shape `m x n`, row-major.
+///
+/// `A` is stored `m x k` (`k x m` when `trans_a`), `B` is stored `k x n` (`n x k` when
+/// `trans_b`, the layout of a PyTorch `Linear` weight). `bias` has `n` elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmDesc {
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Number of matrices in the batch.
+    pub batch: usize,
+    /// A is stored transposed.
+    pub trans_a: bool,
+    /// B is stored transposed.
+    pub trans_b: bool,
+    /// Scale on the product.
+    pub alpha: f32,
+    /// Activation after bias.
+    pub activation: Activation,
+    /// Elements between batch entries of A, B, C. `None` derives them from the tensors'
+    /// shapes: a rank-2 operand of a batched GEMM is broadcast (stride 0).
+    pub batch_strides: Option<[usize; 3]>,
+    /// Pins a kernel instead of the plan's choice.
+    pub kernel: Option<GemmKernel>,
+}
+
+impl GemmDesc {
+    /// An `m x n x k` GEMM, batch 1, no transposes, alpha 1, no activation.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        GemmDesc {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            activation: Activation::None,
+            batch_strides: None,
+            kernel: None,
+        }
+    }
+
+    /// Sets the batch size.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Sets whether A and B are stored transposed.
+    pub fn transpose(mut self, trans_a: bool, trans_b: bool) -> Self {
+        self.trans_a = trans_a;
+        self.trans_b = trans_b;
+        self
+    }
+
+    /// Sets alpha.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets explicit batch strides (elements) of A, B and C.
+    pub fn batch_strides(mut self, a: usize, b: usize, c: usize) -> Self {
+        self.batch_strides = Some([a, b, c]);
+        self
+    }
+
+    /// Pins a kernel.
+    pub fn kernel(mut self, kernel: GemmKernel) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// Floating-point operations (2 per multiply-add).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+
+    /// Stored shape (rows, cols) of A and B.
+    pub fn stored_a(&self) -> (usize, usize) {
+        if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        }
+    }
+
+    /// Stored shape (rows, cols) of B.
+    pub fn stored_b(&self) -> (usize, usize) {
+        if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        }
+    }
+
+    /// Checks the description against operand shapes and returns the batch strides.
+    pub fn resolve_strides(
+        &self,
+        a_shape: &[usize],
+        b_shape: &[usize],
+        c_shape: &[usize],
+    ) -> Result<[usize; 3]> {
+        if self.m == 0 || self.n == 0 || self.k == 0 || self.batch == 0 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "m, n, k and batch must be at least 1, got m={} n={} k={} batch={}",
+                    self.m, self.n, self.k, self.batch
+                ),
+            ));
+        }
+        if !self.alpha.is_finite() {
+            return Err(Error::invalid(
+                OP,
+                format!("alpha must be finite, got {}", self.alpha),
+            ));
+        }
+        let operand = |name: &str,
+                       shape: &[usize],
+                       (rows, cols): (usize, usize),
+                       explicit: Option<usize>|
+         -> Result<usize> {
+            let numel: usize = shape.iter().product();
+            let mat = rows * cols;
+            let stride = match explicit {
+                Some(s) => s,
+                None => {
+                    if shape.len() < 2 || shape[shape.len() - 2..] != [rows, cols] {
+                        return Err(Error::shape(
+                            OP,
+                            format!(
+                                "{name} has shape {shape:?}; expected [.., {rows}, {cols}] for \
+                                 m={} n={} k={} trans_a={} trans_b={}",
+                                self.m, self.n, self.k, self.trans_a, self.trans_b
+                            ),
+                        ));
+                    }
+                    let lead: usize = shape[..shape.len() - 2].iter().product();
+                    if lead == self.batch {
+                        mat
+                    } else if lead == 1 && name != "C" {
+                        0
+                    } else {
+                        return Err(Error::shape(
+                            OP,
+                            format!(
+                                "{name} has shape {shape:?}: its leading dimensions hold {lead} \
+                                 matrices, the batch is {}",
+                                self.batch
+                            ),
+                        ));
+                    }
+                }
+            };
+            let extent = (self.batch - 1)
+                .checked_mul(stride)
+                .and_then(|x| x.checked_add(mat))
+                .ok_or_else(|| Error::shape(OP, format!("{name}: batch extent overflows")))?;
+            if extent > numel {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "{name} has {numel} elements (shape {shape:?}); batch {} with stride \
+                         {stride} of {rows}x{cols} matrices needs {extent}",
+                        self.batch
+                    ),
+                ));
+            }
+            if extent > u32::MAX as usize {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{name} spans {extent} elements; kernels index with 32 bits"),
+                ));
+            }
+            Ok(stride)
+        };
+        let ex = self.batch_strides;
+        let sa = operand("A", a_shape, self.stored_a(), ex.map(|s| s[0]))?;
+        let sb = operand("B", b_shape, self.stored_b(), ex.map(|s| s[1]))?;
+        let sc = operand("C", c_shape, (self.m, self.n), ex.map(|s| s[2]))?;
+        if sc < self.m * self.n && self.batch > 1 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "C's batch stride {sc} is smaller than one {}x{} matrix: outputs would overlap",
+                    self.m, self.n
+                ),
+            ));
+        }
+        Ok([sa, sb, sc])
+    }
+}
+
+/// Uniform block of the GEMM shaders (`shaders/common/gemm_params.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    alpha: f32,
+    flags: u32,
+    groups_x: u32,
+    groups_y: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+const _: () = assert!(std::mem::size_of::<GemmParams>() == 64);
+
+fn check_f32(operand: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            operand,
+            expected: DType::F32,
+            got: t.dtype(),
+        });
+    }
+    Ok(())
+}
+
+fn check_binding(ctx: &Context, operand: &str, t: &Tensor) -> Result<()> {
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    if t.buffer().size() > limit {
+        return Err(Error::LimitExceeded {
+            op: OP,
+            what: format!("operand {operand} (shape {:?})", t.shape()),
+            needed: t.buffer().size(),
+            limit_name: "max_storage_buffer_binding_size",
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Records `C = act(alpha * op(A) * op(B) + bias)` into `encoder`. Nothing is submitted.
+///
+/// All operands are f32 tensors; `c` must not share a buffer with `a`, `b` or `bias`.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, Tensor, ops::gemm::{gemm, GemmDesc, Activation}};
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let a = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let b = Tensor::from_slice(&ctx, &[3, 1], &[1.0f32, 0.0, -1.0])?;
+/// let c = Tensor::zeros(&ctx, &[2, 1], wgpu_quant::DType::F32)?;
+/// let mut enc = ctx.encoder("my frame");
+/// gemm(&ctx, &mut enc, &GemmDesc::new(2, 1, 3).activation(Activation::Relu), &a, &b, None, &c)?;
+/// ctx.queue().submit([enc.finish()]);
+/// assert_eq!(c.read_blocking::<f32>(&ctx)?, vec![0.0, 0.0]);
+/// # Ok(()) }
+/// ```
+pub fn gemm(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &GemmDesc,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> Result<()> {
+    check_f32("A", a)?;
+    check_f32("B", b)?;
+    check_f32("C", c)?;
+    let [sa, sb, sc] = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
+    if let Some(bias) = bias {
+        check_f32("bias", bias)?;
+        if bias.numel() != desc.n {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "bias has shape {:?} ({} elements); expected n = {}",
+                    bias.shape(),
+                    bias.numel(),
+                    desc.n
+                ),
+            ));
+        }
+    }
+    for (name, t) in [("A", a), ("B", b)]
+        .into_iter()
+        .chain(bias.map(|t| ("bias", t)))
+    {
+        if t.buffer() == c.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("C shares its buffer with {name}; the output must be a separate tensor"),
+            ));
+        }
+        check_binding(ctx, name, t)?;
+    }
+    check_binding(ctx, "C", c)?;
+
+    let kernel = desc
+        .kernel
+        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx.capabilities(), desc));
+    kernel.check(ctx)?;
+    let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && sb.is_multiple_of(4);
+    let variant = kernel.variant(desc.trans_a, desc.trans_b, vec_b);
+    let compiled = ctx.kernel(&variant)?;
+
+    let (bm, bn) = kernel.tile();
+    let groups_x = (desc.n as u64).div_ceil(u64::from(bn));
+    let groups_y = (desc.m as u64).div_ceil(u64::from(bm));
+    let total = groups_x * groups_y * desc.batch as u64;
+    let grid = super::fold_grid(
+        OP,
+        total,
+        ctx.capabilities()
+            .limits
+            .max_compute_workgroups_per_dimension,
+    )?;
+    let (lda, ldb) = (desc.stored_a().1, desc.stored_b().1);
+    let params = GemmParams {
+        m: desc.m as u32,
+        n: desc.n as u32,
+        k: desc.k as u32,
+        batch: desc.batch as u32,
+        stride_a: sa as u32,
+        stride_b: sb as u32,
+        stride_c: sc as u32,
+        lda: lda as u32,
+        ldb: ldb as u32,
+        ldc: desc.n as u32,
+        alpha: desc.alpha,
+        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
+        groups_x: groups_x as u32,
+        groups_y: groups_y as u32,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    let device = ctx.device();
+    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    ctx.scoped(OP, || {
+        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("gemm params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let entries = [
+            ubuf.as_entire_binding(),
+            a.buffer().as_entire_binding(),
+            b.buffer().as_entire_binding(),
+            bias_buf.as_entire_binding(),
+            c.buffer().as_entire_binding(),
+        ];
+        let entries: Vec<wgpu::BindGroupEntry> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("gemm"),
+            layout: &compiled.layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gemm"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&compiled.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+    })
+}
+
+/// Allocates C (shape `[batch, m, n]`, or `[m, n]` for batch 1), records the GEMM in a new
+/// encoder and submits it. Does not wait: read C back (or use it in later work) when you
+/// need it.
+pub fn gemm_submit(
+    ctx: &Context,
+    desc: &GemmDesc,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let shape = if desc.batch == 1 {
+        vec![desc.m, desc.n]
+    } else {
+        vec![desc.batch, desc.m, desc.n]
+    };
+    let c = Tensor::zeros(ctx, &shape, DType::F32)?;
+    let mut enc = ctx.encoder("wgpu-quant gemm");
+    gemm(ctx, &mut enc, desc, a, b, bias, &c)?;
+    ctx.queue().submit([enc.finish()]);
+    Ok(c)
+}

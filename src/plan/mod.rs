@@ -1,0 +1,55 @@
+//! The dispatcher's choices. For now one documented heuristic per op; autotuning and its
+//! per-adapter cache build on the same kernel lists.
+//!
+//! GEMM:
+//! - CPU adapters (lavapipe, SwiftShader, WARP) run kernels without workgroup memory:
+//!   there it is ordinary memory reached through the same slow per-lane loads, and every
+//!   barrier costs a coroutine switch per SIMD batch. With subgroups of 8 or more they run
+//!   the subgroup kernel (16 rows x 8 columns per invocation; A shared by broadcast), else
+//!   the register kernel. GEMV-like shapes (M <= 4) run the register kernel.
+//! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
+//!   128-row tile would be mostly padding), the 128x128 tiled kernel when both M and N fill
+//!   it, and the 64x64 tiled kernel otherwise.
+
+use crate::context::Capabilities;
+use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
+
+fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
+    GemmKernel::Register(RegConfig {
+        wg: 64,
+        tm,
+        tn4,
+        ku,
+    })
+}
+
+/// The kernel [`crate::ops::gemm::gemm`] uses when the description pins none.
+pub fn gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
+    let small_m = |m: usize| match m {
+        1 => reg(1, 1, 4),
+        2 => reg(2, 1, 4),
+        3..=4 => reg(4, 1, 4),
+        _ => reg(8, 1, 4),
+    };
+    if caps.is_cpu() {
+        if desc.m <= 4 {
+            return small_m(desc.m);
+        }
+        let sg = |tm, tn4| GemmKernel::Subgroup(SubgroupConfig { wg: 64, tm, tn4 });
+        if sg(8, 1).supported(caps) {
+            return match desc.m {
+                ..=8 => sg(8, 2),
+                _ => sg(16, 2),
+            };
+        }
+        return reg(4, 1, 4);
+    }
+    if desc.m <= 8 {
+        return small_m(desc.m);
+    }
+    if desc.m >= 128 && desc.n >= 128 {
+        GemmKernel::Tiled(GemmKernel::TILED[1])
+    } else {
+        GemmKernel::Tiled(GemmKernel::TILED[0])
+    }
+}

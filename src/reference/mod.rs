@@ -1,0 +1,100 @@
+//! Plain-Rust references for every kernel: the test oracle. They mirror the shaders' index
+//! arithmetic (strides, transposes, broadcast) but accumulate in f64, so a float kernel's
+//! error is measured against something more exact than itself.
+
+use crate::ops::gemm::GemmDesc;
+
+/// One entry `C[batch][i][j]` of the reference GEMM, in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_at(
+    desc: &GemmDesc,
+    strides: [usize; 3],
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    batch: usize,
+    i: usize,
+    j: usize,
+) -> f64 {
+    let lda = desc.stored_a().1;
+    let ldb = desc.stored_b().1;
+    let (ao, bo) = (batch * strides[0], batch * strides[1]);
+    let mut acc = 0f64;
+    for p in 0..desc.k {
+        let av = if desc.trans_a {
+            a[ao + p * lda + i]
+        } else {
+            a[ao + i * lda + p]
+        };
+        let bv = if desc.trans_b {
+            b[bo + j * ldb + p]
+        } else {
+            b[bo + p * ldb + j]
+        };
+        acc += f64::from(av) * f64::from(bv);
+    }
+    let mut v = acc * f64::from(desc.alpha);
+    if let Some(bias) = bias {
+        v += f64::from(bias[j]);
+    }
+    desc.activation.apply(v)
+}
+
+/// Reference GEMM with f64 accumulation. `strides` are the batch strides of A, B and C
+/// (as returned by [`GemmDesc::resolve_strides`]); C comes back with that batch stride,
+/// length `(batch - 1) * stride_c + m * n`; entries between matrices stay NaN.
+pub fn gemm(
+    desc: &GemmDesc,
+    strides: [usize; 3],
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (m, n) = (desc.m, desc.n);
+    let sc = strides[2];
+    let mut c = vec![f32::NAN; (desc.batch - 1) * sc + m * n];
+    for bt in 0..desc.batch {
+        for i in 0..m {
+            for j in 0..n {
+                c[bt * sc + i * n + j] = gemm_at(desc, strides, a, b, bias, bt, i, j) as f32;
+            }
+        }
+    }
+    c
+}
+
+/// Relative error `||out - ref|| / ||ref||` (2-norms, f64), the float kernels' metric.
+/// Returns 0 when both are zero and infinity when only the reference is.
+pub fn rel_error(out: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(out.len(), reference.len(), "rel_error: length mismatch");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&o, &r) in out.iter().zip(reference) {
+        let d = f64::from(o) - f64::from(r);
+        num += d * d;
+        den += f64::from(r) * f64::from(r);
+    }
+    if den == 0.0 {
+        return if num == 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    (num / den).sqrt()
+}
+
+/// The index of the element that differs most (absolute), for failure messages.
+pub fn worst_index(out: &[f32], reference: &[f32]) -> usize {
+    out.iter()
+        .zip(reference)
+        .map(|(&o, &r)| {
+            let d = (f64::from(o) - f64::from(r)).abs();
+            if d.is_nan() {
+                f64::INFINITY
+            } else {
+                d
+            }
+        })
+        .enumerate()
+        .fold(
+            (0, -1.0),
+            |best, (i, d)| if d > best.1 { (i, d) } else { best },
+        )
+        .0
+}

@@ -1,0 +1,220 @@
+//! The shader registry: every WGSL file, embedded at compile time, and the variants built
+//! from it.
+//!
+//! A variant is a file plus compile-time constants. The registry composes its source as
+//! `enable` directives, then one `const NAME: TYPE = VALUE;` line per constant, then the
+//! shared snippets the file needs, then the file. WGSL constants (unlike override
+//! constants) may size function-local arrays, which the register tiles need, and the
+//! compiler folds them, so a variant costs nothing at run time. The shader files never
+//! define these names themselves: a missing constant is a compile error, found by the
+//! naga test over [`all_variants`].
+//!
+//! Set `WGPU_QUANT_DUMP_SHADERS=<dir>` to write each composed source to that directory
+//! when it is compiled, and `WGPU_QUANT_SHADER_DIR=<dir>` to read the kernel files from
+//! that directory instead of the embedded copies (for shader development without a
+//! rebuild; snippets stay embedded).
+
+use std::fmt::Write as _;
+
+/// A compile-time constant's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Def {
+    /// `u32`
+    U32(u32),
+    /// `bool`
+    Bool(bool),
+}
+
+/// One WGSL file (a kernel family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ShaderFile {
+    /// `shaders/gemm_tiled.wgsl`: workgroup-memory tiled FP32 GEMM.
+    GemmTiled,
+    /// `shaders/gemm_reg.wgsl`: register-tiled FP32 GEMM/GEMV without workgroup memory.
+    GemmReg,
+    /// `shaders/gemm_sg.wgsl`: register-tiled FP32 GEMM sharing A through subgroup
+    /// broadcasts, for CPU adapters.
+    GemmSubgroup,
+    /// `shaders/peak_fma.wgsl`: FP32 FMA throughput probe.
+    PeakFma,
+}
+
+const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
+
+impl ShaderFile {
+    /// Every shader file.
+    pub const ALL: [ShaderFile; 4] = [
+        ShaderFile::GemmTiled,
+        ShaderFile::GemmReg,
+        ShaderFile::GemmSubgroup,
+        ShaderFile::PeakFma,
+    ];
+
+    /// The file name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ShaderFile::GemmTiled => "gemm_tiled.wgsl",
+            ShaderFile::GemmReg => "gemm_reg.wgsl",
+            ShaderFile::GemmSubgroup => "gemm_sg.wgsl",
+            ShaderFile::PeakFma => "peak_fma.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            ShaderFile::GemmTiled => include_str!("../shaders/gemm_tiled.wgsl"),
+            ShaderFile::GemmReg => include_str!("../shaders/gemm_reg.wgsl"),
+            ShaderFile::GemmSubgroup => include_str!("../shaders/gemm_sg.wgsl"),
+            ShaderFile::PeakFma => include_str!("../shaders/peak_fma.wgsl"),
+        }
+    }
+
+    fn snippets(self) -> &'static [&'static str] {
+        match self {
+            ShaderFile::GemmTiled | ShaderFile::GemmReg | ShaderFile::GemmSubgroup => {
+                &[GEMM_PARAMS]
+            }
+            ShaderFile::PeakFma => &[],
+        }
+    }
+
+    /// Name used in labels and error messages.
+    pub fn op_name(self) -> &'static str {
+        match self {
+            ShaderFile::GemmTiled => "gemm (tiled)",
+            ShaderFile::GemmReg => "gemm (register)",
+            ShaderFile::GemmSubgroup => "gemm (subgroup)",
+            ShaderFile::PeakFma => "peak fma",
+        }
+    }
+
+    /// The explicit bind group layout of every variant of this file.
+    pub(crate) fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform = wgpu::BufferBindingType::Uniform;
+        let ro = wgpu::BufferBindingType::Storage { read_only: true };
+        let rw = wgpu::BufferBindingType::Storage { read_only: false };
+        match self {
+            // params, a, b, bias, c
+            ShaderFile::GemmTiled | ShaderFile::GemmReg | ShaderFile::GemmSubgroup => vec![
+                entry(0, uniform),
+                entry(1, ro),
+                entry(2, ro),
+                entry(3, ro),
+                entry(4, rw),
+            ],
+            // params, out
+            ShaderFile::PeakFma => vec![entry(0, uniform), entry(1, rw)],
+        }
+    }
+}
+
+/// Identity of a compiled pipeline in the context's cache.
+pub(crate) type KernelKey = ShaderVariant;
+
+/// A shader file with values for its compile-time constants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShaderVariant {
+    /// The file.
+    pub file: ShaderFile,
+    /// Constants, in the order they are emitted.
+    pub defs: Vec<(&'static str, Def)>,
+    /// Whether the source needs `enable f16;`.
+    pub f16: bool,
+}
+
+impl ShaderVariant {
+    /// A variant without `f16`.
+    pub fn new(file: ShaderFile, defs: Vec<(&'static str, Def)>) -> Self {
+        ShaderVariant {
+            file,
+            defs,
+            f16: false,
+        }
+    }
+
+    pub(crate) fn key(&self) -> KernelKey {
+        self.clone()
+    }
+
+    pub(crate) fn needs_f16(&self) -> bool {
+        self.f16
+    }
+
+    /// The composed WGSL source.
+    pub fn source(&self) -> String {
+        let mut s = String::new();
+        if self.f16 {
+            s.push_str("enable f16;\n");
+        }
+        let _ = writeln!(s, "// {} {}", self.file.file_name(), self.tag());
+        for (name, def) in &self.defs {
+            let _ = match def {
+                Def::U32(v) => writeln!(s, "const {name}: u32 = {v}u;"),
+                Def::Bool(v) => writeln!(s, "const {name}: bool = {v};"),
+            };
+        }
+        for snippet in self.file.snippets() {
+            s.push_str(snippet);
+            s.push('\n');
+        }
+        match std::env::var("WGPU_QUANT_SHADER_DIR") {
+            Ok(dir) => {
+                let path = std::path::Path::new(&dir).join(self.file.file_name());
+                match std::fs::read_to_string(&path) {
+                    Ok(body) => s.push_str(&body),
+                    Err(e) => {
+                        eprintln!(
+                            "wgpu-quant: {}: {e}; using the built-in shader",
+                            path.display()
+                        );
+                        s.push_str(self.file.body());
+                    }
+                }
+            }
+            Err(_) => s.push_str(self.file.body()),
+        }
+        s
+    }
+
+    /// A short tag naming the constants, e.g. `WG=64_TM=4`.
+    pub fn tag(&self) -> String {
+        self.defs
+            .iter()
+            .map(|(n, d)| match d {
+                Def::U32(v) => format!("{n}={v}"),
+                Def::Bool(v) => format!("{n}={}", u8::from(*v)),
+            })
+            .collect::<Vec<_>>()
+            .join("_")
+    }
+
+    pub(crate) fn dump_if_requested(&self, source: &str) {
+        if let Ok(dir) = std::env::var("WGPU_QUANT_DUMP_SHADERS") {
+            let stem = self.file.file_name().trim_end_matches(".wgsl");
+            let path = std::path::Path::new(&dir).join(format!("{stem}_{}.wgsl", self.tag()));
+            if let Err(e) =
+                std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, source))
+            {
+                eprintln!("wgpu-quant: could not dump {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Every variant the library can compile: what the naga test validates.
+pub fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = crate::ops::gemm::all_variants();
+    v.extend(crate::bench::peak_variants());
+    v
+}

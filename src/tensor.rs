@@ -1,0 +1,285 @@
+//! GPU tensors: a storage buffer with a shape and an element type.
+//!
+//! Buffers are allocated with their byte size rounded up to 16, so that any tensor can be
+//! bound as an array of `vec4`s and copied with wgpu's 4-byte copy alignment; the padding
+//! is never part of the tensor. Elements are dense and row-major; views with other strides
+//! are expressed by the ops' own stride parameters (see `GemmDesc`).
+
+use std::fmt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DType {
+    /// 32-bit IEEE float.
+    F32,
+    /// 16-bit IEEE float (`half::f16` on the CPU).
+    F16,
+    /// Signed 8-bit integer.
+    I8,
+    /// Unsigned 8-bit integer.
+    U8,
+    /// Signed 32-bit integer.
+    I32,
+    /// Unsigned 32-bit integer.
+    U32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 => 2,
+            DType::I8 | DType::U8 => 1,
+        }
+    }
+
+    /// Lower-case name, as used in messages, JSON and file names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I8 => "i8",
+            DType::U8 => "u8",
+            DType::I32 => "i32",
+            DType::U32 => "u32",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A Rust type that can be stored in a [`Tensor`]: `f32`, `half::f16`, `i8`, `u8`, `i32`,
+/// `u32`.
+pub trait Element: bytemuck::Pod + sealed::Sealed {
+    /// The matching dtype.
+    const DTYPE: DType;
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr) => {
+        impl sealed::Sealed for $t {}
+        impl Element for $t {
+            const DTYPE: DType = $d;
+        }
+    };
+}
+element!(f32, DType::F32);
+element!(half::f16, DType::F16);
+element!(i8, DType::I8);
+element!(u8, DType::U8);
+element!(i32, DType::I32);
+element!(u32, DType::U32);
+
+/// Byte size of a buffer holding `numel` elements of `dtype`, padded to 16 bytes (at least
+/// 16, since wgpu rejects empty bindings).
+pub(crate) fn padded_bytes(numel: usize, dtype: DType) -> u64 {
+    let raw = (numel as u64) * dtype.size() as u64;
+    raw.div_ceil(16).max(1) * 16
+}
+
+/// A dense, row-major tensor living in a GPU storage buffer.
+///
+/// Cloning a `Tensor` is cheap and shares the buffer.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl Tensor {
+    fn check_shape(op: &'static str, shape: &[usize]) -> Result<usize> {
+        shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::shape(op, format!("shape {shape:?} overflows usize")))
+    }
+
+    fn alloc(ctx: &Context, op: &'static str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let numel = Self::check_shape(op, shape)?;
+        let bytes = padded_bytes(numel, dtype);
+        let limit = ctx.device().limits().max_buffer_size;
+        if bytes > limit {
+            return Err(Error::LimitExceeded {
+                op,
+                what: format!("a {dtype} tensor of shape {shape:?}"),
+                needed: bytes,
+                limit_name: "max_buffer_size",
+                limit,
+            });
+        }
+        let buffer = ctx.scoped(op, || {
+            ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-quant tensor"),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Self::alloc(ctx, "Tensor::zeros", shape, dtype)
+    }
+
+    /// Uploads `data` (row-major) as a tensor of the given shape.
+    ///
+    /// ```no_run
+    /// # fn main() -> wgpu_quant::Result<()> {
+    /// let ctx = wgpu_quant::Context::request_blocking(&Default::default())?;
+    /// let t = wgpu_quant::Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    /// assert_eq!(t.read_blocking::<f32>(&ctx)?, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_slice<T: Element>(ctx: &Context, shape: &[usize], data: &[T]) -> Result<Tensor> {
+        let t = Self::alloc(ctx, "Tensor::from_slice", shape, T::DTYPE)?;
+        if t.numel() != data.len() {
+            return Err(Error::shape(
+                "Tensor::from_slice",
+                format!(
+                    "shape {shape:?} holds {} elements, data has {}",
+                    t.numel(),
+                    data.len()
+                ),
+            ));
+        }
+        t.write(ctx, data)?;
+        Ok(t)
+    }
+
+    /// Wraps a caller's buffer. It must have `STORAGE` usage (and `COPY_SRC` to be read
+    /// back) and hold at least the tensor's bytes.
+    pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let op = "Tensor::from_buffer";
+        let numel = Self::check_shape(op, shape)?;
+        let need = (numel * dtype.size()) as u64;
+        if buffer.size() < need {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "a {dtype} tensor of shape {shape:?} needs {need} bytes, the buffer has {}",
+                    buffer.size()
+                ),
+            ));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::invalid(
+                op,
+                format!("buffer usage {:?} lacks STORAGE", buffer.usage()),
+            ));
+        }
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// Overwrites the whole tensor from `data` (queued; visible to work submitted after).
+    pub fn write<T: Element>(&self, ctx: &Context, data: &[T]) -> Result<()> {
+        let op = "Tensor::write";
+        if T::DTYPE != self.dtype {
+            return Err(Error::DType {
+                op,
+                operand: "data",
+                expected: self.dtype,
+                got: T::DTYPE,
+            });
+        }
+        if data.len() != self.numel() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "tensor {:?} holds {} elements, data has {}",
+                    self.shape,
+                    self.numel(),
+                    data.len()
+                ),
+            ));
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        // write_buffer needs a multiple of 4 bytes; pad the tail of 1- and 2-byte types.
+        ctx.scoped(op, || {
+            if bytes.len().is_multiple_of(4) {
+                ctx.queue().write_buffer(&self.buffer, 0, bytes);
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(bytes.len().next_multiple_of(4), 0);
+                ctx.queue().write_buffer(&self.buffer, 0, &padded);
+            }
+        })
+    }
+
+    /// The underlying buffer (to bind it in your own passes).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes of tensor data (without the buffer's padding).
+    pub fn size_bytes(&self) -> u64 {
+        (self.numel() * self.dtype.size()) as u64
+    }
+
+    /// Copies the tensor back to the CPU.
+    ///
+    /// On native backends this waits on the device for the copy; in a browser the future
+    /// resolves when the buffer is mapped.
+    pub async fn read<T: Element>(&self, ctx: &Context) -> Result<Vec<T>> {
+        let op = "Tensor::read";
+        if T::DTYPE != self.dtype {
+            return Err(Error::DType {
+                op,
+                operand: "output type",
+                expected: self.dtype,
+                got: T::DTYPE,
+            });
+        }
+        let bytes = ctx
+            .read_buffer(&self.buffer, self.size_bytes(), "tensor")
+            .await?;
+        Ok(bytemuck::pod_collect_to_vec(
+            &bytes[..self.size_bytes() as usize],
+        ))
+    }
+
+    /// Blocking twin of [`Tensor::read`].
+    pub fn read_blocking<T: Element>(&self, ctx: &Context) -> Result<Vec<T>> {
+        pollster::block_on(self.read(ctx))
+    }
+}
