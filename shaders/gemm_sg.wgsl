@@ -22,30 +22,6 @@
 const BN: u32 = WG * TN4 * 4u;
 const TM8: u32 = TM / 8u;
 
-fn load_b4(b_off: u32, k: u32, col: u32) -> vec4<f32> {
-    // col is a multiple of 4, already clamped by the caller.
-    if (TRANS_B) {
-        let n1 = p.n - 1u;
-        return vec4<f32>(
-            b[b_off + col * p.ldb + k],
-            b[b_off + min(col + 1u, n1) * p.ldb + k],
-            b[b_off + min(col + 2u, n1) * p.ldb + k],
-            b[b_off + min(col + 3u, n1) * p.ldb + k],
-        );
-    } else if (VEC_B) {
-        let base = b_off + k * p.ldb + col;
-        return vec4<f32>(b[base], b[base + 1u], b[base + 2u], b[base + 3u]);
-    } else {
-        let n1 = p.n - 1u;
-        let base = b_off + k * p.ldb;
-        return vec4<f32>(
-            b[base + col],
-            b[base + min(col + 1u, n1)],
-            b[base + min(col + 2u, n1)],
-            b[base + min(col + 3u, n1)],
-        );
-    }
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(

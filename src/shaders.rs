@@ -41,6 +41,7 @@ pub enum ShaderFile {
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
+const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
@@ -72,9 +73,8 @@ impl ShaderFile {
 
     fn snippets(self) -> &'static [&'static str] {
         match self {
-            ShaderFile::GemmTiled | ShaderFile::GemmReg | ShaderFile::GemmSubgroup => {
-                &[GEMM_PARAMS]
-            }
+            ShaderFile::GemmTiled => &[GEMM_PARAMS],
+            ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B],
             ShaderFile::PeakFma => &[],
         }
     }
