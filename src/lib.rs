@@ -40,6 +40,7 @@ pub mod context;
 pub mod error;
 pub mod ops;
 pub mod plan;
+pub mod quant;
 pub mod reference;
 pub mod shaders;
 pub mod tensor;

@@ -38,18 +38,31 @@ pub enum ShaderFile {
     GemmSubgroup,
     /// `shaders/peak_fma.wgsl`: FP32 FMA throughput probe.
     PeakFma,
+    /// `shaders/quantize.wgsl`: f32/f16 to packed integers.
+    Quantize,
+    /// `shaders/dequantize.wgsl`: packed integers to f32/f16.
+    Dequantize,
+    /// `shaders/qstats.wgsl`: per-channel min/max and histograms for calibration.
+    QuantStats,
+    /// `shaders/qparams.wgsl`: dynamic quantization parameters from min/max.
+    QuantParams,
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
 const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
+const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 4] = [
+    pub const ALL: [ShaderFile; 8] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
         ShaderFile::PeakFma,
+        ShaderFile::Quantize,
+        ShaderFile::Dequantize,
+        ShaderFile::QuantStats,
+        ShaderFile::QuantParams,
     ];
 
     /// The file name under `shaders/`.
@@ -59,6 +72,10 @@ impl ShaderFile {
             ShaderFile::GemmReg => "gemm_reg.wgsl",
             ShaderFile::GemmSubgroup => "gemm_sg.wgsl",
             ShaderFile::PeakFma => "peak_fma.wgsl",
+            ShaderFile::Quantize => "quantize.wgsl",
+            ShaderFile::Dequantize => "dequantize.wgsl",
+            ShaderFile::QuantStats => "qstats.wgsl",
+            ShaderFile::QuantParams => "qparams.wgsl",
         }
     }
 
@@ -68,6 +85,10 @@ impl ShaderFile {
             ShaderFile::GemmReg => include_str!("../shaders/gemm_reg.wgsl"),
             ShaderFile::GemmSubgroup => include_str!("../shaders/gemm_sg.wgsl"),
             ShaderFile::PeakFma => include_str!("../shaders/peak_fma.wgsl"),
+            ShaderFile::Quantize => include_str!("../shaders/quantize.wgsl"),
+            ShaderFile::Dequantize => include_str!("../shaders/dequantize.wgsl"),
+            ShaderFile::QuantStats => include_str!("../shaders/qstats.wgsl"),
+            ShaderFile::QuantParams => include_str!("../shaders/qparams.wgsl"),
         }
     }
 
@@ -76,6 +97,10 @@ impl ShaderFile {
             ShaderFile::GemmTiled => &[GEMM_PARAMS],
             ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B],
             ShaderFile::PeakFma => &[],
+            ShaderFile::Quantize
+            | ShaderFile::Dequantize
+            | ShaderFile::QuantStats
+            | ShaderFile::QuantParams => &[QUANT_MATH],
         }
     }
 
@@ -86,6 +111,10 @@ impl ShaderFile {
             ShaderFile::GemmReg => "gemm (register)",
             ShaderFile::GemmSubgroup => "gemm (subgroup)",
             ShaderFile::PeakFma => "peak fma",
+            ShaderFile::Quantize => "quantize",
+            ShaderFile::Dequantize => "dequantize",
+            ShaderFile::QuantStats => "quantization statistics",
+            ShaderFile::QuantParams => "dynamic quantization parameters",
         }
     }
 
@@ -115,6 +144,22 @@ impl ShaderFile {
             ],
             // params, out
             ShaderFile::PeakFma => vec![entry(0, uniform), entry(1, rw)],
+            // params, input, scales, zero points, output
+            ShaderFile::Quantize | ShaderFile::Dequantize => vec![
+                entry(0, uniform),
+                entry(1, ro),
+                entry(2, ro),
+                entry(3, ro),
+                entry(4, rw),
+            ],
+            // params, x, ranges, out
+            ShaderFile::QuantStats => {
+                vec![entry(0, uniform), entry(1, ro), entry(2, ro), entry(3, rw)]
+            }
+            // params, stats, scales, zero points
+            ShaderFile::QuantParams => {
+                vec![entry(0, uniform), entry(1, ro), entry(2, rw), entry(3, rw)]
+            }
         }
     }
 }
@@ -216,5 +261,6 @@ impl ShaderVariant {
 pub fn all_variants() -> Vec<ShaderVariant> {
     let mut v = crate::ops::gemm::all_variants();
     v.extend(crate::bench::peak_variants());
+    v.extend(crate::ops::quant::all_variants());
     v
 }

@@ -4,6 +4,7 @@
 //! wgpu-quant adapters                 # every adapter wgpu finds, with capabilities
 //! wgpu-quant bench                    # verified FP32 GEMM/GEMV throughput + FMA peak
 //! wgpu-quant bench --sizes 512,1024 --gemv 1x4096x4096 --kernel reg:64,4,1,4
+//! wgpu-quant sqnr                     # SQNR of each calibration observer (docs/QUANTIZATION.md)
 //! ```
 
 use std::process::ExitCode;
@@ -60,6 +61,26 @@ enum Cmd {
         /// Skip the FMA peak probe.
         #[arg(long)]
         no_peak: bool,
+    },
+    /// Signal-to-quantization-noise ratio of each calibration observer on synthetic
+    /// distributions: calibrate on seeded batches on the GPU, quantize a held-out sample
+    /// on the GPU, print a Markdown table (the one in docs/QUANTIZATION.md).
+    Sqnr {
+        /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else the best GPU).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Calibration batches.
+        #[arg(long, default_value_t = 4)]
+        batches: usize,
+        /// Values per calibration batch.
+        #[arg(long, default_value_t = 32768)]
+        batch_len: usize,
+        /// Values in the held-out test sample.
+        #[arg(long, default_value_t = 65536)]
+        test_len: usize,
     },
 }
 
@@ -156,9 +177,90 @@ fn print_adapter(ctx: &Context) {
     );
 }
 
+fn sqnr_table(
+    ctx: &Context,
+    batches: usize,
+    batch_len: usize,
+    test_len: usize,
+) -> Result<(), String> {
+    use wgpu_quant::quant::eval::{observer_sqnr, Distribution};
+    use wgpu_quant::quant::{ObserverKind, QType, QuantScheme};
+    let kinds = ObserverKind::standard();
+    print!("| distribution | scheme |");
+    for k in &kinds {
+        print!(" {} |", k.name());
+    }
+    println!();
+    println!("|---|---|{}", "---:|".repeat(kinds.len()));
+    for dist in Distribution::ALL {
+        let schemes: Vec<(&str, QuantScheme)> = if dist.non_negative() {
+            vec![
+                ("u8 asymmetric", QuantScheme::asymmetric(QType::U8)),
+                ("u4 asymmetric", QuantScheme::asymmetric(QType::U4)),
+            ]
+        } else {
+            vec![
+                ("i8 symmetric", QuantScheme::symmetric(QType::I8)),
+                ("u8 asymmetric", QuantScheme::asymmetric(QType::U8)),
+                ("i4 symmetric", QuantScheme::symmetric(QType::I4)),
+            ]
+        };
+        for (sname, scheme) in schemes {
+            print!("| {} | {sname} |", dist.name());
+            let mut row = Vec::new();
+            for k in &kinds {
+                let (db, _) = observer_sqnr(ctx, dist, &scheme, *k, batches, batch_len, test_len)
+                    .map_err(|e| e.to_string())?;
+                row.push(db);
+            }
+            let best = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            for db in row {
+                if db == best {
+                    print!(" **{db:.2}** |");
+                } else {
+                    print!(" {db:.2} |");
+                }
+            }
+            println!();
+        }
+    }
+    println!();
+    println!(
+        "SQNR in dB of the GPU quantize/dequantize round trip of a held-out sample of {test_len} \
+         values, after calibrating on {batches} batches of {batch_len}; best per row in bold."
+    );
+    Ok(())
+}
+
+fn request(backend: Option<String>, adapter: Option<String>) -> Result<Context, String> {
+    let backends = backend
+        .map(|b| parse_backends(&b))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Context::request_blocking(&RequestOptions {
+        backends,
+        adapter_name: adapter,
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())
+}
+
 fn run() -> Result<bool, String> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Sqnr {
+            backend,
+            adapter,
+            batches,
+            batch_len,
+            test_len,
+        } => {
+            let ctx = request(backend, adapter)?;
+            print_adapter(&ctx);
+            println!();
+            sqnr_table(&ctx, batches, batch_len, test_len)?;
+            Ok(true)
+        }
         Cmd::Adapters { backend } => {
             let backends = parse_backends(&backend).map_err(|e| e.to_string())?;
             let adapters = pollster::block_on(Context::adapters(backends));
@@ -187,16 +289,7 @@ fn run() -> Result<bool, String> {
             warmup,
             no_peak,
         } => {
-            let backends = backend
-                .map(|b| parse_backends(&b))
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let ctx = Context::request_blocking(&RequestOptions {
-                backends,
-                adapter_name: adapter,
-                ..Default::default()
-            })
-            .map_err(|e| e.to_string())?;
+            let ctx = request(backend, adapter)?;
             let kernel = parse_kernel(&kernel)?;
             print_adapter(&ctx);
             let peak = if no_peak {

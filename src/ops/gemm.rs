@@ -11,8 +11,6 @@
 //! binding limit (`max_storage_buffer_binding_size`) is usually the tighter one, and both
 //! are checked before anything is recorded.
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
@@ -571,17 +569,7 @@ fn check_f32(operand: &'static str, t: &Tensor) -> Result<()> {
 }
 
 fn check_binding(ctx: &Context, operand: &str, t: &Tensor) -> Result<()> {
-    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-    if t.buffer().size() > limit {
-        return Err(Error::LimitExceeded {
-            op: OP,
-            what: format!("operand {operand} (shape {:?})", t.shape()),
-            needed: t.buffer().size(),
-            limit_name: "max_storage_buffer_binding_size",
-            limit,
-        });
-    }
-    Ok(())
+    super::check_binding(ctx, OP, operand, t)
 }
 
 /// Records `C = act(alpha * op(A) * op(B) + bias)` into `encoder`. Nothing is submitted.
@@ -680,42 +668,16 @@ pub fn gemm(
         _pad0: 0,
         _pad1: 0,
     };
-    let device = ctx.device();
     let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
-    ctx.scoped(OP, || {
-        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("gemm params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let entries = [
-            ubuf.as_entire_binding(),
-            a.buffer().as_entire_binding(),
-            b.buffer().as_entire_binding(),
-            bias_buf.as_entire_binding(),
-            c.buffer().as_entire_binding(),
-        ];
-        let entries: Vec<wgpu::BindGroupEntry> = entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            })
-            .collect();
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gemm"),
-            layout: &compiled.layout,
-            entries: &entries,
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("gemm"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&compiled.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
-    })
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &compiled,
+        bytemuck::bytes_of(&params),
+        &[a.buffer(), b.buffer(), bias_buf, c.buffer()],
+        grid,
+    )
 }
 
 /// Allocates C (shape `[batch, m, n]`, or `[m, n]` for batch 1), records the GEMM in a new

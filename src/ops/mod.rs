@@ -3,6 +3,86 @@
 //! the caller's `CommandEncoder` plus a convenience that submits.
 
 pub mod gemm;
+pub mod quant;
+
+use wgpu::util::DeviceExt;
+
+use crate::context::{Context, Kernel};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Fails with [`Error::LimitExceeded`] when `t`'s buffer is larger than one storage
+/// binding may be.
+pub(crate) fn check_binding(
+    ctx: &Context,
+    op: &'static str,
+    operand: &str,
+    t: &Tensor,
+) -> Result<()> {
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    if t.buffer().size() > limit {
+        return Err(Error::LimitExceeded {
+            op,
+            what: format!("operand {operand} (shape {:?})", t.shape()),
+            needed: t.buffer().size(),
+            limit_name: "max_storage_buffer_binding_size",
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Records one dispatch of `kernel`: a uniform buffer holding `params` at binding 0, then
+/// `buffers` at bindings 1.., over a `grid` of workgroups. Runs in an error scope.
+pub(crate) fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    kernel: &Kernel,
+    params: &[u8],
+    buffers: &[&wgpu::Buffer],
+    grid: [u32; 3],
+) -> Result<()> {
+    let device = ctx.device();
+    ctx.scoped(op, || {
+        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(op),
+            contents: params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(ubuf.as_entire_binding())
+            .chain(buffers.iter().map(|b| b.as_entire_binding()))
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect();
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(op),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(op),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+    })
+}
+
+/// The folded grid for `total` workgroups on this device.
+pub(crate) fn grid_for(ctx: &Context, op: &'static str, total: u64) -> Result<[u32; 3]> {
+    fold_grid(
+        op,
+        total,
+        ctx.capabilities()
+            .limits
+            .max_compute_workgroups_per_dimension,
+    )
+}
 
 /// Splits `total` workgroups into a 3-D grid within the per-dimension limit. Shaders
 /// recover the linear index as `x + nx * (y + ny * z)` and return early past `total`.

@@ -1,0 +1,797 @@
+//! Quantization on the GPU: quantize f32/f16 tensors to packed integers with given
+//! parameters (static quantization), compute the parameters on the GPU from the data
+//! (dynamic quantization, ONNX `DynamicQuantizeLinear` semantics generalized to signed
+//! types, symmetric ranges and per-row scales), dequantize back to f32/f16, and the
+//! per-channel statistics (min/max, histograms) that calibration observers need.
+//!
+//! Every function records into the caller's encoder and allocates nothing but small
+//! uniform buffers; the results stay on the GPU. The integer codes equal the reference in
+//! [`crate::quant`] bit for bit.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, Tensor, DType};
+//! use wgpu_quant::ops::quant::{dequantize, dynamic_quantize, DynamicQuant, QTensor};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let x = Tensor::from_slice(&ctx, &[2, 3], &[0.0f32, 2.0, -3.0, -2.5, 1.34, 0.5])?;
+//! let spec = DynamicQuant::onnx(); // u8, asymmetric, per tensor
+//! let q = QTensor::for_dynamic(&ctx, &spec, x.shape())?;
+//! let back = Tensor::zeros(&ctx, x.shape(), DType::F32)?;
+//! let mut enc = ctx.encoder("quantize");
+//! dynamic_quantize(&ctx, &mut enc, &x, &spec, &q)?;
+//! dequantize(&ctx, &mut enc, &q, &back)?;
+//! ctx.submit_and_wait(enc)?;
+//! assert_eq!(q.read_codes_blocking(&ctx)?, vec![153, 255, 0, 26, 221, 179]);
+//! # Ok(()) }
+//! ```
+
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::quant::{pack, Granularity, PackedLayout, QType, QuantParams, QuantScheme, SlotLayout};
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::{DType, Tensor};
+
+/// Bins of the calibration histograms over `[-R, R]` (2048 per sign).
+pub const HIST_BINS: usize = 4096;
+const WG: u64 = 256;
+const STATS_CHUNK: u64 = 256 * 16;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SlotsUniform {
+    inner: u32,
+    axis_len: u32,
+    block: u32,
+    outer_stride: u32,
+    axis_stride: u32,
+    inner_stride: u32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QuantizeUniform {
+    slots: SlotsUniform,
+    rows: u32,
+    cols: u32,
+    words_per_row: u32,
+    words: u32,
+    qmin: i32,
+    qmax: i32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DequantizeUniform {
+    slots: SlotsUniform,
+    cols: u32,
+    words_per_row: u32,
+    numel: u32,
+    out_words: u32,
+    _pad: [u32; 4],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StatsUniform {
+    channels: u32,
+    inner: u32,
+    per_channel: u32,
+    chunks: u32,
+    _pad: [u32; 4],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ParamsUniform {
+    count: u32,
+    qmin: i32,
+    qmax: i32,
+    symmetric: u32,
+}
+
+// The WGSL structs have these sizes; a mismatch would silently shift every field.
+const _: () = {
+    assert!(std::mem::size_of::<SlotsUniform>() == 32);
+    assert!(std::mem::size_of::<QuantizeUniform>() == 64);
+    assert!(std::mem::size_of::<DequantizeUniform>() == 64);
+    assert!(std::mem::size_of::<StatsUniform>() == 32);
+    assert!(std::mem::size_of::<ParamsUniform>() == 16);
+};
+
+fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::invalid(
+            op,
+            format!("{what} = {v} exceeds the 32-bit indexing of the kernels"),
+        )
+    })
+}
+
+fn slots_uniform(op: &'static str, s: &SlotLayout) -> Result<SlotsUniform> {
+    Ok(SlotsUniform {
+        inner: to_u32(op, "inner size", s.inner)?,
+        axis_len: to_u32(op, "axis length", s.axis_len)?,
+        block: to_u32(op, "block", s.block)?,
+        outer_stride: to_u32(op, "slot stride", s.outer_stride)?,
+        axis_stride: to_u32(op, "slot stride", s.axis_stride)?,
+        inner_stride: to_u32(op, "slot stride", s.inner_stride)?,
+        _pad: [0; 2],
+    })
+}
+
+fn bits(qtype: QType) -> Def {
+    Def::U32(qtype.bits())
+}
+
+/// Every quantization kernel variant (validated by the naga test).
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    for b in [4, 8, 16] {
+        for f16 in [false, true] {
+            v.push(ShaderVariant::new(
+                ShaderFile::Quantize,
+                vec![("BITS", Def::U32(b)), ("IN_F16", Def::Bool(f16))],
+            ));
+            for signed in [false, true] {
+                v.push(ShaderVariant::new(
+                    ShaderFile::Dequantize,
+                    vec![
+                        ("BITS", Def::U32(b)),
+                        ("SIGNED", Def::Bool(signed)),
+                        ("OUT_F16", Def::Bool(f16)),
+                    ],
+                ));
+            }
+        }
+    }
+    for mode in [0, 1] {
+        for f16 in [false, true] {
+            v.push(stats_variant(mode, f16));
+        }
+    }
+    v.push(ShaderVariant::new(ShaderFile::QuantParams, vec![]));
+    v
+}
+
+fn stats_variant(mode: u32, f16: bool) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::QuantStats,
+        vec![
+            ("MODE", Def::U32(mode)),
+            ("BINS", Def::U32(HIST_BINS as u32)),
+            ("IN_F16", Def::Bool(f16)),
+        ],
+    )
+}
+
+/// A quantized tensor on the GPU: packed codes (see [`crate::quant::pack`]), one f32
+/// scale and one i32 zero point per slot.
+#[derive(Debug, Clone)]
+pub struct QTensor {
+    data: Tensor,
+    scales: Tensor,
+    zero_points: Tensor,
+    shape: Vec<usize>,
+    qtype: QType,
+    qmin: i32,
+    qmax: i32,
+    granularity: Granularity,
+}
+
+impl QTensor {
+    fn alloc(
+        ctx: &Context,
+        op: &'static str,
+        qtype: QType,
+        (qmin, qmax): (i32, i32),
+        granularity: Granularity,
+        shape: &[usize],
+    ) -> Result<QTensor> {
+        let layout = PackedLayout::new(qtype, shape);
+        let slots = granularity.layout(op, shape)?.slots;
+        Ok(QTensor {
+            data: Tensor::zeros(ctx, &[layout.words()], DType::U32)?,
+            scales: Tensor::zeros(ctx, &[slots], DType::F32)?,
+            zero_points: Tensor::zeros(ctx, &[slots], DType::I32)?,
+            shape: shape.to_vec(),
+            qtype,
+            qmin,
+            qmax,
+            granularity,
+        })
+    }
+
+    /// An output for static quantization with `params` (uploaded now); the codes are
+    /// zero until [`quantize`] writes them.
+    pub fn new(ctx: &Context, params: &QuantParams) -> Result<QTensor> {
+        let q = Self::alloc(
+            ctx,
+            "QTensor::new",
+            params.qtype,
+            (params.qmin, params.qmax),
+            params.granularity,
+            &params.shape,
+        )?;
+        q.scales.write(ctx, &params.scales)?;
+        q.zero_points.write(ctx, &params.zero_points)?;
+        Ok(q)
+    }
+
+    /// Uploads codes computed elsewhere (a quantized model's weights).
+    pub fn from_codes(ctx: &Context, params: &QuantParams, codes: &[i32]) -> Result<QTensor> {
+        let q = Self::new(ctx, params)?;
+        let layout = q.layout();
+        if codes.len() != params.numel() {
+            return Err(Error::shape(
+                "QTensor::from_codes",
+                format!(
+                    "shape {:?} holds {} codes, got {}",
+                    params.shape,
+                    params.numel(),
+                    codes.len()
+                ),
+            ));
+        }
+        if let Some((i, c)) = codes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !(params.qmin..=params.qmax).contains(*c))
+        {
+            return Err(Error::invalid(
+                "QTensor::from_codes",
+                format!(
+                    "code[{i}] = {c} is outside {}..={}",
+                    params.qmin, params.qmax
+                ),
+            ));
+        }
+        q.data.write(ctx, &pack::pack(&layout, codes)?)?;
+        Ok(q)
+    }
+
+    /// An output for [`dynamic_quantize`] of a tensor of `shape`.
+    pub fn for_dynamic(ctx: &Context, spec: &DynamicQuant, shape: &[usize]) -> Result<QTensor> {
+        spec.check("QTensor::for_dynamic")?;
+        Self::alloc(
+            ctx,
+            "QTensor::for_dynamic",
+            spec.scheme.qtype,
+            spec.scheme.qrange(),
+            spec.scheme.granularity,
+            shape,
+        )
+    }
+
+    /// The packed codes (`u32` words).
+    pub fn data(&self) -> &Tensor {
+        &self.data
+    }
+
+    /// The scales, one f32 per slot.
+    pub fn scales(&self) -> &Tensor {
+        &self.scales
+    }
+
+    /// The zero points, one i32 per slot.
+    pub fn zero_points(&self) -> &Tensor {
+        &self.zero_points
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Storage type.
+    pub fn qtype(&self) -> QType {
+        self.qtype
+    }
+
+    /// Granularity of the parameters.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// Number of logical elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The packed layout of the codes.
+    pub fn layout(&self) -> PackedLayout {
+        PackedLayout::new(self.qtype, &self.shape)
+    }
+
+    /// Bytes on the GPU: packed codes plus scales and zero points.
+    pub fn size_bytes(&self) -> u64 {
+        self.data.size_bytes() + self.scales.size_bytes() + self.zero_points.size_bytes()
+    }
+
+    /// Reads back and unpacks the codes (row-major, `shape`).
+    pub fn read_codes_blocking(&self, ctx: &Context) -> Result<Vec<i32>> {
+        let words = self.data.read_blocking::<u32>(ctx)?;
+        pack::unpack(&self.layout(), &words)
+    }
+
+    /// Reads back the parameters (for dynamic quantization, the ones the GPU computed).
+    pub fn read_params_blocking(&self, ctx: &Context) -> Result<QuantParams> {
+        Ok(QuantParams {
+            qtype: self.qtype,
+            qmin: self.qmin,
+            qmax: self.qmax,
+            granularity: self.granularity,
+            shape: self.shape.clone(),
+            scales: self.scales.read_blocking(ctx)?,
+            zero_points: self.zero_points.read_blocking(ctx)?,
+        })
+    }
+}
+
+fn check_float_input(op: &'static str, operand: &'static str, x: &Tensor) -> Result<bool> {
+    match x.dtype() {
+        DType::F32 => Ok(false),
+        DType::F16 => Ok(true),
+        got => Err(Error::DType {
+            op,
+            operand,
+            expected: DType::F32,
+            got,
+        }),
+    }
+}
+
+fn check_same_shape(op: &'static str, a: &[usize], b: &[usize], what: &str) -> Result<()> {
+    if a != b {
+        return Err(Error::shape(
+            op,
+            format!("{what}: input has shape {a:?}, the quantized tensor {b:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Records `q = quantize(x)` with the parameters already held by `q` (from
+/// [`QTensor::new`] for static quantization). `x` is f32 or f16 with `q`'s shape.
+pub fn quantize(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    q: &QTensor,
+) -> Result<()> {
+    const OP: &str = "quantize";
+    let f16 = check_float_input(OP, "x", x)?;
+    check_same_shape(OP, x.shape(), &q.shape, "quantize")?;
+    for (name, t) in [
+        ("x", x),
+        ("codes", &q.data),
+        ("scales", &q.scales),
+        ("zero points", &q.zero_points),
+    ] {
+        super::check_binding(ctx, OP, name, t)?;
+    }
+    let layout = q.layout();
+    if layout.words() == 0 {
+        return Ok(());
+    }
+    to_u32(OP, "elements", x.numel())?;
+    let slots = q.granularity.layout(OP, &q.shape)?;
+    let params = QuantizeUniform {
+        slots: slots_uniform(OP, &slots)?,
+        rows: to_u32(OP, "rows", layout.rows)?,
+        cols: to_u32(OP, "cols", layout.cols)?,
+        words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
+        words: to_u32(OP, "words", layout.words())?,
+        qmin: q.qmin,
+        qmax: q.qmax,
+        _pad: [0; 2],
+    };
+    let kernel = ctx.kernel(&ShaderVariant::new(
+        ShaderFile::Quantize,
+        vec![("BITS", bits(q.qtype)), ("IN_F16", Def::Bool(f16))],
+    ))?;
+    let grid = super::grid_for(ctx, OP, (layout.words() as u64).div_ceil(WG))?;
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[
+            x.buffer(),
+            q.scales.buffer(),
+            q.zero_points.buffer(),
+            q.data.buffer(),
+        ],
+        grid,
+    )
+}
+
+/// Records `out = scale * (q - zero_point)`; `out` is f32 or f16 with `q`'s shape. f16
+/// output is packed in the kernel, so it works without `SHADER_F16`.
+pub fn dequantize(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    q: &QTensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "dequantize";
+    let f16 = check_float_input(OP, "out", out)?;
+    check_same_shape(OP, out.shape(), &q.shape, "dequantize")?;
+    for (name, t) in [
+        ("out", out),
+        ("codes", &q.data),
+        ("scales", &q.scales),
+        ("zero points", &q.zero_points),
+    ] {
+        super::check_binding(ctx, OP, name, t)?;
+    }
+    let numel = q.numel();
+    if numel == 0 {
+        return Ok(());
+    }
+    let layout = q.layout();
+    let out_words = if f16 { numel.div_ceil(2) } else { numel };
+    let params = DequantizeUniform {
+        slots: slots_uniform(OP, &q.granularity.layout(OP, &q.shape)?)?,
+        cols: to_u32(OP, "cols", layout.cols)?,
+        words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
+        numel: to_u32(OP, "elements", numel)?,
+        out_words: to_u32(OP, "words", out_words)?,
+        _pad: [0; 4],
+    };
+    let kernel = ctx.kernel(&ShaderVariant::new(
+        ShaderFile::Dequantize,
+        vec![
+            ("BITS", bits(q.qtype)),
+            ("SIGNED", Def::Bool(q.qtype.signed())),
+            ("OUT_F16", Def::Bool(f16)),
+        ],
+    ))?;
+    let grid = super::grid_for(ctx, OP, (out_words as u64).div_ceil(WG))?;
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[
+            q.data.buffer(),
+            q.scales.buffer(),
+            q.zero_points.buffer(),
+            out.buffer(),
+        ],
+        grid,
+    )
+}
+
+/// What dynamic quantization computes: a scheme whose granularity is per tensor, per row
+/// or per channel (not per group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicQuant {
+    /// Type, symmetry, range and granularity.
+    pub scheme: QuantScheme,
+}
+
+impl DynamicQuant {
+    /// ONNX `DynamicQuantizeLinear`: u8, asymmetric, one scale per tensor.
+    pub fn onnx() -> Self {
+        DynamicQuant {
+            scheme: QuantScheme::asymmetric(QType::U8),
+        }
+    }
+
+    /// Symmetric i8 with one scale per row: the activations of a W8A8 Linear layer
+    /// (PyTorch `quantize_dynamic` style, finer than its per-tensor default).
+    pub fn per_row_i8() -> Self {
+        DynamicQuant {
+            scheme: QuantScheme::symmetric(QType::I8).with_granularity(Granularity::PerRow),
+        }
+    }
+
+    fn check(&self, op: &'static str) -> Result<()> {
+        if matches!(self.scheme.granularity, Granularity::PerGroup { .. }) {
+            return Err(Error::invalid(
+                op,
+                "dynamic quantization is per tensor, per row or per channel, not per group",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tensor seen as `[outer, channels, inner]` for statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Product of the dims before the channel axis.
+    pub outer: usize,
+    /// Number of channels (1 per tensor).
+    pub channels: usize,
+    /// Product of the dims after the channel axis.
+    pub inner: usize,
+}
+
+impl ChannelView {
+    /// The view matching a granularity (per tensor, per channel or per row).
+    pub fn new(op: &'static str, granularity: Granularity, shape: &[usize]) -> Result<Self> {
+        let s = granularity.layout(op, shape)?;
+        match granularity {
+            Granularity::PerTensor => Ok(ChannelView {
+                outer: 1,
+                channels: 1,
+                inner: s.axis_len,
+            }),
+            Granularity::PerChannel { .. } | Granularity::PerRow => Ok(ChannelView {
+                outer: s.outer,
+                channels: s.axis_len,
+                inner: s.inner,
+            }),
+            Granularity::PerGroup { .. } => Err(Error::invalid(
+                op,
+                "statistics are per tensor, per channel or per row, not per group",
+            )),
+        }
+    }
+
+    /// Channel of flat element `flat`.
+    pub fn channel(&self, flat: usize) -> usize {
+        (flat / self.inner) % self.channels
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_stats(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    x: &Tensor,
+    view: &ChannelView,
+    mode: u32,
+    ranges: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Result<()> {
+    let f16 = check_float_input(op, "x", x)?;
+    super::check_binding(ctx, op, "x", x)?;
+    let per_channel = view.outer * view.inner;
+    to_u32(op, "elements", x.numel())?;
+    let chunks = (per_channel as u64).div_ceil(STATS_CHUNK).max(1);
+    let params = StatsUniform {
+        channels: to_u32(op, "channels", view.channels)?,
+        inner: to_u32(op, "inner size", view.inner)?,
+        per_channel: to_u32(op, "elements per channel", per_channel)?,
+        chunks: to_u32(op, "chunks", chunks as usize)?,
+        _pad: [0; 4],
+    };
+    let kernel = ctx.kernel(&stats_variant(mode, f16))?;
+    let grid = super::grid_for(ctx, op, chunks * view.channels as u64)?;
+    super::record(
+        ctx,
+        encoder,
+        op,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[x.buffer(), ranges, out],
+        grid,
+    )
+}
+
+fn stats_buffer(ctx: &Context, op: &'static str, init: &[u32]) -> Result<wgpu::Buffer> {
+    ctx.scoped(op, || {
+        ctx.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(op),
+                contents: bytemuck::cast_slice(init),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    })
+}
+
+/// Records dynamic quantization of `x` into `q` (from [`QTensor::for_dynamic`] with the
+/// same `spec`): a min/max pass, a parameter pass and the quantize pass, all on the GPU.
+/// Non-finite values are left out of the ranges (NaN quantizes to the zero point,
+/// infinities saturate). `q.scales()` and `q.zero_points()` hold the parameters used.
+pub fn dynamic_quantize(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    spec: &DynamicQuant,
+    q: &QTensor,
+) -> Result<()> {
+    const OP: &str = "dynamic_quantize";
+    spec.check(OP)?;
+    check_float_input(OP, "x", x)?;
+    check_same_shape(OP, x.shape(), &q.shape, "dynamic_quantize")?;
+    if q.qtype != spec.scheme.qtype
+        || q.granularity != spec.scheme.granularity
+        || (q.qmin, q.qmax) != spec.scheme.qrange()
+    {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "the output was made for {} {:?} {}..={}, the spec asks for {} {:?} {:?}",
+                q.qtype,
+                q.granularity,
+                q.qmin,
+                q.qmax,
+                spec.scheme.qtype,
+                spec.scheme.granularity,
+                spec.scheme.qrange()
+            ),
+        ));
+    }
+    if x.numel() == 0 {
+        return Ok(());
+    }
+    let view = ChannelView::new(OP, spec.scheme.granularity, x.shape())?;
+    let mut init = vec![0u32; 2 * view.channels + 1];
+    for c in 0..view.channels {
+        init[2 * c] = u32::MAX;
+    }
+    let stats = stats_buffer(ctx, OP, &init)?;
+    record_stats(ctx, encoder, OP, x, &view, 0, ctx.dummy_buffer(), &stats)?;
+    let (qmin, qmax) = spec.scheme.qrange();
+    let params = ParamsUniform {
+        count: to_u32(OP, "slots", view.channels)?,
+        qmin,
+        qmax,
+        symmetric: u32::from(spec.scheme.symmetric),
+    };
+    let kernel = ctx.kernel(&ShaderVariant::new(ShaderFile::QuantParams, vec![]))?;
+    let groups = (view.channels as u64).div_ceil(64);
+    let [gx, gy, _] = super::grid_for(ctx, OP, groups)?;
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[&stats, q.scales.buffer(), q.zero_points.buffer()],
+        [gx, gy, 1],
+    )?;
+    quantize(ctx, encoder, x, q)
+}
+
+/// Per-channel statistics read back from the GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinMax {
+    /// Smallest finite value per channel (0 for a channel without finite values).
+    pub min: Vec<f32>,
+    /// Largest finite value per channel.
+    pub max: Vec<f32>,
+    /// Number of NaN and infinite values skipped.
+    pub nonfinite: u64,
+}
+
+fn from_ordered(u: u32) -> f32 {
+    f32::from_bits(if u & 0x8000_0000 != 0 {
+        u & 0x7fff_ffff
+    } else {
+        !u
+    })
+}
+
+/// Computes each channel's finite min and max on the GPU and reads back only those
+/// (`2 * channels + 1` words). Submits and waits.
+pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> {
+    const OP: &str = "min_max";
+    check_view(OP, x, view)?;
+    let mut init = vec![0u32; 2 * view.channels + 1];
+    for c in 0..view.channels {
+        init[2 * c] = u32::MAX;
+    }
+    let stats = stats_buffer(ctx, OP, &init)?;
+    let mut enc = ctx.encoder(OP);
+    if x.numel() > 0 {
+        record_stats(ctx, &mut enc, OP, x, view, 0, ctx.dummy_buffer(), &stats)?;
+    }
+    ctx.submit_and_wait(enc)?;
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(
+        &stats,
+        (init.len() * 4) as u64,
+        "min/max statistics",
+    ))?);
+    let mut out = MinMax {
+        min: Vec::with_capacity(view.channels),
+        max: Vec::with_capacity(view.channels),
+        nonfinite: u64::from(words[2 * view.channels]),
+    };
+    for c in 0..view.channels {
+        let (lo, hi) = (words[2 * c], words[2 * c + 1]);
+        if lo > hi {
+            out.min.push(0.0);
+            out.max.push(0.0);
+        } else {
+            out.min.push(from_ordered(lo));
+            out.max.push(from_ordered(hi));
+        }
+    }
+    Ok(out)
+}
+
+fn check_view(op: &'static str, x: &Tensor, view: &ChannelView) -> Result<()> {
+    if view.outer * view.channels * view.inner != x.numel() || view.channels == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "view {view:?} does not cover a tensor of shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Histograms of `HIST_BINS` bins per channel over `[-R_c, R_c]` (`ranges[c] = R_c > 0`):
+/// value `v` falls in bin `floor((v + R) * (HIST_BINS / (2 R)))`, clamped to the last
+/// bin. Returns the counts (`channels * HIST_BINS`) and the number of non-finite values
+/// skipped. Submits and waits; only the counts are read back.
+pub fn histogram(
+    ctx: &Context,
+    x: &Tensor,
+    view: &ChannelView,
+    ranges: &[f32],
+) -> Result<(Vec<u32>, u64)> {
+    const OP: &str = "histogram";
+    check_view(OP, x, view)?;
+    if ranges.len() != view.channels {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{} channels need {} ranges, got {}",
+                view.channels,
+                view.channels,
+                ranges.len()
+            ),
+        ));
+    }
+    if let Some((i, r)) = ranges
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !(r.is_normal() && **r > 0.0))
+    {
+        return Err(Error::invalid(
+            OP,
+            format!("range[{i}] = {r:e} must be finite and positive"),
+        ));
+    }
+    let table: Vec<f32> = ranges.iter().flat_map(|&r| [r, hist_inv(r)]).collect();
+    let range_buf = stats_buffer(ctx, OP, bytemuck::cast_slice(&table))?;
+    let n = view.channels * HIST_BINS + 1;
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    if (n * 4) as u64 > limit {
+        return Err(Error::LimitExceeded {
+            op: OP,
+            what: format!("histograms of {} channels", view.channels),
+            needed: (n * 4) as u64,
+            limit_name: "max_storage_buffer_binding_size",
+            limit,
+        });
+    }
+    let out = stats_buffer(ctx, OP, &vec![0u32; n])?;
+    let mut enc = ctx.encoder(OP);
+    if x.numel() > 0 {
+        record_stats(ctx, &mut enc, OP, x, view, 1, &range_buf, &out)?;
+    }
+    ctx.submit_and_wait(enc)?;
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(
+        &out,
+        (n * 4) as u64,
+        "histogram",
+    ))?);
+    let bad = u64::from(words.pop().unwrap_or(0));
+    Ok((words, bad))
+}
+
+/// `HIST_BINS / (2 R)` in f32, the multiplier of the binning formula.
+pub fn hist_inv(r: f32) -> f32 {
+    HIST_BINS as f32 / (2.0 * r)
+}
+
+/// The reference bin of `v` (finite) for range `r` and multiplier `inv = hist_inv(r)`.
+pub fn hist_bin(v: f32, r: f32, inv: f32) -> usize {
+    let f = ((v + r) * inv).floor();
+    (f.max(0.0) as usize).min(HIST_BINS - 1)
+}
