@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Vendors ONNX's backend node tests for the quantization operators into
+# tests/data/onnx/, from the PyPI wheel onnx==1.22.0 (the last release that ships the
+# test data; Apache-2.0, its LICENSE and NOTICE are copied beside the data).
+# Reproducible: the wheel is pinned and the file list below is fixed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=1.22.0
+DEST=tests/data/onnx
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+python3 -m pip download --quiet --no-deps --only-binary=:all: "onnx==$VERSION" -d "$TMP"
+WHEEL=$(ls "$TMP"/onnx-"$VERSION"-*.whl | head -n1)
+PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
+          test_qlinearmatmul test_qlinearconv test_matmulinteger test_convinteger)
+ARGS=()
+for p in "${PATTERNS[@]}"; do ARGS+=("onnx/backend/test/data/node/${p}*"); done
+(cd "$TMP" && unzip -q -o "$WHEEL" "${ARGS[@]}" "onnx-$VERSION.dist-info/licenses/*")
+rm -rf "$DEST"
+mkdir -p "$DEST/node"
+cp -r "$TMP"/onnx/backend/test/data/node/* "$DEST/node/"
+cp "$TMP/onnx-$VERSION.dist-info/licenses/LICENSE" "$DEST/LICENSE"
+cp "$TMP/onnx-$VERSION.dist-info/licenses/NOTICE" "$DEST/NOTICE"
+cat > "$DEST/README.md" <<MD
+# ONNX backend node tests (vendored)
+
+Copied unchanged from the PyPI wheel \`onnx==$VERSION\`, directory
+\`onnx/backend/test/data/node/\`, by \`tools/vendor_onnx_tests.sh\`. Each test holds
+\`model.onnx\` (one operator with its attributes) and \`test_data_set_0/{input,output}_N.pb\`
+(serialized \`TensorProto\`s). Copyright the ONNX Project Contributors, Apache License 2.0:
+see LICENSE and NOTICE in this directory. Used by \`tests/onnx.rs\`.
+MD
+echo "vendored $(ls "$DEST/node" | wc -l) test directories into $DEST"
