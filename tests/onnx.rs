@@ -191,7 +191,7 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
                 .map(|b| f16::from_bits(b).to_f32())
                 .collect();
         }
-        2 | 3 | 4 | 5 => {
+        2..=5 => {
             d.ints = if raw.is_empty() {
                 t.int32_data.clone()
             } else {
