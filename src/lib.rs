@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Quantization ([`quant`] for the formats, reference and observers, [`ops::quant`] for
+//! the GPU kernels) follows ONNX's rounding bit for bit; docs/QUANTIZATION.md has the
+//! details.
+//!
 //! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
 
@@ -34,6 +38,11 @@
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// So are the examples in docs/QUANTIZATION.md.
+#[doc = include_str!("../docs/QUANTIZATION.md")]
+#[cfg(doctest)]
+pub struct QuantizationDocDoctests;
 
 pub mod bench;
 pub mod context;

@@ -248,12 +248,7 @@ fn round_trip_properties() {
     let ctx = common::ctx();
     for qtype in QType::ALL {
         for symmetric in [false, true] {
-            let scheme = QuantScheme {
-                qtype,
-                symmetric,
-                restricted_range: false,
-                granularity: Granularity::PerChannel { axis: 0 },
-            };
+            let scheme = QuantScheme::new(qtype, symmetric).per_channel(0);
             let shape = [5, 203];
             let mut rng = rand::rngs::StdRng::seed_from_u64(3);
             let x: Vec<f32> = (0..5 * 203)
@@ -302,12 +297,7 @@ fn degenerate_inputs_never_give_bad_scales() {
     for (name, x) in cases {
         for qtype in QType::ALL {
             for symmetric in [false, true] {
-                let scheme = QuantScheme {
-                    qtype,
-                    symmetric,
-                    restricted_range: false,
-                    granularity: Granularity::PerTensor,
-                };
+                let scheme = QuantScheme::new(qtype, symmetric);
                 let p = QuantParams::from_data(&scheme, &[x.len()], &x).unwrap();
                 let (s, z) = (p.scales[0], p.zero_points[0]);
                 assert!(
@@ -591,4 +581,57 @@ fn observers_calibrate_and_clipping_beats_min_max_on_heavy_tails() {
         obs.compute_params(&s, &shape).unwrap(),
         QuantParams::from_data(&s, &shape, &x).unwrap()
     );
+}
+
+#[test]
+fn per_channel_histogram_observers_and_f16_batches() {
+    let ctx = common::ctx();
+    // Four channels whose ranges differ by up to 1000x (the depthwise-conv case), in
+    // NCHW-like [batch, channel, pixels] batches, some uploaded as f16.
+    let shape = [3, 4, 250];
+    let gains = [0.01f32, 1.0, 10.0, 3.0];
+    let scheme = QuantScheme::symmetric(QType::I8).per_channel(1);
+    for kind in ObserverKind::standard() {
+        let mut obs = Observer::new(kind, scheme.granularity).unwrap();
+        let mut absmax = [0f32; 4];
+        for b in 0..3u64 {
+            let base = Distribution::Laplace.sample(3000, b);
+            let x: Vec<f32> = base
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * gains[(i / 250) % 4])
+                .collect();
+            let t = if b == 1 {
+                let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+                for (i, v) in h.iter().enumerate() {
+                    absmax[(i / 250) % 4] = absmax[(i / 250) % 4].max(v.to_f32().abs());
+                }
+                Tensor::from_slice(ctx, &shape, &h).unwrap()
+            } else {
+                for (i, v) in x.iter().enumerate() {
+                    absmax[(i / 250) % 4] = absmax[(i / 250) % 4].max(v.abs());
+                }
+                Tensor::from_slice(ctx, &shape, &x).unwrap()
+            };
+            obs.observe(ctx, &t).unwrap();
+        }
+        let p = obs.compute_params(&scheme, &shape).unwrap();
+        assert_eq!(p.scales.len(), 4);
+        for (c, (&s, &amax)) in p.scales.iter().zip(&absmax).enumerate() {
+            // Never wider than the data, never absurdly narrow.
+            assert!(
+                s <= amax / 127.5 * 1.0001 && s >= amax / 127.5 * 0.02,
+                "{} channel {c}: scale {s}, absmax {amax}",
+                kind.name()
+            );
+        }
+        if kind == ObserverKind::MinMax {
+            let want: Vec<f32> = absmax.iter().map(|a| a / 127.5).collect();
+            assert_eq!(p.scales, want, "min-max per-channel scales");
+        }
+        // A batch with another channel count is refused.
+        let wrong = Tensor::from_slice(ctx, &[2, 5], &[0f32; 10]).unwrap();
+        let e = obs.observe(ctx, &wrong).unwrap_err();
+        assert!(e.to_string().contains("5 channels"), "{e}");
+    }
 }

@@ -348,10 +348,32 @@ fn check_same_shape(op: &'static str, a: &[usize], b: &[usize], what: &str) -> R
     if a != b {
         return Err(Error::shape(
             op,
-            format!("{what}: input has shape {a:?}, the quantized tensor {b:?}"),
+            format!("{what}: the float tensor has shape {a:?}, the quantized tensor {b:?}"),
         ));
     }
     Ok(())
+}
+
+/// Checks a float tensor against a quantized one of the same shape and every buffer
+/// against the binding limit; returns whether the float side is f16.
+fn check_pair(
+    ctx: &Context,
+    op: &'static str,
+    name: &'static str,
+    f: &Tensor,
+    q: &QTensor,
+) -> Result<bool> {
+    let f16 = check_float_input(op, name, f)?;
+    check_same_shape(op, f.shape(), &q.shape, op)?;
+    for (operand, t) in [
+        (name, f),
+        ("codes", &q.data),
+        ("scales", &q.scales),
+        ("zero points", &q.zero_points),
+    ] {
+        super::check_binding(ctx, op, operand, t)?;
+    }
+    Ok(f16)
 }
 
 /// Records `q = quantize(x)` with the parameters already held by `q` (from
@@ -363,16 +385,7 @@ pub fn quantize(
     q: &QTensor,
 ) -> Result<()> {
     const OP: &str = "quantize";
-    let f16 = check_float_input(OP, "x", x)?;
-    check_same_shape(OP, x.shape(), &q.shape, "quantize")?;
-    for (name, t) in [
-        ("x", x),
-        ("codes", &q.data),
-        ("scales", &q.scales),
-        ("zero points", &q.zero_points),
-    ] {
-        super::check_binding(ctx, OP, name, t)?;
-    }
+    let f16 = check_pair(ctx, OP, "x", x, q)?;
     let layout = q.layout();
     if layout.words() == 0 {
         return Ok(());
@@ -419,16 +432,7 @@ pub fn dequantize(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "dequantize";
-    let f16 = check_float_input(OP, "out", out)?;
-    check_same_shape(OP, out.shape(), &q.shape, "dequantize")?;
-    for (name, t) in [
-        ("out", out),
-        ("codes", &q.data),
-        ("scales", &q.scales),
-        ("zero points", &q.zero_points),
-    ] {
-        super::check_binding(ctx, OP, name, t)?;
-    }
+    let f16 = check_pair(ctx, OP, "out", out, q)?;
     let numel = q.numel();
     if numel == 0 {
         return Ok(());

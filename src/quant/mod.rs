@@ -286,22 +286,24 @@ pub struct QuantScheme {
 }
 
 impl QuantScheme {
-    /// Asymmetric (affine) per-tensor quantization.
-    pub fn asymmetric(qtype: QType) -> Self {
+    /// Per-tensor quantization, symmetric or asymmetric, full range.
+    pub fn new(qtype: QType, symmetric: bool) -> Self {
         QuantScheme {
             qtype,
-            symmetric: false,
+            symmetric,
             restricted_range: false,
             granularity: Granularity::PerTensor,
         }
     }
 
+    /// Asymmetric (affine) per-tensor quantization.
+    pub fn asymmetric(qtype: QType) -> Self {
+        Self::new(qtype, false)
+    }
+
     /// Symmetric per-tensor quantization.
     pub fn symmetric(qtype: QType) -> Self {
-        QuantScheme {
-            symmetric: true,
-            ..Self::asymmetric(qtype)
-        }
+        Self::new(qtype, true)
     }
 
     /// The same scheme with another granularity.
