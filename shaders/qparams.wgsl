@@ -32,17 +32,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let max0 = max(mx, 0.0);
     let levels = f32(p.qmax - p.qmin);
     let sym = p.symmetric != 0u;
-    var range = max0 * 0.5 - min0 * 0.5;
-    if (sym) {
-        range = max(-min0, max0);
-    }
+    let absmax = max(-min0, max0);
     var s = 1.0;
-    if (range < F32_MIN_NORMAL * 0.5) {
+    if (absmax < F32_MIN_NORMAL) {
         s = 1.0;
-    } else if (!sym && range >= 1.7014118e38) {
-        s = MAX_SCALE;
     } else if (sym) {
-        s = clamp(div_rn(range, levels * 0.5), F32_MIN_NORMAL, MAX_SCALE);
+        s = clamp(div_rn(absmax, levels * 0.5), F32_MIN_NORMAL, MAX_SCALE);
+    } else if (max0 * 0.5 - min0 * 0.5 >= 1.7014118e38) {
+        s = MAX_SCALE;
     } else {
         s = clamp(div_rn(max0 - min0, levels), F32_MIN_NORMAL, MAX_SCALE);
     }

@@ -478,12 +478,19 @@ fn dynamic_quantization_matches_reference() {
             dynamic_case(ctx, spec, shape, &x, false);
             dynamic_case(ctx, spec, shape, &x, true);
         }
-        // Degenerate: all zeros, one sign only, a constant, and non-finite only.
+        // Degenerate: all zeros, one sign only, a constant, non-finite only, values near
+        // the smallest normal f32 (subnormals among them) and a range that overflows f32.
+        let tiny: Vec<f32> = (0..12)
+            .map(|i| [1.5e-38f32, -1.2e-38, 1e-39, 0.0][i % 4])
+            .collect();
+        let huge: Vec<f32> = (0..12).map(|i| [3.4e38f32, -3.4e38, 1.0][i % 3]).collect();
         for x in [
             vec![0.0f32; 12],
             vec![-1.5; 12],
             vec![0.25; 12],
             vec![f32::NAN; 12],
+            tiny,
+            huge,
         ] {
             dynamic_case(ctx, spec, &[3, 4], &x, false);
         }

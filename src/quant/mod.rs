@@ -358,24 +358,17 @@ pub fn params_for_range(min: f32, max: f32, qmin: i32, qmax: i32, symmetric: boo
     let max0 = if max.is_finite() { max.max(0.0) } else { 0.0 };
     let levels = (qmax - qmin) as f32;
     let zsym = if qmin < 0 { 0 } else { (qmin + qmax + 1) / 2 };
-    let (range, denom) = if symmetric {
-        ((-min0).max(max0), levels * 0.5)
-    } else {
-        (max0 * 0.5 - min0 * 0.5, levels * 0.5)
-    };
-    // `range` is (rmax - rmin) / 2 for asymmetric, computed without overflow; the
-    // quotient below is the same as (rmax - rmin) / levels (both scalings are exact).
-    let scale = if range < f32::MIN_POSITIVE * 0.5 {
+    // Both ends below the smallest normal f32 (subnormals included, which a GPU may
+    // flush to zero): the data is zero for quantization purposes.
+    let scale = if (-min0).max(max0) < f32::MIN_POSITIVE {
         1.0
-    } else if !symmetric && range >= 1.701_411_8e38 {
+    } else if symmetric {
+        ((-min0).max(max0) / (levels * 0.5)).clamp(MIN_SCALE, MAX_SCALE)
+    } else if max0 * 0.5 - min0 * 0.5 >= 1.701_411_8e38 {
+        // rmax - rmin overflows f32 (the halves cannot).
         MAX_SCALE
     } else {
-        let s = if symmetric {
-            range / denom
-        } else {
-            (max0 - min0) / levels
-        };
-        s.clamp(MIN_SCALE, MAX_SCALE)
+        ((max0 - min0) / levels).clamp(MIN_SCALE, MAX_SCALE)
     };
     let zero = if symmetric {
         zsym
