@@ -577,6 +577,27 @@ fn observers_calibrate_and_clipping_beats_min_max_on_heavy_tails() {
             }
         }
     }
+    // Batches of zeros, subnormals and values near f32::MAX calibrate without errors
+    // and give valid scales.
+    for kind in ObserverKind::standard() {
+        let mut obs = Observer::new(kind, Granularity::PerTensor).unwrap();
+        for x in [
+            vec![0.0f32; 64],
+            vec![1e-40; 64],
+            vec![3e38, -1.0, 2.0, 0.0],
+        ] {
+            let t = Tensor::from_slice(ctx, &[x.len()], &x).unwrap();
+            obs.observe(ctx, &t).unwrap();
+            let p = obs
+                .compute_params(&QuantScheme::symmetric(QType::I8), &[4])
+                .unwrap();
+            assert!(
+                p.scales[0].is_normal() && p.scales[0] > 0.0,
+                "{}",
+                kind.name()
+            );
+        }
+    }
     // Per-channel min-max equals the data's own per-channel range.
     let x = Distribution::Gaussian.sample(6 * 500, 1);
     let shape = [6, 500];

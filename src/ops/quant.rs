@@ -791,7 +791,8 @@ pub fn histogram(
 
 /// `HIST_BINS / (2 R)` in f32, the multiplier of the binning formula.
 pub fn hist_inv(r: f32) -> f32 {
-    HIST_BINS as f32 / (2.0 * r)
+    // In f64 so that 2 * r cannot overflow for ranges near f32::MAX.
+    (HIST_BINS as f64 / (2.0 * f64::from(r))) as f32
 }
 
 /// The reference bin of `v` (finite) for range `r` and multiplier `inv = hist_inv(r)`.

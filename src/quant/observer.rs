@@ -270,6 +270,12 @@ impl Observer {
         if self.kind.needs_histogram() {
             for (c, h) in self.hist.iter_mut().enumerate() {
                 let absmax = mm.min[c].abs().max(mm.max[c].abs());
+                // Subnormal ranges count as zero (as in params_for_range).
+                let absmax = if absmax < f32::MIN_POSITIVE {
+                    0.0
+                } else {
+                    absmax
+                };
                 h.fit(absmax);
                 if h.r == 0.0 {
                     // Only zeros so far: a unit range keeps them in the middle bins.
