@@ -223,19 +223,8 @@ impl QTensor {
 
     /// Uploads codes computed elsewhere (a quantized model's weights).
     pub fn from_codes(ctx: &Context, params: &QuantParams, codes: &[i32]) -> Result<QTensor> {
-        let q = Self::new(ctx, params)?;
-        let layout = q.layout();
-        if codes.len() != params.numel() {
-            return Err(Error::shape(
-                "QTensor::from_codes",
-                format!(
-                    "shape {:?} holds {} codes, got {}",
-                    params.shape,
-                    params.numel(),
-                    codes.len()
-                ),
-            ));
-        }
+        // `pack` checks the count and the type's range; the restricted range is checked
+        // here. Everything is validated before any buffer is created.
         if let Some((i, c)) = codes
             .iter()
             .enumerate()
@@ -249,7 +238,9 @@ impl QTensor {
                 ),
             ));
         }
-        q.data.write(ctx, &pack::pack(&layout, codes)?)?;
+        let words = pack::pack(&PackedLayout::new(params.qtype, &params.shape), codes)?;
+        let q = Self::new(ctx, params)?;
+        q.data.write(ctx, &words)?;
         Ok(q)
     }
 
@@ -593,6 +584,17 @@ fn stats_buffer(ctx: &Context, op: &'static str, init: &[u32]) -> Result<wgpu::B
     })
 }
 
+/// The min/max accumulator of `channels` channels: `[min_0, max_0, ..., nonfinite]`
+/// with every min at `u32::MAX` and every max at 0 (the identities of atomicMin/Max on
+/// ordered codes), so a channel without finite values ends with min > max.
+fn min_max_buffer(ctx: &Context, op: &'static str, channels: usize) -> Result<wgpu::Buffer> {
+    let mut init = vec![0u32; 2 * channels + 1];
+    for c in 0..channels {
+        init[2 * c] = u32::MAX;
+    }
+    stats_buffer(ctx, op, &init)
+}
+
 /// Records dynamic quantization of `x` into `q` (from [`QTensor::for_dynamic`] with the
 /// same `spec`): a min/max pass, a parameter pass and the quantize pass, all on the GPU.
 /// Non-finite values are left out of the ranges (NaN quantizes to the zero point,
@@ -630,11 +632,7 @@ pub fn dynamic_quantize(
         return Ok(());
     }
     let view = ChannelView::new(OP, spec.scheme.granularity, x.shape())?;
-    let mut init = vec![0u32; 2 * view.channels + 1];
-    for c in 0..view.channels {
-        init[2 * c] = u32::MAX;
-    }
-    let stats = stats_buffer(ctx, OP, &init)?;
+    let stats = min_max_buffer(ctx, OP, view.channels)?;
     record_stats(ctx, encoder, OP, x, &view, 0, ctx.dummy_buffer(), &stats)?;
     let (qmin, qmax) = spec.scheme.qrange();
     let params = ParamsUniform {
@@ -682,11 +680,7 @@ fn from_ordered(u: u32) -> f32 {
 pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> {
     const OP: &str = "min_max";
     check_view(OP, x, view)?;
-    let mut init = vec![0u32; 2 * view.channels + 1];
-    for c in 0..view.channels {
-        init[2 * c] = u32::MAX;
-    }
-    let stats = stats_buffer(ctx, OP, &init)?;
+    let stats = min_max_buffer(ctx, OP, view.channels)?;
     let mut enc = ctx.encoder(OP);
     if x.numel() > 0 {
         record_stats(ctx, &mut enc, OP, x, view, 0, ctx.dummy_buffer(), &stats)?;
@@ -694,7 +688,7 @@ pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> 
     ctx.submit_and_wait(enc)?;
     let words: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(
         &stats,
-        (init.len() * 4) as u64,
+        ((2 * view.channels + 1) * 4) as u64,
         "min/max statistics",
     ))?);
     let mut out = MinMax {
@@ -751,14 +745,10 @@ pub fn histogram(
             ),
         ));
     }
-    if let Some((i, r)) = ranges
-        .iter()
-        .enumerate()
-        .find(|(_, r)| !(r.is_normal() && **r > 0.0))
-    {
+    if let Some((i, r)) = crate::quant::first_not_positive_normal(ranges) {
         return Err(Error::invalid(
             OP,
-            format!("range[{i}] = {r:e} must be finite and positive"),
+            format!("range[{i}] = {r:e} must be finite, normal and positive"),
         ));
     }
     let table: Vec<f32> = ranges.iter().flat_map(|&r| [r, hist_inv(r)]).collect();

@@ -438,11 +438,7 @@ impl QuantParams {
                 ),
             ));
         }
-        if let Some((i, s)) = scales
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !(s.is_normal() && **s > 0.0))
-        {
+        if let Some((i, s)) = first_not_positive_normal(&scales) {
             return Err(Error::invalid(
                 op,
                 format!("scale[{i}] = {s:e}: scales must be finite, normal and positive"),
@@ -554,6 +550,14 @@ impl QuantParams {
             })
             .collect())
     }
+}
+
+/// The first value that is not a finite, normal, positive f32, with its index.
+pub(crate) fn first_not_positive_normal(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter()
+        .copied()
+        .enumerate()
+        .find(|(_, s)| !(s.is_normal() && *s > 0.0))
 }
 
 fn check_len(op: &'static str, shape: &[usize], len: usize) -> Result<()> {
