@@ -23,6 +23,9 @@ pub enum Def {
     U32(u32),
     /// `bool`
     Bool(bool),
+    /// A line of WGSL emitted as is (type aliases and helpers that depend on whether
+    /// `f16` is enabled); the name only labels it in the variant's tag.
+    Code(&'static str),
 }
 
 /// One WGSL file (a kernel family).
@@ -46,15 +49,20 @@ pub enum ShaderFile {
     QuantStats,
     /// `shaders/qparams.wgsl`: dynamic quantization parameters from min/max.
     QuantParams,
+    /// `shaders/qgemm.wgsl`: W8A8 GEMM with `dot4I8Packed` and fused epilogues.
+    QGemm,
+    /// `shaders/wgemm.wgsl`: float-activation GEMM/GEMV over int8/int4 or f16 weights.
+    WGemm,
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
 const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
 const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
+const STORE_F16: &str = include_str!("../shaders/common/store_f16.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 8] = [
+    pub const ALL: [ShaderFile; 10] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
@@ -63,6 +71,8 @@ impl ShaderFile {
         ShaderFile::Dequantize,
         ShaderFile::QuantStats,
         ShaderFile::QuantParams,
+        ShaderFile::QGemm,
+        ShaderFile::WGemm,
     ];
 
     /// The file name under `shaders/`.
@@ -76,6 +86,8 @@ impl ShaderFile {
             ShaderFile::Dequantize => "dequantize.wgsl",
             ShaderFile::QuantStats => "qstats.wgsl",
             ShaderFile::QuantParams => "qparams.wgsl",
+            ShaderFile::QGemm => "qgemm.wgsl",
+            ShaderFile::WGemm => "wgemm.wgsl",
         }
     }
 
@@ -89,6 +101,8 @@ impl ShaderFile {
             ShaderFile::Dequantize => include_str!("../shaders/dequantize.wgsl"),
             ShaderFile::QuantStats => include_str!("../shaders/qstats.wgsl"),
             ShaderFile::QuantParams => include_str!("../shaders/qparams.wgsl"),
+            ShaderFile::QGemm => include_str!("../shaders/qgemm.wgsl"),
+            ShaderFile::WGemm => include_str!("../shaders/wgemm.wgsl"),
         }
     }
 
@@ -101,6 +115,8 @@ impl ShaderFile {
             | ShaderFile::Dequantize
             | ShaderFile::QuantStats
             | ShaderFile::QuantParams => &[QUANT_MATH],
+            ShaderFile::QGemm => &[QUANT_MATH, STORE_F16],
+            ShaderFile::WGemm => &[STORE_F16],
         }
     }
 
@@ -115,6 +131,8 @@ impl ShaderFile {
             ShaderFile::Dequantize => "dequantize",
             ShaderFile::QuantStats => "quantization statistics",
             ShaderFile::QuantParams => "dynamic quantization parameters",
+            ShaderFile::QGemm => "qgemm (W8A8)",
+            ShaderFile::WGemm => "wgemm (weight-only / FP16)",
         }
     }
 
@@ -160,6 +178,22 @@ impl ShaderFile {
             ShaderFile::QuantParams => {
                 vec![entry(0, uniform), entry(1, ro), entry(2, rw), entry(3, rw)]
             }
+            // params, a, a scales, a zero points, w, w scales, w zero points, bias, out
+            ShaderFile::QGemm => (0..9)
+                .map(|i| match i {
+                    0 => entry(0, uniform),
+                    8 => entry(8, rw),
+                    i => entry(i, ro),
+                })
+                .collect(),
+            // params, x, w, w scales, w zero points, bias, out
+            ShaderFile::WGemm => (0..7)
+                .map(|i| match i {
+                    0 => entry(0, uniform),
+                    6 => entry(6, rw),
+                    i => entry(i, ro),
+                })
+                .collect(),
         }
     }
 }
@@ -207,6 +241,7 @@ impl ShaderVariant {
             let _ = match def {
                 Def::U32(v) => writeln!(s, "const {name}: u32 = {v}u;"),
                 Def::Bool(v) => writeln!(s, "const {name}: bool = {v};"),
+                Def::Code(code) => writeln!(s, "{code}"),
             };
         }
         for snippet in self.file.snippets() {
@@ -239,6 +274,7 @@ impl ShaderVariant {
             .map(|(n, d)| match d {
                 Def::U32(v) => format!("{n}={v}"),
                 Def::Bool(v) => format!("{n}={}", u8::from(*v)),
+                Def::Code(_) => n.to_string(),
             })
             .collect::<Vec<_>>()
             .join("_")
@@ -262,5 +298,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     let mut v = crate::ops::gemm::all_variants();
     v.extend(crate::bench::peak_variants());
     v.extend(crate::ops::quant::all_variants());
+    v.extend(crate::ops::qgemm::all_variants());
+    v.extend(crate::ops::wgemm::all_variants());
     v
 }

@@ -31,7 +31,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn code(self) -> u32 {
+    pub(crate) fn code(self) -> u32 {
         match self {
             Activation::None => 0,
             Activation::Relu => 1,

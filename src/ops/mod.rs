@@ -3,7 +3,9 @@
 //! the caller's `CommandEncoder` plus a convenience that submits.
 
 pub mod gemm;
+pub mod qgemm;
 pub mod quant;
+pub mod wgemm;
 
 use wgpu::util::DeviceExt;
 

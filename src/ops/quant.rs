@@ -180,6 +180,12 @@ pub struct QTensor {
     qmin: i32,
     qmax: i32,
     granularity: Granularity,
+    /// The parameters as uploaded, for static tensors (requantizing GEMM epilogues read
+    /// the output's scale and zero point from here).
+    host: Option<std::sync::Arc<QuantParams>>,
+    /// Every zero point is known to be 0 (static parameters that say so, or a symmetric
+    /// dynamic scheme): the GEMM kernels then skip the zero-point corrections.
+    zero_free: bool,
 }
 
 impl QTensor {
@@ -202,13 +208,15 @@ impl QTensor {
             qmin,
             qmax,
             granularity,
+            host: None,
+            zero_free: false,
         })
     }
 
     /// An output for static quantization with `params` (uploaded now); the codes are
     /// zero until [`quantize`] writes them.
     pub fn new(ctx: &Context, params: &QuantParams) -> Result<QTensor> {
-        let q = Self::alloc(
+        let mut q = Self::alloc(
             ctx,
             "QTensor::new",
             params.qtype,
@@ -216,6 +224,8 @@ impl QTensor {
             params.granularity,
             &params.shape,
         )?;
+        q.zero_free = params.zero_points.iter().all(|&z| z == 0);
+        q.host = Some(std::sync::Arc::new(params.clone()));
         q.scales.write(ctx, &params.scales)?;
         q.zero_points.write(ctx, &params.zero_points)?;
         Ok(q)
@@ -247,14 +257,16 @@ impl QTensor {
     /// An output for [`dynamic_quantize`] of a tensor of `shape`.
     pub fn for_dynamic(ctx: &Context, spec: &DynamicQuant, shape: &[usize]) -> Result<QTensor> {
         spec.check("QTensor::for_dynamic")?;
-        Self::alloc(
+        let mut q = Self::alloc(
             ctx,
             "QTensor::for_dynamic",
             spec.scheme.qtype,
             spec.scheme.qrange(),
             spec.scheme.granularity,
             shape,
-        )
+        )?;
+        q.zero_free = spec.scheme.symmetric && spec.scheme.qtype.signed();
+        Ok(q)
     }
 
     /// The packed codes (`u32` words).
@@ -285,6 +297,23 @@ impl QTensor {
     /// Granularity of the parameters.
     pub fn granularity(&self) -> Granularity {
         self.granularity
+    }
+
+    /// The code range `(qmin, qmax)` (narrower than the type's for restricted schemes).
+    pub fn qrange(&self) -> (i32, i32) {
+        (self.qmin, self.qmax)
+    }
+
+    /// The parameters this tensor was created with, for static tensors
+    /// ([`QTensor::new`], [`QTensor::from_codes`]); `None` for dynamic ones, whose
+    /// parameters the GPU computes.
+    pub fn static_params(&self) -> Option<&QuantParams> {
+        self.host.as_deref()
+    }
+
+    /// Whether every zero point is known to be 0 (symmetric quantization).
+    pub fn is_symmetric(&self) -> bool {
+        self.zero_free
     }
 
     /// Number of logical elements.

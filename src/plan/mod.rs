@@ -13,6 +13,8 @@
 
 use crate::context::Capabilities;
 use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
+use crate::ops::qgemm::QGemmConfig;
+use crate::ops::wgemm::{HalfMath, WGemmConfig};
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     GemmKernel::Register(RegConfig {
@@ -51,5 +53,30 @@ pub fn gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
         GemmKernel::Tiled(GemmKernel::TILED[1])
     } else {
         GemmKernel::Tiled(GemmKernel::TILED[0])
+    }
+}
+
+/// The W8A8 GEMM tile ([`crate::ops::qgemm`]): one row per invocation with 8 columns for
+/// a single row (GEMV: every weight word is read once per row), 2 rows for two, else
+/// 4 rows by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
+/// lavapipe's throughput, where registers spill).
+pub fn qgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> QGemmConfig {
+    QGemmConfig::for_rows(m)
+}
+
+/// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]): up to 8 rows in one pass
+/// over the weights (GEMV reads each weight byte once), else 4 rows by 8 columns.
+pub fn wgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> WGemmConfig {
+    WGemmConfig::for_rows(m)
+}
+
+/// Arithmetic of the FP16 GEMM when the caller leaves it to the plan: f16 products with
+/// f32 accumulation on GPUs with `SHADER_F16`; f32 on CPU adapters (x86 has no f16
+/// arithmetic, so the driver widens every f16 operation) and without the feature.
+pub fn half_math(caps: &Capabilities) -> HalfMath {
+    if caps.shader_f16 && !caps.is_cpu() {
+        HalfMath::F16AccF32
+    } else {
+        HalfMath::F32
     }
 }

@@ -98,3 +98,75 @@ pub fn worst_index(out: &[f32], reference: &[f32]) -> usize {
         )
         .0
 }
+
+/// The exact W8A8 accumulator `r[m, n] = sum_k (a[m, k] - za[m]) * (w[n, k] - zw[n])` of
+/// [`crate::ops::qgemm`], computed in i64. `a` is `[m, k]` codes, `w` is `[n, k]` codes,
+/// `za` has one zero point per row, `zw` one per output channel. Returns `None` for an
+/// entry outside i32 (which the GPU kernel refuses to compute).
+pub fn qgemm_i32(
+    a: &[i32],
+    za: &[i32],
+    w: &[i32],
+    zw: &[i32],
+    (m, n, k): (usize, usize, usize),
+) -> Vec<Option<i32>> {
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0i64;
+            for p in 0..k {
+                acc += i64::from(a[i * k + p] - za[i]) * i64::from(w[j * k + p] - zw[j]);
+            }
+            out.push(i32::try_from(acc).ok());
+        }
+    }
+    out
+}
+
+/// The dequantizing epilogue of [`crate::ops::qgemm`], rounded exactly as the kernel
+/// rounds it: `s = sa * sw`, `v = r * s`, `v = v + bias`, each once in f32, then the
+/// activation.
+pub fn qgemm_dequant(
+    r: i32,
+    sa: f32,
+    sw: f32,
+    bias: Option<f32>,
+    activation: crate::ops::gemm::Activation,
+) -> f32 {
+    use crate::ops::gemm::Activation;
+    let s = sa * sw;
+    let mut v = r as f32 * s;
+    if let Some(b) = bias {
+        v += b;
+    }
+    match activation {
+        Activation::None => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Relu6 => v.clamp(0.0, 6.0),
+    }
+}
+
+/// `out[i, j] = act(sum_p x[i, p] * w[j, p] + bias[j])` in f64, with `x` `[m, k]` and `w`
+/// `[n, k]` (the reference of [`crate::ops::wgemm`], given dequantized weights).
+pub fn linear_f64(
+    x: &[f64],
+    w: &[f64],
+    bias: Option<&[f32]>,
+    activation: crate::ops::gemm::Activation,
+    (m, n, k): (usize, usize, usize),
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0f64;
+            for p in 0..k {
+                acc += x[i * k + p] * w[j * k + p];
+            }
+            if let Some(b) = bias {
+                acc += f64::from(b[j]);
+            }
+            out.push(activation.apply(acc));
+        }
+    }
+    out
+}

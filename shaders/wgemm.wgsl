@@ -1,0 +1,246 @@
+// GEMM and GEMV with float activations and a compressed weight stream:
+// C[m, n] = act(sum_k x[m, k] * w(n, k) + bias[n]) where W is [N, K] (a Linear weight)
+// stored as 8- or 4-bit codes packed along K (src/quant/pack.rs) and dequantized in the
+// kernel per group, w(n, k) = s[n, g] * (q[n, k] - z[n, g]), or as f16 pairs (the FP16
+// GEMM). X is f32, or f16 read as u32 pairs.
+//
+// Quantized weights are accumulated per group and scaled once per group:
+//   sum_k x*w = sum_g s_g * (sum_{k in g} x*q - z_g * sum_{k in g} x)
+// so the inner loop is one multiply-add per weight on its raw code.
+//
+// Invocations of a workgroup lie along N, each owns TM rows x TN4 groups of 4 columns
+// (WG * 4 apart). Each invocation reads each of its weight words once for all TM rows,
+// so a GEMV with M <= TM reads every weight byte exactly once. No workgroup memory.
+//
+// Compile-time constants: WG, TM, TN4; W_BITS (4, 8: codes; 16: f16 pairs); W_SIGNED;
+// QUANT (W holds codes with scales); ZW (codes have zero points); A_F16 (X is f16);
+// PAIRS (K is even, so f16 rows start on word boundaries); OUT_F16. The composer also
+// emits `alias T` (the multiply type), `alias TACC` (the accumulate type) and `h2`
+// (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kw: u32,             // W words per row (quantized or K even), else ceil(K / 2)
+    kfull: u32,          // words whose PW values all lie below K
+    groups_x: u32,
+    flags: u32,          // bit 0: bias; bits 1..2: activation
+    ngroups: u32,        // parameter groups per weight row
+    group_words: u32,    // words per group
+    w_col_stride: u32,   // slot stride between columns (0: per tensor)
+    w_group_stride: u32, // slot stride between groups
+    a_words: u32,        // words in the X binding (loads are clamped into it)
+    w_words: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> w_scales: array<f32>;
+@group(0) @binding(4) var<storage, read> w_zeros: array<i32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<atomic<u32>>;
+
+const BN: u32 = WG * TN4 * 4u;
+const TN: u32 = TN4 * 4u;
+const PW: u32 = 32u / W_BITS;
+
+// The f16 at element index e of a pair-packed buffer word stream, as raw bits.
+fn half_bits(word: u32, e: u32) -> u32 {
+    return (word >> ((e & 1u) * 16u)) & 0xffffu;
+}
+
+// The PW weight values of word `kw` of weight row `n` (codes, or f16 values).
+fn w_vals(n: u32, kw: u32) -> array<T, PW> {
+    var v: array<T, PW>;
+    if (W_BITS == 16u) {
+        var word: u32;
+        if (PAIRS) {
+            word = w[min(n * p.kw + kw, p.w_words - 1u)];
+        } else {
+            // Odd K: rows start mid-word; gather the two halves.
+            let e = n * p.k + 2u * kw;
+            let e1 = min(e + 1u, p.n * p.k - 1u);
+            word = half_bits(w[e >> 1u], e) | (half_bits(w[e1 >> 1u], e1) << 16u);
+        }
+        let h = h2(word);
+        v[0] = h.x;
+        v[1 % PW] = h.y;
+    } else {
+        let word = w[n * p.kw + kw];
+        for (var t = 0u; t < PW; t++) {
+            if (W_SIGNED) {
+                v[t] = T(extractBits(bitcast<i32>(word), t * W_BITS, W_BITS));
+            } else {
+                v[t] = T(extractBits(word, t * W_BITS, W_BITS));
+            }
+        }
+    }
+    return v;
+}
+
+// The PW activations of row `row` at k = kw * PW ... (clamped into the buffer; values at
+// k >= K are masked by the caller).
+fn x_vals(row: u32, kw: u32) -> array<T, PW> {
+    var v: array<T, PW>;
+    let e0 = row * p.k + kw * PW;
+    if (A_F16) {
+        if (PAIRS) {
+            for (var t = 0u; t < PW; t += 2u) {
+                let h = h2(a[min((e0 + t) >> 1u, p.a_words - 1u)]);
+                v[t] = h.x;
+                v[(t + 1u) % PW] = h.y;
+            }
+        } else {
+            for (var t = 0u; t < PW; t++) {
+                let e = e0 + t;
+                let word = a[min(e >> 1u, p.a_words - 1u)];
+                v[t] = h2(half_bits(word, e)).x;
+            }
+        }
+    } else {
+        for (var t = 0u; t < PW; t++) {
+            v[t] = T(bitcast<f32>(a[min(e0 + t, p.a_words - 1u)]));
+        }
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let row0 = (lin / p.groups_x) * TM;
+    if (row0 >= p.m) {
+        return;
+    }
+    let colw = (lin % p.groups_x) * BN + lid.x * 4u;
+
+    var rows: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        rows[i] = min(row0 + i, p.m - 1u);
+    }
+    var cols: array<u32, TN>;
+    for (var j = 0u; j < TN; j++) {
+        cols[j] = min(colw + (j / 4u) * WG * 4u + j % 4u, p.n - 1u);
+    }
+
+    var acc: array<f32, TM * TN>;
+    for (var t = 0u; t < TM * TN; t++) {
+        acc[t] = 0.0;
+    }
+
+    for (var g = 0u; g < p.ngroups; g++) {
+        let kw0 = g * p.group_words;
+        let kw_end = min(kw0 + p.group_words, p.kw);
+        var part: array<TACC, TM * TN>;
+        var xs: array<T, TM>;
+        for (var t = 0u; t < TM * TN; t++) {
+            part[t] = TACC(0.0);
+        }
+        for (var i = 0u; i < TM; i++) {
+            xs[i] = T(0.0);
+        }
+        for (var kw = kw0; kw < kw_end; kw++) {
+            // Only the last word of a row can reach past K; its values there are zeroed
+            // (x always, f16 weights too, which there belong to the next row).
+            let tail = kw >= p.kfull;
+            var wv: array<array<T, PW>, TN>;
+            for (var j = 0u; j < TN; j++) {
+                wv[j] = w_vals(cols[j], kw);
+                if (W_BITS == 16u && tail) {
+                    for (var t = 0u; t < PW; t++) {
+                        if (kw * PW + t >= p.k) {
+                            wv[j][t] = T(0.0);
+                        }
+                    }
+                }
+            }
+            for (var i = 0u; i < TM; i++) {
+                var xv = x_vals(rows[i], kw);
+                if (tail) {
+                    for (var t = 0u; t < PW; t++) {
+                        if (kw * PW + t >= p.k) {
+                            xv[t] = T(0.0);
+                        }
+                    }
+                }
+                if (ZW) {
+                    for (var t = 0u; t < PW; t++) {
+                        xs[i] = xs[i] + xv[t];
+                    }
+                }
+                for (var j = 0u; j < TN; j++) {
+                    var d = part[i * TN + j];
+                    for (var t = 0u; t < PW; t++) {
+                        d = d + TACC(xv[t] * wv[j][t]);
+                    }
+                    part[i * TN + j] = d;
+                }
+            }
+        }
+        if (QUANT) {
+            for (var j = 0u; j < TN; j++) {
+                let slot = cols[j] * p.w_col_stride + g * p.w_group_stride;
+                let s = w_scales[slot];
+                var z = 0.0;
+                if (ZW) {
+                    z = f32(w_zeros[slot]);
+                }
+                for (var i = 0u; i < TM; i++) {
+                    let t = i * TN + j;
+                    acc[t] = acc[t] + s * (f32(part[t]) - z * f32(xs[i]));
+                }
+            }
+        } else {
+            for (var t = 0u; t < TM * TN; t++) {
+                acc[t] = acc[t] + f32(part[t]);
+            }
+        }
+    }
+
+    var res: array<f32, TM * TN>;
+    for (var t = 0u; t < TM * TN; t++) {
+        res[t] = acc[t];
+    }
+    let act = (p.flags >> 1u) & 3u;
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + i;
+        if (row >= p.m) {
+            break;
+        }
+        for (var g4 = 0u; g4 < TN4; g4++) {
+            let col0 = colw + g4 * WG * 4u;
+            if (col0 >= p.n) {
+                break;
+            }
+            var v4 = vec4<f32>(0.0);
+            for (var q = 0u; q < 4u; q++) {
+                let col = min(col0 + q, p.n - 1u);
+                var v = res[i * TN + g4 * 4u + q];
+                if ((p.flags & 1u) != 0u) {
+                    v = v + bias[col];
+                }
+                if (act == 1u) {
+                    v = max(v, 0.0);
+                } else if (act == 2u) {
+                    v = clamp(v, 0.0, 6.0);
+                }
+                v4[q] = v;
+                if (!OUT_F16 && col0 + q < p.n) {
+                    atomicStore(&out[row * p.n + col0 + q], bitcast<u32>(v));
+                }
+            }
+            if (OUT_F16) {
+                store_f16x4(row * p.n + col0, min(4u, p.n - col0), v4);
+            }
+        }
+    }
+}

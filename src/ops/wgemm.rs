@@ -1,0 +1,547 @@
+//! GEMM and GEMV with float activations and compressed weights: weight-only quantization
+//! (W8A32/W8A16, W4A32/W4A16: int8 per channel, int4 per group, symmetric or with zero
+//! points, dequantized inside the kernel) and the FP16 GEMM (f16 activations times f16
+//! weights, in f16 or f32 arithmetic).
+//!
+//! `X` is an f32 or f16 tensor `[.., K]` (its rows are the `M` activations), the weight is
+//! `[N, K]` (PyTorch's Linear layout), the output f32 or f16 `[.., N]`:
+//! `out = act(X * W^T + bias)`. Quantized weights are applied group by group,
+//! `sum_k x*w = sum_g s_g * (sum_{k in g} x*q - z_g * sum_{k in g} x)`, so the inner loop
+//! multiplies raw codes. Each invocation reads each of its weight words once for all the
+//! rows it owns; with `M <= tm` (the GEMV case, M up to 8) every weight byte is read
+//! exactly once.
+//!
+//! f16 operands are read as `u32` pairs, so f16 storage works on every adapter; with
+//! [`HalfMath::F32`] they are widened to f32 (the only choice without `SHADER_F16`).
+//!
+//! Error budget against an f64 reference on the same (dequantized) operands, as
+//! `||out - ref|| / ||ref||`: `1e-5` for f32 arithmetic, `2e-3` for f16 products with f32
+//! accumulation, `2e-2` for f16 products and accumulation with `K <= 1024`; f16 output
+//! adds its rounding, `2^-11`. The tests check these.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, Tensor, DType};
+//! use wgpu_quant::ops::quant::QTensor;
+//! use wgpu_quant::ops::wgemm::{wgemm, WGemmDesc, Weights};
+//! use wgpu_quant::quant::{QType, QuantParams, QuantScheme};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let (n, k) = (2, 64);
+//! let w: Vec<f32> = (0..n * k).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+//! // int4, symmetric, one scale per group of 32 along K.
+//! let scheme = QuantScheme::symmetric(QType::I4).per_group(1, 32);
+//! let params = QuantParams::from_data(&scheme, &[n, k], &w)?;
+//! let wq = QTensor::from_codes(&ctx, &params, &params.quantize(&w)?)?;
+//! let x = Tensor::from_slice(&ctx, &[1, k], &vec![1.0f32; k])?;
+//! let y = Tensor::zeros(&ctx, &[1, n], DType::F32)?;
+//! let mut enc = ctx.encoder("gemv");
+//! wgemm(&ctx, &mut enc, &WGemmDesc::default(), &x, Weights::Quantized(&wq), None, &y)?;
+//! ctx.submit_and_wait(enc)?;
+//! println!("{:?}", y.read_blocking::<f32>(&ctx)?);
+//! # Ok(()) }
+//! ```
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::gemm::Activation;
+use crate::ops::quant::QTensor;
+use crate::quant::{Granularity, QType};
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "wgemm";
+
+/// The weight operand: `[N, K]`.
+#[derive(Debug, Clone, Copy)]
+pub enum Weights<'a> {
+    /// Quantized codes (i8/u8 per tensor or per output channel; i4/u4 likewise or per
+    /// group along K with a group size that is a multiple of 8).
+    Quantized(&'a QTensor),
+    /// An f16 tensor (the FP16 GEMM).
+    F16(&'a Tensor),
+}
+
+/// Arithmetic of the FP16 GEMM (f16 weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfMath {
+    /// The plan's choice: f16 products with f32 accumulation where the device has
+    /// `SHADER_F16` and is a GPU, else f32.
+    #[default]
+    Auto,
+    /// Widen to f32 (any adapter).
+    F32,
+    /// f16 products, f32 accumulation (`SHADER_F16`).
+    F16AccF32,
+    /// f16 products and accumulation (`SHADER_F16`).
+    F16,
+}
+
+/// Tile of the kernel: `wg` invocations along N, each computing `tm` rows by `4 * tn4`
+/// columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WGemmConfig {
+    /// Invocations per workgroup, all along N.
+    pub wg: u32,
+    /// Rows per invocation.
+    pub tm: u32,
+    /// Groups of 4 columns per invocation.
+    pub tn4: u32,
+}
+
+impl WGemmConfig {
+    /// The configurations the plan may choose (tests run all of them).
+    pub const ALL: [WGemmConfig; 5] = [
+        WGemmConfig {
+            wg: 64,
+            tm: 1,
+            tn4: 2,
+        },
+        WGemmConfig {
+            wg: 64,
+            tm: 2,
+            tn4: 2,
+        },
+        WGemmConfig {
+            wg: 64,
+            tm: 4,
+            tn4: 1,
+        },
+        WGemmConfig {
+            wg: 64,
+            tm: 4,
+            tn4: 2,
+        },
+        WGemmConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 1,
+        },
+    ];
+
+    /// The default for `m` rows: one pass over the weights for `m <= 8` (GEMV), else
+    /// 4 x 8 tiles.
+    pub fn for_rows(m: usize) -> WGemmConfig {
+        match m {
+            1 => Self::ALL[0],
+            2 => Self::ALL[1],
+            3 | 4 => Self::ALL[3],
+            5..=8 => Self::ALL[4],
+            _ => Self::ALL[3],
+        }
+    }
+}
+
+/// Options of [`wgemm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WGemmDesc {
+    /// Activation after the bias.
+    pub activation: Activation,
+    /// Arithmetic for f16 weights.
+    pub math: HalfMath,
+    /// Pins a tile instead of the plan's choice.
+    pub config: Option<WGemmConfig>,
+}
+
+impl WGemmDesc {
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the f16 arithmetic.
+    pub fn math(mut self, math: HalfMath) -> Self {
+        self.math = math;
+        self
+    }
+
+    /// Pins a tile.
+    pub fn config(mut self, config: WGemmConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kw: u32,
+    kfull: u32,
+    groups_x: u32,
+    flags: u32,
+    ngroups: u32,
+    group_words: u32,
+    w_col_stride: u32,
+    w_group_stride: u32,
+    a_words: u32,
+    w_words: u32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<Params>() == 64);
+
+/// The weight encodings the kernel has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WKind {
+    Codes { bits: u32, signed: bool, zw: bool },
+    Half,
+}
+
+const MATH_F32: &str = "alias T = f32;\nalias TACC = f32;\n\
+    fn h2(w: u32) -> vec2<T> { return unpack2x16float(w); }";
+const MATH_F16_ACC_F32: &str = "alias T = f16;\nalias TACC = f32;\n\
+    fn h2(w: u32) -> vec2<T> { return vec2<f16>(unpack2x16float(w)); }";
+const MATH_F16: &str = "alias T = f16;\nalias TACC = f16;\n\
+    fn h2(w: u32) -> vec2<T> { return vec2<f16>(unpack2x16float(w)); }";
+
+fn variant(
+    cfg: WGemmConfig,
+    w: WKind,
+    math: HalfMath,
+    a_f16: bool,
+    pairs: bool,
+    out_f16: bool,
+) -> ShaderVariant {
+    let (bits, signed, quant, zw) = match w {
+        WKind::Codes { bits, signed, zw } => (bits, signed, true, zw),
+        WKind::Half => (16, false, false, false),
+    };
+    let code = match math {
+        HalfMath::F16 => MATH_F16,
+        HalfMath::F16AccF32 => MATH_F16_ACC_F32,
+        _ => MATH_F32,
+    };
+    let mut v = ShaderVariant::new(
+        ShaderFile::WGemm,
+        vec![
+            ("WG", Def::U32(cfg.wg)),
+            ("TM", Def::U32(cfg.tm)),
+            ("TN4", Def::U32(cfg.tn4)),
+            ("W_BITS", Def::U32(bits)),
+            ("W_SIGNED", Def::Bool(signed)),
+            ("QUANT", Def::Bool(quant)),
+            ("ZW", Def::Bool(zw)),
+            ("A_F16", Def::Bool(a_f16)),
+            ("PAIRS", Def::Bool(pairs)),
+            ("OUT_F16", Def::Bool(out_f16)),
+            (
+                match math {
+                    HalfMath::F16 => "MATH_F16",
+                    HalfMath::F16AccF32 => "MATH_F16_ACC_F32",
+                    _ => "MATH_F32",
+                },
+                Def::Code(code),
+            ),
+        ],
+    );
+    v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);
+    v
+}
+
+/// Every kernel variant (validated by the naga test).
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    let mut kinds: Vec<(WKind, HalfMath)> = Vec::new();
+    for bits in [4, 8] {
+        for signed in [false, true] {
+            for zw in [false, true] {
+                kinds.push((WKind::Codes { bits, signed, zw }, HalfMath::F32));
+            }
+        }
+    }
+    for math in [HalfMath::F32, HalfMath::F16AccF32, HalfMath::F16] {
+        kinds.push((WKind::Half, math));
+    }
+    for cfg in WGemmConfig::ALL {
+        for &(w, math) in &kinds {
+            for a_f16 in [false, true] {
+                if math != HalfMath::F32 && !a_f16 {
+                    continue;
+                }
+                for pairs in [false, true] {
+                    for out_f16 in [false, true] {
+                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// How the quantized weight's slots map to (column, group): strides, groups per row and
+/// words per group.
+fn weight_groups(w: &QTensor, n: usize, k: usize) -> Result<(u32, u32, usize, usize)> {
+    let pw = w.qtype().per_word();
+    let kw = k.div_ceil(pw);
+    let per_row =
+        |g: Granularity| matches!(g, Granularity::PerRow | Granularity::PerChannel { axis: 0 });
+    match w.granularity() {
+        Granularity::PerTensor => Ok((0, 0, 1, kw)),
+        g if per_row(g) => Ok((1, 0, 1, kw)),
+        Granularity::PerGroup {
+            axis: 1,
+            group_size,
+        } if group_size >= k => Ok((1, 0, 1, kw)),
+        Granularity::PerGroup {
+            axis: 1,
+            group_size,
+        } if group_size % pw == 0 => {
+            let nblocks = k.div_ceil(group_size);
+            Ok((nblocks as u32, 1, nblocks, group_size / pw))
+        }
+        g => Err(Error::invalid(
+            OP,
+            format!(
+                "weight [{n}, {k}] of {} is quantized {g:?}; the kernel takes per-tensor, \
+                 per-output-channel (axis 0) or per-group along K (axis 1) with a group size \
+                 that is a multiple of {pw}",
+                w.qtype().name()
+            ),
+        )),
+    }
+}
+
+fn float_dtype(operand: &'static str, t: &Tensor) -> Result<bool> {
+    match t.dtype() {
+        DType::F32 => Ok(false),
+        DType::F16 => Ok(true),
+        got => Err(Error::DType {
+            op: OP,
+            operand,
+            expected: DType::F32,
+            got,
+        }),
+    }
+}
+
+/// Records `out = act(x * W^T + bias)` into `encoder`; see the module docs. Nothing is
+/// submitted.
+pub fn wgemm(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &WGemmDesc,
+    x: &Tensor,
+    weights: Weights<'_>,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let a_f16 = float_dtype("x", x)?;
+    let out_f16 = float_dtype("output", out)?;
+    let w_shape = match weights {
+        Weights::Quantized(q) => q.shape(),
+        Weights::F16(t) => {
+            if t.dtype() != DType::F16 {
+                return Err(Error::DType {
+                    op: OP,
+                    operand: "weight",
+                    expected: DType::F16,
+                    got: t.dtype(),
+                });
+            }
+            t.shape()
+        }
+    };
+    if w_shape.len() != 2 {
+        return Err(Error::shape(
+            OP,
+            format!("the weight has shape {w_shape:?}; expected [N, K]"),
+        ));
+    }
+    let (n, k) = (w_shape[0], w_shape[1]);
+    if x.shape().last() != Some(&k) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has shape {:?} and the weight {w_shape:?}: x's last dimension must be K = {k}",
+                x.shape()
+            ),
+        ));
+    }
+    let m = x.numel() / k.max(1);
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().expect("x has a last dimension") = n;
+    if out.shape() != out_shape.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the output has shape {:?}; x {:?} times the weight {w_shape:?} gives {out_shape:?}",
+                out.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    if let Some(bias) = bias {
+        if bias.dtype() != DType::F32 || bias.numel() != n {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "bias is {} {:?}; expected f32 with N = {n} elements",
+                    bias.dtype(),
+                    bias.shape()
+                ),
+            ));
+        }
+    }
+    let caps = ctx.capabilities();
+    let pairs = k % 2 == 0;
+    let (kind, math, w_tensors, kw, kfull, slots) = match weights {
+        Weights::Quantized(q) => {
+            if !matches!(q.qtype(), QType::I8 | QType::U8 | QType::I4 | QType::U4) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "the weight holds {} codes; weight-only GEMM takes i8, u8, i4 or u4",
+                        q.qtype().name()
+                    ),
+                ));
+            }
+            if !matches!(desc.math, HalfMath::Auto | HalfMath::F32) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "{:?} arithmetic applies to f16 weights; quantized weights are \
+                         dequantized in f32",
+                        desc.math
+                    ),
+                ));
+            }
+            let kind = WKind::Codes {
+                bits: q.qtype().bits(),
+                signed: q.qtype().signed(),
+                zw: !q.is_symmetric(),
+            };
+            let pw = q.qtype().per_word();
+            (
+                kind,
+                HalfMath::F32,
+                vec![
+                    ("weight codes", q.data()),
+                    ("weight scales", q.scales()),
+                    ("weight zero points", q.zero_points()),
+                ],
+                k.div_ceil(pw),
+                k / pw,
+                Some(weight_groups(q, n, k)?),
+            )
+        }
+        Weights::F16(t) => {
+            let math = match desc.math {
+                HalfMath::Auto => crate::plan::half_math(caps),
+                m => m,
+            };
+            if math != HalfMath::F32 && !caps.shader_f16 {
+                return Err(Error::MissingFeature {
+                    op: OP,
+                    feature: "SHADER_F16 (f16 arithmetic; HalfMath::F32 works everywhere)",
+                    adapter: caps.adapter.name.clone(),
+                });
+            }
+            if math != HalfMath::F32 && !a_f16 {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{math:?} arithmetic needs f16 activations; x is f32"),
+                ));
+            }
+            (
+                WKind::Half,
+                math,
+                vec![("weight", t)],
+                k.div_ceil(2),
+                k / 2,
+                None,
+            )
+        }
+    };
+    for (name, t) in w_tensors
+        .iter()
+        .copied()
+        .chain([("x", x)])
+        .chain(bias.map(|b| ("bias", b)))
+    {
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+        super::check_binding(ctx, OP, name, t)?;
+    }
+    super::check_binding(ctx, OP, "output", out)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        return Err(Error::shape(OP, "K must be at least 1"));
+    }
+    let cfg = desc
+        .config
+        .unwrap_or_else(|| crate::plan::wgemm_config(caps, m, n, k));
+    if cfg.wg == 0 || cfg.tm == 0 || cfg.tn4 == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("config {cfg:?}: every field must be non-zero"),
+        ));
+    }
+    if cfg.wg > caps.limits.max_compute_invocations_per_workgroup {
+        return Err(Error::LimitExceeded {
+            op: OP,
+            what: format!("config {cfg:?} invocations per workgroup"),
+            needed: u64::from(cfg.wg),
+            limit_name: "max_compute_invocations_per_workgroup",
+            limit: u64::from(caps.limits.max_compute_invocations_per_workgroup),
+        });
+    }
+    let (w_col_stride, w_group_stride, ngroups, group_words) = slots.unwrap_or((0, 0, 1, kw));
+    let to_u32 = |what: &str, v: usize| {
+        u32::try_from(v)
+            .map_err(|_| Error::invalid(OP, format!("{what} = {v} exceeds 32-bit indexing")))
+    };
+    to_u32("elements of the output", m * n)?;
+    to_u32("elements of x", x.numel())?;
+    let w_buf = w_tensors[0].1;
+    let bn = u64::from(cfg.wg * cfg.tn4 * 4);
+    let groups_x = (n as u64).div_ceil(bn);
+    let groups_y = (m as u64).div_ceil(u64::from(cfg.tm));
+    let grid = super::grid_for(ctx, OP, groups_x * groups_y)?;
+    let params = Params {
+        m: to_u32("M", m)?,
+        n: to_u32("N", n)?,
+        k: to_u32("K", k)?,
+        kw: to_u32("words per row", kw)?,
+        kfull: to_u32("words per row", kfull)?,
+        groups_x: groups_x as u32,
+        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
+        ngroups: to_u32("groups", ngroups)?,
+        group_words: to_u32("words per group", group_words)?,
+        w_col_stride,
+        w_group_stride,
+        a_words: to_u32("words of x", (x.buffer().size() / 4) as usize)?,
+        w_words: to_u32("words of the weight", (w_buf.buffer().size() / 4) as usize)?,
+        _pad: [0; 3],
+    };
+    let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16))?;
+    let (scales, zeros) = match weights {
+        Weights::Quantized(q) => (q.scales().buffer(), q.zero_points().buffer()),
+        Weights::F16(_) => (ctx.dummy_buffer(), ctx.dummy_buffer()),
+    };
+    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[
+            x.buffer(),
+            w_buf.buffer(),
+            scales,
+            zeros,
+            bias_buf,
+            out.buffer(),
+        ],
+        grid,
+    )
+}

@@ -1,0 +1,373 @@
+//! Weight-only GEMM/GEMV (int8 per channel, int4 per group, with and without zero points)
+//! and the FP16 GEMM against an f64 reference on the same operands, with the error budget
+//! of each arithmetic (see `wgpu_quant::ops::wgemm`), over odd shapes, f32 and f16
+//! activations and outputs, every tile. Outputs are poisoned with NaN first. On adapters
+//! without `SHADER_F16` (the GL backend on llvmpipe) the f16-arithmetic cases must fail
+//! with a clear error while the f32-arithmetic path over f16 storage still runs.
+
+mod common;
+
+use half::f16;
+use rand::{RngExt, SeedableRng};
+use wgpu_quant::ops::gemm::Activation;
+use wgpu_quant::ops::quant::QTensor;
+use wgpu_quant::ops::wgemm::{wgemm, HalfMath, WGemmConfig, WGemmDesc, Weights};
+use wgpu_quant::quant::{QType, QuantParams, QuantScheme};
+use wgpu_quant::reference;
+use wgpu_quant::{Context, DType, Tensor};
+
+/// Budgets (relative Frobenius error) per arithmetic; f16 output adds F16_OUT.
+const F32_BUDGET: f64 = 1e-5;
+const F16_ACC_F32_BUDGET: f64 = 2e-3;
+const F16_BUDGET: f64 = 2e-2;
+const F16_OUT: f64 = 4.9e-4;
+
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (1, 7, 33),
+    (1, 67, 130),
+    (2, 9, 64),
+    (3, 33, 257),
+    (5, 17, 200),
+    (8, 13, 129),
+    (19, 70, 96),
+];
+
+fn schemes() -> Vec<QuantScheme> {
+    vec![
+        QuantScheme::symmetric(QType::I8).per_channel(0),
+        QuantScheme::asymmetric(QType::I8),
+        QuantScheme::asymmetric(QType::U8).per_channel(0),
+        QuantScheme::symmetric(QType::I4).per_group(1, 32),
+        QuantScheme::asymmetric(QType::I4).per_group(1, 64),
+        QuantScheme::asymmetric(QType::U4).per_group(1, 128),
+        QuantScheme::symmetric(QType::I4).per_group(1, 64),
+        QuantScheme::asymmetric(QType::U4).per_channel(0),
+    ]
+}
+
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    let (mut e, mut r) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        e += (f64::from(g) - w).powi(2);
+        r += w * w;
+    }
+    if r == 0.0 {
+        e.sqrt()
+    } else {
+        (e / r).sqrt()
+    }
+}
+
+/// Uploads `x` as f32 or f16 and returns it with the values the GPU sees (as f64).
+fn upload_x(ctx: &Context, shape: &[usize], x: &[f32], as_f16: bool) -> (Tensor, Vec<f64>) {
+    if as_f16 {
+        let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+        (
+            Tensor::from_slice(ctx, shape, &h).unwrap(),
+            h.iter().map(|v| f64::from(v.to_f32())).collect(),
+        )
+    } else {
+        (
+            Tensor::from_slice(ctx, shape, x).unwrap(),
+            x.iter().map(|&v| f64::from(v)).collect(),
+        )
+    }
+}
+
+fn poisoned_out(ctx: &Context, shape: &[usize], f16_out: bool) -> Tensor {
+    let numel: usize = shape.iter().product();
+    if f16_out {
+        Tensor::from_slice(ctx, shape, &vec![f16::NAN; numel]).unwrap()
+    } else {
+        Tensor::from_slice(ctx, shape, &vec![f32::NAN; numel]).unwrap()
+    }
+}
+
+fn read_out(ctx: &Context, t: &Tensor) -> Vec<f32> {
+    if t.dtype() == DType::F16 {
+        t.read_blocking::<f16>(ctx)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect()
+    } else {
+        t.read_blocking::<f32>(ctx).unwrap()
+    }
+}
+
+#[test]
+fn weight_only_sweep() {
+    let ctx = common::ctx();
+    let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+    let mut failures = Vec::new();
+    let mut idx = 0usize;
+    for &(m, n, k) in &SHAPES {
+        for scheme in schemes() {
+            for x_f16 in [false, true] {
+                idx += 1;
+                let out_f16 = idx.is_multiple_of(3);
+                let config = WGemmConfig::ALL[idx % WGemmConfig::ALL.len()];
+                let act = acts[idx % 3];
+                let with_bias = idx % 2 == 1;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(idx as u64);
+                let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let params = QuantParams::from_data(&scheme, &[n, k], &wf).unwrap();
+                let codes = params.quantize(&wf).unwrap();
+                let wq = QTensor::from_codes(ctx, &params, &codes).unwrap();
+                // The reference uses the dequantized weights exactly (in f64).
+                let layout = params.layout();
+                let wd: Vec<f64> = codes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &q)| {
+                        let s = layout.slot(i);
+                        f64::from(params.scales[s]) * f64::from(q - params.zero_points[s])
+                    })
+                    .collect();
+                let x_shape = if m > 2 { vec![1, m, k] } else { vec![m, k] };
+                let (x, xd) = upload_x(ctx, &x_shape, &xf, x_f16);
+                let mut out_shape = x_shape.clone();
+                *out_shape.last_mut().unwrap() = n;
+                let out = poisoned_out(ctx, &out_shape, out_f16);
+                let b = with_bias.then(|| Tensor::from_slice(ctx, &[n], &bias).unwrap());
+                let mut enc = ctx.encoder("wgemm test");
+                let desc = WGemmDesc::default().activation(act).config(config);
+                wgemm(
+                    ctx,
+                    &mut enc,
+                    &desc,
+                    &x,
+                    Weights::Quantized(&wq),
+                    b.as_ref(),
+                    &out,
+                )
+                .unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let got = read_out(ctx, &out);
+                let want =
+                    reference::linear_f64(&xd, &wd, with_bias.then_some(&bias[..]), act, (m, n, k));
+                let budget = F32_BUDGET + if out_f16 { F16_OUT } else { 0.0 };
+                let err = rel_err(&got, &want);
+                if err > budget {
+                    failures.push(format!(
+                        "{m}x{n}x{k} {scheme:?} x_f16 {x_f16} out_f16 {out_f16} {config:?} {act:?} bias {with_bias}: rel. error {err:.3e} > {budget:.1e}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fp16_gemm_sweep() {
+    let ctx = common::ctx();
+    let has_f16 = ctx.capabilities().shader_f16;
+    let mut failures = Vec::new();
+    let mut ran = [0usize; 3];
+    let mut idx = 0usize;
+    for &(m, n, k) in SHAPES.iter().chain(&[(4, 40, 1024)]) {
+        for (mi, math) in [HalfMath::F32, HalfMath::F16AccF32, HalfMath::F16]
+            .into_iter()
+            .enumerate()
+        {
+            for out_f16 in [false, true] {
+                idx += 1;
+                let config = WGemmConfig::ALL[idx % WGemmConfig::ALL.len()];
+                let act = [Activation::None, Activation::Relu][idx % 2];
+                let mut rng = rand::rngs::StdRng::seed_from_u64(7 * idx as u64);
+                let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let (w, wd) = upload_x(ctx, &[n, k], &wf, true);
+                let (x, xd) = upload_x(ctx, &[m, k], &xf, true);
+                let out = poisoned_out(ctx, &[m, n], out_f16);
+                let b = Tensor::from_slice(ctx, &[n], &bias).unwrap();
+                let desc = WGemmDesc::default()
+                    .activation(act)
+                    .config(config)
+                    .math(math);
+                let mut enc = ctx.encoder("fp16 test");
+                let r = wgemm(ctx, &mut enc, &desc, &x, Weights::F16(&w), Some(&b), &out);
+                if math != HalfMath::F32 && !has_f16 {
+                    let msg = r
+                        .expect_err("f16 arithmetic without SHADER_F16 must fail")
+                        .to_string();
+                    assert!(msg.contains("SHADER_F16"), "{msg}");
+                    continue;
+                }
+                r.unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                ran[mi] += 1;
+                let got = read_out(ctx, &out);
+                let want = reference::linear_f64(&xd, &wd, Some(&bias), act, (m, n, k));
+                let budget = [F32_BUDGET, F16_ACC_F32_BUDGET, F16_BUDGET][mi]
+                    + if out_f16 { F16_OUT } else { 0.0 };
+                let err = rel_err(&got, &want);
+                if err > budget {
+                    failures.push(format!(
+                        "{m}x{n}x{k} {math:?} out_f16 {out_f16} {config:?}: rel. error {err:.3e} > {budget:.1e}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        ran[0] > 0,
+        "the f32-arithmetic FP16 path must run everywhere"
+    );
+    if has_f16 {
+        assert!(
+            ran[1] > 0 && ran[2] > 0,
+            "f16 arithmetic must run where SHADER_F16 is present"
+        );
+    }
+    eprintln!("fp16 cases run (f32 / f16 acc f32 / f16): {ran:?}, SHADER_F16: {has_f16}");
+}
+
+/// The GEMV configurations read every weight word once: one invocation covers all M
+/// rows for M up to 8.
+#[test]
+fn gemv_tiles_cover_all_rows() {
+    for m in 1..=8 {
+        assert!(WGemmConfig::for_rows(m).tm as usize >= m, "m = {m}");
+    }
+}
+
+#[test]
+fn wgemm_errors_name_the_problem() {
+    let ctx = common::ctx();
+    let wf = vec![0.5f32; 6 * 40];
+    let p = |scheme: QuantScheme| QuantParams::from_data(&scheme, &[6, 40], &wf).unwrap();
+    let q = |scheme| {
+        let params = p(scheme);
+        QTensor::from_codes(ctx, &params, &params.quantize(&wf).unwrap()).unwrap()
+    };
+    let w_g12 = q(QuantScheme::symmetric(QType::I4).per_group(1, 12));
+    let w_axis1 = q(QuantScheme::symmetric(QType::I8).per_channel(1));
+    let w16 = q(QuantScheme::symmetric(QType::I16));
+    let w8 = q(QuantScheme::symmetric(QType::I8).per_channel(0));
+    let x = Tensor::zeros(ctx, &[3, 40], DType::F32).unwrap();
+    let x_bad = Tensor::zeros(ctx, &[3, 41], DType::F32).unwrap();
+    let x_i32 = Tensor::zeros(ctx, &[3, 40], DType::I32).unwrap();
+    let out = Tensor::zeros(ctx, &[3, 6], DType::F32).unwrap();
+    let out_bad = Tensor::zeros(ctx, &[3, 7], DType::F32).unwrap();
+    let wh = Tensor::zeros(ctx, &[6, 40], DType::F16).unwrap();
+    let d = WGemmDesc::default();
+    let mut enc = ctx.encoder("errors");
+    let check = |r: wgpu_quant::Result<()>, needle: &str| {
+        let msg = r.expect_err(needle).to_string();
+        assert!(msg.contains(needle), "'{msg}' should mention '{needle}'");
+    };
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d,
+            &x,
+            Weights::Quantized(&w_g12),
+            None,
+            &out,
+        ),
+        "multiple of 8",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d,
+            &x,
+            Weights::Quantized(&w_axis1),
+            None,
+            &out,
+        ),
+        "PerChannel { axis: 1 }",
+    );
+    check(
+        wgemm(ctx, &mut enc, &d, &x, Weights::Quantized(&w16), None, &out),
+        "i16 codes",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d,
+            &x_bad,
+            Weights::Quantized(&w8),
+            None,
+            &out,
+        ),
+        "K = 40",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d,
+            &x_i32,
+            Weights::Quantized(&w8),
+            None,
+            &out,
+        ),
+        "x must be f32",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d,
+            &x,
+            Weights::Quantized(&w8),
+            None,
+            &out_bad,
+        ),
+        "gives [3, 6]",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &d.math(HalfMath::F16),
+            &x,
+            Weights::Quantized(&w8),
+            None,
+            &out,
+        ),
+        "dequantized in f32",
+    );
+    if ctx.capabilities().shader_f16 {
+        check(
+            wgemm(
+                ctx,
+                &mut enc,
+                &d.math(HalfMath::F16),
+                &x,
+                Weights::F16(&wh),
+                None,
+                &out,
+            ),
+            "needs f16 activations",
+        );
+    }
+    check(
+        wgemm(ctx, &mut enc, &d, &x, Weights::F16(&out), None, &out),
+        "weight must be f16",
+    );
+}
