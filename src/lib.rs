@@ -27,7 +27,9 @@
 //!
 //! Quantization ([`quant`] for the formats, reference and observers, [`ops::quant`] for
 //! the GPU kernels) follows ONNX's rounding bit for bit; docs/QUANTIZATION.md has the
-//! details.
+//! details. Low-precision matrix products: [`ops::qgemm`] (W8A8 with `dot4I8Packed`,
+//! exact int32, fused dequantize/requantize epilogues, the dynamic [`ops::qgemm::QLinear`])
+//! and [`ops::wgemm`] (int8/int4 weight-only and FP16 GEMM/GEMV); docs/GEMM.md.
 //!
 //! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
@@ -39,10 +41,14 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-// So are the examples in docs/QUANTIZATION.md.
+// So are the examples in docs/QUANTIZATION.md and docs/GEMM.md.
 #[doc = include_str!("../docs/QUANTIZATION.md")]
 #[cfg(doctest)]
 pub struct QuantizationDocDoctests;
+
+#[doc = include_str!("../docs/GEMM.md")]
+#[cfg(doctest)]
+pub struct GemmDocDoctests;
 
 pub mod bench;
 pub mod context;

@@ -68,7 +68,7 @@ pub struct QGemmConfig {
 
 impl QGemmConfig {
     /// The configurations the plan may choose (tests run all of them).
-    pub const ALL: [QGemmConfig; 4] = [
+    pub const ALL: [QGemmConfig; 6] = [
         QGemmConfig {
             wg: 64,
             tm: 1,
@@ -87,6 +87,16 @@ impl QGemmConfig {
         QGemmConfig {
             wg: 64,
             tm: 4,
+            tn4: 2,
+        },
+        QGemmConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 1,
+        },
+        QGemmConfig {
+            wg: 64,
+            tm: 8,
             tn4: 2,
         },
     ];

@@ -189,6 +189,8 @@ enum WKind {
     Half,
 }
 
+// f16 pairs are widened with unpack2x16float and converted, not bitcast to vec2<f16>:
+// naga 30 rejects `bitcast<vec2<f16>>(u32)` (the return type does not match).
 const MATH_F32: &str = "alias T = f32;\nalias TACC = f32;\n\
     fn h2(w: u32) -> vec2<T> { return unpack2x16float(w); }";
 const MATH_F16_ACC_F32: &str = "alias T = f16;\nalias TACC = f32;\n\
