@@ -47,16 +47,19 @@ const fn spec(qtype: QType, zero_point: bool, per_row: bool, restricted: bool) -
     }
 }
 
-const A_SPECS: [Spec; 6] = [
+const A_SPECS: [Spec; 7] = [
     spec(QType::I8, false, false, false),
+    spec(QType::I8, true, false, false),
     spec(QType::I8, false, true, false),
     spec(QType::I8, false, true, true),
     spec(QType::I8, true, true, false),
     spec(QType::U8, true, false, false),
     spec(QType::U8, true, true, false),
 ];
-const W_SPECS: [Spec; 5] = [
+const W_SPECS: [Spec; 7] = [
     spec(QType::I8, false, true, false),
+    spec(QType::I8, false, false, false),
+    spec(QType::I8, true, true, false),
     spec(QType::I8, false, true, true),
     spec(QType::I8, true, false, false),
     spec(QType::U8, true, true, false),
@@ -423,8 +426,8 @@ fn int32_bound_is_exact_at_the_edge_and_refused_beyond() {
         QTensor::from_codes(ctx, &params, &vec![code; k]).unwrap()
     };
     for packed in [true, false] {
-        // a = 255 with za = 1 (so the operand has a zero point), w = 0 with zw = 255:
-        // r = K * 254 * -255; and a = 255, za = 0 ... the bound uses the full span.
+        // a = 255 with za = 1 and w = 0 with zw = 255: every term is 254 * -255, and the
+        // kernel's partial sums (after the u8 -> i8 shift) wrap on the way.
         let a = mk(limit, 255, 1);
         let w = mk(limit, 0, 255);
         let out = Tensor::zeros(ctx, &[1, 1], DType::I32).unwrap();
@@ -463,8 +466,7 @@ fn int32_bound_is_exact_at_the_edge_and_refused_beyond() {
         let msg = err.to_string();
         assert!(msg.contains("K = 33026") && msg.contains("33025"), "{msg}");
     }
-    // The most negative exact sum of i8 x i8: K = 131071, a = -128, w = 127... r = -K * 128 * 127
-    // and a = w = -128: K * 16384 = 2147467264 (< 2^31 - 1).
+    // The largest i8 x i8 sum: a = w = -128 over K = 131071 gives 16384 * K = 2147467264.
     let k = 131071;
     let p = QuantParams::new(
         QType::I8,
