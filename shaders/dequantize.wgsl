@@ -2,7 +2,8 @@
 // invocation per output word (one f32, or two f16 packed with pack2x16float, so f16
 // output works without SHADER_F16).
 //
-// Compile-time constants: BITS (4, 8, 16), SIGNED, OUT_F16.
+// Compile-time constants: BITS (4, 8, 16), SIGNED, OUT_F16, SLOTS (0: slot per element;
+// 1: per tensor; 2: one slot per row of the [rows, cols] view).
 
 struct Params {
     slots: Slots,
@@ -37,7 +38,12 @@ fn load_code(flat: u32) -> i32 {
 }
 
 fn value(flat: u32) -> f32 {
-    let s = slot_of(p.slots, flat);
+    var s = 0u;
+    if (SLOTS == 2u) {
+        s = flat / p.cols;
+    } else if (SLOTS == 0u) {
+        s = slot_of(p.slots, flat);
+    }
     return scales[s] * f32(load_code(flat) - zero_points[s]);
 }
 

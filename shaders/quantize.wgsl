@@ -1,7 +1,10 @@
 // Quantize f32 or f16 values to packed integers: one invocation per output word, so that
 // no two invocations write the same word. Layout: src/quant/pack.rs.
 //
-// Compile-time constants: BITS (4, 8, 16), IN_F16 (input is f16, read as u32 pairs).
+// Compile-time constants: BITS (4, 8, 16), IN_F16 (input is f16, read as u32 pairs),
+// SLOTS (0: any granularity, slot per element; 1: per tensor; 2: one slot per row, which
+// a word never straddles). The specialized modes load the scale and zero point once per
+// word and skip the slot arithmetic; the codes are the same.
 
 struct Params {
     slots: Slots,
@@ -42,12 +45,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let row = w / p.words_per_row;
     let c0 = (w % p.words_per_row) * PER_WORD;
     var word = 0u;
+    var s0 = 0.0;
+    var z0 = 0;
+    if (SLOTS == 1u) {
+        s0 = scales[0];
+        z0 = zero_points[0];
+    } else if (SLOTS == 2u) {
+        s0 = scales[row];
+        z0 = zero_points[row];
+    }
     for (var e = 0u; e < PER_WORD; e = e + 1u) {
         let col = c0 + e;
         if (col < p.cols) {
             let flat = row * p.cols + col;
-            let s = slot_of(p.slots, flat);
-            let q = quantize_one(load_x(flat), scales[s], zero_points[s], p.qmin, p.qmax);
+            var s = s0;
+            var z = z0;
+            if (SLOTS == 0u) {
+                let slot = slot_of(p.slots, flat);
+                s = scales[slot];
+                z = zero_points[slot];
+            }
+            let q = quantize_one(load_x(flat), s, z, p.qmin, p.qmax);
             word = word | ((bitcast<u32>(q) & MASK) << (e * BITS));
         }
     }

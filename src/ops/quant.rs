@@ -123,6 +123,25 @@ fn slots_uniform(op: &'static str, s: &SlotLayout) -> Result<SlotsUniform> {
     })
 }
 
+/// 1 when one slot covers the tensor, 2 when slot `r` covers exactly row `r` of the
+/// `[rows, cols]` packing view (per-row, or per-channel on the second-to-last axis), else
+/// 0 (the kernel computes each element's slot).
+fn slot_mode(s: &SlotLayout, rows: usize, cols: usize) -> u32 {
+    if s.slots == 1 {
+        1
+    } else if s.outer == 1
+        && s.axis_len == rows
+        && s.inner == cols
+        && s.block == 1
+        && s.axis_stride == 1
+        && s.slots == rows
+    {
+        2
+    } else {
+        0
+    }
+}
+
 fn bits(qtype: QType) -> Def {
     Def::U32(qtype.bits())
 }
@@ -132,19 +151,28 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
     for b in [4, 8, 16] {
         for f16 in [false, true] {
-            v.push(ShaderVariant::new(
-                ShaderFile::Quantize,
-                vec![("BITS", Def::U32(b)), ("IN_F16", Def::Bool(f16))],
-            ));
-            for signed in [false, true] {
+            for mode in 0..3 {
                 v.push(ShaderVariant::new(
-                    ShaderFile::Dequantize,
+                    ShaderFile::Quantize,
                     vec![
                         ("BITS", Def::U32(b)),
-                        ("SIGNED", Def::Bool(signed)),
-                        ("OUT_F16", Def::Bool(f16)),
+                        ("IN_F16", Def::Bool(f16)),
+                        ("SLOTS", Def::U32(mode)),
                     ],
                 ));
+            }
+            for signed in [false, true] {
+                for mode in 0..3 {
+                    v.push(ShaderVariant::new(
+                        ShaderFile::Dequantize,
+                        vec![
+                            ("BITS", Def::U32(b)),
+                            ("SIGNED", Def::Bool(signed)),
+                            ("OUT_F16", Def::Bool(f16)),
+                            ("SLOTS", Def::U32(mode)),
+                        ],
+                    ));
+                }
             }
         }
     }
@@ -424,7 +452,14 @@ pub fn quantize(
     };
     let kernel = ctx.kernel(&ShaderVariant::new(
         ShaderFile::Quantize,
-        vec![("BITS", bits(q.qtype)), ("IN_F16", Def::Bool(f16))],
+        vec![
+            ("BITS", bits(q.qtype)),
+            ("IN_F16", Def::Bool(f16)),
+            (
+                "SLOTS",
+                Def::U32(slot_mode(&slots, layout.rows, layout.cols)),
+            ),
+        ],
     ))?;
     let grid = super::grid_for(ctx, OP, (layout.words() as u64).div_ceil(WG))?;
     super::record(
@@ -459,8 +494,9 @@ pub fn dequantize(
     }
     let layout = q.layout();
     let out_words = if f16 { numel.div_ceil(2) } else { numel };
+    let slots = q.granularity.layout(OP, &q.shape)?;
     let params = DequantizeUniform {
-        slots: slots_uniform(OP, &q.granularity.layout(OP, &q.shape)?)?,
+        slots: slots_uniform(OP, &slots)?,
         cols: to_u32(OP, "cols", layout.cols)?,
         words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
         numel: to_u32(OP, "elements", numel)?,
@@ -473,6 +509,10 @@ pub fn dequantize(
             ("BITS", bits(q.qtype)),
             ("SIGNED", Def::Bool(q.qtype.signed())),
             ("OUT_F16", Def::Bool(f16)),
+            (
+                "SLOTS",
+                Def::U32(slot_mode(&slots, layout.rows, layout.cols)),
+            ),
         ],
     ))?;
     let grid = super::grid_for(ctx, OP, (out_words as u64).div_ceil(WG))?;
