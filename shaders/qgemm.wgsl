@@ -78,17 +78,7 @@ fn no_fuse(x: f32) -> f32 {
 
 fn dequant(r: i32, row: u32, col: u32) -> f32 {
     let s = a_scales[row * p.a_row_stride] * w_scales[col * p.w_col_stride];
-    var v = no_fuse(f32(r) * s);
-    if ((p.flags & 1u) != 0u) {
-        v = v + bias[col];
-    }
-    let act = (p.flags >> 1u) & 3u;
-    if (act == 1u) {
-        v = max(v, 0.0);
-    } else if (act == 2u) {
-        v = clamp(v, 0.0, 6.0);
-    }
-    return v;
+    return bias_act(no_fuse(f32(r) * s), p.flags, col);
 }
 
 @compute @workgroup_size(WG, 1, 1)

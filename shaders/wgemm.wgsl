@@ -210,7 +210,6 @@ fn main(
     for (var t = 0u; t < TM * TN; t++) {
         res[t] = acc[t];
     }
-    let act = (p.flags >> 1u) & 3u;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) {
@@ -224,15 +223,7 @@ fn main(
             var v4 = vec4<f32>(0.0);
             for (var q = 0u; q < 4u; q++) {
                 let col = min(col0 + q, p.n - 1u);
-                var v = res[i * TN + g4 * 4u + q];
-                if ((p.flags & 1u) != 0u) {
-                    v = v + bias[col];
-                }
-                if (act == 1u) {
-                    v = max(v, 0.0);
-                } else if (act == 2u) {
-                    v = clamp(v, 0.0, 6.0);
-                }
+                let v = bias_act(res[i * TN + g4 * 4u + q], p.flags, col);
                 v4[q] = v;
                 if (!OUT_F16 && col0 + q < p.n) {
                     atomicStore(&out[row * p.n + col0 + q], bitcast<u32>(v));

@@ -59,6 +59,7 @@ const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
 const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
 const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
 const STORE_F16: &str = include_str!("../shaders/common/store_f16.wgsl");
+const EPILOGUE: &str = include_str!("../shaders/common/epilogue.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
@@ -108,15 +109,15 @@ impl ShaderFile {
 
     fn snippets(self) -> &'static [&'static str] {
         match self {
-            ShaderFile::GemmTiled => &[GEMM_PARAMS],
-            ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B],
+            ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
+            ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
             ShaderFile::PeakFma => &[],
             ShaderFile::Quantize
             | ShaderFile::Dequantize
             | ShaderFile::QuantStats
             | ShaderFile::QuantParams => &[QUANT_MATH],
-            ShaderFile::QGemm => &[QUANT_MATH, STORE_F16],
-            ShaderFile::WGemm => &[STORE_F16],
+            ShaderFile::QGemm => &[QUANT_MATH, STORE_F16, EPILOGUE],
+            ShaderFile::WGemm => &[STORE_F16, EPILOGUE],
         }
     }
 

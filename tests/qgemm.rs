@@ -11,8 +11,9 @@ mod common;
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::gemm::Activation;
-use wgpu_quant::ops::qgemm::{max_exact_k, qgemm, QGemmConfig, QGemmDesc, QGemmOutput, QLinear};
+use wgpu_quant::ops::qgemm::{max_exact_k, qgemm, QGemmDesc, QGemmOutput, QLinear, TILES};
 use wgpu_quant::ops::quant::{DynamicQuant, QTensor};
+use wgpu_quant::ops::RowTile;
 use wgpu_quant::quant::{self, Granularity, QType, QuantParams};
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, Tensor};
@@ -144,7 +145,7 @@ struct Case {
     out: Out,
     activation: Activation,
     bias: bool,
-    config: QGemmConfig,
+    config: RowTile,
     packed: bool,
 }
 
@@ -349,7 +350,7 @@ fn w8a8_bit_exact_sweep() {
                         acts[idx % 3]
                     },
                     bias: out != Out::I32 && idx.is_multiple_of(2),
-                    config: QGemmConfig::ALL[(idx / 5) % QGemmConfig::ALL.len()],
+                    config: TILES[(idx / 5) % TILES.len()],
                     packed: (idx / 2).is_multiple_of(2),
                 };
                 cases += 1;
@@ -377,7 +378,7 @@ fn w8a8_every_output_tile_and_path() {
     let mut failures = Vec::new();
     let mut idx = 0;
     for out in outs() {
-        for config in QGemmConfig::ALL {
+        for config in TILES {
             for packed in [true, false] {
                 idx += 1;
                 let case = Case {

@@ -11,7 +11,7 @@ use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::gemm::Activation;
 use wgpu_quant::ops::quant::QTensor;
-use wgpu_quant::ops::wgemm::{wgemm, HalfMath, WGemmConfig, WGemmDesc, Weights};
+use wgpu_quant::ops::wgemm::{tile_for_rows, wgemm, HalfMath, WGemmDesc, Weights, TILES};
 use wgpu_quant::quant::{QType, QuantParams, QuantScheme};
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, Tensor};
@@ -110,7 +110,7 @@ fn weight_only_sweep() {
             for x_f16 in [false, true] {
                 idx += 1;
                 let out_f16 = idx.is_multiple_of(3);
-                let config = WGemmConfig::ALL[idx % WGemmConfig::ALL.len()];
+                let config = TILES[idx % TILES.len()];
                 let act = acts[idx % 3];
                 let with_bias = idx % 2 == 1;
                 let mut rng = rand::rngs::StdRng::seed_from_u64(idx as u64);
@@ -184,7 +184,7 @@ fn fp16_gemm_sweep() {
         {
             for out_f16 in [false, true] {
                 idx += 1;
-                let config = WGemmConfig::ALL[idx % WGemmConfig::ALL.len()];
+                let config = TILES[idx % TILES.len()];
                 let act = [Activation::None, Activation::Relu][idx % 2];
                 let mut rng = rand::rngs::StdRng::seed_from_u64(7 * idx as u64);
                 let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -247,7 +247,7 @@ fn fp16_gemm_sweep() {
 #[test]
 fn gemv_tiles_cover_all_rows() {
     for m in 1..=8 {
-        assert!(WGemmConfig::for_rows(m).tm as usize >= m, "m = {m}");
+        assert!(tile_for_rows(m).tm as usize >= m, "m = {m}");
     }
 }
 

@@ -25,15 +25,5 @@ struct GemmParams {
 }
 
 fn gemm_epilogue(p: GemmParams, acc: f32, col: u32) -> f32 {
-    var v = acc * p.alpha;
-    if ((p.flags & 1u) != 0u) {
-        v = v + bias[col];
-    }
-    let act = (p.flags >> 1u) & 3u;
-    if (act == 1u) {
-        v = max(v, 0.0);
-    } else if (act == 2u) {
-        v = clamp(v, 0.0, 6.0);
-    }
-    return v;
+    return bias_act(acc * p.alpha, p.flags, col);
 }

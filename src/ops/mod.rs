@@ -11,7 +11,120 @@ use wgpu::util::DeviceExt;
 
 use crate::context::{Context, Kernel};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+
+/// `v` as a shader index, or an error naming `what` (kernels index with 32 bits).
+pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::invalid(
+            op,
+            format!("{what} = {v} exceeds the 32-bit indexing of the kernels"),
+        )
+    })
+}
+
+/// Whether a float operand is f16 (`true`) or f32 (`false`); any other dtype is an error.
+pub(crate) fn check_float(op: &'static str, operand: &'static str, t: &Tensor) -> Result<bool> {
+    match t.dtype() {
+        DType::F32 => Ok(false),
+        DType::F16 => Ok(true),
+        got => Err(Error::DType {
+            op,
+            operand,
+            expected: DType::F32,
+            got,
+        }),
+    }
+}
+
+/// Checks a fused epilogue's bias: f32 with `n` elements.
+pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> Result<()> {
+    let Some(bias) = bias else { return Ok(()) };
+    if bias.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            operand: "bias",
+            expected: DType::F32,
+            got: bias.dtype(),
+        });
+    }
+    if bias.numel() != n {
+        return Err(Error::shape(
+            op,
+            format!(
+                "bias has shape {:?} ({} elements); expected N = {n}",
+                bias.shape(),
+                bias.numel()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Tile of the row kernels ([`qgemm`], [`wgemm`]): `wg` invocations along N, each
+/// computing `tm` rows by `4 * tn4` consecutive-by-four columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowTile {
+    /// Invocations per workgroup, all along N.
+    pub wg: u32,
+    /// Rows per invocation.
+    pub tm: u32,
+    /// Groups of 4 columns per invocation.
+    pub tn4: u32,
+}
+
+impl RowTile {
+    /// A tile.
+    pub const fn new(wg: u32, tm: u32, tn4: u32) -> RowTile {
+        RowTile { wg, tm, tn4 }
+    }
+
+    /// Output columns one workgroup covers.
+    pub fn columns(self) -> u32 {
+        self.wg * self.tn4 * 4
+    }
+
+    pub(crate) fn check(self, ctx: &Context, op: &'static str) -> Result<()> {
+        if self.wg == 0 || self.tm == 0 || self.tn4 == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("tile {self:?}: every field must be non-zero"),
+            ));
+        }
+        let limit = ctx
+            .capabilities()
+            .limits
+            .max_compute_invocations_per_workgroup;
+        if self.wg > limit {
+            return Err(Error::LimitExceeded {
+                op,
+                what: format!("tile {self:?} invocations per workgroup"),
+                needed: u64::from(self.wg),
+                limit_name: "max_compute_invocations_per_workgroup",
+                limit: u64::from(limit),
+            });
+        }
+        Ok(())
+    }
+
+    /// The folded grid covering `m` rows and `n` columns, and the workgroups per row
+    /// block (`groups_x`, which the shaders divide by).
+    pub(crate) fn grid(
+        self,
+        ctx: &Context,
+        op: &'static str,
+        m: usize,
+        n: usize,
+    ) -> Result<([u32; 3], u32)> {
+        let groups_x = (n as u64).div_ceil(u64::from(self.columns()));
+        let groups_y = (m as u64).div_ceil(u64::from(self.tm));
+        let grid = grid_for(ctx, op, groups_x * groups_y)?;
+        Ok((
+            grid,
+            to_u32(op, "workgroups per row block", groups_x as usize)?,
+        ))
+    }
+}
 
 /// Fails with [`Error::LimitExceeded`] when `t`'s buffer is larger than one storage
 /// binding may be.

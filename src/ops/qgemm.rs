@@ -48,89 +48,30 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::{dynamic_quantize, DynamicQuant, QTensor};
+use crate::ops::{to_u32, RowTile};
 use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "qgemm";
 
-/// Tile of the W8A8 kernel: `wg` invocations along N, each computing `tm` rows by
-/// `4 * tn4` columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct QGemmConfig {
-    /// Invocations per workgroup, all along N.
-    pub wg: u32,
-    /// Rows per invocation.
-    pub tm: u32,
-    /// Groups of 4 columns per invocation.
-    pub tn4: u32,
-}
+/// The tiles the plan may choose (tests run all of them): 1x8, 2x8, 4x4, 4x8 (the
+/// default for 3 rows or more), 8x4 and 8x8 rows x columns per invocation.
+pub const TILES: [RowTile; 6] = [
+    RowTile::new(64, 1, 2),
+    RowTile::new(64, 2, 2),
+    RowTile::new(64, 4, 1),
+    RowTile::new(64, 4, 2),
+    RowTile::new(64, 8, 1),
+    RowTile::new(64, 8, 2),
+];
 
-impl QGemmConfig {
-    /// The configurations the plan may choose (tests run all of them).
-    pub const ALL: [QGemmConfig; 6] = [
-        QGemmConfig {
-            wg: 64,
-            tm: 1,
-            tn4: 2,
-        },
-        QGemmConfig {
-            wg: 64,
-            tm: 2,
-            tn4: 2,
-        },
-        QGemmConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 1,
-        },
-        QGemmConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 2,
-        },
-        QGemmConfig {
-            wg: 64,
-            tm: 8,
-            tn4: 1,
-        },
-        QGemmConfig {
-            wg: 64,
-            tm: 8,
-            tn4: 2,
-        },
-    ];
-
-    /// The default choice for `m` rows (a documented heuristic; see [`crate::plan`]).
-    pub fn for_rows(m: usize) -> QGemmConfig {
-        match m {
-            1 => Self::ALL[0],
-            2 => Self::ALL[1],
-            _ => Self::ALL[3],
-        }
-    }
-
-    fn check(self, ctx: &Context) -> Result<()> {
-        if self.wg == 0 || self.tm == 0 || self.tn4 == 0 {
-            return Err(Error::invalid(
-                OP,
-                format!("config {self:?}: every field must be non-zero"),
-            ));
-        }
-        let limit = ctx
-            .capabilities()
-            .limits
-            .max_compute_invocations_per_workgroup;
-        if self.wg > limit {
-            return Err(Error::LimitExceeded {
-                op: OP,
-                what: format!("config {self:?} invocations per workgroup"),
-                needed: u64::from(self.wg),
-                limit_name: "max_compute_invocations_per_workgroup",
-                limit: u64::from(limit),
-            });
-        }
-        Ok(())
+/// The default tile for `m` rows (a documented heuristic; see [`crate::plan`]).
+pub fn tile_for_rows(m: usize) -> RowTile {
+    match m {
+        1 => TILES[0],
+        2 => TILES[1],
+        _ => TILES[3],
     }
 }
 
@@ -154,7 +95,7 @@ pub struct QGemmDesc {
     /// Activation after the bias (float and requantized outputs).
     pub activation: Activation,
     /// Pins a tile instead of the plan's choice.
-    pub config: Option<QGemmConfig>,
+    pub config: Option<RowTile>,
     /// `Some(false)` runs the unpacked integer fallback instead of `dot4I8Packed` (same
     /// results); `None` uses the packed dot product where the adapter has it.
     pub packed_dot: Option<bool>,
@@ -168,7 +109,7 @@ impl QGemmDesc {
     }
 
     /// Pins a tile.
-    pub fn config(mut self, config: QGemmConfig) -> Self {
+    pub fn config(mut self, config: RowTile) -> Self {
         self.config = Some(config);
         self
     }
@@ -229,7 +170,7 @@ struct Params {
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 80);
 
-fn variant(cfg: QGemmConfig, dot4: bool, za: bool, zw: bool, out: u32) -> ShaderVariant {
+fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32) -> ShaderVariant {
     ShaderVariant::new(
         ShaderFile::QGemm,
         vec![
@@ -247,7 +188,7 @@ fn variant(cfg: QGemmConfig, dot4: bool, za: bool, zw: bool, out: u32) -> Shader
 /// Every W8A8 kernel variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for cfg in QGemmConfig::ALL {
+    for cfg in TILES {
         for dot4 in [false, true] {
             for za in [false, true] {
                 for zw in [false, true] {
@@ -283,10 +224,7 @@ fn row_stride(operand: &str, what: &str, q: &QTensor) -> Result<u32> {
         return Ok(0);
     }
     let packed = q.layout();
-    let (rows, cols) = (packed.rows, packed.cols);
-    let per_row = layout.slots == rows
-        && (0..rows).all(|r| layout.slot(r * cols) == r && layout.slot(r * cols + cols - 1) == r);
-    if per_row {
+    if layout.is_per_row(packed.rows, packed.cols) {
         Ok(1)
     } else {
         Err(Error::invalid(
@@ -441,25 +379,7 @@ pub fn qgemm(
         }
         _ => (1.0, 0, (0, 0)),
     };
-    if let Some(bias) = bias {
-        if bias.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                operand: "bias",
-                expected: DType::F32,
-                got: bias.dtype(),
-            });
-        }
-        if bias.numel() != n {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "bias has shape {:?}; expected N = {n} elements",
-                    bias.shape()
-                ),
-            ));
-        }
-    }
+    super::check_bias(OP, bias, n)?;
     let inputs = [
         ("A", a.data()),
         ("A scales", a.scales()),
@@ -500,24 +420,18 @@ pub fn qgemm(
     let cfg = desc
         .config
         .unwrap_or_else(|| crate::plan::qgemm_config(caps, m, n, k));
-    cfg.check(ctx)?;
+    cfg.check(ctx, OP)?;
     let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code))?;
-    let to_u32 = |what: &str, v: usize| {
-        u32::try_from(v)
-            .map_err(|_| Error::invalid(OP, format!("{what} = {v} exceeds 32-bit indexing")))
-    };
-    let bn = u64::from(cfg.wg * cfg.tn4 * 4);
-    let groups_x = (n as u64).div_ceil(bn);
-    let groups_y = (m as u64).div_ceil(u64::from(cfg.tm));
+    let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
     to_u32("elements of the output", m * n)?;
-    let grid = super::grid_for(ctx, OP, groups_x * groups_y)?;
+    let (grid, groups_x) = cfg.grid(ctx, OP, m, n)?;
     let tail = k % 4;
     let params = Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
         k: to_u32("K", k)?,
         kw: to_u32("words per row", k.div_ceil(4))?,
-        groups_x: groups_x as u32,
+        groups_x,
         flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
         a_xor: if a_u8 { 0x8080_8080 } else { 0 },
         w_xor: if w_u8 { 0x8080_8080 } else { 0 },

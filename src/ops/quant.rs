@@ -27,6 +27,7 @@
 
 use wgpu::util::DeviceExt;
 
+use super::to_u32;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::quant::{pack, Granularity, PackedLayout, QType, QuantParams, QuantScheme, SlotLayout};
@@ -102,15 +103,6 @@ const _: () = {
     assert!(std::mem::size_of::<ParamsUniform>() == 16);
 };
 
-fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::invalid(
-            op,
-            format!("{what} = {v} exceeds the 32-bit indexing of the kernels"),
-        )
-    })
-}
-
 fn slots_uniform(op: &'static str, s: &SlotLayout) -> Result<SlotsUniform> {
     Ok(SlotsUniform {
         inner: to_u32(op, "inner size", s.inner)?,
@@ -124,18 +116,11 @@ fn slots_uniform(op: &'static str, s: &SlotLayout) -> Result<SlotsUniform> {
 }
 
 /// 1 when one slot covers the tensor, 2 when slot `r` covers exactly row `r` of the
-/// `[rows, cols]` packing view (per-row, or per-channel on the second-to-last axis), else
-/// 0 (the kernel computes each element's slot).
+/// `[rows, cols]` packing view, else 0 (the kernel computes each element's slot).
 fn slot_mode(s: &SlotLayout, rows: usize, cols: usize) -> u32 {
     if s.slots == 1 {
         1
-    } else if s.outer == 1
-        && s.axis_len == rows
-        && s.inner == cols
-        && s.block == 1
-        && s.axis_stride == 1
-        && s.slots == rows
-    {
+    } else if s.is_per_row(rows, cols) {
         2
     } else {
         0
@@ -379,19 +364,6 @@ impl QTensor {
     }
 }
 
-fn check_float_input(op: &'static str, operand: &'static str, x: &Tensor) -> Result<bool> {
-    match x.dtype() {
-        DType::F32 => Ok(false),
-        DType::F16 => Ok(true),
-        got => Err(Error::DType {
-            op,
-            operand,
-            expected: DType::F32,
-            got,
-        }),
-    }
-}
-
 fn check_same_shape(op: &'static str, a: &[usize], b: &[usize], what: &str) -> Result<()> {
     if a != b {
         return Err(Error::shape(
@@ -411,7 +383,7 @@ fn check_pair(
     f: &Tensor,
     q: &QTensor,
 ) -> Result<bool> {
-    let f16 = check_float_input(op, name, f)?;
+    let f16 = super::check_float(op, name, f)?;
     check_same_shape(op, f.shape(), &q.shape, op)?;
     for (operand, t) in [
         (name, f),
@@ -617,7 +589,7 @@ fn record_stats(
     ranges: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<()> {
-    let f16 = check_float_input(op, "x", x)?;
+    let f16 = super::check_float(op, "x", x)?;
     super::check_binding(ctx, op, "x", x)?;
     let per_channel = view.outer * view.inner;
     to_u32(op, "elements", x.numel())?;
@@ -677,7 +649,7 @@ pub fn dynamic_quantize(
 ) -> Result<()> {
     const OP: &str = "dynamic_quantize";
     spec.check(OP)?;
-    check_float_input(OP, "x", x)?;
+    super::check_float(OP, "x", x)?;
     check_same_shape(OP, x.shape(), &q.shape, "dynamic_quantize")?;
     if q.qtype != spec.scheme.qtype
         || q.granularity != spec.scheme.granularity

@@ -45,6 +45,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::QTensor;
+use crate::ops::{to_u32, RowTile};
 use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
@@ -76,58 +77,24 @@ pub enum HalfMath {
     F16,
 }
 
-/// Tile of the kernel: `wg` invocations along N, each computing `tm` rows by `4 * tn4`
-/// columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WGemmConfig {
-    /// Invocations per workgroup, all along N.
-    pub wg: u32,
-    /// Rows per invocation.
-    pub tm: u32,
-    /// Groups of 4 columns per invocation.
-    pub tn4: u32,
-}
+/// The tiles the plan may choose (tests run all of them).
+pub const TILES: [RowTile; 5] = [
+    RowTile::new(64, 1, 2),
+    RowTile::new(64, 2, 2),
+    RowTile::new(64, 4, 1),
+    RowTile::new(64, 4, 2),
+    RowTile::new(64, 8, 1),
+];
 
-impl WGemmConfig {
-    /// The configurations the plan may choose (tests run all of them).
-    pub const ALL: [WGemmConfig; 5] = [
-        WGemmConfig {
-            wg: 64,
-            tm: 1,
-            tn4: 2,
-        },
-        WGemmConfig {
-            wg: 64,
-            tm: 2,
-            tn4: 2,
-        },
-        WGemmConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 1,
-        },
-        WGemmConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 2,
-        },
-        WGemmConfig {
-            wg: 64,
-            tm: 8,
-            tn4: 1,
-        },
-    ];
-
-    /// The default for `m` rows: one pass over the weights for `m <= 8` (GEMV), else
-    /// 4 x 8 tiles.
-    pub fn for_rows(m: usize) -> WGemmConfig {
-        match m {
-            1 => Self::ALL[0],
-            2 => Self::ALL[1],
-            3 | 4 => Self::ALL[3],
-            5..=8 => Self::ALL[4],
-            _ => Self::ALL[3],
-        }
+/// The default tile for `m` rows: one pass over the weights for `m <= 8` (GEMV), else
+/// 4 x 8 tiles.
+pub fn tile_for_rows(m: usize) -> RowTile {
+    match m {
+        1 => TILES[0],
+        2 => TILES[1],
+        3 | 4 => TILES[3],
+        5..=8 => TILES[4],
+        _ => TILES[3],
     }
 }
 
@@ -139,7 +106,7 @@ pub struct WGemmDesc {
     /// Arithmetic for f16 weights.
     pub math: HalfMath,
     /// Pins a tile instead of the plan's choice.
-    pub config: Option<WGemmConfig>,
+    pub config: Option<RowTile>,
 }
 
 impl WGemmDesc {
@@ -156,7 +123,7 @@ impl WGemmDesc {
     }
 
     /// Pins a tile.
-    pub fn config(mut self, config: WGemmConfig) -> Self {
+    pub fn config(mut self, config: RowTile) -> Self {
         self.config = Some(config);
         self
     }
@@ -199,7 +166,7 @@ const MATH_F16: &str = "alias T = f16;\nalias TACC = f16;\n\
     fn h2(w: u32) -> vec2<T> { return vec2<f16>(unpack2x16float(w)); }";
 
 fn variant(
-    cfg: WGemmConfig,
+    cfg: RowTile,
     w: WKind,
     math: HalfMath,
     a_f16: bool,
@@ -256,7 +223,7 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     for math in [HalfMath::F32, HalfMath::F16AccF32, HalfMath::F16] {
         kinds.push((WKind::Half, math));
     }
-    for cfg in WGemmConfig::ALL {
+    for cfg in TILES {
         for &(w, math) in &kinds {
             for a_f16 in [false, true] {
                 if math != HalfMath::F32 && !a_f16 {
@@ -306,19 +273,6 @@ fn weight_groups(w: &QTensor, n: usize, k: usize) -> Result<(u32, u32, usize, us
     }
 }
 
-fn float_dtype(operand: &'static str, t: &Tensor) -> Result<bool> {
-    match t.dtype() {
-        DType::F32 => Ok(false),
-        DType::F16 => Ok(true),
-        got => Err(Error::DType {
-            op: OP,
-            operand,
-            expected: DType::F32,
-            got,
-        }),
-    }
-}
-
 /// Records `out = act(x * W^T + bias)` into `encoder`; see the module docs. Nothing is
 /// submitted.
 pub fn wgemm(
@@ -330,8 +284,8 @@ pub fn wgemm(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<()> {
-    let a_f16 = float_dtype("x", x)?;
-    let out_f16 = float_dtype("output", out)?;
+    let a_f16 = super::check_float(OP, "x", x)?;
+    let out_f16 = super::check_float(OP, "output", out)?;
     let w_shape = match weights {
         Weights::Quantized(q) => q.shape(),
         Weights::F16(t) => {
@@ -375,18 +329,7 @@ pub fn wgemm(
             ),
         ));
     }
-    if let Some(bias) = bias {
-        if bias.dtype() != DType::F32 || bias.numel() != n {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "bias is {} {:?}; expected f32 with N = {n} elements",
-                    bias.dtype(),
-                    bias.shape()
-                ),
-            ));
-        }
-    }
+    super::check_bias(OP, bias, n)?;
     let caps = ctx.capabilities();
     let pairs = k % 2 == 0;
     let (kind, math, w_tensors, kw, kfull, slots) = match weights {
@@ -481,40 +424,20 @@ pub fn wgemm(
     let cfg = desc
         .config
         .unwrap_or_else(|| crate::plan::wgemm_config(caps, m, n, k));
-    if cfg.wg == 0 || cfg.tm == 0 || cfg.tn4 == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("config {cfg:?}: every field must be non-zero"),
-        ));
-    }
-    if cfg.wg > caps.limits.max_compute_invocations_per_workgroup {
-        return Err(Error::LimitExceeded {
-            op: OP,
-            what: format!("config {cfg:?} invocations per workgroup"),
-            needed: u64::from(cfg.wg),
-            limit_name: "max_compute_invocations_per_workgroup",
-            limit: u64::from(caps.limits.max_compute_invocations_per_workgroup),
-        });
-    }
+    cfg.check(ctx, OP)?;
     let (w_col_stride, w_group_stride, ngroups, group_words) = slots.unwrap_or((0, 0, 1, kw));
-    let to_u32 = |what: &str, v: usize| {
-        u32::try_from(v)
-            .map_err(|_| Error::invalid(OP, format!("{what} = {v} exceeds 32-bit indexing")))
-    };
+    let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
     to_u32("elements of the output", m * n)?;
     to_u32("elements of x", x.numel())?;
     let w_buf = w_tensors[0].1;
-    let bn = u64::from(cfg.wg * cfg.tn4 * 4);
-    let groups_x = (n as u64).div_ceil(bn);
-    let groups_y = (m as u64).div_ceil(u64::from(cfg.tm));
-    let grid = super::grid_for(ctx, OP, groups_x * groups_y)?;
+    let (grid, groups_x) = cfg.grid(ctx, OP, m, n)?;
     let params = Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
         k: to_u32("K", k)?,
         kw: to_u32("words per row", kw)?,
         kfull: to_u32("words per row", kfull)?,
-        groups_x: groups_x as u32,
+        groups_x,
         flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
         ngroups: to_u32("groups", ngroups)?,
         group_words: to_u32("words per group", group_words)?,

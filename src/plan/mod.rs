@@ -13,8 +13,8 @@
 
 use crate::context::Capabilities;
 use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
-use crate::ops::qgemm::QGemmConfig;
-use crate::ops::wgemm::{HalfMath, WGemmConfig};
+use crate::ops::wgemm::HalfMath;
+use crate::ops::{qgemm, wgemm, RowTile};
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     GemmKernel::Register(RegConfig {
@@ -60,14 +60,14 @@ pub fn gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// a single row (GEMV: every weight word is read once per row), 2 rows for two, else
 /// 4 rows by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
 /// lavapipe's throughput, where registers spill).
-pub fn qgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> QGemmConfig {
-    QGemmConfig::for_rows(m)
+pub fn qgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> RowTile {
+    qgemm::tile_for_rows(m)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]): up to 8 rows in one pass
 /// over the weights (GEMV reads each weight byte once), else 4 rows by 8 columns.
-pub fn wgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> WGemmConfig {
-    WGemmConfig::for_rows(m)
+pub fn wgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> RowTile {
+    wgemm::tile_for_rows(m)
 }
 
 /// Arithmetic of the FP16 GEMM when the caller leaves it to the plan: f16 products with

@@ -185,6 +185,23 @@ pub struct SlotLayout {
 }
 
 impl SlotLayout {
+    /// Whether slot `r` covers exactly row `r` of the tensor seen as `[rows, cols]`
+    /// (per-row, per-channel on the second-to-last axis, or one group per row along the
+    /// last axis).
+    pub fn is_per_row(&self, rows: usize, cols: usize) -> bool {
+        let by_axis = self.outer == 1
+            && self.axis_len == rows
+            && self.inner == cols
+            && self.block == 1
+            && self.axis_stride == 1;
+        let by_group = self.outer == rows
+            && self.axis_len == cols
+            && self.inner == 1
+            && self.block >= cols
+            && self.outer_stride == 1;
+        self.slots == rows && (by_axis || by_group)
+    }
+
     /// Slot of flat element `flat`.
     pub fn slot(&self, flat: usize) -> usize {
         let i = flat % self.inner;
