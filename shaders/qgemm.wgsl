@@ -1,12 +1,22 @@
-// W8A8 GEMM: C = epilogue(sum_k (a[m,k] - za[m]) * (w[n,k] - zw[n])) with 8-bit codes
-// packed four per u32 along K (src/quant/pack.rs), int32 accumulation four products at a
-// time with dot4I8Packed, zero points applied exactly through row and column sums.
+// W8A8 GEMM and convolution: C = epilogue(sum_k (a[m,k] - za[m]) * (w[n,k] - zw[n])) with
+// 8-bit codes packed four per u32 along K (src/quant/pack.rs), int32 accumulation four
+// products at a time with dot4I8Packed, zero points applied exactly through row and column
+// sums.
 //
-// A is [M, K] (activations, one scale/zero point per tensor or per row), W is [N, K]
-// (a Linear weight, one scale/zero point per tensor or per output channel). u8 codes are
-// shifted to i8 by flipping each byte's top bit (q - 128), and the zero point by the same
-// 128, so every operand pair is i8 x i8; the raw-0 padding of a row's last word is masked
-// back to zero after the flip. The exact result fits int32 whenever the host-side bound
+// GEMM: A is [M, K] (activations, one scale/zero point per tensor or per row), W is [N, K]
+// (a Linear weight, one scale/zero point per tensor or per output channel).
+// CONV (implicit GEMM, no im2col buffer): A is an NHWC image [B, H, W, C] packed four
+// channels per u32 per pixel, W is [OC, KH, KW, C / groups] packed along its channels, a
+// row of C is an output pixel and K runs over the taps (ky, kx) and then the channels of
+// the row's group. A tap outside the image reads the padding word, the zero point's code
+// in every byte, so (a - za) is 0 there and the sums below stay exact. A group whose
+// channel slice does not start on a word boundary is read with a funnel shift. The GEMM
+// is the special case of one tap and one group.
+//
+// u8 codes are shifted to i8 by flipping each byte's top bit (q - 128), and the zero point
+// by the same 128, so every operand pair is i8 x i8; the bytes of a slice's last word past
+// its length (raw-0 padding, or the next group's channels) are masked to zero after the
+// flip. The exact result fits int32 whenever the host-side bound
 // K * max|a - za| * max|w - zw| <= 2^31 - 1 holds (checked before dispatch); the partial
 // terms may wrap, and WGSL's wrapping integer arithmetic makes the sum exact anyway.
 //
@@ -17,13 +27,14 @@
 //
 // Compile-time constants: WG, TM, TN4, DOT4 (dot4I8Packed, else an unpacked fallback with
 // identical results), ZA (A has zero points: needs W's column sums), ZW (W has zero
-// points: needs A's row sums), OUT (0: f32, 1: f16 pairs, 2: i32, 3: 8-bit requantized).
+// points: needs A's row sums), OUT (0: f32, 1: f16 pairs, 2: i32, 3: 8-bit requantized),
+// CONV (the convolution addressing above).
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    // Words per row of A and W: ceil(k / 4).
+    // Words per tap slice of A and W: ceil(kc / 4).
     kw: u32,
     groups_x: u32,
     flags: u32,          // bit 0: bias; bits 1..2: activation (0 none, 1 ReLU, 2 ReLU6)
@@ -40,7 +51,27 @@ struct Params {
     out_scale: f32,
     out_words_per_row: u32,
     opaque_zero: u32,    // always 0; blocks multiply-add fusion in the epilogue
+    kc: u32,             // values per tap slice: K (GEMM) or channels per group (CONV)
+    taps: u32,           // kernel taps KH * KW (1 for the GEMM); k = taps * kc
+    ncols: u32,          // output columns per group (n for the GEMM)
+    groups: u32,
+    row_blocks: u32,     // ceil(m / TM)
+    in_h: u32,           // CONV geometry from here on
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_w: u32,            // kernel width
+    stride_h: u32,
+    stride_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    pad_t: u32,
+    pad_l: u32,
+    pix_words: u32,      // words per input pixel: ceil(C / 4)
+    a_words: u32,        // words in A's binding
+    byte_out: u32,       // 1: requantized columns of a group are not word aligned
     _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,16 +100,32 @@ fn dot4(x: u32, y: u32) -> i32 {
         + extractBits(xs, 24u, 8u) * extractBits(ys, 24u, 8u);
 }
 
-// f32 product whose result cannot be fused into a following add: the OR with a uniform
-// zero is opaque to the compiler, so `no_fuse(x * y) + b` rounds twice, like the Rust
-// reference. Vulkan, Metal and D3D all round f32 add and multiply correctly.
-fn no_fuse(x: f32) -> f32 {
-    return bitcast<f32>(bitcast<u32>(x) | p.opaque_zero);
+// Word `kw` of a row's slice: GEMM, word `base + kw` of A; CONV, the four bytes at byte
+// offset `base + 4 kw` of A (funnel-shifted when the slice is not word aligned), or the
+// padding word for a tap outside the image.
+fn a_word(base: u32, inside: bool, kw: u32, pad: u32) -> u32 {
+    if (!CONV) {
+        return a[base + kw];
+    }
+    if (!inside) {
+        return pad;
+    }
+    let byte = base + 4u * kw;
+    let lo = a[byte >> 2u];
+    let sh = (byte & 3u) * 8u;
+    if (sh == 0u) {
+        return lo;
+    }
+    let hi = a[min((byte >> 2u) + 1u, p.a_words - 1u)];
+    return (lo >> sh) | (hi << (32u - sh));
 }
 
-fn dequant(r: i32, row: u32, col: u32) -> f32 {
-    let s = a_scales[row * p.a_row_stride] * w_scales[col * p.w_col_stride];
-    return bias_act(no_fuse(f32(r) * s), p.flags, col);
+// Stores the 8-bit code `code` at byte `e` of `out`, sharing its word with other
+// invocations (atomicAnd/atomicOr touch disjoint bits, so the updates commute).
+fn store_byte(e: u32, code: i32) {
+    let sh = (e & 3u) * 8u;
+    atomicAnd(&out[e >> 2u], ~(0xffu << sh));
+    atomicOr(&out[e >> 2u], (bitcast<u32>(code) & 0xffu) << sh);
 }
 
 @compute @workgroup_size(WG, 1, 1)
@@ -88,21 +135,40 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-    let row0 = (lin / p.groups_x) * TM;
-    if (row0 >= p.m) {
+    let block = lin / p.groups_x;
+    let grp = block / p.row_blocks;
+    if (grp >= p.groups) {
         return;
     }
+    let row0 = (block % p.row_blocks) * TM;
     let colw = (lin % p.groups_x) * BN + lid.x * 4u;
+    // First output column of this group: columns below are local to the group.
+    let gcol = grp * p.ncols;
 
+    // GEMM: the first word of each row. CONV: each row's image and the input position of
+    // its first tap (which may lie in the padding, hence signed).
     var arow: array<u32, TM>;
+    var iy0: array<i32, TM>;
+    var ix0: array<i32, TM>;
     for (var i = 0u; i < TM; i++) {
-        arow[i] = min(row0 + i, p.m - 1u) * p.kw;
+        let row = min(row0 + i, p.m - 1u);
+        if (CONV) {
+            let plane = p.out_h * p.out_w;
+            let rem = row % plane;
+            arow[i] = row / plane;
+            iy0[i] = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
+            ix0[i] = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
+        } else {
+            arow[i] = row * p.kw;
+        }
     }
     var wrow: array<u32, TN>;
     for (var j = 0u; j < TN; j++) {
         let col = colw + (j / 4u) * WG * 4u + j % 4u;
-        wrow[j] = min(col, p.n - 1u) * p.kw;
+        wrow[j] = (gcol + min(col, p.ncols - 1u)) * p.taps * p.kw;
     }
+    // The padding word of CONV: the zero point's code in every byte (per-tensor A).
+    let pad = (bitcast<u32>(a_zeros[0]) & 0xffu) * ONES;
 
     var acc: array<i32, TM * TN>;
     var asum: array<i32, TM>;
@@ -117,24 +183,44 @@ fn main(
         wsum[j] = 0;
     }
 
-    let kfull = p.k / 4u;
-    for (var kw = 0u; kw < p.kw; kw++) {
-        // Only the flipped padding of a u8 operand needs masking; i8 padding is raw 0.
-        let mask = select(0xffffffffu, p.tail_mask, kw == kfull);
-        var wv: array<u32, TN>;
-        for (var j = 0u; j < TN; j++) {
-            wv[j] = (w[wrow[j] + kw] ^ p.w_xor) & mask;
-            if (ZA) {
-                wsum[j] = wsum[j] + dot4(wv[j], ONES);
+    let kfull = p.kc / 4u;
+    for (var tap = 0u; tap < p.taps; tap++) {
+        // Where each row reads this tap: a word index (GEMM), or a byte offset into A and
+        // whether the tap lies inside the image (CONV).
+        var abase: array<u32, TM>;
+        var inside: array<bool, TM>;
+        for (var i = 0u; i < TM; i++) {
+            if (CONV) {
+                let iy = iy0[i] + i32((tap / p.k_w) * p.dil_h);
+                let ix = ix0[i] + i32((tap % p.k_w) * p.dil_w);
+                inside[i] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+                let pix = (arow[i] * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0));
+                abase[i] = pix * p.pix_words * 4u + grp * p.kc;
+            } else {
+                abase[i] = arow[i];
+                inside[i] = true;
             }
         }
-        for (var i = 0u; i < TM; i++) {
-            let av = (a[arow[i] + kw] ^ p.a_xor) & mask;
-            if (ZW) {
-                asum[i] = asum[i] + dot4(av, ONES);
-            }
+        let wtap = tap * p.kw;
+        for (var kw = 0u; kw < p.kw; kw++) {
+            // Bytes past the slice (raw-0 padding, flipped for u8, or the next group's
+            // channels) are masked to zero.
+            let mask = select(0xffffffffu, p.tail_mask, kw == kfull);
+            var wv: array<u32, TN>;
             for (var j = 0u; j < TN; j++) {
-                acc[i * TN + j] = acc[i * TN + j] + dot4(av, wv[j]);
+                wv[j] = (w[wrow[j] + wtap + kw] ^ p.w_xor) & mask;
+                if (ZA) {
+                    wsum[j] = wsum[j] + dot4(wv[j], ONES);
+                }
+            }
+            for (var i = 0u; i < TM; i++) {
+                let av = (a_word(abase[i], inside[i], kw, pad) ^ p.a_xor) & mask;
+                if (ZW) {
+                    asum[i] = asum[i] + dot4(av, ONES);
+                }
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * TN + j] = acc[i * TN + j] + dot4(av, wv[j]);
+                }
             }
         }
     }
@@ -157,25 +243,25 @@ fn main(
         }
         for (var g = 0u; g < TN4; g++) {
             let col0 = colw + g * WG * 4u;
-            if (col0 >= p.n) {
+            if (col0 >= p.ncols) {
                 break;
             }
             var word = 0u;
             var pair = vec4<f32>(0.0);
             for (var q = 0u; q < 4u; q++) {
-                let col = col0 + q;
+                let col = gcol + col0 + q;
                 let j = g * 4u + q;
                 // sum (a - za)(w - zw) = sum aw - zw sum a - za sum w + k za zw
                 var r = res[i * TN + j];
                 var zw = 0;
                 if (ZW) {
-                    zw = w_zeros[min(col, p.n - 1u) * p.w_col_stride] - p.w_shift;
+                    zw = w_zeros[(gcol + min(col0 + q, p.ncols - 1u)) * p.w_col_stride] - p.w_shift;
                     r = r - zw * asum[i];
                 }
                 if (ZA) {
                     r = r - za * wsum[j] + kk * za * zw;
                 }
-                if (col < p.n) {
+                if (col0 + q < p.ncols) {
                     if (OUT == 0u) {
                         atomicStore(&out[row * p.n + col], bitcast<u32>(dequant(r, row, col)));
                     } else if (OUT == 1u) {
@@ -185,14 +271,24 @@ fn main(
                     } else {
                         let v = dequant(r, row, col);
                         let code = quantize_one(v, p.out_scale, p.out_zero, p.out_qmin, p.out_qmax);
+                        if (p.byte_out != 0u) {
+                            store_byte(row * p.out_words_per_row * 4u + col, code);
+                        }
                         word = word | ((bitcast<u32>(code) & 0xffu) << (8u * q));
                     }
                 }
             }
+            if (OUT == 3u && p.byte_out != 0u && grp + 1u == p.groups && col0 + 4u >= p.ncols) {
+                // The owner of the row's last column zeroes the padding bytes of its last
+                // word (raw 0, src/quant/pack.rs).
+                for (var e = p.n; e < p.out_words_per_row * 4u; e++) {
+                    store_byte(row * p.out_words_per_row * 4u + e, 0);
+                }
+            }
             if (OUT == 1u) {
-                store_f16x4(row * p.n + col0, min(4u, p.n - col0), pair);
-            } else if (OUT == 3u) {
-                atomicStore(&out[row * p.out_words_per_row + col0 / 4u], word);
+                store_f16x4(row * p.n + gcol + col0, min(4u, p.ncols - col0), pair);
+            } else if (OUT == 3u && p.byte_out == 0u) {
+                atomicStore(&out[row * p.out_words_per_row + (gcol + col0) / 4u], word);
             }
         }
     }

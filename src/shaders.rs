@@ -53,6 +53,12 @@ pub enum ShaderFile {
     QGemm,
     /// `shaders/wgemm.wgsl`: float-activation GEMM/GEMV over int8/int4 or f16 weights.
     WGemm,
+    /// `shaders/conv_gemm.wgsl`: float convolution as an implicit GEMM.
+    ConvGemm,
+    /// `shaders/conv_dw.wgsl`: float depthwise convolution.
+    ConvDw,
+    /// `shaders/conv_dw_q8.wgsl`: INT8 depthwise convolution with the W8A8 epilogues.
+    ConvDwQ8,
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
@@ -60,10 +66,11 @@ const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
 const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
 const STORE_F16: &str = include_str!("../shaders/common/store_f16.wgsl");
 const EPILOGUE: &str = include_str!("../shaders/common/epilogue.wgsl");
+const Q8_EPILOGUE: &str = include_str!("../shaders/common/q8_epilogue.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 10] = [
+    pub const ALL: [ShaderFile; 13] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
@@ -74,6 +81,9 @@ impl ShaderFile {
         ShaderFile::QuantParams,
         ShaderFile::QGemm,
         ShaderFile::WGemm,
+        ShaderFile::ConvGemm,
+        ShaderFile::ConvDw,
+        ShaderFile::ConvDwQ8,
     ];
 
     /// The file name under `shaders/`.
@@ -89,6 +99,9 @@ impl ShaderFile {
             ShaderFile::QuantParams => "qparams.wgsl",
             ShaderFile::QGemm => "qgemm.wgsl",
             ShaderFile::WGemm => "wgemm.wgsl",
+            ShaderFile::ConvGemm => "conv_gemm.wgsl",
+            ShaderFile::ConvDw => "conv_dw.wgsl",
+            ShaderFile::ConvDwQ8 => "conv_dw_q8.wgsl",
         }
     }
 
@@ -104,6 +117,9 @@ impl ShaderFile {
             ShaderFile::QuantParams => include_str!("../shaders/qparams.wgsl"),
             ShaderFile::QGemm => include_str!("../shaders/qgemm.wgsl"),
             ShaderFile::WGemm => include_str!("../shaders/wgemm.wgsl"),
+            ShaderFile::ConvGemm => include_str!("../shaders/conv_gemm.wgsl"),
+            ShaderFile::ConvDw => include_str!("../shaders/conv_dw.wgsl"),
+            ShaderFile::ConvDwQ8 => include_str!("../shaders/conv_dw_q8.wgsl"),
         }
     }
 
@@ -116,8 +132,10 @@ impl ShaderFile {
             | ShaderFile::Dequantize
             | ShaderFile::QuantStats
             | ShaderFile::QuantParams => &[QUANT_MATH],
-            ShaderFile::QGemm => &[QUANT_MATH, STORE_F16, EPILOGUE],
-            ShaderFile::WGemm => &[STORE_F16, EPILOGUE],
+            ShaderFile::QGemm | ShaderFile::ConvDwQ8 => {
+                &[QUANT_MATH, STORE_F16, EPILOGUE, Q8_EPILOGUE]
+            }
+            ShaderFile::WGemm | ShaderFile::ConvGemm | ShaderFile::ConvDw => &[STORE_F16, EPILOGUE],
         }
     }
 
@@ -134,6 +152,9 @@ impl ShaderFile {
             ShaderFile::QuantParams => "dynamic quantization parameters",
             ShaderFile::QGemm => "qgemm (W8A8)",
             ShaderFile::WGemm => "wgemm (weight-only / FP16)",
+            ShaderFile::ConvGemm => "conv2d (implicit GEMM)",
+            ShaderFile::ConvDw => "conv2d (depthwise)",
+            ShaderFile::ConvDwQ8 => "qconv2d (depthwise INT8)",
         }
     }
 
@@ -153,8 +174,12 @@ impl ShaderFile {
         let ro = wgpu::BufferBindingType::Storage { read_only: true };
         let rw = wgpu::BufferBindingType::Storage { read_only: false };
         match self {
-            // params, a, b, bias, c
-            ShaderFile::GemmTiled | ShaderFile::GemmReg | ShaderFile::GemmSubgroup => vec![
+            // params, a, b, bias, c (conv: params, x, w, bias, out)
+            ShaderFile::GemmTiled
+            | ShaderFile::GemmReg
+            | ShaderFile::GemmSubgroup
+            | ShaderFile::ConvGemm
+            | ShaderFile::ConvDw => vec![
                 entry(0, uniform),
                 entry(1, ro),
                 entry(2, ro),
@@ -180,7 +205,7 @@ impl ShaderFile {
                 vec![entry(0, uniform), entry(1, ro), entry(2, rw), entry(3, rw)]
             }
             // params, a, a scales, a zero points, w, w scales, w zero points, bias, out
-            ShaderFile::QGemm => (0..9)
+            ShaderFile::QGemm | ShaderFile::ConvDwQ8 => (0..9)
                 .map(|i| match i {
                     0 => entry(0, uniform),
                     8 => entry(8, rw),
@@ -301,5 +326,6 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     v.extend(crate::ops::quant::all_variants());
     v.extend(crate::ops::qgemm::all_variants());
     v.extend(crate::ops::wgemm::all_variants());
+    v.extend(crate::ops::conv::all_variants());
     v
 }

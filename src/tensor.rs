@@ -196,6 +196,26 @@ impl Tensor {
         })
     }
 
+    /// The same buffer seen with another shape of as many elements (no copy).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let numel = Self::check_shape("Tensor::reshape", shape)?;
+        if numel != self.numel() {
+            return Err(Error::shape(
+                "Tensor::reshape",
+                format!(
+                    "shape {:?} ({} elements) cannot be seen as {shape:?} ({numel} elements)",
+                    self.shape,
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
     /// Overwrites the whole tensor from `data` (queued; visible to work submitted after).
     pub fn write<T: Element>(&self, ctx: &Context, data: &[T]) -> Result<()> {
         let op = "Tensor::write";

@@ -2,6 +2,7 @@
 //! in the shader registry) and its dispatch, and exposes one recording function that takes
 //! the caller's `CommandEncoder` plus a convenience that submits.
 
+pub mod conv;
 pub mod gemm;
 pub mod qgemm;
 pub mod quant;

@@ -46,6 +46,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ops::conv::{dw_q8_variant, DwParams};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::{dynamic_quantize, DynamicQuant, QTensor};
 use crate::ops::{to_u32, RowTile};
@@ -166,11 +167,96 @@ struct Params {
     out_scale: f32,
     out_words_per_row: u32,
     opaque_zero: u32,
+    kc: u32,
+    taps: u32,
+    ncols: u32,
+    groups: u32,
+    row_blocks: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    pad_t: u32,
+    pad_l: u32,
+    pix_words: u32,
+    a_words: u32,
+    byte_out: u32,
     _pad0: u32,
+    _pad1: u32,
 }
-const _: () = assert!(std::mem::size_of::<Params>() == 80);
+const _: () = assert!(std::mem::size_of::<Params>() == 160);
 
-fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32) -> ShaderVariant {
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DwQ8Params {
+    base: DwParams,
+    pix_words: u32,
+    a_signed: u32,
+    w_signed: u32,
+    a_row_stride: u32,
+    w_col_stride: u32,
+    out_qmin: i32,
+    out_qmax: i32,
+    out_zero: i32,
+    out_scale: f32,
+    out_words_per_row: u32,
+    opaque_zero: u32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<DwQ8Params>() == 128);
+
+/// The convolution geometry of [`run`] (implicit GEMM over an NHWC image), in the
+/// kernel's terms; the GEMM has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// Top and left padding (bottom and right follow from the output size).
+    pub pad: [usize; 2],
+    pub groups: usize,
+}
+
+/// One W8A8 problem: `m` output rows of `groups * ncols` columns, each the reduction of
+/// `taps` slices of `kc` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub m: usize,
+    pub ncols: usize,
+    pub kc: usize,
+    pub conv: Option<ConvGeom>,
+    /// A depthwise convolution (`conv` is set, `kc` is 1): the depthwise kernel runs.
+    pub depthwise: bool,
+    pub out_shape: Vec<usize>,
+}
+
+impl Problem {
+    fn groups(&self) -> usize {
+        self.conv.map_or(1, |c| c.groups)
+    }
+    fn taps(&self) -> usize {
+        self.conv.map_or(1, |c| c.kernel[0] * c.kernel[1])
+    }
+    fn n(&self) -> usize {
+        self.groups() * self.ncols
+    }
+    /// The reduction length of one output.
+    pub fn k(&self) -> usize {
+        self.taps() * self.kc
+    }
+}
+
+fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32, conv: bool) -> ShaderVariant {
     ShaderVariant::new(
         ShaderFile::QGemm,
         vec![
@@ -181,6 +267,7 @@ fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32) -> ShaderVari
             ("ZA", Def::Bool(za)),
             ("ZW", Def::Bool(zw)),
             ("OUT", Def::U32(out)),
+            ("CONV", Def::Bool(conv)),
         ],
     )
 }
@@ -193,7 +280,9 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
             for za in [false, true] {
                 for zw in [false, true] {
                     for out in 0..4 {
-                        v.push(variant(cfg, dot4, za, zw, out));
+                        for conv in [false, true] {
+                            v.push(variant(cfg, dot4, za, zw, out, conv));
+                        }
                     }
                 }
             }
@@ -214,6 +303,24 @@ fn check_8bit(operand: &'static str, q: &QTensor) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// 1 when a conv weight (`[OC, KH, KW, C / groups]`, or `[KH, KW, OC]` when depthwise)
+/// has one parameter pair per output channel, 0 when it has one per tensor.
+fn conv_weight_stride(w: &QTensor, depthwise: bool) -> Result<u32> {
+    let channel_axis = if depthwise { 2 } else { 0 };
+    match w.granularity() {
+        Granularity::PerTensor => Ok(0),
+        Granularity::PerChannel { axis } if axis == channel_axis => Ok(1),
+        g => Err(Error::invalid(
+            OP,
+            format!(
+                "the conv weight (shape {:?}) is quantized {g:?}; the INT8 convolution takes \
+                 parameters per tensor or per output channel",
+                w.shape()
+            ),
+        )),
+    }
 }
 
 /// 1 when `q`'s parameters are one per row of its `[rows, cols]` view, 0 when they are
@@ -270,11 +377,51 @@ pub fn qgemm(
             ),
         ));
     }
-    let m = a.layout().rows;
     let mut out_shape = a_shape.to_vec();
     *out_shape.last_mut().expect("A has a last dimension") = n;
+    let problem = Problem {
+        m: a.layout().rows,
+        ncols: n,
+        kc: k,
+        conv: None,
+        depthwise: false,
+        out_shape,
+    };
+    run(ctx, encoder, desc, a, w, bias, out, &problem)
+}
+
+/// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
+/// has checked against `problem`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &QGemmDesc,
+    a: &QTensor,
+    w: &QTensor,
+    bias: Option<&Tensor>,
+    out: QGemmOutput<'_>,
+    problem: &Problem,
+) -> Result<()> {
+    let (m, n, k) = (problem.m, problem.n(), problem.k());
+    let out_shape = &problem.out_shape;
+    let a_shape = a.shape();
     let a_stride = row_stride("A", "row", a)?;
-    let w_stride = row_stride("W", "output channel", w)?;
+    let w_stride = if problem.conv.is_some() {
+        conv_weight_stride(w, problem.depthwise)?
+    } else {
+        row_stride("W", "output channel", w)?
+    };
+    if problem.conv.is_some() && a_stride != 0 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "the convolution takes activations quantized per tensor; A (shape {a_shape:?}) \
+                 is quantized {:?}",
+                a.granularity()
+            ),
+        ));
+    }
 
     let a_u8 = a.qtype() == QType::U8;
     let w_u8 = w.qtype() == QType::U8;
@@ -421,17 +568,33 @@ pub fn qgemm(
         .config
         .unwrap_or_else(|| crate::plan::qgemm_config(caps, m, n, k));
     cfg.check(ctx, OP)?;
-    let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code))?;
+    let geom = problem.conv;
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
     to_u32("elements of the output", m * n)?;
-    let (grid, groups_x) = cfg.grid(ctx, OP, m, n)?;
-    let tail = k % 4;
+    to_u32("bytes of A", a.data().numel() * 4)?;
+    let groups = problem.groups();
+    let groups_x = (problem.ncols as u64).div_ceil(u64::from(cfg.columns()));
+    let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
+    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
+    let tail = problem.kc % 4;
+    let g = geom.unwrap_or(ConvGeom {
+        in_h: 0,
+        in_w: 0,
+        channels: 0,
+        out_h: 0,
+        out_w: 0,
+        kernel: [1, 1],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pad: [0, 0],
+        groups: 1,
+    });
     let params = Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
         k: to_u32("K", k)?,
-        kw: to_u32("words per row", k.div_ceil(4))?,
-        groups_x,
+        kw: to_u32("words per row", problem.kc.div_ceil(4))?,
+        groups_x: to_u32("workgroups per row block", groups_x as usize)?,
         flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
         a_xor: if a_u8 { 0x8080_8080 } else { 0 },
         w_xor: if w_u8 { 0x8080_8080 } else { 0 },
@@ -450,25 +613,75 @@ pub fn qgemm(
         out_scale,
         out_words_per_row: to_u32("output words per row", n.div_ceil(4))?,
         opaque_zero: 0,
+        kc: to_u32("K", problem.kc)?,
+        taps: to_u32("kernel taps", problem.taps())?,
+        ncols: to_u32("N", problem.ncols)?,
+        groups: to_u32("groups", groups)?,
+        row_blocks: to_u32("row blocks", row_blocks as usize)?,
+        in_h: to_u32("H", g.in_h)?,
+        in_w: to_u32("W", g.in_w)?,
+        out_h: to_u32("output height", g.out_h)?,
+        out_w: to_u32("output width", g.out_w)?,
+        k_w: to_u32("kernel width", g.kernel[1])?,
+        stride_h: to_u32("stride", g.stride[0])?,
+        stride_w: to_u32("stride", g.stride[1])?,
+        dil_h: to_u32("dilation", g.dilation[0])?,
+        dil_w: to_u32("dilation", g.dilation[1])?,
+        pad_t: to_u32("padding", g.pad[0])?,
+        pad_l: to_u32("padding", g.pad[1])?,
+        pix_words: to_u32("words per pixel", g.channels.div_ceil(4))?,
+        a_words: to_u32("words of A", a.data().numel())?,
+        byte_out: u32::from(groups > 1 && !problem.ncols.is_multiple_of(4)),
         _pad0: 0,
+        _pad1: 0,
     };
     let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    let buffers = [
+        a.data().buffer(),
+        a.scales().buffer(),
+        a.zero_points().buffer(),
+        w.data().buffer(),
+        w.scales().buffer(),
+        w.zero_points().buffer(),
+        bias_buf,
+        out_buf,
+    ];
+    if problem.depthwise {
+        let dw = DwQ8Params {
+            base: DwParams::new(OP, &g, m, n, params.flags)?,
+            pix_words: params.pix_words,
+            a_signed: u32::from(!a_u8),
+            w_signed: u32::from(!w_u8),
+            a_row_stride: 0,
+            w_col_stride: w_stride,
+            out_qmin,
+            out_qmax,
+            out_zero,
+            out_scale,
+            out_words_per_row: params.out_words_per_row,
+            opaque_zero: 0,
+            _pad: [0; 3],
+        };
+        let kernel = ctx.kernel(&dw_q8_variant(out_code))?;
+        let grid = dw.base.grid(ctx, OP)?;
+        return super::record(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&dw),
+            &buffers,
+            grid,
+        );
+    }
+    let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?;
     super::record(
         ctx,
         encoder,
         OP,
         &kernel,
         bytemuck::bytes_of(&params),
-        &[
-            a.data().buffer(),
-            a.scales().buffer(),
-            a.zero_points().buffer(),
-            w.data().buffer(),
-            w.scales().buffer(),
-            w.zero_points().buffer(),
-            bias_buf,
-            out_buf,
-        ],
+        &buffers,
         grid,
     )
 }

@@ -165,6 +165,16 @@ const MATH_F16_ACC_F32: &str = "alias T = f16;\nalias TACC = f32;\n\
 const MATH_F16: &str = "alias T = f16;\nalias TACC = f16;\n\
     fn h2(w: u32) -> vec2<T> { return vec2<f16>(unpack2x16float(w)); }";
 
+/// The composer's `T`/`TACC`/`h2` definitions for `math` (Auto means f32), and their
+/// label in the variant's tag.
+pub(crate) fn math_code(math: HalfMath) -> (&'static str, &'static str) {
+    match math {
+        HalfMath::F16 => ("MATH_F16", MATH_F16),
+        HalfMath::F16AccF32 => ("MATH_F16_ACC_F32", MATH_F16_ACC_F32),
+        _ => ("MATH_F32", MATH_F32),
+    }
+}
+
 fn variant(
     cfg: RowTile,
     w: WKind,
@@ -177,11 +187,7 @@ fn variant(
         WKind::Codes { bits, signed, zw } => (bits, signed, true, zw),
         WKind::Half => (16, false, false, false),
     };
-    let code = match math {
-        HalfMath::F16 => MATH_F16,
-        HalfMath::F16AccF32 => MATH_F16_ACC_F32,
-        _ => MATH_F32,
-    };
+    let (name, code) = math_code(math);
     let mut v = ShaderVariant::new(
         ShaderFile::WGemm,
         vec![
@@ -195,14 +201,7 @@ fn variant(
             ("A_F16", Def::Bool(a_f16)),
             ("PAIRS", Def::Bool(pairs)),
             ("OUT_F16", Def::Bool(out_f16)),
-            (
-                match math {
-                    HalfMath::F16 => "MATH_F16",
-                    HalfMath::F16AccF32 => "MATH_F16_ACC_F32",
-                    _ => "MATH_F32",
-                },
-                Def::Code(code),
-            ),
+            (name, Def::Code(code)),
         ],
     );
     v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);

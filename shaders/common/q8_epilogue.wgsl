@@ -1,0 +1,16 @@
+// The dequantizing epilogue of the W8A8 kernels (qgemm.wgsl, conv_dw_q8.wgsl), rounded
+// exactly as `reference::qgemm_dequant`: s = sa * sw, v = r * s, v = v + bias, each once
+// in f32, then the activation. Uses the kernel's `p.opaque_zero`, `p.a_row_stride`,
+// `p.w_col_stride`, `p.flags` and its `a_scales`, `w_scales` and `bias` bindings.
+
+// f32 product whose result cannot be fused into a following add: the OR with a uniform
+// zero is opaque to the compiler, so `no_fuse(x * y) + b` rounds twice, like the Rust
+// reference. Vulkan, Metal and D3D all round f32 add and multiply correctly.
+fn no_fuse(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) | p.opaque_zero);
+}
+
+fn dequant(r: i32, row: u32, col: u32) -> f32 {
+    let s = a_scales[row * p.a_row_stride] * w_scales[col * p.w_col_stride];
+    return bias_act(no_fuse(f32(r) * s), p.flags, col);
+}

@@ -1,0 +1,983 @@
+//! 2-D convolution in FP32, FP16 and INT8, as an implicit GEMM: no im2col buffer is ever
+//! materialized; each kernel computes the input position of every tap of its output
+//! pixels and reads the image directly.
+//!
+//! **Layout.** Activations are NHWC (`[batch, height, width, channels]`): the channels
+//! of a pixel are contiguous, which is the reduction axis of the convolution, so INT8
+//! activations pack four channels per `u32` exactly like the `K` axis of
+//! [`crate::ops::qgemm`] (a [`QTensor`] of shape `[B, H, W, C]`), and `dot4I8Packed`
+//! multiplies four channels at a time. Convert PyTorch/ONNX NCHW data at the edges with
+//! [`nchw_to_nhwc`] / [`nhwc_to_nchw`]. Weights are given in the usual OIHW order
+//! (`[OC, C / groups, KH, KW]`) and rearranged once at load time ([`ConvWeight`],
+//! [`QConvWeight`]).
+//!
+//! **Kernels.** The plan picks, per layer:
+//! - depthwise (`groups == C`, any channel multiplier): a dedicated kernel, one output
+//!   pixel by four channels per invocation (`shaders/conv_dw.wgsl`,
+//!   `shaders/conv_dw_q8.wgsl`);
+//! - pointwise (1x1, stride 1, no padding, one group): the GEMM itself on the image seen as
+//!   `[B*H*W, C]` (FP32: [`crate::ops::gemm`]; INT8: the W8A8 GEMM);
+//! - everything else (any kernel, stride, dilation, padding, groups): the implicit GEMM,
+//!   `shaders/conv_gemm.wgsl` for floats and the `CONV` mode of `shaders/qgemm.wgsl` for
+//!   INT8, which reuses that kernel's loop, zero-point sums and epilogues unchanged.
+//!
+//! **INT8** ([`qconv2d`]): activations i8/u8 with one scale and zero point per tensor
+//! (static, or from [`crate::ops::quant::dynamic_quantize`]), weights i8/u8 per tensor or
+//! per output channel, exact int32 accumulation, then the epilogues of
+//! [`QGemmOutput`]: dequantized f32/f16 with bias and ReLU/ReLU6, the raw int32 (ONNX
+//! `ConvInteger`), or requantized 8-bit codes with the output's static scale and zero
+//! point (ONNX `QLinearConv`), bit for bit as the reference computes them. A tap in the
+//! padding reads the zero point's code, i.e. the real value 0.
+//!
+//! **Float** ([`conv2d`]): f32 or f16 activations and weights in any combination, f32 or
+//! f16 output; f16 arithmetic as [`HalfMath`] chooses. Error budget against an f64
+//! reference, `||out - ref|| / ||ref||`: `1e-5` with f32 arithmetic (f16 storage adds its
+//! rounding of the inputs, which the reference sees too), `2e-3` for f16 products with
+//! f32 sums, `2e-2` for f16 sums; an f16 output adds `4.9e-4`.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, DType, Tensor};
+//! use wgpu_quant::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight, Padding};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! // A 3x3 "SAME" convolution, 2 -> 1 channels, on a 1x4x4x2 NHWC image of ones.
+//! let dims = ConvDims::new(1, 2, [3, 3], 1)?;
+//! let w = ConvWeight::from_oihw(&ctx, dims, &[1.0f32; 18], DType::F32)?;
+//! let x = Tensor::from_slice(&ctx, &[1, 4, 4, 2], &[1.0f32; 32])?;
+//! let desc = ConvDesc::default().padding(Padding::Same);
+//! let y = Tensor::zeros(&ctx, &desc.output_shape(&dims, x.shape())?, DType::F32)?;
+//! let mut enc = ctx.encoder("conv");
+//! conv2d(&ctx, &mut enc, &desc, &x, &w, None, &y)?;
+//! ctx.submit_and_wait(enc)?;
+//! let y = y.read_blocking::<f32>(&ctx)?;
+//! assert_eq!((y[0], y[5]), (8.0, 18.0)); // a corner sees 4 pixels, the middle 9
+//! # Ok(()) }
+//! ```
+
+use half::f16;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::gemm::{gemm, Activation, GemmDesc};
+use crate::ops::qgemm::{self, ConvGeom, Problem, QGemmDesc, QGemmOutput};
+use crate::ops::quant::QTensor;
+use crate::ops::wgemm::{self, HalfMath};
+use crate::ops::{to_u32, RowTile};
+use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "conv2d";
+
+/// The tiles of the float implicit GEMM (tests run all of them).
+pub const TILES: [RowTile; 4] = [
+    RowTile::new(64, 1, 1),
+    RowTile::new(64, 2, 2),
+    RowTile::new(64, 4, 1),
+    RowTile::new(64, 4, 2),
+];
+
+/// Invocations per workgroup of the depthwise kernels.
+const DW_WG: u32 = 64;
+
+/// Zero padding around the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// `[top, left, bottom, right]` pixels.
+    Explicit([usize; 4]),
+    /// No padding (`VALID`).
+    #[default]
+    Valid,
+    /// TensorFlow's `SAME` (ONNX `SAME_UPPER`): output size `ceil(in / stride)`, the odd
+    /// pixel of padding at the bottom/right.
+    Same,
+    /// ONNX `SAME_LOWER`: as `Same` with the odd pixel at the top/left.
+    SameLower,
+}
+
+impl Padding {
+    /// The same padding on every side.
+    pub fn uniform(p: usize) -> Padding {
+        Padding::Explicit([p; 4])
+    }
+}
+
+/// The shape of a convolution's weights: `[out_channels, in_channels / groups, KH, KW]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvDims {
+    /// Output channels `OC`.
+    pub out_channels: usize,
+    /// Input channels `C` (all groups).
+    pub in_channels: usize,
+    /// `[KH, KW]`.
+    pub kernel: [usize; 2],
+    /// Channel groups: `C` and `OC` are both multiples of it.
+    pub groups: usize,
+}
+
+impl ConvDims {
+    /// Checked dimensions.
+    pub fn new(
+        out_channels: usize,
+        in_channels: usize,
+        kernel: [usize; 2],
+        groups: usize,
+    ) -> Result<ConvDims> {
+        let d = ConvDims {
+            out_channels,
+            in_channels,
+            kernel,
+            groups,
+        };
+        if out_channels == 0 || in_channels == 0 || kernel.contains(&0) || groups == 0 {
+            return Err(Error::shape(
+                "ConvDims::new",
+                format!("{d:?}: every dimension must be at least 1"),
+            ));
+        }
+        if !in_channels.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
+            return Err(Error::shape(
+                "ConvDims::new",
+                format!(
+                    "{groups} groups must divide both the input channels ({in_channels}) and \
+                     the output channels ({out_channels})"
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// The OIHW weight shape `[OC, C / groups, KH, KW]`.
+    pub fn oihw(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels / self.groups,
+            self.kernel[0],
+            self.kernel[1],
+        ]
+    }
+
+    /// Whether every input channel is its own group (a depthwise convolution, with
+    /// `out_channels / in_channels` outputs per channel).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_channels
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    fn numel(&self) -> usize {
+        self.oihw().iter().product()
+    }
+}
+
+/// Options of [`conv2d`] and [`qconv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvDesc {
+    /// `[vertical, horizontal]` stride (default 1).
+    pub stride: [usize; 2],
+    /// Zero padding (default none).
+    pub padding: Padding,
+    /// `[vertical, horizontal]` dilation (default 1).
+    pub dilation: [usize; 2],
+    /// Activation after the bias.
+    pub activation: Activation,
+    /// Arithmetic of the float kernels on f16 data (ignored by INT8).
+    pub math: HalfMath,
+    /// Pins an implicit-GEMM tile instead of the plan's choice (float: one of [`TILES`];
+    /// INT8: one of [`qgemm::TILES`]).
+    pub config: Option<RowTile>,
+    /// INT8 only: `Some(false)` runs the unpacked integer fallback (same results).
+    pub packed_dot: Option<bool>,
+    /// Turns off the pointwise fast path, so a 1x1 layer runs the implicit GEMM (for
+    /// tests and benchmarks; the results agree within the budget, bit for bit in INT8).
+    pub no_pointwise: bool,
+}
+
+impl Default for ConvDesc {
+    fn default() -> Self {
+        ConvDesc {
+            stride: [1, 1],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            activation: Activation::None,
+            math: HalfMath::Auto,
+            config: None,
+            packed_dot: None,
+            no_pointwise: false,
+        }
+    }
+}
+
+impl ConvDesc {
+    /// Sets the stride.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = [stride, stride];
+        self
+    }
+    /// Sets the padding.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// Sets the dilation.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = [dilation, dilation];
+        self
+    }
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+    /// Sets the f16 arithmetic.
+    pub fn math(mut self, math: HalfMath) -> Self {
+        self.math = math;
+        self
+    }
+    /// Pins a tile.
+    pub fn config(mut self, config: RowTile) -> Self {
+        self.config = Some(config);
+        self
+    }
+    /// Chooses the packed dot product (INT8).
+    pub fn packed_dot(mut self, packed: bool) -> Self {
+        self.packed_dot = Some(packed);
+        self
+    }
+
+    /// The full geometry of this convolution on an NHWC input of shape `x_shape`.
+    pub fn shape(&self, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
+        ConvShape::new(self, dims, x_shape)
+    }
+
+    /// The NHWC output shape `[B, OH, OW, OC]` for an input of shape `x_shape`.
+    pub fn output_shape(&self, dims: &ConvDims, x_shape: &[usize]) -> Result<Vec<usize>> {
+        Ok(self.shape(dims, x_shape)?.output_shape())
+    }
+}
+
+/// A convolution's complete geometry: input, weights, output and padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// The weights.
+    pub dims: ConvDims,
+    /// `[vertical, horizontal]` stride.
+    pub stride: [usize; 2],
+    /// `[vertical, horizontal]` dilation.
+    pub dilation: [usize; 2],
+    /// Resolved padding `[top, left, bottom, right]`.
+    pub pad: [usize; 4],
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+}
+
+impl ConvShape {
+    fn new(desc: &ConvDesc, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
+        let [batch, in_h, in_w, c] = match x_shape {
+            &[b, h, w, c] => [b, h, w, c],
+            _ => {
+                return Err(Error::shape(
+                    OP,
+                    format!("the input has shape {x_shape:?}; expected NHWC [B, H, W, C]"),
+                ))
+            }
+        };
+        if c != dims.in_channels {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the input has {c} channels (shape {x_shape:?}); the weights {:?} expect \
+                     {}",
+                    dims.oihw(),
+                    dims.in_channels
+                ),
+            ));
+        }
+        if desc.stride.contains(&0) || desc.dilation.contains(&0) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "stride {:?} and dilation {:?} must be at least 1",
+                    desc.stride, desc.dilation
+                ),
+            ));
+        }
+        let mut pad = [0usize; 4];
+        let mut out = [0usize; 2];
+        let size = [in_h, in_w];
+        for d in 0..2 {
+            let extent = desc.dilation[d] * (dims.kernel[d] - 1) + 1;
+            let (lo, hi) = match desc.padding {
+                Padding::Explicit(p) => (p[d], p[d + 2]),
+                Padding::Valid => (0, 0),
+                Padding::Same | Padding::SameLower => {
+                    let o = size[d].div_ceil(desc.stride[d]);
+                    let total = ((o.max(1) - 1) * desc.stride[d] + extent).saturating_sub(size[d]);
+                    let small = total / 2;
+                    if desc.padding == Padding::Same {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    }
+                }
+            };
+            let padded = size[d] + lo + hi;
+            if padded < extent {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "the {} input extent {} with padding {lo}+{hi} is smaller than the \
+                         dilated kernel extent {extent}",
+                        ["vertical", "horizontal"][d],
+                        size[d]
+                    ),
+                ));
+            }
+            out[d] = (padded - extent) / desc.stride[d] + 1;
+            pad[d] = lo;
+            pad[d + 2] = hi;
+        }
+        Ok(ConvShape {
+            batch,
+            in_h,
+            in_w,
+            dims: *dims,
+            stride: desc.stride,
+            dilation: desc.dilation,
+            pad,
+            out_h: out[0],
+            out_w: out[1],
+        })
+    }
+
+    /// `[B, OH, OW, OC]`.
+    pub fn output_shape(&self) -> Vec<usize> {
+        vec![self.batch, self.out_h, self.out_w, self.dims.out_channels]
+    }
+
+    /// Output pixels `B * OH * OW` (the rows of the implicit GEMM).
+    pub fn rows(&self) -> usize {
+        self.batch * self.out_h * self.out_w
+    }
+
+    /// Multiply-adds of the whole convolution.
+    pub fn macs(&self) -> u64 {
+        (self.rows() * self.dims.out_channels) as u64
+            * (self.dims.taps() * self.dims.in_channels / self.dims.groups) as u64
+    }
+
+    /// 1x1, stride 1, no padding, one group: the convolution is a GEMM over the pixels.
+    pub fn is_pointwise(&self) -> bool {
+        self.dims.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.pad == [0; 4]
+            && self.dims.groups == 1
+    }
+
+    fn geom(&self) -> ConvGeom {
+        ConvGeom {
+            in_h: self.in_h,
+            in_w: self.in_w,
+            channels: self.dims.in_channels,
+            out_h: self.out_h,
+            out_w: self.out_w,
+            kernel: self.dims.kernel,
+            stride: self.stride,
+            dilation: self.dilation,
+            pad: [self.pad[0], self.pad[1]],
+            groups: self.dims.groups,
+        }
+    }
+}
+
+/// `[n, c, h, w]` data in NHWC order.
+pub fn nchw_to_nhwc<T: Copy>(x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for b in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                for ch in 0..c {
+                    out.push(x[((b * c + ch) * h + y) * w + xx]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `[n, h, w, c]` data in NCHW order.
+pub fn nhwc_to_nchw<T: Copy>(x: &[T], [n, h, w, c]: [usize; 4]) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    out.push(x[((b * h + y) * w + xx) * c + ch]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// OIHW weights in the kernels' order: depthwise `[KH, KW, OC]`; otherwise
+/// `[G, KH, KW, C/G, OC/G]` (float: the implicit GEMM's `B`, `[K, N]` per group) when
+/// `k_major`, or `[OC, KH, KW, C/G]` (INT8: packed along the channels like `K`).
+fn rearrange<T: Copy>(dims: &ConvDims, w: &[T], k_major: bool) -> Vec<T> {
+    let [oc_n, cg, kh, kw] = dims.oihw();
+    let at = |oc: usize, c: usize, t: usize| w[((oc * cg + c) * kh + t / kw) * kw + t % kw];
+    let taps = kh * kw;
+    let mut out = Vec::with_capacity(w.len());
+    if dims.is_depthwise() {
+        for t in 0..taps {
+            for oc in 0..oc_n {
+                out.push(at(oc, 0, t));
+            }
+        }
+    } else if k_major {
+        let ocg = oc_n / dims.groups;
+        for g in 0..dims.groups {
+            for t in 0..taps {
+                for c in 0..cg {
+                    for j in 0..ocg {
+                        out.push(at(g * ocg + j, c, t));
+                    }
+                }
+            }
+        }
+    } else {
+        for oc in 0..oc_n {
+            for t in 0..taps {
+                for c in 0..cg {
+                    out.push(at(oc, c, t));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_len(op: &'static str, dims: &ConvDims, len: usize) -> Result<()> {
+    if len != dims.numel() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the weights have {len} values; OIHW {:?} needs {}",
+                dims.oihw(),
+                dims.numel()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Float convolution weights on the GPU, in the kernels' layout.
+#[derive(Debug, Clone)]
+pub struct ConvWeight {
+    data: Tensor,
+    dims: ConvDims,
+}
+
+impl ConvWeight {
+    /// Uploads OIHW f32 weights (`[OC, C / groups, KH, KW]`, PyTorch's and ONNX's order)
+    /// stored as `dtype` (f32 or f16).
+    pub fn from_oihw(
+        ctx: &Context,
+        dims: ConvDims,
+        oihw: &[f32],
+        dtype: DType,
+    ) -> Result<ConvWeight> {
+        const OPW: &str = "ConvWeight::from_oihw";
+        check_len(OPW, &dims, oihw.len())?;
+        let laid = rearrange(&dims, oihw, true);
+        let data = match dtype {
+            DType::F32 => Tensor::from_slice(ctx, &[laid.len()], &laid)?,
+            DType::F16 => {
+                let h: Vec<f16> = laid.iter().map(|&v| f16::from_f32(v)).collect();
+                Tensor::from_slice(ctx, &[h.len()], &h)?
+            }
+            got => {
+                return Err(Error::DType {
+                    op: OPW,
+                    operand: "weights",
+                    expected: DType::F32,
+                    got,
+                })
+            }
+        };
+        Ok(ConvWeight { data, dims })
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> ConvDims {
+        self.dims
+    }
+
+    /// The storage type (f32 or f16).
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// The weights in the kernels' layout (see the module docs).
+    pub fn data(&self) -> &Tensor {
+        &self.data
+    }
+}
+
+/// INT8 convolution weights on the GPU: i8/u8 codes in the kernels' layout, one scale and
+/// zero point per tensor or per output channel.
+#[derive(Debug, Clone)]
+pub struct QConvWeight {
+    q: QTensor,
+    dims: ConvDims,
+}
+
+impl QConvWeight {
+    /// Quantizes OIHW f32 weights with `scheme` (i8 or u8; per tensor, or per channel
+    /// along axis 0, the output channels) and uploads them.
+    pub fn quantize(
+        ctx: &Context,
+        dims: ConvDims,
+        oihw: &[f32],
+        scheme: &QuantScheme,
+    ) -> Result<QConvWeight> {
+        check_len("QConvWeight::quantize", &dims, oihw.len())?;
+        let params = QuantParams::from_data(scheme, &dims.oihw(), oihw)?;
+        let codes = params.quantize(oihw)?;
+        Self::from_codes(ctx, dims, &codes, &params)
+    }
+
+    /// Uploads OIHW codes with their parameters (`params.shape` is the OIHW shape; per
+    /// tensor or per channel along axis 0), e.g. from an ONNX `QLinearConv`.
+    pub fn from_codes(
+        ctx: &Context,
+        dims: ConvDims,
+        oihw_codes: &[i32],
+        params: &QuantParams,
+    ) -> Result<QConvWeight> {
+        const OPW: &str = "QConvWeight::from_codes";
+        check_len(OPW, &dims, oihw_codes.len())?;
+        if params.shape != dims.oihw() {
+            return Err(Error::shape(
+                OPW,
+                format!(
+                    "the parameters are for shape {:?}; the weights are OIHW {:?}",
+                    params.shape,
+                    dims.oihw()
+                ),
+            ));
+        }
+        if !matches!(params.qtype, QType::I8 | QType::U8) {
+            return Err(Error::invalid(
+                OPW,
+                format!(
+                    "the weights hold {} codes; the INT8 convolution takes i8 or u8",
+                    params.qtype.name()
+                ),
+            ));
+        }
+        let [oc, cg, kh, kw] = dims.oihw();
+        let (shape, granularity) = match (params.granularity, dims.is_depthwise()) {
+            (Granularity::PerTensor, true) => (vec![kh, kw, oc], Granularity::PerTensor),
+            (Granularity::PerTensor, false) => (vec![oc, kh, kw, cg], Granularity::PerTensor),
+            (Granularity::PerChannel { axis: 0 }, true) => {
+                (vec![kh, kw, oc], Granularity::PerChannel { axis: 2 })
+            }
+            (Granularity::PerChannel { axis: 0 }, false) => {
+                (vec![oc, kh, kw, cg], Granularity::PerChannel { axis: 0 })
+            }
+            (g, _) => {
+                return Err(Error::invalid(
+                    OPW,
+                    format!(
+                        "the weights are quantized {g:?}; the INT8 convolution takes one scale \
+                         per tensor or per output channel (axis 0 of OIHW)"
+                    ),
+                ))
+            }
+        };
+        let gpu = QuantParams {
+            granularity,
+            shape,
+            ..params.clone()
+        };
+        let q = QTensor::from_codes(ctx, &gpu, &rearrange(&dims, oihw_codes, false))?;
+        Ok(QConvWeight { q, dims })
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> ConvDims {
+        self.dims
+    }
+
+    /// The codes and parameters in the kernels' layout (`[KH, KW, OC]` for depthwise,
+    /// else `[OC, KH, KW, C / groups]`).
+    pub fn qtensor(&self) -> &QTensor {
+        &self.q
+    }
+}
+
+/// Records the INT8 convolution `out = epilogue(conv(x, w))` into `encoder`; see the
+/// module docs. `x` is an NHWC [`QTensor`] `[B, H, W, C]` with per-tensor parameters,
+/// `bias` is f32 with `OC` values, the output `[B, OH, OW, OC]`. Nothing is submitted.
+#[allow(clippy::too_many_arguments)]
+pub fn qconv2d(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &ConvDesc,
+    x: &QTensor,
+    w: &QConvWeight,
+    bias: Option<&Tensor>,
+    out: QGemmOutput<'_>,
+) -> Result<()> {
+    let shape = desc.shape(&w.dims, x.shape())?;
+    let dims = w.dims;
+    let qdesc = QGemmDesc {
+        activation: desc.activation,
+        config: desc.config,
+        packed_dot: desc.packed_dot,
+    };
+    let pointwise = shape.is_pointwise() && !desc.no_pointwise;
+    let problem = Problem {
+        m: shape.rows(),
+        ncols: dims.out_channels / dims.groups,
+        kc: dims.in_channels / dims.groups,
+        conv: if pointwise { None } else { Some(shape.geom()) },
+        depthwise: dims.is_depthwise(),
+        out_shape: shape.output_shape(),
+    };
+    qgemm::run(ctx, encoder, &qdesc, x, &w.q, bias, out, &problem)
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    ncols: u32,
+    kc: u32,
+    taps: u32,
+    groups: u32,
+    groups_x: u32,
+    row_blocks: u32,
+    in_h: u32,
+    in_w: u32,
+    channels: u32,
+    out_h: u32,
+    out_w: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    pad_t: u32,
+    pad_l: u32,
+    flags: u32,
+    _pad: [u32; 3],
+}
+const _: () = assert!(std::mem::size_of::<GemmParams>() == 96);
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct DwParams {
+    pub m: u32,
+    pub n: u32,
+    pub channels: u32,
+    pub mult: u32,
+    pub taps: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+    pub pad_t: u32,
+    pub pad_l: u32,
+    pub flags: u32,
+    pub quads: u32,
+}
+
+impl DwParams {
+    pub(crate) fn new(
+        op: &'static str,
+        g: &ConvGeom,
+        m: usize,
+        n: usize,
+        flags: u32,
+    ) -> Result<Self> {
+        let u = |what: &str, v: usize| to_u32(op, what, v);
+        Ok(DwParams {
+            m: u("output pixels", m)?,
+            n: u("output channels", n)?,
+            channels: u("channels", g.channels)?,
+            mult: u("channel multiplier", n / g.channels)?,
+            taps: u("taps", g.kernel[0] * g.kernel[1])?,
+            in_h: u("H", g.in_h)?,
+            in_w: u("W", g.in_w)?,
+            out_h: u("output height", g.out_h)?,
+            out_w: u("output width", g.out_w)?,
+            k_w: u("kernel width", g.kernel[1])?,
+            stride_h: u("stride", g.stride[0])?,
+            stride_w: u("stride", g.stride[1])?,
+            dil_h: u("dilation", g.dilation[0])?,
+            dil_w: u("dilation", g.dilation[1])?,
+            pad_t: u("padding", g.pad[0])?,
+            pad_l: u("padding", g.pad[1])?,
+            flags,
+            quads: u("channel quads", n.div_ceil(4))?,
+        })
+    }
+
+    /// The folded grid of the depthwise kernels: one invocation per output quad.
+    pub(crate) fn grid(&self, ctx: &Context, op: &'static str) -> Result<[u32; 3]> {
+        let invocations = u64::from(self.m) * u64::from(self.quads);
+        super::grid_for(ctx, op, invocations.div_ceil(u64::from(DW_WG)))
+    }
+}
+
+/// The depthwise INT8 kernel's variant.
+pub(crate) fn dw_q8_variant(out: u32) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::ConvDwQ8,
+        vec![("WG", Def::U32(DW_WG)), ("OUT", Def::U32(out))],
+    )
+}
+
+fn math_variant(
+    file: ShaderFile,
+    mut defs: Vec<(&'static str, Def)>,
+    math: HalfMath,
+) -> ShaderVariant {
+    let (name, code) = wgemm::math_code(math);
+    defs.push((name, Def::Code(code)));
+    let mut v = ShaderVariant::new(file, defs);
+    v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);
+    v
+}
+
+fn gemm_variant(cfg: RowTile, f16s: [bool; 3], pointwise: bool, math: HalfMath) -> ShaderVariant {
+    math_variant(
+        ShaderFile::ConvGemm,
+        vec![
+            ("WG", Def::U32(cfg.wg)),
+            ("TM", Def::U32(cfg.tm)),
+            ("TN4", Def::U32(cfg.tn4)),
+            ("X_F16", Def::Bool(f16s[0])),
+            ("W_F16", Def::Bool(f16s[1])),
+            ("OUT_F16", Def::Bool(f16s[2])),
+            ("POINTWISE", Def::Bool(pointwise)),
+        ],
+        math,
+    )
+}
+
+fn dw_variant(f16s: [bool; 3], math: HalfMath) -> ShaderVariant {
+    math_variant(
+        ShaderFile::ConvDw,
+        vec![
+            ("WG", Def::U32(DW_WG)),
+            ("X_F16", Def::Bool(f16s[0])),
+            ("W_F16", Def::Bool(f16s[1])),
+            ("OUT_F16", Def::Bool(f16s[2])),
+        ],
+        math,
+    )
+}
+
+/// Every convolution kernel variant (validated by the naga test).
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    for bits in 0..8u32 {
+        let f16s = [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+        let maths: &[HalfMath] = if f16s[0] {
+            &[HalfMath::F32, HalfMath::F16AccF32, HalfMath::F16]
+        } else {
+            &[HalfMath::F32]
+        };
+        for &math in maths {
+            for cfg in TILES {
+                for pointwise in [false, true] {
+                    v.push(gemm_variant(cfg, f16s, pointwise, math));
+                }
+            }
+            v.push(dw_variant(f16s, math));
+        }
+    }
+    for out in 0..4 {
+        v.push(dw_q8_variant(out));
+    }
+    v
+}
+
+/// The implicit-GEMM tile for `m` output pixels (a documented heuristic; see
+/// [`crate::plan`]).
+pub fn tile_for_rows(m: usize) -> RowTile {
+    match m {
+        1 => TILES[0],
+        2..=3 => TILES[1],
+        _ => TILES[3],
+    }
+}
+
+/// Records the float convolution `out = act(conv(x, w) + bias)` into `encoder`; see the
+/// module docs. `x` is NHWC `[B, H, W, C]` (f32 or f16), `bias` f32 with `OC` values,
+/// `out` `[B, OH, OW, OC]` (f32 or f16). Nothing is submitted.
+pub fn conv2d(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &ConvDesc,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let shape = desc.shape(&w.dims, x.shape())?;
+    let dims = w.dims;
+    let x_f16 = super::check_float(OP, "x", x)?;
+    let out_f16 = super::check_float(OP, "output", out)?;
+    let w_f16 = w.dtype() == DType::F16;
+    let out_shape = shape.output_shape();
+    if out.shape() != out_shape.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the output has shape {:?}; input {:?} with weights {:?} gives {out_shape:?}",
+                out.shape(),
+                x.shape(),
+                dims.oihw()
+            ),
+        ));
+    }
+    super::check_bias(OP, bias, dims.out_channels)?;
+    for (name, t) in [("x", x), ("weights", &w.data)]
+        .into_iter()
+        .chain(bias.map(|b| ("bias", b)))
+    {
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+        super::check_binding(ctx, OP, name, t)?;
+    }
+    super::check_binding(ctx, OP, "output", out)?;
+    let m = shape.rows();
+    if m == 0 {
+        return Ok(());
+    }
+    let caps = ctx.capabilities();
+    let math = match desc.math {
+        HalfMath::Auto if x_f16 => crate::plan::half_math(caps),
+        HalfMath::Auto => HalfMath::F32,
+        m => m,
+    };
+    if math != HalfMath::F32 {
+        if !caps.shader_f16 {
+            return Err(Error::MissingFeature {
+                op: OP,
+                feature: "SHADER_F16 (f16 arithmetic; HalfMath::F32 works everywhere)",
+                adapter: caps.adapter.name.clone(),
+            });
+        }
+        if !x_f16 {
+            return Err(Error::invalid(
+                OP,
+                format!("{math:?} arithmetic needs f16 activations; x is f32"),
+            ));
+        }
+    }
+    let f16s = [x_f16, w_f16, out_f16];
+    let flags = u32::from(bias.is_some()) | (desc.activation.code() << 1);
+    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    let (oc, c) = (dims.out_channels, dims.in_channels);
+
+    if shape.is_pointwise() && !desc.no_pointwise && f16s == [false; 3] && desc.config.is_none() {
+        // FP32 1x1: the plan's GEMM (on CPU adapters the subgroup kernel) over the pixels.
+        let gdesc = GemmDesc::new(m, oc, c).activation(desc.activation);
+        return gemm(
+            ctx,
+            encoder,
+            &gdesc,
+            &x.reshape(&[m, c])?,
+            &w.data.reshape(&[c, oc])?,
+            bias,
+            &out.reshape(&[m, oc])?,
+        );
+    }
+    if dims.is_depthwise() {
+        let params = DwParams::new(OP, &shape.geom(), m, oc, flags)?;
+        let grid = params.grid(ctx, OP)?;
+        let mut bytes = bytemuck::bytes_of(&params).to_vec();
+        bytes.extend_from_slice(&[0u8; 8]);
+        let kernel = ctx.kernel(&dw_variant(f16s, math))?;
+        return super::record(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            &bytes,
+            &[x.buffer(), w.data.buffer(), bias_buf, out.buffer()],
+            grid,
+        );
+    }
+
+    let cfg = desc.config.unwrap_or_else(|| tile_for_rows(m));
+    cfg.check(ctx, OP)?;
+    let ncols = oc / dims.groups;
+    let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));
+    let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
+    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * dims.groups as u64)?;
+    let g = shape.geom();
+    let u = |what: &str, v: usize| to_u32(OP, what, v);
+    u("elements of the output", m * oc)?;
+    u("elements of the input", x.numel())?;
+    let params = GemmParams {
+        m: u("output pixels", m)?,
+        n: u("output channels", oc)?,
+        ncols: u("output channels per group", ncols)?,
+        kc: u("channels per group", c / dims.groups)?,
+        taps: u("taps", dims.taps())?,
+        groups: u("groups", dims.groups)?,
+        groups_x: u("workgroups per row block", groups_x as usize)?,
+        row_blocks: u("row blocks", row_blocks as usize)?,
+        in_h: u("H", g.in_h)?,
+        in_w: u("W", g.in_w)?,
+        channels: u("channels", c)?,
+        out_h: u("output height", g.out_h)?,
+        out_w: u("output width", g.out_w)?,
+        k_w: u("kernel width", g.kernel[1])?,
+        stride_h: u("stride", g.stride[0])?,
+        stride_w: u("stride", g.stride[1])?,
+        dil_h: u("dilation", g.dilation[0])?,
+        dil_w: u("dilation", g.dilation[1])?,
+        pad_t: u("padding", g.pad[0])?,
+        pad_l: u("padding", g.pad[1])?,
+        flags,
+        _pad: [0; 3],
+    };
+    let pointwise = shape.is_pointwise() && !desc.no_pointwise;
+    let kernel = ctx.kernel(&gemm_variant(cfg, f16s, pointwise, math))?;
+    super::record(
+        ctx,
+        encoder,
+        OP,
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[x.buffer(), w.data.buffer(), bias_buf, out.buffer()],
+        grid,
+    )
+}
