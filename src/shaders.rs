@@ -59,6 +59,10 @@ pub enum ShaderFile {
     ConvDw,
     /// `shaders/conv_dw_q8.wgsl`: INT8 depthwise convolution with the W8A8 epilogues.
     ConvDwQ8,
+    /// `shaders/pool.wgsl`: max and average pooling.
+    Pool,
+    /// `shaders/eltwise.wgsl`: add, clip, INT8 add with rescaling, softmax.
+    Eltwise,
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
@@ -70,7 +74,7 @@ const Q8_EPILOGUE: &str = include_str!("../shaders/common/q8_epilogue.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 13] = [
+    pub const ALL: [ShaderFile; 15] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
@@ -84,6 +88,8 @@ impl ShaderFile {
         ShaderFile::ConvGemm,
         ShaderFile::ConvDw,
         ShaderFile::ConvDwQ8,
+        ShaderFile::Pool,
+        ShaderFile::Eltwise,
     ];
 
     /// The file name under `shaders/`.
@@ -102,6 +108,8 @@ impl ShaderFile {
             ShaderFile::ConvGemm => "conv_gemm.wgsl",
             ShaderFile::ConvDw => "conv_dw.wgsl",
             ShaderFile::ConvDwQ8 => "conv_dw_q8.wgsl",
+            ShaderFile::Pool => "pool.wgsl",
+            ShaderFile::Eltwise => "eltwise.wgsl",
         }
     }
 
@@ -120,6 +128,8 @@ impl ShaderFile {
             ShaderFile::ConvGemm => include_str!("../shaders/conv_gemm.wgsl"),
             ShaderFile::ConvDw => include_str!("../shaders/conv_dw.wgsl"),
             ShaderFile::ConvDwQ8 => include_str!("../shaders/conv_dw_q8.wgsl"),
+            ShaderFile::Pool => include_str!("../shaders/pool.wgsl"),
+            ShaderFile::Eltwise => include_str!("../shaders/eltwise.wgsl"),
         }
     }
 
@@ -127,7 +137,8 @@ impl ShaderFile {
         match self {
             ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
             ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
-            ShaderFile::PeakFma => &[],
+            ShaderFile::PeakFma | ShaderFile::Pool => &[],
+            ShaderFile::Eltwise => &[QUANT_MATH],
             ShaderFile::Quantize
             | ShaderFile::Dequantize
             | ShaderFile::QuantStats
@@ -155,6 +166,8 @@ impl ShaderFile {
             ShaderFile::ConvGemm => "conv2d (implicit GEMM)",
             ShaderFile::ConvDw => "conv2d (depthwise)",
             ShaderFile::ConvDwQ8 => "qconv2d (depthwise INT8)",
+            ShaderFile::Pool => "pool2d",
+            ShaderFile::Eltwise => "elementwise",
         }
     }
 
@@ -188,8 +201,11 @@ impl ShaderFile {
             ],
             // params, out
             ShaderFile::PeakFma => vec![entry(0, uniform), entry(1, rw)],
-            // params, input, scales, zero points, output
-            ShaderFile::Quantize | ShaderFile::Dequantize => vec![
+            // params, x, out
+            ShaderFile::Pool => vec![entry(0, uniform), entry(1, ro), entry(2, rw)],
+            // params, input, scales, zero points, output (eltwise: params, a, b,
+            // quantization parameters, out)
+            ShaderFile::Quantize | ShaderFile::Dequantize | ShaderFile::Eltwise => vec![
                 entry(0, uniform),
                 entry(1, ro),
                 entry(2, ro),
@@ -327,5 +343,7 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     v.extend(crate::ops::qgemm::all_variants());
     v.extend(crate::ops::wgemm::all_variants());
     v.extend(crate::ops::conv::all_variants());
+    v.extend(crate::ops::pool::all_variants());
+    v.extend(crate::ops::eltwise::all_variants());
     v
 }

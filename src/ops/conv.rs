@@ -981,3 +981,90 @@ pub fn conv2d(
         grid,
     )
 }
+
+/// Folds an inference BatchNorm that follows a convolution into its weights and bias:
+/// `y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta` becomes a convolution with
+/// weights `w * k` per output channel and bias `(b - mean) * k + beta`, where
+/// `k = gamma / sqrt(var + eps)` (computed in f64, rounded once). `oihw` holds
+/// `[OC, ...]` weights; every per-channel slice has `OC` values.
+#[allow(clippy::too_many_arguments)]
+pub fn fold_batch_norm(
+    oihw: &mut [f32],
+    bias: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+) -> Result<Vec<f32>> {
+    const OPB: &str = "fold_batch_norm";
+    let oc = gamma.len();
+    let lens = [
+        beta.len(),
+        mean.len(),
+        var.len(),
+        bias.map_or(oc, <[f32]>::len),
+    ];
+    if oc == 0 || lens.iter().any(|&l| l != oc) || oihw.len() % oc != 0 {
+        return Err(Error::shape(
+            OPB,
+            format!(
+                "gamma has {oc} values, beta/mean/var/bias {lens:?}, weights {}: every \
+                 per-channel vector needs OC values and the weights a multiple of OC",
+                oihw.len()
+            ),
+        ));
+    }
+    if let Some(i) = var
+        .iter()
+        .position(|&v| !(f64::from(v) + f64::from(eps) > 0.0))
+    {
+        return Err(Error::invalid(
+            OPB,
+            format!("var[{i}] + eps = {} is not positive", var[i] + eps),
+        ));
+    }
+    let per = oihw.len() / oc;
+    let mut folded = Vec::with_capacity(oc);
+    for o in 0..oc {
+        let k = f64::from(gamma[o]) / (f64::from(var[o]) + f64::from(eps)).sqrt();
+        for w in &mut oihw[o * per..(o + 1) * per] {
+            *w = (f64::from(*w) * k) as f32;
+        }
+        let b = bias.map_or(0.0, |b| f64::from(b[o]));
+        folded.push(((b - f64::from(mean[o])) * k + f64::from(beta[o])) as f32);
+    }
+    Ok(folded)
+}
+
+/// Reorders the input columns of a Linear weight `[out, c * h * w]` that follows a
+/// flatten of NCHW `[c, h, w]` features (PyTorch's order) to the order of a flattened
+/// NHWC tensor `[h, w, c]`, so the layer can read this crate's NHWC activations directly.
+pub fn linear_weight_nchw_to_nhwc(
+    w: &[f32],
+    out_features: usize,
+    [c, h, wd]: [usize; 3],
+) -> Result<Vec<f32>> {
+    let k = c * h * wd;
+    if w.len() != out_features * k {
+        return Err(Error::shape(
+            "linear_weight_nchw_to_nhwc",
+            format!(
+                "the weight has {} values; [{out_features}, {c}*{h}*{wd}] needs {}",
+                w.len(),
+                out_features * k
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(w.len());
+    for row in w.chunks(k) {
+        for y in 0..h {
+            for x in 0..wd {
+                for ch in 0..c {
+                    out.push(row[(ch * h + y) * wd + x]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -3,7 +3,9 @@
 //! the caller's `CommandEncoder` plus a convenience that submits.
 
 pub mod conv;
+pub mod eltwise;
 pub mod gemm;
+pub mod pool;
 pub mod qgemm;
 pub mod quant;
 pub mod wgemm;

@@ -252,3 +252,80 @@ pub fn qconv2d_i32(
     });
     acc.into_iter().map(|v| i32::try_from(v).ok()).collect()
 }
+
+/// The INT8 residual add of [`crate::ops::eltwise::qadd`] for one element, rounded as the
+/// kernel rounds it: `va = sa * (qa - za)`, `vb = sb * (qb - zb)`, `v = va + vb`, each
+/// once in f32, then the clip and the requantization.
+#[allow(clippy::too_many_arguments)]
+pub fn qadd(
+    (qa, sa, za): (i32, f32, i32),
+    (qb, sb, zb): (i32, f32, i32),
+    clip: crate::ops::eltwise::Clip,
+    (so, zo): (f32, i32),
+    (qmin, qmax): (i32, i32),
+) -> i32 {
+    let va = sa * (qa - za) as f32;
+    let vb = sb * (qb - zb) as f32;
+    crate::quant::quantize_value(clip.apply(va + vb), so, zo, qmin, qmax)
+}
+
+/// The pooling of [`crate::ops::pool::pool2d`] in f64 on an NHWC `[b, h, w, c]` input:
+/// `max` (padding never wins) or the average over the taps inside the image (`count_pad`:
+/// over the whole window).
+#[allow(clippy::too_many_arguments)]
+pub fn pool_f64(
+    x: &[f64],
+    [b, h, w, c]: [usize; 4],
+    max: bool,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [usize; 2],
+    (out_h, out_w): (usize, usize),
+    count_pad: bool,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(b * out_h * out_w * c);
+    for n in 0..b {
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                for ch in 0..c {
+                    let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                    let mut count = 0usize;
+                    for ky in 0..kernel[0] {
+                        let iy = (oy * stride[0] + ky * dilation[0]) as isize - pad[0] as isize;
+                        for kx in 0..kernel[1] {
+                            let ix = (ox * stride[1] + kx * dilation[1]) as isize - pad[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let v = x[((n * h + iy as usize) * w + ix as usize) * c + ch];
+                            acc = if max { acc.max(v) } else { acc + v };
+                            count += 1;
+                        }
+                    }
+                    if !max {
+                        let d = if count_pad {
+                            kernel[0] * kernel[1]
+                        } else {
+                            count.max(1)
+                        };
+                        acc /= d as f64;
+                    }
+                    out.push(acc);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Softmax along the last axis (rows of `cols`) in f64.
+pub fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(cols) {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+        out.extend(row.iter().map(|v| (v - m).exp() / s));
+    }
+    out
+}

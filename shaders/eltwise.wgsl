@@ -1,0 +1,113 @@
+// Elementwise kernels, one invocation per element (float) or per packed word (INT8):
+//   OP 0, float add:  out = clip(a + b, lo, hi)
+//   OP 1, float clip: out = clip(a, lo, hi)         (ReLU: lo = 0, hi = +inf; ReLU6: 0, 6)
+//   OP 2, INT8 add with rescaling, per-tensor parameters read from the tensors' buffers:
+//         v = clip(sa * (qa - za) + sb * (qb - zb), lo, hi), out = quantize(v, so, zo),
+//         each product and the sum rounded once in f32 (no fusion), exactly as
+//         `reference::qadd` computes it; lanes past a row's end stay raw 0.
+//   OP 3, softmax along the last axis (one invocation per row; max-subtracted, f32 sums).
+// Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
+//
+// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16.
+
+struct Params {
+    total: u32,      // elements (float), words (INT8) or rows (softmax)
+    cols: u32,       // INT8: values per row; softmax: row length
+    words_per_row: u32,
+    opaque_zero: u32,
+    lo: f32,
+    hi: f32,
+    qmin: i32,
+    qmax: i32,
+    a_xor: u32,      // INT8: 0x80808080 for u8 codes (shift to i8), else 0
+    b_xor: u32,
+    a_shift: i32,    // 128 for u8
+    b_shift: i32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+// INT8: scale and zero point of a, b, out (in this order).
+@group(0) @binding(3) var<storage, read> qp: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<atomic<u32>>;
+
+fn a_at(e: u32) -> f32 {
+    if (A_F16) {
+        return unpack2x16float(a[e >> 1u] >> ((e & 1u) * 16u)).x;
+    }
+    return bitcast<f32>(a[e]);
+}
+
+fn b_at(e: u32) -> f32 {
+    if (B_F16) {
+        return unpack2x16float(b[e >> 1u] >> ((e & 1u) * 16u)).x;
+    }
+    return bitcast<f32>(b[e]);
+}
+
+fn store(e: u32, v: f32) {
+    if (OUT_F16) {
+        let sh = (e & 1u) * 16u;
+        atomicAnd(&out[e >> 1u], ~(0xffffu << sh));
+        atomicOr(&out[e >> 1u], (pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu) << sh);
+    } else {
+        atomicStore(&out[e], bitcast<u32>(v));
+    }
+}
+
+fn no_fuse(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) | p.opaque_zero);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let id = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    if (id >= p.total) {
+        return;
+    }
+    if (OP == 0u) {
+        store(id, clamp(a_at(id) + b_at(id), p.lo, p.hi));
+    } else if (OP == 1u) {
+        store(id, clamp(a_at(id), p.lo, p.hi));
+    } else if (OP == 2u) {
+        let sa = bitcast<f32>(qp[0]);
+        let za = bitcast<i32>(qp[1]) - p.a_shift;
+        let sb = bitcast<f32>(qp[2]);
+        let zb = bitcast<i32>(qp[3]) - p.b_shift;
+        let so = bitcast<f32>(qp[4]);
+        let zo = bitcast<i32>(qp[5]);
+        let wa = bitcast<i32>(a[id] ^ p.a_xor);
+        let wb = bitcast<i32>(b[id] ^ p.b_xor);
+        let col0 = (id % p.words_per_row) * 4u;
+        var word = 0u;
+        for (var q = 0u; q < 4u; q++) {
+            if (col0 + q >= p.cols) {
+                break;
+            }
+            let va = no_fuse(sa * f32(extractBits(wa, 8u * q, 8u) - za));
+            let vb = no_fuse(sb * f32(extractBits(wb, 8u * q, 8u) - zb));
+            let v = clamp(va + vb, p.lo, p.hi);
+            let code = quantize_one(v, so, zo, p.qmin, p.qmax);
+            word = word | ((bitcast<u32>(code) & 0xffu) << (8u * q));
+        }
+        atomicStore(&out[id], word);
+    } else {
+        let base = id * p.cols;
+        var m = -3.40282347e38;
+        for (var j = 0u; j < p.cols; j++) {
+            m = max(m, a_at(base + j));
+        }
+        var s = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            s = s + exp(a_at(base + j) - m);
+        }
+        for (var j = 0u; j < p.cols; j++) {
+            store(base + j, exp(a_at(base + j) - m) / s);
+        }
+    }
+}

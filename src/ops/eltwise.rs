@@ -1,0 +1,369 @@
+//! Elementwise layers: residual add (float, and INT8 with rescaling), clip/ReLU/ReLU6, and
+//! softmax along the last axis. Float tensors are f32 or f16 in any combination; INT8
+//! tensors are i8/u8 [`QTensor`]s with one scale and zero point each.
+//!
+//! The INT8 add dequantizes both operands, adds, clips and requantizes to the output's
+//! parameters, `clamp(round_half_even(v / so) + zo)`, with every product and the sum
+//! rounded once in f32, exactly as [`crate::reference::qadd`] computes it (bit-exact
+//! tests). The parameters are read from the tensors' buffers, so dynamically quantized
+//! operands work as well as static ones.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, DType, Tensor};
+//! use wgpu_quant::ops::eltwise::{add, softmax, Clip};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let a = Tensor::from_slice(&ctx, &[1, 3], &[1.0f32, -2.0, 3.0])?;
+//! let b = Tensor::from_slice(&ctx, &[1, 3], &[1.0f32, 1.0, 5.0])?;
+//! let y = Tensor::zeros(&ctx, &[1, 3], DType::F32)?;
+//! let p = Tensor::zeros(&ctx, &[1, 3], DType::F32)?;
+//! let mut enc = ctx.encoder("eltwise");
+//! add(&ctx, &mut enc, &a, &b, Clip::RELU6, &y)?; // [2, 0, 6]
+//! softmax(&ctx, &mut enc, &y, &p)?;
+//! ctx.submit_and_wait(enc)?;
+//! assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![2.0, 0.0, 6.0]);
+//! # Ok(()) }
+//! ```
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::gemm::Activation;
+use crate::ops::quant::QTensor;
+use crate::ops::to_u32;
+use crate::quant::{Granularity, QType};
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::{DType, Tensor};
+
+const WG: u32 = 64;
+
+/// A clip `[lo, hi]` applied after an elementwise op (ReLU is `[0, inf]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    /// Lower bound.
+    pub lo: f32,
+    /// Upper bound.
+    pub hi: f32,
+}
+
+impl Clip {
+    /// No clipping.
+    pub const NONE: Clip = Clip {
+        lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+    };
+    /// `max(x, 0)`.
+    pub const RELU: Clip = Clip {
+        lo: 0.0,
+        hi: f32::INFINITY,
+    };
+    /// `clamp(x, 0, 6)`.
+    pub const RELU6: Clip = Clip { lo: 0.0, hi: 6.0 };
+
+    /// The clip of an [`Activation`].
+    pub fn from_activation(a: Activation) -> Clip {
+        match a {
+            Activation::None => Clip::NONE,
+            Activation::Relu => Clip::RELU,
+            Activation::Relu6 => Clip::RELU6,
+        }
+    }
+
+    /// `clamp(v, lo, hi)` (the reference's twin of the shader).
+    pub fn apply(self, v: f32) -> f32 {
+        v.max(self.lo).min(self.hi)
+    }
+
+    fn check(self, op: &'static str) -> Result<()> {
+        if self.lo.is_nan() || self.hi.is_nan() || self.lo > self.hi {
+            return Err(Error::invalid(
+                op,
+                format!("clip [{}, {}] is empty or NaN", self.lo, self.hi),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    total: u32,
+    cols: u32,
+    words_per_row: u32,
+    opaque_zero: u32,
+    lo: f32,
+    hi: f32,
+    qmin: i32,
+    qmax: i32,
+    a_xor: u32,
+    b_xor: u32,
+    a_shift: i32,
+    b_shift: i32,
+}
+
+impl Params {
+    fn new(total: u32, clip: Clip) -> Params {
+        Params {
+            total,
+            cols: 0,
+            words_per_row: 1,
+            opaque_zero: 0,
+            lo: clip.lo,
+            hi: clip.hi,
+            qmin: 0,
+            qmax: 0,
+            a_xor: 0,
+            b_xor: 0,
+            a_shift: 0,
+            b_shift: 0,
+        }
+    }
+}
+
+fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::Eltwise,
+        vec![
+            ("WG", Def::U32(WG)),
+            ("OP", Def::U32(op)),
+            ("A_F16", Def::Bool(f16s[0])),
+            ("B_F16", Def::Bool(f16s[1])),
+            ("OUT_F16", Def::Bool(f16s[2])),
+        ],
+    )
+}
+
+/// Every elementwise variant (validated by the naga test).
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    for op in 0..4 {
+        for bits in 0..8u32 {
+            v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
+        }
+    }
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    code: u32,
+    f16s: [bool; 3],
+    params: &Params,
+    buffers: [&wgpu::Buffer; 4],
+) -> Result<()> {
+    if params.total == 0 {
+        return Ok(());
+    }
+    let kernel = ctx.kernel(&variant(code, f16s))?;
+    let grid = super::grid_for(ctx, op, u64::from(params.total).div_ceil(u64::from(WG)))?;
+    super::record(
+        ctx,
+        encoder,
+        op,
+        &kernel,
+        bytemuck::bytes_of(params),
+        &buffers,
+        grid,
+    )
+}
+
+fn check_same(op: &'static str, what: &str, a: &[usize], b: &[usize]) -> Result<()> {
+    if a != b {
+        return Err(Error::shape(
+            op,
+            format!("{what}: shapes {a:?} and {b:?} differ (no broadcasting)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_float_io(
+    ctx: &Context,
+    op: &'static str,
+    inputs: &[(&'static str, &Tensor)],
+    out: &Tensor,
+) -> Result<Vec<bool>> {
+    let mut f16s = Vec::new();
+    for &(name, t) in inputs {
+        f16s.push(super::check_float(op, name, t)?);
+        check_same(
+            op,
+            &format!("{name} and the output"),
+            t.shape(),
+            out.shape(),
+        )?;
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                op,
+                format!("the output shares its buffer with {name} (no in-place update)"),
+            ));
+        }
+        super::check_binding(ctx, op, name, t)?;
+    }
+    f16s.push(super::check_float(op, "output", out)?);
+    super::check_binding(ctx, op, "output", out)?;
+    Ok(f16s)
+}
+
+/// Records `out = clip(a + b)` (same shapes; f32 or f16 each).
+pub fn add(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &Tensor,
+    b: &Tensor,
+    clip: Clip,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "add";
+    clip.check(OP)?;
+    let f = check_float_io(ctx, OP, &[("a", a), ("b", b)], out)?;
+    let params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        0,
+        [f[0], f[1], f[2]],
+        &params,
+        [a.buffer(), b.buffer(), ctx.dummy_buffer(), out.buffer()],
+    )
+}
+
+/// Records `out = clip(x)` (ReLU: [`Clip::RELU`], ReLU6: [`Clip::RELU6`]).
+pub fn clip(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    clip: Clip,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "clip";
+    clip.check(OP)?;
+    let f = check_float_io(ctx, OP, &[("x", x)], out)?;
+    let params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        1,
+        [f[0], false, f[1]],
+        &params,
+        [x.buffer(), x.buffer(), ctx.dummy_buffer(), out.buffer()],
+    )
+}
+
+/// Records the softmax of `x` along its last axis into `out` (same shape; f32 or f16
+/// each), `exp(x - max) / sum exp(x - max)` with f32 sums.
+pub fn softmax(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "softmax";
+    let f = check_float_io(ctx, OP, &[("x", x)], out)?;
+    let cols = x.shape().last().copied().unwrap_or(1);
+    if cols == 0 {
+        return Ok(());
+    }
+    let mut params = Params::new(to_u32(OP, "rows", x.numel() / cols)?, Clip::NONE);
+    params.cols = to_u32(OP, "row length", cols)?;
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        3,
+        [f[0], false, f[1]],
+        &params,
+        [x.buffer(), x.buffer(), ctx.dummy_buffer(), out.buffer()],
+    )
+}
+
+/// Records the INT8 residual add `out = quantize(clip(dequant(a) + dequant(b)))`: all
+/// three i8/u8 with one scale and zero point each (read from their buffers), `a` and `b`
+/// of the output's shape.
+pub fn qadd(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &QTensor,
+    b: &QTensor,
+    clip: Clip,
+    out: &QTensor,
+) -> Result<()> {
+    const OP: &str = "qadd";
+    clip.check(OP)?;
+    for (name, q) in [("a", a), ("b", b), ("output", out)] {
+        if !matches!(q.qtype(), QType::I8 | QType::U8) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{name} holds {} codes; qadd takes i8 or u8",
+                    q.qtype().name()
+                ),
+            ));
+        }
+        if q.granularity() != Granularity::PerTensor {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{name} is quantized {:?}; qadd takes one scale and zero point per tensor",
+                    q.granularity()
+                ),
+            ));
+        }
+        super::check_binding(ctx, OP, name, q.data())?;
+    }
+    check_same(OP, "a and the output", a.shape(), out.shape())?;
+    check_same(OP, "b and the output", b.shape(), out.shape())?;
+    for (name, q) in [("a", a), ("b", b)] {
+        if q.data().buffer() == out.data().buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name} (no in-place update)"),
+            ));
+        }
+    }
+    let layout = out.layout();
+    let words = layout.words();
+    if words == 0 {
+        return Ok(());
+    }
+    // The six parameters gathered into one small buffer on the GPU (they may have been
+    // computed there, by dynamic quantization).
+    let qp = Tensor::zeros(ctx, &[6], DType::U32)?;
+    for (i, q) in [a, b, out].into_iter().enumerate() {
+        let at = (8 * i) as u64;
+        encoder.copy_buffer_to_buffer(q.scales().buffer(), 0, qp.buffer(), at, 4);
+        encoder.copy_buffer_to_buffer(q.zero_points().buffer(), 0, qp.buffer(), at + 4, 4);
+    }
+    let (qmin, qmax) = out.qrange();
+    let u8x = |q: &QTensor| q.qtype() == QType::U8;
+    let params = Params {
+        cols: to_u32(OP, "row length", layout.cols)?,
+        words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
+        qmin,
+        qmax,
+        a_xor: if u8x(a) { 0x8080_8080 } else { 0 },
+        b_xor: if u8x(b) { 0x8080_8080 } else { 0 },
+        a_shift: if u8x(a) { 128 } else { 0 },
+        b_shift: if u8x(b) { 128 } else { 0 },
+        ..Params::new(to_u32(OP, "words", words)?, clip)
+    };
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        2,
+        [false; 3],
+        &params,
+        [
+            a.data().buffer(),
+            b.data().buffer(),
+            qp.buffer(),
+            out.data().buffer(),
+        ],
+    )
+}
