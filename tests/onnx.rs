@@ -6,6 +6,12 @@
 //! values bit for bit, which is stricter than ONNX's rtol 1e-3 / atol 1e-7). Cases with
 //! types we do not support are named in UNSUPPORTED, and the test checks that each one
 //! really uses such a type, so nothing is dropped silently.
+//!
+//! The same suite's integer convolutions (`test_convinteger_*`, `test_qlinearconv`) must
+//! match exactly, and the float layers exported from PyTorch (`pytorch-converted`:
+//! Conv2d with groups, depthwise, dilation, padding and strides, average and max pooling,
+//! softmax, ReLU) must meet ONNX's tolerance (rtol 1e-3, atol 1e-7) after NCHW->NHWC
+//! conversion at the edges.
 
 mod common;
 
@@ -13,6 +19,13 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 use prost::Message;
+use wgpu_quant::ops::conv::{
+    conv2d, nchw_to_nhwc, nhwc_to_nchw, qconv2d, ConvDesc, ConvDims, ConvWeight, Padding,
+    QConvWeight,
+};
+use wgpu_quant::ops::eltwise::{clip, softmax, Clip};
+use wgpu_quant::ops::pool::{pool2d, PoolDesc, PoolKind};
+use wgpu_quant::ops::qgemm::QGemmOutput;
 use wgpu_quant::ops::quant::{dequantize, dynamic_quantize, quantize, DynamicQuant, QTensor};
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
 use wgpu_quant::{Context, DType, Tensor};
@@ -59,6 +72,8 @@ struct AttributeProto {
     name: String,
     #[prost(int64, tag = "3")]
     i: i64,
+    #[prost(int64, repeated, tag = "8")]
+    ints: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -97,6 +112,8 @@ struct ValueInfoProto {
 struct GraphProto {
     #[prost(message, repeated, tag = "1")]
     node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorProto>,
     #[prost(message, repeated, tag = "11")]
     input: Vec<ValueInfoProto>,
     #[prost(message, repeated, tag = "12")]
@@ -207,6 +224,15 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
                         .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])))
                         .collect(),
                 }
+            };
+        }
+        6 => {
+            d.ints = if raw.is_empty() {
+                t.int32_data.clone()
+            } else {
+                raw.chunks_exact(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+                    .collect()
             };
         }
         21 | 22 => {
@@ -473,4 +499,300 @@ fn onnx_quantization_node_tests() {
     );
     // 21 supported cases: int8/uint8/int16/uint16/int4/uint4, per-axis, blocked, dynamic.
     assert_eq!(passed.len(), 21, "passed: {passed:?}");
+}
+
+/// A vendored model with its single node, initializers and first test data set.
+struct Layer {
+    name: String,
+    node: NodeProto,
+    init: Vec<TensorProto>,
+    inputs: Vec<Data>,
+    output: Data,
+}
+
+impl Layer {
+    fn load(dir: &Path) -> Layer {
+        let model: ModelProto = read_pb(&dir.join("model.onnx"));
+        let graph = model.graph.expect("model without graph");
+        assert_eq!(graph.node.len(), 1, "{}: one node expected", dir.display());
+        let set = dir.join("test_data_set_0");
+        let inputs = (0..)
+            .map(|i| set.join(format!("input_{i}.pb")))
+            .take_while(|p| p.exists())
+            .map(|p| decode(&read_pb(&p)).unwrap())
+            .collect();
+        Layer {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            node: graph.node[0].clone(),
+            init: graph.initializer,
+            inputs,
+            output: decode(&read_pb(&set.join("output_0.pb"))).unwrap(),
+        }
+    }
+
+    /// Input `i` of the node: from the test data set, else an initializer.
+    fn input(&self, i: usize) -> Option<Data> {
+        let name = self.node.input.get(i).filter(|n| !n.is_empty())?;
+        if let Some(t) = self.init.iter().find(|t| &t.name == name) {
+            return Some(decode(t).unwrap());
+        }
+        // Data-set inputs are in the order of the graph inputs that are not initializers.
+        let pos = self
+            .node
+            .input
+            .iter()
+            .filter(|n| !self.init.iter().any(|t| &&t.name == n))
+            .position(|n| n == name)?;
+        self.inputs.get(pos).cloned()
+    }
+
+    fn ints(&self, name: &str) -> Option<Vec<usize>> {
+        self.node
+            .attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.ints.iter().map(|&v| v as usize).collect())
+    }
+
+    fn int(&self, name: &str) -> Option<i64> {
+        self.node
+            .attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.i)
+    }
+
+    fn conv_desc(&self) -> ConvDesc {
+        let two = |v: Option<Vec<usize>>| v.map_or([1, 1], |v| [v[0], v[1]]);
+        let pads = self.ints("pads").unwrap_or(vec![0; 4]);
+        ConvDesc {
+            stride: two(self.ints("strides")),
+            dilation: two(self.ints("dilations")),
+            padding: Padding::Explicit([pads[0], pads[1], pads[2], pads[3]]),
+            ..ConvDesc::default()
+        }
+    }
+}
+
+fn nchw(shape: &[usize]) -> [usize; 4] {
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// ONNX's comparison: |got - want| <= atol + rtol * |want| everywhere.
+fn close(got: &[f32], want: &[f32]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} values, expected {}", got.len(), want.len()));
+    }
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if g.is_nan() || (g - w).abs() > 1e-7 + 1e-3 * w.abs() {
+            return Err(format!("output[{i}] = {g}, expected {w}"));
+        }
+    }
+    Ok(())
+}
+
+fn run_float_layer(ctx: &Context, l: &Layer) -> Result<(), String> {
+    let x = l.input(0).ok_or("no input")?;
+    let rank = x.shape.len();
+    let xt = |data: &[f32], shape: &[usize]| Tensor::from_slice(ctx, shape, data).unwrap();
+    let mut enc = ctx.encoder("onnx layer");
+    let e = |e: wgpu_quant::Error| e.to_string();
+    let (out, nhwc_out) = match l.node.op_type.as_str() {
+        "Conv" | "AveragePool" | "MaxPool" => {
+            let [n, c, h, w] = nchw(&x.shape);
+            let x_nhwc = xt(&nchw_to_nhwc(&x.floats, [n, c, h, w]), &[n, h, w, c]);
+            if l.node.op_type == "Conv" {
+                let wd = l.input(1).ok_or("no weight")?;
+                let group = l.int("group").unwrap_or(1).max(1) as usize;
+                let dims =
+                    ConvDims::new(wd.shape[0], c, [wd.shape[2], wd.shape[3]], group).map_err(e)?;
+                let weight = ConvWeight::from_oihw(ctx, dims, &wd.floats, DType::F32).map_err(e)?;
+                let bias = l.input(2).map(|b| xt(&b.floats, &b.shape));
+                let desc = l.conv_desc();
+                let oshape = desc.output_shape(&dims, x_nhwc.shape()).map_err(e)?;
+                let out = Tensor::zeros(ctx, &oshape, DType::F32).unwrap();
+                conv2d(ctx, &mut enc, &desc, &x_nhwc, &weight, bias.as_ref(), &out).map_err(e)?;
+                (out, true)
+            } else {
+                let k = l.ints("kernel_shape").ok_or("no kernel_shape")?;
+                let cd = l.conv_desc();
+                let desc = PoolDesc {
+                    kind: if l.node.op_type == "MaxPool" {
+                        PoolKind::Max
+                    } else {
+                        PoolKind::Avg
+                    },
+                    kernel: Some([k[0], k[1]]),
+                    stride: cd.stride,
+                    padding: cd.padding,
+                    dilation: cd.dilation,
+                    count_pad: l.int("count_include_pad").unwrap_or(0) != 0,
+                };
+                let oshape = desc.output_shape(x_nhwc.shape()).map_err(e)?;
+                let out = Tensor::zeros(ctx, &oshape, DType::F32).unwrap();
+                pool2d(ctx, &mut enc, &desc, &x_nhwc, &out).map_err(e)?;
+                (out, true)
+            }
+        }
+        "Relu" => {
+            let out = Tensor::zeros(ctx, &x.shape, DType::F32).unwrap();
+            clip(ctx, &mut enc, &xt(&x.floats, &x.shape), Clip::RELU, &out).map_err(e)?;
+            (out, false)
+        }
+        "Softmax" => {
+            let axis = l.int("axis").unwrap_or(-1);
+            if axis != -1 && axis as usize != rank - 1 {
+                return Err(format!("softmax over axis {axis} of a rank-{rank} tensor"));
+            }
+            let out = Tensor::zeros(ctx, &x.shape, DType::F32).unwrap();
+            softmax(ctx, &mut enc, &xt(&x.floats, &x.shape), &out).map_err(e)?;
+            (out, false)
+        }
+        other => return Err(format!("unexpected operator {other}")),
+    };
+    ctx.submit_and_wait(enc).map_err(e)?;
+    let got = out.read_blocking::<f32>(ctx).unwrap();
+    let got = if nhwc_out {
+        let s = out.shape();
+        nhwc_to_nchw(&got, [s[0], s[1], s[2], s[3]])
+    } else {
+        got
+    };
+    if got.len() != l.output.floats.len() {
+        return Err(format!(
+            "output shape {:?} (NHWC), expected {:?} (NCHW)",
+            out.shape(),
+            l.output.shape
+        ));
+    }
+    close(&got, &l.output.floats)
+}
+
+/// Per-tensor or per-output-channel parameters for OIHW weights from ONNX scale/zero-point
+/// tensors.
+fn weight_params(qt: QType, oihw: &[usize], scale: &[f32], zp: &[i32]) -> QuantParams {
+    let (g, n) = if scale.len() == 1 && zp.len() <= 1 {
+        (Granularity::PerTensor, 1)
+    } else {
+        (Granularity::PerChannel { axis: 0 }, oihw[0])
+    };
+    let zp = if zp.is_empty() {
+        vec![0; n]
+    } else {
+        zp.to_vec()
+    };
+    let zp = if zp.len() == 1 { vec![zp[0]; n] } else { zp };
+    let scale = if scale.len() == 1 {
+        vec![scale[0]; n]
+    } else {
+        scale.to_vec()
+    };
+    QuantParams::new(qt, g, oihw, scale, zp).unwrap()
+}
+
+fn run_int_conv(ctx: &Context, l: &Layer) -> Result<(), String> {
+    let e = |e: wgpu_quant::Error| e.to_string();
+    let linear = l.node.op_type == "QLinearConv";
+    // ConvInteger: x, w, x_zp, w_zp. QLinearConv: x, x_s, x_zp, w, w_s, w_zp, y_s, y_zp.
+    let (xi, wi) = if linear { (0, 3) } else { (0, 1) };
+    let x = l.input(xi).ok_or("no x")?;
+    let w = l.input(wi).ok_or("no w")?;
+    let scalar_f = |i: usize| l.input(i).map_or(vec![1.0], |d| d.floats);
+    let ints = |i: usize| l.input(i).map_or(vec![], |d| d.ints);
+    let (xs, xz, ws, wz) = if linear {
+        (scalar_f(1), ints(2), scalar_f(4), ints(5))
+    } else {
+        (vec![1.0], ints(2), vec![1.0], ints(3))
+    };
+    let xq_t = qtype_of(x.dtype).ok_or("x type")?;
+    let wq_t = qtype_of(w.dtype).ok_or("w type")?;
+    let [n, c, h, wd] = nchw(&x.shape);
+    let xshape = [n, h, wd, c];
+    let xp = QuantParams::new(
+        xq_t,
+        Granularity::PerTensor,
+        &xshape,
+        xs.clone(),
+        vec![xz.first().copied().unwrap_or(0)],
+    )
+    .unwrap();
+    let xq = QTensor::from_codes(ctx, &xp, &nchw_to_nhwc(&x.ints, [n, c, h, wd])).map_err(e)?;
+    let group = l.int("group").unwrap_or(1).max(1) as usize;
+    let dims = ConvDims::new(w.shape[0], c, [w.shape[2], w.shape[3]], group).map_err(e)?;
+    let wp = weight_params(wq_t, &dims.oihw(), &ws, &wz);
+    let wq = QConvWeight::from_codes(ctx, dims, &w.ints, &wp).map_err(e)?;
+    let desc = l.conv_desc();
+    let oshape = desc.output_shape(&dims, &xshape).map_err(e)?;
+    let mut enc = ctx.encoder("onnx int conv");
+    let got = if linear {
+        let yq_t = qtype_of(l.output.dtype).ok_or("y type")?;
+        let yp = QuantParams::new(
+            yq_t,
+            Granularity::PerTensor,
+            &oshape,
+            scalar_f(6),
+            vec![ints(7).first().copied().unwrap_or(0)],
+        )
+        .unwrap();
+        let yq = QTensor::new(ctx, &yp).map_err(e)?;
+        qconv2d(
+            ctx,
+            &mut enc,
+            &desc,
+            &xq,
+            &wq,
+            None,
+            QGemmOutput::Quantized(&yq),
+        )
+        .map_err(e)?;
+        ctx.submit_and_wait(enc).map_err(e)?;
+        yq.read_codes_blocking(ctx).map_err(e)?
+    } else {
+        let out = Tensor::zeros(ctx, &oshape, DType::I32).unwrap();
+        qconv2d(ctx, &mut enc, &desc, &xq, &wq, None, QGemmOutput::I32(&out)).map_err(e)?;
+        ctx.submit_and_wait(enc).map_err(e)?;
+        out.read_blocking::<i32>(ctx).unwrap()
+    };
+    let got = nhwc_to_nchw(&got, [oshape[0], oshape[1], oshape[2], oshape[3]]);
+    if got != l.output.ints {
+        return Err(format!("got {got:?}, expected {:?}", l.output.ints));
+    }
+    Ok(())
+}
+
+#[test]
+fn onnx_convolution_and_layer_tests() {
+    let ctx = common::ctx();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx");
+    let list = |sub: &str, keep: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(root.join(sub))
+            .unwrap_or_else(|e| panic!("{sub}: {e}; run tools/vendor_onnx_tests.sh"))
+            .map(|e| e.unwrap().path())
+            .filter(|p| keep(&p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut passed = Vec::new();
+    let mut failed = Vec::new();
+    for dir in list("node", &|n| {
+        n.starts_with("test_convinteger") || n.starts_with("test_qlinearconv")
+    }) {
+        let l = Layer::load(&dir);
+        match run_int_conv(ctx, &l) {
+            Ok(()) => passed.push(l.name),
+            Err(e) => failed.push(format!("{}: {e}", l.name)),
+        }
+    }
+    for dir in list("pytorch-converted", &|_| true) {
+        let l = Layer::load(&dir);
+        match run_float_layer(ctx, &l) {
+            Ok(()) => passed.push(l.name),
+            Err(e) => failed.push(format!("{}: {e}", l.name)),
+        }
+    }
+    eprintln!("passed ({}): {passed:?}", passed.len());
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    // 3 integer convolutions, 11 Conv2d, 3 pooling, 2 softmax, 1 ReLU.
+    assert_eq!(passed.len(), 20, "passed: {passed:?}");
 }

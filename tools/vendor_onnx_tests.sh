@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Vendors ONNX's backend node tests for the quantization operators into
-# tests/data/onnx/, from the PyPI wheel onnx==1.22.0 (the last release that ships the
+# Vendors ONNX's backend node tests for the quantization and integer convolution
+# operators, and the float Conv2d/pooling/softmax/ReLU cases of its pytorch-converted
+# suite, into tests/data/onnx/, from the PyPI wheel onnx==1.22.0 (the last release that ships the
 # test data; Apache-2.0, its LICENSE and NOTICE are copied beside the data).
 # Reproducible: the wheel is pinned and the file list below is fixed.
 set -euo pipefail
@@ -13,21 +14,29 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: "onnx==$VERSION" -
 WHEEL=$(ls "$TMP"/onnx-"$VERSION"-*.whl | head -n1)
 PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_qlinearmatmul test_qlinearconv test_matmulinteger test_convinteger)
+# Float layers exported from PyTorch. test_MaxPool2d_stride_padding_dilation is left out:
+# its input alone is 4 MB.
+TORCH=(test_Conv2d test_AvgPool2d test_MaxPool2d/ test_Softmax/ test_softmax_lastdim/
+       test_ReLU/)
 ARGS=()
 for p in "${PATTERNS[@]}"; do ARGS+=("onnx/backend/test/data/node/${p}*"); done
+for p in "${TORCH[@]}"; do ARGS+=("onnx/backend/test/data/pytorch-converted/${p}*"); done
 (cd "$TMP" && unzip -q -o "$WHEEL" "${ARGS[@]}" "onnx-$VERSION.dist-info/licenses/*")
 rm -rf "$DEST"
-mkdir -p "$DEST/node"
+mkdir -p "$DEST/node" "$DEST/pytorch-converted"
 cp -r "$TMP"/onnx/backend/test/data/node/* "$DEST/node/"
+cp -r "$TMP"/onnx/backend/test/data/pytorch-converted/* "$DEST/pytorch-converted/"
 cp "$TMP/onnx-$VERSION.dist-info/licenses/LICENSE" "$DEST/LICENSE"
 cp "$TMP/onnx-$VERSION.dist-info/licenses/NOTICE" "$DEST/NOTICE"
 cat > "$DEST/README.md" <<MD
 # ONNX backend node tests (vendored)
 
-Copied unchanged from the PyPI wheel \`onnx==$VERSION\`, directory
-\`onnx/backend/test/data/node/\`, by \`tools/vendor_onnx_tests.sh\`. Each test holds
+Copied unchanged from the PyPI wheel \`onnx==$VERSION\`, directories
+\`onnx/backend/test/data/node/\` (quantization and integer convolution operators) and
+\`onnx/backend/test/data/pytorch-converted/\` (float Conv2d, pooling, softmax, ReLU), by
+\`tools/vendor_onnx_tests.sh\`. Each test holds
 \`model.onnx\` (one operator with its attributes) and \`test_data_set_0/{input,output}_N.pb\`
 (serialized \`TensorProto\`s). Copyright the ONNX Project Contributors, Apache License 2.0:
 see LICENSE and NOTICE in this directory. Used by \`tests/onnx.rs\`.
 MD
-echo "vendored $(ls "$DEST/node" | wc -l) test directories into $DEST"
+echo "vendored $(ls "$DEST/node" "$DEST/pytorch-converted" | wc -l) test directories into $DEST"

@@ -1005,7 +1005,7 @@ pub fn fold_batch_norm(
         var.len(),
         bias.map_or(oc, <[f32]>::len),
     ];
-    if oc == 0 || lens.iter().any(|&l| l != oc) || oihw.len() % oc != 0 {
+    if oc == 0 || lens.iter().any(|&l| l != oc) || !oihw.len().is_multiple_of(oc) {
         return Err(Error::shape(
             OPB,
             format!(
@@ -1015,10 +1015,9 @@ pub fn fold_batch_norm(
             ),
         ));
     }
-    if let Some(i) = var
-        .iter()
-        .position(|&v| !(f64::from(v) + f64::from(eps) > 0.0))
-    {
+    if let Some(i) = var.iter().position(|&v| {
+        (f64::from(v) + f64::from(eps)).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+    }) {
         return Err(Error::invalid(
             OPB,
             format!("var[{i}] + eps = {} is not positive", var[i] + eps),
