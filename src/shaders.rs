@@ -63,6 +63,10 @@ pub enum ShaderFile {
     Pool,
     /// `shaders/eltwise.wgsl`: add, clip, INT8 add with rescaling, softmax.
     Eltwise,
+    /// `shaders/image.wgsl` reading RGBA8 pixels from a storage buffer.
+    ImageBuffer,
+    /// `shaders/image.wgsl` reading a texture (`textureLoad`).
+    ImageTexture,
 }
 
 const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
@@ -74,7 +78,7 @@ const Q8_EPILOGUE: &str = include_str!("../shaders/common/q8_epilogue.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 15] = [
+    pub const ALL: [ShaderFile; 17] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
@@ -90,6 +94,8 @@ impl ShaderFile {
         ShaderFile::ConvDwQ8,
         ShaderFile::Pool,
         ShaderFile::Eltwise,
+        ShaderFile::ImageBuffer,
+        ShaderFile::ImageTexture,
     ];
 
     /// The file name under `shaders/`.
@@ -110,6 +116,7 @@ impl ShaderFile {
             ShaderFile::ConvDwQ8 => "conv_dw_q8.wgsl",
             ShaderFile::Pool => "pool.wgsl",
             ShaderFile::Eltwise => "eltwise.wgsl",
+            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => "image.wgsl",
         }
     }
 
@@ -130,6 +137,9 @@ impl ShaderFile {
             ShaderFile::ConvDwQ8 => include_str!("../shaders/conv_dw_q8.wgsl"),
             ShaderFile::Pool => include_str!("../shaders/pool.wgsl"),
             ShaderFile::Eltwise => include_str!("../shaders/eltwise.wgsl"),
+            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => {
+                include_str!("../shaders/image.wgsl")
+            }
         }
     }
 
@@ -137,7 +147,10 @@ impl ShaderFile {
         match self {
             ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
             ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
-            ShaderFile::PeakFma | ShaderFile::Pool => &[],
+            ShaderFile::PeakFma
+            | ShaderFile::Pool
+            | ShaderFile::ImageBuffer
+            | ShaderFile::ImageTexture => &[],
             ShaderFile::Eltwise => &[QUANT_MATH],
             ShaderFile::Quantize
             | ShaderFile::Dequantize
@@ -168,6 +181,8 @@ impl ShaderFile {
             ShaderFile::ConvDwQ8 => "qconv2d (depthwise INT8)",
             ShaderFile::Pool => "pool2d",
             ShaderFile::Eltwise => "elementwise",
+            ShaderFile::ImageBuffer => "image input (buffer)",
+            ShaderFile::ImageTexture => "image input (texture)",
         }
     }
 
@@ -201,8 +216,25 @@ impl ShaderFile {
             ],
             // params, out
             ShaderFile::PeakFma => vec![entry(0, uniform), entry(1, rw)],
-            // params, x, out
-            ShaderFile::Pool => vec![entry(0, uniform), entry(1, ro), entry(2, rw)],
+            // params, x, out (image: params, pixels, out)
+            ShaderFile::Pool | ShaderFile::ImageBuffer => {
+                vec![entry(0, uniform), entry(1, ro), entry(2, rw)]
+            }
+            // params, texture, out
+            ShaderFile::ImageTexture => vec![
+                entry(0, uniform),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                entry(2, rw),
+            ],
             // params, input, scales, zero points, output (eltwise: params, a, b,
             // quantization parameters, out)
             ShaderFile::Quantize | ShaderFile::Dequantize | ShaderFile::Eltwise => vec![
@@ -345,5 +377,6 @@ pub fn all_variants() -> Vec<ShaderVariant> {
     v.extend(crate::ops::conv::all_variants());
     v.extend(crate::ops::pool::all_variants());
     v.extend(crate::ops::eltwise::all_variants());
+    v.extend(crate::ops::image::all_variants());
     v
 }

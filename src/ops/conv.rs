@@ -808,7 +808,10 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
             &[HalfMath::F32]
         };
         for &math in maths {
-            for cfg in TILES {
+            let narrowed = TILES
+                .into_iter()
+                .flat_map(|t| RowTile::NARROW_WG.map(|wg| RowTile { wg, ..t }));
+            for cfg in TILES.into_iter().chain(narrowed) {
                 for pointwise in [false, true] {
                     v.push(gemm_variant(cfg, f16s, pointwise, math));
                 }
@@ -935,7 +938,9 @@ pub fn conv2d(
         );
     }
 
-    let cfg = desc.config.unwrap_or_else(|| tile_for_rows(m));
+    let cfg = desc
+        .config
+        .unwrap_or_else(|| crate::plan::conv_config(caps, m, oc / dims.groups));
     cfg.check(ctx, OP)?;
     let ncols = oc / dims.groups;
     let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));

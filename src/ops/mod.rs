@@ -5,6 +5,7 @@
 pub mod conv;
 pub mod eltwise;
 pub mod gemm;
+pub mod image;
 pub mod pool;
 pub mod qgemm;
 pub mod quant;
@@ -80,6 +81,23 @@ impl RowTile {
     /// A tile.
     pub const fn new(wg: u32, tm: u32, tn4: u32) -> RowTile {
         RowTile { wg, tm, tn4 }
+    }
+
+    /// The workgroup sizes a tile may be narrowed to by [`RowTile::fit`].
+    pub const NARROW_WG: [u32; 3] = [8, 16, 32];
+
+    /// This tile with its workgroup narrowed (to 8, 16 or 32 invocations) when `ncols`
+    /// output columns would leave most of a 64-wide workgroup idle: invocations past the
+    /// last column still run the whole reduction on clamped columns, so a 64-channel layer
+    /// on a 512-column workgroup would waste 7/8 of the work.
+    pub fn fit(self, ncols: usize) -> RowTile {
+        let need = (ncols as u64).div_ceil(u64::from(self.tn4) * 4).max(1);
+        let wg = Self::NARROW_WG
+            .into_iter()
+            .find(|&w| u64::from(w) >= need)
+            .unwrap_or(self.wg)
+            .min(self.wg);
+        RowTile { wg, ..self }
     }
 
     /// Output columns one workgroup covers.
@@ -161,6 +179,21 @@ pub(crate) fn record(
     buffers: &[&wgpu::Buffer],
     grid: [u32; 3],
 ) -> Result<()> {
+    let resources: Vec<wgpu::BindingResource> =
+        buffers.iter().map(|b| b.as_entire_binding()).collect();
+    record_resources(ctx, encoder, op, kernel, params, resources, grid)
+}
+
+/// [`record`] with any resources (textures) at bindings 1...
+pub(crate) fn record_resources(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    kernel: &Kernel,
+    params: &[u8],
+    resources: Vec<wgpu::BindingResource>,
+    grid: [u32; 3],
+) -> Result<()> {
     let device = ctx.device();
     ctx.scoped(op, || {
         let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -169,7 +202,7 @@ pub(crate) fn record(
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(ubuf.as_entire_binding())
-            .chain(buffers.iter().map(|b| b.as_entire_binding()))
+            .chain(resources)
             .enumerate()
             .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,

@@ -275,7 +275,10 @@ fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32, conv: bool) -
 /// Every W8A8 kernel variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for cfg in TILES {
+    let narrowed = TILES
+        .into_iter()
+        .flat_map(|t| RowTile::NARROW_WG.map(|wg| RowTile { wg, ..t }));
+    for cfg in TILES.into_iter().chain(narrowed) {
         for dot4 in [false, true] {
             for za in [false, true] {
                 for zw in [false, true] {
@@ -566,7 +569,7 @@ pub(crate) fn run(
     };
     let cfg = desc
         .config
-        .unwrap_or_else(|| crate::plan::qgemm_config(caps, m, n, k));
+        .unwrap_or_else(|| crate::plan::qgemm_config(caps, m, problem.ncols, k));
     cfg.check(ctx, OP)?;
     let geom = problem.conv;
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);

@@ -59,9 +59,17 @@ pub fn gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// The W8A8 GEMM tile ([`crate::ops::qgemm`]): one row per invocation with 8 columns for
 /// a single row (GEMV: every weight word is read once per row), 2 rows for two, else
 /// 4 rows by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
-/// lavapipe's throughput, where registers spill).
-pub fn qgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> RowTile {
-    qgemm::tile_for_rows(m)
+/// lavapipe's throughput, where registers spill). The workgroup is narrowed for narrow
+/// outputs ([`RowTile::fit`]; `n` is the output columns of one group for a grouped
+/// convolution).
+pub fn qgemm_config(_caps: &Capabilities, m: usize, n: usize, _k: usize) -> RowTile {
+    qgemm::tile_for_rows(m).fit(n)
+}
+
+/// The float implicit-GEMM convolution tile ([`crate::ops::conv`]): as the W8A8 GEMM's,
+/// 4 output pixels by 8 channels, narrowed to the channels of one group.
+pub fn conv_config(_caps: &Capabilities, m: usize, ncols: usize) -> RowTile {
+    crate::ops::conv::tile_for_rows(m).fit(ncols)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]): up to 8 rows in one pass
