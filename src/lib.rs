@@ -30,6 +30,10 @@
 //! details. Low-precision matrix products: [`ops::qgemm`] (W8A8 with `dot4I8Packed`,
 //! exact int32, fused dequantize/requantize epilogues, the dynamic [`ops::qgemm::QLinear`])
 //! and [`ops::wgemm`] (int8/int4 weight-only and FP16 GEMM/GEMV); docs/GEMM.md.
+//! Convolution as an implicit GEMM in FP32/FP16/INT8 with depthwise and pointwise paths
+//! ([`ops::conv`]), pooling ([`ops::pool`]), add/clip/softmax and the INT8 residual add
+//! ([`ops::eltwise`]) and image input from a buffer or texture ([`ops::image`]);
+//! docs/CONV.md.
 //!
 //! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
@@ -41,7 +45,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-// So are the examples in docs/QUANTIZATION.md and docs/GEMM.md.
+// So are the examples in docs/QUANTIZATION.md, docs/GEMM.md and docs/CONV.md.
 #[doc = include_str!("../docs/QUANTIZATION.md")]
 #[cfg(doctest)]
 pub struct QuantizationDocDoctests;
@@ -49,6 +53,10 @@ pub struct QuantizationDocDoctests;
 #[doc = include_str!("../docs/GEMM.md")]
 #[cfg(doctest)]
 pub struct GemmDocDoctests;
+
+#[doc = include_str!("../docs/CONV.md")]
+#[cfg(doctest)]
+pub struct ConvDocDoctests;
 
 pub mod bench;
 pub mod context;
