@@ -41,19 +41,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<atomic<u32>>;
 
-fn x_at(e: u32) -> T {
-    if (X_F16) {
-        return h2(x[e >> 1u] >> ((e & 1u) * 16u)).x;
-    }
-    return T(bitcast<f32>(x[e]));
-}
-
-fn w_at(e: u32) -> T {
-    if (W_F16) {
-        return h2(w[e >> 1u] >> ((e & 1u) * 16u)).x;
-    }
-    return T(bitcast<f32>(w[e]));
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -67,11 +54,7 @@ fn main(
         return;
     }
     let oc0 = (id % p.quads) * 4u;
-    let plane = p.out_h * p.out_w;
-    let rem = row % plane;
-    let img = row / plane;
-    let iy0 = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
-    let ix0 = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
+    let org = window_origin(row);
     var oc: array<u32, 4>;
     var ic: array<u32, 4>;
     for (var q = 0u; q < 4u; q++) {
@@ -81,12 +64,11 @@ fn main(
 
     var acc = vec4<TACC>(TACC(0.0));
     for (var tap = 0u; tap < p.taps; tap++) {
-        let iy = iy0 + i32((tap / p.k_w) * p.dil_h);
-        let ix = ix0 + i32((tap % p.k_w) * p.dil_w);
-        if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
+        let t = window_tap(org, tap);
+        if (!t.inside) {
             continue;
         }
-        let base = ((img * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels;
+        let base = t.pix * p.channels;
         var xv: vec4<T>;
         var wv: vec4<T>;
         for (var q = 0u; q < 4u; q++) {

@@ -79,11 +79,7 @@ fn main(
         return;
     }
     let oc0 = (id % p.quads) * 4u;
-    let plane = p.out_h * p.out_w;
-    let rem = row % plane;
-    let img = row / plane;
-    let iy0 = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
-    let ix0 = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
+    let org = window_origin(row);
     let za = a_zeros[0];
     let a_signed = p.a_signed != 0u;
     let w_signed = p.w_signed != 0u;
@@ -99,12 +95,11 @@ fn main(
 
     var acc = vec4<i32>(0);
     for (var tap = 0u; tap < p.taps; tap++) {
-        let iy = iy0 + i32((tap / p.k_w) * p.dil_h);
-        let ix = ix0 + i32((tap % p.k_w) * p.dil_w);
-        if (iy < 0 || iy >= i32(p.in_h) || ix < 0 || ix >= i32(p.in_w)) {
+        let t = window_tap(org, tap);
+        if (!t.inside) {
             continue;
         }
-        let base = ((img * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.pix_words;
+        let base = t.pix * p.pix_words;
         let wword = w[tap * w_words + oc0 / 4u];
         for (var q = 0u; q < 4u; q++) {
             let av = code(a[base + ic[q] / 4u], ic[q], a_signed) - za;

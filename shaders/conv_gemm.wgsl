@@ -50,20 +50,6 @@ struct Params {
 
 const BN: u32 = WG * TN4 * 4u;
 
-// Element `e` of a float buffer of the given storage type.
-fn x_at(e: u32) -> T {
-    if (X_F16) {
-        return h2(x[e >> 1u] >> ((e & 1u) * 16u)).x;
-    }
-    return T(bitcast<f32>(x[e]));
-}
-
-fn w_at(e: u32) -> T {
-    if (W_F16) {
-        return h2(w[e >> 1u] >> ((e & 1u) * 16u)).x;
-    }
-    return T(bitcast<f32>(w[e]));
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -80,20 +66,14 @@ fn main(
     let row0 = (block % p.row_blocks) * TM;
     let colw = (lin % p.groups_x) * BN + lid.x * 4u;
 
-    // Each row's image and the input position of its first tap (signed: it may lie in
-    // the padding).
-    var img: array<u32, TM>;
-    var iy0: array<i32, TM>;
-    var ix0: array<i32, TM>;
+    // Each row's window (common/window.wgsl); POINTWISE: the row is the input pixel.
+    var org: array<Origin, TM>;
     for (var i = 0u; i < TM; i++) {
         let row = min(row0 + i, p.m - 1u);
-        let plane = p.out_h * p.out_w;
-        let rem = row % plane;
-        img[i] = row / plane;
-        iy0[i] = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
-        ix0[i] = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
         if (POINTWISE) {
-            img[i] = row;
+            org[i] = Origin(row, 0, 0);
+        } else {
+            org[i] = window_origin(row);
         }
     }
     // Columns past the group's end are clamped (computed, never stored).
@@ -112,14 +92,12 @@ fn main(
         var inside: array<bool, TM>;
         for (var i = 0u; i < TM; i++) {
             if (POINTWISE) {
-                base[i] = img[i] * p.channels + grp * p.kc;
+                base[i] = org[i].img * p.channels + grp * p.kc;
                 inside[i] = true;
             } else {
-                let iy = iy0[i] + i32((tap / p.k_w) * p.dil_h);
-                let ix = ix0[i] + i32((tap % p.k_w) * p.dil_w);
-                inside[i] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-                let pix = (img[i] * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0));
-                base[i] = pix * p.channels + grp * p.kc;
+                let t = window_tap(org[i], tap);
+                base[i] = t.pix * p.channels + grp * p.kc;
+                inside[i] = t.inside;
             }
         }
         for (var c = 0u; c < p.kc; c++) {

@@ -34,26 +34,20 @@ struct Params {
 
 fn a_at(e: u32) -> f32 {
     if (A_F16) {
-        return unpack2x16float(a[e >> 1u] >> ((e & 1u) * 16u)).x;
+        return half_at(a[e >> 1u], e);
     }
     return bitcast<f32>(a[e]);
 }
 
 fn b_at(e: u32) -> f32 {
     if (B_F16) {
-        return unpack2x16float(b[e >> 1u] >> ((e & 1u) * 16u)).x;
+        return half_at(b[e >> 1u], e);
     }
     return bitcast<f32>(b[e]);
 }
 
 fn store(e: u32, v: f32) {
-    if (OUT_F16) {
-        let sh = (e & 1u) * 16u;
-        atomicAnd(&out[e >> 1u], ~(0xffffu << sh));
-        atomicOr(&out[e >> 1u], (pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu) << sh);
-    } else {
-        atomicStore(&out[e], bitcast<u32>(v));
-    }
+    store_float(e, v, OUT_F16);
 }
 
 fn no_fuse(x: f32) -> f32 {

@@ -27,16 +27,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read_write> out: array<atomic<u32>>;
 
-fn store(e: u32, v: f32) {
-    if (OUT_F16) {
-        let sh = (e & 1u) * 16u;
-        atomicAnd(&out[e >> 1u], ~(0xffffu << sh));
-        atomicOr(&out[e >> 1u], (pack2x16float(vec2<f32>(v, 0.0)) & 0xffffu) << sh);
-    } else {
-        atomicStore(&out[e], bitcast<u32>(v));
-    }
-}
-
 @compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -62,6 +52,6 @@ fn main(
     let bottom = mix(px(x0, y1), px(x1, y1), fx);
     let v = (mix(top, bottom, fy) - p.mean) * p.inv_std;
     for (var c = 0u; c < 3u; c++) {
-        store(id * 3u + c, v[c]);
+        store_float(id * 3u + c, v[c], OUT_F16);
     }
 }

@@ -33,7 +33,7 @@ struct Params {
 
 fn x_at(e: u32) -> f32 {
     if (X_F16) {
-        return unpack2x16float(x[e >> 1u] >> ((e & 1u) * 16u)).x;
+        return half_at(x[e >> 1u], e);
     }
     return bitcast<f32>(x[e]);
 }
@@ -50,34 +50,24 @@ fn main(
     }
     let c = id % p.channels;
     let pix = id / p.channels;
-    let plane = p.out_h * p.out_w;
-    let img = pix / plane;
-    let rem = pix % plane;
-    let iy0 = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
-    let ix0 = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
+    let org = window_origin(pix);
     var acc = 0.0;
     if (MAX) {
         acc = -3.40282347e38;
     }
     var count = 0u;
-    for (var ky = 0u; ky < p.k_h; ky++) {
-        let iy = iy0 + i32(ky * p.dil_h);
-        if (iy < 0 || iy >= i32(p.in_h)) {
+    for (var tap = 0u; tap < p.k_h * p.k_w; tap++) {
+        let t = window_tap(org, tap);
+        if (!t.inside) {
             continue;
         }
-        for (var kx = 0u; kx < p.k_w; kx++) {
-            let ix = ix0 + i32(kx * p.dil_w);
-            if (ix < 0 || ix >= i32(p.in_w)) {
-                continue;
-            }
-            let v = x_at(((img * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c);
-            if (MAX) {
-                acc = max(acc, v);
-            } else {
-                acc = acc + v;
-            }
-            count++;
+        let v = x_at(t.pix * p.channels + c);
+        if (MAX) {
+            acc = max(acc, v);
+        } else {
+            acc = acc + v;
         }
+        count++;
     }
     if (!MAX) {
         if (p.count_pad != 0u) {
@@ -85,11 +75,5 @@ fn main(
         }
         acc = acc / f32(max(count, 1u));
     }
-    if (OUT_F16) {
-        let sh = (id & 1u) * 16u;
-        atomicAnd(&out[id >> 1u], ~(0xffffu << sh));
-        atomicOr(&out[id >> 1u], (pack2x16float(vec2<f32>(acc, 0.0)) & 0xffffu) << sh);
-    } else {
-        atomicStore(&out[id], bitcast<u32>(acc));
-    }
+    store_float(id, acc, OUT_F16);
 }

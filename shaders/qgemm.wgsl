@@ -145,19 +145,13 @@ fn main(
     // First output column of this group: columns below are local to the group.
     let gcol = grp * p.ncols;
 
-    // GEMM: the first word of each row. CONV: each row's image and the input position of
-    // its first tap (which may lie in the padding, hence signed).
+    // GEMM: the first word of each row. CONV: each row's window (common/window.wgsl).
     var arow: array<u32, TM>;
-    var iy0: array<i32, TM>;
-    var ix0: array<i32, TM>;
+    var org: array<Origin, TM>;
     for (var i = 0u; i < TM; i++) {
         let row = min(row0 + i, p.m - 1u);
         if (CONV) {
-            let plane = p.out_h * p.out_w;
-            let rem = row % plane;
-            arow[i] = row / plane;
-            iy0[i] = i32((rem / p.out_w) * p.stride_h) - i32(p.pad_t);
-            ix0[i] = i32((rem % p.out_w) * p.stride_w) - i32(p.pad_l);
+            org[i] = window_origin(row);
         } else {
             arow[i] = row * p.kw;
         }
@@ -191,11 +185,9 @@ fn main(
         var inside: array<bool, TM>;
         for (var i = 0u; i < TM; i++) {
             if (CONV) {
-                let iy = iy0[i] + i32((tap / p.k_w) * p.dil_h);
-                let ix = ix0[i] + i32((tap % p.k_w) * p.dil_w);
-                inside[i] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-                let pix = (arow[i] * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0));
-                abase[i] = pix * p.pix_words * 4u + grp * p.kc;
+                let t = window_tap(org[i], tap);
+                inside[i] = t.inside;
+                abase[i] = t.pix * p.pix_words * 4u + grp * p.kc;
             } else {
                 abase[i] = arow[i];
                 inside[i] = true;

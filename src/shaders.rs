@@ -75,6 +75,8 @@ const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
 const STORE_F16: &str = include_str!("../shaders/common/store_f16.wgsl");
 const EPILOGUE: &str = include_str!("../shaders/common/epilogue.wgsl");
 const Q8_EPILOGUE: &str = include_str!("../shaders/common/q8_epilogue.wgsl");
+const WINDOW: &str = include_str!("../shaders/common/window.wgsl");
+const CONV_LOAD: &str = include_str!("../shaders/common/conv_load.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
@@ -147,19 +149,19 @@ impl ShaderFile {
         match self {
             ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
             ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
-            ShaderFile::PeakFma
-            | ShaderFile::Pool
-            | ShaderFile::ImageBuffer
-            | ShaderFile::ImageTexture => &[],
-            ShaderFile::Eltwise => &[QUANT_MATH],
+            ShaderFile::PeakFma => &[],
+            ShaderFile::Pool => &[STORE_F16, WINDOW],
+            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => &[STORE_F16],
+            ShaderFile::Eltwise => &[QUANT_MATH, STORE_F16],
             ShaderFile::Quantize
             | ShaderFile::Dequantize
             | ShaderFile::QuantStats
             | ShaderFile::QuantParams => &[QUANT_MATH],
             ShaderFile::QGemm | ShaderFile::ConvDwQ8 => {
-                &[QUANT_MATH, STORE_F16, EPILOGUE, Q8_EPILOGUE]
+                &[QUANT_MATH, STORE_F16, EPILOGUE, Q8_EPILOGUE, WINDOW]
             }
-            ShaderFile::WGemm | ShaderFile::ConvGemm | ShaderFile::ConvDw => &[STORE_F16, EPILOGUE],
+            ShaderFile::WGemm => &[STORE_F16, EPILOGUE],
+            ShaderFile::ConvGemm | ShaderFile::ConvDw => &[STORE_F16, EPILOGUE, WINDOW, CONV_LOAD],
         }
     }
 
