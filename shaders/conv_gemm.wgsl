@@ -24,9 +24,9 @@ struct Params {
     groups: u32,
     groups_x: u32,   // workgroups along one group's channels
     row_blocks: u32, // ceil(m / TM)
-    in_h: u32,
-    in_w: u32,
     channels: u32,   // C, the input's row length
+    in_h: u32,       // the window (common/window.wgsl), as WindowParams in src/ops/conv.rs
+    in_w: u32,
     out_h: u32,
     out_w: u32,
     k_w: u32,

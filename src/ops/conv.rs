@@ -670,31 +670,18 @@ struct GemmParams {
     groups: u32,
     groups_x: u32,
     row_blocks: u32,
-    in_h: u32,
-    in_w: u32,
     channels: u32,
-    out_h: u32,
-    out_w: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dil_h: u32,
-    dil_w: u32,
-    pad_t: u32,
-    pad_l: u32,
+    win: WindowParams,
     flags: u32,
     _pad: [u32; 3],
 }
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 96);
 
+/// The sliding-window fields every convolution kernel's params share, in the order of
+/// `shaders/common/window.wgsl`'s names (the WGSL structs list them flat, in this order).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct DwParams {
-    pub m: u32,
-    pub n: u32,
-    pub channels: u32,
-    pub mult: u32,
-    pub taps: u32,
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct WindowParams {
     pub in_h: u32,
     pub in_w: u32,
     pub out_h: u32,
@@ -706,6 +693,36 @@ pub(crate) struct DwParams {
     pub dil_w: u32,
     pub pad_t: u32,
     pub pad_l: u32,
+}
+
+impl WindowParams {
+    pub(crate) fn new(op: &'static str, g: &ConvGeom) -> Result<Self> {
+        let u = |what: &str, v: usize| to_u32(op, what, v);
+        Ok(WindowParams {
+            in_h: u("H", g.in_h)?,
+            in_w: u("W", g.in_w)?,
+            out_h: u("output height", g.out_h)?,
+            out_w: u("output width", g.out_w)?,
+            k_w: u("kernel width", g.kernel[1])?,
+            stride_h: u("stride", g.stride[0])?,
+            stride_w: u("stride", g.stride[1])?,
+            dil_h: u("dilation", g.dilation[0])?,
+            dil_w: u("dilation", g.dilation[1])?,
+            pad_t: u("padding", g.pad[0])?,
+            pad_l: u("padding", g.pad[1])?,
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct DwParams {
+    pub m: u32,
+    pub n: u32,
+    pub channels: u32,
+    pub mult: u32,
+    pub taps: u32,
+    pub win: WindowParams,
     pub flags: u32,
     pub quads: u32,
 }
@@ -725,17 +742,7 @@ impl DwParams {
             channels: u("channels", g.channels)?,
             mult: u("channel multiplier", n / g.channels)?,
             taps: u("taps", g.kernel[0] * g.kernel[1])?,
-            in_h: u("H", g.in_h)?,
-            in_w: u("W", g.in_w)?,
-            out_h: u("output height", g.out_h)?,
-            out_w: u("output width", g.out_w)?,
-            k_w: u("kernel width", g.kernel[1])?,
-            stride_h: u("stride", g.stride[0])?,
-            stride_w: u("stride", g.stride[1])?,
-            dil_h: u("dilation", g.dilation[0])?,
-            dil_w: u("dilation", g.dilation[1])?,
-            pad_t: u("padding", g.pad[0])?,
-            pad_l: u("padding", g.pad[1])?,
+            win: WindowParams::new(op, g)?,
             flags,
             quads: u("channel quads", n.div_ceil(4))?,
         })
@@ -959,18 +966,8 @@ pub fn conv2d(
         groups: u("groups", dims.groups)?,
         groups_x: u("workgroups per row block", groups_x as usize)?,
         row_blocks: u("row blocks", row_blocks as usize)?,
-        in_h: u("H", g.in_h)?,
-        in_w: u("W", g.in_w)?,
         channels: u("channels", c)?,
-        out_h: u("output height", g.out_h)?,
-        out_w: u("output width", g.out_w)?,
-        k_w: u("kernel width", g.kernel[1])?,
-        stride_h: u("stride", g.stride[0])?,
-        stride_w: u("stride", g.stride[1])?,
-        dil_h: u("dilation", g.dilation[0])?,
-        dil_w: u("dilation", g.dilation[1])?,
-        pad_t: u("padding", g.pad[0])?,
-        pad_l: u("padding", g.pad[1])?,
+        win: WindowParams::new(OP, &g)?,
         flags,
         _pad: [0; 3],
     };

@@ -46,7 +46,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::conv::{dw_q8_variant, DwParams};
+use crate::ops::conv::{dw_q8_variant, DwParams, WindowParams};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::{dynamic_quantize, DynamicQuant, QTensor};
 use crate::ops::{to_u32, RowTile};
@@ -172,17 +172,7 @@ struct Params {
     ncols: u32,
     groups: u32,
     row_blocks: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dil_h: u32,
-    dil_w: u32,
-    pad_t: u32,
-    pad_l: u32,
+    win: WindowParams,
     pix_words: u32,
     a_words: u32,
     byte_out: u32,
@@ -580,18 +570,6 @@ pub(crate) fn run(
     let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
     let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
     let tail = problem.kc % 4;
-    let g = geom.unwrap_or(ConvGeom {
-        in_h: 0,
-        in_w: 0,
-        channels: 0,
-        out_h: 0,
-        out_w: 0,
-        kernel: [1, 1],
-        stride: [1, 1],
-        dilation: [1, 1],
-        pad: [0, 0],
-        groups: 1,
-    });
     let params = Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
@@ -621,18 +599,11 @@ pub(crate) fn run(
         ncols: to_u32("N", problem.ncols)?,
         groups: to_u32("groups", groups)?,
         row_blocks: to_u32("row blocks", row_blocks as usize)?,
-        in_h: to_u32("H", g.in_h)?,
-        in_w: to_u32("W", g.in_w)?,
-        out_h: to_u32("output height", g.out_h)?,
-        out_w: to_u32("output width", g.out_w)?,
-        k_w: to_u32("kernel width", g.kernel[1])?,
-        stride_h: to_u32("stride", g.stride[0])?,
-        stride_w: to_u32("stride", g.stride[1])?,
-        dil_h: to_u32("dilation", g.dilation[0])?,
-        dil_w: to_u32("dilation", g.dilation[1])?,
-        pad_t: to_u32("padding", g.pad[0])?,
-        pad_l: to_u32("padding", g.pad[1])?,
-        pix_words: to_u32("words per pixel", g.channels.div_ceil(4))?,
+        win: geom.map_or(Ok(WindowParams::default()), |g| WindowParams::new(OP, &g))?,
+        pix_words: to_u32(
+            "words per pixel",
+            geom.map_or(0, |g| g.channels.div_ceil(4)),
+        )?,
         a_words: to_u32("words of A", a.data().numel())?,
         byte_out: u32::from(groups > 1 && !problem.ncols.is_multiple_of(4)),
         _pad0: 0,
@@ -649,7 +620,7 @@ pub(crate) fn run(
         bias_buf,
         out_buf,
     ];
-    if problem.depthwise {
+    if let (true, Some(g)) = (problem.depthwise, geom) {
         let dw = DwQ8Params {
             base: DwParams::new(OP, &g, m, n, params.flags)?,
             pix_words: params.pix_words,
