@@ -931,6 +931,8 @@ pub fn conv2d(
     if dims.is_depthwise() {
         let params = DwParams::new(OP, &shape.geom(), m, oc, flags)?;
         let grid = params.grid(ctx, OP)?;
+        // conv_dw.wgsl's Params ends with two padding words after DwParams' fields (the
+        // INT8 kernel's continues with its own fields there instead).
         let mut bytes = bytemuck::bytes_of(&params).to_vec();
         bytes.extend_from_slice(&[0u8; 8]);
         let kernel = ctx.kernel(&dw_variant(f16s, math))?;

@@ -103,12 +103,9 @@ impl ImageDesc {
     /// The resized size `[h, w]` of a `src_h x src_w` image.
     pub fn resized(&self, src_h: usize, src_w: usize) -> [usize; 2] {
         self.resize.unwrap_or_else(|| {
+            // The shorter side becomes exactly `shorter` (min * s rounds to it).
             let s = self.shorter as f64 / src_h.min(src_w).max(1) as f64;
-            [
-                ((src_h as f64 * s).round() as usize).max(self.shorter),
-                ((src_w as f64 * s).round() as usize).max(self.shorter),
-            ]
-            .map(|v| if src_h == src_w { self.shorter } else { v })
+            [src_h, src_w].map(|d| (d as f64 * s).round() as usize)
         })
     }
 }
