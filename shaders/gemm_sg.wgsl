@@ -39,8 +39,8 @@ fn main(
     let rem = lin % per_batch;
     let row0 = (rem / p.groups_x) * TM;
     let colw = (rem % p.groups_x) * BN + lid.x * 4u;
-    let a_off = batch * p.stride_a;
-    let b_off = batch * p.stride_b;
+    let a_off = p.off_a + batch * p.stride_a;
+    let b_off = p.off_b + batch * p.stride_b;
 
     // The row of A this lane fetches for each group of 8 rows (clamped into [0, m)).
     var arow: array<u32, TM8>;
@@ -107,7 +107,7 @@ fn main(
     for (var t = 0u; t < TM * TN4; t++) {
         res[t] = acc[t];
     }
-    let c_off = batch * p.stride_c;
+    let c_off = p.off_c + batch * p.stride_c;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         for (var j = 0u; j < TN4; j++) {
@@ -115,7 +115,8 @@ fn main(
             let v = res[i * TN4 + j];
             for (var q = 0u; q < 4u; q++) {
                 if (row < p.m && col + q < p.n) {
-                    c[c_off + row * p.ldc + col + q] = gemm_epilogue(p, v[q], col + q);
+                    let ci = c_off + row * p.ldc + col + q;
+                    c[ci] = gemm_epilogue(p, v[q], col + q, ci);
                 }
             }
         }

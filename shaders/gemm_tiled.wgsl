@@ -40,8 +40,8 @@ fn main(
     let rem = lin % per_batch;
     let row0 = (rem / p.groups_x) * BM;
     let col0 = (rem % p.groups_x) * BN;
-    let a_off = batch * p.stride_a;
-    let b_off = batch * p.stride_b;
+    let a_off = p.off_a + batch * p.stride_a;
+    let b_off = p.off_b + batch * p.stride_b;
 
     var acc: array<vec4<f32>, TM * TN4>;
     for (var i = 0u; i < TM * TN4; i++) {
@@ -117,7 +117,7 @@ fn main(
 
     // Constant trip counts (no early exit), so every compiler can unroll this and keep
     // `acc` in registers.
-    let c_off = batch * p.stride_c;
+    let c_off = p.off_c + batch * p.stride_c;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + lid.y * TM + i;
         for (var j = 0u; j < TN4; j++) {
@@ -126,7 +126,8 @@ fn main(
             for (var q = 0u; q < 4u; q++) {
                 let col = colb + q;
                 if (row < p.m && col < p.n) {
-                    c[c_off + row * p.ldc + col] = gemm_epilogue(p, v[q], col);
+                    let ci = c_off + row * p.ldc + col;
+                    c[ci] = gemm_epilogue(p, v[q], col, ci);
                 }
             }
         }

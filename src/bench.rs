@@ -258,7 +258,7 @@ pub fn gemm_case(
     )?;
     let kernel = desc
         .kernel
-        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx.capabilities(), desc));
+        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx, desc));
     let desc = desc.clone().kernel(kernel);
     let strides = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
     let mut enc = ctx.encoder("bench verify");

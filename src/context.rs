@@ -8,8 +8,10 @@
 //! [`Tensor::read`]: crate::Tensor::read
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::shaders::{KernelKey, ShaderVariant};
@@ -39,6 +41,9 @@ pub struct KeyLimits {
     pub max_compute_invocations_per_workgroup: u32,
     /// Workgroups per dispatch dimension.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Alignment of a storage binding's offset, bytes (ops that split oversized tensors
+    /// bind windows starting at multiples of it).
+    pub min_storage_buffer_offset_alignment: u32,
 }
 
 impl KeyLimits {
@@ -49,7 +54,69 @@ impl KeyLimits {
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
         }
+    }
+}
+
+/// Capabilities and limits to hold back from wgpu-quant, whatever the adapter has.
+///
+/// With [`Context::request`] / [`Context::from_adapter`] the limits are lowered on the
+/// device itself (so wgpu's validation enforces them too) and the features are not
+/// requested; with [`Context::with_overrides`] (a device the caller owns) wgpu-quant
+/// only behaves as if the device had them. Uses: testing the fallback paths on a device
+/// that has everything (the test suite does), leaving memory or features to a renderer,
+/// or reproducing a smaller GPU's limits.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, RequestOptions, context::Overrides};
+/// let ctx = Context::request_blocking(&RequestOptions {
+///     overrides: Overrides {
+///         max_storage_buffer_binding_size: Some(1 << 20), // 1 MiB bindings: ops split
+///         disable_features: wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP,
+///         disable_packed_int8_dot: true,
+///         ..Default::default()
+///     },
+///     ..Default::default()
+/// })?;
+/// assert!(!ctx.capabilities().shader_f16);
+/// # Ok::<(), wgpu_quant::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Caps `max_storage_buffer_binding_size` (bytes; rounded down to a multiple of 4).
+    pub max_storage_buffer_binding_size: Option<u64>,
+    /// Caps `max_compute_workgroup_storage_size` (bytes).
+    pub max_compute_workgroup_storage_size: Option<u32>,
+    /// Caps `max_compute_invocations_per_workgroup`.
+    pub max_compute_invocations_per_workgroup: Option<u32>,
+    /// Optional features not to use (of [`wanted_features`]).
+    pub disable_features: wgpu::Features,
+    /// Do not use WGSL's `dot4I8Packed` (the W8A8 kernels then unpack bytes themselves).
+    pub disable_packed_int8_dot: bool,
+}
+
+impl Overrides {
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+
+    fn limits(&self, mut l: wgpu::Limits) -> wgpu::Limits {
+        if let Some(v) = self.max_storage_buffer_binding_size {
+            l.max_storage_buffer_binding_size = l.max_storage_buffer_binding_size.min(v & !3);
+        }
+        if let Some(v) = self.max_compute_workgroup_storage_size {
+            l.max_compute_workgroup_storage_size = l.max_compute_workgroup_storage_size.min(v);
+        }
+        if let Some(v) = self.max_compute_invocations_per_workgroup {
+            l.max_compute_invocations_per_workgroup =
+                l.max_compute_invocations_per_workgroup.min(v);
+            l.max_compute_workgroup_size_x = l.max_compute_workgroup_size_x.min(v);
+            l.max_compute_workgroup_size_y = l.max_compute_workgroup_size_y.min(v);
+            l.max_compute_workgroup_size_z = l.max_compute_workgroup_size_z.min(v);
+        }
+        l
     }
 }
 
@@ -78,10 +145,10 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    fn detect(device: &wgpu::Device, adapter: wgpu::AdapterInfo) -> Self {
-        let f = device.features();
-        let packed_int8_dot = wgpu::naga::front::wgsl::ImplementedLanguageExtension::all()
-            .contains(
+    fn detect(device: &wgpu::Device, adapter: wgpu::AdapterInfo, o: &Overrides) -> Self {
+        let f = device.features() - o.disable_features;
+        let packed_int8_dot = !o.disable_packed_int8_dot
+            && wgpu::naga::front::wgsl::ImplementedLanguageExtension::all().contains(
                 &wgpu::naga::front::wgsl::ImplementedLanguageExtension::Packed4x8IntegerDotProduct,
             );
         Capabilities {
@@ -92,7 +159,7 @@ impl Capabilities {
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamp_inside_passes: f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             packed_int8_dot,
-            limits: KeyLimits::from_limits(&device.limits()),
+            limits: KeyLimits::from_limits(&o.limits(device.limits())),
         }
     }
 
@@ -112,6 +179,8 @@ pub struct RequestOptions {
     pub adapter_name: Option<String>,
     /// Preference when no name is given.
     pub power_preference: wgpu::PowerPreference,
+    /// Features and limits to hold back (tests of the fallbacks, smaller GPUs).
+    pub overrides: Overrides,
 }
 
 /// Parses a backend list such as `vulkan,gl`.
@@ -170,6 +239,41 @@ struct Inner {
     lost: Arc<AtomicBool>,
     kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
     dummy: wgpu::Buffer,
+    bindings: Mutex<crate::pool::BindCache>,
+    scratch: Mutex<HashMap<(&'static str, u64), wgpu::Buffer>>,
+    views: Mutex<HashMap<wgpu::Texture, wgpu::TextureView>>,
+    stats: Stats,
+    tuning: std::sync::RwLock<Option<Arc<crate::plan::tune::TuneCache>>>,
+}
+
+#[derive(Default)]
+struct Stats {
+    tensors: AtomicU64,
+    bind_groups: AtomicU64,
+    bind_group_hits: AtomicU64,
+    uniform_buffers: AtomicU64,
+    scratch_buffers: AtomicU64,
+}
+
+/// What a context has allocated so far (see [`Context::stats`]). An engine running the
+/// same ops every frame should see these stop growing after the first frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContextStats {
+    /// Tensors allocated through this context (the caller's and the ops' own).
+    pub tensors_allocated: u64,
+    /// Bind groups created (each with its own small uniform buffer for the op's
+    /// parameters).
+    pub bind_groups_created: u64,
+    /// Op recordings that reused a pooled bind group.
+    pub bind_group_reuses: u64,
+    /// Uniform parameter buffers created.
+    pub uniform_buffers_created: u64,
+    /// Scratch buffers created for ops' intermediates.
+    pub scratch_buffers_created: u64,
+    /// Bind groups held by the pool now.
+    pub pooled_bind_groups: usize,
+    /// Compiled kernels.
+    pub kernels: usize,
 }
 
 /// A device, its queue, its capabilities and the kernels compiled for it.
@@ -213,8 +317,24 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Context {
+        Self::with_overrides(device, queue, &Overrides::default())
+    }
+
+    /// [`Context::new`] holding back the features and limits in `overrides`: wgpu-quant
+    /// behaves as if the device lacked them.
+    pub fn with_overrides(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        overrides: &Overrides,
+    ) -> Context {
         let info = device.adapter_info();
-        Self::build(device, queue, info, Arc::new(AtomicBool::new(false)))
+        Self::build(
+            device,
+            queue,
+            info,
+            Arc::new(AtomicBool::new(false)),
+            overrides,
+        )
     }
 
     fn build(
@@ -222,8 +342,9 @@ impl Context {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         lost: Arc<AtomicBool>,
+        overrides: &Overrides,
     ) -> Context {
-        let caps = Capabilities::detect(&device, info);
+        let caps = Capabilities::detect(&device, info, overrides);
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-quant unused binding"),
             size: 16,
@@ -238,6 +359,11 @@ impl Context {
                 lost,
                 kernels: Mutex::new(HashMap::new()),
                 dummy,
+                bindings: Mutex::new(crate::pool::BindCache::new(crate::pool::DEFAULT_CAPACITY)),
+                scratch: Mutex::new(HashMap::new()),
+                views: Mutex::new(HashMap::new()),
+                stats: Stats::default(),
+                tuning: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -303,19 +429,30 @@ impl Context {
             request,
             hint: NO_ADAPTER_HINT.to_string(),
         })?;
-        Self::from_adapter(&adapter).await
+        Self::from_adapter_with(&adapter, &opts.overrides).await
     }
 
     /// Creates a device on `adapter` with the features and limits described in
     /// [`Context::request`].
     pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
+        Self::from_adapter_with(adapter, &Overrides::default()).await
+    }
+
+    /// [`Context::from_adapter`] with features and limits held back: the device is created
+    /// without those features and with those limits lowered.
+    pub async fn from_adapter_with(
+        adapter: &wgpu::Adapter,
+        overrides: &Overrides,
+    ) -> Result<Context> {
         let info = adapter.get_info();
-        let features = adapter.features() & wanted_features();
+        let features = (adapter.features() & wanted_features()) - overrides.disable_features;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-quant"),
                 required_features: features,
-                required_limits: adapter.limits(),
+                // The adapter's own limits, not the defaults: larger bindings and
+                // workgroups where the hardware allows them.
+                required_limits: overrides.limits(adapter.limits()),
                 ..Default::default()
             })
             .await
@@ -326,7 +463,7 @@ impl Context {
         let lost = Arc::new(AtomicBool::new(false));
         let flag = lost.clone();
         device.set_device_lost_callback(move |_reason, _msg| flag.store(true, Ordering::SeqCst));
-        Ok(Self::build(device, queue, info, lost))
+        Ok(Self::build(device, queue, info, lost, overrides))
     }
 
     /// Blocking twin of [`Context::request`].
@@ -539,5 +676,131 @@ impl Context {
     /// Number of distinct kernels compiled so far.
     pub fn compiled_kernels(&self) -> usize {
         self.inner.kernels.lock().expect("kernel cache").len()
+    }
+
+    /// What this context has allocated so far: run a frame twice and compare to check
+    /// that the second allocates nothing.
+    pub fn stats(&self) -> ContextStats {
+        let s = &self.inner.stats;
+        ContextStats {
+            tensors_allocated: s.tensors.load(Ordering::Relaxed),
+            bind_groups_created: s.bind_groups.load(Ordering::Relaxed),
+            bind_group_reuses: s.bind_group_hits.load(Ordering::Relaxed),
+            uniform_buffers_created: s.uniform_buffers.load(Ordering::Relaxed),
+            scratch_buffers_created: s.scratch_buffers.load(Ordering::Relaxed),
+            pooled_bind_groups: self.inner.bindings.lock().expect("bind pool").len(),
+            kernels: self.compiled_kernels(),
+        }
+    }
+
+    /// Sets how many bind groups the pool keeps (default
+    /// [`crate::pool::DEFAULT_CAPACITY`]); the least recently used go first. 0 turns
+    /// pooling off. A pooled bind group keeps the buffers it binds alive until it is
+    /// evicted, so an app that frees large tensors should call
+    /// [`Context::clear_pool`] afterwards.
+    pub fn set_pool_capacity(&self, capacity: usize) {
+        self.inner
+            .bindings
+            .lock()
+            .expect("bind pool")
+            .set_capacity(capacity);
+    }
+
+    /// Drops every pooled bind group and scratch buffer (and with them the references
+    /// they hold to tensors' buffers).
+    pub fn clear_pool(&self) {
+        self.inner.bindings.lock().expect("bind pool").clear();
+        self.inner.scratch.lock().expect("scratch pool").clear();
+        self.inner.views.lock().expect("view pool").clear();
+    }
+
+    /// The default view of `texture`, made once and pooled (so that recording from the
+    /// same texture every frame reuses its bind group).
+    pub(crate) fn texture_view(&self, texture: &wgpu::Texture) -> wgpu::TextureView {
+        self.inner
+            .views
+            .lock()
+            .expect("view pool")
+            .entry(texture.clone())
+            .or_insert_with(|| texture.create_view(&wgpu::TextureViewDescriptor::default()))
+            .clone()
+    }
+
+    pub(crate) fn note_tensor(&self) {
+        self.inner.stats.tensors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The pooled bind group for `key`, or one made by `make` (which also returns the
+    /// uniform buffer it created, if any) and pooled.
+    pub(crate) fn bind_group(
+        &self,
+        key: crate::pool::BindKey,
+        make: impl FnOnce() -> (wgpu::BindGroup, bool),
+    ) -> wgpu::BindGroup {
+        let s = &self.inner.stats;
+        let mut cache = self.inner.bindings.lock().expect("bind pool");
+        if let Some(bg) = cache.get(&key) {
+            s.bind_group_hits.fetch_add(1, Ordering::Relaxed);
+            return bg;
+        }
+        let (bg, made_uniform) = make();
+        s.bind_groups.fetch_add(1, Ordering::Relaxed);
+        if made_uniform {
+            s.uniform_buffers.fetch_add(1, Ordering::Relaxed);
+        }
+        cache.insert(key, bg.clone());
+        bg
+    }
+
+    /// A scratch storage buffer of at least `bytes` for an op's intermediate, shared by
+    /// every recording of that op on this context. Safe because GPU work on one queue
+    /// runs in order: each use writes the buffer before the next pass reads it.
+    pub(crate) fn scratch(&self, tag: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.scratch_with(tag, bytes, Vec::new)
+    }
+
+    /// [`Context::scratch`] whose contents on creation are `init()` (zeros past its end);
+    /// for constant tables, which then must not be written.
+    pub(crate) fn scratch_with(
+        &self,
+        tag: &'static str,
+        bytes: u64,
+        init: impl FnOnce() -> Vec<u32>,
+    ) -> Result<wgpu::Buffer> {
+        let size = bytes.div_ceil(16).max(1) * 16;
+        let mut map = self.inner.scratch.lock().expect("scratch pool");
+        if let Some(b) = map.get(&(tag, size)) {
+            return Ok(b.clone());
+        }
+        let mut contents = init();
+        contents.resize((size / 4) as usize, 0);
+        let buffer = self.scoped(tag, || {
+            self.inner
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(tag),
+                    contents: bytemuck::cast_slice(&contents),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })?;
+        self.inner
+            .stats
+            .scratch_buffers
+            .fetch_add(1, Ordering::Relaxed);
+        map.insert((tag, size), buffer.clone());
+        Ok(buffer)
+    }
+
+    /// Installs an autotuning cache: plans found in it (for this adapter) replace the
+    /// default heuristic. See [`crate::plan::tune`].
+    pub fn set_tuning(&self, cache: Option<crate::plan::tune::TuneCache>) {
+        *self.inner.tuning.write().expect("tuning cache") = cache.map(Arc::new);
+    }
+
+    /// The installed autotuning cache.
+    pub fn tuning(&self) -> Option<Arc<crate::plan::tune::TuneCache>> {
+        self.inner.tuning.read().expect("tuning cache").clone()
     }
 }

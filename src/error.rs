@@ -100,6 +100,14 @@ pub enum Error {
     /// The device was lost (driver reset, removal) or polling it failed.
     #[error("device lost: {0}")]
     DeviceLost(String),
+    /// Reading, writing or parsing a file (an autotuning cache, say) failed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

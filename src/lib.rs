@@ -63,11 +63,12 @@ pub mod context;
 pub mod error;
 pub mod ops;
 pub mod plan;
+pub mod pool;
 pub mod quant;
 pub mod reference;
 pub mod shaders;
 pub mod tensor;
 
-pub use context::{Capabilities, Context, RequestOptions};
+pub use context::{Capabilities, Context, ContextStats, Overrides, RequestOptions};
 pub use error::{Error, Result};
 pub use tensor::{DType, Element, Tensor};

@@ -131,6 +131,7 @@ impl Tensor {
                 mapped_at_creation: false,
             })
         })?;
+        ctx.note_tensor();
         Ok(Tensor {
             buffer,
             shape: shape.to_vec(),

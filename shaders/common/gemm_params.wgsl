@@ -1,5 +1,5 @@
 // Shared GEMM parameter block. Mirrors `GemmParams` in src/ops/gemm.rs field for field
-// (16 x 4-byte words, std140-compatible because every member is a scalar).
+// (20 x 4-byte words, std140-compatible because every member is a scalar).
 struct GemmParams {
     m: u32,
     n: u32,
@@ -14,16 +14,28 @@ struct GemmParams {
     ldb: u32,
     ldc: u32,
     alpha: f32,
-    // bit 0: add bias[n]; bits 1..2: activation (0 none, 1 ReLU, 2 ReLU6).
+    // bit 0: add bias[n]; bits 1..2: activation (0 none, 1 ReLU, 2 ReLU6); bit 3: add
+    // the value already in C (a later K chunk of a GEMM split to fit binding limits).
     flags: u32,
     // Workgroups along x per batch slice row (the grid is folded when it exceeds the
     // per-dimension dispatch limit).
     groups_x: u32,
     groups_y: u32,
+    // Element offsets of the operands inside their bindings (non-zero when the op binds
+    // a window of a tensor larger than one binding may be).
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    off_bias: u32,
     _pad0: u32,
     _pad1: u32,
 }
 
-fn gemm_epilogue(p: GemmParams, acc: f32, col: u32) -> f32 {
-    return bias_act(acc * p.alpha, p.flags, col);
+// The epilogue of C element `ci` in column `col` (uses the kernel's `c` and `bias`).
+fn gemm_epilogue(p: GemmParams, acc: f32, col: u32, ci: u32) -> f32 {
+    var v = acc * p.alpha;
+    if ((p.flags & 8u) != 0u) {
+        v = v + c[ci];
+    }
+    return bias_act(v, p.flags, p.off_bias + col);
 }

@@ -949,7 +949,7 @@ pub fn conv2d(
 
     let cfg = desc
         .config
-        .unwrap_or_else(|| crate::plan::conv_config(caps, m, oc / dims.groups));
+        .unwrap_or_else(|| crate::plan::conv_config(ctx, m, oc / dims.groups));
     cfg.check(ctx, OP)?;
     let ncols = oc / dims.groups;
     let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));

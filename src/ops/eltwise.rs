@@ -32,7 +32,7 @@ use crate::ops::quant::QTensor;
 use crate::ops::to_u32;
 use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const WG: u32 = 64;
 
@@ -332,12 +332,13 @@ pub fn qadd(
         return Ok(());
     }
     // The six parameters gathered into one small buffer on the GPU (they may have been
-    // computed there, by dynamic quantization).
-    let qp = Tensor::zeros(ctx, &[6], DType::U32)?;
+    // computed there, by dynamic quantization). The buffer is the context's scratch,
+    // shared by every qadd: each recording fills it right before its own dispatch.
+    let qp = ctx.scratch("wgpu-quant qadd params", 24)?;
     for (i, q) in [a, b, out].into_iter().enumerate() {
         let at = (8 * i) as u64;
-        encoder.copy_buffer_to_buffer(q.scales().buffer(), 0, qp.buffer(), at, 4);
-        encoder.copy_buffer_to_buffer(q.zero_points().buffer(), 0, qp.buffer(), at + 4, 4);
+        encoder.copy_buffer_to_buffer(q.scales().buffer(), 0, &qp, at, 4);
+        encoder.copy_buffer_to_buffer(q.zero_points().buffer(), 0, &qp, at + 4, 4);
     }
     let (qmin, qmax) = out.qrange();
     let u8x = |q: &QTensor| q.qtype() == QType::U8;
@@ -362,7 +363,7 @@ pub fn qadd(
         [
             a.data().buffer(),
             b.data().buffer(),
-            qp.buffer(),
+            &qp,
             out.data().buffer(),
         ],
     )

@@ -51,7 +51,7 @@ impl Activation {
 
 /// Configuration of the tiled kernel: a `wg_x * wg_y` workgroup computes a
 /// `(wg_y * tm) x (wg_x * tn)` tile of C, `bk` deep per step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TiledConfig {
     /// Workgroup width (invocations along N).
     pub wg_x: u32,
@@ -67,7 +67,7 @@ pub struct TiledConfig {
 
 /// Configuration of the register kernel: `wg` invocations along N, each computing `tm`
 /// rows by `4 * tn4` columns, with the K loop unrolled `ku` times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RegConfig {
     /// Invocations per workgroup, all along N.
     pub wg: u32,
@@ -81,7 +81,7 @@ pub struct RegConfig {
 
 /// Configuration of the subgroup kernel: `wg` invocations along N, each computing `tm`
 /// rows (a multiple of 8, shared through subgroup broadcasts) by `4 * tn4` columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SubgroupConfig {
     /// Invocations per workgroup, all along N.
     pub wg: u32,
@@ -92,7 +92,7 @@ pub struct SubgroupConfig {
 }
 
 /// A GEMM kernel choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum GemmKernel {
     /// Workgroup-memory tiled kernel.
     Tiled(TiledConfig),
@@ -198,6 +198,27 @@ impl GemmKernel {
             GemmKernel::Subgroup(_) => caps.subgroups && caps.subgroup_size.0 >= 8,
             _ => true,
         }
+    }
+
+    /// Invocations per workgroup and bytes of workgroup memory the kernel needs.
+    pub fn requirements(self) -> (u32, u32) {
+        match self {
+            GemmKernel::Tiled(c) => {
+                let (bm, bn) = self.tile();
+                (c.wg_x * c.wg_y, (bm + bn) * c.bk * 4)
+            }
+            GemmKernel::Register(c) => (c.wg, 0),
+            GemmKernel::Subgroup(c) => (c.wg, 0),
+        }
+    }
+
+    /// Whether the device can run this kernel: [`GemmKernel::supported`] and within the
+    /// invocation and workgroup-memory limits.
+    pub fn fits(self, caps: &crate::Capabilities) -> bool {
+        let (inv, bytes) = self.requirements();
+        self.supported(caps)
+            && inv <= caps.limits.max_compute_invocations_per_workgroup
+            && bytes <= caps.limits.max_compute_workgroup_storage_size
     }
 
     /// Output rows and columns one workgroup covers.
@@ -551,10 +572,17 @@ struct GemmParams {
     flags: u32,
     groups_x: u32,
     groups_y: u32,
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    off_bias: u32,
     _pad0: u32,
     _pad1: u32,
 }
-const _: () = assert!(std::mem::size_of::<GemmParams>() == 64);
+const _: () = assert!(std::mem::size_of::<GemmParams>() == 80);
+
+/// Flag bit of [`GemmParams::flags`]: add the value already in C.
+const ACCUMULATE: u32 = 8;
 
 fn check_f32(operand: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::F32 {
@@ -568,8 +596,129 @@ fn check_f32(operand: &'static str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-fn check_binding(ctx: &Context, operand: &str, t: &Tensor) -> Result<()> {
-    super::check_binding(ctx, OP, operand, t)
+/// One piece of a GEMM split to fit the binding limit: batch entry `b`, rows
+/// `m0..m0 + mc`, columns `n0..n0 + nc`, reduction `k0..k0 + kc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub b: usize,
+    pub m0: usize,
+    pub mc: usize,
+    pub n0: usize,
+    pub nc: usize,
+    pub k0: usize,
+    pub kc: usize,
+}
+
+/// Element ranges (start, length) of A, B, C and the bias that `piece` reads or writes.
+fn piece_ranges(desc: &GemmDesc, strides: [usize; 3], pc: &Piece) -> [(u64, u64); 4] {
+    let (lda, ldb, ldc) = (desc.stored_a().1, desc.stored_b().1, desc.n);
+    let [sa, sb, sc] = strides;
+    let u = |x: usize| x as u64;
+    let a = if desc.trans_a {
+        (pc.b * sa + pc.k0 * lda + pc.m0, (pc.kc - 1) * lda + pc.mc)
+    } else {
+        (pc.b * sa + pc.m0 * lda + pc.k0, (pc.mc - 1) * lda + pc.kc)
+    };
+    let b = if desc.trans_b {
+        (pc.b * sb + pc.n0 * ldb + pc.k0, (pc.nc - 1) * ldb + pc.kc)
+    } else {
+        (pc.b * sb + pc.k0 * ldb + pc.n0, (pc.kc - 1) * ldb + pc.nc)
+    };
+    let c = (pc.b * sc + pc.m0 * ldc + pc.n0, (pc.mc - 1) * ldc + pc.nc);
+    [
+        (u(a.0), u(a.1)),
+        (u(b.0), u(b.1)),
+        (u(c.0), u(c.1)),
+        (u(pc.n0), u(pc.nc)),
+    ]
+}
+
+/// Halves a split dimension, keeping pieces of N (and everything above 64) multiples of
+/// 64 so that vector loads stay aligned.
+fn shrink(d: usize) -> usize {
+    if d > 64 {
+        (d / 2).div_ceil(64) * 64
+    } else {
+        (d / 2).max(1)
+    }
+}
+
+/// The pieces of a GEMM whose operands do not all fit in one binding of `limit` bytes
+/// (with offsets aligned to `align`): each batch entry alone, then rows, columns and the
+/// reduction halved (the dimension that governs the largest window first) until every
+/// window fits. K pieces after the first accumulate into C.
+pub(crate) fn split_pieces(
+    desc: &GemmDesc,
+    strides: [usize; 3],
+    limit: u64,
+    align: u64,
+) -> Result<Vec<Piece>> {
+    let worst = |pc: &Piece| {
+        // Bytes a window may take: the span, rounded to 16, plus up to one alignment step.
+        piece_ranges(desc, strides, pc).map(|(_, len)| (len * 4).div_ceil(16) * 16 + align)
+    };
+    let (mut mc, mut nc, mut kc) = (desc.m, desc.n, desc.k);
+    loop {
+        let pc = Piece {
+            b: 0,
+            m0: 0,
+            mc,
+            n0: 0,
+            nc,
+            k0: 0,
+            kc,
+        };
+        let bytes = worst(&pc);
+        let Some((i, _)) = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b > limit)
+            .max_by_key(|(_, &b)| b)
+        else {
+            break;
+        };
+        // The dimension that multiplies the operand's leading dimension, else the other.
+        let (major, minor): (&mut usize, &mut usize) = match i {
+            0 if desc.trans_a => (&mut kc, &mut mc),
+            0 => (&mut mc, &mut kc),
+            1 if desc.trans_b => (&mut nc, &mut kc),
+            1 => (&mut kc, &mut nc),
+            2 => (&mut mc, &mut nc),
+            _ => (&mut nc, &mut mc),
+        };
+        if *major > 1 {
+            *major = shrink(*major);
+        } else if *minor > 1 {
+            *minor = shrink(*minor);
+        } else {
+            return Err(Error::LimitExceeded {
+                op: OP,
+                what: "a single element window of a GEMM operand".into(),
+                needed: bytes[i],
+                limit_name: "max_storage_buffer_binding_size",
+                limit,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for b in 0..desc.batch {
+        for m0 in (0..desc.m).step_by(mc) {
+            for n0 in (0..desc.n).step_by(nc) {
+                for k0 in (0..desc.k).step_by(kc) {
+                    out.push(Piece {
+                        b,
+                        m0,
+                        mc: mc.min(desc.m - m0),
+                        n0,
+                        nc: nc.min(desc.n - n0),
+                        k0,
+                        kc: kc.min(desc.k - k0),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Records `C = act(alpha * op(A) * op(B) + bias)` into `encoder`. Nothing is submitted.
@@ -626,31 +775,23 @@ pub fn gemm(
                 format!("C shares its buffer with {name}; the output must be a separate tensor"),
             ));
         }
-        check_binding(ctx, name, t)?;
     }
-    check_binding(ctx, "C", c)?;
 
     let kernel = desc
         .kernel
-        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx.capabilities(), desc));
+        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx, desc));
     kernel.check(ctx)?;
-    let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && sb.is_multiple_of(4);
-    let variant = kernel.variant(desc.trans_a, desc.trans_b, vec_b);
-    let compiled = ctx.kernel(&variant)?;
-
-    let (bm, bn) = kernel.tile();
-    let groups_x = (desc.n as u64).div_ceil(u64::from(bn));
-    let groups_y = (desc.m as u64).div_ceil(u64::from(bm));
-    let total = groups_x * groups_y * desc.batch as u64;
-    let grid = super::fold_grid(
-        OP,
-        total,
-        ctx.capabilities()
-            .limits
-            .max_compute_workgroups_per_dimension,
-    )?;
+    let limits = ctx.capabilities().limits;
+    let limit = limits.max_storage_buffer_binding_size;
+    let fits = [a, b, c]
+        .into_iter()
+        .chain(bias)
+        .all(|t| t.buffer().size() <= limit);
+    let strides = [sa, sb, sc];
+    let flags = u32::from(bias.is_some()) | (desc.activation.code() << 1);
     let (lda, ldb) = (desc.stored_a().1, desc.stored_b().1);
-    let params = GemmParams {
+    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    let base = GemmParams {
         m: desc.m as u32,
         n: desc.n as u32,
         k: desc.k as u32,
@@ -662,20 +803,105 @@ pub fn gemm(
         ldb: ldb as u32,
         ldc: desc.n as u32,
         alpha: desc.alpha,
-        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
-        groups_x: groups_x as u32,
-        groups_y: groups_y as u32,
+        flags,
+        groups_x: 0,
+        groups_y: 0,
+        off_a: 0,
+        off_b: 0,
+        off_c: 0,
+        off_bias: 0,
         _pad0: 0,
         _pad1: 0,
     };
-    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
-    super::record(
+    if fits {
+        let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && sb.is_multiple_of(4);
+        let whole = [a, b].map(|t| super::Res::whole(t.buffer()));
+        let res = [
+            whole[0].clone(),
+            whole[1].clone(),
+            super::Res::whole(bias_buf),
+            super::Res::whole(c.buffer()),
+        ];
+        return dispatch(ctx, encoder, kernel, desc, vec_b, base, &res);
+    }
+    // Some operand is larger than one binding: run the GEMM in pieces, each binding only
+    // the windows of A, B, C and bias it touches.
+    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
+    for pc in split_pieces(desc, strides, limit, align)? {
+        let [ra, rb, rc, rbias] = piece_ranges(desc, strides, &pc);
+        let (wa, oa) = super::window(ctx, a.buffer(), 4, ra.0, ra.1);
+        let (wb, ob) = super::window(ctx, b.buffer(), 4, rb.0, rb.1);
+        let (wc, oc) = super::window(ctx, c.buffer(), 4, rc.0, rc.1);
+        let (wbias, obias) = match bias {
+            Some(t) => super::window(ctx, t.buffer(), 4, rbias.0, rbias.1),
+            None => (super::Res::whole(bias_buf), 0),
+        };
+        let last_k = pc.k0 + pc.kc == desc.k;
+        let params = GemmParams {
+            m: pc.mc as u32,
+            n: pc.nc as u32,
+            k: pc.kc as u32,
+            batch: 1,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            // Bias and activation apply once, to the complete sum.
+            flags: if last_k { flags } else { 0 } | if pc.k0 > 0 { ACCUMULATE } else { 0 },
+            off_a: oa as u32,
+            off_b: ob as u32,
+            off_c: oc as u32,
+            off_bias: obias as u32,
+            ..base
+        };
+        let sub = GemmDesc {
+            m: pc.mc,
+            n: pc.nc,
+            k: pc.kc,
+            batch: 1,
+            ..desc.clone()
+        };
+        let vec_b = !desc.trans_b
+            && pc.nc.is_multiple_of(4)
+            && ldb.is_multiple_of(4)
+            && ob.is_multiple_of(4);
+        dispatch(
+            ctx,
+            encoder,
+            kernel,
+            &sub,
+            vec_b,
+            params,
+            &[wa, wb, wbias, wc],
+        )?;
+    }
+    Ok(())
+}
+
+/// Records one dispatch of `kernel` over `desc` (its m, n and batch size the grid).
+fn dispatch(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: GemmKernel,
+    desc: &GemmDesc,
+    vec_b: bool,
+    mut params: GemmParams,
+    res: &[super::Res],
+) -> Result<()> {
+    let variant = kernel.variant(desc.trans_a, desc.trans_b, vec_b);
+    let compiled = ctx.kernel(&variant)?;
+    let (bm, bn) = kernel.tile();
+    let groups_x = (desc.n as u64).div_ceil(u64::from(bn));
+    let groups_y = (desc.m as u64).div_ceil(u64::from(bm));
+    let grid = super::grid_for(ctx, OP, groups_x * groups_y * desc.batch as u64)?;
+    params.groups_x = groups_x as u32;
+    params.groups_y = groups_y as u32;
+    super::record_resources(
         ctx,
         encoder,
         OP,
         &compiled,
         bytemuck::bytes_of(&params),
-        &[a.buffer(), b.buffer(), bias_buf, c.buffer()],
+        res,
         grid,
     )
 }

@@ -271,10 +271,10 @@ pub fn image_to_tensor(
     let grid = super::grid_for(ctx, OP, (total as u64).div_ceil(u64::from(WG)))?;
     let view;
     let source = match src {
-        ImageSource::Buffer { pixels, .. } => pixels.buffer().as_entire_binding(),
+        ImageSource::Buffer { pixels, .. } => super::Res::whole(pixels.buffer()),
         ImageSource::Texture(t) => {
-            view = t.create_view(&wgpu::TextureViewDescriptor::default());
-            wgpu::BindingResource::TextureView(&view)
+            view = ctx.texture_view(t);
+            super::Res::View(&view)
         }
     };
     super::record_resources(
@@ -283,7 +283,7 @@ pub fn image_to_tensor(
         OP,
         &kernel,
         bytemuck::bytes_of(&params),
-        vec![source, out.buffer().as_entire_binding()],
+        &[source, super::Res::whole(out.buffer())],
         grid,
     )
 }

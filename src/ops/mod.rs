@@ -67,7 +67,7 @@ pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> R
 
 /// Tile of the row kernels ([`qgemm`], [`wgemm`]): `wg` invocations along N, each
 /// computing `tm` rows by `4 * tn4` consecutive-by-four columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RowTile {
     /// Invocations per workgroup, all along N.
     pub wg: u32,
@@ -168,6 +168,68 @@ pub(crate) fn check_binding(
     Ok(())
 }
 
+/// A bound resource: a whole buffer, a window of one (`offset`, `size` in bytes), or a
+/// texture view.
+#[derive(Debug, Clone)]
+pub(crate) enum Res<'a> {
+    Buffer(&'a wgpu::Buffer, u64, Option<u64>),
+    View(&'a wgpu::TextureView),
+}
+
+impl<'a> Res<'a> {
+    /// The whole buffer.
+    pub fn whole(b: &'a wgpu::Buffer) -> Res<'a> {
+        Res::Buffer(b, 0, None)
+    }
+
+    fn key(&self) -> crate::pool::ResKey {
+        match self {
+            Res::Buffer(b, o, s) => crate::pool::ResKey::Buffer((*b).clone(), *o, s.unwrap_or(0)),
+            Res::View(v) => crate::pool::ResKey::View((*v).clone()),
+        }
+    }
+
+    fn binding(&self) -> wgpu::BindingResource<'a> {
+        match *self {
+            Res::Buffer(b, 0, None) => b.as_entire_binding(),
+            Res::Buffer(b, offset, size) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: b,
+                offset,
+                size: size.and_then(wgpu::BufferSize::new),
+            }),
+            Res::View(v) => wgpu::BindingResource::TextureView(v),
+        }
+    }
+}
+
+/// A window of `buffer` covering elements `[start, start + len)` of `elem` bytes each,
+/// bound from the closest offset below that the device's alignment allows. Returns the
+/// resource and the element index of `start` inside the window (the shader's offset).
+pub(crate) fn window<'a>(
+    ctx: &Context,
+    buffer: &'a wgpu::Buffer,
+    elem: u64,
+    start: u64,
+    len: u64,
+) -> (Res<'a>, u64) {
+    let align = u64::from(
+        ctx.capabilities()
+            .limits
+            .min_storage_buffer_offset_alignment,
+    )
+    .max(16);
+    let first = start * elem;
+    let offset = first - first % align;
+    // Whole 16-byte granules (bindings of vec4 arrays need them), within the buffer, which
+    // tensors pad to 16 bytes.
+    let end = ((start + len) * elem).div_ceil(16) * 16;
+    let end = end.min(buffer.size());
+    (
+        Res::Buffer(buffer, offset, Some(end - offset)),
+        (first - offset) / elem,
+    )
+}
+
 /// Records one dispatch of `kernel`: a uniform buffer holding `params` at binding 0, then
 /// `buffers` at bindings 1.., over a `grid` of workgroups. Runs in an error scope.
 pub(crate) fn record(
@@ -179,40 +241,49 @@ pub(crate) fn record(
     buffers: &[&wgpu::Buffer],
     grid: [u32; 3],
 ) -> Result<()> {
-    let resources: Vec<wgpu::BindingResource> =
-        buffers.iter().map(|b| b.as_entire_binding()).collect();
-    record_resources(ctx, encoder, op, kernel, params, resources, grid)
+    let resources: Vec<Res> = buffers.iter().map(|b| Res::whole(b)).collect();
+    record_resources(ctx, encoder, op, kernel, params, &resources, grid)
 }
 
-/// [`record`] with any resources (textures) at bindings 1...
+/// [`record`] with any resources (buffer windows, textures) at bindings 1... The bind
+/// group (with its uniform buffer) comes from the context's pool when the same kernel,
+/// parameters and resources were recorded before.
 pub(crate) fn record_resources(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
     op: &'static str,
     kernel: &Kernel,
     params: &[u8],
-    resources: Vec<wgpu::BindingResource>,
+    resources: &[Res],
     grid: [u32; 3],
 ) -> Result<()> {
     let device = ctx.device();
     ctx.scoped(op, || {
-        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(op),
-            contents: params,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(ubuf.as_entire_binding())
-            .chain(resources)
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            })
-            .collect();
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(op),
-            layout: &kernel.layout,
-            entries: &entries,
+        let key = crate::pool::BindKey {
+            pipeline: kernel.pipeline.clone(),
+            params: params.to_vec(),
+            resources: resources.iter().map(Res::key).collect(),
+        };
+        let bind = ctx.bind_group(key, || {
+            let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(op),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(ubuf.as_entire_binding())
+                .chain(resources.iter().map(Res::binding))
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource,
+                })
+                .collect();
+            let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(op),
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+            (bg, true)
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(op),

@@ -557,9 +557,9 @@ pub(crate) fn run(
         Some(p) => p,
         None => caps.packed_int8_dot,
     };
-    let cfg = desc
-        .config
-        .unwrap_or_else(|| crate::plan::qgemm_config(caps, m, problem.ncols, k));
+    let cfg = desc.config.unwrap_or_else(|| {
+        crate::plan::qgemm_config(ctx, m, problem.ncols, k, problem.conv.is_some())
+    });
     cfg.check(ctx, OP)?;
     let geom = problem.conv;
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
@@ -669,6 +669,9 @@ pub struct QLinear {
     bias: Option<Tensor>,
     activation: Activation,
     spec: DynamicQuant,
+    /// The quantized activations of the last `forward`, reused while the input shape
+    /// stays the same (so a layer run every frame allocates nothing after the first).
+    scratch: std::sync::Arc<std::sync::Mutex<Option<QTensor>>>,
 }
 
 impl QLinear {
@@ -739,6 +742,7 @@ impl QLinear {
             bias,
             activation: Activation::None,
             spec: DynamicQuant::per_row_i8(),
+            scratch: Default::default(),
         })
     }
 
@@ -780,7 +784,17 @@ impl QLinear {
                 "activations are quantized per tensor or per row",
             ));
         }
-        let xq = QTensor::for_dynamic(ctx, &self.spec, x.shape())?;
+        let xq = {
+            let mut slot = self.scratch.lock().expect("QLinear scratch");
+            match slot.as_ref() {
+                Some(q) if q.shape() == x.shape() => q.clone(),
+                _ => {
+                    let q = QTensor::for_dynamic(ctx, &self.spec, x.shape())?;
+                    *slot = Some(q.clone());
+                    q
+                }
+            }
+        };
         dynamic_quantize(ctx, encoder, x, &self.spec, &xq)?;
         let out = match y.dtype() {
             DType::F16 => QGemmOutput::F16(y),

@@ -629,11 +629,15 @@ fn stats_buffer(ctx: &Context, op: &'static str, init: &[u32]) -> Result<wgpu::B
 /// with every min at `u32::MAX` and every max at 0 (the identities of atomicMin/Max on
 /// ordered codes), so a channel without finite values ends with min > max.
 fn min_max_buffer(ctx: &Context, op: &'static str, channels: usize) -> Result<wgpu::Buffer> {
+    stats_buffer(ctx, op, &min_max_init(channels))
+}
+
+fn min_max_init(channels: usize) -> Vec<u32> {
     let mut init = vec![0u32; 2 * channels + 1];
     for c in 0..channels {
         init[2 * c] = u32::MAX;
     }
-    stats_buffer(ctx, op, &init)
+    init
 }
 
 /// Records dynamic quantization of `x` into `q` (from [`QTensor::for_dynamic`] with the
@@ -673,7 +677,14 @@ pub fn dynamic_quantize(
         return Ok(());
     }
     let view = ChannelView::new(OP, spec.scheme.granularity, x.shape())?;
-    let stats = min_max_buffer(ctx, OP, view.channels)?;
+    // Pooled: the accumulator is the context's scratch, reset from a pooled copy of its
+    // initial contents, so that a layer run every frame allocates nothing.
+    let bytes = (2 * view.channels as u64 + 1) * 4;
+    let init = ctx.scratch_with("wgpu-quant min/max identity", bytes, || {
+        min_max_init(view.channels)
+    })?;
+    let stats = ctx.scratch("wgpu-quant min/max accumulator", bytes)?;
+    encoder.copy_buffer_to_buffer(&init, 0, &stats, 0, bytes.div_ceil(16) * 16);
     record_stats(ctx, encoder, OP, x, &view, 0, ctx.dummy_buffer(), &stats)?;
     let (qmin, qmax) = spec.scheme.qrange();
     let params = ParamsUniform {

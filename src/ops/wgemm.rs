@@ -420,9 +420,13 @@ pub fn wgemm(
     if k == 0 {
         return Err(Error::shape(OP, "K must be at least 1"));
     }
-    let cfg = desc
-        .config
-        .unwrap_or_else(|| crate::plan::wgemm_config(caps, m, n, k));
+    let cfg = desc.config.unwrap_or_else(|| {
+        let wtype = match weights {
+            Weights::Quantized(q) => q.qtype().name(),
+            Weights::F16(_) => "f16",
+        };
+        crate::plan::wgemm_config(ctx, m, n, k, wtype)
+    });
     cfg.check(ctx, OP)?;
     let (w_col_stride, w_group_stride, ngroups, group_words) = slots.unwrap_or((0, 0, 1, kw));
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);

@@ -1,7 +1,16 @@
-//! The dispatcher's choices. For now one documented heuristic per op; autotuning and its
-//! per-adapter cache build on the same kernel lists.
+//! The dispatcher's choices: which kernel family, tile and workgroup every op runs with,
+//! per (op, dtype, shape, adapter).
 //!
-//! GEMM:
+//! Each op asks the plan when the caller pins nothing. The plan looks the op's shape
+//! class up in the context's autotuning cache ([`tune`], opt-in: nothing is tuned unless
+//! you ask) and otherwise applies the documented heuristic below. Either way the choice
+//! must fit the device: kernels needing subgroups, more invocations per workgroup or
+//! more workgroup memory than the device grants are never chosen, and a tuned entry that
+//! does not fit (another device, or [`crate::context::Overrides`]) is ignored.
+//! [`explain_gemm`], [`explain_qgemm`], [`explain_wgemm`] and [`explain_conv`] say what
+//! would run and why.
+//!
+//! Heuristic, FP32 GEMM ([`gemm_kernel`]):
 //! - CPU adapters (lavapipe, SwiftShader, WARP) run kernels without workgroup memory:
 //!   there it is ordinary memory reached through the same slow per-lane loads, and every
 //!   barrier costs a coroutine switch per SIMD batch. With subgroups of 8 or more they run
@@ -9,12 +18,26 @@
 //!   the register kernel. GEMV-like shapes (M <= 4) run the register kernel.
 //! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
 //!   128-row tile would be mostly padding), the 128x128 tiled kernel when both M and N fill
-//!   it, and the 64x64 tiled kernel otherwise.
+//!   it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
+//!   device's workgroup limits gives way to the register kernel.
+//!
+//! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
+//! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
+//! the number of rows, narrowed for narrow outputs, and capped by the device's
+//! invocations per workgroup.
+//!
+//! Operands larger than `max_storage_buffer_binding_size` are not the plan's concern:
+//! the ops split them into pieces that fit (see docs/DISPATCH.md).
 
-use crate::context::Capabilities;
+pub mod tune;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::{Capabilities, Context};
 use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
 use crate::ops::wgemm::HalfMath;
 use crate::ops::{qgemm, wgemm, RowTile};
+use tune::{bucket, Choice, ShapeClass};
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     GemmKernel::Register(RegConfig {
@@ -25,57 +48,136 @@ fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     })
 }
 
-/// The kernel [`crate::ops::gemm::gemm`] uses when the description pins none.
-pub fn gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
+/// The documented heuristic of [`gemm_kernel`], without the tuning cache.
+pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     let small_m = |m: usize| match m {
         1 => reg(1, 1, 4),
         2 => reg(2, 1, 4),
         3..=4 => reg(4, 1, 4),
         _ => reg(8, 1, 4),
     };
-    if caps.is_cpu() {
-        if desc.m <= 4 {
-            return small_m(desc.m);
-        }
+    let pick = if caps.is_cpu() {
         let sg = |tm, tn4| GemmKernel::Subgroup(SubgroupConfig { wg: 64, tm, tn4 });
-        if sg(8, 1).supported(caps) {
-            return match desc.m {
+        if desc.m <= 4 {
+            small_m(desc.m)
+        } else if sg(8, 1).supported(caps) {
+            match desc.m {
                 ..=8 => sg(8, 2),
                 _ => sg(16, 2),
-            };
+            }
+        } else {
+            reg(4, 1, 4)
         }
-        return reg(4, 1, 4);
-    }
-    if desc.m <= 8 {
-        return small_m(desc.m);
-    }
-    if desc.m >= 128 && desc.n >= 128 {
+    } else if desc.m <= 8 {
+        small_m(desc.m)
+    } else if desc.m >= 128 && desc.n >= 128 && GemmKernel::Tiled(GemmKernel::TILED[1]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[1])
-    } else {
+    } else if GemmKernel::Tiled(GemmKernel::TILED[0]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[0])
+    } else {
+        reg(8, 1, 4)
+    };
+    narrow_gemm(caps, pick)
+}
+
+/// `k` with its workgroup shrunk to the device's invocation limit (register and
+/// subgroup kernels; their tiles keep working with fewer invocations).
+fn narrow_gemm(caps: &Capabilities, k: GemmKernel) -> GemmKernel {
+    let lim = caps.limits.max_compute_invocations_per_workgroup.max(1);
+    let fit = |wg: u32| {
+        let mut w = wg;
+        while w > lim && w > 1 {
+            w /= 2;
+        }
+        w
+    };
+    match k {
+        GemmKernel::Register(c) => GemmKernel::Register(RegConfig { wg: fit(c.wg), ..c }),
+        GemmKernel::Subgroup(c) => GemmKernel::Subgroup(SubgroupConfig { wg: fit(c.wg), ..c }),
+        t => t,
     }
 }
 
-/// The W8A8 GEMM tile ([`crate::ops::qgemm`]): one row per invocation with 8 columns for
-/// a single row (GEMV: every weight word is read once per row), 2 rows for two, else
+/// The kernel [`crate::ops::gemm::gemm`] uses when the description pins none: the
+/// context's tuned choice for this shape class if there is one that fits the device,
+/// else [`default_gemm_kernel`].
+pub fn gemm_kernel(ctx: &Context, desc: &GemmDesc) -> GemmKernel {
+    let caps = ctx.capabilities();
+    match tune::lookup(ctx, &ShapeClass::gemm(desc)) {
+        Some(Choice::Gemm(k)) if k.fits(caps) => k,
+        _ => default_gemm_kernel(caps, desc),
+    }
+}
+
+/// A row tile with its workgroup shrunk to the device's invocation limit.
+fn cap_rows(caps: &Capabilities, t: RowTile) -> RowTile {
+    let lim = caps.limits.max_compute_invocations_per_workgroup.max(1);
+    let mut wg = t.wg;
+    while wg > lim && wg > 1 {
+        wg /= 2;
+    }
+    RowTile { wg, ..t }
+}
+
+fn tuned_rows(ctx: &Context, class: &ShapeClass) -> Option<RowTile> {
+    match tune::lookup(ctx, class) {
+        Some(Choice::Rows(t))
+            if t.wg
+                <= ctx
+                    .capabilities()
+                    .limits
+                    .max_compute_invocations_per_workgroup =>
+        {
+            Some(t)
+        }
+        _ => None,
+    }
+}
+
+/// The documented heuristic of [`qgemm_config`]: one row per invocation with 8 columns
+/// for a single row (GEMV: every weight word is read once per row), 2 rows for two, else
 /// 4 rows by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
 /// lavapipe's throughput, where registers spill). The workgroup is narrowed for narrow
 /// outputs ([`RowTile::fit`]; `n` is the output columns of one group for a grouped
 /// convolution).
-pub fn qgemm_config(_caps: &Capabilities, m: usize, n: usize, _k: usize) -> RowTile {
-    qgemm::tile_for_rows(m).fit(n)
+pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize) -> RowTile {
+    cap_rows(caps, qgemm::tile_for_rows(m).fit(n))
 }
 
-/// The float implicit-GEMM convolution tile ([`crate::ops::conv`]): as the W8A8 GEMM's,
-/// 4 output pixels by 8 channels, narrowed to the channels of one group.
-pub fn conv_config(_caps: &Capabilities, m: usize, ncols: usize) -> RowTile {
-    crate::ops::conv::tile_for_rows(m).fit(ncols)
+/// The W8A8 GEMM tile ([`crate::ops::qgemm`]): tuned, else [`default_qgemm_config`].
+/// Convolutions (`conv`) are not tuned.
+pub fn qgemm_config(ctx: &Context, m: usize, n: usize, k: usize, conv: bool) -> RowTile {
+    let tuned = if conv {
+        None
+    } else {
+        tuned_rows(ctx, &ShapeClass::qgemm(m, n, k))
+    };
+    tuned.unwrap_or_else(|| default_qgemm_config(ctx.capabilities(), m, n))
 }
 
-/// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]): up to 8 rows in one pass
-/// over the weights (GEMV reads each weight byte once), else 4 rows by 8 columns.
-pub fn wgemm_config(_caps: &Capabilities, m: usize, _n: usize, _k: usize) -> RowTile {
-    wgemm::tile_for_rows(m)
+/// The documented heuristic of [`conv_config`]: as the W8A8 GEMM's, 4 output pixels by 8
+/// channels, narrowed to the channels of one group.
+pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTile {
+    cap_rows(caps, crate::ops::conv::tile_for_rows(m).fit(ncols))
+}
+
+/// The float implicit-GEMM convolution tile ([`crate::ops::conv`]): the heuristic
+/// ([`default_conv_config`]; convolutions are not tuned yet).
+pub fn conv_config(ctx: &Context, m: usize, ncols: usize) -> RowTile {
+    default_conv_config(ctx.capabilities(), m, ncols)
+}
+
+/// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
+/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns.
+pub fn default_wgemm_config(caps: &Capabilities, m: usize) -> RowTile {
+    cap_rows(caps, wgemm::tile_for_rows(m))
+}
+
+/// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`
+/// (`"i8"`, `"i4"`, `"f16"`, ...): tuned, else [`default_wgemm_config`].
+pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -> RowTile {
+    tuned_rows(ctx, &ShapeClass::wgemm(m, n, k, wtype))
+        .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m))
 }
 
 /// Arithmetic of the FP16 GEMM when the caller leaves it to the plan: f16 products with
@@ -87,4 +189,137 @@ pub fn half_math(caps: &Capabilities) -> HalfMath {
     } else {
         HalfMath::F32
     }
+}
+
+/// Where a plan came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The documented heuristic.
+    Heuristic,
+    /// The context's autotuning cache.
+    Tuned,
+}
+
+/// What an op would run: the answer to "which kernel, and why".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The shape class (also the tuning cache key).
+    pub class: String,
+    /// Kernel family: `gemv` (one pass over the weights, M <= 8), `small_m`, `tiled`,
+    /// `register` or `subgroup` for FP32; `rows` for the row kernels.
+    pub family: String,
+    /// The kernel configuration.
+    pub choice: Choice,
+    /// Workgroup size (x, y).
+    pub workgroup: [u32; 2],
+    /// Output rows x columns one workgroup covers.
+    pub tile: [u32; 2],
+    /// Elements per vector load of the weight / B operand.
+    pub vector_width: u32,
+    /// Pieces the op is split into to fit `max_storage_buffer_binding_size` (1 when
+    /// everything fits); for FP32 GEMM, K pieces accumulate.
+    pub pieces: usize,
+    /// Heuristic or tuned.
+    pub source: Source,
+}
+
+fn source(ctx: &Context, class: &ShapeClass) -> Source {
+    if tune::lookup(ctx, class).is_some() {
+        Source::Tuned
+    } else {
+        Source::Heuristic
+    }
+}
+
+/// The plan of an FP32 GEMM (operand strides as the op derives them for dense batches).
+pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
+    let class = ShapeClass::gemm(desc);
+    let k = desc.kernel.unwrap_or_else(|| gemm_kernel(ctx, desc));
+    let (inv, _) = k.requirements();
+    let (bm, bn) = k.tile();
+    let (family, workgroup, vector_width) = match k {
+        GemmKernel::Tiled(c) => ("tiled", [c.wg_x, c.wg_y], 4),
+        GemmKernel::Register(c) if desc.m <= 8 => ("gemv", [c.wg, 1], 4),
+        GemmKernel::Register(c) => ("register", [c.wg, 1], 4),
+        GemmKernel::Subgroup(c) => ("subgroup", [c.wg, 1], 4),
+    };
+    debug_assert_eq!(inv, workgroup[0] * workgroup[1]);
+    let (ar, ac) = desc.stored_a();
+    let (br, bc) = desc.stored_b();
+    let strides = [ar * ac, br * bc, desc.m * desc.n];
+    let limits = ctx.capabilities().limits;
+    let bytes = |n: usize| crate::tensor::padded_bytes(n * desc.batch, crate::DType::F32);
+    let fits = [ar * ac, br * bc, desc.m * desc.n]
+        .into_iter()
+        .all(|n| bytes(n) <= limits.max_storage_buffer_binding_size);
+    let pieces = if fits {
+        1
+    } else {
+        crate::ops::gemm::split_pieces(
+            desc,
+            strides,
+            limits.max_storage_buffer_binding_size,
+            u64::from(limits.min_storage_buffer_offset_alignment).max(16),
+        )?
+        .len()
+    };
+    Ok(Plan {
+        source: if desc.kernel.is_some() {
+            Source::Heuristic
+        } else {
+            source(ctx, &class)
+        },
+        class: class.0,
+        family: family.into(),
+        choice: Choice::Gemm(k),
+        workgroup,
+        tile: [bm, bn],
+        vector_width,
+        pieces,
+    })
+}
+
+fn rows_plan(ctx: &Context, class: ShapeClass, t: RowTile, m: usize, vector_width: u32) -> Plan {
+    Plan {
+        source: source(ctx, &class),
+        class: class.0,
+        family: if m <= 8 { "gemv" } else { "rows" }.into(),
+        choice: Choice::Rows(t),
+        workgroup: [t.wg, 1],
+        tile: [t.tm, t.columns()],
+        vector_width,
+        pieces: 1,
+    }
+}
+
+/// The plan of a W8A8 GEMM of `m x k` activations by an `n x k` weight.
+pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
+    let t = qgemm_config(ctx, m, n, k, false);
+    rows_plan(ctx, ShapeClass::qgemm(m, n, k), t, m, 4)
+}
+
+/// The plan of a weight-only / FP16 GEMM with `wtype` weights.
+pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -> Plan {
+    let t = wgemm_config(ctx, m, n, k, wtype);
+    let vw = match wtype {
+        "i4" | "u4" => 8,
+        "f16" => 2,
+        _ => 4,
+    };
+    rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw)
+}
+
+/// The plan of a float convolution's implicit GEMM (`m` output pixels, `ncols` output
+/// channels per group).
+pub fn explain_conv(ctx: &Context, m: usize, ncols: usize) -> Plan {
+    let t = conv_config(ctx, m, ncols);
+    let key = ShapeClass(format!(
+        "conv f32 m{} n{}",
+        bucket(m),
+        ncols.next_power_of_two()
+    ));
+    let mut p = rows_plan(ctx, key, t, m, 4);
+    p.family = "implicit_gemm".into();
+    p
 }

@@ -1,0 +1,667 @@
+//! Autotuning, opt-in: every candidate kernel for a shape is compiled, checked against
+//! the reference once, timed (GPU timestamps where the device has them inside encoders,
+//! else submit + wait), and the fastest correct one is stored in a [`TuneCache`] under
+//! the adapter (name, vendor, device, driver, backend) and the shape class. A candidate
+//! that fails to compile, fails validation or gives a wrong result is recorded as
+//! rejected and never chosen. The default heuristic's choice is always among the
+//! candidates and keeps its place unless another is faster by more than
+//! [`TuneOptions::margin`], so a tuned plan is never slower than the default as measured.
+//!
+//! The cache is a JSON file: save it after tuning, ship it with an app, load it at start
+//! and install it with [`Context::set_tuning`]; entries for other adapters are ignored.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, ops::gemm::GemmDesc, plan::tune::{TuneCache, TuneOptions, Tuner}};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let mut cache = TuneCache::load_or_default("wgpu-quant-tuning.json")?;
+//! let mut tuner = Tuner::new(&ctx, &mut cache, TuneOptions::default());
+//! let report = tuner.gemm(&GemmDesc::new(256, 256, 256))?;
+//! println!("{report:?}");
+//! cache.save("wgpu-quant-tuning.json")?;
+//! ctx.set_tuning(Some(cache)); // later GEMMs of this shape class use the winner
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bench::{random_f32, time_gpu};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::gemm::{GemmDesc, GemmKernel};
+use crate::ops::RowTile;
+
+/// The version of the JSON layout this crate writes and reads.
+pub const CACHE_VERSION: u32 = 1;
+
+/// A kernel configuration the plan can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    /// An FP32 GEMM kernel.
+    Gemm(GemmKernel),
+    /// A row-kernel tile (W8A8, weight-only and FP16 GEMM, float convolution).
+    Rows(RowTile),
+}
+
+/// `m` as the tuning cache buckets it: exact up to 8 (GEMV-like shapes differ per row
+/// count), else the next power of two.
+pub fn bucket(m: usize) -> usize {
+    if m <= 8 {
+        m
+    } else {
+        m.next_power_of_two()
+    }
+}
+
+/// The key of a tuned plan: op, dtype and the shape bucketed ([`bucket`] for M, the
+/// next power of two for N and K).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShapeClass(pub String);
+
+impl ShapeClass {
+    /// An FP32 GEMM (transposes and batching are part of the class).
+    pub fn gemm(d: &GemmDesc) -> ShapeClass {
+        ShapeClass(format!(
+            "gemm f32 m{} n{} k{} {}{}{}",
+            bucket(d.m),
+            d.n.next_power_of_two(),
+            d.k.next_power_of_two(),
+            if d.trans_a { 't' } else { 'n' },
+            if d.trans_b { 't' } else { 'n' },
+            if d.batch > 1 { " batched" } else { "" }
+        ))
+    }
+
+    /// A W8A8 GEMM (linear layers; `m` rows of activations, `n x k` weight).
+    pub fn qgemm(m: usize, n: usize, k: usize) -> ShapeClass {
+        ShapeClass(format!(
+            "qgemm w8a8 m{} n{} k{}",
+            bucket(m),
+            n.next_power_of_two(),
+            k.next_power_of_two()
+        ))
+    }
+
+    /// A weight-only or FP16 GEMM with `wtype` weights.
+    pub fn wgemm(m: usize, n: usize, k: usize, wtype: &str) -> ShapeClass {
+        ShapeClass(format!(
+            "wgemm {wtype} m{} n{} k{}",
+            bucket(m),
+            n.next_power_of_two(),
+            k.next_power_of_two()
+        ))
+    }
+}
+
+/// Identifies an adapter and its driver: tuned plans apply only where all of it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterKey {
+    /// Adapter name.
+    pub name: String,
+    /// PCI vendor id (0 where the backend has none).
+    pub vendor: u32,
+    /// PCI device id.
+    pub device: u32,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version string.
+    pub driver_info: String,
+    /// Backend (`Vulkan`, `Metal`, `Dx12`, `Gl`).
+    pub backend: String,
+}
+
+impl AdapterKey {
+    /// The key of `info`.
+    pub fn of(info: &wgpu::AdapterInfo) -> AdapterKey {
+        AdapterKey {
+            name: info.name.clone(),
+            vendor: info.vendor,
+            device: info.device,
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            backend: format!("{:?}", info.backend),
+        }
+    }
+}
+
+/// One tuned shape class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tuned {
+    /// The chosen configuration.
+    pub choice: Choice,
+    /// Its median time, milliseconds, on the shape that was tuned.
+    pub median_ms: f64,
+    /// The heuristic's configuration.
+    pub default: Choice,
+    /// The heuristic's median time in the same run, milliseconds.
+    pub default_ms: f64,
+    /// The shape that was tuned (`m x n x k`).
+    pub shape: [usize; 3],
+    /// Candidates that compiled and gave the right result.
+    pub verified: usize,
+    /// Candidates left out, with the reason (validation error, wrong result).
+    pub rejected: Vec<String>,
+    /// `timestamps` or `wall`.
+    pub clock: String,
+}
+
+impl Tuned {
+    /// How much faster the choice is than the default (`default_ms / median_ms`).
+    pub fn speedup(&self) -> f64 {
+        self.default_ms / self.median_ms
+    }
+}
+
+/// The tuned classes of one adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterEntry {
+    /// The adapter.
+    pub adapter: AdapterKey,
+    /// Tuned plans by shape class.
+    pub entries: BTreeMap<ShapeClass, Tuned>,
+}
+
+/// Tuned plans of any number of adapters, as saved to and loaded from JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneCache {
+    /// [`CACHE_VERSION`].
+    pub version: u32,
+    /// One entry per adapter.
+    pub adapters: Vec<AdapterEntry>,
+}
+
+impl Default for TuneCache {
+    fn default() -> Self {
+        TuneCache {
+            version: CACHE_VERSION,
+            adapters: Vec::new(),
+        }
+    }
+}
+
+impl TuneCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses a cache from JSON (`path` names the source in errors).
+    pub fn from_json(json: &str, path: &str) -> Result<TuneCache> {
+        let cache: TuneCache = serde_json::from_str(json).map_err(|e| Error::File {
+            path: path.to_string(),
+            message: format!("not a wgpu-quant tuning cache: {e}"),
+        })?;
+        if cache.version != CACHE_VERSION {
+            return Err(Error::File {
+                path: path.to_string(),
+                message: format!(
+                    "tuning cache version {} (this wgpu-quant reads version {CACHE_VERSION}); \
+                     tune again",
+                    cache.version
+                ),
+            });
+        }
+        Ok(cache)
+    }
+
+    /// The cache as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the cache serializes")
+    }
+
+    /// Loads a cache from a JSON file.
+    pub fn load(path: impl AsRef<Path>) -> Result<TuneCache> {
+        let p = path.as_ref();
+        let text = std::fs::read_to_string(p).map_err(|e| Error::File {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&text, &p.display().to_string())
+    }
+
+    /// Loads a cache from a JSON file, or an empty cache when the file does not exist.
+    pub fn load_or_default(path: impl AsRef<Path>) -> Result<TuneCache> {
+        if path.as_ref().exists() {
+            Self::load(path)
+        } else {
+            Ok(Self::default())
+        }
+    }
+
+    /// Writes the cache as JSON.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let p = path.as_ref();
+        std::fs::write(p, self.to_json()).map_err(|e| Error::File {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The tuned plan of `class` on `adapter`.
+    pub fn get(&self, adapter: &AdapterKey, class: &ShapeClass) -> Option<&Tuned> {
+        self.adapters
+            .iter()
+            .find(|a| &a.adapter == adapter)
+            .and_then(|a| a.entries.get(class))
+    }
+
+    /// Stores a tuned plan, replacing any for the same adapter and class.
+    pub fn insert(&mut self, adapter: AdapterKey, class: ShapeClass, tuned: Tuned) {
+        match self.adapters.iter_mut().find(|a| a.adapter == adapter) {
+            Some(a) => {
+                a.entries.insert(class, tuned);
+            }
+            None => self.adapters.push(AdapterEntry {
+                adapter,
+                entries: BTreeMap::from([(class, tuned)]),
+            }),
+        }
+    }
+
+    /// Number of tuned classes over all adapters.
+    pub fn len(&self) -> usize {
+        self.adapters.iter().map(|a| a.entries.len()).sum()
+    }
+
+    /// True when nothing is tuned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The tuned choice of `class` on this context's adapter, if its cache has one.
+pub fn lookup(ctx: &Context, class: &ShapeClass) -> Option<Choice> {
+    let cache = ctx.tuning()?;
+    let key = AdapterKey::of(&ctx.capabilities().adapter);
+    cache.get(&key, class).map(|t| t.choice)
+}
+
+/// How candidates are timed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TuneOptions {
+    /// Untimed runs before timing each candidate.
+    pub warmup: usize,
+    /// Timed runs per candidate (the median counts).
+    pub runs: usize,
+    /// A candidate replaces the default only when it is faster by more than this
+    /// fraction (0.03: 3 %), so that noise does not pick a kernel that is no better.
+    pub margin: f64,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            warmup: 1,
+            runs: 5,
+            margin: 0.03,
+        }
+    }
+}
+
+/// Tunes shapes on one context into a cache.
+pub struct Tuner<'a> {
+    ctx: &'a Context,
+    cache: &'a mut TuneCache,
+    opts: TuneOptions,
+}
+
+struct Outcome {
+    choice: Choice,
+    ms: Option<f64>,
+    reject: Option<String>,
+}
+
+impl Outcome {
+    /// Verifies with `check` (`Ok(None)`: right; `Ok(Some(why))`: wrong), then times
+    /// with `time` only if right.
+    fn of(
+        choice: Choice,
+        check: Result<Option<String>>,
+        time: impl FnOnce() -> Result<crate::bench::Timings>,
+    ) -> Outcome {
+        let reject = |why: String| Outcome {
+            choice,
+            ms: None,
+            reject: Some(why),
+        };
+        match check {
+            Ok(None) => match time() {
+                Ok(t) => Outcome {
+                    choice,
+                    ms: Some(t.median()),
+                    reject: None,
+                },
+                Err(e) => reject(e.to_string()),
+            },
+            Ok(Some(why)) => reject(why),
+            Err(e) => reject(e.to_string()),
+        }
+    }
+}
+
+/// Weights of a weight-only / FP16 GEMM being tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKind {
+    /// i8 codes, one scale per output channel.
+    I8,
+    /// i4 codes, one scale per output channel.
+    I4,
+    /// f16 weights (the FP16 GEMM), with the plan's arithmetic.
+    F16,
+}
+
+impl WeightKind {
+    /// The dtype name used in shape classes.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightKind::I8 => "i8",
+            WeightKind::I4 => "i4",
+            WeightKind::F16 => "f16",
+        }
+    }
+}
+
+impl<'a> Tuner<'a> {
+    /// A tuner writing into `cache`.
+    pub fn new(ctx: &'a Context, cache: &'a mut TuneCache, opts: TuneOptions) -> Self {
+        Tuner { ctx, cache, opts }
+    }
+
+    fn clock(&self) -> &'static str {
+        let f = self.ctx.device().features();
+        if f.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        ) {
+            "timestamps"
+        } else {
+            "wall"
+        }
+    }
+
+    fn finish(
+        &mut self,
+        class: ShapeClass,
+        shape: [usize; 3],
+        default: Choice,
+        outcomes: Vec<Outcome>,
+    ) -> Result<Tuned> {
+        let default_ms = outcomes
+            .iter()
+            .find(|o| o.choice == default)
+            .and_then(|o| o.ms);
+        let Some(default_ms) = default_ms else {
+            let why = outcomes
+                .iter()
+                .find(|o| o.choice == default)
+                .and_then(|o| o.reject.clone())
+                .unwrap_or_default();
+            return Err(Error::invalid(
+                "tune",
+                format!("{}: the default plan {default:?} failed: {why}", class.0),
+            ));
+        };
+        let best = outcomes
+            .iter()
+            .filter_map(|o| o.ms.map(|ms| (o.choice, ms)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("the default was timed");
+        let (choice, median_ms) = if best.1 < default_ms * (1.0 - self.opts.margin) {
+            best
+        } else {
+            (default, default_ms)
+        };
+        let tuned = Tuned {
+            choice,
+            median_ms,
+            default,
+            default_ms,
+            shape,
+            verified: outcomes.iter().filter(|o| o.ms.is_some()).count(),
+            rejected: outcomes
+                .iter()
+                .filter_map(|o| o.reject.as_ref().map(|r| format!("{:?}: {r}", o.choice)))
+                .collect(),
+            clock: self.clock().into(),
+        };
+        let key = AdapterKey::of(&self.ctx.capabilities().adapter);
+        self.cache.insert(key, class, tuned.clone());
+        Ok(tuned)
+    }
+
+    /// Tunes the FP32 GEMM of `desc`'s shape class over every kernel in
+    /// [`GemmKernel::all`] that fits the device.
+    pub fn gemm(&mut self, desc: &GemmDesc) -> Result<Tuned> {
+        self.gemm_with(desc, &[])
+    }
+
+    /// [`Tuner::gemm`] with `extra` candidates of the caller's (each is validated and
+    /// checked like the built-in ones).
+    pub fn gemm_with(&mut self, desc: &GemmDesc, extra: &[GemmKernel]) -> Result<Tuned> {
+        let ctx = self.ctx;
+        let caps = ctx.capabilities();
+        let default = crate::plan::default_gemm_kernel(caps, desc);
+        let mut cands: Vec<GemmKernel> = vec![default];
+        for k in GemmKernel::all()
+            .into_iter()
+            .filter(|k| k.fits(caps))
+            .chain(extra.iter().copied())
+        {
+            if !cands.contains(&k) {
+                cands.push(k);
+            }
+        }
+        let mut outcomes = Vec::new();
+        for k in cands {
+            let d = desc.clone().kernel(k);
+            let o = match crate::bench::gemm_case(ctx, &d, 256, self.opts.warmup, self.opts.runs) {
+                Ok(r) if r.verified => Outcome {
+                    choice: Choice::Gemm(k),
+                    ms: r.timings.map(|t| t.median()),
+                    reject: None,
+                },
+                Ok(r) => Outcome {
+                    choice: Choice::Gemm(k),
+                    ms: None,
+                    reject: Some(format!("relative error {:.2e}", r.rel_error)),
+                },
+                Err(e) => Outcome {
+                    choice: Choice::Gemm(k),
+                    ms: None,
+                    reject: Some(e.to_string()),
+                },
+            };
+            outcomes.push(o);
+        }
+        self.finish(
+            ShapeClass::gemm(desc),
+            [desc.m, desc.n, desc.k],
+            Choice::Gemm(default),
+            outcomes,
+        )
+    }
+
+    /// Tunes the W8A8 GEMM (i8 per-tensor activations `m x k`, i8 per-channel weights
+    /// `n x k`, f32 output) over the tiles in [`crate::ops::qgemm::TILES`], each also
+    /// narrowed for `n`. Each candidate's int32 accumulators must match the reference
+    /// exactly.
+    pub fn qgemm(&mut self, m: usize, n: usize, k: usize) -> Result<Tuned> {
+        use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput, TILES};
+        use crate::ops::quant::QTensor;
+        use crate::quant::{Granularity, QType, QuantParams};
+        use crate::tensor::{DType, Tensor};
+        let ctx = self.ctx;
+        let caps = ctx.capabilities();
+        let default = crate::plan::default_qgemm_config(caps, m, n);
+        let lim = caps.limits.max_compute_invocations_per_workgroup;
+        let mut cands = vec![default];
+        for t in TILES.into_iter().flat_map(|t| [t, t.fit(n)]) {
+            if !cands.contains(&t) && t.wg <= lim {
+                cands.push(t);
+            }
+        }
+        let codes = |len: usize, seed: u64| -> Vec<i32> {
+            random_f32(len, seed)
+                .into_iter()
+                .map(|v| (v * 127.0).round() as i32)
+                .collect()
+        };
+        let (ac, wc) = (codes(m * k, 11), codes(n * k, 12));
+        let ap = QuantParams::new(
+            QType::I8,
+            Granularity::PerTensor,
+            &[m, k],
+            vec![0.02],
+            vec![0],
+        )?;
+        let wscales: Vec<f32> = (0..n).map(|j| 0.01 + 0.0001 * j as f32).collect();
+        let wp = QuantParams::new(
+            QType::I8,
+            Granularity::PerChannel { axis: 0 },
+            &[n, k],
+            wscales,
+            vec![0; n],
+        )?;
+        let a = QTensor::from_codes(ctx, &ap, &ac)?;
+        let w = QTensor::from_codes(ctx, &wp, &wc)?;
+        let want: Vec<i32> =
+            crate::reference::qgemm_i32(&ac, &vec![0; m], &wc, &vec![0; n], (m, n, k))
+                .into_iter()
+                .map(|v| v.expect("8-bit codes over this K fit in i32"))
+                .collect();
+        let acc = Tensor::zeros(ctx, &[m, n], DType::I32)?;
+        let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
+        let mut outcomes = Vec::new();
+        for t in cands {
+            let desc = QGemmDesc::default().config(t);
+            let check = (|| -> Result<Option<String>> {
+                let mut enc = ctx.encoder("tune verify");
+                qgemm(ctx, &mut enc, &desc, &a, &w, None, QGemmOutput::I32(&acc))?;
+                ctx.submit_and_wait(enc)?;
+                let got = acc.read_blocking::<i32>(ctx)?;
+                Ok((got != want).then(|| {
+                    let bad = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+                    format!("{bad} of {} int32 accumulators differ", want.len())
+                }))
+            })();
+            let o = Outcome::of(Choice::Rows(t), check, || {
+                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    qgemm(ctx, enc, &desc, &a, &w, None, QGemmOutput::F32(&out))
+                })
+            });
+            outcomes.push(o);
+        }
+        self.finish(
+            ShapeClass::qgemm(m, n, k),
+            [m, n, k],
+            Choice::Rows(default),
+            outcomes,
+        )
+    }
+
+    /// Tunes the weight-only / FP16 GEMM (f32 activations `m x k`, weights `n x k` of
+    /// `kind`, f32 output) over the tiles in [`crate::ops::wgemm::TILES`]. Each candidate
+    /// must meet the error budget against the f64 reference on the dequantized weights
+    /// (1e-5 relative with f32 arithmetic, 2e-3 with f16 products).
+    pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
+        use crate::ops::quant::QTensor;
+        use crate::ops::wgemm::{wgemm, HalfMath, WGemmDesc, Weights, TILES};
+        use crate::quant::{Granularity, QType, QuantParams};
+        use crate::tensor::{DType, Tensor};
+        let ctx = self.ctx;
+        let caps = ctx.capabilities();
+        let default = crate::plan::default_wgemm_config(caps, m);
+        let lim = caps.limits.max_compute_invocations_per_workgroup;
+        let mut cands = vec![default];
+        for t in TILES {
+            if !cands.contains(&t) && t.wg <= lim {
+                cands.push(t);
+            }
+        }
+        let x_host = random_f32(m * k, 21);
+        let wf = random_f32(n * k, 22);
+        let (w_deq, q, h): (Vec<f64>, Option<QTensor>, Option<Tensor>) = match kind {
+            WeightKind::I8 | WeightKind::I4 => {
+                let (qt, qmax) = if kind == WeightKind::I8 {
+                    (QType::I8, 127.0)
+                } else {
+                    (QType::I4, 7.0)
+                };
+                let scales: Vec<f32> = (0..n).map(|j| (1.0 + 0.001 * j as f32) / qmax).collect();
+                let codes: Vec<i32> = wf
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v / scales[i / k]).round().clamp(-qmax, qmax) as i32)
+                    .collect();
+                let deq = codes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| f64::from(c) * f64::from(scales[i / k]))
+                    .collect();
+                let p = QuantParams::new(
+                    qt,
+                    Granularity::PerChannel { axis: 0 },
+                    &[n, k],
+                    scales,
+                    vec![0; n],
+                )?;
+                (deq, Some(QTensor::from_codes(ctx, &p, &codes)?), None)
+            }
+            WeightKind::F16 => {
+                let hw: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
+                let deq = hw.iter().map(|v| f64::from(v.to_f32())).collect();
+                (deq, None, Some(Tensor::from_slice(ctx, &[n, k], &hw)?))
+            }
+        };
+        let weights = match (&q, &h) {
+            (Some(q), _) => Weights::Quantized(q),
+            (_, Some(h)) => Weights::F16(h),
+            _ => unreachable!("one weight form is built"),
+        };
+        let math = crate::plan::half_math(caps);
+        let budget = if kind == WeightKind::F16 && math != HalfMath::F32 {
+            2e-3
+        } else {
+            1e-5
+        };
+        let x64: Vec<f64> = x_host.iter().map(|&v| f64::from(v)).collect();
+        let want: Vec<f32> = crate::reference::linear_f64(
+            &x64,
+            &w_deq,
+            None,
+            crate::ops::gemm::Activation::None,
+            (m, n, k),
+        )
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+        let x = Tensor::from_slice(ctx, &[m, k], &x_host)?;
+        let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
+        let mut outcomes = Vec::new();
+        for t in cands {
+            let desc = WGemmDesc::default().math(math).config(t);
+            let check = (|| -> Result<Option<String>> {
+                let mut enc = ctx.encoder("tune verify");
+                wgemm(ctx, &mut enc, &desc, &x, weights, None, &out)?;
+                ctx.submit_and_wait(enc)?;
+                let got = out.read_blocking::<f32>(ctx)?;
+                let err = crate::reference::rel_error(&got, &want);
+                Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
+            })();
+            outcomes.push(Outcome::of(Choice::Rows(t), check, || {
+                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    wgemm(ctx, enc, &desc, &x, weights, None, &out)
+                })
+            }));
+        }
+        self.finish(
+            ShapeClass::wgemm(m, n, k, kind.name()),
+            [m, n, k],
+            Choice::Rows(default),
+            outcomes,
+        )
+    }
+}
