@@ -35,6 +35,12 @@
 //! ([`ops::eltwise`]) and image input from a buffer or texture ([`ops::image`]);
 //! docs/CONV.md.
 //!
+//! The dispatcher ([`plan`], [`plan::tune`], [`pool`]) picks kernels per shape and
+//! adapter, tunes them on request with a shippable JSON cache, holds back features and
+//! limits on request ([`Overrides`]), splits FP32 GEMM operands larger than a binding,
+//! and pools bind groups so that a frame allocates nothing after warm-up;
+//! docs/DISPATCH.md.
+//!
 //! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
 
@@ -57,6 +63,10 @@ pub struct GemmDocDoctests;
 #[doc = include_str!("../docs/CONV.md")]
 #[cfg(doctest)]
 pub struct ConvDocDoctests;
+
+#[doc = include_str!("../docs/DISPATCH.md")]
+#[cfg(doctest)]
+pub struct DispatchDocDoctests;
 
 pub mod bench;
 pub mod context;

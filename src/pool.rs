@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 /// Bind groups a context keeps by default.
-pub const DEFAULT_CAPACITY: usize = 1024;
+pub const DEFAULT_CAPACITY: usize = 256;
 
 /// One bound resource, by identity: a buffer window or a texture view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -62,6 +62,29 @@ enum Cmd {
         #[arg(long)]
         no_peak: bool,
     },
+    /// Autotune the benchmark shapes on one adapter: every candidate kernel is verified
+    /// against the reference, then timed; the winners are saved to a JSON cache (merged
+    /// into FILE if it exists) and a Markdown table of tuned vs default is printed.
+    Tune {
+        /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else the best GPU).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// The cache file to write.
+        #[arg(long, default_value = "wgpu-quant-tuning.json")]
+        out: String,
+        /// FP32 GEMM shapes as MxNxK (B stored K x N).
+        #[arg(long, value_delimiter = ',', default_values_t = ["256x256x256", "512x512x512", "128x768x768", "1x4096x4096"].map(String::from).to_vec())]
+        gemm: Vec<String>,
+        /// W8A8 and weight-only (i8, i4) and FP16 GEMM shapes as MxNxK (weight N x K).
+        #[arg(long, value_delimiter = ',', default_values_t = ["1x4096x4096", "128x768x768"].map(String::from).to_vec())]
+        linear: Vec<String>,
+        /// Timed runs per candidate (the median counts).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Signal-to-quantization-noise ratio of each calibration observer on synthetic
     /// distributions: calibrate on seeded batches on the GPU, quantize a held-out sample
     /// on the GPU, print a Markdown table (the one in docs/QUANTIZATION.md).
@@ -245,9 +268,100 @@ fn request(backend: Option<String>, adapter: Option<String>) -> Result<Context, 
     .map_err(|e| e.to_string())
 }
 
+fn choice_name(c: wgpu_quant::plan::tune::Choice) -> String {
+    match c {
+        wgpu_quant::plan::tune::Choice::Gemm(k) => kernel_name(k),
+        wgpu_quant::plan::tune::Choice::Rows(t) => {
+            format!("rows wg{} {}x{}", t.wg, t.tm, t.tn4 * 4)
+        }
+    }
+}
+
+fn tune(
+    ctx: &Context,
+    out: &str,
+    gemm: &[String],
+    linear: &[String],
+    runs: usize,
+) -> Result<(), String> {
+    use wgpu_quant::plan::tune::{TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
+    let mut cache = TuneCache::load_or_default(out).map_err(|e| e.to_string())?;
+    let opts = TuneOptions {
+        runs,
+        ..Default::default()
+    };
+    let mut rows: Vec<(String, String, Tuned)> = Vec::new();
+    {
+        let mut tuner = Tuner::new(ctx, &mut cache, opts);
+        for s in gemm {
+            let (m, n, k) = parse_shape(s)?;
+            let t = tuner
+                .gemm(&wgpu_quant::ops::gemm::GemmDesc::new(m, n, k))
+                .map_err(|e| e.to_string())?;
+            rows.push(("FP32".into(), s.clone(), t));
+            eprintln!("tuned FP32 {s}");
+        }
+        for s in linear {
+            let (m, n, k) = parse_shape(s)?;
+            let t = tuner.qgemm(m, n, k).map_err(|e| e.to_string())?;
+            rows.push(("W8A8".into(), s.clone(), t));
+            for (name, kind) in [
+                ("W8A32", WeightKind::I8),
+                ("W4A32", WeightKind::I4),
+                ("FP16", WeightKind::F16),
+            ] {
+                let t = tuner.wgemm(m, n, k, kind).map_err(|e| e.to_string())?;
+                rows.push((name.into(), s.clone(), t));
+            }
+            eprintln!("tuned linear {s}");
+        }
+    }
+    cache.save(out).map_err(|e| e.to_string())?;
+    println!("| dtype | shape (MxNxK) | default | ms | tuned | ms | tuned/default speedup | candidates verified | rejected |");
+    println!("|---|---|---|---:|---|---:|---:|---:|---:|");
+    for (dtype, shape, t) in &rows {
+        println!(
+            "| {dtype} | {shape} | {} | {:.3} | {} | {:.3} | {:.2}x | {} | {} |",
+            choice_name(t.default),
+            t.default_ms,
+            if t.choice == t.default {
+                "(default)".to_string()
+            } else {
+                choice_name(t.choice)
+            },
+            t.median_ms,
+            t.speedup(),
+            t.verified,
+            t.rejected.len()
+        );
+    }
+    println!();
+    println!(
+        "Median of {runs} runs per candidate ({} clock); a candidate replaces the default only \
+         when more than {:.0}% faster. Cache written to {out}.",
+        rows.first().map(|r| r.2.clock.as_str()).unwrap_or("-"),
+        opts.margin * 100.0
+    );
+    Ok(())
+}
+
 fn run() -> Result<bool, String> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Tune {
+            backend,
+            adapter,
+            out,
+            gemm,
+            linear,
+            runs,
+        } => {
+            let ctx = request(backend, adapter)?;
+            print_adapter(&ctx);
+            println!();
+            tune(&ctx, &out, &gemm, &linear, runs)?;
+            Ok(true)
+        }
         Cmd::Sqnr {
             backend,
             adapter,
