@@ -730,12 +730,12 @@ impl Context {
         self.inner.stats.tensors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The pooled bind group for `key`, or one made by `make` (which also returns the
-    /// uniform buffer it created, if any) and pooled.
+    /// The pooled bind group for `key`, or one made by `make` (with its own uniform
+    /// buffer) and pooled.
     pub(crate) fn bind_group(
         &self,
         key: crate::pool::BindKey,
-        make: impl FnOnce() -> (wgpu::BindGroup, bool),
+        make: impl FnOnce() -> wgpu::BindGroup,
     ) -> wgpu::BindGroup {
         let s = &self.inner.stats;
         let mut cache = self.inner.bindings.lock().expect("bind pool");
@@ -743,11 +743,9 @@ impl Context {
             s.bind_group_hits.fetch_add(1, Ordering::Relaxed);
             return bg;
         }
-        let (bg, made_uniform) = make();
+        let bg = make();
         s.bind_groups.fetch_add(1, Ordering::Relaxed);
-        if made_uniform {
-            s.uniform_buffers.fetch_add(1, Ordering::Relaxed);
-        }
+        s.uniform_buffers.fetch_add(1, Ordering::Relaxed);
         cache.insert(key, bg.clone());
         bg
     }

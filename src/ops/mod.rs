@@ -278,12 +278,11 @@ pub(crate) fn record_resources(
                     resource,
                 })
                 .collect();
-            let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(op),
                 layout: &kernel.layout,
                 entries: &entries,
-            });
-            (bg, true)
+            })
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(op),

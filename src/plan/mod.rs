@@ -80,17 +80,20 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     narrow_gemm(caps, pick)
 }
 
+/// `wg` halved until it is within the device's invocations per workgroup.
+fn cap_wg(caps: &Capabilities, wg: u32) -> u32 {
+    let lim = caps.limits.max_compute_invocations_per_workgroup.max(1);
+    let mut w = wg;
+    while w > lim && w > 1 {
+        w /= 2;
+    }
+    w
+}
+
 /// `k` with its workgroup shrunk to the device's invocation limit (register and
 /// subgroup kernels; their tiles keep working with fewer invocations).
 fn narrow_gemm(caps: &Capabilities, k: GemmKernel) -> GemmKernel {
-    let lim = caps.limits.max_compute_invocations_per_workgroup.max(1);
-    let fit = |wg: u32| {
-        let mut w = wg;
-        while w > lim && w > 1 {
-            w /= 2;
-        }
-        w
-    };
+    let fit = |wg| cap_wg(caps, wg);
     match k {
         GemmKernel::Register(c) => GemmKernel::Register(RegConfig { wg: fit(c.wg), ..c }),
         GemmKernel::Subgroup(c) => GemmKernel::Subgroup(SubgroupConfig { wg: fit(c.wg), ..c }),
@@ -111,12 +114,10 @@ pub fn gemm_kernel(ctx: &Context, desc: &GemmDesc) -> GemmKernel {
 
 /// A row tile with its workgroup shrunk to the device's invocation limit.
 fn cap_rows(caps: &Capabilities, t: RowTile) -> RowTile {
-    let lim = caps.limits.max_compute_invocations_per_workgroup.max(1);
-    let mut wg = t.wg;
-    while wg > lim && wg > 1 {
-        wg /= 2;
+    RowTile {
+        wg: cap_wg(caps, t.wg),
+        ..t
     }
-    RowTile { wg, ..t }
 }
 
 fn tuned_rows(ctx: &Context, class: &ShapeClass) -> Option<RowTile> {
@@ -236,7 +237,6 @@ fn source(ctx: &Context, class: &ShapeClass) -> Source {
 pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
     let class = ShapeClass::gemm(desc);
     let k = desc.kernel.unwrap_or_else(|| gemm_kernel(ctx, desc));
-    let (inv, _) = k.requirements();
     let (bm, bn) = k.tile();
     let (family, workgroup, vector_width) = match k {
         GemmKernel::Tiled(c) => ("tiled", [c.wg_x, c.wg_y], 4),
@@ -244,7 +244,6 @@ pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
         GemmKernel::Register(c) => ("register", [c.wg, 1], 4),
         GemmKernel::Subgroup(c) => ("subgroup", [c.wg, 1], 4),
     };
-    debug_assert_eq!(inv, workgroup[0] * workgroup[1]);
     let (ar, ac) = desc.stored_a();
     let (br, bc) = desc.stored_b();
     let strides = [ar * ac, br * bc, desc.m * desc.n];

@@ -317,34 +317,6 @@ struct Outcome {
     reject: Option<String>,
 }
 
-impl Outcome {
-    /// Verifies with `check` (`Ok(None)`: right; `Ok(Some(why))`: wrong), then times
-    /// with `time` only if right.
-    fn of(
-        choice: Choice,
-        check: Result<Option<String>>,
-        time: impl FnOnce() -> Result<crate::bench::Timings>,
-    ) -> Outcome {
-        let reject = |why: String| Outcome {
-            choice,
-            ms: None,
-            reject: Some(why),
-        };
-        match check {
-            Ok(None) => match time() {
-                Ok(t) => Outcome {
-                    choice,
-                    ms: Some(t.median()),
-                    reject: None,
-                },
-                Err(e) => reject(e.to_string()),
-            },
-            Ok(Some(why)) => reject(why),
-            Err(e) => reject(e.to_string()),
-        }
-    }
-}
-
 /// Weights of a weight-only / FP16 GEMM being tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightKind {
@@ -384,16 +356,40 @@ impl<'a> Tuner<'a> {
         }
     }
 
-    /// A second timing round over the verified candidates in reverse order (so that no
-    /// candidate is favoured by running first or last); each keeps the better of its two
-    /// medians.
-    fn second_round(
+    /// Verifies every candidate with `check` (`Ok(None)`: right; `Ok(Some(why))`:
+    /// wrong), then times the right ones with `time` in two rounds, the second in reverse
+    /// order (so that running first, on cold caches, or last favours none); each keeps
+    /// the better of its two medians.
+    fn run_candidates(
         &self,
-        outcomes: &mut [Outcome],
+        cands: Vec<Choice>,
+        mut check: impl FnMut(Choice) -> Result<Option<String>>,
         mut time: impl FnMut(Choice) -> Result<crate::bench::Timings>,
-    ) {
-        for o in outcomes.iter_mut().rev() {
-            if let Some(ms) = o.ms {
+    ) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = cands
+            .into_iter()
+            .map(|choice| {
+                let reject = match check(choice) {
+                    Ok(None) => None,
+                    Ok(Some(why)) => Some(why),
+                    Err(e) => Some(e.to_string()),
+                };
+                Outcome {
+                    choice,
+                    ms: reject.is_none().then_some(f64::INFINITY),
+                    reject,
+                }
+            })
+            .collect();
+        for round in 0..2 {
+            let order: Vec<usize> = if round == 0 {
+                (0..outcomes.len()).collect()
+            } else {
+                (0..outcomes.len()).rev().collect()
+            };
+            for i in order {
+                let o = &mut outcomes[i];
+                let Some(ms) = o.ms else { continue };
                 match time(o.choice) {
                     Ok(t) => o.ms = Some(ms.min(t.median())),
                     Err(e) => {
@@ -403,6 +399,7 @@ impl<'a> Tuner<'a> {
                 }
             }
         }
+        outcomes
     }
 
     fn finish(
@@ -477,28 +474,6 @@ impl<'a> Tuner<'a> {
                 cands.push(k);
             }
         }
-        let mut outcomes = Vec::new();
-        for k in cands {
-            let d = desc.clone().kernel(k);
-            let o = match crate::bench::gemm_case(ctx, &d, 256, self.opts.warmup, self.opts.runs) {
-                Ok(r) if r.verified => Outcome {
-                    choice: Choice::Gemm(k),
-                    ms: r.timings.map(|t| t.median()),
-                    reject: None,
-                },
-                Ok(r) => Outcome {
-                    choice: Choice::Gemm(k),
-                    ms: None,
-                    reject: Some(format!("relative error {:.2e}", r.rel_error)),
-                },
-                Err(e) => Outcome {
-                    choice: Choice::Gemm(k),
-                    ms: None,
-                    reject: Some(e.to_string()),
-                },
-            };
-            outcomes.push(o);
-        }
         let (ar, ac) = desc.stored_a();
         let (br, bc) = desc.stored_b();
         let a = crate::tensor::Tensor::from_slice(
@@ -513,15 +488,24 @@ impl<'a> Tuner<'a> {
         )?;
         let c =
             crate::tensor::Tensor::zeros(ctx, &[desc.batch, desc.m, desc.n], crate::DType::F32)?;
-        self.second_round(&mut outcomes, |ch| {
-            let Choice::Gemm(k) = ch else {
-                unreachable!("GEMM candidates")
-            };
-            let d = desc.clone().kernel(k);
-            time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                crate::ops::gemm::gemm(ctx, enc, &d, &a, &b, None, &c)
-            })
-        });
+        let kernel = |ch: Choice| match ch {
+            Choice::Gemm(k) => desc.clone().kernel(k),
+            Choice::Rows(_) => unreachable!("GEMM candidates"),
+        };
+        let outcomes = self.run_candidates(
+            cands.into_iter().map(Choice::Gemm).collect(),
+            |ch| {
+                // Verification only (no timed runs): `gemm_case` checks 256 entries.
+                let r = crate::bench::gemm_case(ctx, &kernel(ch), 256, 0, 0)?;
+                Ok((!r.verified).then(|| format!("relative error {:.2e}", r.rel_error)))
+            },
+            |ch| {
+                let d = kernel(ch);
+                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    crate::ops::gemm::gemm(ctx, enc, &d, &a, &b, None, &c)
+                })
+            },
+        );
         self.finish(
             ShapeClass::gemm(desc),
             [desc.m, desc.n, desc.k],
@@ -580,35 +564,37 @@ impl<'a> Tuner<'a> {
                 .collect();
         let acc = Tensor::zeros(ctx, &[m, n], DType::I32)?;
         let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
-        let mut outcomes = Vec::new();
-        for t in cands {
-            let desc = QGemmDesc::default().config(t);
-            let check = (|| -> Result<Option<String>> {
+        let tile = |ch: Choice| match ch {
+            Choice::Rows(t) => QGemmDesc::default().config(t),
+            Choice::Gemm(_) => unreachable!("row candidates"),
+        };
+        let outcomes = self.run_candidates(
+            cands.into_iter().map(Choice::Rows).collect(),
+            |ch| {
                 let mut enc = ctx.encoder("tune verify");
-                qgemm(ctx, &mut enc, &desc, &a, &w, None, QGemmOutput::I32(&acc))?;
+                qgemm(
+                    ctx,
+                    &mut enc,
+                    &tile(ch),
+                    &a,
+                    &w,
+                    None,
+                    QGemmOutput::I32(&acc),
+                )?;
                 ctx.submit_and_wait(enc)?;
                 let got = acc.read_blocking::<i32>(ctx)?;
                 Ok((got != want).then(|| {
                     let bad = got.iter().zip(&want).filter(|(g, w)| g != w).count();
                     format!("{bad} of {} int32 accumulators differ", want.len())
                 }))
-            })();
-            let o = Outcome::of(Choice::Rows(t), check, || {
+            },
+            |ch| {
+                let desc = tile(ch);
                 time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
                     qgemm(ctx, enc, &desc, &a, &w, None, QGemmOutput::F32(&out))
                 })
-            });
-            outcomes.push(o);
-        }
-        self.second_round(&mut outcomes, |ch| {
-            let Choice::Rows(t) = ch else {
-                unreachable!("row candidates")
-            };
-            time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                let desc = QGemmDesc::default().config(t);
-                qgemm(ctx, enc, &desc, &a, &w, None, QGemmOutput::F32(&out))
-            })
-        });
+            },
+        );
         self.finish(
             ShapeClass::qgemm(m, n, k),
             [m, n, k],
@@ -695,32 +681,27 @@ impl<'a> Tuner<'a> {
         .collect();
         let x = Tensor::from_slice(ctx, &[m, k], &x_host)?;
         let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
-        let mut outcomes = Vec::new();
-        for t in cands {
-            let desc = WGemmDesc::default().math(math).config(t);
-            let check = (|| -> Result<Option<String>> {
+        let tile = |ch: Choice| match ch {
+            Choice::Rows(t) => WGemmDesc::default().math(math).config(t),
+            Choice::Gemm(_) => unreachable!("row candidates"),
+        };
+        let outcomes = self.run_candidates(
+            cands.into_iter().map(Choice::Rows).collect(),
+            |ch| {
                 let mut enc = ctx.encoder("tune verify");
-                wgemm(ctx, &mut enc, &desc, &x, weights, None, &out)?;
+                wgemm(ctx, &mut enc, &tile(ch), &x, weights, None, &out)?;
                 ctx.submit_and_wait(enc)?;
                 let got = out.read_blocking::<f32>(ctx)?;
                 let err = crate::reference::rel_error(&got, &want);
                 Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
-            })();
-            outcomes.push(Outcome::of(Choice::Rows(t), check, || {
+            },
+            |ch| {
+                let desc = tile(ch);
                 time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
                     wgemm(ctx, enc, &desc, &x, weights, None, &out)
                 })
-            }));
-        }
-        self.second_round(&mut outcomes, |ch| {
-            let Choice::Rows(t) = ch else {
-                unreachable!("row candidates")
-            };
-            let desc = WGemmDesc::default().math(math).config(t);
-            time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                wgemm(ctx, enc, &desc, &x, weights, None, &out)
-            })
-        });
+            },
+        );
         self.finish(
             ShapeClass::wgemm(m, n, k, kind.name()),
             [m, n, k],
