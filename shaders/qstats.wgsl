@@ -9,15 +9,17 @@
 // out layout: MODE 0: [min0, max0, min1, max1, ..., nonfinite]
 //             MODE 1: [channel 0 bins..., channel 1 bins..., ..., nonfinite]
 // ranges (MODE 1): [R0, BINS / (2 R0), R1, ...]
+// A dispatch may cover channels chan0.. of the statistics only (x bound from the first
+// of them), or whole outer indices; the statistics accumulate across dispatches.
 
 struct Params {
     channels: u32,
     inner: u32,
     per_channel: u32,
     chunks: u32,
-    _pad0: u32,
+    chan0: u32,          // first channel of this dispatch (a piece of the channels)
+    all_channels: u32,   // channels of the statistics (out and ranges)
     _pad1: u32,
-    _pad2: u32,
     _pad3: u32,
 }
 
@@ -64,8 +66,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var r = 0.0;
     var inv = 0.0;
     if (MODE == 1u) {
-        r = ranges[2u * c];
-        inv = ranges[2u * c + 1u];
+        r = ranges[2u * (c + p.chan0)];
+        inv = ranges[2u * (c + p.chan0) + 1u];
     }
     for (var k = 0u; k < ITEMS; k = k + 1u) {
         let e = start + k * WG + li;
@@ -82,7 +84,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             } else {
                 let f = floor((bitcast<f32>(b) + r) * inv);
                 let bin = min(u32(max(f, 0.0)), BINS - 1u);
-                atomicAdd(&out[c * BINS + bin], 1u);
+                atomicAdd(&out[(c + p.chan0) * BINS + bin], 1u);
             }
         }
     }
@@ -96,12 +98,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
     if (li == 0u) {
         if (MODE == 0u) {
-            atomicMin(&out[2u * c], atomicLoad(&wg_min));
-            atomicMax(&out[2u * c + 1u], atomicLoad(&wg_max));
+            atomicMin(&out[2u * (c + p.chan0)], atomicLoad(&wg_min));
+            atomicMax(&out[2u * (c + p.chan0) + 1u], atomicLoad(&wg_max));
         }
         let nb = atomicLoad(&wg_bad);
         if (nb != 0u) {
-            let tail = select(p.channels * BINS, 2u * p.channels, MODE == 0u);
+            let tail = select(p.all_channels * BINS, 2u * p.all_channels, MODE == 0u);
             atomicAdd(&out[tail], nb);
         }
     }

@@ -32,7 +32,7 @@ struct Params {
     w_group_stride: u32, // slot stride between groups
     a_words: u32,        // words in the X binding (loads are clamped into it)
     w_words: u32,
-    _pad0: u32,
+    ldo: u32,            // output row pitch in elements (N, or more for a piece of N)
     _pad1: u32,
     _pad2: u32,
 }
@@ -226,11 +226,11 @@ fn main(
                 let v = bias_act(res[i * TN + g4 * 4u + q], p.flags, col);
                 v4[q] = v;
                 if (!OUT_F16 && col0 + q < p.n) {
-                    atomicStore(&out[row * p.n + col0 + q], bitcast<u32>(v));
+                    atomicStore(&out[row * p.ldo + col0 + q], bitcast<u32>(v));
                 }
             }
             if (OUT_F16) {
-                store_f16x4(row * p.n + col0, min(4u, p.n - col0), v4);
+                store_f16x4(row * p.ldo + col0, min(4u, p.n - col0), v4);
             }
         }
     }

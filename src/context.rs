@@ -90,6 +90,9 @@ pub struct Overrides {
     pub max_compute_workgroup_storage_size: Option<u32>,
     /// Caps `max_compute_invocations_per_workgroup`.
     pub max_compute_invocations_per_workgroup: Option<u32>,
+    /// Raises `min_storage_buffer_offset_alignment` (bytes; a power of two up to 256, the
+    /// coarsest any device asks for), to test how ops split on such a device.
+    pub min_storage_buffer_offset_alignment: Option<u32>,
     /// Optional features not to use (of [`wanted_features`]).
     pub disable_features: wgpu::Features,
     /// Do not use WGSL's `dot4I8Packed` (the W8A8 kernels then unpack bytes themselves).
@@ -105,6 +108,11 @@ impl Overrides {
     fn limits(&self, mut l: wgpu::Limits) -> wgpu::Limits {
         if let Some(v) = self.max_storage_buffer_binding_size {
             l.max_storage_buffer_binding_size = l.max_storage_buffer_binding_size.min(v & !3);
+        }
+        if let Some(v) = self.min_storage_buffer_offset_alignment {
+            l.min_storage_buffer_offset_alignment = l
+                .min_storage_buffer_offset_alignment
+                .max(v.clamp(1, 256).next_power_of_two());
         }
         if let Some(v) = self.max_compute_workgroup_storage_size {
             l.max_compute_workgroup_storage_size = l.max_compute_workgroup_storage_size.min(v);
@@ -253,6 +261,7 @@ struct Stats {
     bind_group_hits: AtomicU64,
     uniform_buffers: AtomicU64,
     scratch_buffers: AtomicU64,
+    split_dispatches: AtomicU64,
 }
 
 /// What a context has allocated so far (see [`Context::stats`]). An engine running the
@@ -274,6 +283,9 @@ pub struct ContextStats {
     pub pooled_bind_groups: usize,
     /// Compiled kernels.
     pub kernels: usize,
+    /// Dispatches recorded as pieces of ops whose operands exceed
+    /// `max_storage_buffer_binding_size` (each piece binds windows that fit).
+    pub split_dispatches: u64,
 }
 
 /// A device, its queue, its capabilities and the kernels compiled for it.
@@ -690,6 +702,7 @@ impl Context {
             scratch_buffers_created: s.scratch_buffers.load(Ordering::Relaxed),
             pooled_bind_groups: self.inner.bindings.lock().expect("bind pool").len(),
             kernels: self.compiled_kernels(),
+            split_dispatches: s.split_dispatches.load(Ordering::Relaxed),
         }
     }
 
@@ -724,6 +737,14 @@ impl Context {
             .entry(texture.clone())
             .or_insert_with(|| texture.create_view(&wgpu::TextureViewDescriptor::default()))
             .clone()
+    }
+
+    /// Counts one dispatch of an op split over the binding limit.
+    pub(crate) fn note_split(&self) {
+        self.inner
+            .stats
+            .split_dispatches
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn note_tensor(&self) {

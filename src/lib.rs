@@ -37,7 +37,7 @@
 //!
 //! The dispatcher ([`plan`], [`plan::tune`], [`pool`]) picks kernels per shape and
 //! adapter, tunes them on request with a shippable JSON cache, holds back features and
-//! limits on request ([`Overrides`]), splits FP32 GEMM operands larger than a binding,
+//! limits on request ([`Overrides`]), splits every op whose operands exceed a binding,
 //! and pools bind groups so that a frame allocates nothing after warm-up;
 //! docs/DISPATCH.md.
 //!

@@ -15,25 +15,6 @@ use wgpu_quant::plan::tune::{Choice, ShapeClass, TuneCache, TuneOptions, Tuner, 
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
 use wgpu_quant::{Context, DType, Error, RequestOptions, Tensor};
 
-/// A context on the test adapter with `overrides` applied at device creation.
-fn context_with(overrides: Overrides) -> Context {
-    let caps = common::ctx().capabilities();
-    let adapter = pollster::block_on(Context::adapters(wgpu::Backends::from(
-        caps.adapter.backend,
-    )))
-    .into_iter()
-    .find(|a| a.get_info().name == caps.adapter.name)
-    .expect("the test adapter is listed");
-    pollster::block_on(Context::from_adapter_with(&adapter, &overrides)).expect("device")
-}
-
-fn small_bindings(bytes: u64) -> Context {
-    context_with(Overrides {
-        max_storage_buffer_binding_size: Some(bytes),
-        ..Default::default()
-    })
-}
-
 /// Runs `desc` with bias and compares every entry with the f64 reference.
 fn check_gemm(ctx: &Context, desc: &GemmDesc, seed: u64) -> f64 {
     let (ar, ac) = desc.stored_a();
@@ -78,7 +59,7 @@ fn check_gemm(ctx: &Context, desc: &GemmDesc, seed: u64) -> f64 {
 #[test]
 fn gemm_splits_operands_larger_than_a_binding() {
     // 16 KiB bindings: every operand below is larger, most by far.
-    let ctx = small_bindings(16 << 10);
+    let ctx = common::small_bindings(16 << 10);
     assert_eq!(
         ctx.capabilities().limits.max_storage_buffer_binding_size,
         16 << 10
@@ -121,10 +102,385 @@ fn gemm_splits_operands_larger_than_a_binding() {
     }
 }
 
+/// Runs `f` (which records one op on its context, submits and reads the output back as
+/// words) on the test context and on a device with 64 KiB bindings and 256-byte offset
+/// alignment, where the op must run in pieces, and compares the results bit for bit:
+/// the pieces run the same kernel as the whole op, so the outputs must be identical.
+fn same_in_pieces(
+    what: &str,
+    min_pieces: u64,
+    f: &dyn Fn(&Context) -> wgpu_quant::Result<Vec<u32>>,
+    small: &Context,
+    failures: &mut Vec<String>,
+) {
+    let whole = match f(common::ctx()) {
+        Ok(v) => v,
+        Err(e) => return failures.push(format!("{what}, whole: {e}")),
+    };
+    let before = small.stats().split_dispatches;
+    let split = match f(small) {
+        Ok(v) => v,
+        Err(e) => return failures.push(format!("{what}, in pieces: {e}")),
+    };
+    let pieces = small.stats().split_dispatches - before;
+    if pieces < min_pieces {
+        failures.push(format!(
+            "{what}: {pieces} pieces, expected at least {min_pieces}"
+        ));
+    }
+    if let Some(i) = (0..whole.len()).find(|&i| whole[i] != split[i]) {
+        failures.push(format!(
+            "{what}: word {i} of {} differs: {:#010x} whole, {:#010x} in pieces",
+            whole.len(),
+            whole[i],
+            split[i]
+        ));
+    }
+}
+
+fn words(ctx: &Context, t: &Tensor) -> wgpu_quant::Result<Vec<u32>> {
+    let raw = Tensor::from_buffer(
+        t.buffer().clone(),
+        &[t.buffer().size() as usize / 4],
+        DType::U32,
+    )?;
+    raw.read_blocking::<u32>(ctx)
+}
+
+fn upload(ctx: &Context, shape: &[usize], seed: u64, f16: bool) -> wgpu_quant::Result<Tensor> {
+    let v = random_f32(shape.iter().product(), seed);
+    if f16 {
+        let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        Tensor::from_slice(ctx, shape, &h)
+    } else {
+        Tensor::from_slice(ctx, shape, &v)
+    }
+}
+
+fn quantized(
+    ctx: &Context,
+    shape: &[usize],
+    qtype: QType,
+    g: Granularity,
+    seed: u64,
+) -> wgpu_quant::Result<QTensor> {
+    let x = random_f32(shape.iter().product(), seed);
+    let scheme = wgpu_quant::quant::QuantScheme::asymmetric(qtype).with_granularity(g);
+    let p = QuantParams::from_data(&scheme, shape, &x)?;
+    QTensor::from_codes(ctx, &p, &p.quantize(&x)?)
+}
+
 #[test]
-fn unsplittable_ops_name_the_binding_limit() {
-    let ctx = small_bindings(16 << 10);
-    let (m, n, k) = (4, 64, 4096); // weight of 256 KiB
+fn every_op_splits_operands_over_the_binding_limit() {
+    use wgpu_quant::ops::conv::{
+        conv2d, qconv2d, ConvDesc, ConvDims, ConvWeight, Padding, QConvWeight,
+    };
+    use wgpu_quant::ops::eltwise::{add, clip, qadd, softmax, Clip};
+    use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
+    use wgpu_quant::ops::pool::{pool2d, PoolDesc, PoolKind};
+    use wgpu_quant::ops::quant::{
+        dequantize, dynamic_quantize, min_max, quantize, ChannelView, DynamicQuant,
+    };
+    use wgpu_quant::ops::wgemm::HalfMath;
+    use wgpu_quant::quant::QuantScheme;
+
+    let small = common::context_with(Overrides {
+        max_storage_buffer_binding_size: Some(64 << 10),
+        min_storage_buffer_offset_alignment: Some(256),
+        ..Default::default()
+    });
+    assert_eq!(
+        small
+            .capabilities()
+            .limits
+            .min_storage_buffer_offset_alignment,
+        256
+    );
+    let mut failures = Vec::new();
+    let run = |ctx: &Context, enc: wgpu::CommandEncoder, out: &Tensor| {
+        ctx.submit_and_wait(enc)?;
+        words(ctx, out)
+    };
+
+    // Convolutions over a batch of 6 images of 20x20 (x and output over 64 KiB): FP32
+    // implicit GEMM, depthwise, f16 storage, and INT8 (implicit GEMM and depthwise).
+    for (name, dims, f16) in [
+        (
+            "conv2d 3x3",
+            ConvDims::new(16, 8, [3, 3], 1).unwrap(),
+            false,
+        ),
+        (
+            "conv2d 3x3 groups 2",
+            ConvDims::new(16, 8, [3, 3], 2).unwrap(),
+            false,
+        ),
+        (
+            "conv2d depthwise",
+            ConvDims::new(16, 16, [3, 3], 16).unwrap(),
+            false,
+        ),
+        ("conv2d f16", ConvDims::new(16, 8, [3, 3], 1).unwrap(), true),
+    ] {
+        let f = |ctx: &Context| {
+            let c = dims.in_channels;
+            let x = upload(ctx, &[6, 20, 20, c], 1, f16)?;
+            let w = ConvWeight::from_oihw(
+                ctx,
+                dims,
+                &random_f32(dims.oihw().iter().product(), 2),
+                if f16 { DType::F16 } else { DType::F32 },
+            )?;
+            let bias = upload(ctx, &[16], 3, false)?;
+            let out = Tensor::zeros(
+                ctx,
+                &[6, 20, 20, 16],
+                if f16 { DType::F16 } else { DType::F32 },
+            )?;
+            let desc = ConvDesc::default()
+                .padding(Padding::uniform(1))
+                .math(HalfMath::F32)
+                .activation(Activation::Relu);
+            let mut enc = ctx.encoder(name);
+            conv2d(ctx, &mut enc, &desc, &x, &w, Some(&bias), &out)?;
+            run(ctx, enc, &out)
+        };
+        same_in_pieces(name, 2, &f, &small, &mut failures);
+    }
+    for (name, dims) in [
+        ("qconv2d 3x3", ConvDims::new(16, 8, [3, 3], 1).unwrap()),
+        (
+            "qconv2d depthwise",
+            ConvDims::new(16, 16, [3, 3], 16).unwrap(),
+        ),
+    ] {
+        let f = |ctx: &Context| {
+            let x = quantized(
+                ctx,
+                &[6, 20, 20, dims.in_channels],
+                QType::U8,
+                Granularity::PerTensor,
+                4,
+            )?;
+            let w = QConvWeight::quantize(
+                ctx,
+                dims,
+                &random_f32(dims.oihw().iter().product(), 5),
+                &QuantScheme::symmetric(QType::I8).per_channel(0),
+            )?;
+            let out = Tensor::zeros(ctx, &[6, 20, 20, 16], DType::I32)?;
+            let desc = ConvDesc::default().padding(Padding::uniform(1));
+            let mut enc = ctx.encoder(name);
+            qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::I32(&out))?;
+            run(ctx, enc, &out)
+        };
+        same_in_pieces(name, 2, &f, &small, &mut failures);
+    }
+    for (name, kind, f16) in [
+        ("max pool", PoolKind::Max, false),
+        ("avg pool f16", PoolKind::Avg, true),
+    ] {
+        let f = |ctx: &Context| {
+            let x = upload(ctx, &[6, 20, 20, 16], 6, f16)?;
+            let desc = PoolDesc::new(kind, 3, 2).padding(Padding::uniform(1));
+            let out = Tensor::zeros(ctx, &desc.output_shape(x.shape())?, x.dtype())?;
+            let mut enc = ctx.encoder(name);
+            pool2d(ctx, &mut enc, &desc, &x, &out)?;
+            run(ctx, enc, &out)
+        };
+        same_in_pieces(name, 2, &f, &small, &mut failures);
+    }
+
+    // Elementwise ops over 40 000 elements (160 KB in f32), softmax over 300 rows.
+    for (name, f16) in [("add", false), ("add f16", true)] {
+        let f = |ctx: &Context| {
+            let a = upload(ctx, &[40_000], 7, f16)?;
+            let b = upload(ctx, &[40_000], 8, false)?;
+            let out = Tensor::zeros(ctx, &[40_000], a.dtype())?;
+            let mut enc = ctx.encoder(name);
+            add(ctx, &mut enc, &a, &b, Clip::RELU6, &out)?;
+            run(ctx, enc, &out)
+        };
+        same_in_pieces(name, 2, &f, &small, &mut failures);
+    }
+    let f = |ctx: &Context| {
+        let x = upload(ctx, &[40_001], 9, false)?;
+        let out = Tensor::zeros(ctx, &[40_001], DType::F16)?;
+        let mut enc = ctx.encoder("clip");
+        clip(ctx, &mut enc, &x, Clip::RELU, &out)?;
+        run(ctx, enc, &out)
+    };
+    same_in_pieces("clip to f16", 2, &f, &small, &mut failures);
+    let f = |ctx: &Context| {
+        let x = upload(ctx, &[300, 101], 10, false)?;
+        let out = Tensor::zeros(ctx, &[300, 101], DType::F32)?;
+        let mut enc = ctx.encoder("softmax");
+        softmax(ctx, &mut enc, &x, &out)?;
+        run(ctx, enc, &out)
+    };
+    same_in_pieces("softmax", 2, &f, &small, &mut failures);
+    let f = |ctx: &Context| {
+        let a = quantized(ctx, &[300, 301], QType::U8, Granularity::PerTensor, 11)?;
+        let b = quantized(ctx, &[300, 301], QType::I8, Granularity::PerTensor, 12)?;
+        let p = QuantParams::new(
+            QType::I8,
+            Granularity::PerTensor,
+            &[300, 301],
+            vec![0.02],
+            vec![3],
+        )?;
+        let out = QTensor::new(ctx, &p)?;
+        let mut enc = ctx.encoder("qadd");
+        qadd(ctx, &mut enc, &a, &b, Clip::NONE, &out)?;
+        run(ctx, enc, out.data())
+    };
+    same_in_pieces("qadd", 2, &f, &small, &mut failures);
+
+    // Quantize and dequantize at every granularity (scales and zero points bound as
+    // windows that move with the rows), dynamic quantization and its statistics.
+    for (name, shape, qtype, g) in [
+        (
+            "per tensor",
+            vec![400, 101],
+            QType::I8,
+            Granularity::PerTensor,
+        ),
+        ("per row", vec![400, 101], QType::U8, Granularity::PerRow),
+        (
+            "per channel, last axis",
+            vec![400, 101],
+            QType::I8,
+            Granularity::PerChannel { axis: 1 },
+        ),
+        (
+            "per channel, axis 0",
+            vec![300, 2, 100],
+            QType::I8,
+            Granularity::PerChannel { axis: 0 },
+        ),
+        (
+            "per channel, axis 1 of 3",
+            vec![30, 10, 128],
+            QType::U8,
+            Granularity::PerChannel { axis: 1 },
+        ),
+        (
+            "i4 per group",
+            vec![300, 128],
+            QType::I4,
+            Granularity::PerGroup {
+                axis: 1,
+                group_size: 32,
+            },
+        ),
+    ] {
+        let fq = |ctx: &Context| {
+            let x = upload(ctx, &shape, 13, false)?;
+            let q = quantized(ctx, &shape, qtype, g, 13)?;
+            let mut enc = ctx.encoder("quantize");
+            quantize(ctx, &mut enc, &x, &q)?;
+            run(ctx, enc, q.data())
+        };
+        same_in_pieces(&format!("quantize {name}"), 2, &fq, &small, &mut failures);
+        for f16 in [false, true] {
+            let fd = |ctx: &Context| {
+                let q = quantized(ctx, &shape, qtype, g, 14)?;
+                let out = Tensor::zeros(ctx, &shape, if f16 { DType::F16 } else { DType::F32 })?;
+                let mut enc = ctx.encoder("dequantize");
+                dequantize(ctx, &mut enc, &q, &out)?;
+                run(ctx, enc, &out)
+            };
+            same_in_pieces(
+                &format!("dequantize {name} f16 {f16}"),
+                2,
+                &fd,
+                &small,
+                &mut failures,
+            );
+        }
+    }
+    for (name, spec) in [
+        ("onnx", DynamicQuant::onnx()),
+        ("per row", DynamicQuant::per_row_i8()),
+    ] {
+        let f = |ctx: &Context| {
+            let x = upload(ctx, &[300, 101], 15, false)?;
+            let q = QTensor::for_dynamic(ctx, &spec, &[300, 101])?;
+            let mut enc = ctx.encoder("dynamic");
+            dynamic_quantize(ctx, &mut enc, &x, &spec, &q)?;
+            let mut v = run(ctx, enc, q.data())?;
+            v.extend(words(ctx, q.scales())?);
+            v.extend(words(ctx, q.zero_points())?);
+            Ok(v)
+        };
+        same_in_pieces(
+            &format!("dynamic_quantize {name}"),
+            2,
+            &f,
+            &small,
+            &mut failures,
+        );
+    }
+    let f = |ctx: &Context| {
+        let x = upload(ctx, &[300, 101], 16, false)?;
+        let view = ChannelView {
+            outer: 1,
+            channels: 1,
+            inner: 300 * 101,
+        };
+        let mm = min_max(ctx, &x, &view)?;
+        let view = ChannelView {
+            outer: 300,
+            channels: 101,
+            inner: 1,
+        };
+        let mc = min_max(ctx, &x, &view)?;
+        Ok(mm
+            .min
+            .iter()
+            .chain(&mm.max)
+            .chain(&mc.min)
+            .chain(&mc.max)
+            .map(|v| v.to_bits())
+            .collect())
+    };
+    same_in_pieces("min_max", 2, &f, &small, &mut failures);
+
+    // Image to tensor: a 100x100 f32 crop (120 KB) in pieces of rows.
+    let f = |ctx: &Context| {
+        let (w, h) = (64usize, 48usize);
+        let px: Vec<u32> = (0..w * h)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761))
+            .collect();
+        let pixels = Tensor::from_slice(ctx, &[w * h], &px)?;
+        let desc =
+            ImageDesc::center_crop(120, 100, 100).normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3]);
+        let out = Tensor::zeros(ctx, &desc.output_shape(), DType::F32)?;
+        let mut enc = ctx.encoder("image");
+        image_to_tensor(
+            ctx,
+            &mut enc,
+            ImageSource::Buffer {
+                pixels: &pixels,
+                width: w,
+                height: h,
+            },
+            &desc,
+            &out,
+        )?;
+        run(ctx, enc, &out)
+    };
+    same_in_pieces("image_to_tensor", 2, &f, &small, &mut failures);
+
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn ops_refuse_a_piece_larger_than_a_binding() {
+    // One weight row is 4 KiB, but a piece of output columns must start at a 256-byte
+    // aligned offset of the f32 output, so it takes at least 64 rows: 256 KiB.
+    let ctx = common::small_bindings(16 << 10);
+    let (m, n, k) = (4, 64, 4096);
     let p = QuantParams::new(
         QType::I8,
         Granularity::PerTensor,
@@ -147,12 +503,17 @@ fn unsplittable_ops_name_the_binding_limit() {
         &y,
     )
     .expect_err("the weight exceeds the binding limit");
+    assert!(e.to_string().contains("operand weight"), "{e}");
     match e {
         Error::LimitExceeded {
-            limit_name, limit, ..
+            limit_name,
+            limit,
+            needed,
+            ..
         } => {
             assert_eq!(limit_name, "max_storage_buffer_binding_size");
             assert_eq!(limit, 16 << 10);
+            assert!(needed > limit);
         }
         other => panic!("expected LimitExceeded, got {other}"),
     }
@@ -211,7 +572,7 @@ fn run_linear_ops(ctx: &Context) {
 
 #[test]
 fn fallbacks_without_subgroups_packed_dot_or_f16() {
-    let ctx = context_with(Overrides {
+    let ctx = common::context_with(Overrides {
         disable_features: wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16,
         disable_packed_int8_dot: true,
         ..Default::default()
@@ -285,7 +646,7 @@ fn fallbacks_without_subgroups_packed_dot_or_f16() {
 fn fallbacks_under_small_workgroup_limits() {
     // 32 invocations and 4 KiB of workgroup memory: the 256-invocation tiled kernels and
     // the 64-wide row tiles do not fit; the plan shrinks or replaces them.
-    let ctx = context_with(Overrides {
+    let ctx = common::context_with(Overrides {
         max_compute_invocations_per_workgroup: Some(32),
         max_compute_workgroup_storage_size: Some(4096),
         ..Default::default()
@@ -336,7 +697,7 @@ fn fallbacks_under_small_workgroup_limits() {
 
 #[test]
 fn a_frame_allocates_nothing_after_warm_up() {
-    let ctx = context_with(Overrides::default());
+    let ctx = common::context_with(Overrides::default());
     let (m, n, k) = (4, 48, 96);
     let x = Tensor::from_slice(&ctx, &[m, k], &random_f32(m * k, 1)).unwrap();
     let b = Tensor::from_slice(&ctx, &[k, n], &random_f32(k * n, 2)).unwrap();
@@ -381,7 +742,7 @@ fn a_frame_allocates_nothing_after_warm_up() {
 
 #[test]
 fn tuning_verifies_times_and_round_trips_through_json() {
-    let ctx = context_with(Overrides::default());
+    let ctx = common::context_with(Overrides::default());
     let mut cache = TuneCache::new();
     let opts = TuneOptions {
         warmup: 0,
@@ -410,12 +771,34 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         let w = tuner.wgemm(2, 40, 64, WeightKind::I4).unwrap();
         (g, q, w)
     };
-    for t in [&g, &q, &w] {
+    // Convolutions: FP32 and INT8 implicit GEMMs (odd sizes, two groups); depthwise and
+    // FP32 1x1 have no implicit-GEMM tile and are refused with the reason.
+    use wgpu_quant::ops::conv::{ConvDesc, ConvDims, Padding};
+    use wgpu_quant::plan::tune::ConvKind;
+    let cdesc = ConvDesc::default().stride(2).padding(Padding::uniform(1));
+    let cdims = ConvDims::new(12, 6, [3, 3], 2).unwrap();
+    let (cf, cq) = {
+        let mut tuner = Tuner::new(&ctx, &mut cache, opts);
+        let cf = tuner
+            .conv(&cdesc, cdims, [2, 9, 11, 6], ConvKind::F32)
+            .unwrap();
+        let cq = tuner
+            .conv(&cdesc, cdims, [2, 9, 11, 6], ConvKind::W8A8)
+            .unwrap();
+        let dw = ConvDims::new(6, 6, [3, 3], 6).unwrap();
+        let e = tuner
+            .conv(&cdesc, dw, [1, 9, 9, 6], ConvKind::F32)
+            .unwrap_err();
+        assert!(e.to_string().contains("depthwise"), "{e}");
+        (cf, cq)
+    };
+    let cshape = cdesc.shape(&cdims, &[2, 9, 11, 6]).unwrap();
+    for t in [&g, &q, &w, &cf, &cq] {
         assert!(t.verified >= 2, "{t:?}");
         assert!(t.median_ms <= t.default_ms, "{t:?}");
         assert!(t.median_ms > 0.0 && t.default_ms.is_finite());
     }
-    assert_eq!(cache.len(), 3);
+    assert_eq!(cache.len(), 5);
     // JSON round trip, then installed: the plan reports the tuned source and choice.
     let path = std::env::temp_dir().join(format!("wgpu-quant-tune-{}.json", std::process::id()));
     cache.save(&path).unwrap();
@@ -429,6 +812,11 @@ fn tuning_verifies_times_and_round_trips_through_json() {
     assert_eq!(plan.class, ShapeClass::gemm(&desc).0);
     let plan = wgpu_quant::plan::explain_qgemm(&ctx, 3, 40, 72);
     assert_eq!(plan.choice, q.choice);
+    for (dtype, t) in [("f32", &cf), ("w8a8", &cq)] {
+        let plan = wgpu_quant::plan::explain_conv(&ctx, &cshape, dtype);
+        assert_eq!(plan.source, wgpu_quant::plan::Source::Tuned, "{dtype}");
+        assert_eq!(plan.choice, t.choice, "{dtype}");
+    }
     // Entries of another adapter are ignored.
     let mut other = cache.clone();
     other.adapters[0]

@@ -170,24 +170,16 @@ fn bad_tensor_construction() {
 
 #[test]
 fn operand_over_binding_limit_is_refused() {
-    // An engine whose device grants only 1 MiB per storage binding. The GEMM splits its
-    // operands into windows that fit (tests/dispatch.rs); quantize does not split yet and
-    // must refuse with the limit named.
+    // An engine whose device grants only 1 MiB per storage binding. Ops split their
+    // operands into windows that fit (tests/dispatch.rs), but never inside one softmax
+    // row: a row of 1.2 MB must be refused with the limit and the operand named.
     let ctx = engine_context(wgpu::Features::empty(), |l| {
         l.max_storage_buffer_binding_size = 1 << 20;
     });
-    let x = f32s(&ctx, &[600, 512]); // 1.2 MB
-    let p = wgpu_quant::quant::QuantParams::new(
-        wgpu_quant::quant::QType::I8,
-        wgpu_quant::quant::Granularity::PerTensor,
-        &[600, 512],
-        vec![0.1],
-        vec![0],
-    )
-    .unwrap();
-    let q = wgpu_quant::ops::quant::QTensor::new(&ctx, &p).unwrap();
+    let x = f32s(&ctx, &[2, 300_000]); // rows of 1.2 MB
+    let y = f32s(&ctx, &[2, 300_000]);
     let mut enc = ctx.encoder("errors");
-    let e = wgpu_quant::ops::quant::quantize(&ctx, &mut enc, &x, &q).expect_err("too large");
+    let e = wgpu_quant::ops::eltwise::softmax(&ctx, &mut enc, &x, &y).expect_err("too large");
     match &e {
         Error::LimitExceeded {
             limit_name,
@@ -197,11 +189,15 @@ fn operand_over_binding_limit_is_refused() {
         } => {
             assert_eq!(*limit_name, "max_storage_buffer_binding_size");
             assert_eq!(*limit, 1 << 20);
-            assert!(*needed > 1 << 20);
+            assert!(*needed >= 1_200_000, "{e}");
         }
         other => panic!("expected LimitExceeded, got {other:?}"),
     }
-    assert!(e.to_string().contains("operand x"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("operand x, whose smallest piece (rows: 1,"),
+        "{e}"
+    );
 }
 
 #[test]

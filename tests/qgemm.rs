@@ -683,3 +683,48 @@ fn w8a8_errors_name_the_problem() {
         "needs 6",
     );
 }
+
+/// Operands over `max_storage_buffer_binding_size` (256 KiB here): A, W and the output
+/// run in pieces of rows and output columns, each bound as an aligned window, and every
+/// output still matches the reference bit for bit.
+#[test]
+fn w8a8_splits_operands_over_the_binding_limit() {
+    let ctx = common::small_bindings(256 << 10);
+    // A 900x299 (270 KB), W 1000x299 (300 KB), output up to 3.6 MB.
+    let mut failures = Vec::new();
+    for (idx, out) in outs().into_iter().enumerate() {
+        for (config, packed) in [(TILES[0], true), (TILES[3], false)] {
+            let case = Case {
+                m_shape: vec![900, 299],
+                n: 1000,
+                a: spec(QType::U8, true, true, false),
+                w: spec(QType::I8, idx % 2 == 0, true, false),
+                out,
+                activation: if out == Out::I32 {
+                    Activation::None
+                } else {
+                    Activation::Relu
+                },
+                bias: out != Out::I32,
+                config,
+                packed: packed && ctx.capabilities().packed_int8_dot,
+            };
+            let before = ctx.stats().split_dispatches;
+            if let Err(msg) = run(&ctx, &case, 77 + idx as u64) {
+                failures.push(format!("out {out:?} {config:?} packed {packed}: {msg}"));
+            }
+            // Output rows of 4000 (f32, i32), 2000 (f16) or 1000 bytes (8-bit) in pieces
+            // of 64, 128 or 256 rows, times two pieces of columns: 30, 16 or 8 dispatches.
+            let pieces = ctx.stats().split_dispatches - before;
+            let want = match out {
+                Out::I32 | Out::F32 => 30,
+                Out::F16 => 16,
+                Out::Q(_) => 8,
+            };
+            if pieces != want {
+                failures.push(format!("out {out:?}: {pieces} pieces, expected {want}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -371,3 +371,103 @@ fn wgemm_errors_name_the_problem() {
         "weight must be f16",
     );
 }
+
+/// Operands over `max_storage_buffer_binding_size` run in pieces of rows and output
+/// columns (x, weights, scales, bias and output bound as aligned windows, the output
+/// keeping its row pitch), within the same error budgets.
+#[test]
+fn splits_operands_over_the_binding_limit() {
+    // (binding limit, m, n, k): at 128 KiB x (f32), every weight and the output exceed a
+    // binding; at 512 KiB with odd K the f16 weight rows start mid-word.
+    let cases = [
+        (128usize << 10, 200usize, 1000usize, 320usize),
+        (512 << 10, 300, 900, 301),
+    ];
+    let mut failures = Vec::new();
+    for (ci, &(limit, m, n, k)) in cases.iter().enumerate() {
+        let ctx = common::small_bindings(limit as u64);
+        let has_f16 = ctx.capabilities().shader_f16;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(ci as u64);
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let b = Tensor::from_slice(&ctx, &[n], &bias).unwrap();
+        let mut run = |what: String,
+                       weights: Weights,
+                       wd: &[f64],
+                       x_f16: bool,
+                       out_f16: bool,
+                       math: HalfMath,
+                       budget: f64| {
+            let (x, xd) = upload_x(&ctx, &[m, k], &xf, x_f16);
+            let out = poisoned_out(&ctx, &[m, n], out_f16);
+            let desc = WGemmDesc::default().activation(Activation::Relu).math(math);
+            let before = ctx.stats().split_dispatches;
+            let mut enc = ctx.encoder("split wgemm");
+            wgemm(&ctx, &mut enc, &desc, &x, weights, Some(&b), &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let pieces = ctx.stats().split_dispatches - before;
+            let want = reference::linear_f64(&xd, wd, Some(&bias), Activation::Relu, (m, n, k));
+            let budget = budget + if out_f16 { F16_OUT } else { 0.0 };
+            let err = rel_err(&read_out(&ctx, &out), &want);
+            if err > budget || pieces < 2 {
+                failures.push(format!(
+                    "{m}x{n}x{k} at {limit} B {what} x_f16 {x_f16} out_f16 {out_f16}: rel. error {err:.3e} (budget {budget:.1e}), {pieces} pieces"
+                ));
+            }
+        };
+        let mut schemes = vec![
+            QuantScheme::symmetric(QType::I8).per_channel(0),
+            QuantScheme::asymmetric(QType::U8).per_channel(0),
+        ];
+        if k % 64 == 0 {
+            schemes.push(QuantScheme::asymmetric(QType::I4).per_group(1, 64));
+            schemes.push(QuantScheme::asymmetric(QType::U4).per_channel(0));
+        }
+        for (si, scheme) in schemes.iter().enumerate() {
+            let params = QuantParams::from_data(scheme, &[n, k], &wf).unwrap();
+            let codes = params.quantize(&wf).unwrap();
+            let wq = QTensor::from_codes(&ctx, &params, &codes).unwrap();
+            let layout = params.layout();
+            let wd: Vec<f64> = codes
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| {
+                    let s = layout.slot(i);
+                    f64::from(params.scales[s]) * f64::from(q - params.zero_points[s])
+                })
+                .collect();
+            run(
+                format!("{scheme:?}"),
+                Weights::Quantized(&wq),
+                &wd,
+                si % 2 == 1,
+                si / 2 == 1,
+                HalfMath::Auto,
+                F32_BUDGET,
+            );
+        }
+        let (w, wd) = upload_x(&ctx, &[n, k], &wf, true);
+        run(
+            "f16 weights".into(),
+            Weights::F16(&w),
+            &wd,
+            true,
+            false,
+            HalfMath::F32,
+            F32_BUDGET,
+        );
+        if has_f16 {
+            run(
+                "f16 weights".into(),
+                Weights::F16(&w),
+                &wd,
+                true,
+                true,
+                HalfMath::F16AccF32,
+                F16_ACC_F32_BUDGET,
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -81,6 +81,10 @@ enum Cmd {
         /// W8A8 and weight-only (i8, i4) and FP16 GEMM shapes as MxNxK (weight N x K).
         #[arg(long, value_delimiter = ',', default_values_t = ["1x4096x4096", "128x768x768"].map(String::from).to_vec())]
         linear: Vec<String>,
+        /// Convolutions (FP32, FP16 and INT8) as HxCxOCxKxSxPxG: input height = width,
+        /// channels, output channels, kernel, stride, padding, groups (batch 1).
+        #[arg(long, value_delimiter = ',', default_values_t = ["56x64x64x3x1x1x1", "224x3x32x3x2x1x1"].map(String::from).to_vec())]
+        conv: Vec<String>,
         /// Timed runs per candidate (the median counts).
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -282,9 +286,10 @@ fn tune(
     out: &str,
     gemm: &[String],
     linear: &[String],
+    conv: &[String],
     runs: usize,
 ) -> Result<(), String> {
-    use wgpu_quant::plan::tune::{TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
+    use wgpu_quant::plan::tune::{ConvKind, TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
     let mut cache = TuneCache::load_or_default(out).map_err(|e| e.to_string())?;
     let opts = TuneOptions {
         runs,
@@ -315,9 +320,35 @@ fn tune(
             }
             eprintln!("tuned linear {s}");
         }
+        for s in conv {
+            let v: Vec<usize> = s
+                .split('x')
+                .map(|p| p.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("convolution {s:?}: expected HxCxOCxKxSxPxG"))?;
+            let [h, c, oc, k, stride, pad, groups] = v[..] else {
+                return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
+            };
+            let dims = wgpu_quant::ops::conv::ConvDims::new(oc, c, [k, k], groups)
+                .map_err(|e| e.to_string())?;
+            let desc = wgpu_quant::ops::conv::ConvDesc::default()
+                .stride(stride)
+                .padding(wgpu_quant::ops::conv::Padding::uniform(pad));
+            for (name, kind) in [
+                ("conv FP32", ConvKind::F32),
+                ("conv FP16", ConvKind::F16),
+                ("conv INT8", ConvKind::W8A8),
+            ] {
+                let t = tuner
+                    .conv(&desc, dims, [1, h, h, c], kind)
+                    .map_err(|e| e.to_string())?;
+                rows.push((name.into(), s.clone(), t));
+            }
+            eprintln!("tuned conv {s}");
+        }
     }
     cache.save(out).map_err(|e| e.to_string())?;
-    println!("| dtype | shape (MxNxK) | default | ms | tuned | ms | tuned/default speedup | candidates verified | rejected |");
+    println!("| dtype | shape | default | ms | tuned | ms | tuned/default speedup | candidates verified | rejected |");
     println!("|---|---|---|---:|---|---:|---:|---:|---:|");
     for (dtype, shape, t) in &rows {
         println!(
@@ -354,12 +385,13 @@ fn run() -> Result<bool, String> {
             out,
             gemm,
             linear,
+            conv,
             runs,
         } => {
             let ctx = request(backend, adapter)?;
             print_adapter(&ctx);
             println!();
-            tune(&ctx, &out, &gemm, &linear, runs)?;
+            tune(&ctx, &out, &gemm, &linear, &conv, runs)?;
             Ok(true)
         }
         Cmd::Sqnr {

@@ -642,12 +642,17 @@ pub fn qconv2d(
 ) -> Result<()> {
     let shape = desc.shape(&w.dims, x.shape())?;
     let dims = w.dims;
+    let pointwise = shape.is_pointwise() && !desc.no_pointwise;
     let qdesc = QGemmDesc {
         activation: desc.activation,
-        config: desc.config,
+        // A 1x1 convolution runs as the GEMM, with the GEMM's tuned or default tile.
+        config: desc.config.or_else(|| {
+            (!pointwise)
+                .then(|| crate::plan::tuned_qconv_config(ctx, &shape))
+                .flatten()
+        }),
         packed_dot: desc.packed_dot,
     };
-    let pointwise = shape.is_pointwise() && !desc.no_pointwise;
     let problem = Problem {
         m: shape.rows(),
         ncols: dims.out_channels / dims.groups,
@@ -882,9 +887,7 @@ pub fn conv2d(
                 format!("the output shares its buffer with {name}"),
             ));
         }
-        super::check_binding(ctx, OP, name, t)?;
     }
-    super::check_binding(ctx, OP, "output", out)?;
     let m = shape.rows();
     if m == 0 {
         return Ok(());
@@ -928,62 +931,89 @@ pub fn conv2d(
             &out.reshape(&[m, oc])?,
         );
     }
+    // Operands over the binding limit run in pieces of whole images (x and output bound
+    // as aligned windows); the weights and bias must fit.
+    let plane = shape.out_h * shape.out_w;
+    let unit = |t: &Tensor, per_image: usize| (per_image * t.dtype().size()) as u64;
+    let op = |name, buffer, tensor, row| super::Operand {
+        name,
+        buffer,
+        tensor,
+        row,
+        col: 0,
+    };
+    let pieces = super::split(
+        ctx,
+        OP,
+        ["images", "-"],
+        (shape.batch, 1),
+        &[
+            op(
+                "x",
+                x.buffer(),
+                Some(x),
+                unit(x, shape.in_h * shape.in_w * c),
+            ),
+            op("weights", w.data.buffer(), Some(&w.data), 0),
+            op("bias", bias_buf, bias, 0),
+            op("output", out.buffer(), Some(out), unit(out, plane * oc)),
+        ],
+    )?;
     if dims.is_depthwise() {
-        let params = DwParams::new(OP, &shape.geom(), m, oc, flags)?;
-        let grid = params.grid(ctx, OP)?;
-        // conv_dw.wgsl's Params ends with two padding words after DwParams' fields (the
-        // INT8 kernel's continues with its own fields there instead).
-        let mut bytes = bytemuck::bytes_of(&params).to_vec();
-        bytes.extend_from_slice(&[0u8; 8]);
         let kernel = ctx.kernel(&dw_variant(f16s, math))?;
-        return super::record(
-            ctx,
-            encoder,
-            OP,
-            &kernel,
-            &bytes,
-            &[x.buffer(), w.data.buffer(), bias_buf, out.buffer()],
-            grid,
-        );
+        for piece in pieces {
+            let params = DwParams::new(OP, &shape.geom(), piece.rows * plane, oc, flags)?;
+            let grid = params.grid(ctx, OP)?;
+            // conv_dw.wgsl's Params ends with two padding words after DwParams' fields
+            // (the INT8 kernel's continues with its own fields there instead).
+            let mut bytes = bytemuck::bytes_of(&params).to_vec();
+            bytes.extend_from_slice(&[0u8; 8]);
+            super::record_resources(ctx, encoder, OP, &kernel, &bytes, &piece.res, grid)?;
+        }
+        return Ok(());
     }
 
-    let cfg = desc
-        .config
-        .unwrap_or_else(|| crate::plan::conv_config(ctx, m, oc / dims.groups));
+    let cfg = desc.config.unwrap_or_else(|| {
+        crate::plan::conv_config(ctx, &shape, if x_f16 { "f16" } else { "f32" })
+    });
     cfg.check(ctx, OP)?;
     let ncols = oc / dims.groups;
     let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));
-    let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
-    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * dims.groups as u64)?;
     let g = shape.geom();
     let u = |what: &str, v: usize| to_u32(OP, what, v);
     u("elements of the output", m * oc)?;
     u("elements of the input", x.numel())?;
-    let params = GemmParams {
-        m: u("output pixels", m)?,
-        n: u("output channels", oc)?,
-        ncols: u("output channels per group", ncols)?,
-        kc: u("channels per group", c / dims.groups)?,
-        taps: u("taps", dims.taps())?,
-        groups: u("groups", dims.groups)?,
-        groups_x: u("workgroups per row block", groups_x as usize)?,
-        row_blocks: u("row blocks", row_blocks as usize)?,
-        channels: u("channels", c)?,
-        win: WindowParams::new(OP, &g)?,
-        flags,
-        _pad: [0; 3],
-    };
     let pointwise = shape.is_pointwise() && !desc.no_pointwise;
     let kernel = ctx.kernel(&gemm_variant(cfg, f16s, pointwise, math))?;
-    super::record(
-        ctx,
-        encoder,
-        OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[x.buffer(), w.data.buffer(), bias_buf, out.buffer()],
-        grid,
-    )
+    for piece in pieces {
+        let rows = piece.rows * plane;
+        let row_blocks = (rows as u64).div_ceil(u64::from(cfg.tm));
+        let grid = super::grid_for(ctx, OP, groups_x * row_blocks * dims.groups as u64)?;
+        let params = GemmParams {
+            m: u("output pixels", rows)?,
+            n: u("output channels", oc)?,
+            ncols: u("output channels per group", ncols)?,
+            kc: u("channels per group", c / dims.groups)?,
+            taps: u("taps", dims.taps())?,
+            groups: u("groups", dims.groups)?,
+            groups_x: u("workgroups per row block", groups_x as usize)?,
+            row_blocks: u("row blocks", row_blocks as usize)?,
+            channels: u("channels", c)?,
+            win: WindowParams::new(OP, &g)?,
+            flags,
+            _pad: [0; 3],
+        };
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
 }
 
 /// Folds an inference BatchNorm that follows a convolution into its weights and bias:

@@ -144,6 +144,13 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     v
 }
 
+/// One bound operand of an elementwise op: its name, its tensor (`None`: a buffer bound
+/// whole, like the INT8 parameters) and its bytes per row of the work.
+type Bound<'a> = (&'a str, &'a wgpu::Buffer, Option<&'a Tensor>, u64);
+
+/// Records `code` over `rows` rows of `per_row` work items each (elements, packed words
+/// or one softmax row). Operands over the binding limit run in pieces of whole rows,
+/// bound as aligned windows.
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
     ctx: &Context,
@@ -152,22 +159,41 @@ fn dispatch(
     code: u32,
     f16s: [bool; 3],
     params: &Params,
-    buffers: [&wgpu::Buffer; 4],
+    buffers: [Bound; 4],
+    (rows, per_row): (usize, usize),
 ) -> Result<()> {
-    if params.total == 0 {
+    if rows * per_row == 0 {
         return Ok(());
     }
+    let operands = buffers.map(|(name, buffer, tensor, row)| super::Operand {
+        name,
+        buffer,
+        tensor,
+        row: if tensor.is_some() { row } else { 0 },
+        col: 0,
+    });
+    let pieces = super::split(ctx, op, ["rows", "-"], (rows, 1), &operands)?;
     let kernel = ctx.kernel(&variant(code, f16s))?;
-    let grid = super::grid_for(ctx, op, u64::from(params.total).div_ceil(u64::from(WG)))?;
-    super::record(
-        ctx,
-        encoder,
-        op,
-        &kernel,
-        bytemuck::bytes_of(params),
-        &buffers,
-        grid,
-    )
+    for piece in pieces {
+        let total = to_u32(op, "work items", piece.rows * per_row)?;
+        let grid = super::grid_for(ctx, op, u64::from(total).div_ceil(u64::from(WG)))?;
+        let params = Params { total, ..*params };
+        super::record_resources(
+            ctx,
+            encoder,
+            op,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
+}
+
+/// An elementwise operand: bytes per element.
+fn elems<'a>(name: &'a str, t: &'a Tensor) -> Bound<'a> {
+    (name, t.buffer(), Some(t), t.dtype().size() as u64)
 }
 
 fn check_same(op: &'static str, what: &str, a: &[usize], b: &[usize]) -> Result<()> {
@@ -181,7 +207,6 @@ fn check_same(op: &'static str, what: &str, a: &[usize], b: &[usize]) -> Result<
 }
 
 fn check_float_io(
-    ctx: &Context,
     op: &'static str,
     inputs: &[(&'static str, &Tensor)],
     out: &Tensor,
@@ -201,10 +226,8 @@ fn check_float_io(
                 format!("the output shares its buffer with {name} (no in-place update)"),
             ));
         }
-        super::check_binding(ctx, op, name, t)?;
     }
     f16s.push(super::check_float(op, "output", out)?);
-    super::check_binding(ctx, op, "output", out)?;
     Ok(f16s)
 }
 
@@ -219,7 +242,7 @@ pub fn add(
 ) -> Result<()> {
     const OP: &str = "add";
     clip.check(OP)?;
-    let f = check_float_io(ctx, OP, &[("a", a), ("b", b)], out)?;
+    let f = check_float_io(OP, &[("a", a), ("b", b)], out)?;
     let params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
     dispatch(
         ctx,
@@ -228,7 +251,13 @@ pub fn add(
         0,
         [f[0], f[1], f[2]],
         &params,
-        [a.buffer(), b.buffer(), ctx.dummy_buffer(), out.buffer()],
+        [
+            elems("a", a),
+            elems("b", b),
+            ("-", ctx.dummy_buffer(), None, 0),
+            elems("output", out),
+        ],
+        (out.numel(), 1),
     )
 }
 
@@ -242,7 +271,7 @@ pub fn clip(
 ) -> Result<()> {
     const OP: &str = "clip";
     clip.check(OP)?;
-    let f = check_float_io(ctx, OP, &[("x", x)], out)?;
+    let f = check_float_io(OP, &[("x", x)], out)?;
     let params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
     dispatch(
         ctx,
@@ -251,7 +280,13 @@ pub fn clip(
         1,
         [f[0], false, f[1]],
         &params,
-        [x.buffer(), x.buffer(), ctx.dummy_buffer(), out.buffer()],
+        [
+            elems("x", x),
+            elems("x", x),
+            ("-", ctx.dummy_buffer(), None, 0),
+            elems("output", out),
+        ],
+        (out.numel(), 1),
     )
 }
 
@@ -264,13 +299,15 @@ pub fn softmax(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "softmax";
-    let f = check_float_io(ctx, OP, &[("x", x)], out)?;
+    let f = check_float_io(OP, &[("x", x)], out)?;
     let cols = x.shape().last().copied().unwrap_or(1);
     if cols == 0 {
         return Ok(());
     }
-    let mut params = Params::new(to_u32(OP, "rows", x.numel() / cols)?, Clip::NONE);
+    let rows = x.numel() / cols;
+    let mut params = Params::new(to_u32(OP, "rows", rows)?, Clip::NONE);
     params.cols = to_u32(OP, "row length", cols)?;
+    let row = |t: &Tensor| (cols * t.dtype().size()) as u64;
     dispatch(
         ctx,
         encoder,
@@ -278,7 +315,13 @@ pub fn softmax(
         3,
         [f[0], false, f[1]],
         &params,
-        [x.buffer(), x.buffer(), ctx.dummy_buffer(), out.buffer()],
+        [
+            ("x", x.buffer(), Some(x), row(x)),
+            ("x", x.buffer(), Some(x), row(x)),
+            ("-", ctx.dummy_buffer(), None, 0),
+            ("output", out.buffer(), Some(out), row(out)),
+        ],
+        (rows, 1),
     )
 }
 
@@ -314,7 +357,6 @@ pub fn qadd(
                 ),
             ));
         }
-        super::check_binding(ctx, OP, name, q.data())?;
     }
     check_same(OP, "a and the output", a.shape(), out.shape())?;
     check_same(OP, "b and the output", b.shape(), out.shape())?;
@@ -353,6 +395,7 @@ pub fn qadd(
         b_shift: if u8x(b) { 128 } else { 0 },
         ..Params::new(to_u32(OP, "words", words)?, clip)
     };
+    let row = (4 * layout.words_per_row) as u64;
     dispatch(
         ctx,
         encoder,
@@ -361,10 +404,11 @@ pub fn qadd(
         [false; 3],
         &params,
         [
-            a.data().buffer(),
-            b.data().buffer(),
-            &qp,
-            out.data().buffer(),
+            ("a", a.data().buffer(), Some(a.data()), row),
+            ("b", b.data().buffer(), Some(b.data()), row),
+            ("parameters", &qp, None, 0),
+            ("output", out.data().buffer(), Some(out.data()), row),
         ],
+        (layout.rows, layout.words_per_row),
     )
 }

@@ -837,6 +837,7 @@ pub fn gemm(
             None => (super::Res::whole(bias_buf), 0),
         };
         let last_k = pc.k0 + pc.kc == desc.k;
+        ctx.note_split();
         let params = GemmParams {
             m: pc.mc as u32,
             n: pc.nc as u32,

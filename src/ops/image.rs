@@ -247,7 +247,6 @@ pub fn image_to_tensor(
             format!("std[{c}] = {} must be finite and non-zero", desc.std[c]),
         ));
     }
-    super::check_binding(ctx, OP, "output", out)?;
     let u = |what: &str, v: usize| to_u32(OP, what, v);
     let total = desc.crop[0] * desc.crop[1];
     let inv = desc.std.map(|s| 1.0 / s);
@@ -268,24 +267,59 @@ pub fn image_to_tensor(
     };
     let texture = matches!(src, ImageSource::Texture(_));
     let kernel = ctx.kernel(&variant(texture, out_f16))?;
-    let grid = super::grid_for(ctx, OP, (total as u64).div_ceil(u64::from(WG)))?;
-    let view;
-    let source = match src {
-        ImageSource::Buffer { pixels, .. } => super::Res::whole(pixels.buffer()),
-        ImageSource::Texture(t) => {
-            view = ctx.texture_view(t);
-            super::Res::View(&view)
-        }
+    let (source, pixels, view) = match src {
+        ImageSource::Buffer { pixels, .. } => (pixels.buffer(), Some(pixels), None),
+        ImageSource::Texture(t) => (ctx.dummy_buffer(), None, Some(ctx.texture_view(t))),
     };
-    super::record_resources(
+    // An output over the binding limit runs in pieces of whole output rows (each moving
+    // the crop down); the pixel buffer must fit.
+    let row = (desc.crop[1] * 3 * out.dtype().size()) as u64;
+    let pieces = super::split(
         ctx,
-        encoder,
         OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[source, super::Res::whole(out.buffer())],
-        grid,
-    )
+        ["output rows", "-"],
+        (desc.crop[0], 1),
+        &[
+            super::Operand {
+                name: "pixels",
+                buffer: source,
+                tensor: pixels,
+                row: 0,
+                col: 0,
+            },
+            super::Operand {
+                name: "output",
+                buffer: out.buffer(),
+                tensor: Some(out),
+                row,
+                col: 0,
+            },
+        ],
+    )?;
+    for piece in pieces {
+        let total = piece.rows * desc.crop[1];
+        let params = Params {
+            out_h: u("crop height", piece.rows)?,
+            top: u("crop offset", (rh - desc.crop[0]) / 2 + piece.r0)?,
+            total: u("output pixels", total)?,
+            ..params
+        };
+        let grid = super::grid_for(ctx, OP, (total as u64).div_ceil(u64::from(WG)))?;
+        let mut res = piece.res;
+        if let Some(v) = &view {
+            res[0] = super::Res::View(v);
+        }
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &res,
+            grid,
+        )?;
+    }
+    Ok(())
 }
 
 /// The reference of [`image_to_tensor`] on the CPU (f32, the same arithmetic): `rgba`

@@ -168,6 +168,172 @@ pub(crate) fn check_binding(
     Ok(())
 }
 
+/// How many units (rows, columns, images, elements) of a split axis one piece of an op
+/// takes so that every window fits one storage binding and starts where the device lets a
+/// binding start. `spans` lists the operands that grow along the axis with their bytes
+/// per unit. Returns `total` when the whole op fits; otherwise the largest count that is a
+/// multiple of the alignment step of every span (so each piece's windows start at an
+/// aligned byte offset and the shaders index them from 0), or [`Error::LimitExceeded`]
+/// naming the operand when even one step does not fit.
+pub(crate) fn piece_units(
+    ctx: &Context,
+    op: &'static str,
+    axis: &str,
+    total: usize,
+    spans: &[(&str, u64)],
+) -> Result<usize> {
+    let limits = &ctx.capabilities().limits;
+    let limit = limits.max_storage_buffer_binding_size;
+    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
+    // The first of the widest operands names the error.
+    let Some(&(name, widest)) = spans.iter().rev().max_by_key(|(_, u)| *u) else {
+        return Ok(total);
+    };
+    // Windows round their end up to 16 bytes.
+    let bytes = |units: u64| (units * widest).div_ceil(16) * 16;
+    if widest == 0 || bytes(total as u64) <= limit {
+        return Ok(total);
+    }
+    let step = spans.iter().fold(1u64, |step, &(_, u)| {
+        let s = align / gcd(u.max(1), align);
+        step / gcd(step, s) * s
+    });
+    let count = limit / widest / step * step;
+    if count == 0 || bytes(count) > limit {
+        return Err(Error::LimitExceeded {
+            op,
+            what: format!(
+                "operand {name}, whose smallest piece ({axis}: {step}, so that windows \
+                 start at a {align}-byte aligned offset),"
+            ),
+            needed: bytes(step),
+            limit_name: "max_storage_buffer_binding_size",
+            limit,
+        });
+    }
+    Ok(count as usize)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The pieces `[start, start + len)` of `total` units in runs of `per`.
+pub(crate) fn runs(total: usize, per: usize) -> impl Iterator<Item = (usize, usize)> {
+    let per = per.max(1);
+    (0..total.div_ceil(per)).map(move |i| (i * per, per.min(total - i * per)))
+}
+
+/// A window of `len` bytes of `buffer` from byte `start`, which the caller has aligned
+/// (see [`piece_units`]); the whole buffer when the window is all of it.
+pub(crate) fn bytes_window(buffer: &wgpu::Buffer, start: u64, len: u64) -> Res<'_> {
+    let end = (start + len).div_ceil(16) * 16;
+    let end = end.min(buffer.size());
+    if start == 0 && end == buffer.size() {
+        return Res::whole(buffer);
+    }
+    debug_assert!(start.is_multiple_of(16), "unaligned window at byte {start}");
+    Res::Buffer(buffer, start, Some(end - start))
+}
+
+/// One operand of an op that may run in pieces: its binding, its tensor (checked to fit
+/// whole when it grows along neither axis; `None` for an absent optional operand) and its
+/// bytes per unit of the row axis (rows, images, elements) and of the column axis
+/// (output columns). The output's column unit is its element size: it keeps its row
+/// pitch, and a piece's window runs from its first column to the end of its last row.
+pub(crate) struct Operand<'a> {
+    pub name: &'a str,
+    pub buffer: &'a wgpu::Buffer,
+    pub tensor: Option<&'a Tensor>,
+    pub row: u64,
+    pub col: u64,
+}
+
+/// One piece of a split op: rows `[r0, r0 + rows)`, `cols` columns and the operands'
+/// windows, in the order given to [`split`].
+pub(crate) struct Split<'a> {
+    pub r0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub res: Vec<Res<'a>>,
+    /// The whole op in one piece (every operand bound whole).
+    pub whole: bool,
+}
+
+/// The pieces that an op of `rows` x `cols` units runs in so that every operand's window
+/// fits one storage binding (see [`piece_units`]); one piece binding whole buffers when
+/// everything fits. Counts split dispatches in [`Context::stats`].
+pub(crate) fn split<'a>(
+    ctx: &Context,
+    op: &'static str,
+    axes: [&str; 2],
+    (rows, cols): (usize, usize),
+    operands: &[Operand<'a>],
+) -> Result<Vec<Split<'a>>> {
+    for o in operands {
+        if let (0, 0, Some(t)) = (o.row, o.col, o.tensor) {
+            check_binding(ctx, op, o.name, t)?;
+        }
+    }
+    let spans = |unit: fn(&Operand) -> u64| -> Vec<(&str, u64)> {
+        operands
+            .iter()
+            .filter(|o| o.tensor.is_some() && unit(o) > 0)
+            .map(|o| (o.name, unit(o)))
+            .collect()
+    };
+    let per_row = piece_units(ctx, op, axes[0], rows, &spans(|o| o.row))?;
+    let per_col = piece_units(ctx, op, axes[1], cols, &spans(|o| o.col))?;
+    let mut out = Vec::new();
+    for (r0, rc) in runs(rows, per_row) {
+        for (c0, cc) in runs(cols, per_col) {
+            let whole = rc == rows && cc == cols;
+            if !whole {
+                ctx.note_split();
+            }
+            let res = operands
+                .iter()
+                .map(|o| {
+                    if whole || o.tensor.is_none() || (o.row == 0 && o.col == 0) {
+                        return Res::whole(o.buffer);
+                    }
+                    let start = r0 as u64 * o.row + c0 as u64 * o.col;
+                    let len = if o.row > 0 {
+                        rc as u64 * o.row - c0 as u64 * o.col
+                    } else {
+                        cc as u64 * o.col
+                    };
+                    bytes_window(o.buffer, start, len)
+                })
+                .collect();
+            out.push(Split {
+                r0,
+                rows: rc,
+                cols: cc,
+                res,
+                whole,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `t`'s buffer, or the context's dummy buffer for an absent optional operand.
+pub(crate) fn buffer_or<'b>(ctx: &'b Context, t: Option<&'b Tensor>) -> &'b wgpu::Buffer {
+    t.map_or(ctx.dummy_buffer(), Tensor::buffer)
+}
+
+/// The words a resource binds (`whole` bytes for a whole buffer).
+pub(crate) fn bound_words(r: &Res, whole: u64) -> u64 {
+    match r {
+        Res::Buffer(_, _, Some(len)) => len / 4,
+        _ => whole / 4,
+    }
+}
+
 /// A bound resource: a whole buffer, a window of one (`offset`, `size` in bytes), or a
 /// texture view.
 #[derive(Debug, Clone)]

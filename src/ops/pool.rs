@@ -178,41 +178,69 @@ pub fn pool2d(
     if out.buffer() == x.buffer() {
         return Err(Error::invalid(OP, "the output shares its buffer with x"));
     }
-    super::check_binding(ctx, OP, "x", x)?;
-    super::check_binding(ctx, OP, "output", out)?;
     let total = out.numel();
     if total == 0 {
         return Ok(());
     }
     let u = |what: &str, v: usize| to_u32(OP, what, v);
     let shape = x.shape();
-    let params = Params {
-        total: u("output elements", total)?,
-        channels: u("channels", shape[3])?,
-        in_h: u("H", shape[1])?,
-        in_w: u("W", shape[2])?,
-        out_h: u("output height", oh)?,
-        out_w: u("output width", ow)?,
-        k_h: u("kernel", kernel[0])?,
-        k_w: u("kernel", kernel[1])?,
-        stride_h: u("stride", desc.stride[0])?,
-        stride_w: u("stride", desc.stride[1])?,
-        dil_h: u("dilation", desc.dilation[0])?,
-        dil_w: u("dilation", desc.dilation[1])?,
-        pad_t: u("padding", pad[0])?,
-        pad_l: u("padding", pad[1])?,
-        count_pad: u32::from(desc.count_pad),
-        _pad0: 0,
-    };
-    let kernel = ctx.kernel(&variant(desc.kind == PoolKind::Max, x_f16, out_f16))?;
-    let grid = super::grid_for(ctx, OP, (total as u64).div_ceil(u64::from(WG)))?;
-    super::record(
+    // Operands over the binding limit run in pieces of whole images, bound as aligned
+    // windows.
+    let batch = shape[0];
+    let image = |t: &Tensor| (t.numel() / batch * t.dtype().size()) as u64;
+    let pieces = super::split(
         ctx,
-        encoder,
         OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[x.buffer(), out.buffer()],
-        grid,
-    )
+        ["images", "-"],
+        (batch, 1),
+        &[
+            super::Operand {
+                name: "x",
+                buffer: x.buffer(),
+                tensor: Some(x),
+                row: image(x),
+                col: 0,
+            },
+            super::Operand {
+                name: "output",
+                buffer: out.buffer(),
+                tensor: Some(out),
+                row: image(out),
+                col: 0,
+            },
+        ],
+    )?;
+    let shader = ctx.kernel(&variant(desc.kind == PoolKind::Max, x_f16, out_f16))?;
+    for piece in pieces {
+        let count = total / batch * piece.rows;
+        let params = Params {
+            total: u("output elements", count)?,
+            channels: u("channels", shape[3])?,
+            in_h: u("H", shape[1])?,
+            in_w: u("W", shape[2])?,
+            out_h: u("output height", oh)?,
+            out_w: u("output width", ow)?,
+            k_h: u("kernel", kernel[0])?,
+            k_w: u("kernel", kernel[1])?,
+            stride_h: u("stride", desc.stride[0])?,
+            stride_w: u("stride", desc.stride[1])?,
+            dil_h: u("dilation", desc.dilation[0])?,
+            dil_w: u("dilation", desc.dilation[1])?,
+            pad_t: u("padding", pad[0])?,
+            pad_l: u("padding", pad[1])?,
+            count_pad: u32::from(desc.count_pad),
+            _pad0: 0,
+        };
+        let grid = super::grid_for(ctx, OP, (count as u64).div_ceil(u64::from(WG)))?;
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &shader,
+            bytemuck::bytes_of(&params),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
 }

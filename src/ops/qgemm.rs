@@ -535,9 +535,7 @@ pub(crate) fn run(
                 format!("the output shares its buffer with {name}"),
             ));
         }
-        super::check_binding(ctx, OP, name, t)?;
     }
-    super::check_binding(ctx, OP, "output", out_name)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -568,7 +566,6 @@ pub(crate) fn run(
     let groups = problem.groups();
     let groups_x = (problem.ncols as u64).div_ceil(u64::from(cfg.columns()));
     let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
-    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
     let tail = problem.kc % 4;
     let params = Params {
         m: to_u32("M", m)?,
@@ -610,54 +607,158 @@ pub(crate) fn run(
         _pad1: 0,
     };
     let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
-    let buffers = [
-        a.data().buffer(),
-        a.scales().buffer(),
-        a.zero_points().buffer(),
-        w.data().buffer(),
-        w.scales().buffer(),
-        w.zero_points().buffer(),
-        bias_buf,
-        out_buf,
-    ];
-    if let (true, Some(g)) = (problem.depthwise, geom) {
-        let dw = DwQ8Params {
-            base: DwParams::new(OP, &g, m, n, params.flags)?,
-            pix_words: params.pix_words,
-            a_signed: u32::from(!a_u8),
-            w_signed: u32::from(!w_u8),
-            a_row_stride: 0,
-            w_col_stride: w_stride,
-            out_qmin,
-            out_qmax,
-            out_zero,
-            out_scale,
-            out_words_per_row: params.out_words_per_row,
-            opaque_zero: 0,
-            _pad: [0; 3],
+
+    // Operands over the binding limit run in pieces (module docs): GEMM rows and weight
+    // rows (output columns), convolution images. Each operand lists its bytes per unit of
+    // the row axis and of the column axis; one that grows along neither must fit whole.
+    let out_elem: u64 = match out_code {
+        1 => 2,
+        3 => 1,
+        _ => 4,
+    };
+    let out_row = match out_code {
+        3 => 4 * u64::from(params.out_words_per_row),
+        _ => out_elem * n as u64,
+    };
+    let (plane, images) = match geom {
+        Some(g) => (
+            g.out_h * g.out_w,
+            g.in_h * g.in_w * g.channels.div_ceil(4) * 4,
+        ),
+        None => (1, 0),
+    };
+    let per_row = |stride: u32| 4 * u64::from(stride);
+    let gemm = geom.is_none();
+    // Per-row A parameters and the column axis split only in the GEMM.
+    let row = |b: u64| if gemm { b } else { 0 };
+    let col = row;
+    let op = |name, buffer, tensor, row, col| super::Operand {
+        name,
+        buffer,
+        tensor,
+        row,
+        col,
+    };
+    let a_unit = if gemm {
+        4 * problem.kc.div_ceil(4) as u64
+    } else {
+        images as u64
+    };
+    let pieces = super::split(
+        ctx,
+        OP,
+        [if gemm { "rows" } else { "images" }, "output columns"],
+        (m / plane, n),
+        &[
+            op("A", a.data().buffer(), Some(a.data()), a_unit, 0),
+            op(
+                "A scales",
+                a.scales().buffer(),
+                Some(a.scales()),
+                row(per_row(a_stride)),
+                0,
+            ),
+            op(
+                "A zero points",
+                a.zero_points().buffer(),
+                Some(a.zero_points()),
+                row(per_row(a_stride)),
+                0,
+            ),
+            op(
+                "W",
+                w.data().buffer(),
+                Some(w.data()),
+                0,
+                col(4 * problem.kc.div_ceil(4) as u64),
+            ),
+            op(
+                "W scales",
+                w.scales().buffer(),
+                Some(w.scales()),
+                0,
+                col(per_row(w_stride)),
+            ),
+            op(
+                "W zero points",
+                w.zero_points().buffer(),
+                Some(w.zero_points()),
+                0,
+                col(per_row(w_stride)),
+            ),
+            op("bias", bias_buf, bias, 0, col(4)),
+            op(
+                "output",
+                out_buf,
+                Some(out_name),
+                out_row * plane as u64,
+                col(out_elem),
+            ),
+        ],
+    )?;
+    for piece in pieces {
+        let res = piece.res;
+        // Output rows of the piece; output columns per group (a GEMM piece's columns).
+        let (mp, np) = (
+            piece.rows * plane,
+            if gemm { piece.cols } else { problem.ncols },
+        );
+        if let (true, Some(g)) = (problem.depthwise, geom) {
+            let dw = DwQ8Params {
+                base: DwParams::new(OP, &g, mp, n, params.flags)?,
+                pix_words: params.pix_words,
+                a_signed: u32::from(!a_u8),
+                w_signed: u32::from(!w_u8),
+                a_row_stride: 0,
+                w_col_stride: w_stride,
+                out_qmin,
+                out_qmax,
+                out_zero,
+                out_scale,
+                out_words_per_row: params.out_words_per_row,
+                opaque_zero: 0,
+                _pad: [0; 3],
+            };
+            let kernel = ctx.kernel(&dw_q8_variant(out_code))?;
+            let grid = dw.base.grid(ctx, OP)?;
+            super::record_resources(
+                ctx,
+                encoder,
+                OP,
+                &kernel,
+                bytemuck::bytes_of(&dw),
+                &res,
+                grid,
+            )?;
+            continue;
+        }
+        let groups_x = (np as u64).div_ceil(u64::from(cfg.columns()));
+        let row_blocks = (mp as u64).div_ceil(u64::from(cfg.tm));
+        let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
+        let part = Params {
+            m: to_u32("M", mp)?,
+            ncols: to_u32("N", np)?,
+            groups_x: to_u32("workgroups per row block", groups_x as usize)?,
+            row_blocks: to_u32("row blocks", row_blocks as usize)?,
+            a_words: if piece.whole {
+                params.a_words
+            } else {
+                to_u32("words of A", piece.rows * images / 4)?
+            },
+            ..params
         };
-        let kernel = ctx.kernel(&dw_q8_variant(out_code))?;
-        let grid = dw.base.grid(ctx, OP)?;
-        return super::record(
+        let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?;
+        super::record_resources(
             ctx,
             encoder,
             OP,
             &kernel,
-            bytemuck::bytes_of(&dw),
-            &buffers,
+            bytemuck::bytes_of(&part),
+            &res,
             grid,
-        );
+        )?;
     }
-    let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?;
-    super::record(
-        ctx,
-        encoder,
-        OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &buffers,
-        grid,
-    )
+    Ok(())
 }
 
 /// A Linear layer with int8 weights and dynamically quantized int8 activations, like

@@ -82,7 +82,9 @@ struct StatsUniform {
     inner: u32,
     per_channel: u32,
     chunks: u32,
-    _pad: [u32; 4],
+    chan0: u32,
+    all_channels: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -124,6 +126,31 @@ fn slot_mode(s: &SlotLayout, rows: usize, cols: usize) -> u32 {
         2
     } else {
         0
+    }
+}
+
+/// How a quantized tensor splits into pieces of whole rows that keep every element's slot
+/// (scale and zero point) at the same index relative to a window of the slots: rows per
+/// unit and slots per unit. A tensor that does not split this way is one unit.
+fn slot_units(s: &SlotLayout, rows: usize, cols: usize) -> (usize, usize) {
+    let cols = cols.max(1);
+    let groups = s.axis_len.div_ceil(s.block.max(1));
+    // Slots one outer index (or one block of the axis) touches, counted from its first.
+    let block_span = (groups - 1) * s.axis_stride + (s.inner - 1) * s.inner_stride + 1;
+    if s.slots == 1 {
+        (1, 0)
+    } else if s.is_per_row(rows, cols) {
+        (1, 1)
+    } else if s.outer > 1 && (s.outer_stride == 0 || s.outer_stride >= block_span) {
+        ((s.inner * s.axis_len / cols).max(1), s.outer_stride)
+    } else if s.outer == 1
+        && s.inner.is_multiple_of(cols)
+        && s.axis_len.is_multiple_of(s.block.max(1))
+        && s.axis_stride > (s.inner - 1) * s.inner_stride
+    {
+        ((s.block * s.inner / cols).max(1), s.axis_stride)
+    } else {
+        (rows.max(1), 0)
     }
 }
 
@@ -374,26 +401,54 @@ fn check_same_shape(op: &'static str, a: &[usize], b: &[usize], what: &str) -> R
     Ok(())
 }
 
-/// Checks a float tensor against a quantized one of the same shape and every buffer
-/// against the binding limit; returns whether the float side is f16.
-fn check_pair(
-    ctx: &Context,
-    op: &'static str,
-    name: &'static str,
-    f: &Tensor,
-    q: &QTensor,
-) -> Result<bool> {
+/// Checks a float tensor against a quantized one of the same shape; returns whether the
+/// float side is f16.
+fn check_pair(op: &'static str, name: &'static str, f: &Tensor, q: &QTensor) -> Result<bool> {
     let f16 = super::check_float(op, name, f)?;
     check_same_shape(op, f.shape(), &q.shape, op)?;
-    for (operand, t) in [
-        (name, f),
-        ("codes", &q.data),
-        ("scales", &q.scales),
-        ("zero points", &q.zero_points),
-    ] {
-        super::check_binding(ctx, op, operand, t)?;
-    }
     Ok(f16)
+}
+
+/// The pieces of whole rows that (de)quantizing `q` with float tensor `f` runs in (see
+/// [`slot_units`]), binding `[f, scales, zero points, codes]` in this order; the
+/// second value is the rows per piece unit.
+fn pair_pieces<'a>(
+    ctx: &Context,
+    op: &'static str,
+    name: &'a str,
+    f: &'a Tensor,
+    q: &'a QTensor,
+    slots: &SlotLayout,
+) -> Result<(Vec<super::Split<'a>>, usize)> {
+    let layout = q.layout();
+    let (unit_rows, shift) = slot_units(slots, layout.rows, layout.cols);
+    let units = layout.rows.div_ceil(unit_rows);
+    let u = |bytes: usize| (unit_rows * bytes) as u64;
+    let op_ = |name, t: &'a Tensor, row| super::Operand {
+        name,
+        buffer: t.buffer(),
+        tensor: Some(t),
+        row,
+        col: 0,
+    };
+    let axis = if unit_rows == 1 {
+        "rows".to_string()
+    } else {
+        format!("blocks of {unit_rows} rows")
+    };
+    let pieces = super::split(
+        ctx,
+        op,
+        [&axis, "-"],
+        (units, 1),
+        &[
+            op_(name, f, u(layout.cols * f.dtype().size())),
+            op_("scales", &q.scales, (4 * shift) as u64),
+            op_("zero points", &q.zero_points, (4 * shift) as u64),
+            op_("codes", &q.data, u(4 * layout.words_per_row)),
+        ],
+    )?;
+    Ok((pieces, unit_rows))
 }
 
 /// Records `q = quantize(x)` with the parameters already held by `q` (from
@@ -405,23 +460,13 @@ pub fn quantize(
     q: &QTensor,
 ) -> Result<()> {
     const OP: &str = "quantize";
-    let f16 = check_pair(ctx, OP, "x", x, q)?;
+    let f16 = check_pair(OP, "x", x, q)?;
     let layout = q.layout();
     if layout.words() == 0 {
         return Ok(());
     }
     to_u32(OP, "elements", x.numel())?;
     let slots = q.granularity.layout(OP, &q.shape)?;
-    let params = QuantizeUniform {
-        slots: slots_uniform(OP, &slots)?,
-        rows: to_u32(OP, "rows", layout.rows)?,
-        cols: to_u32(OP, "cols", layout.cols)?,
-        words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
-        words: to_u32(OP, "words", layout.words())?,
-        qmin: q.qmin,
-        qmax: q.qmax,
-        _pad: [0; 2],
-    };
     let kernel = ctx.kernel(&ShaderVariant::new(
         ShaderFile::Quantize,
         vec![
@@ -433,21 +478,33 @@ pub fn quantize(
             ),
         ],
     ))?;
-    let grid = super::grid_for(ctx, OP, (layout.words() as u64).div_ceil(WG))?;
-    super::record(
-        ctx,
-        encoder,
-        OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[
-            x.buffer(),
-            q.scales.buffer(),
-            q.zero_points.buffer(),
-            q.data.buffer(),
-        ],
-        grid,
-    )
+    let (pieces, unit_rows) = pair_pieces(ctx, OP, "x", x, q, &slots)?;
+    for piece in pieces {
+        let rows = (piece.rows * unit_rows).min(layout.rows - piece.r0 * unit_rows);
+        let words = rows * layout.words_per_row;
+        let params = QuantizeUniform {
+            slots: slots_uniform(OP, &slots)?,
+            rows: to_u32(OP, "rows", rows)?,
+            cols: to_u32(OP, "cols", layout.cols)?,
+            words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
+            words: to_u32(OP, "words", words)?,
+            qmin: q.qmin,
+            qmax: q.qmax,
+            _pad: [0; 2],
+        };
+        let grid = super::grid_for(ctx, OP, (words as u64).div_ceil(WG))?;
+        let [xr, sr, zr, qr] = <[super::Res; 4]>::try_from(piece.res).expect("four operands");
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[xr, sr, zr, qr],
+            grid,
+        )?;
+    }
+    Ok(())
 }
 
 /// Records `out = scale * (q - zero_point)`; `out` is f32 or f16 with `q`'s shape. f16
@@ -459,22 +516,13 @@ pub fn dequantize(
     out: &Tensor,
 ) -> Result<()> {
     const OP: &str = "dequantize";
-    let f16 = check_pair(ctx, OP, "out", out, q)?;
+    let f16 = check_pair(OP, "out", out, q)?;
     let numel = q.numel();
     if numel == 0 {
         return Ok(());
     }
     let layout = q.layout();
-    let out_words = if f16 { numel.div_ceil(2) } else { numel };
     let slots = q.granularity.layout(OP, &q.shape)?;
-    let params = DequantizeUniform {
-        slots: slots_uniform(OP, &slots)?,
-        cols: to_u32(OP, "cols", layout.cols)?,
-        words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
-        numel: to_u32(OP, "elements", numel)?,
-        out_words: to_u32(OP, "words", out_words)?,
-        _pad: [0; 4],
-    };
     let kernel = ctx.kernel(&ShaderVariant::new(
         ShaderFile::Dequantize,
         vec![
@@ -487,21 +535,33 @@ pub fn dequantize(
             ),
         ],
     ))?;
-    let grid = super::grid_for(ctx, OP, (out_words as u64).div_ceil(WG))?;
-    super::record(
-        ctx,
-        encoder,
-        OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[
-            q.data.buffer(),
-            q.scales.buffer(),
-            q.zero_points.buffer(),
-            out.buffer(),
-        ],
-        grid,
-    )
+    let (pieces, unit_rows) = pair_pieces(ctx, OP, "out", out, q, &slots)?;
+    for piece in pieces {
+        let rows = (piece.rows * unit_rows).min(layout.rows - piece.r0 * unit_rows);
+        let numel = rows * layout.cols;
+        let out_words = if f16 { numel.div_ceil(2) } else { numel };
+        let params = DequantizeUniform {
+            slots: slots_uniform(OP, &slots)?,
+            cols: to_u32(OP, "cols", layout.cols)?,
+            words_per_row: to_u32(OP, "words per row", layout.words_per_row)?,
+            numel: to_u32(OP, "elements", numel)?,
+            out_words: to_u32(OP, "words", out_words)?,
+            _pad: [0; 4],
+        };
+        let grid = super::grid_for(ctx, OP, (out_words as u64).div_ceil(WG))?;
+        // The kernel binds codes, scales, zero points, output.
+        let [fr, sr, zr, qr] = <[super::Res; 4]>::try_from(piece.res).expect("four operands");
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[qr, sr, zr, fr],
+            grid,
+        )?;
+    }
+    Ok(())
 }
 
 /// What dynamic quantization computes: a scheme whose granularity is per tensor, per row
@@ -590,28 +650,78 @@ fn record_stats(
     out: &wgpu::Buffer,
 ) -> Result<()> {
     let f16 = super::check_float(op, "x", x)?;
-    super::check_binding(ctx, op, "x", x)?;
-    let per_channel = view.outer * view.inner;
     to_u32(op, "elements", x.numel())?;
-    let chunks = (per_channel as u64).div_ceil(STATS_CHUNK).max(1);
-    let params = StatsUniform {
-        channels: to_u32(op, "channels", view.channels)?,
-        inner: to_u32(op, "inner size", view.inner)?,
-        per_channel: to_u32(op, "elements per channel", per_channel)?,
-        chunks: to_u32(op, "chunks", chunks as usize)?,
-        _pad: [0; 4],
+    // Operands over the binding limit run in pieces that accumulate into the same
+    // statistics: whole outer indices, or, with one outer index, runs of channels. One
+    // channel (per tensor) is seen as rows of the last dimension so that it splits too.
+    let cols = x.shape().last().copied().unwrap_or(1).max(1);
+    let view = if view.outer == 1 && view.channels == 1 && x.numel().is_multiple_of(cols) {
+        ChannelView {
+            outer: x.numel() / cols,
+            channels: 1,
+            inner: cols,
+        }
+    } else {
+        *view
     };
-    let kernel = ctx.kernel(&stats_variant(mode, f16))?;
-    let grid = super::grid_for(ctx, op, chunks * view.channels as u64)?;
-    super::record(
+    let by_channel = view.outer == 1;
+    let (units, per_unit, axis) = if by_channel {
+        (view.channels, view.inner, "channels")
+    } else {
+        (view.outer, view.channels * view.inner, "outer indices")
+    };
+    let operand = |name, buffer, tensor, row| super::Operand {
+        name,
+        buffer,
+        tensor,
+        row,
+        col: 0,
+    };
+    let pieces = super::split(
         ctx,
-        encoder,
         op,
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[x.buffer(), ranges, out],
-        grid,
-    )
+        [axis, "-"],
+        (units, 1),
+        &[
+            operand(
+                "x",
+                x.buffer(),
+                Some(x),
+                (per_unit * x.dtype().size()) as u64,
+            ),
+            operand("ranges", ranges, None, 0),
+            operand("statistics", out, None, 0),
+        ],
+    )?;
+    let kernel = ctx.kernel(&stats_variant(mode, f16))?;
+    for piece in pieces {
+        let (channels, per_channel, chan0) = if by_channel {
+            (piece.rows, view.inner, piece.r0)
+        } else {
+            (view.channels, piece.rows * view.inner, 0)
+        };
+        let chunks = (per_channel as u64).div_ceil(STATS_CHUNK).max(1);
+        let params = StatsUniform {
+            channels: to_u32(op, "channels", channels)?,
+            inner: to_u32(op, "inner size", view.inner)?,
+            per_channel: to_u32(op, "elements per channel", per_channel)?,
+            chunks: to_u32(op, "chunks", chunks as usize)?,
+            chan0: to_u32(op, "channels", chan0)?,
+            all_channels: to_u32(op, "channels", view.channels)?,
+            _pad: [0; 2],
+        };
+        let grid = super::grid_for(ctx, op, chunks * channels as u64)?;
+        super::record_resources(
+            ctx,
+            encoder,
+            op,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
 }
 
 fn stats_buffer(ctx: &Context, op: &'static str, init: &[u32]) -> Result<wgpu::Buffer> {

@@ -145,7 +145,8 @@ struct Params {
     w_group_stride: u32,
     a_words: u32,
     w_words: u32,
-    _pad: [u32; 3],
+    ldo: u32,
+    _pad: [u32; 2],
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 64);
 
@@ -411,9 +412,7 @@ pub fn wgemm(
                 format!("the output shares its buffer with {name}"),
             ));
         }
-        super::check_binding(ctx, OP, name, t)?;
     }
-    super::check_binding(ctx, OP, "output", out)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -433,43 +432,98 @@ pub fn wgemm(
     to_u32("elements of the output", m * n)?;
     to_u32("elements of x", x.numel())?;
     let w_buf = w_tensors[0].1;
-    let (grid, groups_x) = cfg.grid(ctx, OP, m, n)?;
-    let params = Params {
-        m: to_u32("M", m)?,
-        n: to_u32("N", n)?,
-        k: to_u32("K", k)?,
-        kw: to_u32("words per row", kw)?,
-        kfull: to_u32("words per row", kfull)?,
-        groups_x,
-        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
-        ngroups: to_u32("groups", ngroups)?,
-        group_words: to_u32("words per group", group_words)?,
-        w_col_stride,
-        w_group_stride,
-        a_words: to_u32("words of x", (x.buffer().size() / 4) as usize)?,
-        w_words: to_u32("words of the weight", (w_buf.buffer().size() / 4) as usize)?,
-        _pad: [0; 3],
-    };
     let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16))?;
+    // An f16 weight has no scales: the kernel binds the dummy buffer there.
     let (scales, zeros) = match weights {
-        Weights::Quantized(q) => (q.scales().buffer(), q.zero_points().buffer()),
-        Weights::F16(_) => (ctx.dummy_buffer(), ctx.dummy_buffer()),
+        Weights::Quantized(q) => (Some(q.scales()), Some(q.zero_points())),
+        Weights::F16(_) => (None, None),
     };
-    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
-    super::record(
+
+    // Operands over the binding limit run in pieces of rows (x, output) and of output
+    // columns (weight rows, their scales, bias), each bound as an aligned window; the
+    // output keeps its row pitch `ldo`. Bytes per unit of each axis, 0 where the operand
+    // does not grow along it (then it must fit whole).
+    let x_row = (k * x.dtype().size()) as u64;
+    let w_row = match kind {
+        WKind::Half => 2 * k as u64,
+        WKind::Codes { .. } => 4 * kw as u64,
+    };
+    let slot_row = 4 * u64::from(w_col_stride);
+    let out_elem = out.dtype().size() as u64;
+    let op = |name, buffer, tensor, row, col| super::Operand {
+        name,
+        buffer,
+        tensor,
+        row,
+        col,
+    };
+    let pieces = super::split(
         ctx,
-        encoder,
         OP,
-        &kernel,
-        bytemuck::bytes_of(&params),
+        ["rows", "output columns"],
+        (m, n),
         &[
-            x.buffer(),
-            w_buf.buffer(),
-            scales,
-            zeros,
-            bias_buf,
-            out.buffer(),
+            op("x", x.buffer(), Some(x), x_row, 0),
+            op("weight", w_buf.buffer(), Some(w_buf), 0, w_row),
+            op(
+                "weight scales",
+                super::buffer_or(ctx, scales),
+                scales,
+                0,
+                slot_row,
+            ),
+            op(
+                "weight zero points",
+                super::buffer_or(ctx, zeros),
+                zeros,
+                0,
+                slot_row,
+            ),
+            op("bias", super::buffer_or(ctx, bias), bias, 0, 4),
+            op(
+                "output",
+                out.buffer(),
+                Some(out),
+                out_elem * n as u64,
+                out_elem,
+            ),
         ],
-        grid,
-    )
+    )?;
+    for piece in pieces {
+        let (mc, nc, res) = (piece.rows, piece.cols, piece.res);
+        let (grid, groups_x) = cfg.grid(ctx, OP, mc, nc)?;
+        let params = Params {
+            m: to_u32("M", mc)?,
+            n: to_u32("N", nc)?,
+            k: to_u32("K", k)?,
+            kw: to_u32("words per row", kw)?,
+            kfull: to_u32("words per row", kfull)?,
+            groups_x,
+            flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
+            ngroups: to_u32("groups", ngroups)?,
+            group_words: to_u32("words per group", group_words)?,
+            w_col_stride,
+            w_group_stride,
+            a_words: to_u32(
+                "words of x",
+                super::bound_words(&res[0], x.buffer().size()) as usize,
+            )?,
+            w_words: to_u32(
+                "words of the weight",
+                super::bound_words(&res[1], w_buf.buffer().size()) as usize,
+            )?,
+            ldo: to_u32("N", n)?,
+            _pad: [0; 2],
+        };
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &res,
+            grid,
+        )?;
+    }
+    Ok(())
 }

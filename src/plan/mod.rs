@@ -34,10 +34,11 @@ pub mod tune;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Capabilities, Context};
+use crate::ops::conv::ConvShape;
 use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
 use crate::ops::wgemm::HalfMath;
 use crate::ops::{qgemm, wgemm, RowTile};
-use tune::{bucket, Choice, ShapeClass};
+use tune::{Choice, ShapeClass};
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     GemmKernel::Register(RegConfig {
@@ -162,10 +163,19 @@ pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTi
     cap_rows(caps, crate::ops::conv::tile_for_rows(m).fit(ncols))
 }
 
-/// The float implicit-GEMM convolution tile ([`crate::ops::conv`]): the heuristic
-/// ([`default_conv_config`]; convolutions are not tuned yet).
-pub fn conv_config(ctx: &Context, m: usize, ncols: usize) -> RowTile {
-    default_conv_config(ctx.capabilities(), m, ncols)
+/// The float implicit-GEMM convolution tile ([`crate::ops::conv`]) for `shape` with
+/// `dtype` storage (`"f32"` or `"f16"`): tuned, else [`default_conv_config`].
+pub fn conv_config(ctx: &Context, shape: &ConvShape, dtype: &str) -> RowTile {
+    let d = shape.dims;
+    tuned_rows(ctx, &ShapeClass::conv(shape, dtype)).unwrap_or_else(|| {
+        default_conv_config(ctx.capabilities(), shape.rows(), d.out_channels / d.groups)
+    })
+}
+
+/// The INT8 convolution's tile when the tuning cache has one for `shape` (otherwise the
+/// W8A8 kernel's own heuristic, [`default_qgemm_config`], applies).
+pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
+    tuned_rows(ctx, &ShapeClass::conv(shape, "w8a8"))
 }
 
 /// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
@@ -309,16 +319,19 @@ pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -
     rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw)
 }
 
-/// The plan of a float convolution's implicit GEMM (`m` output pixels, `ncols` output
-/// channels per group).
-pub fn explain_conv(ctx: &Context, m: usize, ncols: usize) -> Plan {
-    let t = conv_config(ctx, m, ncols);
-    let key = ShapeClass(format!(
-        "conv f32 m{} n{}",
-        bucket(m),
-        ncols.next_power_of_two()
-    ));
-    let mut p = rows_plan(ctx, key, t, m, 4);
+/// The plan of a convolution's implicit GEMM of `shape` with `dtype` storage (`"f32"`,
+/// `"f16"` or `"w8a8"`). Depthwise convolutions run their own kernel and FP32 1x1
+/// convolutions the GEMM's plan ([`explain_gemm`]); their plans are not shown here.
+pub fn explain_conv(ctx: &Context, shape: &ConvShape, dtype: &str) -> Plan {
+    let d = shape.dims;
+    let ncols = d.out_channels / d.groups;
+    let t = if dtype == "w8a8" {
+        tuned_qconv_config(ctx, shape)
+            .unwrap_or_else(|| default_qgemm_config(ctx.capabilities(), shape.rows(), ncols))
+    } else {
+        conv_config(ctx, shape, dtype)
+    };
+    let mut p = rows_plan(ctx, ShapeClass::conv(shape, dtype), t, shape.rows(), 4);
     p.family = "implicit_gemm".into();
     p
 }

@@ -88,6 +88,24 @@ impl ShapeClass {
         ))
     }
 
+    /// A convolution's implicit GEMM with `dtype` storage (`"f32"`, `"f16"` or `"w8a8"`):
+    /// output pixels, channels per group (input and output), kernel and stride are part
+    /// of the class.
+    pub fn conv(s: &crate::ops::conv::ConvShape, dtype: &str) -> ShapeClass {
+        let d = s.dims;
+        ShapeClass(format!(
+            "conv {dtype} m{} n{} c{} k{}x{} s{}x{}{}",
+            bucket(s.rows()),
+            (d.out_channels / d.groups).next_power_of_two(),
+            (d.in_channels / d.groups).next_power_of_two(),
+            d.kernel[0],
+            d.kernel[1],
+            s.stride[0],
+            s.stride[1],
+            if d.groups > 1 { " grouped" } else { "" }
+        ))
+    }
+
     /// A weight-only or FP16 GEMM with `wtype` weights.
     pub fn wgemm(m: usize, n: usize, k: usize, wtype: &str) -> ShapeClass {
         ShapeClass(format!(
@@ -315,6 +333,28 @@ struct Outcome {
     choice: Choice,
     ms: Option<f64>,
     reject: Option<String>,
+}
+
+/// Storage of a convolution being tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKind {
+    /// f32 activations and weights.
+    F32,
+    /// f16 activations and weights, with the plan's arithmetic.
+    F16,
+    /// u8 activations (per tensor) and i8 weights (per output channel).
+    W8A8,
+}
+
+impl ConvKind {
+    /// The dtype name used in shape classes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKind::F32 => "f32",
+            ConvKind::F16 => "f16",
+            ConvKind::W8A8 => "w8a8",
+        }
+    }
 }
 
 /// Weights of a weight-only / FP16 GEMM being tuned.
@@ -708,5 +748,188 @@ impl<'a> Tuner<'a> {
             Choice::Rows(default),
             outcomes,
         )
+    }
+
+    /// Tunes a convolution's implicit GEMM (`x_shape` NHWC, weights `dims`, geometry from
+    /// `desc`) with `kind` storage over the tiles of its kernel
+    /// ([`crate::ops::conv::TILES`] for float, [`crate::ops::qgemm::TILES`] for INT8),
+    /// each also narrowed to the channels of a group. Float candidates must stay within
+    /// the error budget of the f64 reference (1e-5 in f32 arithmetic, 2e-3 with f16
+    /// products); INT8 candidates must give the exact int32 accumulators. Depthwise
+    /// convolutions (their own kernel) and FP32 1x1 convolutions (the GEMM's plan; tune
+    /// them with [`Tuner::gemm`]) are refused.
+    pub fn conv(
+        &mut self,
+        desc: &crate::ops::conv::ConvDesc,
+        dims: crate::ops::conv::ConvDims,
+        x_shape: [usize; 4],
+        kind: ConvKind,
+    ) -> Result<Tuned> {
+        use crate::ops::conv::{conv2d, qconv2d, ConvWeight, QConvWeight};
+        use crate::ops::qgemm::QGemmOutput;
+        use crate::ops::quant::QTensor;
+        use crate::ops::wgemm::HalfMath;
+        use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
+        use crate::tensor::{DType, Tensor};
+        let ctx = self.ctx;
+        let caps = ctx.capabilities();
+        let shape = desc.shape(&dims, &x_shape)?;
+        let class = ShapeClass::conv(&shape, kind.name());
+        if dims.is_depthwise() || (kind != ConvKind::W8A8 && shape.is_pointwise()) {
+            return Err(Error::invalid(
+                "tune",
+                format!(
+                    "{}: depthwise convolutions run their own kernel and FP32/FP16 1x1 \
+                     convolutions the GEMM's plan; there is no implicit-GEMM tile to tune",
+                    class.0
+                ),
+            ));
+        }
+        let (m, ncols) = (shape.rows(), dims.out_channels / dims.groups);
+        let (default, tiles) = if kind == ConvKind::W8A8 {
+            (
+                crate::plan::default_qgemm_config(caps, m, ncols),
+                crate::ops::qgemm::TILES.to_vec(),
+            )
+        } else {
+            (
+                crate::plan::default_conv_config(caps, m, ncols),
+                crate::ops::conv::TILES.to_vec(),
+            )
+        };
+        let lim = caps.limits.max_compute_invocations_per_workgroup;
+        let mut cands = vec![default];
+        for t in tiles.into_iter().flat_map(|t| [t, t.fit(ncols)]) {
+            if !cands.contains(&t) && t.wg <= lim {
+                cands.push(t);
+            }
+        }
+        let oihw = random_f32(dims.oihw().iter().product(), 31);
+        let xs = random_f32(x_shape.iter().product(), 32);
+        let out_shape = shape.output_shape();
+        let tile = |ch: Choice| match ch {
+            Choice::Rows(t) => (*desc).config(t),
+            Choice::Gemm(_) => unreachable!("row candidates"),
+        };
+        let outcomes = if kind == ConvKind::W8A8 {
+            let codes: Vec<i32> = xs
+                .iter()
+                .map(|v| ((v + 1.0) * 120.0).round().clamp(0.0, 255.0) as i32)
+                .collect();
+            let ap = QuantParams::new(
+                QType::U8,
+                Granularity::PerTensor,
+                &x_shape,
+                vec![0.02],
+                vec![3],
+            )?;
+            let x = QTensor::from_codes(ctx, &ap, &codes)?;
+            let w = QConvWeight::quantize(
+                ctx,
+                dims,
+                &oihw,
+                &QuantScheme::symmetric(QType::I8).per_channel(0),
+            )?;
+            let wq = QuantParams::from_data(
+                &QuantScheme::symmetric(QType::I8).per_channel(0),
+                &dims.oihw(),
+                &oihw,
+            )?;
+            let wcodes = wq.quantize(&oihw)?;
+            let want: Vec<Option<i32>> = crate::reference::qconv2d_i32(
+                &codes,
+                3,
+                &wcodes,
+                &vec![0; dims.out_channels],
+                &shape,
+            );
+            let acc = Tensor::zeros(ctx, &out_shape, DType::I32)?;
+            let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
+            self.run_candidates(
+                cands.into_iter().map(Choice::Rows).collect(),
+                |ch| {
+                    let mut enc = ctx.encoder("tune verify");
+                    qconv2d(
+                        ctx,
+                        &mut enc,
+                        &tile(ch),
+                        &x,
+                        &w,
+                        None,
+                        QGemmOutput::I32(&acc),
+                    )?;
+                    ctx.submit_and_wait(enc)?;
+                    let got = acc.read_blocking::<i32>(ctx)?;
+                    let bad = got
+                        .iter()
+                        .zip(&want)
+                        .filter(|(g, w)| Some(**g) != **w)
+                        .count();
+                    Ok((bad > 0)
+                        .then(|| format!("{bad} of {} int32 accumulators differ", want.len())))
+                },
+                |ch| {
+                    let d = tile(ch);
+                    time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                        qconv2d(ctx, enc, &d, &x, &w, None, QGemmOutput::F32(&out))
+                    })
+                },
+            )
+        } else {
+            let f16 = kind == ConvKind::F16;
+            let round = |v: &f32| {
+                if f16 {
+                    f64::from(half::f16::from_f32(*v).to_f32())
+                } else {
+                    f64::from(*v)
+                }
+            };
+            let x64: Vec<f64> = xs.iter().map(round).collect();
+            let w64: Vec<f64> = oihw.iter().map(round).collect();
+            let want: Vec<f32> = crate::reference::conv2d_f64(
+                &x64,
+                &w64,
+                None,
+                crate::ops::gemm::Activation::None,
+                &shape,
+            )
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+            let storage = if f16 { DType::F16 } else { DType::F32 };
+            let x = if f16 {
+                let h: Vec<half::f16> = xs.iter().map(|&v| half::f16::from_f32(v)).collect();
+                Tensor::from_slice(ctx, &x_shape, &h)?
+            } else {
+                Tensor::from_slice(ctx, &x_shape, &xs)?
+            };
+            let w = ConvWeight::from_oihw(ctx, dims, &oihw, storage)?;
+            let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
+            let math = if f16 {
+                crate::plan::half_math(caps)
+            } else {
+                HalfMath::F32
+            };
+            let budget = if math == HalfMath::F32 { 1e-5 } else { 2e-3 };
+            let tile = |ch: Choice| tile(ch).math(math);
+            self.run_candidates(
+                cands.into_iter().map(Choice::Rows).collect(),
+                |ch| {
+                    let mut enc = ctx.encoder("tune verify");
+                    conv2d(ctx, &mut enc, &tile(ch), &x, &w, None, &out)?;
+                    ctx.submit_and_wait(enc)?;
+                    let err = crate::reference::rel_error(&out.read_blocking::<f32>(ctx)?, &want);
+                    Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
+                },
+                |ch| {
+                    let d = tile(ch);
+                    time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                        conv2d(ctx, enc, &d, &x, &w, None, &out)
+                    })
+                },
+            )
+        };
+        let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
+        self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
     }
 }

@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use wgpu_quant::context::Overrides;
 use wgpu_quant::{Context, RequestOptions};
 
 pub fn ctx() -> &'static Context {
@@ -27,4 +28,23 @@ pub fn ctx() -> &'static Context {
             ),
         },
     )
+}
+
+/// A context on the test adapter with `overrides` applied at device creation.
+pub fn context_with(overrides: Overrides) -> Context {
+    let caps = ctx().capabilities();
+    let adapter = pollster::block_on(Context::adapters(wgpu::Backends::from(
+        caps.adapter.backend,
+    )))
+    .into_iter()
+    .find(|a| a.get_info().name == caps.adapter.name)
+    .expect("the test adapter is listed");
+    pollster::block_on(Context::from_adapter_with(&adapter, &overrides)).expect("device")
+}
+
+pub fn small_bindings(bytes: u64) -> Context {
+    context_with(Overrides {
+        max_storage_buffer_binding_size: Some(bytes),
+        ..Default::default()
+    })
 }
