@@ -915,7 +915,6 @@ pub fn conv2d(
     }
     let f16s = [x_f16, w_f16, out_f16];
     let flags = u32::from(bias.is_some()) | (desc.activation.code() << 1);
-    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
     let (oc, c) = (dims.out_channels, dims.in_channels);
 
     if shape.is_pointwise() && !desc.no_pointwise && f16s == [false; 3] && desc.config.is_none() {
@@ -935,28 +934,17 @@ pub fn conv2d(
     // as aligned windows); the weights and bias must fit.
     let plane = shape.out_h * shape.out_w;
     let unit = |t: &Tensor, per_image: usize| (per_image * t.dtype().size()) as u64;
-    let op = |name, buffer, tensor, row| super::Operand {
-        name,
-        buffer,
-        tensor,
-        row,
-        col: 0,
-    };
+    use super::Operand as O;
     let pieces = super::split(
         ctx,
         OP,
         ["images", "-"],
         (shape.batch, 1),
         &[
-            op(
-                "x",
-                x.buffer(),
-                Some(x),
-                unit(x, shape.in_h * shape.in_w * c),
-            ),
-            op("weights", w.data.buffer(), Some(&w.data), 0),
-            op("bias", bias_buf, bias, 0),
-            op("output", out.buffer(), Some(out), unit(out, plane * oc)),
+            O::tensor("x", x, unit(x, shape.in_h * shape.in_w * c), 0),
+            O::tensor("weights", &w.data, 0, 0),
+            O::optional(ctx, "bias", bias, 0, 0),
+            O::tensor("output", out, unit(out, plane * oc), 0),
         ],
     )?;
     if dims.is_depthwise() {

@@ -29,7 +29,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::QTensor;
-use crate::ops::to_u32;
+use crate::ops::{to_u32, Operand};
 use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
@@ -144,10 +144,6 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     v
 }
 
-/// One bound operand of an elementwise op: its name, its tensor (`None`: a buffer bound
-/// whole, like the INT8 parameters) and its bytes per row of the work.
-type Bound<'a> = (&'a str, &'a wgpu::Buffer, Option<&'a Tensor>, u64);
-
 /// Records `code` over `rows` rows of `per_row` work items each (elements, packed words
 /// or one softmax row). Operands over the binding limit run in pieces of whole rows,
 /// bound as aligned windows.
@@ -159,19 +155,12 @@ fn dispatch(
     code: u32,
     f16s: [bool; 3],
     params: &Params,
-    buffers: [Bound; 4],
+    operands: [Operand; 4],
     (rows, per_row): (usize, usize),
 ) -> Result<()> {
     if rows * per_row == 0 {
         return Ok(());
     }
-    let operands = buffers.map(|(name, buffer, tensor, row)| super::Operand {
-        name,
-        buffer,
-        tensor,
-        row: if tensor.is_some() { row } else { 0 },
-        col: 0,
-    });
     let pieces = super::split(ctx, op, ["rows", "-"], (rows, 1), &operands)?;
     let kernel = ctx.kernel(&variant(code, f16s))?;
     for piece in pieces {
@@ -192,8 +181,8 @@ fn dispatch(
 }
 
 /// An elementwise operand: bytes per element.
-fn elems<'a>(name: &'a str, t: &'a Tensor) -> Bound<'a> {
-    (name, t.buffer(), Some(t), t.dtype().size() as u64)
+fn elems<'a>(name: &'a str, t: &'a Tensor) -> Operand<'a> {
+    Operand::tensor(name, t, t.dtype().size() as u64, 0)
 }
 
 fn check_same(op: &'static str, what: &str, a: &[usize], b: &[usize]) -> Result<()> {
@@ -254,7 +243,7 @@ pub fn add(
         [
             elems("a", a),
             elems("b", b),
-            ("-", ctx.dummy_buffer(), None, 0),
+            Operand::whole("-", ctx.dummy_buffer()),
             elems("output", out),
         ],
         (out.numel(), 1),
@@ -283,7 +272,7 @@ pub fn clip(
         [
             elems("x", x),
             elems("x", x),
-            ("-", ctx.dummy_buffer(), None, 0),
+            Operand::whole("-", ctx.dummy_buffer()),
             elems("output", out),
         ],
         (out.numel(), 1),
@@ -316,10 +305,10 @@ pub fn softmax(
         [f[0], false, f[1]],
         &params,
         [
-            ("x", x.buffer(), Some(x), row(x)),
-            ("x", x.buffer(), Some(x), row(x)),
-            ("-", ctx.dummy_buffer(), None, 0),
-            ("output", out.buffer(), Some(out), row(out)),
+            Operand::tensor("x", x, row(x), 0),
+            Operand::tensor("x", x, row(x), 0),
+            Operand::whole("-", ctx.dummy_buffer()),
+            Operand::tensor("output", out, row(out), 0),
         ],
         (rows, 1),
     )
@@ -404,10 +393,10 @@ pub fn qadd(
         [false; 3],
         &params,
         [
-            ("a", a.data().buffer(), Some(a.data()), row),
-            ("b", b.data().buffer(), Some(b.data()), row),
-            ("parameters", &qp, None, 0),
-            ("output", out.data().buffer(), Some(out.data()), row),
+            Operand::tensor("a", a.data(), row, 0),
+            Operand::tensor("b", b.data(), row, 0),
+            Operand::whole("parameters", &qp),
+            Operand::tensor("output", out.data(), row, 0),
         ],
         (layout.rows, layout.words_per_row),
     )

@@ -267,9 +267,9 @@ pub fn image_to_tensor(
     };
     let texture = matches!(src, ImageSource::Texture(_));
     let kernel = ctx.kernel(&variant(texture, out_f16))?;
-    let (source, pixels, view) = match src {
-        ImageSource::Buffer { pixels, .. } => (pixels.buffer(), Some(pixels), None),
-        ImageSource::Texture(t) => (ctx.dummy_buffer(), None, Some(ctx.texture_view(t))),
+    let (pixels, view) = match src {
+        ImageSource::Buffer { pixels, .. } => (Some(pixels), None),
+        ImageSource::Texture(t) => (None, Some(ctx.texture_view(t))),
     };
     // An output over the binding limit runs in pieces of whole output rows (each moving
     // the crop down); the pixel buffer must fit.
@@ -280,20 +280,9 @@ pub fn image_to_tensor(
         ["output rows", "-"],
         (desc.crop[0], 1),
         &[
-            super::Operand {
-                name: "pixels",
-                buffer: source,
-                tensor: pixels,
-                row: 0,
-                col: 0,
-            },
-            super::Operand {
-                name: "output",
-                buffer: out.buffer(),
-                tensor: Some(out),
-                row,
-                col: 0,
-            },
+            // The texture's view replaces the dummy buffer below.
+            super::Operand::optional(ctx, "pixels", pixels, 0, 0),
+            super::Operand::tensor("output", out, row, 0),
         ],
     )?;
     for piece in pieces {

@@ -252,6 +252,47 @@ pub(crate) struct Operand<'a> {
     pub col: u64,
 }
 
+impl<'a> Operand<'a> {
+    /// Tensor `t`, growing by `row` bytes per row unit and `col` per column.
+    pub fn tensor(name: &'a str, t: &'a Tensor, row: u64, col: u64) -> Self {
+        Operand {
+            name,
+            buffer: t.buffer(),
+            tensor: Some(t),
+            row,
+            col,
+        }
+    }
+
+    /// An optional tensor; when absent the context's dummy buffer is bound whole.
+    pub fn optional(
+        ctx: &'a Context,
+        name: &'a str,
+        t: Option<&'a Tensor>,
+        row: u64,
+        col: u64,
+    ) -> Self {
+        Operand {
+            name,
+            buffer: t.map_or(ctx.dummy_buffer(), Tensor::buffer),
+            tensor: t,
+            row,
+            col,
+        }
+    }
+
+    /// A buffer of the op's own (parameters, statistics), bound whole in every piece.
+    pub fn whole(name: &'a str, buffer: &'a wgpu::Buffer) -> Self {
+        Operand {
+            name,
+            buffer,
+            tensor: None,
+            row: 0,
+            col: 0,
+        }
+    }
+}
+
 /// One piece of a split op: rows `[r0, r0 + rows)`, `cols` columns and the operands'
 /// windows, in the order given to [`split`].
 pub(crate) struct Split<'a> {
@@ -259,8 +300,6 @@ pub(crate) struct Split<'a> {
     pub rows: usize,
     pub cols: usize,
     pub res: Vec<Res<'a>>,
-    /// The whole op in one piece (every operand bound whole).
-    pub whole: bool,
 }
 
 /// The pieces that an op of `rows` x `cols` units runs in so that every operand's window
@@ -314,16 +353,10 @@ pub(crate) fn split<'a>(
                 rows: rc,
                 cols: cc,
                 res,
-                whole,
             });
         }
     }
     Ok(out)
-}
-
-/// `t`'s buffer, or the context's dummy buffer for an absent optional operand.
-pub(crate) fn buffer_or<'b>(ctx: &'b Context, t: Option<&'b Tensor>) -> &'b wgpu::Buffer {
-    t.map_or(ctx.dummy_buffer(), Tensor::buffer)
 }
 
 /// The words a resource binds (`whole` bytes for a whole buffer).

@@ -194,20 +194,8 @@ pub fn pool2d(
         ["images", "-"],
         (batch, 1),
         &[
-            super::Operand {
-                name: "x",
-                buffer: x.buffer(),
-                tensor: Some(x),
-                row: image(x),
-                col: 0,
-            },
-            super::Operand {
-                name: "output",
-                buffer: out.buffer(),
-                tensor: Some(out),
-                row: image(out),
-                col: 0,
-            },
+            super::Operand::tensor("x", x, image(x), 0),
+            super::Operand::tensor("output", out, image(out), 0),
         ],
     )?;
     let shader = ctx.kernel(&variant(desc.kind == PoolKind::Max, x_f16, out_f16))?;

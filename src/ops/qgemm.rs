@@ -564,15 +564,14 @@ pub(crate) fn run(
     to_u32("elements of the output", m * n)?;
     to_u32("bytes of A", a.data().numel() * 4)?;
     let groups = problem.groups();
-    let groups_x = (problem.ncols as u64).div_ceil(u64::from(cfg.columns()));
-    let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
     let tail = problem.kc % 4;
     let params = Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
         k: to_u32("K", k)?,
         kw: to_u32("words per row", problem.kc.div_ceil(4))?,
-        groups_x: to_u32("workgroups per row block", groups_x as usize)?,
+        // Per piece, with m, ncols, row_blocks and a_words.
+        groups_x: 0,
         flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
         a_xor: if a_u8 { 0x8080_8080 } else { 0 },
         w_xor: if w_u8 { 0x8080_8080 } else { 0 },
@@ -595,18 +594,17 @@ pub(crate) fn run(
         taps: to_u32("kernel taps", problem.taps())?,
         ncols: to_u32("N", problem.ncols)?,
         groups: to_u32("groups", groups)?,
-        row_blocks: to_u32("row blocks", row_blocks as usize)?,
+        row_blocks: 0,
         win: geom.map_or(Ok(WindowParams::default()), |g| WindowParams::new(OP, &g))?,
         pix_words: to_u32(
             "words per pixel",
             geom.map_or(0, |g| g.channels.div_ceil(4)),
         )?,
-        a_words: to_u32("words of A", a.data().numel())?,
+        a_words: 0,
         byte_out: u32::from(groups > 1 && !problem.ncols.is_multiple_of(4)),
         _pad0: 0,
         _pad1: 0,
     };
-    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
 
     // Operands over the binding limit run in pieces (module docs): GEMM rows and weight
     // rows (output columns), convolution images. Each operand lists its bytes per unit of
@@ -632,13 +630,7 @@ pub(crate) fn run(
     // Per-row A parameters and the column axis split only in the GEMM.
     let row = |b: u64| if gemm { b } else { 0 };
     let col = row;
-    let op = |name, buffer, tensor, row, col| super::Operand {
-        name,
-        buffer,
-        tensor,
-        row,
-        col,
-    };
+    use super::Operand as O;
     let a_unit = if gemm {
         4 * problem.kc.div_ceil(4) as u64
     } else {
@@ -650,52 +642,21 @@ pub(crate) fn run(
         [if gemm { "rows" } else { "images" }, "output columns"],
         (m / plane, n),
         &[
-            op("A", a.data().buffer(), Some(a.data()), a_unit, 0),
-            op(
-                "A scales",
-                a.scales().buffer(),
-                Some(a.scales()),
-                row(per_row(a_stride)),
-                0,
-            ),
-            op(
-                "A zero points",
-                a.zero_points().buffer(),
-                Some(a.zero_points()),
-                row(per_row(a_stride)),
-                0,
-            ),
-            op(
-                "W",
-                w.data().buffer(),
-                Some(w.data()),
-                0,
-                col(4 * problem.kc.div_ceil(4) as u64),
-            ),
-            op(
-                "W scales",
-                w.scales().buffer(),
-                Some(w.scales()),
-                0,
-                col(per_row(w_stride)),
-            ),
-            op(
-                "W zero points",
-                w.zero_points().buffer(),
-                Some(w.zero_points()),
-                0,
-                col(per_row(w_stride)),
-            ),
-            op("bias", bias_buf, bias, 0, col(4)),
-            op(
-                "output",
-                out_buf,
-                Some(out_name),
-                out_row * plane as u64,
-                col(out_elem),
-            ),
+            O::tensor("A", a.data(), a_unit, 0),
+            O::tensor("A scales", a.scales(), row(per_row(a_stride)), 0),
+            O::tensor("A zero points", a.zero_points(), row(per_row(a_stride)), 0),
+            O::tensor("W", w.data(), 0, col(4 * problem.kc.div_ceil(4) as u64)),
+            O::tensor("W scales", w.scales(), 0, col(per_row(w_stride))),
+            O::tensor("W zero points", w.zero_points(), 0, col(per_row(w_stride))),
+            O::optional(ctx, "bias", bias, 0, col(4)),
+            O::tensor("output", out_name, out_row * plane as u64, col(out_elem)),
         ],
     )?;
+    let kernel = if problem.depthwise {
+        ctx.kernel(&dw_q8_variant(out_code))?
+    } else {
+        ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?
+    };
     for piece in pieces {
         let res = piece.res;
         // Output rows of the piece; output columns per group (a GEMM piece's columns).
@@ -719,7 +680,6 @@ pub(crate) fn run(
                 opaque_zero: 0,
                 _pad: [0; 3],
             };
-            let kernel = ctx.kernel(&dw_q8_variant(out_code))?;
             let grid = dw.base.grid(ctx, OP)?;
             super::record_resources(
                 ctx,
@@ -740,14 +700,12 @@ pub(crate) fn run(
             ncols: to_u32("N", np)?,
             groups_x: to_u32("workgroups per row block", groups_x as usize)?,
             row_blocks: to_u32("row blocks", row_blocks as usize)?,
-            a_words: if piece.whole {
-                params.a_words
-            } else {
-                to_u32("words of A", piece.rows * images / 4)?
-            },
+            a_words: to_u32(
+                "words of A",
+                super::bound_words(&res[0], a.data().buffer().size()) as usize,
+            )?,
             ..params
         };
-        let kernel = ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?;
         super::record_resources(
             ctx,
             encoder,

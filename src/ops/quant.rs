@@ -424,13 +424,7 @@ fn pair_pieces<'a>(
     let (unit_rows, shift) = slot_units(slots, layout.rows, layout.cols);
     let units = layout.rows.div_ceil(unit_rows);
     let u = |bytes: usize| (unit_rows * bytes) as u64;
-    let op_ = |name, t: &'a Tensor, row| super::Operand {
-        name,
-        buffer: t.buffer(),
-        tensor: Some(t),
-        row,
-        col: 0,
-    };
+    use super::Operand as O;
     let axis = if unit_rows == 1 {
         "rows".to_string()
     } else {
@@ -442,10 +436,10 @@ fn pair_pieces<'a>(
         [&axis, "-"],
         (units, 1),
         &[
-            op_(name, f, u(layout.cols * f.dtype().size())),
-            op_("scales", &q.scales, (4 * shift) as u64),
-            op_("zero points", &q.zero_points, (4 * shift) as u64),
-            op_("codes", &q.data, u(4 * layout.words_per_row)),
+            O::tensor(name, f, u(layout.cols * f.dtype().size()), 0),
+            O::tensor("scales", &q.scales, (4 * shift) as u64, 0),
+            O::tensor("zero points", &q.zero_points, (4 * shift) as u64, 0),
+            O::tensor("codes", &q.data, u(4 * layout.words_per_row), 0),
         ],
     )?;
     Ok((pieces, unit_rows))
@@ -493,14 +487,13 @@ pub fn quantize(
             _pad: [0; 2],
         };
         let grid = super::grid_for(ctx, OP, (words as u64).div_ceil(WG))?;
-        let [xr, sr, zr, qr] = <[super::Res; 4]>::try_from(piece.res).expect("four operands");
         super::record_resources(
             ctx,
             encoder,
             OP,
             &kernel,
             bytemuck::bytes_of(&params),
-            &[xr, sr, zr, qr],
+            &piece.res,
             grid,
         )?;
     }
@@ -550,14 +543,15 @@ pub fn dequantize(
         };
         let grid = super::grid_for(ctx, OP, (out_words as u64).div_ceil(WG))?;
         // The kernel binds codes, scales, zero points, output.
-        let [fr, sr, zr, qr] = <[super::Res; 4]>::try_from(piece.res).expect("four operands");
+        let mut res = piece.res;
+        res.swap(0, 3);
         super::record_resources(
             ctx,
             encoder,
             OP,
             &kernel,
             bytemuck::bytes_of(&params),
-            &[qr, sr, zr, fr],
+            &res,
             grid,
         )?;
     }
@@ -670,27 +664,15 @@ fn record_stats(
     } else {
         (view.outer, view.channels * view.inner, "outer indices")
     };
-    let operand = |name, buffer, tensor, row| super::Operand {
-        name,
-        buffer,
-        tensor,
-        row,
-        col: 0,
-    };
     let pieces = super::split(
         ctx,
         op,
         [axis, "-"],
         (units, 1),
         &[
-            operand(
-                "x",
-                x.buffer(),
-                Some(x),
-                (per_unit * x.dtype().size()) as u64,
-            ),
-            operand("ranges", ranges, None, 0),
-            operand("statistics", out, None, 0),
+            super::Operand::tensor("x", x, (per_unit * x.dtype().size()) as u64, 0),
+            super::Operand::whole("ranges", ranges),
+            super::Operand::whole("statistics", out),
         ],
     )?;
     let kernel = ctx.kernel(&stats_variant(mode, f16))?;

@@ -433,7 +433,7 @@ pub fn wgemm(
     to_u32("elements of x", x.numel())?;
     let w_buf = w_tensors[0].1;
     let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16))?;
-    // An f16 weight has no scales: the kernel binds the dummy buffer there.
+    // An f16 weight has no scales: the dummy buffer is bound there.
     let (scales, zeros) = match weights {
         Weights::Quantized(q) => (Some(q.scales()), Some(q.zero_points())),
         Weights::F16(_) => (None, None),
@@ -450,43 +450,19 @@ pub fn wgemm(
     };
     let slot_row = 4 * u64::from(w_col_stride);
     let out_elem = out.dtype().size() as u64;
-    let op = |name, buffer, tensor, row, col| super::Operand {
-        name,
-        buffer,
-        tensor,
-        row,
-        col,
-    };
+    use super::Operand as O;
     let pieces = super::split(
         ctx,
         OP,
         ["rows", "output columns"],
         (m, n),
         &[
-            op("x", x.buffer(), Some(x), x_row, 0),
-            op("weight", w_buf.buffer(), Some(w_buf), 0, w_row),
-            op(
-                "weight scales",
-                super::buffer_or(ctx, scales),
-                scales,
-                0,
-                slot_row,
-            ),
-            op(
-                "weight zero points",
-                super::buffer_or(ctx, zeros),
-                zeros,
-                0,
-                slot_row,
-            ),
-            op("bias", super::buffer_or(ctx, bias), bias, 0, 4),
-            op(
-                "output",
-                out.buffer(),
-                Some(out),
-                out_elem * n as u64,
-                out_elem,
-            ),
+            O::tensor("x", x, x_row, 0),
+            O::tensor("weight", w_buf, 0, w_row),
+            O::optional(ctx, "weight scales", scales, 0, slot_row),
+            O::optional(ctx, "weight zero points", zeros, 0, slot_row),
+            O::optional(ctx, "bias", bias, 0, 4),
+            O::tensor("output", out, out_elem * n as u64, out_elem),
         ],
     )?;
     for piece in pieces {

@@ -824,18 +824,13 @@ impl<'a> Tuner<'a> {
                 vec![3],
             )?;
             let x = QTensor::from_codes(ctx, &ap, &codes)?;
-            let w = QConvWeight::quantize(
-                ctx,
-                dims,
-                &oihw,
-                &QuantScheme::symmetric(QType::I8).per_channel(0),
-            )?;
             let wq = QuantParams::from_data(
                 &QuantScheme::symmetric(QType::I8).per_channel(0),
                 &dims.oihw(),
                 &oihw,
             )?;
             let wcodes = wq.quantize(&oihw)?;
+            let w = QConvWeight::from_codes(ctx, dims, &wcodes, &wq)?;
             let want: Vec<Option<i32>> = crate::reference::qconv2d_i32(
                 &codes,
                 3,
