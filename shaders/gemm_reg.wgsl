@@ -9,7 +9,14 @@
 // per barrier. Indices are clamped instead of branched on; the store is masked.
 //
 // Compile-time constants: WG, TM, TN4, TRANS_A, TRANS_B, VEC_B (B bound as vec4s: needs
-// !TRANS_B and N, ldb and the batch stride of B all multiples of 4), KU (k unroll).
+// !TRANS_B and N, ldb and the batch stride of B all multiples of 4), KU (k unroll), SPLIT.
+//
+// Parallel split-K, for GEMV-like shapes whose few output tiles would leave most of a GPU
+// idle: SPLIT = 1 runs `p.splits` slices of the K range in one dispatch (the grid holds
+// every tile once per slice) and stores each slice's raw sums to `c`, bound to a dense
+// scratch [splits, batch, m, n]; SPLIT = 2 is the reduce pass, with the scratch bound to
+// `a`: each invocation adds its tile's slices and applies the epilogue. SPLIT = 0 is the
+// plain kernel (one slice).
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -28,10 +35,12 @@ fn main(
 ) {
     let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
     let per_batch = p.groups_x * p.groups_y;
-    let batch = lin / per_batch;
-    if (batch >= p.batch) {
+    let tiles = per_batch * p.batch;
+    let slice = lin / tiles;
+    if (slice >= p.splits) {
         return;
     }
+    let batch = (lin % tiles) / per_batch;
     let rem = lin % per_batch;
     let row0 = (rem / p.groups_x) * TM;
     let colw = (rem % p.groups_x) * BN + lid.x * 4u;
@@ -64,8 +73,35 @@ fn main(
         acc[i] = vec4<f32>(0.0);
     }
 
-    let kmain = p.k - p.k % KU;
-    var k = 0u;
+    // Dense [splits, batch, m, n] scratch: one slice's sums are this far apart.
+    let slice_stride = p.batch * p.m * p.n;
+    if (SPLIT == 2u) {
+        // Reduce pass: `a` holds the slices' sums; add them in slice order.
+        for (var s = 0u; s < p.splits; s++) {
+            for (var i = 0u; i < TM; i++) {
+                let r = min(row0 + i, p.m - 1u);
+                let base = s * slice_stride + batch * p.m * p.n + r * p.n;
+                for (var j = 0u; j < TN4; j++) {
+                    let col = min(colw + j * WG * 4u, p.n - 1u);
+                    let n1 = p.n - 1u;
+                    let part = vec4<f32>(
+                        a[base + col],
+                        a[base + min(col + 1u, n1)],
+                        a[base + min(col + 2u, n1)],
+                        a[base + min(col + 3u, n1)],
+                    );
+                    acc[i * TN4 + j] = acc[i * TN4 + j] + part;
+                }
+            }
+        }
+    }
+    // This slice's K range (the whole of K unless split; none in the reduce pass).
+    var k = slice * p.kslice;
+    var kend = min(k + p.kslice, p.k);
+    if (SPLIT == 2u) {
+        kend = k;
+    }
+    let kmain = kend - (kend - k) % KU;
     for (; k < kmain; k += KU) {
         for (var u = 0u; u < KU; u++) {
             let kk = k + u;
@@ -86,7 +122,7 @@ fn main(
             }
         }
     }
-    for (; k < p.k; k++) {
+    for (; k < kend; k++) {
         var bv: array<vec4<f32>, TN4>;
         for (var j = 0u; j < TN4; j++) {
             bv[j] = load_b4(b_off, k, bcol[j]);
@@ -121,8 +157,13 @@ fn main(
             let v = res[i * TN4 + j];
             for (var q = 0u; q < 4u; q++) {
                 if (row < p.m && col + q < p.n) {
-                    let ci = c_off + row * p.ldc + col + q;
-                    c[ci] = gemm_epilogue(p, v[q], col + q, ci);
+                    if (SPLIT == 1u) {
+                        // Raw sums of this slice; the reduce pass applies the epilogue.
+                        c[slice * slice_stride + batch * p.m * p.n + row * p.n + col + q] = v[q];
+                    } else {
+                        let ci = c_off + row * p.ldc + col + q;
+                        c[ci] = gemm_epilogue(p, v[q], col + q, ci);
+                    }
                 }
             }
         }

@@ -28,7 +28,14 @@
 // Compile-time constants: WG, TM, TN4, DOT4 (dot4I8Packed, else an unpacked fallback with
 // identical results), ZA (A has zero points: needs W's column sums), ZW (W has zero
 // points: needs A's row sums), OUT (0: f32, 1: f16 pairs, 2: i32, 3: 8-bit requantized),
-// CONV (the convolution addressing above).
+// CONV (the convolution addressing above), REDUCE (below).
+//
+// Parallel split-K (GEMM only): with `p.splits` > 1 the grid holds every tile once per K
+// slice of `p.slice_words` words; each slice stores its exact partial result, zero-point
+// corrections included (they are sums over K too), as i32 with OUT = 2 into a dense
+// scratch [splits, m, n] bound as `out`. The REDUCE variant (ZA and ZW off) has the
+// scratch bound as `a`, adds the slices with wrapping i32 arithmetic (exact, as above)
+// and runs the epilogue of the requested output.
 
 struct Params {
     m: u32,
@@ -70,8 +77,8 @@ struct Params {
     pix_words: u32,      // words per input pixel: ceil(C / 4)
     a_words: u32,        // words in A's binding
     byte_out: u32,       // 1: requantized columns of a group are not word aligned
-    _pad0: u32,
-    _pad1: u32,
+    splits: u32,         // K slices (1: not split)
+    slice_words: u32,    // words of K per slice (kw when not split)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -134,7 +141,13 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let lin0 = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let tiles = p.groups_x * p.row_blocks * p.groups;
+    let slice = lin0 / tiles;
+    if (slice >= p.splits) {
+        return;
+    }
+    let lin = lin0 % tiles;
     let block = lin / p.groups_x;
     let grp = block / p.row_blocks;
     if (grp >= p.groups) {
@@ -178,7 +191,23 @@ fn main(
     }
 
     let kfull = p.kc / 4u;
-    for (var tap = 0u; tap < p.taps; tap++) {
+    // This slice's words of each tap's slice of K (all of them unless split).
+    let kw0 = slice * p.slice_words;
+    let kw1 = min(kw0 + p.slice_words, p.kw);
+    var ntaps = p.taps;
+    if (REDUCE) {
+        ntaps = 0u;
+        for (var s = 0u; s < p.splits; s++) {
+            for (var i = 0u; i < TM; i++) {
+                let base = s * p.m * p.n + min(row0 + i, p.m - 1u) * p.n + gcol;
+                for (var j = 0u; j < TN; j++) {
+                    let col = min(colw + (j / 4u) * WG * 4u + j % 4u, p.ncols - 1u);
+                    acc[i * TN + j] = acc[i * TN + j] + bitcast<i32>(a[base + col]);
+                }
+            }
+        }
+    }
+    for (var tap = 0u; tap < ntaps; tap++) {
         // Where each row reads this tap: a word index (GEMM), or a byte offset into A and
         // whether the tap lies inside the image (CONV).
         var abase: array<u32, TM>;
@@ -194,7 +223,7 @@ fn main(
             }
         }
         let wtap = tap * p.kw;
-        for (var kw = 0u; kw < p.kw; kw++) {
+        for (var kw = kw0; kw < kw1; kw++) {
             // Bytes past the slice (raw-0 padding, flipped for u8, or the next group's
             // channels) are masked to zero.
             let mask = select(0xffffffffu, p.tail_mask, kw == kfull);
@@ -223,7 +252,8 @@ fn main(
     for (var t = 0u; t < TM * TN; t++) {
         res[t] = acc[t];
     }
-    let kk = i32(p.k);
+    // Values of K this slice covered (the whole of K unless split).
+    let kk = i32(p.taps * (min(kw1 * 4u, p.kc) - kw0 * 4u));
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) {
@@ -259,7 +289,7 @@ fn main(
                     } else if (OUT == 1u) {
                         pair[q] = dequant(r, row, col);
                     } else if (OUT == 2u) {
-                        atomicStore(&out[row * p.n + col], bitcast<u32>(r));
+                        atomicStore(&out[slice * p.m * p.n + row * p.n + col], bitcast<u32>(r));
                     } else {
                         let v = dequant(r, row, col);
                         let code = quantize_one(v, p.out_scale, p.out_zero, p.out_qmin, p.out_qmax);

@@ -14,9 +14,15 @@
 //
 // Compile-time constants: WG, TM, TN4; W_BITS (4, 8: codes; 16: f16 pairs); W_SIGNED;
 // QUANT (W holds codes with scales); ZW (codes have zero points); A_F16 (X is f16);
-// PAIRS (K is even, so f16 rows start on word boundaries); OUT_F16. The composer also
+// PAIRS (K is even, so f16 rows start on word boundaries); OUT_F16; REDUCE. The composer also
 // emits `alias T` (the multiply type), `alias TACC` (the accumulate type) and `h2`
 // (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16.
+//
+// Parallel split-K: with `p.splits` > 1 the grid holds every tile once per K slice of
+// `p.slice_words` weight words (a slice may cut a parameter group: the per-group scaling
+// is linear, so the parts add up); each slice stores its raw f32 sums (flags 0, f32
+// output) to a dense scratch [splits, m, n] bound as `out`. The REDUCE variant has the
+// scratch bound as `a`, adds the slices in order and applies bias and activation.
 
 struct Params {
     m: u32,
@@ -33,8 +39,8 @@ struct Params {
     a_words: u32,        // words in the X binding (loads are clamped into it)
     w_words: u32,
     ldo: u32,            // output row pitch in elements (N, or more for a piece of N)
-    _pad1: u32,
-    _pad2: u32,
+    splits: u32,         // K slices (1: not split)
+    slice_words: u32,    // weight words per slice (kw when not split)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -116,11 +122,14 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let lin = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-    let row0 = (lin / p.groups_x) * TM;
-    if (row0 >= p.m) {
+    let lin0 = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let tiles = p.groups_x * ((p.m + TM - 1u) / TM);
+    let slice = lin0 / tiles;
+    if (slice >= p.splits) {
         return;
     }
+    let lin = lin0 % tiles;
+    let row0 = (lin / p.groups_x) * TM;
     let colw = (lin % p.groups_x) * BN + lid.x * 4u;
 
     var rows: array<u32, TM>;
@@ -137,9 +146,24 @@ fn main(
         acc[t] = 0.0;
     }
 
-    for (var g = 0u; g < p.ngroups; g++) {
-        let kw0 = g * p.group_words;
-        let kw_end = min(kw0 + p.group_words, p.kw);
+    // This slice's weight words, and the parameter groups they touch.
+    let s0 = slice * p.slice_words;
+    let s1 = min(s0 + p.slice_words, p.kw);
+    var g1 = min((s1 + p.group_words - 1u) / p.group_words, p.ngroups);
+    if (REDUCE) {
+        g1 = 0u;
+        for (var s = 0u; s < p.splits; s++) {
+            for (var i = 0u; i < TM; i++) {
+                let base = s * p.m * p.n + rows[i] * p.n;
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * TN + j] = acc[i * TN + j] + bitcast<f32>(a[base + cols[j]]);
+                }
+            }
+        }
+    }
+    for (var g = s0 / p.group_words; g < g1; g++) {
+        let kw0 = max(g * p.group_words, s0);
+        let kw_end = min(min(g * p.group_words + p.group_words, p.kw), s1);
         var part: array<TACC, TM * TN>;
         var xs: array<T, TM>;
         for (var t = 0u; t < TM * TN; t++) {
@@ -210,6 +234,7 @@ fn main(
     for (var t = 0u; t < TM * TN; t++) {
         res[t] = acc[t];
     }
+    let out0 = slice * p.m * p.ldo;
     for (var i = 0u; i < TM; i++) {
         let row = row0 + i;
         if (row >= p.m) {
@@ -226,7 +251,7 @@ fn main(
                 let v = bias_act(res[i * TN + g4 * 4u + q], p.flags, col);
                 v4[q] = v;
                 if (!OUT_F16 && col0 + q < p.n) {
-                    atomicStore(&out[row * p.ldo + col0 + q], bitcast<u32>(v));
+                    atomicStore(&out[out0 + row * p.ldo + col0 + q], bitcast<u32>(v));
                 }
             }
             if (OUT_F16) {

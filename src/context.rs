@@ -262,6 +262,7 @@ struct Stats {
     uniform_buffers: AtomicU64,
     scratch_buffers: AtomicU64,
     split_dispatches: AtomicU64,
+    split_k_runs: AtomicU64,
 }
 
 /// What a context has allocated so far (see [`Context::stats`]). An engine running the
@@ -286,6 +287,9 @@ pub struct ContextStats {
     /// Dispatches recorded as pieces of ops whose operands exceed
     /// `max_storage_buffer_binding_size` (each piece binds windows that fit).
     pub split_dispatches: u64,
+    /// GEMMs recorded with parallel split-K (a partial-sum pass over the K slices and a
+    /// reduce pass; see [`crate::plan::default_split_k`]).
+    pub split_k_runs: u64,
 }
 
 /// A device, its queue, its capabilities and the kernels compiled for it.
@@ -703,6 +707,7 @@ impl Context {
             pooled_bind_groups: self.inner.bindings.lock().expect("bind pool").len(),
             kernels: self.compiled_kernels(),
             split_dispatches: s.split_dispatches.load(Ordering::Relaxed),
+            split_k_runs: s.split_k_runs.load(Ordering::Relaxed),
         }
     }
 
@@ -744,6 +749,14 @@ impl Context {
         self.inner
             .stats
             .split_dispatches
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one GEMM recorded with parallel split-K.
+    pub(crate) fn note_split_k(&self) {
+        self.inner
+            .stats
+            .split_k_runs
             .fetch_add(1, Ordering::Relaxed);
     }
 

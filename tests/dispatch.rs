@@ -662,9 +662,9 @@ fn fallbacks_under_small_workgroup_limits() {
         gpu.adapter.device_type = wgpu::DeviceType::DiscreteGpu;
         let k = wgpu_quant::plan::default_gemm_kernel(&gpu, &desc);
         assert!(k.fits(&gpu), "GPU plan {m}x{n}: {k:?} does not fit");
-        let t = wgpu_quant::plan::default_qgemm_config(&caps, m, n);
+        let t = wgpu_quant::plan::default_qgemm_config(&caps, m, n, 128);
         assert!(t.wg <= 32, "{t:?}");
-        let t = wgpu_quant::plan::default_wgemm_config(&caps, m);
+        let t = wgpu_quant::plan::default_wgemm_config(&caps, m, n, 128);
         assert!(t.wg <= 32, "{t:?}");
     }
     // A pinned kernel over the limits is an error naming it.
@@ -693,6 +693,78 @@ fn fallbacks_under_small_workgroup_limits() {
         "{e}"
     );
     run_linear_ops(&ctx);
+}
+
+/// The split-K heuristic: GEMV-like shapes split on GPUs (until the workgroups reach
+/// the target), never on CPU adapters, never with short K or many output tiles; the
+/// GPU's plan runs correctly here; the plans report the slices.
+#[test]
+fn split_k_heuristic_splits_gemv_on_gpus_only() {
+    use wgpu_quant::ops::gemm::RegConfig;
+    use wgpu_quant::plan::{self, default_split_k, SPLIT_K_MAX, SPLIT_K_TARGET};
+    let ctx = common::ctx();
+    let caps = ctx.capabilities().clone();
+    assert!(caps.is_cpu(), "this test expects a CPU adapter (lavapipe)");
+    let mut gpu = caps.clone();
+    gpu.adapter.device_type = wgpu::DeviceType::DiscreteGpu;
+    // The rule itself.
+    assert_eq!(
+        default_split_k(&caps, 16, 4096),
+        1,
+        "CPU adapters never split"
+    );
+    assert_eq!(default_split_k(&gpu, 16, 4096), 16);
+    assert_eq!(default_split_k(&gpu, 8, 1 << 20), SPLIT_K_MAX);
+    assert_eq!(
+        default_split_k(&gpu, 100, 4096),
+        2,
+        "256 / 100 rounds down to 2"
+    );
+    assert_eq!(default_split_k(&gpu, SPLIT_K_TARGET, 1 << 20), 1);
+    assert_eq!(default_split_k(&gpu, 16, 700), 2, "slices of at least 256");
+    assert_eq!(default_split_k(&gpu, 16, 511), 1);
+    // Per op, as a GPU plans a 4096x4096 GEMV (16 FP32 tiles of 256 columns, 8 W8A8
+    // and weight-only tiles of 512).
+    let gemv = GemmDesc::new(1, 4096, 4096);
+    let k = plan::default_gemm_kernel(&gpu, &gemv);
+    assert_eq!(
+        k,
+        GemmKernel::Register(RegConfig::new(64, 1, 1, 4).split_k(16))
+    );
+    assert_eq!(
+        plan::default_gemm_kernel(&caps, &gemv),
+        GemmKernel::Register(RegConfig::new(64, 1, 1, 4))
+    );
+    assert_eq!(plan::default_qgemm_config(&gpu, 1, 4096, 4096).split_k, 16);
+    assert_eq!(plan::default_wgemm_config(&gpu, 1, 4096, 4096).split_k, 16);
+    assert_eq!(plan::default_qgemm_config(&caps, 1, 4096, 4096).split_k, 1);
+    assert_eq!(plan::default_wgemm_config(&caps, 1, 4096, 4096).split_k, 1);
+    // Enough tiles already, or too short a K, or not GEMV-like: no split.
+    assert_eq!(
+        plan::default_qgemm_config(&gpu, 1, 1 << 17, 4096).split_k,
+        1
+    );
+    assert_eq!(plan::default_wgemm_config(&gpu, 4, 4096, 300).split_k, 1);
+    assert!(!matches!(
+        plan::default_gemm_kernel(&gpu, &GemmDesc::new(64, 4096, 4096)),
+        GemmKernel::Register(RegConfig { split_k: 2.., .. })
+    ));
+    // The GPU's plan, run here, matches the reference, and the plan reports its slices.
+    let desc = GemmDesc::new(3, 1000, 2999).kernel(plan::default_gemm_kernel(
+        &gpu,
+        &GemmDesc::new(3, 1000, 2999),
+    ));
+    let own = common::context_with(Overrides::default());
+    let err = check_gemm(&own, &desc, 77);
+    assert!(err < 1e-5, "{desc:?}: rel. error {err:.2e}");
+    assert_eq!(own.stats().split_k_runs, 1, "{desc:?} must run split");
+    assert_eq!(plan::explain_gemm(ctx, &desc).unwrap().split_k, 8);
+    assert_eq!(
+        plan::explain_gemm(ctx, &GemmDesc::new(3, 1000, 2999))
+            .unwrap()
+            .split_k,
+        1
+    );
 }
 
 #[test]

@@ -291,3 +291,102 @@ fn results_stay_on_gpu_and_chain() {
     let err = reference::rel_error(&got, &want);
     assert!(err < BUDGET, "chained GEMM rel. error {err:.3e}");
 }
+
+/// Register kernels with parallel split-K over odd K (slices of uneven length, a last
+/// slice shorter than the rest, K shorter than the slice count), every transpose, batches
+/// with broadcast and gaps, and the epilogue (which the reduce pass applies).
+#[test]
+fn split_k_matches_the_reference() {
+    use wgpu_quant::ops::gemm::{effective_split_k, RegConfig};
+    let ctx = common::ctx();
+    let mut failures = Vec::new();
+    let mut split_runs = 0;
+    let configs = [
+        RegConfig::new(64, 1, 1, 4).split_k(2),
+        RegConfig::new(64, 2, 1, 4).split_k(5),
+        RegConfig::new(32, 2, 2, 4).split_k(16),
+        RegConfig::new(64, 8, 1, 4).split_k(3),
+        RegConfig::new(64, 4, 2, 2).split_k(7),
+    ];
+    for cfg in configs {
+        let kernel = GemmKernel::Register(cfg);
+        for (m, n, k) in [
+            (1, 33, 1031),
+            (3, 257, 517),
+            (7, 17, 3),
+            (1, 1, 1),
+            (9, 65, 255),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let desc = GemmDesc::new(m, n, k)
+                    .transpose(ta, tb)
+                    .alpha(-0.75)
+                    .activation(Activation::Relu)
+                    .kernel(kernel);
+                if effective_split_k(ctx, kernel, &desc) > 1 {
+                    split_runs += 1;
+                }
+                if let Err(e) = run(ctx, &Case::dense(desc, true), (m + n + k) as u64) {
+                    failures.push(e);
+                }
+            }
+        }
+        // Batched: dense, A broadcast, and explicit strides with gaps.
+        let desc = GemmDesc::new(5, 37, 301).batch(3).kernel(kernel);
+        assert!(
+            effective_split_k(ctx, kernel, &desc) > 1,
+            "{desc:?} must split"
+        );
+        if let Err(e) = run(ctx, &Case::dense(desc.clone(), true), 3) {
+            failures.push(e);
+        }
+        let mut case = Case::dense(desc.clone(), false);
+        case.a_shape = vec![5, 301];
+        if let Err(e) = run(ctx, &case, 4) {
+            failures.push(e);
+        }
+        let (sa, sb, sc) = (5 * 301 + 5, 301 * 37 + 3, 5 * 37 + 7);
+        let strided = Case {
+            desc: desc.batch_strides(sa, sb, sc),
+            a_shape: vec![2 * sa + 5 * 301],
+            b_shape: vec![2 * sb + 301 * 37],
+            c_shape: vec![2 * sc + 5 * 37],
+            bias: true,
+        };
+        if let Err(e) = run(ctx, &strided, 5) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every configuration splits the longer reductions (K = 1031, 517, 255).
+    assert!(split_runs >= 5 * 3 * 4, "only {split_runs} runs were split");
+}
+
+/// Two split-K GEMMs recorded back to back share the scratch of their partial sums; the
+/// second must see its own slices, not the first's.
+#[test]
+fn split_k_gemms_chain_through_shared_scratch() {
+    use wgpu_quant::ops::gemm::RegConfig;
+    let ctx = common::ctx();
+    let kernel = GemmKernel::Register(RegConfig::new(64, 1, 1, 4).split_k(4));
+    let (m, k, n, p) = (1, 1000, 256, 256);
+    let a_h = random_f32(m * k, 31);
+    let b_h = random_f32(k * n, 32);
+    let d_h = random_f32(n * p, 33);
+    let a = Tensor::from_slice(ctx, &[m, k], &a_h).unwrap();
+    let b = Tensor::from_slice(ctx, &[k, n], &b_h).unwrap();
+    let d = Tensor::from_slice(ctx, &[n, p], &d_h).unwrap();
+    let ab = Tensor::zeros(ctx, &[m, n], DType::F32).unwrap();
+    let out = Tensor::zeros(ctx, &[m, p], DType::F32).unwrap();
+    let mut enc = ctx.encoder("chain");
+    let d1 = GemmDesc::new(m, n, k).kernel(kernel);
+    let d2 = GemmDesc::new(m, p, n).kernel(kernel);
+    gemm(ctx, &mut enc, &d1, &a, &b, None, &ab).unwrap();
+    gemm(ctx, &mut enc, &d2, &ab, &d, None, &out).unwrap();
+    ctx.queue().submit([enc.finish()]);
+    let got = out.read_blocking::<f32>(ctx).unwrap();
+    let ab_ref = reference::gemm(&GemmDesc::new(m, n, k), [0, 0, 0], &a_h, &b_h, None);
+    let want = reference::gemm(&GemmDesc::new(m, p, n), [0, 0, 0], &ab_ref, &d_h, None);
+    let err = reference::rel_error(&got, &want);
+    assert!(err < BUDGET, "chained split-K GEMM rel. error {err:.3e}");
+}

@@ -405,6 +405,67 @@ fn w8a8_every_output_tile_and_path() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Parallel split-K, bit for bit: every (A, W) parameter combination over odd K (uneven
+/// slices, a short last slice, K shorter than the slices asked for), every output, both
+/// dot product paths; the zero-point corrections are summed per slice.
+#[test]
+fn w8a8_split_k_bit_exact() {
+    use wgpu_quant::ops::qgemm::effective_split_k;
+    let ctx = common::ctx();
+    let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+    let splits = [2, 3, 7, 16];
+    let mut failures = Vec::new();
+    let (mut cases, mut split) = (0, 0);
+    let mut idx = 0usize;
+    for &(m, n, k) in &[
+        (1, 21, 1031),
+        (3, 37, 517),
+        (5, 9, 13),
+        (2, 70, 301),
+        (8, 5, 6),
+    ] {
+        for a in A_SPECS {
+            for w in W_SPECS {
+                idx += 1;
+                let out = outs()[idx % 5];
+                let config = TILES[idx % TILES.len()].split_k(splits[(idx / 3) % 4]);
+                if effective_split_k(ctx, config, m, n, k) > 1 {
+                    split += 1;
+                }
+                let case = Case {
+                    m_shape: vec![m, k],
+                    n,
+                    a,
+                    w,
+                    out,
+                    activation: if out == Out::I32 {
+                        Activation::None
+                    } else {
+                        acts[idx % 3]
+                    },
+                    bias: out != Out::I32 && idx.is_multiple_of(2),
+                    config,
+                    packed: (idx / 2).is_multiple_of(2),
+                };
+                cases += 1;
+                if let Err(msg) = run(ctx, &case, 5000 + idx as u64) {
+                    failures.push(format!(
+                        "{m}x{n}x{k} A {a:?} W {w:?} out {out:?} {config:?}: {msg}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Every case runs split, even K = 6 (two words, so two slices).
+    assert_eq!(split, cases, "{split} of {cases} cases ran split");
+}
+
 /// The exact-int32 bound: at K = max_exact_k the worst-case codes give the extreme sum
 /// exactly (the partial sums wrap inside the kernel); one more K is refused.
 #[test]

@@ -101,7 +101,27 @@ fn read_out(ctx: &Context, t: &Tensor) -> Vec<f32> {
 
 #[test]
 fn weight_only_sweep() {
-    let ctx = common::ctx();
+    weight_only_cases(common::ctx(), &[1]);
+}
+
+/// The weight-only sweep with parallel split-K: slices cut parameter groups and end
+/// mid-group; K shorter than the slices asked for.
+#[test]
+fn weight_only_split_k() {
+    // A context of its own, so that the count below is this test's alone.
+    let ctx = common::context_with(Default::default());
+    let cases = weight_only_cases(&ctx, &[2, 3, 5, 16]);
+    let split = ctx.stats().split_k_runs;
+    // Every shape but 1x1x1 (one weight word) splits.
+    assert!(
+        split as usize >= cases - 2 * schemes().len(),
+        "{split} of {cases} cases ran split"
+    );
+}
+
+/// Runs the weight-only sweep with tiles split `splits[i]` ways (rotating); returns the
+/// case count.
+fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
     let acts = [Activation::None, Activation::Relu, Activation::Relu6];
     let mut failures = Vec::new();
     let mut idx = 0usize;
@@ -110,7 +130,7 @@ fn weight_only_sweep() {
             for x_f16 in [false, true] {
                 idx += 1;
                 let out_f16 = idx.is_multiple_of(3);
-                let config = TILES[idx % TILES.len()];
+                let config = TILES[idx % TILES.len()].split_k(splits[(idx / 2) % splits.len()]);
                 let act = acts[idx % 3];
                 let with_bias = idx % 2 == 1;
                 let mut rng = rand::rngs::StdRng::seed_from_u64(idx as u64);
@@ -168,11 +188,29 @@ fn weight_only_sweep() {
         failures.len(),
         failures.join("\n")
     );
+    idx
 }
 
 #[test]
 fn fp16_gemm_sweep() {
-    let ctx = common::ctx();
+    fp16_cases(common::ctx(), &[1]);
+}
+
+/// The FP16 GEMM sweep with parallel split-K (odd K cuts f16 pairs across rows).
+#[test]
+fn fp16_gemm_split_k() {
+    let ctx = common::context_with(Default::default());
+    let ran = fp16_cases(&ctx, &[2, 3, 7, 16]);
+    let split = ctx.stats().split_k_runs;
+    // Every run but 1x1x1 (one word) splits.
+    assert!(
+        split as usize + 6 >= ran,
+        "{split} of {ran} runs were split"
+    );
+}
+
+/// Runs the FP16 sweep with tiles split `splits[i]` ways (rotating); returns the runs.
+fn fp16_cases(ctx: &Context, splits: &[u32]) -> usize {
     let has_f16 = ctx.capabilities().shader_f16;
     let mut failures = Vec::new();
     let mut ran = [0usize; 3];
@@ -184,7 +222,7 @@ fn fp16_gemm_sweep() {
         {
             for out_f16 in [false, true] {
                 idx += 1;
-                let config = TILES[idx % TILES.len()];
+                let config = TILES[idx % TILES.len()].split_k(splits[(idx / 2) % splits.len()]);
                 let act = [Activation::None, Activation::Relu][idx % 2];
                 let mut rng = rand::rngs::StdRng::seed_from_u64(7 * idx as u64);
                 let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -240,6 +278,7 @@ fn fp16_gemm_sweep() {
         );
     }
     eprintln!("fp16 cases run (f32 / f16 acc f32 / f16): {ran:?}, SHADER_F16: {has_f16}");
+    ran.iter().sum()
 }
 
 /// The GEMV configurations read every weight word once: one invocation covers all M

@@ -27,8 +27,10 @@ struct GemmParams {
     off_b: u32,
     off_c: u32,
     off_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Parallel split-K (register kernel only): the K range is cut into `splits` slices of
+    // `kslice` values, one per grid slice; 1 and k when the GEMM is not split.
+    splits: u32,
+    kslice: u32,
 }
 
 // The epilogue of C element `ci` in column `col` (uses the kernel's `c` and `bias`).

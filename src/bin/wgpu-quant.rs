@@ -48,7 +48,7 @@ enum Cmd {
         /// GEMV / rectangular shapes as MxNxK (B stored K x N).
         #[arg(long, value_delimiter = ',', default_values_t = vec!["1x4096x4096".to_string()])]
         gemv: Vec<String>,
-        /// Kernel: auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU or
+        /// Kernel: auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU[,SPLITK] or
         /// sg:WG,TM,TN4.
         #[arg(long, default_value = "auto")]
         kernel: String,
@@ -123,8 +123,16 @@ fn parse_kernel(s: &str) -> Result<Option<GemmKernel>, String> {
                     .map(|x| x.trim().parse::<u32>())
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("kernel '{s}': {e}"))?;
-                if let [wg, tm, tn4, ku] = v[..] {
-                    return Ok(Some(GemmKernel::Register(RegConfig { wg, tm, tn4, ku })));
+                match v[..] {
+                    [wg, tm, tn4, ku] => {
+                        return Ok(Some(GemmKernel::Register(RegConfig::new(wg, tm, tn4, ku))))
+                    }
+                    [wg, tm, tn4, ku, ks] => {
+                        return Ok(Some(GemmKernel::Register(
+                            RegConfig::new(wg, tm, tn4, ku).split_k(ks),
+                        )))
+                    }
+                    _ => {}
                 }
             }
             if let Some(rest) = s.strip_prefix("sg:") {
@@ -154,7 +162,7 @@ fn parse_kernel(s: &str) -> Result<Option<GemmKernel>, String> {
                 }
             }
             Err(format!(
-                "unknown kernel '{s}': expected auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU or sg:WG,TM,TN4"
+                "unknown kernel '{s}': expected auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU[,SPLITK] or sg:WG,TM,TN4"
             ))
         }
     }

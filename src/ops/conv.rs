@@ -965,6 +965,14 @@ pub fn conv2d(
         crate::plan::conv_config(ctx, &shape, if x_f16 { "f16" } else { "f32" })
     });
     cfg.check(ctx, OP)?;
+    if cfg.split_k != 1 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "tile {cfg:?}: split-K applies to the GEMMs only; a convolution's tile takes                  split_k = 1"
+            ),
+        ));
+    }
     let ncols = oc / dims.groups;
     let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));
     let g = shape.geom();

@@ -66,7 +66,11 @@ pub struct TiledConfig {
 }
 
 /// Configuration of the register kernel: `wg` invocations along N, each computing `tm`
-/// rows by `4 * tn4` columns, with the K loop unrolled `ku` times.
+/// rows by `4 * tn4` columns, with the K loop unrolled `ku` times, and K cut into
+/// `split_k` slices that run in parallel (parallel split-K: one dispatch computes every
+/// slice's partial sums into a pooled scratch, a second adds them and applies the
+/// epilogue). Split-K gives a GEMV-like shape, whose few output tiles would leave most of
+/// a GPU's cores idle, `split_k` times the workgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RegConfig {
     /// Invocations per workgroup, all along N.
@@ -77,6 +81,32 @@ pub struct RegConfig {
     pub tn4: u32,
     /// K unroll factor.
     pub ku: u32,
+    /// K slices computed in parallel and summed by a reduce pass (1: no split). Absent
+    /// from tuning caches written before split-K existed, where it reads as 1.
+    #[serde(default = "one")]
+    pub split_k: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RegConfig {
+    /// A register configuration without split-K.
+    pub const fn new(wg: u32, tm: u32, tn4: u32, ku: u32) -> RegConfig {
+        RegConfig {
+            wg,
+            tm,
+            tn4,
+            ku,
+            split_k: 1,
+        }
+    }
+
+    /// This configuration with K cut into `split_k` parallel slices.
+    pub const fn split_k(self, split_k: u32) -> RegConfig {
+        RegConfig { split_k, ..self }
+    }
 }
 
 /// Configuration of the subgroup kernel: `wg` invocations along N, each computing `tm`
@@ -124,42 +154,12 @@ impl GemmKernel {
 
     /// The register configurations the plan may choose.
     pub const REGISTER: [RegConfig; 6] = [
-        RegConfig {
-            wg: 64,
-            tm: 1,
-            tn4: 1,
-            ku: 4,
-        },
-        RegConfig {
-            wg: 64,
-            tm: 2,
-            tn4: 1,
-            ku: 4,
-        },
-        RegConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 1,
-            ku: 4,
-        },
-        RegConfig {
-            wg: 64,
-            tm: 8,
-            tn4: 1,
-            ku: 4,
-        },
-        RegConfig {
-            wg: 64,
-            tm: 4,
-            tn4: 2,
-            ku: 2,
-        },
-        RegConfig {
-            wg: 32,
-            tm: 2,
-            tn4: 2,
-            ku: 4,
-        },
+        RegConfig::new(64, 1, 1, 4),
+        RegConfig::new(64, 2, 1, 4),
+        RegConfig::new(64, 4, 1, 4),
+        RegConfig::new(64, 8, 1, 4),
+        RegConfig::new(64, 4, 2, 2),
+        RegConfig::new(32, 2, 2, 4),
     ];
 
     /// The subgroup configurations the plan may choose.
@@ -230,7 +230,9 @@ impl GemmKernel {
         }
     }
 
-    fn variant(self, trans_a: bool, trans_b: bool, vec_b: bool) -> ShaderVariant {
+    /// The shader variant; `split` is the register kernel's split-K mode (0 plain, 1
+    /// partial sums, 2 reduce), ignored by the other families.
+    fn variant(self, trans_a: bool, trans_b: bool, vec_b: bool, split: u32) -> ShaderVariant {
         match self {
             GemmKernel::Tiled(c) => ShaderVariant::new(
                 ShaderFile::GemmTiled,
@@ -254,6 +256,7 @@ impl GemmKernel {
                     ("TRANS_A", Def::Bool(trans_a)),
                     ("TRANS_B", Def::Bool(trans_b)),
                     ("VEC_B", Def::Bool(vec_b && !trans_b)),
+                    ("SPLIT", Def::U32(split)),
                 ],
             ),
             GemmKernel::Subgroup(c) => ShaderVariant::new(
@@ -286,7 +289,7 @@ impl GemmKernel {
                 (c.wg_x * c.wg_y, (bm + bn) * c.bk * 4)
             }
             GemmKernel::Register(c) => {
-                if c.wg == 0 || c.tm == 0 || c.tn4 == 0 || c.ku == 0 {
+                if c.wg == 0 || c.tm == 0 || c.tn4 == 0 || c.ku == 0 || c.split_k == 0 {
                     return Err(Error::invalid(
                         OP,
                         format!("register config {c:?}: every field must be non-zero"),
@@ -339,11 +342,20 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     for k in GemmKernel::all() {
         for ta in [false, true] {
             for tb in [false, true] {
-                out.push(k.variant(ta, tb, false));
+                out.push(k.variant(ta, tb, false, 0));
                 if !matches!(k, GemmKernel::Tiled(_)) && !tb {
-                    out.push(k.variant(ta, tb, true));
+                    out.push(k.variant(ta, tb, true, 0));
+                }
+                if matches!(k, GemmKernel::Register(_)) {
+                    out.push(k.variant(ta, tb, false, 1));
+                    if !tb {
+                        out.push(k.variant(ta, tb, true, 1));
+                    }
                 }
             }
+        }
+        if matches!(k, GemmKernel::Register(_)) {
+            out.push(k.variant(false, false, false, 2));
         }
     }
     out
@@ -576,8 +588,8 @@ struct GemmParams {
     off_b: u32,
     off_c: u32,
     off_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
+    splits: u32,
+    kslice: u32,
 }
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 80);
 
@@ -810,8 +822,8 @@ pub fn gemm(
         off_b: 0,
         off_c: 0,
         off_bias: 0,
-        _pad0: 0,
-        _pad1: 0,
+        splits: 1,
+        kslice: desc.k as u32,
     };
     if fits {
         let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && sb.is_multiple_of(4);
@@ -822,7 +834,30 @@ pub fn gemm(
             super::Res::whole(bias_buf),
             super::Res::whole(c.buffer()),
         ];
-        return dispatch(ctx, encoder, kernel, desc, vec_b, base, &res);
+        if let Some((splits, kslice)) = split_k_slices(ctx, kernel, desc) {
+            // Parallel split-K: every slice's sums into a dense scratch, then one reduce
+            // pass that adds them in slice order and applies alpha, bias and activation.
+            let bytes = splits as u64 * (desc.batch * desc.m * desc.n) as u64 * 4;
+            ctx.note_split_k();
+            let scratch = ctx.scratch("gemm split-k", bytes.next_power_of_two())?;
+            let partial = GemmParams {
+                splits,
+                kslice,
+                ..base
+            };
+            let mut pres = res.clone();
+            pres[3] = super::Res::whole(&scratch);
+            dispatch(ctx, encoder, kernel, desc, vec_b, 1, partial, &pres)?;
+            let reduce = GemmParams { splits, ..base };
+            let rres = [
+                super::Res::whole(&scratch),
+                super::Res::whole(ctx.dummy_buffer()),
+                res[2].clone(),
+                res[3].clone(),
+            ];
+            return dispatch(ctx, encoder, kernel, desc, false, 2, reduce, &rres);
+        }
+        return dispatch(ctx, encoder, kernel, desc, vec_b, 0, base, &res);
     }
     // Some operand is larger than one binding: run the GEMM in pieces, each binding only
     // the windows of A, B, C and bias it touches.
@@ -871,6 +906,7 @@ pub fn gemm(
             kernel,
             &sub,
             vec_b,
+            0,
             params,
             &[wa, wb, wbias, wc],
         )?;
@@ -878,22 +914,59 @@ pub fn gemm(
     Ok(())
 }
 
-/// Records one dispatch of `kernel` over `desc` (its m, n and batch size the grid).
+/// The slice count and K per slice of a parallel split-K run of `kernel` over `desc`, or
+/// `None` to run unsplit: kernels other than the register kernel's with `split_k > 1`,
+/// a K too short for two slices of at least one unrolled step each, and scratch that
+/// would not fit one binding (or 32-bit indices) all run unsplit.
+fn split_k_slices(ctx: &Context, kernel: GemmKernel, desc: &GemmDesc) -> Option<(u32, u32)> {
+    let GemmKernel::Register(c) = kernel else {
+        return None;
+    };
+    let ku = c.ku.max(1) as usize;
+    // Slices a whole number of unrolled steps long, and no empty slice.
+    let kslice = desc.k.div_ceil(c.split_k as usize).div_ceil(ku) * ku;
+    let splits = desc.k.div_ceil(kslice);
+    let bytes = (splits * desc.batch * desc.m * desc.n) as u64 * 4;
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    (splits > 1 && bytes.next_power_of_two() <= limit && bytes / 4 <= u64::from(u32::MAX))
+        .then_some((splits as u32, kslice as u32))
+}
+
+/// The slices a split-K run of `kernel` over `desc` would use (1: unsplit); see
+/// [`RegConfig::split_k`].
+pub fn effective_split_k(ctx: &Context, kernel: GemmKernel, desc: &GemmDesc) -> u32 {
+    split_k_slices(ctx, kernel, desc).map_or(1, |(s, _)| s)
+}
+
+/// Records one dispatch of `kernel` over `desc` (its m, n and batch size the grid, once
+/// per K slice in split-K's partial pass, `split` 1).
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
     kernel: GemmKernel,
     desc: &GemmDesc,
     vec_b: bool,
+    split: u32,
     mut params: GemmParams,
     res: &[super::Res],
 ) -> Result<()> {
-    let variant = kernel.variant(desc.trans_a, desc.trans_b, vec_b);
+    let (ta, tb) = if split == 2 {
+        (false, false)
+    } else {
+        (desc.trans_a, desc.trans_b)
+    };
+    let variant = kernel.variant(ta, tb, vec_b, split);
     let compiled = ctx.kernel(&variant)?;
     let (bm, bn) = kernel.tile();
     let groups_x = (desc.n as u64).div_ceil(u64::from(bn));
     let groups_y = (desc.m as u64).div_ceil(u64::from(bm));
-    let grid = super::grid_for(ctx, OP, groups_x * groups_y * desc.batch as u64)?;
+    let slices = if split == 1 { params.splits } else { 1 };
+    let grid = super::grid_for(
+        ctx,
+        OP,
+        groups_x * groups_y * desc.batch as u64 * u64::from(slices),
+    )?;
     params.groups_x = groups_x as u32;
     params.groups_y = groups_y as u32;
     super::record_resources(

@@ -65,8 +65,10 @@ pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> R
     Ok(())
 }
 
-/// Tile of the row kernels ([`qgemm`], [`wgemm`]): `wg` invocations along N, each
-/// computing `tm` rows by `4 * tn4` consecutive-by-four columns.
+/// Tile of the row kernels ([`qgemm`], [`wgemm`], [`conv`]): `wg` invocations along N,
+/// each computing `tm` rows by `4 * tn4` consecutive-by-four columns, and for the GEMMs
+/// K cut into `split_k` slices that run in parallel (a second pass adds them and applies
+/// the epilogue; see [`crate::plan::default_split_k`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RowTile {
     /// Invocations per workgroup, all along N.
@@ -75,12 +77,30 @@ pub struct RowTile {
     pub tm: u32,
     /// Groups of 4 columns per invocation.
     pub tn4: u32,
+    /// K slices computed in parallel (1: no split). Convolutions take 1 only. Absent
+    /// from tuning caches written before split-K existed, where it reads as 1.
+    #[serde(default = "one")]
+    pub split_k: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl RowTile {
-    /// A tile.
+    /// A tile without split-K.
     pub const fn new(wg: u32, tm: u32, tn4: u32) -> RowTile {
-        RowTile { wg, tm, tn4 }
+        RowTile {
+            wg,
+            tm,
+            tn4,
+            split_k: 1,
+        }
+    }
+
+    /// This tile with K cut into `split_k` parallel slices.
+    pub const fn split_k(self, split_k: u32) -> RowTile {
+        RowTile { split_k, ..self }
     }
 
     /// The workgroup sizes a tile may be narrowed to by [`RowTile::fit`].
@@ -106,7 +126,7 @@ impl RowTile {
     }
 
     pub(crate) fn check(self, ctx: &Context, op: &'static str) -> Result<()> {
-        if self.wg == 0 || self.tm == 0 || self.tn4 == 0 {
+        if self.wg == 0 || self.tm == 0 || self.tn4 == 0 || self.split_k == 0 {
             return Err(Error::invalid(
                 op,
                 format!("tile {self:?}: every field must be non-zero"),

@@ -176,8 +176,8 @@ struct Params {
     pix_words: u32,
     a_words: u32,
     byte_out: u32,
-    _pad0: u32,
-    _pad1: u32,
+    splits: u32,
+    slice_words: u32,
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 160);
 
@@ -246,7 +246,16 @@ impl Problem {
     }
 }
 
-fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32, conv: bool) -> ShaderVariant {
+/// The W8A8 kernel; `reduce` is split-K's second pass (GEMM only, without zero points).
+fn variant(
+    cfg: RowTile,
+    dot4: bool,
+    za: bool,
+    zw: bool,
+    out: u32,
+    conv: bool,
+    reduce: bool,
+) -> ShaderVariant {
     ShaderVariant::new(
         ShaderFile::QGemm,
         vec![
@@ -258,6 +267,7 @@ fn variant(cfg: RowTile, dot4: bool, za: bool, zw: bool, out: u32, conv: bool) -
             ("ZW", Def::Bool(zw)),
             ("OUT", Def::U32(out)),
             ("CONV", Def::Bool(conv)),
+            ("REDUCE", Def::Bool(reduce)),
         ],
     )
 }
@@ -274,11 +284,14 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
                 for zw in [false, true] {
                     for out in 0..4 {
                         for conv in [false, true] {
-                            v.push(variant(cfg, dot4, za, zw, out, conv));
+                            v.push(variant(cfg, dot4, za, zw, out, conv, false));
                         }
                     }
                 }
             }
+        }
+        for out in 0..4 {
+            v.push(variant(cfg, false, false, false, out, false, true));
         }
     }
     v
@@ -381,6 +394,30 @@ pub fn qgemm(
         out_shape,
     };
     run(ctx, encoder, desc, a, w, bias, out, &problem)
+}
+
+/// The slice count and words of K per slice of a split-K run of the W8A8 GEMM with
+/// `tile` over `m x n x k`, or `None` to run unsplit: `split_k` 1, K too short for two
+/// slices of a word, or scratch larger than one binding.
+fn split_k_slices(
+    ctx: &Context,
+    tile: RowTile,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Option<(u32, u32)> {
+    let words = k.div_ceil(4);
+    let per = words.div_ceil(tile.split_k.max(1) as usize);
+    let splits = words.div_ceil(per);
+    let bytes = ((splits * m * n) as u64 * 4).next_power_of_two();
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    (splits > 1 && bytes <= limit && bytes / 4 <= u64::from(u32::MAX))
+        .then_some((splits as u32, per as u32))
+}
+
+/// The K slices the W8A8 GEMM with `tile` runs over `m x n x k` (1: unsplit).
+pub fn effective_split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, k: usize) -> u32 {
+    split_k_slices(ctx, tile, m, n, k).map_or(1, |(s, _)| s)
 }
 
 /// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
@@ -559,6 +596,14 @@ pub(crate) fn run(
         crate::plan::qgemm_config(ctx, m, problem.ncols, k, problem.conv.is_some())
     });
     cfg.check(ctx, OP)?;
+    if problem.conv.is_some() && cfg.split_k != 1 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "tile {cfg:?}: split-K applies to the GEMM only; a convolution's tile takes                  split_k = 1"
+            ),
+        ));
+    }
     let geom = problem.conv;
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
     to_u32("elements of the output", m * n)?;
@@ -602,8 +647,8 @@ pub(crate) fn run(
         )?,
         a_words: 0,
         byte_out: u32::from(groups > 1 && !problem.ncols.is_multiple_of(4)),
-        _pad0: 0,
-        _pad1: 0,
+        splits: 1,
+        slice_words: to_u32("words per row", problem.kc.div_ceil(4))?,
     };
 
     // Operands over the binding limit run in pieces (module docs): GEMM rows and weight
@@ -652,10 +697,59 @@ pub(crate) fn run(
             O::tensor("output", out_name, out_row * plane as u64, col(out_elem)),
         ],
     )?;
+    if let (true, [piece]) = (gemm, &pieces[..]) {
+        if let Some((splits, slice_words)) = split_k_slices(ctx, cfg, m, n, problem.kc) {
+            // Parallel split-K: each slice's exact partial result (i32, zero-point
+            // corrections included) into a dense scratch, then a reduce pass that adds them
+            // and runs the requested epilogue.
+            let bytes = (splits as u64 * (m * n) as u64 * 4).next_power_of_two();
+            ctx.note_split_k();
+            let scratch = ctx.scratch("qgemm split-k", bytes)?;
+            let groups_x = (n as u64).div_ceil(u64::from(cfg.columns()));
+            let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
+            let base = Params {
+                groups_x: to_u32("workgroups per row block", groups_x as usize)?,
+                row_blocks: to_u32("row blocks", row_blocks as usize)?,
+                a_words: to_u32(
+                    "words of A",
+                    super::bound_words(&piece.res[0], a.data().buffer().size()) as usize,
+                )?,
+                splits,
+                slice_words,
+                ..params
+            };
+            let mut res = piece.res.clone();
+            res[7] = super::Res::whole(&scratch);
+            let partial = ctx.kernel(&variant(cfg, dot4, za, zw, 2, false, false))?;
+            let tiles = groups_x * row_blocks;
+            let grid = super::grid_for(ctx, OP, tiles * u64::from(splits))?;
+            super::record_resources(
+                ctx,
+                encoder,
+                OP,
+                &partial,
+                bytemuck::bytes_of(&base),
+                &res,
+                grid,
+            )?;
+            let mut res = piece.res.clone();
+            res[0] = super::Res::whole(&scratch);
+            let reduce = ctx.kernel(&variant(cfg, false, false, false, out_code, false, true))?;
+            return super::record_resources(
+                ctx,
+                encoder,
+                OP,
+                &reduce,
+                bytemuck::bytes_of(&base),
+                &res,
+                super::grid_for(ctx, OP, tiles)?,
+            );
+        }
+    }
     let kernel = if problem.depthwise {
         ctx.kernel(&dw_q8_variant(out_code))?
     } else {
-        ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some()))?
+        ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some(), false))?
     };
     for piece in pieces {
         let res = piece.res;

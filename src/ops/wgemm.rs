@@ -146,7 +146,8 @@ struct Params {
     a_words: u32,
     w_words: u32,
     ldo: u32,
-    _pad: [u32; 2],
+    splits: u32,
+    slice_words: u32,
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 64);
 
@@ -183,6 +184,7 @@ fn variant(
     a_f16: bool,
     pairs: bool,
     out_f16: bool,
+    reduce: bool,
 ) -> ShaderVariant {
     let (bits, signed, quant, zw) = match w {
         WKind::Codes { bits, signed, zw } => (bits, signed, true, zw),
@@ -202,11 +204,53 @@ fn variant(
             ("A_F16", Def::Bool(a_f16)),
             ("PAIRS", Def::Bool(pairs)),
             ("OUT_F16", Def::Bool(out_f16)),
+            ("REDUCE", Def::Bool(reduce)),
             (name, Def::Code(code)),
         ],
     );
     v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);
     v
+}
+
+/// Split-K's reduce pass for `cfg` (the weight encoding is irrelevant there: one fixed
+/// variant serves every kind).
+fn reduce_variant(cfg: RowTile, out_f16: bool) -> ShaderVariant {
+    let codes = WKind::Codes {
+        bits: 8,
+        signed: true,
+        zw: false,
+    };
+    variant(cfg, codes, HalfMath::F32, false, true, out_f16, true)
+}
+
+/// The slice count and weight words per slice of a split-K run of the weight-only / FP16
+/// GEMM with `tile` over `m x n` with `kw` weight words per row, or `None` to run
+/// unsplit: `split_k` 1, fewer than two words, or scratch larger than one binding.
+fn split_k_slices(
+    ctx: &Context,
+    tile: RowTile,
+    m: usize,
+    n: usize,
+    kw: usize,
+) -> Option<(u32, u32)> {
+    let per = kw.div_ceil(tile.split_k.max(1) as usize);
+    let splits = kw.div_ceil(per.max(1));
+    let bytes = ((splits * m * n) as u64 * 4).next_power_of_two();
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    (splits > 1 && bytes <= limit && bytes / 4 <= u64::from(u32::MAX))
+        .then_some((splits as u32, per as u32))
+}
+
+/// The K slices the weight-only / FP16 GEMM with `tile` runs over `m x n` with
+/// `words_per_row` weight words per row (ceil(K / values per word); 1: unsplit).
+pub fn effective_split_k(
+    ctx: &Context,
+    tile: RowTile,
+    m: usize,
+    n: usize,
+    words_per_row: usize,
+) -> u32 {
+    split_k_slices(ctx, tile, m, n, words_per_row).map_or(1, |(s, _)| s)
 }
 
 /// Every kernel variant (validated by the naga test).
@@ -231,10 +275,13 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
                 }
                 for pairs in [false, true] {
                     for out_f16 in [false, true] {
-                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16));
+                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false));
                     }
                 }
             }
+        }
+        for out_f16 in [false, true] {
+            v.push(reduce_variant(cfg, out_f16));
         }
     }
     v
@@ -432,7 +479,7 @@ pub fn wgemm(
     to_u32("elements of the output", m * n)?;
     to_u32("elements of x", x.numel())?;
     let w_buf = w_tensors[0].1;
-    let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16))?;
+    let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16, false))?;
     // An f16 weight has no scales: the dummy buffer is bound there.
     let (scales, zeros) = match weights {
         Weights::Quantized(q) => (Some(q.scales()), Some(q.zero_points())),
@@ -465,6 +512,7 @@ pub fn wgemm(
             O::tensor("output", out, out_elem * n as u64, out_elem),
         ],
     )?;
+    let np = pieces.len();
     for piece in pieces {
         let (mc, nc, res) = (piece.rows, piece.cols, piece.res);
         let (grid, groups_x) = cfg.grid(ctx, OP, mc, nc)?;
@@ -489,8 +537,53 @@ pub fn wgemm(
                 super::bound_words(&res[1], w_buf.buffer().size()) as usize,
             )?,
             ldo: to_u32("N", n)?,
-            _pad: [0; 2],
+            splits: 1,
+            slice_words: to_u32("words per row", kw)?,
         };
+        if let (1, Some((splits, slice_words))) = (np, split_k_slices(ctx, cfg, m, n, kw)) {
+            // Parallel split-K: every slice's raw f32 sums into a dense scratch, then a
+            // reduce pass that adds them and applies bias, activation and the output type.
+            let bytes = (u64::from(splits) * (m * n) as u64 * 4).next_power_of_two();
+            ctx.note_split_k();
+            let scratch = ctx.scratch("wgemm split-k", bytes)?;
+            let partial = Params {
+                flags: 0,
+                splits,
+                slice_words,
+                ..params
+            };
+            let mut pres = res.clone();
+            pres[5] = super::Res::whole(&scratch);
+            let pk = if out_f16 {
+                ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, false, false))?
+            } else {
+                kernel.clone()
+            };
+            let wgs = (mc as u64).div_ceil(u64::from(cfg.tm))
+                * (nc as u64).div_ceil(u64::from(cfg.columns()));
+            super::record_resources(
+                ctx,
+                encoder,
+                OP,
+                &pk,
+                bytemuck::bytes_of(&partial),
+                &pres,
+                super::grid_for(ctx, OP, wgs * u64::from(splits))?,
+            )?;
+            let mut rres = res;
+            rres[0] = super::Res::whole(&scratch);
+            let reduce = Params { splits, ..params };
+            let rk = ctx.kernel(&reduce_variant(cfg, out_f16))?;
+            return super::record_resources(
+                ctx,
+                encoder,
+                OP,
+                &rk,
+                bytemuck::bytes_of(&reduce),
+                &rres,
+                grid,
+            );
+        }
         super::record_resources(
             ctx,
             encoder,

@@ -17,7 +17,7 @@
 //!   the subgroup kernel (16 rows x 8 columns per invocation; A shared by broadcast), else
 //!   the register kernel. GEMV-like shapes (M <= 4) run the register kernel.
 //! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
-//!   128-row tile would be mostly padding), the 128x128 tiled kernel when both M and N fill
+//!   128-row tile would be mostly padding; split-K below), the 128x128 tiled kernel when M and N fill
 //!   it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
 //!   device's workgroup limits gives way to the register kernel.
 //!
@@ -25,6 +25,11 @@
 //! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
 //! the number of rows, narrowed for narrow outputs, and capped by the device's
 //! invocations per workgroup.
+//!
+//! Split-K ([`default_split_k`]): on GPUs, the GEMV-like register kernel and the row
+//! GEMMs cut K into up to 16 slices that run in parallel when their output tiles alone
+//! would not fill the GPU (fewer than [`SPLIT_K_TARGET`] workgroups); a reduce pass adds
+//! the slices and applies the epilogue. CPU adapters never split.
 //!
 //! Operands larger than `max_storage_buffer_binding_size` are not the plan's concern:
 //! the ops split them into pieces that fit (see docs/DISPATCH.md).
@@ -41,12 +46,32 @@ use crate::ops::{qgemm, wgemm, RowTile};
 use tune::{Choice, ShapeClass};
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
-    GemmKernel::Register(RegConfig {
-        wg: 64,
-        tm,
-        tn4,
-        ku,
-    })
+    GemmKernel::Register(RegConfig::new(64, tm, tn4, ku))
+}
+
+/// Workgroups below which the split-K heuristic ([`default_split_k`]) considers a GPU
+/// under-filled: two per compute unit on the largest GPUs (an H100 has 132 SMs).
+pub const SPLIT_K_TARGET: u64 = 256;
+/// K values each split-K slice keeps at least, so that the partial sums (one write per
+/// output and slice, one read in the reduce pass) stay small beside the reduction.
+pub const SPLIT_K_MIN_SLICE: usize = 256;
+/// Most K slices the heuristic chooses.
+pub const SPLIT_K_MAX: u32 = 16;
+
+/// The documented split-K heuristic of the GEMV-like row kernels (FP32 register kernel,
+/// W8A8 and weight-only GEMMs): on a GPU, a shape whose `workgroups` fall short of
+/// [`SPLIT_K_TARGET`] cuts its `k` into the power of two slices that comes closest to
+/// the target from below, each at least [`SPLIT_K_MIN_SLICE`] long, at most
+/// [`SPLIT_K_MAX`]. CPU adapters never split: their few cores are busy with a handful of
+/// workgroups, and the reduce pass would be pure overhead.
+pub fn default_split_k(caps: &Capabilities, workgroups: u64, k: usize) -> u32 {
+    if caps.is_cpu() || workgroups >= SPLIT_K_TARGET {
+        return 1;
+    }
+    let want = SPLIT_K_TARGET / workgroups.max(1);
+    let by_k = (k / SPLIT_K_MIN_SLICE) as u64;
+    let s = want.min(by_k).min(u64::from(SPLIT_K_MAX)).max(1);
+    1 << s.ilog2()
 }
 
 /// The documented heuristic of [`gemm_kernel`], without the tuning cache.
@@ -70,7 +95,15 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
             reg(4, 1, 4)
         }
     } else if desc.m <= 8 {
-        small_m(desc.m)
+        match small_m(desc.m) {
+            GemmKernel::Register(c) => {
+                let wgs = (desc.n as u64).div_ceil(u64::from(c.wg * c.tn4 * 4))
+                    * (desc.m as u64).div_ceil(u64::from(c.tm))
+                    * desc.batch as u64;
+                GemmKernel::Register(c.split_k(default_split_k(caps, wgs, desc.k)))
+            }
+            k => k,
+        }
     } else if desc.m >= 128 && desc.n >= 128 && GemmKernel::Tiled(GemmKernel::TILED[1]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[1])
     } else if GemmKernel::Tiled(GemmKernel::TILED[0]).fits(caps) {
@@ -136,25 +169,40 @@ fn tuned_rows(ctx: &Context, class: &ShapeClass) -> Option<RowTile> {
     }
 }
 
-/// The documented heuristic of [`qgemm_config`]: one row per invocation with 8 columns
-/// for a single row (GEMV: every weight word is read once per row), 2 rows for two, else
-/// 4 rows by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
+/// `t` with the split-K of [`default_split_k`] for an `m x n x k` GEMM.
+fn with_split_k(caps: &Capabilities, t: RowTile, m: usize, n: usize, k: usize) -> RowTile {
+    let workgroups =
+        (n as u64).div_ceil(u64::from(t.columns())) * (m as u64).div_ceil(u64::from(t.tm));
+    t.split_k(default_split_k(caps, workgroups, k))
+}
+
+/// The documented tile heuristic of the INT8 convolution ([`qgemm_config`] with `conv`),
+/// and of the W8A8 GEMM before split-K: one row per invocation with 8 columns for a
+/// single row (GEMV: every weight word is read once per row), 2 rows for two, else 4 rows
+/// by 8 columns, which keeps 32 int32 accumulators per invocation (more collapses
 /// lavapipe's throughput, where registers spill). The workgroup is narrowed for narrow
 /// outputs ([`RowTile::fit`]; `n` is the output columns of one group for a grouped
 /// convolution).
-pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize) -> RowTile {
+pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile {
     cap_rows(caps, qgemm::tile_for_rows(m).fit(n))
 }
 
+/// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
+/// [`default_qconv_config`] with K split by [`default_split_k`] (GPUs only).
+pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
+    with_split_k(caps, default_qconv_config(caps, m, n), m, n, k)
+}
+
 /// The W8A8 GEMM tile ([`crate::ops::qgemm`]): tuned, else [`default_qgemm_config`].
-/// Convolutions (`conv`) are not tuned.
+/// Convolutions (`conv`) take [`default_qconv_config`] here (their tuned tiles come from
+/// [`tuned_qconv_config`]).
 pub fn qgemm_config(ctx: &Context, m: usize, n: usize, k: usize, conv: bool) -> RowTile {
-    let tuned = if conv {
-        None
-    } else {
-        tuned_rows(ctx, &ShapeClass::qgemm(m, n, k))
-    };
-    tuned.unwrap_or_else(|| default_qgemm_config(ctx.capabilities(), m, n))
+    let caps = ctx.capabilities();
+    if conv {
+        return default_qconv_config(caps, m, n);
+    }
+    tuned_rows(ctx, &ShapeClass::qgemm(m, n, k))
+        .unwrap_or_else(|| default_qgemm_config(caps, m, n, k))
 }
 
 /// The documented heuristic of [`conv_config`]: as the W8A8 GEMM's, 4 output pixels by 8
@@ -173,22 +221,23 @@ pub fn conv_config(ctx: &Context, shape: &ConvShape, dtype: &str) -> RowTile {
 }
 
 /// The INT8 convolution's tile when the tuning cache has one for `shape` (otherwise the
-/// W8A8 kernel's own heuristic, [`default_qgemm_config`], applies).
+/// W8A8 kernel's convolution heuristic, [`default_qconv_config`], applies).
 pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
     tuned_rows(ctx, &ShapeClass::conv(shape, "w8a8"))
 }
 
 /// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
-/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns.
-pub fn default_wgemm_config(caps: &Capabilities, m: usize) -> RowTile {
-    cap_rows(caps, wgemm::tile_for_rows(m))
+/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns; on GPUs, K split
+/// by [`default_split_k`].
+pub fn default_wgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
+    with_split_k(caps, cap_rows(caps, wgemm::tile_for_rows(m)), m, n, k)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`
 /// (`"i8"`, `"i4"`, `"f16"`, ...): tuned, else [`default_wgemm_config`].
 pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -> RowTile {
     tuned_rows(ctx, &ShapeClass::wgemm(m, n, k, wtype))
-        .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m))
+        .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m, n, k))
 }
 
 /// Arithmetic of the FP16 GEMM when the caller leaves it to the plan: f16 products with
@@ -228,6 +277,9 @@ pub struct Plan {
     pub tile: [u32; 2],
     /// Elements per vector load of the weight / B operand.
     pub vector_width: u32,
+    /// K slices run in parallel and added by a reduce pass (1: no split-K). The
+    /// configuration's `split_k`, cut to what K and the binding limit allow.
+    pub split_k: u32,
     /// Pieces the op is split into to fit `max_storage_buffer_binding_size` (1 when
     /// everything fits); for FP32 GEMM, K pieces accumulate.
     pub pieces: usize,
@@ -285,11 +337,23 @@ pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
         workgroup,
         tile: [bm, bn],
         vector_width,
+        split_k: if pieces == 1 {
+            crate::ops::gemm::effective_split_k(ctx, k, desc)
+        } else {
+            1
+        },
         pieces,
     })
 }
 
-fn rows_plan(ctx: &Context, class: ShapeClass, t: RowTile, m: usize, vector_width: u32) -> Plan {
+fn rows_plan(
+    ctx: &Context,
+    class: ShapeClass,
+    t: RowTile,
+    m: usize,
+    vector_width: u32,
+    split_k: u32,
+) -> Plan {
     Plan {
         source: source(ctx, &class),
         class: class.0,
@@ -298,6 +362,7 @@ fn rows_plan(ctx: &Context, class: ShapeClass, t: RowTile, m: usize, vector_widt
         workgroup: [t.wg, 1],
         tile: [t.tm, t.columns()],
         vector_width,
+        split_k,
         pieces: 1,
     }
 }
@@ -305,7 +370,8 @@ fn rows_plan(ctx: &Context, class: ShapeClass, t: RowTile, m: usize, vector_widt
 /// The plan of a W8A8 GEMM of `m x k` activations by an `n x k` weight.
 pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
     let t = qgemm_config(ctx, m, n, k, false);
-    rows_plan(ctx, ShapeClass::qgemm(m, n, k), t, m, 4)
+    let s = crate::ops::qgemm::effective_split_k(ctx, t, m, n, k);
+    rows_plan(ctx, ShapeClass::qgemm(m, n, k), t, m, 4, s)
 }
 
 /// The plan of a weight-only / FP16 GEMM with `wtype` weights.
@@ -316,7 +382,8 @@ pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -
         "f16" => 2,
         _ => 4,
     };
-    rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw)
+    let s = crate::ops::wgemm::effective_split_k(ctx, t, m, n, k.div_ceil(vw as usize));
+    rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw, s)
 }
 
 /// The plan of a convolution's implicit GEMM of `shape` with `dtype` storage (`"f32"`,
@@ -327,11 +394,11 @@ pub fn explain_conv(ctx: &Context, shape: &ConvShape, dtype: &str) -> Plan {
     let ncols = d.out_channels / d.groups;
     let t = if dtype == "w8a8" {
         tuned_qconv_config(ctx, shape)
-            .unwrap_or_else(|| default_qgemm_config(ctx.capabilities(), shape.rows(), ncols))
+            .unwrap_or_else(|| default_qconv_config(ctx.capabilities(), shape.rows(), ncols))
     } else {
         conv_config(ctx, shape, dtype)
     };
-    let mut p = rows_plan(ctx, ShapeClass::conv(shape, dtype), t, shape.rows(), 4);
+    let mut p = rows_plan(ctx, ShapeClass::conv(shape, dtype), t, shape.rows(), 4, 1);
     p.family = "implicit_gemm".into();
     p
 }

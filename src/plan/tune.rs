@@ -379,6 +379,58 @@ impl WeightKind {
     }
 }
 
+/// The K slice counts the tuner tries for GEMV-like shapes (at most 8 rows).
+pub const SPLIT_K_CANDIDATES: [u32; 4] = [2, 4, 8, 16];
+
+/// Split-K variants of the FP32 register kernels for an `m`-row GEMM with reduction `k`:
+/// the default's kernel (when it is a register kernel) with every count of
+/// [`split_counts`], and every register configuration with the middle count.
+pub fn split_k_candidates(m: usize, k: usize, default: GemmKernel) -> Vec<GemmKernel> {
+    let counts = split_counts(m, k);
+    let Some(&mid) = counts.get(counts.len().saturating_sub(1) / 2) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let GemmKernel::Register(c) = default {
+        out.extend(counts.iter().map(|&s| GemmKernel::Register(c.split_k(s))));
+    }
+    out.extend(
+        GemmKernel::REGISTER
+            .iter()
+            .map(|c| GemmKernel::Register(c.split_k(mid))),
+    );
+    out
+}
+
+/// The split-K counts worth trying for an `m`-row GEMM with reduction `k`: none unless
+/// `m <= 8` (GEMV-like), else those of [`SPLIT_K_CANDIDATES`] that leave slices of at
+/// least [`crate::plan::SPLIT_K_MIN_SLICE`].
+fn split_counts(m: usize, k: usize) -> Vec<u32> {
+    let min = crate::plan::SPLIT_K_MIN_SLICE;
+    if m > 8 {
+        return Vec::new();
+    }
+    SPLIT_K_CANDIDATES
+        .into_iter()
+        .filter(|&s| k / s as usize >= min)
+        .collect()
+}
+
+/// Split-K variants of the row-kernel tiles for an `m`-row GEMM with reduction `k`: the
+/// default's tile with every count of [`split_counts`], and every tile of `tiles` with
+/// the middle one.
+fn split_k_rows(m: usize, k: usize, default: RowTile, tiles: &[RowTile]) -> Vec<RowTile> {
+    let counts = split_counts(m, k);
+    let Some(&mid) = counts.get(counts.len().saturating_sub(1) / 2) else {
+        return Vec::new();
+    };
+    counts
+        .iter()
+        .map(|&s| default.split_k(s))
+        .chain(tiles.iter().map(|t| t.split_k(mid)))
+        .collect()
+}
+
 impl<'a> Tuner<'a> {
     /// A tuner writing into `cache`.
     pub fn new(ctx: &'a Context, cache: &'a mut TuneCache, opts: TuneOptions) -> Self {
@@ -493,7 +545,8 @@ impl<'a> Tuner<'a> {
     }
 
     /// Tunes the FP32 GEMM of `desc`'s shape class over every kernel in
-    /// [`GemmKernel::all`] that fits the device.
+    /// [`GemmKernel::all`] that fits the device, and for GEMV-like shapes over split-K
+    /// variants of the register kernels ([`split_k_candidates`]).
     pub fn gemm(&mut self, desc: &GemmDesc) -> Result<Tuned> {
         self.gemm_with(desc, &[])
     }
@@ -507,6 +560,7 @@ impl<'a> Tuner<'a> {
         let mut cands: Vec<GemmKernel> = vec![default];
         for k in GemmKernel::all()
             .into_iter()
+            .chain(split_k_candidates(desc.m, desc.k, default))
             .filter(|k| k.fits(caps))
             .chain(extra.iter().copied())
         {
@@ -565,10 +619,14 @@ impl<'a> Tuner<'a> {
         use crate::tensor::{DType, Tensor};
         let ctx = self.ctx;
         let caps = ctx.capabilities();
-        let default = crate::plan::default_qgemm_config(caps, m, n);
+        let default = crate::plan::default_qgemm_config(caps, m, n, k);
         let lim = caps.limits.max_compute_invocations_per_workgroup;
         let mut cands = vec![default];
-        for t in TILES.into_iter().flat_map(|t| [t, t.fit(n)]) {
+        for t in TILES
+            .into_iter()
+            .flat_map(|t| [t, t.fit(n)])
+            .chain(split_k_rows(m, k, default, &TILES))
+        {
             if !cands.contains(&t) && t.wg <= lim {
                 cands.push(t);
             }
@@ -654,10 +712,10 @@ impl<'a> Tuner<'a> {
         use crate::tensor::{DType, Tensor};
         let ctx = self.ctx;
         let caps = ctx.capabilities();
-        let default = crate::plan::default_wgemm_config(caps, m);
+        let default = crate::plan::default_wgemm_config(caps, m, n, k);
         let lim = caps.limits.max_compute_invocations_per_workgroup;
         let mut cands = vec![default];
-        for t in TILES {
+        for t in TILES.into_iter().chain(split_k_rows(m, k, default, &TILES)) {
             if !cands.contains(&t) && t.wg <= lim {
                 cands.push(t);
             }
@@ -788,7 +846,7 @@ impl<'a> Tuner<'a> {
         let (m, ncols) = (shape.rows(), dims.out_channels / dims.groups);
         let (default, tiles) = if kind == ConvKind::W8A8 {
             (
-                crate::plan::default_qgemm_config(caps, m, ncols),
+                crate::plan::default_qconv_config(caps, m, ncols),
                 crate::ops::qgemm::TILES.to_vec(),
             )
         } else {
