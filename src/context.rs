@@ -247,7 +247,7 @@ struct Inner {
     lost: Arc<AtomicBool>,
     kernels: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
     dummy: wgpu::Buffer,
-    bindings: Mutex<crate::pool::BindCache>,
+    bindings: Arc<Mutex<crate::pool::BindCache>>,
     scratch: Mutex<HashMap<(&'static str, u64), wgpu::Buffer>>,
     views: Mutex<HashMap<wgpu::Texture, wgpu::TextureView>>,
     stats: Stats,
@@ -375,7 +375,9 @@ impl Context {
                 lost,
                 kernels: Mutex::new(HashMap::new()),
                 dummy,
-                bindings: Mutex::new(crate::pool::BindCache::new(crate::pool::DEFAULT_CAPACITY)),
+                bindings: Arc::new(Mutex::new(crate::pool::BindCache::new(
+                    crate::pool::DEFAULT_CAPACITY,
+                ))),
                 scratch: Mutex::new(HashMap::new()),
                 views: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
@@ -758,6 +760,12 @@ impl Context {
             .stats
             .split_k_runs
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A handle that releases `buffer`'s pooled bind groups when dropped (held by the
+    /// tensors made on this context; see [`crate::pool`]).
+    pub(crate) fn release_on_drop(&self, buffer: &wgpu::Buffer) -> crate::pool::Release {
+        crate::pool::Release::new(buffer.clone(), Arc::downgrade(&self.inner.bindings))
     }
 
     pub(crate) fn note_tensor(&self) {

@@ -5,10 +5,15 @@
 //!
 //! The pool is bounded ([`DEFAULT_CAPACITY`] entries, least recently used evicted first;
 //! [`crate::Context::set_pool_capacity`]). A pooled bind group holds references to the
-//! buffers it binds, so they stay allocated until evicted or
+//! buffers it binds, so the pool releases them as soon as their tensors are gone: when
+//! the last clone of a tensor made on a context ([`crate::Tensor::zeros`],
+//! [`crate::Tensor::from_slice`] and the ops' outputs) is dropped, every pooled bind
+//! group that binds its buffer is dropped too, and the GPU memory is freed. Buffers the
+//! caller owns ([`crate::Tensor::from_buffer`]) stay referenced until evicted or
 //! [`crate::Context::clear_pool`].
 
 use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
 
 /// Bind groups a context keeps by default.
 pub const DEFAULT_CAPACITY: usize = 256;
@@ -52,6 +57,15 @@ impl BindCache {
         self.map.clear();
     }
 
+    /// Drops every entry that binds `buffer`.
+    pub fn purge(&mut self, buffer: &wgpu::Buffer) {
+        self.map.retain(|k, _| {
+            !k.resources
+                .iter()
+                .any(|r| matches!(r, ResKey::Buffer(b, ..) if b == buffer))
+        });
+    }
+
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
         self.evict();
@@ -90,5 +104,34 @@ impl BindCache {
         ticks.sort_unstable();
         let cut = ticks[self.map.len() - keep];
         self.map.retain(|_, (_, t)| *t >= cut);
+    }
+}
+
+/// Purges a tensor's buffer from its context's pool when the last clone of the tensor is
+/// dropped (shared by the clones through an `Arc`).
+pub(crate) struct Release {
+    buffer: wgpu::Buffer,
+    pool: Weak<Mutex<BindCache>>,
+}
+
+impl Release {
+    pub fn new(buffer: wgpu::Buffer, pool: Weak<Mutex<BindCache>>) -> Self {
+        Release { buffer, pool }
+    }
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Release")
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            // A poisoned pool still holds bind groups: purge them all the same.
+            let mut cache = pool.lock().unwrap_or_else(|e| e.into_inner());
+            cache.purge(&self.buffer);
+        }
     }
 }

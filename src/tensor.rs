@@ -92,12 +92,17 @@ pub(crate) fn padded_bytes(numel: usize, dtype: DType) -> u64 {
 
 /// A dense, row-major tensor living in a GPU storage buffer.
 ///
-/// Cloning a `Tensor` is cheap and shares the buffer.
+/// Cloning a `Tensor` is cheap and shares the buffer. When the last clone of a tensor
+/// made on a context is dropped, the context's bind-group pool lets go of its buffer
+/// too (see [`crate::pool`]), so its GPU memory is freed.
 #[derive(Debug, Clone)]
 pub struct Tensor {
     buffer: wgpu::Buffer,
     shape: Vec<usize>,
     dtype: DType,
+    /// Releases the buffer from the context's pool with the last clone (`None` for a
+    /// caller's buffer).
+    _release: Option<std::sync::Arc<crate::pool::Release>>,
 }
 
 impl Tensor {
@@ -133,6 +138,7 @@ impl Tensor {
         })?;
         ctx.note_tensor();
         Ok(Tensor {
+            _release: Some(std::sync::Arc::new(ctx.release_on_drop(&buffer))),
             buffer,
             shape: shape.to_vec(),
             dtype,
@@ -194,6 +200,7 @@ impl Tensor {
             buffer,
             shape: shape.to_vec(),
             dtype,
+            _release: None,
         })
     }
 
@@ -214,6 +221,7 @@ impl Tensor {
             buffer: self.buffer.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
+            _release: self._release.clone(),
         })
     }
 

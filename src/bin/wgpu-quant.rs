@@ -75,14 +75,16 @@ enum Cmd {
         /// The cache file to write.
         #[arg(long, default_value = "wgpu-quant-tuning.json")]
         out: String,
-        /// FP32 GEMM shapes as MxNxK (B stored K x N).
+        /// FP32 GEMM shapes as MxNxK (B stored K x N); '' for none.
         #[arg(long, value_delimiter = ',', default_values_t = ["256x256x256", "512x512x512", "128x768x768", "1x4096x4096"].map(String::from).to_vec())]
         gemm: Vec<String>,
-        /// W8A8 and weight-only (i8, i4) and FP16 GEMM shapes as MxNxK (weight N x K).
+        /// W8A8 and weight-only (i8, i4) and FP16 GEMM shapes as MxNxK (weight N x K); ''
+        /// for none.
         #[arg(long, value_delimiter = ',', default_values_t = ["1x4096x4096", "128x768x768"].map(String::from).to_vec())]
         linear: Vec<String>,
         /// Convolutions (FP32, FP16 and INT8) as HxCxOCxKxSxPxG: input height = width,
-        /// channels, output channels, kernel, stride, padding, groups (batch 1).
+        /// channels, output channels, kernel, stride, padding, groups (batch 1); '' for
+        /// none.
         #[arg(long, value_delimiter = ',', default_values_t = ["56x64x64x3x1x1x1", "224x3x32x3x2x1x1"].map(String::from).to_vec())]
         conv: Vec<String>,
         /// Timed runs per candidate (the median counts).
@@ -190,7 +192,14 @@ fn kernel_name(k: GemmKernel) -> String {
             c.tn,
             c.bk
         ),
-        GemmKernel::Register(c) => format!("reg wg{} {}x{} ku{}", c.wg, c.tm, c.tn4 * 4, c.ku),
+        GemmKernel::Register(c) => format!(
+            "reg wg{} {}x{} ku{}{}",
+            c.wg,
+            c.tm,
+            c.tn4 * 4,
+            c.ku,
+            split_label(c.split_k)
+        ),
         GemmKernel::Subgroup(c) => format!("subgroup wg{} {}x{}", c.wg, c.tm, c.tn4 * 4),
     }
 }
@@ -280,11 +289,26 @@ fn request(backend: Option<String>, adapter: Option<String>) -> Result<Context, 
     .map_err(|e| e.to_string())
 }
 
+/// ` split-K N` for a configuration with N > 1 K slices, else nothing.
+fn split_label(split_k: u32) -> String {
+    if split_k > 1 {
+        format!(" split-K {split_k}")
+    } else {
+        String::new()
+    }
+}
+
 fn choice_name(c: wgpu_quant::plan::tune::Choice) -> String {
     match c {
         wgpu_quant::plan::tune::Choice::Gemm(k) => kernel_name(k),
         wgpu_quant::plan::tune::Choice::Rows(t) => {
-            format!("rows wg{} {}x{}", t.wg, t.tm, t.tn4 * 4)
+            format!(
+                "rows wg{} {}x{}{}",
+                t.wg,
+                t.tm,
+                t.tn4 * 4,
+                split_label(t.split_k)
+            )
         }
     }
 }
@@ -303,6 +327,19 @@ fn tune(
         runs,
         ..Default::default()
     };
+    // An empty value (`--linear ''`) tunes none of that kind; every shape is checked
+    // before anything is timed.
+    let gemm: Vec<&String> = gemm.iter().filter(|s| !s.is_empty()).collect();
+    let linear: Vec<&String> = linear.iter().filter(|s| !s.is_empty()).collect();
+    let conv: Vec<&String> = conv.iter().filter(|s| !s.is_empty()).collect();
+    for s in gemm.iter().chain(&linear) {
+        parse_shape(s)?;
+    }
+    for s in &conv {
+        if s.split('x').count() != 7 || s.split('x').any(|p| p.trim().parse::<usize>().is_err()) {
+            return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
+        }
+    }
     let mut rows: Vec<(String, String, Tuned)> = Vec::new();
     {
         let mut tuner = Tuner::new(ctx, &mut cache, opts);
@@ -311,20 +348,20 @@ fn tune(
             let t = tuner
                 .gemm(&wgpu_quant::ops::gemm::GemmDesc::new(m, n, k))
                 .map_err(|e| e.to_string())?;
-            rows.push(("FP32".into(), s.clone(), t));
+            rows.push(("FP32".into(), s.to_string(), t));
             eprintln!("tuned FP32 {s}");
         }
         for s in linear {
             let (m, n, k) = parse_shape(s)?;
             let t = tuner.qgemm(m, n, k).map_err(|e| e.to_string())?;
-            rows.push(("W8A8".into(), s.clone(), t));
+            rows.push(("W8A8".into(), s.to_string(), t));
             for (name, kind) in [
                 ("W8A32", WeightKind::I8),
                 ("W4A32", WeightKind::I4),
                 ("FP16", WeightKind::F16),
             ] {
                 let t = tuner.wgemm(m, n, k, kind).map_err(|e| e.to_string())?;
-                rows.push((name.into(), s.clone(), t));
+                rows.push((name.into(), s.to_string(), t));
             }
             eprintln!("tuned linear {s}");
         }
@@ -350,7 +387,7 @@ fn tune(
                 let t = tuner
                     .conv(&desc, dims, [1, h, h, c], kind)
                     .map_err(|e| e.to_string())?;
-                rows.push((name.into(), s.clone(), t));
+                rows.push((name.into(), s.to_string(), t));
             }
             eprintln!("tuned conv {s}");
         }

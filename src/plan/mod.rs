@@ -14,11 +14,13 @@
 //! - CPU adapters (lavapipe, SwiftShader, WARP) run kernels without workgroup memory:
 //!   there it is ordinary memory reached through the same slow per-lane loads, and every
 //!   barrier costs a coroutine switch per SIMD batch. With subgroups of 8 or more they run
-//!   the subgroup kernel (16 rows x 8 columns per invocation; A shared by broadcast), else
-//!   the register kernel. GEMV-like shapes (M <= 4) run the register kernel.
+//!   the subgroup kernel (8 rows x 8 columns per invocation up to M = 8, else 16 x 8; A
+//!   shared by broadcast), else the register kernel. M = 1 runs the register kernel with
+//!   1 row x 4 columns per invocation, M = 2 with 2 x 8 on 32 invocations (tuned on
+//!   lavapipe: 1.19x-1.60x over the register kernel's 2x4 and 4x4 tiles for M = 2 to 4).
 //! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
-//!   128-row tile would be mostly padding; split-K below), the 128x128 tiled kernel when M and N fill
-//!   it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
+//!   128-row tile would be mostly padding; split-K below), the 128x128 tiled kernel when
+//!   M and N fill it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
 //!   device's workgroup limits gives way to the register kernel.
 //!
 //! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
@@ -26,10 +28,11 @@
 //! the number of rows, narrowed for narrow outputs, and capped by the device's
 //! invocations per workgroup.
 //!
-//! Split-K ([`default_split_k`]): on GPUs, the GEMV-like register kernel and the row
-//! GEMMs cut K into up to 16 slices that run in parallel when their output tiles alone
-//! would not fill the GPU (fewer than [`SPLIT_K_TARGET`] workgroups); a reduce pass adds
-//! the slices and applies the epilogue. CPU adapters never split.
+//! Split-K ([`default_split_k`]): the GEMV-like register kernel and the row GEMMs cut K
+//! into up to 16 slices that run in parallel when their output tiles alone would not
+//! fill the device (fewer than [`SPLIT_K_TARGET`] workgroups on a GPU; on a CPU adapter,
+//! 4 per core, and the FP32 register kernel only); a reduce pass adds the slices and
+//! applies the epilogue.
 //!
 //! Operands larger than `max_storage_buffer_binding_size` are not the plan's concern:
 //! the ops split them into pieces that fit (see docs/DISPATCH.md).
@@ -58,17 +61,31 @@ pub const SPLIT_K_MIN_SLICE: usize = 256;
 /// Most K slices the heuristic chooses.
 pub const SPLIT_K_MAX: u32 = 16;
 
+/// The workgroups below which [`default_split_k`] splits: [`SPLIT_K_TARGET`] on GPUs; on
+/// CPU adapters, 4 per core of this machine (the driver's threads; lavapipe runs one per
+/// core), so that a few workgroups do not leave cores idle or unevenly loaded.
+pub fn split_k_target(caps: &Capabilities) -> u64 {
+    if caps.is_cpu() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        4 * cores as u64
+    } else {
+        SPLIT_K_TARGET
+    }
+}
+
 /// The documented split-K heuristic of the GEMV-like row kernels (FP32 register kernel,
-/// W8A8 and weight-only GEMMs): on a GPU, a shape whose `workgroups` fall short of
-/// [`SPLIT_K_TARGET`] cuts its `k` into the power of two slices that comes closest to
-/// the target from below, each at least [`SPLIT_K_MIN_SLICE`] long, at most
-/// [`SPLIT_K_MAX`]. CPU adapters never split: their few cores are busy with a handful of
-/// workgroups, and the reduce pass would be pure overhead.
+/// W8A8 and weight-only GEMMs): a shape whose `workgroups` fall short of
+/// [`split_k_target`] (256 on GPUs, 4 per core on CPU adapters) cuts its `k` into the
+/// power of two slices that comes closest to the target from below, each at least
+/// [`SPLIT_K_MIN_SLICE`] long, at most [`SPLIT_K_MAX`]. On lavapipe (2 cores) a
+/// 2x768x768 FP32 GEMM (3 workgroups) gains 1.28x from 2 slices, and a 4096x4096 GEMV
+/// (8 to 16 workgroups) is left whole.
 pub fn default_split_k(caps: &Capabilities, workgroups: u64, k: usize) -> u32 {
-    if caps.is_cpu() || workgroups >= SPLIT_K_TARGET {
+    let target = split_k_target(caps);
+    if workgroups >= target {
         return 1;
     }
-    let want = SPLIT_K_TARGET / workgroups.max(1);
+    let want = target / workgroups.max(1);
     let by_k = (k / SPLIT_K_MIN_SLICE) as u64;
     let s = want.min(by_k).min(u64::from(SPLIT_K_MAX)).max(1);
     1 << s.ilog2()
@@ -84,8 +101,10 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     };
     let pick = if caps.is_cpu() {
         let sg = |tm, tn4| GemmKernel::Subgroup(SubgroupConfig { wg: 64, tm, tn4 });
-        if desc.m <= 4 {
-            small_m(desc.m)
+        if desc.m == 1 {
+            small_m(1)
+        } else if desc.m == 2 {
+            GemmKernel::Register(RegConfig::new(32, 2, 2, 4))
         } else if sg(8, 1).supported(caps) {
             match desc.m {
                 ..=8 => sg(8, 2),
@@ -95,21 +114,23 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
             reg(4, 1, 4)
         }
     } else if desc.m <= 8 {
-        match small_m(desc.m) {
-            GemmKernel::Register(c) => {
-                let wgs = (desc.n as u64).div_ceil(u64::from(c.wg * c.tn4 * 4))
-                    * (desc.m as u64).div_ceil(u64::from(c.tm))
-                    * desc.batch as u64;
-                GemmKernel::Register(c.split_k(default_split_k(caps, wgs, desc.k)))
-            }
-            k => k,
-        }
+        small_m(desc.m)
     } else if desc.m >= 128 && desc.n >= 128 && GemmKernel::Tiled(GemmKernel::TILED[1]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[1])
     } else if GemmKernel::Tiled(GemmKernel::TILED[0]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[0])
     } else {
         reg(8, 1, 4)
+    };
+    // GEMV-like register kernels split K when their tiles are too few for the device.
+    let pick = match pick {
+        GemmKernel::Register(c) if desc.m <= 8 => {
+            let wgs = (desc.n as u64).div_ceil(u64::from(c.wg * c.tn4 * 4))
+                * (desc.m as u64).div_ceil(u64::from(c.tm))
+                * desc.batch as u64;
+            GemmKernel::Register(c.split_k(default_split_k(caps, wgs, desc.k)))
+        }
+        k => k,
     };
     narrow_gemm(caps, pick)
 }
@@ -169,8 +190,13 @@ fn tuned_rows(ctx: &Context, class: &ShapeClass) -> Option<RowTile> {
     }
 }
 
-/// `t` with the split-K of [`default_split_k`] for an `m x n x k` GEMM.
+/// `t` with the split-K of [`default_split_k`] for an `m x n x k` GEMM, on GPUs only:
+/// on lavapipe the row kernels lost 4-9 % with 2 slices at 1x768x768 (2 workgroups, an
+/// extra pass on a 1 ms op) and gained nothing at 4096.
 fn with_split_k(caps: &Capabilities, t: RowTile, m: usize, n: usize, k: usize) -> RowTile {
+    if caps.is_cpu() {
+        return t;
+    }
     let workgroups =
         (n as u64).div_ceil(u64::from(t.columns())) * (m as u64).div_ceil(u64::from(t.tm));
     t.split_k(default_split_k(caps, workgroups, k))
@@ -188,7 +214,7 @@ pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile 
 }
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
-/// [`default_qconv_config`] with K split by [`default_split_k`] (GPUs only).
+/// [`default_qconv_config`] with K split by [`default_split_k`] on GPUs.
 pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
     with_split_k(caps, default_qconv_config(caps, m, n), m, n, k)
 }

@@ -383,8 +383,10 @@ impl WeightKind {
 pub const SPLIT_K_CANDIDATES: [u32; 4] = [2, 4, 8, 16];
 
 /// Split-K variants of the FP32 register kernels for an `m`-row GEMM with reduction `k`:
-/// the default's kernel (when it is a register kernel) with every count of
-/// [`split_counts`], and every register configuration with the middle count.
+/// none unless `m <= 8`; else the default's kernel (when it is a register kernel) with
+/// every count of [`SPLIT_K_CANDIDATES`] that leaves slices of at least
+/// [`crate::plan::SPLIT_K_MIN_SLICE`], and every register configuration with the middle
+/// count.
 pub fn split_k_candidates(m: usize, k: usize, default: GemmKernel) -> Vec<GemmKernel> {
     let counts = split_counts(m, k);
     let Some(&mid) = counts.get(counts.len().saturating_sub(1) / 2) else {
