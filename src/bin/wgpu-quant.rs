@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! wgpu-quant adapters                 # every adapter wgpu finds, with capabilities
-//! wgpu-quant bench                    # verified FP32 GEMM/GEMV throughput + FMA peak
+//! wgpu-quant bench                    # verified FP32 GEMM/GEMV throughput + FMA peak, every adapter
 //! wgpu-quant bench --sizes 512,1024 --gemv 1x4096x4096 --kernel reg:64,4,1,4
 //! wgpu-quant sqnr                     # SQNR of each calibration observer (docs/QUANTIZATION.md)
 //! ```
@@ -34,12 +34,13 @@ enum Cmd {
         #[arg(long, default_value = "all")]
         backend: String,
     },
-    /// Benchmark verified FP32 GEMM and GEMV, next to the adapter's measured FMA peak.
+    /// Benchmark verified FP32 GEMM and GEMV, next to the measured FMA peak, on every
+    /// adapter of the selected backends whose name matches (one table per adapter).
     Bench {
         /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
         #[arg(long)]
         backend: Option<String>,
-        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else the best GPU).
+        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else every adapter).
         #[arg(long)]
         adapter: Option<String>,
         /// Square GEMM sizes.
@@ -480,68 +481,117 @@ fn run() -> Result<bool, String> {
             warmup,
             no_peak,
         } => {
-            let ctx = request(backend, adapter)?;
             let kernel = parse_kernel(&kernel)?;
-            print_adapter(&ctx);
-            let peak = if no_peak {
-                None
-            } else {
-                let wgs = if ctx.capabilities().is_cpu() {
-                    256
-                } else {
-                    16384
-                };
-                let p = bench::fma_peak(&ctx, wgs, runs.max(3)).map_err(|e| e.to_string())?;
-                println!(
-                    "fp32 FMA peak: {:.1} GFLOP/s (median of {}, {:?} clock)",
-                    p.gflops,
-                    p.timings.ms.len(),
-                    p.timings.clock
-                );
-                Some(p.gflops)
-            };
             let mut shapes: Vec<(usize, usize, usize)> = sizes.iter().map(|&s| (s, s, s)).collect();
             for g in gemv.iter().filter(|g| !g.trim().is_empty()) {
                 shapes.push(parse_shape(g)?);
             }
-            println!();
-            println!("| op | M x N x K | kernel | median ms | min..max ms | GFLOP/s | % of peak | rel. error | verified |");
-            println!("|---|---|---|---:|---:|---:|---:|---:|---|");
+            let contexts = every_adapter(backend, adapter)?;
             let mut all_ok = true;
-            let mut clock = Clock::Wall;
-            for (m, n, k) in shapes {
-                let mut desc = GemmDesc::new(m, n, k);
-                desc.kernel = kernel;
-                let r =
-                    bench::gemm_case(&ctx, &desc, 2048, warmup, runs).map_err(|e| e.to_string())?;
-                let op = if m <= 8 { "gemv fp32" } else { "gemm fp32" };
-                match (&r.timings, r.gflops()) {
-                    (Some(t), Some(g)) => {
-                        clock = t.clock;
-                        let (lo, hi) = t.range();
-                        let pct = peak
-                            .map(|p| format!("{:.1}%", 100.0 * g / p))
-                            .unwrap_or_else(|| "-".into());
-                        println!(
-                            "| {op} | {m}x{n}x{k} | {} | {:.3} | {:.3}..{:.3} | {:.2} | {pct} | {:.1e} | yes ({} entries) |",
-                            kernel_name(r.kernel), t.median(), lo, hi, g, r.rel_error, r.checked
-                        );
-                    }
-                    _ => {
-                        all_ok = false;
-                        println!(
-                            "| {op} | {m}x{n}x{k} | {} | - | - | - | - | {:.1e} | FAILED |",
-                            kernel_name(r.kernel),
-                            r.rel_error
-                        );
-                    }
+            for (i, ctx) in contexts.iter().enumerate() {
+                if i > 0 {
+                    println!();
                 }
+                all_ok &= bench_adapter(ctx, kernel, &shapes, runs, warmup, no_peak)?;
             }
-            println!();
-            println!("clock: {clock:?}; runs per case: {runs} after {warmup} warm-up");
             Ok(all_ok)
         }
     }
+}
+
+/// A context on every adapter of `backend` (default: `WGPU_QUANT_BACKEND`, else all)
+/// whose name contains `adapter` (default: `WGPU_QUANT_ADAPTER`, else any), in the
+/// order wgpu lists them; an error with a hint when there is none.
+fn every_adapter(backend: Option<String>, adapter: Option<String>) -> Result<Vec<Context>, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let backend = backend.or_else(|| env("WGPU_QUANT_BACKEND"));
+    let name = adapter.or_else(|| env("WGPU_QUANT_ADAPTER"));
+    let backends =
+        parse_backends(backend.as_deref().unwrap_or("all")).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for a in pollster::block_on(Context::adapters(backends)) {
+        let info = a.get_info();
+        if let Some(n) = &name {
+            if !info.name.to_lowercase().contains(&n.to_lowercase()) {
+                continue;
+            }
+        }
+        out.push(pollster::block_on(Context::from_adapter(&a)).map_err(|e| e.to_string())?);
+    }
+    if out.is_empty() {
+        return Err(wgpu_quant::Error::NoAdapter {
+            request: format!("backends {backends:?}, adapter name containing {name:?}"),
+            hint: "install a Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers), \
+                   try --backend gl, or run `wgpu-quant adapters` to see the names"
+                .into(),
+        }
+        .to_string());
+    }
+    Ok(out)
+}
+
+/// The FP32 GEMM/GEMV table of one adapter; `Ok(false)` when a case failed verification.
+fn bench_adapter(
+    ctx: &Context,
+    kernel: Option<GemmKernel>,
+    shapes: &[(usize, usize, usize)],
+    runs: usize,
+    warmup: usize,
+    no_peak: bool,
+) -> Result<bool, String> {
+    print_adapter(ctx);
+    let peak = if no_peak {
+        None
+    } else {
+        let wgs = if ctx.capabilities().is_cpu() {
+            256
+        } else {
+            16384
+        };
+        let p = bench::fma_peak(ctx, wgs, runs.max(3)).map_err(|e| e.to_string())?;
+        println!(
+            "fp32 FMA peak: {:.1} GFLOP/s (median of {}, {:?} clock)",
+            p.gflops,
+            p.timings.ms.len(),
+            p.timings.clock
+        );
+        Some(p.gflops)
+    };
+    println!();
+    println!("| op | M x N x K | kernel | median ms | min..max ms | GFLOP/s | % of peak | rel. error | verified |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---|");
+    let mut all_ok = true;
+    let mut clock = Clock::Wall;
+    for &(m, n, k) in shapes {
+        let mut desc = GemmDesc::new(m, n, k);
+        desc.kernel = kernel;
+        let r = bench::gemm_case(ctx, &desc, 2048, warmup, runs).map_err(|e| e.to_string())?;
+        let op = if m <= 8 { "gemv fp32" } else { "gemm fp32" };
+        match (&r.timings, r.gflops()) {
+            (Some(t), Some(g)) => {
+                clock = t.clock;
+                let (lo, hi) = t.range();
+                let pct = peak
+                    .map(|p| format!("{:.1}%", 100.0 * g / p))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "| {op} | {m}x{n}x{k} | {} | {:.3} | {:.3}..{:.3} | {:.2} | {pct} | {:.1e} | yes ({} entries) |",
+                    kernel_name(r.kernel), t.median(), lo, hi, g, r.rel_error, r.checked
+                );
+            }
+            _ => {
+                all_ok = false;
+                println!(
+                    "| {op} | {m}x{n}x{k} | {} | - | - | - | - | {:.1e} | FAILED |",
+                    kernel_name(r.kernel),
+                    r.rel_error
+                );
+            }
+        }
+    }
+    println!();
+    println!("clock: {clock:?}; runs per case: {runs} after {warmup} warm-up");
+    Ok(all_ok)
 }
 
 fn main() -> ExitCode {
