@@ -298,3 +298,113 @@ pub fn gemm_case(
         timings,
     })
 }
+
+/// The problem size of a [`Record`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Shape {
+    /// A GEMM or GEMV: `m x k` times `k x n`.
+    Gemm {
+        /// Rows of the output.
+        m: usize,
+        /// Columns of the output.
+        n: usize,
+        /// The reduction.
+        k: usize,
+    },
+}
+
+/// One case of `wgpu-quant bench --json`: what ran where, how fast, and whether it was
+/// right. A case that failed verification has `verified: false` and no timings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// Adapter name.
+    pub adapter: String,
+    /// Backend (`Vulkan`, `Metal`, `Dx12`, `Gl`).
+    pub backend: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Suite (`gemm`: square sizes; `gemv`: the `--gemv` shapes).
+    pub suite: String,
+    /// Operation (`gemm`).
+    pub op: String,
+    /// Arithmetic (`fp32`).
+    pub dtype: String,
+    /// Problem size.
+    pub shape: Shape,
+    /// The kernel configuration that ran, as the plan names it.
+    pub kernel: String,
+    /// Median time of the timed runs, ms.
+    pub median_ms: Option<f64>,
+    /// Fastest timed run, ms.
+    pub min_ms: Option<f64>,
+    /// Slowest timed run, ms.
+    pub max_ms: Option<f64>,
+    /// Throughput at the median, 10^9 operations (multiply and add counted apart) per
+    /// second.
+    pub gops: Option<f64>,
+    /// Operand traffic at the median (every input read once, the output written once),
+    /// GB/s.
+    pub gbps: Option<f64>,
+    /// FP32 median time over this case's, same shape and adapter (1 for FP32 itself).
+    pub speedup_vs_fp32: Option<f64>,
+    /// `gops` as a share of the adapter's measured FP32 FMA peak, % (none without the
+    /// peak probe).
+    pub pct_of_peak: Option<f64>,
+    /// The result matched the reference within the dtype's budget.
+    pub verified: bool,
+    /// Relative error of the checked entries, `||got - ref|| / ||ref||` (the measure the
+    /// budget bounds).
+    pub max_rel_error: f64,
+    /// Output entries compared with the reference.
+    pub checked: usize,
+    /// `Timestamps` (GPU timestamp queries) or `Wall` (submit and wait).
+    pub clock: String,
+    /// Timed runs.
+    pub runs: usize,
+}
+
+impl Record {
+    /// The record of an FP32 GEMM case on `ctx`'s adapter; `peak_gflops` is the measured
+    /// FMA peak, if probed.
+    pub fn fp32_gemm(
+        ctx: &Context,
+        suite: &str,
+        r: &GemmResult,
+        kernel: String,
+        peak_gflops: Option<f64>,
+    ) -> Record {
+        let a = &ctx.capabilities().adapter;
+        let d = &r.desc;
+        let bytes = 4.0 * (d.m * d.k + d.k * d.n + d.m * d.n) as f64 * d.batch as f64;
+        let t = r.timings.as_ref();
+        let median = t.map(|t| t.median());
+        let gops = r.gflops();
+        Record {
+            adapter: a.name.clone(),
+            backend: format!("{:?}", a.backend),
+            driver: format!("{} {}", a.driver, a.driver_info).trim().to_string(),
+            suite: suite.into(),
+            op: "gemm".into(),
+            dtype: "fp32".into(),
+            shape: Shape::Gemm {
+                m: d.m,
+                n: d.n,
+                k: d.k,
+            },
+            kernel,
+            median_ms: median,
+            min_ms: t.map(|t| t.range().0),
+            max_ms: t.map(|t| t.range().1),
+            gops,
+            gbps: median.map(|ms| bytes / (ms * 1e6)),
+            speedup_vs_fp32: median.map(|_| 1.0),
+            pct_of_peak: gops.zip(peak_gflops).map(|(g, p)| 100.0 * g / p),
+            verified: r.verified,
+            max_rel_error: r.rel_error,
+            checked: r.checked,
+            clock: t.map_or_else(|| "-".into(), |t| format!("{:?}", t.clock)),
+            runs: t.map_or(0, |t| t.ms.len()),
+        }
+    }
+}

@@ -62,6 +62,10 @@ enum Cmd {
         /// Skip the FMA peak probe.
         #[arg(long)]
         no_peak: bool,
+        /// Also write every case as a JSON record to FILE (an array; fields in the
+        /// README and `wgpu_quant::bench::Record`).
+        #[arg(long, value_name = "FILE")]
+        json: Option<String>,
     },
     /// Autotune the benchmark shapes on one adapter: every candidate kernel is verified
     /// against the reference, then timed; the winners are saved to a JSON cache (merged
@@ -480,19 +484,30 @@ fn run() -> Result<bool, String> {
             runs,
             warmup,
             no_peak,
+            json,
         } => {
             let kernel = parse_kernel(&kernel)?;
-            let mut shapes: Vec<(usize, usize, usize)> = sizes.iter().map(|&s| (s, s, s)).collect();
+            // (suite, m, n, k): the square sizes, then the --gemv shapes.
+            let mut shapes: Vec<(&str, usize, usize, usize)> =
+                sizes.iter().map(|&s| ("gemm", s, s, s)).collect();
             for g in gemv.iter().filter(|g| !g.trim().is_empty()) {
-                shapes.push(parse_shape(g)?);
+                let (m, n, k) = parse_shape(g)?;
+                shapes.push(("gemv", m, n, k));
             }
             let contexts = every_adapter(backend, adapter)?;
             let mut all_ok = true;
+            let mut records = Vec::new();
             for (i, ctx) in contexts.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
-                all_ok &= bench_adapter(ctx, kernel, &shapes, runs, warmup, no_peak)?;
+                let opts = (runs, warmup, no_peak);
+                all_ok &= bench_adapter(ctx, kernel, &shapes, opts, &mut records)?;
+            }
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+                std::fs::write(&path, text + "\n").map_err(|e| format!("{path}: {e}"))?;
+                eprintln!("wrote {} records to {path}", records.len());
             }
             Ok(all_ok)
         }
@@ -530,15 +545,16 @@ fn every_adapter(backend: Option<String>, adapter: Option<String>) -> Result<Vec
     Ok(out)
 }
 
-/// The FP32 GEMM/GEMV table of one adapter; `Ok(false)` when a case failed verification.
+/// The FP32 GEMM/GEMV table of one adapter (`opts`: runs, warm-up runs, no peak probe),
+/// each case also appended to `records`; `Ok(false)` when a case failed verification.
 fn bench_adapter(
     ctx: &Context,
     kernel: Option<GemmKernel>,
-    shapes: &[(usize, usize, usize)],
-    runs: usize,
-    warmup: usize,
-    no_peak: bool,
+    shapes: &[(&str, usize, usize, usize)],
+    opts: (usize, usize, bool),
+    records: &mut Vec<bench::Record>,
 ) -> Result<bool, String> {
+    let (runs, warmup, no_peak) = opts;
     print_adapter(ctx);
     let peak = if no_peak {
         None
@@ -562,11 +578,18 @@ fn bench_adapter(
     println!("|---|---|---|---:|---:|---:|---:|---:|---|");
     let mut all_ok = true;
     let mut clock = Clock::Wall;
-    for &(m, n, k) in shapes {
+    for &(suite, m, n, k) in shapes {
         let mut desc = GemmDesc::new(m, n, k);
         desc.kernel = kernel;
         let r = bench::gemm_case(ctx, &desc, 2048, warmup, runs).map_err(|e| e.to_string())?;
         let op = if m <= 8 { "gemv fp32" } else { "gemm fp32" };
+        records.push(bench::Record::fp32_gemm(
+            ctx,
+            suite,
+            &r,
+            kernel_name(r.kernel),
+            peak,
+        ));
         match (&r.timings, r.gflops()) {
             (Some(t), Some(g)) => {
                 clock = t.clock;
