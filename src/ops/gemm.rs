@@ -834,12 +834,11 @@ pub fn gemm(
             super::Res::whole(bias_buf),
             super::Res::whole(c.buffer()),
         ];
-        if let Some((splits, kslice)) = split_k_slices(ctx, kernel, desc) {
+        if let Some(sk) = split_k(ctx, kernel, desc) {
             // Parallel split-K: every slice's sums into a dense scratch, then one reduce
             // pass that adds them in slice order and applies alpha, bias and activation.
-            let bytes = splits as u64 * (desc.batch * desc.m * desc.n) as u64 * 4;
-            ctx.note_split_k();
-            let scratch = ctx.scratch("gemm split-k", bytes.next_power_of_two())?;
+            let scratch = sk.scratch(ctx, "gemm split-k")?;
+            let (splits, kslice) = (sk.splits, sk.per);
             let partial = GemmParams {
                 splits,
                 kslice,
@@ -918,24 +917,19 @@ pub fn gemm(
 /// `None` to run unsplit: kernels other than the register kernel's with `split_k > 1`,
 /// a K too short for two slices of at least one unrolled step each, and scratch that
 /// would not fit one binding (or 32-bit indices) all run unsplit.
-fn split_k_slices(ctx: &Context, kernel: GemmKernel, desc: &GemmDesc) -> Option<(u32, u32)> {
+fn split_k(ctx: &Context, kernel: GemmKernel, desc: &GemmDesc) -> Option<super::SplitK> {
     let GemmKernel::Register(c) = kernel else {
         return None;
     };
-    let ku = c.ku.max(1) as usize;
-    // Slices a whole number of unrolled steps long, and no empty slice.
-    let kslice = desc.k.div_ceil(c.split_k as usize).div_ceil(ku) * ku;
-    let splits = desc.k.div_ceil(kslice);
-    let bytes = (splits * desc.batch * desc.m * desc.n) as u64 * 4;
-    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-    (splits > 1 && bytes.next_power_of_two() <= limit && bytes / 4 <= u64::from(u32::MAX))
-        .then_some((splits as u32, kslice as u32))
+    // Slices a whole number of unrolled steps long.
+    let outputs = desc.batch * desc.m * desc.n;
+    super::SplitK::plan(ctx, c.split_k, desc.k, c.ku as usize, outputs)
 }
 
 /// The slices a split-K run of `kernel` over `desc` would use (1: unsplit); see
 /// [`RegConfig::split_k`].
 pub fn effective_split_k(ctx: &Context, kernel: GemmKernel, desc: &GemmDesc) -> u32 {
-    split_k_slices(ctx, kernel, desc).map_or(1, |(s, _)| s)
+    split_k(ctx, kernel, desc).map_or(1, |s| s.splits)
 }
 
 /// Records one dispatch of `kernel` over `desc` (its m, n and batch size the grid, once

@@ -167,6 +167,52 @@ impl RowTile {
     }
 }
 
+/// A parallel split-K run: `splits` slices of `per` reduction units each, and the bytes
+/// of its pooled scratch (`splits` x `outputs` 4-byte partials, rounded up to a power of
+/// two so that nearby shapes share one buffer).
+pub(crate) struct SplitK {
+    pub splits: u32,
+    pub per: u32,
+    bytes: u64,
+}
+
+impl SplitK {
+    /// Cuts a reduction of `units` into about `requested` slices, each a multiple of
+    /// `step` units, with no empty slice; `None` to run unsplit: fewer than two slices,
+    /// or scratch for `outputs` partials per slice larger than one binding (or 32-bit
+    /// indices).
+    pub fn plan(
+        ctx: &Context,
+        requested: u32,
+        units: usize,
+        step: usize,
+        outputs: usize,
+    ) -> Option<SplitK> {
+        let step = step.max(1);
+        let per = units
+            .div_ceil(requested.max(1) as usize)
+            .div_ceil(step)
+            .max(1)
+            * step;
+        let splits = units.div_ceil(per);
+        let words = (splits * outputs) as u64;
+        let bytes = (words * 4).next_power_of_two();
+        let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+        (splits > 1 && bytes <= limit && words <= u64::from(u32::MAX)).then_some(SplitK {
+            splits: splits as u32,
+            per: per as u32,
+            bytes,
+        })
+    }
+
+    /// The op's scratch for the partial sums (pooled per `tag` and size); counts the run
+    /// in [`crate::ContextStats::split_k_runs`].
+    pub fn scratch(&self, ctx: &Context, tag: &'static str) -> Result<wgpu::Buffer> {
+        ctx.note_split_k();
+        ctx.scratch(tag, self.bytes)
+    }
+}
+
 /// Fails with [`Error::LimitExceeded`] when `t`'s buffer is larger than one storage
 /// binding may be.
 pub(crate) fn check_binding(

@@ -399,25 +399,13 @@ pub fn qgemm(
 /// The slice count and words of K per slice of a split-K run of the W8A8 GEMM with
 /// `tile` over `m x n x k`, or `None` to run unsplit: `split_k` 1, K too short for two
 /// slices of a word, or scratch larger than one binding.
-fn split_k_slices(
-    ctx: &Context,
-    tile: RowTile,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> Option<(u32, u32)> {
-    let words = k.div_ceil(4);
-    let per = words.div_ceil(tile.split_k.max(1) as usize);
-    let splits = words.div_ceil(per);
-    let bytes = ((splits * m * n) as u64 * 4).next_power_of_two();
-    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-    (splits > 1 && bytes <= limit && bytes / 4 <= u64::from(u32::MAX))
-        .then_some((splits as u32, per as u32))
+fn split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, k: usize) -> Option<super::SplitK> {
+    super::SplitK::plan(ctx, tile.split_k, k.div_ceil(4), 1, m * n)
 }
 
 /// The K slices the W8A8 GEMM with `tile` runs over `m x n x k` (1: unsplit).
 pub fn effective_split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, k: usize) -> u32 {
-    split_k_slices(ctx, tile, m, n, k).map_or(1, |(s, _)| s)
+    split_k(ctx, tile, m, n, k).map_or(1, |s| s.splits)
 }
 
 /// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
@@ -698,13 +686,12 @@ pub(crate) fn run(
         ],
     )?;
     if let (true, [piece]) = (gemm, &pieces[..]) {
-        if let Some((splits, slice_words)) = split_k_slices(ctx, cfg, m, n, problem.kc) {
+        if let Some(sk) = split_k(ctx, cfg, m, n, problem.kc) {
             // Parallel split-K: each slice's exact partial result (i32, zero-point
             // corrections included) into a dense scratch, then a reduce pass that adds them
             // and runs the requested epilogue.
-            let bytes = (splits as u64 * (m * n) as u64 * 4).next_power_of_two();
-            ctx.note_split_k();
-            let scratch = ctx.scratch("qgemm split-k", bytes)?;
+            let scratch = sk.scratch(ctx, "qgemm split-k")?;
+            let (splits, slice_words) = (sk.splits, sk.per);
             let groups_x = (n as u64).div_ceil(u64::from(cfg.columns()));
             let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
             let base = Params {

@@ -226,19 +226,8 @@ fn reduce_variant(cfg: RowTile, out_f16: bool) -> ShaderVariant {
 /// The slice count and weight words per slice of a split-K run of the weight-only / FP16
 /// GEMM with `tile` over `m x n` with `kw` weight words per row, or `None` to run
 /// unsplit: `split_k` 1, fewer than two words, or scratch larger than one binding.
-fn split_k_slices(
-    ctx: &Context,
-    tile: RowTile,
-    m: usize,
-    n: usize,
-    kw: usize,
-) -> Option<(u32, u32)> {
-    let per = kw.div_ceil(tile.split_k.max(1) as usize);
-    let splits = kw.div_ceil(per.max(1));
-    let bytes = ((splits * m * n) as u64 * 4).next_power_of_two();
-    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-    (splits > 1 && bytes <= limit && bytes / 4 <= u64::from(u32::MAX))
-        .then_some((splits as u32, per as u32))
+fn split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, kw: usize) -> Option<super::SplitK> {
+    super::SplitK::plan(ctx, tile.split_k, kw, 1, m * n)
 }
 
 /// The K slices the weight-only / FP16 GEMM with `tile` runs over `m x n` with
@@ -250,7 +239,7 @@ pub fn effective_split_k(
     n: usize,
     words_per_row: usize,
 ) -> u32 {
-    split_k_slices(ctx, tile, m, n, words_per_row).map_or(1, |(s, _)| s)
+    split_k(ctx, tile, m, n, words_per_row).map_or(1, |s| s.splits)
 }
 
 /// Every kernel variant (validated by the naga test).
@@ -540,12 +529,11 @@ pub fn wgemm(
             splits: 1,
             slice_words: to_u32("words per row", kw)?,
         };
-        if let (1, Some((splits, slice_words))) = (np, split_k_slices(ctx, cfg, m, n, kw)) {
+        if let (1, Some(sk)) = (np, split_k(ctx, cfg, m, n, kw)) {
             // Parallel split-K: every slice's raw f32 sums into a dense scratch, then a
             // reduce pass that adds them and applies bias, activation and the output type.
-            let bytes = (u64::from(splits) * (m * n) as u64 * 4).next_power_of_two();
-            ctx.note_split_k();
-            let scratch = ctx.scratch("wgemm split-k", bytes)?;
+            let scratch = sk.scratch(ctx, "wgemm split-k")?;
+            let (splits, slice_words) = (sk.splits, sk.per);
             let partial = Params {
                 flags: 0,
                 splits,
