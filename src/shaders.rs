@@ -39,8 +39,12 @@ pub enum ShaderFile {
     /// `shaders/gemm_sg.wgsl`: register-tiled FP32 GEMM sharing A through subgroup
     /// broadcasts, for CPU adapters.
     GemmSubgroup,
-    /// `shaders/peak_fma.wgsl`: FP32 FMA throughput probe.
+    /// `shaders/peak_fma.wgsl`: FP32 or f16 FMA throughput probe.
     PeakFma,
+    /// `shaders/peak_dot.wgsl`: packed INT8 dot-product throughput probe.
+    PeakDot,
+    /// `shaders/peak_copy.wgsl`: memory bandwidth probe.
+    PeakCopy,
     /// `shaders/quantize.wgsl`: f32/f16 to packed integers.
     Quantize,
     /// `shaders/dequantize.wgsl`: packed integers to f32/f16.
@@ -80,11 +84,13 @@ const CONV_LOAD: &str = include_str!("../shaders/common/conv_load.wgsl");
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 17] = [
+    pub const ALL: [ShaderFile; 19] = [
         ShaderFile::GemmTiled,
         ShaderFile::GemmReg,
         ShaderFile::GemmSubgroup,
         ShaderFile::PeakFma,
+        ShaderFile::PeakDot,
+        ShaderFile::PeakCopy,
         ShaderFile::Quantize,
         ShaderFile::Dequantize,
         ShaderFile::QuantStats,
@@ -107,6 +113,8 @@ impl ShaderFile {
             ShaderFile::GemmReg => "gemm_reg.wgsl",
             ShaderFile::GemmSubgroup => "gemm_sg.wgsl",
             ShaderFile::PeakFma => "peak_fma.wgsl",
+            ShaderFile::PeakDot => "peak_dot.wgsl",
+            ShaderFile::PeakCopy => "peak_copy.wgsl",
             ShaderFile::Quantize => "quantize.wgsl",
             ShaderFile::Dequantize => "dequantize.wgsl",
             ShaderFile::QuantStats => "qstats.wgsl",
@@ -128,6 +136,8 @@ impl ShaderFile {
             ShaderFile::GemmReg => include_str!("../shaders/gemm_reg.wgsl"),
             ShaderFile::GemmSubgroup => include_str!("../shaders/gemm_sg.wgsl"),
             ShaderFile::PeakFma => include_str!("../shaders/peak_fma.wgsl"),
+            ShaderFile::PeakDot => include_str!("../shaders/peak_dot.wgsl"),
+            ShaderFile::PeakCopy => include_str!("../shaders/peak_copy.wgsl"),
             ShaderFile::Quantize => include_str!("../shaders/quantize.wgsl"),
             ShaderFile::Dequantize => include_str!("../shaders/dequantize.wgsl"),
             ShaderFile::QuantStats => include_str!("../shaders/qstats.wgsl"),
@@ -149,7 +159,7 @@ impl ShaderFile {
         match self {
             ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
             ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
-            ShaderFile::PeakFma => &[],
+            ShaderFile::PeakFma | ShaderFile::PeakDot | ShaderFile::PeakCopy => &[],
             ShaderFile::Pool => &[STORE_F16, WINDOW],
             ShaderFile::ImageBuffer | ShaderFile::ImageTexture => &[STORE_F16],
             ShaderFile::Eltwise => &[QUANT_MATH, STORE_F16],
@@ -172,6 +182,8 @@ impl ShaderFile {
             ShaderFile::GemmReg => "gemm (register)",
             ShaderFile::GemmSubgroup => "gemm (subgroup)",
             ShaderFile::PeakFma => "peak fma",
+            ShaderFile::PeakDot => "peak int8 dot",
+            ShaderFile::PeakCopy => "peak bandwidth",
             ShaderFile::Quantize => "quantize",
             ShaderFile::Dequantize => "dequantize",
             ShaderFile::QuantStats => "quantization statistics",
@@ -217,7 +229,9 @@ impl ShaderFile {
                 entry(4, rw),
             ],
             // params, out
-            ShaderFile::PeakFma => vec![entry(0, uniform), entry(1, rw)],
+            ShaderFile::PeakFma | ShaderFile::PeakDot => vec![entry(0, uniform), entry(1, rw)],
+            // params, src, dst
+            ShaderFile::PeakCopy => vec![entry(0, uniform), entry(1, ro), entry(2, rw)],
             // params, x, out (image: params, pixels, out)
             ShaderFile::Pool | ShaderFile::ImageBuffer => {
                 vec![entry(0, uniform), entry(1, ro), entry(2, rw)]

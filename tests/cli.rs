@@ -1,58 +1,220 @@
-//! The `wgpu-quant` binary end to end: `bench --json` on every adapter writes one
-//! verified record per case and adapter, with the documented fields consistent with
-//! each other.
+//! The `wgpu-quant` binary end to end: `bench` on every adapter writes one verified record
+//! per case and adapter with the documented fields consistent with each other, draws the
+//! chart, reports a wrong kernel as FAILED without timing it, and names bad arguments.
+
+use std::process::{Command, Output};
 
 use wgpu_quant::bench::{Record, Shape};
 
-#[test]
-fn bench_json_has_a_verified_record_per_case_and_adapter() {
-    let dir = std::env::temp_dir().join(format!("wgpu-quant-cli-{}", std::process::id()));
+fn tmp(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-quant-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bench.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgpu-quant"))
-        .args(["bench", "--sizes", "33", "--gemv", "1x65x70", "--runs", "2"])
-        .args(["--no-peak", "--json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    dir
+}
+
+fn bench(args: &[&str], env: Option<(&str, &std::path::Path)>) -> (Output, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgpu-quant"));
+    cmd.arg("bench").args(args);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn bench_json_and_chart_cover_every_suite_and_adapter() {
+    let dir = tmp("suites");
+    let (json, chart) = (dir.join("bench.json"), dir.join("bench.svg"));
+    let (out, stdout, stderr) = bench(
+        &[
+            "--quick",
+            "--sizes",
+            "33",
+            "--shapes",
+            "3x65x70",
+            "--models",
+            "eff.head_320to1280,eff.dw5x5s2_144",
+            "--quant-shape",
+            "33x70",
+            "--runs",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(
         out.status.success(),
         "bench failed (a GPU adapter is needed: install mesa-vulkan-drivers)\n{stdout}\n{stderr}"
     );
     let records: Vec<Record> =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let adapters = stdout.matches("adapter: ").count();
-    assert!(adapters >= 1, "{stdout}");
-    assert_eq!(records.len(), 2 * adapters, "{records:#?}");
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let adapters: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("adapter: "))
+        .collect();
+    assert!(!adapters.is_empty(), "{stdout}");
+    // Per adapter: 2 linear shapes x 6 dtypes, 2 layers x 3 dtypes, 7 quant kernels, and
+    // the probes the adapter supports (3 or 4).
+    let probes = records.iter().filter(|r| r.suite == "peak").count();
+    let unsupported = stdout.matches("not run: ").count();
+    assert_eq!(probes + unsupported, 4 * adapters.len(), "{stdout}");
+    assert_eq!(
+        records.len(),
+        probes + (12 + 6 + 7) * adapters.len(),
+        "{records:#?}"
+    );
     for r in &records {
         assert!(r.verified, "{r:?}");
-        assert!(r.max_rel_error < 1e-5, "{r:?}");
+        assert!(r.max_rel_error <= r.budget, "{r:?}");
         assert!(stdout.contains(&r.adapter), "{r:?} not in the table");
-        assert_eq!((r.op.as_str(), r.dtype.as_str()), ("gemm", "fp32"));
-        let (m, n, k) = match (r.suite.as_str(), &r.shape) {
-            ("gemm", &Shape::Gemm { m, n, k }) => {
-                assert_eq!((m, n, k), (33, 33, 33));
-                (m, n, k)
-            }
-            ("gemv", &Shape::Gemm { m, n, k }) => {
-                assert_eq!((m, n, k), (1, 65, 70));
-                (m, n, k)
-            }
-            other => panic!("unexpected suite and shape {other:?}"),
-        };
         let ms = r.median_ms.expect("a verified case is timed");
         let (lo, hi) = (r.min_ms.unwrap(), r.max_ms.unwrap());
         assert!(lo > 0.0 && lo <= ms && ms <= hi, "{r:?}");
-        let gops = 2.0 * (m * n * k) as f64 / (ms * 1e6);
-        assert!((r.gops.unwrap() - gops).abs() <= 1e-9 * gops, "{r:?}");
-        let bytes = 4.0 * (m * k + k * n + m * n) as f64;
-        assert!((r.gbps.unwrap() - bytes / (ms * 1e6)).abs() <= 1e-9 * r.gbps.unwrap());
-        assert_eq!(r.speedup_vs_fp32, Some(1.0));
-        assert_eq!(r.pct_of_peak, None, "no peak was probed");
-        assert_eq!(r.runs, 2);
-        assert!(r.checked > 0);
+        assert_eq!(r.runs, if r.suite == "peak" { 3 } else { 2 }, "{r:?}");
+        assert!(r.checked > 0, "{r:?}");
+        match (r.suite.as_str(), r.op.as_str(), &r.shape) {
+            ("gemm", "linear", &Shape::Gemm { m, n, k }) => {
+                assert!([(33, 33, 33), (3, 65, 70)].contains(&(m, n, k)), "{r:?}");
+                let gops = 2.0 * (m * n * k) as f64 / (ms * 1e6);
+                assert!((r.gops.unwrap() - gops).abs() <= 1e-9 * gops, "{r:?}");
+                if r.dtype == "fp32" {
+                    let bytes = 4.0 * (m * k + k * n + m * n) as f64;
+                    assert!((r.gbps.unwrap() - bytes / (ms * 1e6)).abs() <= 1e-9 * r.gbps.unwrap());
+                }
+            }
+            ("models", "conv", Shape::Conv { .. }) => {
+                assert!(r.case.starts_with("eff."), "{r:?}");
+                assert!(
+                    ["fp32", "fp16", "w8a8"].contains(&r.dtype.as_str()),
+                    "{r:?}"
+                );
+            }
+            ("quant", _, &Shape::Tensor { rows, cols }) => {
+                assert_eq!((rows, cols), (33, 70));
+                assert_eq!(r.budget, 0.0, "quantization is checked bit for bit");
+                assert!(r.gbps.unwrap() > 0.0);
+            }
+            ("peak", _, Shape::Probe { .. }) => {
+                assert_eq!(r.pct_of_peak, Some(100.0));
+            }
+            other => panic!("unexpected suite, op and shape {other:?}"),
+        }
+        // W8A8 is bit-exact; so is its error.
+        if r.dtype.starts_with("w8a8") {
+            assert_eq!((r.budget, r.max_rel_error), (0.0, 0.0), "{r:?}");
+        }
+        // Speedups: the FP32 twin's median over this one, same adapter and case.
+        if r.op == "linear" || r.op == "conv" {
+            let fp32 = records
+                .iter()
+                .find(|f| {
+                    f.adapter == r.adapter
+                        && f.backend == r.backend
+                        && f.case == r.case
+                        && f.op == r.op
+                        && f.dtype == "fp32"
+                })
+                .expect("every case has an FP32 twin");
+            let want = fp32.median_ms.unwrap() / ms;
+            let got = r.speedup_vs_fp32.expect("speedup");
+            assert!((got - want).abs() <= 1e-12 * want, "{r:?}");
+            if r.dtype == "fp32" {
+                assert_eq!(got, 1.0);
+                assert!(r.pct_of_peak.is_some(), "the FP32 peak was probed: {r:?}");
+            }
+        } else {
+            assert_eq!(r.speedup_vs_fp32, None, "{r:?}");
+        }
     }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for a in &adapters {
+        let name = a.split(" (").next().unwrap();
+        assert!(svg.contains(name), "{name} has no panel");
+    }
+    let bars = records
+        .iter()
+        .filter(|r| r.speedup_vs_fp32.is_some() && r.dtype != "fp32")
+        .count();
+    assert_eq!(
+        svg.matches("<title>").count(),
+        bars,
+        "one bar per non-FP32 case"
+    );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_wrong_kernel_is_reported_failed_and_not_timed() {
+    // The copy probe made to corrupt one word in four.
+    let dir = tmp("mutant");
+    let src = include_str!("../shaders/peak_copy.wgsl");
+    let bad = src.replace(
+        "dst[i] = src[i];",
+        "dst[i] = src[i] + vec4<u32>(0u, 0u, 1u, 0u);",
+    );
+    assert_ne!(src, bad, "the mutation must apply");
+    std::fs::write(dir.join("peak_copy.wgsl"), bad).unwrap();
+    let json = dir.join("bench.json");
+    let (out, stdout, stderr) = bench(
+        &[
+            "--suite",
+            "peak",
+            "--quick",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Some(("WGPU_QUANT_SHADER_DIR", &dir)),
+    );
+    assert!(
+        !out.status.success(),
+        "a wrong result must fail the run\n{stdout}"
+    );
+    assert!(stderr.contains("some results were wrong"), "{stderr}");
+    let records: Vec<Record> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let copies: Vec<&Record> = records.iter().filter(|r| r.op == "copy").collect();
+    assert!(!copies.is_empty());
+    for r in copies {
+        assert!(!r.verified, "{r:?}");
+        assert!(r.max_rel_error > 0.0, "{r:?}");
+        assert_eq!(
+            (r.median_ms, r.gbps, r.runs),
+            (None, None, 0),
+            "never timed: {r:?}"
+        );
+        assert!(stdout.contains("| u32 copy | copy | u32 |") && stdout.contains("FAILED"));
+    }
+    // The other probes still pass.
+    assert!(records
+        .iter()
+        .filter(|r| r.op != "copy")
+        .all(|r| r.verified));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_bench_arguments_are_named() {
+    for (args, needle) in [
+        (&["--suite", "gemm,nope"][..], "unknown suite 'nope'"),
+        (&["--dtypes", "fp8"][..], "unknown dtype 'fp8'"),
+        (
+            &["--models", "r50.conv9"][..],
+            "unknown model layer 'r50.conv9'",
+        ),
+        (&["--shapes", "4x4"][..], "shape '4x4'"),
+        (&["--quant-shape", "0x5"][..], "--quant-shape '0x5'"),
+        (&["--kernel", "reg:1"][..], "unknown kernel 'reg:1'"),
+    ] {
+        let (out, stdout, stderr) = bench(args, None);
+        assert!(!out.status.success(), "{args:?} succeeded\n{stdout}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stdout.contains("| suite |"), "{args:?} ran before failing");
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! wgpu-quant adapters                 # every adapter wgpu finds, with capabilities
-//! wgpu-quant bench                    # verified FP32 GEMM/GEMV throughput + FMA peak, every adapter
-//! wgpu-quant bench --sizes 512,1024 --gemv 1x4096x4096 --kernel reg:64,4,1,4
+//! wgpu-quant bench                    # peak, gemm, models and quant suites, every adapter
+//! wgpu-quant bench --quick --json b.json --chart b.svg   # the CI subset, under 2 minutes on lavapipe
+//! wgpu-quant bench --suite gemm --sizes 512,1024 --shapes 1x4096x4096 --dtypes fp32,w8a8
 //! wgpu-quant sqnr                     # SQNR of each calibration observer (docs/QUANTIZATION.md)
 //! ```
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wgpu_quant::bench::{self, Clock};
 use wgpu_quant::context::parse_backends;
-use wgpu_quant::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig, TiledConfig};
+use wgpu_quant::ops::gemm::{GemmKernel, RegConfig, SubgroupConfig, TiledConfig};
 use wgpu_quant::{Context, RequestOptions};
 
 #[derive(Parser)]
@@ -34,39 +35,11 @@ enum Cmd {
         #[arg(long, default_value = "all")]
         backend: String,
     },
-    /// Benchmark verified FP32 GEMM and GEMV, next to the measured FMA peak, on every
-    /// adapter of the selected backends whose name matches (one table per adapter).
-    Bench {
-        /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
-        #[arg(long)]
-        backend: Option<String>,
-        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else every adapter).
-        #[arg(long)]
-        adapter: Option<String>,
-        /// Square GEMM sizes.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 512, 1024, 2048])]
-        sizes: Vec<usize>,
-        /// GEMV / rectangular shapes as MxNxK (B stored K x N).
-        #[arg(long, value_delimiter = ',', default_values_t = vec!["1x4096x4096".to_string()])]
-        gemv: Vec<String>,
-        /// Kernel: auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK, reg:WG,TM,TN4,KU[,SPLITK] or
-        /// sg:WG,TM,TN4.
-        #[arg(long, default_value = "auto")]
-        kernel: String,
-        /// Timed runs per case (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// Untimed warm-up runs per case.
-        #[arg(long, default_value_t = 1)]
-        warmup: usize,
-        /// Skip the FMA peak probe.
-        #[arg(long)]
-        no_peak: bool,
-        /// Also write every case as a JSON record to FILE (an array; fields in the
-        /// README and `wgpu_quant::bench::Record`).
-        #[arg(long, value_name = "FILE")]
-        json: Option<String>,
-    },
+    /// Benchmark verified FP32, FP16 and INT8 kernels on every adapter of the selected
+    /// backends whose name matches: one Markdown table per adapter, optionally JSON and
+    /// an SVG chart. Every case is checked against the reference before it is timed; a
+    /// wrong result is reported as FAILED (exit status 1) and never timed.
+    Bench(Box<BenchArgs>),
     /// Autotune the benchmark shapes on one adapter: every candidate kernel is verified
     /// against the reference, then timed; the winners are saved to a JSON cache (merged
     /// into FILE if it exists) and a Markdown table of tuned vs default is printed.
@@ -116,6 +89,70 @@ enum Cmd {
         #[arg(long, default_value_t = 65536)]
         test_len: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else every adapter).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Suites: gemm (square sizes and --shapes), models (BERT-base and LLM linears,
+    /// ResNet-50 and EfficientNet-Lite0 convolutions), quant (quantization kernels),
+    /// peak (FP32/f16 FMA, INT8 dot, bandwidth probes: the base of "% of peak").
+    #[arg(long, value_delimiter = ',', default_values_t = ["peak", "gemm", "models", "quant"].map(String::from).to_vec())]
+    suite: Vec<String>,
+    /// A subset that runs in under two minutes on lavapipe (the CI check): sizes 256,
+    /// four model layers, a 1024x1024 quant tensor, small probes, 3 runs. Options given
+    /// explicitly still apply.
+    #[arg(long)]
+    quick: bool,
+    /// Precisions of the linear and convolution cases (convolutions run fp32, fp16 and
+    /// w8a8): fp32, fp16, w8a8, w8a8+q, w8a16, w4a16.
+    #[arg(long, value_delimiter = ',', default_values_t = ["fp32", "fp16", "w8a8", "w8a8+q", "w8a16", "w4a16"].map(String::from).to_vec())]
+    dtypes: Vec<String>,
+    /// Square sizes of the gemm suite [default: 256,512,1024,2048; quick: 256].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// More gemm-suite shapes as MxNxK (linear: x [M, K], weights [N, K]).
+    #[arg(long, visible_alias = "gemv", value_delimiter = ',')]
+    shapes: Vec<String>,
+    /// Layers of the models suite, by name (`wgpu-quant bench --list-models`)
+    /// [default: all; quick: bert.attn_proj, llm.gemv, r50.conv3x3_512, eff.dw3x3_32].
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Print the models suite's layers and exit.
+    #[arg(long)]
+    list_models: bool,
+    /// Tensor of the quant suite as ROWSxCOLS [default: 4096x1024; quick: 1024x1024].
+    #[arg(long)]
+    quant_shape: Option<String>,
+    /// FP32 GEMM kernel: auto, tiled64, tiled128, tiled:WGX,WGY,TM,TN,BK,
+    /// reg:WG,TM,TN4,KU[,SPLITK] or sg:WG,TM,TN4.
+    #[arg(long, default_value = "auto")]
+    kernel: String,
+    /// Timed runs per case; the median is reported [default: 5; quick: 3].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Untimed warm-up runs per case.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Outputs per case compared with the reference.
+    #[arg(long, default_value_t = 1024)]
+    samples: usize,
+    /// Leave out the peak suite (no "% of peak").
+    #[arg(long)]
+    no_peak: bool,
+    /// Also write every case as a JSON record to FILE (an array; fields in the README
+    /// and `wgpu_quant::bench::Record`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// Also draw the speedup over FP32 per case and dtype, one panel per adapter, to
+    /// FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    chart: Option<String>,
 }
 
 fn parse_kernel(s: &str) -> Result<Option<GemmKernel>, String> {
@@ -184,28 +221,6 @@ fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     match v[..] {
         [m, n, k] => Ok((m, n, k)),
         _ => Err(format!("shape '{s}': expected MxNxK")),
-    }
-}
-
-fn kernel_name(k: GemmKernel) -> String {
-    match k {
-        GemmKernel::Tiled(c) => format!(
-            "tiled {}x{} ({}x{} per inv, bk {})",
-            c.wg_y * c.tm,
-            c.wg_x * c.tn,
-            c.tm,
-            c.tn,
-            c.bk
-        ),
-        GemmKernel::Register(c) => format!(
-            "reg wg{} {}x{} ku{}{}",
-            c.wg,
-            c.tm,
-            c.tn4 * 4,
-            c.ku,
-            split_label(c.split_k)
-        ),
-        GemmKernel::Subgroup(c) => format!("subgroup wg{} {}x{}", c.wg, c.tm, c.tn4 * 4),
     }
 }
 
@@ -294,28 +309,8 @@ fn request(backend: Option<String>, adapter: Option<String>) -> Result<Context, 
     .map_err(|e| e.to_string())
 }
 
-/// ` split-K N` for a configuration with N > 1 K slices, else nothing.
-fn split_label(split_k: u32) -> String {
-    if split_k > 1 {
-        format!(" split-K {split_k}")
-    } else {
-        String::new()
-    }
-}
-
 fn choice_name(c: wgpu_quant::plan::tune::Choice) -> String {
-    match c {
-        wgpu_quant::plan::tune::Choice::Gemm(k) => kernel_name(k),
-        wgpu_quant::plan::tune::Choice::Rows(t) => {
-            format!(
-                "rows wg{} {}x{}{}",
-                t.wg,
-                t.tm,
-                t.tn4 * 4,
-                split_label(t.split_k)
-            )
-        }
-    }
+    c.label()
 }
 
 fn tune(
@@ -475,42 +470,7 @@ fn run() -> Result<bool, String> {
             }
             Ok(true)
         }
-        Cmd::Bench {
-            backend,
-            adapter,
-            sizes,
-            gemv,
-            kernel,
-            runs,
-            warmup,
-            no_peak,
-            json,
-        } => {
-            let kernel = parse_kernel(&kernel)?;
-            // (suite, m, n, k): the square sizes, then the --gemv shapes.
-            let mut shapes: Vec<(&str, usize, usize, usize)> =
-                sizes.iter().map(|&s| ("gemm", s, s, s)).collect();
-            for g in gemv.iter().filter(|g| !g.trim().is_empty()) {
-                let (m, n, k) = parse_shape(g)?;
-                shapes.push(("gemv", m, n, k));
-            }
-            let contexts = every_adapter(backend, adapter)?;
-            let mut all_ok = true;
-            let mut records = Vec::new();
-            for (i, ctx) in contexts.iter().enumerate() {
-                if i > 0 {
-                    println!();
-                }
-                let opts = (runs, warmup, no_peak);
-                all_ok &= bench_adapter(ctx, kernel, &shapes, opts, &mut records)?;
-            }
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
-                std::fs::write(&path, text + "\n").map_err(|e| format!("{path}: {e}"))?;
-                eprintln!("wrote {} records to {path}", records.len());
-            }
-            Ok(all_ok)
-        }
+        Cmd::Bench(args) => bench_cmd(*args),
     }
 }
 
@@ -545,76 +505,435 @@ fn every_adapter(backend: Option<String>, adapter: Option<String>) -> Result<Vec
     Ok(out)
 }
 
-/// The FP32 GEMM/GEMV table of one adapter (`opts`: runs, warm-up runs, no peak probe),
-/// each case also appended to `records`; `Ok(false)` when a case failed verification.
-fn bench_adapter(
-    ctx: &Context,
-    kernel: Option<GemmKernel>,
-    shapes: &[(&str, usize, usize, usize)],
-    opts: (usize, usize, bool),
-    records: &mut Vec<bench::Record>,
-) -> Result<bool, String> {
-    let (runs, warmup, no_peak) = opts;
-    print_adapter(ctx);
-    let peak = if no_peak {
-        None
-    } else {
-        let wgs = if ctx.capabilities().is_cpu() {
-            256
-        } else {
-            16384
+/// One unit of a bench run on an adapter.
+enum Job {
+    Probe(bench::Probe),
+    Linear {
+        suite: &'static str,
+        case: String,
+        shape: (usize, usize, usize),
+    },
+    Conv(bench::ConvLayer),
+    Quant {
+        op: bench::QuantOp,
+        dtype: &'static str,
+        granularity: &'static str,
+        scheme: wgpu_quant::quant::QuantScheme,
+    },
+}
+
+/// The bench options after `--quick` and the explicit flags are resolved.
+struct Settings {
+    jobs: Vec<Job>,
+    dtypes: Vec<bench::Precision>,
+    quick: bool,
+    quant_shape: (usize, usize),
+    opts: bench::CaseOptions,
+    runs: usize,
+    warmup: usize,
+}
+
+impl Settings {
+    fn cases(&self) -> usize {
+        self.jobs
+            .iter()
+            .map(|j| match j {
+                Job::Linear { .. } => self.dtypes.len(),
+                Job::Conv(_) => self.dtypes.iter().filter(|d| d.has_conv()).count(),
+                _ => 1,
+            })
+            .sum()
+    }
+}
+
+const QUICK_MODELS: [&str; 4] = [
+    "bert.attn_proj",
+    "llm.gemv",
+    "r50.conv3x3_512",
+    "eff.dw3x3_32",
+];
+
+fn settings(a: &BenchArgs) -> Result<Settings, String> {
+    let q = a.quick;
+    let known = ["peak", "gemm", "models", "quant"];
+    let mut suites: Vec<&str> = Vec::new();
+    for s in a.suite.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let Some(k) = known.iter().find(|k| **k == s) else {
+            return Err(format!(
+                "unknown suite '{s}': expected {}",
+                known.join(", ")
+            ));
         };
-        let p = bench::fma_peak(ctx, wgs, runs.max(3)).map_err(|e| e.to_string())?;
-        println!(
-            "fp32 FMA peak: {:.1} GFLOP/s (median of {}, {:?} clock)",
-            p.gflops,
-            p.timings.ms.len(),
-            p.timings.clock
-        );
-        Some(p.gflops)
+        suites.push(k);
+    }
+    if a.no_peak {
+        suites.retain(|s| *s != "peak");
+    }
+    let dtypes = a
+        .dtypes
+        .iter()
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| bench::Precision::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sizes = a.sizes.clone().unwrap_or_else(|| {
+        if q {
+            vec![256]
+        } else {
+            vec![256, 512, 1024, 2048]
+        }
+    });
+    let mut extra = Vec::new();
+    for s in a.shapes.iter().filter(|s| !s.trim().is_empty()) {
+        extra.push((s.trim().to_string(), parse_shape(s)?));
+    }
+    let models: Vec<String> = match &a.models {
+        Some(v) => v
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None if q => QUICK_MODELS.map(String::from).to_vec(),
+        None => bench::MODEL_LINEARS
+            .iter()
+            .map(|l| l.0.to_string())
+            .chain(bench::CONV_LAYERS.iter().map(|l| l.name.to_string()))
+            .collect(),
     };
-    println!();
-    println!("| op | M x N x K | kernel | median ms | min..max ms | GFLOP/s | % of peak | rel. error | verified |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|---|");
-    let mut all_ok = true;
-    let mut clock = Clock::Wall;
-    for &(suite, m, n, k) in shapes {
-        let mut desc = GemmDesc::new(m, n, k);
-        desc.kernel = kernel;
-        let r = bench::gemm_case(ctx, &desc, 2048, warmup, runs).map_err(|e| e.to_string())?;
-        let op = if m <= 8 { "gemv fp32" } else { "gemm fp32" };
-        records.push(bench::Record::fp32_gemm(
-            ctx,
-            suite,
-            &r,
-            kernel_name(r.kernel),
-            peak,
-        ));
-        match (&r.timings, r.gflops()) {
-            (Some(t), Some(g)) => {
-                clock = t.clock;
-                let (lo, hi) = t.range();
-                let pct = peak
-                    .map(|p| format!("{:.1}%", 100.0 * g / p))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "| {op} | {m}x{n}x{k} | {} | {:.3} | {:.3}..{:.3} | {:.2} | {pct} | {:.1e} | yes ({} entries) |",
-                    kernel_name(r.kernel), t.median(), lo, hi, g, r.rel_error, r.checked
-                );
+    for m in &models {
+        let linear = bench::MODEL_LINEARS.iter().any(|l| l.0 == m);
+        let conv = bench::CONV_LAYERS.iter().any(|l| l.name == m);
+        if !linear && !conv {
+            return Err(format!(
+                "unknown model layer '{m}' (see `wgpu-quant bench --list-models`)"
+            ));
+        }
+    }
+    let quant_shape = match &a.quant_shape {
+        Some(s) => {
+            let v: Vec<usize> = s
+                .split('x')
+                .map(|p| p.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--quant-shape '{s}': {e} (expected ROWSxCOLS)"))?;
+            match v[..] {
+                [r, c] if r > 0 && c > 0 => (r, c),
+                _ => return Err(format!("--quant-shape '{s}': expected ROWSxCOLS, both > 0")),
+            }
+        }
+        None if q => (1024, 1024),
+        None => (4096, 1024),
+    };
+    let mut jobs = Vec::new();
+    for s in &suites {
+        match *s {
+            "peak" => jobs.extend(bench::Probe::ALL.map(Job::Probe)),
+            "gemm" => {
+                for &n in &sizes {
+                    jobs.push(Job::Linear {
+                        suite: "gemm",
+                        case: format!("{n}x{n}x{n}"),
+                        shape: (n, n, n),
+                    });
+                }
+                for (name, shape) in &extra {
+                    jobs.push(Job::Linear {
+                        suite: "gemm",
+                        case: name.clone(),
+                        shape: *shape,
+                    });
+                }
+            }
+            "models" => {
+                for (name, m, n, k) in bench::MODEL_LINEARS {
+                    if models.iter().any(|x| x == name) {
+                        jobs.push(Job::Linear {
+                            suite: "models",
+                            case: name.to_string(),
+                            shape: (m, n, k),
+                        });
+                    }
+                }
+                for l in bench::CONV_LAYERS {
+                    if models.iter().any(|x| x == l.name) {
+                        jobs.push(Job::Conv(l));
+                    }
+                }
             }
             _ => {
-                all_ok = false;
-                println!(
-                    "| {op} | {m}x{n}x{k} | {} | - | - | - | - | {:.1e} | FAILED |",
-                    kernel_name(r.kernel),
-                    r.rel_error
-                );
+                for (op, dtype, granularity, scheme) in bench::quant_cases() {
+                    jobs.push(Job::Quant {
+                        op,
+                        dtype,
+                        granularity,
+                        scheme,
+                    });
+                }
             }
         }
     }
-    println!();
-    println!("clock: {clock:?}; runs per case: {runs} after {warmup} warm-up");
+    Ok(Settings {
+        jobs,
+        dtypes,
+        quick: q,
+        quant_shape,
+        opts: bench::CaseOptions {
+            samples: a.samples.max(1),
+            fp32_kernel: parse_kernel(&a.kernel)?,
+        },
+        runs: a.runs.unwrap_or(if q { 3 } else { 5 }).max(1),
+        warmup: a.warmup,
+    })
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<bool, String> {
+    if a.list_models {
+        println!("| layer | kind | shape |");
+        println!("|---|---|---|");
+        for (name, m, n, k) in bench::MODEL_LINEARS {
+            println!("| {name} | linear | {m}x{n}x{k} |");
+        }
+        for l in bench::CONV_LAYERS {
+            println!("| {} | conv | {} |", l.name, bench::Shape::conv(&l));
+        }
+        return Ok(true);
+    }
+    let set = settings(&a)?;
+    let contexts = every_adapter(a.backend.clone(), a.adapter.clone())?;
+    let mut all_ok = true;
+    let mut records = Vec::new();
+    for (i, ctx) in contexts.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        all_ok &= bench_adapter(ctx, &set, &mut records)?;
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{path}: {e}"))?;
+        eprintln!("wrote {} records to {path}", records.len());
+    }
+    if let Some(path) = &a.chart {
+        std::fs::write(path, bench::chart_svg(&records)).map_err(|e| format!("{path}: {e}"))?;
+        eprintln!("wrote the chart to {path}");
+    }
     Ok(all_ok)
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
+}
+
+/// A table row of `r`.
+fn row(r: &bench::Record) -> String {
+    let range = match (r.min_ms, r.max_ms) {
+        (Some(lo), Some(hi)) => format!("{lo:.3}..{hi:.3}"),
+        _ => "-".into(),
+    };
+    let err = if r.verified && r.budget == 0.0 {
+        "exact".to_string()
+    } else {
+        format!("{:.1e}", r.max_rel_error)
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        r.suite,
+        r.case,
+        r.op,
+        r.dtype,
+        r.shape,
+        r.kernel,
+        fmt_opt(r.median_ms, 3),
+        range,
+        fmt_opt(r.gops, 2),
+        fmt_opt(r.gbps, 2),
+        r.speedup_vs_fp32
+            .map_or_else(|| "-".into(), |s| format!("{s:.2}x")),
+        r.pct_of_peak
+            .map_or_else(|| "-".into(), |p| format!("{p:.1}%")),
+        err,
+        if r.verified { "yes" } else { "FAILED" }
+    )
+}
+
+/// Runs every job of `set` on one adapter, printing its table and appending its records;
+/// `Ok(false)` when a case failed its check or its op returned an error.
+fn bench_adapter(
+    ctx: &Context,
+    set: &Settings,
+    records: &mut Vec<bench::Record>,
+) -> Result<bool, String> {
+    use bench::{CaseId, Record};
+    print_adapter(ctx);
+    println!();
+    println!("| suite | case | op | dtype | shape | kernel | median ms | min..max ms | GOP/s | GB/s | vs FP32 | % of peak | rel. error | verified |");
+    println!("|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let pb = indicatif::ProgressBar::new(set.cases() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(ctx.capabilities().adapter.name.clone());
+    let start = records.len();
+    let mut peaks = bench::Peaks::default();
+    let mut all_ok = true;
+    let mut clock = Clock::Wall;
+    let (runs, warmup) = (set.runs, set.warmup);
+    let mut push = |mut rec: Record, records: &mut Vec<Record>, pb: &indicatif::ProgressBar| {
+        all_ok &= rec.verified;
+        if rec.clock == "Timestamps" {
+            clock = Clock::Timestamps;
+        }
+        records.push(rec.clone());
+        bench::fill_speedups(&mut records[start..]);
+        rec.speedup_vs_fp32 = records.last().and_then(|r| r.speedup_vs_fp32);
+        pb.suspend(|| println!("{}", row(&rec)));
+        pb.inc(1);
+    };
+    let fail = |what: String, e: String, pb: &indicatif::ProgressBar| {
+        pb.suspend(|| println!("| {what} | ERROR: {e} | | | | | | | | | | | | FAILED |"));
+        pb.inc(1);
+    };
+    let mut errors = false;
+    for job in &set.jobs {
+        match job {
+            Job::Probe(p) => {
+                pb.set_message(format!("peak {} {}", p.dtype(), p.op()));
+                if let Some(why) = p.unsupported(ctx) {
+                    pb.suspend(|| {
+                        println!(
+                            "| peak | {} {} | {} | {} | - | not run: {why} | | | | | | | | - |",
+                            p.dtype(),
+                            p.op(),
+                            p.op(),
+                            p.dtype()
+                        )
+                    });
+                    pb.inc(1);
+                    continue;
+                }
+                let size = p.default_size(ctx, set.quick);
+                match bench::probe(ctx, *p, size, runs.max(3)) {
+                    Ok(Some(r)) => {
+                        peaks.set(&r);
+                        push(Record::from_probe(ctx, &r), records, &pb);
+                    }
+                    Ok(None) => pb.inc(1),
+                    Err(e) => {
+                        errors = true;
+                        fail(
+                            format!("peak | {} {}", p.dtype(), p.op()),
+                            e.to_string(),
+                            &pb,
+                        );
+                    }
+                }
+            }
+            Job::Linear { suite, case, shape } => {
+                let (m, n, k) = *shape;
+                let data = bench::LinearData::new(m, n, k);
+                for &d in &set.dtypes {
+                    pb.set_message(format!("{case} {}", d.name()));
+                    let id = CaseId {
+                        suite: suite.to_string(),
+                        op: "linear".into(),
+                        dtype: d.name().into(),
+                        case: case.clone(),
+                        shape: bench::Shape::Gemm { m, n, k },
+                    };
+                    let res = data.prepare(ctx, d, &set.opts).and_then(|p| {
+                        let t = p.time(ctx, warmup, runs)?;
+                        Ok(Record::from_case(ctx, id, &p, t.as_ref(), &peaks))
+                    });
+                    match res {
+                        Ok(r) => push(r, records, &pb),
+                        Err(e) => {
+                            errors = true;
+                            fail(
+                                format!("{suite} | {case} | linear | {}", d.name()),
+                                e.to_string(),
+                                &pb,
+                            );
+                        }
+                    }
+                }
+            }
+            Job::Conv(l) => {
+                let data = match bench::ConvData::new(*l) {
+                    Ok(d) => d,
+                    Err(e) => return Err(format!("{}: {e}", l.name)),
+                };
+                for &d in set.dtypes.iter().filter(|d| d.has_conv()) {
+                    pb.set_message(format!("{} {}", l.name, d.name()));
+                    let id = CaseId {
+                        suite: "models".into(),
+                        op: "conv".into(),
+                        dtype: d.name().into(),
+                        case: l.name.into(),
+                        shape: bench::Shape::conv(l),
+                    };
+                    let res = data.prepare(ctx, d, &set.opts).and_then(|p| {
+                        let t = p.time(ctx, warmup, runs)?;
+                        Ok(Record::from_case(ctx, id, &p, t.as_ref(), &peaks))
+                    });
+                    match res {
+                        Ok(r) => push(r, records, &pb),
+                        Err(e) => {
+                            errors = true;
+                            fail(
+                                format!("models | {} | conv | {}", l.name, d.name()),
+                                e.to_string(),
+                                &pb,
+                            );
+                        }
+                    }
+                }
+            }
+            Job::Quant {
+                op,
+                dtype,
+                granularity,
+                scheme,
+            } => {
+                pb.set_message(format!("{} {dtype} {granularity}", op.name()));
+                let (rows, cols) = set.quant_shape;
+                let id = CaseId {
+                    suite: "quant".into(),
+                    op: op.name().into(),
+                    dtype: dtype.to_string(),
+                    case: granularity.to_string(),
+                    shape: bench::Shape::Tensor { rows, cols },
+                };
+                let res = op.prepare(ctx, scheme, rows, cols).and_then(|p| {
+                    let t = p.time(ctx, warmup, runs)?;
+                    Ok(Record::from_case(ctx, id, &p, t.as_ref(), &peaks))
+                });
+                match res {
+                    Ok(r) => push(r, records, &pb),
+                    Err(e) => {
+                        errors = true;
+                        fail(
+                            format!("quant | {granularity} | {} | {dtype}", op.name()),
+                            e.to_string(),
+                            &pb,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    println!();
+    println!(
+        "clock: {clock:?}; {runs} timed runs per case after {warmup} warm-up; GOP/s counts a \
+         multiply-add as 2 (quant: elements/s); GB/s: inputs read once, output written once; \
+         vs FP32: the FP32 median over this one, same case; % of peak: of this run's probe \
+         of the same arithmetic (quant: of the copy bandwidth); rel. error: sampled \
+         ||got - ref|| / ||ref|| (exact: bit for bit)."
+    );
+    Ok(all_ok && !errors)
 }
 
 fn main() -> ExitCode {

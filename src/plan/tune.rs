@@ -49,6 +49,44 @@ pub enum Choice {
     Rows(RowTile),
 }
 
+impl Choice {
+    /// A short human-readable name: `subgroup wg64 16x8`, `reg wg64 1x4 ku4 split-K 8`,
+    /// `rows wg64 4x8`.
+    pub fn label(&self) -> String {
+        let split = |s: u32| {
+            if s > 1 {
+                format!(" split-K {s}")
+            } else {
+                String::new()
+            }
+        };
+        match *self {
+            Choice::Gemm(GemmKernel::Tiled(c)) => format!(
+                "tiled {}x{} ({}x{} per inv, bk {})",
+                c.wg_y * c.tm,
+                c.wg_x * c.tn,
+                c.tm,
+                c.tn,
+                c.bk
+            ),
+            Choice::Gemm(GemmKernel::Register(c)) => format!(
+                "reg wg{} {}x{} ku{}{}",
+                c.wg,
+                c.tm,
+                c.tn4 * 4,
+                c.ku,
+                split(c.split_k)
+            ),
+            Choice::Gemm(GemmKernel::Subgroup(c)) => {
+                format!("subgroup wg{} {}x{}", c.wg, c.tm, c.tn4 * 4)
+            }
+            Choice::Rows(t) => {
+                format!("rows wg{} {}x{}{}", t.wg, t.tm, t.tn4 * 4, split(t.split_k))
+            }
+        }
+    }
+}
+
 /// `m` as the tuning cache buckets it: exact up to 8 (GEMV-like shapes differ per row
 /// count), else the next power of two.
 pub fn bucket(m: usize) -> usize {

@@ -5,11 +5,16 @@
 
 use std::time::Instant;
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::error::Result;
-use crate::shaders::{Def, ShaderFile, ShaderVariant};
+
+mod cases;
+mod chart;
+mod peak;
+
+pub use cases::*;
+pub use chart::chart_svg;
+pub use peak::*;
 
 /// How a time was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,90 +119,6 @@ pub fn time_gpu(
     }
 }
 
-const PEAK_WG: u32 = 64;
-const PEAK_CHAINS: u32 = 8;
-const PEAK_ITERS: u32 = 2048;
-
-fn peak_variant() -> ShaderVariant {
-    ShaderVariant::new(
-        ShaderFile::PeakFma,
-        vec![
-            ("WG", Def::U32(PEAK_WG)),
-            ("CHAINS", Def::U32(PEAK_CHAINS)),
-            ("ITERS", Def::U32(PEAK_ITERS)),
-        ],
-    )
-}
-
-pub(crate) fn peak_variants() -> Vec<ShaderVariant> {
-    vec![peak_variant()]
-}
-
-/// Result of the FMA peak probe.
-#[derive(Debug, Clone)]
-pub struct Peak {
-    /// Median FP32 throughput, GFLOP/s (an FMA counts as 2).
-    pub gflops: f64,
-    /// The timings it came from.
-    pub timings: Timings,
-}
-
-/// Measures the adapter's FP32 FMA throughput with `workgroups` workgroups of 64
-/// invocations running independent FMA chains (pick enough workgroups to fill the
-/// device: 256 for a CPU, 16384 for a large GPU).
-pub fn fma_peak(ctx: &Context, workgroups: u32, runs: usize) -> Result<Peak> {
-    let kernel = ctx.kernel(&peak_variant())?;
-    let device = ctx.device();
-    let params: [f32; 4] = [1e-6, 0.999_999, 0.0, 0.0];
-    let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("peak params"),
-        contents: bytemuck::cast_slice(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let grid = crate::ops::fold_grid(
-        "peak fma",
-        u64::from(workgroups),
-        ctx.capabilities()
-            .limits
-            .max_compute_workgroups_per_dimension,
-    )?;
-    let invocations =
-        u64::from(grid[0]) * u64::from(grid[1]) * u64::from(grid[2]) * u64::from(PEAK_WG);
-    let out = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("peak out"),
-        size: invocations * 4,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("peak"),
-        layout: &kernel.layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: ubuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: out.as_entire_binding(),
-            },
-        ],
-    });
-    let timings = time_gpu(ctx, 1, runs, |enc| {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        // The shader's id uses x and y only; fold into x-y.
-        pass.dispatch_workgroups(grid[0], grid[1] * grid[2], 1);
-        Ok(())
-    })?;
-    let flops = invocations as f64 * f64::from(PEAK_ITERS) * f64::from(PEAK_CHAINS) * 8.0;
-    Ok(Peak {
-        gflops: flops / (timings.median() * 1e6),
-        timings,
-    })
-}
-
 /// Deterministic uniform values in `[-1, 1)`.
 pub fn random_f32(n: usize, seed: u64) -> Vec<f32> {
     use rand::{RngExt, SeedableRng};
@@ -299,11 +220,12 @@ pub fn gemm_case(
     })
 }
 
-/// The problem size of a [`Record`].
+/// The problem size of a [`Record`] (serialized as a plain object; the variants have
+/// distinct fields).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Shape {
-    /// A GEMM or GEMV: `m x k` times `k x n`.
+    /// A GEMM, GEMV or linear layer: `m x k` times `k x n`.
     Gemm {
         /// Rows of the output.
         m: usize,
@@ -312,6 +234,94 @@ pub enum Shape {
         /// The reduction.
         k: usize,
     },
+    /// A 2-D convolution, NHWC input `[n, h, w, c]`, `oc` output channels, a `kh x kw`
+    /// kernel.
+    Conv {
+        /// Batch.
+        n: usize,
+        /// Input height.
+        h: usize,
+        /// Input width.
+        w: usize,
+        /// Input channels.
+        c: usize,
+        /// Output channels.
+        oc: usize,
+        /// Kernel height.
+        kh: usize,
+        /// Kernel width.
+        kw: usize,
+        /// Stride (both axes).
+        stride: usize,
+        /// Padding (every side).
+        pad: usize,
+        /// Groups (`c` for depthwise).
+        groups: usize,
+    },
+    /// An elementwise kernel over a `[rows, cols]` tensor (the `quant` suite).
+    Tensor {
+        /// Rows (the per-channel axis).
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+    /// A peak probe: `threads` invocations doing `per_thread` operations (or moving
+    /// `per_thread` bytes) each.
+    Probe {
+        /// Invocations.
+        threads: u64,
+        /// Operations or bytes per invocation.
+        per_thread: u64,
+    },
+}
+
+impl Shape {
+    /// The shape of a convolution layer.
+    pub fn conv(l: &ConvLayer) -> Shape {
+        Shape::Conv {
+            n: 1,
+            h: l.hw,
+            w: l.hw,
+            c: l.c,
+            oc: l.oc,
+            kh: l.k,
+            kw: l.k,
+            stride: l.stride,
+            pad: l.pad,
+            groups: l.groups,
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Shape::Gemm { m, n, k } => write!(f, "{m}x{n}x{k}"),
+            Shape::Conv {
+                n,
+                h,
+                w,
+                c,
+                oc,
+                kh,
+                kw,
+                stride,
+                pad,
+                groups,
+            } => {
+                write!(f, "{n}x{h}x{w}x{c} k{kh}x{kw} s{stride} p{pad} -> {oc}")?;
+                if groups > 1 {
+                    write!(f, " g{groups}")?;
+                }
+                Ok(())
+            }
+            Shape::Tensor { rows, cols } => write!(f, "{rows}x{cols}"),
+            Shape::Probe {
+                threads,
+                per_thread,
+            } => write!(f, "{threads} x {per_thread}"),
+        }
+    }
 }
 
 /// One case of `wgpu-quant bench --json`: what ran where, how fast, and whether it was
@@ -324,12 +334,19 @@ pub struct Record {
     pub backend: String,
     /// Driver name and version.
     pub driver: String,
-    /// Suite (`gemm`: square sizes; `gemv`: the `--gemv` shapes).
+    /// Suite: `gemm` (square sizes and `--shapes`), `models` (layers of real networks),
+    /// `quant` (quantization kernels) or `peak` (the adapter's probes).
     pub suite: String,
-    /// Operation (`gemm`).
+    /// Operation: `linear`, `conv`, `quantize`, `dequantize`, `dynamic_quantize`, `fma`,
+    /// `dot4` or `copy`.
     pub op: String,
-    /// Arithmetic (`fp32`).
+    /// Arithmetic: `fp32`, `fp16`, `w8a8`, `w8a8+q`, `w8a16`, `w4a16` for linears and
+    /// convolutions; the code type (`i8`, `u8`, `i4`) for the quantization kernels;
+    /// `fp32`, `fp16`, `int8`, `u32` for the probes.
     pub dtype: String,
+    /// The case's name: the layer (`bert.ffn_up`, `r50.conv3x3_64`), the shape, or the
+    /// quantization granularity.
+    pub case: String,
     /// Problem size.
     pub shape: Shape,
     /// The kernel configuration that ran, as the plan names it.
@@ -340,22 +357,25 @@ pub struct Record {
     pub min_ms: Option<f64>,
     /// Slowest timed run, ms.
     pub max_ms: Option<f64>,
-    /// Throughput at the median, 10^9 operations (multiply and add counted apart) per
-    /// second.
+    /// Throughput at the median, 10^9 operations per second: multiply and add counted
+    /// apart; elements for the quantization kernels; bytes for the copy probe.
     pub gops: Option<f64>,
     /// Operand traffic at the median (every input read once, the output written once),
     /// GB/s.
     pub gbps: Option<f64>,
-    /// FP32 median time over this case's, same shape and adapter (1 for FP32 itself).
+    /// The FP32 case's median time over this case's, same shape and adapter, same run
+    /// (1 for FP32 itself; none where there is no FP32 twin).
     pub speedup_vs_fp32: Option<f64>,
-    /// `gops` as a share of the adapter's measured FP32 FMA peak, % (none without the
-    /// peak probe).
+    /// Throughput as a share of the adapter's measured peak for this arithmetic (FP32
+    /// FMA, f16 FMA or packed INT8 dot; copy bandwidth for memory-bound kernels), %.
     pub pct_of_peak: Option<f64>,
     /// The result matched the reference within the dtype's budget.
     pub verified: bool,
     /// Relative error of the checked entries, `||got - ref|| / ||ref||` (the measure the
-    /// budget bounds).
+    /// budget bounds; 0 for the bit-exact integer paths when they pass).
     pub max_rel_error: f64,
+    /// The budget `max_rel_error` had to meet; 0 means bit for bit.
+    pub budget: f64,
     /// Output entries compared with the reference.
     pub checked: usize,
     /// `Timestamps` (GPU timestamp queries) or `Wall` (submit and wait).
@@ -364,47 +384,133 @@ pub struct Record {
     pub runs: usize,
 }
 
+/// What a [`Record`] is about, apart from its measurements.
+#[derive(Debug, Clone)]
+pub struct CaseId {
+    /// Suite.
+    pub suite: String,
+    /// Operation.
+    pub op: String,
+    /// Arithmetic.
+    pub dtype: String,
+    /// Case name.
+    pub case: String,
+    /// Problem size.
+    pub shape: Shape,
+}
+
 impl Record {
-    /// The record of an FP32 GEMM case on `ctx`'s adapter; `peak_gflops` is the measured
-    /// FMA peak, if probed.
-    pub fn fp32_gemm(
-        ctx: &Context,
-        suite: &str,
-        r: &GemmResult,
-        kernel: String,
-        peak_gflops: Option<f64>,
-    ) -> Record {
+    fn base(ctx: &Context, id: CaseId, t: Option<&Timings>) -> Record {
         let a = &ctx.capabilities().adapter;
-        let d = &r.desc;
-        let bytes = 4.0 * (d.m * d.k + d.k * d.n + d.m * d.n) as f64 * d.batch as f64;
-        let t = r.timings.as_ref();
-        let median = t.map(|t| t.median());
-        let gops = r.gflops();
         Record {
             adapter: a.name.clone(),
             backend: format!("{:?}", a.backend),
             driver: format!("{} {}", a.driver, a.driver_info).trim().to_string(),
-            suite: suite.into(),
-            op: "gemm".into(),
-            dtype: "fp32".into(),
-            shape: Shape::Gemm {
-                m: d.m,
-                n: d.n,
-                k: d.k,
-            },
-            kernel,
-            median_ms: median,
+            suite: id.suite,
+            op: id.op,
+            dtype: id.dtype,
+            case: id.case,
+            shape: id.shape,
+            kernel: String::new(),
+            median_ms: t.map(Timings::median),
             min_ms: t.map(|t| t.range().0),
             max_ms: t.map(|t| t.range().1),
-            gops,
-            gbps: median.map(|ms| bytes / (ms * 1e6)),
-            speedup_vs_fp32: median.map(|_| 1.0),
-            pct_of_peak: gops.zip(peak_gflops).map(|(g, p)| 100.0 * g / p),
-            verified: r.verified,
-            max_rel_error: r.rel_error,
-            checked: r.checked,
+            gops: None,
+            gbps: None,
+            speedup_vs_fp32: None,
+            pct_of_peak: None,
+            verified: false,
+            max_rel_error: 0.0,
+            budget: 0.0,
+            checked: 0,
             clock: t.map_or_else(|| "-".into(), |t| format!("{:?}", t.clock)),
             runs: t.map_or(0, |t| t.ms.len()),
         }
+    }
+
+    /// The record of a prepared case on `ctx`'s adapter, timed (`Some`) or not (a case
+    /// that failed its check). `speedup_vs_fp32` is left to [`fill_speedups`].
+    pub fn from_case(
+        ctx: &Context,
+        id: CaseId,
+        p: &Prepared<'_>,
+        t: Option<&Timings>,
+        peaks: &Peaks,
+    ) -> Record {
+        let mut r = Record::base(ctx, id, t);
+        r.kernel = p.kernel.clone();
+        r.gops = r.median_ms.map(|ms| p.ops / (ms * 1e6));
+        r.gbps = r.median_ms.map(|ms| p.bytes / (ms * 1e6));
+        r.pct_of_peak = if p.bound == Bound::Bandwidth {
+            r.gbps.and_then(|g| p.bound.percent(peaks, g))
+        } else {
+            r.gops.and_then(|g| p.bound.percent(peaks, g))
+        };
+        r.verified = p.verified;
+        r.max_rel_error = p.rel_error;
+        r.budget = p.budget;
+        r.checked = p.checked;
+        r
+    }
+
+    /// The record of a peak probe.
+    pub fn from_probe(ctx: &Context, p: &ProbeResult) -> Record {
+        let id = CaseId {
+            suite: "peak".into(),
+            op: p.probe.op().into(),
+            dtype: p.probe.dtype().into(),
+            case: format!("{} {}", p.probe.dtype(), p.probe.op()),
+            shape: Shape::Probe {
+                threads: p.threads,
+                per_thread: p.per_thread,
+            },
+        };
+        let mut r = Record::base(ctx, id, p.timings.as_ref());
+        r.kernel = match p.probe {
+            Probe::Bandwidth => "vec4<u32> copy".into(),
+            _ => "8 vec4 chains x 2048 steps".into(),
+        };
+        let rate = p.rate();
+        if p.probe == Probe::Bandwidth {
+            r.gbps = rate;
+        } else {
+            r.gops = rate;
+        }
+        r.pct_of_peak = rate.map(|_| 100.0);
+        r.verified = p.verified;
+        r.max_rel_error = p.rel_error;
+        r.budget = p.probe.budget();
+        r.checked = p.checked;
+        r
+    }
+}
+
+/// Sets `speedup_vs_fp32` of every timed linear and convolution record: the median of
+/// the FP32 record with the same adapter (name and backend: one device may be listed by
+/// two backends), suite, case and shape over the record's own.
+pub fn fill_speedups(records: &mut [Record]) {
+    let twin = |a: &Record, b: &Record| {
+        a.adapter == b.adapter
+            && a.backend == b.backend
+            && a.suite == b.suite
+            && a.op == b.op
+            && a.case == b.case
+            && a.shape == b.shape
+    };
+    let fp32: Vec<Record> = records
+        .iter()
+        .filter(|r| r.dtype == "fp32" && (r.op == "linear" || r.op == "conv"))
+        .cloned()
+        .collect();
+    for r in records
+        .iter_mut()
+        .filter(|r| r.op == "linear" || r.op == "conv")
+    {
+        r.speedup_vs_fp32 = r.median_ms.and_then(|ms| {
+            fp32.iter()
+                .find(|f| twin(f, r))
+                .and_then(|f| f.median_ms)
+                .map(|f| f / ms)
+        });
     }
 }
