@@ -68,7 +68,7 @@ pub fn chart_svg(records: &[Record]) -> String {
             lo = lo.min(s);
             hi = hi.max(s);
         }
-        let w = LEFT + cases.len() as f64 * (dtypes.len() as f64 * BAR + GAP) + 20.0;
+        let w = LEFT + cases.len() as f64 * (dtypes.len() as f64 * BAR + GAP) + 80.0;
         width = width.max(w);
         panels.push((name, backend, cases, mine));
     }
@@ -166,4 +166,66 @@ pub fn chart_svg(records: &[Record]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A Markdown table of the speedups over FP32 in `records` (one adapter's, or several:
+/// rows are per adapter and backend): one row per linear or convolution case, the FP32
+/// median in ms, then each other dtype's speedup (`-` where it did not run or failed).
+pub fn speedup_table(records: &[Record]) -> String {
+    let dtypes: Vec<&str> = COLORS
+        .iter()
+        .map(|c| c.0)
+        .filter(|d| {
+            records
+                .iter()
+                .any(|r| r.dtype == *d && r.speedup_vs_fp32.is_some())
+        })
+        .collect();
+    let many = records
+        .iter()
+        .any(|r| (&r.adapter, &r.backend) != (&records[0].adapter, &records[0].backend));
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "|{} case | shape | fp32 ms |",
+        if many { " adapter |" } else { "" }
+    );
+    for d in &dtypes {
+        let _ = write!(out, " {d} |");
+    }
+    let _ = write!(out, "\n|{}---|---|---:|", if many { "---|" } else { "" });
+    out.push_str(&"---:|".repeat(dtypes.len()));
+    out.push('\n');
+    for f in records
+        .iter()
+        .filter(|r| r.dtype == "fp32" && (r.op == "linear" || r.op == "conv"))
+    {
+        if many {
+            let _ = write!(out, "| {} ({}) ", f.adapter, f.backend);
+        }
+        let ms = f
+            .median_ms
+            .map_or_else(|| "FAILED".to_string(), |m| format!("{m:.3}"));
+        let _ = write!(out, "| {} | {} | {ms} |", f.case, f.shape);
+        for d in &dtypes {
+            let s = records
+                .iter()
+                .find(|r| {
+                    r.dtype == *d
+                        && r.adapter == f.adapter
+                        && r.backend == f.backend
+                        && r.suite == f.suite
+                        && r.op == f.op
+                        && r.case == f.case
+                })
+                .and_then(|r| r.speedup_vs_fp32);
+            let _ = write!(
+                out,
+                " {} |",
+                s.map_or_else(|| "-".into(), |s| format!("{s:.2}x"))
+            );
+        }
+        out.push('\n');
+    }
+    out
 }

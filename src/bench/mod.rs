@@ -1,7 +1,28 @@
-//! Measuring GPU work: timing recorded work (timestamp queries where the device has them
-//! inside encoders, else submit + wait on the wall clock) and the adapter's FP32 FMA peak.
-//! The benchmark runner and the criterion benches share these, so every figure comes
-//! from the same clock.
+//! Measuring GPU work, the pieces of `wgpu-quant bench`: timing recorded work
+//! ([`time_gpu`]: timestamp queries where the device has them inside encoders, else
+//! submit + wait on the wall clock), the verified cases ([`LinearData`], [`ConvData`],
+//! [`QuantOp`]), the adapter's peaks ([`probe`]), the JSON [`Record`] and the SVG chart
+//! ([`chart_svg`]). The runner and the criterion benches share them, so every figure
+//! comes from the same cases and the same clock.
+//!
+//! A case is checked before it may be timed:
+//!
+//! ```
+//! use wgpu_quant::bench::{CaseOptions, LinearData, Precision};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = wgpu_quant::Context::request_blocking(&Default::default())?;
+//! // A 3-row linear layer with 65 outputs over 70 inputs, random operands.
+//! let data = LinearData::new(3, 65, 70);
+//! let fp32 = data.prepare(&ctx, Precision::Fp32, &CaseOptions::default())?;
+//! let w8a8 = data.prepare(&ctx, Precision::W8A8, &CaseOptions::default())?;
+//! // FP32 within 1e-5 of the f64 reference; W8A8 bit for bit (budget 0).
+//! assert!(fp32.verified && fp32.rel_error <= 1e-5);
+//! assert!(w8a8.verified && w8a8.budget == 0.0);
+//! let t32 = fp32.time(&ctx, 1, 3)?.expect("a verified case is timed");
+//! let t8 = w8a8.time(&ctx, 1, 3)?.expect("a verified case is timed");
+//! println!("W8A8 runs {:.2}x FP32", t32.median() / t8.median());
+//! # Ok(()) }
+//! ```
 
 use std::time::Instant;
 
@@ -13,7 +34,7 @@ mod chart;
 mod peak;
 
 pub use cases::*;
-pub use chart::chart_svg;
+pub use chart::{chart_svg, speedup_table};
 pub use peak::*;
 
 /// How a time was measured.

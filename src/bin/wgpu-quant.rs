@@ -5,6 +5,7 @@
 //! wgpu-quant bench                    # peak, gemm, models and quant suites, every adapter
 //! wgpu-quant bench --quick --json b.json --chart b.svg   # the CI subset, under 2 minutes on lavapipe
 //! wgpu-quant bench --suite gemm --sizes 512,1024 --shapes 1x4096x4096 --dtypes fp32,w8a8
+//! wgpu-quant chart a.json b.json -o chart.svg   # one chart from several runs
 //! wgpu-quant sqnr                     # SQNR of each calibration observer (docs/QUANTIZATION.md)
 //! ```
 
@@ -40,6 +41,16 @@ enum Cmd {
     /// an SVG chart. Every case is checked against the reference before it is timed; a
     /// wrong result is reported as FAILED (exit status 1) and never timed.
     Bench(Box<BenchArgs>),
+    /// Draw the speedup chart of one or more `bench --json` files (from different
+    /// machines, say) as one SVG, one panel per adapter, and print their speedup table.
+    Chart {
+        /// The JSON files written by `bench --json`.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// The SVG to write.
+        #[arg(long, short)]
+        out: String,
+    },
     /// Autotune the benchmark shapes on one adapter: every candidate kernel is verified
     /// against the reference, then timed; the winners are saved to a JSON cache (merged
     /// into FILE if it exists) and a Markdown table of tuned vs default is printed.
@@ -471,6 +482,19 @@ fn run() -> Result<bool, String> {
             Ok(true)
         }
         Cmd::Bench(args) => bench_cmd(*args),
+        Cmd::Chart { inputs, out } => {
+            let mut records: Vec<bench::Record> = Vec::new();
+            for path in &inputs {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+                let mut r: Vec<bench::Record> = serde_json::from_str(&text)
+                    .map_err(|e| format!("{path}: not a `bench --json` file: {e}"))?;
+                records.append(&mut r);
+            }
+            std::fs::write(&out, bench::chart_svg(&records)).map_err(|e| format!("{out}: {e}"))?;
+            eprintln!("wrote the chart of {} records to {out}", records.len());
+            print!("{}", bench::speedup_table(&records));
+            Ok(true)
+        }
     }
 }
 
@@ -925,6 +949,15 @@ fn bench_adapter(
         }
     }
     pb.finish_and_clear();
+    if records[start..]
+        .iter()
+        .any(|r| r.speedup_vs_fp32.is_some() && r.dtype != "fp32")
+    {
+        println!();
+        println!("Speedup over FP32 (FP32 median over each dtype's, same case and run):");
+        println!();
+        print!("{}", bench::speedup_table(&records[start..]));
+    }
     println!();
     println!(
         "clock: {clock:?}; {runs} timed runs per case after {warmup} warm-up; GOP/s counts a \
