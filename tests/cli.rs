@@ -218,3 +218,51 @@ fn bad_bench_arguments_are_named() {
         assert!(!stdout.contains("| suite |"), "{args:?} ran before failing");
     }
 }
+
+#[test]
+fn an_int8_kernel_off_by_one_fails_the_bit_exact_check() {
+    // Every 8-bit dot (packed or not) adds 1 when the activation word's low byte is 3:
+    // an error of about 1e-5, inside a float budget, caught only by the exact check. The
+    // convolution's i8 output would round it away; its f32 check must not.
+    let dir = tmp("int8");
+    let src = include_str!("../shaders/qgemm.wgsl");
+    let head = "fn dot4(x: u32, y: u32) -> i32 {";
+    let bad = src.replace(
+        head,
+        "fn dot4(x: u32, y: u32) -> i32 { return dot4_true(x, y) + select(0, 1, (x & 0xffu) == 3u); }\nfn dot4_true(x: u32, y: u32) -> i32 {",
+    );
+    assert_ne!(src, bad, "the mutation must apply");
+    std::fs::write(dir.join("qgemm.wgsl"), bad).unwrap();
+    let json = dir.join("bench.json");
+    let (out, stdout, _) = bench(
+        &[
+            "--suite",
+            "gemm,models",
+            "--sizes",
+            "64",
+            "--models",
+            "r50.conv3x3_512",
+            "--dtypes",
+            "fp32,w8a8",
+            "--runs",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Some(("WGPU_QUANT_SHADER_DIR", &dir)),
+    );
+    assert!(!out.status.success(), "{stdout}");
+    let records: Vec<Record> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let int8: Vec<&Record> = records.iter().filter(|r| r.dtype == "w8a8").collect();
+    assert!(!int8.is_empty());
+    for r in int8 {
+        assert!(!r.verified && r.median_ms.is_none(), "{r:?}");
+        assert!(r.max_rel_error > 0.0 && r.max_rel_error < 1e-3, "{r:?}");
+    }
+    assert!(records
+        .iter()
+        .filter(|r| r.dtype == "fp32")
+        .all(|r| r.verified));
+    std::fs::remove_dir_all(&dir).ok();
+}

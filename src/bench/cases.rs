@@ -779,7 +779,7 @@ impl ConvData {
                 y.data()
                     .write(ctx, &vec![0xa5a5_a5a5u32; y.data().numel()])?;
                 let rec: Record<'a> = {
-                    let y = y.clone();
+                    let (x, w, y) = (x.clone(), w.clone(), y.clone());
                     Box::new(move |enc| {
                         qconv2d(ctx, enc, &desc, &x, &w, None, QGemmOutput::Quantized(&y))
                     })
@@ -791,11 +791,27 @@ impl ConvData {
                     .iter()
                     .map(|&v| quantize_value(v, so, 0, -128, 127))
                     .collect();
-                let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w);
+                // The 8-bit output hides an accumulator off by a little, so the same
+                // kernel also writes the dequantized f32 output once, checked bit for bit.
+                let y32 = Tensor::from_slice(ctx, &oshape, &vec![f32::NAN; total])?;
+                let mut enc = ctx.encoder("bench check f32");
+                qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::F32(&y32))?;
+                ctx.submit_and_wait(enc)?;
+                let got32 = y32.read_blocking::<f32>(ctx)?;
+                let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w)
+                    && idx
+                        .iter()
+                        .zip(&deq)
+                        .all(|(&i, d)| got32[i].to_bits() == d.to_bits());
+                // The larger of the two outputs' errors (codes, dequantized values).
                 let e = rel(
                     idx.iter().map(|&i| f64::from(got[i])),
                     want.iter().map(|&w| f64::from(w)),
-                );
+                )
+                .max(rel(
+                    idx.iter().map(|&i| f64::from(got32[i])),
+                    deq.iter().map(|&d| f64::from(d)),
+                ));
                 Ok(Prepared {
                     kernel: plan_label("w8a8")?,
                     rel_error: e,

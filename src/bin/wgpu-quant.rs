@@ -250,6 +250,13 @@ fn print_adapter(ctx: &Context) {
         c.packed_int8_dot,
         c.limits.max_storage_buffer_binding_size >> 20
     );
+    println!(
+        "limits:  max_buffer={} MiB workgroup_invocations={} workgroup_storage={} KiB workgroups_per_dim={}",
+        c.limits.max_buffer_size >> 20,
+        c.limits.max_compute_invocations_per_workgroup,
+        c.limits.max_compute_workgroup_storage_size >> 10,
+        c.limits.max_compute_workgroups_per_dimension
+    );
 }
 
 fn sqnr_table(
