@@ -71,6 +71,7 @@ pub struct DispatchDocDoctests;
 pub mod bench;
 pub mod context;
 pub mod error;
+pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod pool;

@@ -1,0 +1,541 @@
+//! Models: layers composed into a [`Graph`], weights from safetensors ([`WeightFile`]),
+//! uploaded once into a [`Model`] that records the whole forward pass into the caller's
+//! encoder, in FP32 or FP16.
+//!
+//! A graph is a list of nodes, each one layer reading the model input or an earlier
+//! node's output ([`Src`]); a residual add names the other node it adds. The graph only
+//! names its weights; [`Model::new`] looks them up, checks every shape against the
+//! layer (a missing or mis-shaped tensor is an error naming it), infers every
+//! activation's shape from the input shape, and allocates the activations once, so a
+//! forward pass allocates nothing.
+//!
+//! ```
+//! use wgpu_quant::model::{Graph, Layer, Model, WeightFile};
+//! use wgpu_quant::ops::gemm::Activation;
+//! use wgpu_quant::{Context, DType, Tensor};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! // y = softmax(relu(x W1^T + b1) W2^T): 4 inputs, 3 hidden, 2 classes.
+//! let mut weights = WeightFile::default();
+//! weights.insert("fc1.weight", &[3, 4], (0..12).map(|i| i as f32 / 12.0 - 0.5).collect())?;
+//! weights.insert("fc1.bias", &[3], vec![0.1, -0.1, 0.0])?;
+//! weights.insert("fc2.weight", &[2, 3], vec![1.0, -1.0, 0.5, -0.5, 1.0, 0.25])?;
+//! let mut g = Graph::default();
+//! g.push("fc1", Layer::linear("fc1.weight", Some("fc1.bias"), 3, 4).activation(Activation::Relu));
+//! g.push("fc2", Layer::linear("fc2.weight", None, 2, 3));
+//! g.push("prob", Layer::Softmax);
+//! let model = Model::new(&ctx, &g, &weights, DType::F32, &[1, 4])?;
+//! let x = Tensor::from_slice(&ctx, &[1, 4], &[1.0f32, 2.0, -1.0, 0.5])?;
+//! let mut enc = ctx.encoder("forward");
+//! let y = model.forward(&ctx, &mut enc, &x)?;
+//! ctx.submit_and_wait(enc)?;
+//! let p = y.read_blocking::<f32>(&ctx)?;
+//! assert!((p[0] + p[1] - 1.0).abs() < 1e-6);
+//! // A weight the graph names but the file lacks is an error naming it.
+//! g.push("fc3", Layer::linear("fc3.weight", None, 2, 2));
+//! let e = Model::new(&ctx, &g, &weights, DType::F32, &[1, 4]).unwrap_err();
+//! assert!(e.to_string().contains("fc3.weight"));
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use half::f16;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
+use crate::ops::eltwise::{add, softmax, Clip};
+use crate::ops::gemm::{gemm, Activation, GemmDesc};
+use crate::ops::pool::{pool2d, PoolDesc};
+use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
+use crate::tensor::{DType, Tensor};
+
+mod efficientnet;
+
+pub use efficientnet::{efficientnet_lite0, EFFICIENTNET_LITE0_BLOCKS};
+
+const OP: &str = "model";
+
+/// Named f32 tensors and string metadata: the contents of a safetensors file.
+#[derive(Debug, Clone, Default)]
+pub struct WeightFile {
+    tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: BTreeMap<String, String>,
+    source: String,
+}
+
+impl WeightFile {
+    /// Reads a safetensors file (F32, F16 or BF16 tensors, widened to f32).
+    pub fn load(path: impl AsRef<Path>) -> Result<WeightFile> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        WeightFile::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses safetensors bytes; `source` names them in errors.
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<WeightFile> {
+        let file_err = |message: String| Error::File {
+            path: source.to_string(),
+            message,
+        };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let vals: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                safetensors::Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                safetensors::Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(file_err(format!(
+                        "tensor '{name}' has dtype {other:?}; expected F32, F16 or BF16"
+                    )))
+                }
+            };
+            tensors.insert(name, (view.shape().to_vec(), vals));
+        }
+        Ok(WeightFile {
+            tensors,
+            metadata: meta
+                .metadata()
+                .clone()
+                .map(|m| m.into_iter().collect())
+                .unwrap_or_default(),
+            source: source.to_string(),
+        })
+    }
+
+    /// Adds (or replaces) a tensor; `values` must hold `shape`'s element count.
+    pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<()> {
+        if shape.iter().product::<usize>() != values.len() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "tensor '{name}': shape {shape:?} holds {} values, got {}",
+                    shape.iter().product::<usize>(),
+                    values.len()
+                ),
+            ));
+        }
+        self.tensors
+            .insert(name.to_string(), (shape.to_vec(), values));
+        Ok(())
+    }
+
+    /// The values of tensor `name`, which must have shape `shape`.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        let from = if self.source.is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", self.source)
+        };
+        let (s, v) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::invalid(OP, format!("weight '{name}' is missing{from}")))?;
+        if s.as_slice() != shape {
+            return Err(Error::shape(
+                OP,
+                format!("weight '{name}'{from} has shape {s:?}; the layer needs {shape:?}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The shape of tensor `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|(s, _)| s.as_slice())
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// A metadata entry of the file's header.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// Parameters (values) in the file.
+    pub fn parameters(&self) -> usize {
+        self.tensors.values().map(|(_, v)| v.len()).sum()
+    }
+}
+
+/// Where a node reads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Src {
+    /// The model input.
+    Input,
+    /// The output of node `i`.
+    Node(usize),
+}
+
+/// One layer of a [`Graph`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    /// 2-D convolution (NHWC), OIHW weights `weight` (`[OC, C / groups, KH, KW]`), an
+    /// optional f32 bias `[OC]`; stride, padding, dilation and activation in `desc`.
+    /// Depthwise when `groups == C == OC`.
+    Conv {
+        /// Weight tensor name.
+        weight: String,
+        /// Bias tensor name.
+        bias: Option<String>,
+        /// The weight's dimensions.
+        dims: ConvDims,
+        /// Stride, padding, dilation and activation.
+        desc: ConvDesc,
+    },
+    /// `y[B, N] = act(x[B, K] W^T + b)`, `W` stored `[N, K]` (PyTorch's layout); the
+    /// input is flattened to `[B, K]` (NHWC order).
+    Linear {
+        /// Weight tensor name.
+        weight: String,
+        /// Bias tensor name.
+        bias: Option<String>,
+        /// Outputs.
+        n: usize,
+        /// Inputs.
+        k: usize,
+        /// Activation.
+        activation: Activation,
+    },
+    /// Max or average pooling.
+    Pool(PoolDesc),
+    /// `clip(input + output of node `other`)` (a residual connection).
+    Add {
+        /// The other operand.
+        other: usize,
+        /// Clip after the add.
+        clip: Clip,
+    },
+    /// Softmax over the last axis.
+    Softmax,
+}
+
+impl Layer {
+    /// A convolution layer with weights `weight` (and `bias`).
+    pub fn conv(weight: &str, bias: Option<&str>, dims: ConvDims, desc: ConvDesc) -> Layer {
+        Layer::Conv {
+            weight: weight.into(),
+            bias: bias.map(Into::into),
+            dims,
+            desc,
+        }
+    }
+
+    /// A linear layer `[B, k] -> [B, n]` without activation.
+    pub fn linear(weight: &str, bias: Option<&str>, n: usize, k: usize) -> Layer {
+        Layer::Linear {
+            weight: weight.into(),
+            bias: bias.map(Into::into),
+            n,
+            k,
+            activation: Activation::None,
+        }
+    }
+
+    /// Sets the activation of a convolution or linear layer (others are unchanged).
+    pub fn activation(mut self, a: Activation) -> Layer {
+        match &mut self {
+            Layer::Conv { desc, .. } => *desc = desc.activation(a),
+            Layer::Linear { activation, .. } => *activation = a,
+            _ => {}
+        }
+        self
+    }
+}
+
+/// A node: a named layer and its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Name (in errors and [`Model::output`] lookups).
+    pub name: String,
+    /// The layer.
+    pub layer: Layer,
+    /// Its input.
+    pub input: Src,
+}
+
+/// Layers in execution order; the last node's output is the model's output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Graph {
+    /// The nodes.
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    /// Appends `layer` reading the previous node's output (the model input for the
+    /// first node); returns its index.
+    pub fn push(&mut self, name: &str, layer: Layer) -> usize {
+        let input = match self.nodes.len() {
+            0 => Src::Input,
+            n => Src::Node(n - 1),
+        };
+        self.push_from(name, layer, input)
+    }
+
+    /// Appends `layer` reading `input`; returns its index.
+    pub fn push_from(&mut self, name: &str, layer: Layer, input: Src) -> usize {
+        self.nodes.push(Node {
+            name: name.into(),
+            layer,
+            input,
+        });
+        self.nodes.len() - 1
+    }
+}
+
+#[derive(Debug)]
+enum Params {
+    None,
+    Conv {
+        w: ConvWeight,
+        b: Option<Tensor>,
+    },
+    /// FP32: W^T stored `[K, N]`; FP16: W stored `[N, K]`.
+    Linear {
+        w: Tensor,
+        b: Option<Tensor>,
+    },
+}
+
+/// A [`Graph`] with its weights on the GPU and its activations allocated for one input
+/// shape, in FP32 or FP16 (activations and weights; biases stay f32).
+#[derive(Debug)]
+pub struct Model {
+    graph: Graph,
+    dtype: DType,
+    input_shape: Vec<usize>,
+    params: Vec<Params>,
+    acts: Vec<Tensor>,
+    weight_bytes: u64,
+}
+
+impl Model {
+    /// Uploads `graph`'s weights from `weights` in `dtype` (F32 or F16) and allocates
+    /// the activations for inputs of shape `input_shape` (NHWC for images).
+    pub fn new(
+        ctx: &Context,
+        graph: &Graph,
+        weights: &WeightFile,
+        dtype: DType,
+        input_shape: &[usize],
+    ) -> Result<Model> {
+        if !matches!(dtype, DType::F32 | DType::F16) {
+            return Err(Error::invalid(
+                OP,
+                format!("a float model runs in F32 or F16, not {dtype:?}"),
+            ));
+        }
+        if graph.nodes.is_empty() {
+            return Err(Error::invalid(OP, "the graph has no nodes"));
+        }
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(graph.nodes.len());
+        let mut params = Vec::with_capacity(graph.nodes.len());
+        let mut acts = Vec::with_capacity(graph.nodes.len());
+        let mut weight_bytes = 0u64;
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let at = |e: Error| -> Error {
+                Error::invalid(OP, format!("node {i} '{}': {e}", node.name))
+            };
+            let x_shape: Vec<usize> = match node.input {
+                Src::Input => input_shape.to_vec(),
+                Src::Node(j) if j < i => shapes[j].clone(),
+                Src::Node(j) => {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "node {i} '{}' reads node {j}, which is not before it",
+                            node.name
+                        ),
+                    ))
+                }
+            };
+            let bias = |name: &Option<String>, n: usize| -> Result<Option<Tensor>> {
+                name.as_ref()
+                    .map(|b| Tensor::from_slice(ctx, &[n], weights.tensor(b, &[n])?))
+                    .transpose()
+            };
+            let (p, out_shape) = match &node.layer {
+                Layer::Conv {
+                    weight,
+                    bias: b,
+                    dims,
+                    desc,
+                } => {
+                    let w = weights.tensor(weight, &dims.oihw())?;
+                    let out = desc.output_shape(dims, &x_shape).map_err(at)?;
+                    let cw = ConvWeight::from_oihw(ctx, *dims, w, dtype)?;
+                    weight_bytes += (w.len() * dtype.size()) as u64;
+                    let b = bias(b, dims.out_channels)?;
+                    weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
+                    (Params::Conv { w: cw, b }, out)
+                }
+                Layer::Linear {
+                    weight,
+                    bias: b,
+                    n,
+                    k,
+                    ..
+                } => {
+                    let batch = *x_shape.first().unwrap_or(&1);
+                    let feats: usize = x_shape.iter().skip(1).product();
+                    if x_shape.len() < 2 || feats != *k {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("input {x_shape:?} does not flatten to [B, {k}]"),
+                        )));
+                    }
+                    let w = weights.tensor(weight, &[*n, *k])?;
+                    let t = if dtype == DType::F32 {
+                        let mut wt = vec![0f32; n * k];
+                        for r in 0..*n {
+                            for c in 0..*k {
+                                wt[c * n + r] = w[r * k + c];
+                            }
+                        }
+                        Tensor::from_slice(ctx, &[*k, *n], &wt)?
+                    } else {
+                        let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                        Tensor::from_slice(ctx, &[*n, *k], &h)?
+                    };
+                    weight_bytes += t.size_bytes();
+                    let b = bias(b, *n)?;
+                    weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
+                    (Params::Linear { w: t, b }, vec![batch, *n])
+                }
+                Layer::Pool(desc) => (Params::None, desc.output_shape(&x_shape).map_err(at)?),
+                Layer::Add { other, .. } => {
+                    let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
+                        at(Error::invalid(
+                            OP,
+                            format!("adds node {other}, which is not before it"),
+                        ))
+                    })?;
+                    if *o != x_shape {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("adds {x_shape:?} and {o:?} (node {other})"),
+                        )));
+                    }
+                    (Params::None, x_shape.clone())
+                }
+                Layer::Softmax => (Params::None, x_shape.clone()),
+            };
+            acts.push(Tensor::zeros(ctx, &out_shape, dtype)?);
+            shapes.push(out_shape);
+            params.push(p);
+        }
+        Ok(Model {
+            graph: graph.clone(),
+            dtype,
+            input_shape: input_shape.to_vec(),
+            params,
+            acts,
+            weight_bytes,
+        })
+    }
+
+    /// Records the forward pass of `x` (the input shape given to [`Model::new`], the
+    /// model's dtype) into `encoder`; returns the last node's output (valid once the
+    /// encoder has run, until the next forward pass).
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Tensor,
+    ) -> Result<&Tensor> {
+        if x.shape() != self.input_shape.as_slice() || x.dtype() != self.dtype {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "the input is {:?} {:?}; the model was built for {:?} {:?}",
+                    x.shape(),
+                    x.dtype(),
+                    self.input_shape,
+                    self.dtype
+                ),
+            ));
+        }
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let input = match node.input {
+                Src::Input => x,
+                Src::Node(j) => &self.acts[j],
+            };
+            let out = &self.acts[i];
+            match (&node.layer, &self.params[i]) {
+                (Layer::Conv { desc, .. }, Params::Conv { w, b }) => {
+                    conv2d(ctx, encoder, desc, input, w, b.as_ref(), out)?
+                }
+                (
+                    Layer::Linear {
+                        n, k, activation, ..
+                    },
+                    Params::Linear { w, b },
+                ) => {
+                    let batch = input.shape()[0];
+                    let x2 = input.reshape(&[batch, *k])?;
+                    if self.dtype == DType::F32 {
+                        let mut d = GemmDesc::new(batch, *n, *k);
+                        d.activation = *activation;
+                        gemm(ctx, encoder, &d, &x2, w, b.as_ref(), out)?
+                    } else {
+                        let d = WGemmDesc::default().activation(*activation);
+                        wgemm(ctx, encoder, &d, &x2, Weights::F16(w), b.as_ref(), out)?
+                    }
+                }
+                (Layer::Pool(desc), _) => pool2d(ctx, encoder, desc, input, out)?,
+                (Layer::Add { other, clip }, _) => {
+                    add(ctx, encoder, input, &self.acts[*other], *clip, out)?
+                }
+                (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
+                _ => unreachable!("params are built from the same layers"),
+            }
+        }
+        Ok(self.acts.last().expect("a model has nodes"))
+    }
+
+    /// The output of node `name` after a forward pass.
+    pub fn output(&self, name: &str) -> Option<&Tensor> {
+        self.graph
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| &self.acts[i])
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Activation and weight dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Bytes of the weights and biases on the GPU (as stored: f32 or f16).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+}

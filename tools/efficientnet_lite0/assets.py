@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Fetches the classify example's labels and demo photos from package registries:
+
+- ImageNet-1k class names from the npm package `@tensorflow-models/mobilenet` 2.1.1
+  (Apache-2.0, Google LLC), `dist/imagenet_classes.js`, written one name per line (index =
+  line number) to examples/data/efficientnet_lite0/imagenet_labels.txt;
+- photos from the PyPI wheel `scikit-image` 0.26.0, `skimage/data/`: chelsea.png (a cat,
+  CC0, Stefan van der Walt), coffee.png (CC0, Rachel Michetti) and rocket.jpg (SpaceX,
+  public domain), copied to examples/data/photos/.
+
+Standard library only; `pip download` fetches the wheel, urllib the npm tarball (both
+registries). Pass --npm-tgz / --skimage-wheel to use local copies instead.
+
+    python3 tools/efficientnet_lite0/assets.py [--out examples/data]
+"""
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+
+NPM_URL = "https://registry.npmjs.org/@tensorflow-models/mobilenet/-/mobilenet-2.1.1.tgz"
+SKIMAGE = "scikit-image==0.26.0"
+PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+
+
+def labels_from_js(text):
+    """The 1000 names of `imagenet_classes.js` (`N: 'a' + 'b',` entries)."""
+    names = {}
+    lit = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+    for m in re.finditer(r"(\d+)\s*:\s*((?:(?:" + lit + r")\s*\+?\s*)+)", text):
+        parts = re.findall(lit, m.group(2))
+        names[int(m.group(1))] = "".join(
+            re.sub(r"\\(.)", r"\1", p[1:-1]) for p in parts)
+    if sorted(names) != list(range(1000)):
+        sys.exit(f"imagenet_classes.js: found {len(names)} classes, expected 0..999")
+    return [names[i] for i in range(1000)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="examples/data")
+    ap.add_argument("--npm-tgz")
+    ap.add_argument("--skimage-wheel")
+    args = ap.parse_args()
+    if args.npm_tgz:
+        tgz = open(args.npm_tgz, "rb").read()
+    else:
+        with urllib.request.urlopen(NPM_URL) as r:
+            tgz = r.read()
+    with tarfile.open(fileobj=io.BytesIO(tgz)) as t:
+        js = t.extractfile("package/dist/imagenet_classes.js").read().decode()
+    labels = labels_from_js(js)
+    ldir = os.path.join(args.out, "efficientnet_lite0")
+    os.makedirs(ldir, exist_ok=True)
+    with open(os.path.join(ldir, "imagenet_labels.txt"), "w") as f:
+        f.write("\n".join(labels) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.skimage_wheel
+        if wheel is None:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                            "--only-binary=:all:", "-d", tmp, SKIMAGE], check=True)
+            wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
+        pdir = os.path.join(args.out, "photos")
+        os.makedirs(pdir, exist_ok=True)
+        with zipfile.ZipFile(wheel) as z:
+            for name in PHOTOS:
+                with open(os.path.join(pdir, name), "wb") as f:
+                    f.write(z.read("skimage/data/" + name))
+    print(f"{ldir}/imagenet_labels.txt: {len(labels)} classes; photos: {', '.join(PHOTOS)}")
+
+
+if __name__ == "__main__":
+    main()
