@@ -1,22 +1,27 @@
 //! Classifies images with EfficientNet-Lite0 (ImageNet-1k, the real pretrained weights
-//! converted by `tools/efficientnet_lite0/convert.py`) on the GPU, in FP32 and FP16:
-//! top-5 labels with probabilities, and the GPU time per image in each precision.
+//! converted by `tools/efficientnet_lite0/convert.py`) on the GPU in FP32, FP16, static
+//! INT8 (calibrated on five other images, `examples/data/calibration`, each at four
+//! scales) and dynamic INT8: the top-5 labels with probabilities, the GPU time per image
+//! in each precision, and the size of the weights.
 //!
 //! ```text
-//! cargo run --release --example classify                 # the bundled photos
+//! cargo run --release --example classify                       # the bundled photos
 //! cargo run --release --example classify -- a.jpg b.png
+//! cargo run --release --example classify -- --observer entropy  # min-max, percentile, entropy, mse
 //! ```
 //!
-//! Each image is decoded on the CPU, uploaded as RGBA8, and resized, center-cropped to
+//! Each image is decoded on the CPU, uploaded as RGBA8, then resized, center-cropped to
 //! 224x224 and scaled as `(x - 127) / 128` on the GPU (`ops::image::image_to_tensor`);
-//! the whole network then runs in one encoder.
+//! the whole network runs in the same encoder. The time is the median GPU time of five
+//! runs of that encoder (preprocessing included), after one warm-up.
 
 use std::path::{Path, PathBuf};
 
 use half::f16;
 use wgpu_quant::bench::time_gpu;
-use wgpu_quant::model::{efficientnet_lite0, Model, WeightFile};
+use wgpu_quant::model::{efficientnet_lite0, Model, QMode, QModel, WeightFile};
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
+use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data");
@@ -28,49 +33,153 @@ fn main() {
     }
 }
 
+/// The observer named by `--observer` (min-max, percentile, entropy, mse).
+fn parse_observer(name: &str) -> Result<ObserverKind, String> {
+    match name {
+        "min-max" | "minmax" => Ok(ObserverKind::MinMax),
+        "percentile" => Ok(ObserverKind::Percentile { percentile: 99.99 }),
+        "entropy" => Ok(ObserverKind::Entropy),
+        "mse" => Ok(ObserverKind::Mse),
+        _ => Err(format!(
+            "unknown observer '{name}': expected min-max, percentile, entropy or mse"
+        )),
+    }
+}
+
+/// A float or an INT8 model.
+enum Net {
+    Float(Model),
+    Int8(Box<QModel>),
+}
+
+impl Net {
+    fn weight_bytes(&self) -> u64 {
+        match self {
+            Net::Float(m) => m.weight_bytes(),
+            Net::Int8(q) => q.weight_bytes(),
+        }
+    }
+
+    /// The dtype of the input it takes.
+    fn input_dtype(&self) -> DType {
+        match self {
+            Net::Float(m) => m.dtype(),
+            Net::Int8(_) => DType::F32,
+        }
+    }
+}
+
+/// Decodes an image and uploads its RGBA8 pixels: (pixels, width, height).
+fn load(ctx: &Context, path: &Path) -> Result<(Tensor, usize, usize), String> {
+    let img = image::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .to_rgba8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let pixels: Vec<u32> = bytemuck::cast_slice(img.as_raw()).to_vec();
+    let px = Tensor::from_slice(ctx, &[h * w], &pixels).map_err(|e| e.to_string())?;
+    Ok((px, w, h))
+}
+
 fn run() -> Result<(), String> {
-    let mut images: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    let e = |e: wgpu_quant::Error| e.to_string();
+    let mut images: Vec<PathBuf> = Vec::new();
+    let mut observer = ObserverKind::MinMax;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--observer" {
+            observer = parse_observer(&args.next().ok_or("--observer needs a name")?)?;
+        } else {
+            images.push(PathBuf::from(a));
+        }
+    }
     if images.is_empty() {
         images = ["chelsea.png", "coffee.png", "rocket.jpg"]
             .iter()
             .map(|n| Path::new(DATA).join("photos").join(n))
             .collect();
     }
-    let ctx = Context::request_blocking(&RequestOptions::default()).map_err(|e| e.to_string())?;
+    let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
     let a = &ctx.capabilities().adapter;
     println!("adapter: {} ({:?}, {})", a.name, a.backend, a.driver_info);
-    let weights_path = Path::new(DATA).join("efficientnet_lite0/efficientnet_lite0.safetensors");
-    let weights = WeightFile::load(&weights_path).map_err(|e| e.to_string())?;
+    let weights =
+        WeightFile::load(Path::new(DATA).join("efficientnet_lite0/efficientnet_lite0.safetensors"))
+            .map_err(e)?;
     let labels: Vec<String> =
         std::fs::read_to_string(Path::new(DATA).join("efficientnet_lite0/imagenet_labels.txt"))
             .map_err(|e| format!("imagenet_labels.txt: {e}"))?
             .lines()
             .map(String::from)
             .collect();
-    let graph = efficientnet_lite0(&weights).map_err(|e| e.to_string())?;
+    let graph = efficientnet_lite0(&weights).map_err(e)?;
     let shape = [1, 224, 224, 3];
-    let mut models = Vec::new();
-    for (name, dtype) in [("FP32", DType::F32), ("FP16", DType::F16)] {
-        let m = Model::new(&ctx, &graph, &weights, dtype, &shape).map_err(|e| e.to_string())?;
-        println!(
-            "{name}: {} layers, weights {:.2} MB on the GPU",
-            graph.nodes.len(),
-            m.weight_bytes() as f64 / 1e6
-        );
-        models.push((name, m));
+    let desc =
+        |shorter| ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
+
+    // Calibration batches: other images than the ones classified, each at four scales.
+    let mut cal: Vec<PathBuf> = std::fs::read_dir(Path::new(DATA).join("calibration"))
+        .map_err(|e| format!("examples/data/calibration: {e}"))?
+        .map(|d| d.map(|d| d.path()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    cal.sort();
+    let mut batches = Vec::new();
+    for path in &cal {
+        let (px, w, h) = load(&ctx, path)?;
+        for shorter in [224, 256, 320, 400] {
+            let x = Tensor::zeros(&ctx, &shape, DType::F32).map_err(e)?;
+            let mut enc = ctx.encoder("calibration input");
+            let src = ImageSource::Buffer {
+                pixels: &px,
+                width: w,
+                height: h,
+            };
+            image_to_tensor(&ctx, &mut enc, src, &desc(shorter), &x).map_err(e)?;
+            ctx.submit_and_wait(enc).map_err(e)?;
+            batches.push(x);
+        }
     }
-    let desc = ImageDesc::center_crop(224, 224, 224).normalize([127.0; 3], [128.0; 3]);
+
+    let mut nets: Vec<(&str, Net)> = Vec::new();
+    for (name, dtype) in [("FP32", DType::F32), ("FP16", DType::F16)] {
+        let m = Model::new(&ctx, &graph, &weights, dtype, &shape).map_err(e)?;
+        nets.push((name, Net::Float(m)));
+    }
+    for (name, mode) in [
+        ("INT8 static", QMode::Static),
+        ("INT8 dynamic", QMode::Dynamic),
+    ] {
+        let q = QModel::calibrate(&ctx, &graph, &weights, &shape, &batches, observer, mode)
+            .map_err(e)?;
+        nets.push((name, Net::Int8(Box::new(q))));
+    }
+    println!(
+        "EfficientNet-Lite0: {} layers; static INT8 calibrated with {} on {} batches",
+        graph.nodes.len(),
+        observer.name(),
+        batches.len()
+    );
+    let fp32_bytes = nets[0].1.weight_bytes();
+    for (name, net) in &nets {
+        let bytes = net.weight_bytes();
+        let vs = if bytes == fp32_bytes {
+            String::new()
+        } else {
+            format!(
+                " ({:.2}x smaller than FP32)",
+                fp32_bytes as f64 / bytes as f64
+            )
+        };
+        println!("  {name:<12} weights {:>6.2} MB{vs}", bytes as f64 / 1e6);
+    }
+
     for path in &images {
-        let img = image::open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .to_rgba8();
-        let (w, h) = (img.width() as usize, img.height() as usize);
-        let pixels: Vec<u32> = bytemuck::cast_slice(img.as_raw()).to_vec();
-        let px = Tensor::from_slice(&ctx, &[h * w], &pixels).map_err(|e| e.to_string())?;
+        let (px, w, h) = load(&ctx, path)?;
         println!();
-        println!("{} ({w}x{h})", path.display());
-        for (name, model) in &models {
-            let x = Tensor::zeros(&ctx, &shape, model.dtype()).map_err(|e| e.to_string())?;
+        let shown = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(path);
+        println!("{} ({w}x{h})", shown.display());
+        for (name, net) in &nets {
+            let x = Tensor::zeros(&ctx, &shape, net.input_dtype()).map_err(e)?;
             let src = ImageSource::Buffer {
                 pixels: &px,
                 width: w,
@@ -78,20 +187,23 @@ fn run() -> Result<(), String> {
             };
             let mut out = None;
             let t = time_gpu(&ctx, 1, 5, |enc| {
-                image_to_tensor(&ctx, enc, src, &desc, &x)?;
-                out = Some(model.forward(&ctx, enc, &x)?);
+                image_to_tensor(&ctx, enc, src, &desc(224), &x)?;
+                out = Some(match net {
+                    Net::Float(m) => m.forward(&ctx, enc, &x)?,
+                    Net::Int8(q) => q.forward(&ctx, enc, &x)?,
+                });
                 Ok(())
             })
-            .map_err(|e| e.to_string())?;
-            let y = out.expect("ran");
-            let probs: Vec<f32> = if model.dtype() == DType::F16 {
+            .map_err(e)?;
+            let y = out.expect("time_gpu ran the closure");
+            let probs: Vec<f32> = if y.dtype() == DType::F16 {
                 y.read_blocking::<f16>(&ctx)
-                    .map_err(|e| e.to_string())?
+                    .map_err(e)?
                     .iter()
                     .map(|v| v.to_f32())
                     .collect()
             } else {
-                y.read_blocking::<f32>(&ctx).map_err(|e| e.to_string())?
+                y.read_blocking::<f32>(&ctx).map_err(e)?
             };
             let mut idx: Vec<usize> = (0..probs.len()).collect();
             idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
@@ -105,9 +217,8 @@ fn run() -> Result<(), String> {
                 })
                 .collect();
             println!(
-                "  {name}: {:.2} ms/image ({:?})  {}",
+                "  {name:<12} {:>8.2} ms/image  {}",
                 t.median(),
-                t.clock,
                 top.join(" | ")
             );
         }

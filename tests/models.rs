@@ -1,14 +1,16 @@
 //! The model API (`wgpu_quant::model`): a small graph of every layer kind against the
-//! f64 reference layer by layer, the errors that name a missing or mis-shaped weight, and
-//! the real EfficientNet-Lite0 on the bundled photos in FP32 and FP16.
+//! f64 reference layer by layer, the errors that name a missing or mis-shaped weight, the
+//! same graph quantized (static and dynamic INT8) against its FP32 twin, and the real
+//! EfficientNet-Lite0 on the bundled photos in FP32, FP16 and INT8.
 
 use half::f16;
-use wgpu_quant::model::{efficientnet_lite0, Graph, Layer, Model, Src, WeightFile};
+use wgpu_quant::model::{efficientnet_lite0, Graph, Layer, Model, QMode, QModel, Src, WeightFile};
 use wgpu_quant::ops::conv::{ConvDesc, ConvDims, Padding};
 use wgpu_quant::ops::eltwise::Clip;
 use wgpu_quant::ops::gemm::Activation;
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
 use wgpu_quant::ops::pool::PoolDesc;
+use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 
@@ -326,5 +328,167 @@ fn efficientnet_lite0_classifies_the_bundled_photos() {
             worst < 0.02,
             "{photo}: FP16 probabilities differ by {worst}"
         );
+    }
+}
+
+#[test]
+fn int8_models_follow_the_float_graph() {
+    let ctx = ctx();
+    let (g, w, _) = small_graph();
+    let xs = [1, 9, 7, 5];
+    let n = xs.iter().product();
+    let batches: Vec<Tensor> = (0..4)
+        .map(|i| Tensor::from_slice(&ctx, &xs, &wgpu_quant::bench::random_f32(n, 40 + i)).unwrap())
+        .collect();
+    let fp32 = Model::new(&ctx, &g, &w, DType::F32, &xs).unwrap();
+    let run_f = |x: &Tensor| {
+        let mut enc = ctx.encoder("fp32");
+        let y = fp32.forward(&ctx, &mut enc, x).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        y.read_blocking::<f32>(&ctx).unwrap()
+    };
+    // Weights: 1 byte per value, an f32 scale and an i32 zero point per output channel,
+    // f32 biases.
+    let values: usize = ["c1", "dw", "pw", "fc"]
+        .iter()
+        .map(|l| {
+            w.shape(&format!("{l}.weight"))
+                .unwrap()
+                .iter()
+                .product::<usize>()
+        })
+        .sum();
+    let channels = 8 + 8 + 8 + 3;
+    for mode in [QMode::Static, QMode::Dynamic] {
+        for obs in ObserverKind::standard() {
+            let q = QModel::calibrate(&ctx, &g, &w, &xs, &batches, obs, mode).unwrap();
+            assert_eq!(
+                q.weight_bytes() as usize,
+                values + 8 * channels + 4 * channels
+            );
+            for x in &batches {
+                let want = run_f(x);
+                let mut enc = ctx.encoder("int8");
+                let y = q.forward(&ctx, &mut enc, x).unwrap().clone();
+                ctx.submit_and_wait(enc).unwrap();
+                let got = y.read_blocking::<f32>(&ctx).unwrap();
+                // Probabilities of 3 classes: within a few 8-bit steps of FP32.
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 0.03, "{mode:?} {}: {got:?} vs {want:?}", obs.name());
+            }
+            if mode == QMode::Dynamic {
+                break; // no observer involved
+            }
+        }
+    }
+    // Static quantization needs calibration data; the input must be the calibrated one.
+    let e = QModel::calibrate(&ctx, &g, &w, &xs, &[], ObserverKind::MinMax, QMode::Static)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("calibration"), "{e}");
+    let q = QModel::calibrate(
+        &ctx,
+        &g,
+        &w,
+        &xs,
+        &batches,
+        ObserverKind::MinMax,
+        QMode::Static,
+    )
+    .unwrap();
+    let x = Tensor::zeros(&ctx, &[1, 9, 7, 6], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = q.forward(&ctx, &mut enc, &x).unwrap_err().to_string();
+    assert!(e.contains("[1, 9, 7, 6]"), "{e}");
+}
+
+/// A 224x224 f32 input of `path` (in `examples/data`), the shorter side resized to
+/// `shorter`.
+fn input(ctx: &Context, path: &str, shorter: usize) -> Tensor {
+    let img = image::open(format!("{DATA}/{path}")).unwrap().to_rgba8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let px: Vec<u32> = bytemuck::cast_slice(img.as_raw()).to_vec();
+    let px = Tensor::from_slice(ctx, &[h * w], &px).unwrap();
+    let x = Tensor::zeros(ctx, &[1, 224, 224, 3], DType::F32).unwrap();
+    let desc = ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
+    let mut enc = ctx.encoder("input");
+    let src = ImageSource::Buffer {
+        pixels: &px,
+        width: w,
+        height: h,
+    };
+    image_to_tensor(ctx, &mut enc, src, &desc, &x).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    x
+}
+
+#[test]
+fn efficientnet_lite0_in_int8_is_smaller_and_still_sees_a_cat_and_espresso() {
+    let ctx = ctx();
+    let w = WeightFile::load(format!(
+        "{DATA}/efficientnet_lite0/efficientnet_lite0.safetensors"
+    ))
+    .unwrap();
+    let g = efficientnet_lite0(&w).unwrap();
+    let shape = [1, 224, 224, 3];
+    let fp32 = Model::new(&ctx, &g, &w, DType::F32, &shape).unwrap();
+    // Calibration on other images than the photos classified.
+    let mut batches = Vec::new();
+    for f in [
+        "astronaut.png",
+        "camera.png",
+        "coins.png",
+        "hubble_deep_field.jpg",
+        "retina.jpg",
+    ] {
+        for shorter in [224, 256] {
+            batches.push(input(&ctx, &format!("calibration/{f}"), shorter));
+        }
+    }
+    let top = |y: &Tensor| -> (usize, Vec<f32>) {
+        let p = y.read_blocking::<f32>(&ctx).unwrap();
+        let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        (best, p)
+    };
+    for mode in [QMode::Static, QMode::Dynamic] {
+        let q =
+            QModel::calibrate(&ctx, &g, &w, &shape, &batches, ObserverKind::MinMax, mode).unwrap();
+        let ratio = fp32.weight_bytes() as f64 / q.weight_bytes() as f64;
+        assert!(
+            ratio >= 3.5,
+            "{mode:?}: INT8 weights only {ratio:.2}x smaller"
+        );
+        for (photo, allowed) in [
+            ("chelsea.png", &[281usize, 282, 283, 284, 285][..]),
+            ("coffee.png", &[967][..]),
+        ] {
+            let x = input(&ctx, &format!("photos/{photo}"), 224);
+            let mut enc = ctx.encoder("both");
+            let yf = fp32.forward(&ctx, &mut enc, &x).unwrap().clone();
+            let yq = q.forward(&ctx, &mut enc, &x).unwrap().clone();
+            ctx.submit_and_wait(enc).unwrap();
+            let ((tf, pf), (tq, pq)) = (top(&yf), top(&yq));
+            assert!(allowed.contains(&tf), "{photo}: FP32 top-1 {tf}");
+            assert!(
+                allowed.contains(&tq),
+                "{mode:?} {photo}: INT8 top-1 {tq} ({})",
+                pq[tq]
+            );
+            // Where FP32 is sure (espresso 94%), INT8 agrees; on the cat, FP32's two
+            // leading classes are 6.6 points apart and INT8 may swap them.
+            let worst = pf
+                .iter()
+                .zip(&pq)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 0.05,
+                "{mode:?} {photo}: probabilities differ by {worst}"
+            );
+        }
     }
 }

@@ -53,8 +53,10 @@ use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
 use crate::tensor::{DType, Tensor};
 
 mod efficientnet;
+mod quantized;
 
 pub use efficientnet::{efficientnet_lite0, EFFICIENTNET_LITE0_BLOCKS};
+pub use quantized::{QMode, QModel};
 
 const OP: &str = "model";
 

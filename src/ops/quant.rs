@@ -253,6 +253,40 @@ impl QTensor {
         })
     }
 
+    /// A view of the same codes and parameters with another shape: the element count
+    /// and the last dimension (the packing's row length) must stay, and the parameters
+    /// must be per tensor (e.g. `[1, 1, 1, 1280]` pooled features as `[1, 1280]`).
+    pub fn reshape(&self, shape: &[usize]) -> Result<QTensor> {
+        const OP: &str = "QTensor::reshape";
+        let numel: usize = shape.iter().product();
+        if numel != self.numel() || shape.last() != self.shape.last() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{:?} to {shape:?}: the element count and the last dimension must stay",
+                    self.shape
+                ),
+            ));
+        }
+        if self.granularity != Granularity::PerTensor {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "the parameters are {:?}; only per-tensor tensors reshape",
+                    self.granularity
+                ),
+            ));
+        }
+        let mut q = self.clone();
+        q.shape = shape.to_vec();
+        if let Some(h) = &self.host {
+            let mut p = (**h).clone();
+            p.shape = shape.to_vec();
+            q.host = Some(std::sync::Arc::new(p));
+        }
+        Ok(q)
+    }
+
     /// An output for static quantization with `params` (uploaded now); the codes are
     /// zero until [`quantize`] writes them.
     pub fn new(ctx: &Context, params: &QuantParams) -> Result<QTensor> {

@@ -6,7 +6,8 @@
   line number) to examples/data/efficientnet_lite0/imagenet_labels.txt;
 - photos from the PyPI wheel `scikit-image` 0.26.0, `skimage/data/`: chelsea.png (a cat,
   CC0, Stefan van der Walt), coffee.png (CC0, Rachel Michetti) and rocket.jpg (SpaceX,
-  public domain), copied to examples/data/photos/.
+  public domain), copied to examples/data/photos/; and five other images for static INT8
+  calibration (see CALIBRATION below), copied to examples/data/calibration/.
 
 Standard library only; `pip download` fetches the wheel, urllib the npm tarball (both
 registries). Pass --npm-tgz / --skimage-wheel to use local copies instead.
@@ -28,6 +29,11 @@ import zipfile
 NPM_URL = "https://registry.npmjs.org/@tensorflow-models/mobilenet/-/mobilenet-2.1.1.tgz"
 SKIMAGE = "scikit-image==0.26.0"
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+# Calibration images for static INT8, none of them a photo the example classifies:
+# astronaut.png and hubble_deep_field.jpg (NASA, public domain), retina.jpg (CC0,
+# Mikael Haggstrom), camera.png (CC0, Lav Varshney), coins.png (Brooklyn Museum, no known
+# copyright restrictions).
+CALIBRATION = ["astronaut.png", "hubble_deep_field.jpg", "retina.jpg", "camera.png", "coins.png"]
 
 
 def labels_from_js(text):
@@ -69,11 +75,15 @@ def main():
             wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
         pdir = os.path.join(args.out, "photos")
         os.makedirs(pdir, exist_ok=True)
+        cdir = os.path.join(args.out, "calibration")
+        os.makedirs(cdir, exist_ok=True)
         with zipfile.ZipFile(wheel) as z:
-            for name in PHOTOS:
-                with open(os.path.join(pdir, name), "wb") as f:
-                    f.write(z.read("skimage/data/" + name))
-    print(f"{ldir}/imagenet_labels.txt: {len(labels)} classes; photos: {', '.join(PHOTOS)}")
+            for names, d in ((PHOTOS, pdir), (CALIBRATION, cdir)):
+                for name in names:
+                    with open(os.path.join(d, name), "wb") as f:
+                        f.write(z.read("skimage/data/" + name))
+    print(f"{ldir}/imagenet_labels.txt: {len(labels)} classes; photos: {', '.join(PHOTOS)}; "
+          f"calibration: {', '.join(CALIBRATION)}")
 
 
 if __name__ == "__main__":
