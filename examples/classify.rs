@@ -46,6 +46,10 @@ fn parse_observer(name: &str) -> Result<ObserverKind, String> {
     }
 }
 
+fn weights_path() -> PathBuf {
+    Path::new(DATA).join("efficientnet_lite0/efficientnet_lite0.safetensors")
+}
+
 /// A float or an INT8 model.
 enum Net {
     Float(Model),
@@ -101,9 +105,7 @@ fn run() -> Result<(), String> {
     let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
     let a = &ctx.capabilities().adapter;
     println!("adapter: {} ({:?}, {})", a.name, a.backend, a.driver_info);
-    let weights =
-        WeightFile::load(Path::new(DATA).join("efficientnet_lite0/efficientnet_lite0.safetensors"))
-            .map_err(e)?;
+    let weights = WeightFile::load(weights_path()).map_err(e)?;
     let labels: Vec<String> =
         std::fs::read_to_string(Path::new(DATA).join("efficientnet_lite0/imagenet_labels.txt"))
             .map_err(|e| format!("imagenet_labels.txt: {e}"))?
@@ -157,6 +159,21 @@ fn run() -> Result<(), String> {
         observer.name(),
         batches.len()
     );
+    // The static INT8 model as a file, next to the FP32 weights file.
+    if let Net::Int8(q) = &nets[2].1 {
+        let path = std::env::temp_dir().join("efficientnet_lite0_int8.safetensors");
+        let saved = q.save(&path).map_err(e)?;
+        let fp32_file = std::fs::metadata(weights_path())
+            .map_err(|e| e.to_string())?
+            .len();
+        println!(
+            "static INT8 saved to {}: {:.2} MB ({:.2}x smaller than the FP32 file, {:.2} MB)",
+            path.display(),
+            saved as f64 / 1e6,
+            fp32_file as f64 / saved as f64,
+            fp32_file as f64 / 1e6
+        );
+    }
     let fp32_bytes = nets[0].1.weight_bytes();
     for (name, net) in &nets {
         let bytes = net.weight_bytes();

@@ -385,6 +385,62 @@ fn int8_models_follow_the_float_graph() {
             }
         }
     }
+    // Save and load: the same codes and parameters give the same outputs, bit for bit.
+    let dir = std::env::temp_dir().join(format!("wgpu-quant-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for mode in [QMode::Static, QMode::Dynamic] {
+        let q = QModel::calibrate(&ctx, &g, &w, &xs, &batches, ObserverKind::Mse, mode).unwrap();
+        let path = dir.join(format!("{mode:?}.safetensors"));
+        let size = q.save(&path).unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        let back = QModel::load(&ctx, &g, &path, &xs).unwrap();
+        assert_eq!((back.mode(), back.weight_bytes()), (mode, q.weight_bytes()));
+        let mut enc = ctx.encoder("saved and loaded");
+        let a = q.forward(&ctx, &mut enc, &batches[1]).unwrap().clone();
+        let b = back.forward(&ctx, &mut enc, &batches[1]).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let (a, b) = (
+            a.read_blocking::<f32>(&ctx).unwrap(),
+            b.read_blocking::<f32>(&ctx).unwrap(),
+        );
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{mode:?}"
+        );
+        // A graph whose layer disagrees with the file is refused, naming the tensor.
+        let mut other = g.clone();
+        assert_eq!(other.nodes[5].name, "fc");
+        other.nodes[5].layer = match other.nodes[5].layer.clone() {
+            Layer::Linear {
+                weight, bias, k, ..
+            } => Layer::Linear {
+                weight,
+                bias,
+                n: 2,
+                k,
+                activation: Activation::Relu,
+            },
+            l => l,
+        };
+        let e = QModel::load(&ctx, &other, &path, &xs)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'fc.weight'") && e.contains("[2, 8]"), "{e}");
+    }
+    // A float weight file is not an INT8 model.
+    let fp = dir.join("float.safetensors");
+    std::fs::write(
+        &fp,
+        std::fs::read(format!(
+            "{DATA}/efficientnet_lite0/efficientnet_lite0.safetensors"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let e = QModel::load(&ctx, &g, &fp, &xs).unwrap_err().to_string();
+    assert!(e.contains("not a wgpu-quant INT8 model"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
     // Static quantization needs calibration data; the input must be the calibrated one.
     let e = QModel::calibrate(&ctx, &g, &w, &xs, &[], ObserverKind::MinMax, QMode::Static)
         .unwrap_err()
@@ -462,6 +518,22 @@ fn efficientnet_lite0_in_int8_is_smaller_and_still_sees_a_cat_and_espresso() {
             ratio >= 3.5,
             "{mode:?}: INT8 weights only {ratio:.2}x smaller"
         );
+        // Saved, the INT8 model is as much smaller than the FP32 weights file.
+        let path = std::env::temp_dir().join(format!(
+            "wq-eff-{}-{mode:?}.safetensors",
+            std::process::id()
+        ));
+        let saved = q.save(&path).unwrap();
+        let fp32_file = std::fs::metadata(format!(
+            "{DATA}/efficientnet_lite0/efficientnet_lite0.safetensors"
+        ))
+        .unwrap()
+        .len();
+        assert!(
+            fp32_file as f64 / saved as f64 >= 3.5,
+            "{saved} vs {fp32_file}"
+        );
+        std::fs::remove_file(&path).ok();
         for (photo, allowed) in [
             ("chelsea.png", &[281usize, 282, 283, 284, 285][..]),
             ("coffee.png", &[967][..]),

@@ -1,6 +1,7 @@
 //! Models: layers composed into a [`Graph`], weights from safetensors ([`WeightFile`]),
 //! uploaded once into a [`Model`] that records the whole forward pass into the caller's
-//! encoder, in FP32 or FP16.
+//! encoder, in FP32 or FP16; or quantized to INT8 after training ([`QModel`]: calibrated
+//! static or dynamic, saved and loaded as safetensors).
 //!
 //! A graph is a list of nodes, each one layer reading the model input or an earlier
 //! node's output ([`Src`]); a residual add names the other node it adds. The graph only
@@ -256,6 +257,20 @@ impl Layer {
         }
     }
 
+    /// Weight name, bias name and weight shape (OIHW, or `[N, K]`) of a convolution or
+    /// linear layer.
+    pub(crate) fn weight_spec(&self) -> Option<(&str, Option<&str>, Vec<usize>)> {
+        match self {
+            Layer::Conv {
+                weight, bias, dims, ..
+            } => Some((weight, bias.as_deref(), dims.oihw().to_vec())),
+            Layer::Linear {
+                weight, bias, n, k, ..
+            } => Some((weight, bias.as_deref(), vec![*n, *k])),
+            _ => None,
+        }
+    }
+
     /// Sets the activation of a convolution or linear layer (others are unchanged).
     pub fn activation(mut self, a: Activation) -> Layer {
         match &mut self {
@@ -307,6 +322,65 @@ impl Graph {
     }
 }
 
+/// The output shape of every node of `graph` for inputs of `input_shape`, checking that
+/// each node reads an earlier one and that its layer takes that shape (errors name the
+/// node).
+pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<Vec<usize>>> {
+    if graph.nodes.is_empty() {
+        return Err(Error::invalid(OP, "the graph has no nodes"));
+    }
+    let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(graph.nodes.len());
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let at =
+            |e: Error| -> Error { Error::invalid(OP, format!("node {i} '{}': {e}", node.name)) };
+        let x_shape: Vec<usize> = match node.input {
+            Src::Input => input_shape.to_vec(),
+            Src::Node(j) if j < i => shapes[j].clone(),
+            Src::Node(j) => {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "node {i} '{}' reads node {j}, which is not before it",
+                        node.name
+                    ),
+                ))
+            }
+        };
+        let out = match &node.layer {
+            Layer::Conv { dims, desc, .. } => desc.output_shape(dims, &x_shape).map_err(at)?,
+            Layer::Linear { n, k, .. } => {
+                let feats: usize = x_shape.iter().skip(1).product();
+                if x_shape.len() < 2 || feats != *k {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!("input {x_shape:?} does not flatten to [B, {k}]"),
+                    )));
+                }
+                vec![x_shape[0], *n]
+            }
+            Layer::Pool(desc) => desc.output_shape(&x_shape).map_err(at)?,
+            Layer::Add { other, .. } => {
+                let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
+                    at(Error::invalid(
+                        OP,
+                        format!("adds node {other}, which is not before it"),
+                    ))
+                })?;
+                if *o != x_shape {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!("adds {x_shape:?} and {o:?} (node {other})"),
+                    )));
+                }
+                x_shape.clone()
+            }
+            Layer::Softmax => x_shape.clone(),
+        };
+        shapes.push(out);
+    }
+    Ok(shapes)
+}
+
 #[derive(Debug)]
 enum Params {
     None,
@@ -349,49 +423,29 @@ impl Model {
                 format!("a float model runs in F32 or F16, not {dtype:?}"),
             ));
         }
-        if graph.nodes.is_empty() {
-            return Err(Error::invalid(OP, "the graph has no nodes"));
-        }
-        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(graph.nodes.len());
+        let shapes = infer_shapes(graph, input_shape)?;
         let mut params = Vec::with_capacity(graph.nodes.len());
         let mut acts = Vec::with_capacity(graph.nodes.len());
         let mut weight_bytes = 0u64;
         for (i, node) in graph.nodes.iter().enumerate() {
-            let at = |e: Error| -> Error {
-                Error::invalid(OP, format!("node {i} '{}': {e}", node.name))
-            };
-            let x_shape: Vec<usize> = match node.input {
-                Src::Input => input_shape.to_vec(),
-                Src::Node(j) if j < i => shapes[j].clone(),
-                Src::Node(j) => {
-                    return Err(Error::invalid(
-                        OP,
-                        format!(
-                            "node {i} '{}' reads node {j}, which is not before it",
-                            node.name
-                        ),
-                    ))
-                }
-            };
             let bias = |name: &Option<String>, n: usize| -> Result<Option<Tensor>> {
                 name.as_ref()
                     .map(|b| Tensor::from_slice(ctx, &[n], weights.tensor(b, &[n])?))
                     .transpose()
             };
-            let (p, out_shape) = match &node.layer {
+            let p = match &node.layer {
                 Layer::Conv {
                     weight,
                     bias: b,
                     dims,
-                    desc,
+                    ..
                 } => {
                     let w = weights.tensor(weight, &dims.oihw())?;
-                    let out = desc.output_shape(dims, &x_shape).map_err(at)?;
                     let cw = ConvWeight::from_oihw(ctx, *dims, w, dtype)?;
                     weight_bytes += (w.len() * dtype.size()) as u64;
                     let b = bias(b, dims.out_channels)?;
                     weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
-                    (Params::Conv { w: cw, b }, out)
+                    Params::Conv { w: cw, b }
                 }
                 Layer::Linear {
                     weight,
@@ -400,14 +454,6 @@ impl Model {
                     k,
                     ..
                 } => {
-                    let batch = *x_shape.first().unwrap_or(&1);
-                    let feats: usize = x_shape.iter().skip(1).product();
-                    if x_shape.len() < 2 || feats != *k {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!("input {x_shape:?} does not flatten to [B, {k}]"),
-                        )));
-                    }
                     let w = weights.tensor(weight, &[*n, *k])?;
                     let t = if dtype == DType::F32 {
                         let mut wt = vec![0f32; n * k];
@@ -424,28 +470,11 @@ impl Model {
                     weight_bytes += t.size_bytes();
                     let b = bias(b, *n)?;
                     weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
-                    (Params::Linear { w: t, b }, vec![batch, *n])
+                    Params::Linear { w: t, b }
                 }
-                Layer::Pool(desc) => (Params::None, desc.output_shape(&x_shape).map_err(at)?),
-                Layer::Add { other, .. } => {
-                    let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
-                        at(Error::invalid(
-                            OP,
-                            format!("adds node {other}, which is not before it"),
-                        ))
-                    })?;
-                    if *o != x_shape {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!("adds {x_shape:?} and {o:?} (node {other})"),
-                        )));
-                    }
-                    (Params::None, x_shape.clone())
-                }
-                Layer::Softmax => (Params::None, x_shape.clone()),
+                _ => Params::None,
             };
-            acts.push(Tensor::zeros(ctx, &out_shape, dtype)?);
-            shapes.push(out_shape);
+            acts.push(Tensor::zeros(ctx, &shapes[i], dtype)?);
             params.push(p);
         }
         Ok(Model {

@@ -97,6 +97,20 @@ pub struct QModel {
     acts: Vec<Act>,
     scratch: Vec<Scratch>,
     weight_bytes: u64,
+    host: HostParams,
+}
+
+/// The quantized parameters on the host, for [`QModel::save`].
+#[derive(Debug, Clone, Default)]
+struct HostParams {
+    /// Weight name: per-channel parameters and codes.
+    weights: std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>,
+    /// Bias name: values.
+    biases: std::collections::BTreeMap<String, Vec<f32>>,
+    /// Per node: its output's parameters (static mode).
+    acts: Vec<Option<QuantParams>>,
+    /// The input's parameters (static mode).
+    input: Option<QuantParams>,
 }
 
 impl QModel {
@@ -116,8 +130,10 @@ impl QModel {
         let fp32 = Model::new(ctx, graph, weights, DType::F32, input_shape)?;
         let scheme = QuantScheme::asymmetric(QType::U8);
         let n_nodes = graph.nodes.len();
-        let mut act_params: Vec<Option<QuantParams>> = vec![None; n_nodes];
-        let mut input_params = None;
+        let mut host = HostParams {
+            acts: vec![None; n_nodes],
+            ..Default::default()
+        };
         if mode == QMode::Static {
             if batches.is_empty() {
                 return Err(Error::invalid(
@@ -138,11 +154,38 @@ impl QModel {
                     o.observe(ctx, &fp32.acts[i])?;
                 }
             }
-            input_params = Some(obs_in.compute_params(&scheme, input_shape)?);
+            host.input = Some(obs_in.compute_params(&scheme, input_shape)?);
             for (i, o) in obs.iter().enumerate() {
-                act_params[i] = Some(o.compute_params(&scheme, fp32.acts[i].shape())?);
+                host.acts[i] = Some(o.compute_params(&scheme, fp32.acts[i].shape())?);
             }
         }
+        let wscheme = QuantScheme::symmetric(QType::I8).per_channel(0);
+        for node in &graph.nodes {
+            let Some((weight, bias, shape)) = node.layer.weight_spec() else {
+                continue;
+            };
+            let wf = weights.tensor(weight, &shape)?;
+            let wp = QuantParams::from_data(&wscheme, &shape, wf)?;
+            let codes = wp.quantize(wf)?;
+            host.weights.insert(weight.to_string(), (wp, codes));
+            if let Some(b) = bias {
+                host.biases
+                    .insert(b.to_string(), weights.tensor(b, &shape[..1])?.to_vec());
+            }
+        }
+        QModel::build(ctx, graph, input_shape, mode, host)
+    }
+
+    /// The model from host-side parameters (calibrated or loaded).
+    fn build(
+        ctx: &Context,
+        graph: &Graph,
+        input_shape: &[usize],
+        mode: QMode,
+        host: HostParams,
+    ) -> Result<QModel> {
+        let shapes = super::infer_shapes(graph, input_shape)?;
+        let n_nodes = graph.nodes.len();
         // Who reads each node: a convolution or linear whose every reader dequantizes
         // anyway (pooling, softmax) writes f32 directly and skips one rounding.
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n_nodes];
@@ -154,20 +197,23 @@ impl QModel {
                 readers[other].push(i);
             }
         }
-        let wscheme = QuantScheme::symmetric(QType::I8).per_channel(0);
         let mut params = Vec::with_capacity(n_nodes);
         let mut acts = Vec::with_capacity(n_nodes);
         let mut scratch = Vec::with_capacity(n_nodes);
         let mut weight_bytes = 0u64;
+        let missing = |what: &str| Error::invalid(OP, format!("no parameters for '{what}'"));
         for (i, node) in graph.nodes.iter().enumerate() {
-            let out_shape = fp32.acts[i].shape().to_vec();
+            let out_shape = shapes[i].clone();
             let in_shape: Vec<usize> = match node.input {
                 Src::Input => input_shape.to_vec(),
-                Src::Node(j) => fp32.acts[j].shape().to_vec(),
+                Src::Node(j) => shapes[j].clone(),
             };
-            let bias = |name: &Option<String>, n: usize| -> Result<Option<Tensor>> {
+            let bias = |name: &Option<String>| -> Result<Option<Tensor>> {
                 name.as_ref()
-                    .map(|b| Tensor::from_slice(ctx, &[n], weights.tensor(b, &[n])?))
+                    .map(|b| {
+                        let v = host.biases.get(b).ok_or_else(|| missing(b))?;
+                        Tensor::from_slice(ctx, &[v.len()], v)
+                    })
                     .transpose()
             };
             // Codes, plus a scale and a zero point (4 bytes each) per channel, plus bias.
@@ -178,27 +224,23 @@ impl QModel {
                     dims,
                     ..
                 } => {
-                    let wf = weights.tensor(weight, &dims.oihw())?;
-                    let w = QConvWeight::quantize(ctx, *dims, wf, &wscheme)?;
-                    let b = bias(b, dims.out_channels)?;
-                    weight_bytes += dims.oihw().iter().product::<usize>() as u64
+                    let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
+                    let w = QConvWeight::from_codes(ctx, *dims, codes, wp)?;
+                    let b = bias(b)?;
+                    weight_bytes += codes.len() as u64
                         + 8 * dims.out_channels as u64
                         + b.as_ref().map_or(0, |b| b.size_bytes());
                     QParams::Conv { w, b }
                 }
                 Layer::Linear {
-                    weight,
-                    bias: b,
-                    n,
-                    k,
-                    ..
+                    weight, bias: b, n, ..
                 } => {
-                    let wf = weights.tensor(weight, &[*n, *k])?;
-                    let wp = QuantParams::from_data(&wscheme, &[*n, *k], wf)?;
-                    let w = QTensor::from_codes(ctx, &wp, &wp.quantize(wf)?)?;
-                    let b = bias(b, *n)?;
-                    weight_bytes +=
-                        (n * k) as u64 + 8 * *n as u64 + b.as_ref().map_or(0, |b| b.size_bytes());
+                    let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
+                    let w = QTensor::from_codes(ctx, wp, codes)?;
+                    let b = bias(b)?;
+                    weight_bytes += codes.len() as u64
+                        + 8 * *n as u64
+                        + b.as_ref().map_or(0, |b| b.size_bytes());
                     QParams::Linear { w, b }
                 }
                 _ => QParams::None,
@@ -216,9 +258,18 @@ impl QModel {
             let act = if f32_out {
                 Act::F(Tensor::zeros(ctx, &out_shape, DType::F32)?)
             } else {
-                let ap = act_params[i]
+                let ap = host.acts[i]
                     .as_ref()
-                    .expect("static mode calibrated every node");
+                    .ok_or_else(|| missing(&format!("act.{}", node.name)))?;
+                if ap.shape != out_shape {
+                    return Err(Error::shape(
+                        OP,
+                        format!(
+                            "activation parameters of '{}' are for {:?}; the node outputs {out_shape:?}",
+                            node.name, ap.shape
+                        ),
+                    ));
+                }
                 Act::Q(QTensor::new(ctx, ap)?)
             };
             let mut sc = Scratch::default();
@@ -258,7 +309,13 @@ impl QModel {
             acts.push(act);
             scratch.push(sc);
         }
-        let input_q = input_params.map(|p| QTensor::new(ctx, &p)).transpose()?;
+        let input_q = match mode {
+            QMode::Static => {
+                let p = host.input.as_ref().ok_or_else(|| missing("act.input"))?;
+                Some(QTensor::new(ctx, p)?)
+            }
+            QMode::Dynamic => None,
+        };
         Ok(QModel {
             graph: graph.clone(),
             mode,
@@ -268,6 +325,7 @@ impl QModel {
             acts,
             scratch,
             weight_bytes,
+            host,
         })
     }
 
@@ -392,6 +450,188 @@ impl QModel {
             Some(Act::F(t)) => Ok(t),
             _ => Err(Error::invalid(OP, "the last node has no f32 output")),
         }
+    }
+
+    /// Writes the quantized model to a safetensors file: each weight as `I8` codes with
+    /// `NAME.scale` (F32) and `NAME.zero_point` (I32) per output channel, the biases
+    /// (F32), and in static mode `act.NODE.scale` / `act.NODE.zero_point` for every
+    /// activation (`act.input.*` for the input); the mode is in the metadata. Returns the
+    /// file's size in bytes. [`QModel::load`] reads it back with the same graph.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
+        use safetensors::Dtype;
+        let path = path.as_ref();
+        let file_err = |e: String| Error::File {
+            path: path.display().to_string(),
+            message: e,
+        };
+        let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let i32s = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        for (name, (p, codes)) in &self.host.weights {
+            let bytes = codes.iter().map(|&c| c as i8 as u8).collect();
+            blobs.push((name.clone(), Dtype::I8, p.shape.clone(), bytes));
+            let n = p.scales.len();
+            blobs.push((
+                format!("{name}.scale"),
+                Dtype::F32,
+                vec![n],
+                f32s(&p.scales),
+            ));
+            blobs.push((
+                format!("{name}.zero_point"),
+                Dtype::I32,
+                vec![n],
+                i32s(&p.zero_points),
+            ));
+        }
+        for (name, v) in &self.host.biases {
+            blobs.push((name.clone(), Dtype::F32, vec![v.len()], f32s(v)));
+        }
+        let named = self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .zip(&self.host.acts)
+            .chain(std::iter::once(("input", &self.host.input)));
+        for (node, p) in named {
+            if let Some(p) = p {
+                blobs.push((
+                    format!("act.{node}.scale"),
+                    Dtype::F32,
+                    vec![1],
+                    f32s(&p.scales),
+                ));
+                blobs.push((
+                    format!("act.{node}.zero_point"),
+                    Dtype::I32,
+                    vec![1],
+                    i32s(&p.zero_points),
+                ));
+            }
+        }
+        let views = blobs
+            .iter()
+            .map(|(n, d, s, b)| {
+                safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| file_err(format!("tensor '{n}': {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mode = match self.mode {
+            QMode::Static => "static",
+            QMode::Dynamic => "dynamic",
+        };
+        let meta = std::collections::HashMap::from([
+            ("format".to_string(), "wgpu-quant int8".to_string()),
+            ("mode".to_string(), mode.to_string()),
+        ]);
+        safetensors::tensor::serialize_to_file(views, Some(meta), path)
+            .map_err(|e| file_err(e.to_string()))?;
+        std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|e| file_err(e.to_string()))
+    }
+
+    /// Reads a model written by [`QModel::save`] for `graph` (the same graph it was
+    /// quantized from) with inputs of `input_shape`. Every tensor the graph needs must be
+    /// there with the layer's shape; errors name the missing or mis-shaped one.
+    pub fn load(
+        ctx: &Context,
+        graph: &Graph,
+        path: impl AsRef<std::path::Path>,
+        input_shape: &[usize],
+    ) -> Result<QModel> {
+        use safetensors::Dtype;
+        let path = path.as_ref();
+        let file_err = |e: String| Error::File {
+            path: path.display().to_string(),
+            message: e,
+        };
+        let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some("wgpu-quant int8") {
+            return Err(file_err(
+                "not a wgpu-quant INT8 model (metadata 'format')".into(),
+            ));
+        }
+        let mode = match meta.get("mode").map(String::as_str) {
+            Some("static") => QMode::Static,
+            Some("dynamic") => QMode::Dynamic,
+            other => return Err(file_err(format!("metadata 'mode' is {other:?}"))),
+        };
+        let get = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| file_err(format!("tensor '{name}' is missing")))?;
+            if t.dtype() != dtype || t.shape() != shape {
+                return Err(file_err(format!(
+                    "tensor '{name}' is {:?} {:?}; expected {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().to_vec())
+        };
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let i32s = |b: Vec<u8>| -> Vec<i32> {
+            b.chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let shapes = super::infer_shapes(graph, input_shape)?;
+        let mut host = HostParams {
+            acts: vec![None; graph.nodes.len()],
+            ..Default::default()
+        };
+        for node in &graph.nodes {
+            let Some((weight, bias, shape)) = node.layer.weight_spec() else {
+                continue;
+            };
+            let oc = shape[0];
+            let codes: Vec<i32> = get(weight, Dtype::I8, &shape)?
+                .into_iter()
+                .map(|b| i32::from(b as i8))
+                .collect();
+            let scales = f32s(get(&format!("{weight}.scale"), Dtype::F32, &[oc])?);
+            let zeros = i32s(get(&format!("{weight}.zero_point"), Dtype::I32, &[oc])?);
+            let p = QuantParams::new(
+                QType::I8,
+                Granularity::PerChannel { axis: 0 },
+                &shape,
+                scales,
+                zeros,
+            )?;
+            host.weights.insert(weight.to_string(), (p, codes));
+            if let Some(b) = bias {
+                host.biases
+                    .insert(b.to_string(), f32s(get(b, Dtype::F32, &[oc])?));
+            }
+        }
+        if mode == QMode::Static {
+            let act = |name: &str, shape: &[usize]| -> Result<Option<QuantParams>> {
+                let key = format!("act.{name}.scale");
+                if st.tensor(&key).is_err() {
+                    return Ok(None);
+                }
+                let s = f32s(get(&key, Dtype::F32, &[1])?);
+                let z = i32s(get(&format!("act.{name}.zero_point"), Dtype::I32, &[1])?);
+                QuantParams::new(QType::U8, Granularity::PerTensor, shape, s, z).map(Some)
+            };
+            host.input = act("input", input_shape)?;
+            for (i, node) in graph.nodes.iter().enumerate() {
+                host.acts[i] = act(&node.name, &shapes[i])?;
+            }
+        }
+        QModel::build(ctx, graph, input_shape, mode, host)
     }
 
     /// Bytes of the weights as stored: 8-bit codes, an f32 scale and an i32 zero point
