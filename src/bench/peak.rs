@@ -273,6 +273,80 @@ fn spread(total: u64, samples: usize) -> Vec<u64> {
         .collect()
 }
 
+/// One compute dispatch of a probe: its pipeline, a bind group of a uniform with
+/// `params` (binding 0) and the given buffers (bindings 1, 2, ...), and its grid.
+struct Launch {
+    kernel: std::sync::Arc<crate::context::Kernel>,
+    bind: wgpu::BindGroup,
+    grid: [u32; 3],
+}
+
+impl Launch {
+    fn new(
+        ctx: &Context,
+        variant: &ShaderVariant,
+        params: [u32; 4],
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Launch> {
+        let device = ctx.device();
+        let kernel = ctx.kernel(variant)?;
+        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("peak params"),
+            contents: bytemuck::cast_slice(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: ubuf.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("peak"),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let max_dim = ctx
+            .capabilities()
+            .limits
+            .max_compute_workgroups_per_dimension;
+        let grid = crate::ops::fold_grid("peak", workgroups, max_dim)?;
+        Ok(Launch { kernel, bind, grid })
+    }
+
+    fn record(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        // The shaders' ids use x and y only; fold into x-y.
+        pass.dispatch_workgroups(self.grid[0], self.grid[1] * self.grid[2], 1);
+        Ok(())
+    }
+
+    /// Runs once and reads `bytes` of `out` back as words.
+    fn run_and_read(&self, ctx: &Context, out: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>> {
+        let mut enc = ctx.encoder("peak check");
+        self.record(&mut enc)?;
+        ctx.submit_and_wait(enc)?;
+        let raw = pollster::block_on(ctx.read_buffer(out, bytes, "peak"))?;
+        Ok(bytemuck::cast_slice(&raw).to_vec())
+    }
+}
+
+fn storage(ctx: &Context, label: &str, bytes: u64) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
 /// Runs `probe` with `size` (see [`Probe::default_size`]), checks it, and times it
 /// (`runs` timed runs after one warm-up). `Ok(None)` when the adapter cannot run it
 /// ([`Probe::unsupported`] says why).
@@ -280,175 +354,93 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
     if probe.unsupported(ctx).is_some() {
         return Ok(None);
     }
-    let device = ctx.device();
-    let max_dim = ctx
-        .capabilities()
-        .limits
-        .max_compute_workgroups_per_dimension;
-    if probe == Probe::Bandwidth {
-        let kernel = ctx.kernel(&copy_variant())?;
+    // Each branch launches, checks a sample and says what one invocation does.
+    let (launch, threads, per_thread, rel_error, checked, verified) = if probe == Probe::Bandwidth {
         let vecs = size / 16;
         let words: Vec<u32> = (0..vecs * 4)
             .map(|i| (i as u32).wrapping_mul(0x9e37_79b9) ^ 0x5bd1_e995)
             .collect();
-        let src = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("peak copy src"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
-        let dst = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("peak copy dst"),
-            size: vecs * 16,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let params: [u32; 4] = [
-            crate::ops::to_u32("peak copy", "vectors", vecs as usize)?,
-            0,
-            0,
-            0,
-        ];
-        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("peak copy params"),
-            contents: bytemuck::cast_slice(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("peak copy"),
-            layout: &kernel.layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: ubuf.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: src.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: dst.as_entire_binding(),
-                },
-            ],
-        });
-        let grid = crate::ops::fold_grid("peak copy", vecs.div_ceil(u64::from(PEAK_WG)), max_dim)?;
-        let record = |enc: &mut wgpu::CommandEncoder| {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(grid[0], grid[1] * grid[2], 1);
-            Ok(())
-        };
-        let mut enc = ctx.encoder("peak copy check");
-        record(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let got: Vec<u32> = bytemuck::cast_slice(&pollster::block_on(ctx.read_buffer(
-            &dst,
-            vecs * 16,
-            "peak copy",
-        ))?)
-        .to_vec();
+        let src = ctx
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("peak copy src"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let dst = storage(ctx, "peak copy dst", vecs * 16);
+        let n = crate::ops::to_u32("peak copy", "vectors", vecs as usize)?;
+        let launch = Launch::new(
+            ctx,
+            &copy_variant(),
+            [n, 0, 0, 0],
+            &[&src, &dst],
+            vecs.div_ceil(u64::from(PEAK_WG)),
+        )?;
+        let got = launch.run_and_read(ctx, &dst, vecs * 16)?;
         let idx = spread(vecs * 4, 4096);
         let bad = idx
             .iter()
             .filter(|&&i| got[i as usize] != words[i as usize])
             .count();
-        let verified = bad == 0;
-        let timings = if verified {
-            Some(time_gpu(ctx, 1, runs, record)?)
+        // 16 bytes read and 16 written per vector (the grid's tail does nothing).
+        let rel_error = bad as f64 / idx.len() as f64;
+        (launch, vecs, 32, rel_error, idx.len(), bad == 0)
+    } else {
+        let half = probe == Probe::Fp16Fma;
+        let (scale, seed, budget) = fma_params(half);
+        let params = if probe == Probe::Int8Dot {
+            [DOT_SEED, DOT_MULT, 0, 0]
         } else {
-            None
+            [seed.to_bits(), scale.to_bits(), 0, 0]
         };
-        return Ok(Some(ProbeResult {
-            probe,
-            threads: vecs,
-            per_thread: 32,
-            rel_error: bad as f64 / idx.len() as f64,
-            checked: idx.len(),
-            verified,
-            timings,
-        }));
-    }
-
-    let kernel = ctx.kernel(&alu_variant(probe))?;
-    let half = probe == Probe::Fp16Fma;
-    let (scale, seed, budget) = fma_params(half);
-    let params: [u32; 4] = if probe == Probe::Int8Dot {
-        [DOT_SEED, DOT_MULT, 0, 0]
-    } else {
-        [seed.to_bits(), scale.to_bits(), 0, 0]
-    };
-    let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("peak params"),
-        contents: bytemuck::cast_slice(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let grid = crate::ops::fold_grid("peak", size, max_dim)?;
-    let threads = u64::from(grid[0]) * u64::from(grid[1]) * u64::from(grid[2]) * u64::from(PEAK_WG);
-    let out = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("peak out"),
-        size: threads * 4,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("peak"),
-        layout: &kernel.layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: ubuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: out.as_entire_binding(),
-            },
-        ],
-    });
-    let record = |enc: &mut wgpu::CommandEncoder| {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        // The shader's id uses x and y only; fold into x-y.
-        pass.dispatch_workgroups(grid[0], grid[1] * grid[2], 1);
-        Ok(())
-    };
-    let mut enc = ctx.encoder("peak check");
-    record(&mut enc)?;
-    ctx.submit_and_wait(enc)?;
-    let bytes = pollster::block_on(ctx.read_buffer(&out, threads * 4, "peak"))?;
-    let got: &[u32] = bytemuck::cast_slice(&bytes);
-    let idx = spread(threads, 64);
-    let (rel_error, verified) = if probe == Probe::Int8Dot {
-        let bad = idx
-            .iter()
-            .filter(|&&i| got[i as usize] != dot_model(i as u32))
-            .count();
-        (bad as f64 / idx.len() as f64, bad == 0)
-    } else {
-        let (mut e, mut r) = (0f64, 0f64);
-        for &i in &idx {
-            let want = fma_model(i, half);
-            e += (f64::from(f32::from_bits(got[i as usize])) - want).powi(2);
-            r += want * want;
-        }
-        let rel = (e / r.max(1e-300)).sqrt();
-        (rel, rel <= budget)
+        // The folded grid may run more invocations than `size` workgroups ask for.
+        let threads = crate::ops::fold_grid(
+            "peak",
+            size,
+            ctx.capabilities()
+                .limits
+                .max_compute_workgroups_per_dimension,
+        )?
+        .iter()
+        .map(|&g| u64::from(g))
+        .product::<u64>()
+            * u64::from(PEAK_WG);
+        let out = storage(ctx, "peak out", threads * 4);
+        let launch = Launch::new(ctx, &alu_variant(probe), params, &[&out], size)?;
+        let got = launch.run_and_read(ctx, &out, threads * 4)?;
+        let idx = spread(threads, 64);
+        let (rel_error, verified) = if probe == Probe::Int8Dot {
+            let bad = idx
+                .iter()
+                .filter(|&&i| got[i as usize] != dot_model(i as u32))
+                .count();
+            (bad as f64 / idx.len() as f64, bad == 0)
+        } else {
+            let (mut e, mut r) = (0f64, 0f64);
+            for &i in &idx {
+                let want = fma_model(i, half);
+                e += (f64::from(f32::from_bits(got[i as usize])) - want).powi(2);
+                r += want * want;
+            }
+            let rel = (e / r.max(1e-300)).sqrt();
+            (rel, rel <= budget)
+        };
+        // Per chain and step: a vec4 FMA is 4 x 2 FLOPs; four packed dots are 4 x 8 OPs.
+        let per_step = if probe == Probe::Int8Dot { 32 } else { 8 };
+        let per_thread = u64::from(PEAK_ITERS) * u64::from(PEAK_CHAINS) * per_step;
+        (launch, threads, per_thread, rel_error, idx.len(), verified)
     };
     let timings = if verified {
-        Some(time_gpu(ctx, 1, runs, record)?)
+        Some(time_gpu(ctx, 1, runs, |enc| launch.record(enc))?)
     } else {
         None
     };
-    // Per chain and step: a vec4 FMA is 4 x 2 FLOPs; four packed dots are 4 x 8 OPs.
-    let per_step = if probe == Probe::Int8Dot { 32 } else { 8 };
-    let per_thread = u64::from(PEAK_ITERS) * u64::from(PEAK_CHAINS) * per_step;
     Ok(Some(ProbeResult {
         probe,
         threads,
         per_thread,
         rel_error,
-        checked: idx.len(),
+        checked,
         verified,
         timings,
     }))

@@ -127,7 +127,6 @@ impl QModel {
         observer: ObserverKind,
         mode: QMode,
     ) -> Result<QModel> {
-        let fp32 = Model::new(ctx, graph, weights, DType::F32, input_shape)?;
         let scheme = QuantScheme::asymmetric(QType::U8);
         let n_nodes = graph.nodes.len();
         let mut host = HostParams {
@@ -141,6 +140,8 @@ impl QModel {
                     "static quantization needs calibration batches",
                 ));
             }
+            // The FP32 model is needed only to observe its activations.
+            let fp32 = Model::new(ctx, graph, weights, DType::F32, input_shape)?;
             let mut obs_in = Observer::new(observer, Granularity::PerTensor)?;
             let mut obs: Vec<Observer> = (0..n_nodes)
                 .map(|_| Observer::new(observer, Granularity::PerTensor))
