@@ -3,8 +3,13 @@
 //! same graph quantized (static and dynamic INT8) against its FP32 twin, and the real
 //! EfficientNet-Lite0 on the bundled photos in FP32, FP16 and INT8.
 
+#[path = "../examples/common/mnist.rs"]
+mod mnist;
+
 use half::f16;
-use wgpu_quant::model::{efficientnet_lite0, Graph, Layer, Model, QMode, QModel, Src, WeightFile};
+use wgpu_quant::model::{
+    efficientnet_lite0, lenet, Graph, Layer, Model, PtqOptions, QMode, QModel, Src, WeightFile,
+};
 use wgpu_quant::ops::conv::{ConvDesc, ConvDims, Padding};
 use wgpu_quant::ops::eltwise::Clip;
 use wgpu_quant::ops::gemm::Activation;
@@ -464,6 +469,142 @@ fn int8_models_follow_the_float_graph() {
 
 /// A 224x224 f32 input of `path` (in `examples/data`), the shorter side resized to
 /// `shorter`.
+/// Bias correction: rounding the weights shifts each output channel's mean by
+/// `sum((W_q - W) * E[x])`; with the correction, INT8's mean error per channel over the
+/// calibration batches is gone. Checked on one layer of each kind with weights whose
+/// rounding error is large (an outlier per channel sets the scale) and inputs with a
+/// large mean: a strided 3x3 convolution with padding and a bias, a padded depthwise
+/// convolution without a bias, and a linear without a bias; static and dynamic.
+#[test]
+fn bias_correction_removes_the_mean_shift_of_rounded_weights() {
+    let ctx = ctx();
+    let xs = [2, 9, 7, 4];
+    let n: usize = xs.iter().product();
+    // Inputs in [1, 3]: a mean of 2 makes the weight rounding shift the outputs.
+    let batches: Vec<Tensor> = (0..4)
+        .map(|i| {
+            let v: Vec<f32> = wgpu_quant::bench::random_f32(n, 50 + i)
+                .iter()
+                .map(|v| 2.0 + v)
+                .collect();
+            Tensor::from_slice(&ctx, &xs, &v).unwrap()
+        })
+        .collect();
+    let outlier_weights = |shape: &[usize], seed: u64| -> Vec<f32> {
+        let n: usize = shape.iter().product();
+        let per = n / shape[0];
+        let mut v = wgpu_quant::bench::random_f32(n, seed);
+        for c in 0..shape[0] {
+            v[c * per] = 9.0; // the scale is 9 / 127: a rounding error up to 0.035
+        }
+        v
+    };
+    let same = ConvDesc::default().padding(Padding::Same);
+    let layers = [
+        (
+            "strided conv with a bias",
+            ConvDims::new(8, 4, [3, 3], 1).unwrap(),
+            same.stride(2),
+            true,
+        ),
+        (
+            "depthwise conv without a bias",
+            ConvDims::new(4, 4, [3, 3], 4).unwrap(),
+            same,
+            false,
+        ),
+    ];
+    let mut graphs = Vec::new();
+    for (what, dims, desc, with_bias) in layers {
+        let mut w = WeightFile::default();
+        w.insert("l.weight", &dims.oihw(), outlier_weights(&dims.oihw(), 60))
+            .unwrap();
+        let bias = with_bias.then(|| {
+            w.insert("l.bias", &[dims.out_channels], vec![0.5; dims.out_channels])
+                .unwrap();
+            "l.bias"
+        });
+        let mut g = Graph::default();
+        g.push("l", Layer::conv("l.weight", bias, dims, desc));
+        graphs.push((what, g, w, dims.out_channels));
+    }
+    let mut w = WeightFile::default();
+    w.insert("l.weight", &[5, 252], outlier_weights(&[5, 252], 61))
+        .unwrap();
+    let mut g = Graph::default();
+    g.push("l", Layer::linear("l.weight", None, 5, 252));
+    graphs.push(("linear without a bias", g, w, 5));
+
+    let dir = std::env::temp_dir().join(format!("wgpu-quant-bc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (what, g, w, channels) in &graphs {
+        let fp32 = Model::new(&ctx, g, w, DType::F32, &xs).unwrap();
+        // Per output channel: the mean of INT8 - FP32 over every batch and position.
+        let mean_error = |q: &QModel| -> Vec<f64> {
+            let mut e = vec![0f64; *channels];
+            let mut count = 0usize;
+            for x in &batches {
+                let mut enc = ctx.encoder("both");
+                let yf = fp32.forward(&ctx, &mut enc, x).unwrap().clone();
+                let yq = q.forward(&ctx, &mut enc, x).unwrap().clone();
+                ctx.submit_and_wait(enc).unwrap();
+                let (yf, yq) = (read_f32(&ctx, &yf), read_f32(&ctx, &yq));
+                for (i, (a, b)) in yq.iter().zip(&yf).enumerate() {
+                    e[i % channels] += f64::from(a - b);
+                }
+                count += yf.len() / channels;
+            }
+            e.iter().map(|v| v / count as f64).collect()
+        };
+        let worst = |e: &[f64]| e.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for mode in [QMode::Static, QMode::Dynamic] {
+            let opts = PtqOptions::new(ObserverKind::MinMax, mode);
+            let plain =
+                QModel::calibrate_with(&ctx, g, w, &xs, &batches, &opts.bias_correction(false))
+                    .unwrap();
+            let corrected = QModel::calibrate_with(&ctx, g, w, &xs, &batches, &opts).unwrap();
+            let (before, after) = (worst(&mean_error(&plain)), worst(&mean_error(&corrected)));
+            // Without the correction the rounding shifts some channel by a clear amount;
+            // with it, what is left is the activations' rounding, which averages out.
+            assert!(
+                before > 0.05,
+                "{what} {mode:?}: shift {before} too small to test"
+            );
+            assert!(
+                after < 0.05 * before,
+                "{what} {mode:?}: mean error {after} after correction, {before} before"
+            );
+            // A layer without a bias gets one, which is saved and loaded with the model.
+            let path = dir.join(format!("{mode:?}.safetensors"));
+            corrected.save(&path).unwrap();
+            let back = QModel::load(&ctx, g, &path, &xs).unwrap();
+            assert_eq!(back.weight_bytes(), corrected.weight_bytes());
+            assert_eq!(
+                corrected.weight_bytes(),
+                plain.weight_bytes()
+                    + if w.shape("l.bias").is_none() {
+                        4 * *channels as u64
+                    } else {
+                        0
+                    },
+                "{what}: the correction adds one f32 per channel only where no bias was"
+            );
+            let mut enc = ctx.encoder("saved and loaded");
+            let a = corrected
+                .forward(&ctx, &mut enc, &batches[0])
+                .unwrap()
+                .clone();
+            let b = back.forward(&ctx, &mut enc, &batches[0]).unwrap().clone();
+            ctx.submit_and_wait(enc).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                read_f32(&ctx, t).iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(bits(&a), bits(&b), "{what} {mode:?}: saved and loaded");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn input(ctx: &Context, path: &str, shorter: usize) -> Tensor {
     let img = image::open(format!("{DATA}/{path}")).unwrap().to_rgba8();
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -483,7 +624,7 @@ fn input(ctx: &Context, path: &str, shorter: usize) -> Tensor {
 }
 
 #[test]
-fn efficientnet_lite0_in_int8_is_smaller_and_still_sees_a_cat_and_espresso() {
+fn efficientnet_lite0_in_int8_is_smaller_and_agrees_with_fp32_on_the_photos() {
     let ctx = ctx();
     let w = WeightFile::load(format!(
         "{DATA}/efficientnet_lite0/efficientnet_lite0.safetensors"
@@ -534,9 +675,14 @@ fn efficientnet_lite0_in_int8_is_smaller_and_still_sees_a_cat_and_espresso() {
             "{saved} vs {fp32_file}"
         );
         std::fs::remove_file(&path).ok();
-        for (photo, allowed) in [
-            ("chelsea.png", &[281usize, 282, 283, 284, 285][..]),
-            ("coffee.png", &[967][..]),
+        // (photo, plausible FP32 classes, whether FP32 is confident enough for the
+        // per-class probability budget of 0.05: the rocket's top-1 is only 25%, and its
+        // diffuse probabilities move further, up to 0.063 in static INT8).
+        for (photo, allowed, confident) in [
+            ("chelsea.png", &[281usize, 282, 283, 284, 285][..], true),
+            ("coffee.png", &[967][..], true),
+            // missile, projectile, space shuttle
+            ("rocket.jpg", &[657, 744, 812][..], false),
         ] {
             let x = input(&ctx, &format!("photos/{photo}"), 224);
             let mut enc = ctx.encoder("both");
@@ -545,22 +691,220 @@ fn efficientnet_lite0_in_int8_is_smaller_and_still_sees_a_cat_and_espresso() {
             ctx.submit_and_wait(enc).unwrap();
             let ((tf, pf), (tq, pq)) = (top(&yf), top(&yq));
             assert!(allowed.contains(&tf), "{photo}: FP32 top-1 {tf}");
-            assert!(
-                allowed.contains(&tq),
-                "{mode:?} {photo}: INT8 top-1 {tq} ({})",
-                pq[tq]
+            // INT8's top-1 is FP32's, also on the cat, where FP32's two leading classes
+            // are only 6.6 points apart (without bias correction INT8 swaps them).
+            assert_eq!(
+                tq, tf,
+                "{mode:?} {photo}: INT8 top-1 {tq} ({}), FP32 {tf} ({})",
+                pq[tq], pf[tf]
             );
-            // Where FP32 is sure (espresso 94%), INT8 agrees; on the cat, FP32's two
-            // leading classes are 6.6 points apart and INT8 may swap them.
+            // On every photo: FP32's five leading classes stay INT8's five leading ones,
+            // and the KL divergence of INT8 from FP32 is small.
+            let top5 = |p: &[f32]| {
+                let mut idx: Vec<usize> = (0..p.len()).collect();
+                idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                let mut t = idx[..5].to_vec();
+                t.sort_unstable();
+                t
+            };
+            assert_eq!(top5(&pq), top5(&pf), "{mode:?} {photo}: top-5 classes");
+            let kl: f64 = pf
+                .iter()
+                .zip(&pq)
+                .filter(|(a, _)| **a > 0.0)
+                .map(|(&a, &b)| f64::from(a) * (f64::from(a).ln() - f64::from(b.max(1e-12)).ln()))
+                .sum();
+            assert!(kl < 0.05, "{mode:?} {photo}: KL(FP32 || INT8) = {kl}");
             let worst = pf
                 .iter()
                 .zip(&pq)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(
-                worst < 0.05,
+                !confident || worst < 0.05,
                 "{mode:?} {photo}: probabilities differ by {worst}"
             );
         }
+    }
+}
+
+/// LeNet on the 1,000 MNIST test digits: FP32 on the GPU classifies them as the numpy
+/// trainer did (its accuracy is in the weights' metadata); FP16 within 0.2 points; INT8
+/// static with every observer and dynamic within 1 point of FP32 (the bound),
+/// and the best observer within 0.5 points (its target); INT8 weights 3.5x smaller.
+#[test]
+fn lenet_on_mnist_int8_stays_within_a_point_of_fp32() {
+    let ctx = ctx();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/mnist");
+    let (train, test) = mnist::load(&format!("{dir}/mnist_5k.csv.gz")).unwrap();
+    assert_eq!((train.len(), test.len()), (4000, 1000));
+    let w = WeightFile::load(format!("{dir}/lenet.safetensors")).unwrap();
+    let g = lenet();
+    let batch = 100;
+    let shape = [batch, 28, 28, 1];
+    // Calibration on training digits only, every class in every batch.
+    let calibration: Vec<Tensor> = (0..5)
+        .map(|b| {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|j| train.batch(b + j * 40, 1).to_vec())
+                .collect();
+            Tensor::from_slice(&ctx, &shape, &x).unwrap()
+        })
+        .collect();
+    let correct = |forward: &dyn Fn(&mut wgpu::CommandEncoder, &Tensor) -> Tensor, dtype| {
+        let mut right = 0;
+        for start in (0..test.len()).step_by(batch) {
+            let x = test.batch(start, batch);
+            let x = match dtype {
+                DType::F16 => {
+                    let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+                    Tensor::from_slice(&ctx, &shape, &h).unwrap()
+                }
+                _ => Tensor::from_slice(&ctx, &shape, x).unwrap(),
+            };
+            let mut enc = ctx.encoder("lenet");
+            let y = forward(&mut enc, &x);
+            ctx.submit_and_wait(enc).unwrap();
+            let p = read_f32(&ctx, &y);
+            right += p
+                .chunks_exact(10)
+                .zip(&test.labels[start..start + batch])
+                .filter(|(r, &l)| (0..10).max_by(|&a, &b| r[a].total_cmp(&r[b])) == Some(l))
+                .count();
+        }
+        right
+    };
+    let float = |dtype| {
+        let m = Model::new(&ctx, &g, &w, dtype, &shape).unwrap();
+        let right = correct(
+            &|enc: &mut wgpu::CommandEncoder, x: &Tensor| m.forward(&ctx, enc, x).unwrap().clone(),
+            dtype,
+        );
+        (right, m.weight_bytes())
+    };
+    let (fp32, fp32_bytes) = float(DType::F32);
+    let numpy: f64 = w
+        .metadata("test_accuracy_numpy")
+        .expect("the trainer records its test accuracy")
+        .parse()
+        .unwrap();
+    let numpy = (numpy * 1000.0).round() as i64;
+    assert!(
+        (fp32 as i64 - numpy).abs() <= 1,
+        "FP32 on the GPU: {fp32}/1000 right; the numpy trainer: {numpy}/1000"
+    );
+    let (fp16, _) = float(DType::F16);
+    assert!(
+        fp32.abs_diff(fp16) <= 2,
+        "FP16 {fp16}/1000 vs FP32 {fp32}/1000"
+    );
+    let mut runs: Vec<(String, QModel)> = ObserverKind::standard()
+        .into_iter()
+        .map(|obs| {
+            let q =
+                QModel::calibrate(&ctx, &g, &w, &shape, &calibration, obs, QMode::Static).unwrap();
+            (format!("static {}", obs.name()), q)
+        })
+        .collect();
+    let dynamic = QModel::calibrate(
+        &ctx,
+        &g,
+        &w,
+        &shape,
+        &calibration,
+        ObserverKind::MinMax,
+        QMode::Dynamic,
+    )
+    .unwrap();
+    runs.push(("dynamic".into(), dynamic));
+    let mut best = 0;
+    for (name, q) in &runs {
+        let right = correct(
+            &|enc: &mut wgpu::CommandEncoder, x: &Tensor| q.forward(&ctx, enc, x).unwrap().clone(),
+            DType::F32,
+        );
+        // 1 point of 1,000 digits is 10.
+        assert!(
+            fp32.abs_diff(right) <= 10,
+            "INT8 {name}: {right}/1000 right, FP32 {fp32}/1000"
+        );
+        let ratio = fp32_bytes as f64 / q.weight_bytes() as f64;
+        assert!(
+            ratio >= 3.5,
+            "INT8 {name}: weights only {ratio:.2}x smaller"
+        );
+        best = best.max(right);
+    }
+    assert!(
+        best + 5 >= fp32,
+        "the best INT8 observer: {best}/1000, FP32 {fp32}/1000 (target: at most 0.5 points lower)"
+    );
+}
+
+/// A static INT8 linear reading 8-bit codes whose rows are not whole words (a 6-channel
+/// convolution flattened into 54 inputs) requantizes them in its own shape: the result
+/// matches FP32 within the 8-bit steps, as when the rows pack evenly.
+#[test]
+fn static_int8_flattens_rows_that_are_not_whole_words() {
+    let ctx = ctx();
+    let xs = [2, 5, 5, 3];
+    let dims = ConvDims::new(6, 3, [3, 3], 1).unwrap();
+    let mut w = WeightFile::default();
+    w.insert(
+        "c.weight",
+        &dims.oihw(),
+        wgpu_quant::bench::random_f32(162, 70),
+    )
+    .unwrap();
+    w.insert(
+        "fc.weight",
+        &[4, 54],
+        wgpu_quant::bench::random_f32(216, 71),
+    )
+    .unwrap();
+    let mut g = Graph::default();
+    g.push(
+        "c",
+        Layer::conv(
+            "c.weight",
+            None,
+            dims,
+            ConvDesc::default().activation(Activation::Relu),
+        ),
+    );
+    g.push("fc", Layer::linear("fc.weight", None, 4, 54));
+    let batches: Vec<Tensor> = (0..3)
+        .map(|i| {
+            Tensor::from_slice(&ctx, &xs, &wgpu_quant::bench::random_f32(150, 80 + i)).unwrap()
+        })
+        .collect();
+    let fp32 = Model::new(&ctx, &g, &w, DType::F32, &xs).unwrap();
+    let q = QModel::calibrate(
+        &ctx,
+        &g,
+        &w,
+        &xs,
+        &batches,
+        ObserverKind::MinMax,
+        QMode::Static,
+    )
+    .unwrap();
+    for x in &batches {
+        let mut enc = ctx.encoder("both");
+        let yf = fp32.forward(&ctx, &mut enc, x).unwrap().clone();
+        let yq = q.forward(&ctx, &mut enc, x).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let (yf, yq) = (read_f32(&ctx, &yf), read_f32(&ctx, &yq));
+        let scale = yf.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = yf
+            .iter()
+            .zip(&yq)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // 54 products of 8-bit operands: a few percent of the output range.
+        assert!(
+            worst < 0.05 * scale,
+            "{worst} vs outputs up to {scale}: {yq:?} vs {yf:?}"
+        );
     }
 }

@@ -54,10 +54,12 @@ use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
 use crate::tensor::{DType, Tensor};
 
 mod efficientnet;
+mod lenet;
 mod quantized;
 
 pub use efficientnet::{efficientnet_lite0, EFFICIENTNET_LITE0_BLOCKS};
-pub use quantized::{QMode, QModel};
+pub use lenet::lenet;
+pub use quantized::{PtqOptions, QMode, QModel};
 
 const OP: &str = "model";
 

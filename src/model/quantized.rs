@@ -40,7 +40,7 @@
 use super::{Graph, Layer, Model, Src, WeightFile};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::conv::{qconv2d, QConvWeight};
+use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, qadd, softmax};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
@@ -113,11 +113,123 @@ struct HostParams {
     input: Option<QuantParams>,
 }
 
+/// How [`QModel::calibrate_with`] quantizes a graph.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PtqOptions {
+    /// The observer of every activation (static mode).
+    pub observer: ObserverKind,
+    /// Static or dynamic activations.
+    pub mode: QMode,
+    /// Empirical bias correction (on by default; needs calibration batches). Rounding
+    /// the weights to 8 bits shifts each output channel's mean by
+    /// `sum((W_q - W) * E[x])`; the correction measures `E[x]` for every tap and input
+    /// channel on the calibration batches (padding included) and subtracts that shift
+    /// from the bias. A layer without a bias gets one (saved as `WEIGHT.bias_correction`).
+    pub bias_correction: bool,
+}
+
+impl PtqOptions {
+    /// `observer` and `mode`, with bias correction.
+    pub fn new(observer: ObserverKind, mode: QMode) -> PtqOptions {
+        PtqOptions {
+            observer,
+            mode,
+            bias_correction: true,
+        }
+    }
+
+    /// Turns bias correction on or off.
+    pub fn bias_correction(mut self, on: bool) -> PtqOptions {
+        self.bias_correction = on;
+        self
+    }
+}
+
+/// The name under which the bias correction of a layer without a bias is kept.
+fn correction_name(weight: &str) -> String {
+    format!("{weight}.bias_correction")
+}
+
+/// The mean input of every tap and input channel of a convolution, over every output
+/// position of the batch: `[KH * KW * C]` (tap-major), padding counted as zeros; for a
+/// linear (`conv == None`), the mean of each of the `k` inputs over the rows.
+fn tap_means(x: &[f32], conv: Option<&ConvShape>, k: usize) -> Vec<f64> {
+    let Some(cs) = conv else {
+        let rows = x.len() / k;
+        let mut m = vec![0f64; k];
+        for row in x.chunks_exact(k) {
+            for (a, &v) in m.iter_mut().zip(row) {
+                *a += f64::from(v);
+            }
+        }
+        return m.into_iter().map(|v| v / rows as f64).collect();
+    };
+    let c = cs.dims.in_channels;
+    let [kh, kw] = cs.dims.kernel;
+    let mut m = vec![0f64; kh * kw * c];
+    for b in 0..cs.batch {
+        for oh in 0..cs.out_h {
+            for ow in 0..cs.out_w {
+                for i in 0..kh {
+                    let ih = (oh * cs.stride[0] + i * cs.dilation[0]).checked_sub(cs.pad[0]);
+                    let Some(ih) = ih.filter(|&h| h < cs.in_h) else {
+                        continue;
+                    };
+                    for j in 0..kw {
+                        let iw = (ow * cs.stride[1] + j * cs.dilation[1]).checked_sub(cs.pad[1]);
+                        let Some(iw) = iw.filter(|&w| w < cs.in_w) else {
+                            continue;
+                        };
+                        let at = ((b * cs.in_h + ih) * cs.in_w + iw) * c;
+                        let tap = (i * kw + j) * c;
+                        for (a, &v) in m[tap..tap + c].iter_mut().zip(&x[at..at + c]) {
+                            *a += f64::from(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let n = (cs.batch * cs.out_h * cs.out_w) as f64;
+    m.into_iter().map(|v| v / n).collect()
+}
+
+/// The shift of each output channel's mean that rounding the weights causes:
+/// `sum over (input channel of its group, tap) of (W_q - W) * E[x]`, for OIHW weights of
+/// shape `shape` (`[N, K]` for a linear) in `groups` groups.
+fn weight_error_shift(
+    shape: &[usize],
+    groups: usize,
+    w: &[f32],
+    wq: &[f32],
+    means: &[f64],
+) -> Vec<f32> {
+    let oc = shape[0];
+    let cpg = shape[1];
+    let taps: usize = shape[2..].iter().product();
+    let c = cpg * groups;
+    let opg = oc / groups;
+    (0..oc)
+        .map(|o| {
+            let g = o / opg;
+            let mut shift = 0f64;
+            for icl in 0..cpg {
+                for t in 0..taps {
+                    let wi = (o * cpg + icl) * taps + t;
+                    shift += f64::from(wq[wi] - w[wi]) * means[t * c + g * cpg + icl];
+                }
+            }
+            shift as f32
+        })
+        .collect()
+}
+
 impl QModel {
     /// Calibrates `graph` (FP32, weights from `weights`) on `batches` (each of shape
     /// `input_shape`, f32) with one `observer` per activation (and one for the input),
-    /// and builds the INT8 model. In [`QMode::Dynamic`] nothing is calibrated and
-    /// `batches` may be empty.
+    /// and builds the INT8 model, with bias correction ([`PtqOptions`]). In
+    /// [`QMode::Dynamic`] no activation is calibrated, and `batches` may be empty (then
+    /// the biases are not corrected).
     pub fn calibrate(
         ctx: &Context,
         graph: &Graph,
@@ -127,21 +239,39 @@ impl QModel {
         observer: ObserverKind,
         mode: QMode,
     ) -> Result<QModel> {
+        let opts = PtqOptions::new(observer, mode);
+        QModel::calibrate_with(ctx, graph, weights, input_shape, batches, &opts)
+    }
+
+    /// [`QModel::calibrate`] with every option spelled out.
+    pub fn calibrate_with(
+        ctx: &Context,
+        graph: &Graph,
+        weights: &WeightFile,
+        input_shape: &[usize],
+        batches: &[Tensor],
+        opts: &PtqOptions,
+    ) -> Result<QModel> {
+        let (observer, mode) = (opts.observer, opts.mode);
         let scheme = QuantScheme::asymmetric(QType::U8);
         let n_nodes = graph.nodes.len();
         let mut host = HostParams {
             acts: vec![None; n_nodes],
             ..Default::default()
         };
-        if mode == QMode::Static {
-            if batches.is_empty() {
-                return Err(Error::invalid(
-                    OP,
-                    "static quantization needs calibration batches",
-                ));
-            }
-            // The FP32 model is needed only to observe its activations.
+        if mode == QMode::Static && batches.is_empty() {
+            return Err(Error::invalid(
+                OP,
+                "static quantization needs calibration batches",
+            ));
+        }
+        let correct = opts.bias_correction && !batches.is_empty();
+        // Per node with weights: the mean of each tap's input (bias correction).
+        let mut means: Vec<Vec<f64>> = vec![Vec::new(); n_nodes];
+        // The FP32 model is needed only to observe its activations.
+        if mode == QMode::Static || correct {
             let fp32 = Model::new(ctx, graph, weights, DType::F32, input_shape)?;
+            let shapes = super::infer_shapes(graph, input_shape)?;
             let mut obs_in = Observer::new(observer, Granularity::PerTensor)?;
             let mut obs: Vec<Observer> = (0..n_nodes)
                 .map(|_| Observer::new(observer, Granularity::PerTensor))
@@ -150,29 +280,73 @@ impl QModel {
                 let mut enc = ctx.encoder("calibration");
                 fp32.forward(ctx, &mut enc, b)?;
                 ctx.submit_and_wait(enc)?;
-                obs_in.observe(ctx, b)?;
-                for (i, o) in obs.iter_mut().enumerate() {
-                    o.observe(ctx, &fp32.acts[i])?;
+                if mode == QMode::Static {
+                    obs_in.observe(ctx, b)?;
+                    for (i, o) in obs.iter_mut().enumerate() {
+                        o.observe(ctx, &fp32.acts[i])?;
+                    }
+                }
+                if !correct {
+                    continue;
+                }
+                for (i, node) in graph.nodes.iter().enumerate() {
+                    let (input, in_shape) = match node.input {
+                        Src::Input => (b, input_shape),
+                        Src::Node(j) => (&fp32.acts[j], shapes[j].as_slice()),
+                    };
+                    let m = match &node.layer {
+                        Layer::Conv { dims, desc, .. } => {
+                            let cs = desc.shape(dims, in_shape)?;
+                            tap_means(&input.read_blocking::<f32>(ctx)?, Some(&cs), 0)
+                        }
+                        Layer::Linear { k, .. } => {
+                            tap_means(&input.read_blocking::<f32>(ctx)?, None, *k)
+                        }
+                        _ => continue,
+                    };
+                    let acc = &mut means[i];
+                    acc.resize(m.len(), 0.0);
+                    for (a, v) in acc.iter_mut().zip(m) {
+                        *a += v / batches.len() as f64;
+                    }
                 }
             }
-            host.input = Some(obs_in.compute_params(&scheme, input_shape)?);
-            for (i, o) in obs.iter().enumerate() {
-                host.acts[i] = Some(o.compute_params(&scheme, fp32.acts[i].shape())?);
+            if mode == QMode::Static {
+                host.input = Some(obs_in.compute_params(&scheme, input_shape)?);
+                for (i, o) in obs.iter().enumerate() {
+                    host.acts[i] = Some(o.compute_params(&scheme, fp32.acts[i].shape())?);
+                }
             }
         }
         let wscheme = QuantScheme::symmetric(QType::I8).per_channel(0);
-        for node in &graph.nodes {
+        for (i, node) in graph.nodes.iter().enumerate() {
             let Some((weight, bias, shape)) = node.layer.weight_spec() else {
                 continue;
             };
             let wf = weights.tensor(weight, &shape)?;
             let wp = QuantParams::from_data(&wscheme, &shape, wf)?;
             let codes = wp.quantize(wf)?;
-            host.weights.insert(weight.to_string(), (wp, codes));
-            if let Some(b) = bias {
-                host.biases
-                    .insert(b.to_string(), weights.tensor(b, &shape[..1])?.to_vec());
+            let mut b = match bias {
+                Some(b) => Some(weights.tensor(b, &shape[..1])?.to_vec()),
+                None => None,
+            };
+            if correct {
+                let groups = match &node.layer {
+                    Layer::Conv { dims, .. } => dims.groups,
+                    _ => 1,
+                };
+                let wq = wp.dequantize(&codes)?;
+                let shift = weight_error_shift(&shape, groups, wf, &wq, &means[i]);
+                let b = b.get_or_insert_with(|| vec![0.0; shape[0]]);
+                for (b, s) in b.iter_mut().zip(shift) {
+                    *b -= s;
+                }
             }
+            if let Some(v) = b {
+                let name = bias.map_or_else(|| correction_name(weight), str::to_string);
+                host.biases.insert(name, v);
+            }
+            host.weights.insert(weight.to_string(), (wp, codes));
         }
         QModel::build(ctx, graph, input_shape, mode, host)
     }
@@ -209,12 +383,13 @@ impl QModel {
                 Src::Input => input_shape.to_vec(),
                 Src::Node(j) => shapes[j].clone(),
             };
-            let bias = |name: &Option<String>| -> Result<Option<Tensor>> {
-                name.as_ref()
-                    .map(|b| {
-                        let v = host.biases.get(b).ok_or_else(|| missing(b))?;
-                        Tensor::from_slice(ctx, &[v.len()], v)
-                    })
+            // The layer's bias, or else the bias correction of a layer without one.
+            let bias = |name: &Option<String>, weight: &str| -> Result<Option<Tensor>> {
+                let v = match name {
+                    Some(b) => Some(host.biases.get(b).ok_or_else(|| missing(b))?),
+                    None => host.biases.get(&correction_name(weight)),
+                };
+                v.map(|v| Tensor::from_slice(ctx, &[v.len()], v))
                     .transpose()
             };
             // Codes, plus a scale and a zero point (4 bytes each) per channel, plus bias.
@@ -227,7 +402,7 @@ impl QModel {
                 } => {
                     let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
                     let w = QConvWeight::from_codes(ctx, *dims, codes, wp)?;
-                    let b = bias(b)?;
+                    let b = bias(b, weight)?;
                     weight_bytes += codes.len() as u64
                         + 8 * dims.out_channels as u64
                         + b.as_ref().map_or(0, |b| b.size_bytes());
@@ -238,7 +413,7 @@ impl QModel {
                 } => {
                     let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
                     let w = QTensor::from_codes(ctx, wp, codes)?;
-                    let b = bias(b)?;
+                    let b = bias(b, weight)?;
                     weight_bytes += codes.len() as u64
                         + 8 * *n as u64
                         + b.as_ref().map_or(0, |b| b.size_bytes());
@@ -292,6 +467,28 @@ impl QModel {
                             node.name
                         ),
                     ))
+                }
+                // A linear whose 8-bit input cannot be viewed as [rows, k] (the packing
+                // pads rows to whole words): dequantize and quantize it again, with the
+                // same parameters, in the linear's shape.
+                (QMode::Static, Layer::Linear { k, .. }) => {
+                    let last = in_shape.last().copied().unwrap_or(1);
+                    let pw = QType::U8.per_word();
+                    let view = last == *k || (last.is_multiple_of(pw) && k.is_multiple_of(pw));
+                    let in_params = match node.input {
+                        Src::Input => host.input.as_ref(),
+                        Src::Node(j) => match acts[j] {
+                            Act::Q(_) => host.acts[j].as_ref(),
+                            Act::F(_) => None,
+                        },
+                    };
+                    if let (false, Some(p)) = (view, in_params) {
+                        let rows = in_shape.iter().product::<usize>() / k;
+                        let mut p = p.clone();
+                        p.shape = vec![rows, *k];
+                        sc.f_in = Some(Tensor::zeros(ctx, &in_shape, DType::F32)?);
+                        sc.q_in = Some(QTensor::new(ctx, &p)?);
+                    }
                 }
                 (QMode::Dynamic, Layer::Conv { .. }) => {
                     sc.q_in = Some(QTensor::for_dynamic(ctx, &DynamicQuant::onnx(), &in_shape)?);
@@ -391,10 +588,17 @@ impl QModel {
                         Act::F(t) => QGemmOutput::F32(t),
                     };
                     match inp {
-                        Act::Q(xq) => {
-                            let x2 = xq.reshape(&[xq.numel() / k, *k])?;
-                            qgemm(ctx, encoder, &d, &x2, w, b.as_ref(), o)?
-                        }
+                        Act::Q(xq) => match (&sc.f_in, &sc.q_in) {
+                            (Some(f), Some(q)) => {
+                                dequantize(ctx, encoder, xq, f)?;
+                                quantize(ctx, encoder, &f.reshape(q.shape())?, q)?;
+                                qgemm(ctx, encoder, &d, q, w, b.as_ref(), o)?
+                            }
+                            _ => {
+                                let x2 = xq.reshape(&[xq.numel() / k, *k])?;
+                                qgemm(ctx, encoder, &d, &x2, w, b.as_ref(), o)?
+                            }
+                        },
                         Act::F(xf) => {
                             let q = sc
                                 .q_in
@@ -612,9 +816,18 @@ impl QModel {
                 zeros,
             )?;
             host.weights.insert(weight.to_string(), (p, codes));
-            if let Some(b) = bias {
-                host.biases
-                    .insert(b.to_string(), f32s(get(b, Dtype::F32, &[oc])?));
+            match bias {
+                Some(b) => {
+                    host.biases
+                        .insert(b.to_string(), f32s(get(b, Dtype::F32, &[oc])?));
+                }
+                None => {
+                    let c = correction_name(weight);
+                    if st.tensor(&c).is_ok() {
+                        host.biases
+                            .insert(c.clone(), f32s(get(&c, Dtype::F32, &[oc])?));
+                    }
+                }
             }
         }
         if mode == QMode::Static {

@@ -254,17 +254,28 @@ impl QTensor {
     }
 
     /// A view of the same codes and parameters with another shape: the element count
-    /// and the last dimension (the packing's row length) must stay, and the parameters
-    /// must be per tensor (e.g. `[1, 1, 1, 1280]` pooled features as `[1, 1280]`).
+    /// must stay, and so must the packing, which pads each row (the last dimension) to
+    /// whole words: either the last dimension stays or both the old and the new one are
+    /// multiples of the codes per word (4 for 8-bit). The parameters must be per tensor
+    /// (e.g. `[1, 1, 1, 1280]` pooled features as `[1, 1280]`).
     pub fn reshape(&self, shape: &[usize]) -> Result<QTensor> {
         const OP: &str = "QTensor::reshape";
         let numel: usize = shape.iter().product();
-        if numel != self.numel() || shape.last() != self.shape.last() {
+        if numel != self.numel() {
+            return Err(Error::shape(
+                OP,
+                format!("{:?} to {shape:?}: the element count must stay", self.shape),
+            ));
+        }
+        if !self.can_view_as(shape) {
             return Err(Error::shape(
                 OP,
                 format!(
-                    "{:?} to {shape:?}: the element count and the last dimension must stay",
-                    self.shape
+                    "{:?} to {shape:?}: rows are padded to whole words of {} codes, so the \
+                     last dimension must stay or both must be multiples of {}",
+                    self.shape,
+                    self.qtype.per_word(),
+                    self.qtype.per_word()
                 ),
             ));
         }
@@ -285,6 +296,17 @@ impl QTensor {
             q.host = Some(std::sync::Arc::new(p));
         }
         Ok(q)
+    }
+
+    /// Whether [`QTensor::reshape`] to `shape` (same element count) keeps the packed
+    /// layout: the last dimension stays, or both are whole words.
+    pub fn can_view_as(&self, shape: &[usize]) -> bool {
+        let pw = self.qtype.per_word();
+        let (old, new) = (
+            self.shape.last().copied().unwrap_or(1),
+            shape.last().copied().unwrap_or(1),
+        );
+        old == new || (old.is_multiple_of(pw) && new.is_multiple_of(pw))
     }
 
     /// An output for static quantization with `params` (uploaded now); the codes are
