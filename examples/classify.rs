@@ -15,16 +15,17 @@
 //! the whole network runs in the same encoder. The time is the median GPU time of five
 //! runs of that encoder (preprocessing included), after one warm-up.
 
+#[path = "common/net.rs"]
+mod net;
+
 use std::path::{Path, PathBuf};
 
-use half::f16;
+use net::{data_dir, read_f32, Net};
 use wgpu_quant::bench::time_gpu;
 use wgpu_quant::model::{efficientnet_lite0, Model, QMode, QModel, WeightFile};
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
 use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
-
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data");
 
 fn main() {
     if let Err(e) = run() {
@@ -47,30 +48,7 @@ fn parse_observer(name: &str) -> Result<ObserverKind, String> {
 }
 
 fn weights_path() -> PathBuf {
-    Path::new(DATA).join("efficientnet_lite0/efficientnet_lite0.safetensors")
-}
-
-/// A float or an INT8 model.
-enum Net {
-    Float(Model),
-    Int8(Box<QModel>),
-}
-
-impl Net {
-    fn weight_bytes(&self) -> u64 {
-        match self {
-            Net::Float(m) => m.weight_bytes(),
-            Net::Int8(q) => q.weight_bytes(),
-        }
-    }
-
-    /// The dtype of the input it takes.
-    fn input_dtype(&self) -> DType {
-        match self {
-            Net::Float(m) => m.dtype(),
-            Net::Int8(_) => DType::F32,
-        }
-    }
+    data_dir().join("efficientnet_lite0/efficientnet_lite0.safetensors")
 }
 
 /// Decodes an image and uploads its RGBA8 pixels: (pixels, width, height).
@@ -99,7 +77,7 @@ fn run() -> Result<(), String> {
     if images.is_empty() {
         images = ["chelsea.png", "coffee.png", "rocket.jpg"]
             .iter()
-            .map(|n| Path::new(DATA).join("photos").join(n))
+            .map(|n| data_dir().join("photos").join(n))
             .collect();
     }
     let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
@@ -107,7 +85,7 @@ fn run() -> Result<(), String> {
     println!("adapter: {} ({:?}, {})", a.name, a.backend, a.driver_info);
     let weights = WeightFile::load(weights_path()).map_err(e)?;
     let labels: Vec<String> =
-        std::fs::read_to_string(Path::new(DATA).join("efficientnet_lite0/imagenet_labels.txt"))
+        std::fs::read_to_string(data_dir().join("efficientnet_lite0/imagenet_labels.txt"))
             .map_err(|e| format!("imagenet_labels.txt: {e}"))?
             .lines()
             .map(String::from)
@@ -118,7 +96,7 @@ fn run() -> Result<(), String> {
         |shorter| ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
 
     // Calibration batches: other images than the ones classified, each at four scales.
-    let mut cal: Vec<PathBuf> = std::fs::read_dir(Path::new(DATA).join("calibration"))
+    let mut cal: Vec<PathBuf> = std::fs::read_dir(data_dir().join("calibration"))
         .map_err(|e| format!("examples/data/calibration: {e}"))?
         .map(|d| d.map(|d| d.path()).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
@@ -205,23 +183,12 @@ fn run() -> Result<(), String> {
             let mut out = None;
             let t = time_gpu(&ctx, 1, 5, |enc| {
                 image_to_tensor(&ctx, enc, src, &desc(224), &x)?;
-                out = Some(match net {
-                    Net::Float(m) => m.forward(&ctx, enc, &x)?,
-                    Net::Int8(q) => q.forward(&ctx, enc, &x)?,
-                });
+                out = Some(net.forward(&ctx, enc, &x)?);
                 Ok(())
             })
             .map_err(e)?;
             let y = out.expect("time_gpu ran the closure");
-            let probs: Vec<f32> = if y.dtype() == DType::F16 {
-                y.read_blocking::<f16>(&ctx)
-                    .map_err(e)?
-                    .iter()
-                    .map(|v| v.to_f32())
-                    .collect()
-            } else {
-                y.read_blocking::<f32>(&ctx).map_err(e)?
-            };
+            let probs = read_f32(&ctx, y).map_err(e)?;
             let mut idx: Vec<usize> = (0..probs.len()).collect();
             idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
             let top: Vec<String> = idx[..5]

