@@ -8,12 +8,14 @@
 //! cargo run --release --example classify                       # the bundled photos
 //! cargo run --release --example classify -- a.jpg b.png
 //! cargo run --release --example classify -- --observer entropy  # min-max, percentile, entropy, mse
+//! cargo run --release --example classify -- --warmup 20 --runs 50 # steadier times on a GPU
 //! ```
 //!
 //! Each image is decoded on the CPU, uploaded as RGBA8, then resized, center-cropped to
 //! 224x224 and scaled as `(x - 127) / 128` on the GPU (`ops::image::image_to_tensor`);
-//! the whole network runs in the same encoder. The time is the median GPU time of five
-//! runs of that encoder (preprocessing included), after one warm-up.
+//! the whole network runs in the same encoder. The time is the median GPU time of
+//! `--runs` (5) runs of that encoder (preprocessing included), after `--warmup` (1)
+//! untimed ones.
 
 #[path = "common/net.rs"]
 mod net;
@@ -66,10 +68,22 @@ fn run() -> Result<(), String> {
     let e = |e: wgpu_quant::Error| e.to_string();
     let mut images: Vec<PathBuf> = Vec::new();
     let mut observer = ObserverKind::MinMax;
+    let (mut runs, mut warmup) = (5, 1);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--observer" {
             observer = parse_observer(&args.next().ok_or("--observer needs a name")?)?;
+        } else if a == "--runs" || a == "--warmup" {
+            let n = args
+                .next()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0 || a == "--warmup")
+                .ok_or(format!("{a} needs a count"))?;
+            if a == "--runs" {
+                runs = n;
+            } else {
+                warmup = n;
+            }
         } else {
             images.push(PathBuf::from(a));
         }
@@ -181,7 +195,7 @@ fn run() -> Result<(), String> {
                 height: h,
             };
             let mut out = None;
-            let t = time_gpu(&ctx, 1, 5, |enc| {
+            let t = time_gpu(&ctx, warmup, runs, |enc| {
                 image_to_tensor(&ctx, enc, src, &desc(224), &x)?;
                 out = Some(net.forward(&ctx, enc, &x)?);
                 Ok(())

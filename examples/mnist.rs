@@ -1,10 +1,12 @@
 //! LeNet on 1,000 real MNIST test digits (trained by `tools/lenet_mnist/train.py` on the
 //! other 4,000 of the 5,000 digits bundled in `examples/data/mnist`) in FP32, FP16, static
 //! INT8 with each observer, and dynamic INT8: test accuracy, the change against FP32,
-//! the size of the weights and the GPU time per batch of 100 digits.
+//! the size of the weights and the GPU time per batch of 100 digits (the median of
+//! `--runs` (5) runs after `--warmup` (1) untimed ones).
 //!
 //! ```text
 //! cargo run --release --example mnist
+//! cargo run --release --example mnist -- --warmup 20 --runs 50   # steadier times on a GPU
 //! ```
 //!
 //! Static INT8 is calibrated on 500 training digits (5 batches of 100, every class in
@@ -53,6 +55,20 @@ fn predictions(ctx: &Context, y: &Tensor) -> wgpu_quant::Result<Vec<usize>> {
 
 fn run() -> Result<(), String> {
     let e = |e: wgpu_quant::Error| e.to_string();
+    let (mut runs, mut warmup) = (5, 1);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let n = args.next().and_then(|v| v.parse::<usize>().ok());
+        match (a.as_str(), n) {
+            ("--runs", Some(n)) if n > 0 => runs = n,
+            ("--warmup", Some(n)) => warmup = n,
+            _ => {
+                return Err(format!(
+                    "unknown argument '{a}' (or a bad count): expected --runs N or --warmup N"
+                ))
+            }
+        }
+    }
     let dir = data_dir().join("mnist");
     let (train, test) = mnist::load(&dir.join("mnist_5k.csv.gz").to_string_lossy())?;
     let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
@@ -130,7 +146,10 @@ fn run() -> Result<(), String> {
         let acc = 100.0 * right as f64 / test.len() as f64;
         let base = *fp32_acc.get_or_insert(acc);
         let x = input(&ctx, net, test.batch(0, BATCH)).map_err(e)?;
-        let t = time_gpu(&ctx, 1, 5, |enc| net.forward(&ctx, enc, &x).map(|_| ())).map_err(e)?;
+        let t = time_gpu(&ctx, warmup, runs, |enc| {
+            net.forward(&ctx, enc, &x).map(|_| ())
+        })
+        .map_err(e)?;
         let bytes = net.weight_bytes();
         let size = if bytes == fp32_bytes {
             format!("{:.1} KB", bytes as f64 / 1e3)

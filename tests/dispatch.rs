@@ -973,3 +973,35 @@ fn request_options_carry_overrides() {
         1 << 20
     );
 }
+
+/// The plan's f16 arithmetic applies only to f16 activations. On a GPU with
+/// `SHADER_F16`, `HalfMath::Auto` on f32 activations is f32 (the H100 run of `tune` found
+/// the weight-only GEMM asking f32 inputs for f16 products and failing); an explicit
+/// choice is kept.
+#[test]
+fn auto_half_math_gives_f16_products_only_to_f16_activations() {
+    use wgpu_quant::ops::wgemm::HalfMath;
+    use wgpu_quant::plan::{half_math, resolve_half_math};
+    let mut gpu = common::ctx().capabilities().clone();
+    gpu.adapter.device_type = wgpu::DeviceType::DiscreteGpu;
+    gpu.shader_f16 = true;
+    assert_eq!(half_math(&gpu), HalfMath::F16AccF32);
+    assert_eq!(
+        resolve_half_math(&gpu, HalfMath::Auto, true),
+        HalfMath::F16AccF32
+    );
+    assert_eq!(
+        resolve_half_math(&gpu, HalfMath::Auto, false),
+        HalfMath::F32
+    );
+    assert_eq!(resolve_half_math(&gpu, HalfMath::F16, false), HalfMath::F16);
+    let mut cpu = gpu.clone();
+    cpu.adapter.device_type = wgpu::DeviceType::Cpu;
+    assert_eq!(resolve_half_math(&cpu, HalfMath::Auto, true), HalfMath::F32);
+    let mut no_f16 = gpu;
+    no_f16.shader_f16 = false;
+    assert_eq!(
+        resolve_half_math(&no_f16, HalfMath::Auto, true),
+        HalfMath::F32
+    );
+}

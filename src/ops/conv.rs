@@ -893,11 +893,7 @@ pub fn conv2d(
         return Ok(());
     }
     let caps = ctx.capabilities();
-    let math = match desc.math {
-        HalfMath::Auto if x_f16 => crate::plan::half_math(caps),
-        HalfMath::Auto => HalfMath::F32,
-        m => m,
-    };
+    let math = crate::plan::resolve_half_math(caps, desc.math, x_f16);
     if math != HalfMath::F32 {
         if !caps.shader_f16 {
             return Err(Error::MissingFeature {

@@ -409,10 +409,7 @@ pub fn wgemm(
             )
         }
         Weights::F16(t) => {
-            let math = match desc.math {
-                HalfMath::Auto => crate::plan::half_math(caps),
-                m => m,
-            };
+            let math = crate::plan::resolve_half_math(caps, desc.math, a_f16);
             if math != HalfMath::F32 && !caps.shader_f16 {
                 return Err(Error::MissingFeature {
                     op: OP,

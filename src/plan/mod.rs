@@ -277,6 +277,17 @@ pub fn half_math(caps: &Capabilities) -> HalfMath {
     }
 }
 
+/// The arithmetic an FP16 GEMM or convolution runs: `requested`, or for
+/// [`HalfMath::Auto`] the plan's [`half_math`] on f16 activations and f32 on f32 ones
+/// (f32 activations never get f16 products behind the caller's back).
+pub fn resolve_half_math(caps: &Capabilities, requested: HalfMath, x_f16: bool) -> HalfMath {
+    match requested {
+        HalfMath::Auto if x_f16 => half_math(caps),
+        HalfMath::Auto => HalfMath::F32,
+        m => m,
+    }
+}
+
 /// Where a plan came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

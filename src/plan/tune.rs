@@ -741,8 +741,9 @@ impl<'a> Tuner<'a> {
         )
     }
 
-    /// Tunes the weight-only / FP16 GEMM (f32 activations `m x k`, weights `n x k` of
-    /// `kind`, f32 output) over the tiles in [`crate::ops::wgemm::TILES`]. Each candidate
+    /// Tunes the weight-only / FP16 GEMM (activations `m x k`: f32, or f16 where the plan
+    /// runs f16 weights with f16 arithmetic; weights `n x k` of `kind`; f32 output) over
+    /// the tiles in [`crate::ops::wgemm::TILES`]. Each candidate
     /// must meet the error budget against the f64 reference on the dequantized weights
     /// (1e-5 relative with f32 arithmetic, 2e-3 with f16 products).
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
@@ -800,13 +801,22 @@ impl<'a> Tuner<'a> {
             (_, Some(h)) => Weights::F16(h),
             _ => unreachable!("one weight form is built"),
         };
-        let math = crate::plan::half_math(caps);
-        let budget = if kind == WeightKind::F16 && math != HalfMath::F32 {
-            2e-3
+        // f16 products apply to f16 weights only; quantized weights are dequantized in
+        // f32 (asking i8/i4 for f16 arithmetic is an error on GPUs with SHADER_F16).
+        let math = if kind == WeightKind::F16 {
+            crate::plan::half_math(caps)
         } else {
-            1e-5
+            HalfMath::F32
         };
-        let x64: Vec<f64> = x_host.iter().map(|&v| f64::from(v)).collect();
+        let budget = if math != HalfMath::F32 { 2e-3 } else { 1e-5 };
+        // The f16 path runs on f16 activations: tune that, against the rounded inputs.
+        let x_f16 = math != HalfMath::F32;
+        let x_half: Vec<half::f16> = x_host.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let x64: Vec<f64> = if x_f16 {
+            x_half.iter().map(|v| f64::from(v.to_f32())).collect()
+        } else {
+            x_host.iter().map(|&v| f64::from(v)).collect()
+        };
         let want: Vec<f32> = crate::reference::linear_f64(
             &x64,
             &w_deq,
@@ -817,7 +827,11 @@ impl<'a> Tuner<'a> {
         .into_iter()
         .map(|v| v as f32)
         .collect();
-        let x = Tensor::from_slice(ctx, &[m, k], &x_host)?;
+        let x = if x_f16 {
+            Tensor::from_slice(ctx, &[m, k], &x_half)?
+        } else {
+            Tensor::from_slice(ctx, &[m, k], &x_host)?
+        };
         let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
         let tile = |ch: Choice| match ch {
             Choice::Rows(t) => WGemmDesc::default().math(math).config(t),
