@@ -263,23 +263,30 @@ fn missing_and_misshaped_weights_are_named() {
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data");
 
-/// Top-5 class indices and the probabilities of `path` through `model`.
-fn classify(ctx: &Context, model: &Model, path: &str) -> (Vec<usize>, Vec<f32>) {
-    let img = image::open(format!("{DATA}/photos/{path}"))
-        .unwrap()
-        .to_rgba8();
+/// `examples/data/{path}` resized so its shorter side is `shorter`, center-cropped to
+/// 224x224 and scaled as `(x - 127) / 128` on the GPU, in `dtype`.
+fn input(ctx: &Context, path: &str, shorter: usize, dtype: DType) -> Tensor {
+    let img = image::open(format!("{DATA}/{path}")).unwrap().to_rgba8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let px: Vec<u32> = bytemuck::cast_slice(img.as_raw()).to_vec();
     let px = Tensor::from_slice(ctx, &[h * w], &px).unwrap();
-    let x = Tensor::zeros(ctx, &[1, 224, 224, 3], model.dtype()).unwrap();
-    let desc = ImageDesc::center_crop(224, 224, 224).normalize([127.0; 3], [128.0; 3]);
-    let mut enc = ctx.encoder("classify");
+    let x = Tensor::zeros(ctx, &[1, 224, 224, 3], dtype).unwrap();
+    let desc = ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
+    let mut enc = ctx.encoder("input");
     let src = ImageSource::Buffer {
         pixels: &px,
         width: w,
         height: h,
     };
     image_to_tensor(ctx, &mut enc, src, &desc, &x).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    x
+}
+
+/// Top-5 class indices and the probabilities of `photos/{path}` through `model`.
+fn classify(ctx: &Context, model: &Model, path: &str) -> (Vec<usize>, Vec<f32>) {
+    let x = input(ctx, &format!("photos/{path}"), 224, model.dtype());
+    let mut enc = ctx.encoder("classify");
     let y = model.forward(ctx, &mut enc, &x).unwrap().clone();
     ctx.submit_and_wait(enc).unwrap();
     let p = read_f32(ctx, &y);
@@ -606,24 +613,6 @@ fn bias_correction_removes_the_mean_shift_of_rounded_weights() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn input(ctx: &Context, path: &str, shorter: usize) -> Tensor {
-    let img = image::open(format!("{DATA}/{path}")).unwrap().to_rgba8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let px: Vec<u32> = bytemuck::cast_slice(img.as_raw()).to_vec();
-    let px = Tensor::from_slice(ctx, &[h * w], &px).unwrap();
-    let x = Tensor::zeros(ctx, &[1, 224, 224, 3], DType::F32).unwrap();
-    let desc = ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
-    let mut enc = ctx.encoder("input");
-    let src = ImageSource::Buffer {
-        pixels: &px,
-        width: w,
-        height: h,
-    };
-    image_to_tensor(ctx, &mut enc, src, &desc, &x).unwrap();
-    ctx.submit_and_wait(enc).unwrap();
-    x
-}
-
 /// EfficientNet-Lite0 in static and dynamic INT8 (min-max, bias correction, calibrated
 /// on the 5 calibration images at 2 scales): at least 3.5x smaller in memory and as a
 /// file, and FP32's top-1 and top-5 on each bundled photo.
@@ -647,7 +636,12 @@ fn efficientnet_lite0_in_int8_is_smaller_and_agrees_with_fp32_on_the_photos() {
         "retina.jpg",
     ] {
         for shorter in [224, 256] {
-            batches.push(input(&ctx, &format!("calibration/{f}"), shorter));
+            batches.push(input(
+                &ctx,
+                &format!("calibration/{f}"),
+                shorter,
+                DType::F32,
+            ));
         }
     }
     let top = |y: &Tensor| -> (usize, Vec<f32>) {
@@ -688,7 +682,7 @@ fn efficientnet_lite0_in_int8_is_smaller_and_agrees_with_fp32_on_the_photos() {
             // missile, projectile, space shuttle
             ("rocket.jpg", &[657, 744, 812][..], false),
         ] {
-            let x = input(&ctx, &format!("photos/{photo}"), 224);
+            let x = input(&ctx, &format!("photos/{photo}"), 224, DType::F32);
             let mut enc = ctx.encoder("both");
             let yf = fp32.forward(&ctx, &mut enc, &x).unwrap().clone();
             let yq = q.forward(&ctx, &mut enc, &x).unwrap().clone();

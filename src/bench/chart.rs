@@ -38,15 +38,7 @@ pub fn chart_svg(records: &[Record]) -> String {
             adapters.push(key);
         }
     }
-    let dtypes: Vec<&str> = COLORS
-        .iter()
-        .map(|c| c.0)
-        .filter(|d| {
-            records
-                .iter()
-                .any(|r| r.dtype == *d && r.speedup_vs_fp32.is_some())
-        })
-        .collect();
+    let dtypes = compared_dtypes(records);
     // Per adapter: the cases (suite/case) in first-seen order, and the speedups.
     let mut panels = Vec::new();
     let mut width: f64 = 560.0;
@@ -168,11 +160,9 @@ pub fn chart_svg(records: &[Record]) -> String {
     svg
 }
 
-/// A Markdown table of the speedups over FP32 in `records` (one adapter's, or several:
-/// rows are per adapter and backend): one row per linear or convolution case, the FP32
-/// median in ms, then each other dtype's speedup (`-` where it did not run or failed).
-pub fn speedup_table(records: &[Record]) -> String {
-    let dtypes: Vec<&str> = COLORS
+/// The dtypes (in chart order) with at least one speedup over FP32 in `records`.
+fn compared_dtypes(records: &[Record]) -> Vec<&'static str> {
+    COLORS
         .iter()
         .map(|c| c.0)
         .filter(|d| {
@@ -180,7 +170,14 @@ pub fn speedup_table(records: &[Record]) -> String {
                 .iter()
                 .any(|r| r.dtype == *d && r.speedup_vs_fp32.is_some())
         })
-        .collect();
+        .collect()
+}
+
+/// A Markdown table of the speedups over FP32 in `records` (one adapter's, or several:
+/// rows are per adapter and backend): one row per linear or convolution case, the FP32
+/// median in ms, then each other dtype's speedup (`-` where it did not run or failed).
+pub fn speedup_table(records: &[Record]) -> String {
+    let dtypes = compared_dtypes(records);
     let many = records
         .iter()
         .any(|r| (&r.adapter, &r.backend) != (&records[0].adapter, &records[0].backend));

@@ -157,20 +157,21 @@ fn correction_name(weight: &str) -> String {
     format!("{weight}.bias_correction")
 }
 
-/// The mean input of every tap and input channel of a convolution, over every output
-/// position of the batch: `[KH * KW * C]` (tap-major), padding counted as zeros; for a
-/// linear (`conv == None`), the mean of each of the `k` inputs over the rows.
-fn tap_means(x: &[f32], conv: Option<&ConvShape>, k: usize) -> Vec<f64> {
-    let Some(cs) = conv else {
-        let rows = x.len() / k;
-        let mut m = vec![0f64; k];
-        for row in x.chunks_exact(k) {
-            for (a, &v) in m.iter_mut().zip(row) {
-                *a += f64::from(v);
-            }
+/// The mean of each of the `k` inputs of a linear over the rows of `x`.
+fn column_means(x: &[f32], k: usize) -> Vec<f64> {
+    let rows = x.len() / k;
+    let mut m = vec![0f64; k];
+    for row in x.chunks_exact(k) {
+        for (a, &v) in m.iter_mut().zip(row) {
+            *a += f64::from(v);
         }
-        return m.into_iter().map(|v| v / rows as f64).collect();
-    };
+    }
+    m.into_iter().map(|v| v / rows as f64).collect()
+}
+
+/// The mean input of every tap and input channel of a convolution, over every output
+/// position of the batch: `[KH * KW * C]` (tap-major), padding counted as zeros.
+fn tap_means(x: &[f32], cs: &ConvShape) -> Vec<f64> {
     let c = cs.dims.in_channels;
     let [kh, kw] = cs.dims.kernel;
     let mut m = vec![0f64; kh * kw * c];
@@ -304,10 +305,10 @@ impl QModel {
                     let m = match &node.layer {
                         Layer::Conv { dims, desc, .. } => {
                             let cs = desc.shape(dims, in_shape)?;
-                            tap_means(&input.read_blocking::<f32>(ctx)?, Some(&cs), 0)
+                            tap_means(&input.read_blocking::<f32>(ctx)?, &cs)
                         }
                         Layer::Linear { k, .. } => {
-                            tap_means(&input.read_blocking::<f32>(ctx)?, None, *k)
+                            column_means(&input.read_blocking::<f32>(ctx)?, *k)
                         }
                         _ => continue,
                     };
