@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 
 use net::{data_dir, read_f32, Net};
 use wgpu_quant::bench::time_gpu;
+use wgpu_quant::calib::ObserverKind;
 use wgpu_quant::model::{efficientnet_lite0, Model, QMode, QModel, WeightFile};
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
-use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 
 fn main() {

@@ -9,12 +9,12 @@
 //! cargo run --release --example engine
 //! ```
 
+use wgpu_quant::model::QLinear;
 use wgpu_quant::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight, Padding};
 use wgpu_quant::ops::eltwise::softmax;
 use wgpu_quant::ops::gemm::Activation;
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
 use wgpu_quant::ops::pool::{pool2d, PoolDesc};
-use wgpu_quant::ops::qgemm::QLinear;
 use wgpu_quant::{Context, DType, Tensor};
 
 const SIZE: u32 = 64;

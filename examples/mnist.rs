@@ -20,8 +20,8 @@ mod net;
 use half::f16;
 use net::{data_dir, read_f32, Net};
 use wgpu_quant::bench::time_gpu;
+use wgpu_quant::calib::ObserverKind;
 use wgpu_quant::model::{lenet, Model, QMode, QModel, WeightFile};
-use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 
 const BATCH: usize = 100;

@@ -12,6 +12,11 @@
 // Compile-time constants: WG; X_F16, W_F16, OUT_F16 (storage types). The composer also
 // emits `alias T`, `alias TACC` and `h2` as for conv_gemm.wgsl.
 
+// #import common/store_f16.wgsl
+// #import common/epilogue.wgsl
+// #import common/window.wgsl
+// #import common/conv_load.wgsl
+
 struct Params {
     m: u32,          // output pixels B * OH * OW
     n: u32,          // output channels OC

@@ -14,6 +14,12 @@
 //
 // Compile-time constants: WG, OUT (0: f32, 1: f16 pairs, 2: i32, 3: 8-bit requantized).
 
+// #import common/quant_math.wgsl
+// #import common/store_f16.wgsl
+// #import common/epilogue.wgsl
+// #import common/q8_epilogue.wgsl
+// #import common/window.wgsl
+
 struct Params {
     m: u32,
     n: u32,

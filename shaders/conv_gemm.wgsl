@@ -15,6 +15,11 @@
 // composer also emits `alias T` (the multiply type), `alias TACC` (the accumulate type)
 // and `h2` (u32 -> vec2<T>), which are f16 only with SHADER_F16.
 
+// #import common/store_f16.wgsl
+// #import common/epilogue.wgsl
+// #import common/window.wgsl
+// #import common/conv_load.wgsl
+
 struct Params {
     m: u32,          // output pixels B * OH * OW
     n: u32,          // output channels OC (the output's row length)

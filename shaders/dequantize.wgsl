@@ -5,6 +5,8 @@
 // Compile-time constants: BITS (4, 8, 16), SIGNED, OUT_F16, SLOTS (0: slot per element;
 // 1: per tensor; 2: one slot per row of the [rows, cols] view).
 
+// #import common/quant_math.wgsl
+
 struct Params {
     slots: Slots,
     cols: u32,

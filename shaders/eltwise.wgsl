@@ -10,6 +10,9 @@
 //
 // Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16.
 
+// #import common/quant_math.wgsl
+// #import common/store_f16.wgsl
+
 struct Params {
     total: u32,      // elements (float), words (INT8) or rows (softmax)
     cols: u32,       // INT8: values per row; softmax: row length

@@ -18,6 +18,10 @@
 // `a`: each invocation adds its tile's slices and applies the epilogue. SPLIT = 0 is the
 // plain kernel (one slice).
 
+// #import common/gemm_params.wgsl
+// #import common/gemm_load_b.wgsl
+// #import common/epilogue.wgsl
+
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

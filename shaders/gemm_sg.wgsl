@@ -13,6 +13,10 @@
 //
 // Compile-time constants: WG, TM (multiple of 8), TN4, TRANS_A, TRANS_B, VEC_B.
 
+// #import common/gemm_params.wgsl
+// #import common/gemm_load_b.wgsl
+// #import common/epilogue.wgsl
+
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

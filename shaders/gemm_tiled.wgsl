@@ -8,6 +8,9 @@
 // Compile-time constants (prepended by the registry): WG_X, WG_Y, TM, TN, BK, TRANS_A,
 // TRANS_B. TM and TN are multiples of 4.
 
+// #import common/gemm_params.wgsl
+// #import common/epilogue.wgsl
+
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

@@ -7,6 +7,8 @@
 //
 // Compile-time constants: WG; OUT_F16.
 
+// #import common/store_f16.wgsl
+
 struct Params {
     src_w: u32,
     src_h: u32,

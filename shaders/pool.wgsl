@@ -8,6 +8,9 @@
 //
 // Compile-time constants: WG; MAX (else average); X_F16, OUT_F16 (storage types).
 
+// #import common/store_f16.wgsl
+// #import common/window.wgsl
+
 struct Params {
     total: u32,      // output elements
     channels: u32,

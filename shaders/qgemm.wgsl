@@ -37,6 +37,12 @@
 // scratch bound as `a`, adds the slices with wrapping i32 arithmetic (exact, as above)
 // and runs the epilogue of the requested output.
 
+// #import common/quant_math.wgsl
+// #import common/store_f16.wgsl
+// #import common/epilogue.wgsl
+// #import common/q8_epilogue.wgsl
+// #import common/window.wgsl
+
 struct Params {
     m: u32,
     n: u32,

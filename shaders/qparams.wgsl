@@ -3,6 +3,8 @@
 // f32 arithmetic of params_for_range in src/quant/mod.rs (ONNX DynamicQuantizeLinear
 // for u8 asymmetric per tensor).
 
+// #import common/quant_math.wgsl
+
 struct Params {
     count: u32,
     qmin: i32,

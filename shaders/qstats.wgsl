@@ -12,6 +12,8 @@
 // A dispatch may cover channels chan0.. of the statistics only (x bound from the first
 // of them), or whole outer indices; the statistics accumulate across dispatches.
 
+// #import common/quant_math.wgsl
+
 struct Params {
     channels: u32,
     inner: u32,

@@ -6,6 +6,8 @@
 // a word never straddles). The specialized modes load the scale and zero point once per
 // word and skip the slot arithmetic; the codes are the same.
 
+// #import common/quant_math.wgsl
+
 struct Params {
     slots: Slots,
     rows: u32,

@@ -24,6 +24,9 @@
 // output) to a dense scratch [splits, m, n] bound as `out`. The REDUCE variant has the
 // scratch bound as `a`, adds the slices in order and applies bias and activation.
 
+// #import common/store_f16.wgsl
+// #import common/epilogue.wgsl
+
 struct Params {
     m: u32,
     n: u32,

@@ -2,7 +2,7 @@
 //! it (the op, the shapes, the dtype, the limit and the value that broke it), so that a
 //! message alone is enough to fix the call.
 
-use crate::tensor::DType;
+use crate::dtype::DType;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,13 +56,16 @@ pub enum Error {
         detail: String,
     },
     /// A buffer or binding would exceed a device limit.
-    #[error("{op}: {what} needs {needed} bytes, over the device limit {limit_name} = {limit}")]
+    #[error(
+        "{op}: {what} needs {needed} {}, over the device limit {limit_name} = {limit}",
+        limit_unit(.limit_name)
+    )]
     LimitExceeded {
         /// The operation.
         op: &'static str,
         /// The buffer or binding concerned.
         what: String,
-        /// Bytes it needs.
+        /// What it needs, in the limit's unit ([`limit_unit`]).
         needed: u64,
         /// The `wgpu::Limits` field that caps it.
         limit_name: &'static str,
@@ -108,6 +111,18 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+}
+
+/// The unit of a `wgpu::Limits` field, as [`Error::LimitExceeded`] prints it: bytes for
+/// sizes, invocations per workgroup, workgroups for dispatch dimensions.
+pub fn limit_unit(limit_name: &str) -> &'static str {
+    if limit_name.contains("invocations") {
+        "invocations"
+    } else if limit_name.contains("workgroups") {
+        "workgroups"
+    } else {
+        "bytes"
+    }
 }
 
 impl Error {

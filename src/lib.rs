@@ -25,21 +25,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Quantization ([`quant`] for the formats, reference and observers, [`ops::quant`] for
-//! the GPU kernels) follows ONNX's rounding bit for bit; docs/QUANTIZATION.md has the
-//! details. Low-precision matrix products: [`ops::qgemm`] (W8A8 with `dot4I8Packed`,
-//! exact int32, fused dequantize/requantize epilogues, the dynamic [`ops::qgemm::QLinear`])
+//! Quantization ([`quant`] for the formats and the CPU reference, [`QTensor`] for
+//! quantized tensors on the GPU, [`ops::quant`] for the kernels, [`calib`] for the
+//! calibration observers) follows ONNX's rounding bit for bit; docs/QUANTIZATION.md has
+//! the details. Low-precision matrix products: [`ops::qgemm`] (W8A8 with `dot4I8Packed`,
+//! exact int32, fused dequantize/requantize epilogues; the dynamic [`model::QLinear`])
 //! and [`ops::wgemm`] (int8/int4 weight-only and FP16 GEMM/GEMV); docs/GEMM.md.
 //! Convolution as an implicit GEMM in FP32/FP16/INT8 with depthwise and pointwise paths
 //! ([`ops::conv`]), pooling ([`ops::pool`]), add/clip/softmax and the INT8 residual add
 //! ([`ops::eltwise`]) and image input from a buffer or texture ([`ops::image`]);
 //! docs/CONV.md.
 //!
-//! The dispatcher ([`plan`], [`plan::tune`], [`pool`]) picks kernels per shape and
+//! The dispatcher ([`plan`], [`tuning`], [`bindcache`]) picks kernels per shape and
 //! adapter, tunes them on request with a shippable JSON cache, holds back features and
 //! limits on request ([`Overrides`]), splits every op whose operands exceed a binding,
 //! and pools bind groups so that a frame allocates nothing after warm-up;
 //! docs/DISPATCH.md.
+//!
+//! The modules form layers that only point down (data, device, plan, ops, measure,
+//! model; docs/ARCHITECTURE.md has the map and `tests/architecture.rs` enforces it).
 //!
 //! Errors are values: a shape or dtype mismatch, an operand over a binding limit or a
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
@@ -68,18 +72,41 @@ pub struct ConvDocDoctests;
 #[cfg(doctest)]
 pub struct DispatchDocDoctests;
 
-pub mod bench;
-pub mod context;
+// Layers, bottom to top (docs/ARCHITECTURE.md; tests/architecture.rs checks that every
+// module imports only from its own layer's earlier modules or from the layers below):
+// data: dtype, error, caps, quant (formats), desc (descriptors, tiles, tuning keys),
+//       reference (CPU twins)
+// device: bindcache, shaders, context, tensor, qtensor
+// plan
+// ops
+// measure: bench, tuning, calib
+// model
+pub mod caps;
+pub mod desc;
+pub mod dtype;
 pub mod error;
-pub mod model;
-pub mod ops;
-pub mod plan;
-pub mod pool;
 pub mod quant;
 pub mod reference;
+
+pub mod bindcache;
+pub mod context;
+pub mod qtensor;
 pub mod shaders;
 pub mod tensor;
 
-pub use context::{Capabilities, Context, ContextStats, Overrides, RequestOptions};
+pub mod plan;
+
+pub mod ops;
+
+pub mod bench;
+pub mod calib;
+pub mod tuning;
+
+pub mod model;
+
+pub use caps::{Capabilities, KeyLimits, Overrides};
+pub use context::{Context, ContextStats, RequestOptions};
+pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use tensor::{DType, Element, Tensor};
+pub use qtensor::QTensor;
+pub use tensor::Tensor;

@@ -7,7 +7,8 @@
 //! constants) may size function-local arrays, which the register tiles need, and the
 //! compiler folds them, so a variant costs nothing at run time. The shader files never
 //! define these names themselves: a missing constant is a compile error, found by the
-//! naga test over [`all_variants`].
+//! naga test over every variant ([`crate::ops::all_variants`] and the
+//! benchmark probes' [`crate::bench::peak_variants`]).
 //!
 //! Set `WGPU_QUANT_DUMP_SHADERS=<dir>` to write each composed source to that directory
 //! when it is compiled, and `WGPU_QUANT_SHADER_DIR=<dir>` to read the kernel files from
@@ -73,218 +74,331 @@ pub enum ShaderFile {
     ImageTexture,
 }
 
-const GEMM_PARAMS: &str = include_str!("../shaders/common/gemm_params.wgsl");
-const GEMM_LOAD_B: &str = include_str!("../shaders/common/gemm_load_b.wgsl");
-const QUANT_MATH: &str = include_str!("../shaders/common/quant_math.wgsl");
-const STORE_F16: &str = include_str!("../shaders/common/store_f16.wgsl");
-const EPILOGUE: &str = include_str!("../shaders/common/epilogue.wgsl");
-const Q8_EPILOGUE: &str = include_str!("../shaders/common/q8_epilogue.wgsl");
-const WINDOW: &str = include_str!("../shaders/common/window.wgsl");
-const CONV_LOAD: &str = include_str!("../shaders/common/conv_load.wgsl");
+/// How a kernel declares one binding of group 0 (bindings are numbered 0, 1, ... in
+/// the order listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// `var<uniform>`: the op's `#[repr(C)]` params struct.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+    /// A 2-D float texture read with `textureLoad` (not filterable).
+    Texture,
+}
+
+/// One shader file's entry in the registry: where it is, what it needs and how it binds.
+#[derive(Debug)]
+pub struct ShaderSpec {
+    /// The file.
+    pub file: ShaderFile,
+    /// Path under `shaders/`.
+    pub path: &'static str,
+    /// The embedded source.
+    pub source: &'static str,
+    /// Name used in labels and error messages.
+    pub op: &'static str,
+    /// The `u32` and `bool` constants every variant defines (a test checks that each
+    /// variant defines exactly these; `Def::Code` lines such as type aliases vary by
+    /// variant and are checked by compiling every variant).
+    pub constants: &'static [&'static str],
+    /// Group 0's bindings, in order (checked against naga's reflection by a test).
+    pub bindings: &'static [Bind],
+}
+
+use Bind::{Read as R, ReadWrite as RW, Texture as TEX, Uniform as U};
+
+macro_rules! spec {
+    ($file:ident, $path:literal, $op:literal, [$($c:literal),*], [$($b:expr),*]) => {
+        ShaderSpec {
+            file: ShaderFile::$file,
+            path: $path,
+            source: include_str!(concat!("../shaders/", $path)),
+            op: $op,
+            constants: &[$($c),*],
+            bindings: &[$($b),*],
+        }
+    };
+}
+
+/// Every shader file, in [`ShaderFile`] order: one entry each.
+pub static SPECS: [ShaderSpec; 19] = [
+    spec!(
+        GemmTiled,
+        "gemm_tiled.wgsl",
+        "gemm (tiled)",
+        ["WG_X", "WG_Y", "TM", "TN", "BK", "TRANS_A", "TRANS_B"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        GemmReg,
+        "gemm_reg.wgsl",
+        "gemm (register)",
+        ["WG", "TM", "TN4", "KU", "TRANS_A", "TRANS_B", "VEC_B", "SPLIT"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        GemmSubgroup,
+        "gemm_sg.wgsl",
+        "gemm (subgroup)",
+        ["WG", "TM", "TN4", "TRANS_A", "TRANS_B", "VEC_B"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        PeakFma,
+        "peak_fma.wgsl",
+        "peak fma",
+        ["WG", "CHAINS", "ITERS"],
+        [U, RW]
+    ),
+    spec!(
+        PeakDot,
+        "peak_dot.wgsl",
+        "peak int8 dot",
+        ["WG", "CHAINS", "ITERS"],
+        [U, RW]
+    ),
+    spec!(
+        PeakCopy,
+        "peak_copy.wgsl",
+        "peak bandwidth",
+        ["WG"],
+        [U, R, RW]
+    ),
+    spec!(
+        Quantize,
+        "quantize.wgsl",
+        "quantize",
+        ["BITS", "IN_F16", "SLOTS"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        Dequantize,
+        "dequantize.wgsl",
+        "dequantize",
+        ["BITS", "SIGNED", "OUT_F16", "SLOTS"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        QuantStats,
+        "qstats.wgsl",
+        "quantization statistics",
+        ["MODE", "BINS", "IN_F16"],
+        [U, R, R, RW]
+    ),
+    spec!(
+        QuantParams,
+        "qparams.wgsl",
+        "dynamic quantization parameters",
+        [],
+        [U, R, RW, RW]
+    ),
+    spec!(
+        QGemm,
+        "qgemm.wgsl",
+        "qgemm (W8A8)",
+        ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE"],
+        [U, R, R, R, R, R, R, R, RW]
+    ),
+    spec!(
+        WGemm,
+        "wgemm.wgsl",
+        "wgemm (weight-only / FP16)",
+        [
+            "WG", "TM", "TN4", "QUANT", "W_BITS", "W_SIGNED", "ZW", "A_F16", "PAIRS", "OUT_F16",
+            "REDUCE"
+        ],
+        [U, R, R, R, R, R, RW]
+    ),
+    spec!(
+        ConvGemm,
+        "conv_gemm.wgsl",
+        "conv2d (implicit GEMM)",
+        ["WG", "TM", "TN4", "X_F16", "W_F16", "OUT_F16", "POINTWISE"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        ConvDw,
+        "conv_dw.wgsl",
+        "conv2d (depthwise)",
+        ["WG", "X_F16", "W_F16", "OUT_F16"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        ConvDwQ8,
+        "conv_dw_q8.wgsl",
+        "qconv2d (depthwise INT8)",
+        ["WG", "OUT"],
+        [U, R, R, R, R, R, R, R, RW]
+    ),
+    spec!(
+        Pool,
+        "pool.wgsl",
+        "pool2d",
+        ["WG", "MAX", "X_F16", "OUT_F16"],
+        [U, R, RW]
+    ),
+    spec!(
+        Eltwise,
+        "eltwise.wgsl",
+        "elementwise",
+        ["WG", "OP", "A_F16", "B_F16", "OUT_F16"],
+        [U, R, R, R, RW]
+    ),
+    spec!(
+        ImageBuffer,
+        "image.wgsl",
+        "image input (buffer)",
+        ["WG", "OUT_F16"],
+        [U, R, RW]
+    ),
+    spec!(
+        ImageTexture,
+        "image.wgsl",
+        "image input (texture)",
+        ["WG", "OUT_F16"],
+        [U, TEX, RW]
+    ),
+];
+
+/// The shared snippets a shader file may import with a `// #import common/NAME.wgsl`
+/// line (a snippet may import others; each is emitted once, its imports first).
+pub static SNIPPETS: [(&str, &str); 8] = [
+    (
+        "common/gemm_params.wgsl",
+        include_str!("../shaders/common/gemm_params.wgsl"),
+    ),
+    (
+        "common/gemm_load_b.wgsl",
+        include_str!("../shaders/common/gemm_load_b.wgsl"),
+    ),
+    (
+        "common/quant_math.wgsl",
+        include_str!("../shaders/common/quant_math.wgsl"),
+    ),
+    (
+        "common/store_f16.wgsl",
+        include_str!("../shaders/common/store_f16.wgsl"),
+    ),
+    (
+        "common/epilogue.wgsl",
+        include_str!("../shaders/common/epilogue.wgsl"),
+    ),
+    (
+        "common/q8_epilogue.wgsl",
+        include_str!("../shaders/common/q8_epilogue.wgsl"),
+    ),
+    (
+        "common/window.wgsl",
+        include_str!("../shaders/common/window.wgsl"),
+    ),
+    (
+        "common/conv_load.wgsl",
+        include_str!("../shaders/common/conv_load.wgsl"),
+    ),
+];
+
+/// The `// #import PATH` lines of a WGSL source, in order.
+pub fn imports(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("// #import "))
+        .map(str::trim)
+        .collect()
+}
+
+/// The names a snippet uses from the kernel that imports it, from its
+/// `// #expects NAME, NAME.FIELD, ...` lines (a test checks that every importer has
+/// them and that the snippet uses no other of the importer's globals).
+pub fn expects(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("// #expects "))
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Appends `path`'s imports (recursively, each once) and then `path` itself.
+fn push_snippet(path: &str, done: &mut Vec<String>, out: &mut String) {
+    if done.iter().any(|d| d == path) {
+        return;
+    }
+    done.push(path.to_string());
+    match SNIPPETS.iter().find(|(p, _)| *p == path) {
+        Some((_, src)) => {
+            for dep in imports(src) {
+                push_snippet(dep, done, out);
+            }
+            out.push_str(src);
+            out.push('\n');
+        }
+        // Not valid WGSL: the naga test (and pipeline creation) fails on it and names
+        // the missing import.
+        None => {
+            let _ = writeln!(out, "#error unknown import {path}");
+        }
+    }
+}
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 19] = [
-        ShaderFile::GemmTiled,
-        ShaderFile::GemmReg,
-        ShaderFile::GemmSubgroup,
-        ShaderFile::PeakFma,
-        ShaderFile::PeakDot,
-        ShaderFile::PeakCopy,
-        ShaderFile::Quantize,
-        ShaderFile::Dequantize,
-        ShaderFile::QuantStats,
-        ShaderFile::QuantParams,
-        ShaderFile::QGemm,
-        ShaderFile::WGemm,
-        ShaderFile::ConvGemm,
-        ShaderFile::ConvDw,
-        ShaderFile::ConvDwQ8,
-        ShaderFile::Pool,
-        ShaderFile::Eltwise,
-        ShaderFile::ImageBuffer,
-        ShaderFile::ImageTexture,
-    ];
+    pub const ALL: [ShaderFile; 19] = {
+        let mut all = [ShaderFile::GemmTiled; 19];
+        let mut i = 0;
+        while i < 19 {
+            all[i] = SPECS[i].file;
+            i += 1;
+        }
+        all
+    };
+
+    /// The registry entry.
+    pub fn spec(self) -> &'static ShaderSpec {
+        &SPECS[self as usize]
+    }
 
     /// The file name under `shaders/`.
     pub fn file_name(self) -> &'static str {
-        match self {
-            ShaderFile::GemmTiled => "gemm_tiled.wgsl",
-            ShaderFile::GemmReg => "gemm_reg.wgsl",
-            ShaderFile::GemmSubgroup => "gemm_sg.wgsl",
-            ShaderFile::PeakFma => "peak_fma.wgsl",
-            ShaderFile::PeakDot => "peak_dot.wgsl",
-            ShaderFile::PeakCopy => "peak_copy.wgsl",
-            ShaderFile::Quantize => "quantize.wgsl",
-            ShaderFile::Dequantize => "dequantize.wgsl",
-            ShaderFile::QuantStats => "qstats.wgsl",
-            ShaderFile::QuantParams => "qparams.wgsl",
-            ShaderFile::QGemm => "qgemm.wgsl",
-            ShaderFile::WGemm => "wgemm.wgsl",
-            ShaderFile::ConvGemm => "conv_gemm.wgsl",
-            ShaderFile::ConvDw => "conv_dw.wgsl",
-            ShaderFile::ConvDwQ8 => "conv_dw_q8.wgsl",
-            ShaderFile::Pool => "pool.wgsl",
-            ShaderFile::Eltwise => "eltwise.wgsl",
-            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => "image.wgsl",
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            ShaderFile::GemmTiled => include_str!("../shaders/gemm_tiled.wgsl"),
-            ShaderFile::GemmReg => include_str!("../shaders/gemm_reg.wgsl"),
-            ShaderFile::GemmSubgroup => include_str!("../shaders/gemm_sg.wgsl"),
-            ShaderFile::PeakFma => include_str!("../shaders/peak_fma.wgsl"),
-            ShaderFile::PeakDot => include_str!("../shaders/peak_dot.wgsl"),
-            ShaderFile::PeakCopy => include_str!("../shaders/peak_copy.wgsl"),
-            ShaderFile::Quantize => include_str!("../shaders/quantize.wgsl"),
-            ShaderFile::Dequantize => include_str!("../shaders/dequantize.wgsl"),
-            ShaderFile::QuantStats => include_str!("../shaders/qstats.wgsl"),
-            ShaderFile::QuantParams => include_str!("../shaders/qparams.wgsl"),
-            ShaderFile::QGemm => include_str!("../shaders/qgemm.wgsl"),
-            ShaderFile::WGemm => include_str!("../shaders/wgemm.wgsl"),
-            ShaderFile::ConvGemm => include_str!("../shaders/conv_gemm.wgsl"),
-            ShaderFile::ConvDw => include_str!("../shaders/conv_dw.wgsl"),
-            ShaderFile::ConvDwQ8 => include_str!("../shaders/conv_dw_q8.wgsl"),
-            ShaderFile::Pool => include_str!("../shaders/pool.wgsl"),
-            ShaderFile::Eltwise => include_str!("../shaders/eltwise.wgsl"),
-            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => {
-                include_str!("../shaders/image.wgsl")
-            }
-        }
-    }
-
-    fn snippets(self) -> &'static [&'static str] {
-        match self {
-            ShaderFile::GemmTiled => &[GEMM_PARAMS, EPILOGUE],
-            ShaderFile::GemmReg | ShaderFile::GemmSubgroup => &[GEMM_PARAMS, GEMM_LOAD_B, EPILOGUE],
-            ShaderFile::PeakFma | ShaderFile::PeakDot | ShaderFile::PeakCopy => &[],
-            ShaderFile::Pool => &[STORE_F16, WINDOW],
-            ShaderFile::ImageBuffer | ShaderFile::ImageTexture => &[STORE_F16],
-            ShaderFile::Eltwise => &[QUANT_MATH, STORE_F16],
-            ShaderFile::Quantize
-            | ShaderFile::Dequantize
-            | ShaderFile::QuantStats
-            | ShaderFile::QuantParams => &[QUANT_MATH],
-            ShaderFile::QGemm | ShaderFile::ConvDwQ8 => {
-                &[QUANT_MATH, STORE_F16, EPILOGUE, Q8_EPILOGUE, WINDOW]
-            }
-            ShaderFile::WGemm => &[STORE_F16, EPILOGUE],
-            ShaderFile::ConvGemm | ShaderFile::ConvDw => &[STORE_F16, EPILOGUE, WINDOW, CONV_LOAD],
-        }
+        self.spec().path
     }
 
     /// Name used in labels and error messages.
     pub fn op_name(self) -> &'static str {
-        match self {
-            ShaderFile::GemmTiled => "gemm (tiled)",
-            ShaderFile::GemmReg => "gemm (register)",
-            ShaderFile::GemmSubgroup => "gemm (subgroup)",
-            ShaderFile::PeakFma => "peak fma",
-            ShaderFile::PeakDot => "peak int8 dot",
-            ShaderFile::PeakCopy => "peak bandwidth",
-            ShaderFile::Quantize => "quantize",
-            ShaderFile::Dequantize => "dequantize",
-            ShaderFile::QuantStats => "quantization statistics",
-            ShaderFile::QuantParams => "dynamic quantization parameters",
-            ShaderFile::QGemm => "qgemm (W8A8)",
-            ShaderFile::WGemm => "wgemm (weight-only / FP16)",
-            ShaderFile::ConvGemm => "conv2d (implicit GEMM)",
-            ShaderFile::ConvDw => "conv2d (depthwise)",
-            ShaderFile::ConvDwQ8 => "qconv2d (depthwise INT8)",
-            ShaderFile::Pool => "pool2d",
-            ShaderFile::Eltwise => "elementwise",
-            ShaderFile::ImageBuffer => "image input (buffer)",
-            ShaderFile::ImageTexture => "image input (texture)",
-        }
+        self.spec().op
     }
 
     /// The explicit bind group layout of every variant of this file.
     pub(crate) fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
-        let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
+        let buffer = |ty| wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
         };
-        let uniform = wgpu::BufferBindingType::Uniform;
-        let ro = wgpu::BufferBindingType::Storage { read_only: true };
-        let rw = wgpu::BufferBindingType::Storage { read_only: false };
-        match self {
-            // params, a, b, bias, c (conv: params, x, w, bias, out)
-            ShaderFile::GemmTiled
-            | ShaderFile::GemmReg
-            | ShaderFile::GemmSubgroup
-            | ShaderFile::ConvGemm
-            | ShaderFile::ConvDw => vec![
-                entry(0, uniform),
-                entry(1, ro),
-                entry(2, ro),
-                entry(3, ro),
-                entry(4, rw),
-            ],
-            // params, out
-            ShaderFile::PeakFma | ShaderFile::PeakDot => vec![entry(0, uniform), entry(1, rw)],
-            // params, src, dst
-            ShaderFile::PeakCopy => vec![entry(0, uniform), entry(1, ro), entry(2, rw)],
-            // params, x, out (image: params, pixels, out)
-            ShaderFile::Pool | ShaderFile::ImageBuffer => {
-                vec![entry(0, uniform), entry(1, ro), entry(2, rw)]
-            }
-            // params, texture, out
-            ShaderFile::ImageTexture => vec![
-                entry(0, uniform),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 1,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Texture {
+        self.spec()
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Bind::Uniform => buffer(wgpu::BufferBindingType::Uniform),
+                    Bind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
+                    Bind::ReadWrite => {
+                        buffer(wgpu::BufferBindingType::Storage { read_only: false })
+                    }
+                    Bind::Texture => wgpu::BindingType::Texture {
                         sample_type: wgpu::TextureSampleType::Float { filterable: false },
                         view_dimension: wgpu::TextureViewDimension::D2,
                         multisampled: false,
                     },
-                    count: None,
                 },
-                entry(2, rw),
-            ],
-            // params, input, scales, zero points, output (eltwise: params, a, b,
-            // quantization parameters, out)
-            ShaderFile::Quantize | ShaderFile::Dequantize | ShaderFile::Eltwise => vec![
-                entry(0, uniform),
-                entry(1, ro),
-                entry(2, ro),
-                entry(3, ro),
-                entry(4, rw),
-            ],
-            // params, x, ranges, out
-            ShaderFile::QuantStats => {
-                vec![entry(0, uniform), entry(1, ro), entry(2, ro), entry(3, rw)]
-            }
-            // params, stats, scales, zero points
-            ShaderFile::QuantParams => {
-                vec![entry(0, uniform), entry(1, ro), entry(2, rw), entry(3, rw)]
-            }
-            // params, a, a scales, a zero points, w, w scales, w zero points, bias, out
-            ShaderFile::QGemm | ShaderFile::ConvDwQ8 => (0..9)
-                .map(|i| match i {
-                    0 => entry(0, uniform),
-                    8 => entry(8, rw),
-                    i => entry(i, ro),
-                })
-                .collect(),
-            // params, x, w, w scales, w zero points, bias, out
-            ShaderFile::WGemm => (0..7)
-                .map(|i| match i {
-                    0 => entry(0, uniform),
-                    6 => entry(6, rw),
-                    i => entry(i, ro),
-                })
-                .collect(),
-        }
+                count: None,
+            })
+            .collect()
     }
 }
 
@@ -334,26 +448,24 @@ impl ShaderVariant {
                 Def::Code(code) => writeln!(s, "{code}"),
             };
         }
-        for snippet in self.file.snippets() {
-            s.push_str(snippet);
-            s.push('\n');
-        }
-        match std::env::var("WGPU_QUANT_SHADER_DIR") {
+        let body = match std::env::var("WGPU_QUANT_SHADER_DIR") {
             Ok(dir) => {
                 let path = std::path::Path::new(&dir).join(self.file.file_name());
-                match std::fs::read_to_string(&path) {
-                    Ok(body) => s.push_str(&body),
-                    Err(e) => {
-                        eprintln!(
-                            "wgpu-quant: {}: {e}; using the built-in shader",
-                            path.display()
-                        );
-                        s.push_str(self.file.body());
-                    }
-                }
+                std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    eprintln!(
+                        "wgpu-quant: {}: {e}; using the built-in shader",
+                        path.display()
+                    );
+                    self.file.spec().source.to_string()
+                })
             }
-            Err(_) => s.push_str(self.file.body()),
+            Err(_) => self.file.spec().source.to_string(),
+        };
+        let mut done = Vec::new();
+        for path in imports(&body) {
+            push_snippet(path, &mut done, &mut s);
         }
+        s.push_str(&body);
         s
     }
 
@@ -383,16 +495,100 @@ impl ShaderVariant {
     }
 }
 
-/// Every variant the library can compile: what the naga test validates.
-pub fn all_variants() -> Vec<ShaderVariant> {
-    let mut v = crate::ops::gemm::all_variants();
-    v.extend(crate::bench::peak_variants());
-    v.extend(crate::ops::quant::all_variants());
-    v.extend(crate::ops::qgemm::all_variants());
-    v.extend(crate::ops::wgemm::all_variants());
-    v.extend(crate::ops::conv::all_variants());
-    v.extend(crate::ops::pool::all_variants());
-    v.extend(crate::ops::eltwise::all_variants());
-    v.extend(crate::ops::image::all_variants());
-    v
+/// The scalar type of one uniform member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scalar {
+    /// `u32`
+    U32,
+    /// `i32`
+    I32,
+    /// `f32`
+    F32,
 }
+
+/// One scalar of a uniform block, flattened: nested structs and arrays are expanded, so
+/// that the Rust struct and the WGSL struct compare member by member whatever their
+/// nesting (`win.in_h` in Rust is `in_h` in a flat WGSL struct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Leaf {
+    /// The member's own name (padding starts with `_`).
+    pub name: &'static str,
+    /// Byte offset in the block.
+    pub offset: usize,
+    /// Its type.
+    pub scalar: Scalar,
+}
+
+/// A type that can sit in a uniform params block: a 4-byte scalar, an array of them, or
+/// a struct declared with the crate's `uniform!` macro.
+pub trait UniformField {
+    /// Appends this field's scalars, named `name`, at `offset`.
+    fn leaves(name: &'static str, offset: usize, out: &mut Vec<Leaf>);
+}
+
+macro_rules! scalar_field {
+    ($t:ty, $s:ident) => {
+        impl UniformField for $t {
+            fn leaves(name: &'static str, offset: usize, out: &mut Vec<Leaf>) {
+                out.push(Leaf {
+                    name,
+                    offset,
+                    scalar: Scalar::$s,
+                });
+            }
+        }
+    };
+}
+scalar_field!(u32, U32);
+scalar_field!(i32, I32);
+scalar_field!(f32, F32);
+
+impl<T: UniformField, const N: usize> UniformField for [T; N] {
+    fn leaves(name: &'static str, offset: usize, out: &mut Vec<Leaf>) {
+        for i in 0..N {
+            T::leaves(name, offset + i * std::mem::size_of::<T>(), out);
+        }
+    }
+}
+
+/// The flattened members of the params block `T`, in memory order.
+pub fn uniform_layout<T: UniformField>() -> Vec<Leaf> {
+    let mut out = Vec::new();
+    T::leaves("", 0, &mut out);
+    out
+}
+
+/// Declares a `#[repr(C)]` Pod params struct and its [`UniformField`] reflection, which
+/// the interface test compares with naga's view of the WGSL struct it mirrors.
+macro_rules! uniform {
+    (
+        $(#[$m:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[$fm])* $fvis $field: $ty),*
+        }
+
+        impl $crate::shaders::UniformField for $name {
+            fn leaves(
+                _name: &'static str,
+                offset: usize,
+                out: &mut Vec<$crate::shaders::Leaf>,
+            ) {
+                $(
+                    <$ty as $crate::shaders::UniformField>::leaves(
+                        stringify!($field),
+                        offset + std::mem::offset_of!($name, $field),
+                        out,
+                    );
+                )*
+            }
+        }
+    };
+}
+pub(crate) use uniform;

@@ -11,8 +11,8 @@ use wgpu_quant::ops::gemm::{gemm, Activation, GemmDesc, GemmKernel, TiledConfig}
 use wgpu_quant::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::ops::wgemm::{wgemm, WGemmDesc, Weights};
-use wgpu_quant::plan::tune::{Choice, ShapeClass, TuneCache, TuneOptions, Tuner, WeightKind};
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
+use wgpu_quant::tuning::{Choice, ShapeClass, TuneCache, TuneOptions, Tuner, WeightKind};
 use wgpu_quant::{Context, DType, Error, RequestOptions, Tensor};
 
 /// Runs `desc` with bias and compares every entry with the f64 reference.
@@ -770,7 +770,7 @@ fn split_k_heuristic_follows_the_device() {
     // The plan reports the slices of what runs here (none for the subgroup kernel).
     let here = GemmDesc::new(3, 1000, 2999);
     let kernel = plan::gemm_kernel(ctx, &here);
-    let want = wgpu_quant::ops::gemm::effective_split_k(ctx, kernel, &here);
+    let want = plan::split::slices(plan::split::gemm_split_k(ctx.capabilities(), kernel, &here));
     assert_eq!(plan::explain_gemm(ctx, &here).unwrap().split_k, want);
 }
 
@@ -827,7 +827,7 @@ fn a_frame_allocates_nothing_after_warm_up() {
     let h = Tensor::zeros(&ctx, &[m, n], DType::F32).unwrap();
     let y = Tensor::zeros(&ctx, &[m, n], DType::F32).unwrap();
     let layer =
-        wgpu_quant::ops::qgemm::QLinear::from_f32(&ctx, &random_f32(n * n, 3), n, n, None).unwrap();
+        wgpu_quant::model::QLinear::from_f32(&ctx, &random_f32(n * n, 3), n, n, None).unwrap();
     let frame = |ctx: &Context| {
         let mut enc = ctx.encoder("frame");
         gemm(ctx, &mut enc, &GemmDesc::new(m, n, k), &x, &b, None, &h).unwrap();
@@ -897,7 +897,7 @@ fn tuning_verifies_times_and_round_trips_through_json() {
     // Convolutions: FP32 and INT8 implicit GEMMs (odd sizes, two groups); depthwise and
     // FP32 1x1 have no implicit-GEMM tile and are refused with the reason.
     use wgpu_quant::ops::conv::{ConvDesc, ConvDims, Padding};
-    use wgpu_quant::plan::tune::ConvKind;
+    use wgpu_quant::tuning::ConvKind;
     let cdesc = ConvDesc::default().stride(2).padding(Padding::uniform(1));
     let cdims = ConvDims::new(12, 6, [3, 3], 2).unwrap();
     let (cf, cq) = {

@@ -297,7 +297,11 @@ fn results_stay_on_gpu_and_chain() {
 /// with broadcast and gaps, and the epilogue (which the reduce pass applies).
 #[test]
 fn split_k_matches_the_reference() {
-    use wgpu_quant::ops::gemm::{effective_split_k, RegConfig};
+    use wgpu_quant::ops::gemm::RegConfig;
+    use wgpu_quant::plan::split::{gemm_split_k, slices};
+    let effective_split_k = |ctx: &wgpu_quant::Context, kernel, desc: &GemmDesc| {
+        slices(gemm_split_k(ctx.capabilities(), kernel, desc))
+    };
     let ctx = common::ctx();
     let mut failures = Vec::new();
     let mut split_runs = 0;

@@ -8,6 +8,7 @@
 mod mnist;
 
 use half::f16;
+use wgpu_quant::calib::ObserverKind;
 use wgpu_quant::model::{
     efficientnet_lite0, lenet, Graph, Layer, Model, PtqOptions, QMode, QModel, Src, WeightFile,
 };
@@ -16,7 +17,6 @@ use wgpu_quant::ops::eltwise::Clip;
 use wgpu_quant::ops::gemm::Activation;
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
 use wgpu_quant::ops::pool::PoolDesc;
-use wgpu_quant::quant::ObserverKind;
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
 

@@ -10,8 +10,9 @@ mod common;
 
 use half::f16;
 use rand::{RngExt, SeedableRng};
+use wgpu_quant::model::QLinear;
 use wgpu_quant::ops::gemm::Activation;
-use wgpu_quant::ops::qgemm::{max_exact_k, qgemm, QGemmDesc, QGemmOutput, QLinear, TILES};
+use wgpu_quant::ops::qgemm::{max_exact_k, qgemm, QGemmDesc, QGemmOutput, TILES};
 use wgpu_quant::ops::quant::{DynamicQuant, QTensor};
 use wgpu_quant::ops::RowTile;
 use wgpu_quant::quant::{self, Granularity, QType, QuantParams};
@@ -410,7 +411,10 @@ fn w8a8_every_output_tile_and_path() {
 /// dot product paths; the zero-point corrections are summed per slice.
 #[test]
 fn w8a8_split_k_bit_exact() {
-    use wgpu_quant::ops::qgemm::effective_split_k;
+    use wgpu_quant::plan::split::{qgemm_split_k, slices};
+    let effective_split_k = |ctx: &wgpu_quant::Context, t, m, n, k| {
+        slices(qgemm_split_k(ctx.capabilities(), t, m, n, k))
+    };
     let ctx = common::ctx();
     let acts = [Activation::None, Activation::Relu, Activation::Relu6];
     let splits = [2, 3, 7, 16];

@@ -9,14 +9,13 @@ mod common;
 
 use half::f16;
 use rand::{RngExt, SeedableRng};
+use wgpu_quant::calib::eval::{observer_sqnr, Distribution};
+use wgpu_quant::calib::{Observer, ObserverKind};
 use wgpu_quant::ops::quant::{
     dequantize, dynamic_quantize, hist_bin, hist_inv, histogram, min_max, quantize, ChannelView,
     DynamicQuant, QTensor, HIST_BINS,
 };
-use wgpu_quant::quant::eval::{observer_sqnr, Distribution};
-use wgpu_quant::quant::{
-    self, Granularity, Observer, ObserverKind, QType, QuantParams, QuantScheme,
-};
+use wgpu_quant::quant::{self, Granularity, QType, QuantParams, QuantScheme};
 use wgpu_quant::{Context, DType, Tensor};
 
 /// Shapes with odd last dims (packing pads) and odd leading dims.

@@ -2,6 +2,7 @@
 // n x k), VEC_B (4 contiguous in-range columns), else scalar loads with columns clamped
 // into [0, n). `col` is a multiple of 4, already clamped by the caller. Uses the kernel's
 // `p` and `b` (WGSL module scope is order-independent).
+// #expects p.n, p.ldb, b
 fn load_b4(b_off: u32, k: u32, col: u32) -> vec4<f32> {
     if (TRANS_B) {
         let n1 = p.n - 1u;

@@ -1,5 +1,7 @@
 // Shared GEMM parameter block. Mirrors `GemmParams` in src/ops/gemm.rs field for field
 // (20 x 4-byte words, std140-compatible because every member is a scalar).
+// #import common/epilogue.wgsl
+// #expects c
 struct GemmParams {
     m: u32,
     n: u32,
@@ -34,10 +36,10 @@ struct GemmParams {
 }
 
 // The epilogue of C element `ci` in column `col` (uses the kernel's `c` and `bias`).
-fn gemm_epilogue(p: GemmParams, acc: f32, col: u32, ci: u32) -> f32 {
-    var v = acc * p.alpha;
-    if ((p.flags & 8u) != 0u) {
+fn gemm_epilogue(g: GemmParams, acc: f32, col: u32, ci: u32) -> f32 {
+    var v = acc * g.alpha;
+    if ((g.flags & 8u) != 0u) {
         v = v + c[ci];
     }
-    return bias_act(v, p.flags, p.off_bias + col);
+    return bias_act(v, g.flags, g.off_bias + col);
 }

@@ -2,6 +2,8 @@
 // exactly as `reference::qgemm_dequant`: s = sa * sw, v = r * s, v = v + bias, each once
 // in f32, then the activation. Uses the kernel's `p.opaque_zero`, `p.a_row_stride`,
 // `p.w_col_stride`, `p.flags` and its `a_scales`, `w_scales` and `bias` bindings.
+// #import common/epilogue.wgsl
+// #expects p.opaque_zero, p.a_row_stride, p.w_col_stride, p.flags, a_scales, w_scales
 
 // f32 product whose result cannot be fused into a following add: the OR with a uniform
 // zero is opaque to the compiler, so `no_fuse(x * y) + b` rounds twice, like the Rust

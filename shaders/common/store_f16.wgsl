@@ -3,6 +3,7 @@
 // invocation (odd offsets, row ends) is updated half by half with atomicAnd/atomicOr, which
 // touch disjoint bits and so commute with the other invocation's update. Works without
 // SHADER_F16.
+// #expects out
 fn store_f16x4(e: u32, count: u32, v: vec4<f32>) {
     if ((e & 1u) == 0u && count == 4u) {
         atomicStore(&out[e >> 1u], pack2x16float(v.xy));

@@ -1,6 +1,7 @@
 // Sliding-window geometry of the convolution and pooling kernels (NHWC images), from the
 // kernel's params p.out_h, p.out_w, p.stride_h, p.stride_w, p.pad_t, p.pad_l, p.k_w,
 // p.dil_h, p.dil_w, p.in_h and p.in_w.
+// #expects p.out_h, p.out_w, p.stride_h, p.stride_w, p.pad_t, p.pad_l, p.k_w, p.dil_h, p.dil_w, p.in_h, p.in_w
 
 // An output pixel's image and the input position of its first tap (signed: it may lie
 // in the padding).

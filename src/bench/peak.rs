@@ -192,7 +192,8 @@ fn copy_variant() -> ShaderVariant {
     ShaderVariant::new(ShaderFile::PeakCopy, vec![("WG", Def::U32(PEAK_WG))])
 }
 
-pub(crate) fn peak_variants() -> Vec<ShaderVariant> {
+/// Every variant of the peak probes (validated by the naga test with the ops' variants).
+pub fn peak_variants() -> Vec<ShaderVariant> {
     vec![
         alu_variant(Probe::Fp32Fma),
         alu_variant(Probe::Fp16Fma),
@@ -273,6 +274,42 @@ fn spread(total: u64, samples: usize) -> Vec<u64> {
         .collect()
 }
 
+crate::shaders::uniform! {
+    /// `PeakParams` of `shaders/peak_fma.wgsl`.
+    struct FmaParams {
+        seed: f32,
+        scale: f32,
+        _pad: [u32; 2],
+    }
+}
+
+crate::shaders::uniform! {
+    /// `DotParams` of `shaders/peak_dot.wgsl`.
+    struct DotParams {
+        seed: u32,
+        mult: u32,
+        _pad: [u32; 2],
+    }
+}
+
+crate::shaders::uniform! {
+    /// `CopyParams` of `shaders/peak_copy.wgsl`.
+    struct CopyParams {
+        vecs: u32,
+        _pad: [u32; 3],
+    }
+}
+
+/// The params blocks of the probes (checked against the WGSL by the interface test).
+pub fn peak_uniform_layouts() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![
+        (ShaderFile::PeakFma, uniform_layout::<FmaParams>()),
+        (ShaderFile::PeakDot, uniform_layout::<DotParams>()),
+        (ShaderFile::PeakCopy, uniform_layout::<CopyParams>()),
+    ]
+}
+
 /// One compute dispatch of a probe: its pipeline, a bind group of a uniform with
 /// `params` (binding 0) and the given buffers (bindings 1, 2, ...), and its grid.
 struct Launch {
@@ -285,7 +322,7 @@ impl Launch {
     fn new(
         ctx: &Context,
         variant: &ShaderVariant,
-        params: [u32; 4],
+        params: &[u8],
         buffers: &[&wgpu::Buffer],
         workgroups: u64,
     ) -> Result<Launch> {
@@ -293,7 +330,7 @@ impl Launch {
         let kernel = ctx.kernel(variant)?;
         let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("peak params"),
-            contents: bytemuck::cast_slice(&params),
+            contents: params,
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -315,7 +352,7 @@ impl Launch {
             .capabilities()
             .limits
             .max_compute_workgroups_per_dimension;
-        let grid = crate::ops::fold_grid("peak", workgroups, max_dim)?;
+        let grid = crate::plan::split::fold_grid("peak", workgroups, max_dim)?;
         Ok(Launch { kernel, bind, grid })
     }
 
@@ -372,7 +409,10 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
         let launch = Launch::new(
             ctx,
             &copy_variant(),
-            [n, 0, 0, 0],
+            bytemuck::bytes_of(&CopyParams {
+                vecs: n,
+                _pad: [0; 3],
+            }),
             &[&src, &dst],
             vecs.div_ceil(u64::from(PEAK_WG)),
         )?;
@@ -388,13 +428,23 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
     } else {
         let half = probe == Probe::Fp16Fma;
         let (scale, seed, budget) = fma_params(half);
+        let dot = DotParams {
+            seed: DOT_SEED,
+            mult: DOT_MULT,
+            _pad: [0; 2],
+        };
+        let fma = FmaParams {
+            seed,
+            scale,
+            _pad: [0; 2],
+        };
         let params = if probe == Probe::Int8Dot {
-            [DOT_SEED, DOT_MULT, 0, 0]
+            bytemuck::bytes_of(&dot)
         } else {
-            [seed.to_bits(), scale.to_bits(), 0, 0]
+            bytemuck::bytes_of(&fma)
         };
         // The folded grid may run more invocations than `size` workgroups ask for.
-        let threads = crate::ops::fold_grid(
+        let threads = crate::plan::split::fold_grid(
             "peak",
             size,
             ctx.capabilities()

@@ -265,8 +265,9 @@ fn sqnr_table(
     batch_len: usize,
     test_len: usize,
 ) -> Result<(), String> {
-    use wgpu_quant::quant::eval::{observer_sqnr, Distribution};
-    use wgpu_quant::quant::{ObserverKind, QType, QuantScheme};
+    use wgpu_quant::calib::eval::{observer_sqnr, Distribution};
+    use wgpu_quant::calib::ObserverKind;
+    use wgpu_quant::quant::{QType, QuantScheme};
     let kinds = ObserverKind::standard();
     print!("| distribution | scheme |");
     for k in &kinds {
@@ -327,7 +328,7 @@ fn request(backend: Option<String>, adapter: Option<String>) -> Result<Context, 
     .map_err(|e| e.to_string())
 }
 
-fn choice_name(c: wgpu_quant::plan::tune::Choice) -> String {
+fn choice_name(c: wgpu_quant::tuning::Choice) -> String {
     c.label()
 }
 
@@ -339,7 +340,7 @@ fn tune(
     conv: &[String],
     runs: usize,
 ) -> Result<(), String> {
-    use wgpu_quant::plan::tune::{ConvKind, TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
+    use wgpu_quant::tuning::{ConvKind, TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
     let mut cache = TuneCache::load_or_default(out).map_err(|e| e.to_string())?;
     let opts = TuneOptions {
         runs,

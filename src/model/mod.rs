@@ -55,10 +55,12 @@ use crate::tensor::{DType, Tensor};
 
 mod efficientnet;
 mod lenet;
+mod qlinear;
 mod quantized;
 
 pub use efficientnet::{efficientnet_lite0, EFFICIENTNET_LITE0_BLOCKS};
 pub use lenet::lenet;
+pub use qlinear::QLinear;
 pub use quantized::{PtqOptions, QMode, QModel};
 
 const OP: &str = "model";

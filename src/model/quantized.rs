@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use wgpu_quant::model::{Graph, Layer, QMode, QModel, WeightFile};
-//! use wgpu_quant::quant::ObserverKind;
+//! use wgpu_quant::calib::ObserverKind;
 //! use wgpu_quant::{Context, Tensor};
 //! # fn main() -> wgpu_quant::Result<()> {
 //! let ctx = Context::request_blocking(&Default::default())?;
@@ -43,6 +43,7 @@
 //! ```
 
 use super::{Graph, Layer, Model, Src, WeightFile};
+use crate::calib::{Observer, ObserverKind};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
@@ -52,7 +53,7 @@ use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
     dequantize, dynamic_quantize, quantize, rows_pack_alike, DynamicQuant, QTensor,
 };
-use crate::quant::{Granularity, Observer, ObserverKind, QType, QuantParams, QuantScheme};
+use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "QModel";

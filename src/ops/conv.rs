@@ -58,7 +58,7 @@ use half::f16;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::gemm::{gemm, Activation, GemmDesc};
+use crate::ops::gemm::{gemm, GemmDesc};
 use crate::ops::qgemm::{self, ConvGeom, Problem, QGemmDesc, QGemmOutput};
 use crate::ops::quant::QTensor;
 use crate::ops::wgemm::{self, HalfMath};
@@ -67,324 +67,15 @@ use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
-const OP: &str = "conv2d";
+pub use crate::desc::conv::{ConvDesc, ConvDims, ConvShape, Padding, TILES};
 
-/// The tiles of the float implicit GEMM (tests run all of them).
-pub const TILES: [RowTile; 4] = [
-    RowTile::new(64, 1, 1),
-    RowTile::new(64, 2, 2),
-    RowTile::new(64, 4, 1),
-    RowTile::new(64, 4, 2),
-];
+const OP: &str = "conv2d";
 
 /// Invocations per workgroup of the depthwise kernels.
 const DW_WG: u32 = 64;
 
-/// Zero padding around the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Padding {
-    /// `[top, left, bottom, right]` pixels.
-    Explicit([usize; 4]),
-    /// No padding (`VALID`).
-    #[default]
-    Valid,
-    /// TensorFlow's `SAME` (ONNX `SAME_UPPER`): output size `ceil(in / stride)`, the odd
-    /// pixel of padding at the bottom/right.
-    Same,
-    /// ONNX `SAME_LOWER`: as `Same` with the odd pixel at the top/left.
-    SameLower,
-}
-
-impl Padding {
-    /// The same padding on every side.
-    pub fn uniform(p: usize) -> Padding {
-        Padding::Explicit([p; 4])
-    }
-}
-
-/// The shape of a convolution's weights: `[out_channels, in_channels / groups, KH, KW]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConvDims {
-    /// Output channels `OC`.
-    pub out_channels: usize,
-    /// Input channels `C` (all groups).
-    pub in_channels: usize,
-    /// `[KH, KW]`.
-    pub kernel: [usize; 2],
-    /// Channel groups: `C` and `OC` are both multiples of it.
-    pub groups: usize,
-}
-
-impl ConvDims {
-    /// Checked dimensions.
-    pub fn new(
-        out_channels: usize,
-        in_channels: usize,
-        kernel: [usize; 2],
-        groups: usize,
-    ) -> Result<ConvDims> {
-        let d = ConvDims {
-            out_channels,
-            in_channels,
-            kernel,
-            groups,
-        };
-        if out_channels == 0 || in_channels == 0 || kernel.contains(&0) || groups == 0 {
-            return Err(Error::shape(
-                "ConvDims::new",
-                format!("{d:?}: every dimension must be at least 1"),
-            ));
-        }
-        if !in_channels.is_multiple_of(groups) || !out_channels.is_multiple_of(groups) {
-            return Err(Error::shape(
-                "ConvDims::new",
-                format!(
-                    "{groups} groups must divide both the input channels ({in_channels}) and \
-                     the output channels ({out_channels})"
-                ),
-            ));
-        }
-        Ok(d)
-    }
-
-    /// The OIHW weight shape `[OC, C / groups, KH, KW]`.
-    pub fn oihw(&self) -> [usize; 4] {
-        [
-            self.out_channels,
-            self.in_channels / self.groups,
-            self.kernel[0],
-            self.kernel[1],
-        ]
-    }
-
-    /// Whether every input channel is its own group (a depthwise convolution, with
-    /// `out_channels / in_channels` outputs per channel).
-    pub fn is_depthwise(&self) -> bool {
-        self.groups > 1 && self.groups == self.in_channels
-    }
-
-    fn taps(&self) -> usize {
-        self.kernel[0] * self.kernel[1]
-    }
-
-    fn numel(&self) -> usize {
-        self.oihw().iter().product()
-    }
-}
-
-/// Options of [`conv2d`] and [`qconv2d`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvDesc {
-    /// `[vertical, horizontal]` stride (default 1).
-    pub stride: [usize; 2],
-    /// Zero padding (default none).
-    pub padding: Padding,
-    /// `[vertical, horizontal]` dilation (default 1).
-    pub dilation: [usize; 2],
-    /// Activation after the bias.
-    pub activation: Activation,
-    /// Arithmetic of the float kernels on f16 data (ignored by INT8).
-    pub math: HalfMath,
-    /// Pins an implicit-GEMM tile instead of the plan's choice (float: one of [`TILES`];
-    /// INT8: one of [`qgemm::TILES`]).
-    pub config: Option<RowTile>,
-    /// INT8 only: `Some(false)` runs the unpacked integer fallback (same results).
-    pub packed_dot: Option<bool>,
-    /// Turns off the pointwise fast path, so a 1x1 layer runs the implicit GEMM (for
-    /// tests and benchmarks; the results agree within the budget, bit for bit in INT8).
-    pub no_pointwise: bool,
-}
-
-impl Default for ConvDesc {
-    fn default() -> Self {
-        ConvDesc {
-            stride: [1, 1],
-            padding: Padding::Valid,
-            dilation: [1, 1],
-            activation: Activation::None,
-            math: HalfMath::Auto,
-            config: None,
-            packed_dot: None,
-            no_pointwise: false,
-        }
-    }
-}
-
-impl ConvDesc {
-    /// Sets the stride.
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = [stride, stride];
-        self
-    }
-    /// Sets the padding.
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
-    /// Sets the dilation.
-    pub fn dilation(mut self, dilation: usize) -> Self {
-        self.dilation = [dilation, dilation];
-        self
-    }
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-    /// Sets the f16 arithmetic.
-    pub fn math(mut self, math: HalfMath) -> Self {
-        self.math = math;
-        self
-    }
-    /// Pins a tile.
-    pub fn config(mut self, config: RowTile) -> Self {
-        self.config = Some(config);
-        self
-    }
-    /// Chooses the packed dot product (INT8).
-    pub fn packed_dot(mut self, packed: bool) -> Self {
-        self.packed_dot = Some(packed);
-        self
-    }
-
-    /// The full geometry of this convolution on an NHWC input of shape `x_shape`.
-    pub fn shape(&self, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
-        ConvShape::new(self, dims, x_shape)
-    }
-
-    /// The NHWC output shape `[B, OH, OW, OC]` for an input of shape `x_shape`.
-    pub fn output_shape(&self, dims: &ConvDims, x_shape: &[usize]) -> Result<Vec<usize>> {
-        Ok(self.shape(dims, x_shape)?.output_shape())
-    }
-}
-
-/// A convolution's complete geometry: input, weights, output and padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvShape {
-    /// Images in the batch.
-    pub batch: usize,
-    /// Input height.
-    pub in_h: usize,
-    /// Input width.
-    pub in_w: usize,
-    /// The weights.
-    pub dims: ConvDims,
-    /// `[vertical, horizontal]` stride.
-    pub stride: [usize; 2],
-    /// `[vertical, horizontal]` dilation.
-    pub dilation: [usize; 2],
-    /// Resolved padding `[top, left, bottom, right]`.
-    pub pad: [usize; 4],
-    /// Output height.
-    pub out_h: usize,
-    /// Output width.
-    pub out_w: usize,
-}
-
 impl ConvShape {
-    fn new(desc: &ConvDesc, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
-        let [batch, in_h, in_w, c] = match x_shape {
-            &[b, h, w, c] => [b, h, w, c],
-            _ => {
-                return Err(Error::shape(
-                    OP,
-                    format!("the input has shape {x_shape:?}; expected NHWC [B, H, W, C]"),
-                ))
-            }
-        };
-        if c != dims.in_channels {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "the input has {c} channels (shape {x_shape:?}); the weights {:?} expect \
-                     {}",
-                    dims.oihw(),
-                    dims.in_channels
-                ),
-            ));
-        }
-        if desc.stride.contains(&0) || desc.dilation.contains(&0) {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "stride {:?} and dilation {:?} must be at least 1",
-                    desc.stride, desc.dilation
-                ),
-            ));
-        }
-        let mut pad = [0usize; 4];
-        let mut out = [0usize; 2];
-        let size = [in_h, in_w];
-        for d in 0..2 {
-            let extent = desc.dilation[d] * (dims.kernel[d] - 1) + 1;
-            let (lo, hi) = match desc.padding {
-                Padding::Explicit(p) => (p[d], p[d + 2]),
-                Padding::Valid => (0, 0),
-                Padding::Same | Padding::SameLower => {
-                    let o = size[d].div_ceil(desc.stride[d]);
-                    let total = ((o.max(1) - 1) * desc.stride[d] + extent).saturating_sub(size[d]);
-                    let small = total / 2;
-                    if desc.padding == Padding::Same {
-                        (small, total - small)
-                    } else {
-                        (total - small, small)
-                    }
-                }
-            };
-            let padded = size[d] + lo + hi;
-            if padded < extent {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "the {} input extent {} with padding {lo}+{hi} is smaller than the \
-                         dilated kernel extent {extent}",
-                        ["vertical", "horizontal"][d],
-                        size[d]
-                    ),
-                ));
-            }
-            out[d] = (padded - extent) / desc.stride[d] + 1;
-            pad[d] = lo;
-            pad[d + 2] = hi;
-        }
-        Ok(ConvShape {
-            batch,
-            in_h,
-            in_w,
-            dims: *dims,
-            stride: desc.stride,
-            dilation: desc.dilation,
-            pad,
-            out_h: out[0],
-            out_w: out[1],
-        })
-    }
-
-    /// `[B, OH, OW, OC]`.
-    pub fn output_shape(&self) -> Vec<usize> {
-        vec![self.batch, self.out_h, self.out_w, self.dims.out_channels]
-    }
-
-    /// Output pixels `B * OH * OW` (the rows of the implicit GEMM).
-    pub fn rows(&self) -> usize {
-        self.batch * self.out_h * self.out_w
-    }
-
-    /// Multiply-adds of the whole convolution.
-    pub fn macs(&self) -> u64 {
-        (self.rows() * self.dims.out_channels) as u64
-            * (self.dims.taps() * self.dims.in_channels / self.dims.groups) as u64
-    }
-
-    /// 1x1, stride 1, no padding, one group: the convolution is a GEMM over the pixels.
-    pub fn is_pointwise(&self) -> bool {
-        self.dims.kernel == [1, 1]
-            && self.stride == [1, 1]
-            && self.pad == [0; 4]
-            && self.dims.groups == 1
-    }
-
-    fn geom(&self) -> ConvGeom {
+    pub(crate) fn geom(&self) -> ConvGeom {
         ConvGeom {
             in_h: self.in_h,
             in_w: self.in_w,
@@ -664,40 +355,41 @@ pub fn qconv2d(
     qgemm::run(ctx, encoder, &qdesc, x, &w.q, bias, out, &problem)
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GemmParams {
-    m: u32,
-    n: u32,
-    ncols: u32,
-    kc: u32,
-    taps: u32,
-    groups: u32,
-    groups_x: u32,
-    row_blocks: u32,
-    channels: u32,
-    win: WindowParams,
-    flags: u32,
-    _pad: [u32; 3],
+crate::shaders::uniform! {
+    struct GemmParams {
+        m: u32,
+        n: u32,
+        ncols: u32,
+        kc: u32,
+        taps: u32,
+        groups: u32,
+        groups_x: u32,
+        row_blocks: u32,
+        channels: u32,
+        win: WindowParams,
+        flags: u32,
+        _pad: [u32; 3],
+    }
 }
 const _: () = assert!(std::mem::size_of::<GemmParams>() == 96);
 
-/// The sliding-window fields every convolution kernel's params share, in the order of
-/// `shaders/common/window.wgsl`'s names (the WGSL structs list them flat, in this order).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct WindowParams {
-    pub in_h: u32,
-    pub in_w: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub k_w: u32,
-    pub stride_h: u32,
-    pub stride_w: u32,
-    pub dil_h: u32,
-    pub dil_w: u32,
-    pub pad_t: u32,
-    pub pad_l: u32,
+crate::shaders::uniform! {
+    /// The sliding-window fields every convolution kernel's params share, in the order of
+    /// `shaders/common/window.wgsl`'s names (the WGSL structs list them flat, in this order).
+    #[derive(Default)]
+    pub(crate) struct WindowParams {
+        pub in_h: u32,
+        pub in_w: u32,
+        pub out_h: u32,
+        pub out_w: u32,
+        pub k_w: u32,
+        pub stride_h: u32,
+        pub stride_w: u32,
+        pub dil_h: u32,
+        pub dil_w: u32,
+        pub pad_t: u32,
+        pub pad_l: u32,
+    }
 }
 
 impl WindowParams {
@@ -719,17 +411,26 @@ impl WindowParams {
     }
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct DwParams {
-    pub m: u32,
-    pub n: u32,
-    pub channels: u32,
-    pub mult: u32,
-    pub taps: u32,
-    pub win: WindowParams,
-    pub flags: u32,
-    pub quads: u32,
+crate::shaders::uniform! {
+    pub(crate) struct DwParams {
+        pub m: u32,
+        pub n: u32,
+        pub channels: u32,
+        pub mult: u32,
+        pub taps: u32,
+        pub win: WindowParams,
+        pub flags: u32,
+        pub quads: u32,
+    }
+}
+
+crate::shaders::uniform! {
+    /// `conv_dw.wgsl`'s params: [`DwParams`] and two padding words (the INT8 kernel's
+    /// params continue with their own fields there instead).
+    struct DwFloatParams {
+        base: DwParams,
+        _pad: [u32; 2],
+    }
 }
 
 impl DwParams {
@@ -837,16 +538,6 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     v
 }
 
-/// The implicit-GEMM tile for `m` output pixels (a documented heuristic; see
-/// [`crate::plan`]).
-pub fn tile_for_rows(m: usize) -> RowTile {
-    match m {
-        1 => TILES[0],
-        2..=3 => TILES[1],
-        _ => TILES[3],
-    }
-}
-
 /// Records the float convolution `out = act(conv(x, w) + bias)` into `encoder`; see the
 /// module docs. `x` is NHWC `[B, H, W, C]` (f32 or f16), `bias` f32 with `OC` values,
 /// `out` `[B, OH, OW, OC]` (f32 or f16). Nothing is submitted.
@@ -946,13 +637,13 @@ pub fn conv2d(
     if dims.is_depthwise() {
         let kernel = ctx.kernel(&dw_variant(f16s, math))?;
         for piece in pieces {
-            let params = DwParams::new(OP, &shape.geom(), piece.rows * plane, oc, flags)?;
-            let grid = params.grid(ctx, OP)?;
-            // conv_dw.wgsl's Params ends with two padding words after DwParams' fields
-            // (the INT8 kernel's continues with its own fields there instead).
-            let mut bytes = bytemuck::bytes_of(&params).to_vec();
-            bytes.extend_from_slice(&[0u8; 8]);
-            super::record_resources(ctx, encoder, OP, &kernel, &bytes, &piece.res, grid)?;
+            let params = DwFloatParams {
+                base: DwParams::new(OP, &shape.geom(), piece.rows * plane, oc, flags)?,
+                _pad: [0; 2],
+            };
+            let grid = params.base.grid(ctx, OP)?;
+            let bytes = bytemuck::bytes_of(&params);
+            super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
         }
         return Ok(());
     }
@@ -965,7 +656,7 @@ pub fn conv2d(
         return Err(Error::invalid(
             OP,
             format!(
-                "tile {cfg:?}: split-K applies to the GEMMs only; a convolution's tile takes                  split_k = 1"
+                "tile {cfg:?}: split-K applies to the GEMMs only; a convolution's tile takes split_k = 1"
             ),
         ));
     }
@@ -1092,4 +783,13 @@ pub fn linear_weight_nchw_to_nhwc(
         }
     }
     Ok(out)
+}
+
+/// The params blocks of the float convolution kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![
+        (ShaderFile::ConvGemm, uniform_layout::<GemmParams>()),
+        (ShaderFile::ConvDw, uniform_layout::<DwFloatParams>()),
+    ]
 }

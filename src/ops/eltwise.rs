@@ -27,78 +27,31 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::gemm::Activation;
 use crate::ops::quant::QTensor;
 use crate::ops::{to_u32, Operand};
 use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
+pub use crate::desc::eltwise::Clip;
+
 const WG: u32 = 64;
 
-/// A clip `[lo, hi]` applied after an elementwise op (ReLU is `[0, inf]`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Clip {
-    /// Lower bound.
-    pub lo: f32,
-    /// Upper bound.
-    pub hi: f32,
-}
-
-impl Clip {
-    /// No clipping.
-    pub const NONE: Clip = Clip {
-        lo: f32::NEG_INFINITY,
-        hi: f32::INFINITY,
-    };
-    /// `max(x, 0)`.
-    pub const RELU: Clip = Clip {
-        lo: 0.0,
-        hi: f32::INFINITY,
-    };
-    /// `clamp(x, 0, 6)`.
-    pub const RELU6: Clip = Clip { lo: 0.0, hi: 6.0 };
-
-    /// The clip of an [`Activation`].
-    pub fn from_activation(a: Activation) -> Clip {
-        match a {
-            Activation::None => Clip::NONE,
-            Activation::Relu => Clip::RELU,
-            Activation::Relu6 => Clip::RELU6,
-        }
+crate::shaders::uniform! {
+    struct Params {
+        total: u32,
+        cols: u32,
+        words_per_row: u32,
+        opaque_zero: u32,
+        lo: f32,
+        hi: f32,
+        qmin: i32,
+        qmax: i32,
+        a_xor: u32,
+        b_xor: u32,
+        a_shift: i32,
+        b_shift: i32,
     }
-
-    /// `clamp(v, lo, hi)` (the reference's twin of the shader).
-    pub fn apply(self, v: f32) -> f32 {
-        v.max(self.lo).min(self.hi)
-    }
-
-    fn check(self, op: &'static str) -> Result<()> {
-        if self.lo.is_nan() || self.hi.is_nan() || self.lo > self.hi {
-            return Err(Error::invalid(
-                op,
-                format!("clip [{}, {}] is empty or NaN", self.lo, self.hi),
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    total: u32,
-    cols: u32,
-    words_per_row: u32,
-    opaque_zero: u32,
-    lo: f32,
-    hi: f32,
-    qmin: i32,
-    qmax: i32,
-    a_xor: u32,
-    b_xor: u32,
-    a_shift: i32,
-    b_shift: i32,
 }
 
 impl Params {
@@ -400,4 +353,10 @@ pub fn qadd(
         ],
         (layout.rows, layout.words_per_row),
     )
+}
+
+/// The params block of this op's kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![(ShaderFile::Eltwise, uniform_layout::<Params>())]
 }

@@ -110,22 +110,22 @@ impl ImageDesc {
     }
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    src_w: u32,
-    src_h: u32,
-    out_w: u32,
-    out_h: u32,
-    top: u32,
-    left: u32,
-    total: u32,
-    _pad0: u32,
-    scale_x: f32,
-    scale_y: f32,
-    _pad1: [u32; 2],
-    mean: [f32; 4],
-    inv_std: [f32; 4],
+crate::shaders::uniform! {
+    struct Params {
+        src_w: u32,
+        src_h: u32,
+        out_w: u32,
+        out_h: u32,
+        top: u32,
+        left: u32,
+        total: u32,
+        _pad0: u32,
+        scale_x: f32,
+        scale_y: f32,
+        _pad1: [u32; 2],
+        mean: [f32; 4],
+        inv_std: [f32; 4],
+    }
 }
 
 fn variant(texture: bool, out_f16: bool) -> ShaderVariant {
@@ -342,4 +342,13 @@ pub fn image_to_tensor_reference(
         }
     }
     out
+}
+
+/// The params block of this op's kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![
+        (ShaderFile::ImageBuffer, uniform_layout::<Params>()),
+        (ShaderFile::ImageTexture, uniform_layout::<Params>()),
+    ]
 }

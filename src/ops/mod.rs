@@ -17,6 +17,36 @@ use crate::context::{Context, Kernel};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
+pub use crate::desc::rows::RowTile;
+
+/// Every shader variant the ops can compile (the naga test validates them all, with the
+/// benchmark probes of [`crate::bench::peak_variants`]).
+pub fn all_variants() -> Vec<crate::shaders::ShaderVariant> {
+    let mut v = gemm::all_variants();
+    v.extend(quant::all_variants());
+    v.extend(qgemm::all_variants());
+    v.extend(wgemm::all_variants());
+    v.extend(conv::all_variants());
+    v.extend(pool::all_variants());
+    v.extend(eltwise::all_variants());
+    v.extend(image::all_variants());
+    v
+}
+
+/// The flattened params block of every shader file the ops record, as the Rust side lays
+/// it out (the interface test compares each with naga's reflection of the WGSL).
+pub fn uniform_layouts() -> Vec<(crate::shaders::ShaderFile, Vec<crate::shaders::Leaf>)> {
+    let mut v = gemm::uniforms();
+    v.extend(quant::uniforms());
+    v.extend(qgemm::uniforms());
+    v.extend(wgemm::uniforms());
+    v.extend(conv::uniforms());
+    v.extend(pool::uniforms());
+    v.extend(eltwise::uniforms());
+    v.extend(image::uniforms());
+    v
+}
+
 /// `v` as a shader index, or an error naming `what` (kernels index with 32 bits).
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
@@ -65,66 +95,7 @@ pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> R
     Ok(())
 }
 
-/// Tile of the row kernels ([`qgemm`], [`wgemm`], [`conv`]): `wg` invocations along N,
-/// each computing `tm` rows by `4 * tn4` consecutive-by-four columns, and for the GEMMs
-/// K cut into `split_k` slices that run in parallel (a second pass adds them and applies
-/// the epilogue; see [`crate::plan::default_split_k`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct RowTile {
-    /// Invocations per workgroup, all along N.
-    pub wg: u32,
-    /// Rows per invocation.
-    pub tm: u32,
-    /// Groups of 4 columns per invocation.
-    pub tn4: u32,
-    /// K slices computed in parallel (1: no split). Convolutions take 1 only. Absent
-    /// from tuning caches written before split-K existed, where it reads as 1.
-    #[serde(default = "one")]
-    pub split_k: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
 impl RowTile {
-    /// A tile without split-K.
-    pub const fn new(wg: u32, tm: u32, tn4: u32) -> RowTile {
-        RowTile {
-            wg,
-            tm,
-            tn4,
-            split_k: 1,
-        }
-    }
-
-    /// This tile with K cut into `split_k` parallel slices.
-    pub const fn split_k(self, split_k: u32) -> RowTile {
-        RowTile { split_k, ..self }
-    }
-
-    /// The workgroup sizes a tile may be narrowed to by [`RowTile::fit`].
-    pub const NARROW_WG: [u32; 3] = [8, 16, 32];
-
-    /// This tile with its workgroup narrowed (to 8, 16 or 32 invocations) when `ncols`
-    /// output columns would leave most of a 64-wide workgroup idle: invocations past the
-    /// last column still run the whole reduction on clamped columns, so a 64-channel layer
-    /// on a 512-column workgroup would waste 7/8 of the work.
-    pub fn fit(self, ncols: usize) -> RowTile {
-        let need = (ncols as u64).div_ceil(u64::from(self.tn4) * 4).max(1);
-        let wg = Self::NARROW_WG
-            .into_iter()
-            .find(|&w| u64::from(w) >= need)
-            .unwrap_or(self.wg)
-            .min(self.wg);
-        RowTile { wg, ..self }
-    }
-
-    /// Output columns one workgroup covers.
-    pub fn columns(self) -> u32 {
-        self.wg * self.tn4 * 4
-    }
-
     pub(crate) fn check(self, ctx: &Context, op: &'static str) -> Result<()> {
         if self.wg == 0 || self.tm == 0 || self.tn4 == 0 || self.split_k == 0 {
             return Err(Error::invalid(
@@ -167,52 +138,6 @@ impl RowTile {
     }
 }
 
-/// A parallel split-K run: `splits` slices of `per` reduction units each, and the bytes
-/// of its pooled scratch (`splits` x `outputs` 4-byte partials, rounded up to a power of
-/// two so that nearby shapes share one buffer).
-pub(crate) struct SplitK {
-    pub splits: u32,
-    pub per: u32,
-    bytes: u64,
-}
-
-impl SplitK {
-    /// Cuts a reduction of `units` into about `requested` slices, each a multiple of
-    /// `step` units, with no empty slice; `None` to run unsplit: fewer than two slices,
-    /// or scratch for `outputs` partials per slice larger than one binding (or 32-bit
-    /// indices).
-    pub fn plan(
-        ctx: &Context,
-        requested: u32,
-        units: usize,
-        step: usize,
-        outputs: usize,
-    ) -> Option<SplitK> {
-        let step = step.max(1);
-        let per = units
-            .div_ceil(requested.max(1) as usize)
-            .div_ceil(step)
-            .max(1)
-            * step;
-        let splits = units.div_ceil(per);
-        let words = (splits * outputs) as u64;
-        let bytes = (words * 4).next_power_of_two();
-        let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-        (splits > 1 && bytes <= limit && words <= u64::from(u32::MAX)).then_some(SplitK {
-            splits: splits as u32,
-            per: per as u32,
-            bytes,
-        })
-    }
-
-    /// The op's scratch for the partial sums (pooled per `tag` and size); counts the run
-    /// in [`crate::ContextStats::split_k_runs`].
-    pub fn scratch(&self, ctx: &Context, tag: &'static str) -> Result<wgpu::Buffer> {
-        ctx.note_split_k();
-        ctx.scratch(tag, self.bytes)
-    }
-}
-
 /// Fails with [`Error::LimitExceeded`] when `t`'s buffer is larger than one storage
 /// binding may be.
 pub(crate) fn check_binding(
@@ -234,13 +159,7 @@ pub(crate) fn check_binding(
     Ok(())
 }
 
-/// How many units (rows, columns, images, elements) of a split axis one piece of an op
-/// takes so that every window fits one storage binding and starts where the device lets a
-/// binding start. `spans` lists the operands that grow along the axis with their bytes
-/// per unit. Returns `total` when the whole op fits; otherwise the largest count that is a
-/// multiple of the alignment step of every span (so each piece's windows start at an
-/// aligned byte offset and the shaders index them from 0), or [`Error::LimitExceeded`]
-/// naming the operand when even one step does not fit.
+/// [`crate::plan::split::window_units`] on this context's limits.
 pub(crate) fn piece_units(
     ctx: &Context,
     op: &'static str,
@@ -248,50 +167,10 @@ pub(crate) fn piece_units(
     total: usize,
     spans: &[(&str, u64)],
 ) -> Result<usize> {
-    let limits = &ctx.capabilities().limits;
-    let limit = limits.max_storage_buffer_binding_size;
-    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
-    // The first of the widest operands names the error.
-    let Some(&(name, widest)) = spans.iter().rev().max_by_key(|(_, u)| *u) else {
-        return Ok(total);
-    };
-    // Windows round their end up to 16 bytes.
-    let bytes = |units: u64| (units * widest).div_ceil(16) * 16;
-    if widest == 0 || bytes(total as u64) <= limit {
-        return Ok(total);
-    }
-    let step = spans.iter().fold(1u64, |step, &(_, u)| {
-        let s = align / gcd(u.max(1), align);
-        step / gcd(step, s) * s
-    });
-    let count = limit / widest / step * step;
-    if count == 0 || bytes(count) > limit {
-        return Err(Error::LimitExceeded {
-            op,
-            what: format!(
-                "operand {name}, whose smallest piece ({axis}: {step}, so that windows \
-                 start at a {align}-byte aligned offset),"
-            ),
-            needed: bytes(step),
-            limit_name: "max_storage_buffer_binding_size",
-            limit,
-        });
-    }
-    Ok(count as usize)
+    crate::plan::split::window_units(ctx.capabilities(), op, axis, total, spans)
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// The pieces `[start, start + len)` of `total` units in runs of `per`.
-pub(crate) fn runs(total: usize, per: usize) -> impl Iterator<Item = (usize, usize)> {
-    let per = per.max(1);
-    (0..total.div_ceil(per)).map(move |i| (i * per, per.min(total - i * per)))
-}
+pub(crate) use crate::plan::split::{fold_grid, runs};
 
 /// A window of `len` bytes of `buffer` from byte `start`, which the caller has aligned
 /// (see [`piece_units`]); the whole buffer when the window is all of it.
@@ -447,10 +326,12 @@ impl<'a> Res<'a> {
         Res::Buffer(b, 0, None)
     }
 
-    fn key(&self) -> crate::pool::ResKey {
+    fn key(&self) -> crate::bindcache::ResKey {
         match self {
-            Res::Buffer(b, o, s) => crate::pool::ResKey::Buffer((*b).clone(), *o, s.unwrap_or(0)),
-            Res::View(v) => crate::pool::ResKey::View((*v).clone()),
+            Res::Buffer(b, o, s) => {
+                crate::bindcache::ResKey::Buffer((*b).clone(), *o, s.unwrap_or(0))
+            }
+            Res::View(v) => crate::bindcache::ResKey::View((*v).clone()),
         }
     }
 
@@ -524,7 +405,7 @@ pub(crate) fn record_resources(
 ) -> Result<()> {
     let device = ctx.device();
     ctx.scoped(op, || {
-        let key = crate::pool::BindKey {
+        let key = crate::bindcache::BindKey {
             pipeline: kernel.pipeline.clone(),
             params: params.to_vec(),
             resources: resources.iter().map(Res::key).collect(),
@@ -570,22 +451,13 @@ pub(crate) fn grid_for(ctx: &Context, op: &'static str, total: u64) -> Result<[u
     )
 }
 
-/// Splits `total` workgroups into a 3-D grid within the per-dimension limit. Shaders
-/// recover the linear index as `x + nx * (y + ny * z)` and return early past `total`.
-pub(crate) fn fold_grid(op: &'static str, total: u64, limit: u32) -> crate::Result<[u32; 3]> {
-    let limit = u64::from(limit.max(1));
-    let x = total.min(limit).max(1);
-    let rest = total.div_ceil(x);
-    let y = rest.min(limit).max(1);
-    let z = rest.div_ceil(y);
-    if z > limit {
-        return Err(crate::Error::LimitExceeded {
-            op,
-            what: format!("a dispatch of {total} workgroups"),
-            needed: total,
-            limit_name: "max_compute_workgroups_per_dimension^3",
-            limit: limit.pow(3),
-        });
-    }
-    Ok([x as u32, y as u32, z as u32])
+/// The pooled scratch of a split-K run's partial sums (per `tag` and size); counts the run
+/// in [`crate::ContextStats::split_k_runs`].
+pub(crate) fn split_scratch(
+    ctx: &Context,
+    s: &crate::plan::split::SplitK,
+    tag: &'static str,
+) -> Result<wgpu::Buffer> {
+    ctx.note_split_k();
+    ctx.scratch(tag, s.bytes)
 }

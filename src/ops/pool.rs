@@ -1,6 +1,6 @@
 //! Max, average and global average pooling over NHWC images (f32 or f16 in and out,
 //! f32 sums). The window geometry (kernel, stride, padding, dilation) follows
-//! [`crate::ops::conv`]: the same [`Padding`] and the same output size rule. Padding never
+//! [`crate::ops::conv`]: the same [`crate::desc::conv::Padding`] and the same output size rule. Padding never
 //! wins a max; an average divides by the taps inside the image unless
 //! [`PoolDesc::count_pad`] asks for the whole window (ONNX `count_include_pad`).
 //!
@@ -20,115 +20,34 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::conv::{ConvDesc, ConvDims, Padding};
 use crate::ops::to_u32;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
+pub use crate::desc::pool::{PoolDesc, PoolKind};
+
 const OP: &str = "pool2d";
 const WG: u32 = 64;
 
-/// Which reduction a pooling window applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolKind {
-    /// The largest value inside the image.
-    Max,
-    /// The mean.
-    Avg,
-}
-
-/// A pooling layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolDesc {
-    /// Max or average.
-    pub kind: PoolKind,
-    /// `[KH, KW]`; `None` pools the whole image (global pooling).
-    pub kernel: Option<[usize; 2]>,
-    /// `[vertical, horizontal]` stride.
-    pub stride: [usize; 2],
-    /// Padding.
-    pub padding: Padding,
-    /// `[vertical, horizontal]` dilation.
-    pub dilation: [usize; 2],
-    /// Average only: divide by the whole window, padding included.
-    pub count_pad: bool,
-}
-
-impl PoolDesc {
-    /// A `k x k` window of `kind` with stride `stride`, no padding.
-    pub fn new(kind: PoolKind, k: usize, stride: usize) -> PoolDesc {
-        PoolDesc {
-            kind,
-            kernel: Some([k, k]),
-            stride: [stride, stride],
-            padding: Padding::Valid,
-            dilation: [1, 1],
-            count_pad: false,
-        }
+crate::shaders::uniform! {
+    struct Params {
+        total: u32,
+        channels: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        k_h: u32,
+        k_w: u32,
+        stride_h: u32,
+        stride_w: u32,
+        dil_h: u32,
+        dil_w: u32,
+        pad_t: u32,
+        pad_l: u32,
+        count_pad: u32,
+        _pad0: u32,
     }
-
-    /// Global average pooling: `[B, H, W, C]` to `[B, 1, 1, C]`.
-    pub fn global_avg() -> PoolDesc {
-        PoolDesc {
-            kernel: None,
-            ..PoolDesc::new(PoolKind::Avg, 1, 1)
-        }
-    }
-
-    /// Sets the padding.
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// Geometry through the convolution's rules: `(out_h, out_w, [top, left], kernel)`.
-    fn geometry(&self, x_shape: &[usize]) -> Result<(usize, usize, [usize; 2], [usize; 2])> {
-        let &[_, h, w, c] = x_shape else {
-            return Err(Error::shape(
-                OP,
-                format!("the input has shape {x_shape:?}; expected NHWC [B, H, W, C]"),
-            ));
-        };
-        let kernel = self.kernel.unwrap_or([h, w]);
-        let dims = ConvDims::new(1, c.max(1), kernel, 1)?;
-        let desc = ConvDesc {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            ..ConvDesc::default()
-        };
-        let mut shape = x_shape.to_vec();
-        shape[3] = c.max(1);
-        let s = desc.shape(&dims, &shape)?;
-        Ok((s.out_h, s.out_w, [s.pad[0], s.pad[1]], kernel))
-    }
-
-    /// The NHWC output shape for an input of shape `x_shape`.
-    pub fn output_shape(&self, x_shape: &[usize]) -> Result<Vec<usize>> {
-        let (oh, ow, _, _) = self.geometry(x_shape)?;
-        Ok(vec![x_shape[0], oh, ow, x_shape[3]])
-    }
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    total: u32,
-    channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dil_h: u32,
-    dil_w: u32,
-    pad_t: u32,
-    pad_l: u32,
-    count_pad: u32,
-    _pad0: u32,
 }
 
 fn variant(max: bool, x_f16: bool, out_f16: bool) -> ShaderVariant {
@@ -231,4 +150,10 @@ pub fn pool2d(
         )?;
     }
     Ok(())
+}
+
+/// The params block of this op's kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![(ShaderFile::Pool, uniform_layout::<Params>())]
 }

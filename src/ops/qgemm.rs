@@ -24,57 +24,22 @@
 //! `r` is exact when `K * max|a - za| * max|w - zw| <= 2^31 - 1` (see [`max_exact_k`]);
 //! a longer `K` is refused with an error, never wrapped.
 //!
-//! ```no_run
-//! use wgpu_quant::{Context, Tensor, DType};
-//! use wgpu_quant::ops::qgemm::{QLinear};
-//! # fn main() -> wgpu_quant::Result<()> {
-//! let ctx = Context::request_blocking(&Default::default())?;
-//! // A PyTorch quantize_dynamic-style Linear: i8 weights per output channel, f32 in and
-//! // out, activations quantized per row on the GPU at every call.
-//! let (n, k) = (3, 4);
-//! let weight = [0.5f32, -1.0, 0.25, 2.0, 1.0, 1.0, 1.0, 1.0, -0.5, 0.0, 0.5, 0.0];
-//! let layer = QLinear::from_f32(&ctx, &weight, n, k, Some(&[0.0, 1.0, -1.0]))?;
-//! let x = Tensor::from_slice(&ctx, &[2, k], &[1.0f32, 2.0, 3.0, 4.0, -1.0, 0.0, 1.0, 0.5])?;
-//! let y = Tensor::zeros(&ctx, &[2, n], DType::F32)?;
-//! let mut enc = ctx.encoder("linear");
-//! layer.forward(&ctx, &mut enc, &x, &y)?;
-//! ctx.submit_and_wait(enc)?;
-//! let y = y.read_blocking::<f32>(&ctx)?;
-//! assert!((y[0] - 7.25).abs() < 0.1 && (y[1] - 11.0).abs() < 0.1);
-//! # Ok(()) }
-//! ```
+//! The dynamically quantized Linear layer built on it is [`crate::model::QLinear`].
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{dw_q8_variant, DwParams, WindowParams};
 use crate::ops::gemm::Activation;
-use crate::ops::quant::{dynamic_quantize, DynamicQuant, QTensor};
+use crate::ops::quant::QTensor;
 use crate::ops::{to_u32, RowTile};
-use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
+use crate::plan;
+use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
+pub use crate::desc::qgemm::{QGemmDesc, TILES};
+
 const OP: &str = "qgemm";
-
-/// The tiles the plan may choose (tests run all of them): 1x8, 2x8, 4x4, 4x8 (the
-/// default for 3 rows or more), 8x4 and 8x8 rows x columns per invocation.
-pub const TILES: [RowTile; 6] = [
-    RowTile::new(64, 1, 2),
-    RowTile::new(64, 2, 2),
-    RowTile::new(64, 4, 1),
-    RowTile::new(64, 4, 2),
-    RowTile::new(64, 8, 1),
-    RowTile::new(64, 8, 2),
-];
-
-/// The default tile for `m` rows (a documented heuristic; see [`crate::plan`]).
-pub fn tile_for_rows(m: usize) -> RowTile {
-    match m {
-        1 => TILES[0],
-        2 => TILES[1],
-        _ => TILES[3],
-    }
-}
 
 /// Where the W8A8 GEMM writes, and in which form.
 #[derive(Debug, Clone, Copy)]
@@ -88,38 +53,6 @@ pub enum QGemmOutput<'a> {
     /// Requantized 8-bit codes (i8 or u8, per-tensor static parameters from
     /// [`QTensor::new`]) of the dequantized value with bias and activation.
     Quantized(&'a QTensor),
-}
-
-/// Options of [`qgemm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QGemmDesc {
-    /// Activation after the bias (float and requantized outputs).
-    pub activation: Activation,
-    /// Pins a tile instead of the plan's choice.
-    pub config: Option<RowTile>,
-    /// `Some(false)` runs the unpacked integer fallback instead of `dot4I8Packed` (same
-    /// results); `None` uses the packed dot product where the adapter has it.
-    pub packed_dot: Option<bool>,
-}
-
-impl QGemmDesc {
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Pins a tile.
-    pub fn config(mut self, config: RowTile) -> Self {
-        self.config = Some(config);
-        self
-    }
-
-    /// Chooses the packed dot product (`true`) or the unpacked fallback (`false`).
-    pub fn packed_dot(mut self, packed: bool) -> Self {
-        self.packed_dot = Some(packed);
-        self
-    }
 }
 
 /// The largest `K` whose accumulator is exact in int32 for operands with these code
@@ -145,58 +78,58 @@ pub fn max_exact_k(
     (i64::from(i32::MAX) / per) as usize
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    kw: u32,
-    groups_x: u32,
-    flags: u32,
-    a_xor: u32,
-    w_xor: u32,
-    tail_mask: u32,
-    a_row_stride: u32,
-    w_col_stride: u32,
-    a_shift: i32,
-    w_shift: i32,
-    out_qmin: i32,
-    out_qmax: i32,
-    out_zero: i32,
-    out_scale: f32,
-    out_words_per_row: u32,
-    opaque_zero: u32,
-    kc: u32,
-    taps: u32,
-    ncols: u32,
-    groups: u32,
-    row_blocks: u32,
-    win: WindowParams,
-    pix_words: u32,
-    a_words: u32,
-    byte_out: u32,
-    splits: u32,
-    slice_words: u32,
+crate::shaders::uniform! {
+    struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        kw: u32,
+        groups_x: u32,
+        flags: u32,
+        a_xor: u32,
+        w_xor: u32,
+        tail_mask: u32,
+        a_row_stride: u32,
+        w_col_stride: u32,
+        a_shift: i32,
+        w_shift: i32,
+        out_qmin: i32,
+        out_qmax: i32,
+        out_zero: i32,
+        out_scale: f32,
+        out_words_per_row: u32,
+        opaque_zero: u32,
+        kc: u32,
+        taps: u32,
+        ncols: u32,
+        groups: u32,
+        row_blocks: u32,
+        win: WindowParams,
+        pix_words: u32,
+        a_words: u32,
+        byte_out: u32,
+        splits: u32,
+        slice_words: u32,
+    }
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 160);
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DwQ8Params {
-    base: DwParams,
-    pix_words: u32,
-    a_signed: u32,
-    w_signed: u32,
-    a_row_stride: u32,
-    w_col_stride: u32,
-    out_qmin: i32,
-    out_qmax: i32,
-    out_zero: i32,
-    out_scale: f32,
-    out_words_per_row: u32,
-    opaque_zero: u32,
-    _pad: [u32; 3],
+crate::shaders::uniform! {
+    struct DwQ8Params {
+        base: DwParams,
+        pix_words: u32,
+        a_signed: u32,
+        w_signed: u32,
+        a_row_stride: u32,
+        w_col_stride: u32,
+        out_qmin: i32,
+        out_qmax: i32,
+        out_zero: i32,
+        out_scale: f32,
+        out_words_per_row: u32,
+        opaque_zero: u32,
+        _pad: [u32; 3],
+    }
 }
 const _: () = assert!(std::mem::size_of::<DwQ8Params>() == 128);
 
@@ -297,7 +230,7 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     v
 }
 
-fn check_8bit(operand: &'static str, q: &QTensor) -> Result<()> {
+pub(crate) fn check_8bit(operand: &'static str, q: &QTensor) -> Result<()> {
     if !matches!(q.qtype(), QType::I8 | QType::U8) {
         return Err(Error::invalid(
             OP,
@@ -331,7 +264,7 @@ fn conv_weight_stride(w: &QTensor, depthwise: bool) -> Result<u32> {
 
 /// 1 when `q`'s parameters are one per row of its `[rows, cols]` view, 0 when they are
 /// one per tensor; an error for any other granularity.
-fn row_stride(operand: &str, what: &str, q: &QTensor) -> Result<u32> {
+pub(crate) fn row_stride(operand: &str, what: &str, q: &QTensor) -> Result<u32> {
     let layout = q.granularity().layout(OP, q.shape())?;
     if layout.slots == 1 {
         return Ok(0);
@@ -394,18 +327,6 @@ pub fn qgemm(
         out_shape,
     };
     run(ctx, encoder, desc, a, w, bias, out, &problem)
-}
-
-/// The slice count and words of K per slice of a split-K run of the W8A8 GEMM with
-/// `tile` over `m x n x k`, or `None` to run unsplit: `split_k` 1, K too short for two
-/// slices of a word, or scratch larger than one binding.
-fn split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, k: usize) -> Option<super::SplitK> {
-    super::SplitK::plan(ctx, tile.split_k, k.div_ceil(4), 1, m * n)
-}
-
-/// The K slices the W8A8 GEMM with `tile` runs over `m x n x k` (1: unsplit).
-pub fn effective_split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, k: usize) -> u32 {
-    split_k(ctx, tile, m, n, k).map_or(1, |s| s.splits)
 }
 
 /// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
@@ -588,7 +509,7 @@ pub(crate) fn run(
         return Err(Error::invalid(
             OP,
             format!(
-                "tile {cfg:?}: split-K applies to the GEMM only; a convolution's tile takes                  split_k = 1"
+                "tile {cfg:?}: split-K applies to the GEMM only; a convolution's tile takes split_k = 1"
             ),
         ));
     }
@@ -686,11 +607,11 @@ pub(crate) fn run(
         ],
     )?;
     if let (true, [piece]) = (gemm, &pieces[..]) {
-        if let Some(sk) = split_k(ctx, cfg, m, n, problem.kc) {
+        if let Some(sk) = plan::split::qgemm_split_k(ctx.capabilities(), cfg, m, n, problem.kc) {
             // Parallel split-K: each slice's exact partial result (i32, zero-point
             // corrections included) into a dense scratch, then a reduce pass that adds them
             // and runs the requested epilogue.
-            let scratch = sk.scratch(ctx, "qgemm split-k")?;
+            let scratch = super::split_scratch(ctx, &sk, "qgemm split-k")?;
             let (splits, slice_words) = (sk.splits, sk.per);
             let groups_x = (n as u64).div_ceil(u64::from(cfg.columns()));
             let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
@@ -800,154 +721,11 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// A Linear layer with int8 weights and dynamically quantized int8 activations, like
-/// PyTorch's `quantize_dynamic`: each call quantizes its f32/f16 input per row on the GPU
-/// ([`DynamicQuant::per_row_i8`]), runs the W8A8 GEMM and writes f32 or f16.
-#[derive(Debug, Clone)]
-pub struct QLinear {
-    weight: QTensor,
-    bias: Option<Tensor>,
-    activation: Activation,
-    spec: DynamicQuant,
-    /// The quantized activations of the last `forward`, reused while the input shape
-    /// stays the same (so a layer run every frame allocates nothing after the first).
-    scratch: std::sync::Arc<std::sync::Mutex<Option<QTensor>>>,
-}
-
-impl QLinear {
-    /// Quantizes an f32 `[n, k]` weight (row-major, PyTorch's Linear layout) to i8 with
-    /// one symmetric scale per output channel and uploads it with the optional bias.
-    pub fn from_f32(
-        ctx: &Context,
-        weight: &[f32],
-        n: usize,
-        k: usize,
-        bias: Option<&[f32]>,
-    ) -> Result<QLinear> {
-        const OPL: &str = "QLinear::from_f32";
-        if weight.len() != n * k {
-            return Err(Error::shape(
-                OPL,
-                format!(
-                    "weight has {} values; [n, k] = [{n}, {k}] needs {}",
-                    weight.len(),
-                    n * k
-                ),
-            ));
-        }
-        let scheme = QuantScheme::symmetric(QType::I8).per_channel(0);
-        let params = QuantParams::from_data(&scheme, &[n, k], weight)?;
-        let codes = params.quantize(weight)?;
-        let weight = QTensor::from_codes(ctx, &params, &codes)?;
-        let bias = match bias {
-            Some(b) if b.len() != n => {
-                return Err(Error::shape(
-                    OPL,
-                    format!("bias has {} values; expected n = {n}", b.len()),
-                ))
-            }
-            Some(b) => Some(Tensor::from_slice(ctx, &[n], b)?),
-            None => None,
-        };
-        QLinear::new(weight, bias)
-    }
-
-    /// A layer from an already quantized `[N, K]` weight (i8 or u8, per tensor or per
-    /// output channel) and an optional f32 bias of `N` values.
-    pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<QLinear> {
-        const OPL: &str = "QLinear::new";
-        check_8bit("weight", &weight)?;
-        if weight.shape().len() != 2 {
-            return Err(Error::shape(
-                OPL,
-                format!("weight has shape {:?}; expected [N, K]", weight.shape()),
-            ));
-        }
-        row_stride("weight", "output channel", &weight)?;
-        if let Some(b) = &bias {
-            if b.numel() != weight.shape()[0] || b.dtype() != DType::F32 {
-                return Err(Error::shape(
-                    OPL,
-                    format!(
-                        "bias is {} {:?}; expected f32 with N = {} elements",
-                        b.dtype(),
-                        b.shape(),
-                        weight.shape()[0]
-                    ),
-                ));
-            }
-        }
-        Ok(QLinear {
-            weight,
-            bias,
-            activation: Activation::None,
-            spec: DynamicQuant::per_row_i8(),
-            scratch: Default::default(),
-        })
-    }
-
-    /// The same layer with a fused activation.
-    pub fn with_activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// The same layer with another dynamic activation scheme (e.g. ONNX's per-tensor u8,
-    /// [`DynamicQuant::onnx`]); per-group schemes are refused when the layer runs.
-    pub fn with_activation_quant(mut self, spec: DynamicQuant) -> Self {
-        self.spec = spec;
-        self
-    }
-
-    /// The quantized weight.
-    pub fn weight(&self) -> &QTensor {
-        &self.weight
-    }
-
-    /// `(N, K)`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.weight.shape()[0], self.weight.shape()[1])
-    }
-
-    /// Records `y = act(dequant(quant(x) * W^T) + bias)`: `x` is f32 or f16 `[.., K]`,
-    /// `y` is f32 or f16 `[.., N]`. Allocates the quantized copy of `x` per call.
-    pub fn forward(
-        &self,
-        ctx: &Context,
-        encoder: &mut wgpu::CommandEncoder,
-        x: &Tensor,
-        y: &Tensor,
-    ) -> Result<()> {
-        if matches!(self.spec.scheme.granularity, Granularity::PerGroup { .. }) {
-            return Err(Error::invalid(
-                "QLinear::forward",
-                "activations are quantized per tensor or per row",
-            ));
-        }
-        let xq = {
-            let mut slot = self.scratch.lock().expect("QLinear scratch");
-            match slot.as_ref() {
-                Some(q) if q.shape() == x.shape() => q.clone(),
-                _ => {
-                    let q = QTensor::for_dynamic(ctx, &self.spec, x.shape())?;
-                    *slot = Some(q.clone());
-                    q
-                }
-            }
-        };
-        dynamic_quantize(ctx, encoder, x, &self.spec, &xq)?;
-        let out = match y.dtype() {
-            DType::F16 => QGemmOutput::F16(y),
-            _ => QGemmOutput::F32(y),
-        };
-        qgemm(
-            ctx,
-            encoder,
-            &QGemmDesc::default().activation(self.activation),
-            &xq,
-            &self.weight,
-            self.bias.as_ref(),
-            out,
-        )
-    }
+/// The params blocks of the INT8 kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![
+        (ShaderFile::QGemm, uniform_layout::<Params>()),
+        (ShaderFile::ConvDwQ8, uniform_layout::<DwQ8Params>()),
+    ]
 }

@@ -43,12 +43,14 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::gemm::Activation;
 use crate::ops::quant::QTensor;
 use crate::ops::{to_u32, RowTile};
+use crate::plan;
 use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
+
+pub use crate::desc::wgemm::{HalfMath, WGemmDesc, TILES};
 
 const OP: &str = "wgemm";
 
@@ -62,92 +64,25 @@ pub enum Weights<'a> {
     F16(&'a Tensor),
 }
 
-/// Arithmetic of the FP16 GEMM (f16 weights).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum HalfMath {
-    /// The plan's choice: f16 products with f32 accumulation where the device has
-    /// `SHADER_F16` and is a GPU, else f32.
-    #[default]
-    Auto,
-    /// Widen to f32 (any adapter).
-    F32,
-    /// f16 products, f32 accumulation (`SHADER_F16`).
-    F16AccF32,
-    /// f16 products and accumulation (`SHADER_F16`).
-    F16,
-}
-
-/// The tiles the plan may choose (tests run all of them).
-pub const TILES: [RowTile; 5] = [
-    RowTile::new(64, 1, 2),
-    RowTile::new(64, 2, 2),
-    RowTile::new(64, 4, 1),
-    RowTile::new(64, 4, 2),
-    RowTile::new(64, 8, 1),
-];
-
-/// The default tile for `m` rows: one pass over the weights for `m <= 8` (GEMV), else
-/// 4 x 8 tiles.
-pub fn tile_for_rows(m: usize) -> RowTile {
-    match m {
-        1 => TILES[0],
-        2 => TILES[1],
-        3 | 4 => TILES[3],
-        5..=8 => TILES[4],
-        _ => TILES[3],
+crate::shaders::uniform! {
+    struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        kw: u32,
+        kfull: u32,
+        groups_x: u32,
+        flags: u32,
+        ngroups: u32,
+        group_words: u32,
+        w_col_stride: u32,
+        w_group_stride: u32,
+        a_words: u32,
+        w_words: u32,
+        ldo: u32,
+        splits: u32,
+        slice_words: u32,
     }
-}
-
-/// Options of [`wgemm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WGemmDesc {
-    /// Activation after the bias.
-    pub activation: Activation,
-    /// Arithmetic for f16 weights.
-    pub math: HalfMath,
-    /// Pins a tile instead of the plan's choice.
-    pub config: Option<RowTile>,
-}
-
-impl WGemmDesc {
-    /// Sets the activation.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Sets the f16 arithmetic.
-    pub fn math(mut self, math: HalfMath) -> Self {
-        self.math = math;
-        self
-    }
-
-    /// Pins a tile.
-    pub fn config(mut self, config: RowTile) -> Self {
-        self.config = Some(config);
-        self
-    }
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    kw: u32,
-    kfull: u32,
-    groups_x: u32,
-    flags: u32,
-    ngroups: u32,
-    group_words: u32,
-    w_col_stride: u32,
-    w_group_stride: u32,
-    a_words: u32,
-    w_words: u32,
-    ldo: u32,
-    splits: u32,
-    slice_words: u32,
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 64);
 
@@ -221,25 +156,6 @@ fn reduce_variant(cfg: RowTile, out_f16: bool) -> ShaderVariant {
         zw: false,
     };
     variant(cfg, codes, HalfMath::F32, false, true, out_f16, true)
-}
-
-/// The slice count and weight words per slice of a split-K run of the weight-only / FP16
-/// GEMM with `tile` over `m x n` with `kw` weight words per row, or `None` to run
-/// unsplit: `split_k` 1, fewer than two words, or scratch larger than one binding.
-fn split_k(ctx: &Context, tile: RowTile, m: usize, n: usize, kw: usize) -> Option<super::SplitK> {
-    super::SplitK::plan(ctx, tile.split_k, kw, 1, m * n)
-}
-
-/// The K slices the weight-only / FP16 GEMM with `tile` runs over `m x n` with
-/// `words_per_row` weight words per row (ceil(K / values per word); 1: unsplit).
-pub fn effective_split_k(
-    ctx: &Context,
-    tile: RowTile,
-    m: usize,
-    n: usize,
-    words_per_row: usize,
-) -> u32 {
-    split_k(ctx, tile, m, n, words_per_row).map_or(1, |s| s.splits)
 }
 
 /// Every kernel variant (validated by the naga test).
@@ -526,10 +442,13 @@ pub fn wgemm(
             splits: 1,
             slice_words: to_u32("words per row", kw)?,
         };
-        if let (1, Some(sk)) = (np, split_k(ctx, cfg, m, n, kw)) {
+        if let (1, Some(sk)) = (
+            np,
+            plan::split::wgemm_split_k(ctx.capabilities(), cfg, m, n, kw),
+        ) {
             // Parallel split-K: every slice's raw f32 sums into a dense scratch, then a
             // reduce pass that adds them and applies bias, activation and the output type.
-            let scratch = sk.scratch(ctx, "wgemm split-k")?;
+            let scratch = super::split_scratch(ctx, &sk, "wgemm split-k")?;
             let (splits, slice_words) = (sk.splits, sk.per);
             let partial = Params {
                 flags: 0,
@@ -580,4 +499,10 @@ pub fn wgemm(
         )?;
     }
     Ok(())
+}
+
+/// The params block of this op's kernels (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    use crate::shaders::uniform_layout;
+    vec![(ShaderFile::WGemm, uniform_layout::<Params>())]
 }

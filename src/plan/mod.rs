@@ -2,7 +2,7 @@
 //! per (op, dtype, shape, adapter).
 //!
 //! Each op asks the plan when the caller pins nothing. The plan looks the op's shape
-//! class up in the context's autotuning cache ([`tune`], opt-in: nothing is tuned unless
+//! class up in the context's autotuning cache ([`crate::tuning`], opt-in: nothing is tuned unless
 //! you ask) and otherwise applies the documented heuristic below. Either way the choice
 //! must fit the device: kernels needing subgroups, more invocations per workgroup or
 //! more workgroup memory than the device grants are never chosen, and a tuned entry that
@@ -37,16 +37,57 @@
 //! Operands larger than `max_storage_buffer_binding_size` are not the plan's concern:
 //! the ops split them into pieces that fit (see docs/DISPATCH.md).
 
-pub mod tune;
+pub mod split;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::{Capabilities, Context};
-use crate::ops::conv::ConvShape;
-use crate::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
-use crate::ops::wgemm::HalfMath;
-use crate::ops::{qgemm, wgemm, RowTile};
-use tune::{Choice, ShapeClass};
+use crate::caps::Capabilities;
+use crate::context::Context;
+use crate::desc::conv::ConvShape;
+use crate::desc::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
+use crate::desc::rows::RowTile;
+use crate::desc::tuning::{AdapterKey, Choice, ShapeClass};
+use crate::desc::wgemm::HalfMath;
+use crate::desc::{conv, qgemm, wgemm};
+
+/// The tuned choice of `class` on this context's adapter, if its tuning cache has one
+/// (see [`crate::tuning`] and [`Context::set_tuning`]).
+pub fn lookup(ctx: &Context, class: &ShapeClass) -> Option<Choice> {
+    let cache = ctx.tuning()?;
+    let key = AdapterKey::of(&ctx.capabilities().adapter);
+    cache.get(&key, class).map(|t| t.choice)
+}
+
+/// The W8A8 GEMM's (and INT8 convolution's) tile for `m` rows before narrowing: one row
+/// by 8 columns for one row, 2 x 8 for two, else 4 x 8.
+pub fn qgemm_rows(m: usize) -> RowTile {
+    match m {
+        1 => qgemm::TILES[0],
+        2 => qgemm::TILES[1],
+        _ => qgemm::TILES[3],
+    }
+}
+
+/// The weight-only / FP16 GEMM's tile for `m` rows: one pass over the weights for
+/// `m <= 8` (GEMV), else 4 x 8 tiles.
+pub fn wgemm_rows(m: usize) -> RowTile {
+    match m {
+        1 => wgemm::TILES[0],
+        2 => wgemm::TILES[1],
+        3 | 4 => wgemm::TILES[3],
+        5..=8 => wgemm::TILES[4],
+        _ => wgemm::TILES[3],
+    }
+}
+
+/// The float implicit-GEMM convolution's tile for `m` output pixels before narrowing.
+pub fn conv_rows(m: usize) -> RowTile {
+    match m {
+        1 => conv::TILES[0],
+        2..=3 => conv::TILES[1],
+        _ => conv::TILES[3],
+    }
+}
 
 fn reg(tm: u32, tn4: u32, ku: u32) -> GemmKernel {
     GemmKernel::Register(RegConfig::new(64, tm, tn4, ku))
@@ -161,7 +202,7 @@ fn narrow_gemm(caps: &Capabilities, k: GemmKernel) -> GemmKernel {
 /// else [`default_gemm_kernel`].
 pub fn gemm_kernel(ctx: &Context, desc: &GemmDesc) -> GemmKernel {
     let caps = ctx.capabilities();
-    match tune::lookup(ctx, &ShapeClass::gemm(desc)) {
+    match lookup(ctx, &ShapeClass::gemm(desc)) {
         Some(Choice::Gemm(k)) if k.fits(caps) => k,
         _ => default_gemm_kernel(caps, desc),
     }
@@ -176,7 +217,7 @@ fn cap_rows(caps: &Capabilities, t: RowTile) -> RowTile {
 }
 
 fn tuned_rows(ctx: &Context, class: &ShapeClass) -> Option<RowTile> {
-    match tune::lookup(ctx, class) {
+    match lookup(ctx, class) {
         Some(Choice::Rows(t))
             if t.wg
                 <= ctx
@@ -210,7 +251,7 @@ fn with_split_k(caps: &Capabilities, t: RowTile, m: usize, n: usize, k: usize) -
 /// outputs ([`RowTile::fit`]; `n` is the output columns of one group for a grouped
 /// convolution).
 pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile {
-    cap_rows(caps, qgemm::tile_for_rows(m).fit(n))
+    cap_rows(caps, qgemm_rows(m).fit(n))
 }
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
@@ -234,7 +275,7 @@ pub fn qgemm_config(ctx: &Context, m: usize, n: usize, k: usize, conv: bool) -> 
 /// The documented heuristic of [`conv_config`]: as the W8A8 GEMM's, 4 output pixels by 8
 /// channels, narrowed to the channels of one group.
 pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTile {
-    cap_rows(caps, crate::ops::conv::tile_for_rows(m).fit(ncols))
+    cap_rows(caps, conv_rows(m).fit(ncols))
 }
 
 /// The float implicit-GEMM convolution tile ([`crate::ops::conv`]) for `shape` with
@@ -256,7 +297,7 @@ pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
 /// weights (GEMV reads each weight byte once), else 4 rows by 8 columns; on GPUs, K split
 /// by [`default_split_k`].
 pub fn default_wgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
-    with_split_k(caps, cap_rows(caps, wgemm::tile_for_rows(m)), m, n, k)
+    with_split_k(caps, cap_rows(caps, wgemm_rows(m)), m, n, k)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`
@@ -325,7 +366,7 @@ pub struct Plan {
 }
 
 fn source(ctx: &Context, class: &ShapeClass) -> Source {
-    if tune::lookup(ctx, class).is_some() {
+    if lookup(ctx, class).is_some() {
         Source::Tuned
     } else {
         Source::Heuristic
@@ -347,14 +388,14 @@ pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
     let (br, bc) = desc.stored_b();
     let strides = [ar * ac, br * bc, desc.m * desc.n];
     let limits = ctx.capabilities().limits;
-    let bytes = |n: usize| crate::tensor::padded_bytes(n * desc.batch, crate::DType::F32);
+    let bytes = |n: usize| crate::dtype::padded_bytes(n * desc.batch, crate::dtype::DType::F32);
     let fits = [ar * ac, br * bc, desc.m * desc.n]
         .into_iter()
         .all(|n| bytes(n) <= limits.max_storage_buffer_binding_size);
     let pieces = if fits {
         1
     } else {
-        crate::ops::gemm::split_pieces(
+        split::gemm_pieces(
             desc,
             strides,
             limits.max_storage_buffer_binding_size,
@@ -375,7 +416,7 @@ pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
         tile: [bm, bn],
         vector_width,
         split_k: if pieces == 1 {
-            crate::ops::gemm::effective_split_k(ctx, k, desc)
+            split::slices(split::gemm_split_k(ctx.capabilities(), k, desc))
         } else {
             1
         },
@@ -407,7 +448,7 @@ fn rows_plan(
 /// The plan of a W8A8 GEMM of `m x k` activations by an `n x k` weight.
 pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
     let t = qgemm_config(ctx, m, n, k, false);
-    let s = crate::ops::qgemm::effective_split_k(ctx, t, m, n, k);
+    let s = split::slices(split::qgemm_split_k(ctx.capabilities(), t, m, n, k));
     rows_plan(ctx, ShapeClass::qgemm(m, n, k), t, m, 4, s)
 }
 
@@ -419,7 +460,13 @@ pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -
         "f16" => 2,
         _ => 4,
     };
-    let s = crate::ops::wgemm::effective_split_k(ctx, t, m, n, k.div_ceil(vw as usize));
+    let s = split::slices(split::wgemm_split_k(
+        ctx.capabilities(),
+        t,
+        m,
+        n,
+        k.div_ceil(vw as usize),
+    ));
     rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw, s)
 }
 

@@ -1,6 +1,7 @@
 //! Quantization as users know it: integer types, scale and zero point, symmetric and
 //! asymmetric ranges, per-tensor / per-channel / per-group / per-row granularity, the
-//! exact rounding rules, packing for the GPU, and calibration observers.
+//! exact rounding rules, and packing for the GPU. Plain data and CPU arithmetic; the
+//! observers that calibrate ranges on the GPU are [`crate::calib`].
 //!
 //! The formulas (docs/QUANTIZATION.md has the full derivation and the degenerate cases):
 //!
@@ -29,15 +30,12 @@
 //! assert_eq!(back[1], 0.0); // zero is exact
 //! ```
 
-pub mod eval;
-pub mod observer;
 pub mod pack;
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 
-pub use observer::{Observer, ObserverKind};
 pub use pack::PackedLayout;
 
 /// Smallest scale ever produced: the smallest normal f32. Scales are clamped up to it so

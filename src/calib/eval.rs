@@ -4,10 +4,11 @@
 
 use rand::{RngExt, SeedableRng};
 
-use super::{Observer, ObserverKind, QuantParams, QuantScheme};
+use crate::calib::{Observer, ObserverKind};
 use crate::context::Context;
 use crate::error::Result;
 use crate::ops::quant::{dequantize, quantize, QTensor};
+use crate::quant::{QuantParams, QuantScheme};
 use crate::tensor::{DType, Tensor};
 
 /// Synthetic activation distributions with known shapes.

@@ -1,7 +1,8 @@
-//! The bind-group pool: every op recording looks its bind group up by (kernel, parameter
-//! bytes, bound resources) and makes one only on a miss, so an engine that records the
-//! same ops on the same tensors every frame creates no bind groups, uniform buffers or
-//! intermediates after the first frame ([`crate::Context::stats`] counts them).
+//! The bind-group cache (named so that it does not collide with pooling): every op
+//! recording looks its bind group up by (kernel, parameter bytes, bound resources) and
+//! makes one only on a miss, so an engine that records the same ops on the same tensors
+//! every frame creates no bind groups, uniform buffers or intermediates after the first
+//! frame ([`crate::Context::stats`] counts them).
 //!
 //! The pool is bounded ([`DEFAULT_CAPACITY`] entries, least recently used evicted first;
 //! [`crate::Context::set_pool_capacity`]). A pooled bind group holds references to the

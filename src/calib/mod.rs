@@ -1,4 +1,5 @@
-//! Calibration observers for post-training quantization.
+//! Calibration observers for post-training quantization, and ([`eval`]) what
+//! quantization costs in accuracy.
 //!
 //! An observer watches activation tensors batch after batch ([`Observer::observe`]) and
 //! then proposes a range per tensor or per channel ([`Observer::ranges`]) and the
@@ -20,7 +21,8 @@
 //!
 //! ```no_run
 //! use wgpu_quant::{Context, Tensor};
-//! use wgpu_quant::quant::{Observer, ObserverKind, QType, QuantScheme};
+//! use wgpu_quant::calib::{Observer, ObserverKind};
+//! use wgpu_quant::quant::{QType, QuantScheme};
 //! # fn main() -> wgpu_quant::Result<()> {
 //! let ctx = Context::request_blocking(&Default::default())?;
 //! let scheme = QuantScheme::asymmetric(QType::U8);
@@ -34,10 +36,12 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Granularity, QuantParams, QuantScheme};
+pub mod eval;
+
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::quant::{hist_bin, hist_inv, histogram, min_max, ChannelView, HIST_BINS};
+use crate::quant::{Granularity, QuantParams, QuantScheme};
 use crate::tensor::Tensor;
 
 /// How an observer turns what it saw into a range.

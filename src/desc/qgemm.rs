@@ -1,0 +1,47 @@
+//! W8A8 GEMM options and tiles. Plain data; the op is [`crate::ops::qgemm`].
+
+use crate::desc::gemm::Activation;
+use crate::desc::rows::RowTile;
+
+/// The tiles the plan may choose (tests run all of them): 1x8, 2x8, 4x4, 4x8 (the
+/// default for 3 rows or more), 8x4 and 8x8 rows x columns per invocation.
+pub const TILES: [RowTile; 6] = [
+    RowTile::new(64, 1, 2),
+    RowTile::new(64, 2, 2),
+    RowTile::new(64, 4, 1),
+    RowTile::new(64, 4, 2),
+    RowTile::new(64, 8, 1),
+    RowTile::new(64, 8, 2),
+];
+
+/// Options of [`crate::ops::qgemm::qgemm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QGemmDesc {
+    /// Activation after the bias (float and requantized outputs).
+    pub activation: Activation,
+    /// Pins a tile instead of the plan's choice.
+    pub config: Option<RowTile>,
+    /// `Some(false)` runs the unpacked integer fallback instead of `dot4I8Packed` (same
+    /// results); `None` uses the packed dot product where the adapter has it.
+    pub packed_dot: Option<bool>,
+}
+
+impl QGemmDesc {
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Pins a tile.
+    pub fn config(mut self, config: RowTile) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Chooses the packed dot product (`true`) or the unpacked fallback (`false`).
+    pub fn packed_dot(mut self, packed: bool) -> Self {
+        self.packed_dot = Some(packed);
+        self
+    }
+}

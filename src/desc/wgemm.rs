@@ -1,0 +1,60 @@
+//! Weight-only and FP16 GEMM options, and the f16 arithmetic shared with the float
+//! convolution. Plain data; the op is [`crate::ops::wgemm`].
+
+use crate::desc::gemm::Activation;
+use crate::desc::rows::RowTile;
+
+/// Arithmetic of the FP16 GEMM (f16 weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HalfMath {
+    /// The plan's choice: f16 products with f32 accumulation where the device has
+    /// `SHADER_F16` and is a GPU, else f32.
+    #[default]
+    Auto,
+    /// Widen to f32 (any adapter).
+    F32,
+    /// f16 products, f32 accumulation (`SHADER_F16`).
+    F16AccF32,
+    /// f16 products and accumulation (`SHADER_F16`).
+    F16,
+}
+
+/// The tiles the plan may choose (tests run all of them).
+pub const TILES: [RowTile; 5] = [
+    RowTile::new(64, 1, 2),
+    RowTile::new(64, 2, 2),
+    RowTile::new(64, 4, 1),
+    RowTile::new(64, 4, 2),
+    RowTile::new(64, 8, 1),
+];
+
+/// Options of [`crate::ops::wgemm::wgemm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WGemmDesc {
+    /// Activation after the bias.
+    pub activation: Activation,
+    /// Arithmetic for f16 weights.
+    pub math: HalfMath,
+    /// Pins a tile instead of the plan's choice.
+    pub config: Option<RowTile>,
+}
+
+impl WGemmDesc {
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the f16 arithmetic.
+    pub fn math(mut self, math: HalfMath) -> Self {
+        self.math = math;
+        self
+    }
+
+    /// Pins a tile.
+    pub fn config(mut self, config: RowTile) -> Self {
+        self.config = Some(config);
+        self
+    }
+}

@@ -1,0 +1,339 @@
+//! The plan without a GPU: kernel and tile choice, split-K, binding-window splits and
+//! grid folding, on synthetic capabilities (`Capabilities::synthetic`). Each test states
+//! the documented rule (src/plan/mod.rs, docs/DISPATCH.md) and checks it over shapes.
+
+use wgpu_quant::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
+use wgpu_quant::ops::wgemm::HalfMath;
+use wgpu_quant::plan::split::{fold_grid, gemm_pieces, runs, window_units, SplitK};
+use wgpu_quant::plan::{self, SPLIT_K_MAX, SPLIT_K_MIN_SLICE, SPLIT_K_TARGET};
+use wgpu_quant::{Capabilities, Error, KeyLimits};
+
+fn limits() -> KeyLimits {
+    KeyLimits::of(&wgpu::Limits::default())
+}
+
+fn gpu() -> Capabilities {
+    Capabilities::synthetic("gpu", wgpu::DeviceType::DiscreteGpu, limits(), Some(32))
+}
+
+fn cpu(subgroup: Option<u32>) -> Capabilities {
+    Capabilities::synthetic("cpu", wgpu::DeviceType::Cpu, limits(), subgroup)
+}
+
+fn cores() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+}
+
+/// Odd and tile-sized dimensions.
+const DIMS: [usize; 9] = [1, 2, 3, 7, 17, 33, 128, 129, 1000];
+
+#[test]
+fn cpu_gemm_kernels_follow_the_heuristic() {
+    let sg = cpu(Some(8));
+    let k = |caps: &Capabilities, m| plan::default_gemm_kernel(caps, &GemmDesc::new(m, 512, 512));
+    // M = 1: the register kernel, one row by four columns per invocation.
+    assert!(matches!(k(&sg, 1), GemmKernel::Register(c) if c.tm == 1 && c.tn4 == 1));
+    // M = 2: 2 x 8 on 32 invocations (tuned on lavapipe).
+    assert!(matches!(k(&sg, 2), GemmKernel::Register(c) if (c.wg, c.tm, c.tn4) == (32, 2, 2)));
+    // Subgroups of 8 or more: the subgroup kernel, 8 rows up to M = 8, else 16.
+    assert!(matches!(
+        k(&sg, 5),
+        GemmKernel::Subgroup(SubgroupConfig { tm: 8, .. })
+    ));
+    assert!(matches!(
+        k(&sg, 64),
+        GemmKernel::Subgroup(SubgroupConfig { tm: 16, .. })
+    ));
+    // No subgroups, or subgroups of 4: the register kernel.
+    for caps in [cpu(None), cpu(Some(4))] {
+        assert!(matches!(k(&caps, 64), GemmKernel::Register(c) if c.tm == 4));
+    }
+    // CPU adapters never get workgroup-memory kernels.
+    for m in DIMS {
+        for caps in [cpu(None), cpu(Some(8)), cpu(Some(16))] {
+            let kernel = k(&caps, m);
+            assert!(
+                !matches!(kernel, GemmKernel::Tiled(_)),
+                "m = {m}: {kernel:?}"
+            );
+            assert!(kernel.fits(&caps));
+        }
+    }
+}
+
+#[test]
+fn gpu_gemm_kernels_follow_the_heuristic() {
+    let caps = gpu();
+    let k = |m, n| plan::default_gemm_kernel(&caps, &GemmDesc::new(m, n, 1024));
+    // Small M: the register kernel with M rows per invocation (up to 8).
+    for m in 1..=8 {
+        let GemmKernel::Register(c) = k(m, 4096) else {
+            panic!("m = {m}: {:?}", k(m, 4096));
+        };
+        assert!(c.tm as usize >= m && c.tm <= 8, "m = {m}: {c:?}");
+    }
+    // Both M and N fill 128: the 128x128 tile; otherwise 64x64.
+    assert_eq!(k(128, 128), GemmKernel::Tiled(GemmKernel::TILED[1]));
+    assert_eq!(k(1000, 129), GemmKernel::Tiled(GemmKernel::TILED[1]));
+    assert_eq!(k(127, 4096), GemmKernel::Tiled(GemmKernel::TILED[0]));
+    assert_eq!(k(4096, 64), GemmKernel::Tiled(GemmKernel::TILED[0]));
+    // A tiled kernel that does not fit the workgroup memory gives way to the register
+    // kernel.
+    let mut small = gpu();
+    small.limits.max_compute_workgroup_storage_size = 1024;
+    let kernel = plan::default_gemm_kernel(&small, &GemmDesc::new(512, 512, 512));
+    assert!(matches!(kernel, GemmKernel::Register(_)), "{kernel:?}");
+    assert!(kernel.fits(&small));
+}
+
+#[test]
+fn every_default_fits_the_invocation_limit() {
+    for lim in [32u32, 64, 256] {
+        for caps in [gpu(), cpu(Some(8)), cpu(None)] {
+            let mut caps = caps;
+            caps.limits.max_compute_invocations_per_workgroup = lim;
+            for m in DIMS {
+                for n in DIMS {
+                    let g = plan::default_gemm_kernel(&caps, &GemmDesc::new(m, n, 300));
+                    assert!(g.fits(&caps), "{lim}: {m}x{n}: {g:?}");
+                    for t in [
+                        plan::default_qgemm_config(&caps, m, n, 300),
+                        plan::default_wgemm_config(&caps, m, n, 300),
+                        plan::default_qconv_config(&caps, m, n),
+                        plan::default_conv_config(&caps, m, n),
+                    ] {
+                        assert!(t.wg <= lim && t.wg > 0, "{lim}: {m}x{n}: {t:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn split_k_heuristic() {
+    let g = gpu();
+    for workgroups in [1u64, 3, 8, 64, 255, 256, 1000] {
+        for k in [1usize, 255, 256, 511, 512, 4096, 11008, 1 << 20] {
+            let s = plan::default_split_k(&g, workgroups, k);
+            assert!(
+                s.is_power_of_two() && s <= SPLIT_K_MAX,
+                "{workgroups}, {k}: {s}"
+            );
+            if workgroups >= SPLIT_K_TARGET {
+                assert_eq!(s, 1, "a filled GPU is not split");
+            }
+            // Slices keep at least SPLIT_K_MIN_SLICE values of K.
+            assert!(s == 1 || k / s as usize >= SPLIT_K_MIN_SLICE, "{k} / {s}");
+            // Never more workgroups than the target.
+            assert!(s == 1 || workgroups * u64::from(s) <= SPLIT_K_TARGET);
+            // The closest power of two below the target: doubling would overshoot, run
+            // short slices, or pass the maximum.
+            let d = u64::from(s) * 2;
+            assert!(
+                workgroups * d > SPLIT_K_TARGET
+                    || (k as u64) / d < SPLIT_K_MIN_SLICE as u64
+                    || d > u64::from(SPLIT_K_MAX),
+                "{workgroups}, {k}: {s} could double"
+            );
+        }
+    }
+    // A GEMV of 1 workgroup over K = 4096 takes the most slices K allows.
+    assert_eq!(plan::default_split_k(&g, 1, 4096), 16);
+    // CPU adapters aim at 4 workgroups per core.
+    let c = cpu(Some(8));
+    assert_eq!(plan::split_k_target(&c), 4 * cores());
+    assert_eq!(plan::default_split_k(&c, 4 * cores(), 1 << 20), 1);
+    // The row GEMMs split on GPUs only; the FP32 register kernel everywhere.
+    assert_eq!(plan::default_qgemm_config(&c, 1, 768, 768).split_k, 1);
+    assert_eq!(plan::default_wgemm_config(&c, 1, 768, 768).split_k, 1);
+    assert!(plan::default_qgemm_config(&g, 1, 768, 4096).split_k > 1);
+    assert!(plan::default_wgemm_config(&g, 1, 768, 4096).split_k > 1);
+}
+
+#[test]
+fn split_k_slices_cover_the_reduction() {
+    let caps = gpu();
+    for units in [1usize, 2, 3, 17, 255, 1031, 4096] {
+        for requested in [1u32, 2, 3, 7, 16] {
+            for step in [1usize, 2, 4] {
+                match SplitK::plan(&caps, requested, units, step, 100) {
+                    None => {
+                        // Unsplit only when fewer than two slices of whole steps result.
+                        let per = units.div_ceil(requested as usize).div_ceil(step).max(1) * step;
+                        assert!(units.div_ceil(per) < 2, "{units}/{requested}/{step}");
+                    }
+                    Some(s) => {
+                        let per = s.per as usize;
+                        assert_eq!(per % step, 0);
+                        assert!(s.splits >= 2 && s.splits <= requested.max(1));
+                        // Every slice non-empty, together exactly the reduction.
+                        assert!((s.splits as usize - 1) * per < units);
+                        assert!(s.splits as usize * per >= units);
+                        assert!(s.bytes >= u64::from(s.splits) * 100 * 4);
+                        assert!(s.bytes.is_power_of_two());
+                    }
+                }
+            }
+        }
+    }
+    // Scratch over one binding: unsplit.
+    let mut tight = gpu();
+    tight.limits.max_storage_buffer_binding_size = 1024;
+    assert_eq!(SplitK::plan(&tight, 4, 4096, 1, 1000), None);
+}
+
+#[test]
+fn gemm_pieces_partition_the_product_within_the_limit() {
+    for (m, n, k, batch) in [
+        (33, 70, 129, 1),
+        (7, 1000, 17, 3),
+        (129, 3, 1031, 2),
+        (1, 1, 1, 1),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let desc = GemmDesc::new(m, n, k).batch(batch).transpose(ta, tb);
+            let (ar, ac) = desc.stored_a();
+            let (br, bc) = desc.stored_b();
+            let strides = [ar * ac, br * bc, m * n];
+            for limit in [512u64, 1024, 4096, 1 << 20] {
+                let pieces = gemm_pieces(&desc, strides, limit, 256).unwrap();
+                // Each output element gets each k exactly once.
+                let mut cover = vec![0usize; batch * m * n];
+                for p in &pieces {
+                    for r in p.m0..p.m0 + p.mc {
+                        for c in p.n0..p.n0 + p.nc {
+                            cover[p.b * m * n + r * n + c] += p.kc;
+                        }
+                    }
+                    // Every window fits the binding (rounded to 16, plus one alignment).
+                    for (_, len) in plan::split::piece_ranges(&desc, strides, p) {
+                        assert!(
+                            (len * 4).div_ceil(16) * 16 + 256 <= limit,
+                            "{desc:?} limit {limit}: {p:?} window of {len} elements"
+                        );
+                    }
+                }
+                assert!(cover.iter().all(|&c| c == k), "{desc:?} limit {limit}");
+                // Within each (b, m0, n0) the K pieces run in order from 0.
+                let whole = strides
+                    .iter()
+                    .all(|&s| ((s * batch * 4) as u64).div_ceil(16) * 16 + 256 <= limit);
+                if whole {
+                    assert_eq!(
+                        pieces.len(),
+                        batch,
+                        "{desc:?} fits: one piece per batch entry"
+                    );
+                }
+            }
+        }
+    }
+    // Not even one element fits: a clear error.
+    let desc = GemmDesc::new(4, 4, 4);
+    let err = gemm_pieces(&desc, [16, 16, 16], 16, 256).unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+}
+
+#[test]
+fn binding_windows_are_aligned_and_fit() {
+    let mut caps = gpu();
+    caps.limits.max_storage_buffer_binding_size = 64 << 10;
+    caps.limits.min_storage_buffer_offset_alignment = 256;
+    let limit = caps.limits.max_storage_buffer_binding_size;
+    for total in [1usize, 7, 129, 1000, 100_000] {
+        for spans in [
+            vec![("x", 4u64)],
+            vec![("x", 12), ("y", 4)],
+            vec![("a", 2 * 33), ("b", 4)],
+        ] {
+            let per = window_units(&caps, "op", "rows", total, &spans).unwrap();
+            let widest = spans.iter().map(|s| s.1).max().unwrap();
+            if (total as u64 * widest).div_ceil(16) * 16 <= limit {
+                assert_eq!(per, total, "fits whole");
+                continue;
+            }
+            assert!(per > 0 && per < total);
+            for (_, unit) in &spans {
+                assert_eq!(
+                    per as u64 * unit % 256,
+                    0,
+                    "{spans:?}: {per} units not aligned"
+                );
+            }
+            assert!((per as u64 * widest).div_ceil(16) * 16 <= limit);
+            // The runs cover the total once, in order.
+            let r: Vec<_> = runs(total, per).collect();
+            assert_eq!(r.iter().map(|x| x.1).sum::<usize>(), total);
+            assert!(r.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
+    }
+    // One aligned step larger than the binding: the error names the operand and unit.
+    let err = window_units(&caps, "op", "rows", 1 << 20, &[("wide", 70_000)]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::LimitExceeded { .. }) && msg.contains("wide") && msg.contains("bytes"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn grids_fold_within_the_dimension_limit() {
+    for limit in [1u32, 7, 65535] {
+        for total in [1u64, 2, 7, 65535, 65536, 1 << 20, 49 * 49 * 7] {
+            match fold_grid("op", total, limit) {
+                Ok([x, y, z]) => {
+                    let l = u64::from(limit);
+                    assert!(u64::from(x) <= l && u64::from(y) <= l && u64::from(z) <= l);
+                    let n = u64::from(x) * u64::from(y) * u64::from(z);
+                    assert!(n >= total, "{total} in {x}x{y}x{z}");
+                    // At most one partly used x*y layer.
+                    assert!(
+                        n - total < u64::from(x) * u64::from(y),
+                        "{total} in {x}x{y}x{z}"
+                    );
+                }
+                Err(e) => {
+                    assert!(total > u64::from(limit).pow(3), "{total} / {limit}: {e}");
+                    assert!(e.to_string().contains("workgroups"), "{e}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn row_tiles_and_half_math() {
+    let g = gpu();
+    // One row: 1 x 8 per invocation (GEMV); narrowed for narrow outputs.
+    let t = plan::default_qgemm_config(&g, 1, 4096, 256);
+    assert_eq!((t.tm, t.columns()), (1, 64 * 8));
+    let narrow = plan::default_qconv_config(&g, 3136, 16);
+    assert!(narrow.columns() >= 16 && narrow.wg < 64, "{narrow:?}");
+    // GEMV tiles of the weight-only GEMM cover every row in one pass.
+    for m in 1..=8 {
+        assert!(plan::wgemm_rows(m).tm as usize >= m);
+    }
+    // f16 products on GPUs with SHADER_F16 only, and only for f16 activations.
+    assert_eq!(plan::half_math(&g), HalfMath::F16AccF32);
+    assert_eq!(plan::half_math(&cpu(Some(8))), HalfMath::F32);
+    let mut no_f16 = gpu();
+    no_f16.shader_f16 = false;
+    assert_eq!(plan::half_math(&no_f16), HalfMath::F32);
+    assert_eq!(
+        plan::resolve_half_math(&g, HalfMath::Auto, false),
+        HalfMath::F32
+    );
+    assert_eq!(
+        plan::resolve_half_math(&g, HalfMath::Auto, true),
+        HalfMath::F16AccF32
+    );
+    assert_eq!(
+        plan::resolve_half_math(&g, HalfMath::F16, false),
+        HalfMath::F16
+    );
+    // The register config the GPU GEMV takes carries the split-K of the heuristic.
+    let k = plan::default_gemm_kernel(&g, &GemmDesc::new(1, 4096, 4096));
+    let want = RegConfig::new(64, 1, 1, 4).split_k(plan::default_split_k(&g, 16, 4096));
+    assert_eq!(k, GemmKernel::Register(want));
+}
