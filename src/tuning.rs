@@ -574,14 +574,7 @@ impl<'a> Tuner<'a> {
         x_shape: [usize; 4],
         kind: ConvKind,
     ) -> Result<Tuned> {
-        use crate::ops::conv::{conv2d, qconv2d, ConvWeight, QConvWeight};
-        use crate::ops::qgemm::QGemmOutput;
-        use crate::ops::quant::QTensor;
-        use crate::ops::wgemm::HalfMath;
-        use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
-        use crate::tensor::{DType, Tensor};
-        let ctx = self.ctx;
-        let caps = ctx.capabilities();
+        let caps = self.ctx.capabilities();
         let shape = desc.shape(&dims, &x_shape)?;
         let class = ShapeClass::conv(&shape, kind.name());
         if dims.is_depthwise() || (kind != ConvKind::W8A8 && shape.is_pointwise()) {
@@ -615,125 +608,176 @@ impl<'a> Tuner<'a> {
         }
         let oihw = random_f32(dims.oihw().iter().product(), 31);
         let xs = random_f32(x_shape.iter().product(), 32);
-        let out_shape = shape.output_shape();
-        let tile = |ch: Choice| match ch {
-            Choice::Rows(t) => (*desc).config(t),
-            Choice::Gemm(_) => unreachable!("row candidates"),
+        let cands: Vec<Choice> = cands.into_iter().map(Choice::Rows).collect();
+        let data = ConvCase {
+            desc: *desc,
+            dims,
+            x_shape,
+            shape,
+            xs,
+            oihw,
         };
         let outcomes = if kind == ConvKind::W8A8 {
-            let codes: Vec<i32> = xs
-                .iter()
-                .map(|v| ((v + 1.0) * 120.0).round().clamp(0.0, 255.0) as i32)
-                .collect();
-            let ap = QuantParams::new(
-                QType::U8,
-                Granularity::PerTensor,
-                &x_shape,
-                vec![0.02],
-                vec![3],
-            )?;
-            let x = QTensor::from_codes(ctx, &ap, &codes)?;
-            let wq = QuantParams::from_data(
-                &QuantScheme::symmetric(QType::I8).per_channel(0),
-                &dims.oihw(),
-                &oihw,
-            )?;
-            let wcodes = wq.quantize(&oihw)?;
-            let w = QConvWeight::from_codes(ctx, dims, &wcodes, &wq)?;
-            let want: Vec<Option<i32>> = crate::reference::qconv2d_i32(
-                &codes,
-                3,
-                &wcodes,
-                &vec![0; dims.out_channels],
-                &shape,
-            );
-            let acc = Tensor::zeros(ctx, &out_shape, DType::I32)?;
-            let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
-            self.run_candidates(
-                cands.into_iter().map(Choice::Rows).collect(),
-                |ch| {
-                    let mut enc = ctx.encoder("tune verify");
-                    qconv2d(
-                        ctx,
-                        &mut enc,
-                        &tile(ch),
-                        &x,
-                        &w,
-                        None,
-                        QGemmOutput::I32(&acc),
-                    )?;
-                    ctx.submit_and_wait(enc)?;
-                    let got = acc.read_blocking::<i32>(ctx)?;
-                    let bad = got
-                        .iter()
-                        .zip(&want)
-                        .filter(|(g, w)| Some(**g) != **w)
-                        .count();
-                    Ok((bad > 0)
-                        .then(|| format!("{bad} of {} int32 accumulators differ", want.len())))
-                },
-                |ch| {
-                    let d = tile(ch);
-                    time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                        qconv2d(ctx, enc, &d, &x, &w, None, QGemmOutput::F32(&out))
-                    })
-                },
-            )
+            self.conv_w8a8_outcomes(&data, cands)?
         } else {
-            let f16 = kind == ConvKind::F16;
-            let round = |v: &f32| {
-                if f16 {
-                    f64::from(half::f16::from_f32(*v).to_f32())
-                } else {
-                    f64::from(*v)
-                }
-            };
-            let x64: Vec<f64> = xs.iter().map(round).collect();
-            let w64: Vec<f64> = oihw.iter().map(round).collect();
-            let want: Vec<f32> = crate::reference::conv2d_f64(
-                &x64,
-                &w64,
-                None,
-                crate::ops::gemm::Activation::None,
-                &shape,
-            )
-            .into_iter()
-            .map(|v| v as f32)
-            .collect();
-            let storage = if f16 { DType::F16 } else { DType::F32 };
-            let x = if f16 {
-                let h: Vec<half::f16> = xs.iter().map(|&v| half::f16::from_f32(v)).collect();
-                Tensor::from_slice(ctx, &x_shape, &h)?
-            } else {
-                Tensor::from_slice(ctx, &x_shape, &xs)?
-            };
-            let w = ConvWeight::from_oihw(ctx, dims, &oihw, storage)?;
-            let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
-            let math = if f16 {
-                crate::plan::half_math(caps)
-            } else {
-                HalfMath::F32
-            };
-            let budget = if math == HalfMath::F32 { 1e-5 } else { 2e-3 };
-            let tile = |ch: Choice| tile(ch).math(math);
-            self.run_candidates(
-                cands.into_iter().map(Choice::Rows).collect(),
-                |ch| {
-                    let mut enc = ctx.encoder("tune verify");
-                    conv2d(ctx, &mut enc, &tile(ch), &x, &w, None, &out)?;
-                    ctx.submit_and_wait(enc)?;
-                    let err = crate::reference::rel_error(&out.read_blocking::<f32>(ctx)?, &want);
-                    Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
-                },
-                |ch| {
-                    let d = tile(ch);
-                    time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                        conv2d(ctx, enc, &d, &x, &w, None, &out)
-                    })
-                },
-            )
+            self.conv_float_outcomes(&data, cands, kind == ConvKind::F16)?
         };
         let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
         self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
+    }
+
+    /// Checks INT8 convolution candidates on their exact int32 accumulators and times
+    /// them with the f32 output.
+    fn conv_w8a8_outcomes(&self, c: &ConvCase, cands: Vec<Choice>) -> Result<Vec<Outcome>> {
+        use crate::ops::conv::{qconv2d, QConvWeight};
+        use crate::ops::qgemm::QGemmOutput;
+        use crate::qtensor::QTensor;
+        use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
+        use crate::tensor::{DType, Tensor};
+        let ctx = self.ctx;
+        let (dims, x_shape, shape, xs, oihw) = (c.dims, c.x_shape, &c.shape, &c.xs, &c.oihw);
+        let out_shape = shape.output_shape();
+        let tile = |ch: Choice| c.tile(ch);
+        let codes: Vec<i32> = xs
+            .iter()
+            .map(|v| ((v + 1.0) * 120.0).round().clamp(0.0, 255.0) as i32)
+            .collect();
+        let ap = QuantParams::new(
+            QType::U8,
+            Granularity::PerTensor,
+            &x_shape,
+            vec![0.02],
+            vec![3],
+        )?;
+        let x = QTensor::from_codes(ctx, &ap, &codes)?;
+        let wq = QuantParams::from_data(
+            &QuantScheme::symmetric(QType::I8).per_channel(0),
+            &dims.oihw(),
+            oihw,
+        )?;
+        let wcodes = wq.quantize(oihw)?;
+        let w = QConvWeight::from_codes(ctx, dims, &wcodes, &wq)?;
+        let want: Vec<Option<i32>> =
+            crate::reference::qconv2d_i32(&codes, 3, &wcodes, &vec![0; dims.out_channels], shape);
+        let acc = Tensor::zeros(ctx, &out_shape, DType::I32)?;
+        let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
+        Ok(self.run_candidates(
+            cands,
+            |ch| {
+                let mut enc = ctx.encoder("tune verify");
+                qconv2d(
+                    ctx,
+                    &mut enc,
+                    &tile(ch),
+                    &x,
+                    &w,
+                    None,
+                    QGemmOutput::I32(&acc),
+                )?;
+                ctx.submit_and_wait(enc)?;
+                let got = acc.read_blocking::<i32>(ctx)?;
+                let bad = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(g, w)| Some(**g) != **w)
+                    .count();
+                Ok((bad > 0).then(|| format!("{bad} of {} int32 accumulators differ", want.len())))
+            },
+            |ch| {
+                let d = tile(ch);
+                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    qconv2d(ctx, enc, &d, &x, &w, None, QGemmOutput::F32(&out))
+                })
+            },
+        ))
+    }
+
+    /// Checks float convolution candidates against the f64 reference within the error
+    /// budget of their arithmetic and times them.
+    fn conv_float_outcomes(
+        &self,
+        c: &ConvCase,
+        cands: Vec<Choice>,
+        f16: bool,
+    ) -> Result<Vec<Outcome>> {
+        use crate::ops::conv::{conv2d, ConvWeight};
+        use crate::ops::wgemm::HalfMath;
+        use crate::tensor::{DType, Tensor};
+        let ctx = self.ctx;
+        let caps = ctx.capabilities();
+        let (dims, x_shape, shape, xs, oihw) = (c.dims, c.x_shape, &c.shape, &c.xs, &c.oihw);
+        let out_shape = shape.output_shape();
+        let tile = |ch: Choice| c.tile(ch);
+        let round = |v: &f32| {
+            if f16 {
+                f64::from(half::f16::from_f32(*v).to_f32())
+            } else {
+                f64::from(*v)
+            }
+        };
+        let x64: Vec<f64> = xs.iter().map(round).collect();
+        let w64: Vec<f64> = oihw.iter().map(round).collect();
+        let want: Vec<f32> = crate::reference::conv2d_f64(
+            &x64,
+            &w64,
+            None,
+            crate::ops::gemm::Activation::None,
+            shape,
+        )
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+        let storage = if f16 { DType::F16 } else { DType::F32 };
+        let x = if f16 {
+            let h: Vec<half::f16> = xs.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Tensor::from_slice(ctx, &x_shape, &h)?
+        } else {
+            Tensor::from_slice(ctx, &x_shape, xs)?
+        };
+        let w = ConvWeight::from_oihw(ctx, dims, oihw, storage)?;
+        let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
+        let math = if f16 {
+            crate::plan::half_math(caps)
+        } else {
+            HalfMath::F32
+        };
+        let budget = if math == HalfMath::F32 { 1e-5 } else { 2e-3 };
+        let tile = |ch: Choice| tile(ch).math(math);
+        Ok(self.run_candidates(
+            cands,
+            |ch| {
+                let mut enc = ctx.encoder("tune verify");
+                conv2d(ctx, &mut enc, &tile(ch), &x, &w, None, &out)?;
+                ctx.submit_and_wait(enc)?;
+                let err = crate::reference::rel_error(&out.read_blocking::<f32>(ctx)?, &want);
+                Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
+            },
+            |ch| {
+                let d = tile(ch);
+                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    conv2d(ctx, enc, &d, &x, &w, None, &out)
+                })
+            },
+        ))
+    }
+}
+
+/// The operands and geometry of a convolution being tuned.
+struct ConvCase {
+    desc: crate::ops::conv::ConvDesc,
+    dims: crate::ops::conv::ConvDims,
+    x_shape: [usize; 4],
+    shape: crate::ops::conv::ConvShape,
+    xs: Vec<f32>,
+    oihw: Vec<f32>,
+}
+
+impl ConvCase {
+    /// The description pinned to a row-tile candidate.
+    fn tile(&self, ch: Choice) -> crate::ops::conv::ConvDesc {
+        match ch {
+            Choice::Rows(t) => self.desc.config(t),
+            Choice::Gemm(_) => unreachable!("row candidates"),
+        }
     }
 }

@@ -278,207 +278,245 @@ impl LinearData {
         p: Precision,
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
+        match p {
+            Precision::Fp32 => self.prepare_fp32(ctx, opts),
+            Precision::Fp16 | Precision::W8A16 | Precision::W4A16 => {
+                self.prepare_weight_only(ctx, p, opts)
+            }
+            Precision::W8A8 | Precision::W8A8Dynamic => self.prepare_w8a8(ctx, p, opts),
+        }
+    }
+
+    /// The relative error of the sampled outputs `idx` of `got` against `x * w^T` in f64,
+    /// and whether it is within `budget`.
+    fn float_check(
+        &self,
+        idx: &[usize],
+        got: &[f32],
+        x: &[f32],
+        w: &[f32],
+        budget: f64,
+    ) -> (f64, bool) {
+        let e = rel(
+            idx.iter().map(|&i| f64::from(got[i])),
+            idx.iter().map(|&i| self.dot(x, w, i / self.n, i % self.n)),
+        );
+        (e, e <= budget)
+    }
+
+    /// FP32: the GEMM with B stored `[K, N]`.
+    fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
         let idx = sample_indices(m * n, opts.samples);
         let macs = (m * n * k) as f64;
         let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
-        let read = |enc: wgpu::CommandEncoder| -> Result<Vec<f32>> {
-            ctx.submit_and_wait(enc)?;
-            y.read_blocking::<f32>(ctx)
-        };
-        let float_check = |got: &[f32], x: &[f32], w: &[f32], budget: f64| -> (f64, bool) {
-            let e = rel(
-                idx.iter().map(|&i| f64::from(got[i])),
-                idx.iter().map(|&i| self.dot(x, w, i / n, i % n)),
-            );
-            (e, e <= budget)
-        };
         let x32 = Tensor::from_slice(ctx, &[m, k], &self.x)?;
         let out_bytes = 4.0 * (m * n) as f64;
-        match p {
-            Precision::Fp32 => {
-                // B stored [K, N], the FP32 GEMM's fastest layout.
-                let mut wt = vec![0f32; k * n];
-                for j in 0..n {
-                    for q in 0..k {
-                        wt[q * n + j] = self.w[j * k + q];
-                    }
-                }
-                let b = Tensor::from_slice(ctx, &[k, n], &wt)?;
-                let mut desc = GemmDesc::new(m, n, k);
-                desc.kernel = opts.fp32_kernel;
-                let kernel = crate::plan::explain_gemm(ctx, &desc)?.choice.label();
-                let rec: Record<'a> = {
-                    let y = y.clone();
-                    Box::new(move |enc| gemm(ctx, enc, &desc, &x32, &b, None, &y))
-                };
-                let mut enc = ctx.encoder("bench check");
-                rec(&mut enc)?;
-                let got = read(enc)?;
-                let budget = super::F32_GEMM_BUDGET;
-                let (rel_error, verified) = float_check(&got, &self.x, &self.w, budget);
-                Ok(Prepared {
-                    kernel,
-                    rel_error,
-                    budget,
-                    checked: idx.len(),
-                    verified,
-                    ops: 2.0 * macs,
-                    bytes: 4.0 * (m * k + n * k) as f64 + out_bytes,
-                    bound: Bound::Fp32,
-                    record: rec,
-                })
-            }
-            Precision::Fp16 | Precision::W8A16 | Precision::W4A16 => {
-                let xh = f16_round(&self.x);
-                let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
-                let x16 = Tensor::from_slice(ctx, &[m, k], &xh)?;
-                // The weights as the kernel sees them, and their storage.
-                let (wr, wbytes, weights, wtype) = match p {
-                    Precision::Fp16 => {
-                        let wh = f16_round(&self.w);
-                        let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
-                        let t = Tensor::from_slice(ctx, &[n, k], &wh)?;
-                        (wr, 2.0 * (n * k) as f64, WeightStore::F16(t), "f16")
-                    }
-                    _ => {
-                        let (scheme, wtype) = if p == Precision::W8A16 {
-                            (QuantScheme::symmetric(QType::I8).per_channel(0), "i8")
-                        } else {
-                            (QuantScheme::symmetric(QType::I4).per_group(1, 128), "i4")
-                        };
-                        let wp = QuantParams::from_data(&scheme, &[n, k], &self.w)?;
-                        let codes = wp.quantize(&self.w)?;
-                        let wr = wp.dequantize(&codes)?;
-                        let q = QTensor::from_codes(ctx, &wp, &codes)?;
-                        let bytes = (q.data().size_bytes() + 4 * wp.scales.len() as u64) as f64;
-                        (wr, bytes, WeightStore::Quantized(Box::new(q)), wtype)
-                    }
-                };
-                let plan = crate::plan::explain_wgemm(ctx, m, n, k, wtype);
-                let budget = if p == Precision::Fp16 {
-                    half_budget(crate::plan::half_math(ctx.capabilities()))
-                } else {
-                    1e-5
-                };
-                let bound = if p == Precision::Fp16
-                    && crate::plan::half_math(ctx.capabilities()) != HalfMath::F32
-                {
-                    Bound::Fp16
-                } else {
-                    Bound::Fp32
-                };
-                let rec: Record<'a> = {
-                    let y = y.clone();
-                    Box::new(move |enc| {
-                        let w = match &weights {
-                            WeightStore::F16(t) => Weights::F16(t),
-                            WeightStore::Quantized(q) => Weights::Quantized(q),
-                        };
-                        wgemm(ctx, enc, &WGemmDesc::default(), &x16, w, None, &y)
-                    })
-                };
-                let mut enc = ctx.encoder("bench check");
-                rec(&mut enc)?;
-                let got = read(enc)?;
-                let (rel_error, verified) = float_check(&got, &xr, &wr, budget);
-                Ok(Prepared {
-                    kernel: plan.choice.label(),
-                    rel_error,
-                    budget,
-                    checked: idx.len(),
-                    verified,
-                    ops: 2.0 * macs,
-                    bytes: 2.0 * (m * k) as f64 + wbytes + out_bytes,
-                    bound,
-                    record: rec,
-                })
-            }
-            Precision::W8A8 | Precision::W8A8Dynamic => {
-                let wp = QuantParams::from_data(
-                    &QuantScheme::symmetric(QType::I8).per_channel(0),
-                    &[n, k],
-                    &self.w,
-                )?;
-                let wc = wp.quantize(&self.w)?;
-                let w8 = QTensor::from_codes(ctx, &wp, &wc)?;
-                let spec = DynamicQuant::per_row_i8();
-                // The activation codes the dynamic kernel must produce, bit for bit.
-                let (ac, ap) =
-                    crate::quant::dynamic_quantize_reference(&spec.scheme, &[m, k], &self.x)?;
-                let dynamic = p == Precision::W8A8Dynamic;
-                let xq = if dynamic {
-                    QTensor::for_dynamic(ctx, &spec, &[m, k])?
-                } else {
-                    QTensor::from_codes(ctx, &ap, &ac)?
-                };
-                let rec: Record<'a> = {
-                    let y = y.clone();
-                    Box::new(move |enc| {
-                        if dynamic {
-                            dynamic_quantize(ctx, enc, &x32, &spec, &xq)?;
-                        }
-                        qgemm(
-                            ctx,
-                            enc,
-                            &QGemmDesc::default(),
-                            &xq,
-                            &w8,
-                            None,
-                            QGemmOutput::F32(&y),
-                        )
-                    })
-                };
-                let mut enc = ctx.encoder("bench check");
-                rec(&mut enc)?;
-                let got = read(enc)?;
-                let want: Vec<f32> = idx
-                    .iter()
-                    .map(|&t| {
-                        let (i, j) = (t / n, t % n);
-                        let (za, zw) = (ap.zero_points[i], wp.zero_points[j]);
-                        let r: i64 = (0..k)
-                            .map(|q| i64::from(ac[i * k + q] - za) * i64::from(wc[j * k + q] - zw))
-                            .sum();
-                        let r = i32::try_from(r).map_err(|_| {
-                            Error::invalid("bench w8a8", "accumulator outside int32")
-                        })?;
-                        Ok(crate::reference::qgemm_dequant(
-                            r,
-                            ap.scales[i],
-                            wp.scales[j],
-                            None,
-                            Activation::None,
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let verified = idx
-                    .iter()
-                    .zip(&want)
-                    .all(|(&i, w)| got[i].to_bits() == w.to_bits());
-                let rel_error = rel(
-                    idx.iter().map(|&i| f64::from(got[i])),
-                    want.iter().map(|&w| f64::from(w)),
-                );
-                let in_bytes = if dynamic { 4.0 } else { 1.0 } * (m * k) as f64;
-                Ok(Prepared {
-                    kernel: crate::plan::explain_qgemm(ctx, m, n, k).choice.label(),
-                    rel_error,
-                    budget: 0.0,
-                    checked: idx.len(),
-                    verified,
-                    ops: 2.0 * macs,
-                    bytes: in_bytes + (n * k) as f64 + out_bytes,
-                    bound: if ctx.capabilities().packed_int8_dot {
-                        Bound::Int8
-                    } else {
-                        Bound::Unknown
-                    },
-                    record: rec,
-                })
+        // B stored [K, N], the FP32 GEMM's fastest layout.
+        let mut wt = vec![0f32; k * n];
+        for j in 0..n {
+            for q in 0..k {
+                wt[q * n + j] = self.w[j * k + q];
             }
         }
+        let b = Tensor::from_slice(ctx, &[k, n], &wt)?;
+        let mut desc = GemmDesc::new(m, n, k);
+        desc.kernel = opts.fp32_kernel;
+        let kernel = crate::plan::explain_gemm(ctx, &desc)?.choice.label();
+        let rec: Record<'a> = {
+            let y = y.clone();
+            Box::new(move |enc| gemm(ctx, enc, &desc, &x32, &b, None, &y))
+        };
+        let got = run_once(ctx, &rec, &y)?;
+        let budget = super::F32_GEMM_BUDGET;
+        let (rel_error, verified) = self.float_check(&idx, &got, &self.x, &self.w, budget);
+        Ok(Prepared {
+            kernel,
+            rel_error,
+            budget,
+            checked: idx.len(),
+            verified,
+            ops: 2.0 * macs,
+            bytes: 4.0 * (m * k + n * k) as f64 + out_bytes,
+            bound: Bound::Fp32,
+            record: rec,
+        })
     }
+
+    /// FP16, W8A16 and W4A16: the weight-only / FP16 GEMM on f16 activations.
+    fn prepare_weight_only<'a>(
+        &self,
+        ctx: &'a Context,
+        p: Precision,
+        opts: &CaseOptions,
+    ) -> Result<Prepared<'a>> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let idx = sample_indices(m * n, opts.samples);
+        let macs = (m * n * k) as f64;
+        let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
+        let out_bytes = 4.0 * (m * n) as f64;
+        let xh = f16_round(&self.x);
+        let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+        let x16 = Tensor::from_slice(ctx, &[m, k], &xh)?;
+        // The weights as the kernel sees them, and their storage.
+        let (wr, wbytes, weights, wtype) = match p {
+            Precision::Fp16 => {
+                let wh = f16_round(&self.w);
+                let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
+                let t = Tensor::from_slice(ctx, &[n, k], &wh)?;
+                (wr, 2.0 * (n * k) as f64, WeightStore::F16(t), "f16")
+            }
+            _ => {
+                let (scheme, wtype) = if p == Precision::W8A16 {
+                    (QuantScheme::symmetric(QType::I8).per_channel(0), "i8")
+                } else {
+                    (QuantScheme::symmetric(QType::I4).per_group(1, 128), "i4")
+                };
+                let wp = QuantParams::from_data(&scheme, &[n, k], &self.w)?;
+                let codes = wp.quantize(&self.w)?;
+                let wr = wp.dequantize(&codes)?;
+                let q = QTensor::from_codes(ctx, &wp, &codes)?;
+                let bytes = (q.data().size_bytes() + 4 * wp.scales.len() as u64) as f64;
+                (wr, bytes, WeightStore::Quantized(Box::new(q)), wtype)
+            }
+        };
+        let plan = crate::plan::explain_wgemm(ctx, m, n, k, wtype);
+        let budget = if p == Precision::Fp16 {
+            half_budget(crate::plan::half_math(ctx.capabilities()))
+        } else {
+            1e-5
+        };
+        let bound = if p == Precision::Fp16
+            && crate::plan::half_math(ctx.capabilities()) != HalfMath::F32
+        {
+            Bound::Fp16
+        } else {
+            Bound::Fp32
+        };
+        let rec: Record<'a> = {
+            let y = y.clone();
+            Box::new(move |enc| {
+                let w = match &weights {
+                    WeightStore::F16(t) => Weights::F16(t),
+                    WeightStore::Quantized(q) => Weights::Quantized(q),
+                };
+                wgemm(ctx, enc, &WGemmDesc::default(), &x16, w, None, &y)
+            })
+        };
+        let got = run_once(ctx, &rec, &y)?;
+        let (rel_error, verified) = self.float_check(&idx, &got, &xr, &wr, budget);
+        Ok(Prepared {
+            kernel: plan.choice.label(),
+            rel_error,
+            budget,
+            checked: idx.len(),
+            verified,
+            ops: 2.0 * macs,
+            bytes: 2.0 * (m * k) as f64 + wbytes + out_bytes,
+            bound,
+            record: rec,
+        })
+    }
+
+    /// W8A8 on static or dynamically quantized activations, checked bit for bit.
+    fn prepare_w8a8<'a>(
+        &self,
+        ctx: &'a Context,
+        p: Precision,
+        opts: &CaseOptions,
+    ) -> Result<Prepared<'a>> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let idx = sample_indices(m * n, opts.samples);
+        let macs = (m * n * k) as f64;
+        let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
+        let x32 = Tensor::from_slice(ctx, &[m, k], &self.x)?;
+        let out_bytes = 4.0 * (m * n) as f64;
+        let wp = QuantParams::from_data(
+            &QuantScheme::symmetric(QType::I8).per_channel(0),
+            &[n, k],
+            &self.w,
+        )?;
+        let wc = wp.quantize(&self.w)?;
+        let w8 = QTensor::from_codes(ctx, &wp, &wc)?;
+        let spec = DynamicQuant::per_row_i8();
+        // The activation codes the dynamic kernel must produce, bit for bit.
+        let (ac, ap) = crate::quant::dynamic_quantize_reference(&spec.scheme, &[m, k], &self.x)?;
+        let dynamic = p == Precision::W8A8Dynamic;
+        let xq = if dynamic {
+            QTensor::for_dynamic(ctx, &spec, &[m, k])?
+        } else {
+            QTensor::from_codes(ctx, &ap, &ac)?
+        };
+        let rec: Record<'a> = {
+            let y = y.clone();
+            Box::new(move |enc| {
+                if dynamic {
+                    dynamic_quantize(ctx, enc, &x32, &spec, &xq)?;
+                }
+                qgemm(
+                    ctx,
+                    enc,
+                    &QGemmDesc::default(),
+                    &xq,
+                    &w8,
+                    None,
+                    QGemmOutput::F32(&y),
+                )
+            })
+        };
+        let got = run_once(ctx, &rec, &y)?;
+        let want: Vec<f32> = idx
+            .iter()
+            .map(|&t| {
+                let (i, j) = (t / n, t % n);
+                let (za, zw) = (ap.zero_points[i], wp.zero_points[j]);
+                let r: i64 = (0..k)
+                    .map(|q| i64::from(ac[i * k + q] - za) * i64::from(wc[j * k + q] - zw))
+                    .sum();
+                let r = i32::try_from(r)
+                    .map_err(|_| Error::invalid("bench w8a8", "accumulator outside int32"))?;
+                Ok(crate::reference::qgemm_dequant(
+                    r,
+                    ap.scales[i],
+                    wp.scales[j],
+                    None,
+                    Activation::None,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let verified = idx
+            .iter()
+            .zip(&want)
+            .all(|(&i, w)| got[i].to_bits() == w.to_bits());
+        let rel_error = rel(
+            idx.iter().map(|&i| f64::from(got[i])),
+            want.iter().map(|&w| f64::from(w)),
+        );
+        let in_bytes = if dynamic { 4.0 } else { 1.0 } * (m * k) as f64;
+        Ok(Prepared {
+            kernel: crate::plan::explain_qgemm(ctx, m, n, k).choice.label(),
+            rel_error,
+            budget: 0.0,
+            checked: idx.len(),
+            verified,
+            ops: 2.0 * macs,
+            bytes: in_bytes + (n * k) as f64 + out_bytes,
+            bound: if ctx.capabilities().packed_int8_dot {
+                Bound::Int8
+            } else {
+                Bound::Unknown
+            },
+            record: rec,
+        })
+    }
+}
+
+/// Runs `rec` once and reads `y` back (the check before timing).
+fn run_once<'a>(ctx: &'a Context, rec: &Record<'a>, y: &Tensor) -> Result<Vec<f32>> {
+    let mut enc = ctx.encoder("bench check");
+    rec(&mut enc)?;
+    ctx.submit_and_wait(enc)?;
+    y.read_blocking::<f32>(ctx)
 }
 
 enum WeightStore {
@@ -631,205 +669,239 @@ impl ConvData {
         p: Precision,
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
-        if !p.has_conv() {
-            return Err(Error::invalid(
+        match p {
+            Precision::Fp32 => self.prepare_fp32(ctx, opts),
+            Precision::Fp16 => self.prepare_fp16(ctx, opts),
+            Precision::W8A8 => self.prepare_int8(ctx, opts),
+            _ => Err(Error::invalid(
                 "bench conv",
                 format!("convolutions run in fp32, fp16 and w8a8, not {}", p.name()),
-            ));
-        }
-        let s = self.shape;
-        let dims = s.dims;
-        let desc = self.desc;
-        let xs = self.x_shape();
-        let oshape = s.output_shape();
-        let total: usize = oshape.iter().product();
-        let idx = sample_indices(total, opts.samples);
-        let elems =
-            (xs.iter().product::<usize>() + dims.oihw().iter().product::<usize>() + total) as f64;
-        let ops = 2.0 * s.macs() as f64;
-        let want_f = |x: &[f32], w: &[f32]| -> Vec<f64> {
-            idx.iter()
-                .map(|&i| self.sum_at(i, |a, b| f64::from(x[a]) * f64::from(w[b])))
-                .collect()
-        };
-        let plan_label = |dtype: &str| -> Result<String> {
-            Ok(if dims.is_depthwise() {
-                "depthwise".to_string()
-            } else if dtype == "f32" && s.is_pointwise() {
-                let g = GemmDesc::new(s.rows(), dims.out_channels, dims.in_channels);
-                format!(
-                    "1x1 as GEMM: {}",
-                    crate::plan::explain_gemm(ctx, &g)?.choice.label()
-                )
-            } else {
-                format!(
-                    "implicit GEMM: {}",
-                    crate::plan::explain_conv(ctx, &s, dtype).choice.label()
-                )
-            })
-        };
-        let mut enc = ctx.encoder("bench check");
-        match p {
-            Precision::Fp32 => {
-                let x = Tensor::from_slice(ctx, &xs, &self.x)?;
-                let w = ConvWeight::from_oihw(ctx, dims, &self.w, DType::F32)?;
-                let y = Tensor::from_slice(ctx, &oshape, &vec![f32::NAN; total])?;
-                let rec: Record<'a> = {
-                    let y = y.clone();
-                    Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
-                };
-                rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
-                let got = y.read_blocking::<f32>(ctx)?;
-                let want = want_f(&self.x, &self.w);
-                let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
-                Ok(Prepared {
-                    kernel: plan_label("f32")?,
-                    rel_error: e,
-                    budget: 1e-5,
-                    checked: idx.len(),
-                    verified: e <= 1e-5,
-                    ops,
-                    bytes: 4.0 * elems,
-                    bound: Bound::Fp32,
-                    record: rec,
-                })
-            }
-            Precision::Fp16 => {
-                let xh = f16_round(&self.x);
-                let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
-                let wr: Vec<f32> = f16_round(&self.w).iter().map(|v| v.to_f32()).collect();
-                let x = Tensor::from_slice(ctx, &xs, &xh)?;
-                let w = ConvWeight::from_oihw(ctx, dims, &self.w, DType::F16)?;
-                let y = Tensor::from_slice(ctx, &oshape, &vec![f16::NAN; total])?;
-                let rec: Record<'a> = {
-                    let y = y.clone();
-                    Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
-                };
-                rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
-                let got = y.read_blocking::<f16>(ctx)?;
-                let want = want_f(&xr, &wr);
-                let e = rel(
-                    idx.iter().map(|&i| f64::from(got[i].to_f32())),
-                    want.into_iter(),
-                );
-                let math = crate::plan::half_math(ctx.capabilities());
-                // f16 output adds its rounding, 2^-11 relative.
-                let budget = half_budget(math) + 4.9e-4;
-                Ok(Prepared {
-                    kernel: plan_label("f16")?,
-                    rel_error: e,
-                    budget,
-                    checked: idx.len(),
-                    verified: e <= budget,
-                    ops,
-                    bytes: 2.0 * elems,
-                    bound: if math == HalfMath::F32 {
-                        Bound::Fp32
-                    } else {
-                        Bound::Fp16
-                    },
-                    record: rec,
-                })
-            }
-            _ => {
-                // Static INT8: per-tensor activations, per-channel weights, an i8 output
-                // whose scale covers 1.5x the sampled outputs' range.
-                let xp = QuantParams::from_data(&QuantScheme::symmetric(QType::I8), &xs, &self.x)?;
-                let xc = xp.quantize(&self.x)?;
-                let x = QTensor::from_codes(ctx, &xp, &xc)?;
-                let wp = QuantParams::from_data(
-                    &QuantScheme::symmetric(QType::I8).per_channel(0),
-                    &dims.oihw(),
-                    &self.w,
-                )?;
-                let wc = wp.quantize(&self.w)?;
-                let w = QConvWeight::from_codes(ctx, dims, &wc, &wp)?;
-                let (sa, za) = (xp.scales[0], xp.zero_points[0]);
-                let deq: Vec<f32> = idx
-                    .iter()
-                    .map(|&i| {
-                        let oc = i % dims.out_channels;
-                        let zw = wp.zero_points[oc];
-                        let r: i64 =
-                            self.sum_at(i, |a, b| i64::from(xc[a] - za) * i64::from(wc[b] - zw));
-                        let r = i32::try_from(r).map_err(|_| {
-                            Error::invalid("bench qconv", "accumulator outside int32")
-                        })?;
-                        Ok(crate::reference::qgemm_dequant(
-                            r,
-                            sa,
-                            wp.scales[oc],
-                            None,
-                            Activation::None,
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let amax = deq.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6) * 1.5;
-                let so = amax / 127.0;
-                let op = QuantParams::new(
-                    QType::I8,
-                    Granularity::PerTensor,
-                    &oshape,
-                    vec![so],
-                    vec![0],
-                )?;
-                let y = QTensor::new(ctx, &op)?;
-                y.data()
-                    .write(ctx, &vec![0xa5a5_a5a5u32; y.data().numel()])?;
-                let rec: Record<'a> = {
-                    let (x, w, y) = (x.clone(), w.clone(), y.clone());
-                    Box::new(move |enc| {
-                        qconv2d(ctx, enc, &desc, &x, &w, None, QGemmOutput::Quantized(&y))
-                    })
-                };
-                rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
-                let got = y.read_codes_blocking(ctx)?;
-                let want: Vec<i32> = deq
-                    .iter()
-                    .map(|&v| quantize_value(v, so, 0, -128, 127))
-                    .collect();
-                // The 8-bit output hides an accumulator off by a little, so the same
-                // kernel also writes the dequantized f32 output once, checked bit for bit.
-                let y32 = Tensor::from_slice(ctx, &oshape, &vec![f32::NAN; total])?;
-                let mut enc = ctx.encoder("bench check f32");
-                qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::F32(&y32))?;
-                ctx.submit_and_wait(enc)?;
-                let got32 = y32.read_blocking::<f32>(ctx)?;
-                let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w)
-                    && idx
-                        .iter()
-                        .zip(&deq)
-                        .all(|(&i, d)| got32[i].to_bits() == d.to_bits());
-                // The larger of the two outputs' errors (codes, dequantized values).
-                let e = rel(
-                    idx.iter().map(|&i| f64::from(got[i])),
-                    want.iter().map(|&w| f64::from(w)),
-                )
-                .max(rel(
-                    idx.iter().map(|&i| f64::from(got32[i])),
-                    deq.iter().map(|&d| f64::from(d)),
-                ));
-                Ok(Prepared {
-                    kernel: plan_label("w8a8")?,
-                    rel_error: e,
-                    budget: 0.0,
-                    checked: idx.len(),
-                    verified,
-                    ops,
-                    bytes: elems,
-                    bound: if ctx.capabilities().packed_int8_dot {
-                        Bound::Int8
-                    } else {
-                        Bound::Unknown
-                    },
-                    record: rec,
-                })
-            }
+            )),
         }
     }
+
+    /// Shapes, sample indices and the work of one run.
+    fn setup(&self, opts: &CaseOptions) -> ConvRun {
+        let dims = self.shape.dims;
+        let xs = self.x_shape();
+        let oshape = self.shape.output_shape();
+        let total: usize = oshape.iter().product();
+        let elems =
+            (xs.iter().product::<usize>() + dims.oihw().iter().product::<usize>() + total) as f64;
+        ConvRun {
+            idx: sample_indices(total, opts.samples),
+            ops: 2.0 * self.shape.macs() as f64,
+            xs,
+            oshape,
+            total,
+            elems,
+        }
+    }
+
+    /// The sampled outputs `idx` in f64 for inputs `x` and OIHW weights `w`.
+    fn float_want(&self, idx: &[usize], x: &[f32], w: &[f32]) -> Vec<f64> {
+        idx.iter()
+            .map(|&i| self.sum_at(i, |a, b| f64::from(x[a]) * f64::from(w[b])))
+            .collect()
+    }
+
+    /// What the plan runs for this layer in `dtype` (`f32`, `f16`, `w8a8`).
+    fn plan_label(&self, ctx: &Context, dtype: &str) -> Result<String> {
+        let (s, dims) = (self.shape, self.shape.dims);
+        Ok(if dims.is_depthwise() {
+            "depthwise".to_string()
+        } else if dtype == "f32" && s.is_pointwise() {
+            let g = GemmDesc::new(s.rows(), dims.out_channels, dims.in_channels);
+            format!(
+                "1x1 as GEMM: {}",
+                crate::plan::explain_gemm(ctx, &g)?.choice.label()
+            )
+        } else {
+            format!(
+                "implicit GEMM: {}",
+                crate::plan::explain_conv(ctx, &s, dtype).choice.label()
+            )
+        })
+    }
+
+    /// FP32, checked against f64 within 1e-5.
+    fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+        let c = self.setup(opts);
+        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let mut enc = ctx.encoder("bench check");
+        let x = Tensor::from_slice(ctx, &c.xs, &self.x)?;
+        let w = ConvWeight::from_oihw(ctx, dims, &self.w, DType::F32)?;
+        let y = Tensor::from_slice(ctx, &c.oshape, &vec![f32::NAN; c.total])?;
+        let rec: Record<'a> = {
+            let y = y.clone();
+            Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
+        };
+        rec(&mut enc)?;
+        ctx.submit_and_wait(enc)?;
+        let got = y.read_blocking::<f32>(ctx)?;
+        let want = self.float_want(idx, &self.x, &self.w);
+        let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
+        Ok(Prepared {
+            kernel: self.plan_label(ctx, "f32")?,
+            rel_error: e,
+            budget: 1e-5,
+            checked: idx.len(),
+            verified: e <= 1e-5,
+            ops: c.ops,
+            bytes: 4.0 * c.elems,
+            bound: Bound::Fp32,
+            record: rec,
+        })
+    }
+
+    /// FP16 storage (and f16 arithmetic where the plan uses it), within its budget.
+    fn prepare_fp16<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+        let c = self.setup(opts);
+        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let mut enc = ctx.encoder("bench check");
+        let xh = f16_round(&self.x);
+        let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+        let wr: Vec<f32> = f16_round(&self.w).iter().map(|v| v.to_f32()).collect();
+        let x = Tensor::from_slice(ctx, &c.xs, &xh)?;
+        let w = ConvWeight::from_oihw(ctx, dims, &self.w, DType::F16)?;
+        let y = Tensor::from_slice(ctx, &c.oshape, &vec![f16::NAN; c.total])?;
+        let rec: Record<'a> = {
+            let y = y.clone();
+            Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
+        };
+        rec(&mut enc)?;
+        ctx.submit_and_wait(enc)?;
+        let got = y.read_blocking::<f16>(ctx)?;
+        let want = self.float_want(idx, &xr, &wr);
+        let e = rel(
+            idx.iter().map(|&i| f64::from(got[i].to_f32())),
+            want.into_iter(),
+        );
+        let math = crate::plan::half_math(ctx.capabilities());
+        // f16 output adds its rounding, 2^-11 relative.
+        let budget = half_budget(math) + 4.9e-4;
+        Ok(Prepared {
+            kernel: self.plan_label(ctx, "f16")?,
+            rel_error: e,
+            budget,
+            checked: idx.len(),
+            verified: e <= budget,
+            ops: c.ops,
+            bytes: 2.0 * c.elems,
+            bound: if math == HalfMath::F32 {
+                Bound::Fp32
+            } else {
+                Bound::Fp16
+            },
+            record: rec,
+        })
+    }
+
+    /// Static INT8, both outputs of the kernel checked bit for bit.
+    fn prepare_int8<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+        let c = self.setup(opts);
+        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let mut enc = ctx.encoder("bench check");
+        // Static INT8: per-tensor activations, per-channel weights, an i8 output
+        // whose scale covers 1.5x the sampled outputs' range.
+        let xp = QuantParams::from_data(&QuantScheme::symmetric(QType::I8), &c.xs, &self.x)?;
+        let xc = xp.quantize(&self.x)?;
+        let x = QTensor::from_codes(ctx, &xp, &xc)?;
+        let wp = QuantParams::from_data(
+            &QuantScheme::symmetric(QType::I8).per_channel(0),
+            &dims.oihw(),
+            &self.w,
+        )?;
+        let wc = wp.quantize(&self.w)?;
+        let w = QConvWeight::from_codes(ctx, dims, &wc, &wp)?;
+        let (sa, za) = (xp.scales[0], xp.zero_points[0]);
+        let deq: Vec<f32> = idx
+            .iter()
+            .map(|&i| {
+                let oc = i % dims.out_channels;
+                let zw = wp.zero_points[oc];
+                let r: i64 = self.sum_at(i, |a, b| i64::from(xc[a] - za) * i64::from(wc[b] - zw));
+                let r = i32::try_from(r)
+                    .map_err(|_| Error::invalid("bench qconv", "accumulator outside int32"))?;
+                Ok(crate::reference::qgemm_dequant(
+                    r,
+                    sa,
+                    wp.scales[oc],
+                    None,
+                    Activation::None,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let amax = deq.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6) * 1.5;
+        let so = amax / 127.0;
+        let op = QuantParams::new(
+            QType::I8,
+            Granularity::PerTensor,
+            &c.oshape,
+            vec![so],
+            vec![0],
+        )?;
+        let y = QTensor::new(ctx, &op)?;
+        y.data()
+            .write(ctx, &vec![0xa5a5_a5a5u32; y.data().numel()])?;
+        let rec: Record<'a> = {
+            let (x, w, y) = (x.clone(), w.clone(), y.clone());
+            Box::new(move |enc| qconv2d(ctx, enc, &desc, &x, &w, None, QGemmOutput::Quantized(&y)))
+        };
+        rec(&mut enc)?;
+        ctx.submit_and_wait(enc)?;
+        let got = y.read_codes_blocking(ctx)?;
+        let want: Vec<i32> = deq
+            .iter()
+            .map(|&v| quantize_value(v, so, 0, -128, 127))
+            .collect();
+        // The 8-bit output hides an accumulator off by a little, so the same
+        // kernel also writes the dequantized f32 output once, checked bit for bit.
+        let y32 = Tensor::from_slice(ctx, &c.oshape, &vec![f32::NAN; c.total])?;
+        let mut enc = ctx.encoder("bench check f32");
+        qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::F32(&y32))?;
+        ctx.submit_and_wait(enc)?;
+        let got32 = y32.read_blocking::<f32>(ctx)?;
+        let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w)
+            && idx
+                .iter()
+                .zip(&deq)
+                .all(|(&i, d)| got32[i].to_bits() == d.to_bits());
+        // The larger of the two outputs' errors (codes, dequantized values).
+        let e = rel(
+            idx.iter().map(|&i| f64::from(got[i])),
+            want.iter().map(|&w| f64::from(w)),
+        )
+        .max(rel(
+            idx.iter().map(|&i| f64::from(got32[i])),
+            deq.iter().map(|&d| f64::from(d)),
+        ));
+        Ok(Prepared {
+            kernel: self.plan_label(ctx, "w8a8")?,
+            rel_error: e,
+            budget: 0.0,
+            checked: idx.len(),
+            verified,
+            ops: c.ops,
+            bytes: c.elems,
+            bound: if ctx.capabilities().packed_int8_dot {
+                Bound::Int8
+            } else {
+                Bound::Unknown
+            },
+            record: rec,
+        })
+    }
+}
+
+/// What [`ConvData::setup`] derives for one run.
+struct ConvRun {
+    idx: Vec<usize>,
+    ops: f64,
+    xs: [usize; 4],
+    oshape: Vec<usize>,
+    total: usize,
+    elems: f64,
 }
 
 /// A quantization kernel of the `quant` suite.

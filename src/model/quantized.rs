@@ -370,67 +370,22 @@ impl QModel {
     ) -> Result<QModel> {
         let shapes = super::infer_shapes(graph, input_shape)?;
         let n_nodes = graph.nodes.len();
-        // Who reads each node: a convolution or linear whose every reader dequantizes
-        // anyway (pooling, softmax) writes f32 directly and skips one rounding.
-        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n_nodes];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if let Src::Node(j) = node.input {
-                readers[j].push(i);
-            }
-            if let Layer::Add { other, .. } = node.layer {
-                readers[other].push(i);
-            }
-        }
+        let readers = readers(graph);
         let mut params = Vec::with_capacity(n_nodes);
-        let mut acts = Vec::with_capacity(n_nodes);
+        let mut acts: Vec<Act> = Vec::with_capacity(n_nodes);
         let mut scratch = Vec::with_capacity(n_nodes);
         let mut weight_bytes = 0u64;
-        let missing = |what: &str| Error::invalid(OP, format!("no parameters for '{what}'"));
         for (i, node) in graph.nodes.iter().enumerate() {
-            let out_shape = shapes[i].clone();
+            let out_shape = &shapes[i];
             let in_shape: Vec<usize> = match node.input {
                 Src::Input => input_shape.to_vec(),
                 Src::Node(j) => shapes[j].clone(),
             };
-            // The layer's bias, or else the bias correction of a layer without one.
-            let bias = |name: &Option<String>, weight: &str| -> Result<Option<Tensor>> {
-                let v = match name {
-                    Some(b) => Some(host.biases.get(b).ok_or_else(|| missing(b))?),
-                    None => host.biases.get(&correction_name(weight)),
-                };
-                v.map(|v| Tensor::from_slice(ctx, &[v.len()], v))
-                    .transpose()
-            };
-            // Codes, plus a scale and a zero point (4 bytes each) per channel, plus bias.
-            let p = match &node.layer {
-                Layer::Conv {
-                    weight,
-                    bias: b,
-                    dims,
-                    ..
-                } => {
-                    let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
-                    let w = QConvWeight::from_codes(ctx, *dims, codes, wp)?;
-                    let b = bias(b, weight)?;
-                    weight_bytes += codes.len() as u64
-                        + 8 * dims.out_channels as u64
-                        + b.as_ref().map_or(0, |b| b.size_bytes());
-                    QParams::Conv { w, b }
-                }
-                Layer::Linear {
-                    weight, bias: b, n, ..
-                } => {
-                    let (wp, codes) = host.weights.get(weight).ok_or_else(|| missing(weight))?;
-                    let w = QTensor::from_codes(ctx, wp, codes)?;
-                    let b = bias(b, weight)?;
-                    weight_bytes += codes.len() as u64
-                        + 8 * *n as u64
-                        + b.as_ref().map_or(0, |b| b.size_bytes());
-                    QParams::Linear { w, b }
-                }
-                _ => QParams::None,
-            };
+            let (p, bytes) = upload_params(ctx, &node.layer, &host)?;
+            weight_bytes += bytes;
             let last = i + 1 == n_nodes;
+            // A convolution or linear whose every reader dequantizes anyway (pooling,
+            // softmax) writes f32 directly and skips one rounding.
             let feeds_float = matches!(node.layer, Layer::Conv { .. } | Layer::Linear { .. })
                 && !readers[i].is_empty()
                 && readers[i]
@@ -441,82 +396,30 @@ impl QModel {
                 || feeds_float
                 || matches!(node.layer, Layer::Softmax);
             let act = if f32_out {
-                Act::F(Tensor::zeros(ctx, &out_shape, DType::F32)?)
+                Act::F(Tensor::zeros(ctx, out_shape, DType::F32)?)
             } else {
-                let ap = host.acts[i]
-                    .as_ref()
-                    .ok_or_else(|| missing(&format!("act.{}", node.name)))?;
-                if ap.shape != out_shape {
-                    return Err(Error::shape(
-                        OP,
-                        format!(
-                            "activation parameters of '{}' are for {:?}; the node outputs {out_shape:?}",
-                            node.name, ap.shape
-                        ),
-                    ));
-                }
-                Act::Q(QTensor::new(ctx, ap)?)
+                Act::Q(static_activation(ctx, &host, i, &node.name, out_shape)?)
             };
-            let mut sc = Scratch::default();
-            match (mode, &node.layer) {
-                (QMode::Static, Layer::Pool(_)) => {
-                    sc.f_in = Some(Tensor::zeros(ctx, &in_shape, DType::F32)?);
-                    if let Act::Q(_) = act {
-                        sc.f_out = Some(Tensor::zeros(ctx, &out_shape, DType::F32)?);
-                    }
-                }
-                (QMode::Static, Layer::Softmax) => {
-                    sc.f_in = Some(Tensor::zeros(ctx, &in_shape, DType::F32)?);
-                }
-                (QMode::Static, Layer::Add { .. }) if last => {
-                    return Err(Error::invalid(
-                        OP,
-                        format!(
-                            "node {i} '{}': a static INT8 graph cannot end in an add",
-                            node.name
-                        ),
-                    ))
-                }
-                // A linear whose 8-bit input cannot be viewed as [rows, k] (the packing
-                // pads rows to whole words): dequantize and quantize it again, with the
-                // same parameters, in the linear's shape.
-                (QMode::Static, Layer::Linear { k, .. }) => {
-                    let rows = in_shape.iter().product::<usize>() / k;
-                    let view = rows_pack_alike(QType::U8, &in_shape, &[rows, *k]);
-                    let in_params = match node.input {
-                        Src::Input => host.input.as_ref(),
-                        Src::Node(j) => match acts[j] {
-                            Act::Q(_) => host.acts[j].as_ref(),
-                            Act::F(_) => None,
-                        },
-                    };
-                    if let (false, Some(p)) = (view, in_params) {
-                        let mut p = p.clone();
-                        p.shape = vec![rows, *k];
-                        sc.f_in = Some(Tensor::zeros(ctx, &in_shape, DType::F32)?);
-                        sc.q_in = Some(QTensor::new(ctx, &p)?);
-                    }
-                }
-                (QMode::Dynamic, Layer::Conv { .. }) => {
-                    sc.q_in = Some(QTensor::for_dynamic(ctx, &DynamicQuant::onnx(), &in_shape)?);
-                }
-                (QMode::Dynamic, Layer::Linear { k, .. }) => {
-                    let rows = in_shape.iter().product::<usize>() / k;
-                    sc.q_in = Some(QTensor::for_dynamic(
-                        ctx,
-                        &DynamicQuant::per_row_i8(),
-                        &[rows, *k],
-                    )?);
-                }
-                _ => {}
-            }
+            // The parameters of the node's 8-bit input, if it has any.
+            let in_params = match node.input {
+                Src::Input => host.input.as_ref(),
+                Src::Node(j) => match acts[j] {
+                    Act::Q(_) => host.acts[j].as_ref(),
+                    Act::F(_) => None,
+                },
+            };
+            let shapes = (&in_shape[..], &out_shape[..]);
+            let sc = node_scratch(ctx, mode, graph, i, shapes, in_params, &act)?;
             params.push(p);
             acts.push(act);
             scratch.push(sc);
         }
         let input_q = match mode {
             QMode::Static => {
-                let p = host.input.as_ref().ok_or_else(|| missing("act.input"))?;
+                let p = host
+                    .input
+                    .as_ref()
+                    .ok_or_else(|| missing_params("act.input"))?;
                 Some(QTensor::new(ctx, p)?)
             }
             QMode::Dynamic => None,
@@ -865,4 +768,153 @@ impl QModel {
     pub fn mode(&self) -> QMode {
         self.mode
     }
+}
+
+/// The error for parameters the host side lacks.
+fn missing_params(what: &str) -> Error {
+    Error::invalid(OP, format!("no parameters for '{what}'"))
+}
+
+/// Who reads each node (its input, and the other operand of an add).
+fn readers(graph: &Graph) -> Vec<Vec<usize>> {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if let Src::Node(j) = node.input {
+            readers[j].push(i);
+        }
+        if let Layer::Add { other, .. } = node.layer {
+            readers[other].push(i);
+        }
+    }
+    readers
+}
+
+/// A layer's weights and bias on the GPU, and their bytes: codes, plus a scale and a zero
+/// point (4 bytes each) per channel, plus the bias.
+fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QParams, u64)> {
+    // The layer's bias, or else the bias correction of a layer without one.
+    let bias = |name: &Option<String>, weight: &str| -> Result<Option<Tensor>> {
+        let v = match name {
+            Some(b) => Some(host.biases.get(b).ok_or_else(|| missing_params(b))?),
+            None => host.biases.get(&correction_name(weight)),
+        };
+        v.map(|v| Tensor::from_slice(ctx, &[v.len()], v))
+            .transpose()
+    };
+    let weight = |name: &str| host.weights.get(name).ok_or_else(|| missing_params(name));
+    let bytes = |codes: usize, channels: usize, b: &Option<Tensor>| {
+        codes as u64 + 8 * channels as u64 + b.as_ref().map_or(0, |b| b.size_bytes())
+    };
+    Ok(match layer {
+        Layer::Conv {
+            weight: name,
+            bias: b,
+            dims,
+            ..
+        } => {
+            let (wp, codes) = weight(name)?;
+            let w = QConvWeight::from_codes(ctx, *dims, codes, wp)?;
+            let b = bias(b, name)?;
+            let n = bytes(codes.len(), dims.out_channels, &b);
+            (QParams::Conv { w, b }, n)
+        }
+        Layer::Linear {
+            weight: name,
+            bias: b,
+            n,
+            ..
+        } => {
+            let (wp, codes) = weight(name)?;
+            let w = QTensor::from_codes(ctx, wp, codes)?;
+            let b = bias(b, name)?;
+            let n = bytes(codes.len(), *n, &b);
+            (QParams::Linear { w, b }, n)
+        }
+        _ => (QParams::None, 0),
+    })
+}
+
+/// Node `i`'s 8-bit output with its calibrated static parameters.
+fn static_activation(
+    ctx: &Context,
+    host: &HostParams,
+    i: usize,
+    name: &str,
+    out_shape: &[usize],
+) -> Result<QTensor> {
+    let ap = host.acts[i]
+        .as_ref()
+        .ok_or_else(|| missing_params(&format!("act.{name}")))?;
+    if ap.shape != out_shape {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "activation parameters of '{name}' are for {:?}; the node outputs {out_shape:?}",
+                ap.shape
+            ),
+        ));
+    }
+    QTensor::new(ctx, ap)
+}
+
+/// The intermediates node `i` needs besides its output: float copies around pooling and
+/// softmax, a re-packed input for a static linear, the dynamic quantization output.
+fn node_scratch(
+    ctx: &Context,
+    mode: QMode,
+    graph: &Graph,
+    i: usize,
+    (in_shape, out_shape): (&[usize], &[usize]),
+    in_params: Option<&QuantParams>,
+    act: &Act,
+) -> Result<Scratch> {
+    let node = &graph.nodes[i];
+    let last = i + 1 == graph.nodes.len();
+    let mut sc = Scratch::default();
+    match (mode, &node.layer) {
+        (QMode::Static, Layer::Pool(_)) => {
+            sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
+            if let Act::Q(_) = act {
+                sc.f_out = Some(Tensor::zeros(ctx, out_shape, DType::F32)?);
+            }
+        }
+        (QMode::Static, Layer::Softmax) => {
+            sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
+        }
+        (QMode::Static, Layer::Add { .. }) if last => {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "node {i} '{}': a static INT8 graph cannot end in an add",
+                    node.name
+                ),
+            ))
+        }
+        // A linear whose 8-bit input cannot be viewed as [rows, k] (the packing pads rows
+        // to whole words): dequantize and quantize it again, with the same parameters, in
+        // the linear's shape.
+        (QMode::Static, Layer::Linear { k, .. }) => {
+            let rows = in_shape.iter().product::<usize>() / k;
+            let view = rows_pack_alike(QType::U8, in_shape, &[rows, *k]);
+            if let (false, Some(p)) = (view, in_params) {
+                let mut p = p.clone();
+                p.shape = vec![rows, *k];
+                sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
+                sc.q_in = Some(QTensor::new(ctx, &p)?);
+            }
+        }
+        (QMode::Dynamic, Layer::Conv { .. }) => {
+            sc.q_in = Some(QTensor::for_dynamic(ctx, &DynamicQuant::onnx(), in_shape)?);
+        }
+        (QMode::Dynamic, Layer::Linear { k, .. }) => {
+            let rows = in_shape.iter().product::<usize>() / k;
+            sc.q_in = Some(QTensor::for_dynamic(
+                ctx,
+                &DynamicQuant::per_row_i8(),
+                &[rows, *k],
+            )?);
+        }
+        _ => {}
+    }
+    Ok(sc)
 }

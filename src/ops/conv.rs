@@ -550,72 +550,23 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<()> {
-    let shape = desc.shape(&w.dims, x.shape())?;
-    let dims = w.dims;
-    let x_f16 = super::check_float(OP, "x", x)?;
-    let out_f16 = super::check_float(OP, "output", out)?;
-    let w_f16 = w.dtype() == DType::F16;
-    let out_shape = shape.output_shape();
-    if out.shape() != out_shape.as_slice() {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "the output has shape {:?}; input {:?} with weights {:?} gives {out_shape:?}",
-                out.shape(),
-                x.shape(),
-                dims.oihw()
-            ),
-        ));
-    }
-    super::check_bias(OP, bias, dims.out_channels)?;
-    for (name, t) in [("x", x), ("weights", &w.data)]
-        .into_iter()
-        .chain(bias.map(|b| ("bias", b)))
-    {
-        if t.buffer() == out.buffer() {
-            return Err(Error::invalid(
-                OP,
-                format!("the output shares its buffer with {name}"),
-            ));
-        }
-    }
+    let (shape, f16s) = validate_float(desc, x, w, bias, out)?;
     let m = shape.rows();
     if m == 0 {
         return Ok(());
     }
-    let caps = ctx.capabilities();
-    let math = crate::plan::resolve_half_math(caps, desc.math, x_f16);
-    if math != HalfMath::F32 {
-        if !caps.shader_f16 {
-            return Err(Error::MissingFeature {
-                op: OP,
-                feature: "SHADER_F16 (f16 arithmetic; HalfMath::F32 works everywhere)",
-                adapter: caps.adapter.name.clone(),
-            });
-        }
-        if !x_f16 {
-            return Err(Error::invalid(
-                OP,
-                format!("{math:?} arithmetic needs f16 activations; x is f32"),
-            ));
-        }
-    }
-    let f16s = [x_f16, w_f16, out_f16];
+    let math = checked_half_math(ctx.capabilities(), desc.math, f16s[0])?;
     let flags = u32::from(bias.is_some()) | (desc.activation.code() << 1);
-    let (oc, c) = (dims.out_channels, dims.in_channels);
-
+    let (oc, c) = (w.dims.out_channels, w.dims.in_channels);
     if shape.is_pointwise() && !desc.no_pointwise && f16s == [false; 3] && desc.config.is_none() {
         // FP32 1x1: the plan's GEMM (on CPU adapters the subgroup kernel) over the pixels.
         let gdesc = GemmDesc::new(m, oc, c).activation(desc.activation);
-        return gemm(
-            ctx,
-            encoder,
-            &gdesc,
-            &x.reshape(&[m, c])?,
-            &w.data.reshape(&[c, oc])?,
-            bias,
-            &out.reshape(&[m, oc])?,
+        let (x2, w2, out2) = (
+            x.reshape(&[m, c])?,
+            w.data.reshape(&[c, oc])?,
+            out.reshape(&[m, oc])?,
         );
+        return gemm(ctx, encoder, &gdesc, &x2, &w2, bias, &out2);
     }
     // Operands over the binding limit run in pieces of whole images (x and output bound
     // as aligned windows); the weights and bias must fit.
@@ -634,7 +585,7 @@ pub fn conv2d(
             O::tensor("output", out, unit(out, plane * oc), 0),
         ],
     )?;
-    if dims.is_depthwise() {
+    if w.dims.is_depthwise() {
         let kernel = ctx.kernel(&dw_variant(f16s, math))?;
         for piece in pieces {
             let params = DwFloatParams {
@@ -647,56 +598,129 @@ pub fn conv2d(
         }
         return Ok(());
     }
-
     let cfg = desc.config.unwrap_or_else(|| {
-        crate::plan::conv_config(ctx, &shape, if x_f16 { "f16" } else { "f32" })
+        let dtype = if f16s[0] { "f16" } else { "f32" };
+        crate::plan::conv_config(ctx, &shape, dtype)
     });
-    cfg.check(ctx, OP)?;
+    cfg.check(ctx.capabilities(), OP)?;
     if cfg.split_k != 1 {
         return Err(Error::invalid(
             OP,
             format!(
-                "tile {cfg:?}: split-K applies to the GEMMs only; a convolution's tile takes split_k = 1"
+                "tile {cfg:?}: split-K applies to the GEMMs only; a convolution's tile takes \
+                 split_k = 1"
             ),
         ));
     }
-    let ncols = oc / dims.groups;
-    let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));
-    let g = shape.geom();
-    let u = |what: &str, v: usize| to_u32(OP, what, v);
-    u("elements of the output", m * oc)?;
-    u("elements of the input", x.numel())?;
+    to_u32(OP, "elements of the output", m * oc)?;
+    to_u32(OP, "elements of the input", x.numel())?;
     let pointwise = shape.is_pointwise() && !desc.no_pointwise;
     let kernel = ctx.kernel(&gemm_variant(cfg, f16s, pointwise, math))?;
     for piece in pieces {
         let rows = piece.rows * plane;
-        let row_blocks = (rows as u64).div_ceil(u64::from(cfg.tm));
-        let grid = super::grid_for(ctx, OP, groups_x * row_blocks * dims.groups as u64)?;
-        let params = GemmParams {
-            m: u("output pixels", rows)?,
-            n: u("output channels", oc)?,
-            ncols: u("output channels per group", ncols)?,
-            kc: u("channels per group", c / dims.groups)?,
-            taps: u("taps", dims.taps())?,
-            groups: u("groups", dims.groups)?,
-            groups_x: u("workgroups per row block", groups_x as usize)?,
-            row_blocks: u("row blocks", row_blocks as usize)?,
-            channels: u("channels", c)?,
-            win: WindowParams::new(OP, &g)?,
-            flags,
-            _pad: [0; 3],
-        };
-        super::record_resources(
-            ctx,
-            encoder,
-            OP,
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &piece.res,
-            grid,
-        )?;
+        let (params, grid) = implicit_gemm_params(ctx, &shape, cfg, rows, flags)?;
+        let bytes = bytemuck::bytes_of(&params);
+        super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
     }
     Ok(())
+}
+
+/// The checks of [`conv2d`] that need no device: the geometry, the float dtypes (returned
+/// as whether x, the weights and the output are f16), the output shape, the bias and
+/// aliasing.
+fn validate_float(
+    desc: &ConvDesc,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<(ConvShape, [bool; 3])> {
+    let shape = desc.shape(&w.dims, x.shape())?;
+    let x_f16 = super::check_float(OP, "x", x)?;
+    let out_f16 = super::check_float(OP, "output", out)?;
+    let out_shape = shape.output_shape();
+    if out.shape() != out_shape.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the output has shape {:?}; input {:?} with weights {:?} gives {out_shape:?}",
+                out.shape(),
+                x.shape(),
+                w.dims.oihw()
+            ),
+        ));
+    }
+    super::check_bias(OP, bias, w.dims.out_channels)?;
+    for (name, t) in [("x", x), ("weights", &w.data)]
+        .into_iter()
+        .chain(bias.map(|b| ("bias", b)))
+    {
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+    }
+    Ok((shape, [x_f16, w.dtype() == DType::F16, out_f16]))
+}
+
+/// The arithmetic the plan resolves `requested` to, checked against the device and the
+/// activations' type.
+fn checked_half_math(
+    caps: &crate::Capabilities,
+    requested: HalfMath,
+    x_f16: bool,
+) -> Result<HalfMath> {
+    let math = crate::plan::resolve_half_math(caps, requested, x_f16);
+    if math != HalfMath::F32 {
+        if !caps.shader_f16 {
+            return Err(Error::MissingFeature {
+                op: OP,
+                feature: "SHADER_F16 (f16 arithmetic; HalfMath::F32 works everywhere)",
+                adapter: caps.adapter.name.clone(),
+            });
+        }
+        if !x_f16 {
+            return Err(Error::invalid(
+                OP,
+                format!("{math:?} arithmetic needs f16 activations; x is f32"),
+            ));
+        }
+    }
+    Ok(math)
+}
+
+/// The uniform block and grid of `rows` output pixels of the float implicit GEMM.
+fn implicit_gemm_params(
+    ctx: &Context,
+    shape: &ConvShape,
+    cfg: RowTile,
+    rows: usize,
+    flags: u32,
+) -> Result<(GemmParams, [u32; 3])> {
+    let dims = shape.dims;
+    let (oc, c) = (dims.out_channels, dims.in_channels);
+    let ncols = oc / dims.groups;
+    let groups_x = (ncols as u64).div_ceil(u64::from(cfg.columns()));
+    let row_blocks = (rows as u64).div_ceil(u64::from(cfg.tm));
+    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * dims.groups as u64)?;
+    let u = |what: &str, v: usize| to_u32(OP, what, v);
+    let params = GemmParams {
+        m: u("output pixels", rows)?,
+        n: u("output channels", oc)?,
+        ncols: u("output channels per group", ncols)?,
+        kc: u("channels per group", c / dims.groups)?,
+        taps: u("taps", dims.taps())?,
+        groups: u("groups", dims.groups)?,
+        groups_x: u("workgroups per row block", groups_x as usize)?,
+        row_blocks: u("row blocks", row_blocks as usize)?,
+        channels: u("channels", c)?,
+        win: WindowParams::new(OP, &shape.geom())?,
+        flags,
+        _pad: [0; 3],
+    };
+    Ok((params, grid))
 }
 
 /// Folds an inference BatchNorm that follows a convolution into its weights and bias:

@@ -223,10 +223,45 @@ pub fn gemm(
     bias: Option<&Tensor>,
     c: &Tensor,
 ) -> Result<()> {
+    let strides = validate(desc, a, b, bias, c)?;
+    let kernel = desc
+        .kernel
+        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx, desc));
+    kernel.check(ctx)?;
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    let fits = [a, b, c]
+        .into_iter()
+        .chain(bias)
+        .all(|t| t.buffer().size() <= limit);
+    let base = base_params(desc, strides, bias.is_some());
+    let ops = Operands { a, b, bias, c };
+    if fits {
+        record_whole(ctx, encoder, kernel, desc, strides[1], base, &ops)
+    } else {
+        record_pieces(ctx, encoder, kernel, desc, strides, base, &ops)
+    }
+}
+
+/// The operands of one GEMM.
+struct Operands<'a> {
+    a: &'a Tensor,
+    b: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    c: &'a Tensor,
+}
+
+/// Checks dtypes, shapes and aliasing; returns the batch strides of A, B and C.
+fn validate(
+    desc: &GemmDesc,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> Result<[usize; 3]> {
     check_f32("A", a)?;
     check_f32("B", b)?;
     check_f32("C", c)?;
-    let [sa, sb, sc] = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
+    let strides = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
     if let Some(bias) = bias {
         check_f32("bias", bias)?;
         if bias.numel() != desc.n {
@@ -252,22 +287,12 @@ pub fn gemm(
             ));
         }
     }
+    Ok(strides)
+}
 
-    let kernel = desc
-        .kernel
-        .unwrap_or_else(|| crate::plan::gemm_kernel(ctx, desc));
-    kernel.check(ctx)?;
-    let limits = ctx.capabilities().limits;
-    let limit = limits.max_storage_buffer_binding_size;
-    let fits = [a, b, c]
-        .into_iter()
-        .chain(bias)
-        .all(|t| t.buffer().size() <= limit);
-    let strides = [sa, sb, sc];
-    let flags = u32::from(bias.is_some()) | (desc.activation.code() << 1);
-    let (lda, ldb) = (desc.stored_a().1, desc.stored_b().1);
-    let bias_buf = bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
-    let base = GemmParams {
+/// The uniform block of the whole GEMM (pieces override their part of it).
+fn base_params(desc: &GemmDesc, [sa, sb, sc]: [usize; 3], bias: bool) -> GemmParams {
+    GemmParams {
         m: desc.m as u32,
         n: desc.n as u32,
         k: desc.k as u32,
@@ -275,11 +300,11 @@ pub fn gemm(
         stride_a: sa as u32,
         stride_b: sb as u32,
         stride_c: sc as u32,
-        lda: lda as u32,
-        ldb: ldb as u32,
+        lda: desc.stored_a().1 as u32,
+        ldb: desc.stored_b().1 as u32,
         ldc: desc.n as u32,
         alpha: desc.alpha,
-        flags,
+        flags: u32::from(bias) | (desc.activation.code() << 1),
         groups_x: 0,
         groups_y: 0,
         off_a: 0,
@@ -288,51 +313,78 @@ pub fn gemm(
         off_bias: 0,
         splits: 1,
         kslice: desc.k as u32,
-    };
-    if fits {
-        let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && sb.is_multiple_of(4);
-        let whole = [a, b].map(|t| super::Res::whole(t.buffer()));
-        let res = [
-            whole[0].clone(),
-            whole[1].clone(),
-            super::Res::whole(bias_buf),
-            super::Res::whole(c.buffer()),
-        ];
-        if let Some(sk) = plan::split::gemm_split_k(ctx.capabilities(), kernel, desc) {
-            // Parallel split-K: every slice's sums into a dense scratch, then one reduce
-            // pass that adds them in slice order and applies alpha, bias and activation.
-            let scratch = super::split_scratch(ctx, &sk, "gemm split-k")?;
-            let (splits, kslice) = (sk.splits, sk.per);
-            let partial = GemmParams {
-                splits,
-                kslice,
-                ..base
-            };
-            let mut pres = res.clone();
-            pres[3] = super::Res::whole(&scratch);
-            dispatch(ctx, encoder, kernel, desc, vec_b, 1, partial, &pres)?;
-            let reduce = GemmParams { splits, ..base };
-            let rres = [
-                super::Res::whole(&scratch),
-                super::Res::whole(ctx.dummy_buffer()),
-                res[2].clone(),
-                res[3].clone(),
-            ];
-            return dispatch(ctx, encoder, kernel, desc, false, 2, reduce, &rres);
-        }
-        return dispatch(ctx, encoder, kernel, desc, vec_b, 0, base, &res);
     }
-    // Some operand is larger than one binding: run the GEMM in pieces, each binding only
-    // the windows of A, B, C and bias it touches.
+}
+
+/// Records a GEMM whose operands each fit one binding: one dispatch, or a parallel
+/// split-K run (every slice's sums into a dense scratch, then one reduce pass that adds
+/// them in slice order and applies alpha, bias and activation).
+fn record_whole(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: GemmKernel,
+    desc: &GemmDesc,
+    stride_b: usize,
+    base: GemmParams,
+    o: &Operands,
+) -> Result<()> {
+    let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && stride_b.is_multiple_of(4);
+    let bias_buf = o.bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
+    let res = [
+        super::Res::whole(o.a.buffer()),
+        super::Res::whole(o.b.buffer()),
+        super::Res::whole(bias_buf),
+        super::Res::whole(o.c.buffer()),
+    ];
+    let Some(sk) = plan::split::gemm_split_k(ctx.capabilities(), kernel, desc) else {
+        return dispatch(ctx, encoder, kernel, desc, vec_b, 0, base, &res);
+    };
+    let scratch = super::split_scratch(ctx, &sk, "gemm split-k")?;
+    let partial = GemmParams {
+        splits: sk.splits,
+        kslice: sk.per,
+        ..base
+    };
+    let mut pres = res.clone();
+    pres[3] = super::Res::whole(&scratch);
+    dispatch(ctx, encoder, kernel, desc, vec_b, 1, partial, &pres)?;
+    let reduce = GemmParams {
+        splits: sk.splits,
+        ..base
+    };
+    let rres = [
+        super::Res::whole(&scratch),
+        super::Res::whole(ctx.dummy_buffer()),
+        res[2].clone(),
+        res[3].clone(),
+    ];
+    dispatch(ctx, encoder, kernel, desc, false, 2, reduce, &rres)
+}
+
+/// Records a GEMM with an operand larger than one binding, in the pieces of
+/// [`plan::split::gemm_pieces`], each binding only the windows of A, B, C and bias it
+/// touches; K pieces after the first accumulate into C.
+fn record_pieces(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: GemmKernel,
+    desc: &GemmDesc,
+    strides: [usize; 3],
+    base: GemmParams,
+    o: &Operands,
+) -> Result<()> {
+    let limits = ctx.capabilities().limits;
+    let limit = limits.max_storage_buffer_binding_size;
     let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
+    let ldb = desc.stored_b().1;
     for pc in plan::split::gemm_pieces(desc, strides, limit, align)? {
         let [ra, rb, rc, rbias] = plan::split::piece_ranges(desc, strides, &pc);
-        let (wa, oa) = super::window(ctx, a.buffer(), 4, ra.0, ra.1);
-        let (wb, ob) = super::window(ctx, b.buffer(), 4, rb.0, rb.1);
-        let (wc, oc) = super::window(ctx, c.buffer(), 4, rc.0, rc.1);
-        let (wbias, obias) = match bias {
+        let (wa, oa) = super::window(ctx, o.a.buffer(), 4, ra.0, ra.1);
+        let (wb, ob) = super::window(ctx, o.b.buffer(), 4, rb.0, rb.1);
+        let (wc, oc) = super::window(ctx, o.c.buffer(), 4, rc.0, rc.1);
+        let (wbias, obias) = match o.bias {
             Some(t) => super::window(ctx, t.buffer(), 4, rbias.0, rbias.1),
-            None => (super::Res::whole(bias_buf), 0),
+            None => (super::Res::whole(ctx.dummy_buffer()), 0),
         };
         let last_k = pc.k0 + pc.kc == desc.k;
         ctx.note_split();
@@ -345,7 +397,7 @@ pub fn gemm(
             stride_b: 0,
             stride_c: 0,
             // Bias and activation apply once, to the complete sum.
-            flags: if last_k { flags } else { 0 } | if pc.k0 > 0 { ACCUMULATE } else { 0 },
+            flags: if last_k { base.flags } else { 0 } | if pc.k0 > 0 { ACCUMULATE } else { 0 },
             off_a: oa as u32,
             off_b: ob as u32,
             off_c: oc as u32,
@@ -363,16 +415,8 @@ pub fn gemm(
             && pc.nc.is_multiple_of(4)
             && ldb.is_multiple_of(4)
             && ob.is_multiple_of(4);
-        dispatch(
-            ctx,
-            encoder,
-            kernel,
-            &sub,
-            vec_b,
-            0,
-            params,
-            &[wa, wb, wbias, wc],
-        )?;
+        let res = [wa, wb, wbias, wc];
+        dispatch(ctx, encoder, kernel, &sub, vec_b, 0, params, &res)?;
     }
     Ok(())
 }

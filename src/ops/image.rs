@@ -155,24 +155,9 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     v
 }
 
-/// Records the conversion of an RGBA8 image to the normalized NHWC tensor `out`
-/// (`desc.output_shape()`, f32 or f16); see the module docs.
-pub fn image_to_tensor(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
-    src: ImageSource<'_>,
-    desc: &ImageDesc,
-    out: &Tensor,
-) -> Result<()> {
-    let out_f16 = super::check_float(OP, "output", out)?;
-    let want = desc.output_shape();
-    if out.shape() != want.as_slice() {
-        return Err(Error::shape(
-            OP,
-            format!("the output has shape {:?}; expected {want:?}", out.shape()),
-        ));
-    }
-    let (w, h) = match src {
+/// The source image's width and height, with its format and binding checked.
+fn source_size(ctx: &Context, src: ImageSource<'_>, out: &Tensor) -> Result<(usize, usize)> {
+    Ok(match src {
         ImageSource::Buffer {
             pixels,
             width,
@@ -221,7 +206,27 @@ pub fn image_to_tensor(
             }
             (t.width() as usize, t.height() as usize)
         }
-    };
+    })
+}
+
+/// Records the conversion of an RGBA8 image to the normalized NHWC tensor `out`
+/// (`desc.output_shape()`, f32 or f16); see the module docs.
+pub fn image_to_tensor(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    src: ImageSource<'_>,
+    desc: &ImageDesc,
+    out: &Tensor,
+) -> Result<()> {
+    let out_f16 = super::check_float(OP, "output", out)?;
+    let want = desc.output_shape();
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!("the output has shape {:?}; expected {want:?}", out.shape()),
+        ));
+    }
+    let (w, h) = source_size(ctx, src, out)?;
     if w == 0 || h == 0 || desc.crop.contains(&0) {
         return Err(Error::shape(
             OP,

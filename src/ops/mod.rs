@@ -96,17 +96,14 @@ pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> R
 }
 
 impl RowTile {
-    pub(crate) fn check(self, ctx: &Context, op: &'static str) -> Result<()> {
+    pub(crate) fn check(self, caps: &crate::Capabilities, op: &'static str) -> Result<()> {
         if self.wg == 0 || self.tm == 0 || self.tn4 == 0 || self.split_k == 0 {
             return Err(Error::invalid(
                 op,
                 format!("tile {self:?}: every field must be non-zero"),
             ));
         }
-        let limit = ctx
-            .capabilities()
-            .limits
-            .max_compute_invocations_per_workgroup;
+        let limit = caps.limits.max_compute_invocations_per_workgroup;
         if self.wg > limit {
             return Err(Error::LimitExceeded {
                 op,

@@ -329,22 +329,138 @@ pub fn qgemm(
     run(ctx, encoder, desc, a, w, bias, out, &problem)
 }
 
-/// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
-/// has checked against `problem`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
+/// A requantized output's scale, zero point and code range.
+type Requant = (f32, i32, (i32, i32));
+
+/// What [`validate`] established about one W8A8 launch's operands.
+struct Checked<'a> {
+    /// Parameters per row of A (1) or per tensor (0).
+    a_stride: u32,
+    /// Parameters per output channel of W (1) or per tensor (0).
+    w_stride: u32,
+    a_u8: bool,
+    w_u8: bool,
+    /// The output form: 0 f32, 1 f16, 2 i32, 3 requantized 8-bit codes.
+    out_code: u32,
+    /// The tensor the output is written to (a requantized output's codes).
+    out: &'a Tensor,
+    /// A requantized output's scale, zero point and code range.
+    requant: Requant,
+}
+
+/// The K bound of [`max_exact_k`], as an error naming the operands' ranges.
+fn check_exact_k(a: &QTensor, w: &QTensor, k: usize) -> Result<()> {
+    let limit = max_exact_k(a.qrange(), !a.is_symmetric(), w.qrange(), !w.is_symmetric());
+    if k <= limit {
+        return Ok(());
+    }
+    let zp = |q: &QTensor| {
+        if q.is_symmetric() {
+            ""
+        } else {
+            " with zero points"
+        }
+    };
+    Err(Error::invalid(
+        OP,
+        format!(
+            "K = {k} exceeds {limit}, the longest reduction whose int32 accumulator is \
+             exact for A codes in {:?}{} and W codes in {:?}{}; split K into chunks of at \
+             most {limit} and add the dequantized results",
+            a.qrange(),
+            zp(a),
+            w.qrange(),
+            zp(w),
+        ),
+    ))
+}
+
+/// The output's form and tensor, checked against the product's shape.
+fn check_output<'a>(
+    desc: &QGemmDesc,
+    bias: Option<&Tensor>,
+    out: QGemmOutput<'a>,
+    a_shape: &[usize],
+    w_shape: &[usize],
+    out_shape: &[usize],
+) -> Result<(u32, &'a Tensor, Requant)> {
+    let float = |operand: &'static str, t: &Tensor, dtype: DType| -> Result<()> {
+        if t.dtype() != dtype {
+            return Err(Error::DType {
+                op: OP,
+                operand,
+                expected: dtype,
+                got: t.dtype(),
+            });
+        }
+        if t.shape() != out_shape {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{operand} has shape {:?}; A {a_shape:?} times W {w_shape:?} gives \
+                     {out_shape:?}",
+                    t.shape(),
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let none = (1.0, 0, (0, 0));
+    match out {
+        QGemmOutput::F32(t) => float("output", t, DType::F32).map(|_| (0, t, none)),
+        QGemmOutput::F16(t) => float("output", t, DType::F16).map(|_| (1, t, none)),
+        QGemmOutput::I32(t) => {
+            float("output", t, DType::I32)?;
+            if bias.is_some() || desc.activation != Activation::None {
+                return Err(Error::invalid(
+                    OP,
+                    "the i32 output is the raw accumulator: it takes no bias and no activation",
+                ));
+            }
+            Ok((2, t, none))
+        }
+        QGemmOutput::Quantized(q) => {
+            check_8bit("output", q)?;
+            if q.shape() != out_shape {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "the quantized output has shape {:?}; A {a_shape:?} times W \
+                         {w_shape:?} gives {out_shape:?}",
+                        q.shape(),
+                    ),
+                ));
+            }
+            let params = q
+                .static_params()
+                .filter(|p| p.scales.len() == 1)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        OP,
+                        "a requantized output needs static per-tensor parameters (QTensor::new \
+                         with a per-tensor QuantParams): its scale and zero point are fixed at \
+                         calibration",
+                    )
+                })?;
+            Ok((
+                3,
+                q.data(),
+                (params.scales[0], params.zero_points[0], q.qrange()),
+            ))
+        }
+    }
+}
+
+/// Every check of one W8A8 launch that needs no device: parameter granularities, the
+/// int32 bound, the output, the bias and aliasing.
+fn validate<'a>(
     desc: &QGemmDesc,
     a: &QTensor,
     w: &QTensor,
     bias: Option<&Tensor>,
-    out: QGemmOutput<'_>,
+    out: QGemmOutput<'a>,
     problem: &Problem,
-) -> Result<()> {
-    let (m, n, k) = (problem.m, problem.n(), problem.k());
-    let out_shape = &problem.out_shape;
-    let a_shape = a.shape();
+) -> Result<Checked<'a>> {
     let a_stride = row_stride("A", "row", a)?;
     let w_stride = if problem.conv.is_some() {
         conv_weight_stride(w, problem.depthwise)?
@@ -355,117 +471,17 @@ pub(crate) fn run(
         return Err(Error::invalid(
             OP,
             format!(
-                "the convolution takes activations quantized per tensor; A (shape {a_shape:?}) \
-                 is quantized {:?}",
+                "the convolution takes activations quantized per tensor; A (shape {:?}) is \
+                 quantized {:?}",
+                a.shape(),
                 a.granularity()
             ),
         ));
     }
-
-    let a_u8 = a.qtype() == QType::U8;
-    let w_u8 = w.qtype() == QType::U8;
-    // A u8 operand is shifted to i8, which gives it a zero point of -128 even when its
-    // own zero point is 0.
-    let za = !a.is_symmetric() || a_u8;
-    let zw = !w.is_symmetric() || w_u8;
-    let limit = max_exact_k(a.qrange(), !a.is_symmetric(), w.qrange(), !w.is_symmetric());
-    if k > limit {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "K = {k} exceeds {limit}, the longest reduction whose int32 accumulator is \
-                 exact for A codes in {:?}{} and W codes in {:?}{}; split K into chunks of at \
-                 most {limit} and add the dequantized results",
-                a.qrange(),
-                if a.is_symmetric() {
-                    ""
-                } else {
-                    " with zero points"
-                },
-                w.qrange(),
-                if w.is_symmetric() {
-                    ""
-                } else {
-                    " with zero points"
-                },
-            ),
-        ));
-    }
-
-    let expect_float = |operand: &'static str, t: &Tensor, dtype: DType| -> Result<()> {
-        if t.dtype() != dtype {
-            return Err(Error::DType {
-                op: OP,
-                operand,
-                expected: dtype,
-                got: t.dtype(),
-            });
-        }
-        if t.shape() != out_shape.as_slice() {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "{operand} has shape {:?}; A {a_shape:?} times W {:?} gives {out_shape:?}",
-                    t.shape(),
-                    w.shape()
-                ),
-            ));
-        }
-        Ok(())
-    };
-    let (out_code, out_buf, out_name) = match out {
-        QGemmOutput::F32(t) => {
-            expect_float("output", t, DType::F32)?;
-            (0u32, t.buffer(), t)
-        }
-        QGemmOutput::F16(t) => {
-            expect_float("output", t, DType::F16)?;
-            (1, t.buffer(), t)
-        }
-        QGemmOutput::I32(t) => {
-            expect_float("output", t, DType::I32)?;
-            if bias.is_some() || desc.activation != Activation::None {
-                return Err(Error::invalid(
-                    OP,
-                    "the i32 output is the raw accumulator: it takes no bias and no activation",
-                ));
-            }
-            (2, t.buffer(), t)
-        }
-        QGemmOutput::Quantized(q) => {
-            check_8bit("output", q)?;
-            if q.shape() != out_shape.as_slice() {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "the quantized output has shape {:?}; A {a_shape:?} times W {:?} gives \
-                         {out_shape:?}",
-                        q.shape(),
-                        w.shape()
-                    ),
-                ));
-            }
-            (3, q.data().buffer(), q.data())
-        }
-    };
-    let (out_scale, out_zero, (out_qmin, out_qmax)) = match out {
-        QGemmOutput::Quantized(q) => {
-            let params = q
-                .static_params()
-                .filter(|p| p.scales.len() == 1)
-                .ok_or_else(|| {
-                    Error::invalid(
-                    OP,
-                    "a requantized output needs static per-tensor parameters (QTensor::new with \
-                     a per-tensor QuantParams): its scale and zero point are fixed at \
-                     calibration",
-                )
-                })?;
-            (params.scales[0], params.zero_points[0], q.qrange())
-        }
-        _ => (1.0, 0, (0, 0)),
-    };
-    super::check_bias(OP, bias, n)?;
+    check_exact_k(a, w, problem.k())?;
+    let (out_code, out, requant) =
+        check_output(desc, bias, out, a.shape(), w.shape(), &problem.out_shape)?;
+    super::check_bias(OP, bias, problem.n())?;
     let inputs = [
         ("A", a.data()),
         ("A scales", a.scales()),
@@ -475,22 +491,90 @@ pub(crate) fn run(
         ("W zero points", w.zero_points()),
     ];
     for (name, t) in inputs.iter().copied().chain(bias.map(|b| ("bias", b))) {
-        if t.buffer() == out_buf {
+        if t.buffer() == out.buffer() {
             return Err(Error::invalid(
                 OP,
                 format!("the output shares its buffer with {name}"),
             ));
         }
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
+    if problem.k() == 0 && problem.m > 0 && problem.n() > 0 {
         return Err(Error::shape(OP, "K must be at least 1"));
     }
+    Ok(Checked {
+        a_stride,
+        w_stride,
+        a_u8: a.qtype() == QType::U8,
+        w_u8: w.qtype() == QType::U8,
+        out_code,
+        out,
+        requant,
+    })
+}
 
-    let caps = ctx.capabilities();
-    let dot4 = match desc.packed_dot {
+/// The launch plan of one W8A8 GEMM or convolution: the kernel's constants, its tile and
+/// its passes. A plain value: [`plan_launch`] computes it from the capabilities alone
+/// (with the tile given), so it can be printed and tested without a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QGemmLaunch {
+    /// Rows x columns per invocation, workgroup and split-K request.
+    pub tile: RowTile,
+    /// `dot4I8Packed` (else the unpacked integer fallback).
+    pub packed_dot: bool,
+    /// A has zero points to correct for (asymmetric, or u8 shifted to i8).
+    pub zero_a: bool,
+    /// W has zero points to correct for.
+    pub zero_w: bool,
+    /// The output form: 0 f32, 1 f16, 2 i32, 3 requantized 8-bit codes.
+    pub out: u32,
+    /// An implicit-GEMM convolution (else a GEMM).
+    pub conv: bool,
+    /// A depthwise convolution (its own kernel).
+    pub depthwise: bool,
+    /// The parallel split-K run (GEMMs that fit one binding only), or `None`.
+    pub split_k: Option<crate::plan::split::SplitK>,
+}
+
+impl QGemmLaunch {
+    /// The shader variant of the main pass (the partial sums under split-K).
+    pub fn variant(&self) -> ShaderVariant {
+        if self.depthwise {
+            return dw_q8_variant(self.out);
+        }
+        let out = if self.split_k.is_some() { 2 } else { self.out };
+        variant(
+            self.tile,
+            self.packed_dot,
+            self.zero_a,
+            self.zero_w,
+            out,
+            self.conv,
+            false,
+        )
+    }
+
+    /// The shader variant of split-K's reduce pass, if there is one.
+    pub fn reduce_variant(&self) -> Option<ShaderVariant> {
+        self.split_k
+            .map(|_| variant(self.tile, false, false, false, self.out, false, true))
+    }
+}
+
+/// Resolves the launch of a W8A8 problem with `tile` on a device with `caps`: the packed
+/// dot product where requested and available, the zero-point corrections the operands
+/// need, and split-K for a GEMM (which runs only when its operands fit one binding).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_launch(
+    caps: &crate::Capabilities,
+    desc: &QGemmDesc,
+    tile: RowTile,
+    (zero_a, zero_w): (bool, bool),
+    out: u32,
+    (m, n, kc): (usize, usize, usize),
+    conv: bool,
+    depthwise: bool,
+) -> Result<QGemmLaunch> {
+    let packed_dot = match desc.packed_dot {
         Some(true) if !caps.packed_int8_dot => {
             return Err(Error::MissingFeature {
                 op: OP,
@@ -501,25 +585,50 @@ pub(crate) fn run(
         Some(p) => p,
         None => caps.packed_int8_dot,
     };
-    let cfg = desc.config.unwrap_or_else(|| {
-        crate::plan::qgemm_config(ctx, m, problem.ncols, k, problem.conv.is_some())
-    });
-    cfg.check(ctx, OP)?;
-    if problem.conv.is_some() && cfg.split_k != 1 {
+    tile.check(caps, OP)?;
+    if conv && tile.split_k != 1 {
         return Err(Error::invalid(
             OP,
             format!(
-                "tile {cfg:?}: split-K applies to the GEMM only; a convolution's tile takes split_k = 1"
+                "tile {tile:?}: split-K applies to the GEMM only; a convolution's tile takes \
+                 split_k = 1"
             ),
         ));
     }
+    let split_k = if conv {
+        None
+    } else {
+        crate::plan::split::qgemm_split_k(caps, tile, m, n, kc)
+    };
+    Ok(QGemmLaunch {
+        tile,
+        packed_dot,
+        zero_a,
+        zero_w,
+        out,
+        conv,
+        depthwise,
+        split_k,
+    })
+}
+
+/// The uniform block shared by every piece and pass (the per-piece fields stay 0).
+fn base_params(
+    desc: &QGemmDesc,
+    a: &QTensor,
+    bias: Option<&Tensor>,
+    problem: &Problem,
+    c: &Checked,
+) -> Result<Params> {
+    let (m, n, k) = (problem.m, problem.n(), problem.k());
     let geom = problem.conv;
     let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
     to_u32("elements of the output", m * n)?;
     to_u32("bytes of A", a.data().numel() * 4)?;
     let groups = problem.groups();
     let tail = problem.kc % 4;
-    let params = Params {
+    let (out_scale, out_zero, (out_qmin, out_qmax)) = c.requant;
+    Ok(Params {
         m: to_u32("M", m)?,
         n: to_u32("N", n)?,
         k: to_u32("K", k)?,
@@ -527,17 +636,17 @@ pub(crate) fn run(
         // Per piece, with m, ncols, row_blocks and a_words.
         groups_x: 0,
         flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
-        a_xor: if a_u8 { 0x8080_8080 } else { 0 },
-        w_xor: if w_u8 { 0x8080_8080 } else { 0 },
+        a_xor: if c.a_u8 { 0x8080_8080 } else { 0 },
+        w_xor: if c.w_u8 { 0x8080_8080 } else { 0 },
         tail_mask: if tail == 0 {
             u32::MAX
         } else {
             (1u32 << (8 * tail)) - 1
         },
-        a_row_stride: a_stride,
-        w_col_stride: w_stride,
-        a_shift: if a_u8 { 128 } else { 0 },
-        w_shift: if w_u8 { 128 } else { 0 },
+        a_row_stride: c.a_stride,
+        w_col_stride: c.w_stride,
+        a_shift: if c.a_u8 { 128 } else { 0 },
+        w_shift: if c.w_u8 { 128 } else { 0 },
         out_qmin,
         out_qmax,
         out_zero,
@@ -558,21 +667,32 @@ pub(crate) fn run(
         byte_out: u32::from(groups > 1 && !problem.ncols.is_multiple_of(4)),
         splits: 1,
         slice_words: to_u32("words per row", problem.kc.div_ceil(4))?,
-    };
+    })
+}
 
-    // Operands over the binding limit run in pieces (module docs): GEMM rows and weight
-    // rows (output columns), convolution images. Each operand lists its bytes per unit of
-    // the row axis and of the column axis; one that grows along neither must fit whole.
-    let out_elem: u64 = match out_code {
+/// The pieces the operands are bound in (module docs): GEMM rows and weight rows (output
+/// columns), convolution images. Each operand lists its bytes per unit of the row axis
+/// and of the column axis; one that grows along neither must fit whole.
+fn windows<'a>(
+    ctx: &'a Context,
+    a: &'a QTensor,
+    w: &'a QTensor,
+    bias: Option<&'a Tensor>,
+    problem: &Problem,
+    c: &Checked<'a>,
+    out_words_per_row: u32,
+) -> Result<Vec<super::Split<'a>>> {
+    let n = problem.n();
+    let out_elem: u64 = match c.out_code {
         1 => 2,
         3 => 1,
         _ => 4,
     };
-    let out_row = match out_code {
-        3 => 4 * u64::from(params.out_words_per_row),
+    let out_row = match c.out_code {
+        3 => 4 * u64::from(out_words_per_row),
         _ => out_elem * n as u64,
     };
-    let (plane, images) = match geom {
+    let (plane, images) = match problem.conv {
         Some(g) => (
             g.out_h * g.out_w,
             g.in_h * g.in_w * g.channels.div_ceil(4) * 4,
@@ -580,7 +700,7 @@ pub(crate) fn run(
         None => (1, 0),
     };
     let per_row = |stride: u32| 4 * u64::from(stride);
-    let gemm = geom.is_none();
+    let gemm = problem.conv.is_none();
     // Per-row A parameters and the column axis split only in the GEMM.
     let row = |b: u64| if gemm { b } else { 0 };
     let col = row;
@@ -590,133 +710,217 @@ pub(crate) fn run(
     } else {
         images as u64
     };
-    let pieces = super::split(
+    super::split(
         ctx,
         OP,
         [if gemm { "rows" } else { "images" }, "output columns"],
-        (m / plane, n),
+        (problem.m / plane, n),
         &[
             O::tensor("A", a.data(), a_unit, 0),
-            O::tensor("A scales", a.scales(), row(per_row(a_stride)), 0),
-            O::tensor("A zero points", a.zero_points(), row(per_row(a_stride)), 0),
+            O::tensor("A scales", a.scales(), row(per_row(c.a_stride)), 0),
+            O::tensor(
+                "A zero points",
+                a.zero_points(),
+                row(per_row(c.a_stride)),
+                0,
+            ),
             O::tensor("W", w.data(), 0, col(4 * problem.kc.div_ceil(4) as u64)),
-            O::tensor("W scales", w.scales(), 0, col(per_row(w_stride))),
-            O::tensor("W zero points", w.zero_points(), 0, col(per_row(w_stride))),
+            O::tensor("W scales", w.scales(), 0, col(per_row(c.w_stride))),
+            O::tensor(
+                "W zero points",
+                w.zero_points(),
+                0,
+                col(per_row(c.w_stride)),
+            ),
             O::optional(ctx, "bias", bias, 0, col(4)),
-            O::tensor("output", out_name, out_row * plane as u64, col(out_elem)),
+            O::tensor("output", c.out, out_row * plane as u64, col(out_elem)),
         ],
-    )?;
-    if let (true, [piece]) = (gemm, &pieces[..]) {
-        if let Some(sk) = plan::split::qgemm_split_k(ctx.capabilities(), cfg, m, n, problem.kc) {
-            // Parallel split-K: each slice's exact partial result (i32, zero-point
-            // corrections included) into a dense scratch, then a reduce pass that adds them
-            // and runs the requested epilogue.
-            let scratch = super::split_scratch(ctx, &sk, "qgemm split-k")?;
-            let (splits, slice_words) = (sk.splits, sk.per);
-            let groups_x = (n as u64).div_ceil(u64::from(cfg.columns()));
-            let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
-            let base = Params {
-                groups_x: to_u32("workgroups per row block", groups_x as usize)?,
-                row_blocks: to_u32("row blocks", row_blocks as usize)?,
-                a_words: to_u32(
-                    "words of A",
-                    super::bound_words(&piece.res[0], a.data().buffer().size()) as usize,
-                )?,
-                splits,
-                slice_words,
-                ..params
-            };
-            let mut res = piece.res.clone();
-            res[7] = super::Res::whole(&scratch);
-            let partial = ctx.kernel(&variant(cfg, dot4, za, zw, 2, false, false))?;
-            let tiles = groups_x * row_blocks;
-            let grid = super::grid_for(ctx, OP, tiles * u64::from(splits))?;
-            super::record_resources(
-                ctx,
-                encoder,
-                OP,
-                &partial,
-                bytemuck::bytes_of(&base),
-                &res,
-                grid,
-            )?;
-            let mut res = piece.res.clone();
-            res[0] = super::Res::whole(&scratch);
-            let reduce = ctx.kernel(&variant(cfg, false, false, false, out_code, false, true))?;
-            return super::record_resources(
-                ctx,
-                encoder,
-                OP,
-                &reduce,
-                bytemuck::bytes_of(&base),
-                &res,
-                super::grid_for(ctx, OP, tiles)?,
-            );
-        }
-    }
-    let kernel = if problem.depthwise {
-        ctx.kernel(&dw_q8_variant(out_code))?
-    } else {
-        ctx.kernel(&variant(cfg, dot4, za, zw, out_code, geom.is_some(), false))?
-    };
-    for piece in pieces {
-        let res = piece.res;
-        // Output rows of the piece; output columns per group (a GEMM piece's columns).
-        let (mp, np) = (
-            piece.rows * plane,
-            if gemm { piece.cols } else { problem.ncols },
-        );
-        if let (true, Some(g)) = (problem.depthwise, geom) {
-            let dw = DwQ8Params {
-                base: DwParams::new(OP, &g, mp, n, params.flags)?,
-                pix_words: params.pix_words,
-                a_signed: u32::from(!a_u8),
-                w_signed: u32::from(!w_u8),
-                a_row_stride: 0,
-                w_col_stride: w_stride,
-                out_qmin,
-                out_qmax,
-                out_zero,
-                out_scale,
-                out_words_per_row: params.out_words_per_row,
-                opaque_zero: 0,
-                _pad: [0; 3],
-            };
-            let grid = dw.base.grid(ctx, OP)?;
-            super::record_resources(
-                ctx,
-                encoder,
-                OP,
-                &kernel,
-                bytemuck::bytes_of(&dw),
-                &res,
-                grid,
-            )?;
-            continue;
-        }
-        let groups_x = (np as u64).div_ceil(u64::from(cfg.columns()));
-        let row_blocks = (mp as u64).div_ceil(u64::from(cfg.tm));
-        let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
-        let part = Params {
-            m: to_u32("M", mp)?,
-            ncols: to_u32("N", np)?,
-            groups_x: to_u32("workgroups per row block", groups_x as usize)?,
-            row_blocks: to_u32("row blocks", row_blocks as usize)?,
-            a_words: to_u32(
-                "words of A",
-                super::bound_words(&res[0], a.data().buffer().size()) as usize,
-            )?,
-            ..params
-        };
-        super::record_resources(
-            ctx,
-            encoder,
+    )
+}
+
+/// Records a split-K run: each slice's exact partial result (i32, zero-point corrections
+/// included) into a dense scratch, then a reduce pass that adds them and runs the
+/// requested epilogue.
+#[allow(clippy::too_many_arguments)]
+fn record_split_k(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    launch: &QGemmLaunch,
+    sk: &crate::plan::split::SplitK,
+    params: &Params,
+    piece: &super::Split,
+    a: &QTensor,
+    (m, n): (usize, usize),
+) -> Result<()> {
+    let scratch = super::split_scratch(ctx, sk, "qgemm split-k")?;
+    let cfg = launch.tile;
+    let groups_x = (n as u64).div_ceil(u64::from(cfg.columns()));
+    let row_blocks = (m as u64).div_ceil(u64::from(cfg.tm));
+    let base = Params {
+        groups_x: to_u32(OP, "workgroups per row block", groups_x as usize)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks as usize)?,
+        a_words: to_u32(
             OP,
-            &kernel,
-            bytemuck::bytes_of(&part),
-            &res,
-            grid,
-        )?;
+            "words of A",
+            super::bound_words(&piece.res[0], a.data().buffer().size()) as usize,
+        )?,
+        splits: sk.splits,
+        slice_words: sk.per,
+        ..*params
+    };
+    let tiles = groups_x * row_blocks;
+    let mut res = piece.res.clone();
+    res[7] = super::Res::whole(&scratch);
+    let partial = ctx.kernel(&launch.variant())?;
+    let grid = super::grid_for(ctx, OP, tiles * u64::from(sk.splits))?;
+    let bytes = bytemuck::bytes_of(&base);
+    super::record_resources(ctx, encoder, OP, &partial, bytes, &res, grid)?;
+    let mut res = piece.res.clone();
+    res[0] = super::Res::whole(&scratch);
+    let reduce = ctx.kernel(&launch.reduce_variant().expect("split-K has a reduce pass"))?;
+    let grid = super::grid_for(ctx, OP, tiles)?;
+    super::record_resources(ctx, encoder, OP, &reduce, bytes, &res, grid)
+}
+
+/// Records one piece of a depthwise INT8 convolution (its own kernel and params).
+#[allow(clippy::too_many_arguments)]
+fn record_depthwise(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: &crate::context::Kernel,
+    params: &Params,
+    c: &Checked,
+    g: &ConvGeom,
+    (rows, n): (usize, usize),
+    res: &[super::Res],
+) -> Result<()> {
+    let (out_scale, out_zero, (out_qmin, out_qmax)) = c.requant;
+    let dw = DwQ8Params {
+        base: DwParams::new(OP, g, rows, n, params.flags)?,
+        pix_words: params.pix_words,
+        a_signed: u32::from(!c.a_u8),
+        w_signed: u32::from(!c.w_u8),
+        a_row_stride: 0,
+        w_col_stride: c.w_stride,
+        out_qmin,
+        out_qmax,
+        out_zero,
+        out_scale,
+        out_words_per_row: params.out_words_per_row,
+        opaque_zero: 0,
+        _pad: [0; 3],
+    };
+    let grid = dw.base.grid(ctx, OP)?;
+    super::record_resources(ctx, encoder, OP, kernel, bytemuck::bytes_of(&dw), res, grid)
+}
+
+/// Records one piece of a W8A8 GEMM or implicit-GEMM convolution: `rows` output rows of
+/// `ncols` columns per group.
+#[allow(clippy::too_many_arguments)]
+fn record_piece(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: &crate::context::Kernel,
+    params: &Params,
+    tile: RowTile,
+    (rows, ncols, groups): (usize, usize, usize),
+    res: &[super::Res],
+    a: &QTensor,
+) -> Result<()> {
+    let groups_x = (ncols as u64).div_ceil(u64::from(tile.columns()));
+    let row_blocks = (rows as u64).div_ceil(u64::from(tile.tm));
+    let grid = super::grid_for(ctx, OP, groups_x * row_blocks * groups as u64)?;
+    let part = Params {
+        m: to_u32(OP, "M", rows)?,
+        ncols: to_u32(OP, "N", ncols)?,
+        groups_x: to_u32(OP, "workgroups per row block", groups_x as usize)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks as usize)?,
+        a_words: to_u32(
+            OP,
+            "words of A",
+            super::bound_words(&res[0], a.data().buffer().size()) as usize,
+        )?,
+        ..*params
+    };
+    super::record_resources(
+        ctx,
+        encoder,
+        OP,
+        kernel,
+        bytemuck::bytes_of(&part),
+        res,
+        grid,
+    )
+}
+
+/// Validates and records one W8A8 GEMM or convolution whose operand shapes the caller
+/// has checked against `problem`: validate, resolve the launch plan, record.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &QGemmDesc,
+    a: &QTensor,
+    w: &QTensor,
+    bias: Option<&Tensor>,
+    out: QGemmOutput<'_>,
+    problem: &Problem,
+) -> Result<()> {
+    let checked = validate(desc, a, w, bias, out, problem)?;
+    let (m, n, k) = (problem.m, problem.n(), problem.k());
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let conv = problem.conv.is_some();
+    let tile = desc
+        .config
+        .unwrap_or_else(|| plan::qgemm_config(ctx, m, problem.ncols, k, conv));
+    // A u8 operand is shifted to i8, which gives it a zero point of -128 even when its
+    // own zero point is 0.
+    let zeros = (
+        !a.is_symmetric() || checked.a_u8,
+        !w.is_symmetric() || checked.w_u8,
+    );
+    let mut launch = plan_launch(
+        ctx.capabilities(),
+        desc,
+        tile,
+        zeros,
+        checked.out_code,
+        (m, n, problem.kc),
+        conv,
+        problem.depthwise,
+    )?;
+    let params = base_params(desc, a, bias, problem, &checked)?;
+    let pieces = windows(ctx, a, w, bias, problem, &checked, params.out_words_per_row)?;
+    if pieces.len() != 1 {
+        // Split-K needs the whole problem in one binding each.
+        launch.split_k = None;
+    }
+    if let (Some(sk), [piece]) = (launch.split_k, &pieces[..]) {
+        return record_split_k(ctx, encoder, &launch, &sk, &params, piece, a, (m, n));
+    }
+    let kernel = ctx.kernel(&launch.variant())?;
+    let plane = problem.conv.map_or(1, |g| g.out_h * g.out_w);
+    for piece in &pieces {
+        let rows = piece.rows * plane;
+        match problem.conv {
+            Some(g) if problem.depthwise => record_depthwise(
+                ctx,
+                encoder,
+                &kernel,
+                &params,
+                &checked,
+                &g,
+                (rows, n),
+                &piece.res,
+            )?,
+            _ => {
+                let ncols = if conv { problem.ncols } else { piece.cols };
+                let shape = (rows, ncols, problem.groups());
+                record_piece(ctx, encoder, &kernel, &params, tile, shape, &piece.res, a)?
+            }
+        }
     }
     Ok(())
 }

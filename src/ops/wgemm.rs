@@ -225,19 +225,8 @@ fn weight_groups(w: &QTensor, n: usize, k: usize) -> Result<(u32, u32, usize, us
     }
 }
 
-/// Records `out = act(x * W^T + bias)` into `encoder`; see the module docs. Nothing is
-/// submitted.
-pub fn wgemm(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
-    desc: &WGemmDesc,
-    x: &Tensor,
-    weights: Weights<'_>,
-    bias: Option<&Tensor>,
-    out: &Tensor,
-) -> Result<()> {
-    let a_f16 = super::check_float(OP, "x", x)?;
-    let out_f16 = super::check_float(OP, "output", out)?;
+/// `m`, `n` and `k` of `x * W^T`, with the operands' shapes and dtypes checked.
+fn check_shapes(x: &Tensor, weights: Weights<'_>, out: &Tensor) -> Result<(usize, usize, usize)> {
     let w_shape = match weights {
         Weights::Quantized(q) => q.shape(),
         Weights::F16(t) => {
@@ -268,7 +257,6 @@ pub fn wgemm(
             ),
         ));
     }
-    let m = x.numel() / k.max(1);
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().expect("x has a last dimension") = n;
     if out.shape() != out_shape.as_slice() {
@@ -281,10 +269,36 @@ pub fn wgemm(
             ),
         ));
     }
-    super::check_bias(OP, bias, n)?;
-    let caps = ctx.capabilities();
-    let pairs = k % 2 == 0;
-    let (kind, math, w_tensors, kw, kfull, slots) = match weights {
+    Ok((x.numel() / k.max(1), n, k))
+}
+
+/// The weight operand as the kernel reads it.
+struct WeightForm<'a> {
+    kind: WKind,
+    /// The arithmetic (f32 for quantized weights).
+    math: HalfMath,
+    /// The codes or the f16 tensor.
+    data: &'a Tensor,
+    /// Scales and zero points (none for f16 weights: a dummy is bound there).
+    params: Option<(&'a Tensor, &'a Tensor)>,
+    /// Words per row, and whole words per row.
+    kw: usize,
+    kfull: usize,
+    /// Column stride, group stride, groups per row and words per group of the slots.
+    slots: (u32, u32, usize, usize),
+    /// The tuning cache's name of the weight type.
+    wtype: &'static str,
+}
+
+/// Checks the weight's type against the requested arithmetic and describes it.
+fn weight_form<'a>(
+    caps: &crate::Capabilities,
+    desc: &WGemmDesc,
+    weights: Weights<'a>,
+    a_f16: bool,
+    (n, k): (usize, usize),
+) -> Result<WeightForm<'a>> {
+    match weights {
         Weights::Quantized(q) => {
             if !matches!(q.qtype(), QType::I8 | QType::U8 | QType::I4 | QType::U4) {
                 return Err(Error::invalid(
@@ -305,24 +319,21 @@ pub fn wgemm(
                     ),
                 ));
             }
-            let kind = WKind::Codes {
-                bits: q.qtype().bits(),
-                signed: q.qtype().signed(),
-                zw: !q.is_symmetric(),
-            };
             let pw = q.qtype().per_word();
-            (
-                kind,
-                HalfMath::F32,
-                vec![
-                    ("weight codes", q.data()),
-                    ("weight scales", q.scales()),
-                    ("weight zero points", q.zero_points()),
-                ],
-                k.div_ceil(pw),
-                k / pw,
-                Some(weight_groups(q, n, k)?),
-            )
+            Ok(WeightForm {
+                kind: WKind::Codes {
+                    bits: q.qtype().bits(),
+                    signed: q.qtype().signed(),
+                    zw: !q.is_symmetric(),
+                },
+                math: HalfMath::F32,
+                data: q.data(),
+                params: Some((q.scales(), q.zero_points())),
+                kw: k.div_ceil(pw),
+                kfull: k / pw,
+                slots: weight_groups(q, n, k)?,
+                wtype: q.qtype().name(),
+            })
         }
         Weights::F16(t) => {
             let math = crate::plan::resolve_half_math(caps, desc.math, a_f16);
@@ -339,19 +350,32 @@ pub fn wgemm(
                     format!("{math:?} arithmetic needs f16 activations; x is f32"),
                 ));
             }
-            (
-                WKind::Half,
+            Ok(WeightForm {
+                kind: WKind::Half,
                 math,
-                vec![("weight", t)],
-                k.div_ceil(2),
-                k / 2,
-                None,
-            )
+                data: t,
+                params: None,
+                kw: k.div_ceil(2),
+                kfull: k / 2,
+                slots: (0, 0, 1, k.div_ceil(2)),
+                wtype: "f16",
+            })
         }
+    }
+}
+
+/// Fails when the output shares a buffer with an input.
+fn check_aliasing(w: &WeightForm, x: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
+    let named = match w.params {
+        Some((s, z)) => vec![
+            ("weight codes", w.data),
+            ("weight scales", s),
+            ("weight zero points", z),
+        ],
+        None => vec![("weight", w.data)],
     };
-    for (name, t) in w_tensors
-        .iter()
-        .copied()
+    for (name, t) in named
+        .into_iter()
         .chain([("x", x)])
         .chain(bias.map(|b| ("bias", b)))
     {
@@ -362,141 +386,199 @@ pub fn wgemm(
             ));
         }
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        return Err(Error::shape(OP, "K must be at least 1"));
-    }
-    let cfg = desc.config.unwrap_or_else(|| {
-        let wtype = match weights {
-            Weights::Quantized(q) => q.qtype().name(),
-            Weights::F16(_) => "f16",
-        };
-        crate::plan::wgemm_config(ctx, m, n, k, wtype)
-    });
-    cfg.check(ctx, OP)?;
-    let (w_col_stride, w_group_stride, ngroups, group_words) = slots.unwrap_or((0, 0, 1, kw));
-    let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
-    to_u32("elements of the output", m * n)?;
-    to_u32("elements of x", x.numel())?;
-    let w_buf = w_tensors[0].1;
-    let kernel = ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, out_f16, false))?;
-    // An f16 weight has no scales: the dummy buffer is bound there.
-    let (scales, zeros) = match weights {
-        Weights::Quantized(q) => (Some(q.scales()), Some(q.zero_points())),
-        Weights::F16(_) => (None, None),
-    };
+    Ok(())
+}
 
-    // Operands over the binding limit run in pieces of rows (x, output) and of output
-    // columns (weight rows, their scales, bias), each bound as an aligned window; the
-    // output keeps its row pitch `ldo`. Bytes per unit of each axis, 0 where the operand
-    // does not grow along it (then it must fit whole).
+/// The pieces the operands are bound in: rows (x, output) and output columns (weight
+/// rows, their scales, bias), each bound as an aligned window; the output keeps its row
+/// pitch `ldo`. Bytes per unit of each axis, 0 where the operand does not grow along it
+/// (then it must fit whole).
+fn windows<'a>(
+    ctx: &'a Context,
+    x: &'a Tensor,
+    w: &WeightForm<'a>,
+    bias: Option<&'a Tensor>,
+    out: &'a Tensor,
+    (m, n, k): (usize, usize, usize),
+) -> Result<Vec<super::Split<'a>>> {
     let x_row = (k * x.dtype().size()) as u64;
-    let w_row = match kind {
+    let w_row = match w.kind {
         WKind::Half => 2 * k as u64,
-        WKind::Codes { .. } => 4 * kw as u64,
+        WKind::Codes { .. } => 4 * w.kw as u64,
     };
-    let slot_row = 4 * u64::from(w_col_stride);
+    let slot_row = 4 * u64::from(w.slots.0);
     let out_elem = out.dtype().size() as u64;
     use super::Operand as O;
-    let pieces = super::split(
+    super::split(
         ctx,
         OP,
         ["rows", "output columns"],
         (m, n),
         &[
             O::tensor("x", x, x_row, 0),
-            O::tensor("weight", w_buf, 0, w_row),
-            O::optional(ctx, "weight scales", scales, 0, slot_row),
-            O::optional(ctx, "weight zero points", zeros, 0, slot_row),
+            O::tensor("weight", w.data, 0, w_row),
+            O::optional(ctx, "weight scales", w.params.map(|p| p.0), 0, slot_row),
+            O::optional(
+                ctx,
+                "weight zero points",
+                w.params.map(|p| p.1),
+                0,
+                slot_row,
+            ),
             O::optional(ctx, "bias", bias, 0, 4),
             O::tensor("output", out, out_elem * n as u64, out_elem),
         ],
+    )
+}
+
+/// The uniform block of one piece of `mc` rows by `nc` columns.
+fn piece_params(
+    desc: &WGemmDesc,
+    w: &WeightForm,
+    x: &Tensor,
+    bias: bool,
+    (mc, nc, n, k): (usize, usize, usize, usize),
+    groups_x: u32,
+    res: &[super::Res],
+) -> Result<Params> {
+    let to_u32 = |what: &str, v: usize| to_u32(OP, what, v);
+    let (w_col_stride, w_group_stride, ngroups, group_words) = w.slots;
+    Ok(Params {
+        m: to_u32("M", mc)?,
+        n: to_u32("N", nc)?,
+        k: to_u32("K", k)?,
+        kw: to_u32("words per row", w.kw)?,
+        kfull: to_u32("words per row", w.kfull)?,
+        groups_x,
+        flags: u32::from(bias) | (desc.activation.code() << 1),
+        ngroups: to_u32("groups", ngroups)?,
+        group_words: to_u32("words per group", group_words)?,
+        w_col_stride,
+        w_group_stride,
+        a_words: to_u32(
+            "words of x",
+            super::bound_words(&res[0], x.buffer().size()) as usize,
+        )?,
+        w_words: to_u32(
+            "words of the weight",
+            super::bound_words(&res[1], w.data.buffer().size()) as usize,
+        )?,
+        ldo: to_u32("N", n)?,
+        splits: 1,
+        slice_words: to_u32("words per row", w.kw)?,
+    })
+}
+
+/// Records a split-K run: every slice's raw f32 sums into a dense scratch, then a reduce
+/// pass that adds them and applies bias, activation and the output type. `main` is the
+/// variant of the partial pass with an f32 output.
+#[allow(clippy::too_many_arguments)]
+fn record_split_k(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    sk: &crate::plan::split::SplitK,
+    main: &ShaderVariant,
+    (cfg, out_f16): (RowTile, bool),
+    params: &Params,
+    res: &[super::Res],
+    grid: [u32; 3],
+) -> Result<()> {
+    let scratch = super::split_scratch(ctx, sk, "wgemm split-k")?;
+    let partial = Params {
+        flags: 0,
+        splits: sk.splits,
+        slice_words: sk.per,
+        ..*params
+    };
+    let mut pres = res.to_vec();
+    pres[5] = super::Res::whole(&scratch);
+    let wgs = (params.m as u64).div_ceil(u64::from(cfg.tm))
+        * (params.n as u64).div_ceil(u64::from(cfg.columns()));
+    super::record_resources(
+        ctx,
+        encoder,
+        OP,
+        &*ctx.kernel(main)?,
+        bytemuck::bytes_of(&partial),
+        &pres,
+        super::grid_for(ctx, OP, wgs * u64::from(sk.splits))?,
     )?;
-    let np = pieces.len();
-    for piece in pieces {
-        let (mc, nc, res) = (piece.rows, piece.cols, piece.res);
-        let (grid, groups_x) = cfg.grid(ctx, OP, mc, nc)?;
-        let params = Params {
-            m: to_u32("M", mc)?,
-            n: to_u32("N", nc)?,
-            k: to_u32("K", k)?,
-            kw: to_u32("words per row", kw)?,
-            kfull: to_u32("words per row", kfull)?,
-            groups_x,
-            flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
-            ngroups: to_u32("groups", ngroups)?,
-            group_words: to_u32("words per group", group_words)?,
-            w_col_stride,
-            w_group_stride,
-            a_words: to_u32(
-                "words of x",
-                super::bound_words(&res[0], x.buffer().size()) as usize,
-            )?,
-            w_words: to_u32(
-                "words of the weight",
-                super::bound_words(&res[1], w_buf.buffer().size()) as usize,
-            )?,
-            ldo: to_u32("N", n)?,
-            splits: 1,
-            slice_words: to_u32("words per row", kw)?,
-        };
-        if let (1, Some(sk)) = (
-            np,
-            plan::split::wgemm_split_k(ctx.capabilities(), cfg, m, n, kw),
-        ) {
-            // Parallel split-K: every slice's raw f32 sums into a dense scratch, then a
-            // reduce pass that adds them and applies bias, activation and the output type.
-            let scratch = super::split_scratch(ctx, &sk, "wgemm split-k")?;
-            let (splits, slice_words) = (sk.splits, sk.per);
-            let partial = Params {
-                flags: 0,
-                splits,
-                slice_words,
-                ..params
-            };
-            let mut pres = res.clone();
-            pres[5] = super::Res::whole(&scratch);
-            let pk = if out_f16 {
-                ctx.kernel(&variant(cfg, kind, math, a_f16, pairs, false, false))?
-            } else {
-                kernel.clone()
-            };
-            let wgs = (mc as u64).div_ceil(u64::from(cfg.tm))
-                * (nc as u64).div_ceil(u64::from(cfg.columns()));
-            super::record_resources(
+    let mut rres = res.to_vec();
+    rres[0] = super::Res::whole(&scratch);
+    let reduce = Params {
+        splits: sk.splits,
+        ..*params
+    };
+    let rk = ctx.kernel(&reduce_variant(cfg, out_f16))?;
+    super::record_resources(
+        ctx,
+        encoder,
+        OP,
+        &rk,
+        bytemuck::bytes_of(&reduce),
+        &rres,
+        grid,
+    )
+}
+
+/// Records `out = act(x * W^T + bias)` into `encoder`; see the module docs. Nothing is
+/// submitted. Validate, plan (the tile, split-K), record (piece by piece).
+pub fn wgemm(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &WGemmDesc,
+    x: &Tensor,
+    weights: Weights<'_>,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let a_f16 = super::check_float(OP, "x", x)?;
+    let out_f16 = super::check_float(OP, "output", out)?;
+    let (m, n, k) = check_shapes(x, weights, out)?;
+    super::check_bias(OP, bias, n)?;
+    let caps = ctx.capabilities();
+    let w = weight_form(caps, desc, weights, a_f16, (n, k))?;
+    check_aliasing(&w, x, bias, out)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        return Err(Error::shape(OP, "K must be at least 1"));
+    }
+    let cfg = desc
+        .config
+        .unwrap_or_else(|| crate::plan::wgemm_config(ctx, m, n, k, w.wtype));
+    cfg.check(caps, OP)?;
+    to_u32(OP, "elements of the output", m * n)?;
+    to_u32(OP, "elements of x", x.numel())?;
+    let pairs = k % 2 == 0;
+    let kernel = ctx.kernel(&variant(cfg, w.kind, w.math, a_f16, pairs, out_f16, false))?;
+    let pieces = windows(ctx, x, &w, bias, out, (m, n, k))?;
+    let split = match &pieces[..] {
+        [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
+        _ => None,
+    };
+    for piece in &pieces {
+        let (grid, groups_x) = cfg.grid(ctx, OP, piece.rows, piece.cols)?;
+        let shape = (piece.rows, piece.cols, n, k);
+        let params = piece_params(desc, &w, x, bias.is_some(), shape, groups_x, &piece.res)?;
+        if let Some(sk) = &split {
+            // The partial pass writes f32 sums whatever the output type.
+            let partial = variant(cfg, w.kind, w.math, a_f16, pairs, false, false);
+            let res = &piece.res;
+            return record_split_k(
                 ctx,
                 encoder,
-                OP,
-                &pk,
-                bytemuck::bytes_of(&partial),
-                &pres,
-                super::grid_for(ctx, OP, wgs * u64::from(splits))?,
-            )?;
-            let mut rres = res;
-            rres[0] = super::Res::whole(&scratch);
-            let reduce = Params { splits, ..params };
-            let rk = ctx.kernel(&reduce_variant(cfg, out_f16))?;
-            return super::record_resources(
-                ctx,
-                encoder,
-                OP,
-                &rk,
-                bytemuck::bytes_of(&reduce),
-                &rres,
+                sk,
+                &partial,
+                (cfg, out_f16),
+                &params,
+                res,
                 grid,
             );
         }
-        super::record_resources(
-            ctx,
-            encoder,
-            OP,
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &res,
-            grid,
-        )?;
+        let bytes = bytemuck::bytes_of(&params);
+        super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
     }
     Ok(())
 }
