@@ -32,7 +32,8 @@ use crate::ops::gemm::{GemmDesc, GemmKernel};
 use crate::ops::RowTile;
 
 pub use crate::desc::tuning::{
-    bucket, AdapterEntry, AdapterKey, Choice, ShapeClass, TuneCache, Tuned, CACHE_VERSION,
+    bucket, AdapterEntry, AdapterKey, Choice, ConvKind, ShapeClass, TuneCache, Tuned, WeightType,
+    CACHE_VERSION,
 };
 
 /// How candidates are timed.
@@ -70,28 +71,6 @@ struct Outcome {
     reject: Option<String>,
 }
 
-/// Storage of a convolution being tuned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvKind {
-    /// f32 activations and weights.
-    F32,
-    /// f16 activations and weights, with the plan's arithmetic.
-    F16,
-    /// u8 activations (per tensor) and i8 weights (per output channel).
-    W8A8,
-}
-
-impl ConvKind {
-    /// The dtype name used in shape classes.
-    pub fn name(self) -> &'static str {
-        match self {
-            ConvKind::F32 => "f32",
-            ConvKind::F16 => "f16",
-            ConvKind::W8A8 => "w8a8",
-        }
-    }
-}
-
 /// Weights of a weight-only / FP16 GEMM being tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightKind {
@@ -104,13 +83,18 @@ pub enum WeightKind {
 }
 
 impl WeightKind {
-    /// The dtype name used in shape classes.
-    pub fn name(self) -> &'static str {
+    /// The weight type of the shape class.
+    pub fn wtype(self) -> WeightType {
         match self {
-            WeightKind::I8 => "i8",
-            WeightKind::I4 => "i4",
-            WeightKind::F16 => "f16",
+            WeightKind::I8 => WeightType::I8,
+            WeightKind::I4 => WeightType::I4,
+            WeightKind::F16 => WeightType::F16,
         }
+    }
+
+    /// The type's name in shape classes.
+    pub fn name(self) -> &'static str {
+        self.wtype().name()
     }
 }
 
@@ -250,7 +234,7 @@ impl<'a> Tuner<'a> {
                 .unwrap_or_default();
             return Err(Error::invalid(
                 "tune",
-                format!("{}: the default plan {default:?} failed: {why}", class.0),
+                format!("{}: the default plan {default:?} failed: {why}", class),
             ));
         };
         let best = outcomes
@@ -552,7 +536,7 @@ impl<'a> Tuner<'a> {
             },
         );
         self.finish(
-            ShapeClass::wgemm(m, n, k, kind.name()),
+            ShapeClass::wgemm(m, n, k, kind.wtype()),
             [m, n, k],
             Choice::Rows(default),
             outcomes,
@@ -576,14 +560,14 @@ impl<'a> Tuner<'a> {
     ) -> Result<Tuned> {
         let caps = self.ctx.capabilities();
         let shape = desc.shape(&dims, &x_shape)?;
-        let class = ShapeClass::conv(&shape, kind.name());
+        let class = ShapeClass::conv(&shape, kind);
         if dims.is_depthwise() || (kind != ConvKind::W8A8 && shape.is_pointwise()) {
             return Err(Error::invalid(
                 "tune",
                 format!(
                     "{}: depthwise convolutions run their own kernel and FP32/FP16 1x1 \
                      convolutions the GEMM's plan; there is no implicit-GEMM tile to tune",
-                    class.0
+                    class
                 ),
             ));
         }

@@ -932,13 +932,13 @@ fn tuning_verifies_times_and_round_trips_through_json() {
     let plan = wgpu_quant::plan::explain_gemm(&ctx, &desc).unwrap();
     assert_eq!(plan.source, wgpu_quant::plan::Source::Tuned);
     assert_eq!(plan.choice, g.choice);
-    assert_eq!(plan.class, ShapeClass::gemm(&desc).0);
+    assert_eq!(plan.class, ShapeClass::gemm(&desc));
     let plan = wgpu_quant::plan::explain_qgemm(&ctx, 3, 40, 72);
     assert_eq!(plan.choice, q.choice);
-    for (dtype, t) in [("f32", &cf), ("w8a8", &cq)] {
-        let plan = wgpu_quant::plan::explain_conv(&ctx, &cshape, dtype);
-        assert_eq!(plan.source, wgpu_quant::plan::Source::Tuned, "{dtype}");
-        assert_eq!(plan.choice, t.choice, "{dtype}");
+    for (kind, t) in [(ConvKind::F32, &cf), (ConvKind::W8A8, &cq)] {
+        let plan = wgpu_quant::plan::explain_conv(&ctx, &cshape, kind);
+        assert_eq!(plan.source, wgpu_quant::plan::Source::Tuned, "{kind:?}");
+        assert_eq!(plan.choice, t.choice, "{kind:?}");
     }
     // Entries of another adapter are ignored.
     let mut other = cache.clone();

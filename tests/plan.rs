@@ -337,3 +337,47 @@ fn row_tiles_and_half_math() {
     let want = RegConfig::new(64, 1, 1, 4).split_k(plan::default_split_k(&g, 16, 4096));
     assert_eq!(k, GemmKernel::Register(want));
 }
+
+/// Shape classes are typed keys whose text form (the JSON cache's keys) parses back to
+/// the same key; a cache saved by an earlier build (the H100 run in docs/bench) loads and
+/// saves again byte for byte; malformed keys are errors.
+#[test]
+fn shape_classes_round_trip_through_their_text() {
+    use wgpu_quant::ops::conv::{ConvDesc, ConvDims};
+    use wgpu_quant::tuning::{ConvKind, ShapeClass, TuneCache, WeightType};
+    let conv = ConvDesc::default()
+        .stride(2)
+        .shape(&ConvDims::new(64, 32, [3, 3], 2).unwrap(), &[1, 17, 9, 32])
+        .unwrap();
+    let mut classes = vec![
+        ShapeClass::gemm(&GemmDesc::new(3, 1000, 33)),
+        ShapeClass::gemm(&GemmDesc::new(129, 7, 1).batch(2).transpose(true, false)),
+        ShapeClass::qgemm(1, 4096, 4096),
+    ];
+    classes.extend(ConvKind::ALL.map(|k| ShapeClass::conv(&conv, k)));
+    classes.extend(WeightType::ALL.map(|w| ShapeClass::wgemm(17, 33, 129, w)));
+    for c in &classes {
+        let text = c.to_string();
+        assert_eq!(&text.parse::<ShapeClass>().unwrap(), c, "{text}");
+    }
+    assert_eq!(classes[0].to_string(), "gemm f32 m3 n1024 k64 nn");
+    assert_eq!(classes[1].to_string(), "gemm f32 m256 n8 k1 tn batched");
+    assert_eq!(
+        classes[3].to_string(),
+        "conv f32 m32 n32 c16 k3x3 s2x2 grouped"
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench/h100-tuning.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cache = TuneCache::from_json(&text, "h100-tuning.json").unwrap();
+    assert!(cache.len() > 10);
+    assert_eq!(cache.to_json().trim_end(), text.trim_end());
+    for bad in [
+        "gemm f32 m3 n4",
+        "conv f64 m1 n1 c1 k1x1 s1x1",
+        "wgemm i3 m1 n1 k1",
+        "qgemm w8a8 m1 n1 kx",
+        "",
+    ] {
+        assert!(bad.parse::<ShapeClass>().is_err(), "{bad:?} parsed");
+    }
+}

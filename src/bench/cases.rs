@@ -13,6 +13,7 @@ use half::f16;
 
 use super::{random_f32, time_gpu, Peaks, Timings};
 use crate::context::Context;
+use crate::desc::tuning::{ConvKind, WeightType};
 use crate::error::{Error, Result};
 use crate::ops::conv::{
     conv2d, qconv2d, ConvDesc, ConvDims, ConvShape, ConvWeight, Padding, QConvWeight,
@@ -364,13 +365,24 @@ impl LinearData {
                 let wh = f16_round(&self.w);
                 let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
                 let t = Tensor::from_slice(ctx, &[n, k], &wh)?;
-                (wr, 2.0 * (n * k) as f64, WeightStore::F16(t), "f16")
+                (
+                    wr,
+                    2.0 * (n * k) as f64,
+                    WeightStore::F16(t),
+                    WeightType::F16,
+                )
             }
             _ => {
                 let (scheme, wtype) = if p == Precision::W8A16 {
-                    (QuantScheme::symmetric(QType::I8).per_channel(0), "i8")
+                    (
+                        QuantScheme::symmetric(QType::I8).per_channel(0),
+                        WeightType::I8,
+                    )
                 } else {
-                    (QuantScheme::symmetric(QType::I4).per_group(1, 128), "i4")
+                    (
+                        QuantScheme::symmetric(QType::I4).per_group(1, 128),
+                        WeightType::I4,
+                    )
                 };
                 let wp = QuantParams::from_data(&scheme, &[n, k], &self.w)?;
                 let codes = wp.quantize(&self.w)?;
@@ -705,12 +717,12 @@ impl ConvData {
             .collect()
     }
 
-    /// What the plan runs for this layer in `dtype` (`f32`, `f16`, `w8a8`).
-    fn plan_label(&self, ctx: &Context, dtype: &str) -> Result<String> {
+    /// What the plan runs for this layer with `kind` storage.
+    fn plan_label(&self, ctx: &Context, kind: ConvKind) -> Result<String> {
         let (s, dims) = (self.shape, self.shape.dims);
         Ok(if dims.is_depthwise() {
             "depthwise".to_string()
-        } else if dtype == "f32" && s.is_pointwise() {
+        } else if kind == ConvKind::F32 && s.is_pointwise() {
             let g = GemmDesc::new(s.rows(), dims.out_channels, dims.in_channels);
             format!(
                 "1x1 as GEMM: {}",
@@ -719,7 +731,7 @@ impl ConvData {
         } else {
             format!(
                 "implicit GEMM: {}",
-                crate::plan::explain_conv(ctx, &s, dtype).choice.label()
+                crate::plan::explain_conv(ctx, &s, kind).choice.label()
             )
         })
     }
@@ -742,7 +754,7 @@ impl ConvData {
         let want = self.float_want(idx, &self.x, &self.w);
         let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
         Ok(Prepared {
-            kernel: self.plan_label(ctx, "f32")?,
+            kernel: self.plan_label(ctx, ConvKind::F32)?,
             rel_error: e,
             budget: 1e-5,
             checked: idx.len(),
@@ -781,7 +793,7 @@ impl ConvData {
         // f16 output adds its rounding, 2^-11 relative.
         let budget = half_budget(math) + 4.9e-4;
         Ok(Prepared {
-            kernel: self.plan_label(ctx, "f16")?,
+            kernel: self.plan_label(ctx, ConvKind::F16)?,
             rel_error: e,
             budget,
             checked: idx.len(),
@@ -877,7 +889,7 @@ impl ConvData {
             deq.iter().map(|&d| f64::from(d)),
         ));
         Ok(Prepared {
-            kernel: self.plan_label(ctx, "w8a8")?,
+            kernel: self.plan_label(ctx, ConvKind::W8A8)?,
             rel_error: e,
             budget: 0.0,
             checked: idx.len(),

@@ -73,61 +73,340 @@ pub fn bucket(m: usize) -> usize {
     }
 }
 
-/// The key of a tuned plan: op, dtype and the shape bucketed ([`bucket`] for M, the
-/// next power of two for N and K).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ShapeClass(pub String);
+/// The storage of a convolution's implicit GEMM: part of its shape class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvKind {
+    /// f32 activations and weights.
+    F32,
+    /// f16 activations and weights, with the plan's arithmetic.
+    F16,
+    /// u8 activations (per tensor) and i8 weights (per output channel).
+    W8A8,
+}
+
+impl ConvKind {
+    /// Every kind.
+    pub const ALL: [ConvKind; 3] = [ConvKind::F32, ConvKind::F16, ConvKind::W8A8];
+
+    /// The name in shape classes and labels: `f32`, `f16`, `w8a8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKind::F32 => "f32",
+            ConvKind::F16 => "f16",
+            ConvKind::W8A8 => "w8a8",
+        }
+    }
+}
+
+/// The weights of a weight-only or FP16 GEMM: part of its shape class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WeightType {
+    /// Signed 8-bit codes.
+    I8,
+    /// Unsigned 8-bit codes.
+    U8,
+    /// Signed 4-bit codes.
+    I4,
+    /// Unsigned 4-bit codes.
+    U4,
+    /// f16 weights (the FP16 GEMM).
+    F16,
+}
+
+impl WeightType {
+    /// Every type.
+    pub const ALL: [WeightType; 5] = [
+        WeightType::I8,
+        WeightType::U8,
+        WeightType::I4,
+        WeightType::U4,
+        WeightType::F16,
+    ];
+
+    /// The name in shape classes: `i8`, `u8`, `i4`, `u4`, `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::I8 => "i8",
+            WeightType::U8 => "u8",
+            WeightType::I4 => "i4",
+            WeightType::U4 => "u4",
+            WeightType::F16 => "f16",
+        }
+    }
+
+    /// The weight type of quantized codes of `q` (`None` for types the weight-only GEMM
+    /// does not take).
+    pub fn of_codes(q: crate::quant::QType) -> Option<WeightType> {
+        use crate::quant::QType;
+        match q {
+            QType::I8 => Some(WeightType::I8),
+            QType::U8 => Some(WeightType::U8),
+            QType::I4 => Some(WeightType::I4),
+            QType::U4 => Some(WeightType::U4),
+            _ => None,
+        }
+    }
+
+    /// Values per 32-bit word of the weight.
+    pub fn per_word(self) -> u32 {
+        match self {
+            WeightType::I8 | WeightType::U8 => 4,
+            WeightType::I4 | WeightType::U4 => 8,
+            WeightType::F16 => 2,
+        }
+    }
+}
+
+/// The key of a tuned plan: op, dtype and the shape bucketed ([`bucket`] for M, the next
+/// power of two for N, K and channels). Written to JSON as its text form, e.g.
+/// `gemm f32 m16 n256 k512 nt`, `qgemm w8a8 m1 n4096 k4096`,
+/// `conv w8a8 m4096 n64 c64 k3x3 s1x1`, `wgemm i4 m2 n4096 k4096`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ShapeClass {
+    /// An FP32 GEMM (transposes and batching are part of the class).
+    Gemm {
+        /// Bucketed rows.
+        m: usize,
+        /// Columns, next power of two.
+        n: usize,
+        /// Reduction, next power of two.
+        k: usize,
+        /// A stored transposed.
+        trans_a: bool,
+        /// B stored transposed.
+        trans_b: bool,
+        /// More than one matrix.
+        batched: bool,
+    },
+    /// A W8A8 GEMM.
+    QGemm {
+        /// Bucketed rows.
+        m: usize,
+        /// Output channels, next power of two.
+        n: usize,
+        /// Reduction, next power of two.
+        k: usize,
+    },
+    /// A convolution's implicit GEMM.
+    Conv {
+        /// Its storage.
+        kind: ConvKind,
+        /// Bucketed output pixels.
+        m: usize,
+        /// Output channels per group, next power of two.
+        n: usize,
+        /// Input channels per group, next power of two.
+        c: usize,
+        /// Kernel height and width.
+        kernel: [usize; 2],
+        /// Strides.
+        stride: [usize; 2],
+        /// More than one group.
+        grouped: bool,
+    },
+    /// A weight-only or FP16 GEMM.
+    WGemm {
+        /// The weights.
+        wtype: WeightType,
+        /// Bucketed rows.
+        m: usize,
+        /// Output channels, next power of two.
+        n: usize,
+        /// Reduction, next power of two.
+        k: usize,
+    },
+}
 
 impl ShapeClass {
-    /// An FP32 GEMM (transposes and batching are part of the class).
+    /// An FP32 GEMM.
     pub fn gemm(d: &GemmDesc) -> ShapeClass {
-        ShapeClass(format!(
-            "gemm f32 m{} n{} k{} {}{}{}",
-            bucket(d.m),
-            d.n.next_power_of_two(),
-            d.k.next_power_of_two(),
-            if d.trans_a { 't' } else { 'n' },
-            if d.trans_b { 't' } else { 'n' },
-            if d.batch > 1 { " batched" } else { "" }
-        ))
+        ShapeClass::Gemm {
+            m: bucket(d.m),
+            n: d.n.next_power_of_two(),
+            k: d.k.next_power_of_two(),
+            trans_a: d.trans_a,
+            trans_b: d.trans_b,
+            batched: d.batch > 1,
+        }
     }
 
     /// A W8A8 GEMM (linear layers; `m` rows of activations, `n x k` weight).
     pub fn qgemm(m: usize, n: usize, k: usize) -> ShapeClass {
-        ShapeClass(format!(
-            "qgemm w8a8 m{} n{} k{}",
-            bucket(m),
-            n.next_power_of_two(),
-            k.next_power_of_two()
-        ))
+        ShapeClass::QGemm {
+            m: bucket(m),
+            n: n.next_power_of_two(),
+            k: k.next_power_of_two(),
+        }
     }
 
-    /// A convolution's implicit GEMM with `dtype` storage (`"f32"`, `"f16"` or `"w8a8"`):
-    /// output pixels, channels per group (input and output), kernel and stride are part
-    /// of the class.
-    pub fn conv(s: &ConvShape, dtype: &str) -> ShapeClass {
+    /// A convolution's implicit GEMM with `kind` storage: output pixels, channels per
+    /// group (input and output), kernel and stride are part of the class.
+    pub fn conv(s: &ConvShape, kind: ConvKind) -> ShapeClass {
         let d = s.dims;
-        ShapeClass(format!(
-            "conv {dtype} m{} n{} c{} k{}x{} s{}x{}{}",
-            bucket(s.rows()),
-            (d.out_channels / d.groups).next_power_of_two(),
-            (d.in_channels / d.groups).next_power_of_two(),
-            d.kernel[0],
-            d.kernel[1],
-            s.stride[0],
-            s.stride[1],
-            if d.groups > 1 { " grouped" } else { "" }
-        ))
+        ShapeClass::Conv {
+            kind,
+            m: bucket(s.rows()),
+            n: (d.out_channels / d.groups).next_power_of_two(),
+            c: (d.in_channels / d.groups).next_power_of_two(),
+            kernel: d.kernel,
+            stride: s.stride,
+            grouped: d.groups > 1,
+        }
     }
 
     /// A weight-only or FP16 GEMM with `wtype` weights.
-    pub fn wgemm(m: usize, n: usize, k: usize, wtype: &str) -> ShapeClass {
-        ShapeClass(format!(
-            "wgemm {wtype} m{} n{} k{}",
-            bucket(m),
-            n.next_power_of_two(),
-            k.next_power_of_two()
-        ))
+    pub fn wgemm(m: usize, n: usize, k: usize, wtype: WeightType) -> ShapeClass {
+        ShapeClass::WGemm {
+            wtype,
+            m: bucket(m),
+            n: n.next_power_of_two(),
+            k: k.next_power_of_two(),
+        }
+    }
+}
+
+impl std::fmt::Display for ShapeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = |b: bool| if b { 't' } else { 'n' };
+        match *self {
+            ShapeClass::Gemm {
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                batched,
+            } => write!(
+                f,
+                "gemm f32 m{m} n{n} k{k} {}{}{}",
+                t(trans_a),
+                t(trans_b),
+                if batched { " batched" } else { "" }
+            ),
+            ShapeClass::QGemm { m, n, k } => write!(f, "qgemm w8a8 m{m} n{n} k{k}"),
+            ShapeClass::Conv {
+                kind,
+                m,
+                n,
+                c,
+                kernel,
+                stride,
+                grouped,
+            } => write!(
+                f,
+                "conv {} m{m} n{n} c{c} k{}x{} s{}x{}{}",
+                kind.name(),
+                kernel[0],
+                kernel[1],
+                stride[0],
+                stride[1],
+                if grouped { " grouped" } else { "" }
+            ),
+            ShapeClass::WGemm { wtype, m, n, k } => {
+                write!(f, "wgemm {} m{m} n{n} k{k}", wtype.name())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ShapeClass {
+    type Err = Error;
+
+    /// Parses the text form of [`std::fmt::Display`] (the JSON cache's keys).
+    fn from_str(s: &str) -> Result<ShapeClass> {
+        let bad = || Error::invalid("tuning cache", format!("'{s}' is not a shape class"));
+        let words: Vec<&str> = s.split(' ').collect();
+        let num = |w: &str, p: &str| -> Result<usize> {
+            w.strip_prefix(p)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(bad)
+        };
+        let pair = |w: &str, p: &str| -> Result<[usize; 2]> {
+            let (a, b) = w
+                .strip_prefix(p)
+                .and_then(|v| v.split_once('x'))
+                .ok_or_else(bad)?;
+            Ok([a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?])
+        };
+        let flag = |rest: &[&str], word: &str| -> Result<bool> {
+            match rest {
+                [] => Ok(false),
+                [w] if *w == word => Ok(true),
+                _ => Err(bad()),
+            }
+        };
+        match words.as_slice() {
+            ["gemm", "f32", m, n, k, tt, rest @ ..] => {
+                let tt: Vec<char> = tt.chars().collect();
+                let tr = |c: char| match c {
+                    'n' => Ok(false),
+                    't' => Ok(true),
+                    _ => Err(bad()),
+                };
+                let [a, b] = tt[..] else { return Err(bad()) };
+                Ok(ShapeClass::Gemm {
+                    m: num(m, "m")?,
+                    n: num(n, "n")?,
+                    k: num(k, "k")?,
+                    trans_a: tr(a)?,
+                    trans_b: tr(b)?,
+                    batched: flag(rest, "batched")?,
+                })
+            }
+            ["qgemm", "w8a8", m, n, k] => Ok(ShapeClass::QGemm {
+                m: num(m, "m")?,
+                n: num(n, "n")?,
+                k: num(k, "k")?,
+            }),
+            ["conv", kind, m, n, c, kernel, stride, rest @ ..] => Ok(ShapeClass::Conv {
+                kind: ConvKind::ALL
+                    .into_iter()
+                    .find(|x| x.name() == *kind)
+                    .ok_or_else(bad)?,
+                m: num(m, "m")?,
+                n: num(n, "n")?,
+                c: num(c, "c")?,
+                kernel: pair(kernel, "k")?,
+                stride: pair(stride, "s")?,
+                grouped: flag(rest, "grouped")?,
+            }),
+            ["wgemm", wtype, m, n, k] => Ok(ShapeClass::WGemm {
+                wtype: WeightType::ALL
+                    .into_iter()
+                    .find(|x| x.name() == *wtype)
+                    .ok_or_else(bad)?,
+                m: num(m, "m")?,
+                n: num(n, "n")?,
+                k: num(k, "k")?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+// Ordered by the text form, so that a saved cache lists its classes as before.
+impl PartialOrd for ShapeClass {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ShapeClass {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl Serialize for ShapeClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShapeClass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

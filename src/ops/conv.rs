@@ -68,6 +68,7 @@ use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
 pub use crate::desc::conv::{ConvDesc, ConvDims, ConvShape, Padding, TILES};
+use crate::desc::tuning::ConvKind;
 
 const OP: &str = "conv2d";
 
@@ -599,8 +600,12 @@ pub fn conv2d(
         return Ok(());
     }
     let cfg = desc.config.unwrap_or_else(|| {
-        let dtype = if f16s[0] { "f16" } else { "f32" };
-        crate::plan::conv_config(ctx, &shape, dtype)
+        let kind = if f16s[0] {
+            ConvKind::F16
+        } else {
+            ConvKind::F32
+        };
+        crate::plan::conv_config(ctx, &shape, kind)
     });
     cfg.check(ctx.capabilities(), OP)?;
     if cfg.split_k != 1 {

@@ -46,10 +46,11 @@ use crate::error::{Error, Result};
 use crate::ops::quant::QTensor;
 use crate::ops::{to_u32, RowTile};
 use crate::plan;
-use crate::quant::{Granularity, QType};
+use crate::quant::Granularity;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
+use crate::desc::tuning::WeightType;
 pub use crate::desc::wgemm::{HalfMath, WGemmDesc, TILES};
 
 const OP: &str = "wgemm";
@@ -286,8 +287,8 @@ struct WeightForm<'a> {
     kfull: usize,
     /// Column stride, group stride, groups per row and words per group of the slots.
     slots: (u32, u32, usize, usize),
-    /// The tuning cache's name of the weight type.
-    wtype: &'static str,
+    /// The weight type of the tuning cache's shape class.
+    wtype: WeightType,
 }
 
 /// Checks the weight's type against the requested arithmetic and describes it.
@@ -300,7 +301,7 @@ fn weight_form<'a>(
 ) -> Result<WeightForm<'a>> {
     match weights {
         Weights::Quantized(q) => {
-            if !matches!(q.qtype(), QType::I8 | QType::U8 | QType::I4 | QType::U4) {
+            let Some(wtype) = WeightType::of_codes(q.qtype()) else {
                 return Err(Error::invalid(
                     OP,
                     format!(
@@ -308,7 +309,7 @@ fn weight_form<'a>(
                         q.qtype().name()
                     ),
                 ));
-            }
+            };
             if !matches!(desc.math, HalfMath::Auto | HalfMath::F32) {
                 return Err(Error::invalid(
                     OP,
@@ -332,7 +333,7 @@ fn weight_form<'a>(
                 kw: k.div_ceil(pw),
                 kfull: k / pw,
                 slots: weight_groups(q, n, k)?,
-                wtype: q.qtype().name(),
+                wtype,
             })
         }
         Weights::F16(t) => {
@@ -358,7 +359,7 @@ fn weight_form<'a>(
                 kw: k.div_ceil(2),
                 kfull: k / 2,
                 slots: (0, 0, 1, k.div_ceil(2)),
-                wtype: "f16",
+                wtype: WeightType::F16,
             })
         }
     }

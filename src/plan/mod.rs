@@ -46,7 +46,7 @@ use crate::context::Context;
 use crate::desc::conv::ConvShape;
 use crate::desc::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
 use crate::desc::rows::RowTile;
-use crate::desc::tuning::{AdapterKey, Choice, ShapeClass};
+use crate::desc::tuning::{AdapterKey, Choice, ConvKind, ShapeClass, WeightType};
 use crate::desc::wgemm::HalfMath;
 use crate::desc::{conv, qgemm, wgemm};
 
@@ -279,10 +279,10 @@ pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTi
 }
 
 /// The float implicit-GEMM convolution tile ([`crate::ops::conv`]) for `shape` with
-/// `dtype` storage (`"f32"` or `"f16"`): tuned, else [`default_conv_config`].
-pub fn conv_config(ctx: &Context, shape: &ConvShape, dtype: &str) -> RowTile {
+/// `kind` storage (f32 or f16): tuned, else [`default_conv_config`].
+pub fn conv_config(ctx: &Context, shape: &ConvShape, kind: ConvKind) -> RowTile {
     let d = shape.dims;
-    tuned_rows(ctx, &ShapeClass::conv(shape, dtype)).unwrap_or_else(|| {
+    tuned_rows(ctx, &ShapeClass::conv(shape, kind)).unwrap_or_else(|| {
         default_conv_config(ctx.capabilities(), shape.rows(), d.out_channels / d.groups)
     })
 }
@@ -290,7 +290,7 @@ pub fn conv_config(ctx: &Context, shape: &ConvShape, dtype: &str) -> RowTile {
 /// The INT8 convolution's tile when the tuning cache has one for `shape` (otherwise the
 /// W8A8 kernel's convolution heuristic, [`default_qconv_config`], applies).
 pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
-    tuned_rows(ctx, &ShapeClass::conv(shape, "w8a8"))
+    tuned_rows(ctx, &ShapeClass::conv(shape, ConvKind::W8A8))
 }
 
 /// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
@@ -300,9 +300,9 @@ pub fn default_wgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
     with_split_k(caps, cap_rows(caps, wgemm_rows(m)), m, n, k)
 }
 
-/// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`
-/// (`"i8"`, `"i4"`, `"f16"`, ...): tuned, else [`default_wgemm_config`].
-pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -> RowTile {
+/// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`:
+/// tuned, else [`default_wgemm_config`].
+pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> RowTile {
     tuned_rows(ctx, &ShapeClass::wgemm(m, n, k, wtype))
         .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m, n, k))
 }
@@ -343,7 +343,7 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The shape class (also the tuning cache key).
-    pub class: String,
+    pub class: ShapeClass,
     /// Kernel family: `gemv` (one pass over the weights, M <= 8), `small_m`, `tiled`,
     /// `register` or `subgroup` for FP32; `rows` for the row kernels.
     pub family: String,
@@ -409,7 +409,7 @@ pub fn explain_gemm(ctx: &Context, desc: &GemmDesc) -> crate::Result<Plan> {
         } else {
             source(ctx, &class)
         },
-        class: class.0,
+        class,
         family: family.into(),
         choice: Choice::Gemm(k),
         workgroup,
@@ -434,7 +434,7 @@ fn rows_plan(
 ) -> Plan {
     Plan {
         source: source(ctx, &class),
-        class: class.0,
+        class,
         family: if m <= 8 { "gemv" } else { "rows" }.into(),
         choice: Choice::Rows(t),
         workgroup: [t.wg, 1],
@@ -453,13 +453,9 @@ pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
 }
 
 /// The plan of a weight-only / FP16 GEMM with `wtype` weights.
-pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -> Plan {
+pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> Plan {
     let t = wgemm_config(ctx, m, n, k, wtype);
-    let vw = match wtype {
-        "i4" | "u4" => 8,
-        "f16" => 2,
-        _ => 4,
-    };
+    let vw = wtype.per_word();
     let s = split::slices(split::wgemm_split_k(
         ctx.capabilities(),
         t,
@@ -470,19 +466,18 @@ pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: &str) -
     rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw, s)
 }
 
-/// The plan of a convolution's implicit GEMM of `shape` with `dtype` storage (`"f32"`,
-/// `"f16"` or `"w8a8"`). Depthwise convolutions run their own kernel and FP32 1x1
+/// The plan of a convolution's implicit GEMM of `shape` with `kind` storage. Depthwise convolutions run their own kernel and FP32 1x1
 /// convolutions the GEMM's plan ([`explain_gemm`]); their plans are not shown here.
-pub fn explain_conv(ctx: &Context, shape: &ConvShape, dtype: &str) -> Plan {
+pub fn explain_conv(ctx: &Context, shape: &ConvShape, kind: ConvKind) -> Plan {
     let d = shape.dims;
     let ncols = d.out_channels / d.groups;
-    let t = if dtype == "w8a8" {
+    let t = if kind == ConvKind::W8A8 {
         tuned_qconv_config(ctx, shape)
             .unwrap_or_else(|| default_qconv_config(ctx.capabilities(), shape.rows(), ncols))
     } else {
-        conv_config(ctx, shape, dtype)
+        conv_config(ctx, shape, kind)
     };
-    let mut p = rows_plan(ctx, ShapeClass::conv(shape, dtype), t, shape.rows(), 4, 1);
+    let mut p = rows_plan(ctx, ShapeClass::conv(shape, kind), t, shape.rows(), 4, 1);
     p.family = "implicit_gemm".into();
     p
 }
