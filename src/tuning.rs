@@ -25,7 +25,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::bench::{random_f32, time_gpu};
+use std::cell::RefCell;
+
+use crate::bench::{random_f32, time_gpu, CaseOptions, ConvData, LinearData, Precision, Prepared};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::gemm::{GemmDesc, GemmKernel};
@@ -329,17 +331,14 @@ impl<'a> Tuner<'a> {
         )
     }
 
-    /// Tunes the W8A8 GEMM (i8 per-tensor activations `m x k`, i8 per-channel weights
-    /// `n x k`, f32 output) over the tiles in [`crate::ops::qgemm::TILES`], each also
-    /// narrowed for `n`. Each candidate's int32 accumulators must match the reference
-    /// exactly.
+    /// Tunes the W8A8 GEMM over the tiles in [`crate::ops::qgemm::TILES`], each also
+    /// narrowed for `n` (and split-K variants for GEMV-like shapes), on the benchmark
+    /// runner's W8A8 linear case ([`crate::bench::LinearData`]: per-row i8 activations,
+    /// per-channel i8 weights, f32 output): every output of a candidate must match the
+    /// reference bit for bit.
     pub fn qgemm(&mut self, m: usize, n: usize, k: usize) -> Result<Tuned> {
-        use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput, TILES};
-        use crate::ops::quant::QTensor;
-        use crate::quant::{Granularity, QType, QuantParams};
-        use crate::tensor::{DType, Tensor};
-        let ctx = self.ctx;
-        let caps = ctx.capabilities();
+        use crate::ops::qgemm::TILES;
+        let caps = self.ctx.capabilities();
         let default = crate::plan::default_qgemm_config(caps, m, n, k);
         let lim = caps.limits.max_compute_invocations_per_workgroup;
         let mut cands = vec![default];
@@ -352,68 +351,8 @@ impl<'a> Tuner<'a> {
                 cands.push(t);
             }
         }
-        let codes = |len: usize, seed: u64| -> Vec<i32> {
-            random_f32(len, seed)
-                .into_iter()
-                .map(|v| (v * 127.0).round() as i32)
-                .collect()
-        };
-        let (ac, wc) = (codes(m * k, 11), codes(n * k, 12));
-        let ap = QuantParams::new(
-            QType::I8,
-            Granularity::PerTensor,
-            &[m, k],
-            vec![0.02],
-            vec![0],
-        )?;
-        let wscales: Vec<f32> = (0..n).map(|j| 0.01 + 0.0001 * j as f32).collect();
-        let wp = QuantParams::new(
-            QType::I8,
-            Granularity::PerChannel { axis: 0 },
-            &[n, k],
-            wscales,
-            vec![0; n],
-        )?;
-        let a = QTensor::from_codes(ctx, &ap, &ac)?;
-        let w = QTensor::from_codes(ctx, &wp, &wc)?;
-        let want: Vec<i32> =
-            crate::reference::qgemm_i32(&ac, &vec![0; m], &wc, &vec![0; n], (m, n, k))
-                .into_iter()
-                .map(|v| v.expect("8-bit codes over this K fit in i32"))
-                .collect();
-        let acc = Tensor::zeros(ctx, &[m, n], DType::I32)?;
-        let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
-        let tile = |ch: Choice| match ch {
-            Choice::Rows(t) => QGemmDesc::default().config(t),
-            Choice::Gemm(_) => unreachable!("row candidates"),
-        };
-        let outcomes = self.run_candidates(
-            cands.into_iter().map(Choice::Rows).collect(),
-            |ch| {
-                let mut enc = ctx.encoder("tune verify");
-                qgemm(
-                    ctx,
-                    &mut enc,
-                    &tile(ch),
-                    &a,
-                    &w,
-                    None,
-                    QGemmOutput::I32(&acc),
-                )?;
-                ctx.submit_and_wait(enc)?;
-                let got = acc.read_blocking::<i32>(ctx)?;
-                Ok((got != want).then(|| {
-                    let bad = got.iter().zip(&want).filter(|(g, w)| g != w).count();
-                    format!("{bad} of {} int32 accumulators differ", want.len())
-                }))
-            },
-            |ch| {
-                let desc = tile(ch);
-                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    qgemm(ctx, enc, &desc, &a, &w, None, QGemmOutput::F32(&out))
-                })
-            },
-        );
+        let data = LinearData::new(m, n, k);
+        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, Precision::W8A8, o));
         self.finish(
             ShapeClass::qgemm(m, n, k),
             [m, n, k],
@@ -422,18 +361,14 @@ impl<'a> Tuner<'a> {
         )
     }
 
-    /// Tunes the weight-only / FP16 GEMM (activations `m x k`: f32, or f16 where the plan
-    /// runs f16 weights with f16 arithmetic; weights `n x k` of `kind`; f32 output) over
-    /// the tiles in [`crate::ops::wgemm::TILES`]. Each candidate
-    /// must meet the error budget against the f64 reference on the dequantized weights
-    /// (1e-5 relative with f32 arithmetic, 2e-3 with f16 products).
+    /// Tunes the weight-only / FP16 GEMM over the tiles in [`crate::ops::wgemm::TILES`]
+    /// (and split-K variants for GEMV-like shapes) on the benchmark runner's linear case
+    /// of `kind` ([`crate::bench::LinearData`] in W8A16, W4A16 or FP16: f16 activations,
+    /// f32 output, the plan's arithmetic): each candidate must meet the case's error
+    /// budget against the f64 reference on the dequantized weights.
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
-        use crate::ops::quant::QTensor;
-        use crate::ops::wgemm::{wgemm, HalfMath, WGemmDesc, Weights, TILES};
-        use crate::quant::{Granularity, QType, QuantParams};
-        use crate::tensor::{DType, Tensor};
-        let ctx = self.ctx;
-        let caps = ctx.capabilities();
+        use crate::ops::wgemm::TILES;
+        let caps = self.ctx.capabilities();
         let default = crate::plan::default_wgemm_config(caps, m, n, k);
         let lim = caps.limits.max_compute_invocations_per_workgroup;
         let mut cands = vec![default];
@@ -442,104 +377,67 @@ impl<'a> Tuner<'a> {
                 cands.push(t);
             }
         }
-        let x_host = random_f32(m * k, 21);
-        let wf = random_f32(n * k, 22);
-        let (w_deq, q, h): (Vec<f64>, Option<QTensor>, Option<Tensor>) = match kind {
-            WeightKind::I8 | WeightKind::I4 => {
-                let (qt, qmax) = if kind == WeightKind::I8 {
-                    (QType::I8, 127.0)
-                } else {
-                    (QType::I4, 7.0)
-                };
-                let scales: Vec<f32> = (0..n).map(|j| (1.0 + 0.001 * j as f32) / qmax).collect();
-                let codes: Vec<i32> = wf
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v / scales[i / k]).round().clamp(-qmax, qmax) as i32)
-                    .collect();
-                let deq = codes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &c)| f64::from(c) * f64::from(scales[i / k]))
-                    .collect();
-                let p = QuantParams::new(
-                    qt,
-                    Granularity::PerChannel { axis: 0 },
-                    &[n, k],
-                    scales,
-                    vec![0; n],
-                )?;
-                (deq, Some(QTensor::from_codes(ctx, &p, &codes)?), None)
-            }
-            WeightKind::F16 => {
-                let hw: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
-                let deq = hw.iter().map(|v| f64::from(v.to_f32())).collect();
-                (deq, None, Some(Tensor::from_slice(ctx, &[n, k], &hw)?))
-            }
+        let precision = match kind {
+            WeightKind::I8 => Precision::W8A16,
+            WeightKind::I4 => Precision::W4A16,
+            WeightKind::F16 => Precision::Fp16,
         };
-        let weights = match (&q, &h) {
-            (Some(q), _) => Weights::Quantized(q),
-            (_, Some(h)) => Weights::F16(h),
-            _ => unreachable!("one weight form is built"),
-        };
-        // f16 products apply to f16 weights only; quantized weights are dequantized in
-        // f32 (asking i8/i4 for f16 arithmetic is an error on GPUs with SHADER_F16).
-        let math = if kind == WeightKind::F16 {
-            crate::plan::half_math(caps)
-        } else {
-            HalfMath::F32
-        };
-        let budget = if math != HalfMath::F32 { 2e-3 } else { 1e-5 };
-        // The f16 path runs on f16 activations: tune that, against the rounded inputs.
-        let x_f16 = math != HalfMath::F32;
-        let x_half: Vec<half::f16> = x_host.iter().map(|&v| half::f16::from_f32(v)).collect();
-        let x64: Vec<f64> = if x_f16 {
-            x_half.iter().map(|v| f64::from(v.to_f32())).collect()
-        } else {
-            x_host.iter().map(|&v| f64::from(v)).collect()
-        };
-        let want: Vec<f32> = crate::reference::linear_f64(
-            &x64,
-            &w_deq,
-            None,
-            crate::ops::gemm::Activation::None,
-            (m, n, k),
-        )
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
-        let x = if x_f16 {
-            Tensor::from_slice(ctx, &[m, k], &x_half)?
-        } else {
-            Tensor::from_slice(ctx, &[m, k], &x_host)?
-        };
-        let out = Tensor::zeros(ctx, &[m, n], DType::F32)?;
-        let tile = |ch: Choice| match ch {
-            Choice::Rows(t) => WGemmDesc::default().math(math).config(t),
-            Choice::Gemm(_) => unreachable!("row candidates"),
-        };
-        let outcomes = self.run_candidates(
-            cands.into_iter().map(Choice::Rows).collect(),
-            |ch| {
-                let mut enc = ctx.encoder("tune verify");
-                wgemm(ctx, &mut enc, &tile(ch), &x, weights, None, &out)?;
-                ctx.submit_and_wait(enc)?;
-                let got = out.read_blocking::<f32>(ctx)?;
-                let err = crate::reference::rel_error(&got, &want);
-                Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
-            },
-            |ch| {
-                let desc = tile(ch);
-                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    wgemm(ctx, enc, &desc, &x, weights, None, &out)
-                })
-            },
-        );
+        let data = LinearData::new(m, n, k);
+        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, precision, o));
         self.finish(
             ShapeClass::wgemm(m, n, k, kind.wtype()),
             [m, n, k],
             Choice::Rows(default),
             outcomes,
+        )
+    }
+
+    /// Checks and times row-tile candidates on one case of the benchmark runner's table,
+    /// prepared with the candidate's tile pinned: a candidate whose outputs (all of them)
+    /// miss the case's reference (bit for bit for integer kernels, the error budget for
+    /// float ones) is rejected; the others are timed recording the same operands.
+    fn run_case<'p>(
+        &self,
+        cands: Vec<RowTile>,
+        prepare: impl Fn(&CaseOptions) -> Result<Prepared<'p>>,
+    ) -> Vec<Outcome> {
+        let prepared: RefCell<Vec<(RowTile, Prepared<'p>)>> = RefCell::new(Vec::new());
+        let tile = |ch: Choice| match ch {
+            Choice::Rows(t) => Ok(t),
+            Choice::Gemm(g) => Err(Error::invalid(
+                "tune",
+                format!("{g:?} is not a row-kernel tile"),
+            )),
+        };
+        self.run_candidates(
+            cands.into_iter().map(Choice::Rows).collect(),
+            |ch| {
+                let t = tile(ch)?;
+                let p = prepare(&CaseOptions {
+                    samples: usize::MAX,
+                    fp32_kernel: None,
+                    tile: Some(t),
+                })?;
+                let why = (!p.verified).then(|| {
+                    format!(
+                        "{} outputs checked: relative error {:.2e}, budget {:.0e}",
+                        p.checked, p.rel_error, p.budget
+                    )
+                });
+                prepared.borrow_mut().push((t, p));
+                Ok(why)
+            },
+            |ch| {
+                let t = tile(ch)?;
+                let all = prepared.borrow();
+                let (_, p) = all
+                    .iter()
+                    .find(|(c, _)| *c == t)
+                    .ok_or_else(|| Error::invalid("tune", format!("{t:?} was not prepared")))?;
+                time_gpu(self.ctx, self.opts.warmup, self.opts.runs, |enc| {
+                    p.record(enc)
+                })
+            },
         )
     }
 
@@ -590,178 +488,14 @@ impl<'a> Tuner<'a> {
                 cands.push(t);
             }
         }
-        let oihw = random_f32(dims.oihw().iter().product(), 31);
-        let xs = random_f32(x_shape.iter().product(), 32);
-        let cands: Vec<Choice> = cands.into_iter().map(Choice::Rows).collect();
-        let data = ConvCase {
-            desc: *desc,
-            dims,
-            x_shape,
-            shape,
-            xs,
-            oihw,
+        let precision = match kind {
+            ConvKind::F32 => Precision::Fp32,
+            ConvKind::F16 => Precision::Fp16,
+            ConvKind::W8A8 => Precision::W8A8,
         };
-        let outcomes = if kind == ConvKind::W8A8 {
-            self.conv_w8a8_outcomes(&data, cands)?
-        } else {
-            self.conv_float_outcomes(&data, cands, kind == ConvKind::F16)?
-        };
+        let data = ConvData::from_desc(desc, dims, x_shape)?;
+        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, precision, o));
         let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
         self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
-    }
-
-    /// Checks INT8 convolution candidates on their exact int32 accumulators and times
-    /// them with the f32 output.
-    fn conv_w8a8_outcomes(&self, c: &ConvCase, cands: Vec<Choice>) -> Result<Vec<Outcome>> {
-        use crate::ops::conv::{qconv2d, QConvWeight};
-        use crate::ops::qgemm::QGemmOutput;
-        use crate::qtensor::QTensor;
-        use crate::quant::{Granularity, QType, QuantParams, QuantScheme};
-        use crate::tensor::{DType, Tensor};
-        let ctx = self.ctx;
-        let (dims, x_shape, shape, xs, oihw) = (c.dims, c.x_shape, &c.shape, &c.xs, &c.oihw);
-        let out_shape = shape.output_shape();
-        let tile = |ch: Choice| c.tile(ch);
-        let codes: Vec<i32> = xs
-            .iter()
-            .map(|v| ((v + 1.0) * 120.0).round().clamp(0.0, 255.0) as i32)
-            .collect();
-        let ap = QuantParams::new(
-            QType::U8,
-            Granularity::PerTensor,
-            &x_shape,
-            vec![0.02],
-            vec![3],
-        )?;
-        let x = QTensor::from_codes(ctx, &ap, &codes)?;
-        let wq = QuantParams::from_data(
-            &QuantScheme::symmetric(QType::I8).per_channel(0),
-            &dims.oihw(),
-            oihw,
-        )?;
-        let wcodes = wq.quantize(oihw)?;
-        let w = QConvWeight::from_codes(ctx, dims, &wcodes, &wq)?;
-        let want: Vec<Option<i32>> =
-            crate::reference::qconv2d_i32(&codes, 3, &wcodes, &vec![0; dims.out_channels], shape);
-        let acc = Tensor::zeros(ctx, &out_shape, DType::I32)?;
-        let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
-        Ok(self.run_candidates(
-            cands,
-            |ch| {
-                let mut enc = ctx.encoder("tune verify");
-                qconv2d(
-                    ctx,
-                    &mut enc,
-                    &tile(ch),
-                    &x,
-                    &w,
-                    None,
-                    QGemmOutput::I32(&acc),
-                )?;
-                ctx.submit_and_wait(enc)?;
-                let got = acc.read_blocking::<i32>(ctx)?;
-                let bad = got
-                    .iter()
-                    .zip(&want)
-                    .filter(|(g, w)| Some(**g) != **w)
-                    .count();
-                Ok((bad > 0).then(|| format!("{bad} of {} int32 accumulators differ", want.len())))
-            },
-            |ch| {
-                let d = tile(ch);
-                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    qconv2d(ctx, enc, &d, &x, &w, None, QGemmOutput::F32(&out))
-                })
-            },
-        ))
-    }
-
-    /// Checks float convolution candidates against the f64 reference within the error
-    /// budget of their arithmetic and times them.
-    fn conv_float_outcomes(
-        &self,
-        c: &ConvCase,
-        cands: Vec<Choice>,
-        f16: bool,
-    ) -> Result<Vec<Outcome>> {
-        use crate::ops::conv::{conv2d, ConvWeight};
-        use crate::ops::wgemm::HalfMath;
-        use crate::tensor::{DType, Tensor};
-        let ctx = self.ctx;
-        let caps = ctx.capabilities();
-        let (dims, x_shape, shape, xs, oihw) = (c.dims, c.x_shape, &c.shape, &c.xs, &c.oihw);
-        let out_shape = shape.output_shape();
-        let tile = |ch: Choice| c.tile(ch);
-        let round = |v: &f32| {
-            if f16 {
-                f64::from(half::f16::from_f32(*v).to_f32())
-            } else {
-                f64::from(*v)
-            }
-        };
-        let x64: Vec<f64> = xs.iter().map(round).collect();
-        let w64: Vec<f64> = oihw.iter().map(round).collect();
-        let want: Vec<f32> = crate::reference::conv2d_f64(
-            &x64,
-            &w64,
-            None,
-            crate::ops::gemm::Activation::None,
-            shape,
-        )
-        .into_iter()
-        .map(|v| v as f32)
-        .collect();
-        let storage = if f16 { DType::F16 } else { DType::F32 };
-        let x = if f16 {
-            let h: Vec<half::f16> = xs.iter().map(|&v| half::f16::from_f32(v)).collect();
-            Tensor::from_slice(ctx, &x_shape, &h)?
-        } else {
-            Tensor::from_slice(ctx, &x_shape, xs)?
-        };
-        let w = ConvWeight::from_oihw(ctx, dims, oihw, storage)?;
-        let out = Tensor::zeros(ctx, &out_shape, DType::F32)?;
-        let math = if f16 {
-            crate::plan::half_math(caps)
-        } else {
-            HalfMath::F32
-        };
-        let budget = if math == HalfMath::F32 { 1e-5 } else { 2e-3 };
-        let tile = |ch: Choice| tile(ch).math(math);
-        Ok(self.run_candidates(
-            cands,
-            |ch| {
-                let mut enc = ctx.encoder("tune verify");
-                conv2d(ctx, &mut enc, &tile(ch), &x, &w, None, &out)?;
-                ctx.submit_and_wait(enc)?;
-                let err = crate::reference::rel_error(&out.read_blocking::<f32>(ctx)?, &want);
-                Ok((err > budget).then(|| format!("relative error {err:.2e} > {budget:.0e}")))
-            },
-            |ch| {
-                let d = tile(ch);
-                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    conv2d(ctx, enc, &d, &x, &w, None, &out)
-                })
-            },
-        ))
-    }
-}
-
-/// The operands and geometry of a convolution being tuned.
-struct ConvCase {
-    desc: crate::ops::conv::ConvDesc,
-    dims: crate::ops::conv::ConvDims,
-    x_shape: [usize; 4],
-    shape: crate::ops::conv::ConvShape,
-    xs: Vec<f32>,
-    oihw: Vec<f32>,
-}
-
-impl ConvCase {
-    /// The description pinned to a row-tile candidate.
-    fn tile(&self, ch: Choice) -> crate::ops::conv::ConvDesc {
-        match ch {
-            Choice::Rows(t) => self.desc.config(t),
-            Choice::Gemm(_) => unreachable!("row candidates"),
-        }
     }
 }

@@ -13,6 +13,7 @@ use half::f16;
 
 use super::{random_f32, time_gpu, Peaks, Timings};
 use crate::context::Context;
+use crate::desc::rows::RowTile;
 use crate::desc::tuning::{ConvKind, WeightType};
 use crate::error::{Error, Result};
 use crate::ops::conv::{
@@ -240,6 +241,19 @@ pub struct CaseOptions {
     pub samples: usize,
     /// Pins the FP32 GEMM kernel (else the plan's).
     pub fp32_kernel: Option<GemmKernel>,
+    /// Pins the row-kernel tile of the W8A8, weight-only and FP16 linears and of the
+    /// implicit-GEMM convolutions (else the plan's); the tuner's candidates.
+    pub tile: Option<RowTile>,
+}
+
+impl CaseOptions {
+    /// The label of what runs: the pinned tile, else the plan's choice.
+    fn label(&self, plan: impl FnOnce() -> Result<String>) -> Result<String> {
+        match self.tile {
+            Some(t) => Ok(crate::desc::tuning::Choice::Rows(t).label()),
+            None => plan(),
+        }
+    }
 }
 
 impl Default for CaseOptions {
@@ -247,6 +261,7 @@ impl Default for CaseOptions {
         CaseOptions {
             samples: 1024,
             fp32_kernel: None,
+            tile: None,
         }
     }
 }
@@ -392,7 +407,15 @@ impl LinearData {
                 (wr, bytes, WeightStore::Quantized(Box::new(q)), wtype)
             }
         };
-        let plan = crate::plan::explain_wgemm(ctx, m, n, k, wtype);
+        let kernel = opts.label(|| {
+            Ok(crate::plan::explain_wgemm(ctx, m, n, k, wtype)
+                .choice
+                .label())
+        })?;
+        let wdesc = WGemmDesc {
+            config: opts.tile,
+            ..WGemmDesc::default()
+        };
         let budget = if p == Precision::Fp16 {
             half_budget(crate::plan::half_math(ctx.capabilities()))
         } else {
@@ -412,13 +435,13 @@ impl LinearData {
                     WeightStore::F16(t) => Weights::F16(t),
                     WeightStore::Quantized(q) => Weights::Quantized(q),
                 };
-                wgemm(ctx, enc, &WGemmDesc::default(), &x16, w, None, &y)
+                wgemm(ctx, enc, &wdesc, &x16, w, None, &y)
             })
         };
         let got = run_once(ctx, &rec, &y)?;
         let (rel_error, verified) = self.float_check(&idx, &got, &xr, &wr, budget);
         Ok(Prepared {
-            kernel: plan.choice.label(),
+            kernel,
             rel_error,
             budget,
             checked: idx.len(),
@@ -459,21 +482,17 @@ impl LinearData {
         } else {
             QTensor::from_codes(ctx, &ap, &ac)?
         };
+        let qdesc = QGemmDesc {
+            config: opts.tile,
+            ..QGemmDesc::default()
+        };
         let rec: Record<'a> = {
             let y = y.clone();
             Box::new(move |enc| {
                 if dynamic {
                     dynamic_quantize(ctx, enc, &x32, &spec, &xq)?;
                 }
-                qgemm(
-                    ctx,
-                    enc,
-                    &QGemmDesc::default(),
-                    &xq,
-                    &w8,
-                    None,
-                    QGemmOutput::F32(&y),
-                )
+                qgemm(ctx, enc, &qdesc, &xq, &w8, None, QGemmOutput::F32(&y))
             })
         };
         let got = run_once(ctx, &rec, &y)?;
@@ -506,7 +525,7 @@ impl LinearData {
         );
         let in_bytes = if dynamic { 4.0 } else { 1.0 } * (m * k) as f64;
         Ok(Prepared {
-            kernel: crate::plan::explain_qgemm(ctx, m, n, k).choice.label(),
+            kernel: opts.label(|| Ok(crate::plan::explain_qgemm(ctx, m, n, k).choice.label()))?,
             rel_error,
             budget: 0.0,
             checked: idx.len(),
@@ -608,11 +627,13 @@ pub const MODEL_LINEARS: [(&str, usize, usize, usize); 5] = [
 /// Host operands of a convolution layer, shared by its precisions.
 #[derive(Debug, Clone)]
 pub struct ConvData {
-    /// The layer.
+    /// The layer (for a convolution given by its description, a summary with its
+    /// channels, kernel and input height).
     pub layer: ConvLayer,
     /// Its geometry.
     pub shape: ConvShape,
     desc: ConvDesc,
+    x_shape: [usize; 4],
     x: Vec<f32>,
     w: Vec<f32>,
 }
@@ -624,7 +645,26 @@ impl ConvData {
         let desc = ConvDesc::default()
             .stride(layer.stride)
             .padding(Padding::uniform(layer.pad));
-        let xs = [1, layer.hw, layer.hw, layer.c];
+        Self::build(layer, desc, dims, [1, layer.hw, layer.hw, layer.c])
+    }
+
+    /// Any convolution: `desc` (stride, padding, dilation) of weights `dims` over an NHWC
+    /// input of `x_shape` (the tuner's and the tests' cases).
+    pub fn from_desc(desc: &ConvDesc, dims: ConvDims, x_shape: [usize; 4]) -> Result<Self> {
+        let layer = ConvLayer {
+            name: "conv",
+            hw: x_shape[1],
+            c: dims.in_channels,
+            oc: dims.out_channels,
+            k: dims.kernel[0],
+            stride: desc.stride[0],
+            pad: 0,
+            groups: dims.groups,
+        };
+        Self::build(layer, *desc, dims, x_shape)
+    }
+
+    fn build(layer: ConvLayer, desc: ConvDesc, dims: ConvDims, xs: [usize; 4]) -> Result<Self> {
         let shape = desc.shape(&dims, &xs)?;
         let x = random_f32(xs.iter().product(), 1);
         let w = random_f32(dims.oihw().iter().product(), 2)
@@ -635,6 +675,7 @@ impl ConvData {
             layer,
             shape,
             desc,
+            x_shape: xs,
             x,
             w,
         })
@@ -642,7 +683,7 @@ impl ConvData {
 
     /// The dims of the input.
     fn x_shape(&self) -> [usize; 4] {
-        [1, self.layer.hw, self.layer.hw, self.layer.c]
+        self.x_shape
     }
 
     /// `term(x_index, w_index)` summed over the taps of output `flat` (NHWC).
@@ -689,6 +730,14 @@ impl ConvData {
                 "bench conv",
                 format!("convolutions run in fp32, fp16 and w8a8, not {}", p.name()),
             )),
+        }
+    }
+
+    /// The layer's description with the tile `opts` pins, if any.
+    fn pinned(&self, opts: &CaseOptions) -> ConvDesc {
+        match opts.tile {
+            Some(t) => self.desc.config(t),
+            None => self.desc,
         }
     }
 
@@ -739,7 +788,7 @@ impl ConvData {
     /// FP32, checked against f64 within 1e-5.
     fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
-        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
         let x = Tensor::from_slice(ctx, &c.xs, &self.x)?;
         let w = ConvWeight::from_oihw(ctx, dims, &self.w, DType::F32)?;
@@ -754,7 +803,7 @@ impl ConvData {
         let want = self.float_want(idx, &self.x, &self.w);
         let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
         Ok(Prepared {
-            kernel: self.plan_label(ctx, ConvKind::F32)?,
+            kernel: opts.label(|| self.plan_label(ctx, ConvKind::F32))?,
             rel_error: e,
             budget: 1e-5,
             checked: idx.len(),
@@ -769,7 +818,7 @@ impl ConvData {
     /// FP16 storage (and f16 arithmetic where the plan uses it), within its budget.
     fn prepare_fp16<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
-        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
         let xh = f16_round(&self.x);
         let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
@@ -793,7 +842,7 @@ impl ConvData {
         // f16 output adds its rounding, 2^-11 relative.
         let budget = half_budget(math) + 4.9e-4;
         Ok(Prepared {
-            kernel: self.plan_label(ctx, ConvKind::F16)?,
+            kernel: opts.label(|| self.plan_label(ctx, ConvKind::F16))?,
             rel_error: e,
             budget,
             checked: idx.len(),
@@ -812,7 +861,7 @@ impl ConvData {
     /// Static INT8, both outputs of the kernel checked bit for bit.
     fn prepare_int8<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
-        let (dims, desc, idx) = (self.shape.dims, self.desc, &c.idx);
+        let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
         // Static INT8: per-tensor activations, per-channel weights, an i8 output
         // whose scale covers 1.5x the sampled outputs' range.
@@ -889,7 +938,7 @@ impl ConvData {
             deq.iter().map(|&d| f64::from(d)),
         ));
         Ok(Prepared {
-            kernel: self.plan_label(ctx, ConvKind::W8A8)?,
+            kernel: opts.label(|| self.plan_label(ctx, ConvKind::W8A8))?,
             rel_error: e,
             budget: 0.0,
             checked: idx.len(),

@@ -375,8 +375,8 @@ fn tune(
             let t = tuner.qgemm(m, n, k).map_err(|e| e.to_string())?;
             rows.push(("W8A8".into(), s.to_string(), t));
             for (name, kind) in [
-                ("W8A32", WeightKind::I8),
-                ("W4A32", WeightKind::I4),
+                ("W8A16", WeightKind::I8),
+                ("W4A16", WeightKind::I4),
                 ("FP16", WeightKind::F16),
             ] {
                 let t = tuner.wgemm(m, n, k, kind).map_err(|e| e.to_string())?;
@@ -711,6 +711,7 @@ fn settings(a: &BenchArgs) -> Result<Settings, String> {
         opts: bench::CaseOptions {
             samples: a.samples.max(1),
             fp32_kernel: parse_kernel(&a.kernel)?,
+            tile: None,
         },
         runs: a.runs.unwrap_or(if q { 3 } else { 5 }).max(1),
         warmup: a.warmup,
