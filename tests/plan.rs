@@ -381,3 +381,103 @@ fn shape_classes_round_trip_through_their_text() {
         assert!(bad.parse::<ShapeClass>().is_err(), "{bad:?} parsed");
     }
 }
+
+/// The W8A8 launch plan is a value resolved from the capabilities alone.
+#[test]
+fn w8a8_launch_plans_without_a_gpu() {
+    use wgpu_quant::ops::qgemm::{plan_launch, QGemmDesc};
+    let g = gpu();
+    let tile = plan::default_qgemm_config(&g, 1, 4096, 4096);
+    assert!(tile.split_k > 1);
+    let desc = QGemmDesc::default();
+    let l = plan_launch(
+        &g,
+        &desc,
+        tile,
+        (true, false),
+        0,
+        (1, 4096, 4096),
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(l.packed_dot && l.zero_a && !l.zero_w);
+    let sk = l.split_k.expect("a GEMV on a GPU splits K");
+    assert_eq!(sk.splits, tile.split_k);
+    // The main pass writes partial sums (output form 2); the reduce pass the epilogue.
+    assert!(l.variant().tag().contains("OUT=2"), "{}", l.variant().tag());
+    assert!(l.reduce_variant().unwrap().tag().contains("REDUCE=1"));
+    // Convolutions never split K, and refuse a split tile.
+    let t = plan::default_qconv_config(&g, 3136, 64);
+    let c = plan_launch(
+        &g,
+        &desc,
+        t,
+        (false, false),
+        3,
+        (3136, 64, 576),
+        true,
+        false,
+    )
+    .unwrap();
+    assert!(c.split_k.is_none() && c.reduce_variant().is_none());
+    assert!(
+        c.variant().tag().contains("CONV=1_REDUCE=0"),
+        "{}",
+        c.variant().tag()
+    );
+    assert!(plan_launch(
+        &g,
+        &desc,
+        t.split_k(2),
+        (false, false),
+        0,
+        (3136, 64, 576),
+        true,
+        false
+    )
+    .is_err());
+    // The packed dot product: used where the adapter has it, refused where it is asked
+    // for and missing, the unpacked fallback otherwise.
+    let mut old = gpu();
+    old.packed_int8_dot = false;
+    let l = plan_launch(
+        &old,
+        &desc,
+        tile,
+        (false, false),
+        0,
+        (1, 4096, 4096),
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(!l.packed_dot);
+    let err = plan_launch(
+        &old,
+        &desc.packed_dot(true),
+        tile,
+        (false, false),
+        0,
+        (1, 4096, 4096),
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::MissingFeature { .. }), "{err}");
+    // A tile over the invocation limit is an error naming the limit and its unit.
+    let mut small = gpu();
+    small.limits.max_compute_invocations_per_workgroup = 32;
+    let err = plan_launch(
+        &small,
+        &desc,
+        tile,
+        (false, false),
+        0,
+        (1, 4096, 4096),
+        false,
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("invocations"), "{err}");
+}
