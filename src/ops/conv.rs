@@ -122,6 +122,78 @@ pub fn nhwc_to_nchw<T: Copy>(x: &[T], [n, h, w, c]: [usize; 4]) -> Vec<T> {
     out
 }
 
+crate::shaders::uniform! {
+    /// `conv_dw_q8.wgsl`'s params: the depthwise geometry and the W8A8 epilogue's fields.
+    pub(crate) struct DwQ8Params {
+        base: DwParams,
+        pix_words: u32,
+        a_signed: u32,
+        w_signed: u32,
+        a_row_stride: u32,
+        w_col_stride: u32,
+        out_qmin: i32,
+        out_qmax: i32,
+        out_zero: i32,
+        out_scale: f32,
+        out_words_per_row: u32,
+        opaque_zero: u32,
+        _pad: [u32; 3],
+    }
+}
+const _: () = assert!(std::mem::size_of::<DwQ8Params>() == 128);
+
+/// The W8A8 fields of the INT8 depthwise kernel, as the W8A8 GEMM's validation and
+/// params resolve them.
+pub(crate) struct DwQ8Epilogue {
+    pub flags: u32,
+    pub pix_words: u32,
+    pub a_signed: bool,
+    pub w_signed: bool,
+    pub w_col_stride: u32,
+    /// The requantized output's scale, zero point and code range.
+    pub requant: (f32, i32, (i32, i32)),
+    pub out_words_per_row: u32,
+}
+
+/// Records one piece of a depthwise INT8 convolution (`conv_dw_q8.wgsl`): `rows` output
+/// pixels of `n` channels of the geometry `g`.
+pub(crate) fn record_depthwise_q8(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: &crate::context::Kernel,
+    (g, rows, n): (&ConvGeom, usize, usize),
+    e: &DwQ8Epilogue,
+    res: &[super::Res],
+) -> Result<()> {
+    const QOP: &str = "qconv2d (depthwise)";
+    let (out_scale, out_zero, (out_qmin, out_qmax)) = e.requant;
+    let dw = DwQ8Params {
+        base: DwParams::new(QOP, g, rows, n, e.flags)?,
+        pix_words: e.pix_words,
+        a_signed: u32::from(e.a_signed),
+        w_signed: u32::from(e.w_signed),
+        a_row_stride: 0,
+        w_col_stride: e.w_col_stride,
+        out_qmin,
+        out_qmax,
+        out_zero,
+        out_scale,
+        out_words_per_row: e.out_words_per_row,
+        opaque_zero: 0,
+        _pad: [0; 3],
+    };
+    let grid = dw.base.grid(ctx, QOP)?;
+    super::record_resources(
+        ctx,
+        encoder,
+        QOP,
+        kernel,
+        bytemuck::bytes_of(&dw),
+        res,
+        grid,
+    )
+}
+
 /// OIHW weights in the kernels' order: depthwise `[KH, KW, OC]`; otherwise
 /// `[G, KH, KW, C/G, OC/G]` (float: the implicit GEMM's `B`, `[K, N]` per group) when
 /// `k_major`, or `[OC, KH, KW, C/G]` (INT8: packed along the channels like `K`).
@@ -814,11 +886,13 @@ pub fn linear_weight_nchw_to_nhwc(
     Ok(out)
 }
 
-/// The params blocks of the float convolution kernels (checked against the WGSL by a test).
+/// The params blocks of the convolution kernels of their own: float implicit GEMM, float
+/// and INT8 depthwise (checked against the WGSL by a test).
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
     use crate::shaders::uniform_layout;
     vec![
         (ShaderFile::ConvGemm, uniform_layout::<GemmParams>()),
         (ShaderFile::ConvDw, uniform_layout::<DwFloatParams>()),
+        (ShaderFile::ConvDwQ8, uniform_layout::<DwQ8Params>()),
     ]
 }

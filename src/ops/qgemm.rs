@@ -28,7 +28,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::conv::{dw_q8_variant, DwParams, WindowParams};
+use crate::ops::conv::{dw_q8_variant, WindowParams};
 use crate::ops::gemm::Activation;
 use crate::ops::quant::QTensor;
 use crate::ops::{to_u32, RowTile};
@@ -113,25 +113,6 @@ crate::shaders::uniform! {
     }
 }
 const _: () = assert!(std::mem::size_of::<Params>() == 160);
-
-crate::shaders::uniform! {
-    struct DwQ8Params {
-        base: DwParams,
-        pix_words: u32,
-        a_signed: u32,
-        w_signed: u32,
-        a_row_stride: u32,
-        w_col_stride: u32,
-        out_qmin: i32,
-        out_qmax: i32,
-        out_zero: i32,
-        out_scale: f32,
-        out_words_per_row: u32,
-        opaque_zero: u32,
-        _pad: [u32; 3],
-    }
-}
-const _: () = assert!(std::mem::size_of::<DwQ8Params>() == 128);
 
 /// The convolution geometry of [`run`] (implicit GEMM over an NHWC image), in the
 /// kernel's terms; the GEMM has none.
@@ -777,41 +758,12 @@ fn record_split_k(
     super::record_resources(ctx, encoder, OP, &partial, bytes, &res, grid)?;
     let mut res = piece.res.clone();
     res[0] = super::Res::whole(&scratch);
-    let reduce = ctx.kernel(&launch.reduce_variant().expect("split-K has a reduce pass"))?;
+    let reduce_variant = launch
+        .reduce_variant()
+        .ok_or_else(|| Error::invalid(OP, "a split-K launch without a reduce pass"))?;
+    let reduce = ctx.kernel(&reduce_variant)?;
     let grid = super::grid_for(ctx, OP, tiles)?;
     super::record_resources(ctx, encoder, OP, &reduce, bytes, &res, grid)
-}
-
-/// Records one piece of a depthwise INT8 convolution (its own kernel and params).
-#[allow(clippy::too_many_arguments)]
-fn record_depthwise(
-    ctx: &Context,
-    encoder: &mut wgpu::CommandEncoder,
-    kernel: &crate::context::Kernel,
-    params: &Params,
-    c: &Checked,
-    g: &ConvGeom,
-    (rows, n): (usize, usize),
-    res: &[super::Res],
-) -> Result<()> {
-    let (out_scale, out_zero, (out_qmin, out_qmax)) = c.requant;
-    let dw = DwQ8Params {
-        base: DwParams::new(OP, g, rows, n, params.flags)?,
-        pix_words: params.pix_words,
-        a_signed: u32::from(!c.a_u8),
-        w_signed: u32::from(!c.w_u8),
-        a_row_stride: 0,
-        w_col_stride: c.w_stride,
-        out_qmin,
-        out_qmax,
-        out_zero,
-        out_scale,
-        out_words_per_row: params.out_words_per_row,
-        opaque_zero: 0,
-        _pad: [0; 3],
-    };
-    let grid = dw.base.grid(ctx, OP)?;
-    super::record_resources(ctx, encoder, OP, kernel, bytemuck::bytes_of(&dw), res, grid)
 }
 
 /// Records one piece of a W8A8 GEMM or implicit-GEMM convolution: `rows` output rows of
@@ -905,16 +857,21 @@ pub(crate) fn run(
     for piece in &pieces {
         let rows = piece.rows * plane;
         match problem.conv {
-            Some(g) if problem.depthwise => record_depthwise(
-                ctx,
-                encoder,
-                &kernel,
-                &params,
-                &checked,
-                &g,
-                (rows, n),
-                &piece.res,
-            )?,
+            Some(g) if problem.depthwise => {
+                let epilogue = super::conv::DwQ8Epilogue {
+                    flags: params.flags,
+                    pix_words: params.pix_words,
+                    a_signed: !checked.a_u8,
+                    w_signed: !checked.w_u8,
+                    w_col_stride: checked.w_stride,
+                    requant: checked.requant,
+                    out_words_per_row: params.out_words_per_row,
+                };
+                let shape = (&g, rows, n);
+                super::conv::record_depthwise_q8(
+                    ctx, encoder, &kernel, shape, &epilogue, &piece.res,
+                )?
+            }
             _ => {
                 let ncols = if conv { problem.ncols } else { piece.cols };
                 let shape = (rows, ncols, problem.groups());
@@ -925,11 +882,8 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// The params blocks of the INT8 kernels (checked against the WGSL by a test).
+/// The params block of the W8A8 kernel (checked against the WGSL by a test).
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
     use crate::shaders::uniform_layout;
-    vec![
-        (ShaderFile::QGemm, uniform_layout::<Params>()),
-        (ShaderFile::ConvDwQ8, uniform_layout::<DwQ8Params>()),
-    ]
+    vec![(ShaderFile::QGemm, uniform_layout::<Params>())]
 }
