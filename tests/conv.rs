@@ -659,3 +659,91 @@ fn int8_conv_every_output_tile_and_path() {
         }
     }
 }
+
+// BatchNorm folding and the NCHW -> NHWC Linear weight reorder (helpers of ops::conv).
+
+mod conv_weights {
+    use super::common;
+    use common::float::{check, poisoned, rand_vec, read};
+    use rand::{RngExt, SeedableRng};
+    use wgpu_quant::ops::conv::{
+        conv2d, fold_batch_norm, linear_weight_nchw_to_nhwc, ConvDesc, ConvDims, ConvWeight,
+        Padding,
+    };
+    use wgpu_quant::ops::gemm::Activation;
+    use wgpu_quant::reference;
+    use wgpu_quant::{DType, Tensor};
+
+    #[test]
+    fn batch_norm_folding_matches_conv_then_bn() {
+        let ctx = common::ctx();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let dims = ConvDims::new(6, 5, [3, 3], 1).unwrap();
+        let xs = [1, 9, 9, 5];
+        let xv = rand_vec(xs.iter().product(), &mut rng);
+        let wv = rand_vec(dims.oihw().iter().product(), &mut rng);
+        let bias = rand_vec(6, &mut rng);
+        let gamma = rand_vec(6, &mut rng);
+        let beta = rand_vec(6, &mut rng);
+        let mean = rand_vec(6, &mut rng);
+        let var: Vec<f32> = (0..6).map(|_| rng.random_range(0.1f32..2.0)).collect();
+        let eps = 1e-3f32;
+        let mut folded_w = wv.clone();
+        let folded_b =
+            fold_batch_norm(&mut folded_w, Some(&bias), &gamma, &beta, &mean, &var, eps).unwrap();
+        let desc = ConvDesc::default().padding(Padding::uniform(1));
+        let shape = desc.shape(&dims, &xs).unwrap();
+        let x = Tensor::from_slice(ctx, &xs, &xv).unwrap();
+        let w = ConvWeight::from_oihw(ctx, dims, &folded_w, DType::F32).unwrap();
+        let b = Tensor::from_slice(ctx, &[6], &folded_b).unwrap();
+        let out = poisoned(ctx, &shape.output_shape(), false);
+        let mut enc = ctx.encoder("bn");
+        conv2d(ctx, &mut enc, &desc, &x, &w, Some(&b), &out).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        // conv then BN, in f64.
+        let x64: Vec<f64> = xv.iter().map(|&v| f64::from(v)).collect();
+        let w64: Vec<f64> = wv.iter().map(|&v| f64::from(v)).collect();
+        let conv = reference::conv2d_f64(&x64, &w64, Some(&bias), Activation::None, &shape);
+        let want: Vec<f64> = conv
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let o = i % 6;
+                f64::from(gamma[o]) * (v - f64::from(mean[o]))
+                    / (f64::from(var[o]) + f64::from(eps)).sqrt()
+                    + f64::from(beta[o])
+            })
+            .collect();
+        check("conv + folded BN", &read(ctx, &out), &want, 1e-5);
+        // Errors name the problem.
+        let e = fold_batch_norm(&mut folded_w, None, &gamma[..5], &beta, &mean, &var, eps)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gamma has 5"), "{e}");
+        let neg = [-1.0f32; 6];
+        let e = fold_batch_norm(&mut folded_w, None, &gamma, &beta, &mean, &neg, eps)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("var[0]"), "{e}");
+    }
+
+    #[test]
+    fn linear_weight_reorder_matches_nchw_flatten() {
+        let (c, h, w, out) = (3, 2, 5, 4);
+        let k = c * h * w;
+        let weight: Vec<f32> = (0..out * k).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let nchw: Vec<f32> = (0..k).map(|i| (i as f32).sin()).collect();
+        let nhwc = wgpu_quant::ops::conv::nchw_to_nhwc(&nchw, [1, c, h, w]);
+        let reordered = linear_weight_nchw_to_nhwc(&weight, out, [c, h, w]).unwrap();
+        for o in 0..out {
+            let a: f64 = (0..k)
+                .map(|i| f64::from(weight[o * k + i]) * f64::from(nchw[i]))
+                .sum();
+            let b: f64 = (0..k)
+                .map(|i| f64::from(reordered[o * k + i]) * f64::from(nhwc[i]))
+                .sum();
+            assert!((a - b).abs() < 1e-9, "output {o}: {a} vs {b}");
+        }
+        assert!(linear_weight_nchw_to_nhwc(&weight, out + 1, [c, h, w]).is_err());
+    }
+}

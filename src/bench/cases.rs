@@ -303,6 +303,14 @@ impl LinearData {
         }
     }
 
+    /// The outputs to check, and the output tensor poisoned with NaN (so that an
+    /// unwritten element fails the check).
+    fn outputs(&self, ctx: &Context, opts: &CaseOptions) -> Result<(Vec<usize>, Tensor)> {
+        let mn = self.m * self.n;
+        let y = Tensor::from_slice(ctx, &[self.m, self.n], &vec![f32::NAN; mn])?;
+        Ok((sample_indices(mn, opts.samples), y))
+    }
+
     /// The relative error of the sampled outputs `idx` of `got` against `x * w^T` in f64,
     /// and whether it is within `budget`.
     fn float_check(
@@ -323,11 +331,9 @@ impl LinearData {
     /// FP32: the GEMM with B stored `[K, N]`.
     fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
-        let idx = sample_indices(m * n, opts.samples);
-        let macs = (m * n * k) as f64;
-        let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
+        let (idx, y) = self.outputs(ctx, opts)?;
+        let (macs, out_bytes) = ((m * n * k) as f64, 4.0 * (m * n) as f64);
         let x32 = Tensor::from_slice(ctx, &[m, k], &self.x)?;
-        let out_bytes = 4.0 * (m * n) as f64;
         // B stored [K, N], the FP32 GEMM's fastest layout.
         let mut wt = vec![0f32; k * n];
         for j in 0..n {
@@ -367,10 +373,8 @@ impl LinearData {
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
-        let idx = sample_indices(m * n, opts.samples);
-        let macs = (m * n * k) as f64;
-        let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
-        let out_bytes = 4.0 * (m * n) as f64;
+        let (idx, y) = self.outputs(ctx, opts)?;
+        let (macs, out_bytes) = ((m * n * k) as f64, 4.0 * (m * n) as f64);
         let xh = f16_round(&self.x);
         let xr: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
         let x16 = Tensor::from_slice(ctx, &[m, k], &xh)?;
@@ -461,11 +465,9 @@ impl LinearData {
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
-        let idx = sample_indices(m * n, opts.samples);
-        let macs = (m * n * k) as f64;
-        let y = Tensor::from_slice(ctx, &[m, n], &vec![f32::NAN; m * n])?;
+        let (idx, y) = self.outputs(ctx, opts)?;
+        let (macs, out_bytes) = ((m * n * k) as f64, 4.0 * (m * n) as f64);
         let x32 = Tensor::from_slice(ctx, &[m, k], &self.x)?;
-        let out_bytes = 4.0 * (m * n) as f64;
         let wp = QuantParams::from_data(
             &QuantScheme::symmetric(QType::I8).per_channel(0),
             &[n, k],

@@ -48,3 +48,4 @@ pub fn small_bindings(bytes: u64) -> Context {
         ..Default::default()
     })
 }
+pub mod float;

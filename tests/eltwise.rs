@@ -1,0 +1,195 @@
+//! Add, clip and softmax (f32 and f16 in any combination) and the INT8 residual add
+//! (bit-exact, i8/u8 mixes, odd row lengths, padding bytes kept 0) against the Rust
+//! reference. Outputs are poisoned first.
+
+mod common;
+
+use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET};
+use rand::{RngExt, SeedableRng};
+use wgpu_quant::ops::eltwise::{add, clip, qadd, softmax, Clip};
+use wgpu_quant::ops::quant::QTensor;
+use wgpu_quant::quant::{Granularity, QType, QuantParams};
+use wgpu_quant::reference;
+use wgpu_quant::{Context, DType, Tensor};
+
+#[test]
+fn add_clip_softmax() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    for shape in [vec![1usize], vec![3, 7], vec![2, 5, 5, 3], vec![1, 1001]] {
+        let n: usize = shape.iter().product();
+        for bits in 0..8u32 {
+            let f = [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+            let budget = F32_BUDGET + if f[2] { F16_OUT } else { 0.0 };
+            let (a, a64) = upload(ctx, &shape, &rand_vec(n, &mut rng), f[0]);
+            let (b, b64) = upload(ctx, &shape, &rand_vec(n, &mut rng), f[1]);
+            for c in [
+                Clip::NONE,
+                Clip::RELU,
+                Clip::RELU6,
+                Clip { lo: -1.0, hi: 0.5 },
+            ] {
+                let out = poisoned(ctx, &shape, f[2]);
+                let mut enc = ctx.encoder("add test");
+                add(ctx, &mut enc, &a, &b, c, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want: Vec<f64> = a64
+                    .iter()
+                    .zip(&b64)
+                    .map(|(x, y)| (x + y).max(f64::from(c.lo)).min(f64::from(c.hi)))
+                    .collect();
+                check(
+                    &format!("add {shape:?} {f:?} {c:?}"),
+                    &read(ctx, &out),
+                    &want,
+                    budget,
+                );
+
+                let out = poisoned(ctx, &shape, f[2]);
+                let mut enc = ctx.encoder("clip test");
+                clip(ctx, &mut enc, &a, c, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want: Vec<f64> = a64
+                    .iter()
+                    .map(|x| x.max(f64::from(c.lo)).min(f64::from(c.hi)))
+                    .collect();
+                check(
+                    &format!("clip {shape:?} {f:?} {c:?}"),
+                    &read(ctx, &out),
+                    &want,
+                    budget,
+                );
+            }
+            let out = poisoned(ctx, &shape, f[2]);
+            let mut enc = ctx.encoder("softmax test");
+            softmax(ctx, &mut enc, &a, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want = reference::softmax_f64(&a64, *shape.last().unwrap());
+            // exp in f32 on the GPU: a few ulps per term.
+            check(
+                &format!("softmax {shape:?} {f:?}"),
+                &read(ctx, &out),
+                &want,
+                1e-5 + if f[2] { F16_OUT } else { 0.0 },
+            );
+        }
+    }
+    // Errors name the problem.
+    let a = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let b = Tensor::zeros(ctx, &[3, 2], DType::F32).unwrap();
+    let out = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let mut enc = ctx.encoder("errors");
+    let e = add(ctx, &mut enc, &a, &b, Clip::NONE, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[3, 2]") && e.contains("differ"), "{e}");
+    let e = clip(ctx, &mut enc, &a, Clip::RELU, &a)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shares its buffer"), "{e}");
+    let e = clip(ctx, &mut enc, &a, Clip { lo: 1.0, hi: 0.0 }, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty"), "{e}");
+    let i = Tensor::zeros(ctx, &[2, 3], DType::I32).unwrap();
+    let e = softmax(ctx, &mut enc, &i, &out).unwrap_err().to_string();
+    assert!(e.contains("i32"), "{e}");
+}
+
+fn qtensor(
+    ctx: &Context,
+    shape: &[usize],
+    qt: QType,
+    s: f32,
+    z: i32,
+    rng: &mut rand::rngs::StdRng,
+) -> (QTensor, Vec<i32>) {
+    let n: usize = shape.iter().product();
+    let codes: Vec<i32> = (0..n)
+        .map(|i| match i % 9 {
+            0 => qt.qmin(),
+            1 => qt.qmax(),
+            _ => rng.random_range(qt.qmin()..=qt.qmax()),
+        })
+        .collect();
+    let p = QuantParams::new(qt, Granularity::PerTensor, shape, vec![s], vec![z]).unwrap();
+    (QTensor::from_codes(ctx, &p, &codes).unwrap(), codes)
+}
+
+#[test]
+fn int8_add_is_bit_exact() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let combos = [
+        (QType::I8, QType::I8, QType::I8),
+        (QType::U8, QType::U8, QType::U8),
+        (QType::U8, QType::I8, QType::U8),
+        (QType::I8, QType::U8, QType::I8),
+    ];
+    for shape in [
+        vec![1usize],
+        vec![3, 7],
+        vec![2, 5, 5, 3],
+        vec![1, 7, 7, 40],
+    ] {
+        for (ci, &(ta, tb, to)) in combos.iter().enumerate() {
+            let z = |t: QType, r: &mut rand::rngs::StdRng| {
+                if t == QType::U8 {
+                    r.random_range(0..=255)
+                } else {
+                    r.random_range(-20..=20)
+                }
+            };
+            let (sa, za) = (rng.random_range(0.01f32..0.1), z(ta, &mut rng));
+            let (sb, zb) = (rng.random_range(0.01f32..0.1), z(tb, &mut rng));
+            let (so, zo) = (rng.random_range(0.02f32..0.2), z(to, &mut rng));
+            let (a, ac) = qtensor(ctx, &shape, ta, sa, za, &mut rng);
+            let (b, bc) = qtensor(ctx, &shape, tb, sb, zb, &mut rng);
+            let op =
+                QuantParams::new(to, Granularity::PerTensor, &shape, vec![so], vec![zo]).unwrap();
+            let out = QTensor::new(ctx, &op).unwrap();
+            out.data()
+                .write(ctx, &vec![0xa5a5_a5a5u32; out.data().numel()])
+                .unwrap();
+            let c = [Clip::NONE, Clip::RELU, Clip::RELU6, Clip::NONE][ci];
+            let mut enc = ctx.encoder("qadd test");
+            qadd(ctx, &mut enc, &a, &b, c, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let got = out.read_codes_blocking(ctx).unwrap();
+            for i in 0..got.len() {
+                let want = reference::qadd(
+                    (ac[i], sa, za),
+                    (bc[i], sb, zb),
+                    c,
+                    (so, zo),
+                    (to.qmin(), to.qmax()),
+                );
+                assert_eq!(got[i], want, "{shape:?} {ta}+{tb}->{to} element {i}");
+            }
+            let cols = *shape.last().unwrap();
+            if !cols.is_multiple_of(4) {
+                let words = out.data().read_blocking::<u32>(ctx).unwrap();
+                let wpr = cols.div_ceil(4);
+                for (row, chunk) in words.chunks(wpr).enumerate() {
+                    assert_eq!(chunk[wpr - 1] >> (8 * (cols % 4)), 0, "row {row} padding");
+                }
+            }
+        }
+    }
+    // Per-channel operands are refused with the reason.
+    let p = QuantParams::new(
+        QType::I8,
+        Granularity::PerChannel { axis: 0 },
+        &[2, 3],
+        vec![0.1, 0.2],
+        vec![0, 0],
+    )
+    .unwrap();
+    let pc = QTensor::new(ctx, &p).unwrap();
+    let (t, _) = qtensor(ctx, &[2, 3], QType::I8, 0.1, 0, &mut rng);
+    let mut enc = ctx.encoder("errors");
+    let e = qadd(ctx, &mut enc, &pc, &t, Clip::NONE, &t)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("per tensor"), "{e}");
+}
