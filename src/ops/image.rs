@@ -34,6 +34,9 @@ use crate::ops::to_u32;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
+pub use crate::desc::image::ImageDesc;
+pub use crate::reference::image_to_tensor_reference;
+
 const OP: &str = "image_to_tensor";
 const WG: u32 = 64;
 
@@ -57,57 +60,6 @@ pub enum ImageSource<'a> {
     },
     /// A 2-D `Rgba8Unorm`/`Rgba8UnormSrgb` texture with `TEXTURE_BINDING` usage (mip 0).
     Texture(&'a wgpu::Texture),
-}
-
-/// Resize, crop and normalization.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ImageDesc {
-    /// The size the image is resized to, `[height, width]`; `None` resizes the shorter
-    /// side to `shorter` keeping the aspect ratio.
-    pub resize: Option<[usize; 2]>,
-    /// The shorter side after resizing, when `resize` is `None`.
-    pub shorter: usize,
-    /// The output size `[height, width]`, cropped from the center of the resized image.
-    pub crop: [usize; 2],
-    /// Subtracted from the 0..255 values, per channel (R, G, B).
-    pub mean: [f32; 3],
-    /// Divides the centered values, per channel.
-    pub std: [f32; 3],
-}
-
-impl ImageDesc {
-    /// Resize the shorter side to `shorter`, then crop `h x w` from the center; no
-    /// normalization (mean 0, std 1).
-    pub fn center_crop(shorter: usize, h: usize, w: usize) -> ImageDesc {
-        ImageDesc {
-            resize: None,
-            shorter,
-            crop: [h, w],
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        }
-    }
-
-    /// Sets the normalization.
-    pub fn normalize(mut self, mean: [f32; 3], std: [f32; 3]) -> Self {
-        self.mean = mean;
-        self.std = std;
-        self
-    }
-
-    /// `[1, crop_h, crop_w, 3]`.
-    pub fn output_shape(&self) -> Vec<usize> {
-        vec![1, self.crop[0], self.crop[1], 3]
-    }
-
-    /// The resized size `[h, w]` of a `src_h x src_w` image.
-    pub fn resized(&self, src_h: usize, src_w: usize) -> [usize; 2] {
-        self.resize.unwrap_or_else(|| {
-            // The shorter side becomes exactly `shorter` (min * s rounds to it).
-            let s = self.shorter as f64 / src_h.min(src_w).max(1) as f64;
-            [src_h, src_w].map(|d| (d as f64 * s).round() as usize)
-        })
-    }
 }
 
 crate::shaders::uniform! {
@@ -314,39 +266,6 @@ pub fn image_to_tensor(
         )?;
     }
     Ok(())
-}
-
-/// The reference of [`image_to_tensor`] on the CPU (f32, the same arithmetic): `rgba`
-/// holds `width * height` pixels as `[r, g, b, a]` bytes.
-pub fn image_to_tensor_reference(
-    rgba: &[[u8; 4]],
-    width: usize,
-    height: usize,
-    desc: &ImageDesc,
-) -> Vec<f32> {
-    let [rh, rw] = desc.resized(height, width);
-    let (top, left) = ((rh - desc.crop[0]) / 2, (rw - desc.crop[1]) / 2);
-    let (scale_x, scale_y) = (width as f32 / rw as f32, height as f32 / rh as f32);
-    let px = |x: usize, y: usize, c: usize| f32::from(rgba[y * width + x][c]);
-    let mut out = Vec::with_capacity(desc.crop[0] * desc.crop[1] * 3);
-    for oy in 0..desc.crop[0] {
-        for ox in 0..desc.crop[1] {
-            let sx = ((ox + left) as f32 + 0.5) * scale_x - 0.5;
-            let sy = ((oy + top) as f32 + 0.5) * scale_y - 0.5;
-            let (sx, sy) = (sx.max(0.0), sy.max(0.0));
-            let x0 = (sx.floor() as usize).min(width - 1);
-            let y0 = (sy.floor() as usize).min(height - 1);
-            let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
-            let (fx, fy) = (sx - sx.floor(), sy - sy.floor());
-            for c in 0..3 {
-                let t = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * fx;
-                let b = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * fx;
-                let v = t + (b - t) * fy;
-                out.push((v - desc.mean[c]) / desc.std[c]);
-            }
-        }
-    }
-    out
 }
 
 /// The params block of this op's kernels (checked against the WGSL by a test).

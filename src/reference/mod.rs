@@ -5,6 +5,7 @@
 mod conv;
 mod eltwise;
 mod gemm;
+mod image;
 mod pool;
 mod qgemm;
 mod wgemm;
@@ -12,6 +13,7 @@ mod wgemm;
 pub use conv::{conv2d_f64, qconv2d_i32};
 pub use eltwise::{qadd, softmax_f64};
 pub use gemm::{gemm, gemm_at};
+pub use image::image_to_tensor_reference;
 pub use pool::pool_f64;
 pub use qgemm::{qgemm_dequant, qgemm_i32};
 pub use wgemm::linear_f64;
