@@ -281,8 +281,10 @@ impl<'a> Tuner<'a> {
         let caps = ctx.capabilities();
         let default = crate::plan::default_gemm_kernel(caps, desc);
         let mut cands: Vec<GemmKernel> = vec![default];
+        let min_wg = crate::plan::min_gemm_wg(caps);
         for k in GemmKernel::all()
             .into_iter()
+            .flat_map(|k| [k, k.fit(desc.n, min_wg)])
             .chain(split_k_candidates(desc.m, desc.k, default))
             .filter(|k| k.fits(caps))
             .chain(extra.iter().copied())
@@ -361,8 +363,8 @@ impl<'a> Tuner<'a> {
         )
     }
 
-    /// Tunes the weight-only / FP16 GEMM over the tiles in [`crate::ops::wgemm::TILES`]
-    /// (and split-K variants for GEMV-like shapes) on the benchmark runner's linear case
+    /// Tunes the weight-only / FP16 GEMM over the tiles in [`crate::ops::wgemm::TILES`],
+    /// each also narrowed for `n` (and split-K variants for GEMV-like shapes), on the benchmark runner's linear case
     /// of `kind` ([`crate::bench::LinearData`] in W8A16, W4A16 or FP16: f16 activations,
     /// f32 output, the plan's arithmetic): each candidate must meet the case's error
     /// budget against the f64 reference on the dequantized weights.
@@ -372,7 +374,11 @@ impl<'a> Tuner<'a> {
         let default = crate::plan::default_wgemm_config(caps, m, n, k);
         let lim = caps.limits.max_compute_invocations_per_workgroup;
         let mut cands = vec![default];
-        for t in TILES.into_iter().chain(split_k_rows(m, k, default, &TILES)) {
+        for t in TILES
+            .into_iter()
+            .flat_map(|t| [t, t.fit(n)])
+            .chain(split_k_rows(m, k, default, &TILES))
+        {
             if !cands.contains(&t) && t.wg <= lim {
                 cands.push(t);
             }

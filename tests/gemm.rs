@@ -394,3 +394,40 @@ fn split_k_gemms_chain_through_shared_scratch() {
     let err = reference::rel_error(&got, &want);
     assert!(err < BUDGET, "chained split-K GEMM rel. error {err:.3e}");
 }
+
+/// The register and subgroup kernels at every narrowed workgroup size (what the plan
+/// picks for narrow outputs, `GemmKernel::fit`), over outputs narrower and wider than
+/// one workgroup, every transpose, odd M and K.
+#[test]
+fn narrowed_kernels_on_narrow_outputs() {
+    let ctx = common::ctx();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for kernel in GemmKernel::narrowed()
+        .into_iter()
+        .filter(|k| k.fits(ctx.capabilities()))
+    {
+        for (m, n, k) in [
+            (1, 3, 33),
+            (17, 64, 9),
+            (5, 65, 17),
+            (33, 129, 3),
+            (3, 8, 1),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let desc = GemmDesc::new(m, n, k).transpose(ta, tb).kernel(kernel);
+                count += 1;
+                if let Err(e) = run(ctx, &Case::dense(desc, true), (m * 100 + n + k) as u64) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    assert!(count > 0, "no narrowed kernel runs here");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

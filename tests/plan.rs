@@ -481,3 +481,34 @@ fn w8a8_launch_plans_without_a_gpu() {
     .unwrap_err();
     assert!(err.to_string().contains("invocations"), "{err}");
 }
+
+/// Narrow outputs get a narrower FP32 workgroup, never below a subgroup, always covering
+/// the columns; wide outputs keep theirs.
+#[test]
+fn narrow_outputs_narrow_the_fp32_workgroup() {
+    for caps in [cpu(Some(8)), cpu(None), gpu()] {
+        let min_wg = plan::min_gemm_wg(&caps);
+        for (m, n) in [(3136, 64), (1, 3), (17, 7), (256, 256), (128, 768), (9, 33)] {
+            let k = plan::default_gemm_kernel(&caps, &GemmDesc::new(m, n, 576));
+            let (_, cols) = k.tile();
+            match k {
+                GemmKernel::Register(RegConfig { wg, tn4, .. })
+                | GemmKernel::Subgroup(SubgroupConfig { wg, tn4, .. }) => {
+                    assert!(wg >= min_wg.min(64), "{m}x{n}: {k:?} below a subgroup");
+                    // Covers the columns, or is as narrow as allowed.
+                    assert!(cols as usize >= n || wg == 64, "{m}x{n}: {k:?}");
+                    // Not wider than needed: half the workgroup would still cover n.
+                    let half = wg / 2;
+                    assert!(
+                        half < min_wg || half < 8 || (half * tn4 * 4) < n as u32,
+                        "{m}x{n}: {k:?} could be narrower"
+                    );
+                }
+                GemmKernel::Tiled(_) => {}
+            }
+        }
+    }
+    // The implicit-GEMM shape that fell off the cliff on lavapipe: 8 invocations, not 64.
+    let k = plan::default_gemm_kernel(&cpu(Some(8)), &GemmDesc::new(3136, 64, 576));
+    assert!(matches!(k, GemmKernel::Subgroup(c) if c.wg == 8), "{k:?}");
+}

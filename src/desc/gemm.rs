@@ -208,6 +208,60 @@ impl GemmKernel {
             && bytes <= caps.limits.max_compute_workgroup_storage_size
     }
 
+    /// The workgroup sizes [`GemmKernel::fit`] may narrow a register or subgroup kernel to.
+    pub const NARROW_WG: [u32; 3] = [8, 16, 32];
+
+    /// This kernel with its workgroup narrowed for `n` output columns: a register or
+    /// subgroup kernel covers `wg * 4 * tn4` columns per workgroup, and invocations past
+    /// the last column still run the whole reduction on clamped columns, so a 64-wide
+    /// workgroup on a 64-column product (3136x64x576, an implicit-GEMM convolution's
+    /// shape) wastes 7/8 of its work. The workgroup becomes the narrowest of
+    /// [`GemmKernel::NARROW_WG`] that is at least `min_wg` (a subgroup, where the kernel
+    /// shares rows through subgroup operations or the device schedules whole subgroups)
+    /// and covers `n`; never wider than it was. Tiled kernels are returned unchanged.
+    pub fn fit(self, n: usize, min_wg: u32) -> GemmKernel {
+        let narrow = |wg: u32, tn4: u32| {
+            let need = (n as u64).div_ceil(u64::from(tn4) * 4).max(1);
+            Self::NARROW_WG
+                .into_iter()
+                .find(|&w| w >= min_wg && u64::from(w) >= need)
+                .unwrap_or(wg)
+                .min(wg)
+        };
+        match self {
+            GemmKernel::Register(c) => GemmKernel::Register(RegConfig {
+                wg: narrow(c.wg, c.tn4),
+                ..c
+            }),
+            GemmKernel::Subgroup(c) => GemmKernel::Subgroup(SubgroupConfig {
+                wg: narrow(c.wg, c.tn4),
+                ..c
+            }),
+            t => t,
+        }
+    }
+
+    /// Every register and subgroup configuration at every narrowed workgroup size (for
+    /// naga validation and the narrow-output tests).
+    pub fn narrowed() -> Vec<GemmKernel> {
+        let mut out = Vec::new();
+        for &wg in &Self::NARROW_WG {
+            out.extend(
+                Self::REGISTER
+                    .iter()
+                    .filter(|c| c.wg > wg)
+                    .map(|&c| GemmKernel::Register(RegConfig { wg, ..c })),
+            );
+            out.extend(
+                Self::SUBGROUP
+                    .iter()
+                    .filter(|c| c.wg > wg)
+                    .map(|&c| GemmKernel::Subgroup(SubgroupConfig { wg, ..c })),
+            );
+        }
+        out
+    }
+
     /// Output rows and columns one workgroup covers.
     pub fn tile(self) -> (u32, u32) {
         match self {

@@ -133,7 +133,7 @@ impl GemmKernel {
 /// Shader variants of every GEMM kernel, transpose combination and load path.
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut out = Vec::new();
-    for k in GemmKernel::all() {
+    for k in GemmKernel::all().into_iter().chain(GemmKernel::narrowed()) {
         for ta in [false, true] {
             for tb in [false, true] {
                 out.push(k.variant(ta, tb, false, 0));

@@ -173,7 +173,10 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     for math in [HalfMath::F32, HalfMath::F16AccF32, HalfMath::F16] {
         kinds.push((WKind::Half, math));
     }
-    for cfg in TILES {
+    let narrowed = TILES
+        .into_iter()
+        .flat_map(|t| RowTile::NARROW_WG.map(|wg| RowTile { wg, ..t }));
+    for cfg in TILES.into_iter().chain(narrowed) {
         for &(w, math) in &kinds {
             for a_f16 in [false, true] {
                 if math != HalfMath::F32 && !a_f16 {

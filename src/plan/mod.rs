@@ -22,6 +22,10 @@
 //!   128-row tile would be mostly padding; split-K below), the 128x128 tiled kernel when
 //!   M and N fill it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
 //!   device's workgroup limits gives way to the register kernel.
+//! - Everywhere, a register or subgroup kernel is narrowed for narrow outputs
+//!   ([`GemmKernel::fit`], down to [`min_gemm_wg`]): a 64-wide workgroup covers 256 or
+//!   512 columns, and its invocations past the last column would run the whole reduction
+//!   on clamped columns.
 //!
 //! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
 //! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
@@ -163,6 +167,9 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     } else {
         reg(8, 1, 4)
     };
+    // Narrow outputs take a narrower workgroup (at least a subgroup), before split-K
+    // counts the workgroups.
+    let pick = pick.fit(desc.n, min_gemm_wg(caps));
     // GEMV-like register kernels split K when their tiles are too few for the device.
     let pick = match pick {
         GemmKernel::Register(c) if desc.m <= 8 => {
@@ -174,6 +181,13 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
         k => k,
     };
     narrow_gemm(caps, pick)
+}
+
+/// The narrowest workgroup [`GemmKernel::fit`] may give the FP32 register and subgroup
+/// kernels: the device's largest subgroup, and at least 8 (the subgroup kernel shares
+/// rows of A across 8 lanes).
+pub fn min_gemm_wg(caps: &Capabilities) -> u32 {
+    caps.subgroup_size.1.max(8)
 }
 
 /// `wg` halved until it is within the device's invocations per workgroup.
@@ -294,10 +308,11 @@ pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
 }
 
 /// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
-/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns; on GPUs, K split
-/// by [`default_split_k`].
+/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns, the workgroup
+/// narrowed for narrow outputs ([`RowTile::fit`]); on GPUs, K split by
+/// [`default_split_k`].
 pub fn default_wgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
-    with_split_k(caps, cap_rows(caps, wgemm_rows(m)), m, n, k)
+    with_split_k(caps, cap_rows(caps, wgemm_rows(m).fit(n)), m, n, k)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`:
