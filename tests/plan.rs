@@ -495,8 +495,9 @@ fn narrow_outputs_narrow_the_fp32_workgroup() {
                 GemmKernel::Register(RegConfig { wg, tn4, .. })
                 | GemmKernel::Subgroup(SubgroupConfig { wg, tn4, .. }) => {
                     assert!(wg >= min_wg.min(64), "{m}x{n}: {k:?} below a subgroup");
-                    // Covers the columns, or is as narrow as allowed.
-                    assert!(cols as usize >= n || wg == 64, "{m}x{n}: {k:?}");
+                    // Covers the columns, or is as wide as any (64), or one subgroup of
+                    // 8 (the tall, narrow tile of CPU adapters).
+                    assert!(cols as usize >= n || wg == 64 || wg == 8, "{m}x{n}: {k:?}");
                     // Not wider than needed: half the workgroup would still cover n.
                     let half = wg / 2;
                     assert!(
@@ -508,7 +509,28 @@ fn narrow_outputs_narrow_the_fp32_workgroup() {
             }
         }
     }
-    // The implicit-GEMM shape that fell off the cliff on lavapipe: 8 invocations, not 64.
-    let k = plan::default_gemm_kernel(&cpu(Some(8)), &GemmDesc::new(3136, 64, 576));
-    assert!(matches!(k, GemmKernel::Subgroup(c) if c.wg == 8), "{k:?}");
+    // The implicit-GEMM shape that fell off the cliff on lavapipe: 8 invocations, not 64,
+    // with the tall 32x4 tile; a short narrow output keeps the 16x8 tile, narrowed.
+    let cpu8 = cpu(Some(8));
+    let k = plan::default_gemm_kernel(&cpu8, &GemmDesc::new(3136, 64, 576));
+    assert_eq!(
+        k,
+        GemmKernel::Subgroup(SubgroupConfig {
+            wg: 8,
+            tm: 32,
+            tn4: 1
+        })
+    );
+    let k = plan::default_gemm_kernel(&cpu8, &GemmDesc::new(33, 64, 576));
+    assert_eq!(
+        k,
+        GemmKernel::Subgroup(SubgroupConfig {
+            wg: 8,
+            tm: 16,
+            tn4: 2
+        })
+    );
+    // GPUs never take it.
+    let k = plan::default_gemm_kernel(&gpu(), &GemmDesc::new(3136, 64, 576));
+    assert!(matches!(k, GemmKernel::Tiled(_)), "{k:?}");
 }

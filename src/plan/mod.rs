@@ -14,8 +14,9 @@
 //! - CPU adapters (lavapipe, SwiftShader, WARP) run kernels without workgroup memory:
 //!   there it is ordinary memory reached through the same slow per-lane loads, and every
 //!   barrier costs a coroutine switch per SIMD batch. With subgroups of 8 or more they run
-//!   the subgroup kernel (8 rows x 8 columns per invocation up to M = 8, else 16 x 8; A
-//!   shared by broadcast), else the register kernel. M = 1 runs the register kernel with
+//!   the subgroup kernel (8 rows x 8 columns per invocation up to M = 8, else 16 x 8,
+//!   or 32 x 4 on 8 invocations for tall outputs (M >= 512) of at most 64 columns; A shared by
+//!   broadcast), else the register kernel. M = 1 runs the register kernel with
 //!   1 row x 4 columns per invocation, M = 2 with 2 x 8 on 32 invocations (tuned on
 //!   lavapipe: 1.19x-1.60x over the register kernel's 2x4 and 4x4 tiles for M = 2 to 4).
 //! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
@@ -153,6 +154,15 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
         } else if sg(8, 1).supported(caps) {
             match desc.m {
                 ..=8 => sg(8, 2),
+                // Tall, narrow outputs (N <= 64, M >= 512: an implicit-GEMM convolution):
+                // 32 rows by 4 columns on one subgroup of 8, so tall and narrow shapes
+                // get many small workgroups (lavapipe, 2 cores: 1.1x-2.1x over the
+                // narrowed 16x8 tile on nine such shapes, docs/PERFORMANCE.md).
+                _ if desc.n <= 64 && desc.m >= 512 => GemmKernel::Subgroup(SubgroupConfig {
+                    wg: 8,
+                    tm: 32,
+                    tn4: 1,
+                }),
                 _ => sg(16, 2),
             }
         } else {
