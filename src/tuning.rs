@@ -342,17 +342,7 @@ impl<'a> Tuner<'a> {
         use crate::ops::qgemm::TILES;
         let caps = self.ctx.capabilities();
         let default = crate::plan::default_qgemm_config(caps, m, n, k);
-        let lim = caps.limits.max_compute_invocations_per_workgroup;
-        let mut cands = vec![default];
-        for t in TILES
-            .into_iter()
-            .flat_map(|t| [t, t.fit(n)])
-            .chain(split_k_rows(m, k, default, &TILES))
-        {
-            if !cands.contains(&t) && t.wg <= lim {
-                cands.push(t);
-            }
-        }
+        let cands = row_candidates(caps, default, &TILES, (m, n, k));
         let data = LinearData::new(m, n, k);
         let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, Precision::W8A8, o));
         self.finish(
@@ -364,25 +354,16 @@ impl<'a> Tuner<'a> {
     }
 
     /// Tunes the weight-only / FP16 GEMM over the tiles in [`crate::ops::wgemm::TILES`],
-    /// each also narrowed for `n` (and split-K variants for GEMV-like shapes), on the benchmark runner's linear case
-    /// of `kind` ([`crate::bench::LinearData`] in W8A16, W4A16 or FP16: f16 activations,
-    /// f32 output, the plan's arithmetic): each candidate must meet the case's error
-    /// budget against the f64 reference on the dequantized weights.
+    /// each also narrowed for `n` (and split-K variants for GEMV-like shapes), on the
+    /// benchmark runner's linear case of `kind` ([`crate::bench::LinearData`] in W8A16,
+    /// W4A16 or FP16: f16 activations, f32 output, the plan's arithmetic): each candidate
+    /// must meet the case's error budget against the f64 reference on the dequantized
+    /// weights.
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
         use crate::ops::wgemm::TILES;
         let caps = self.ctx.capabilities();
         let default = crate::plan::default_wgemm_config(caps, m, n, k);
-        let lim = caps.limits.max_compute_invocations_per_workgroup;
-        let mut cands = vec![default];
-        for t in TILES
-            .into_iter()
-            .flat_map(|t| [t, t.fit(n)])
-            .chain(split_k_rows(m, k, default, &TILES))
-        {
-            if !cands.contains(&t) && t.wg <= lim {
-                cands.push(t);
-            }
-        }
+        let cands = row_candidates(caps, default, &TILES, (m, n, k));
         let precision = match kind {
             WeightKind::I8 => Precision::W8A16,
             WeightKind::I4 => Precision::W4A16,
@@ -504,4 +485,27 @@ impl<'a> Tuner<'a> {
         let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
         self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
     }
+}
+
+/// The row-GEMM candidates of an `m x n x k` product: the plan's `default` first, then
+/// every tile, each also narrowed for `n`, and the split-K variants for GEMV-like shapes,
+/// without repeats and within the device's invocations per workgroup.
+fn row_candidates(
+    caps: &crate::Capabilities,
+    default: RowTile,
+    tiles: &[RowTile],
+    (m, n, k): (usize, usize, usize),
+) -> Vec<RowTile> {
+    let lim = caps.limits.max_compute_invocations_per_workgroup;
+    let mut cands = vec![default];
+    for t in tiles
+        .iter()
+        .flat_map(|&t| [t, t.fit(n)])
+        .chain(split_k_rows(m, k, default, tiles))
+    {
+        if !cands.contains(&t) && t.wg <= lim {
+            cands.push(t);
+        }
+    }
+    cands
 }
