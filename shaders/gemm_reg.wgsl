@@ -8,8 +8,12 @@
 // lavapipe runs each workgroup as a sequence of SIMD batches and pays a coroutine switch
 // per barrier. Indices are clamped instead of branched on; the store is masked.
 //
-// Compile-time constants: WG, TM, TN4, TRANS_A, TRANS_B, VEC_B (B bound as vec4s: needs
-// !TRANS_B and N, ldb and the batch stride of B all multiples of 4), KU (k unroll), SPLIT.
+// Compile-time constants: WG, TM, TN4, TRANS_A, TRANS_B, VEC_B (B bound as vec4s along N:
+// needs !TRANS_B and N, ldb, the offset and the batch stride of B all multiples of 4),
+// KV (TRANS_B with B bound as vec4s along K: K, ldb, the offset and the batch stride of B
+// multiples of 4; each lane loads four K values of each of its columns at once and
+// reduces them with dot products), A4 (with KV: A not transposed and bound as vec4s), KU
+// (k unroll), SPLIT.
 //
 // Parallel split-K, for GEMV-like shapes whose few output tiles would leave most of a GPU
 // idle: SPLIT = 1 runs `p.splits` slices of the K range in one dispatch (the grid holds
@@ -23,8 +27,8 @@
 // #import common/epilogue.wgsl
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<AW>;
+@group(0) @binding(2) var<storage, read> b: array<BW>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -89,10 +93,10 @@ fn main(
                     let col = min(colw + j * WG * 4u, p.n - 1u);
                     let n1 = p.n - 1u;
                     let part = vec4<f32>(
-                        a[base + col],
-                        a[base + min(col + 1u, n1)],
-                        a[base + min(col + 2u, n1)],
-                        a[base + min(col + 3u, n1)],
+                        a_at(base + col),
+                        a_at(base + min(col + 1u, n1)),
+                        a_at(base + min(col + 2u, n1)),
+                        a_at(base + min(col + 3u, n1)),
                     );
                     acc[i * TN4 + j] = acc[i * TN4 + j] + part;
                 }
@@ -105,6 +109,33 @@ fn main(
     if (SPLIT == 2u) {
         kend = k;
     }
+    if (KV) {
+        // K four at a time (the slice starts and K are multiples of 4): per column one
+        // vec4 of B, per row one vec4 of A, four dot products per row and group.
+        var brow: array<vec4<u32>, TN4>;
+        for (var j = 0u; j < TN4; j++) {
+            brow[j] = b_rows4(b_off, colw + j * WG * 4u);
+        }
+        for (; k < kend; k += 4u) {
+            let k4 = k / 4u;
+            var av: array<vec4<f32>, TM>;
+            for (var i = 0u; i < TM; i++) {
+                av[i] = load_a4(arow[i], k);
+            }
+            for (var j = 0u; j < TN4; j++) {
+                let r = brow[j];
+                let b0 = b_vec(r.x + k4);
+                let b1 = b_vec(r.y + k4);
+                let b2 = b_vec(r.z + k4);
+                let b3 = b_vec(r.w + k4);
+                for (var i = 0u; i < TM; i++) {
+                    let x = av[i];
+                    acc[i * TN4 + j] = acc[i * TN4 + j]
+                        + vec4<f32>(dot(x, b0), dot(x, b1), dot(x, b2), dot(x, b3));
+                }
+            }
+        }
+    }
     let kmain = kend - (kend - k) % KU;
     for (; k < kmain; k += KU) {
         for (var u = 0u; u < KU; u++) {
@@ -116,9 +147,9 @@ fn main(
             for (var i = 0u; i < TM; i++) {
                 var av: f32;
                 if (TRANS_A) {
-                    av = a[arow[i] + kk * p.lda];
+                    av = a_at(arow[i] + kk * p.lda);
                 } else {
-                    av = a[arow[i] + kk];
+                    av = a_at(arow[i] + kk);
                 }
                 for (var j = 0u; j < TN4; j++) {
                     acc[i * TN4 + j] = fma(vec4<f32>(av), bv[j], acc[i * TN4 + j]);
@@ -134,9 +165,9 @@ fn main(
         for (var i = 0u; i < TM; i++) {
             var av: f32;
             if (TRANS_A) {
-                av = a[arow[i] + k * p.lda];
+                av = a_at(arow[i] + k * p.lda);
             } else {
-                av = a[arow[i] + k];
+                av = a_at(arow[i] + k);
             }
             for (var j = 0u; j < TN4; j++) {
                 acc[i * TN4 + j] = fma(vec4<f32>(av), bv[j], acc[i * TN4 + j]);

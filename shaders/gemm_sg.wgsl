@@ -11,15 +11,20 @@
 // minimum subgroup size). Lanes never diverge before a broadcast: out-of-range rows and
 // columns are clamped, and only the store is masked.
 //
-// Compile-time constants: WG, TM (multiple of 8), TN4, TRANS_A, TRANS_B, VEC_B.
+// KV (B transposed, K and every offset and pitch of B multiples of 4): B bound as vec4s
+// along K, so each lane loads four K values of a column at once, and A's rows are read
+// (vec4s with A4) and broadcast four K values at a time; four dot products per row and
+// group of columns. Per lane and four k: TM/8 loads of A, 4*TN4 of B.
+//
+// Compile-time constants: WG, TM (multiple of 8), TN4, TRANS_A, TRANS_B, VEC_B, KV, A4.
 
 // #import common/gemm_params.wgsl
 // #import common/gemm_load_b.wgsl
 // #import common/epilogue.wgsl
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<AW>;
+@group(0) @binding(2) var<storage, read> b: array<BW>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -71,7 +76,48 @@ fn main(
         acc[i] = vec4<f32>(0.0);
     }
 
-    for (var k = 0u; k < p.k; k++) {
+    var kstart = 0u;
+    if (KV) {
+        var brow: array<vec4<u32>, TN4>;
+        for (var j = 0u; j < TN4; j++) {
+            brow[j] = b_rows4(b_off, colw + j * WG * 4u);
+        }
+        for (; kstart < p.k; kstart += 4u) {
+            let k4 = kstart / 4u;
+            var bv: array<vec4<f32>, TN4 * 4u>;
+            for (var j = 0u; j < TN4; j++) {
+                bv[j * 4u] = b_vec(brow[j].x + k4);
+                bv[j * 4u + 1u] = b_vec(brow[j].y + k4);
+                bv[j * 4u + 2u] = b_vec(brow[j].z + k4);
+                bv[j * 4u + 3u] = b_vec(brow[j].w + k4);
+            }
+            for (var r8 = 0u; r8 < TM8; r8++) {
+                let mine = load_a4(arow[r8], kstart);
+                var av: array<vec4<f32>, 8>;
+                av[0] = subgroupBroadcast(mine, 0u);
+                av[1] = subgroupBroadcast(mine, 1u);
+                av[2] = subgroupBroadcast(mine, 2u);
+                av[3] = subgroupBroadcast(mine, 3u);
+                av[4] = subgroupBroadcast(mine, 4u);
+                av[5] = subgroupBroadcast(mine, 5u);
+                av[6] = subgroupBroadcast(mine, 6u);
+                av[7] = subgroupBroadcast(mine, 7u);
+                for (var r = 0u; r < 8u; r++) {
+                    let x = av[r];
+                    for (var j = 0u; j < TN4; j++) {
+                        let t = (r8 * 8u + r) * TN4 + j;
+                        acc[t] = acc[t] + vec4<f32>(
+                            dot(x, bv[j * 4u]),
+                            dot(x, bv[j * 4u + 1u]),
+                            dot(x, bv[j * 4u + 2u]),
+                            dot(x, bv[j * 4u + 3u]),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (var k = kstart; k < p.k; k++) {
         var bv: array<vec4<f32>, TN4>;
         for (var j = 0u; j < TN4; j++) {
             bv[j] = load_b4(b_off, k, bcol[j]);
@@ -79,9 +125,9 @@ fn main(
         for (var r8 = 0u; r8 < TM8; r8++) {
             var mine: f32;
             if (TRANS_A) {
-                mine = a[arow[r8] + k * p.lda];
+                mine = a_at(arow[r8] + k * p.lda);
             } else {
-                mine = a[arow[r8] + k];
+                mine = a_at(arow[r8] + k);
             }
             // subgroupBroadcast takes a constant lane index.
             var av: array<f32, 8>;

@@ -14,9 +14,14 @@
 //
 // Compile-time constants: WG, TM, TN4; W_BITS (4, 8: codes; 16: f16 pairs); W_SIGNED;
 // QUANT (W holds codes with scales); ZW (codes have zero points); A_F16 (X is f16);
-// PAIRS (K is even, so f16 rows start on word boundaries); OUT_F16; REDUCE. The composer also
+// PAIRS (K is even, so f16 rows start on word boundaries); W4 (words per row, per group and
+// per split-K slice all multiples of 4: the weight is bound as vec4<u32> and each column's
+// words are loaded four at a time; a CPU driver such as llvmpipe loads lane by lane, so
+// this makes four loads one); OUT_F16; REDUCE. The composer also
 // emits `alias T` (the multiply type), `alias TACC` (the accumulate type) and `h2`
-// (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16.
+// (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16, and the weight
+// binding's element type `WW` with its accessors `w_word` (one word) and `w_quad` (the
+// four words from index 4 * i).
 //
 // Parallel split-K: with `p.splits` > 1 the grid holds every tile once per K slice of
 // `p.slice_words` weight words (a slice may cut a parameter group: the per-group scaling
@@ -48,7 +53,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<u32>;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<WW>;
 @group(0) @binding(3) var<storage, read> w_scales: array<f32>;
 @group(0) @binding(4) var<storage, read> w_zeros: array<i32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
@@ -57,6 +62,8 @@ struct Params {
 const BN: u32 = WG * TN4 * 4u;
 const TN: u32 = TN4 * 4u;
 const PW: u32 = 32u / W_BITS;
+// Words per step of the K loop: W4 loads four words of a weight row at once.
+const STEP: u32 = select(1u, 4u, W4);
 
 // The f16 at element index e of a pair-packed buffer word stream, as raw bits.
 fn half_bits(word: u32, e: u32) -> u32 {
@@ -65,22 +72,23 @@ fn half_bits(word: u32, e: u32) -> u32 {
 
 // The PW weight values of word `kw` of weight row `n` (codes, or f16 values).
 fn w_vals(n: u32, kw: u32) -> array<T, PW> {
+    if (W_BITS == 16u && !PAIRS) {
+        // Odd K: rows start mid-word; gather the two halves.
+        let e = n * p.k + 2u * kw;
+        let e1 = min(e + 1u, p.n * p.k - 1u);
+        return word_vals(half_bits(w_word(e >> 1u), e) | (half_bits(w_word(e1 >> 1u), e1) << 16u));
+    }
+    return word_vals(w_word(min(n * p.kw + kw, p.w_words - 1u)));
+}
+
+// The PW values of one weight word (codes, or an f16 pair).
+fn word_vals(word: u32) -> array<T, PW> {
     var v: array<T, PW>;
     if (W_BITS == 16u) {
-        var word: u32;
-        if (PAIRS) {
-            word = w[min(n * p.kw + kw, p.w_words - 1u)];
-        } else {
-            // Odd K: rows start mid-word; gather the two halves.
-            let e = n * p.k + 2u * kw;
-            let e1 = min(e + 1u, p.n * p.k - 1u);
-            word = half_bits(w[e >> 1u], e) | (half_bits(w[e1 >> 1u], e1) << 16u);
-        }
         let h = h2(word);
         v[0] = h.x;
         v[1 % PW] = h.y;
     } else {
-        let word = w[n * p.kw + kw];
         for (var t = 0u; t < PW; t++) {
             if (W_SIGNED) {
                 v[t] = T(extractBits(bitcast<i32>(word), t * W_BITS, W_BITS));
@@ -175,41 +183,55 @@ fn main(
         for (var i = 0u; i < TM; i++) {
             xs[i] = T(0.0);
         }
-        for (var kw = kw0; kw < kw_end; kw++) {
-            // Only the last word of a row can reach past K; its values there are zeroed
-            // (x always, f16 weights too, which there belong to the next row).
-            let tail = kw >= p.kfull;
-            var wv: array<array<T, PW>, TN>;
-            for (var j = 0u; j < TN; j++) {
-                wv[j] = w_vals(cols[j], kw);
-                if (W_BITS == 16u && tail) {
-                    for (var t = 0u; t < PW; t++) {
-                        if (kw * PW + t >= p.k) {
-                            wv[j][t] = T(0.0);
-                        }
-                    }
+        for (var kq = kw0; kq < kw_end; kq += STEP) {
+            // W4: four words of each column in one load.
+            var quad: array<vec4<u32>, TN>;
+            if (W4) {
+                for (var j = 0u; j < TN; j++) {
+                    quad[j] = w_quad((cols[j] * p.kw + kq) / 4u);
                 }
             }
-            for (var i = 0u; i < TM; i++) {
-                var xv = x_vals(rows[i], kw);
-                if (tail) {
-                    for (var t = 0u; t < PW; t++) {
-                        if (kw * PW + t >= p.k) {
-                            xv[t] = T(0.0);
+            for (var u = 0u; u < STEP; u++) {
+                let kw = kq + u;
+                // Only the last word of a row can reach past K; its values there are zeroed
+                // (x always, f16 weights too, which there belong to the next row).
+                let tail = kw >= p.kfull;
+                var wv: array<array<T, PW>, TN>;
+                for (var j = 0u; j < TN; j++) {
+                    if (W4) {
+                        wv[j] = word_vals(quad[j][u]);
+                    } else {
+                        wv[j] = w_vals(cols[j], kw);
+                    }
+                    if (W_BITS == 16u && tail) {
+                        for (var t = 0u; t < PW; t++) {
+                            if (kw * PW + t >= p.k) {
+                                wv[j][t] = T(0.0);
+                            }
                         }
                     }
                 }
-                if (ZW) {
-                    for (var t = 0u; t < PW; t++) {
-                        xs[i] = xs[i] + xv[t];
+                for (var i = 0u; i < TM; i++) {
+                    var xv = x_vals(rows[i], kw);
+                    if (tail) {
+                        for (var t = 0u; t < PW; t++) {
+                            if (kw * PW + t >= p.k) {
+                                xv[t] = T(0.0);
+                            }
+                        }
                     }
-                }
-                for (var j = 0u; j < TN; j++) {
-                    var d = part[i * TN + j];
-                    for (var t = 0u; t < PW; t++) {
-                        d = d + TACC(xv[t] * wv[j][t]);
+                    if (ZW) {
+                        for (var t = 0u; t < PW; t++) {
+                            xs[i] = xs[i] + xv[t];
+                        }
                     }
-                    part[i * TN + j] = d;
+                    for (var j = 0u; j < TN; j++) {
+                        var d = part[i * TN + j];
+                        for (var t = 0u; t < PW; t++) {
+                            d = d + TACC(xv[t] * wv[j][t]);
+                        }
+                        part[i * TN + j] = d;
+                    }
                 }
             }
         }

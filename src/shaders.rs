@@ -135,14 +135,14 @@ pub static SPECS: [ShaderSpec; 19] = [
         GemmReg,
         "gemm_reg.wgsl",
         "gemm (register)",
-        ["WG", "TM", "TN4", "KU", "TRANS_A", "TRANS_B", "VEC_B", "SPLIT"],
+        ["WG", "TM", "TN4", "KU", "TRANS_A", "TRANS_B", "VEC_B", "KV", "A4", "SPLIT"],
         [U, R, R, R, RW]
     ),
     spec!(
         GemmSubgroup,
         "gemm_sg.wgsl",
         "gemm (subgroup)",
-        ["WG", "TM", "TN4", "TRANS_A", "TRANS_B", "VEC_B"],
+        ["WG", "TM", "TN4", "TRANS_A", "TRANS_B", "VEC_B", "KV", "A4"],
         [U, R, R, R, RW]
     ),
     spec!(
@@ -207,7 +207,7 @@ pub static SPECS: [ShaderSpec; 19] = [
         "wgemm (weight-only / FP16)",
         [
             "WG", "TM", "TN4", "QUANT", "W_BITS", "W_SIGNED", "ZW", "A_F16", "PAIRS", "OUT_F16",
-            "REDUCE"
+            "REDUCE", "W4"
         ],
         [U, R, R, R, R, R, RW]
     ),

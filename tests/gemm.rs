@@ -107,8 +107,12 @@ fn sweep_shapes() -> Vec<(usize, usize, usize)> {
         shapes.push((v, 33, 17));
         shapes.push((17, v, 33));
         shapes.push((33, 17, v));
+        // K a multiple of 4: a transposed B takes the K-vector loads (four K values per
+        // load), with A bound as vec4s too when it is not transposed.
+        shapes.push((v, 9, 4 * v));
     }
     shapes.push((1, 1, 1));
+    shapes.push((1, 1, 4));
     shapes.sort();
     shapes.dedup();
     shapes
@@ -234,9 +238,18 @@ fn batched_dense_broadcast_and_strided() {
     let ctx = common::ctx();
     let mut failures = Vec::new();
     for kernel in kernels() {
-        for (ta, tb) in [(false, false), (true, true), (false, true)] {
+        // K = 12 with a transposed B takes the K-vector loads; the strided case's gap of
+        // 4 keeps them (with A as vec4s), a gap of 3 does not.
+        for (ta, tb, k, gap) in [
+            (false, false, 9, 3),
+            (true, true, 9, 3),
+            (false, true, 9, 3),
+            (false, true, 12, 4),
+            (true, true, 12, 4),
+            (false, true, 12, 3),
+        ] {
             // Dense batch of 3.
-            let desc = GemmDesc::new(13, 21, 9)
+            let desc = GemmDesc::new(13, 21, k)
                 .batch(3)
                 .transpose(ta, tb)
                 .kernel(kernel);
@@ -252,7 +265,7 @@ fn batched_dense_broadcast_and_strided() {
             }
             // Explicit strides with gaps between matrices.
             let (br, bc) = desc.stored_b();
-            let (sa, sb, sc) = (ar * ac + 5, br * bc + 3, 13 * 21 + 7);
+            let (sa, sb, sc) = (ar * ac + gap, br * bc + gap, 13 * 21 + 7);
             let strided = Case {
                 desc: desc.clone().batch_strides(sa, sb, sc),
                 a_shape: vec![2 * sa + ar * ac],
@@ -320,6 +333,8 @@ fn split_k_matches_the_reference() {
             (7, 17, 3),
             (1, 1, 1),
             (9, 65, 255),
+            (2, 33, 1032),
+            (5, 9, 260),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let desc = GemmDesc::new(m, n, k)
@@ -413,6 +428,7 @@ fn narrowed_kernels_on_narrow_outputs() {
             (5, 65, 17),
             (33, 129, 3),
             (3, 8, 1),
+            (9, 5, 36),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let desc = GemmDesc::new(m, n, k).transpose(ta, tb).kernel(kernel);

@@ -44,6 +44,33 @@ fn cpu_gemm_kernels_follow_the_heuristic() {
         k(&sg, 64),
         GemmKernel::Subgroup(SubgroupConfig { tm: 16, .. })
     ));
+    // A transposed B with K a multiple of 4 (the K-vector loads): tiles one group of 4
+    // columns wide, 8 rows up to M = 8, else 16 rows on 16 invocations; K not a multiple
+    // of 4 keeps the [K, N] choices.
+    let kt =
+        |m, k| plan::default_gemm_kernel(&sg, &GemmDesc::new(m, 512, k).transpose(false, true));
+    assert_eq!(
+        kt(5, 512),
+        GemmKernel::Subgroup(SubgroupConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 1
+        })
+    );
+    assert_eq!(
+        kt(64, 512),
+        GemmKernel::Subgroup(SubgroupConfig {
+            wg: 16,
+            tm: 16,
+            tn4: 1
+        })
+    );
+    assert_eq!(kt(64, 510), k(&sg, 64));
+    // The layout of a linear layer's FP32 weight: [N, K] on CPU adapters when K is a
+    // multiple of 4, [K, N] on GPUs.
+    assert!(plan::linear_weight_transposed(&sg, 768));
+    assert!(!plan::linear_weight_transposed(&sg, 27));
+    assert!(!plan::linear_weight_transposed(&gpu(), 768));
     // No subgroups, or subgroups of 4: the register kernel.
     for caps in [cpu(None), cpu(Some(4))] {
         assert!(matches!(k(&caps, 64), GemmKernel::Register(c) if c.tm == 4));

@@ -328,21 +328,20 @@ impl LinearData {
         (e, e <= budget)
     }
 
-    /// FP32: the GEMM with B stored `[K, N]`.
+    /// FP32: the GEMM with the weight in the layout the plan prefers for a linear layer
+    /// on this adapter ([`crate::plan::linear_weight_transposed`]).
     fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
         let (idx, y) = self.outputs(ctx, opts)?;
         let (macs, out_bytes) = ((m * n * k) as f64, 4.0 * (m * n) as f64);
         let x32 = Tensor::from_slice(ctx, &[m, k], &self.x)?;
-        // B stored [K, N], the FP32 GEMM's fastest layout.
-        let mut wt = vec![0f32; k * n];
-        for j in 0..n {
-            for q in 0..k {
-                wt[q * n + j] = self.w[j * k + q];
-            }
-        }
-        let b = Tensor::from_slice(ctx, &[k, n], &wt)?;
-        let mut desc = GemmDesc::new(m, n, k);
+        let trans = crate::plan::linear_weight_transposed(ctx.capabilities(), k);
+        let b = if trans {
+            Tensor::from_slice(ctx, &[n, k], &self.w)?
+        } else {
+            Tensor::from_slice(ctx, &[k, n], &crate::reference::transpose(&self.w, n, k))?
+        };
+        let mut desc = GemmDesc::new(m, n, k).transpose(false, trans);
         desc.kernel = opts.fp32_kernel;
         let kernel = crate::plan::explain_gemm(ctx, &desc)?.choice.label();
         let rec: Record<'a> = {

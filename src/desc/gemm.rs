@@ -150,7 +150,7 @@ impl GemmKernel {
     ];
 
     /// The subgroup configurations the plan may choose.
-    pub const SUBGROUP: [SubgroupConfig; 3] = [
+    pub const SUBGROUP: [SubgroupConfig; 5] = [
         SubgroupConfig {
             wg: 64,
             tm: 8,
@@ -164,6 +164,16 @@ impl GemmKernel {
         SubgroupConfig {
             wg: 64,
             tm: 32,
+            tn4: 1,
+        },
+        SubgroupConfig {
+            wg: 64,
+            tm: 8,
+            tn4: 1,
+        },
+        SubgroupConfig {
+            wg: 64,
+            tm: 16,
             tn4: 1,
         },
     ];

@@ -392,10 +392,12 @@ enum Params {
         w: ConvWeight,
         b: Option<Tensor>,
     },
-    /// FP32: W^T stored `[K, N]`; FP16: W stored `[N, K]`.
+    /// FP16: W stored `[N, K]`; FP32: likewise when `trans` (the plan's choice on CPU
+    /// adapters, [`crate::plan::linear_weight_transposed`]), else W^T stored `[K, N]`.
     Linear {
         w: Tensor,
         b: Option<Tensor>,
+        trans: bool,
     },
 }
 
@@ -459,14 +461,14 @@ impl Model {
                     ..
                 } => {
                     let w = weights.tensor(weight, &[*n, *k])?;
+                    let trans = crate::plan::linear_weight_transposed(ctx.capabilities(), *k);
                     let t = if dtype == DType::F32 {
-                        let mut wt = vec![0f32; n * k];
-                        for r in 0..*n {
-                            for c in 0..*k {
-                                wt[c * n + r] = w[r * k + c];
-                            }
+                        if trans {
+                            Tensor::from_slice(ctx, &[*n, *k], w)?
+                        } else {
+                            let wt = crate::reference::transpose(w, *n, *k);
+                            Tensor::from_slice(ctx, &[*k, *n], &wt)?
                         }
-                        Tensor::from_slice(ctx, &[*k, *n], &wt)?
                     } else {
                         let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
                         Tensor::from_slice(ctx, &[*n, *k], &h)?
@@ -474,7 +476,7 @@ impl Model {
                     weight_bytes += t.size_bytes();
                     let b = bias(b, *n)?;
                     weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
-                    Params::Linear { w: t, b }
+                    Params::Linear { w: t, b, trans }
                 }
                 _ => Params::None,
             };
@@ -526,12 +528,12 @@ impl Model {
                     Layer::Linear {
                         n, k, activation, ..
                     },
-                    Params::Linear { w, b },
+                    Params::Linear { w, b, trans },
                 ) => {
                     let batch = input.shape()[0];
                     let x2 = input.reshape(&[batch, *k])?;
                     if self.dtype == DType::F32 {
-                        let mut d = GemmDesc::new(batch, *n, *k);
+                        let mut d = GemmDesc::new(batch, *n, *k).transpose(false, *trans);
                         d.activation = *activation;
                         gemm(ctx, encoder, &d, &x2, w, b.as_ref(), out)?
                     } else {

@@ -23,10 +23,68 @@ pub use crate::desc::gemm::{
 
 const OP: &str = "gemm";
 
+/// How a register or subgroup kernel binds A and B: as `f32` arrays, or as `vec4<f32>`
+/// arrays where the layout allows (one load where a CPU driver would make four). The
+/// tiled kernel ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Loads {
+    /// B not transposed, bound as vec4s along N (N, ldb, offset and batch stride of B
+    /// multiples of 4).
+    pub vec_b: bool,
+    /// B transposed, bound as vec4s along K (K, ldb, offset and batch stride of B
+    /// multiples of 4): the K-vector path.
+    pub kv: bool,
+    /// With `kv`: A not transposed and bound as vec4s (lda, offset and batch stride of A
+    /// multiples of 4).
+    pub a4: bool,
+}
+
+impl Loads {
+    /// The widest loads `desc` allows for a dispatch over `[k, n]` of it (the whole
+    /// GEMM or a piece) with batch strides `stride_a`, `stride_b` and operand offsets
+    /// `off_a`, `off_b` (elements into their bindings).
+    pub(crate) fn of(
+        desc: &GemmDesc,
+        [k, n]: [usize; 2],
+        [sa, sb]: [usize; 2],
+        [oa, ob]: [u64; 2],
+    ) -> Loads {
+        let (lda, ldb) = (desc.stored_a().1, desc.stored_b().1);
+        let b_ok = ldb % 4 == 0 && sb % 4 == 0 && ob % 4 == 0;
+        let kv = desc.trans_b && b_ok && k % 4 == 0;
+        Loads {
+            vec_b: !desc.trans_b && b_ok && n % 4 == 0,
+            kv,
+            a4: kv && !desc.trans_a && lda % 4 == 0 && sa % 4 == 0 && oa % 4 == 0,
+        }
+    }
+}
+
+/// The binding element type and accessors of a vec4 binding of `a` or `b`.
+const A_VEC4: &str = "alias AW = vec4<f32>;\nfn a_at(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }\nfn a_vec(i: u32) -> vec4<f32> { return a[i]; }";
+const A_F32: &str = "alias AW = f32;\nfn a_at(i: u32) -> f32 { return a[i]; }\nfn a_vec(i: u32) -> vec4<f32> { let j = 4u * i; return vec4<f32>(a[j], a[j + 1u], a[j + 2u], a[j + 3u]); }";
+const B_VEC4: &str = "alias BW = vec4<f32>;\nfn b_at(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }\nfn b_vec(i: u32) -> vec4<f32> { return b[i]; }";
+const B_F32: &str = "alias BW = f32;\nfn b_at(i: u32) -> f32 { return b[i]; }\nfn b_vec(i: u32) -> vec4<f32> { let j = 4u * i; return vec4<f32>(b[j], b[j + 1u], b[j + 2u], b[j + 3u]); }";
+
 impl GemmKernel {
     /// The shader variant; `split` is the register kernel's split-K mode (0 plain, 1
     /// partial sums, 2 reduce), ignored by the other families.
-    fn variant(self, trans_a: bool, trans_b: bool, vec_b: bool, split: u32) -> ShaderVariant {
+    fn variant(self, trans_a: bool, trans_b: bool, loads: Loads, split: u32) -> ShaderVariant {
+        let vec_b = loads.vec_b && !trans_b;
+        let kv = loads.kv && trans_b;
+        let a4 = kv && loads.a4 && !trans_a;
+        let bind = [
+            if a4 {
+                ("A_VEC4", Def::Code(A_VEC4))
+            } else {
+                ("A_F32", Def::Code(A_F32))
+            },
+            if vec_b || kv {
+                ("B_VEC4", Def::Code(B_VEC4))
+            } else {
+                ("B_F32", Def::Code(B_F32))
+            },
+        ];
         match self {
             GemmKernel::Tiled(c) => ShaderVariant::new(
                 ShaderFile::GemmTiled,
@@ -42,27 +100,37 @@ impl GemmKernel {
             ),
             GemmKernel::Register(c) => ShaderVariant::new(
                 ShaderFile::GemmReg,
-                vec![
+                [
                     ("WG", Def::U32(c.wg)),
                     ("TM", Def::U32(c.tm)),
                     ("TN4", Def::U32(c.tn4)),
                     ("KU", Def::U32(c.ku)),
                     ("TRANS_A", Def::Bool(trans_a)),
                     ("TRANS_B", Def::Bool(trans_b)),
-                    ("VEC_B", Def::Bool(vec_b && !trans_b)),
+                    ("VEC_B", Def::Bool(vec_b)),
+                    ("KV", Def::Bool(kv)),
+                    ("A4", Def::Bool(a4)),
                     ("SPLIT", Def::U32(split)),
-                ],
+                ]
+                .into_iter()
+                .chain(bind)
+                .collect(),
             ),
             GemmKernel::Subgroup(c) => ShaderVariant::new(
                 ShaderFile::GemmSubgroup,
-                vec![
+                [
                     ("WG", Def::U32(c.wg)),
                     ("TM", Def::U32(c.tm)),
                     ("TN4", Def::U32(c.tn4)),
                     ("TRANS_A", Def::Bool(trans_a)),
                     ("TRANS_B", Def::Bool(trans_b)),
-                    ("VEC_B", Def::Bool(vec_b && !trans_b)),
-                ],
+                    ("VEC_B", Def::Bool(vec_b)),
+                    ("KV", Def::Bool(kv)),
+                    ("A4", Def::Bool(a4)),
+                ]
+                .into_iter()
+                .chain(bind)
+                .collect(),
             ),
         }
     }
@@ -132,24 +200,45 @@ impl GemmKernel {
 
 /// Shader variants of every GEMM kernel, transpose combination and load path.
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let scalar = Loads::default();
     let mut out = Vec::new();
     for k in GemmKernel::all().into_iter().chain(GemmKernel::narrowed()) {
+        let tiled = matches!(k, GemmKernel::Tiled(_));
+        let splits: &[u32] = if matches!(k, GemmKernel::Register(_)) {
+            &[0, 1]
+        } else {
+            &[0]
+        };
         for ta in [false, true] {
             for tb in [false, true] {
-                out.push(k.variant(ta, tb, false, 0));
-                if !matches!(k, GemmKernel::Tiled(_)) && !tb {
-                    out.push(k.variant(ta, tb, true, 0));
-                }
-                if matches!(k, GemmKernel::Register(_)) {
-                    out.push(k.variant(ta, tb, false, 1));
-                    if !tb {
-                        out.push(k.variant(ta, tb, true, 1));
+                for &split in splits {
+                    out.push(k.variant(ta, tb, scalar, split));
+                    if tiled {
+                        continue;
+                    }
+                    if tb {
+                        // The K-vector path, with A as f32s and (untransposed) as vec4s.
+                        let kv = Loads { kv: true, ..scalar };
+                        out.push(k.variant(ta, tb, kv, split));
+                        if !ta {
+                            out.push(k.variant(ta, tb, Loads { a4: true, ..kv }, split));
+                        }
+                    } else {
+                        out.push(k.variant(
+                            ta,
+                            tb,
+                            Loads {
+                                vec_b: true,
+                                ..scalar
+                            },
+                            split,
+                        ));
                     }
                 }
             }
         }
         if matches!(k, GemmKernel::Register(_)) {
-            out.push(k.variant(false, false, false, 2));
+            out.push(k.variant(false, false, scalar, 2));
         }
     }
     out
@@ -236,7 +325,15 @@ pub fn gemm(
     let base = base_params(desc, strides, bias.is_some());
     let ops = Operands { a, b, bias, c };
     if fits {
-        record_whole(ctx, encoder, kernel, desc, strides[1], base, &ops)
+        record_whole(
+            ctx,
+            encoder,
+            kernel,
+            desc,
+            [strides[0], strides[1]],
+            base,
+            &ops,
+        )
     } else {
         record_pieces(ctx, encoder, kernel, desc, strides, base, &ops)
     }
@@ -324,11 +421,11 @@ fn record_whole(
     encoder: &mut wgpu::CommandEncoder,
     kernel: GemmKernel,
     desc: &GemmDesc,
-    stride_b: usize,
+    strides: [usize; 2],
     base: GemmParams,
     o: &Operands,
 ) -> Result<()> {
-    let vec_b = !desc.trans_b && desc.n.is_multiple_of(4) && stride_b.is_multiple_of(4);
+    let loads = Loads::of(desc, [desc.k, desc.n], strides, [0, 0]);
     let bias_buf = o.bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
     let res = [
         super::Res::whole(o.a.buffer()),
@@ -337,7 +434,7 @@ fn record_whole(
         super::Res::whole(o.c.buffer()),
     ];
     let Some(sk) = plan::split::gemm_split_k(ctx.capabilities(), kernel, desc) else {
-        return dispatch(ctx, encoder, kernel, desc, vec_b, 0, base, &res);
+        return dispatch(ctx, encoder, kernel, desc, loads, 0, base, &res);
     };
     let scratch = super::split_scratch(ctx, &sk, "gemm split-k")?;
     let partial = GemmParams {
@@ -347,7 +444,7 @@ fn record_whole(
     };
     let mut pres = res.clone();
     pres[3] = super::Res::whole(&scratch);
-    dispatch(ctx, encoder, kernel, desc, vec_b, 1, partial, &pres)?;
+    dispatch(ctx, encoder, kernel, desc, loads, 1, partial, &pres)?;
     let reduce = GemmParams {
         splits: sk.splits,
         ..base
@@ -358,7 +455,16 @@ fn record_whole(
         res[2].clone(),
         res[3].clone(),
     ];
-    dispatch(ctx, encoder, kernel, desc, false, 2, reduce, &rres)
+    dispatch(
+        ctx,
+        encoder,
+        kernel,
+        desc,
+        Loads::default(),
+        2,
+        reduce,
+        &rres,
+    )
 }
 
 /// Records a GEMM with an operand larger than one binding, in the pieces of
@@ -376,7 +482,6 @@ fn record_pieces(
     let limits = ctx.capabilities().limits;
     let limit = limits.max_storage_buffer_binding_size;
     let align = u64::from(limits.min_storage_buffer_offset_alignment).max(16);
-    let ldb = desc.stored_b().1;
     for pc in plan::split::gemm_pieces(desc, strides, limit, align)? {
         let [ra, rb, rc, rbias] = plan::split::piece_ranges(desc, strides, &pc);
         let (wa, oa) = super::window(ctx, o.a.buffer(), 4, ra.0, ra.1);
@@ -411,12 +516,9 @@ fn record_pieces(
             batch: 1,
             ..desc.clone()
         };
-        let vec_b = !desc.trans_b
-            && pc.nc.is_multiple_of(4)
-            && ldb.is_multiple_of(4)
-            && ob.is_multiple_of(4);
+        let loads = Loads::of(desc, [pc.kc, pc.nc], [0, 0], [oa, ob]);
         let res = [wa, wb, wbias, wc];
-        dispatch(ctx, encoder, kernel, &sub, vec_b, 0, params, &res)?;
+        dispatch(ctx, encoder, kernel, &sub, loads, 0, params, &res)?;
     }
     Ok(())
 }
@@ -429,7 +531,7 @@ fn dispatch(
     encoder: &mut wgpu::CommandEncoder,
     kernel: GemmKernel,
     desc: &GemmDesc,
-    vec_b: bool,
+    loads: Loads,
     split: u32,
     mut params: GemmParams,
     res: &[super::Res],
@@ -439,7 +541,7 @@ fn dispatch(
     } else {
         (desc.trans_a, desc.trans_b)
     };
-    let variant = kernel.variant(ta, tb, vec_b, split);
+    let variant = kernel.variant(ta, tb, loads, split);
     let compiled = ctx.kernel(&variant)?;
     let (bm, bn) = kernel.tile();
     let groups_x = (desc.n as u64).div_ceil(u64::from(bn));

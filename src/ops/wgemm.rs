@@ -113,6 +113,26 @@ pub(crate) fn math_code(math: HalfMath) -> (&'static str, &'static str) {
     }
 }
 
+/// The weight binding's element type and accessors: vec4s of words (W4) or words.
+const W_VEC4: &str = "alias WW = vec4<u32>;\n\
+    fn w_word(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }\n\
+    fn w_quad(i: u32) -> vec4<u32> { return w[i]; }";
+const W_U32: &str = "alias WW = u32;\n\
+    fn w_word(i: u32) -> u32 { return w[i]; }\n\
+    fn w_quad(i: u32) -> vec4<u32> { let j = 4u * i; return vec4<u32>(w[j], w[j + 1u], w[j + 2u], w[j + 3u]); }";
+
+/// Whether the weight can be read four words at a time (the W4 variants): words per
+/// row, per parameter group and per split-K slice multiples of 4, and f16 rows starting
+/// on word boundaries.
+fn quad_words(w: &WeightForm, k: usize, split: Option<&plan::split::SplitK>) -> bool {
+    let pairs = matches!(w.kind, WKind::Codes { .. }) || k.is_multiple_of(2);
+    pairs
+        && w.kw.is_multiple_of(4)
+        && w.slots.3.is_multiple_of(4)
+        && split.is_none_or(|sk| sk.per % 4 == 0)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn variant(
     cfg: RowTile,
     w: WKind,
@@ -121,6 +141,7 @@ fn variant(
     pairs: bool,
     out_f16: bool,
     reduce: bool,
+    w4: bool,
 ) -> ShaderVariant {
     let (bits, signed, quant, zw) = match w {
         WKind::Codes { bits, signed, zw } => (bits, signed, true, zw),
@@ -141,7 +162,13 @@ fn variant(
             ("PAIRS", Def::Bool(pairs)),
             ("OUT_F16", Def::Bool(out_f16)),
             ("REDUCE", Def::Bool(reduce)),
+            ("W4", Def::Bool(w4)),
             (name, Def::Code(code)),
+            if w4 {
+                ("W_VEC4", Def::Code(W_VEC4))
+            } else {
+                ("W_U32", Def::Code(W_U32))
+            },
         ],
     );
     v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);
@@ -156,7 +183,7 @@ fn reduce_variant(cfg: RowTile, out_f16: bool) -> ShaderVariant {
         signed: true,
         zw: false,
     };
-    variant(cfg, codes, HalfMath::F32, false, true, out_f16, true)
+    variant(cfg, codes, HalfMath::F32, false, true, out_f16, true, false)
 }
 
 /// Every kernel variant (validated by the naga test).
@@ -184,7 +211,10 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
                 }
                 for pairs in [false, true] {
                     for out_f16 in [false, true] {
-                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false));
+                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false, false));
+                        if pairs {
+                            v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false, true));
+                        }
                     }
                 }
             }
@@ -556,19 +586,22 @@ pub fn wgemm(
     to_u32(OP, "elements of the output", m * n)?;
     to_u32(OP, "elements of x", x.numel())?;
     let pairs = k % 2 == 0;
-    let kernel = ctx.kernel(&variant(cfg, w.kind, w.math, a_f16, pairs, out_f16, false))?;
     let pieces = windows(ctx, x, &w, bias, out, (m, n, k))?;
     let split = match &pieces[..] {
         [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
         _ => None,
     };
+    let w4 = quad_words(&w, k, split.as_ref());
+    let kernel = ctx.kernel(&variant(
+        cfg, w.kind, w.math, a_f16, pairs, out_f16, false, w4,
+    ))?;
     for piece in &pieces {
         let (grid, groups_x) = cfg.grid(ctx, OP, piece.rows, piece.cols)?;
         let shape = (piece.rows, piece.cols, n, k);
         let params = piece_params(desc, &w, x, bias.is_some(), shape, groups_x, &piece.res)?;
         if let Some(sk) = &split {
             // The partial pass writes f32 sums whatever the output type.
-            let partial = variant(cfg, w.kind, w.math, a_f16, pairs, false, false);
+            let partial = variant(cfg, w.kind, w.math, a_f16, pairs, false, false, w4);
             let res = &piece.res;
             return record_split_k(
                 ctx,

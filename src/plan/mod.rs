@@ -147,13 +147,24 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     };
     let pick = if caps.is_cpu() {
         let sg = |tm, tn4| GemmKernel::Subgroup(SubgroupConfig { wg: 64, tm, tn4 });
+        // A transposed B with K a multiple of 4 takes the K-vector loads (four K values
+        // of a column per load, `shaders/common/gemm_load_b.wgsl`); its best subgroup
+        // tiles are one group of 4 columns wide (lavapipe, 2 cores, docs/PERFORMANCE.md:
+        // 1024^3 290 -> 85 ms against the [K, N] layout's 16x8 tile).
+        let kv = desc.trans_b && desc.k.is_multiple_of(4);
         if desc.m == 1 {
             small_m(1)
         } else if desc.m == 2 {
             GemmKernel::Register(RegConfig::new(32, 2, 2, 4))
         } else if sg(8, 1).supported(caps) {
             match desc.m {
+                ..=8 if kv => sg(8, 1),
                 ..=8 => sg(8, 2),
+                _ if kv => GemmKernel::Subgroup(SubgroupConfig {
+                    wg: 16,
+                    tm: 16,
+                    tn4: 1,
+                }),
                 // Tall, narrow outputs (N <= 64, M >= 512: an implicit-GEMM convolution):
                 // 32 rows by 4 columns on one subgroup of 8, so tall and narrow shapes
                 // get many small workgroups (lavapipe, 2 cores: 1.1x-2.1x over the
@@ -191,6 +202,15 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
         k => k,
     };
     narrow_gemm(caps, pick)
+}
+
+/// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
+/// GEMM's B transposed) rather than `[K, N]`. CPU adapters with `K` a multiple of 4 take
+/// `[N, K]`: each invocation then streams whole rows with the K-vector loads, where the
+/// `[K, N]` layout strides across rows (lavapipe, 1x4096x4096: 78 -> 11-17 ms). GPUs keep
+/// `[K, N]`, where the invocations of a workgroup read one row together.
+pub fn linear_weight_transposed(caps: &Capabilities, k: usize) -> bool {
+    caps.is_cpu() && k.is_multiple_of(4)
 }
 
 /// The narrowest workgroup [`GemmKernel::fit`] may give the FP32 register and subgroup

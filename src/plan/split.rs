@@ -193,7 +193,13 @@ pub fn gemm_split_k(caps: &Capabilities, kernel: GemmKernel, desc: &GemmDesc) ->
         return None;
     };
     let outputs = desc.batch * desc.m * desc.n;
-    SplitK::plan(caps, c.split_k, desc.k, c.ku as usize, outputs)
+    // Slices of a transposed B start on multiples of 4 (the K-vector path loads four).
+    let step = if desc.trans_b {
+        (c.ku as usize).next_multiple_of(4)
+    } else {
+        c.ku as usize
+    };
+    SplitK::plan(caps, c.split_k, desc.k, step, outputs)
 }
 
 /// The split-K run of the W8A8 GEMM with `tile` over `m x n x k` (slices of whole words
@@ -219,7 +225,13 @@ pub fn wgemm_split_k(
     n: usize,
     words_per_row: usize,
 ) -> Option<SplitK> {
-    SplitK::plan(caps, tile.split_k, words_per_row, 1, m * n)
+    // Rows of a multiple of 4 words keep slices on multiples of 4 (the kernel's W4 loads).
+    let step = if words_per_row.is_multiple_of(4) {
+        4
+    } else {
+        1
+    };
+    SplitK::plan(caps, tile.split_k, words_per_row, step, m * n)
 }
 
 /// The slices of a split-K run (1: unsplit).

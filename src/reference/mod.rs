@@ -18,6 +18,22 @@ pub use pool::pool_f64;
 pub use qgemm::{qgemm_dequant, qgemm_i32};
 pub use wgemm::linear_f64;
 
+/// The `cols x rows` transpose of a row-major `rows x cols` matrix (a linear layer's
+/// `[N, K]` weight as the GEMM's `[K, N]` B, and back).
+pub fn transpose<T: Copy>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
+    assert_eq!(
+        x.len(),
+        rows * cols,
+        "transpose: {rows} x {cols} needs {} elements",
+        rows * cols
+    );
+    let mut out = Vec::with_capacity(x.len());
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| x[r * cols + c]));
+    }
+    out
+}
+
 /// Relative error `||out - ref|| / ||ref||` (2-norms, f64), the float kernels' metric.
 /// Returns 0 when both are zero and infinity when only the reference is.
 pub fn rel_error(out: &[f32], reference: &[f32]) -> f64 {
