@@ -6,6 +6,7 @@
 //         each product and the sum rounded once in f32 (no fusion), exactly as
 //         `reference::qadd` computes it; lanes past a row's end stay raw 0.
 //   OP 3, softmax along the last axis (one invocation per row; max-subtracted, f32 sums).
+//   OP 4, conversion: out = a (f32 <-> f16).
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
 // Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16.
@@ -71,6 +72,8 @@ fn main(
         store(id, clamp(a_at(id) + b_at(id), p.lo, p.hi));
     } else if (OP == 1u) {
         store(id, clamp(a_at(id), p.lo, p.hi));
+    } else if (OP == 4u) {
+        store(id, a_at(id));
     } else if (OP == 2u) {
         let sa = bitcast<f32>(qp[0]);
         let za = bitcast<i32>(qp[1]) - p.a_shift;

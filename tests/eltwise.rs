@@ -5,8 +5,9 @@
 mod common;
 
 use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET};
+use half::f16;
 use rand::{RngExt, SeedableRng};
-use wgpu_quant::ops::eltwise::{add, clip, qadd, softmax, Clip};
+use wgpu_quant::ops::eltwise::{add, cast, clip, qadd, softmax, Clip};
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
 use wgpu_quant::reference;
@@ -94,6 +95,75 @@ fn add_clip_softmax() {
     let i = Tensor::zeros(ctx, &[2, 3], DType::I32).unwrap();
     let e = softmax(ctx, &mut enc, &i, &out).unwrap_err().to_string();
     assert!(e.contains("i32"), "{e}");
+}
+
+/// `cast` between f32 and f16 both ways and to the same type: f16 to f32 bit for bit
+/// (infinities and NaN too), f32 to f16 within half an f16 ulp, over odd lengths.
+#[test]
+fn cast_converts_between_f32_and_f16() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for n in [1usize, 2, 3, 17, 1001] {
+        let mut v = rand_vec(n, &mut rng);
+        v.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x *= (1 + i % 5) as f32 * 100.0);
+        for (x_f16, out_f16) in [(false, true), (true, false), (false, false), (true, true)] {
+            let (x, x64) = upload(ctx, &[n], &v, x_f16);
+            let out = poisoned(ctx, &[n], out_f16);
+            let mut enc = ctx.encoder("cast test");
+            cast(ctx, &mut enc, &x, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let got = read(ctx, &out);
+            for (i, (&g, &w)) in got.iter().zip(&x64).enumerate() {
+                let tol = if out_f16 && !x_f16 {
+                    w.abs() * 2f64.powi(-11)
+                } else {
+                    0.0
+                };
+                assert!(
+                    (f64::from(g) - w).abs() <= tol,
+                    "cast n={n} x_f16={x_f16} out_f16={out_f16}: [{i}] {g} vs {w}"
+                );
+            }
+        }
+    }
+    // f16 specials widen exactly.
+    let specials = [
+        f16::INFINITY,
+        f16::NEG_INFINITY,
+        f16::NAN,
+        f16::MAX,
+        f16::MIN_POSITIVE_SUBNORMAL,
+        f16::NEG_ZERO,
+    ];
+    let x = Tensor::from_slice(ctx, &[specials.len()], &specials).unwrap();
+    let out = Tensor::zeros(ctx, &[specials.len()], DType::F32).unwrap();
+    let mut enc = ctx.encoder("cast specials");
+    cast(ctx, &mut enc, &x, &out).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = out.read_blocking::<f32>(ctx).unwrap();
+    for (g, h) in got.iter().zip(specials) {
+        let w = h.to_f32();
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "{h} widened to {g}"
+        );
+    }
+    // Errors name the problem.
+    let i = Tensor::zeros(ctx, &[2], DType::I32).unwrap();
+    let mut enc = ctx.encoder("cast errors");
+    let e = cast(ctx, &mut enc, &i, &out).unwrap_err().to_string();
+    assert!(e.contains("i32"), "{e}");
+    let e = cast(
+        ctx,
+        &mut enc,
+        &x,
+        &Tensor::zeros(ctx, &[2, 3], DType::F16).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("differ"), "{e}");
 }
 
 fn qtensor(

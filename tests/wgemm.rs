@@ -15,6 +15,7 @@ use wgpu_quant::ops::wgemm::{wgemm, HalfMath, WGemmDesc, Weights, TILES};
 use wgpu_quant::plan::wgemm_rows as tile_for_rows;
 use wgpu_quant::quant::{QType, QuantParams, QuantScheme};
 use wgpu_quant::reference;
+use wgpu_quant::tuning::WeightType;
 use wgpu_quant::{Context, DType, Tensor};
 
 /// Budgets (relative Frobenius error) per arithmetic; f16 output adds F16_OUT.
@@ -195,6 +196,77 @@ fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
 #[test]
 fn fp16_gemm_sweep() {
     fp16_cases(common::ctx(), &[1]);
+}
+
+/// The FP16 GEMM as the plan runs it, with no tile pinned: on CPU adapters through the
+/// FP32 register and subgroup kernels with f16 storage (`plan::half_gemm_kernel`: vec4 and
+/// scalar loads, split-K for GEMVs, f32 output direct or converted to f16), elsewhere the
+/// row kernel. f32 and f16 activations (rank 2 and 3), bias and activations, odd shapes.
+#[test]
+fn fp16_gemm_default_plan() {
+    let ctx = common::ctx();
+    let caps = ctx.capabilities();
+    let mut failures = Vec::new();
+    let mut routed = 0;
+    let shapes = SHAPES
+        .iter()
+        .chain(&[(33, 65, 96), (9, 64, 28), (40, 5, 1024), (2, 300, 12)]);
+    for (idx, &(m, n, k)) in shapes.enumerate() {
+        for (x_f16, out_f16, rank3) in [
+            (true, true, false),
+            (false, false, true),
+            (true, false, false),
+            (false, true, true),
+        ] {
+            let act = [Activation::None, Activation::Relu, Activation::Relu6][idx % 3];
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11 * idx as u64 + u64::from(out_f16));
+            let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let (w, wd) = upload_x(ctx, &[n, k], &wf, true);
+            let (x, xd) = upload_x(ctx, &[m, k], &xf, x_f16);
+            let (x, out_shape) = if rank3 && m % 3 == 0 {
+                (x.reshape(&[3, m / 3, k]).unwrap(), vec![3, m / 3, n])
+            } else {
+                (x, vec![m, n])
+            };
+            let out = poisoned_out(ctx, &out_shape, out_f16);
+            let b = Tensor::from_slice(ctx, &[n], &bias).unwrap();
+            let desc = WGemmDesc::default().activation(act);
+            let plan = wgpu_quant::plan::explain_wgemm(ctx, m, n, k, WeightType::F16);
+            routed += usize::from(plan.family.contains("f16 storage"));
+            let mut enc = ctx.encoder("fp16 default plan");
+            wgemm(ctx, &mut enc, &desc, &x, Weights::F16(&w), Some(&b), &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let got = read_out(ctx, &out);
+            let want = reference::linear_f64(&xd, &wd, Some(&bias), act, (m, n, k));
+            let budget = F32_BUDGET + if out_f16 { F16_OUT } else { 0.0 };
+            let err = rel_err(&got, &want);
+            if err > budget || got.iter().any(|v| v.is_nan()) {
+                failures.push(format!(
+                    "{m}x{n}x{k} x_f16 {x_f16} out_f16 {out_f16} ({}): rel. error {err:.3e} > {budget:.1e}",
+                    plan.family
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // CPU adapters take the f16-storage route for every shape (no tuning cache here).
+    if caps.is_cpu() {
+        assert_eq!(
+            routed,
+            12 * 4,
+            "every case should take the f16-storage route on {}",
+            caps.adapter.name
+        );
+    } else {
+        assert_eq!(routed, 0);
+    }
 }
 
 /// The FP16 GEMM sweep with parallel split-K (odd K cuts f16 pairs across rows).

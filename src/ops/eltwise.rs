@@ -89,7 +89,7 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 /// Every elementwise variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..4 {
+    for op in 0..5 {
         for bits in 0..8u32 {
             v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
         }
@@ -220,6 +220,36 @@ pub fn clip(
         encoder,
         OP,
         1,
+        [f[0], false, f[1]],
+        &params,
+        [
+            elems("x", x),
+            elems("x", x),
+            Operand::whole("-", ctx.dummy_buffer()),
+            elems("output", out),
+        ],
+        (out.numel(), 1),
+    )
+}
+
+/// Records `out = x` converted to `out`'s dtype (f32 or f16 each, same shape). f16 to
+/// f32 is exact (infinities and NaN included); f32 to f16 rounds as WGSL's
+/// `pack2x16float` does (within half an f16 ulp), and a value outside f16's finite range
+/// gives an indeterminate result there, as in WGSL.
+pub fn cast(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "cast";
+    let f = check_float_io(OP, &[("x", x)], out)?;
+    let params = Params::new(to_u32(OP, "elements", out.numel())?, Clip::NONE);
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        4,
         [f[0], false, f[1]],
         &params,
         [

@@ -37,6 +37,10 @@ pub(crate) struct Loads {
     /// With `kv`: A not transposed and bound as vec4s (lda, offset and batch stride of A
     /// multiples of 4).
     pub a4: bool,
+    /// A stored as f16 (pairs in u32 words), widened to f32 in the kernel.
+    pub a_f16: bool,
+    /// B stored as f16 likewise.
+    pub b_f16: bool,
 }
 
 impl Loads {
@@ -56,15 +60,95 @@ impl Loads {
             vec_b: !desc.trans_b && b_ok && n % 4 == 0,
             kv,
             a4: kv && !desc.trans_a && lda % 4 == 0 && sa % 4 == 0 && oa % 4 == 0,
+            a_f16: false,
+            b_f16: false,
         }
     }
 }
 
-/// The binding element type and accessors of a vec4 binding of `a` or `b`.
-const A_VEC4: &str = "alias AW = vec4<f32>;\nfn a_at(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }\nfn a_vec(i: u32) -> vec4<f32> { return a[i]; }";
-const A_F32: &str = "alias AW = f32;\nfn a_at(i: u32) -> f32 { return a[i]; }\nfn a_vec(i: u32) -> vec4<f32> { let j = 4u * i; return vec4<f32>(a[j], a[j + 1u], a[j + 2u], a[j + 3u]); }";
-const B_VEC4: &str = "alias BW = vec4<f32>;\nfn b_at(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }\nfn b_vec(i: u32) -> vec4<f32> { return b[i]; }";
-const B_F32: &str = "alias BW = f32;\nfn b_at(i: u32) -> f32 { return b[i]; }\nfn b_vec(i: u32) -> vec4<f32> { let j = 4u * i; return vec4<f32>(b[j], b[j + 1u], b[j + 2u], b[j + 3u]); }";
+/// The composer lines that bind `a` or `b` (the array `$buf`, element type `$w`) and
+/// define its accessors `$at(i)` (element i) and `$vec(i)` (elements 4i..4i+4, as f32):
+/// f32s, vec4<f32>s, f16 pairs (u32) or f16 quads (vec2<u32>).
+macro_rules! binding_code {
+    ($buf:literal, $w:literal, $at:literal, $vec:literal) => {
+        [
+            concat!(
+                "alias ",
+                $w,
+                " = f32;\nfn ",
+                $at,
+                "(i: u32) -> f32 { return ",
+                $buf,
+                "[i]; }\nfn ",
+                $vec,
+                "(i: u32) -> vec4<f32> { let j = 4u * i; return vec4<f32>(",
+                $buf,
+                "[j], ",
+                $buf,
+                "[j + 1u], ",
+                $buf,
+                "[j + 2u], ",
+                $buf,
+                "[j + 3u]); }"
+            ),
+            concat!(
+                "alias ",
+                $w,
+                " = vec4<f32>;\nfn ",
+                $at,
+                "(i: u32) -> f32 { return ",
+                $buf,
+                "[i >> 2u][i & 3u]; }\nfn ",
+                $vec,
+                "(i: u32) -> vec4<f32> { return ",
+                $buf,
+                "[i]; }"
+            ),
+            concat!(
+                "alias ",
+                $w,
+                " = u32;\nfn ",
+                $at,
+                "(i: u32) -> f32 { return unpack2x16float(",
+                $buf,
+                "[i >> 1u])[i & 1u]; }\nfn ",
+                $vec,
+                "(i: u32) -> vec4<f32> { let j = 2u * i; return vec4<f32>(unpack2x16float(",
+                $buf,
+                "[j]), unpack2x16float(",
+                $buf,
+                "[j + 1u])); }"
+            ),
+            concat!(
+                "alias ",
+                $w,
+                " = vec2<u32>;\nfn ",
+                $at,
+                "(i: u32) -> f32 { return unpack2x16float(",
+                $buf,
+                "[i >> 2u][(i >> 1u) & 1u])[i & 1u]; }\nfn ",
+                $vec,
+                "(i: u32) -> vec4<f32> { let w = ",
+                $buf,
+                "[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }"
+            ),
+        ]
+    };
+}
+
+const A_BIND: [&str; 4] = binding_code!("a", "AW", "a_at", "a_vec");
+const B_BIND: [&str; 4] = binding_code!("b", "BW", "b_at", "b_vec");
+const BIND_NAMES: [[&str; 4]; 2] = [
+    ["A_F32", "A_VEC4", "A_F16", "A_F16X4"],
+    ["B_F32", "B_VEC4", "B_F16", "B_F16X4"],
+];
+
+/// The composer line of a binding: `f16` storage or f32, vectors of four or scalars.
+fn bind_def(operand: usize, f16: bool, vec: bool) -> (&'static str, Def) {
+    let i = usize::from(vec) + 2 * usize::from(f16);
+    let code = if operand == 0 { A_BIND[i] } else { B_BIND[i] };
+    (BIND_NAMES[operand][i], Def::Code(code))
+}
 
 impl GemmKernel {
     /// The shader variant; `split` is the register kernel's split-K mode (0 plain, 1
@@ -74,16 +158,8 @@ impl GemmKernel {
         let kv = loads.kv && trans_b;
         let a4 = kv && loads.a4 && !trans_a;
         let bind = [
-            if a4 {
-                ("A_VEC4", Def::Code(A_VEC4))
-            } else {
-                ("A_F32", Def::Code(A_F32))
-            },
-            if vec_b || kv {
-                ("B_VEC4", Def::Code(B_VEC4))
-            } else {
-                ("B_F32", Def::Code(B_F32))
-            },
+            bind_def(0, loads.a_f16, a4),
+            bind_def(1, loads.b_f16, vec_b || kv),
         ];
         match self {
             GemmKernel::Tiled(c) => ShaderVariant::new(
@@ -240,6 +316,24 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
         if matches!(k, GemmKernel::Register(_)) {
             out.push(k.variant(false, false, scalar, 2));
         }
+        // f16 storage (the FP16 GEMM's route through these kernels, `record_f16_storage`):
+        // A not transposed, B transposed, each f16 or f32, with and without vec4 loads.
+        if !tiled {
+            for &split in splits {
+                for a_f16 in [false, true] {
+                    for (kv, a4) in [(false, false), (true, false), (true, true)] {
+                        let l = Loads {
+                            kv,
+                            a4,
+                            a_f16,
+                            b_f16: true,
+                            ..scalar
+                        };
+                        out.push(k.variant(false, true, l, split));
+                    }
+                }
+            }
+        }
     }
     out
 }
@@ -339,6 +433,31 @@ pub fn gemm(
     }
 }
 
+/// Records `c = act(a * b^T + bias)` with A (`[m, k]`) and B (`[n, k]`) stored as f16 or
+/// f32 and computed in f32 by a register or subgroup `kernel`: the FP16 GEMM's route on
+/// adapters where f16 arithmetic is slow (`crate::plan::half_gemm_kernel`). C and the
+/// bias are f32; every operand fits one binding (the caller checks).
+pub(crate) fn record_f16_storage(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: GemmKernel,
+    desc: &GemmDesc,
+    [a, b]: [&Tensor; 2],
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> Result<()> {
+    if matches!(kernel, GemmKernel::Tiled(_)) || desc.trans_a || !desc.trans_b || desc.batch != 1 {
+        return Err(Error::invalid(
+            OP,
+            format!("f16 storage takes a register or subgroup kernel, A [m, k] and B [n, k], one matrix; got {kernel:?} for {desc:?}"),
+        ));
+    }
+    kernel.check(ctx)?;
+    let base = base_params(desc, [0, 0, 0], bias.is_some());
+    let ops = Operands { a, b, bias, c };
+    record_whole(ctx, encoder, kernel, desc, [0, 0], base, &ops)
+}
+
 /// The operands of one GEMM.
 struct Operands<'a> {
     a: &'a Tensor,
@@ -425,7 +544,12 @@ fn record_whole(
     base: GemmParams,
     o: &Operands,
 ) -> Result<()> {
-    let loads = Loads::of(desc, [desc.k, desc.n], strides, [0, 0]);
+    // f16 storage only comes from `record_f16_storage`; `gemm` takes f32 operands.
+    let loads = Loads {
+        a_f16: o.a.dtype() == DType::F16,
+        b_f16: o.b.dtype() == DType::F16,
+        ..Loads::of(desc, [desc.k, desc.n], strides, [0, 0])
+    };
     let bias_buf = o.bias.map(|t| t.buffer()).unwrap_or(ctx.dummy_buffer());
     let res = [
         super::Res::whole(o.a.buffer()),

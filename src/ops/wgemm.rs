@@ -591,6 +591,16 @@ pub fn wgemm(
         [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
         _ => None,
     };
+    if let (Weights::F16(wt), HalfMath::F32, None, [_]) =
+        (weights, w.math, desc.config, &pieces[..])
+    {
+        if let Some(kernel) = plan::half_gemm_route(ctx, m, n, k) {
+            let gd = crate::desc::gemm::GemmDesc::new(m, n, k)
+                .transpose(false, true)
+                .activation(desc.activation);
+            return record_half_gemm(ctx, encoder, kernel, &gd, [x, wt], bias, out);
+        }
+    }
     let w4 = quad_words(&w, k, split.as_ref());
     let kernel = ctx.kernel(&variant(
         cfg, w.kind, w.math, a_f16, pairs, out_f16, false, w4,
@@ -618,6 +628,32 @@ pub fn wgemm(
         super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
     }
     Ok(())
+}
+
+/// The FP16 GEMM on an FP32 kernel with f16 storage: straight into an f32 output, or
+/// through a pooled f32 scratch and a conversion pass into an f16 one.
+fn record_half_gemm(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: crate::desc::gemm::GemmKernel,
+    gd: &crate::desc::gemm::GemmDesc,
+    [x, w]: [&Tensor; 2],
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let (m, n, k) = (gd.m, gd.n, gd.k);
+    let a = x.reshape(&[m, k])?;
+    if out.dtype() == DType::F32 {
+        let c = out.reshape(&[m, n])?;
+        return super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c);
+    }
+    let bytes = (m as u64 * n as u64)
+        .checked_mul(4)
+        .ok_or_else(|| Error::invalid(OP, format!("an f32 scratch of {m} x {n} overflows")))?;
+    let scratch = ctx.scratch("wgemm f16 route", bytes)?;
+    let c = Tensor::from_buffer(scratch, &[m, n], DType::F32)?;
+    super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c)?;
+    super::eltwise::cast(ctx, encoder, &c, &out.reshape(&[m, n])?)
 }
 
 /// The params block of this op's kernels (checked against the WGSL by a test).

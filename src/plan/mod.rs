@@ -204,6 +204,27 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
     narrow_gemm(caps, pick)
 }
 
+/// The FP32-family kernel the FP16 GEMM ([`crate::ops::wgemm`] with f16 weights and f32
+/// arithmetic) runs on, f16 operands widened as they are loaded, or `None` for the row
+/// kernel. CPU adapters take it: x86 has no f16 arithmetic (the driver emulates every
+/// operation), so the FP16 GEMM's gain there is its halved bytes, and the FP32 subgroup
+/// and register kernels are the fastest family (lavapipe, 128x3072x768: rows 99 ms, this
+/// route about 35). GPUs keep the row kernel (or f16 arithmetic).
+pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
+    caps.is_cpu()
+        .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
+}
+
+/// [`half_gemm_kernel`] unless the tuning cache holds a row tile for this FP16 shape
+/// (the route [`crate::ops::wgemm::wgemm`] takes for f16 weights in f32 arithmetic
+/// without a pinned tile).
+pub fn half_gemm_route(ctx: &Context, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
+    if lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)).is_some() {
+        return None;
+    }
+    half_gemm_kernel(ctx.capabilities(), m, n, k)
+}
+
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
 /// GEMM's B transposed) rather than `[K, N]`. CPU adapters with `K` a multiple of 4 take
 /// `[N, K]`: each invocation then streams whole rows with the K-vector loads, where the
@@ -499,6 +520,19 @@ pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
 
 /// The plan of a weight-only / FP16 GEMM with `wtype` weights.
 pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> Plan {
+    let class = ShapeClass::wgemm(m, n, k, wtype);
+    let f32_math = resolve_half_math(ctx.capabilities(), HalfMath::Auto, true) == HalfMath::F32;
+    if let (WeightType::F16, true, Some(kernel)) = (wtype, f32_math, half_gemm_route(ctx, m, n, k))
+    {
+        let desc = GemmDesc::new(m, n, k).transpose(false, true).kernel(kernel);
+        if let Ok(p) = explain_gemm(ctx, &desc) {
+            return Plan {
+                class,
+                family: format!("{} (f16 storage)", p.family),
+                ..p
+            };
+        }
+    }
     let t = wgemm_config(ctx, m, n, k, wtype);
     let vw = wtype.per_word();
     let s = split::slices(split::wgemm_split_k(
