@@ -280,15 +280,8 @@ impl<'a> Tuner<'a> {
         let ctx = self.ctx;
         let caps = ctx.capabilities();
         let default = crate::plan::default_gemm_kernel(caps, desc);
-        let mut cands: Vec<GemmKernel> = vec![default];
-        let min_wg = crate::plan::min_gemm_wg(caps);
-        for k in GemmKernel::all()
-            .into_iter()
-            .flat_map(|k| [k, k.fit(desc.n, min_wg)])
-            .chain(split_k_candidates(desc.m, desc.k, default))
-            .filter(|k| k.fits(caps))
-            .chain(extra.iter().copied())
-        {
+        let mut cands = gemm_candidates(caps, desc, default);
+        for &k in extra {
             if !cands.contains(&k) {
                 cands.push(k);
             }
@@ -344,6 +337,7 @@ impl<'a> Tuner<'a> {
         let default = crate::plan::default_qgemm_config(caps, m, n, k);
         let cands = row_candidates(caps, default, &TILES, (m, n, k));
         let data = LinearData::new(m, n, k);
+        let cands = cands.into_iter().map(Choice::Rows).collect();
         let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, Precision::W8A8, o));
         self.finish(
             ShapeClass::qgemm(m, n, k),
@@ -358,12 +352,32 @@ impl<'a> Tuner<'a> {
     /// benchmark runner's linear case of `kind` ([`crate::bench::LinearData`] in W8A16,
     /// W4A16 or FP16: f16 activations, f32 output, the plan's arithmetic): each candidate
     /// must meet the case's error budget against the f64 reference on the dequantized
-    /// weights.
+    /// weights. Where the plan runs FP16 through the FP32 kernels with f16 storage
+    /// ([`crate::plan::half_gemm_kernel`]), that route is the default and every FP32
+    /// register and subgroup kernel for the shape is a candidate beside the row tiles.
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
         use crate::ops::wgemm::TILES;
         let caps = self.ctx.capabilities();
-        let default = crate::plan::default_wgemm_config(caps, m, n, k);
-        let cands = row_candidates(caps, default, &TILES, (m, n, k));
+        let rows_default = crate::plan::default_wgemm_config(caps, m, n, k);
+        let mut cands: Vec<Choice> = row_candidates(caps, rows_default, &TILES, (m, n, k))
+            .into_iter()
+            .map(Choice::Rows)
+            .collect();
+        let mut default = Choice::Rows(rows_default);
+        let f32_math = crate::plan::half_math(caps) == crate::ops::wgemm::HalfMath::F32;
+        if let (WeightKind::F16, true, Some(route)) =
+            (kind, f32_math, crate::plan::half_gemm_kernel(caps, m, n, k))
+        {
+            default = Choice::Gemm(route);
+            let desc = GemmDesc::new(m, n, k).transpose(false, true);
+            let mut gemms = vec![route];
+            for g in gemm_candidates(caps, &desc, route) {
+                if !matches!(g, GemmKernel::Tiled(_)) && !gemms.contains(&g) {
+                    gemms.push(g);
+                }
+            }
+            cands.splice(0..0, gemms.into_iter().map(Choice::Gemm));
+        }
         let precision = match kind {
             WeightKind::I8 => Precision::W8A16,
             WeightKind::I4 => Precision::W4A16,
@@ -374,36 +388,34 @@ impl<'a> Tuner<'a> {
         self.finish(
             ShapeClass::wgemm(m, n, k, kind.wtype()),
             [m, n, k],
-            Choice::Rows(default),
+            default,
             outcomes,
         )
     }
 
-    /// Checks and times row-tile candidates on one case of the benchmark runner's table,
-    /// prepared with the candidate's tile pinned: a candidate whose outputs (all of them)
-    /// miss the case's reference (bit for bit for integer kernels, the error budget for
-    /// float ones) is rejected; the others are timed recording the same operands.
+    /// Checks and times candidates on one case of the benchmark runner's table, prepared
+    /// with the candidate pinned (a row tile, or a GEMM kernel for the FP16 linear's
+    /// f16-storage route): a candidate whose outputs (all of them) miss the case's
+    /// reference (bit for bit for integer kernels, the error budget for float ones) is
+    /// rejected; the others are timed recording the same operands.
     fn run_case<'p>(
         &self,
-        cands: Vec<RowTile>,
+        cands: Vec<Choice>,
         prepare: impl Fn(&CaseOptions) -> Result<Prepared<'p>>,
     ) -> Vec<Outcome> {
-        let prepared: RefCell<Vec<(RowTile, Prepared<'p>)>> = RefCell::new(Vec::new());
-        let tile = |ch: Choice| match ch {
-            Choice::Rows(t) => Ok(t),
-            Choice::Gemm(g) => Err(Error::invalid(
-                "tune",
-                format!("{g:?} is not a row-kernel tile"),
-            )),
-        };
+        let prepared: RefCell<Vec<(Choice, Prepared<'p>)>> = RefCell::new(Vec::new());
         self.run_candidates(
-            cands.into_iter().map(Choice::Rows).collect(),
+            cands,
             |ch| {
-                let t = tile(ch)?;
+                let (tile, half_kernel) = match ch {
+                    Choice::Rows(t) => (Some(t), None),
+                    Choice::Gemm(g) => (None, Some(g)),
+                };
                 let p = prepare(&CaseOptions {
                     samples: usize::MAX,
-                    fp32_kernel: None,
-                    tile: Some(t),
+                    tile,
+                    half_kernel,
+                    ..CaseOptions::default()
                 })?;
                 let why = (!p.verified).then(|| {
                     format!(
@@ -411,16 +423,15 @@ impl<'a> Tuner<'a> {
                         p.checked, p.rel_error, p.budget
                     )
                 });
-                prepared.borrow_mut().push((t, p));
+                prepared.borrow_mut().push((ch, p));
                 Ok(why)
             },
             |ch| {
-                let t = tile(ch)?;
                 let all = prepared.borrow();
                 let (_, p) = all
                     .iter()
-                    .find(|(c, _)| *c == t)
-                    .ok_or_else(|| Error::invalid("tune", format!("{t:?} was not prepared")))?;
+                    .find(|(c, _)| *c == ch)
+                    .ok_or_else(|| Error::invalid("tune", format!("{ch:?} was not prepared")))?;
                 time_gpu(self.ctx, self.opts.warmup, self.opts.runs, |enc| {
                     p.record(enc)
                 })
@@ -481,10 +492,34 @@ impl<'a> Tuner<'a> {
             ConvKind::W8A8 => Precision::W8A8,
         };
         let data = ConvData::from_desc(desc, dims, x_shape)?;
+        let cands = cands.into_iter().map(Choice::Rows).collect();
         let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, precision, o));
         let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
         self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
     }
+}
+
+/// The FP32 GEMM candidates of `desc`: `default` first, then every kernel in
+/// [`GemmKernel::all`] and its narrowed twin for `desc.n`, and for GEMV-like shapes
+/// split-K variants of the register kernels, all that fit the device.
+fn gemm_candidates(
+    caps: &crate::Capabilities,
+    desc: &GemmDesc,
+    default: GemmKernel,
+) -> Vec<GemmKernel> {
+    let mut cands: Vec<GemmKernel> = vec![default];
+    let min_wg = crate::plan::min_gemm_wg(caps);
+    for k in GemmKernel::all()
+        .into_iter()
+        .flat_map(|k| [k, k.fit(desc.n, min_wg)])
+        .chain(split_k_candidates(desc.m, desc.k, default))
+        .filter(|k| k.fits(caps))
+    {
+        if !cands.contains(&k) {
+            cands.push(k);
+        }
+    }
+    cands
 }
 
 /// The row-GEMM candidates of an `m x n x k` product: the plan's `default` first, then

@@ -12,7 +12,9 @@ use wgpu_quant::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::ops::wgemm::{wgemm, WGemmDesc, Weights};
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
-use wgpu_quant::tuning::{Choice, ShapeClass, TuneCache, TuneOptions, Tuner, WeightKind};
+use wgpu_quant::tuning::{
+    Choice, ShapeClass, TuneCache, TuneOptions, Tuner, WeightKind, WeightType,
+};
 use wgpu_quant::{Context, DType, Error, RequestOptions, Tensor};
 
 /// Runs `desc` with bias and compares every entry with the f64 reference.
@@ -873,7 +875,7 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         margin: 0.03,
     };
     let desc = GemmDesc::new(24, 40, 64);
-    let (g, q, w) = {
+    let (g, q, w, h) = {
         let mut tuner = Tuner::new(&ctx, &mut cache, opts);
         // An invalid candidate (tm must be a multiple of 4) is rejected, never chosen.
         let bad = GemmKernel::Tiled(TiledConfig {
@@ -892,7 +894,12 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         assert_ne!(g.choice, Choice::Gemm(bad));
         let q = tuner.qgemm(3, 40, 72).unwrap();
         let w = tuner.wgemm(2, 40, 64, WeightKind::I4).unwrap();
-        (g, q, w)
+        // FP16: on CPU adapters the f16-storage route on the FP32 kernels is the default
+        // and its kernels are candidates beside the row tiles.
+        let h = tuner.wgemm(20, 40, 64, WeightKind::F16).unwrap();
+        let routed = wgpu_quant::plan::half_gemm_kernel(ctx.capabilities(), 20, 40, 64);
+        assert_eq!(h.default, routed.map_or(h.default, Choice::Gemm), "{h:?}");
+        (g, q, w, h)
     };
     // Convolutions: FP32 and INT8 implicit GEMMs (odd sizes, two groups); depthwise and
     // FP32 1x1 have no implicit-GEMM tile and are refused with the reason.
@@ -916,12 +923,12 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         (cf, cq)
     };
     let cshape = cdesc.shape(&cdims, &[2, 9, 11, 6]).unwrap();
-    for t in [&g, &q, &w, &cf, &cq] {
+    for t in [&g, &q, &w, &h, &cf, &cq] {
         assert!(t.verified >= 2, "{t:?}");
         assert!(t.median_ms <= t.default_ms, "{t:?}");
         assert!(t.median_ms > 0.0 && t.default_ms.is_finite());
     }
-    assert_eq!(cache.len(), 5);
+    assert_eq!(cache.len(), 6);
     // JSON round trip, then installed: the plan reports the tuned source and choice.
     let path = std::env::temp_dir().join(format!("wgpu-quant-tune-{}.json", std::process::id()));
     cache.save(&path).unwrap();
@@ -935,6 +942,8 @@ fn tuning_verifies_times_and_round_trips_through_json() {
     assert_eq!(plan.class, ShapeClass::gemm(&desc));
     let plan = wgpu_quant::plan::explain_qgemm(&ctx, 3, 40, 72);
     assert_eq!(plan.choice, q.choice);
+    let plan = wgpu_quant::plan::explain_wgemm(&ctx, 20, 40, 64, WeightType::F16);
+    assert_eq!(plan.choice, h.choice, "{plan:?}");
     for (kind, t) in [(ConvKind::F32, &cf), (ConvKind::W8A8, &cq)] {
         let plan = wgpu_quant::plan::explain_conv(&ctx, &cshape, kind);
         assert_eq!(plan.source, wgpu_quant::plan::Source::Tuned, "{kind:?}");

@@ -464,6 +464,40 @@ fn wgemm_errors_name_the_problem() {
         ),
         "dequantized in f32",
     );
+    // Pinning the f16-storage route where it does not apply.
+    let sg = wgpu_quant::ops::gemm::GemmKernel::REGISTER[0];
+    let pinned = d.fp32_kernel(wgpu_quant::ops::gemm::GemmKernel::Register(sg));
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &pinned,
+            &x,
+            Weights::Quantized(&w8),
+            None,
+            &out,
+        ),
+        "pins the f16-storage route",
+    );
+    check(
+        wgemm(
+            ctx,
+            &mut enc,
+            &pinned.config(TILES[0]),
+            &x,
+            Weights::F16(&wh),
+            None,
+            &out,
+        ),
+        "no row tile",
+    );
+    let tiled = d.fp32_kernel(wgpu_quant::ops::gemm::GemmKernel::Tiled(
+        wgpu_quant::ops::gemm::GemmKernel::TILED[0],
+    ));
+    check(
+        wgemm(ctx, &mut enc, &tiled, &x, Weights::F16(&wh), None, &out),
+        "register or subgroup",
+    );
     if ctx.capabilities().shader_f16 {
         check(
             wgemm(

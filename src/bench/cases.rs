@@ -244,14 +244,18 @@ pub struct CaseOptions {
     /// Pins the row-kernel tile of the W8A8, weight-only and FP16 linears and of the
     /// implicit-GEMM convolutions (else the plan's); the tuner's candidates.
     pub tile: Option<RowTile>,
+    /// Pins the FP16 linear's f16-storage route on this FP32 kernel
+    /// ([`WGemmDesc::fp32_kernel`]); the tuner's candidates.
+    pub half_kernel: Option<GemmKernel>,
 }
 
 impl CaseOptions {
-    /// The label of what runs: the pinned tile, else the plan's choice.
+    /// The label of what runs: the pinned tile or route, else the plan's choice.
     fn label(&self, plan: impl FnOnce() -> Result<String>) -> Result<String> {
-        match self.tile {
-            Some(t) => Ok(crate::desc::tuning::Choice::Rows(t).label()),
-            None => plan(),
+        match (self.tile, self.half_kernel) {
+            (Some(t), _) => Ok(crate::desc::tuning::Choice::Rows(t).label()),
+            (None, Some(k)) => Ok(crate::desc::tuning::Choice::Gemm(k).label()),
+            (None, None) => plan(),
         }
     }
 }
@@ -262,6 +266,7 @@ impl Default for CaseOptions {
             samples: 1024,
             fp32_kernel: None,
             tile: None,
+            half_kernel: None,
         }
     }
 }
@@ -417,6 +422,7 @@ impl LinearData {
         })?;
         let wdesc = WGemmDesc {
             config: opts.tile,
+            fp32_kernel: opts.half_kernel.filter(|_| p == Precision::Fp16),
             ..WGemmDesc::default()
         };
         let budget = if p == Precision::Fp16 {

@@ -711,7 +711,7 @@ fn settings(a: &BenchArgs) -> Result<Settings, String> {
         opts: bench::CaseOptions {
             samples: a.samples.max(1),
             fp32_kernel: parse_kernel(&a.kernel)?,
-            tile: None,
+            ..bench::CaseOptions::default()
         },
         runs: a.runs.unwrap_or(if q { 3 } else { 5 }).max(1),
         warmup: a.warmup,

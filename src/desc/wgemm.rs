@@ -1,7 +1,7 @@
 //! Weight-only and FP16 GEMM options, and the f16 arithmetic shared with the float
 //! convolution. Plain data; the op is [`crate::ops::wgemm`].
 
-use crate::desc::gemm::Activation;
+use crate::desc::gemm::{Activation, GemmKernel};
 use crate::desc::rows::RowTile;
 
 /// Arithmetic of the FP16 GEMM (f16 weights).
@@ -37,6 +37,11 @@ pub struct WGemmDesc {
     pub math: HalfMath,
     /// Pins a tile instead of the plan's choice.
     pub config: Option<RowTile>,
+    /// Pins the f16-storage route of the FP16 GEMM (f16 weights in f32 arithmetic) on
+    /// this FP32 register or subgroup kernel instead of the plan's choice
+    /// ([`crate::plan::half_gemm_route`]); the tuner's candidates. Quantized weights and
+    /// f16 arithmetic refuse it.
+    pub fp32_kernel: Option<GemmKernel>,
 }
 
 impl WGemmDesc {
@@ -55,6 +60,12 @@ impl WGemmDesc {
     /// Pins a tile.
     pub fn config(mut self, config: RowTile) -> Self {
         self.config = Some(config);
+        self
+    }
+
+    /// Pins the f16-storage route's FP32 kernel.
+    pub fn fp32_kernel(mut self, kernel: GemmKernel) -> Self {
+        self.fp32_kernel = Some(kernel);
         self
     }
 }

@@ -591,15 +591,14 @@ pub fn wgemm(
         [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
         _ => None,
     };
-    if let (Weights::F16(wt), HalfMath::F32, None, [_]) =
-        (weights, w.math, desc.config, &pieces[..])
-    {
-        if let Some(kernel) = plan::half_gemm_route(ctx, m, n, k) {
-            let gd = crate::desc::gemm::GemmDesc::new(m, n, k)
-                .transpose(false, true)
-                .activation(desc.activation);
-            return record_half_gemm(ctx, encoder, kernel, &gd, [x, wt], bias, out);
-        }
+    if let Some(kernel) = half_route(ctx, desc, &w, weights, pieces.len(), (m, n, k))? {
+        let Weights::F16(wt) = weights else {
+            unreachable!("half_route only routes f16 weights")
+        };
+        let gd = crate::desc::gemm::GemmDesc::new(m, n, k)
+            .transpose(false, true)
+            .activation(desc.activation);
+        return record_half_gemm(ctx, encoder, kernel, &gd, [x, wt], bias, out);
     }
     let w4 = quad_words(&w, k, split.as_ref());
     let kernel = ctx.kernel(&variant(
@@ -628,6 +627,50 @@ pub fn wgemm(
         super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
     }
     Ok(())
+}
+
+/// The FP32 kernel of the FP16 GEMM's f16-storage route, if it takes it: the pinned
+/// `fp32_kernel` (an error where the route does not apply), else with no tile pinned the
+/// plan's choice ([`plan::half_gemm_route`]) for f16 weights in f32 arithmetic whose
+/// operands fit one binding each.
+fn half_route(
+    ctx: &Context,
+    desc: &WGemmDesc,
+    w: &WeightForm,
+    weights: Weights<'_>,
+    pieces: usize,
+    (m, n, k): (usize, usize, usize),
+) -> Result<Option<crate::desc::gemm::GemmKernel>> {
+    let applies = matches!(weights, Weights::F16(_)) && w.math == HalfMath::F32;
+    match desc.fp32_kernel {
+        Some(kernel) => {
+            if !applies || desc.config.is_some() || pieces != 1 {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "fp32_kernel {kernel:?} pins the f16-storage route, which takes f16 \
+                         weights in f32 arithmetic, no row tile and operands within one binding \
+                         each; here: {:?} weights, {:?} arithmetic, tile {:?}, {pieces} pieces",
+                        w.wtype, w.math, desc.config
+                    ),
+                ));
+            }
+            if matches!(kernel, crate::desc::gemm::GemmKernel::Tiled(_)) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "fp32_kernel {kernel:?}: the f16-storage route runs the register or \
+                         subgroup kernels"
+                    ),
+                ));
+            }
+            Ok(Some(kernel))
+        }
+        None if applies && desc.config.is_none() && pieces == 1 => {
+            Ok(plan::half_gemm_route(ctx, m, n, k))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The FP16 GEMM on an FP32 kernel with f16 storage: straight into an f32 output, or

@@ -215,14 +215,15 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
 
-/// [`half_gemm_kernel`] unless the tuning cache holds a row tile for this FP16 shape
-/// (the route [`crate::ops::wgemm::wgemm`] takes for f16 weights in f32 arithmetic
-/// without a pinned tile).
+/// The route [`crate::ops::wgemm::wgemm`] takes for f16 weights in f32 arithmetic
+/// without a pinned tile: the tuning cache's choice for this FP16 shape (a GEMM kernel
+/// takes the f16-storage route, a row tile the row kernel), else [`half_gemm_kernel`].
 pub fn half_gemm_route(ctx: &Context, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
-    if lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)).is_some() {
-        return None;
+    match lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)) {
+        Some(Choice::Gemm(kernel)) if kernel.fits(ctx.capabilities()) => Some(kernel),
+        Some(_) => None,
+        None => half_gemm_kernel(ctx.capabilities(), m, n, k),
     }
-    half_gemm_kernel(ctx.capabilities(), m, n, k)
 }
 
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
