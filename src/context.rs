@@ -104,7 +104,19 @@ struct Inner {
     views: Mutex<HashMap<wgpu::Texture, wgpu::TextureView>>,
     stats: Stats,
     tuning: std::sync::RwLock<Option<Arc<crate::desc::tuning::TuneCache>>>,
+    learner: std::sync::RwLock<Option<Learner>>,
+    /// Set while the learner runs: the plans its tuning makes do not learn again.
+    learning: AtomicBool,
+    /// Shape classes handed to the learner (each once, whatever the outcome).
+    learned: Mutex<std::collections::HashSet<crate::desc::tuning::ShapeClass>>,
 }
+
+/// A learner: called by the plan with a shape it met without a tuned entry, on the
+/// thread that is recording the op; it may tune the shape and install the result with
+/// [`Context::set_tuning`]. See [`crate::tuning::learn`].
+pub type Learner = Arc<
+    dyn Fn(&Context, &crate::desc::tuning::TuneRequest) -> crate::error::Result<()> + Send + Sync,
+>;
 
 #[derive(Default)]
 struct Stats {
@@ -115,6 +127,8 @@ struct Stats {
     scratch_buffers: AtomicU64,
     split_dispatches: AtomicU64,
     split_k_runs: AtomicU64,
+    plans_learned: AtomicU64,
+    learn_failures: AtomicU64,
 }
 
 /// What a context has allocated so far (see [`Context::stats`]). An engine running the
@@ -142,6 +156,10 @@ pub struct ContextStats {
     /// GEMMs recorded with parallel split-K (a partial-sum pass over the K slices and a
     /// reduce pass; see [`crate::plan::default_split_k`]).
     pub split_k_runs: u64,
+    /// Shape classes the learner tuned ([`crate::tuning::learn`]).
+    pub plans_learned: u64,
+    /// Shape classes the learner failed to tune (they keep the default plan).
+    pub learn_failures: u64,
 }
 
 /// A device, its queue, its capabilities and the kernels compiled for it.
@@ -234,6 +252,9 @@ impl Context {
                 views: Mutex::new(HashMap::new()),
                 stats: Stats::default(),
                 tuning: std::sync::RwLock::new(None),
+                learner: std::sync::RwLock::new(None),
+                learning: AtomicBool::new(false),
+                learned: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -562,6 +583,8 @@ impl Context {
             kernels: self.compiled_kernels(),
             split_dispatches: s.split_dispatches.load(Ordering::Relaxed),
             split_k_runs: s.split_k_runs.load(Ordering::Relaxed),
+            plans_learned: s.plans_learned.load(Ordering::Relaxed),
+            learn_failures: s.learn_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -694,5 +717,45 @@ impl Context {
     /// The installed autotuning cache.
     pub fn tuning(&self) -> Option<Arc<crate::desc::tuning::TuneCache>> {
         self.inner.tuning.read().expect("tuning cache").clone()
+    }
+
+    /// Installs (or with `None` removes) a learner, which the plan calls the first time
+    /// it meets a shape class without a tuned entry for this adapter. Off by default;
+    /// [`crate::tuning::learn`] installs one that tunes and persists.
+    pub fn set_learner(&self, learner: Option<Learner>) {
+        *self.inner.learner.write().expect("learner") = learner;
+    }
+
+    /// Hands `request` to the learner, if one is installed, the class has no tuned entry
+    /// for this adapter and was not handed over before, and no learner runs on this
+    /// context now (its own tuning plans do not learn). A failure is counted in
+    /// [`ContextStats::learn_failures`] and the plan keeps its default.
+    pub(crate) fn learn(&self, request: &crate::desc::tuning::TuneRequest) {
+        let Some(learner) = self.inner.learner.read().expect("learner").clone() else {
+            return;
+        };
+        let class = request.class();
+        if let Some(cache) = self.tuning() {
+            let key = crate::desc::tuning::AdapterKey::of(&self.inner.caps.adapter);
+            if cache.get(&key, &class).is_some() {
+                return;
+            }
+        }
+        if self
+            .inner
+            .learning
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        if self.inner.learned.lock().expect("learned").insert(class) {
+            let counter = match learner(self, request) {
+                Ok(()) => &self.inner.stats.plans_learned,
+                Err(_) => &self.inner.stats.learn_failures,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.learning.store(false, Ordering::Release);
     }
 }

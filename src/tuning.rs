@@ -25,7 +25,42 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! # Plans that learn
+//!
+//! [`learn`] makes tuning happen on first use instead: it loads a cache file (creating
+//! it when absent), installs it, and installs a learner on the context, so that the first
+//! time the plan meets a shape class without an entry for this adapter and driver it
+//! tunes that shape there and then (on the thread recording the op, before the op is
+//! recorded), installs the winner and saves the file. The next process that calls
+//! [`learn`] with the file starts with every shape it learned. Off unless called; the
+//! test suite never calls it outside its own test.
+//!
+//! Cost: the first use of each class pays one tuning run: every candidate compiled,
+//! checked and timed [`LEARN_OPTIONS`]`.runs` times after a warm-up. On lavapipe (2
+//! cores) that is about 1-3 s for a 128x768x768 linear layer and tens of seconds for a
+//! 1024³ GEMM (docs/DISPATCH.md has measured figures); on a GPU, milliseconds to a
+//! second. Shapes whose class is already learned cost one hash lookup.
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, Tensor, DType, ops::gemm::{gemm, GemmDesc}};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! wgpu_quant::tuning::learn(&ctx, "wgpu-quant-plans.json")?;
+//! let a = Tensor::from_slice(&ctx, &[64, 128], &vec![0.5f32; 64 * 128])?;
+//! let b = Tensor::from_slice(&ctx, &[128, 96], &vec![0.25f32; 128 * 96])?;
+//! let c = Tensor::zeros(&ctx, &[64, 96], DType::F32)?;
+//! let mut enc = ctx.encoder("learned gemm");
+//! // The first GEMM of this class is tuned here; later ones (and later runs) reuse it.
+//! gemm(&ctx, &mut enc, &GemmDesc::new(64, 96, 128), &a, &b, None, &c)?;
+//! ctx.submit_and_wait(enc)?;
+//! assert_eq!(ctx.stats().plans_learned, 1);
+//! # Ok(()) }
+//! ```
+
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::bench::{random_f32, time_gpu, CaseOptions, ConvData, LinearData, Precision, Prepared};
 use crate::context::Context;
@@ -34,9 +69,79 @@ use crate::ops::gemm::{GemmDesc, GemmKernel};
 use crate::ops::RowTile;
 
 pub use crate::desc::tuning::{
-    bucket, AdapterEntry, AdapterKey, Choice, ConvKind, ShapeClass, TuneCache, Tuned, WeightType,
-    CACHE_VERSION,
+    bucket, AdapterEntry, AdapterKey, Choice, ConvKind, ShapeClass, TuneCache, TuneRequest, Tuned,
+    WeightType, CACHE_VERSION,
 };
+
+/// How [`learn`] times candidates: one warm-up and 3 runs each (fewer than `tune`'s 5,
+/// since it runs inside the app), the default margin.
+pub const LEARN_OPTIONS: TuneOptions = TuneOptions {
+    warmup: 1,
+    runs: 3,
+    margin: 0.03,
+};
+
+/// Turns on plans that learn (see the module docs): loads `path` (an empty cache if it
+/// does not exist; an error if it is damaged), installs it, and installs a learner that
+/// tunes each new shape class on first use with [`LEARN_OPTIONS`], installs the result
+/// and saves the cache to `path`. Entries for other adapters and drivers in the file are
+/// kept and ignored. [`stop_learning`] turns it off (the learned plans stay installed).
+pub fn learn(ctx: &Context, path: impl AsRef<Path>) -> Result<()> {
+    let path: PathBuf = path.as_ref().to_path_buf();
+    let cache = TuneCache::load_or_default(&path)?;
+    ctx.set_tuning(Some(cache));
+    // One learner at a time writes the file.
+    let file = Arc::new(Mutex::new(path));
+    ctx.set_learner(Some(Arc::new(move |ctx: &Context, req: &TuneRequest| {
+        let mut cache = ctx.tuning().map(|c| (*c).clone()).unwrap_or_default();
+        tune_request(ctx, &mut cache, req)?;
+        ctx.set_tuning(Some(cache.clone()));
+        let path = file.lock().expect("learn file");
+        cache.save(&*path)
+    })));
+    Ok(())
+}
+
+/// Removes the learner [`learn`] installed; the cache stays installed.
+pub fn stop_learning(ctx: &Context) {
+    ctx.set_learner(None);
+}
+
+/// Tunes the shape of `req` into `cache` with [`LEARN_OPTIONS`].
+pub fn tune_request(ctx: &Context, cache: &mut TuneCache, req: &TuneRequest) -> Result<Tuned> {
+    let mut tuner = Tuner::new(ctx, cache, LEARN_OPTIONS);
+    match *req {
+        TuneRequest::Gemm(ref desc) => tuner.gemm(desc),
+        TuneRequest::QGemm { m, n, k } => tuner.qgemm(m, n, k),
+        TuneRequest::WGemm { m, n, k, wtype } => {
+            let kind = match wtype {
+                WeightType::I8 => WeightKind::I8,
+                WeightType::I4 => WeightKind::I4,
+                WeightType::F16 => WeightKind::F16,
+                other => {
+                    return Err(Error::invalid(
+                        "tune",
+                        format!(
+                            "{}: {other:?} weights are not tuned (i8, i4 and f16 are)",
+                            req.class()
+                        ),
+                    ))
+                }
+            };
+            tuner.wgemm(m, n, k, kind)
+        }
+        TuneRequest::Conv { shape, kind } => {
+            let desc = crate::ops::conv::ConvDesc {
+                stride: shape.stride,
+                dilation: shape.dilation,
+                padding: crate::ops::conv::Padding::Explicit(shape.pad),
+                ..Default::default()
+            };
+            let x_shape = [shape.batch, shape.in_h, shape.in_w, shape.dims.in_channels];
+            tuner.conv(&desc, shape.dims, x_shape, kind)
+        }
+    }
+}
 
 /// How candidates are timed.
 #[derive(Debug, Clone, Copy, PartialEq)]

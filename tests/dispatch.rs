@@ -1016,3 +1016,69 @@ fn auto_half_math_gives_f16_products_only_to_f16_activations() {
         HalfMath::F32
     );
 }
+
+/// Plans that learn: with `tuning::learn`, the first GEMM of a shape class is tuned
+/// there and then (once, with no recursion into the tuner's own plans), installed and
+/// saved; later GEMMs of the class reuse it, a new context loading the file starts
+/// tuned, `stop_learning` turns it off, and a damaged file is an error naming it.
+#[test]
+fn plans_learn_on_first_use_and_persist() {
+    use wgpu_quant::plan::{explain_gemm, Source};
+    use wgpu_quant::tuning::{learn, stop_learning};
+    let path = std::env::temp_dir().join(format!("wgpu-quant-learn-{}.json", std::process::id()));
+    std::fs::remove_file(&path).ok();
+    let run = |ctx: &Context, desc: &GemmDesc| {
+        let a =
+            Tensor::from_slice(ctx, &[desc.m, desc.k], &random_f32(desc.m * desc.k, 1)).unwrap();
+        let b =
+            Tensor::from_slice(ctx, &[desc.k, desc.n], &random_f32(desc.k * desc.n, 2)).unwrap();
+        let c = Tensor::zeros(ctx, &[desc.m, desc.n], DType::F32).unwrap();
+        let mut enc = ctx.encoder("learned gemm");
+        gemm(ctx, &mut enc, desc, &a, &b, None, &c).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = c.read_blocking::<f32>(ctx).unwrap();
+        let (a, b) = (
+            random_f32(desc.m * desc.k, 1),
+            random_f32(desc.k * desc.n, 2),
+        );
+        let want = wgpu_quant::reference::gemm(desc, [0, 0, 0], &a, &b, None);
+        let err = wgpu_quant::reference::rel_error(&got, &want);
+        assert!(err < 1e-5, "learned GEMM rel. error {err:.2e}");
+    };
+    let desc = GemmDesc::new(20, 36, 52);
+    let ctx = common::context_with(Overrides::default());
+    learn(&ctx, &path).unwrap();
+    // Planning a class, even to explain it, learns it.
+    let tiny = GemmDesc::new(1, 1, 1);
+    assert_eq!(explain_gemm(&ctx, &tiny).unwrap().source, Source::Tuned);
+    let before = ctx.stats().plans_learned;
+    assert_eq!(before, 1);
+    run(&ctx, &desc);
+    run(&ctx, &desc);
+    let s = ctx.stats();
+    assert_eq!(s.plans_learned, before + 1, "{s:?}");
+    assert_eq!(s.learn_failures, 0, "{s:?}");
+    assert_eq!(explain_gemm(&ctx, &desc).unwrap().source, Source::Tuned);
+    let saved = TuneCache::load(&path).unwrap();
+    assert_eq!(saved.len() as u64, before + 1);
+    // A new context starts with what the file holds.
+    let ctx2 = common::context_with(Overrides::default());
+    learn(&ctx2, &path).unwrap();
+    assert_eq!(explain_gemm(&ctx2, &desc).unwrap().source, Source::Tuned);
+    run(&ctx2, &desc);
+    assert_eq!(ctx2.stats().plans_learned, 0);
+    // Stopped: a new class keeps the heuristic.
+    stop_learning(&ctx2);
+    let other = GemmDesc::new(3, 200, 64);
+    run(&ctx2, &other);
+    assert_eq!(ctx2.stats().plans_learned, 0);
+    assert_eq!(
+        explain_gemm(&ctx2, &other).unwrap().source,
+        Source::Heuristic
+    );
+    // A damaged file is refused with its name.
+    std::fs::write(&path, "{ not json").unwrap();
+    let e = learn(&ctx2, &path).unwrap_err().to_string();
+    assert!(e.contains("wgpu-quant-learn"), "{e}");
+    std::fs::remove_file(&path).ok();
+}

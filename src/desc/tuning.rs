@@ -157,6 +157,53 @@ impl WeightType {
     }
 }
 
+/// A shape the plan met without a tuned entry, as the learner receives it
+/// ([`crate::context::Context::set_learner`], [`crate::tuning::learn`]): enough to tune it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuneRequest {
+    /// An FP32 GEMM.
+    Gemm(GemmDesc),
+    /// A W8A8 GEMM, `m x n x k`.
+    QGemm {
+        /// Rows of activations.
+        m: usize,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+    },
+    /// A weight-only or FP16 GEMM with `wtype` weights.
+    WGemm {
+        /// Rows of activations.
+        m: usize,
+        /// Output features.
+        n: usize,
+        /// Input features.
+        k: usize,
+        /// The weight type.
+        wtype: WeightType,
+    },
+    /// A convolution's implicit GEMM.
+    Conv {
+        /// The convolution's geometry.
+        shape: ConvShape,
+        /// Its storage.
+        kind: ConvKind,
+    },
+}
+
+impl TuneRequest {
+    /// The shape class a tuned result is stored under.
+    pub fn class(&self) -> ShapeClass {
+        match self {
+            TuneRequest::Gemm(d) => ShapeClass::gemm(d),
+            &TuneRequest::QGemm { m, n, k } => ShapeClass::qgemm(m, n, k),
+            &TuneRequest::WGemm { m, n, k, wtype } => ShapeClass::wgemm(m, n, k, wtype),
+            TuneRequest::Conv { shape, kind } => ShapeClass::conv(shape, *kind),
+        }
+    }
+}
+
 /// The key of a tuned plan: op, dtype and the shape bucketed ([`bucket`] for M, the next
 /// power of two for N, K and channels). Written to JSON as its text form, e.g.
 /// `gemm f32 m16 n256 k512 nt`, `qgemm w8a8 m1 n4096 k4096`,
