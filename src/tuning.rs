@@ -38,9 +38,9 @@
 //!
 //! Cost: the first use of each class pays one tuning run: every candidate compiled,
 //! checked and timed [`LEARN_OPTIONS`]`.runs` times after a warm-up. On lavapipe (2
-//! cores) that is about 1-3 s for a 128x768x768 linear layer and tens of seconds for a
-//! 1024³ GEMM (docs/DISPATCH.md has measured figures); on a GPU, milliseconds to a
-//! second. Shapes whose class is already learned cost one hash lookup.
+//! cores) a 128x768x768 linear layer took 1.7 s (W8A16), 3.6 s (FP32) and 5.7 s (FP16)
+//! (`examples/learn.rs`, docs/PERFORMANCE.md); larger shapes take longer in proportion
+//! to their run time. Shapes whose class is already learned cost one hash lookup.
 //!
 //! ```no_run
 //! use wgpu_quant::{Context, Tensor, DType, ops::gemm::{gemm, GemmDesc}};
@@ -463,7 +463,7 @@ impl<'a> Tuner<'a> {
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
         use crate::ops::wgemm::TILES;
         let caps = self.ctx.capabilities();
-        let rows_default = crate::plan::default_wgemm_config(caps, m, n, k);
+        let rows_default = crate::plan::default_wgemm_config(caps, m, n, k, kind.wtype());
         let mut cands: Vec<Choice> = row_candidates(caps, rows_default, &TILES, (m, n, k))
             .into_iter()
             .map(Choice::Rows)

@@ -666,7 +666,7 @@ fn fallbacks_under_small_workgroup_limits() {
         assert!(k.fits(&gpu), "GPU plan {m}x{n}: {k:?} does not fit");
         let t = wgpu_quant::plan::default_qgemm_config(&caps, m, n, 128);
         assert!(t.wg <= 32, "{t:?}");
-        let t = wgpu_quant::plan::default_wgemm_config(&caps, m, n, 128);
+        let t = wgpu_quant::plan::default_wgemm_config(&caps, m, n, 128, WeightType::I8);
         assert!(t.wg <= 32, "{t:?}");
     }
     // A pinned kernel over the limits is an error naming it.
@@ -717,7 +717,9 @@ fn split_k_heuristic_follows_the_device() {
     assert_eq!(split_k_target(&caps), 4 * cores);
     assert_eq!(split_k_target(&gpu), SPLIT_K_TARGET);
     assert_eq!(default_split_k(&caps, 4 * cores, 1 << 20), 1);
-    let one_wg = 1u32 << (4 * cores).min(16).ilog2();
+    // One workgroup: as many slices as the target wants, each at least
+    // SPLIT_K_MIN_SLICE_CPU long (4 of K = 4096).
+    let one_wg = 1u32 << (4 * cores).min(16).min(4).ilog2();
     assert_eq!(default_split_k(&caps, 1, 4096), one_wg);
     assert_eq!(default_split_k(&gpu, 16, 4096), 16);
     assert_eq!(default_split_k(&gpu, 8, 1 << 20), SPLIT_K_MAX);
@@ -738,7 +740,10 @@ fn split_k_heuristic_follows_the_device() {
         GemmKernel::Register(RegConfig::new(64, 1, 1, 4).split_k(16))
     );
     assert_eq!(plan::default_qgemm_config(&gpu, 1, 4096, 4096).split_k, 16);
-    assert_eq!(plan::default_wgemm_config(&gpu, 1, 4096, 4096).split_k, 16);
+    assert_eq!(
+        plan::default_wgemm_config(&gpu, 1, 4096, 4096, WeightType::I8).split_k,
+        16
+    );
     // The CPU plans of the same GEMV, by the CPU target.
     let want = RegConfig::new(64, 1, 1, 4).split_k(default_split_k(&caps, 16, 4096));
     assert_eq!(
@@ -747,14 +752,20 @@ fn split_k_heuristic_follows_the_device() {
     );
     // The row kernels split on GPUs only (on lavapipe 2 slices lost 4-9 %).
     assert_eq!(plan::default_qgemm_config(&caps, 1, 768, 768).split_k, 1);
-    assert_eq!(plan::default_wgemm_config(&caps, 1, 768, 768).split_k, 1);
+    assert_eq!(
+        plan::default_wgemm_config(&caps, 1, 768, 768, WeightType::I8).split_k,
+        1
+    );
     assert_eq!(plan::default_qgemm_config(&gpu, 1, 768, 768).split_k, 2);
     // Enough tiles already, or too short a K, or not GEMV-like: no split.
     assert_eq!(
         plan::default_qgemm_config(&gpu, 1, 1 << 17, 4096).split_k,
         1
     );
-    assert_eq!(plan::default_wgemm_config(&gpu, 4, 4096, 300).split_k, 1);
+    assert_eq!(
+        plan::default_wgemm_config(&gpu, 4, 4096, 300, WeightType::I8).split_k,
+        1
+    );
     assert!(!matches!(
         plan::default_gemm_kernel(&gpu, &GemmDesc::new(64, 4096, 4096)),
         GemmKernel::Register(RegConfig { split_k: 2.., .. })

@@ -6,6 +6,7 @@ use wgpu_quant::ops::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
 use wgpu_quant::ops::wgemm::HalfMath;
 use wgpu_quant::plan::split::{fold_grid, gemm_pieces, runs, window_units, SplitK};
 use wgpu_quant::plan::{self, SPLIT_K_MAX, SPLIT_K_MIN_SLICE, SPLIT_K_TARGET};
+use wgpu_quant::tuning::WeightType;
 use wgpu_quant::{Capabilities, Error, KeyLimits};
 
 fn limits() -> KeyLimits {
@@ -125,7 +126,7 @@ fn every_default_fits_the_invocation_limit() {
                     assert!(g.fits(&caps), "{lim}: {m}x{n}: {g:?}");
                     for t in [
                         plan::default_qgemm_config(&caps, m, n, 300),
-                        plan::default_wgemm_config(&caps, m, n, 300),
+                        plan::default_wgemm_config(&caps, m, n, 300, WeightType::I8),
                         plan::default_qconv_config(&caps, m, n),
                         plan::default_conv_config(&caps, m, n),
                     ] {
@@ -171,11 +172,50 @@ fn split_k_heuristic() {
     let c = cpu(Some(8));
     assert_eq!(plan::split_k_target(&c), 4 * cores());
     assert_eq!(plan::default_split_k(&c, 4 * cores(), 1 << 20), 1);
+    // ... with slices of at least SPLIT_K_MIN_SLICE_CPU: K = 768 stays whole, K = 4096
+    // takes at most 4 slices.
+    assert_eq!(plan::default_split_k(&c, 1, 768), 1);
+    assert_eq!(
+        plan::default_split_k(&c, 1, 4096),
+        (4 * cores() as u32).min(4)
+    );
     // The row GEMMs split on GPUs only; the FP32 register kernel everywhere.
     assert_eq!(plan::default_qgemm_config(&c, 1, 768, 768).split_k, 1);
-    assert_eq!(plan::default_wgemm_config(&c, 1, 768, 768).split_k, 1);
+    assert_eq!(
+        plan::default_wgemm_config(&c, 1, 768, 768, WeightType::I8).split_k,
+        1
+    );
     assert!(plan::default_qgemm_config(&g, 1, 768, 4096).split_k > 1);
-    assert!(plan::default_wgemm_config(&g, 1, 768, 4096).split_k > 1);
+    assert!(plan::default_wgemm_config(&g, 1, 768, 4096, WeightType::I8).split_k > 1);
+}
+
+/// The CPU adapters' row tiles for linear layers beyond M = 2 (the lavapipe sweep):
+/// W8A8 4x4 then 8x4, 4-bit weights 2x8, 8-bit and f16 weights 4x8; GPUs and GEMVs keep
+/// the shared rule.
+#[test]
+fn cpu_row_tiles_for_linear_layers() {
+    let (c, g) = (cpu(Some(8)), gpu());
+    let q = |caps: &Capabilities, m| plan::default_qgemm_config(caps, m, 4096, 4096);
+    let w = |caps: &Capabilities, m, t| plan::default_wgemm_config(caps, m, 4096, 4096, t);
+    let shape = |t: wgpu_quant::ops::RowTile| (t.wg, t.tm, t.tn4);
+    assert_eq!(shape(q(&c, 3)), (64, 4, 1));
+    assert_eq!(shape(q(&c, 128)), (64, 8, 1));
+    assert_eq!(shape(q(&g, 128)), (64, 4, 2));
+    assert_eq!(shape(q(&c, 1)), shape(q(&g, 1)));
+    for m in [3, 8, 128] {
+        assert_eq!(shape(w(&c, m, WeightType::I4)), (64, 2, 2), "m = {m}");
+        assert_eq!(shape(w(&c, m, WeightType::I8)), (64, 4, 2), "m = {m}");
+    }
+    assert_eq!(shape(w(&g, 8, WeightType::I8)), (64, 8, 1));
+    assert_eq!(shape(w(&g, 128, WeightType::I4)), (64, 4, 2));
+    // At most 32 columns: one group of 4 columns per invocation, on 8 invocations.
+    let narrow = |t| shape(plan::default_wgemm_config(&c, 4096, 16, 64, t));
+    assert_eq!(narrow(WeightType::I4), (8, 4, 1));
+    assert_eq!(narrow(WeightType::I8), (8, 8, 1));
+    assert_eq!(
+        shape(plan::default_qgemm_config(&c, 3136, 16, 64)),
+        (8, 8, 1)
+    );
 }
 
 #[test]

@@ -64,7 +64,9 @@ enum Cmd {
         /// The cache file to write.
         #[arg(long, default_value = "wgpu-quant-tuning.json")]
         out: String,
-        /// FP32 GEMM shapes as MxNxK (B stored K x N); '' for none.
+        /// FP32 GEMM shapes as MxNxK, B in the layout of a linear layer's weight on the
+        /// adapter (`plan::linear_weight_transposed`: N x K on CPU adapters when K is a
+        /// multiple of 4, else K x N); '' for none.
         #[arg(long, value_delimiter = ',', default_values_t = ["256x256x256", "512x512x512", "128x768x768", "1x4096x4096"].map(String::from).to_vec())]
         gemm: Vec<String>,
         /// W8A8 and weight-only (i8, i4) and FP16 GEMM shapes as MxNxK (weight N x K); ''
@@ -364,9 +366,10 @@ fn tune(
         let mut tuner = Tuner::new(ctx, &mut cache, opts);
         for s in gemm {
             let (m, n, k) = parse_shape(s)?;
-            let t = tuner
-                .gemm(&wgpu_quant::ops::gemm::GemmDesc::new(m, n, k))
-                .map_err(|e| e.to_string())?;
+            // The layout a linear layer's weight takes on this adapter (the bench's too).
+            let trans = wgpu_quant::plan::linear_weight_transposed(ctx.capabilities(), k);
+            let desc = wgpu_quant::ops::gemm::GemmDesc::new(m, n, k).transpose(false, trans);
+            let t = tuner.gemm(&desc).map_err(|e| e.to_string())?;
             rows.push(("FP32".into(), s.to_string(), t));
             eprintln!("tuned FP32 {s}");
         }

@@ -106,6 +106,11 @@ pub const SPLIT_K_TARGET: u64 = 256;
 pub const SPLIT_K_MIN_SLICE: usize = 256;
 /// Most K slices the heuristic chooses.
 pub const SPLIT_K_MAX: u32 = 16;
+/// [`SPLIT_K_MIN_SLICE`] on CPU adapters, where the reduce pass costs a dispatch of
+/// about 0.2 ms (lavapipe): a 2x768x768 FP32 GEMM ran 0.47 ms unsplit against 0.75 ms
+/// in 2 slices once the K-vector loads made its slices short (docs/PERFORMANCE.md, "No
+/// cliffs").
+pub const SPLIT_K_MIN_SLICE_CPU: usize = 1024;
 
 /// The workgroups below which [`default_split_k`] splits: [`SPLIT_K_TARGET`] on GPUs; on
 /// CPU adapters, 4 per core of this machine (the driver's threads; lavapipe runs one per
@@ -123,16 +128,21 @@ pub fn split_k_target(caps: &Capabilities) -> u64 {
 /// W8A8 and weight-only GEMMs): a shape whose `workgroups` fall short of
 /// [`split_k_target`] (256 on GPUs, 4 per core on CPU adapters) cuts its `k` into the
 /// power of two slices that comes closest to the target from below, each at least
-/// [`SPLIT_K_MIN_SLICE`] long, at most [`SPLIT_K_MAX`]. On lavapipe (2 cores) a
-/// 2x768x768 FP32 GEMM (3 workgroups) gains 1.28x from 2 slices, and a 4096x4096 GEMV
-/// (8 to 16 workgroups) is left whole.
+/// [`SPLIT_K_MIN_SLICE`] long ([`SPLIT_K_MIN_SLICE_CPU`] on CPU adapters), at most
+/// [`SPLIT_K_MAX`]. On lavapipe (2 cores) a 2x768x768 FP32 GEMM (3 workgroups) and a
+/// 4096x4096 GEMV (16 workgroups) are left whole.
 pub fn default_split_k(caps: &Capabilities, workgroups: u64, k: usize) -> u32 {
     let target = split_k_target(caps);
     if workgroups >= target {
         return 1;
     }
     let want = target / workgroups.max(1);
-    let by_k = (k / SPLIT_K_MIN_SLICE) as u64;
+    let min_slice = if caps.is_cpu() {
+        SPLIT_K_MIN_SLICE_CPU
+    } else {
+        SPLIT_K_MIN_SLICE
+    };
+    let by_k = (k / min_slice) as u64;
     let s = want.min(by_k).min(u64::from(SPLIT_K_MAX)).max(1);
     1 << s.ilog2()
 }
@@ -322,9 +332,39 @@ pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile 
 }
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
-/// [`default_qconv_config`] with K split by [`default_split_k`] on GPUs.
+/// [`default_qconv_config`] (on CPU adapters beyond M = 2: 4x4 up to M = 4, else 8x4)
+/// with K split by [`default_split_k`] on GPUs.
 pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
-    with_split_k(caps, default_qconv_config(caps, m, n), m, n, k)
+    let t = match cpu_rows(caps, m, n, None) {
+        Some(t) => cap_rows(caps, t.fit(n)),
+        None => default_qconv_config(caps, m, n),
+    };
+    with_split_k(caps, t, m, n, k)
+}
+
+/// The CPU adapters' own row tiles for the linear layers beyond M = 2 (None: the shared
+/// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
+/// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
+/// - W8A8 (`wtype` None): 4x4 for M = 3-4, 8x4 beyond (the 4x8 default was 1.2-2.9x
+///   slower on 7 of 14 shapes);
+/// - 4-bit weights: 2x8 (4x8 and 8x4 were 1.3-2.6x slower on 10 of 14 shapes);
+/// - 8-bit and f16 weights: 4x8 for M = 5-8 as beyond (8x4 lost 1.37x at 8x4096x4096);
+/// - weight-only with at most 32 output columns: one group of 4 columns (4x4 for 4-bit,
+///   8x4 for 8-bit weights), since even 8 invocations of 8 columns would cover 64 (1.5-1.9x
+///   at 12544x32x28 and 4096x16x64).
+fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) -> Option<RowTile> {
+    if !caps.is_cpu() || m <= 2 {
+        return None;
+    }
+    let four_bit = matches!(wtype, Some(WeightType::I4 | WeightType::U4));
+    match wtype {
+        None if m <= 4 => Some(qgemm::TILES[2]),
+        None => Some(qgemm::TILES[4]),
+        Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
+        Some(_) if n <= 32 => Some(wgemm::TILES[4]),
+        Some(_) if four_bit => Some(wgemm::TILES[1]),
+        Some(_) => Some(wgemm::TILES[3]),
+    }
 }
 
 /// The W8A8 GEMM tile ([`crate::ops::qgemm`]): tuned, else [`default_qgemm_config`].
@@ -369,12 +409,20 @@ pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
     tuned_rows(ctx, &ShapeClass::conv(shape, ConvKind::W8A8))
 }
 
-/// The documented heuristic of [`wgemm_config`]: up to 8 rows in one pass over the
-/// weights (GEMV reads each weight byte once), else 4 rows by 8 columns, the workgroup
-/// narrowed for narrow outputs ([`RowTile::fit`]); on GPUs, K split by
-/// [`default_split_k`].
-pub fn default_wgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
-    with_split_k(caps, cap_rows(caps, wgemm_rows(m).fit(n)), m, n, k)
+/// The documented heuristic of [`wgemm_config`] for `wtype` weights: up to 8 rows in
+/// one pass over the weights (GEMV reads each weight byte once), else 4 rows by 8
+/// columns; on CPU adapters beyond M = 2 the tiles of the CPU rule (2x8 for 4-bit
+/// weights, 4x8 otherwise); the workgroup narrowed for narrow outputs
+/// ([`RowTile::fit`]); on GPUs, K split by [`default_split_k`].
+pub fn default_wgemm_config(
+    caps: &Capabilities,
+    m: usize,
+    n: usize,
+    k: usize,
+    wtype: WeightType,
+) -> RowTile {
+    let t = cpu_rows(caps, m, n, Some(wtype)).unwrap_or_else(|| wgemm_rows(m));
+    with_split_k(caps, cap_rows(caps, t.fit(n)), m, n, k)
 }
 
 /// The weight-only / FP16 GEMM tile ([`crate::ops::wgemm`]) for weights of `wtype`:
@@ -384,7 +432,7 @@ pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightTy
         ctx.learn(&TuneRequest::WGemm { m, n, k, wtype });
     }
     tuned_rows(ctx, &ShapeClass::wgemm(m, n, k, wtype))
-        .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m, n, k))
+        .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m, n, k, wtype))
 }
 
 /// Arithmetic of the FP16 GEMM when the caller leaves it to the plan: f16 products with
