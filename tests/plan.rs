@@ -74,7 +74,8 @@ fn cpu_gemm_kernels_follow_the_heuristic() {
     assert!(!plan::linear_weight_transposed(&gpu(), 768));
     // No subgroups, or subgroups of 4: the register kernel.
     for caps in [cpu(None), cpu(Some(4))] {
-        assert!(matches!(k(&caps, 64), GemmKernel::Register(c) if c.tm == 4));
+        assert!(matches!(k(&caps, 4), GemmKernel::Register(c) if c.tm == 4));
+        assert!(matches!(k(&caps, 64), GemmKernel::Register(c) if c.tm == 8));
     }
     // CPU adapters never get workgroup-memory kernels.
     for m in DIMS {
@@ -216,6 +217,10 @@ fn cpu_row_tiles_for_linear_layers() {
         shape(plan::default_qgemm_config(&c, 3136, 16, 64)),
         (8, 8, 1)
     );
+    // Float convolutions likewise at most 32 channels per group on CPU adapters.
+    assert_eq!(shape(plan::default_conv_config(&c, 12544, 32)), (8, 4, 1));
+    assert_eq!(shape(plan::default_conv_config(&c, 12544, 64)), (8, 4, 2));
+    assert_eq!(shape(plan::default_conv_config(&g, 12544, 32)), (8, 4, 2));
 }
 
 #[test]
@@ -576,6 +581,16 @@ fn narrow_outputs_narrow_the_fp32_workgroup() {
             }
         }
     }
+    // A CPU adapter without subgroups (llvmpipe through GL) narrows the register kernel
+    // down to 8 invocations whatever subgroup sizes it reports.
+    let mut gl = cpu(None);
+    gl.subgroup_size = (4, 128);
+    assert_eq!(plan::min_gemm_wg(&gl), 8);
+    let k = plan::default_gemm_kernel(&gl, &GemmDesc::new(3136, 64, 576));
+    assert!(
+        matches!(k, GemmKernel::Register(c) if c.wg == 16 && c.tm == 8),
+        "{k:?}"
+    );
     // The implicit-GEMM shape that fell off the cliff on lavapipe: 8 invocations, not 64,
     // with the tall 32x4 tile; a short narrow output keeps the 16x8 tile, narrowed.
     let cpu8 = cpu(Some(8));

@@ -186,8 +186,12 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
                 }),
                 _ => sg(16, 2),
             }
-        } else {
+        } else if desc.m <= 4 {
             reg(4, 1, 4)
+        } else {
+            // No subgroups (llvmpipe through GL): 8 rows per invocation beat 4 by
+            // 1.28-1.34x on 5 of 6 shapes of M >= 8 (docs/PERFORMANCE.md, "No cliffs").
+            reg(8, 1, 4)
         }
     } else if desc.m <= 8 {
         small_m(desc.m)
@@ -249,6 +253,12 @@ pub fn linear_weight_transposed(caps: &Capabilities, k: usize) -> bool {
 /// kernels: the device's largest subgroup, and at least 8 (the subgroup kernel shares
 /// rows of A across 8 lanes).
 pub fn min_gemm_wg(caps: &Capabilities) -> u32 {
+    if !caps.subgroups && caps.is_cpu() {
+        // No subgroup kernel runs, and a CPU driver has no SIMD width to fill beyond its
+        // own vector (llvmpipe GL reports subgroups of 4 to 128, which would keep
+        // 64 invocations on a 16-column output: 3136x64x576 ran 105 ms, 1.7x the best).
+        return 8;
+    }
     caps.subgroup_size.1.max(8)
 }
 
@@ -383,7 +393,15 @@ pub fn qgemm_config(ctx: &Context, m: usize, n: usize, k: usize, conv: bool) -> 
 /// The documented heuristic of [`conv_config`]: as the W8A8 GEMM's, 4 output pixels by 8
 /// channels, narrowed to the channels of one group.
 pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTile {
-    cap_rows(caps, conv_rows(m).fit(ncols))
+    // CPU adapters, at most 32 output channels per group: one group of 4 columns per
+    // invocation, since 8 invocations of 8 would cover 64 (lavapipe, EfficientNet's stem
+    // 224x224x3 -> 32: 4x8 8.95 ms, 4x4 6.15; docs/PERFORMANCE.md, "No cliffs").
+    let t = if caps.is_cpu() && m > 3 && ncols <= 32 {
+        conv::TILES[2]
+    } else {
+        conv_rows(m)
+    };
+    cap_rows(caps, t.fit(ncols))
 }
 
 /// The float implicit-GEMM convolution tile ([`crate::ops::conv`]) for `shape` with
