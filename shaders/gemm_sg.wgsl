@@ -31,6 +31,34 @@
 const BN: u32 = WG * TN4 * 4u;
 const TM8: u32 = TM / 8u;
 
+// The values of lanes 0..8 of the subgroup (subgroupBroadcast takes a constant lane
+// index). Called from uniform control flow only.
+fn broadcast8(x: f32) -> array<f32, 8> {
+    return array<f32, 8>(
+        subgroupBroadcast(x, 0u),
+        subgroupBroadcast(x, 1u),
+        subgroupBroadcast(x, 2u),
+        subgroupBroadcast(x, 3u),
+        subgroupBroadcast(x, 4u),
+        subgroupBroadcast(x, 5u),
+        subgroupBroadcast(x, 6u),
+        subgroupBroadcast(x, 7u),
+    );
+}
+
+fn broadcast8v(x: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        subgroupBroadcast(x, 0u),
+        subgroupBroadcast(x, 1u),
+        subgroupBroadcast(x, 2u),
+        subgroupBroadcast(x, 3u),
+        subgroupBroadcast(x, 4u),
+        subgroupBroadcast(x, 5u),
+        subgroupBroadcast(x, 6u),
+        subgroupBroadcast(x, 7u),
+    );
+}
+
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(
@@ -92,16 +120,7 @@ fn main(
                 bv[j * 4u + 3u] = b_vec(brow[j].w + k4);
             }
             for (var r8 = 0u; r8 < TM8; r8++) {
-                let mine = load_a4(arow[r8], kstart);
-                var av: array<vec4<f32>, 8>;
-                av[0] = subgroupBroadcast(mine, 0u);
-                av[1] = subgroupBroadcast(mine, 1u);
-                av[2] = subgroupBroadcast(mine, 2u);
-                av[3] = subgroupBroadcast(mine, 3u);
-                av[4] = subgroupBroadcast(mine, 4u);
-                av[5] = subgroupBroadcast(mine, 5u);
-                av[6] = subgroupBroadcast(mine, 6u);
-                av[7] = subgroupBroadcast(mine, 7u);
+                var av = broadcast8v(load_a4(arow[r8], kstart));
                 for (var r = 0u; r < 8u; r++) {
                     let x = av[r];
                     for (var j = 0u; j < TN4; j++) {
@@ -129,16 +148,7 @@ fn main(
             } else {
                 mine = a_at(arow[r8] + k);
             }
-            // subgroupBroadcast takes a constant lane index.
-            var av: array<f32, 8>;
-            av[0] = subgroupBroadcast(mine, 0u);
-            av[1] = subgroupBroadcast(mine, 1u);
-            av[2] = subgroupBroadcast(mine, 2u);
-            av[3] = subgroupBroadcast(mine, 3u);
-            av[4] = subgroupBroadcast(mine, 4u);
-            av[5] = subgroupBroadcast(mine, 5u);
-            av[6] = subgroupBroadcast(mine, 6u);
-            av[7] = subgroupBroadcast(mine, 7u);
+            var av = broadcast8(mine);
             for (var r = 0u; r < 8u; r++) {
                 for (var j = 0u; j < TN4; j++) {
                     let t = (r8 * 8u + r) * TN4 + j;

@@ -211,25 +211,8 @@ pub fn clip(
     clip: Clip,
     out: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "clip";
-    clip.check(OP)?;
-    let f = check_float_io(OP, &[("x", x)], out)?;
-    let params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
-    dispatch(
-        ctx,
-        encoder,
-        OP,
-        1,
-        [f[0], false, f[1]],
-        &params,
-        [
-            elems("x", x),
-            elems("x", x),
-            Operand::whole("-", ctx.dummy_buffer()),
-            elems("output", out),
-        ],
-        (out.numel(), 1),
-    )
+    clip.check("clip")?;
+    unary(ctx, encoder, ("clip", 1), x, clip, out)
 }
 
 /// Records `out = x` converted to `out`'s dtype (f32 or f16 each, same shape). f16 to
@@ -242,14 +225,25 @@ pub fn cast(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "cast";
-    let f = check_float_io(OP, &[("x", x)], out)?;
-    let params = Params::new(to_u32(OP, "elements", out.numel())?, Clip::NONE);
+    unary(ctx, encoder, ("cast", 4), x, Clip::NONE, out)
+}
+
+/// Records the one-input float kernel `code` of `op` (clip or conversion) over `x`.
+fn unary(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    x: &Tensor,
+    clip: Clip,
+    out: &Tensor,
+) -> Result<()> {
+    let f = check_float_io(op, &[("x", x)], out)?;
+    let params = Params::new(to_u32(op, "elements", out.numel())?, clip);
     dispatch(
         ctx,
         encoder,
-        OP,
-        4,
+        op,
+        code,
         [f[0], false, f[1]],
         &params,
         [
