@@ -223,7 +223,7 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// kernel. CPU adapters take it: x86 has no f16 arithmetic (the driver emulates every
 /// operation), so the FP16 GEMM's gain there is its halved bytes, and the FP32 subgroup
 /// and register kernels are the fastest family (lavapipe, 128x3072x768: rows 99 ms, this
-/// route about 35). GPUs keep the row kernel (or f16 arithmetic).
+/// route 23 ms). GPUs keep the row kernel (or f16 arithmetic).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
     caps.is_cpu()
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
