@@ -221,6 +221,9 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(shape(plan::default_conv_config(&c, 12544, 32)), (8, 4, 1));
     assert_eq!(shape(plan::default_conv_config(&c, 12544, 64)), (8, 4, 2));
     assert_eq!(shape(plan::default_conv_config(&g, 12544, 32)), (8, 4, 2));
+    // And the INT8 convolution.
+    assert_eq!(shape(plan::default_qconv_config(&c, 12544, 32)), (8, 4, 1));
+    assert_eq!(shape(plan::default_qconv_config(&g, 12544, 32)), (8, 4, 2));
 }
 
 #[test]
