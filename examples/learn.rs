@@ -46,6 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wh: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
     let w16 = Tensor::from_slice(&ctx, &[n, k], &wh)?;
 
+    // The weight-only and FP16 layers: f16 activations times `weights`.
+    let linear = |enc: &mut wgpu::CommandEncoder, weights: Weights| {
+        wgemm(&ctx, enc, &WGemmDesc::default(), &x16, weights, None, &y)
+    };
     type Record<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) -> wgpu_quant::Result<()> + 'a>;
     let layers: Vec<(&str, Record)> = vec![
         (
@@ -54,31 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "W8A16 128x768x768",
-            Box::new(|enc| {
-                wgemm(
-                    &ctx,
-                    enc,
-                    &WGemmDesc::default(),
-                    &x16,
-                    Weights::Quantized(&wq),
-                    None,
-                    &y,
-                )
-            }),
+            Box::new(|enc| linear(enc, Weights::Quantized(&wq))),
         ),
         (
             "FP16  128x768x768",
-            Box::new(|enc| {
-                wgemm(
-                    &ctx,
-                    enc,
-                    &WGemmDesc::default(),
-                    &x16,
-                    Weights::F16(&w16),
-                    None,
-                    &y,
-                )
-            }),
+            Box::new(|enc| linear(enc, Weights::F16(&w16))),
         ),
     ];
     for (name, record) in &layers {

@@ -730,10 +730,13 @@ impl Context {
     /// for this adapter and was not handed over before, and no learner runs on this
     /// context now (its own tuning plans do not learn). A failure is counted in
     /// [`ContextStats::learn_failures`] and the plan keeps its default.
-    pub(crate) fn learn(&self, request: &crate::desc::tuning::TuneRequest) {
+    /// `request` is built only when a learner is installed, so plans pay one read lock
+    /// otherwise.
+    pub(crate) fn learn(&self, request: impl FnOnce() -> crate::desc::tuning::TuneRequest) {
         let Some(learner) = self.inner.learner.read().expect("learner").clone() else {
             return;
         };
+        let request = request();
         let class = request.class();
         if let Some(cache) = self.tuning() {
             let key = crate::desc::tuning::AdapterKey::of(&self.inner.caps.adapter);
@@ -750,7 +753,7 @@ impl Context {
             return;
         }
         if self.inner.learned.lock().expect("learned").insert(class) {
-            let counter = match learner(self, request) {
+            let counter = match learner(self, &request) {
                 Ok(()) => &self.inner.stats.plans_learned,
                 Err(_) => &self.inner.stats.learn_failures,
             };

@@ -287,7 +287,7 @@ fn narrow_gemm(caps: &Capabilities, k: GemmKernel) -> GemmKernel {
 /// context's tuned choice for this shape class if there is one that fits the device,
 /// else [`default_gemm_kernel`].
 pub fn gemm_kernel(ctx: &Context, desc: &GemmDesc) -> GemmKernel {
-    ctx.learn(&TuneRequest::Gemm(desc.clone()));
+    ctx.learn(|| TuneRequest::Gemm(desc.clone()));
     let caps = ctx.capabilities();
     match lookup(ctx, &ShapeClass::gemm(desc)) {
         Some(Choice::Gemm(k)) if k.fits(caps) => k,
@@ -392,7 +392,7 @@ pub fn qgemm_config(ctx: &Context, m: usize, n: usize, k: usize, conv: bool) -> 
     if conv {
         return default_qconv_config(caps, m, n);
     }
-    ctx.learn(&TuneRequest::QGemm { m, n, k });
+    ctx.learn(|| TuneRequest::QGemm { m, n, k });
     tuned_rows(ctx, &ShapeClass::qgemm(m, n, k))
         .unwrap_or_else(|| default_qgemm_config(caps, m, n, k))
 }
@@ -414,7 +414,7 @@ pub fn default_conv_config(caps: &Capabilities, m: usize, ncols: usize) -> RowTi
 /// The float implicit-GEMM convolution tile ([`crate::ops::conv`]) for `shape` with
 /// `kind` storage (f32 or f16): tuned, else [`default_conv_config`].
 pub fn conv_config(ctx: &Context, shape: &ConvShape, kind: ConvKind) -> RowTile {
-    ctx.learn(&TuneRequest::Conv {
+    ctx.learn(|| TuneRequest::Conv {
         shape: *shape,
         kind,
     });
@@ -427,7 +427,7 @@ pub fn conv_config(ctx: &Context, shape: &ConvShape, kind: ConvKind) -> RowTile 
 /// The INT8 convolution's tile when the tuning cache has one for `shape` (otherwise the
 /// W8A8 kernel's convolution heuristic, [`default_qconv_config`], applies).
 pub fn tuned_qconv_config(ctx: &Context, shape: &ConvShape) -> Option<RowTile> {
-    ctx.learn(&TuneRequest::Conv {
+    ctx.learn(|| TuneRequest::Conv {
         shape: *shape,
         kind: ConvKind::W8A8,
     });
@@ -454,7 +454,7 @@ pub fn default_wgemm_config(
 /// tuned, else [`default_wgemm_config`].
 pub fn wgemm_config(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> RowTile {
     if matches!(wtype, WeightType::I8 | WeightType::I4 | WeightType::F16) {
-        ctx.learn(&TuneRequest::WGemm { m, n, k, wtype });
+        ctx.learn(|| TuneRequest::WGemm { m, n, k, wtype });
     }
     tuned_rows(ctx, &ShapeClass::wgemm(m, n, k, wtype))
         .unwrap_or_else(|| default_wgemm_config(ctx.capabilities(), m, n, k, wtype))
