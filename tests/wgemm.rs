@@ -521,6 +521,44 @@ fn wgemm_errors_name_the_problem() {
 /// Operands over `max_storage_buffer_binding_size` run in pieces of rows and output
 /// columns (x, weights, scales, bias and output bound as aligned windows, the output
 /// keeping its row pitch), within the same error budgets.
+/// An f16 output that fits one binding while the f32 scratch of the FP16 route would
+/// not (64 x 800: 100 KiB in f16, 200 KiB in f32, under a 128 KiB limit): the plan keeps
+/// the row kernel and the result stays right; pinning the route is refused.
+#[test]
+fn fp16_route_needs_its_scratch_within_a_binding() {
+    let (m, n, k) = (64usize, 800usize, 64usize);
+    let ctx = common::small_bindings(128 << 10);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let (w, wd) = upload_x(&ctx, &[n, k], &wf, true);
+    let (x, xd) = upload_x(&ctx, &[m, k], &xf, true);
+    let out = poisoned_out(&ctx, &[m, n], true);
+    let mut enc = ctx.encoder("fp16 scratch limit");
+    wgemm(
+        &ctx,
+        &mut enc,
+        &WGemmDesc::default(),
+        &x,
+        Weights::F16(&w),
+        None,
+        &out,
+    )
+    .unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let want = reference::linear_f64(&xd, &wd, None, Activation::None, (m, n, k));
+    let err = rel_err(&read_out(&ctx, &out), &want);
+    assert!(err <= F32_BUDGET + F16_OUT, "rel. error {err:.3e}");
+    let pinned = WGemmDesc::default().fp32_kernel(wgpu_quant::ops::gemm::GemmKernel::Register(
+        wgpu_quant::ops::gemm::GemmKernel::REGISTER[0],
+    ));
+    let mut enc = ctx.encoder("fp16 scratch limit, pinned");
+    let e = wgemm(&ctx, &mut enc, &pinned, &x, Weights::F16(&w), None, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f32 scratch"), "{e}");
+}
+
 #[test]
 fn splits_operands_over_the_binding_limit() {
     // (binding limit, m, n, k): at 128 KiB x (f32), every weight and the output exceed a

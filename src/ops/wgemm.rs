@@ -591,7 +591,7 @@ pub fn wgemm(
         [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
         _ => None,
     };
-    if let Some(kernel) = half_route(ctx, desc, &w, weights, pieces.len(), (m, n, k))? {
+    if let Some(kernel) = half_route(ctx, desc, &w, weights, (pieces.len(), out_f16), (m, n, k))? {
         let Weights::F16(wt) = weights else {
             unreachable!("half_route only routes f16 weights")
         };
@@ -638,10 +638,13 @@ fn half_route(
     desc: &WGemmDesc,
     w: &WeightForm,
     weights: Weights<'_>,
-    pieces: usize,
+    (pieces, out_f16): (usize, bool),
     (m, n, k): (usize, usize, usize),
 ) -> Result<Option<crate::desc::gemm::GemmKernel>> {
-    let applies = matches!(weights, Weights::F16(_)) && w.math == HalfMath::F32;
+    // An f16 output goes through an f32 scratch, which must fit one binding too.
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    let scratch_fits = !out_f16 || (m as u64 * n as u64).saturating_mul(4) <= limit;
+    let applies = matches!(weights, Weights::F16(_)) && w.math == HalfMath::F32 && scratch_fits;
     match desc.fp32_kernel {
         Some(kernel) => {
             if !applies || desc.config.is_some() || pieces != 1 {
@@ -649,8 +652,9 @@ fn half_route(
                     OP,
                     format!(
                         "fp32_kernel {kernel:?} pins the f16-storage route, which takes f16 \
-                         weights in f32 arithmetic, no row tile and operands within one binding \
-                         each; here: {:?} weights, {:?} arithmetic, tile {:?}, {pieces} pieces",
+                         weights in f32 arithmetic, no row tile and operands (and an f16 \
+                         output's f32 scratch) within one binding each; here: {:?} weights, \
+                         {:?} arithmetic, tile {:?}, {pieces} pieces",
                         w.wtype, w.math, desc.config
                     ),
                 ));
@@ -690,9 +694,10 @@ fn record_half_gemm(
         let c = out.reshape(&[m, n])?;
         return super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c);
     }
-    let bytes = (m as u64 * n as u64)
-        .checked_mul(4)
-        .ok_or_else(|| Error::invalid(OP, format!("an f32 scratch of {m} x {n} overflows")))?;
+    // Rounded up to a power of two (within the binding limit, which `half_route` checked
+    // the exact size against) so that nearby shapes share one pooled buffer.
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    let bytes = (m as u64 * n as u64 * 4).next_power_of_two().min(limit);
     let scratch = ctx.scratch("wgemm f16 route", bytes)?;
     let c = Tensor::from_buffer(scratch, &[m, n], DType::F32)?;
     super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c)?;
