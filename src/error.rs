@@ -111,6 +111,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// An ONNX model could not be imported: a corrupt or truncated file, a node this
+    /// crate does not run (every such node is listed), a shape that cannot be resolved.
+    #[error("{file}: {detail}")]
+    Import {
+        /// The model file (or the name given to its bytes).
+        file: String,
+        /// What went wrong, naming the node, its op type and the numbers.
+        detail: String,
+    },
 }
 
 /// The unit of a `wgpu::Limits` field, as [`Error::LimitExceeded`] prints it: bytes for

@@ -72,6 +72,10 @@ pub struct ConvDocDoctests;
 #[cfg(doctest)]
 pub struct DispatchDocDoctests;
 
+#[doc = include_str!("../docs/ONNX.md")]
+#[cfg(doctest)]
+pub struct OnnxDocDoctests;
+
 // Layers, bottom to top (docs/ARCHITECTURE.md; tests/architecture.rs checks that every
 // module imports only from its own layer's earlier modules or from the layers below):
 // data: dtype, error, caps, quant (formats), desc (descriptors, tiles, tuning keys),
@@ -81,6 +85,7 @@ pub struct DispatchDocDoctests;
 // ops
 // measure: bench, tuning, calib
 // model
+// import (ONNX files become model graphs)
 pub mod caps;
 pub mod desc;
 pub mod dtype;
@@ -103,6 +108,8 @@ pub mod calib;
 pub mod tuning;
 
 pub mod model;
+
+pub mod import;
 
 pub use caps::{Capabilities, KeyLimits, Overrides};
 pub use context::{Context, ContextStats, RequestOptions};

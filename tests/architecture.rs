@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ops", &["ops"]),
     ("measure", &["bench", "tuning", "calib"]),
     ("model", &["model"]),
+    ("import", &["import"]),
 ];
 
 /// Position of every module in the strict order, with its layer's name.

@@ -47,84 +47,9 @@ const UNSUPPORTED: [&str; 12] = [
     "test_quantizelinear_uint2",
 ];
 
-// The subset of onnx.proto these tests read (field numbers from onnx/onnx.proto).
-#[derive(Clone, PartialEq, Message)]
-struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    float_data: Vec<f32>,
-    #[prost(int32, repeated, tag = "5")]
-    int32_data: Vec<i32>,
-    #[prost(int64, repeated, tag = "7")]
-    int64_data: Vec<i64>,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    raw_data: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct AttributeProto {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(int64, tag = "3")]
-    i: i64,
-    #[prost(int64, repeated, tag = "8")]
-    ints: Vec<i64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct NodeProto {
-    #[prost(string, repeated, tag = "1")]
-    input: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    output: Vec<String>,
-    #[prost(string, tag = "4")]
-    op_type: String,
-    #[prost(message, repeated, tag = "5")]
-    attribute: Vec<AttributeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TensorTypeProto {
-    #[prost(int32, tag = "1")]
-    elem_type: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TypeProto {
-    #[prost(message, optional, tag = "1")]
-    tensor_type: Option<TensorTypeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ValueInfoProto {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(message, optional, tag = "2")]
-    r#type: Option<TypeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct GraphProto {
-    #[prost(message, repeated, tag = "1")]
-    node: Vec<NodeProto>,
-    #[prost(message, repeated, tag = "5")]
-    initializer: Vec<TensorProto>,
-    #[prost(message, repeated, tag = "11")]
-    input: Vec<ValueInfoProto>,
-    #[prost(message, repeated, tag = "12")]
-    output: Vec<ValueInfoProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ModelProto {
-    #[prost(message, optional, tag = "7")]
-    graph: Option<GraphProto>,
-}
+use wgpu_quant::import::proto::type_proto::Value;
+use wgpu_quant::import::proto::{ModelProto, NodeProto, TensorProto};
+use wgpu_quant::import::OnnxImport;
 
 /// TensorProto.DataType values.
 fn type_name(t: i32) -> &'static str {
@@ -178,14 +103,14 @@ fn numel(shape: &[usize]) -> usize {
 fn decode(t: &TensorProto) -> Result<Data, String> {
     let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
     let n = numel(&shape);
-    let raw = &t.raw_data;
+    let raw = t.raw_data();
     let mut d = Data {
-        dtype: t.data_type,
+        dtype: t.data_type(),
         shape,
         floats: vec![],
         ints: vec![],
     };
-    match t.data_type {
+    match t.data_type() {
         1 => {
             d.floats = if raw.is_empty() {
                 t.float_data.clone()
@@ -212,7 +137,7 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
             d.ints = if raw.is_empty() {
                 t.int32_data.clone()
             } else {
-                match t.data_type {
+                match t.data_type() {
                     2 => raw.iter().map(|&b| i32::from(b)).collect(),
                     3 => raw.iter().map(|&b| i32::from(b as i8)).collect(),
                     4 => raw
@@ -240,12 +165,12 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
             let bytes: Vec<u8> = if raw.is_empty() {
                 t.int32_data.iter().map(|&v| v as u8).collect()
             } else {
-                raw.clone()
+                raw.to_vec()
             };
             d.ints = (0..n)
                 .map(|i| {
                     let nib = (bytes[i / 2] >> (4 * (i % 2))) & 0xf;
-                    if t.data_type == 22 {
+                    if t.data_type() == 22 {
                         (i32::from(nib) << 28) >> 28
                     } else {
                         i32::from(nib)
@@ -259,7 +184,9 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
     if got != n {
         return Err(format!(
             "{}: {} values for shape {:?}",
-            t.name, got, d.shape
+            t.name(),
+            got,
+            d.shape
         ));
     }
     Ok(d)
@@ -292,7 +219,7 @@ impl Case {
         };
         // The expanded variants spell the op as a subgraph with the same inputs/outputs.
         let op = if graph.node.len() == 1 {
-            graph.node[0].op_type.clone()
+            graph.node[0].op_type().to_string()
         } else {
             "DynamicQuantizeLinear".to_string()
         };
@@ -300,7 +227,7 @@ impl Case {
             graph.node[0]
                 .attribute
                 .iter()
-                .map(|a| (a.name.clone(), a.i))
+                .map(|a| (a.name().to_string(), a.i()))
                 .collect()
         } else {
             vec![]
@@ -308,8 +235,11 @@ impl Case {
         let output_type = graph.output[0]
             .r#type
             .as_ref()
-            .and_then(|t| t.tensor_type.as_ref())
-            .map_or(0, |t| t.elem_type);
+            .and_then(|t| match &t.value {
+                Some(Value::TensorType(t)) => Some(t.elem_type()),
+                _ => None,
+            })
+            .unwrap_or(0);
         Case {
             name: dir.file_name().unwrap().to_string_lossy().into_owned(),
             op,
@@ -329,7 +259,7 @@ impl Case {
         self.inputs
             .iter()
             .chain(&self.outputs)
-            .map(|t| t.data_type)
+            .map(|t| t.data_type())
             .chain([self.output_type])
             .filter(|&t| !matches!(t, 1 | 10) && qtype_of(t).is_none())
             .map(type_name)
@@ -533,7 +463,7 @@ impl Layer {
     /// Input `i` of the node: from the test data set, else an initializer.
     fn input(&self, i: usize) -> Option<Data> {
         let name = self.node.input.get(i).filter(|n| !n.is_empty())?;
-        if let Some(t) = self.init.iter().find(|t| &t.name == name) {
+        if let Some(t) = self.init.iter().find(|t| t.name() == name) {
             return Some(decode(t).unwrap());
         }
         // Data-set inputs are in the order of the graph inputs that are not initializers.
@@ -541,7 +471,7 @@ impl Layer {
             .node
             .input
             .iter()
-            .filter(|n| !self.init.iter().any(|t| &&t.name == n))
+            .filter(|n| !self.init.iter().any(|t| t.name() == n.as_str()))
             .position(|n| n == name)?;
         self.inputs.get(pos).cloned()
     }
@@ -550,7 +480,7 @@ impl Layer {
         self.node
             .attribute
             .iter()
-            .find(|a| a.name == name)
+            .find(|a| a.name() == name)
             .map(|a| a.ints.iter().map(|&v| v as usize).collect())
     }
 
@@ -558,8 +488,8 @@ impl Layer {
         self.node
             .attribute
             .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.i)
+            .find(|a| a.name() == name)
+            .map(|a| a.i())
     }
 
     fn conv_desc(&self) -> ConvDesc {
@@ -597,11 +527,11 @@ fn run_float_layer(ctx: &Context, l: &Layer) -> Result<(), String> {
     let xt = |data: &[f32], shape: &[usize]| Tensor::from_slice(ctx, shape, data).unwrap();
     let mut enc = ctx.encoder("onnx layer");
     let e = |e: wgpu_quant::Error| e.to_string();
-    let (out, nhwc_out) = match l.node.op_type.as_str() {
+    let (out, nhwc_out) = match l.node.op_type() {
         "Conv" | "AveragePool" | "MaxPool" => {
             let [n, c, h, w] = nchw(&x.shape);
             let x_nhwc = xt(&nchw_to_nhwc(&x.floats, [n, c, h, w]), &[n, h, w, c]);
-            if l.node.op_type == "Conv" {
+            if l.node.op_type() == "Conv" {
                 let wd = l.input(1).ok_or("no weight")?;
                 let group = l.int("group").unwrap_or(1).max(1) as usize;
                 let dims =
@@ -617,7 +547,7 @@ fn run_float_layer(ctx: &Context, l: &Layer) -> Result<(), String> {
                 let k = l.ints("kernel_shape").ok_or("no kernel_shape")?;
                 let cd = l.conv_desc();
                 let desc = PoolDesc {
-                    kind: if l.node.op_type == "MaxPool" {
+                    kind: if l.node.op_type() == "MaxPool" {
                         PoolKind::Max
                     } else {
                         PoolKind::Avg
@@ -692,7 +622,7 @@ fn weight_params(qt: QType, oihw: &[usize], scale: &[f32], zp: &[i32]) -> QuantP
 
 fn run_int_conv(ctx: &Context, l: &Layer) -> Result<(), String> {
     let e = |e: wgpu_quant::Error| e.to_string();
-    let linear = l.node.op_type == "QLinearConv";
+    let linear = l.node.op_type() == "QLinearConv";
     // ConvInteger: x, w, x_zp, w_zp. QLinearConv: x, x_s, x_zp, w, w_s, w_zp, y_s, y_zp.
     let (xi, wi) = if linear { (0, 3) } else { (0, 1) };
     let x = l.input(xi).ok_or("no x")?;
@@ -795,4 +725,53 @@ fn onnx_convolution_and_layer_tests() {
     assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
     // 3 integer convolutions, 11 Conv2d, 3 pooling, 2 softmax, 1 ReLU.
     assert_eq!(passed.len(), 20, "passed: {passed:?}");
+}
+
+/// A whole `model.onnx` through the importer (`OnnxImport`: layout at the edges, the
+/// plan's kernels), compared with ONNX's expected output at ONNX's tolerance.
+fn run_imported(ctx: &Context, dir: &Path) -> Result<(), String> {
+    let set = dir.join("test_data_set_0");
+    let x = decode(&read_pb(&set.join("input_0.pb")))?;
+    let want = decode(&read_pb(&set.join("output_0.pb")))?;
+    let onnx =
+        OnnxImport::load(dir.join("model.onnx"), Some(&x.shape)).map_err(|e| e.to_string())?;
+    let model = onnx.model(ctx, DType::F32).map_err(|e| e.to_string())?;
+    let xin = onnx.to_model_input(&x.floats).map_err(|e| e.to_string())?;
+    let xt = Tensor::from_slice(ctx, &onnx.input().model_shape, &xin).map_err(|e| e.to_string())?;
+    let mut enc = ctx.encoder("imported");
+    let y = model
+        .forward(ctx, &mut enc, &xt)
+        .map_err(|e| e.to_string())?
+        .clone();
+    ctx.submit_and_wait(enc).map_err(|e| e.to_string())?;
+    let got = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    if onnx.output().shape != want.shape {
+        return Err(format!(
+            "output shape {:?}, expected {:?}",
+            onnx.output().shape,
+            want.shape
+        ));
+    }
+    close(&got, &want.floats)
+}
+
+#[test]
+fn onnx_float_models_through_the_importer() {
+    let ctx = common::ctx();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx/pytorch-converted");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}; run tools/vendor_onnx_tests.sh", root.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let mut failed = Vec::new();
+    for dir in &dirs {
+        if let Err(e) = run_imported(ctx, dir) {
+            failed.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    assert_eq!(dirs.len(), 17, "the vendored pytorch-converted cases");
 }

@@ -1,0 +1,401 @@
+//! Constant folding: shape arithmetic (`Shape`, `Gather`, `Concat`, `Slice`, `Cast`,
+//! `Unsqueeze`, ...) and elementwise ops whose inputs are all constants run here on the
+//! host at load, so the GPU graph holds only the layers that touch activations. Every
+//! op follows the ONNX operator spec (numpy broadcasting, negative axes, clamped slice
+//! bounds); messages say which input and numbers were wrong.
+
+use super::tensor::{Const, Data};
+
+/// Resolves a possibly negative `axis` against `rank` (`allow_end` admits `rank`, as
+/// `Unsqueeze` and `Flatten` do).
+pub(crate) fn axis(a: i64, rank: usize, allow_end: bool) -> Result<usize, String> {
+    let r = rank as i64 + i64::from(allow_end);
+    let v = if a < 0 { a + r } else { a };
+    if (0..r).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(format!("axis {a} is out of range for rank {rank}"))
+    }
+}
+
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Picks elements `idx` (flat indices into `c`) into a new constant of shape `dims`.
+fn pick(c: &Const, dims: Vec<usize>, idx: impl Iterator<Item = usize>) -> Const {
+    let data = match &c.data {
+        Data::F32(v) => Data::F32(idx.map(|i| v[i]).collect()),
+        Data::I64(v) => Data::I64(idx.map(|i| v[i]).collect()),
+    };
+    Const {
+        dims,
+        elem: c.elem,
+        data,
+    }
+}
+
+/// The same values under new dimensions (Reshape, Squeeze, Unsqueeze, Flatten).
+pub(crate) fn reshape(c: &Const, dims: Vec<usize>) -> Result<Const, String> {
+    if dims.iter().product::<usize>() != c.len() {
+        return Err(format!(
+            "cannot view {} values of {:?} as {dims:?}",
+            c.len(),
+            c.dims
+        ));
+    }
+    Ok(Const { dims, ..c.clone() })
+}
+
+/// Numpy broadcasting of two shapes.
+pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let r = a.len().max(b.len());
+    let get = |s: &[usize], i: usize| -> usize { (i + s.len()).checked_sub(r).map_or(1, |j| s[j]) };
+    (0..r)
+        .map(|i| match (get(a, i), get(b, i)) {
+            (x, y) if x == y => Ok(x),
+            (1, y) => Ok(y),
+            (x, 1) => Ok(x),
+            _ => Err(format!("shapes {a:?} and {b:?} do not broadcast")),
+        })
+        .collect()
+}
+
+/// Flat indices into a tensor of shape `from` for every element of the broadcast shape
+/// `to`.
+pub(crate) fn broadcast_index(from: &[usize], to: &[usize]) -> Vec<usize> {
+    let n: usize = to.iter().product();
+    let off = to.len() - from.len();
+    let st = strides(from);
+    let to_st = strides(to);
+    (0..n)
+        .map(|flat| {
+            let mut i = 0;
+            for (d, &s) in to_st.iter().enumerate() {
+                let coord = flat / s % to[d].max(1);
+                if d >= off && from[d - off] != 1 {
+                    i += coord * st[d - off];
+                }
+            }
+            i
+        })
+        .collect()
+}
+
+/// `Add`, `Sub`, `Mul`, `Div` (and `Pow`) of two constants, with broadcasting; integer
+/// division truncates as ONNX's integer `Div` does.
+pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
+    let dims = broadcast(&a.dims, &b.dims)?;
+    let ia = broadcast_index(&a.dims, &dims);
+    let ib = broadcast_index(&b.dims, &dims);
+    match (&a.data, &b.data) {
+        (Data::I64(x), Data::I64(y)) => {
+            let f = |p: i64, q: i64| -> Result<i64, String> {
+                Ok(match op {
+                    "Add" => p.wrapping_add(q),
+                    "Sub" => p.wrapping_sub(q),
+                    "Mul" => p.wrapping_mul(q),
+                    "Div" => p.checked_div(q).ok_or("integer division by zero")?,
+                    _ => return Err(format!("{op} of integer constants is not folded")),
+                })
+            };
+            let v = ia
+                .iter()
+                .zip(&ib)
+                .map(|(&i, &j)| f(x[i], y[j]))
+                .collect::<Result<_, _>>()?;
+            Ok(Const {
+                dims,
+                elem: a.elem,
+                data: Data::I64(v),
+            })
+        }
+        _ => {
+            let (x, y) = (a.to_f32(), b.to_f32());
+            let f = |p: f32, q: f32| match op {
+                "Add" => Some(p + q),
+                "Sub" => Some(p - q),
+                "Mul" => Some(p * q),
+                "Div" => Some(p / q),
+                "Pow" => Some(p.powf(q)),
+                _ => None,
+            };
+            let v = ia
+                .iter()
+                .zip(&ib)
+                .map(|(&i, &j)| f(x[i], y[j]).ok_or_else(|| format!("{op} is not folded")))
+                .collect::<Result<_, _>>()?;
+            Ok(Const::f32(dims, v))
+        }
+    }
+}
+
+/// `Gather` along `axis` with constant `indices` (negative indices count from the end).
+pub(crate) fn gather(data: &Const, indices: &Const, ax: i64) -> Result<Const, String> {
+    let ax = axis(ax, data.dims.len(), false)?;
+    let n = data.dims[ax];
+    let idx: Vec<usize> = indices
+        .as_ik()?
+        .iter()
+        .map(|&i| {
+            let j = if i < 0 { i + n as i64 } else { i };
+            usize::try_from(j)
+                .ok()
+                .filter(|&j| j < n)
+                .ok_or_else(|| format!("index {i} is out of range for dimension {n}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let outer: usize = data.dims[..ax].iter().product();
+    let inner: usize = data.dims[ax + 1..].iter().product();
+    let mut dims = data.dims[..ax].to_vec();
+    dims.extend_from_slice(&indices.dims);
+    dims.extend_from_slice(&data.dims[ax + 1..]);
+    let order = (0..outer).flat_map(|o| {
+        let idx = &idx;
+        idx.iter()
+            .flat_map(move |&j| (0..inner).map(move |k| (o * n + j) * inner + k))
+    });
+    Ok(pick(data, dims, order.collect::<Vec<_>>().into_iter()))
+}
+
+/// `Concat` of constants along `axis`.
+pub(crate) fn concat(parts: &[&Const], ax: i64) -> Result<Const, String> {
+    let first = parts.first().ok_or("no inputs")?;
+    let ax = axis(ax, first.dims.len(), false)?;
+    for p in parts {
+        let same = p.dims.len() == first.dims.len()
+            && p.dims
+                .iter()
+                .zip(&first.dims)
+                .enumerate()
+                .all(|(i, (a, b))| i == ax || a == b);
+        if !same {
+            return Err(format!(
+                "inputs {:?} and {:?} differ outside axis {ax}",
+                first.dims, p.dims
+            ));
+        }
+    }
+    let outer: usize = first.dims[..ax].iter().product();
+    let mut dims = first.dims.clone();
+    dims[ax] = parts.iter().map(|p| p.dims[ax]).sum();
+    let floats = parts.iter().any(|p| matches!(p.data, Data::F32(_)));
+    let mut fv = Vec::new();
+    let mut iv = Vec::new();
+    for o in 0..outer {
+        for p in parts {
+            let chunk: usize = p.dims[ax..].iter().product();
+            let r = o * chunk..(o + 1) * chunk;
+            if floats {
+                fv.extend_from_slice(&p.to_f32()[r]);
+            } else {
+                iv.extend_from_slice(&p.as_ik()?[r]);
+            }
+        }
+    }
+    Ok(Const {
+        dims,
+        elem: first.elem,
+        data: if floats { Data::F32(fv) } else { Data::I64(iv) },
+    })
+}
+
+/// `Slice` with constant `starts`, `ends`, `axes` and `steps` (bounds clamped as the
+/// spec says; negative steps walk backwards).
+pub(crate) fn slice(
+    data: &Const,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Const, String> {
+    let rank = data.dims.len();
+    if starts.len() != ends.len() {
+        return Err(format!("{} starts and {} ends", starts.len(), ends.len()));
+    }
+    let mut ranges: Vec<(i64, i64, i64)> = data.dims.iter().map(|&d| (0, d as i64, 1)).collect();
+    for i in 0..starts.len() {
+        let ax = match axes {
+            Some(a) => axis(*a.get(i).ok_or("fewer axes than starts")?, rank, false)?,
+            None => i,
+        };
+        let step = steps.map_or(Ok(1), |s| {
+            s.get(i).copied().ok_or("fewer steps than starts")
+        })?;
+        if step == 0 {
+            return Err("a slice step is 0".into());
+        }
+        let d = data.dims[ax] as i64;
+        let fix = |v: i64, lo: i64, hi: i64| {
+            let v = if v < 0 { v.saturating_add(d) } else { v };
+            v.clamp(lo, hi)
+        };
+        let (s, e) = if step > 0 {
+            (fix(starts[i], 0, d), fix(ends[i], 0, d))
+        } else {
+            (fix(starts[i], 0, d - 1), fix(ends[i], -1, d - 1))
+        };
+        ranges[ax] = (s, e, step);
+    }
+    let picks: Vec<Vec<usize>> = ranges
+        .iter()
+        .map(|&(s, e, st)| {
+            let mut v = Vec::new();
+            let mut i = s;
+            while (st > 0 && i < e) || (st < 0 && i > e) {
+                v.push(i as usize);
+                i += st;
+            }
+            v
+        })
+        .collect();
+    let dims: Vec<usize> = picks.iter().map(Vec::len).collect();
+    let st = strides(&data.dims);
+    let mut idx = vec![0usize];
+    for (d, p) in picks.iter().enumerate() {
+        idx = idx
+            .iter()
+            .flat_map(|&base| {
+                let s = st[d];
+                p.iter().map(move |&i| base + i * s)
+            })
+            .collect();
+    }
+    Ok(pick(data, dims, idx.into_iter()))
+}
+
+/// `Transpose` of a constant by `perm`.
+pub(crate) fn transpose(data: &Const, perm: &[usize]) -> Result<Const, String> {
+    let rank = data.dims.len();
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
+    }
+    let dims: Vec<usize> = perm.iter().map(|&p| data.dims[p]).collect();
+    let st = strides(&data.dims);
+    let mut idx = vec![0usize];
+    for &p in perm {
+        idx = idx
+            .iter()
+            .flat_map(|&base| {
+                let s = st[p];
+                (0..data.dims[p]).map(move |i| base + i * s)
+            })
+            .collect();
+    }
+    Ok(pick(data, dims, idx.into_iter()))
+}
+
+/// `Cast` to ONNX element type `to`: float types keep f32 values (rounded through f16 or
+/// bf16 when the target is), integer types truncate toward zero and saturate.
+pub(crate) fn cast(data: &Const, to: i32) -> Result<Const, String> {
+    use super::proto::tensor_proto::DataType as T;
+    let t = T::try_from(to).map_err(|_| format!("unknown target type {to}"))?;
+    let out = match t {
+        T::Float | T::Double => Data::F32(data.to_f32()),
+        T::Float16 => Data::F32(
+            data.to_f32()
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect(),
+        ),
+        T::Bfloat16 => Data::F32(
+            data.to_f32()
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32())
+                .collect(),
+        ),
+        T::Bool => Data::I64(match &data.data {
+            Data::F32(v) => v.iter().map(|&x| i64::from(x != 0.0)).collect(),
+            Data::I64(v) => v.iter().map(|&x| i64::from(x != 0)).collect(),
+        }),
+        T::Int8 | T::Uint8 | T::Int16 | T::Uint16 | T::Int32 | T::Uint32 | T::Int64 | T::Uint64 => {
+            let (lo, hi): (i64, i64) = match t {
+                T::Int8 => (-128, 127),
+                T::Uint8 => (0, 255),
+                T::Int16 => (-32768, 32767),
+                T::Uint16 => (0, 65535),
+                T::Int32 => (i32::MIN.into(), i32::MAX.into()),
+                T::Uint32 => (0, u32::MAX.into()),
+                _ => (i64::MIN, i64::MAX),
+            };
+            Data::I64(match &data.data {
+                Data::F32(v) => v
+                    .iter()
+                    .map(|&x| (x.trunc() as i64).clamp(lo, hi))
+                    .collect(),
+                Data::I64(v) => v.iter().map(|&x| x.clamp(lo, hi)).collect(),
+            })
+        }
+        other => return Err(format!("cast to {} is not supported", other.as_str_name())),
+    };
+    Ok(Const {
+        dims: data.dims.clone(),
+        elem: to,
+        data: out,
+    })
+}
+
+impl Const {
+    /// Integer values, or an error naming the tensor as float.
+    pub(crate) fn as_ik(&self) -> Result<&[i64], String> {
+        self.as_i64().ok_or_else(|| {
+            format!(
+                "expected an integer tensor, got {}",
+                super::tensor::elem_name(self.elem)
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(dims: &[usize], v: &[i64]) -> Const {
+        Const::i64(dims.to_vec(), v.to_vec())
+    }
+
+    #[test]
+    fn gather_concat_slice_transpose_follow_the_spec() {
+        let shape = iv(&[4], &[1, 3, 224, 224]);
+        let g = gather(&shape, &iv(&[], &[0]), 0).unwrap();
+        assert_eq!(
+            (g.dims.clone(), g.as_i64().unwrap().to_vec()),
+            (vec![], vec![1])
+        );
+        let g = gather(&shape, &iv(&[2], &[-1, 1]), 0).unwrap();
+        assert_eq!(g.as_i64().unwrap(), &[224, 3]);
+        let c = concat(&[&iv(&[1], &[1]), &iv(&[1], &[-1])], 0).unwrap();
+        assert_eq!(c.as_i64().unwrap(), &[1, -1]);
+        let m = iv(&[2, 3], &[0, 1, 2, 3, 4, 5]);
+        let s = slice(&m, &[1], &[i64::MAX], Some(&[1]), None).unwrap();
+        assert_eq!(
+            (s.dims.clone(), s.as_i64().unwrap().to_vec()),
+            (vec![2, 2], vec![1, 2, 4, 5])
+        );
+        let s = slice(&m, &[-1], &[i64::MIN], Some(&[1]), Some(&[-2])).unwrap();
+        assert_eq!(s.as_i64().unwrap(), &[2, 0, 5, 3]);
+        let t = transpose(&m, &[1, 0]).unwrap();
+        assert_eq!(
+            (t.dims.clone(), t.as_i64().unwrap().to_vec()),
+            (vec![3, 2], vec![0, 3, 1, 4, 2, 5])
+        );
+        let b = binary("Mul", &m, &iv(&[3], &[1, 10, 100])).unwrap();
+        assert_eq!(b.as_i64().unwrap(), &[0, 10, 200, 3, 40, 500]);
+        assert!(binary("Add", &m, &iv(&[2], &[1, 2])).is_err());
+        assert!(gather(&shape, &iv(&[1], &[4]), 0)
+            .unwrap_err()
+            .contains("out of range"));
+        let f = cast(&Const::f32(vec![3], vec![-1.7, 2.5, 300.0]), 3).unwrap();
+        assert_eq!(f.as_i64().unwrap(), &[-1, 2, 127]);
+    }
+}

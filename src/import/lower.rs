@@ -1,0 +1,1144 @@
+//! Lowering an ONNX graph onto [`Graph`]: every node in topological order either folds
+//! (all inputs constant), becomes a view of an activation (`Flatten`, `Reshape`,
+//! `Identity`, ...), fuses into the layer that produced its input (`BatchNormalization`,
+//! `Relu`/`Clip`, a per-channel `Add`/`Mul` after a convolution, a bias `Add` after a
+//! `MatMul`), or becomes a layer of its own.
+//!
+//! Layout: the ONNX tensors are NCHW; the kernels are NHWC. An activation keeps its ONNX
+//! (logical) shape for the rules of each operator and its physical shape (what the
+//! layer's tensor holds) separately; weights are rearranged once here (a `Gemm` after a
+//! `Flatten` of NCHW features has its columns reordered), so the layout changes only at
+//! the graph's edges.
+
+use std::collections::{HashMap, HashSet};
+
+use super::fold;
+use super::proto::{AttributeProto, NodeProto};
+use super::tensor::{Const, Data};
+use crate::desc::conv::{ConvDesc, ConvDims, Padding};
+use crate::desc::eltwise::Clip;
+use crate::desc::gemm::Activation;
+use crate::desc::pool::{PoolDesc, PoolKind};
+use crate::model::{Graph, Layer, Src, WeightFile};
+
+/// How an activation's physical memory relates to its ONNX shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The same order.
+    Plain,
+    /// ONNX `[N, C, H, W]`, stored `[N, H, W, C]`.
+    Nhwc,
+    /// ONNX `[N, C*H*W]` (a flatten of NCHW `[C, H, W]`), stored in NHWC order.
+    FlatNhwc([usize; 3]),
+}
+
+impl Layout {
+    /// Whether the physical order equals the ONNX order for `shape`.
+    fn is_ordered(self, shape: &[usize]) -> bool {
+        match self {
+            Layout::Plain => true,
+            Layout::Nhwc => shape[1] == 1 || shape[2] * shape[3] == 1,
+            Layout::FlatNhwc([c, h, w]) => c == 1 || h * w == 1,
+        }
+    }
+}
+
+/// An activation: produced by the model input or a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Act {
+    /// The ONNX shape.
+    pub shape: Vec<usize>,
+    /// The layer tensor's shape.
+    pub phys: Vec<usize>,
+    pub layout: Layout,
+    pub src: Src,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    Const(Const),
+    Act(Act),
+    /// The output of a node that could not be imported.
+    Unknown,
+}
+
+/// Node attributes by name.
+pub(crate) struct Attrs<'a>(pub &'a [AttributeProto]);
+
+impl Attrs<'_> {
+    fn get(&self, name: &str) -> Option<&AttributeProto> {
+        self.0.iter().find(|a| a.name() == name)
+    }
+    pub fn int(&self, name: &str, default: i64) -> i64 {
+        self.get(name).map_or(default, |a| a.i())
+    }
+    pub fn float(&self, name: &str, default: f32) -> f32 {
+        self.get(name).map_or(default, |a| a.f())
+    }
+    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.get(name).map(|a| a.ints.clone())
+    }
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(|a| String::from_utf8_lossy(a.s()).into_owned())
+    }
+    pub fn tensor(&self, name: &str) -> Option<&super::proto::TensorProto> {
+        self.get(name).and_then(|a| a.t.as_ref())
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// The ONNX operators the importer knows, with what each becomes (docs/ONNX.md lists
+/// the same table; a test keeps them equal).
+pub const OPERATORS: &[(&str, &str)] = &[
+    ("Add", "per-channel constant: folded into the producing layer or a 1x1 depthwise convolution; two activations of one shape: residual add; constants: folded"),
+    ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
+    ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
+    ("Cast", "constants: folded"),
+    ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds after an Add; else a 1x1 depthwise convolution with the clip"),
+    ("Concat", "constants: folded"),
+    ("Constant", "value, value_float(s), value_int(s)"),
+    ("ConstantOfShape", "folded"),
+    ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
+    ("Div", "by a per-channel constant: as Mul; constants: folded"),
+    ("Dropout", "inference: identity"),
+    ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
+    ("Gather", "constants (shape arithmetic): folded"),
+    ("Gemm", "transB 0/1, alpha, beta, constant B and C: a linear layer"),
+    ("GlobalAveragePool", "2-D"),
+    ("GlobalMaxPool", "2-D"),
+    ("Identity", "a view"),
+    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias)"),
+    ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
+    ("Mul", "by a per-channel constant: folded into the producing layer or a 1x1 depthwise convolution; constants: folded"),
+    ("Pow", "constants: folded"),
+    ("Relu", "fused into the convolution, linear or Add before it; else a 1x1 depthwise convolution"),
+    ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
+    ("Shape", "folded from the static shapes"),
+    ("Slice", "constants: folded"),
+    ("Softmax", "over the channel axis of NCHW or the last axis"),
+    ("Squeeze", "a view; constants: folded"),
+    ("Sub", "a per-channel constant: as Add; constants: folded"),
+    ("Transpose", "constants: folded"),
+    ("Unsqueeze", "a view; constants: folded"),
+];
+
+/// The lowering state.
+pub(crate) struct Lowering {
+    pub graph: Graph,
+    pub weights: WeightFile,
+    pub vals: HashMap<String, Val>,
+    /// How many node inputs (and graph outputs) read each value.
+    pub uses: HashMap<String, usize>,
+    pub outputs: HashSet<String>,
+    pub opset: i64,
+    /// Layer names taken.
+    names: HashSet<String>,
+}
+
+type R<T> = Result<T, String>;
+
+impl Lowering {
+    pub fn new(opset: i64, uses: HashMap<String, usize>, outputs: HashSet<String>) -> Lowering {
+        Lowering {
+            graph: Graph::default(),
+            weights: WeightFile::default(),
+            vals: HashMap::new(),
+            uses,
+            outputs,
+            opset,
+            names: HashSet::new(),
+        }
+    }
+
+    fn input<'v>(&'v self, n: &NodeProto, i: usize) -> Option<&'v Val> {
+        n.input
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .and_then(|s| self.vals.get(s))
+    }
+
+    fn konst(&self, n: &NodeProto, i: usize, what: &str) -> R<Option<&Const>> {
+        match self.input(n, i) {
+            None => Ok(None),
+            Some(Val::Const(c)) => Ok(Some(c)),
+            Some(_) => Err(format!(
+                "input {i} ({what}, '{}') must be a constant (an initializer or folded), not an activation",
+                n.input[i]
+            )),
+        }
+    }
+
+    fn act(&self, n: &NodeProto, i: usize) -> R<Act> {
+        match self.input(n, i) {
+            Some(Val::Act(a)) => Ok(a.clone()),
+            Some(Val::Const(_)) => Err(format!(
+                "input {i} ('{}') is a constant; an activation was expected",
+                n.input[i]
+            )),
+            _ => Err(format!("input {i} is missing")),
+        }
+    }
+
+    /// Whether the layer behind `a` may be changed in place to absorb a node reading
+    /// value `name`: it is read only here, is not a graph output and comes from a layer.
+    fn fusable(&self, name: &str, a: &Act) -> Option<usize> {
+        let Src::Node(i) = a.src else { return None };
+        let single = self.uses.get(name).copied() == Some(1) && !self.outputs.contains(name);
+        single.then_some(i)
+    }
+
+    fn unique(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while !self.names.insert(name.clone()) {
+            k += 1;
+            name = format!("{base}#{k}");
+        }
+        name
+    }
+
+    fn push(&mut self, label: &str, layer: Layer, input: Src) -> usize {
+        let name = self.unique(label);
+        self.graph.push_from(&name, layer, input)
+    }
+
+    /// Lowers one node whose inputs are all resolved; returns its outputs' values.
+    pub fn node(&mut self, n: &NodeProto, label: &str) -> R<Vec<Val>> {
+        let op = n.op_type();
+        let attrs = Attrs(&n.attribute);
+        let all_const = n
+            .input
+            .iter()
+            .filter(|s| !s.is_empty())
+            .all(|s| matches!(self.vals.get(s), Some(Val::Const(_))));
+        if op == "Constant" {
+            return Ok(vec![Val::Const(constant(&attrs)?)]);
+        }
+        if all_const && !n.input.is_empty() {
+            if let Some(c) = self.fold(n, &attrs)? {
+                return Ok(vec![Val::Const(c)]);
+            }
+        }
+        let one = |a: Act| Ok(vec![Val::Act(a)]);
+        match op {
+            "Identity" => Ok(vec![self
+                .input(n, 0)
+                .cloned()
+                .ok_or("input 0 is missing")?]),
+            "Dropout" => {
+                if n.output
+                    .get(1)
+                    .is_some_and(|m| !m.is_empty() && self.uses.contains_key(m))
+                {
+                    return Err(
+                        "the mask output is read; only inference Dropout (identity) is supported"
+                            .into(),
+                    );
+                }
+                Ok(vec![self
+                    .input(n, 0)
+                    .cloned()
+                    .ok_or("input 0 is missing")?])
+            }
+            "Shape" => {
+                let a = self.act(n, 0)?;
+                Ok(vec![Val::Const(shape_of(&a.shape, &attrs))])
+            }
+            "Conv" => one(self.conv(n, &attrs, label)?),
+            "BatchNormalization" => {
+                if attrs.int("training_mode", 0) != 0
+                    || n.output.iter().skip(1).any(|o| !o.is_empty())
+                {
+                    return Err(
+                        "training mode (running statistics as outputs) is not supported".into(),
+                    );
+                }
+                let x = self.act(n, 0)?;
+                let c = x
+                    .shape
+                    .get(1)
+                    .copied()
+                    .ok_or("the input has no channel axis")?;
+                let get = |i: usize, what: &str| -> R<Vec<f32>> {
+                    let v = self
+                        .konst(n, i, what)?
+                        .ok_or(format!("input {i} ({what}) is missing"))?
+                        .to_f32();
+                    if v.len() != c {
+                        return Err(format!(
+                            "{what} has {} values; the input has {c} channels",
+                            v.len()
+                        ));
+                    }
+                    Ok(v)
+                };
+                let (g, b, m, v) = (
+                    get(1, "scale")?,
+                    get(2, "B")?,
+                    get(3, "mean")?,
+                    get(4, "var")?,
+                );
+                let eps = attrs.float("epsilon", 1e-5);
+                let mut scale = Vec::with_capacity(c);
+                let mut shift = Vec::with_capacity(c);
+                for i in 0..c {
+                    let den = f64::from(v[i]) + f64::from(eps);
+                    if den.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                        return Err(format!("var[{i}] + epsilon = {den} is not positive"));
+                    }
+                    let k = f64::from(g[i]) / den.sqrt();
+                    scale.push(k);
+                    shift.push(f64::from(b[i]) - f64::from(m[i]) * k);
+                }
+                one(self.affine(&n.input[0], x, &scale, &shift, label)?)
+            }
+            "Relu" => one(self.clip(&n.input[0], self.act(n, 0)?, 0.0, f32::INFINITY, label)?),
+            "Clip" => {
+                let (lo, hi) = if self.opset < 11 {
+                    (
+                        attrs.float("min", f32::NEG_INFINITY),
+                        attrs.float("max", f32::INFINITY),
+                    )
+                } else {
+                    let b = |i: usize, d: f32| -> R<f32> {
+                        Ok(
+                            match self.konst(n, i, if i == 1 { "min" } else { "max" })? {
+                                Some(c) => c.scalar_f32().ok_or("a bound is not a scalar")?,
+                                None => d,
+                            },
+                        )
+                    };
+                    (b(1, f32::NEG_INFINITY)?, b(2, f32::INFINITY)?)
+                };
+                one(self.clip(&n.input[0], self.act(n, 0)?, lo, hi, label)?)
+            }
+            "Add" | "Sub" | "Mul" | "Div" => one(self.binary(n, op, label)?),
+            "Gemm" => {
+                if attrs.int("transA", 0) != 0 {
+                    return Err("transA = 1 is not supported".into());
+                }
+                let a = self.act(n, 0)?;
+                let b = self
+                    .konst(n, 1, "B")?
+                    .ok_or("input 1 (B) is missing")?
+                    .clone();
+                if b.dims.len() != 2 {
+                    return Err(format!("B has shape {:?}; Gemm needs a matrix", b.dims));
+                }
+                let trans_b = attrs.int("transB", 0) != 0;
+                let (k, nn) = if trans_b {
+                    (b.dims[1], b.dims[0])
+                } else {
+                    (b.dims[0], b.dims[1])
+                };
+                let alpha = attrs.float("alpha", 1.0);
+                let mut w = b.to_f32();
+                if !trans_b {
+                    w = crate::reference::transpose(&w, k, nn);
+                }
+                w.iter_mut().for_each(|v| *v *= alpha);
+                let bias = match self.konst(n, 2, "C")? {
+                    None => None,
+                    Some(c) => {
+                        let beta = attrs.float("beta", 1.0);
+                        let d = c.dims.clone();
+                        let per_col = d.iter().product::<usize>() == 1
+                            || (d.last() == Some(&nn) && d.iter().rev().skip(1).all(|&x| x == 1));
+                        if !per_col {
+                            return Err(format!("C has shape {d:?}; only a bias row of {nn} values (or a scalar) is supported"));
+                        }
+                        let v = c.to_f32();
+                        Some(
+                            (0..nn)
+                                .map(|j| v[if v.len() == 1 { 0 } else { j }] * beta)
+                                .collect(),
+                        )
+                    }
+                };
+                one(self.linear(a, w, bias, nn, k, label)?)
+            }
+            "MatMul" => {
+                let a = self.act(n, 0)?;
+                let b = self
+                    .konst(n, 1, "B")?
+                    .ok_or("input 1 (B) is missing")?
+                    .clone();
+                if b.dims.len() != 2 || a.shape.len() != 2 {
+                    return Err(format!(
+                        "{:?} x {:?}: only a 2-D activation times a constant matrix is supported",
+                        a.shape, b.dims
+                    ));
+                }
+                let (k, nn) = (b.dims[0], b.dims[1]);
+                let w = crate::reference::transpose(&b.to_f32(), k, nn);
+                one(self.linear(a, w, None, nn, k, label)?)
+            }
+            "MaxPool" | "AveragePool" => {
+                if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+                    return Err("the Indices output is not supported".into());
+                }
+                let x = self.nhwc(self.act(n, 0)?)?;
+                let kernel = attrs
+                    .ints("kernel_shape")
+                    .ok_or("kernel_shape is missing")?;
+                if kernel.len() != 2 {
+                    return Err(format!(
+                        "kernel_shape {kernel:?}: only 2-D pooling is supported"
+                    ));
+                }
+                let kind = if op == "MaxPool" {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Avg
+                };
+                let mut d = PoolDesc::new(kind, 1, 1);
+                d.kernel = Some([to_us(kernel[0])?, to_us(kernel[1])?]);
+                d.stride = pair(&attrs, "strides", 1)?;
+                d.dilation = pair(&attrs, "dilations", 1)?;
+                d.padding = padding(&attrs)?;
+                d.count_pad = attrs.int("count_include_pad", 0) != 0;
+                let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+                if attrs.int("ceil_mode", 0) != 0 {
+                    let mut c = d;
+                    c.padding = ceil_padding(&d, &x.phys)?;
+                    let oc = c.output_shape(&x.phys).map_err(|e| e.to_string())?;
+                    if oc != out {
+                        return Err(format!(
+                            "ceil_mode = 1 changes the output from {:?} to {:?}; only floor rounding is supported",
+                            out, oc
+                        ));
+                    }
+                }
+                one(self.layer4(Layer::Pool(d), x, out, label))
+            }
+            "GlobalAveragePool" | "GlobalMaxPool" => {
+                let x = self.nhwc(self.act(n, 0)?)?;
+                let kind = if op == "GlobalMaxPool" {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Avg
+                };
+                let mut d = PoolDesc::new(kind, 1, 1);
+                d.kernel = None;
+                let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+                one(self.layer4(Layer::Pool(d), x, out, label))
+            }
+            "Softmax" => {
+                let x = self.act(n, 0)?;
+                let r = x.shape.len();
+                let default = if self.opset < 13 { 1 } else { -1 };
+                let ax = fold::axis(attrs.int("axis", default), r, false)?;
+                let last = x.phys.last().copied().unwrap_or(0);
+                let reduced: usize = if self.opset < 13 {
+                    x.shape[ax..].iter().product()
+                } else {
+                    x.shape[ax]
+                };
+                let trailing_ones = x.shape[ax + 1..].iter().all(|&d| d == 1);
+                let ok = match x.layout {
+                    Layout::Nhwc => ax == 1 && (self.opset >= 13 || trailing_ones),
+                    l => l.is_ordered(&x.shape) && (ax == r - 1 || trailing_ones),
+                } && reduced == last;
+                if !ok {
+                    return Err(format!(
+                        "softmax over axis {ax} of {:?} is not over the stored last axis; only the channel axis of NCHW or the last axis is supported",
+                        x.shape
+                    ));
+                }
+                let i = self.push(label, Layer::Softmax, x.src);
+                one(Act {
+                    src: Src::Node(i),
+                    ..x
+                })
+            }
+            "Flatten" => {
+                let x = self.act(n, 0)?;
+                let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
+                let outer: usize = x.shape[..ax].iter().product();
+                let inner: usize = x.shape[ax..].iter().product();
+                one(view(x, vec![outer, inner])?)
+            }
+            "Reshape" => {
+                let x = self.act(n, 0)?;
+                let s = self
+                    .konst(n, 1, "shape")?
+                    .ok_or("input 1 (shape) is missing")?;
+                let dims = reshape_dims(&x.shape, s.as_ik()?, attrs.int("allowzero", 0) != 0)?;
+                one(view(x, dims)?)
+            }
+            "Squeeze" | "Unsqueeze" => {
+                let x = self.act(n, 0)?;
+                let axes = self.axes(n, &attrs)?;
+                one(view(
+                    x.clone(),
+                    squeeze_dims(op, &x.shape, axes.as_deref())?,
+                )?)
+            }
+            _ => Err(format!("operator {op} is not supported on activations")),
+        }
+    }
+
+    /// Axes of Squeeze/Unsqueeze (an attribute before opset 13, an input since).
+    fn axes(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Vec<i64>>> {
+        if self.opset < 13 {
+            Ok(attrs.ints("axes"))
+        } else {
+            Ok(self
+                .konst(n, 1, "axes")?
+                .map(|c| c.as_ik().map(<[i64]>::to_vec))
+                .transpose()?)
+        }
+    }
+
+    /// Folds `n` when every input is constant; `None` for ops that never fold.
+    fn fold(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Const>> {
+        let c = |i: usize| -> R<&Const> {
+            match self.input(n, i) {
+                Some(Val::Const(c)) => Ok(c),
+                _ => Err(format!("input {i} is missing")),
+            }
+        };
+        let opt_ints = |i: usize| -> R<Option<Vec<i64>>> {
+            match self.input(n, i) {
+                Some(Val::Const(c)) => Ok(Some(c.as_ik()?.to_vec())),
+                _ => Ok(None),
+            }
+        };
+        Ok(Some(match n.op_type() {
+            "Identity" | "Dropout" => c(0)?.clone(),
+            "Shape" => shape_of(&c(0)?.dims, attrs),
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
+                if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
+                    return Err(
+                        "legacy broadcasting (opset < 7) of two constants is not supported".into(),
+                    );
+                }
+                fold::binary(n.op_type(), c(0)?, c(1)?)?
+            }
+            "Gather" => fold::gather(c(0)?, c(1)?, attrs.int("axis", 0))?,
+            "Concat" => {
+                let parts: Vec<&Const> = (0..n.input.len()).map(c).collect::<R<_>>()?;
+                fold::concat(&parts, attrs.int("axis", 0))?
+            }
+            "Cast" => fold::cast(c(0)?, attrs.int("to", 1) as i32)?,
+            "Reshape" => {
+                let x = c(0)?;
+                fold::reshape(
+                    x,
+                    reshape_dims(&x.dims, c(1)?.as_ik()?, attrs.int("allowzero", 0) != 0)?,
+                )?
+            }
+            "Flatten" => {
+                let x = c(0)?;
+                let ax = fold::axis(attrs.int("axis", 1), x.dims.len(), true)?;
+                let d = vec![x.dims[..ax].iter().product(), x.dims[ax..].iter().product()];
+                fold::reshape(x, d)?
+            }
+            "Squeeze" | "Unsqueeze" => {
+                let x = c(0)?;
+                let axes = self.axes(n, attrs)?;
+                fold::reshape(x, squeeze_dims(n.op_type(), &x.dims, axes.as_deref())?)?
+            }
+            "Transpose" => {
+                let x = c(0)?;
+                let perm: Vec<usize> = match attrs.ints("perm") {
+                    Some(p) => p.iter().map(|&v| to_us(v)).collect::<R<_>>()?,
+                    None => (0..x.dims.len()).rev().collect(),
+                };
+                fold::transpose(x, &perm)?
+            }
+            "Slice" => {
+                let x = c(0)?;
+                if self.opset < 10 {
+                    let s = attrs.ints("starts").ok_or("starts is missing")?;
+                    let e = attrs.ints("ends").ok_or("ends is missing")?;
+                    fold::slice(x, &s, &e, attrs.ints("axes").as_deref(), None)?
+                } else {
+                    let s = opt_ints(1)?.ok_or("starts is missing")?;
+                    let e = opt_ints(2)?.ok_or("ends is missing")?;
+                    fold::slice(x, &s, &e, opt_ints(3)?.as_deref(), opt_ints(4)?.as_deref())?
+                }
+            }
+            "ConstantOfShape" => {
+                let dims: Vec<usize> =
+                    c(0)?.as_ik()?.iter().map(|&d| to_us(d)).collect::<R<_>>()?;
+                let n: usize = dims.iter().product();
+                match attrs.tensor("value") {
+                    None => Const::f32(dims, vec![0.0; n]),
+                    Some(t) => {
+                        let v = super::tensor::decode(t, None)?;
+                        let data = match v.data {
+                            Data::F32(x) => Data::F32(vec![*x.first().ok_or("empty value")?; n]),
+                            Data::I64(x) => Data::I64(vec![*x.first().ok_or("empty value")?; n]),
+                        };
+                        Const {
+                            dims,
+                            elem: v.elem,
+                            data,
+                        }
+                    }
+                }
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn conv(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let w = self
+            .konst(n, 1, "W")?
+            .ok_or("input 1 (W) is missing")?
+            .clone();
+        if w.dims.len() != 4 {
+            return Err(format!(
+                "W has shape {:?}; only 2-D convolutions (4-D weights) are supported",
+                w.dims
+            ));
+        }
+        let groups = to_us(attrs.int("group", 1))?;
+        let c = x.shape[1];
+        if let Some(k) = attrs.ints("kernel_shape") {
+            if k.len() != 2 || to_us(k[0])? != w.dims[2] || to_us(k[1])? != w.dims[3] {
+                return Err(format!("kernel_shape {k:?} disagrees with W {:?}", w.dims));
+            }
+        }
+        if w.dims[1].checked_mul(groups) != Some(c) {
+            return Err(format!(
+                "W has shape {:?}: {} input channels per group x {groups} groups, but the input has {c} channels",
+                w.dims, w.dims[1]
+            ));
+        }
+        let dims = ConvDims::new(w.dims[0], c, [w.dims[2], w.dims[3]], groups)
+            .map_err(|e| e.to_string())?;
+        let mut desc = ConvDesc::default().padding(padding(attrs)?);
+        desc.stride = pair(attrs, "strides", 1)?;
+        desc.dilation = pair(attrs, "dilations", 1)?;
+        let bias = match self.konst(n, 2, "B")? {
+            Some(b) if b.len() != dims.out_channels => {
+                return Err(format!(
+                    "B has {} values; W has {} output channels",
+                    b.len(),
+                    dims.out_channels
+                ))
+            }
+            Some(b) => Some(b.to_f32()),
+            None => None,
+        };
+        let out = desc
+            .output_shape(&dims, &x.phys)
+            .map_err(|e| e.to_string())?;
+        self.conv_layer(label, x, dims, desc, w.to_f32(), bias, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_layer(
+        &mut self,
+        label: &str,
+        x: Act,
+        dims: ConvDims,
+        desc: ConvDesc,
+        w: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        out: Vec<usize>,
+    ) -> R<Act> {
+        let name = self.unique(label);
+        let wname = format!("{name}.weight");
+        self.weights
+            .insert(&wname, &dims.oihw(), w)
+            .map_err(|e| e.to_string())?;
+        let bname = match bias {
+            Some(b) => {
+                let bn = format!("{name}.bias");
+                self.weights
+                    .insert(&bn, &[b.len()], b)
+                    .map_err(|e| e.to_string())?;
+                Some(bn)
+            }
+            None => None,
+        };
+        let layer = Layer::conv(&wname, bname.as_deref(), dims, desc);
+        let i = self.graph.push_from(&name, layer, x.src);
+        Ok(nhwc_act(out, Src::Node(i)))
+    }
+
+    fn linear(
+        &mut self,
+        a: Act,
+        mut w: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        n: usize,
+        k: usize,
+        label: &str,
+    ) -> R<Act> {
+        if a.shape.len() != 2 || a.shape[1] != k {
+            return Err(format!(
+                "the input has shape {:?}; the weight needs [batch, {k}]",
+                a.shape
+            ));
+        }
+        match a.layout {
+            Layout::FlatNhwc(chw) if !a.layout.is_ordered(&a.shape) => {
+                w = crate::ops::conv::linear_weight_nchw_to_nhwc(&w, n, chw)
+                    .map_err(|e| e.to_string())?;
+            }
+            Layout::Nhwc => return Err("a 4-D activation cannot feed a matrix product".into()),
+            _ => {}
+        }
+        let name = self.unique(label);
+        let wname = format!("{name}.weight");
+        self.weights
+            .insert(&wname, &[n, k], w)
+            .map_err(|e| e.to_string())?;
+        let bname = match bias {
+            Some(b) => {
+                let bn = format!("{name}.bias");
+                self.weights
+                    .insert(&bn, &[n], b)
+                    .map_err(|e| e.to_string())?;
+                Some(bn)
+            }
+            None => None,
+        };
+        let i = self
+            .graph
+            .push_from(&name, Layer::linear(&wname, bname.as_deref(), n, k), a.src);
+        Ok(Act {
+            shape: vec![a.shape[0], n],
+            phys: vec![a.shape[0], n],
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
+    /// A pooling (or other shape-changing NHWC) layer.
+    fn layer4(&mut self, layer: Layer, x: Act, out: Vec<usize>, label: &str) -> Act {
+        let i = self.push(label, layer, x.src);
+        nhwc_act(out, Src::Node(i))
+    }
+
+    /// An activation in NHWC layout (4-D), or an error.
+    fn nhwc(&self, x: Act) -> R<Act> {
+        if x.layout == Layout::Nhwc && x.phys.len() == 4 {
+            Ok(x)
+        } else {
+            Err(format!(
+                "the input has shape {:?} (not a 4-D NCHW activation)",
+                x.shape
+            ))
+        }
+    }
+
+    /// `y = x * scale[c] + shift[c]` per channel (axis 1 of NCHW, or the last axis of a
+    /// 2-D activation): folded into the layer before when only this node reads it, else a
+    /// 1x1 depthwise convolution.
+    fn affine(&mut self, name: &str, x: Act, scale: &[f64], shift: &[f64], label: &str) -> R<Act> {
+        if let Some(i) = self.fusable(name, &x) {
+            let node = &self.graph.nodes[i];
+            let act_none = match &node.layer {
+                Layer::Conv { desc, .. } => desc.activation == Activation::None,
+                Layer::Linear { activation, .. } => *activation == Activation::None,
+                _ => false,
+            };
+            if let (true, Some((wn, bn, wshape))) = (act_none, node.layer.weight_spec()) {
+                let (wn, bn) = (wn.to_string(), bn.map(str::to_string));
+                let oc = wshape[0];
+                if oc == scale.len() {
+                    let mut w = self
+                        .weights
+                        .tensor(&wn, &wshape)
+                        .map_err(|e| e.to_string())?
+                        .to_vec();
+                    let per = w.len() / oc;
+                    for (o, row) in w.chunks_mut(per).enumerate() {
+                        row.iter_mut()
+                            .for_each(|v| *v = (f64::from(*v) * scale[o]) as f32);
+                    }
+                    let old: Vec<f32> = match &bn {
+                        Some(b) => self
+                            .weights
+                            .tensor(b, &[oc])
+                            .map_err(|e| e.to_string())?
+                            .to_vec(),
+                        None => vec![0.0; oc],
+                    };
+                    let b: Vec<f32> = (0..oc)
+                        .map(|o| (f64::from(old[o]) * scale[o] + shift[o]) as f32)
+                        .collect();
+                    self.weights
+                        .insert(&wn, &wshape, w)
+                        .map_err(|e| e.to_string())?;
+                    let bname = bn.unwrap_or_else(|| format!("{}.bias", self.graph.nodes[i].name));
+                    self.weights
+                        .insert(&bname, &[oc], b)
+                        .map_err(|e| e.to_string())?;
+                    match &mut self.graph.nodes[i].layer {
+                        Layer::Conv { bias, .. } | Layer::Linear { bias, .. } => {
+                            *bias = Some(bname)
+                        }
+                        _ => unreachable!("weight_spec is only for convolutions and linears"),
+                    }
+                    return Ok(x);
+                }
+            }
+        }
+        let x = self.nhwc(x).map_err(|e| format!("{e}: a per-channel scale and shift runs as a 1x1 depthwise convolution on NCHW activations only"))?;
+        let c = x.shape[1];
+        let dims = ConvDims::new(c, c, [1, 1], c).map_err(|e| e.to_string())?;
+        let w = scale.iter().map(|&s| s as f32).collect();
+        let b = shift.iter().map(|&s| s as f32).collect();
+        let out = x.phys.clone();
+        self.conv_layer(label, x, dims, ConvDesc::default(), w, Some(b), out)
+    }
+
+    /// A clip `[lo, hi]`: fused into the layer before when only this node reads it (ReLU
+    /// and ReLU6 into a convolution or linear, any bounds into an Add), else a 1x1
+    /// depthwise identity convolution with the activation.
+    fn clip(&mut self, name: &str, x: Act, lo: f32, hi: f32, label: &str) -> R<Act> {
+        let act = match (lo, hi) {
+            (l, h) if l == 0.0 && h == f32::INFINITY => Some(Activation::Relu),
+            (l, h) if l == 0.0 && h == 6.0 => Some(Activation::Relu6),
+            _ => None,
+        };
+        if let Some(i) = self.fusable(name, &x) {
+            match (&mut self.graph.nodes[i].layer, act) {
+                (Layer::Conv { desc, .. }, Some(a)) if desc.activation == Activation::None => {
+                    desc.activation = a;
+                    return Ok(x);
+                }
+                (Layer::Linear { activation, .. }, Some(a)) if *activation == Activation::None => {
+                    *activation = a;
+                    return Ok(x);
+                }
+                (Layer::Add { clip, .. }, _) if *clip == Clip::NONE => {
+                    *clip = Clip { lo, hi };
+                    return Ok(x);
+                }
+                _ => {}
+            }
+        }
+        let a = act.ok_or_else(|| format!("a clip to [{lo}, {hi}] runs only after an Add; standalone, only [0, 6] and [0, inf) are supported"))?;
+        let x = self.nhwc(x)?;
+        let c = x.shape[1];
+        let dims = ConvDims::new(c, c, [1, 1], c).map_err(|e| e.to_string())?;
+        let out = x.phys.clone();
+        self.conv_layer(
+            label,
+            x,
+            dims,
+            ConvDesc::default().activation(a),
+            vec![1.0; c],
+            None,
+            out,
+        )
+    }
+
+    fn binary(&mut self, n: &NodeProto, op: &str, label: &str) -> R<Act> {
+        let (a, b) = (self.input(n, 0).cloned(), self.input(n, 1).cloned());
+        if self.opset < 7
+            && Attrs(&n.attribute).int("broadcast", 0) != 0
+            && !matches!((&a, &b), (Some(Val::Act(_)), Some(Val::Const(_))))
+        {
+            return Err("legacy broadcasting (opset < 7, broadcast = 1) is supported for an activation and a constant only".into());
+        }
+        match (a, b) {
+            (Some(Val::Act(x)), Some(Val::Act(y))) if op == "Add" => {
+                if x.shape != y.shape || x.layout != y.layout {
+                    return Err(format!(
+                        "adds activations of shapes {:?} and {:?}; only equal shapes (a residual add) are supported",
+                        x.shape, y.shape
+                    ));
+                }
+                let (x, y) = match (x.src, y.src) {
+                    (_, Src::Node(_)) => (x, y),
+                    (Src::Node(_), Src::Input) => (y, x),
+                    _ => return Err("adds the model input to itself".into()),
+                };
+                let Src::Node(other) = y.src else {
+                    unreachable!("matched above")
+                };
+                let i = self.push(
+                    label,
+                    Layer::Add {
+                        other,
+                        clip: Clip::NONE,
+                    },
+                    x.src,
+                );
+                Ok(Act {
+                    src: Src::Node(i),
+                    ..x
+                })
+            }
+            (Some(Val::Act(x)), Some(Val::Const(mut c))) => {
+                let name = n.input[0].clone();
+                let attrs = Attrs(&n.attribute);
+                if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
+                    // Before opset 7, B aligns with A from `axis` (default: the end).
+                    let r = x.shape.len();
+                    let ax = fold::axis(attrs.int("axis", (r - c.dims.len()) as i64), r, false)?;
+                    let trailing = r
+                        .checked_sub(ax + c.dims.len())
+                        .ok_or("broadcast axis out of range")?;
+                    c.dims.extend(std::iter::repeat_n(1, trailing));
+                }
+                self.per_channel(&name, x, &c, op, false, label)
+            }
+            (Some(Val::Const(c)), Some(Val::Act(x))) if op != "Div" => {
+                let name = n.input[1].clone();
+                self.per_channel(&name, x, &c, op, true, label)
+            }
+            _ => Err(format!(
+                "{op} of these operands is not supported (two activations only for a residual Add)"
+            )),
+        }
+    }
+
+    /// `x op c` (or `c op x` when `swapped`) for a constant `c` that is one value per
+    /// channel (or a scalar), as an affine map.
+    fn per_channel(
+        &mut self,
+        name: &str,
+        x: Act,
+        c: &Const,
+        op: &str,
+        swapped: bool,
+        label: &str,
+    ) -> R<Act> {
+        let ch_axis = if x.layout == Layout::Nhwc {
+            1
+        } else {
+            x.shape.len().saturating_sub(1)
+        };
+        let ch = x.shape.get(ch_axis).copied().unwrap_or(1);
+        let r = x.shape.len();
+        let cd = &c.dims;
+        let per = cd.len() <= r
+            && cd
+                .iter()
+                .rev()
+                .enumerate()
+                .all(|(j, &d)| d == 1 || (r - 1 - j == ch_axis && d == ch));
+        if !per || fold::broadcast(&x.shape, cd).ok().as_deref() != Some(&x.shape[..]) {
+            return Err(format!(
+                "{op} of an activation {:?} and a constant {cd:?}: only one value per channel (or a scalar) is supported",
+                x.shape
+            ));
+        }
+        let v = c.to_f32();
+        let at = |i: usize| f64::from(v[if v.len() == 1 { 0 } else { i }]);
+        let (scale, shift): (Vec<f64>, Vec<f64>) = (0..ch)
+            .map(|i| match (op, swapped) {
+                ("Add", _) => (1.0, at(i)),
+                ("Sub", false) => (1.0, -at(i)),
+                ("Sub", true) => (-1.0, at(i)),
+                ("Mul", _) => (at(i), 0.0),
+                _ => (1.0 / at(i), 0.0),
+            })
+            .unzip();
+        if scale.iter().chain(&shift).any(|v| !v.is_finite()) {
+            return Err(format!(
+                "{op} by the constant gives a non-finite scale or shift"
+            ));
+        }
+        self.affine(name, x, &scale, &shift, label)
+    }
+}
+
+fn nhwc_act(phys: Vec<usize>, src: Src) -> Act {
+    let shape = vec![phys[0], phys[3], phys[1], phys[2]];
+    Act {
+        shape,
+        phys,
+        layout: Layout::Nhwc,
+        src,
+    }
+}
+
+/// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.
+fn view(x: Act, dims: Vec<usize>) -> R<Act> {
+    if dims.iter().product::<usize>() != x.shape.iter().product::<usize>() {
+        return Err(format!("cannot view {:?} as {dims:?}", x.shape));
+    }
+    let layout = match x.layout {
+        Layout::Nhwc if dims.len() == 2 && dims[0] == x.shape[0] => {
+            Layout::FlatNhwc([x.shape[1], x.shape[2], x.shape[3]])
+        }
+        Layout::FlatNhwc(chw) if dims.len() == 4 && dims[0] == x.shape[0] && dims[1..] == chw => Layout::Nhwc,
+        Layout::Nhwc if dims == x.shape => Layout::Nhwc,
+        l if l.is_ordered(&x.shape) && (dims.len() != 4 || x.phys.len() != 4) => Layout::Plain,
+        l if l.is_ordered(&x.shape) && x.phys.len() == 4 && x.phys == [dims[0], dims[2], dims[3], dims[1]] => Layout::Nhwc,
+        _ => {
+            return Err(format!(
+                "reshaping {:?} to {dims:?} would reorder NCHW data stored as NHWC inside the graph (unsupported)",
+                x.shape
+            ))
+        }
+    };
+    Ok(Act {
+        shape: dims,
+        layout,
+        ..x
+    })
+}
+
+fn shape_of(dims: &[usize], attrs: &Attrs) -> Const {
+    let r = dims.len() as i64;
+    let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+    let s = clampi(attrs.int("start", 0));
+    let e = clampi(attrs.int("end", r));
+    let v: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
+    Const::i64(vec![v.len()], v)
+}
+
+fn constant(attrs: &Attrs) -> R<Const> {
+    if let Some(t) = attrs.tensor("value") {
+        return super::tensor::decode(t, None);
+    }
+    if attrs.has("value_float") {
+        return Ok(Const::f32(vec![], vec![attrs.float("value_float", 0.0)]));
+    }
+    if attrs.has("value_int") {
+        return Ok(Const::i64(vec![], vec![attrs.int("value_int", 0)]));
+    }
+    if let Some(a) = attrs.get("value_floats") {
+        return Ok(Const::f32(vec![a.floats.len()], a.floats.clone()));
+    }
+    if let Some(v) = attrs.ints("value_ints") {
+        return Ok(Const::i64(vec![v.len()], v));
+    }
+    Err(
+        "a Constant without a supported value attribute (value, value_float(s), value_int(s))"
+            .into(),
+    )
+}
+
+/// Reshape's target: 0 copies the input dimension (unless `allowzero`), -1 is inferred.
+fn reshape_dims(input: &[usize], shape: &[i64], allowzero: bool) -> R<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(shape.len());
+    let mut infer = None;
+    for (i, &s) in shape.iter().enumerate() {
+        match s {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(i).ok_or(format!(
+                "shape {shape:?} copies dimension {i}, which {input:?} lacks"
+            ))?),
+            s if s >= 0 => out.push(s as usize),
+            _ => return Err(format!("shape {shape:?} is not a valid Reshape target")),
+        }
+    }
+    if let Some(i) = infer {
+        let rest: usize = out.iter().product();
+        if rest == 0 || !total.is_multiple_of(rest) {
+            return Err(format!("cannot reshape {input:?} to {shape:?}"));
+        }
+        out[i] = total / rest;
+    }
+    if out.iter().product::<usize>() != total {
+        return Err(format!(
+            "cannot reshape {input:?} ({total} values) to {shape:?}"
+        ));
+    }
+    Ok(out)
+}
+
+fn squeeze_dims(op: &str, dims: &[usize], axes: Option<&[i64]>) -> R<Vec<usize>> {
+    if op == "Squeeze" {
+        let ax: Vec<usize> = match axes {
+            Some(a) => a
+                .iter()
+                .map(|&v| fold::axis(v, dims.len(), false))
+                .collect::<R<_>>()?,
+            None => (0..dims.len()).filter(|&i| dims[i] == 1).collect(),
+        };
+        if let Some(&i) = ax.iter().find(|&&i| dims[i] != 1) {
+            return Err(format!("squeezes axis {i} of {dims:?}, which is not 1"));
+        }
+        Ok(dims
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !ax.contains(i))
+            .map(|(_, &d)| d)
+            .collect())
+    } else {
+        let a = axes.ok_or("Unsqueeze needs axes")?;
+        let r = dims.len() + a.len();
+        let mut ax: Vec<usize> = a
+            .iter()
+            .map(|&v| fold::axis(v, r, false))
+            .collect::<R<_>>()?;
+        ax.sort_unstable();
+        ax.dedup();
+        if ax.len() != a.len() {
+            return Err(format!("axes {a:?} repeat"));
+        }
+        let mut src = dims.iter();
+        Ok((0..r)
+            .map(|i| {
+                if ax.contains(&i) {
+                    1
+                } else {
+                    *src.next().expect("rank counted")
+                }
+            })
+            .collect())
+    }
+}
+
+fn to_us(v: i64) -> R<usize> {
+    usize::try_from(v).map_err(|_| format!("{v} is negative"))
+}
+
+fn pair(attrs: &Attrs, name: &str, default: usize) -> R<[usize; 2]> {
+    match attrs.ints(name) {
+        None => Ok([default; 2]),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0] as usize, v[1] as usize]),
+        Some(v) => Err(format!("{name} {v:?}: two positive values expected (2-D)")),
+    }
+}
+
+fn padding(attrs: &Attrs) -> R<Padding> {
+    match attrs.string("auto_pad").as_deref().unwrap_or("NOTSET") {
+        "NOTSET" => match attrs.ints("pads") {
+            None => Ok(Padding::Explicit([0; 4])),
+            Some(p) if p.len() == 4 => {
+                let u = p.iter().map(|&v| to_us(v)).collect::<R<Vec<_>>>()?;
+                // ONNX orders pads [top, left, bottom, right] as this crate does.
+                Ok(Padding::Explicit([u[0], u[1], u[2], u[3]]))
+            }
+            Some(p) => Err(format!("pads {p:?}: four values expected (2-D)")),
+        },
+        "VALID" => Ok(Padding::Valid),
+        "SAME_UPPER" => Ok(Padding::Same),
+        "SAME_LOWER" => Ok(Padding::SameLower),
+        other => Err(format!(
+            "auto_pad '{other}' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"
+        )),
+    }
+}
+
+/// Explicit padding widened at the bottom/right so that floor rounding gives ceil_mode's
+/// output size (used only to compare the two sizes).
+fn ceil_padding(d: &PoolDesc, x: &[usize]) -> R<Padding> {
+    let Padding::Explicit([t, l, b, r]) = d.padding else {
+        return Ok(d.padding);
+    };
+    let k = d.kernel.unwrap_or([1, 1]);
+    let grow = |size: usize, lo: usize, hi: usize, k: usize, s: usize, dil: usize| {
+        let eff = dil * (k - 1) + 1;
+        let span = (size + lo + hi).saturating_sub(eff);
+        hi + (s - span % s) % s
+    };
+    Ok(Padding::Explicit([
+        t,
+        l,
+        grow(x[1], t, b, k[0], d.stride[0], d.dilation[0]),
+        grow(x[2], l, r, k[1], d.stride[1], d.dilation[1]),
+    ]))
+}

@@ -1,0 +1,581 @@
+//! ONNX import: a model file from PyTorch, TensorFlow or Paddle becomes a [`Graph`] with
+//! its [`WeightFile`], so it runs on the same kernels as a hand-built model, in FP32 or
+//! FP16 ([`Model`]) or quantized after training ([`QModel`], static or dynamic INT8 with
+//! the crate's observers and bias correction).
+//!
+//! The file is decoded with prost into types generated from the vendored `onnx.proto`
+//! ([`proto`]); nothing is hand-parsed. Loading resolves everything the GPU need not
+//! see: the nodes are ordered topologically (a cycle is an error), every shape is
+//! inferred from the input shape, shape arithmetic on constants is folded
+//! (`Shape`/`Gather`/`Concat`/`Slice`/...), BatchNormalization and per-channel
+//! arithmetic fold into the convolution before them, and ReLU/ReLU6 fuse into its
+//! epilogue. The model's NCHW tensors run on the NHWC kernels: weights are rearranged
+//! once here, and the layout changes only at the edges ([`OnnxImport::to_model_input`],
+//! [`OnnxImport::from_model_output`]). Anything that cannot be imported is one
+//! [`Error::Import`] listing every such node (name, op type, reason).
+//!
+//! docs/ONNX.md has the operator table ([`OPERATORS`]).
+//!
+//! ```no_run
+//! use wgpu_quant::import::OnnxImport;
+//! use wgpu_quant::{Context, DType, Tensor};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let onnx = OnnxImport::load("model.onnx", Some(&[1, 3, 224, 224]))?;
+//! let model = onnx.model(&ctx, DType::F32)?;
+//! let nchw = vec![0.5f32; 3 * 224 * 224];
+//! let x = Tensor::from_slice(&ctx, &onnx.input().model_shape, &onnx.to_model_input(&nchw)?)?;
+//! let mut enc = ctx.encoder("onnx");
+//! let y = model.forward(&ctx, &mut enc, &x)?;
+//! ctx.submit_and_wait(enc)?;
+//! let logits = onnx.from_model_output(&y.read_blocking::<f32>(&ctx)?)?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use prost::Message;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::model::{Graph, Model, PtqOptions, QModel, Src, WeightFile};
+use crate::tensor::{DType, Tensor};
+
+mod fold;
+mod lower;
+#[rustfmt::skip]
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto;
+mod tensor;
+
+use lower::{Act, Lowering, Val};
+pub use lower::{Layout, OPERATORS};
+
+/// The oldest and newest default-domain opsets the importer accepts.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 6..=24;
+
+/// One end of the imported graph: its ONNX name and shape, and the shape and layout of
+/// the tensor the [`Model`] reads or writes there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// The ONNX value name.
+    pub name: String,
+    /// The ONNX shape (NCHW for images).
+    pub shape: Vec<usize>,
+    /// The model tensor's shape (NHWC for images).
+    pub model_shape: Vec<usize>,
+    /// How the model tensor's order relates to the ONNX order.
+    pub layout: Layout,
+}
+
+/// An imported ONNX model: the graph, its weights and its edges.
+#[derive(Debug, Clone)]
+pub struct OnnxImport {
+    graph: Graph,
+    weights: WeightFile,
+    input: Edge,
+    output: Edge,
+    file: String,
+    opset: i64,
+    ops: BTreeMap<String, usize>,
+    nodes: usize,
+}
+
+fn err(file: &str, detail: impl Into<String>) -> Error {
+    Error::Import {
+        file: file.to_string(),
+        detail: detail.into(),
+    }
+}
+
+impl OnnxImport {
+    /// Loads `path` (external data is read beside it). `input_shape` gives the input's
+    /// ONNX shape (NCHW for images); `None` takes the shape the file declares, which
+    /// must then be fully static.
+    pub fn load(path: impl AsRef<Path>, input_shape: Option<&[usize]>) -> Result<OnnxImport> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| err(&file, e.to_string()))?;
+        OnnxImport::from_bytes(&bytes, &file, path.parent(), input_shape)
+    }
+
+    /// Imports model bytes; `name` names them in errors, `dir` is where external data
+    /// files are (`None`: a model with external data is refused).
+    pub fn from_bytes(
+        bytes: &[u8],
+        name: &str,
+        dir: Option<&Path>,
+        input_shape: Option<&[usize]>,
+    ) -> Result<OnnxImport> {
+        let m = proto::ModelProto::decode(bytes)
+            .map_err(|e| err(name, format!("not an ONNX model (protobuf: {e})")))?;
+        let opset = default_opset(&m).map_err(|e| err(name, e))?;
+        let g = m
+            .graph
+            .as_ref()
+            .ok_or_else(|| err(name, "the model has no graph"))?;
+        import_graph(g, name, dir, opset, input_shape)
+    }
+
+    /// The graph (NHWC activations).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The weights, named `LAYER.weight` / `LAYER.bias`, in the layouts the graph reads
+    /// (OIHW convolutions, `[N, K]` linears).
+    pub fn weights(&self) -> &WeightFile {
+        &self.weights
+    }
+
+    /// The input edge.
+    pub fn input(&self) -> &Edge {
+        &self.input
+    }
+
+    /// The output edge.
+    pub fn output(&self) -> &Edge {
+        &self.output
+    }
+
+    /// The default-domain opset of the file.
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    /// Operator types in the file, with their counts.
+    pub fn op_counts(&self) -> &BTreeMap<String, usize> {
+        &self.ops
+    }
+
+    /// Uploads the model in `dtype` (F32 or F16) for its input shape.
+    pub fn model(&self, ctx: &Context, dtype: DType) -> Result<Model> {
+        Model::new(
+            ctx,
+            &self.graph,
+            &self.weights,
+            dtype,
+            &self.input.model_shape,
+        )
+    }
+
+    /// Quantizes the model to INT8 after training: calibrated on `batches` (model-layout
+    /// tensors, [`OnnxImport::to_model_input`]), see [`QModel::calibrate_with`].
+    pub fn quantize(&self, ctx: &Context, batches: &[Tensor], opts: &PtqOptions) -> Result<QModel> {
+        QModel::calibrate_with(
+            ctx,
+            &self.graph,
+            &self.weights,
+            &self.input.model_shape,
+            batches,
+            opts,
+        )
+    }
+
+    /// Rearranges an input in ONNX layout (NCHW) into the model's (NHWC).
+    pub fn to_model_input(&self, x: &[f32]) -> Result<Vec<f32>> {
+        to_model(&self.input, x).map_err(|e| err(&self.file, e))
+    }
+
+    /// Rearranges the model's output into ONNX layout.
+    pub fn from_model_output(&self, y: &[f32]) -> Result<Vec<f32>> {
+        from_model(&self.output, y).map_err(|e| err(&self.file, e))
+    }
+
+    /// A listing: opset, edges, operator counts, layers and parameters.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}: opset {}, {} nodes -> {} layers, {} parameters\ninput  '{}' {:?} (model {:?})\noutput '{}' {:?} (model {:?})\n",
+            self.file,
+            self.opset,
+            self.nodes,
+            self.graph.nodes.len(),
+            self.weights.parameters(),
+            self.input.name,
+            self.input.shape,
+            self.input.model_shape,
+            self.output.name,
+            self.output.shape,
+            self.output.model_shape,
+        );
+        s.push_str("operators:");
+        for (op, n) in &self.ops {
+            s.push_str(&format!(" {op} x{n}"));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+impl Model {
+    /// Imports the ONNX model at `path` ([`OnnxImport::load`]) and uploads it in `dtype`.
+    /// The model reads NHWC tensors of [`OnnxImport::input`]'s `model_shape`; use
+    /// [`OnnxImport`] directly to rearrange NCHW data.
+    pub fn from_onnx(
+        ctx: &Context,
+        path: impl AsRef<Path>,
+        dtype: DType,
+        input_shape: Option<&[usize]>,
+    ) -> Result<Model> {
+        OnnxImport::load(path, input_shape)?.model(ctx, dtype)
+    }
+}
+
+fn default_opset(m: &proto::ModelProto) -> std::result::Result<i64, String> {
+    let v = m
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+        .map(|o| o.version())
+        .ok_or("the model imports no default-domain (ai.onnx) opset")?;
+    if !OPSETS.contains(&v) {
+        return Err(format!(
+            "opset {v} is not supported (opsets {} to {} are)",
+            OPSETS.start(),
+            OPSETS.end()
+        ));
+    }
+    Ok(v)
+}
+
+fn label(n: &proto::NodeProto, i: usize) -> String {
+    match n.name() {
+        "" => format!("{}_{i}", n.op_type()),
+        s => s.to_string(),
+    }
+}
+
+/// The nodes in an order where each reads only values made before it.
+fn topo_order(
+    g: &proto::GraphProto,
+    known: &HashSet<&str>,
+) -> std::result::Result<Vec<usize>, String> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in g.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if known.contains(o.as_str()) || producer.insert(o, i).is_some() {
+                return Err(format!(
+                    "value '{o}' is produced twice (node {})",
+                    label(n, i)
+                ));
+            }
+        }
+    }
+    let mut pending: Vec<usize> = vec![0; g.node.len()];
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.node.len()];
+    for (i, n) in g.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            match producer.get(inp.as_str()) {
+                Some(&p) => {
+                    pending[i] += 1;
+                    readers[p].push(i);
+                }
+                None if known.contains(inp.as_str()) => {}
+                None => return Err(format!(
+                    "node '{}' ({}) reads '{inp}', which no node, input or initializer provides",
+                    label(n, i),
+                    n.op_type()
+                )),
+            }
+        }
+    }
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..g.node.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(g.node.len());
+    while let Some(i) = ready.pop_front() {
+        order.push(i);
+        for &r in &readers[i] {
+            pending[r] -= 1;
+            if pending[r] == 0 {
+                ready.push_back(r);
+            }
+        }
+    }
+    if order.len() != g.node.len() {
+        let stuck: Vec<String> = (0..g.node.len())
+            .filter(|&i| pending[i] > 0)
+            .take(8)
+            .map(|i| format!("'{}' ({})", label(&g.node[i], i), g.node[i].op_type()))
+            .collect();
+        return Err(format!(
+            "the graph has a cycle through nodes {}",
+            stuck.join(", ")
+        ));
+    }
+    Ok(order)
+}
+
+fn import_graph(
+    g: &proto::GraphProto,
+    file: &str,
+    dir: Option<&Path>,
+    opset: i64,
+    input_shape: Option<&[usize]>,
+) -> Result<OnnxImport> {
+    let e = |d: String| err(file, d);
+    let mut consts: HashMap<String, tensor::Const> = HashMap::new();
+    for t in &g.initializer {
+        consts.insert(t.name().to_string(), tensor::decode(t, dir).map_err(e)?);
+    }
+    if !g.sparse_initializer.is_empty() {
+        return Err(e("sparse initializers are not supported".into()));
+    }
+    let inputs: Vec<&proto::ValueInfoProto> = g
+        .input
+        .iter()
+        .filter(|i| !consts.contains_key(i.name()))
+        .collect();
+    let [inp] = inputs[..] else {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+        return Err(e(format!(
+            "the graph has {} inputs {names:?}; one is supported",
+            names.len()
+        )));
+    };
+    let [out] = &g.output[..] else {
+        let names: Vec<&str> = g.output.iter().map(|i| i.name()).collect();
+        return Err(e(format!(
+            "the graph has {} outputs {names:?}; one is supported",
+            names.len()
+        )));
+    };
+    let shape = input_dims(inp, input_shape).map_err(e)?;
+
+    let mut known: HashSet<&str> = consts.keys().map(String::as_str).collect();
+    known.insert(inp.name());
+    let order = topo_order(g, &known).map_err(e)?;
+    // Only nodes the output depends on are imported.
+    let producer: HashMap<&str, usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut live = vec![false; g.node.len()];
+    let mut stack: Vec<&str> = vec![out.name()];
+    while let Some(v) = stack.pop() {
+        if let Some(&p) = producer.get(v) {
+            if !std::mem::replace(&mut live[p], true) {
+                stack.extend(g.node[p].input.iter().map(String::as_str));
+            }
+        }
+    }
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for n in g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live[*i])
+        .map(|(_, n)| n)
+    {
+        for i in n.input.iter().filter(|s| !s.is_empty()) {
+            *uses.entry(i.clone()).or_default() += 1;
+        }
+    }
+    *uses.entry(out.name().to_string()).or_default() += 1;
+    let outputs: HashSet<String> = [out.name().to_string()].into();
+    let mut low = Lowering::new(opset, uses, outputs);
+    for (k, c) in consts {
+        low.vals.insert(k, Val::Const(c));
+    }
+    let (model_shape, layout) = if shape.len() == 4 {
+        (vec![shape[0], shape[2], shape[3], shape[1]], Layout::Nhwc)
+    } else {
+        (shape.clone(), Layout::Plain)
+    };
+    low.vals.insert(
+        inp.name().to_string(),
+        Val::Act(Act {
+            shape: shape.clone(),
+            phys: model_shape.clone(),
+            layout,
+            src: Src::Input,
+        }),
+    );
+    let mut ops: BTreeMap<String, usize> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    for &i in order.iter().filter(|&&i| live[i]) {
+        let n = &g.node[i];
+        *ops.entry(n.op_type().to_string()).or_default() += 1;
+        let name = label(n, i);
+        let blocked = n
+            .input
+            .iter()
+            .any(|s| matches!(low.vals.get(s), Some(Val::Unknown)));
+        let domain_ok = matches!(n.domain(), "" | "ai.onnx");
+        let result = if !domain_ok {
+            Err(format!("domain '{}' is not supported", n.domain()))
+        } else if blocked {
+            // Its input failed already; list it only if its op is unknown as well.
+            if OPERATORS.iter().any(|(o, _)| *o == n.op_type()) {
+                Ok(vec![Val::Unknown])
+            } else {
+                Err(format!("operator {} is not supported", n.op_type()))
+            }
+        } else {
+            low.node(n, &name)
+        };
+        let vals = match result {
+            Ok(v) => v,
+            Err(reason) => {
+                problems.push(format!("node '{name}' ({}): {reason}", n.op_type()));
+                vec![Val::Unknown]
+            }
+        };
+        for (k, o) in n.output.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+            let v = vals.get(k).cloned().unwrap_or(Val::Unknown);
+            low.vals.insert(o.clone(), v);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(e(format!(
+            "{} node(s) cannot be imported:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    let out_act = match low.vals.get(out.name()) {
+        Some(Val::Act(a)) => a.clone(),
+        Some(Val::Const(_)) => return Err(e(format!("output '{}' is a constant", out.name()))),
+        _ => return Err(e(format!("output '{}' is not computed", out.name()))),
+    };
+    let last = low.graph.nodes.len().checked_sub(1);
+    if out_act.src != Src::Node(last.unwrap_or(usize::MAX)) {
+        return Err(e(format!(
+            "output '{}' is not the last layer's result (the graph has {} layers)",
+            out.name(),
+            low.graph.nodes.len()
+        )));
+    }
+    let input = Edge {
+        name: inp.name().to_string(),
+        shape,
+        model_shape,
+        layout,
+    };
+    let output = Edge {
+        name: out.name().to_string(),
+        shape: out_act.shape.clone(),
+        model_shape: out_act.phys.clone(),
+        layout: out_act.layout,
+    };
+    Ok(OnnxImport {
+        graph: low.graph,
+        weights: low.weights,
+        input,
+        output,
+        file: file.to_string(),
+        opset,
+        ops,
+        nodes: g.node.len(),
+    })
+}
+
+/// The input's static shape: `given` checked against the declared dimensions, or the
+/// declared ones when all are fixed.
+fn input_dims(
+    v: &proto::ValueInfoProto,
+    given: Option<&[usize]>,
+) -> std::result::Result<Vec<usize>, String> {
+    use proto::tensor_shape_proto::dimension::Value as D;
+    use proto::type_proto::Value as T;
+    let Some(T::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(format!("input '{}' is not a tensor", v.name()));
+    };
+    if t.elem_type() != proto::tensor_proto::DataType::Float as i32 {
+        return Err(format!(
+            "input '{}' is {}; float inputs are supported",
+            v.name(),
+            tensor::elem_name(t.elem_type())
+        ));
+    }
+    let declared: Option<Vec<Option<i64>>> = t.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(D::DimValue(x)) if *x > 0 => Some(*x),
+                _ => None,
+            })
+            .collect()
+    });
+    if let Some(g) = given {
+        check_nonzero(v.name(), g)?;
+    }
+    match (given, declared) {
+        (Some(g), Some(d)) => {
+            if g.len() != d.len() {
+                return Err(format!(
+                    "input '{}' has rank {}; the given shape {g:?} has {}",
+                    v.name(),
+                    d.len(),
+                    g.len()
+                ));
+            }
+            if let Some(i) = (0..g.len()).find(|&i| d[i].is_some_and(|x| x as usize != g[i])) {
+                return Err(format!(
+                    "input '{}' fixes dimension {i} to {}; the given shape {g:?} says {}",
+                    v.name(),
+                    d[i].unwrap_or_default(),
+                    g[i]
+                ));
+            }
+            check_nonzero(v.name(), g)
+        }
+        (Some(g), None) => check_nonzero(v.name(), g),
+        (None, Some(d)) => match d.iter().position(Option::is_none) {
+            Some(i) => Err(format!(
+                "input '{}' has a symbolic or unknown dimension {i}; give the input shape",
+                v.name()
+            )),
+            None => Ok(d.iter().map(|x| x.unwrap_or(1) as usize).collect()),
+        },
+        (None, None) => Err(format!(
+            "input '{}' declares no shape; give the input shape",
+            v.name()
+        )),
+    }
+}
+
+fn check_nonzero(name: &str, g: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    if g.is_empty() || g.contains(&0) {
+        return Err(format!(
+            "input '{name}': shape {g:?} must have positive dimensions"
+        ));
+    }
+    Ok(g.to_vec())
+}
+
+fn expect_len(e: &Edge, len: usize, what: &str) -> std::result::Result<(), String> {
+    let n: usize = e.shape.iter().product();
+    if len != n {
+        return Err(format!(
+            "{what} '{}' {:?} holds {n} values; got {len}",
+            e.name, e.shape
+        ));
+    }
+    Ok(())
+}
+
+fn to_model(e: &Edge, x: &[f32]) -> std::result::Result<Vec<f32>, String> {
+    expect_len(e, x.len(), "input")?;
+    Ok(match e.layout {
+        Layout::Nhwc => {
+            let s = &e.shape;
+            crate::ops::conv::nchw_to_nhwc(x, [s[0], s[1], s[2], s[3]])
+        }
+        _ => x.to_vec(),
+    })
+}
+
+fn from_model(e: &Edge, y: &[f32]) -> std::result::Result<Vec<f32>, String> {
+    expect_len(e, y.len(), "output")?;
+    Ok(match e.layout {
+        Layout::Nhwc => {
+            let s = &e.shape;
+            crate::ops::conv::nhwc_to_nchw(y, [s[0], s[2], s[3], s[1]])
+        }
+        Layout::FlatNhwc([c, h, w]) => crate::ops::conv::nhwc_to_nchw(y, [e.shape[0], h, w, c]),
+        Layout::Plain => y.to_vec(),
+    })
+}

@@ -1,0 +1,570 @@
+//! The ONNX importer on small models built here with the generated message types:
+//! BatchNorm folding, activation fusion, a Gemm after a flatten of NCHW features (the
+//! weights' columns reordered for NHWC), shape arithmetic folded at load, per-channel
+//! arithmetic, and the errors for bad files (each names the file and the node).
+
+mod common;
+
+use prost::Message;
+use rand::{RngExt, SeedableRng};
+use wgpu_quant::import::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
+    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+use wgpu_quant::import::{OnnxImport, OPERATORS};
+use wgpu_quant::{Context, DType, Error, Tensor};
+
+fn attr_i(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(i),
+        r#type: Some(AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+fn attr_f(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(f),
+        r#type: Some(AttributeType::Float as i32),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn tensor_f32(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+fn tensor_i64(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v as i64),
+                None => dimension::Value::DimParam("N".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    input: &[usize],
+    opset: i64,
+) -> ModelProto {
+    let out = nodes
+        .last()
+        .map(|n| n.output[0].clone())
+        .unwrap_or_default();
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![value_info(
+                "x",
+                &input.iter().map(|&d| Some(d)).collect::<Vec<_>>(),
+            )],
+            output: vec![value_info(&out, &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn import(m: &ModelProto, shape: Option<&[usize]>) -> wgpu_quant::Result<OnnxImport> {
+    OnnxImport::from_bytes(&m.encode_to_vec(), "test.onnx", None, shape)
+}
+
+fn run(ctx: &Context, onnx: &OnnxImport, x_nchw: &[f32]) -> Vec<f32> {
+    let model = onnx.model(ctx, DType::F32).unwrap();
+    let x = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(x_nchw).unwrap(),
+    )
+    .unwrap();
+    let mut enc = ctx.encoder("onnx");
+    let y = model.forward(ctx, &mut enc, &x).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    onnx.from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap()
+}
+
+fn rand_vec(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// NCHW convolution in f64 (stride 1, symmetric padding `p`, groups 1).
+fn conv_ref(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    wt: &[f32],
+    oc: usize,
+    k: usize,
+    p: usize,
+    b: &[f32],
+) -> Vec<f64> {
+    let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+    let mut y = vec![0.0f64; n * oc * oh * ow];
+    for b_ in 0..n {
+        for o in 0..oc {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut s = f64::from(b[o]);
+                    for ci in 0..c {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let (yy, xx) = (
+                                    (i + ki) as isize - p as isize,
+                                    (j + kj) as isize - p as isize,
+                                );
+                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                    continue;
+                                }
+                                let xv = x[((b_ * c + ci) * h + yy as usize) * w + xx as usize];
+                                let wv = wt[((o * c + ci) * k + ki) * k + kj];
+                                s += f64::from(xv) * f64::from(wv);
+                            }
+                        }
+                    }
+                    y[((b_ * oc + o) * oh + i) * ow + j] = s;
+                }
+            }
+        }
+    }
+    y
+}
+
+fn check(got: &[f32], want: &[f64], budget: f64) {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (f64::from(g) - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    let err = (num / den).sqrt();
+    assert!(err <= budget, "relative L2 error {err:.2e} > {budget:.0e}");
+}
+
+#[test]
+fn conv_batchnorm_relu_flatten_gemm_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (n, c, h, w, oc, k) = (2, 3, 5, 5, 4, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * k * k, &mut rng);
+    let b = rand_vec(oc, &mut rng);
+    let gamma = [1.5f32, 0.5, -0.7, 2.0];
+    let beta = [0.1f32, -0.2, 0.3, 0.0];
+    let mean = [0.05f32, -0.1, 0.2, 0.0];
+    let var = [0.5f32, 1.2, 0.8, 2.0];
+    let feats = oc * h * w;
+    let gemm_b = rand_vec(feats * 3, &mut rng); // [K, N], transB = 0
+    let gemm_c = [0.25f32, -0.5, 1.0];
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                    attr_ints("kernel_shape", &[3, 3]),
+                ],
+            ),
+            node(
+                "BatchNormalization",
+                "bn",
+                &["c", "g", "be", "mu", "var"],
+                &["bn"],
+                vec![attr_f("epsilon", 1e-3)],
+            ),
+            node("Relu", "relu", &["bn"], &["r"], vec![]),
+            node("Flatten", "flat", &["r"], &["f"], vec![]),
+            node(
+                "Gemm",
+                "fc",
+                &["f", "gb", "gc"],
+                &["y"],
+                vec![attr_f("alpha", 0.5), attr_f("beta", 2.0)],
+            ),
+        ],
+        vec![
+            tensor_f32("w", &[oc, c, k, k], &wt),
+            tensor_f32("b", &[oc], &b),
+            tensor_f32("g", &[oc], &gamma),
+            tensor_f32("be", &[oc], &beta),
+            tensor_f32("mu", &[oc], &mean),
+            tensor_f32("var", &[oc], &var),
+            tensor_f32("gb", &[feats, 3], &gemm_b),
+            tensor_f32("gc", &[3], &gemm_c),
+        ],
+        &[n, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    // BatchNorm and ReLU fold into the convolution; Flatten is a view.
+    assert_eq!(onnx.graph().nodes.len(), 2, "{:?}", onnx.graph());
+    let got = run(ctx, &onnx, &x);
+    let conv = conv_ref(&x, [n, c, h, w], &wt, oc, k, 1, &b);
+    let mut want = vec![0.0f64; n * 3];
+    for bi in 0..n {
+        let f: Vec<f64> = (0..feats)
+            .map(|i| {
+                let o = i / (h * w);
+                let kk = f64::from(gamma[o]) / (f64::from(var[o]) + 1e-3).sqrt();
+                ((conv[bi * feats + i] - f64::from(mean[o])) * kk + f64::from(beta[o])).max(0.0)
+            })
+            .collect();
+        for j in 0..3 {
+            let s: f64 = (0..feats)
+                .map(|i| f[i] * f64::from(gemm_b[i * 3 + j]))
+                .sum();
+            want[bi * 3 + j] = 0.5 * s + 2.0 * f64::from(gemm_c[j]);
+        }
+    }
+    check(&got, &want, 1e-5);
+}
+
+#[test]
+fn shape_arithmetic_folds_and_per_channel_ops_run() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let (n, c, h, w) = (2, 4, 3, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let scale = [0.5f32, -1.0, 2.0, 1.5];
+    let shift = [0.1f32, 0.2, -0.3, 0.4];
+    let mm = rand_vec(c * 5, &mut rng);
+    let bias = rand_vec(5, &mut rng);
+    let m = model(
+        vec![
+            // Per-channel Mul and Sub on the input: a 1x1 depthwise convolution.
+            node("Mul", "scale", &["x", "s"], &["xs"], vec![]),
+            node("Sub", "shift", &["xs", "t"], &["xt"], vec![]),
+            node(
+                "MaxPool",
+                "pool",
+                &["xt"],
+                &["p"],
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("pads", &[1, 1, 0, 0]),
+                    attr_ints("strides", &[2, 2]),
+                ],
+            ),
+            node("GlobalAveragePool", "gap", &["p"], &["g"], vec![]),
+            // The batch size from Shape/Gather, a reshape target [N, -1].
+            node("Shape", "shape", &["g"], &["sh"], vec![]),
+            node(
+                "Gather",
+                "batch",
+                &["sh", "zero"],
+                &["bs"],
+                vec![attr_i("axis", 0)],
+            ),
+            node("Unsqueeze", "batch1", &["bs", "axes"], &["bs1"], vec![]),
+            node(
+                "Concat",
+                "target",
+                &["bs1", "minus1"],
+                &["tgt"],
+                vec![attr_i("axis", 0)],
+            ),
+            node("Reshape", "flat", &["g", "tgt"], &["f"], vec![]),
+            node("MatMul", "mm", &["f", "mmw"], &["mmo"], vec![]),
+            node("Add", "bias", &["mmo", "mmb"], &["logits"], vec![]),
+            node(
+                "Softmax",
+                "prob",
+                &["logits"],
+                &["y"],
+                vec![attr_i("axis", 1)],
+            ),
+        ],
+        vec![
+            tensor_f32("s", &[1, c, 1, 1], &scale),
+            tensor_f32("t", &[c, 1, 1], &shift),
+            tensor_i64("zero", &[], &[0]),
+            tensor_i64("axes", &[1], &[0]),
+            tensor_i64("minus1", &[1], &[-1]),
+            tensor_f32("mmw", &[c, 5], &mm),
+            tensor_f32("mmb", &[5], &bias),
+        ],
+        &[n, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    // depthwise (Mul and Sub folded together), max pool, global pool, linear (bias
+    // folded), softmax.
+    assert_eq!(onnx.graph().nodes.len(), 5, "{:?}", onnx.graph());
+    let got = run(ctx, &onnx, &x);
+    let mut want = Vec::new();
+    for bi in 0..n {
+        let mut feat = [0.0f64; 4];
+        for ci in 0..c {
+            let v = |i: isize, j: isize| -> f64 {
+                if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
+                    return f64::NEG_INFINITY;
+                }
+                let xv = f64::from(x[((bi * c + ci) * h + i as usize) * w + j as usize]);
+                xv * f64::from(scale[ci]) - f64::from(shift[ci])
+            };
+            // Output 2x2: windows start at -1 and 1 (pad 1 at the top/left).
+            let mut s = 0.0;
+            for oi in 0..2 {
+                for oj in 0..2 {
+                    let (i0, j0) = (oi as isize * 2 - 1, oj as isize * 2 - 1);
+                    s += v(i0, j0)
+                        .max(v(i0 + 1, j0))
+                        .max(v(i0, j0 + 1))
+                        .max(v(i0 + 1, j0 + 1));
+                }
+            }
+            feat[ci] = s / 4.0;
+        }
+        let logits: Vec<f64> = (0..5)
+            .map(|j| {
+                (0..c)
+                    .map(|ci| feat[ci] * f64::from(mm[ci * 5 + j]))
+                    .sum::<f64>()
+                    + f64::from(bias[j])
+            })
+            .collect();
+        let mx = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - mx).exp()).sum();
+        want.extend(logits.iter().map(|l| (l - mx).exp() / z));
+    }
+    check(&got, &want, 1e-5);
+}
+
+fn import_err(m: &ModelProto) -> String {
+    let e = import(m, None).unwrap_err();
+    assert!(
+        matches!(e, Error::Import { ref file, .. } if file == "test.onnx"),
+        "{e:?}"
+    );
+    e.to_string()
+}
+
+#[test]
+fn every_unsupported_node_is_listed_at_once() {
+    let m = model(
+        vec![
+            node("Sin", "sine", &["x"], &["a"], vec![]),
+            node("LRN", "lrn", &["a"], &["b"], vec![attr_i("size", 3)]),
+            node("Conv", "conv3d", &["x", "w3"], &["c"], vec![]),
+            node("Add", "add", &["b", "c"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("w3", &[1, 3, 1, 1, 1], &[1.0; 3])],
+        &[1, 3, 4, 4],
+        13,
+    );
+    let e = import_err(&m);
+    for part in [
+        "3 node(s)",
+        "'sine' (Sin)",
+        "'lrn' (LRN)",
+        "'conv3d' (Conv)",
+    ] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
+    // Add is supported: its inputs failed, so it is not listed.
+    assert!(!e.contains("'add'"), "{e}");
+}
+
+#[test]
+fn bad_files_are_errors_naming_the_file_and_node() {
+    let good = model(
+        vec![node("Relu", "relu", &["x"], &["y"], vec![])],
+        vec![],
+        &[1, 3, 4, 4],
+        13,
+    );
+    assert!(import(&good, None).is_ok());
+    let bytes = good.encode_to_vec();
+    // Truncated and corrupt bytes.
+    let e = OnnxImport::from_bytes(&bytes[..bytes.len() - 5], "cut.onnx", None, None).unwrap_err();
+    assert!(
+        e.to_string().starts_with("cut.onnx: not an ONNX model"),
+        "{e}"
+    );
+    let e =
+        OnnxImport::from_bytes(b"\xff\xff\xff\xff garbage", "junk.onnx", None, None).unwrap_err();
+    assert!(e.to_string().contains("not an ONNX model"), "{e}");
+    // An opset out of range.
+    let mut m = good.clone();
+    m.opset_import[0].version = Some(99);
+    assert!(import_err(&m).contains("opset 99 is not supported"));
+    // A cycle.
+    let m = model(
+        vec![
+            node("Relu", "a", &["x", "d"], &["c"], vec![]),
+            node("Relu", "b", &["c"], &["d"], vec![]),
+            node("Relu", "out", &["d"], &["y"], vec![]),
+        ],
+        vec![],
+        &[1, 3, 4, 4],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("cycle") && e.contains("'a' (Relu)"), "{e}");
+    // A value nobody makes.
+    let m = model(
+        vec![node("Add", "add", &["x", "ghost"], &["y"], vec![])],
+        vec![],
+        &[1, 3, 4, 4],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("'add'") && e.contains("'ghost'"), "{e}");
+    // An initializer whose shape disagrees with its use.
+    let m = model(
+        vec![node("Conv", "conv", &["x", "w"], &["y"], vec![])],
+        vec![tensor_f32("w", &[2, 2, 1, 1], &[1.0; 4])],
+        &[1, 3, 4, 4],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(
+        e.contains("'conv' (Conv)") && e.contains("[2, 2, 1, 1]") && e.contains("3 channels"),
+        "{e}"
+    );
+    // Raw data of the wrong size.
+    let mut t = tensor_f32("w", &[2, 3, 1, 1], &[1.0; 6]);
+    t.raw_data.as_mut().unwrap().truncate(20);
+    let m = model(
+        vec![node("Conv", "conv", &["x", "w"], &["y"], vec![])],
+        vec![t],
+        &[1, 3, 4, 4],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("tensor 'w'") && e.contains("20 bytes"), "{e}");
+    // A dimension product that overflows.
+    let mut t = tensor_f32("w", &[1], &[1.0]);
+    t.dims = vec![i64::MAX, 4];
+    let m = model(
+        vec![node("Conv", "conv", &["x", "w"], &["y"], vec![])],
+        vec![t],
+        &[1, 3, 4, 4],
+        13,
+    );
+    assert!(import_err(&m).contains("overflows"));
+    // External data: missing without a folder, escaping the folder, a missing file.
+    let ext = |loc: &str| {
+        let mut t = tensor_f32("w", &[2, 3, 1, 1], &[]);
+        t.raw_data = None;
+        t.data_location = Some(1);
+        t.external_data = vec![StringStringEntryProto {
+            key: Some("location".into()),
+            value: Some(loc.into()),
+        }];
+        model(
+            vec![node("Conv", "conv", &["x", "w"], &["y"], vec![])],
+            vec![t],
+            &[1, 3, 4, 4],
+            13,
+        )
+    };
+    assert!(import_err(&ext("w.bin")).contains("without a folder"));
+    let dir = std::env::temp_dir();
+    let e = OnnxImport::from_bytes(&ext("../w.bin").encode_to_vec(), "x.onnx", Some(&dir), None)
+        .unwrap_err();
+    assert!(e.to_string().contains("inside the model's folder"), "{e}");
+    let e = OnnxImport::from_bytes(
+        &ext("no-such-w.bin").encode_to_vec(),
+        "x.onnx",
+        Some(&dir),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no-such-w.bin"), "{e}");
+    // Input shapes: a given shape must fit the declared rank and fixed dimensions.
+    let e = import(&good, Some(&[1, 3, 4])).unwrap_err();
+    assert!(e.to_string().contains("rank 4"), "{e}");
+    let e = import(&good, Some(&[1, 3, 4, 5])).unwrap_err();
+    assert!(e.to_string().contains("dimension 3"), "{e}");
+    let e = import(&good, Some(&[0, 3, 4, 4])).unwrap_err();
+    assert!(e.to_string().contains("positive"), "{e}");
+}
+
+#[test]
+fn operator_table_in_the_docs_matches_the_importer() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ONNX.md")).unwrap();
+    let rows: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(op, _)| op.to_string()))
+        .collect();
+    let ours: Vec<String> = OPERATORS.iter().map(|(op, _)| op.to_string()).collect();
+    assert_eq!(
+        rows, ours,
+        "docs/ONNX.md's operator table and import::OPERATORS differ"
+    );
+}
