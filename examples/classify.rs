@@ -9,7 +9,12 @@
 //! cargo run --release --example classify -- a.jpg b.png
 //! cargo run --release --example classify -- --observer entropy  # min-max, percentile, entropy, mse
 //! cargo run --release --example classify -- --warmup 20 --runs 50 # steadier times on a GPU
+//! cargo run --release --example classify -- --onnx examples/data/efficientnet_lite0/efficientnet_lite0.onnx
 //! ```
+//!
+//! `--onnx FILE` classifies with an ONNX model instead (`import::OnnxImport`): an
+//! ImageNet classifier with one `[1, 3, 224, 224]` input (batch and spatial dimensions
+//! may be symbolic) whose output is 1000 probabilities, fed the same preprocessing.
 //!
 //! Each image is decoded on the CPU, uploaded as RGBA8, then resized, center-cropped to
 //! 224x224 and scaled as `(x - 127) / 128` on the GPU (`ops::image::image_to_tensor`);
@@ -25,6 +30,7 @@ use std::path::{Path, PathBuf};
 use net::{data_dir, read_f32, Net};
 use wgpu_quant::bench::time_gpu;
 use wgpu_quant::calib::ObserverKind;
+use wgpu_quant::import::OnnxImport;
 use wgpu_quant::model::{efficientnet_lite0, Model, QMode, QModel, WeightFile};
 use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
 use wgpu_quant::{Context, DType, RequestOptions, Tensor};
@@ -68,10 +74,13 @@ fn run() -> Result<(), String> {
     let e = |e: wgpu_quant::Error| e.to_string();
     let mut images: Vec<PathBuf> = Vec::new();
     let mut observer = ObserverKind::MinMax;
+    let mut onnx_file: Option<PathBuf> = None;
     let (mut runs, mut warmup) = (5, 1);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--observer" {
+        if a == "--onnx" {
+            onnx_file = Some(PathBuf::from(args.next().ok_or("--onnx needs a file")?));
+        } else if a == "--observer" {
             observer = parse_observer(&args.next().ok_or("--observer needs a name")?)?;
         } else if a == "--runs" || a == "--warmup" {
             let n = args
@@ -97,14 +106,24 @@ fn run() -> Result<(), String> {
     let ctx = Context::request_blocking(&RequestOptions::default()).map_err(e)?;
     let a = &ctx.capabilities().adapter;
     println!("adapter: {} ({:?}, {})", a.name, a.backend, a.driver_info);
-    let weights = WeightFile::load(weights_path()).map_err(e)?;
+    let (graph, weights, model_name) = match &onnx_file {
+        Some(f) => {
+            let onnx = OnnxImport::load(f, Some(&[1, 3, 224, 224])).map_err(e)?;
+            let name = f.display().to_string();
+            (onnx.graph().clone(), onnx.weights().clone(), name)
+        }
+        None => {
+            let weights = WeightFile::load(weights_path()).map_err(e)?;
+            let graph = efficientnet_lite0(&weights).map_err(e)?;
+            (graph, weights, "EfficientNet-Lite0".to_string())
+        }
+    };
     let labels: Vec<String> =
         std::fs::read_to_string(data_dir().join("efficientnet_lite0/imagenet_labels.txt"))
             .map_err(|e| format!("imagenet_labels.txt: {e}"))?
             .lines()
             .map(String::from)
             .collect();
-    let graph = efficientnet_lite0(&weights).map_err(e)?;
     let shape = [1, 224, 224, 3];
     let desc =
         |shorter| ImageDesc::center_crop(shorter, 224, 224).normalize([127.0; 3], [128.0; 3]);
@@ -146,7 +165,7 @@ fn run() -> Result<(), String> {
         nets.push((name, Net::Int8(Box::new(q))));
     }
     println!(
-        "EfficientNet-Lite0: {} layers; static INT8 calibrated with {} on {} batches",
+        "{model_name}: {} layers; static INT8 calibrated with {} on {} batches",
         graph.nodes.len(),
         observer.name(),
         batches.len()

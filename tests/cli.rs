@@ -266,3 +266,129 @@ fn an_int8_kernel_off_by_one_fails_the_bit_exact_check() {
         .all(|r| r.verified));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn wq(args: &[&str]) -> (Output, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-quant"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// A float32 .npy file (format 1.0, C order).
+fn write_npy(path: &std::path::Path, shape: &[usize], v: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+const EFF_ONNX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/data/efficientnet_lite0/efficientnet_lite0.onnx"
+);
+
+#[test]
+fn inspect_lists_an_onnx_model_and_its_layers() {
+    let (out, stdout, stderr) = wq(&["inspect", EFF_ONNX, "--shape", "1,3,224,224"]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("opset 17, 95 nodes -> 61 layers"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| 0 | stem | conv 3x3 3->32 groups 1 stride [2, 2] Relu6 | input |"),
+        "{stdout}"
+    );
+    // Without --shape the symbolic batch dimension is named.
+    let (out, _, stderr) = wq(&["inspect", EFF_ONNX]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("symbolic") && stderr.contains("dimension 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_classifies_a_photo_and_a_npy_tensor() {
+    let labels = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/efficientnet_lite0/imagenet_labels.txt"
+    );
+    let photo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/photos/coffee.png"
+    );
+    let (out, stdout, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        photo,
+        "--labels",
+        labels,
+        "--top",
+        "1",
+        "--runs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("espresso"), "{stdout}");
+    assert!(stdout.contains("ms per run"), "{stdout}");
+    // A .npy input in NCHW, and one of the wrong shape.
+    let dir = tmp("npy");
+    let npy = dir.join("x.npy");
+    write_npy(&npy, &[1, 3, 224, 224], &vec![0.25; 3 * 224 * 224]);
+    let (out, stdout, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        npy.to_str().unwrap(),
+        "--precision",
+        "int8-dynamic",
+        "--runs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Int8Dynamic"), "{stdout}");
+    write_npy(&npy, &[1, 3, 8, 8], &[0.0; 192]);
+    let (out, _, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("shape [1, 3, 8, 8]"), "{stderr}");
+    // Static INT8 without calibration images is refused with the option to give.
+    let (out, _, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        photo,
+        "--precision",
+        "int8-static",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--calibrate"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,11 +7,16 @@
 //! wgpu-quant bench --suite gemm --sizes 512,1024 --shapes 1x4096x4096 --dtypes fp32,w8a8
 //! wgpu-quant chart a.json b.json -o chart.svg   # one chart from several runs
 //! wgpu-quant sqnr                     # SQNR of each calibration observer (docs/QUANTIZATION.md)
+//! wgpu-quant inspect model.onnx --shape 1,3,224,224   # operators, layers, unsupported nodes
+//! wgpu-quant run model.onnx --input cat.png --precision int8-dynamic --labels labels.txt
 //! ```
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[path = "wgpu-quant/onnx.rs"]
+mod onnx;
 use wgpu_quant::bench::{self, Clock};
 use wgpu_quant::context::parse_backends;
 use wgpu_quant::ops::gemm::{GemmKernel, RegConfig, SubgroupConfig, TiledConfig};
@@ -21,7 +26,7 @@ use wgpu_quant::{Context, RequestOptions};
 #[command(
     name = "wgpu-quant",
     version,
-    about = "Quantized GPU kernels through wgpu: adapters and benchmarks"
+    about = "Quantized GPU kernels through wgpu: adapters, benchmarks, ONNX models"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -101,6 +106,27 @@ enum Cmd {
         /// Values in the held-out test sample.
         #[arg(long, default_value_t = 65536)]
         test_len: usize,
+    },
+    /// Import an ONNX model and list it: opset, input and output, operators, the layers
+    /// it becomes, parameters; or every node that cannot be imported, with the reason.
+    Inspect {
+        /// The ONNX model.
+        model: std::path::PathBuf,
+        /// The input's ONNX shape, e.g. 1,3,224,224 (needed when the file's is symbolic).
+        #[arg(long, value_delimiter = ',')]
+        shape: Option<Vec<usize>>,
+    },
+    /// Run an ONNX model on an image or a .npy tensor in FP32, FP16 or INT8 and print the
+    /// top-k outputs and the GPU time.
+    Run {
+        /// Backends to consider (default: WGPU_QUANT_BACKEND, else all).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Adapter name substring (default: WGPU_QUANT_ADAPTER, else the best GPU).
+        #[arg(long)]
+        adapter: Option<String>,
+        #[command(flatten)]
+        args: Box<onnx::RunArgs>,
     },
 }
 
@@ -446,6 +472,19 @@ fn tune(
 fn run() -> Result<bool, String> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Inspect { model, shape } => {
+            onnx::inspect(&model, shape.as_deref())?;
+            Ok(true)
+        }
+        Cmd::Run {
+            backend,
+            adapter,
+            args,
+        } => {
+            let ctx = request(backend, adapter)?;
+            onnx::run(&ctx, &args)?;
+            Ok(true)
+        }
         Cmd::Tune {
             backend,
             adapter,

@@ -272,11 +272,13 @@ fn topo_order(
                     readers[p].push(i);
                 }
                 None if known.contains(inp.as_str()) => {}
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "node '{}' ({}) reads '{inp}', which no node, input or initializer provides",
                     label(n, i),
                     n.op_type()
-                )),
+                ))
+                }
             }
         }
     }

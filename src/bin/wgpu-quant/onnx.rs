@@ -1,0 +1,286 @@
+//! `wgpu-quant inspect` and `wgpu-quant run`: an ONNX model from the command line.
+
+use std::path::{Path, PathBuf};
+
+use wgpu_quant::bench::time_gpu;
+use wgpu_quant::calib::ObserverKind;
+use wgpu_quant::import::OnnxImport;
+use wgpu_quant::model::{Model, PtqOptions, QMode, QModel};
+use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
+use wgpu_quant::{Context, DType, Tensor};
+
+type R<T> = Result<T, String>;
+
+fn e(err: wgpu_quant::Error) -> String {
+    err.to_string()
+}
+
+/// What `run` does with the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// FP32 weights and activations.
+    Fp32,
+    /// FP16 weights and activations.
+    Fp16,
+    /// INT8, activations calibrated on --calibrate (static scales).
+    Int8Static,
+    /// INT8 weights, activations quantized on the fly.
+    Int8Dynamic,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The ONNX model.
+    model: PathBuf,
+    /// An image (PNG, JPEG) or a .npy float32 tensor in the model's input layout (NCHW).
+    #[arg(long)]
+    input: PathBuf,
+    /// The input's ONNX shape, e.g. 1,3,224,224 (needed when the file's is symbolic).
+    #[arg(long, value_delimiter = ',')]
+    shape: Option<Vec<usize>>,
+    /// Precision.
+    #[arg(long, value_enum, default_value = "fp32")]
+    precision: Precision,
+    /// Images (a folder) to calibrate int8-static on (and correct the INT8 biases).
+    #[arg(long)]
+    calibrate: Option<PathBuf>,
+    /// Class names, one per line, for the top-k.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// How many classes to print.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Images: the shorter side is resized to this before the center crop (default: the
+    /// crop, that is no margin).
+    #[arg(long)]
+    resize: Option<usize>,
+    /// Images: per-channel (R,G,B) mean subtracted from 0..255 pixels.
+    #[arg(long, value_delimiter = ',', default_values_t = [127.0f32, 127.0, 127.0])]
+    mean: Vec<f32>,
+    /// Images: per-channel divisor after the mean.
+    #[arg(long, value_delimiter = ',', default_values_t = [128.0f32, 128.0, 128.0])]
+    std: Vec<f32>,
+    /// Timed runs (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+/// Lists the model: opset, edges, operators, layers, parameters; or every node that
+/// cannot be imported.
+pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
+    let onnx = OnnxImport::load(model, shape).map_err(e)?;
+    print!("{}", onnx.summary());
+    println!("\n| # | layer | kind | reads |");
+    println!("|---:|---|---|---|");
+    for (i, n) in onnx.graph().nodes.iter().enumerate() {
+        let kind = match &n.layer {
+            wgpu_quant::model::Layer::Conv { dims, desc, .. } => format!(
+                "conv {}x{} {}->{} groups {} stride {:?} {:?}",
+                dims.kernel[0],
+                dims.kernel[1],
+                dims.in_channels,
+                dims.out_channels,
+                dims.groups,
+                desc.stride,
+                desc.activation
+            ),
+            wgpu_quant::model::Layer::Linear {
+                n, k, activation, ..
+            } => format!("linear {k}->{n} {activation:?}"),
+            wgpu_quant::model::Layer::Pool(p) => format!("{:?} pool {:?}", p.kind, p.kernel),
+            wgpu_quant::model::Layer::Add { other, clip } => {
+                format!("add node {other} clip [{}, {}]", clip.lo, clip.hi)
+            }
+            wgpu_quant::model::Layer::Softmax => "softmax".into(),
+        };
+        let reads = match n.input {
+            wgpu_quant::model::Src::Input => "input".to_string(),
+            wgpu_quant::model::Src::Node(j) => format!("{j}"),
+        };
+        println!("| {i} | {} | {kind} | {reads} |", n.name);
+    }
+    Ok(())
+}
+
+/// The input: an image through the GPU preprocessing, or a .npy tensor.
+fn input(ctx: &Context, onnx: &OnnxImport, a: &RunArgs, path: &Path) -> R<Tensor> {
+    let shape = &onnx.input().model_shape;
+    if path
+        .extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("npy"))
+    {
+        let bytes = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let npy =
+            npyz::NpyFile::new(&bytes[..]).map_err(|err| format!("{}: {err}", path.display()))?;
+        let dims: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        if dims != onnx.input().shape {
+            return Err(format!(
+                "{}: shape {dims:?}; the model's input is {:?}",
+                path.display(),
+                onnx.input().shape
+            ));
+        }
+        let v: Vec<f32> = npy
+            .into_vec::<f32>()
+            .map_err(|err| format!("{}: not a float32 array ({err})", path.display()))?;
+        let x = onnx.to_model_input(&v).map_err(e)?;
+        return Tensor::from_slice(ctx, shape, &x).map_err(e);
+    }
+    let [b, h, w, c] = shape[..] else {
+        return Err(format!(
+            "an image input needs a 4-D model input; this one is {:?}",
+            onnx.input().shape
+        ));
+    };
+    if b != 1 || c != 3 {
+        return Err(format!(
+            "an image fills a [1, 3, H, W] input; this one is {:?}",
+            onnx.input().shape
+        ));
+    }
+    let [m0, m1, m2] = a.mean[..] else {
+        return Err(format!("--mean needs 3 values, got {}", a.mean.len()));
+    };
+    let [s0, s1, s2] = a.std[..] else {
+        return Err(format!("--std needs 3 values, got {}", a.std.len()));
+    };
+    let img = image::open(path)
+        .map_err(|err| format!("{}: {err}", path.display()))?
+        .to_rgba8();
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let pixels: Vec<u32> = img
+        .as_raw()
+        .chunks_exact(4)
+        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
+        .collect();
+    let px = Tensor::from_slice(ctx, &[ih * iw], &pixels).map_err(e)?;
+    let desc = ImageDesc::center_crop(a.resize.unwrap_or(h.min(w)), h, w)
+        .normalize([m0, m1, m2], [s0, s1, s2]);
+    let x = Tensor::zeros(ctx, shape, DType::F32).map_err(e)?;
+    let mut enc = ctx.encoder("input");
+    image_to_tensor(
+        ctx,
+        &mut enc,
+        ImageSource::Buffer {
+            pixels: &px,
+            width: iw,
+            height: ih,
+        },
+        &desc,
+        &x,
+    )
+    .map_err(e)?;
+    ctx.submit_and_wait(enc).map_err(e)?;
+    Ok(x)
+}
+
+enum Net {
+    Float(Model),
+    Int8(Box<QModel>),
+}
+
+/// Runs the model on one input and prints the top-k and the time.
+pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
+    let onnx = OnnxImport::load(&a.model, a.shape.as_deref()).map_err(|err| {
+        let s = err.to_string();
+        if s.contains("give the input shape") {
+            format!("{s} (--shape)")
+        } else {
+            s
+        }
+    })?;
+    let ad = &ctx.capabilities().adapter;
+    println!(
+        "adapter: {} ({:?}, {})",
+        ad.name, ad.backend, ad.driver_info
+    );
+    print!("{}", onnx.summary());
+    let x = input(ctx, &onnx, a, &a.input)?;
+    let net = match a.precision {
+        Precision::Fp32 => Net::Float(onnx.model(ctx, DType::F32).map_err(e)?),
+        Precision::Fp16 => Net::Float(onnx.model(ctx, DType::F16).map_err(e)?),
+        Precision::Int8Static | Precision::Int8Dynamic => {
+            let mut batches = Vec::new();
+            if let Some(dir) = &a.calibrate {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .map_err(|err| format!("{}: {err}", dir.display()))?
+                    .filter_map(|d| d.ok().map(|d| d.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                for f in &files {
+                    batches.push(input(ctx, &onnx, a, f)?);
+                }
+                println!(
+                    "calibrated on {} inputs from {}",
+                    batches.len(),
+                    dir.display()
+                );
+            } else if a.precision == Precision::Int8Static {
+                return Err(
+                    "int8-static needs --calibrate DIR (images to calibrate the activations on)"
+                        .into(),
+                );
+            }
+            let mode = if a.precision == Precision::Int8Static {
+                QMode::Static
+            } else {
+                QMode::Dynamic
+            };
+            Net::Int8(Box::new(
+                onnx.quantize(ctx, &batches, &PtqOptions::new(ObserverKind::MinMax, mode))
+                    .map_err(e)?,
+            ))
+        }
+    };
+    let x = match &net {
+        Net::Float(m) if m.dtype() == DType::F16 => {
+            let v = x.read_blocking::<f32>(ctx).map_err(e)?;
+            let h: Vec<half::f16> = v.iter().map(|&f| half::f16::from_f32(f)).collect();
+            Tensor::from_slice(ctx, x.shape(), &h).map_err(e)?
+        }
+        _ => x,
+    };
+    let mut out = None;
+    let t = time_gpu(ctx, 1, a.runs.max(1), |enc| {
+        out = Some(match &net {
+            Net::Float(m) => m.forward(ctx, enc, &x)?.clone(),
+            Net::Int8(q) => q.forward(ctx, enc, &x)?.clone(),
+        });
+        Ok(())
+    })
+    .map_err(e)?;
+    let y = out.ok_or("no run")?;
+    let y = if y.dtype() == DType::F16 {
+        y.read_blocking::<half::f16>(ctx)
+            .map_err(e)?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect()
+    } else {
+        y.read_blocking::<f32>(ctx).map_err(e)?
+    };
+    let y = onnx.from_model_output(&y).map_err(e)?;
+    println!(
+        "{:?}: {:.2} ms per run (median of {}, {:?})",
+        a.precision,
+        t.median(),
+        t.ms.len(),
+        t.clock
+    );
+    let labels: Vec<String> = match &a.labels {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|err| format!("{}: {err}", p.display()))?
+            .lines()
+            .map(String::from)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut idx: Vec<usize> = (0..y.len()).collect();
+    idx.sort_by(|&i, &j| y[j].total_cmp(&y[i]));
+    for &i in idx.iter().take(a.top) {
+        let name = labels.get(i).map_or("", String::as_str);
+        println!("  {i:>5} {:>9.5} {name}", y[i]);
+    }
+    Ok(())
+}
