@@ -7,6 +7,15 @@
 //         `reference::qadd` computes it; lanes past a row's end stay raw 0.
 //   OP 3, softmax along the last axis (one invocation per row; max-subtracted, f32 sums).
 //   OP 4, conversion: out = a (f32 <-> f16).
+//   OP 5, unary function FUNC of `desc::eltwise::UnaryOp` with parameters alpha, beta:
+//         0 sigmoid, 1 hard sigmoid, 2 hard swish, 3 tanh, 4 leaky ReLU, 5 affine;
+//         out = clip(f(a), lo, hi).
+//   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div):
+//         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
+//         (b_span = 0; b windowed like a) or, for b of [N, 1, .., 1, C] against
+//         [N, .., C] (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
+//         g = base + e is the element's index in the whole tensor, b_span the elements
+//         of a per image and b_inner = C.
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
 // Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16.
@@ -27,6 +36,14 @@ struct Params {
     b_xor: u32,
     a_shift: i32,    // 128 for u8
     b_shift: i32,
+    func: u32,       // OP 5, 6: which function
+    b_span: u32,     // OP 6: elements of a per broadcast block of b
+    b_inner: u32,    // OP 6: elements of b per block
+    base: u32,       // the first element of this piece (split ops)
+    alpha: f32,      // OP 5: parameters
+    beta: f32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,6 +75,46 @@ fn no_fuse(x: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(x) | p.opaque_zero);
 }
 
+fn unary(x: f32) -> f32 {
+    switch p.func {
+        case 0u: {
+            return 1.0 / (1.0 + exp(-x));
+        }
+        case 1u: {
+            return clamp(p.alpha * x + p.beta, 0.0, 1.0);
+        }
+        case 2u: {
+            return x * clamp(p.alpha * x + p.beta, 0.0, 1.0);
+        }
+        case 3u: {
+            return tanh(x);
+        }
+        case 4u: {
+            return select(p.alpha * x, x, x >= 0.0);
+        }
+        default: {
+            return p.alpha * x + p.beta;
+        }
+    }
+}
+
+fn binary(x: f32, y: f32) -> f32 {
+    switch p.func {
+        case 0u: {
+            return x + y;
+        }
+        case 1u: {
+            return x - y;
+        }
+        case 2u: {
+            return x * y;
+        }
+        default: {
+            return x / y;
+        }
+    }
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -74,6 +131,15 @@ fn main(
         store(id, clamp(a_at(id), p.lo, p.hi));
     } else if (OP == 4u) {
         store(id, a_at(id));
+    } else if (OP == 5u) {
+        store(id, clamp(unary(a_at(id)), p.lo, p.hi));
+    } else if (OP == 6u) {
+        var be = id;
+        if (p.b_span != 0u) {
+            let g = p.base + id;
+            be = (g / p.b_span) * p.b_inner + g % p.b_inner;
+        }
+        store(id, clamp(binary(a_at(id), b_at(be)), p.lo, p.hi));
     } else if (OP == 2u) {
         let sa = bitcast<f32>(qp[0]);
         let za = bitcast<i32>(qp[1]) - p.a_shift;

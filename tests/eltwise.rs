@@ -1,4 +1,5 @@
-//! Add, clip and softmax (f32 and f16 in any combination) and the INT8 residual add
+//! Add, clip, softmax, the elementwise functions (sigmoid, hard sigmoid/swish, tanh,
+//! leaky ReLU, affine) and the broadcasting binary ops (f32 and f16 in any combination) and the INT8 residual add
 //! (bit-exact, i8/u8 mixes, odd row lengths, padding bytes kept 0) against the Rust
 //! reference. Outputs are poisoned first.
 
@@ -7,7 +8,9 @@ mod common;
 use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET};
 use half::f16;
 use rand::{RngExt, SeedableRng};
-use wgpu_quant::ops::eltwise::{add, cast, clip, qadd, softmax, Clip};
+use wgpu_quant::ops::eltwise::{
+    add, binary, cast, clip, map, qadd, softmax, BinaryOp, Clip, UnaryOp,
+};
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
 use wgpu_quant::reference;
@@ -262,4 +265,138 @@ fn int8_add_is_bit_exact() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("per tensor"), "{e}");
+}
+
+/// f16 outputs: every element within one f16 step of the f64 reference (the step at the
+/// reference's magnitude, 2^-24 among the subnormals), plus the f32 arithmetic's error;
+/// a relative norm would fail a lone subnormal output that is rounded correctly.
+fn check_f16_steps(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let step = if w == 0.0 {
+            2f64.powi(-24)
+        } else {
+            2f64.powi(w.abs().log2().floor() as i32 - 10)
+                .max(2f64.powi(-24))
+        };
+        let err = (f64::from(g) - w).abs();
+        assert!(
+            err <= step + 1e-6 * w.abs(),
+            "{what}: element {i} = {g}, reference {w} (error {err:e}, one f16 step {step:e})"
+        );
+    }
+}
+
+/// The float check for an f32 output, one f16 step per element for an f16 output.
+fn check_out(what: &str, got: &[f32], want: &[f64], f16_out: bool) {
+    if f16_out {
+        check_f16_steps(what, got, want);
+    } else {
+        check(what, got, want, F32_BUDGET.max(1e-6));
+    }
+}
+
+#[test]
+fn functions_and_broadcast_binary_ops() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let funcs = [
+        UnaryOp::Sigmoid,
+        UnaryOp::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        UnaryOp::HardSwish,
+        UnaryOp::Tanh,
+        UnaryOp::LeakyRelu { alpha: 0.1 },
+        UnaryOp::Affine {
+            scale: -1.5,
+            shift: 3.0,
+        },
+    ];
+    for shape in [
+        vec![1usize, 1, 1, 1],
+        vec![1, 3, 7, 5],
+        vec![2, 5, 3, 17],
+        vec![3, 33],
+    ] {
+        let n: usize = shape.iter().product();
+        // Values in [-8, 8] reach both flat parts of the hard functions.
+        let xs: Vec<f32> = rand_vec(n, &mut rng).iter().map(|v| v * 8.0).collect();
+        for bits in [0u32, 1, 2, 3] {
+            let f = [bits & 1 != 0, bits & 2 != 0];
+            let (x, x64) = upload(ctx, &shape, &xs, f[0]);
+            for func in funcs {
+                for c in [
+                    Clip::NONE,
+                    Clip {
+                        lo: -0.25,
+                        hi: 0.75,
+                    },
+                ] {
+                    let out = poisoned(ctx, &shape, f[1]);
+                    let mut enc = ctx.encoder("map test");
+                    map(ctx, &mut enc, func, c, &x, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    let want = reference::map_f64(&x64, func, c);
+                    // exp/tanh in f32: a few ulps.
+                    check_out(
+                        &format!("{func:?} {shape:?} {f:?} {c:?}"),
+                        &read(ctx, &out),
+                        &want,
+                        f[1],
+                    );
+                }
+            }
+            // b of a's shape, and b broadcast over the middle axes.
+            let r = shape.len();
+            let mut bshape = vec![1; r];
+            bshape[0] = shape[0];
+            bshape[r - 1] = shape[r - 1];
+            for bs in [shape.clone(), bshape] {
+                let bn: usize = bs.iter().product();
+                // Divisors away from zero.
+                let bv: Vec<f32> = rand_vec(bn, &mut rng)
+                    .iter()
+                    .map(|v| v.signum() * (0.5 + v.abs()))
+                    .collect();
+                let (b, b64) = upload(ctx, &bs, &bv, f[0]);
+                for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+                    let out = poisoned(ctx, &shape, f[1]);
+                    let mut enc = ctx.encoder("binary test");
+                    binary(ctx, &mut enc, op, &x, &b, Clip::RELU6, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    let want = reference::binary_f64(&x64, &shape, &b64, &bs, op, Clip::RELU6);
+                    check_out(
+                        &format!("{op:?} {shape:?} by {bs:?} {f:?}"),
+                        &read(ctx, &out),
+                        &want,
+                        f[1],
+                    );
+                }
+            }
+        }
+    }
+    // Shapes that neither match nor broadcast, and bad parameters, are errors.
+    let a = Tensor::zeros(ctx, &[2, 3, 3, 4], DType::F32).unwrap();
+    let out = Tensor::zeros(ctx, &[2, 3, 3, 4], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    for bad in [vec![2, 3, 1, 4], vec![1, 1, 1, 4], vec![2, 1, 1, 3]] {
+        let b = Tensor::zeros(ctx, &bad, DType::F32).unwrap();
+        let e = binary(ctx, &mut enc, BinaryOp::Mul, &a, &b, Clip::NONE, &out).unwrap_err();
+        assert!(
+            e.to_string().contains("binary") && e.to_string().contains(&format!("{bad:?}")),
+            "{e}"
+        );
+    }
+    let e = map(
+        ctx,
+        &mut enc,
+        UnaryOp::LeakyRelu { alpha: f32::NAN },
+        Clip::NONE,
+        &a,
+        &out,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
 }

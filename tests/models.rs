@@ -880,3 +880,170 @@ fn static_int8_flattens_rows_that_are_not_whole_words() {
         );
     }
 }
+
+/// conv 5->8 k3 s2, hard swish, a squeeze-excite gate (global pool, 1x1 conv ReLU, hard
+/// sigmoid, multiply broadcast over the pixels), sigmoid, minus the hard swish output,
+/// global pool, linear 8->3, softmax: the elementwise layers an imported MobileNetV3 needs.
+#[test]
+fn elementwise_layers_match_the_reference_and_quantize() {
+    use wgpu_quant::ops::eltwise::{BinaryOp, UnaryOp};
+    let ctx = ctx();
+    let xs = [2, 9, 7, 5];
+    let mut w = WeightFile::default();
+    let d1 = ConvDims::new(8, 5, [3, 3], 1).unwrap();
+    let d2 = ConvDims::new(8, 8, [1, 1], 1).unwrap();
+    let desc1 = ConvDesc::default().stride(2).padding(Padding::Same);
+    let desc2 = ConvDesc::default().activation(Activation::Relu);
+    for (name, dims, seed) in [("c1", d1, 40u64), ("se", d2, 41)] {
+        let n: usize = dims.oihw().iter().product();
+        w.insert(
+            &format!("{name}.weight"),
+            &dims.oihw(),
+            wgpu_quant::bench::random_f32(n, seed),
+        )
+        .unwrap();
+        w.insert(
+            &format!("{name}.bias"),
+            &[8],
+            wgpu_quant::bench::random_f32(8, seed + 10),
+        )
+        .unwrap();
+    }
+    w.insert("fc.weight", &[3, 8], wgpu_quant::bench::random_f32(24, 43))
+        .unwrap();
+    let hsig = UnaryOp::HardSigmoid {
+        alpha: 0.2,
+        beta: 0.5,
+    };
+    let mut g = Graph::default();
+    g.push("c1", Layer::conv("c1.weight", Some("c1.bias"), d1, desc1));
+    g.push(
+        "hswish",
+        Layer::Map {
+            f: UnaryOp::HardSwish,
+            clip: Clip::NONE,
+        },
+    );
+    g.push("se.pool", Layer::Pool(PoolDesc::global_avg()));
+    g.push(
+        "se.fc",
+        Layer::conv("se.weight", Some("se.bias"), d2, desc2),
+    );
+    g.push(
+        "se.gate",
+        Layer::Map {
+            f: hsig,
+            clip: Clip::NONE,
+        },
+    );
+    g.push_from(
+        "se.scale",
+        Layer::Binary {
+            op: BinaryOp::Mul,
+            other: 4,
+            clip: Clip::NONE,
+        },
+        Src::Node(1),
+    );
+    g.push(
+        "sig",
+        Layer::Map {
+            f: UnaryOp::Sigmoid,
+            clip: Clip::NONE,
+        },
+    );
+    g.push(
+        "sub",
+        Layer::Binary {
+            op: BinaryOp::Sub,
+            other: 1,
+            clip: Clip::RELU6,
+        },
+    );
+    g.push("pool", Layer::Pool(PoolDesc::global_avg()));
+    g.push("fc", Layer::linear("fc.weight", None, 3, 8));
+    g.push("prob", Layer::Softmax);
+
+    let xf = wgpu_quant::bench::random_f32(xs.iter().product(), 44);
+    let r = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| f64::from(x)).collect() };
+    let s1 = desc1.shape(&d1, &xs).unwrap();
+    let c1 = reference::conv2d_f64(
+        &r(&xf),
+        &r(w.tensor("c1.weight", &d1.oihw()).unwrap()),
+        Some(w.tensor("c1.bias", &[8]).unwrap()),
+        Activation::None,
+        &s1,
+    );
+    let hs = reference::map_f64(&c1, UnaryOp::HardSwish, Clip::NONE);
+    let shape1 = s1.output_shape();
+    let gpool = |v: &[f64]| -> Vec<f64> {
+        let per = v.len() / 2;
+        (0..2)
+            .flat_map(|b| (0..8).map(move |c| (b, c)))
+            .map(|(b, c)| {
+                (0..per / 8).map(|p| v[b * per + p * 8 + c]).sum::<f64>() / (per / 8) as f64
+            })
+            .collect()
+    };
+    let sp = gpool(&hs);
+    let s2 = desc2.shape(&d2, &[2, 1, 1, 8]).unwrap();
+    let se = reference::conv2d_f64(
+        &sp,
+        &r(w.tensor("se.weight", &d2.oihw()).unwrap()),
+        Some(w.tensor("se.bias", &[8]).unwrap()),
+        Activation::Relu,
+        &s2,
+    );
+    let gate = reference::map_f64(&se, hsig, Clip::NONE);
+    let scaled = reference::binary_f64(
+        &hs,
+        &shape1,
+        &gate,
+        &[2, 1, 1, 8],
+        BinaryOp::Mul,
+        Clip::NONE,
+    );
+    let sig = reference::map_f64(&scaled, UnaryOp::Sigmoid, Clip::NONE);
+    let sub = reference::binary_f64(&sig, &shape1, &hs, &shape1, BinaryOp::Sub, Clip::RELU6);
+    let pooled = gpool(&sub);
+    let fc = reference::linear_f64(
+        &pooled,
+        &r(w.tensor("fc.weight", &[3, 8]).unwrap()),
+        None,
+        Activation::None,
+        (2, 3, 8),
+    );
+    let prob = reference::softmax_f64(&fc, 3);
+    let want = [c1, hs, sp, se, gate, scaled, sig, sub, pooled, fc, prob];
+
+    let fp32 = Model::new(&ctx, &g, &w, DType::F32, &xs).unwrap();
+    let x = Tensor::from_slice(&ctx, &xs, &xf).unwrap();
+    let mut enc = ctx.encoder("fp32");
+    fp32.forward(&ctx, &mut enc, &x).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let got = read_f32(&ctx, fp32.output(&node.name).unwrap());
+        let wf: Vec<f32> = want[i].iter().map(|&v| v as f32).collect();
+        let e = reference::rel_error(&got, &wf);
+        assert!(e <= 1e-5, "node {i} ({}): rel. error {e:.2e}", node.name);
+    }
+    let p32 = read_f32(&ctx, fp32.output("prob").unwrap());
+    // INT8: calibrated on other inputs; the probabilities stay close to FP32's.
+    let batches: Vec<Tensor> = (0..4)
+        .map(|s| {
+            Tensor::from_slice(&ctx, &xs, &wgpu_quant::bench::random_f32(xf.len(), 50 + s)).unwrap()
+        })
+        .collect();
+    for mode in [QMode::Static, QMode::Dynamic] {
+        let q = QModel::calibrate(&ctx, &g, &w, &xs, &batches, ObserverKind::MinMax, mode).unwrap();
+        let mut enc = ctx.encoder("int8");
+        let y = q.forward(&ctx, &mut enc, &x).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let p8 = y.read_blocking::<f32>(&ctx).unwrap();
+        let d = max_abs_diff(&p8, &p32);
+        assert!(
+            d < 0.03,
+            "{mode:?}: probabilities {p8:?} vs FP32 {p32:?} ({d})"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! The clip that ends the elementwise ops. Plain data; the ops are [`crate::ops::eltwise`].
+//! The elementwise functions ([`UnaryOp`], [`BinaryOp`]) and the clip that ends them.
+//! Plain data; the ops are [`crate::ops::eltwise`].
 
 use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
@@ -48,5 +49,119 @@ impl Clip {
             ));
         }
         Ok(())
+    }
+}
+
+/// A one-input elementwise function, followed by a [`Clip`] (ONNX's names and formulas).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `max(0, min(1, alpha * x + beta))` (ONNX defaults 0.2 and 0.5).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
+    HardSwish,
+    /// `tanh(x)`.
+    Tanh,
+    /// `x` where `x >= 0`, else `alpha * x`.
+    LeakyRelu {
+        /// Slope below zero.
+        alpha: f32,
+    },
+    /// `scale * x + shift` (with the clip: ReLU, ReLU6 or any bounds on their own).
+    Affine {
+        /// Factor.
+        scale: f32,
+        /// Offset.
+        shift: f32,
+    },
+}
+
+impl UnaryOp {
+    /// The identity (an [`UnaryOp::Affine`] of 1 and 0), for a clip on its own.
+    pub const IDENTITY: UnaryOp = UnaryOp::Affine {
+        scale: 1.0,
+        shift: 0.0,
+    };
+
+    /// The shader's function code and its two parameters.
+    pub(crate) fn code(self) -> (u32, f32, f32) {
+        match self {
+            UnaryOp::Sigmoid => (0, 0.0, 0.0),
+            UnaryOp::HardSigmoid { alpha, beta } => (1, alpha, beta),
+            UnaryOp::HardSwish => (2, 1.0 / 6.0, 0.5),
+            UnaryOp::Tanh => (3, 0.0, 0.0),
+            UnaryOp::LeakyRelu { alpha } => (4, alpha, 0.0),
+            UnaryOp::Affine { scale, shift } => (5, scale, shift),
+        }
+    }
+
+    /// The function in f64 (the reference's twin of the shader).
+    pub fn apply(self, x: f64) -> f64 {
+        let hs = |a: f64, b: f64| (a * x + b).clamp(0.0, 1.0);
+        match self {
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::HardSigmoid { alpha, beta } => hs(f64::from(alpha), f64::from(beta)),
+            UnaryOp::HardSwish => x * hs(1.0 / 6.0, 0.5),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x
+                }
+            }
+            UnaryOp::Affine { scale, shift } => f64::from(scale) * x + f64::from(shift),
+        }
+    }
+
+    pub(crate) fn check(self, op: &'static str) -> Result<()> {
+        let (_, a, b) = self.code();
+        if !a.is_finite() || !b.is_finite() {
+            return Err(Error::invalid(
+                op,
+                format!("{self:?} has a non-finite parameter"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A two-input elementwise operation, followed by a [`Clip`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+}
+
+impl BinaryOp {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            BinaryOp::Add => 0,
+            BinaryOp::Sub => 1,
+            BinaryOp::Mul => 2,
+            BinaryOp::Div => 3,
+        }
+    }
+
+    /// The operation in f64 (the reference's twin of the shader).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
     }
 }

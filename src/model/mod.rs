@@ -47,7 +47,7 @@ use half::f16;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
-use crate::ops::eltwise::{add, softmax, Clip};
+use crate::ops::eltwise::{add, binary, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
@@ -237,6 +237,24 @@ pub enum Layer {
     },
     /// Softmax over the last axis.
     Softmax,
+    /// `clip(f(x))` elementwise (sigmoid, hard sigmoid, hard swish, tanh, leaky ReLU,
+    /// affine; [`UnaryOp`]).
+    Map {
+        /// The function.
+        f: UnaryOp,
+        /// Clip after it.
+        clip: Clip,
+    },
+    /// `clip(input op output of node `other`)`: the other operand of the input's shape,
+    /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
+    Binary {
+        /// Add, sub, mul or div.
+        op: BinaryOp,
+        /// The other operand.
+        other: usize,
+        /// Clip after it.
+        clip: Clip,
+    },
 }
 
 impl Layer {
@@ -378,7 +396,31 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                 }
                 x_shape.clone()
             }
-            Layer::Softmax => x_shape.clone(),
+            Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+            Layer::Binary { other, .. } => {
+                let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
+                    at(Error::invalid(
+                        OP,
+                        format!("reads node {other}, which is not before it"),
+                    ))
+                })?;
+                let r = x_shape.len();
+                let broadcast = r >= 2
+                    && o.len() == r
+                    && o[0] == x_shape[0]
+                    && o[r - 1] == x_shape[r - 1]
+                    && o[1..r - 1].iter().all(|&d| d == 1);
+                if *o != x_shape && !broadcast {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!(
+                            "combines {x_shape:?} with {o:?} (node {other}): the same shape or \
+                             [N, 1, .., 1, C]"
+                        ),
+                    )));
+                }
+                x_shape.clone()
+            }
         };
         shapes.push(out);
     }
@@ -546,6 +588,10 @@ impl Model {
                     add(ctx, encoder, input, &self.acts[*other], *clip, out)?
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
+                (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
+                (Layer::Binary { op, other, clip }, _) => {
+                    binary(ctx, encoder, *op, input, &self.acts[*other], *clip, out)?
+                }
                 _ => unreachable!("params are built from the same layers"),
             }
         }

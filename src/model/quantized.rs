@@ -47,7 +47,7 @@ use crate::calib::{Observer, ObserverKind};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
-use crate::ops::eltwise::{add, qadd, softmax};
+use crate::ops::eltwise::{add, binary, map, qadd, softmax};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
@@ -92,6 +92,8 @@ struct Scratch {
     f_out: Option<Tensor>,
     /// Dynamic convolutions and linears: the input quantized on the fly.
     q_in: Option<QTensor>,
+    /// Static binary ops: the other operand dequantized.
+    f_other: Option<Tensor>,
 }
 
 /// A [`Graph`] with INT8 weights, ready to run (see the module docs).
@@ -390,7 +392,7 @@ impl QModel {
                 && !readers[i].is_empty()
                 && readers[i]
                     .iter()
-                    .all(|&r| matches!(graph.nodes[r].layer, Layer::Pool(_) | Layer::Softmax));
+                    .all(|&r| float_layer(&graph.nodes[r].layer));
             let f32_out = mode == QMode::Dynamic
                 || last
                 || feeds_float
@@ -408,8 +410,12 @@ impl QModel {
                     Act::F(_) => None,
                 },
             };
-            let shapes = (&in_shape[..], &out_shape[..]);
-            let sc = node_scratch(ctx, mode, graph, i, shapes, in_params, &act)?;
+            let other_shape = match node.layer {
+                Layer::Binary { other, .. } => shapes.get(other).map(Vec::as_slice),
+                _ => None,
+            };
+            let io = (&in_shape[..], &out_shape[..], other_shape);
+            let sc = node_scratch(ctx, mode, graph, i, io, in_params, &act)?;
             params.push(p);
             acts.push(act);
             scratch.push(sc);
@@ -547,6 +553,27 @@ impl QModel {
                     Act::F(bf) => add(ctx, encoder, a, bf, *clip, o)?,
                     Act::Q(_) => return Err(bad(i, "adds codes to an f32 output")),
                 },
+                (Layer::Map { .. } | Layer::Binary { .. }, _, inp, out) => {
+                    let xf = float_of(inp, sc.f_in.as_ref(), ctx, encoder)
+                        .ok_or_else(|| bad(i, "no f32 input"))??;
+                    let t = match out {
+                        Act::F(t) => t,
+                        Act::Q(_) => sc.f_out.as_ref().ok_or_else(|| bad(i, "no f32 output"))?,
+                    };
+                    match &node.layer {
+                        Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
+                        Layer::Binary { op, other, clip } => {
+                            let bf =
+                                float_of(&self.acts[*other], sc.f_other.as_ref(), ctx, encoder)
+                                    .ok_or_else(|| bad(i, "no f32 copy of the other operand"))??;
+                            binary(ctx, encoder, *op, xf, bf, *clip, t)?
+                        }
+                        _ => unreachable!("matched above"),
+                    }
+                    if let Act::Q(q) = out {
+                        quantize(ctx, encoder, t, q)?
+                    }
+                }
                 (Layer::Softmax, _, inp, Act::F(o)) => {
                     let xf = match inp {
                         Act::Q(q) => {
@@ -775,6 +802,29 @@ fn missing_params(what: &str) -> Error {
     Error::invalid(OP, format!("no parameters for '{what}'"))
 }
 
+/// Layers that compute in f32 in a static INT8 graph (their 8-bit inputs are
+/// dequantized first).
+fn float_layer(layer: &Layer) -> bool {
+    matches!(
+        layer,
+        Layer::Pool(_) | Layer::Softmax | Layer::Map { .. } | Layer::Binary { .. }
+    )
+}
+
+/// The f32 values of `act`: itself, or (recorded now) its codes dequantized into
+/// `scratch`; `None` when codes have no scratch to go to.
+fn float_of<'a>(
+    act: &'a Act,
+    scratch: Option<&'a Tensor>,
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+) -> Option<Result<&'a Tensor>> {
+    match act {
+        Act::F(t) => Some(Ok(t)),
+        Act::Q(q) => scratch.map(|f| dequantize(ctx, encoder, q, f).map(|()| f)),
+    }
+}
+
 /// Who reads each node (its input, and the other operand of an add).
 fn readers(graph: &Graph) -> Vec<Vec<usize>> {
     let mut readers: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
@@ -782,7 +832,7 @@ fn readers(graph: &Graph) -> Vec<Vec<usize>> {
         if let Src::Node(j) = node.input {
             readers[j].push(i);
         }
-        if let Layer::Add { other, .. } = node.layer {
+        if let Layer::Add { other, .. } | Layer::Binary { other, .. } = node.layer {
             readers[other].push(i);
         }
     }
@@ -864,7 +914,7 @@ fn node_scratch(
     mode: QMode,
     graph: &Graph,
     i: usize,
-    (in_shape, out_shape): (&[usize], &[usize]),
+    (in_shape, out_shape, other_shape): (&[usize], &[usize], Option<&[usize]>),
     in_params: Option<&QuantParams>,
     act: &Act,
 ) -> Result<Scratch> {
@@ -880,6 +930,15 @@ fn node_scratch(
         }
         (QMode::Static, Layer::Softmax) => {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
+        }
+        (QMode::Static, Layer::Map { .. } | Layer::Binary { .. }) => {
+            sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
+            if let Act::Q(_) = act {
+                sc.f_out = Some(Tensor::zeros(ctx, out_shape, DType::F32)?);
+            }
+            if let Some(other_shape) = other_shape {
+                sc.f_other = Some(Tensor::zeros(ctx, other_shape, DType::F32)?);
+            }
         }
         (QMode::Static, Layer::Add { .. }) if last => {
             return Err(Error::invalid(

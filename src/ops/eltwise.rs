@@ -33,7 +33,7 @@ use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
-pub use crate::desc::eltwise::Clip;
+pub use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
 
 const WG: u32 = 64;
 
@@ -51,6 +51,14 @@ crate::shaders::uniform! {
         b_xor: u32,
         a_shift: i32,
         b_shift: i32,
+        func: u32,
+        b_span: u32,
+        b_inner: u32,
+        base: u32,
+        alpha: f32,
+        beta: f32,
+        pad1: u32,
+        pad2: u32,
     }
 }
 
@@ -69,6 +77,14 @@ impl Params {
             b_xor: 0,
             a_shift: 0,
             b_shift: 0,
+            func: 0,
+            b_span: 0,
+            b_inner: 0,
+            base: 0,
+            alpha: 0.0,
+            beta: 0.0,
+            pad1: 0,
+            pad2: 0,
         }
     }
 }
@@ -89,7 +105,7 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 /// Every elementwise variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..5 {
+    for op in 0..7 {
         for bits in 0..8u32 {
             v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
         }
@@ -119,7 +135,12 @@ fn dispatch(
     for piece in pieces {
         let total = to_u32(op, "work items", piece.rows * per_row)?;
         let grid = super::grid_for(ctx, op, u64::from(total).div_ceil(u64::from(WG)))?;
-        let params = Params { total, ..*params };
+        let base = to_u32(op, "work items", piece.r0 * per_row)?;
+        let params = Params {
+            total,
+            base,
+            ..*params
+        };
         super::record_resources(
             ctx,
             encoder,
@@ -228,6 +249,93 @@ pub fn cast(
     unary(ctx, encoder, ("cast", 4), x, Clip::NONE, out)
 }
 
+/// Records `out = clip(f(x))` for an elementwise function `f` (sigmoid, hard sigmoid,
+/// hard swish, tanh, leaky ReLU, affine), computed in f32 on f32 or f16 storage.
+pub fn map(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    f: UnaryOp,
+    clip: Clip,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "map";
+    clip.check(OP)?;
+    f.check(OP)?;
+    let (func, alpha, beta) = f.code();
+    unary_with(ctx, encoder, (OP, 5), x, clip, out, (func, alpha, beta))
+}
+
+/// Records `out = clip(a op b)`: `b` of `a`'s shape, or broadcast over the middle axes
+/// (`b` of `[N, 1, .., 1, C]` against `a` of `[N, .., C]`, a squeeze-excite scale);
+/// f32 or f16 each, computed in f32.
+pub fn binary(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: BinaryOp,
+    a: &Tensor,
+    b: &Tensor,
+    clip: Clip,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "binary";
+    clip.check(OP)?;
+    let f = check_float_io(OP, &[("a", a)], out)?;
+    let fb = super::check_float(OP, "b", b)?;
+    let (sa, sb) = (a.shape(), b.shape());
+    let (span, inner) = if sa == sb {
+        (0, 0)
+    } else {
+        let r = sa.len();
+        let ok = r >= 2
+            && sb.len() == r
+            && sb[0] == sa[0]
+            && sb[r - 1] == sa[r - 1]
+            && sb[1..r - 1].iter().all(|&d| d == 1);
+        if !ok {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "b {sb:?} neither matches a {sa:?} nor broadcasts over its middle axes                      ([N, 1, .., 1, C])"
+                ),
+            ));
+        }
+        (a.numel() / sa[0].max(1), sa[r - 1])
+    };
+    if b.buffer() == out.buffer() {
+        return Err(Error::invalid(
+            OP,
+            "the output shares its buffer with b (no in-place update)",
+        ));
+    }
+    let mut params = Params::new(to_u32(OP, "elements", out.numel())?, clip);
+    params.func = op.code();
+    params.b_span = to_u32(OP, "elements", span)?;
+    params.b_inner = to_u32(OP, "elements", inner)?;
+    // A broadcast b is bound whole in every piece (checked to fit one binding); a
+    // same-shape b is split with a.
+    let bo = if sa == sb {
+        elems("b", b)
+    } else {
+        Operand::tensor("b", b, 0, 0)
+    };
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        6,
+        [f[0], fb, f[1]],
+        &params,
+        [
+            elems("a", a),
+            bo,
+            Operand::whole("-", ctx.dummy_buffer()),
+            elems("output", out),
+        ],
+        (out.numel(), 1),
+    )
+}
+
 /// Records the one-input float kernel `code` of `op` (clip or conversion) over `x`.
 fn unary(
     ctx: &Context,
@@ -237,8 +345,24 @@ fn unary(
     clip: Clip,
     out: &Tensor,
 ) -> Result<()> {
+    unary_with(ctx, encoder, (op, code), x, clip, out, (0, 0.0, 0.0))
+}
+
+/// [`unary`] with a function code and its parameters (OP 5).
+fn unary_with(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    x: &Tensor,
+    clip: Clip,
+    out: &Tensor,
+    (func, alpha, beta): (u32, f32, f32),
+) -> Result<()> {
     let f = check_float_io(op, &[("x", x)], out)?;
-    let params = Params::new(to_u32(op, "elements", out.numel())?, clip);
+    let mut params = Params::new(to_u32(op, "elements", out.numel())?, clip);
+    params.func = func;
+    params.alpha = alpha;
+    params.beta = beta;
     dispatch(
         ctx,
         encoder,

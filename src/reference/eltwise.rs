@@ -26,3 +26,42 @@ pub fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
     }
     out
 }
+
+/// [`crate::ops::eltwise::map`] in f64: `clip(f(x))`.
+pub fn map_f64(
+    x: &[f64],
+    f: crate::desc::eltwise::UnaryOp,
+    clip: crate::desc::eltwise::Clip,
+) -> Vec<f64> {
+    x.iter()
+        .map(|&v| f.apply(v).max(f64::from(clip.lo)).min(f64::from(clip.hi)))
+        .collect()
+}
+
+/// [`crate::ops::eltwise::binary`] in f64: `clip(a op b)` with `b` of `a`'s shape or of
+/// `[N, 1, .., 1, C]` against `a`'s `[N, .., C]` (`b_shape` says which).
+pub fn binary_f64(
+    a: &[f64],
+    a_shape: &[usize],
+    b: &[f64],
+    b_shape: &[usize],
+    op: crate::desc::eltwise::BinaryOp,
+    clip: crate::desc::eltwise::Clip,
+) -> Vec<f64> {
+    let same = a_shape == b_shape;
+    let per_image = a.len() / a_shape.first().copied().unwrap_or(1).max(1);
+    let c = a_shape.last().copied().unwrap_or(1).max(1);
+    a.iter()
+        .enumerate()
+        .map(|(e, &x)| {
+            let y = if same {
+                b[e]
+            } else {
+                b[(e / per_image) * c + e % c]
+            };
+            op.apply(x, y)
+                .max(f64::from(clip.lo))
+                .min(f64::from(clip.hi))
+        })
+        .collect()
+}

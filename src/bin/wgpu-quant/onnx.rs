@@ -92,6 +92,12 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
                 format!("add node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
             wgpu_quant::model::Layer::Softmax => "softmax".into(),
+            wgpu_quant::model::Layer::Map { f, clip } => {
+                format!("{f:?} clip [{}, {}]", clip.lo, clip.hi)
+            }
+            wgpu_quant::model::Layer::Binary { op, other, clip } => {
+                format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)
+            }
         };
         let reads = match n.input {
             wgpu_quant::model::Src::Input => "input".to_string(),
