@@ -27,17 +27,22 @@ fn effnet_onnx() -> PathBuf {
     root().join("examples/data/efficientnet_lite0/efficientnet_lite0.onnx")
 }
 
-/// The recorded input pixels as an NCHW tensor `(x - 127) / 128`.
-fn input_nchw(photo: &str) -> Vec<f32> {
-    let rgb = std::fs::read(root().join(format!("tests/data/onnx_models/inputs/{photo}.rgb")))
-        .expect("recorded input");
-    assert_eq!(rgb.len(), 224 * 224 * 3);
+/// The recorded input pixels (`h * w` RGB) as an NCHW tensor `(x - mean) / std`.
+fn pixels_nchw(name: &str, (h, w): (usize, usize), mean: f32, std: f32) -> Vec<f32> {
+    let rgb = std::fs::read(root().join(format!("tests/data/onnx_models/inputs/{name}.rgb")))
+        .expect("recorded input (tools/onnx_models/reference.py)");
+    assert_eq!(rgb.len(), h * w * 3, "{name}");
     let mut x = vec![0.0f32; rgb.len()];
     for (i, &v) in rgb.iter().enumerate() {
         let (pix, c) = (i / 3, i % 3);
-        x[c * 224 * 224 + pix] = (f32::from(v) - 127.0) / 128.0;
+        x[c * h * w + pix] = (f32::from(v) - mean) / std;
     }
     x
+}
+
+/// A photo as EfficientNet-Lite0 takes it: 224x224, `(x - 127) / 128`.
+fn input_nchw(photo: &str) -> Vec<f32> {
+    pixels_nchw(photo, (224, 224), 127.0, 128.0)
 }
 
 fn reference(model: &str, photo: &str) -> Vec<f32> {
@@ -56,6 +61,15 @@ fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
         .sum();
     let den: f64 = want.iter().map(|&b| f64::from(b).powi(2)).sum();
     (num / den).sqrt()
+}
+
+/// The largest difference of log-probabilities: sensitive where softmax saturates (a
+/// probability of 1e-8 still carries the logits' difference).
+fn max_log_diff(got: &[f32], want: &[f32]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&a, &b)| (f64::from(a).ln() - f64::from(b).ln()).abs())
+        .fold(0.0, f64::max)
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -203,4 +217,83 @@ fn model_from_onnx_uploads_in_one_call() {
         matches!(e, Error::Import { ref file, .. } if file.contains("no/such/model.onnx")),
         "{e}"
     );
+}
+
+fn ppocr_cls() -> PathBuf {
+    root().join("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+}
+
+/// PaddleOCR's text-line orientation classifier (MobileNetV3-style: hard swish as
+/// Add/Clip/Mul/Div, squeeze-excite gates, 35 BatchNorms, shape arithmetic before the
+/// final reshape) on a text line drawn upright and turned 180 degrees.
+#[test]
+fn ppocr_orientation_classifier_matches_onnx_runtime() {
+    let ctx = ctx();
+    let onnx = OnnxImport::load(ppocr_cls(), Some(&[1, 3, 48, 192])).unwrap();
+    // Every BatchNorm folds into its convolution.
+    assert_eq!(onnx.op_counts()["BatchNormalization"], 35);
+    assert!(onnx
+        .graph()
+        .nodes
+        .iter()
+        .all(|n| !n.name.starts_with("BatchNormalization")));
+    let fp32 = onnx.model(&ctx, DType::F32).unwrap();
+    let fp16 = onnx.model(&ctx, DType::F16).unwrap();
+    let names = ["text_upright", "text_flipped"];
+    let xs: Vec<Vec<f32>> = names
+        .iter()
+        .map(|n| pixels_nchw(n, (48, 192), 127.5, 127.5))
+        .collect();
+    let batches: Vec<Tensor> = xs
+        .iter()
+        .map(|x| {
+            Tensor::from_slice(
+                &ctx,
+                &onnx.input().model_shape,
+                &onnx.to_model_input(x).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let int8: Vec<(QMode, wgpu_quant::model::QModel)> = [QMode::Static, QMode::Dynamic]
+        .into_iter()
+        .map(|m| {
+            (
+                m,
+                onnx.quantize(&ctx, &batches, &PtqOptions::new(ObserverKind::MinMax, m))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (k, name) in names.iter().enumerate() {
+        let want = reference("ppocr_cls", name);
+        // The upright line is class 0, the turned one class 1.
+        assert_eq!(argmax(&want), k, "ORT's own answer on {name}");
+        let got = run(&ctx, &onnx, &fp32, &xs[k]);
+        let err = rel_l2(&got, &want);
+        assert!(
+            err <= 1e-4,
+            "{name}: FP32 relative L2 error {err:.2e} against ONNX Runtime"
+        );
+        // The probabilities saturate; their logarithms show the logits' agreement.
+        let dlog = max_log_diff(&got, &want);
+        assert!(
+            dlog <= 1e-3,
+            "{name}: FP32 log-probabilities differ by {dlog:.2e}: {got:?} vs {want:?}"
+        );
+        let half = run(&ctx, &onnx, &fp16, &xs[k]);
+        assert_eq!(argmax(&half), k, "{name}: FP16 {half:?}");
+        for (mode, q) in &int8 {
+            let mut enc = ctx.encoder("int8");
+            let y = q.forward(&ctx, &mut enc, &batches[k]).unwrap().clone();
+            ctx.submit_and_wait(enc).unwrap();
+            let p = y.read_blocking::<f32>(&ctx).unwrap();
+            assert_eq!(argmax(&p), k, "{mode:?} {name}: {p:?}");
+        }
+        eprintln!(
+            "{name}: ORT {want:?}, ours {got:?}; max log-prob difference: FP32 {dlog:.2e}, \
+             FP16 {:.2e}",
+            max_log_diff(&half, &want)
+        );
+    }
 }

@@ -16,7 +16,7 @@ use super::fold;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
-use crate::desc::eltwise::Clip;
+use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
 use crate::desc::gemm::Activation;
 use crate::desc::pool::{PoolDesc, PoolKind};
 use crate::model::{Graph, Layer, Src, WeightFile};
@@ -93,34 +93,39 @@ impl Attrs<'_> {
 /// The ONNX operators the importer knows, with what each becomes (docs/ONNX.md lists
 /// the same table; a test keeps them equal).
 pub const OPERATORS: &[(&str, &str)] = &[
-    ("Add", "per-channel constant: folded into the producing layer or a 1x1 depthwise convolution; two activations of one shape: residual add; constants: folded"),
+    ("Add", "two activations of one shape (residual add, INT8 in static graphs) or [N, C, 1, 1] against [N, C, H, W]; a per-channel constant: folded into the producing layer, else an elementwise affine map (one value) or a 1x1 depthwise convolution; constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "constants: folded"),
-    ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds after an Add; else a 1x1 depthwise convolution with the clip"),
+    ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
     ("ConstantOfShape", "folded"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
-    ("Div", "by a per-channel constant: as Mul; constants: folded"),
+    ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
     ("Dropout", "inference: identity"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "constants (shape arithmetic): folded"),
     ("Gemm", "transB 0/1, alpha, beta, constant B and C: a linear layer"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
+    ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
+    ("HardSwish", "an elementwise map"),
     ("Identity", "a view"),
+    ("LeakyRelu", "alpha: an elementwise map"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
-    ("Mul", "by a per-channel constant: folded into the producing layer or a 1x1 depthwise convolution; constants: folded"),
+    ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
     ("Pow", "constants: folded"),
-    ("Relu", "fused into the convolution, linear or Add before it; else a 1x1 depthwise convolution"),
+    ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
     ("Shape", "folded from the static shapes"),
+    ("Sigmoid", "an elementwise map"),
     ("Slice", "constants: folded"),
     ("Softmax", "over the channel axis of NCHW or the last axis"),
     ("Squeeze", "a view; constants: folded"),
-    ("Sub", "a per-channel constant: as Add; constants: folded"),
+    ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
+    ("Tanh", "an elementwise map"),
     ("Transpose", "constants: folded"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
@@ -296,6 +301,22 @@ impl Lowering {
                 one(self.affine(&n.input[0], x, &scale, &shift, label)?)
             }
             "Relu" => one(self.clip(&n.input[0], self.act(n, 0)?, 0.0, f32::INFINITY, label)?),
+            "Sigmoid" => one(self.map(self.act(n, 0)?, UnaryOp::Sigmoid, label)?),
+            "Tanh" => one(self.map(self.act(n, 0)?, UnaryOp::Tanh, label)?),
+            "HardSwish" => one(self.map(self.act(n, 0)?, UnaryOp::HardSwish, label)?),
+            "HardSigmoid" => {
+                let f = UnaryOp::HardSigmoid {
+                    alpha: attrs.float("alpha", 0.2),
+                    beta: attrs.float("beta", 0.5),
+                };
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
+            "LeakyRelu" => {
+                let f = UnaryOp::LeakyRelu {
+                    alpha: attrs.float("alpha", 0.01),
+                };
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
             "Clip" => {
                 let (lo, hi) = if self.opset < 11 {
                     (
@@ -784,6 +805,25 @@ impl Lowering {
                 }
             }
         }
+        // One scale and shift for every channel: an elementwise map on any layout.
+        if scale.iter().all(|&v| v == scale[0]) && shift.iter().all(|&v| v == shift[0]) {
+            let f = UnaryOp::Affine {
+                scale: scale[0] as f32,
+                shift: shift[0] as f32,
+            };
+            let i = self.push(
+                label,
+                Layer::Map {
+                    f,
+                    clip: Clip::NONE,
+                },
+                x.src,
+            );
+            return Ok(Act {
+                src: Src::Node(i),
+                ..x
+            });
+        }
         let x = self.nhwc(x).map_err(|e| format!("{e}: a per-channel scale and shift runs as a 1x1 depthwise convolution on NCHW activations only"))?;
         let c = x.shape[1];
         let dims = ConvDims::new(c, c, [1, 1], c).map_err(|e| e.to_string())?;
@@ -812,27 +852,44 @@ impl Lowering {
                     *activation = a;
                     return Ok(x);
                 }
-                (Layer::Add { clip, .. }, _) if *clip == Clip::NONE => {
+                (
+                    Layer::Add { clip, .. } | Layer::Map { clip, .. } | Layer::Binary { clip, .. },
+                    _,
+                ) if *clip == Clip::NONE => {
                     *clip = Clip { lo, hi };
                     return Ok(x);
                 }
                 _ => {}
             }
         }
-        let a = act.ok_or_else(|| format!("a clip to [{lo}, {hi}] runs only after an Add; standalone, only [0, 6] and [0, inf) are supported"))?;
-        let x = self.nhwc(x)?;
-        let c = x.shape[1];
-        let dims = ConvDims::new(c, c, [1, 1], c).map_err(|e| e.to_string())?;
-        let out = x.phys.clone();
-        self.conv_layer(
+        let i = self.push(
             label,
-            x,
-            dims,
-            ConvDesc::default().activation(a),
-            vec![1.0; c],
-            None,
-            out,
-        )
+            Layer::Map {
+                f: UnaryOp::IDENTITY,
+                clip: Clip { lo, hi },
+            },
+            x.src,
+        );
+        Ok(Act {
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
+    /// An elementwise function of an activation.
+    fn map(&mut self, x: Act, f: UnaryOp, label: &str) -> R<Act> {
+        let i = self.push(
+            label,
+            Layer::Map {
+                f,
+                clip: Clip::NONE,
+            },
+            x.src,
+        );
+        Ok(Act {
+            src: Src::Node(i),
+            ..x
+        })
     }
 
     fn binary(&mut self, n: &NodeProto, op: &str, label: &str) -> R<Act> {
@@ -844,34 +901,7 @@ impl Lowering {
             return Err("legacy broadcasting (opset < 7, broadcast = 1) is supported for an activation and a constant only".into());
         }
         match (a, b) {
-            (Some(Val::Act(x)), Some(Val::Act(y))) if op == "Add" => {
-                if x.shape != y.shape || x.layout != y.layout {
-                    return Err(format!(
-                        "adds activations of shapes {:?} and {:?}; only equal shapes (a residual add) are supported",
-                        x.shape, y.shape
-                    ));
-                }
-                let (x, y) = match (x.src, y.src) {
-                    (_, Src::Node(_)) => (x, y),
-                    (Src::Node(_), Src::Input) => (y, x),
-                    _ => return Err("adds the model input to itself".into()),
-                };
-                let Src::Node(other) = y.src else {
-                    unreachable!("matched above")
-                };
-                let i = self.push(
-                    label,
-                    Layer::Add {
-                        other,
-                        clip: Clip::NONE,
-                    },
-                    x.src,
-                );
-                Ok(Act {
-                    src: Src::Node(i),
-                    ..x
-                })
-            }
+            (Some(Val::Act(x)), Some(Val::Act(y))) => self.binary_acts(op, x, y, label),
             (Some(Val::Act(x)), Some(Val::Const(mut c))) => {
                 let name = n.input[0].clone();
                 let attrs = Attrs(&n.attribute);
@@ -890,10 +920,68 @@ impl Lowering {
                 let name = n.input[1].clone();
                 self.per_channel(&name, x, &c, op, true, label)
             }
-            _ => Err(format!(
-                "{op} of these operands is not supported (two activations only for a residual Add)"
-            )),
+            _ => Err(format!("{op} of these operands is not supported")),
         }
+    }
+
+    /// `x op y` for two activations: of one shape, or one of them `[N, C, 1, 1]` against
+    /// the other's `[N, C, H, W]` (a squeeze-excite scale).
+    fn binary_acts(&mut self, op: &str, x: Act, y: Act, label: &str) -> R<Act> {
+        let bop = match op {
+            "Add" => BinaryOp::Add,
+            "Sub" => BinaryOp::Sub,
+            "Mul" => BinaryOp::Mul,
+            _ => BinaryOp::Div,
+        };
+        let commutes = matches!(bop, BinaryOp::Add | BinaryOp::Mul);
+        let broadcasts = |big: &Act, small: &Act| {
+            big.layout == Layout::Nhwc
+                && small.layout == Layout::Nhwc
+                && small.shape[0] == big.shape[0]
+                && small.shape[1] == big.shape[1]
+                && small.shape[2] * small.shape[3] == 1
+        };
+        let same = x.shape == y.shape && x.layout == y.layout && x.phys == y.phys;
+        let (a, b) = if same || broadcasts(&x, &y) {
+            (x, y)
+        } else if commutes && broadcasts(&y, &x) {
+            (y, x)
+        } else {
+            return Err(format!(
+                "{op} of activations of shapes {:?} and {:?}: only one shape, or [N, C, 1, 1] against [N, C, H, W], is supported",
+                x.shape, y.shape
+            ));
+        };
+        // The layer reads `a` and names `b` as its other node; `b` must be a layer.
+        let (a, b) = match (a.src, b.src) {
+            (_, Src::Node(_)) => (a, b),
+            (Src::Node(_), Src::Input) if same && commutes => (b, a),
+            _ => {
+                return Err(format!(
+                    "{op} reads the model input as its second operand; only a layer's output can be"
+                ))
+            }
+        };
+        let Src::Node(other) = b.src else {
+            unreachable!("matched above")
+        };
+        let layer = if same && bop == BinaryOp::Add {
+            Layer::Add {
+                other,
+                clip: Clip::NONE,
+            }
+        } else {
+            Layer::Binary {
+                op: bop,
+                other,
+                clip: Clip::NONE,
+            }
+        };
+        let i = self.push(label, layer, a.src);
+        Ok(Act {
+            src: Src::Node(i),
+            ..a
+        })
     }
 
     /// `x op c` (or `c op x` when `swapped`) for a constant `c` that is one value per

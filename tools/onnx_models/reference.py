@@ -2,12 +2,14 @@
 """Records ONNX Runtime's outputs on the models the importer is checked against, for
 tests/onnx_models.rs (ONNX Runtime runs here, never in the Rust tests).
 
-For each bundled photo (examples/data/photos) it writes the network input as raw bytes,
-224x224 RGB u8 after a center crop to a square and a bilinear resize with Pillow
-(tests/data/onnx_models/inputs/NAME.rgb), so both sides start from the same pixels; then,
-for each model, ONNX Runtime's CPU output on (x - 127) / 128 in NCHW, as little-endian
-f32 (tests/data/onnx_models/MODEL/NAME.f32), and a manifest with the sha256 of every
-file read and the versions used.
+Inputs are written as raw RGB u8 bytes at the model's resolution
+(tests/data/onnx_models/inputs/NAME.rgb), so both sides start from the same pixels: the
+bundled photos (examples/data/photos) center-cropped to a square and resized to 224x224
+with Pillow's bilinear filter, and text lines drawn with Pillow's default font (upright
+and turned 180 degrees) at 48x192. For each model, ONNX Runtime's CPU output on
+(x - mean) / std in NCHW is written as little-endian f32
+(tests/data/onnx_models/MODEL/NAME.f32), with a manifest holding the sha256 of every
+file read, the preprocessing and the versions used.
 
     python3 -m pip install onnx onnxruntime pillow numpy
     python3 tools/onnx_models/reference.py
@@ -18,14 +20,19 @@ import os
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "tests/data/onnx_models")
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+TEXT = {"text_upright": "Hello 2026", "text_flipped": "Hello 2026"}
+# model: (file, inputs, mean, std) with (x - mean) / std on 0..255 pixels.
 MODELS = {
-    "efficientnet_lite0": "examples/data/efficientnet_lite0/efficientnet_lite0.onnx",
+    "efficientnet_lite0": ("examples/data/efficientnet_lite0/efficientnet_lite0.onnx",
+                           ["chelsea", "coffee", "rocket"], 127.0, 128.0),
+    "ppocr_cls": ("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                  ["text_upright", "text_flipped"], 127.5, 127.5),
 }
 
 
@@ -42,28 +49,42 @@ def pixels(path):
     return np.asarray(im.resize((224, 224), Image.BILINEAR), dtype=np.uint8)
 
 
+def text_line(text, flip):
+    im = Image.new("RGB", (192, 48), "white")
+    ImageDraw.Draw(im).text((8, 6), text, fill="black", font=ImageFont.load_default(size=30))
+    if flip:
+        im = im.rotate(180)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def main():
     os.makedirs(os.path.join(OUT, "inputs"), exist_ok=True)
-    manifest = {"onnxruntime": ort.__version__, "inputs": {}, "models": {}}
+    manifest = {"onnxruntime": ort.__version__, "pillow": Image.__version__, "inputs": {}, "models": {}}
     inputs = {}
     for p in PHOTOS:
         src = os.path.join(ROOT, "examples/data/photos", p)
         name = os.path.splitext(p)[0]
-        rgb = pixels(src)
+        inputs[name] = pixels(src)
+        manifest["inputs"][name] = {"photo": p, "photo_sha256": sha(src)}
+    for name, text in TEXT.items():
+        inputs[name] = text_line(text, name.endswith("flipped"))
+        manifest["inputs"][name] = {"text": text, "turned_180": name.endswith("flipped")}
+    for name, rgb in inputs.items():
         dst = os.path.join(OUT, "inputs", name + ".rgb")
         rgb.tofile(dst)
-        manifest["inputs"][name] = {"photo": p, "photo_sha256": sha(src), "sha256": sha(dst)}
-        inputs[name] = ((rgb.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1)[None]
-    for model, rel in MODELS.items():
+        manifest["inputs"][name].update({"shape_hwc": list(rgb.shape), "sha256": sha(dst)})
+    for model, (rel, names, mean, std) in MODELS.items():
         path = os.path.join(ROOT, rel)
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         iname = sess.get_inputs()[0].name
         os.makedirs(os.path.join(OUT, model), exist_ok=True)
-        entry = {"file": rel, "sha256": sha(path), "outputs": {}}
-        for name, x in inputs.items():
+        entry = {"file": rel, "sha256": sha(path), "mean": mean, "std": std, "outputs": {}}
+        for name in names:
+            rgb = inputs[name]
+            x = ((rgb.astype(np.float32) - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)[None]
             y = sess.run(None, {iname: x})[0].astype("<f4")
             y.tofile(os.path.join(OUT, model, name + ".f32"))
-            top = np.argsort(-y.ravel())[:5].tolist()
+            top = np.argsort(-y.ravel(), kind="stable")[:5].tolist()
             entry["outputs"][name] = {"shape": list(y.shape), "top5": top}
         manifest["models"][model] = entry
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
