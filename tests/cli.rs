@@ -348,6 +348,42 @@ fn run_classifies_a_photo_and_a_npy_tensor() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("espresso"), "{stdout}");
     assert!(stdout.contains("ms per run"), "{stdout}");
+    // A quantized (QDQ) file with its own scales, on the integer kernels.
+    let qdq = EFF_ONNX.replace(".onnx", "_qdq.onnx");
+    let (out, stdout, stderr) = wq(&[
+        "run",
+        &qdq,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        photo,
+        "--labels",
+        labels,
+        "--top",
+        "1",
+        "--runs",
+        "1",
+        "--precision",
+        "int8-file",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("Int8File") && stdout.contains("espresso"),
+        "{stdout}"
+    );
+    // A float file has no scales of its own.
+    let (out, _, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        photo,
+        "--precision",
+        "int8-file",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no QuantizeLinear"), "{stderr}");
     // A .npy input in NCHW, and one of the wrong shape.
     let dir = tmp("npy");
     let npy = dir.join("x.npy");

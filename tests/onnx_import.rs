@@ -568,3 +568,168 @@ fn operator_table_in_the_docs_matches_the_importer() {
         "docs/ONNX.md's operator table and import::OPERATORS differ"
     );
 }
+
+fn tensor_i8(name: &str, dims: &[usize], v: &[i8], uint: bool) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(if uint {
+            DataType::Uint8
+        } else {
+            DataType::Int8
+        } as i32),
+        raw_data: Some(v.iter().map(|&x| x as u8).collect()),
+        ..Default::default()
+    }
+}
+
+/// x -> Q -> DQ -> Conv(DQ(int8 weights per channel), DQ(int32 bias)) -> Q -> DQ.
+fn qdq_conv(weight_zp: i8, act_scales: usize) -> ModelProto {
+    let (c, oc) = (3usize, 4usize);
+    let codes: Vec<i8> = (0..oc * c * 9).map(|i| ((i * 37) % 255) as i8).collect();
+    let bias: Vec<i32> = vec![100, -50, 0, 7];
+    let mut inits = vec![
+        tensor_f32(
+            "xs",
+            &[act_scales][..(act_scales > 1) as usize],
+            &vec![0.02; act_scales],
+        ),
+        tensor_i8(
+            "xz",
+            &[act_scales][..(act_scales > 1) as usize],
+            &vec![-128i8; act_scales],
+            true,
+        ),
+        tensor_i8("wq", &[oc, c, 3, 3], &codes, false),
+        tensor_f32("ws", &[oc], &[0.01, 0.02, 0.005, 0.03]),
+        tensor_i8("wz", &[oc], &[weight_zp; 4], false),
+        tensor_f32("ys", &[], &[0.05]),
+        tensor_i8("yz", &[], &[10], true),
+    ];
+    // The bias as int32 with scale xs * ws per channel.
+    inits.push(TensorProto {
+        name: Some("bq".into()),
+        dims: vec![oc as i64],
+        data_type: Some(DataType::Int32 as i32),
+        int32_data: bias,
+        ..Default::default()
+    });
+    inits.push(tensor_f32("bs", &[oc], &[0.0002, 0.0004, 0.0001, 0.0006]));
+    model(
+        vec![
+            node("QuantizeLinear", "qx", &["x", "xs", "xz"], &["xq"], vec![]),
+            node(
+                "DequantizeLinear",
+                "dqx",
+                &["xq", "xs", "xz"],
+                &["xd"],
+                vec![],
+            ),
+            node(
+                "DequantizeLinear",
+                "dqw",
+                &["wq", "ws", "wz"],
+                &["wd"],
+                vec![attr_i("axis", 0)],
+            ),
+            node(
+                "DequantizeLinear",
+                "dqb",
+                &["bq", "bs"],
+                &["bd"],
+                vec![attr_i("axis", 0)],
+            ),
+            node(
+                "Conv",
+                "conv",
+                &["xd", "wd", "bd"],
+                &["c"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("QuantizeLinear", "qy", &["c", "ys", "yz"], &["cq"], vec![]),
+            node(
+                "DequantizeLinear",
+                "dqy",
+                &["cq", "ys", "yz"],
+                &["y"],
+                vec![],
+            ),
+        ],
+        inits,
+        &[1, c, 5, 5],
+        13,
+    )
+}
+
+#[test]
+fn a_qdq_convolution_runs_on_the_integer_kernels_with_the_files_scales() {
+    let ctx = common::ctx();
+    let onnx = import(&qdq_conv(0, 1), None).unwrap();
+    assert!(onnx.is_quantized());
+    assert_eq!(onnx.graph().nodes.len(), 1);
+    let q = onnx.qmodel(ctx).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let x = rand_vec(3 * 25, &mut rng);
+    let xt = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    let mut enc = ctx.encoder("qdq");
+    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    // ONNX's meaning in f64: x rounded to its codes (zero point 128), the dequantized
+    // weights and bias, the convolution. The file then rounds the output to its codes;
+    // the QModel's last layer writes f32 instead (docs/ONNX.md), so the comparison is
+    // with the convolution itself.
+    let xq: Vec<f32> = x
+        .iter()
+        .map(|&v| (((v / 0.02).round_ties_even() + 128.0).clamp(0.0, 255.0) - 128.0) * 0.02)
+        .collect();
+    let codes: Vec<f32> = (0..4 * 27)
+        .map(|i| f32::from(((i * 37) % 255) as u8 as i8))
+        .collect();
+    let ws = [0.01f32, 0.02, 0.005, 0.03];
+    let wd: Vec<f32> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| c * ws[i / 27])
+        .collect();
+    let bd = [100.0 * 0.0002f32, -50.0 * 0.0004, 0.0, 7.0 * 0.0006];
+    let want = conv_ref(&xq, [1, 3, 5, 5], &wd, 4, 3, 1, &bd);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= 1e-4 + 1e-5 * w.abs(),
+            "y[{i}] = {g}, ONNX {w}"
+        );
+    }
+    // Run again: the same bits (the integer kernels are exact).
+    let mut enc = ctx.encoder("qdq again");
+    let y2 = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let again = onnx
+        .from_model_output(&y2.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    assert_eq!(again, got);
+    // What the integer kernels cannot take is named.
+    let e = import(&qdq_conv(3, 1), None).unwrap_err();
+    assert!(
+        e.to_string().contains("weight zero points other than 0"),
+        "{e}"
+    );
+    let e = import(&qdq_conv(0, 3), None).unwrap_err();
+    assert!(e.to_string().contains("per tensor only"), "{e}");
+    // A float model has no scales of its own; a DequantizeLinear of an activation needs
+    // its QuantizeLinear.
+    let m = model(
+        vec![node("DequantizeLinear", "dq", &["x", "s"], &["y"], vec![])],
+        vec![tensor_f32("s", &[], &[0.1])],
+        &[1, 3, 4, 4],
+        13,
+    );
+    assert!(import_err(&m).contains("no QuantizeLinear quantized"));
+}

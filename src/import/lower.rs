@@ -10,7 +10,7 @@
 //! `Flatten` of NCHW features has its columns reordered), so the layout changes only at
 //! the graph's edges.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::fold;
 use super::proto::{AttributeProto, NodeProto};
@@ -20,6 +20,7 @@ use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
 use crate::desc::gemm::Activation;
 use crate::desc::pool::{PoolDesc, PoolKind};
 use crate::model::{Graph, Layer, Src, WeightFile};
+use crate::quant::{Granularity, QType, QuantParams};
 
 /// How an activation's physical memory relates to its ONNX shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ConstantOfShape", "folded"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
+    ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, weight zero points 0); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "constants (shape arithmetic): folded"),
@@ -117,6 +119,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
     ("Pow", "constants: folded"),
+    ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
     ("Shape", "folded from the static shapes"),
@@ -141,6 +144,67 @@ pub(crate) struct Lowering {
     pub opset: i64,
     /// Layer names taken.
     names: HashSet<String>,
+    /// QDQ: the integer codes behind each dequantized constant, by value name.
+    qconst: HashMap<String, QConst>,
+    /// QDQ: the file's codes and parameters of each layer weight, by weight name.
+    pub qweights: BTreeMap<String, (QuantParams, Vec<i32>)>,
+    /// QDQ: the parameters of each quantized activation, by producer (`usize::MAX`: the
+    /// model input).
+    pub act_q: HashMap<usize, QAnno>,
+    /// QDQ: weights whose values changed after quantization (a BatchNorm folded into a
+    /// quantized convolution): their codes no longer hold.
+    pub requantized: Vec<String>,
+}
+
+/// A layer weight's codes in the layer's layout, and where they came from.
+pub(crate) struct QWeight {
+    /// The dequantized constant's value name.
+    pub value: String,
+    /// Codes (as f32, exact), in the layer's layout.
+    pub codes: Vec<f32>,
+    /// The axis of the file's tensor that became the output axis.
+    pub out_axis: usize,
+    /// A factor folded into the weights (Gemm's alpha), applied to the scales.
+    pub scale_mul: f32,
+}
+
+/// The integer codes of a dequantized constant.
+#[derive(Debug, Clone)]
+pub(crate) struct QConst {
+    pub codes: Vec<i64>,
+    pub elem: i32,
+    pub scales: Vec<f32>,
+    pub zero_points: Vec<i64>,
+    /// The axis of per-axis parameters (`None`: one scale).
+    pub axis: Option<usize>,
+}
+
+/// The quantization of an activation (QuantizeLinear): one scale and zero point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct QAnno {
+    pub scale: f32,
+    pub zero_point: i32,
+    pub qtype: QType,
+}
+
+fn src_key(s: Src) -> usize {
+    match s {
+        Src::Input => usize::MAX,
+        Src::Node(i) => i,
+    }
+}
+
+/// The 8-bit type of an ONNX element type.
+fn qtype_of(elem: i32) -> R<QType> {
+    use super::proto::tensor_proto::DataType as T;
+    match T::try_from(elem) {
+        Ok(T::Uint8) => Ok(QType::U8),
+        Ok(T::Int8) => Ok(QType::I8),
+        _ => Err(format!(
+            "{} codes are not supported (int8 and uint8 are)",
+            super::tensor::elem_name(elem)
+        )),
+    }
 }
 
 type R<T> = Result<T, String>;
@@ -155,7 +219,219 @@ impl Lowering {
             outputs,
             opset,
             names: HashSet::new(),
+            qconst: HashMap::new(),
+            qweights: BTreeMap::new(),
+            act_q: HashMap::new(),
+            requantized: Vec::new(),
         }
+    }
+
+    /// `DequantizeLinear` / `QuantizeLinear`: on constants they fold (a dequantized
+    /// constant keeps its codes for the integer kernels); on activations they annotate
+    /// the producing layer's output with its scale and zero point and pass it through.
+    fn qdq(&mut self, n: &NodeProto, attrs: &Attrs) -> R<Val> {
+        let scale = self
+            .konst(n, 1, "scale")?
+            .ok_or("input 1 (scale) is missing")?
+            .clone();
+        let zp = self.konst(n, 2, "zero_point")?.cloned();
+        let zps: Vec<i64> = match &zp {
+            Some(z) => z.as_ik()?.to_vec(),
+            None => vec![0; scale.len()],
+        };
+        let scales = scale.to_f32();
+        if scales.is_empty() || zps.len() != scales.len() {
+            return Err(format!(
+                "{} scales and {} zero points",
+                scales.len(),
+                zps.len()
+            ));
+        }
+        if let Some(i) = scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!(
+                "scale[{i}] = {} is not finite and positive",
+                scales[i]
+            ));
+        }
+        let dequant = n.op_type() == "DequantizeLinear";
+        match self.input(n, 0).cloned() {
+            Some(Val::Const(x)) => {
+                let r = x.dims.len();
+                let axis = if scales.len() > 1 {
+                    let a = fold::axis(attrs.int("axis", 1), r, false)?;
+                    if x.dims[a] != scales.len() {
+                        return Err(format!(
+                            "{} scales for axis {a} of {:?}",
+                            scales.len(),
+                            x.dims
+                        ));
+                    }
+                    Some(a)
+                } else {
+                    None
+                };
+                let inner: usize = axis.map_or(1, |a| x.dims[a + 1..].iter().product());
+                let slot = |e: usize| axis.map_or(0, |a| e / inner % x.dims[a]);
+                if dequant {
+                    let codes = x.as_ik()?.to_vec();
+                    let v: Vec<f32> = codes
+                        .iter()
+                        .enumerate()
+                        .map(|(e, &q)| ((q - zps[slot(e)]) as f32) * scales[slot(e)])
+                        .collect();
+                    if let Some(out) = n.output.first() {
+                        self.qconst.insert(
+                            out.clone(),
+                            QConst {
+                                codes,
+                                elem: x.elem,
+                                scales: scales.clone(),
+                                zero_points: zps,
+                                axis,
+                            },
+                        );
+                    }
+                    Ok(Val::Const(Const::f32(x.dims.clone(), v)))
+                } else {
+                    let elem = zp
+                        .as_ref()
+                        .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
+                            z.elem
+                        });
+                    let qt = qtype_of(elem)?;
+                    let xv = x.to_f32();
+                    let codes = (0..xv.len())
+                        .map(|e| {
+                            i64::from(crate::quant::quantize_value(
+                                xv[e],
+                                scales[slot(e)],
+                                zps[slot(e)] as i32,
+                                qt.qmin(),
+                                qt.qmax(),
+                            ))
+                        })
+                        .collect();
+                    Ok(Val::Const(Const {
+                        dims: x.dims.clone(),
+                        elem,
+                        data: Data::I64(codes),
+                    }))
+                }
+            }
+            Some(Val::Act(a)) => {
+                if scales.len() != 1 {
+                    return Err(format!(
+                        "{} scales: activations are quantized per tensor only",
+                        scales.len()
+                    ));
+                }
+                let key = src_key(a.src);
+                if dequant {
+                    let Some(q) = self.act_q.get(&key) else {
+                        return Err(
+                            "dequantizes an activation that no QuantizeLinear quantized".into()
+                        );
+                    };
+                    if q.scale != scales[0] || i64::from(q.zero_point) != zps[0] {
+                        return Err(format!(
+                            "dequantizes with scale {} and zero point {}; it was quantized with {} and {}",
+                            scales[0], zps[0], q.scale, q.zero_point
+                        ));
+                    }
+                    return Ok(Val::Act(a));
+                }
+                let elem = zp
+                    .as_ref()
+                    .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
+                        z.elem
+                    });
+                let anno = QAnno {
+                    scale: scales[0],
+                    zero_point: zps[0] as i32,
+                    qtype: qtype_of(elem)?,
+                };
+                // The codes saturate at [(qmin - z) s, (qmax - z) s]. Exporters drop a
+                // ReLU/ReLU6 that this range implies; give it back to a layer that only
+                // this node reads, so its float twin clips as the codes do (the integer
+                // results are the same with or without it).
+                if let Some(i) = self.fusable(&n.input[0], &a) {
+                    let (lo, hi) = (
+                        (anno.qtype.qmin() - anno.zero_point) as f32 * anno.scale,
+                        (anno.qtype.qmax() - anno.zero_point) as f32 * anno.scale,
+                    );
+                    let implied = if lo != 0.0 {
+                        None
+                    } else if (hi - 6.0).abs() <= 1e-4 * 6.0 {
+                        Some(Activation::Relu6)
+                    } else {
+                        Some(Activation::Relu)
+                    };
+                    match (&mut self.graph.nodes[i].layer, implied) {
+                        (Layer::Conv { desc, .. }, Some(act))
+                            if desc.activation == Activation::None =>
+                        {
+                            desc.activation = act
+                        }
+                        (Layer::Linear { activation, .. }, Some(act))
+                            if *activation == Activation::None =>
+                        {
+                            *activation = act
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(old) = self.act_q.insert(key, anno) {
+                    if old != anno {
+                        return Err(format!(
+                            "quantizes one activation twice, with {old:?} and {anno:?}"
+                        ));
+                    }
+                }
+                Ok(Val::Act(a))
+            }
+            _ => Err("input 0 is missing".into()),
+        }
+    }
+
+    /// Records the file's codes of a layer weight made from the dequantized constant
+    /// `value` (`[out, ...]` after the same transposition as the weight; `codes` given
+    /// as f32 in that layout).
+    fn record_qweight(&mut self, weight: &str, shape: &[usize], q: QWeight) -> R<()> {
+        let Some(qc) = self.qconst.get(&q.value) else {
+            return Ok(());
+        };
+        let oc = shape[0];
+        let scales: Vec<f32> = match qc.axis {
+            None => vec![qc.scales[0] * q.scale_mul; oc],
+            Some(a) if a == q.out_axis && qc.scales.len() == oc => {
+                qc.scales.iter().map(|s| s * q.scale_mul).collect()
+            }
+            Some(a) => return Err(format!("weight scales along axis {a} (only per output channel, or per tensor, map onto the integer kernels)")),
+        };
+        if qc.zero_points.iter().any(|&z| z != 0) {
+            return Err("weight zero points other than 0 (asymmetric weights) are not supported by the integer kernels".into());
+        }
+        let qt = qtype_of(qc.elem)?;
+        let p = QuantParams::new(
+            qt,
+            Granularity::PerChannel { axis: 0 },
+            shape,
+            scales,
+            vec![0; oc],
+        )
+        .map_err(|e| e.to_string())?;
+        self.qweights.insert(
+            weight.to_string(),
+            (p, q.codes.iter().map(|&c| c as i32).collect()),
+        );
+        Ok(())
+    }
+
+    /// The codes of dequantized constant `value` as f32 (exact), if it is one.
+    fn codes_of(&self, value: &str) -> Option<Vec<f32>> {
+        self.qconst
+            .get(value)
+            .map(|q| q.codes.iter().map(|&c| c as f32).collect())
     }
 
     fn input<'v>(&'v self, n: &NodeProto, i: usize) -> Option<&'v Val> {
@@ -221,6 +497,9 @@ impl Lowering {
             .all(|s| matches!(self.vals.get(s), Some(Val::Const(_))));
         if op == "Constant" {
             return Ok(vec![Val::Const(constant(&attrs)?)]);
+        }
+        if matches!(op, "QuantizeLinear" | "DequantizeLinear") {
+            return Ok(vec![self.qdq(n, &attrs)?]);
         }
         if all_const && !n.input.is_empty() {
             if let Some(c) = self.fold(n, &attrs)? {
@@ -357,10 +636,18 @@ impl Lowering {
                 };
                 let alpha = attrs.float("alpha", 1.0);
                 let mut w = b.to_f32();
+                let mut codes = self.codes_of(&n.input[1]);
                 if !trans_b {
                     w = crate::reference::transpose(&w, k, nn);
+                    codes = codes.map(|c| crate::reference::transpose(&c, k, nn));
                 }
                 w.iter_mut().for_each(|v| *v *= alpha);
+                let q = codes.map(|c| QWeight {
+                    value: n.input[1].clone(),
+                    codes: c,
+                    out_axis: if trans_b { 0 } else { 1 },
+                    scale_mul: alpha,
+                });
                 let bias = match self.konst(n, 2, "C")? {
                     None => None,
                     Some(c) => {
@@ -379,7 +666,7 @@ impl Lowering {
                         )
                     }
                 };
-                one(self.linear(a, w, bias, nn, k, label)?)
+                one(self.linear(a, w, bias, nn, k, label, q)?)
             }
             "MatMul" => {
                 let a = self.act(n, 0)?;
@@ -395,7 +682,13 @@ impl Lowering {
                 }
                 let (k, nn) = (b.dims[0], b.dims[1]);
                 let w = crate::reference::transpose(&b.to_f32(), k, nn);
-                one(self.linear(a, w, None, nn, k, label)?)
+                let q = self.codes_of(&n.input[1]).map(|c| QWeight {
+                    value: n.input[1].clone(),
+                    codes: crate::reference::transpose(&c, k, nn),
+                    out_axis: 1,
+                    scale_mul: 1.0,
+                });
+                one(self.linear(a, w, None, nn, k, label, q)?)
             }
             "MaxPool" | "AveragePool" => {
                 if n.output.get(1).is_some_and(|o| !o.is_empty()) {
@@ -651,7 +944,21 @@ impl Lowering {
         let out = desc
             .output_shape(&dims, &x.phys)
             .map_err(|e| e.to_string())?;
-        self.conv_layer(label, x, dims, desc, w.to_f32(), bias, out)
+        let act = self.conv_layer(label, x, dims, desc, w.to_f32(), bias, out)?;
+        if let Some(codes) = self.codes_of(&n.input[1]) {
+            let wname = format!(
+                "{}.weight",
+                self.graph.nodes.last().expect("just pushed").name
+            );
+            let q = QWeight {
+                value: n.input[1].clone(),
+                codes,
+                out_axis: 0,
+                scale_mul: 1.0,
+            };
+            self.record_qweight(&wname, &dims.oihw(), q)?;
+        }
+        Ok(act)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -685,6 +992,7 @@ impl Lowering {
         Ok(nhwc_act(out, Src::Node(i)))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         &mut self,
         a: Act,
@@ -693,6 +1001,7 @@ impl Lowering {
         n: usize,
         k: usize,
         label: &str,
+        mut q: Option<QWeight>,
     ) -> R<Act> {
         if a.shape.len() != 2 || a.shape[1] != k {
             return Err(format!(
@@ -704,6 +1013,10 @@ impl Lowering {
             Layout::FlatNhwc(chw) if !a.layout.is_ordered(&a.shape) => {
                 w = crate::ops::conv::linear_weight_nchw_to_nhwc(&w, n, chw)
                     .map_err(|e| e.to_string())?;
+                if let Some(q) = q.as_mut() {
+                    q.codes = crate::ops::conv::linear_weight_nchw_to_nhwc(&q.codes, n, chw)
+                        .map_err(|e| e.to_string())?;
+                }
             }
             Layout::Nhwc => return Err("a 4-D activation cannot feed a matrix product".into()),
             _ => {}
@@ -713,6 +1026,9 @@ impl Lowering {
         self.weights
             .insert(&wname, &[n, k], w)
             .map_err(|e| e.to_string())?;
+        if let Some(q) = q {
+            self.record_qweight(&wname, &[n, k], q)?;
+        }
         let bname = match bias {
             Some(b) => {
                 let bn = format!("{name}.bias");
@@ -791,6 +1107,9 @@ impl Lowering {
                     self.weights
                         .insert(&wn, &wshape, w)
                         .map_err(|e| e.to_string())?;
+                    if self.qweights.remove(&wn).is_some() {
+                        self.requantized.push(wn.clone());
+                    }
                     let bname = bn.unwrap_or_else(|| format!("{}.bias", self.graph.nodes[i].name));
                     self.weights
                         .insert(&bname, &[oc], b)

@@ -40,6 +40,7 @@ use prost::Message;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::{Graph, Model, PtqOptions, QModel, Src, WeightFile};
+use crate::quant::{Granularity, QuantParams};
 use crate::tensor::{DType, Tensor};
 
 mod fold;
@@ -80,6 +81,18 @@ pub struct OnnxImport {
     opset: i64,
     ops: BTreeMap<String, usize>,
     nodes: usize,
+    qdq: Option<Qdq>,
+}
+
+/// What a quantized (QDQ) file decides: the weights' codes and parameters, and each
+/// quantized activation's scale and zero point.
+#[derive(Debug, Clone)]
+struct Qdq {
+    weights: BTreeMap<String, (QuantParams, Vec<i32>)>,
+    acts: Vec<Option<QuantParams>>,
+    input: Option<QuantParams>,
+    /// Weights changed after quantization (their codes no longer hold).
+    requantized: Vec<String>,
 }
 
 fn err(file: &str, detail: impl Into<String>) -> Error {
@@ -171,6 +184,67 @@ impl OnnxImport {
             batches,
             opts,
         )
+    }
+
+    /// Whether the file is quantized (holds QuantizeLinear/DequantizeLinear nodes).
+    pub fn is_quantized(&self) -> bool {
+        self.qdq.is_some()
+    }
+
+    /// The static INT8 model of a quantized (QDQ) file, with the file's own weight codes,
+    /// scales and zero points and its activations' scales and zero points, on the
+    /// integer kernels. Errors name what the file leaves unquantized (the input, a
+    /// layer's weights, an activation that an integer layer would write).
+    pub fn qmodel(&self, ctx: &Context) -> Result<QModel> {
+        let e = |d: String| err(&self.file, d);
+        let q = self.qdq.as_ref().ok_or_else(|| {
+            e(
+                "the model has no QuantizeLinear/DequantizeLinear nodes; quantize it with \
+               OnnxImport::quantize"
+                    .into(),
+            )
+        })?;
+        if !q.requantized.is_empty() {
+            return Err(e(format!(
+                "the quantized weights of {:?} were changed by folding a following \
+                 BatchNorm or scale into them; their codes no longer hold",
+                q.requantized
+            )));
+        }
+        let float_weights: Vec<&str> = self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.layer.weight_spec())
+            .map(|(w, _, _)| w)
+            .filter(|w| !q.weights.contains_key(*w))
+            .collect();
+        if !float_weights.is_empty() {
+            return Err(e(format!(
+                "the weights {float_weights:?} are float in the file (not DequantizeLinear of \
+                 integer codes)"
+            )));
+        }
+        let input = q
+            .input
+            .clone()
+            .ok_or_else(|| e(format!("the input '{}' is not quantized", self.input.name)))?;
+        let mut biases = BTreeMap::new();
+        for n in &self.graph.nodes {
+            if let Some((_, Some(b), shape)) = n.layer.weight_spec() {
+                biases.insert(b.to_string(), self.weights.tensor(b, &shape[..1])?.to_vec());
+            }
+        }
+        QModel::from_parts(
+            ctx,
+            &self.graph,
+            &self.input.model_shape,
+            q.weights.clone(),
+            biases,
+            q.acts.clone(),
+            input,
+        )
+        .map_err(|x| e(x.to_string()))
     }
 
     /// Rearranges an input in ONNX layout (NCHW) into the model's (NHWC).
@@ -462,6 +536,36 @@ fn import_graph(
         model_shape: out_act.phys.clone(),
         layout: out_act.layout,
     };
+    let qdq = if ops.contains_key("QuantizeLinear") || ops.contains_key("DequantizeLinear") {
+        let shapes = crate::model::infer_shapes(&low.graph, &input.model_shape)
+            .map_err(|x| e(x.to_string()))?;
+        let params = |key: usize, shape: &[usize]| -> Result<Option<QuantParams>> {
+            low.act_q
+                .get(&key)
+                .map(|a| {
+                    QuantParams::new(
+                        a.qtype,
+                        Granularity::PerTensor,
+                        shape,
+                        vec![a.scale],
+                        vec![a.zero_point],
+                    )
+                    .map_err(|x| e(x.to_string()))
+                })
+                .transpose()
+        };
+        let acts = (0..low.graph.nodes.len())
+            .map(|i| params(i, &shapes[i]))
+            .collect::<Result<Vec<_>>>()?;
+        Some(Qdq {
+            weights: std::mem::take(&mut low.qweights),
+            acts,
+            input: params(usize::MAX, &input.model_shape)?,
+            requantized: std::mem::take(&mut low.requantized),
+        })
+    } else {
+        None
+    };
     Ok(OnnxImport {
         graph: low.graph,
         weights: low.weights,
@@ -471,6 +575,7 @@ fn import_graph(
         opset,
         ops,
         nodes: g.node.len(),
+        qdq,
     })
 }
 

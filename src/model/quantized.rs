@@ -362,6 +362,27 @@ impl QModel {
         QModel::build(ctx, graph, input_shape, mode, host)
     }
 
+    /// A static INT8 model from parameters decided elsewhere (a quantized ONNX file):
+    /// per weight its parameters and codes, per bias its values, per node its output's
+    /// parameters (`None` where the node writes f32) and the input's parameters.
+    pub(crate) fn from_parts(
+        ctx: &Context,
+        graph: &Graph,
+        input_shape: &[usize],
+        weights: std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>,
+        biases: std::collections::BTreeMap<String, Vec<f32>>,
+        acts: Vec<Option<QuantParams>>,
+        input: QuantParams,
+    ) -> Result<QModel> {
+        let host = HostParams {
+            weights,
+            biases,
+            acts,
+            input: Some(input),
+        };
+        QModel::build(ctx, graph, input_shape, QMode::Static, host)
+    }
+
     /// The model from host-side parameters (calibrated or loaded).
     fn build(
         ctx: &Context,

@@ -31,6 +31,8 @@ TEXT = {"text_upright": "Hello 2026", "text_flipped": "Hello 2026"}
 MODELS = {
     "efficientnet_lite0": ("examples/data/efficientnet_lite0/efficientnet_lite0.onnx",
                            ["chelsea", "coffee", "rocket"], 127.0, 128.0),
+    "efficientnet_lite0_qdq": ("examples/data/efficientnet_lite0/efficientnet_lite0_qdq.onnx",
+                               ["chelsea", "coffee", "rocket"], 127.0, 128.0),
     "ppocr_cls": ("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                   ["text_upright", "text_flipped"], 127.5, 127.5),
 }
@@ -66,6 +68,13 @@ def main():
         name = os.path.splitext(p)[0]
         inputs[name] = pixels(src)
         manifest["inputs"][name] = {"photo": p, "photo_sha256": sha(src)}
+    # The calibration images, as tools/onnx_models/quantize_qdq.py feeds them to ONNX
+    # Runtime's quantizer, so that our own post-training quantization sees the same.
+    for p in sorted(os.listdir(os.path.join(ROOT, "examples/data/calibration"))):
+        src = os.path.join(ROOT, "examples/data/calibration", p)
+        name = "cal_" + os.path.splitext(p)[0]
+        inputs[name] = pixels(src)
+        manifest["inputs"][name] = {"photo": "calibration/" + p, "photo_sha256": sha(src)}
     for name, text in TEXT.items():
         inputs[name] = text_line(text, name.endswith("flipped"))
         manifest["inputs"][name] = {"text": text, "turned_180": name.endswith("flipped")}

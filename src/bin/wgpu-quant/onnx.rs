@@ -26,6 +26,8 @@ pub enum Precision {
     Int8Static,
     /// INT8 weights, activations quantized on the fly.
     Int8Dynamic,
+    /// INT8 with a quantized (QDQ) file's own codes, scales and zero points.
+    Int8File,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +72,9 @@ pub struct RunArgs {
 pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
     let onnx = OnnxImport::load(model, shape).map_err(e)?;
     print!("{}", onnx.summary());
+    if onnx.is_quantized() {
+        println!("quantized (QDQ): runs with its own scales with --precision int8-file");
+    }
     println!("\n| # | layer | kind | reads |");
     println!("|---:|---|---|---|");
     for (i, n) in onnx.graph().nodes.iter().enumerate() {
@@ -205,6 +210,7 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
     let net = match a.precision {
         Precision::Fp32 => Net::Float(onnx.model(ctx, DType::F32).map_err(e)?),
         Precision::Fp16 => Net::Float(onnx.model(ctx, DType::F16).map_err(e)?),
+        Precision::Int8File => Net::Int8(Box::new(onnx.qmodel(ctx).map_err(e)?)),
         Precision::Int8Static | Precision::Int8Dynamic => {
             let mut batches = Vec::new();
             if let Some(dir) = &a.calibrate {
