@@ -579,7 +579,10 @@ impl Lowering {
                 }
                 one(self.affine(&n.input[0], x, &scale, &shift, label)?)
             }
-            "Relu" => one(self.clip(&n.input[0], self.act(n, 0)?, 0.0, f32::INFINITY, label)?),
+            "Relu" => {
+                let x = self.act(n, 0)?;
+                one(self.clip(&n.input[0], x, 0.0, f32::INFINITY, label)?)
+            }
             "Sigmoid" => one(self.map(self.act(n, 0)?, UnaryOp::Sigmoid, label)?),
             "Tanh" => one(self.map(self.act(n, 0)?, UnaryOp::Tanh, label)?),
             "HardSwish" => one(self.map(self.act(n, 0)?, UnaryOp::HardSwish, label)?),
@@ -613,7 +616,8 @@ impl Lowering {
                     };
                     (b(1, f32::NEG_INFINITY)?, b(2, f32::INFINITY)?)
                 };
-                one(self.clip(&n.input[0], self.act(n, 0)?, lo, hi, label)?)
+                let x = self.act(n, 0)?;
+                one(self.clip(&n.input[0], x, lo, hi, label)?)
             }
             "Add" | "Sub" | "Mul" | "Div" => one(self.binary(n, op, label)?),
             "Gemm" => {
