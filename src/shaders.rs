@@ -68,6 +68,8 @@ pub enum ShaderFile {
     Pool,
     /// `shaders/eltwise.wgsl`: add, clip, INT8 add with rescaling, softmax.
     Eltwise,
+    /// `shaders/layout.wgsl`: nearest upsampling, depth to space, channel concatenation.
+    Layout,
     /// `shaders/image.wgsl` reading RGBA8 pixels from a storage buffer.
     ImageBuffer,
     /// `shaders/image.wgsl` reading a texture (`textureLoad`).
@@ -123,7 +125,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 19] = [
+pub static SPECS: [ShaderSpec; 20] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -245,6 +247,13 @@ pub static SPECS: [ShaderSpec; 19] = [
         "elementwise",
         ["WG", "OP", "A_F16", "B_F16", "OUT_F16"],
         [U, R, R, R, RW]
+    ),
+    spec!(
+        Layout,
+        "layout.wgsl",
+        "layout",
+        ["WG", "OP", "X_F16", "OUT_F16"],
+        [U, R, RW]
     ),
     spec!(
         ImageBuffer,

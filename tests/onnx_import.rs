@@ -733,3 +733,108 @@ fn a_qdq_convolution_runs_on_the_integer_kernels_with_the_files_scales() {
     );
     assert!(import_err(&m).contains("no QuantizeLinear quantized"));
 }
+
+/// ConvTranspose (kernel = stride, 2x3, with a bias) twice, their concatenation along
+/// channels and a nearest 2x upsampling, against an NCHW reference written from the
+/// operators' definitions.
+#[test]
+fn transposed_convolution_concat_and_resize_match_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let (c, h, w) = (3usize, 4usize, 5usize);
+    let x = rand_vec(c * h * w, &mut rng);
+    let w1 = rand_vec(c * 2 * 2 * 3, &mut rng);
+    let b1 = [0.5f32, -0.25];
+    let w2 = rand_vec(c * 2 * 3, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "ConvTranspose",
+                "up1",
+                &["x", "w1", "b1"],
+                &["a"],
+                vec![
+                    attr_ints("strides", &[2, 3]),
+                    attr_ints("kernel_shape", &[2, 3]),
+                ],
+            ),
+            node(
+                "ConvTranspose",
+                "up2",
+                &["x", "w2"],
+                &["b"],
+                vec![attr_ints("strides", &[2, 3])],
+            ),
+            node(
+                "Concat",
+                "cat",
+                &["a", "b"],
+                &["ab"],
+                vec![attr_i("axis", 1)],
+            ),
+            node("Resize", "resize", &["ab", "", "scales"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("w1", &[c, 2, 2, 3], &w1),
+            tensor_f32("b1", &[2], &b1),
+            tensor_f32("w2", &[c, 1, 2, 3], &w2),
+            tensor_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]),
+        ],
+        &[1, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, [1, 3, 16, 30]);
+    let got = run(ctx, &onnx, &x);
+    // ConvTranspose with kernel = stride: y[m, i*2+dy, j*3+dx] = b[m] + sum_c x[c,i,j] W[c,m,dy,dx].
+    let ct = |wt: &[f32], mo: usize, b: &[f32]| -> Vec<f64> {
+        let mut y = vec![0.0f64; mo * 2 * h * 3 * w];
+        for mm in 0..mo {
+            for i in 0..2 * h {
+                for j in 0..3 * w {
+                    let (si, sj, dy, dx) = (i / 2, j / 3, i % 2, j % 3);
+                    let mut s = f64::from(*b.get(mm).unwrap_or(&0.0));
+                    for ci in 0..c {
+                        s += f64::from(x[(ci * h + si) * w + sj])
+                            * f64::from(wt[((ci * mo + mm) * 2 + dy) * 3 + dx]);
+                    }
+                    y[(mm * 2 * h + i) * 3 * w + j] = s;
+                }
+            }
+        }
+        y
+    };
+    let mut ab = ct(&w1, 2, &b1);
+    ab.extend(ct(&w2, 1, &[]));
+    let (oh, ow) = (2 * h, 3 * w);
+    let mut want = Vec::new();
+    for ch in 0..3 {
+        for i in 0..2 * oh {
+            for j in 0..2 * ow {
+                want.push(ab[(ch * oh + i / 2) * ow + j / 2]);
+            }
+        }
+    }
+    check(&got, &want, 1e-6);
+    // Shapes the layers cannot take are named.
+    let bad = model(
+        vec![node(
+            "ConvTranspose",
+            "up",
+            &["x", "w1"],
+            &["y"],
+            vec![attr_ints("strides", &[1, 1])],
+        )],
+        vec![tensor_f32("w1", &[c, 2, 2, 3], &w1)],
+        &[1, c, h, w],
+        13,
+    );
+    assert!(import_err(&bad).contains("strides equal its kernel"));
+    let bad = model(
+        vec![node("Resize", "r", &["x", "", "s"], &["y"], vec![])],
+        vec![tensor_f32("s", &[4], &[1.0, 1.0, 1.5, 2.0])],
+        &[1, c, h, w],
+        13,
+    );
+    assert!(import_err(&bad).contains("whole upsampling factors"));
+}

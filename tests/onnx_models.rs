@@ -28,14 +28,19 @@ fn effnet_onnx() -> PathBuf {
 }
 
 /// The recorded input pixels (`h * w` RGB) as an NCHW tensor `(x - mean) / std`.
-fn pixels_nchw(name: &str, (h, w): (usize, usize), mean: f32, std: f32) -> Vec<f32> {
+fn pixels_nchw(name: &str, hw: (usize, usize), mean: f32, std: f32) -> Vec<f32> {
+    pixels_nchw_rgb(name, hw, [mean; 3], [std; 3])
+}
+
+/// As [`pixels_nchw`] with a mean and standard deviation per channel.
+fn pixels_nchw_rgb(name: &str, (h, w): (usize, usize), mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let rgb = std::fs::read(root().join(format!("tests/data/onnx_models/inputs/{name}.rgb")))
         .expect("recorded input (tools/onnx_models/reference.py)");
     assert_eq!(rgb.len(), h * w * 3, "{name}");
     let mut x = vec![0.0f32; rgb.len()];
     for (i, &v) in rgb.iter().enumerate() {
         let (pix, c) = (i / 3, i % 3);
-        x[c * h * w + pix] = (f32::from(v) - mean) / std;
+        x[c * h * w + pix] = (f32::from(v) - mean[c]) / std[c];
     }
     x
 }
@@ -410,5 +415,98 @@ fn qdq_efficientnet_runs_on_the_integer_kernels_like_onnx_runtime() {
     assert!(
         d_ort <= 5e-4,
         "the QDQ file here and in ORT: mean |dp| {d_ort:.2e}"
+    );
+}
+
+/// PaddleOCR's PP-OCRv4 text detector (DBNet: a PP-LCNet backbone with squeeze-excite
+/// and hard swish, a feature pyramid with nearest upsampling, channel concatenation,
+/// transposed convolutions and a sigmoid) on a drawn page of text: the probability map
+/// against ONNX Runtime's.
+#[test]
+fn ppocr_text_detector_matches_onnx_runtime() {
+    let ctx = ctx();
+    let file = root().join("examples/data/rapidocr/ch_PP-OCRv4_det_infer.onnx");
+    let onnx = OnnxImport::load(&file, Some(&[1, 3, 256, 256])).unwrap();
+    assert_eq!(onnx.op_counts()["ConvTranspose"], 2);
+    assert_eq!(onnx.op_counts()["Resize"], 6);
+    assert_eq!(onnx.output().shape, [1, 1, 256, 256]);
+    let x = pixels_nchw_rgb(
+        "text_page",
+        (256, 256),
+        [123.675, 116.28, 103.53],
+        [58.395, 57.12, 57.375],
+    );
+    let want = reference("ppocr_det", "text_page");
+    let text = |p: &[f32]| -> Vec<bool> { p.iter().map(|&v| v > 0.3).collect() };
+    let agree = |a: &[bool], b: &[bool]| -> f64 {
+        a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+    };
+    let fp32 = onnx.model(&ctx, DType::F32).unwrap();
+    let got = run(&ctx, &onnx, &fp32, &x);
+    let err = rel_l2(&got, &want);
+    assert!(
+        err <= 1e-4,
+        "FP32 relative L2 error {err:.2e} against ONNX Runtime"
+    );
+    let fp16 = onnx.model(&ctx, DType::F16).unwrap();
+    let half = run(&ctx, &onnx, &fp16, &x);
+    let a16 = agree(&text(&half), &text(&want));
+    let xt = Tensor::from_slice(
+        &ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    let dynamic = onnx
+        .quantize(
+            &ctx,
+            &[],
+            &PtqOptions::new(ObserverKind::MinMax, QMode::Dynamic),
+        )
+        .unwrap();
+    let mut enc = ctx.encoder("int8");
+    let y = dynamic.forward(&ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let q = onnx
+        .from_model_output(&y.read_blocking::<f32>(&ctx).unwrap())
+        .unwrap();
+    let a8 = agree(&text(&q), &text(&want));
+    // Static INT8 (calibrated on the page itself): upsampling, concatenation, depth to
+    // space and the elementwise layers run in f32 between 8-bit neighbours.
+    let stat = onnx
+        .quantize(
+            &ctx,
+            std::slice::from_ref(&xt),
+            &PtqOptions::new(ObserverKind::MinMax, QMode::Static),
+        )
+        .unwrap();
+    let mut enc = ctx.encoder("int8 static");
+    let y = stat.forward(&ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let qs = onnx
+        .from_model_output(&y.read_blocking::<f32>(&ctx).unwrap())
+        .unwrap();
+    let a8s = agree(&text(&qs), &text(&want));
+    eprintln!("static INT8: {:.2}% of the pixels as ORT", 100.0 * a8s);
+    assert!(
+        a8s >= 0.98,
+        "static INT8 marks {:.2}% of the pixels as ORT does",
+        100.0 * a8s
+    );
+    eprintln!(
+        "detector: FP32 relative L2 {err:.2e}; text pixels (p > 0.3) agreeing with ORT: FP16 \
+         {:.2}%, dynamic INT8 {:.2}%",
+        100.0 * a16,
+        100.0 * a8
+    );
+    assert!(
+        a16 >= 0.99,
+        "FP16 marks {:.2}% of the pixels as ORT does",
+        100.0 * a16
+    );
+    assert!(
+        a8 >= 0.98,
+        "dynamic INT8 marks {:.2}% of the pixels as ORT does",
+        100.0 * a8
     );
 }

@@ -83,6 +83,9 @@ impl Attrs<'_> {
         self.get(name)
             .map(|a| String::from_utf8_lossy(a.s()).into_owned())
     }
+    pub fn get_floats(&self, name: &str) -> Option<Vec<f32>> {
+        self.get(name).map(|a| a.floats.clone())
+    }
     pub fn tensor(&self, name: &str) -> Option<&super::proto::TensorProto> {
         self.get(name).and_then(|a| a.t.as_ref())
     }
@@ -99,8 +102,9 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "constants: folded"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
-    ("Concat", "constants: folded"),
+    ("Concat", "NCHW activations along channels (axis 1); constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
+    ("ConvTranspose", "2-D with strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space"),
     ("ConstantOfShape", "folded"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
@@ -121,6 +125,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Pow", "constants: folded"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
+    ("Resize", "nearest, whole upsampling factors from scales or sizes (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor)"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
@@ -130,6 +135,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "constants: folded"),
+    ("Upsample", "as Resize (opset 7-9)"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
 
@@ -772,6 +778,113 @@ impl Lowering {
                     ..x
                 })
             }
+            "Resize" | "Upsample" => {
+                let x = self.nhwc(self.act(n, 0)?)?;
+                let mode = attrs.string("mode").unwrap_or_else(|| "nearest".into());
+                if mode != "nearest" {
+                    return Err(format!("mode '{mode}': only nearest is supported"));
+                }
+                // Scales (Upsample, or Resize's input 2) or sizes (Resize's input 3).
+                let scales_at = if op == "Upsample" { 1 } else { 2 };
+                let scales = match self.konst(n, scales_at, "scales")? {
+                    Some(c) if c.len() > 0 => Some(c.to_f32()),
+                    _ => attrs.get_floats("scales"),
+                };
+                let out_hw: [usize; 2] = match (scales, self.konst(n, 3, "sizes")?) {
+                    (Some(sc), _) if sc.len() == 4 => {
+                        if sc[0] != 1.0 || sc[1] != 1.0 {
+                            return Err(format!(
+                                "scales {sc:?}: only the spatial axes may be scaled"
+                            ));
+                        }
+                        let f = |s: f32| -> R<usize> {
+                            if s >= 1.0 && s.fract() == 0.0 && s <= 4096.0 {
+                                Ok(s as usize)
+                            } else {
+                                Err(format!(
+                                    "scale {s}: only whole upsampling factors are supported"
+                                ))
+                            }
+                        };
+                        [x.shape[2] * f(sc[2])?, x.shape[3] * f(sc[3])?]
+                    }
+                    (_, Some(sz)) if sz.len() == 4 => {
+                        let v = sz.as_ik()?;
+                        if v[0] as usize != x.shape[0] || v[1] as usize != x.shape[1] {
+                            return Err(format!("sizes {v:?} change the batch or channels"));
+                        }
+                        [to_us(v[2])?, to_us(v[3])?]
+                    }
+                    _ => return Err("neither 4 scales nor 4 sizes are given as constants".into()),
+                };
+                let (h, w) = (x.shape[2], x.shape[3]);
+                if !out_hw[0].is_multiple_of(h)
+                    || !out_hw[1].is_multiple_of(w)
+                    || out_hw[0] < h
+                    || out_hw[1] < w
+                {
+                    return Err(format!(
+                        "resizing {h}x{w} to {}x{}: only whole upsampling factors are supported",
+                        out_hw[0], out_hw[1]
+                    ));
+                }
+                let f = [out_hw[0] / h, out_hw[1] / w];
+                // For whole factors every coordinate mode maps output y to input y / f,
+                // except asymmetric coordinates with a rounding other than floor.
+                let coords = attrs
+                    .string("coordinate_transformation_mode")
+                    .unwrap_or_else(|| "half_pixel".into());
+                let nearest = attrs
+                    .string("nearest_mode")
+                    .unwrap_or_else(|| "round_prefer_floor".into());
+                let asym = matches!(coords.as_str(), "asymmetric" | "tf_crop_and_resize");
+                if op == "Resize" && asym && nearest != "floor" && f != [1, 1] {
+                    return Err(format!(
+                        "coordinate_transformation_mode '{coords}' with nearest_mode '{nearest}' is not a plain repetition"
+                    ));
+                }
+                let out = vec![x.phys[0], out_hw[0], out_hw[1], x.phys[3]];
+                one(self.layer4(Layer::Upsample { factors: f }, x, out, label))
+            }
+            "Concat" => {
+                let rank = match self.input(n, 0) {
+                    Some(Val::Act(a)) => a.shape.len(),
+                    _ => {
+                        return Err("concatenates an activation with constants (unsupported)".into())
+                    }
+                };
+                let ax = fold::axis(attrs.int("axis", 0), rank, false)?;
+                let mut acts = Vec::new();
+                for i in 0..n.input.len() {
+                    acts.push(
+                        self.nhwc(self.act(n, i)?)
+                            .map_err(|e| format!("{e} (only NCHW activations concatenate)"))?,
+                    );
+                }
+                if ax != 1 {
+                    return Err(format!(
+                        "concatenation along axis {ax}: only the channel axis (1) is supported"
+                    ));
+                }
+                let first = acts[0].clone();
+                let mut others = Vec::new();
+                let mut c = first.shape[1];
+                for a in &acts[1..] {
+                    if a.shape[0] != first.shape[0] || a.shape[2..] != first.shape[2..] {
+                        return Err(format!("concatenates {:?} with {:?}", first.shape, a.shape));
+                    }
+                    let Src::Node(o) = a.src else {
+                        return Err(
+                            "the model input can only be the first input of a concatenation".into(),
+                        );
+                    };
+                    others.push(o);
+                    c += a.shape[1];
+                }
+                let out = vec![first.phys[0], first.phys[1], first.phys[2], c];
+                one(self.layer4(Layer::Concat { others }, first, out, label))
+            }
+            "ConvTranspose" => one(self.conv_transpose(n, &attrs, label)?),
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
@@ -963,6 +1076,86 @@ impl Lowering {
             self.record_qweight(&wname, &dims.oihw(), q)?;
         }
         Ok(act)
+    }
+
+    /// `ConvTranspose` whose kernel equals its stride (no padding, no output padding,
+    /// one group): a 1x1 convolution to `M * kh * kw` channels, then depth to space.
+    fn conv_transpose(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let w = self
+            .konst(n, 1, "W")?
+            .ok_or("input 1 (W) is missing")?
+            .clone();
+        let [c, m, kh, kw] = w.dims[..] else {
+            return Err(format!(
+                "W has shape {:?}; only 2-D transposed convolutions are supported",
+                w.dims
+            ));
+        };
+        if c != x.shape[1] {
+            return Err(format!(
+                "W has shape {:?}; the input has {} channels",
+                w.dims, x.shape[1]
+            ));
+        }
+        let stride = pair(attrs, "strides", 1)?;
+        let zeros = |name: &str| attrs.ints(name).is_none_or(|v| v.iter().all(|&p| p == 0));
+        let plain = attrs.int("group", 1) == 1
+            && stride == [kh, kw]
+            && zeros("pads")
+            && zeros("output_padding")
+            && pair(attrs, "dilations", 1)? == [1, 1]
+            && attrs
+                .string("auto_pad")
+                .is_none_or(|a| a == "NOTSET" || a == "VALID")
+            && attrs.ints("output_shape").is_none();
+        if !plain {
+            return Err(format!(
+                "only a transposed convolution whose strides equal its kernel {:?} (no padding, \
+                 output padding, dilation or groups) is supported",
+                [kh, kw]
+            ));
+        }
+        // Pointwise weights [M * kh * kw, C]: output channel (m * kh + dy) * kw + dx.
+        let wv = w.to_f32();
+        let oc = m * kh * kw;
+        let mut pw = vec![0.0f32; oc * c];
+        for ci in 0..c {
+            for mm in 0..m {
+                for dy in 0..kh {
+                    for dx in 0..kw {
+                        let o = (mm * kh + dy) * kw + dx;
+                        pw[o * c + ci] = wv[((ci * m + mm) * kh + dy) * kw + dx];
+                    }
+                }
+            }
+        }
+        let bias = match self.konst(n, 2, "B")? {
+            Some(b) if b.len() != m => {
+                return Err(format!(
+                    "B has {} values; W has {m} output channels",
+                    b.len()
+                ))
+            }
+            Some(b) => {
+                let bv = b.to_f32();
+                Some((0..oc).map(|o| bv[o / (kh * kw)]).collect())
+            }
+            None => None,
+        };
+        let dims = ConvDims::new(oc, c, [1, 1], 1).map_err(|e| e.to_string())?;
+        let out = vec![x.phys[0], x.phys[1], x.phys[2], oc];
+        let y = self.conv_layer(
+            &format!("{label}.pointwise"),
+            x,
+            dims,
+            ConvDesc::default(),
+            pw,
+            bias,
+            out,
+        )?;
+        let out = vec![y.phys[0], y.phys[1] * kh, y.phys[2] * kw, m];
+        Ok(self.layer4(Layer::DepthToSpace { block: [kh, kw] }, y, out, label))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{add, binary, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
+use crate::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
 use crate::tensor::{DType, Tensor};
@@ -245,6 +246,22 @@ pub enum Layer {
         /// Clip after it.
         clip: Clip,
     },
+    /// Nearest upsampling by integer factors `[fh, fw]`.
+    Upsample {
+        /// `[vertical, horizontal]` factors.
+        factors: [usize; 2],
+    },
+    /// Depth to space by `[fh, fw]` (after a 1x1 convolution: a transposed convolution
+    /// whose kernel equals its stride; [`crate::ops::layout::depth_to_space`]).
+    DepthToSpace {
+        /// `[vertical, horizontal]` block.
+        block: [usize; 2],
+    },
+    /// The input's channels, then those of nodes `others`, in order (same image size).
+    Concat {
+        /// The other inputs.
+        others: Vec<usize>,
+    },
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
     /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
     Binary {
@@ -397,6 +414,48 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                 x_shape.clone()
             }
             Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+            Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
+                let [n, h, w, c] = x_shape[..] else {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!("input {x_shape:?} is not NHWC"),
+                    )));
+                };
+                let per = if matches!(node.layer, Layer::DepthToSpace { .. }) {
+                    f[0] * f[1]
+                } else {
+                    1
+                };
+                let dims = (h.checked_mul(f[0]), w.checked_mul(f[1]));
+                match dims {
+                    (Some(oh), Some(ow)) if per > 0 && c % per == 0 => vec![n, oh, ow, c / per],
+                    _ => {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("{:?} does not apply to {x_shape:?}", node.layer),
+                        )))
+                    }
+                }
+            }
+            Layer::Concat { others } => {
+                let mut out = x_shape.clone();
+                for &o in others {
+                    let s = shapes.get(o).filter(|_| o < i).ok_or_else(|| {
+                        at(Error::invalid(
+                            OP,
+                            format!("reads node {o}, which is not before it"),
+                        ))
+                    })?;
+                    if s.len() != 4 || x_shape.len() != 4 || s[..3] != x_shape[..3] {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("concatenates {x_shape:?} with {s:?} (node {o})"),
+                        )));
+                    }
+                    out[3] += s[3];
+                }
+                out
+            }
             Layer::Binary { other, .. } => {
                 let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
                     at(Error::invalid(
@@ -589,6 +648,17 @@ impl Model {
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
                 (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
+                (Layer::Upsample { factors }, _) => {
+                    upsample_nearest(ctx, encoder, input, *factors, out)?
+                }
+                (Layer::DepthToSpace { block }, _) => {
+                    depth_to_space(ctx, encoder, input, *block, out)?
+                }
+                (Layer::Concat { others }, _) => {
+                    let mut all = vec![input];
+                    all.extend(others.iter().map(|&o| &self.acts[o]));
+                    concat_channels(ctx, encoder, &all, out)?
+                }
                 (Layer::Binary { op, other, clip }, _) => {
                     binary(ctx, encoder, *op, input, &self.acts[*other], *clip, out)?
                 }

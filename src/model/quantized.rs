@@ -48,6 +48,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, binary, map, qadd, softmax};
+use crate::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
@@ -92,8 +93,8 @@ struct Scratch {
     f_out: Option<Tensor>,
     /// Dynamic convolutions and linears: the input quantized on the fly.
     q_in: Option<QTensor>,
-    /// Static binary ops: the other operand dequantized.
-    f_other: Option<Tensor>,
+    /// Static binary ops and concatenations: the other operands dequantized.
+    f_others: Vec<Tensor>,
 }
 
 /// A [`Graph`] with INT8 weights, ready to run (see the module docs).
@@ -431,11 +432,11 @@ impl QModel {
                     Act::F(_) => None,
                 },
             };
-            let other_shape = match node.layer {
-                Layer::Binary { other, .. } => shapes.get(other).map(Vec::as_slice),
-                _ => None,
-            };
-            let io = (&in_shape[..], &out_shape[..], other_shape);
+            let other_shapes: Vec<&[usize]> = others_of(&node.layer)
+                .into_iter()
+                .filter_map(|o| shapes.get(o).map(Vec::as_slice))
+                .collect();
+            let io = (&in_shape[..], &out_shape[..], &other_shapes[..]);
             let sc = node_scratch(ctx, mode, graph, i, io, in_params, &act)?;
             params.push(p);
             acts.push(act);
@@ -574,20 +575,43 @@ impl QModel {
                     Act::F(bf) => add(ctx, encoder, a, bf, *clip, o)?,
                     Act::Q(_) => return Err(bad(i, "adds codes to an f32 output")),
                 },
-                (Layer::Map { .. } | Layer::Binary { .. }, _, inp, out) => {
+                (
+                    Layer::Map { .. }
+                    | Layer::Binary { .. }
+                    | Layer::Upsample { .. }
+                    | Layer::DepthToSpace { .. }
+                    | Layer::Concat { .. },
+                    _,
+                    inp,
+                    out,
+                ) => {
                     let xf = float_of(inp, sc.f_in.as_ref(), ctx, encoder)
                         .ok_or_else(|| bad(i, "no f32 input"))??;
                     let t = match out {
                         Act::F(t) => t,
                         Act::Q(_) => sc.f_out.as_ref().ok_or_else(|| bad(i, "no f32 output"))?,
                     };
+                    let mut others = Vec::new();
+                    for (k, o) in others_of(&node.layer).into_iter().enumerate() {
+                        let f = float_of(&self.acts[o], sc.f_others.get(k), ctx, encoder)
+                            .ok_or_else(|| bad(i, "no f32 copy of another operand"))??;
+                        others.push(f);
+                    }
                     match &node.layer {
                         Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
-                        Layer::Binary { op, other, clip } => {
-                            let bf =
-                                float_of(&self.acts[*other], sc.f_other.as_ref(), ctx, encoder)
-                                    .ok_or_else(|| bad(i, "no f32 copy of the other operand"))??;
-                            binary(ctx, encoder, *op, xf, bf, *clip, t)?
+                        Layer::Binary { op, clip, .. } => {
+                            binary(ctx, encoder, *op, xf, others[0], *clip, t)?
+                        }
+                        Layer::Upsample { factors } => {
+                            upsample_nearest(ctx, encoder, xf, *factors, t)?
+                        }
+                        Layer::DepthToSpace { block } => {
+                            depth_to_space(ctx, encoder, xf, *block, t)?
+                        }
+                        Layer::Concat { .. } => {
+                            let mut all = vec![xf];
+                            all.extend(others);
+                            concat_channels(ctx, encoder, &all, t)?
                         }
                         _ => unreachable!("matched above"),
                     }
@@ -828,8 +852,23 @@ fn missing_params(what: &str) -> Error {
 fn float_layer(layer: &Layer) -> bool {
     matches!(
         layer,
-        Layer::Pool(_) | Layer::Softmax | Layer::Map { .. } | Layer::Binary { .. }
+        Layer::Pool(_)
+            | Layer::Softmax
+            | Layer::Map { .. }
+            | Layer::Binary { .. }
+            | Layer::Upsample { .. }
+            | Layer::DepthToSpace { .. }
+            | Layer::Concat { .. }
     )
+}
+
+/// The nodes a layer reads besides its input.
+fn others_of(layer: &Layer) -> Vec<usize> {
+    match layer {
+        Layer::Add { other, .. } | Layer::Binary { other, .. } => vec![*other],
+        Layer::Concat { others } => others.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// The f32 values of `act`: itself, or (recorded now) its codes dequantized into
@@ -853,8 +892,8 @@ fn readers(graph: &Graph) -> Vec<Vec<usize>> {
         if let Src::Node(j) = node.input {
             readers[j].push(i);
         }
-        if let Layer::Add { other, .. } | Layer::Binary { other, .. } = node.layer {
-            readers[other].push(i);
+        for o in others_of(&node.layer) {
+            readers[o].push(i);
         }
     }
     readers
@@ -935,7 +974,7 @@ fn node_scratch(
     mode: QMode,
     graph: &Graph,
     i: usize,
-    (in_shape, out_shape, other_shape): (&[usize], &[usize], Option<&[usize]>),
+    (in_shape, out_shape, other_shapes): (&[usize], &[usize], &[&[usize]]),
     in_params: Option<&QuantParams>,
     act: &Act,
 ) -> Result<Scratch> {
@@ -952,13 +991,13 @@ fn node_scratch(
         (QMode::Static, Layer::Softmax) => {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
         }
-        (QMode::Static, Layer::Map { .. } | Layer::Binary { .. }) => {
+        (QMode::Static, l) if float_layer(l) && !matches!(l, Layer::Pool(_) | Layer::Softmax) => {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
             if let Act::Q(_) = act {
                 sc.f_out = Some(Tensor::zeros(ctx, out_shape, DType::F32)?);
             }
-            if let Some(other_shape) = other_shape {
-                sc.f_other = Some(Tensor::zeros(ctx, other_shape, DType::F32)?);
+            for s in other_shapes {
+                sc.f_others.push(Tensor::zeros(ctx, s, DType::F32)?);
             }
         }
         (QMode::Static, Layer::Add { .. }) if last => {

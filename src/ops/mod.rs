@@ -6,6 +6,7 @@ pub mod conv;
 pub mod eltwise;
 pub mod gemm;
 pub mod image;
+pub mod layout;
 pub mod pool;
 pub mod qgemm;
 pub mod quant;
@@ -30,6 +31,7 @@ pub fn all_variants() -> Vec<crate::shaders::ShaderVariant> {
     v.extend(pool::all_variants());
     v.extend(eltwise::all_variants());
     v.extend(image::all_variants());
+    v.extend(layout::all_variants());
     v
 }
 
@@ -44,6 +46,7 @@ pub fn uniform_layouts() -> Vec<(crate::shaders::ShaderFile, Vec<crate::shaders:
     v.extend(pool::uniforms());
     v.extend(eltwise::uniforms());
     v.extend(image::uniforms());
+    v.extend(layout::uniforms());
     v
 }
 

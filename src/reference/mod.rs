@@ -6,6 +6,7 @@ mod conv;
 mod eltwise;
 mod gemm;
 mod image;
+pub mod layout;
 mod pool;
 mod qgemm;
 mod wgemm;

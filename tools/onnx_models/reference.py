@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "tests/data/onnx_models")
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
 TEXT = {"text_upright": "Hello 2026", "text_flipped": "Hello 2026"}
+PAGE = ["wgpu-quant", "INT8 on any GPU", "0123456789"]
 # model: (file, inputs, mean, std) with (x - mean) / std on 0..255 pixels.
 MODELS = {
     "efficientnet_lite0": ("examples/data/efficientnet_lite0/efficientnet_lite0.onnx",
@@ -35,6 +36,9 @@ MODELS = {
                                ["chelsea", "coffee", "rocket"], 127.0, 128.0),
     "ppocr_cls": ("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                   ["text_upright", "text_flipped"], 127.5, 127.5),
+    # ImageNet's mean and standard deviation per channel, as PaddleOCR's detector takes.
+    "ppocr_det": ("examples/data/rapidocr/ch_PP-OCRv4_det_infer.onnx", ["text_page"],
+                  [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
 }
 
 
@@ -59,6 +63,14 @@ def text_line(text, flip):
     return np.asarray(im, dtype=np.uint8)
 
 
+def text_page():
+    im = Image.new("RGB", (256, 256), (250, 248, 240))
+    d = ImageDraw.Draw(im)
+    for i, line in enumerate(PAGE):
+        d.text((12, 30 + 70 * i), line, fill=(20, 20, 60), font=ImageFont.load_default(size=28))
+    return np.asarray(im, dtype=np.uint8)
+
+
 def main():
     os.makedirs(os.path.join(OUT, "inputs"), exist_ok=True)
     manifest = {"onnxruntime": ort.__version__, "pillow": Image.__version__, "inputs": {}, "models": {}}
@@ -78,6 +90,8 @@ def main():
     for name, text in TEXT.items():
         inputs[name] = text_line(text, name.endswith("flipped"))
         manifest["inputs"][name] = {"text": text, "turned_180": name.endswith("flipped")}
+    inputs["text_page"] = text_page()
+    manifest["inputs"]["text_page"] = {"text": PAGE}
     for name, rgb in inputs.items():
         dst = os.path.join(OUT, "inputs", name + ".rgb")
         rgb.tofile(dst)
@@ -90,7 +104,9 @@ def main():
         entry = {"file": rel, "sha256": sha(path), "mean": mean, "std": std, "outputs": {}}
         for name in names:
             rgb = inputs[name]
-            x = ((rgb.astype(np.float32) - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)[None]
+            m = np.asarray(mean, dtype=np.float32)
+            sd = np.asarray(std, dtype=np.float32)
+            x = ((rgb.astype(np.float32) - m) / sd).transpose(2, 0, 1)[None]
             y = sess.run(None, {iname: x})[0].astype("<f4")
             y.tofile(os.path.join(OUT, model, name + ".f32"))
             top = np.argsort(-y.ravel(), kind="stable")[:5].tolist()

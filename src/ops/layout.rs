@@ -1,0 +1,291 @@
+//! Data movement between NHWC images: nearest upsampling by integer factors (ONNX
+//! `Resize` in nearest mode), depth to space (the second half of a transposed
+//! convolution whose kernel equals its stride, [`depth_to_space`]) and the concatenation
+//! of images along channels. Values are copied, f32 or f16 each way (f16 to f32 exact).
+//!
+//! ```no_run
+//! use wgpu_quant::{Context, DType, Tensor};
+//! use wgpu_quant::ops::layout::{concat_channels, upsample_nearest};
+//! # fn main() -> wgpu_quant::Result<()> {
+//! let ctx = Context::request_blocking(&Default::default())?;
+//! let x = Tensor::from_slice(&ctx, &[1, 1, 2, 1], &[1.0f32, 2.0])?;
+//! let up = Tensor::zeros(&ctx, &[1, 2, 4, 1], DType::F32)?;
+//! let cat = Tensor::zeros(&ctx, &[1, 2, 4, 2], DType::F32)?;
+//! let mut enc = ctx.encoder("layout");
+//! upsample_nearest(&ctx, &mut enc, &x, [2, 2], &up)?;
+//! concat_channels(&ctx, &mut enc, &[&up, &up], &cat)?;
+//! ctx.submit_and_wait(enc)?;
+//! assert_eq!(up.read_blocking::<f32>(&ctx)?, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+//! # Ok(()) }
+//! ```
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::ops::to_u32;
+use crate::shaders::{Def, ShaderFile, ShaderVariant};
+use crate::tensor::Tensor;
+
+const WG: u32 = 64;
+
+crate::shaders::uniform! {
+    struct Params {
+        total: u32,
+        in_h: u32,
+        in_w: u32,
+        in_c: u32,
+        out_h: u32,
+        out_w: u32,
+        out_c: u32,
+        fh: u32,
+        fw: u32,
+        c0: u32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
+
+fn variant(op: u32, x_f16: bool, out_f16: bool) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::Layout,
+        vec![
+            ("WG", Def::U32(WG)),
+            ("OP", Def::U32(op)),
+            ("X_F16", Def::Bool(x_f16)),
+            ("OUT_F16", Def::Bool(out_f16)),
+        ],
+    )
+}
+
+/// Every layout variant (validated by the naga test).
+pub(crate) fn all_variants() -> Vec<ShaderVariant> {
+    let mut v = Vec::new();
+    for op in 0..3 {
+        for bits in 0..4u32 {
+            v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
+        }
+    }
+    v
+}
+
+/// The params block of this op's kernel (checked against the WGSL by a test).
+pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
+    vec![(
+        ShaderFile::Layout,
+        crate::shaders::uniform_layout::<Params>(),
+    )]
+}
+
+fn nhwc(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    match *t.shape() {
+        [n, h, w, c] => Ok([n, h, w, c]),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?}; an NHWC image [N, H, W, C] is needed",
+                t.shape()
+            ),
+        )),
+    }
+}
+
+/// Records one copy kernel over `count` elements with both tensors bound whole.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    code: u32,
+    x: &Tensor,
+    out: &Tensor,
+    params: Params,
+) -> Result<()> {
+    let xf = super::check_float(op, "x", x)?;
+    let of = super::check_float(op, "output", out)?;
+    if x.buffer() == out.buffer() {
+        return Err(Error::invalid(op, "the output shares its buffer with x"));
+    }
+    if params.total == 0 {
+        return Ok(());
+    }
+    let pieces = super::split(
+        ctx,
+        op,
+        ["-", "-"],
+        (1, 1),
+        &[
+            super::Operand::tensor("x", x, 0, 0),
+            super::Operand::tensor("output", out, 0, 0),
+        ],
+    )?;
+    let kernel = ctx.kernel(&variant(code, xf, of))?;
+    let grid = super::grid_for(ctx, op, u64::from(params.total).div_ceil(u64::from(WG)))?;
+    for piece in pieces {
+        super::record_resources(
+            ctx,
+            encoder,
+            op,
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
+}
+
+fn params(
+    op: &'static str,
+    x: [usize; 4],
+    o: [usize; 4],
+    f: [usize; 2],
+    c0: usize,
+    total: usize,
+) -> Result<Params> {
+    let u = |what: &str, v: usize| to_u32(op, what, v);
+    Ok(Params {
+        total: u("elements", total)?,
+        in_h: u("input height", x[1])?,
+        in_w: u("input width", x[2])?,
+        in_c: u("input channels", x[3])?,
+        out_h: u("output height", o[1])?,
+        out_w: u("output width", o[2])?,
+        out_c: u("output channels", o[3])?,
+        fh: u("factor", f[0])?,
+        fw: u("factor", f[1])?,
+        c0: u("channel offset", c0)?,
+        pad0: 0,
+        pad1: 0,
+    })
+}
+
+fn check_factors(op: &'static str, f: [usize; 2]) -> Result<()> {
+    if f.contains(&0) {
+        return Err(Error::invalid(
+            op,
+            format!("factors {f:?} must be positive"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_out(op: &'static str, out: &Tensor, want: [Option<usize>; 4]) -> Result<()> {
+    let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(usize::MAX)).collect();
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            op,
+            format!("the output has shape {:?}; {want:?} is needed", out.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Records `out[n, y, x, c] = x[n, y / fh, x / fw, c]`: `x` `[N, H, W, C]`, `out`
+/// `[N, H * fh, W * fw, C]`.
+pub fn upsample_nearest(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    factors: [usize; 2],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "upsample_nearest";
+    check_factors(OP, factors)?;
+    let s = nhwc(OP, "x", x)?;
+    check_out(
+        OP,
+        out,
+        [
+            Some(s[0]),
+            s[1].checked_mul(factors[0]),
+            s[2].checked_mul(factors[1]),
+            Some(s[3]),
+        ],
+    )?;
+    let o = nhwc(OP, "output", out)?;
+    let p = params(OP, s, o, factors, 0, out.numel())?;
+    record(ctx, encoder, OP, 0, x, out, p)
+}
+
+/// Records depth to space: `x` `[N, H, W, C * fh * fw]` with channel
+/// `(c * fh + dy) * fw + dx` going to `out[n, y * fh + dy, x * fw + dx, c]`, `out`
+/// `[N, H * fh, W * fw, C]`. A transposed convolution whose kernel equals its stride is a
+/// 1x1 convolution to `C * fh * fw` channels followed by this.
+pub fn depth_to_space(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    block: [usize; 2],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "depth_to_space";
+    check_factors(OP, block)?;
+    let s = nhwc(OP, "x", x)?;
+    let per = block[0] * block[1];
+    if !s[3].is_multiple_of(per) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has {} channels, not a multiple of the block {block:?}",
+                s[3]
+            ),
+        ));
+    }
+    check_out(
+        OP,
+        out,
+        [
+            Some(s[0]),
+            s[1].checked_mul(block[0]),
+            s[2].checked_mul(block[1]),
+            Some(s[3] / per),
+        ],
+    )?;
+    let o = nhwc(OP, "output", out)?;
+    let p = params(OP, s, o, block, 0, out.numel())?;
+    record(ctx, encoder, OP, 1, x, out, p)
+}
+
+/// Records the concatenation of NHWC images along channels: `out` `[N, H, W, sum C_i]`
+/// holds `inputs[0]`'s channels, then `inputs[1]`'s, ...
+pub fn concat_channels(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    inputs: &[&Tensor],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "concat_channels";
+    let o = nhwc(OP, "output", out)?;
+    // Every input is checked before anything is recorded.
+    let mut shapes = Vec::with_capacity(inputs.len());
+    for (i, x) in inputs.iter().enumerate() {
+        let s = nhwc(OP, &format!("input {i}"), x)?;
+        if s[..3] != o[..3] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "input {i} has shape {:?}; the output is {:?}",
+                    x.shape(),
+                    out.shape()
+                ),
+            ));
+        }
+        shapes.push(s);
+    }
+    let channels: usize = shapes.iter().map(|s| s[3]).sum();
+    if channels != o[3] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the inputs have {channels} channels in all; the output has {}",
+                o[3]
+            ),
+        ));
+    }
+    let mut c0 = 0usize;
+    for (x, s) in inputs.iter().zip(shapes) {
+        let p = params(OP, s, o, [1, 1], c0, x.numel())?;
+        record(ctx, encoder, OP, 2, x, out, p)?;
+        c0 += s[3];
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Nearest upsampling, depth to space and channel concatenation (f32 and f16 each way)
+//! against the Rust reference, bit for bit (they copy values), on odd shapes; outputs
+//! are poisoned first.
+
+mod common;
+
+use common::float::{poisoned, rand_vec, read, upload};
+use rand::SeedableRng;
+use wgpu_quant::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
+use wgpu_quant::reference::layout as r;
+use wgpu_quant::{DType, Tensor};
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+#[test]
+fn layout_ops_copy_exactly() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for s in [[1usize, 1, 1, 1], [2, 3, 5, 7], [1, 7, 3, 17], [3, 1, 9, 4]] {
+        let n: usize = s.iter().product();
+        for bits in 0..4u32 {
+            let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+            let (x, x64) = upload(ctx, &s, &rand_vec(n, &mut rng), xf);
+            for f in [[1, 1], [2, 2], [3, 1], [2, 5]] {
+                let out = poisoned(ctx, &[s[0], s[1] * f[0], s[2] * f[1], s[3]], of);
+                let mut enc = ctx.encoder("upsample");
+                upsample_nearest(ctx, &mut enc, &x, f, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = f32s(&r::upsample_nearest(&x64, s, f));
+                let want: Vec<f32> = if of {
+                    want.iter()
+                        .map(|&v| half::f16::from_f32(v).to_f32())
+                        .collect()
+                } else {
+                    want
+                };
+                assert_eq!(
+                    read(ctx, &out),
+                    want,
+                    "upsample {s:?} by {f:?} (f16 in {xf}, out {of})"
+                );
+                if s[3] % (f[0] * f[1]) == 0 {
+                    let c = s[3] / (f[0] * f[1]);
+                    let out = poisoned(ctx, &[s[0], s[1] * f[0], s[2] * f[1], c], of);
+                    let mut enc = ctx.encoder("d2s");
+                    depth_to_space(ctx, &mut enc, &x, f, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    let want = f32s(&r::depth_to_space(&x64, s, f));
+                    let want: Vec<f32> = if of {
+                        want.iter()
+                            .map(|&v| half::f16::from_f32(v).to_f32())
+                            .collect()
+                    } else {
+                        want
+                    };
+                    assert_eq!(read(ctx, &out), want, "depth_to_space {s:?} by {f:?}");
+                }
+            }
+            // x, then a 3-channel image, then x again.
+            let s3 = [s[0], s[1], s[2], 3];
+            let (y, y64) = upload(ctx, &s3, &rand_vec(s3.iter().product(), &mut rng), !xf);
+            let out = poisoned(ctx, &[s[0], s[1], s[2], 2 * s[3] + 3], of);
+            let mut enc = ctx.encoder("concat");
+            concat_channels(ctx, &mut enc, &[&x, &y, &x], &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want = f32s(&r::concat_channels(&[&x64, &y64, &x64], &[s[3], 3, s[3]]));
+            let want: Vec<f32> = if of {
+                want.iter()
+                    .map(|&v| half::f16::from_f32(v).to_f32())
+                    .collect()
+            } else {
+                want
+            };
+            assert_eq!(
+                read(ctx, &out),
+                want,
+                "concat {s:?} (f16 in {xf}, out {of})"
+            );
+        }
+    }
+    // Shapes that do not fit are errors naming the numbers.
+    let x = Tensor::zeros(ctx, &[1, 2, 2, 6], DType::F32).unwrap();
+    let bad = Tensor::zeros(ctx, &[1, 4, 4, 5], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = upsample_nearest(ctx, &mut enc, &x, [2, 2], &bad).unwrap_err();
+    assert!(e.to_string().contains("[1, 4, 4, 6]"), "{e}");
+    let e = depth_to_space(ctx, &mut enc, &x, [2, 2], &bad).unwrap_err();
+    assert!(e.to_string().contains("multiple of the block"), "{e}");
+    let e = upsample_nearest(ctx, &mut enc, &x, [0, 2], &bad).unwrap_err();
+    assert!(e.to_string().contains("positive"), "{e}");
+    let out = Tensor::zeros(ctx, &[1, 2, 2, 13], DType::F32).unwrap();
+    let e = concat_channels(ctx, &mut enc, &[&x, &x], &out).unwrap_err();
+    assert!(e.to_string().contains("12 channels"), "{e}");
+    let small = Tensor::zeros(ctx, &[1, 2, 1, 6], DType::F32).unwrap();
+    let e = concat_channels(ctx, &mut enc, &[&x, &small], &out).unwrap_err();
+    assert!(e.to_string().contains("input 1"), "{e}");
+}
