@@ -215,6 +215,10 @@ fn qtype_of(elem: i32) -> R<QType> {
 
 type R<T> = Result<T, String>;
 
+/// The most values a constant folded at load may hold (a `ConstantOfShape` of a huge
+/// shape is an error, not an allocation).
+const MAX_FOLDED: usize = 1 << 26;
+
 impl Lowering {
     pub fn new(opset: i64, uses: HashMap<String, usize>, outputs: HashSet<String>) -> Lowering {
         Lowering {
@@ -996,7 +1000,13 @@ impl Lowering {
             "ConstantOfShape" => {
                 let dims: Vec<usize> =
                     c(0)?.as_ik()?.iter().map(|&d| to_us(d)).collect::<R<_>>()?;
-                let n: usize = dims.iter().product();
+                let n = dims
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .filter(|&n| n <= MAX_FOLDED)
+                    .ok_or_else(|| {
+                        format!("a constant of shape {dims:?} is larger than {MAX_FOLDED} values")
+                    })?;
                 match attrs.tensor("value") {
                     None => Const::f32(dims, vec![0.0; n]),
                     Some(t) => {
