@@ -775,3 +775,116 @@ fn onnx_float_models_through_the_importer() {
     assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
     assert_eq!(dirs.len(), 17, "the vendored pytorch-converted cases");
 }
+
+/// ONNX's own QLinearConv and 2-D QLinearMatMul cases through the importer: the node
+/// wrapped as `QuantizeLinear -> node -> DequantizeLinear` with its other inputs as
+/// initializers, fed the dequantized codes (which quantize back to the same codes), run
+/// by `OnnxImport::qmodel` on the integer kernels. The model's last layer writes f32;
+/// quantized with the output's scale and zero point it gives ONNX's codes (the helper
+/// refuses more than one code apart and counts the exact ones; the test wants all).
+fn run_qoperator_case(ctx: &Context, dir: &Path) -> Result<(usize, usize), String> {
+    let mut m: ModelProto = read_pb(&dir.join("model.onnx"));
+    let set = dir.join("test_data_set_0");
+    let g = m.graph.as_mut().ok_or("no graph")?;
+    let names: Vec<String> = g.input.iter().map(|i| i.name().to_string()).collect();
+    let mut inits = Vec::new();
+    for (k, name) in names.iter().enumerate().skip(1) {
+        let mut t: TensorProto = read_pb(&set.join(format!("input_{k}.pb")));
+        t.name = Some(name.clone());
+        inits.push(t);
+    }
+    let x = decode(&read_pb(&set.join("input_0.pb")))?;
+    let want = decode(&read_pb(&set.join("output_0.pb")))?;
+    let (xs, xz) = (decode(&inits[0])?.floats[0], decode(&inits[1])?.ints[0]);
+    let (ys, yz) = (
+        decode(&inits[names.len() - 3])?.floats[0],
+        decode(&inits[names.len() - 2])?.ints[0],
+    );
+    let node = &mut g.node[0];
+    let y_name = node.output[0].clone();
+    node.input[0] = "xq".into();
+    node.output[0] = "yq".into();
+    let q = NodeProto {
+        op_type: Some("QuantizeLinear".into()),
+        input: vec!["xf".into(), names[1].clone(), names[2].clone()],
+        output: vec!["xq".into()],
+        ..Default::default()
+    };
+    let dq = NodeProto {
+        op_type: Some("DequantizeLinear".into()),
+        input: vec![
+            "yq".into(),
+            names[names.len() - 2].clone(),
+            names[names.len() - 1].clone(),
+        ],
+        output: vec![y_name.clone()],
+        ..Default::default()
+    };
+    g.node.insert(0, q);
+    g.node.push(dq);
+    let mut xin = g.input[0].clone();
+    xin.name = Some("xf".into());
+    if let Some(Value::TensorType(t)) = xin.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = Some(1);
+    }
+    g.input = vec![xin];
+    g.initializer = inits;
+    if let Some(Value::TensorType(t)) = g.output[0].r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = Some(1);
+    }
+    let onnx = OnnxImport::from_bytes(
+        &m.encode_to_vec(),
+        &dir.display().to_string(),
+        None,
+        Some(&x.shape),
+    )
+    .map_err(|e| e.to_string())?;
+    let model = onnx.qmodel(ctx).map_err(|e| e.to_string())?;
+    let xf: Vec<f32> = x.ints.iter().map(|&q| (q - xz) as f32 * xs).collect();
+    let xt = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&xf).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut enc = ctx.encoder("qoperator");
+    let y = model
+        .forward(ctx, &mut enc, &xt)
+        .map_err(|e| e.to_string())?
+        .clone();
+    ctx.submit_and_wait(enc).map_err(|e| e.to_string())?;
+    let got = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let qt = qtype_of(want.dtype).ok_or("output type")?;
+    let mut exact = 0;
+    for (i, (&g, &w)) in got.iter().zip(&want.ints).enumerate() {
+        let code = ((g / ys).round_ties_even() as i32 + yz).clamp(qt.qmin(), qt.qmax());
+        if (code - w).abs() > 1 {
+            return Err(format!("y[{i}]: code {code} (value {g}), ONNX {w}"));
+        }
+        exact += usize::from(code == w);
+    }
+    Ok((exact, got.len()))
+}
+
+#[test]
+fn onnx_qoperator_cases_through_the_importer() {
+    let ctx = common::ctx();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx/node");
+    let mut ran = Vec::new();
+    for name in [
+        "test_qlinearconv",
+        "test_qlinearmatmul_2D_int8_float32",
+        "test_qlinearmatmul_2D_uint8_float32",
+        "test_qlinearmatmul_2D_int8_float16",
+        "test_qlinearmatmul_2D_uint8_float16",
+    ] {
+        let (exact, n) =
+            run_qoperator_case(ctx, &root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Every code of these cases is ONNX's exactly.
+        assert_eq!(exact, n, "{name}: {exact} of {n} codes exact");
+        ran.push(name);
+    }
+    assert_eq!(ran.len(), 5);
+}

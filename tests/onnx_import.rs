@@ -664,63 +664,61 @@ fn qdq_conv(weight_zp: i8, act_scales: usize) -> ModelProto {
 #[test]
 fn a_qdq_convolution_runs_on_the_integer_kernels_with_the_files_scales() {
     let ctx = common::ctx();
-    let onnx = import(&qdq_conv(0, 1), None).unwrap();
-    assert!(onnx.is_quantized());
-    assert_eq!(onnx.graph().nodes.len(), 1);
-    let q = onnx.qmodel(ctx).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let x = rand_vec(3 * 25, &mut rng);
-    let xt = Tensor::from_slice(
-        ctx,
-        &onnx.input().model_shape,
-        &onnx.to_model_input(&x).unwrap(),
-    )
-    .unwrap();
-    let mut enc = ctx.encoder("qdq");
-    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-    ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+    // Symmetric weights, and weights with a zero point of 3 in every channel.
+    for wz in [0i8, 3] {
+        let onnx = import(&qdq_conv(wz, 1), None).unwrap();
+        assert!(onnx.is_quantized());
+        assert_eq!(onnx.graph().nodes.len(), 1);
+        let q = onnx.qmodel(ctx).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let x = rand_vec(3 * 25, &mut rng);
+        let xt = Tensor::from_slice(
+            ctx,
+            &onnx.input().model_shape,
+            &onnx.to_model_input(&x).unwrap(),
+        )
         .unwrap();
-    // ONNX's meaning in f64: x rounded to its codes (zero point 128), the dequantized
-    // weights and bias, the convolution. The file then rounds the output to its codes;
-    // the QModel's last layer writes f32 instead (docs/ONNX.md), so the comparison is
-    // with the convolution itself.
-    let xq: Vec<f32> = x
-        .iter()
-        .map(|&v| (((v / 0.02).round_ties_even() + 128.0).clamp(0.0, 255.0) - 128.0) * 0.02)
-        .collect();
-    let codes: Vec<f32> = (0..4 * 27)
-        .map(|i| f32::from(((i * 37) % 255) as u8 as i8))
-        .collect();
-    let ws = [0.01f32, 0.02, 0.005, 0.03];
-    let wd: Vec<f32> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| c * ws[i / 27])
-        .collect();
-    let bd = [100.0 * 0.0002f32, -50.0 * 0.0004, 0.0, 7.0 * 0.0006];
-    let want = conv_ref(&xq, [1, 3, 5, 5], &wd, 4, 3, 1, &bd);
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        assert!(
-            (f64::from(g) - w).abs() <= 1e-4 + 1e-5 * w.abs(),
-            "y[{i}] = {g}, ONNX {w}"
-        );
+        let mut enc = ctx.encoder("qdq");
+        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = onnx
+            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+            .unwrap();
+        // ONNX's meaning in f64: x rounded to its codes (zero point 128), the dequantized
+        // weights and bias, the convolution. The file then rounds the output to its codes;
+        // the QModel's last layer writes f32 instead (docs/ONNX.md), so the comparison is
+        // with the convolution itself.
+        let xq: Vec<f32> = x
+            .iter()
+            .map(|&v| (((v / 0.02).round_ties_even() + 128.0).clamp(0.0, 255.0) - 128.0) * 0.02)
+            .collect();
+        let codes: Vec<f32> = (0..4 * 27)
+            .map(|i| f32::from(((i * 37) % 255) as u8 as i8))
+            .collect();
+        let ws = [0.01f32, 0.02, 0.005, 0.03];
+        let wd: Vec<f32> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c - f32::from(wz)) * ws[i / 27])
+            .collect();
+        let bd = [100.0 * 0.0002f32, -50.0 * 0.0004, 0.0, 7.0 * 0.0006];
+        let want = conv_ref(&xq, [1, 3, 5, 5], &wd, 4, 3, 1, &bd);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(g) - w).abs() <= 1e-4 + 1e-5 * w.abs(),
+                "y[{i}] = {g}, ONNX {w}"
+            );
+        }
+        // Run again: the same bits (the integer kernels are exact).
+        let mut enc = ctx.encoder("qdq again");
+        let y2 = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let again = onnx
+            .from_model_output(&y2.read_blocking::<f32>(ctx).unwrap())
+            .unwrap();
+        assert_eq!(again, got);
     }
-    // Run again: the same bits (the integer kernels are exact).
-    let mut enc = ctx.encoder("qdq again");
-    let y2 = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-    ctx.submit_and_wait(enc).unwrap();
-    let again = onnx
-        .from_model_output(&y2.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
-    assert_eq!(again, got);
     // What the integer kernels cannot take is named.
-    let e = import(&qdq_conv(3, 1), None).unwrap_err();
-    assert!(
-        e.to_string().contains("weight zero points other than 0"),
-        "{e}"
-    );
     let e = import(&qdq_conv(0, 3), None).unwrap_err();
     assert!(e.to_string().contains("per tensor only"), "{e}");
     // A float model has no scales of its own; a DequantizeLinear of an activation needs

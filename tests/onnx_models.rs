@@ -510,3 +510,53 @@ fn ppocr_text_detector_matches_onnx_runtime() {
         100.0 * a8
     );
 }
+
+/// The same quantization in ONNX Runtime's QOperator format (QLinearConv, and from
+/// com.microsoft QLinearAdd, QLinearGlobalAveragePool, QGemm, QLinearSoftmax) imports
+/// into the same integer model as the QDQ file: the outputs are bit for bit the same,
+/// and its top-1 is ORT's on the QOperator file.
+#[test]
+fn qoperator_efficientnet_is_the_qdq_model() {
+    let ctx = ctx();
+    let dir = root().join("examples/data/efficientnet_lite0");
+    let qop = OnnxImport::load(
+        dir.join("efficientnet_lite0_qop.onnx"),
+        Some(&[1, 3, 224, 224]),
+    )
+    .unwrap();
+    let qdq = OnnxImport::load(
+        dir.join("efficientnet_lite0_qdq.onnx"),
+        Some(&[1, 3, 224, 224]),
+    )
+    .unwrap();
+    assert_eq!(qop.op_counts()["QLinearConv"], 49);
+    assert_eq!(qop.op_counts()["QLinearAdd"], 9);
+    assert_eq!(qop.graph().nodes.len(), qdq.graph().nodes.len());
+    let (a, b) = (qop.qmodel(&ctx).unwrap(), qdq.qmodel(&ctx).unwrap());
+    for photo in PHOTOS {
+        let x = input_nchw(photo);
+        let t = Tensor::from_slice(
+            &ctx,
+            &qop.input().model_shape,
+            &qop.to_model_input(&x).unwrap(),
+        )
+        .unwrap();
+        let run_q = |q: &wgpu_quant::model::QModel| -> Vec<f32> {
+            let mut enc = ctx.encoder("int8");
+            let y = q.forward(&ctx, &mut enc, &t).unwrap().clone();
+            ctx.submit_and_wait(enc).unwrap();
+            y.read_blocking::<f32>(&ctx).unwrap()
+        };
+        let (ya, yb) = (run_q(&a), run_q(&b));
+        assert!(
+            ya == yb,
+            "{photo}: the QOperator and QDQ files give different outputs"
+        );
+        let ort = reference("efficientnet_lite0_qop", photo);
+        assert_eq!(argmax(&ya), argmax(&ort), "{photo}: top-1 here and in ORT");
+        eprintln!(
+            "{photo}: mean |dp| from ORT on the QOperator file {:.2e}",
+            mean_abs_diff(&ya, &ort)
+        );
+    }
+}

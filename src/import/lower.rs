@@ -108,7 +108,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ConstantOfShape", "folded"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
-    ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, weight zero points 0); of a quantized activation: passes it on"),
+    ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "constants (shape arithmetic): folded"),
@@ -123,6 +123,12 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
     ("Pow", "constants: folded"),
+    ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
+    ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
+    ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
+    ("QLinearGlobalAveragePool", "com.microsoft: as GlobalAveragePool (channels_last 0)"),
+    ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column)"),
+    ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest, whole upsampling factors from scales or sizes (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor)"),
@@ -161,6 +167,9 @@ pub(crate) struct Lowering {
     /// quantized convolution): their codes no longer hold.
     pub requantized: Vec<String>,
 }
+
+/// A QOperator node's quantized input: the indices of its value, scale and zero point.
+type QInput = (usize, usize, usize);
 
 /// A layer weight's codes in the layer's layout, and where they came from.
 pub(crate) struct QWeight {
@@ -403,6 +412,170 @@ impl Lowering {
         }
     }
 
+    /// ONNX Runtime's QOperator nodes (`QLinearConv`, `QLinearMatMul`, and from the
+    /// `com.microsoft` domain `QGemm`, `QLinearAdd`, `QLinearGlobalAveragePool`,
+    /// `QLinearSoftmax`): each is its float operator between a dequantization of its
+    /// inputs and a quantization of its output, so it is lowered as exactly that, through
+    /// the same code as a QDQ model (the inputs' scales checked against their producers',
+    /// the weights' codes kept, the output annotated).
+    fn qoperator(&mut self, n: &NodeProto, label: &str) -> R<Val> {
+        let op = n.op_type();
+        let base = format!("{label}::");
+        let name = |i: usize| n.input.get(i).cloned().unwrap_or_default();
+        // (activation inputs as (value, scale, zero point) indices; output (scale, zero
+        // point) indices; the float op and its inputs).
+        let (acts, out_q, float_op): (Vec<QInput>, Option<(usize, usize)>, &str) = match op {
+            "QLinearConv" => (vec![(0, 1, 2)], Some((6, 7)), "Conv"),
+            "QLinearMatMul" => (vec![(0, 1, 2)], Some((6, 7)), "MatMul"),
+            "QGemm" => (
+                vec![(0, 1, 2)],
+                (n.input.len() > 7 && !name(7).is_empty()).then_some((7, 8)),
+                "Gemm",
+            ),
+            "QLinearAdd" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Add"),
+            "QLinearGlobalAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "GlobalAveragePool"),
+            _ => (vec![(0, 1, 2)], Some((3, 4)), "Softmax"),
+        };
+        if op == "QLinearGlobalAveragePool" && Attrs(&n.attribute).int("channels_last", 0) != 0 {
+            return Err("channels_last = 1 is not supported".into());
+        }
+        let mut inputs = Vec::new();
+        for &(v, sc, zp) in &acts {
+            match self.input(n, v).cloned() {
+                Some(Val::Act(_)) => {
+                    // The activation's codes must be the ones its producer wrote.
+                    let dq = NodeProto {
+                        op_type: Some("DequantizeLinear".into()),
+                        input: vec![name(v), name(sc), name(zp)],
+                        output: vec![format!("{base}in{v}")],
+                        ..Default::default()
+                    };
+                    self.qdq(&dq, &Attrs(&[]))?;
+                    inputs.push(name(v));
+                }
+                Some(Val::Const(_)) => {
+                    let tmp = format!("{base}in{v}");
+                    let dq = NodeProto {
+                        op_type: Some("DequantizeLinear".into()),
+                        input: vec![name(v), name(sc), name(zp)],
+                        output: vec![tmp.clone()],
+                        ..Default::default()
+                    };
+                    let c = self.qdq(&dq, &Attrs(&[]))?;
+                    self.vals.insert(tmp.clone(), c);
+                    inputs.push(tmp);
+                }
+                _ => return Err(format!("input {v} is missing")),
+            }
+        }
+        // Weights (dequantized, their codes kept) and the int32 bias (dequantized with
+        // the input's scale times the weight's).
+        let weight = |s: &mut Lowering, w: usize, axis: i64| -> R<String> {
+            let tmp = format!("{base}w");
+            let dq = NodeProto {
+                op_type: Some("DequantizeLinear".into()),
+                input: vec![name(w), name(w + 1), name(w + 2)],
+                output: vec![tmp.clone()],
+                attribute: vec![AttributeProto {
+                    name: Some("axis".into()),
+                    i: Some(axis),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let c = s.qdq(&dq, &Attrs(&dq.attribute))?;
+            s.vals.insert(tmp.clone(), c);
+            Ok(tmp)
+        };
+        let bias = |s: &mut Lowering, b: usize, out: usize| -> R<Option<String>> {
+            let Some(Val::Const(bq)) = s.input(n, b).cloned() else {
+                return Ok(None);
+            };
+            let xs = s
+                .konst(n, 1, "input scale")?
+                .and_then(Const::scalar_f32)
+                .ok_or("the input scale is not a scalar")?;
+            let ws = s
+                .konst(n, 4, "weight scale")?
+                .ok_or("the weight scale is missing")?
+                .to_f32();
+            let q = bq.to_f32();
+            if q.len() != out || !(ws.len() == 1 || ws.len() == out) {
+                return Err(format!(
+                    "{} bias values and {} weight scales for {out} outputs",
+                    q.len(),
+                    ws.len()
+                ));
+            }
+            let v = (0..out)
+                .map(|o| q[o] * (xs * ws[if ws.len() == 1 { 0 } else { o }]))
+                .collect();
+            let tmp = format!("{base}b");
+            s.vals
+                .insert(tmp.clone(), Val::Const(Const::f32(vec![out], v)));
+            Ok(Some(tmp))
+        };
+        let attrs_in = Attrs(&n.attribute);
+        let mut attributes: Vec<AttributeProto> = n.attribute.clone();
+        match op {
+            "QLinearConv" => {
+                let w = weight(self, 3, 0)?;
+                let oc = match self.vals.get(&w) {
+                    Some(Val::Const(c)) => c.dims.first().copied().unwrap_or(0),
+                    _ => 0,
+                };
+                inputs.push(w);
+                if let Some(b) = bias(self, 8, oc)? {
+                    inputs.push(b);
+                }
+            }
+            "QLinearMatMul" => inputs.push(weight(self, 3, 1)?),
+            "QGemm" => {
+                if attrs_in.int("transA", 0) != 0 {
+                    return Err("transA = 1 is not supported".into());
+                }
+                let trans_b = attrs_in.int("transB", 0) != 0;
+                let w = weight(self, 3, if trans_b { 0 } else { 1 })?;
+                let out = match self.vals.get(&w) {
+                    Some(Val::Const(c)) if c.dims.len() == 2 => c.dims[usize::from(!trans_b)],
+                    _ => 0,
+                };
+                inputs.push(w);
+                if let Some(b) = bias(self, 6, out)? {
+                    inputs.push(b);
+                }
+                attributes.retain(|a| matches!(a.name(), "alpha" | "transA" | "transB"));
+            }
+            "QLinearSoftmax" => attributes.retain(|a| a.name() == "axis"),
+            _ => attributes.clear(),
+        }
+        let out = format!("{base}out");
+        let float = NodeProto {
+            op_type: Some(float_op.into()),
+            input: inputs,
+            output: vec![out.clone()],
+            attribute: attributes,
+            ..Default::default()
+        };
+        let v = self
+            .node(&float, label)?
+            .into_iter()
+            .next()
+            .ok_or("the float operator gave no output")?;
+        let Some((sc, zp)) = out_q else {
+            return Ok(v);
+        };
+        self.vals.insert(out.clone(), v);
+        self.uses.insert(out.clone(), 1);
+        let q = NodeProto {
+            op_type: Some("QuantizeLinear".into()),
+            input: vec![out, name(sc), name(zp)],
+            output: vec![format!("{base}q")],
+            ..Default::default()
+        };
+        self.qdq(&q, &Attrs(&[]))
+    }
+
     /// Records the file's codes of a layer weight made from the dequantized constant
     /// `value` (`[out, ...]` after the same transposition as the weight; `codes` given
     /// as f32 in that layout).
@@ -418,18 +591,13 @@ impl Lowering {
             }
             Some(a) => return Err(format!("weight scales along axis {a} (only per output channel, or per tensor, map onto the integer kernels)")),
         };
-        if qc.zero_points.iter().any(|&z| z != 0) {
-            return Err("weight zero points other than 0 (asymmetric weights) are not supported by the integer kernels".into());
-        }
+        let zps: Vec<i32> = match qc.axis {
+            None => vec![qc.zero_points[0] as i32; oc],
+            Some(_) => qc.zero_points.iter().map(|&z| z as i32).collect(),
+        };
         let qt = qtype_of(qc.elem)?;
-        let p = QuantParams::new(
-            qt,
-            Granularity::PerChannel { axis: 0 },
-            shape,
-            scales,
-            vec![0; oc],
-        )
-        .map_err(|e| e.to_string())?;
+        let p = QuantParams::new(qt, Granularity::PerChannel { axis: 0 }, shape, scales, zps)
+            .map_err(|e| e.to_string())?;
         self.qweights.insert(
             weight.to_string(),
             (p, q.codes.iter().map(|&c| c as i32).collect()),
@@ -510,6 +678,17 @@ impl Lowering {
         }
         if matches!(op, "QuantizeLinear" | "DequantizeLinear") {
             return Ok(vec![self.qdq(n, &attrs)?]);
+        }
+        if matches!(
+            op,
+            "QLinearConv"
+                | "QLinearMatMul"
+                | "QGemm"
+                | "QLinearAdd"
+                | "QLinearGlobalAveragePool"
+                | "QLinearSoftmax"
+        ) {
+            return Ok(vec![self.qoperator(n, label)?]);
         }
         if all_const && !n.input.is_empty() {
             if let Some(c) = self.fold(n, &attrs)? {

@@ -186,7 +186,7 @@ impl OnnxImport {
         )
     }
 
-    /// Whether the file is quantized (holds QuantizeLinear/DequantizeLinear nodes).
+    /// Whether the file is quantized (QDQ nodes, or ONNX Runtime's QOperator nodes).
     pub fn is_quantized(&self) -> bool {
         self.qdq.is_some()
     }
@@ -479,7 +479,12 @@ fn import_graph(
             .input
             .iter()
             .any(|s| matches!(low.vals.get(s), Some(Val::Unknown)));
-        let domain_ok = matches!(n.domain(), "" | "ai.onnx");
+        let domain_ok = matches!(n.domain(), "" | "ai.onnx")
+            || (n.domain() == "com.microsoft"
+                && matches!(
+                    n.op_type(),
+                    "QGemm" | "QLinearAdd" | "QLinearGlobalAveragePool" | "QLinearSoftmax"
+                ));
         let result = if !domain_ok {
             Err(format!("domain '{}' is not supported", n.domain()))
         } else if blocked {
@@ -536,7 +541,13 @@ fn import_graph(
         model_shape: out_act.phys.clone(),
         layout: out_act.layout,
     };
-    let qdq = if ops.contains_key("QuantizeLinear") || ops.contains_key("DequantizeLinear") {
+    let quantized = ops.keys().any(|o| {
+        matches!(
+            o.as_str(),
+            "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "QGemm"
+        )
+    });
+    let qdq = if quantized {
         let shapes = crate::model::infer_shapes(&low.graph, &input.model_shape)
             .map_err(|x| e(x.to_string()))?;
         let params = |key: usize, shape: &[usize]| -> Result<Option<QuantParams>> {

@@ -2,8 +2,8 @@
 """Quantizes the EfficientNet-Lite0 ONNX model with ONNX Runtime's post-training
 quantizer (onnxruntime.quantization.quantize_static: QDQ format, MinMax calibration on
 the five images of examples/data/calibration, int8 weights per output channel, uint8
-activations), writing examples/data/efficientnet_lite0/efficientnet_lite0_qdq.onnx: a
-realistic QDQ input for the importer, whose integer kernels run it with the file's own
+activations), writing examples/data/efficientnet_lite0/efficientnet_lite0_qdq.onnx and
+efficientnet_lite0_qop.onnx: realistic quantized inputs for the importer, whose integer kernels run it with the file's own
 scales and zero points (tests/onnx_models.rs compares with ONNX Runtime's outputs on the
 same file, recorded by reference.py).
 
@@ -41,12 +41,15 @@ class Images(CalibrationDataReader):
 
 
 def main():
-    out = os.path.join(DIR, "efficientnet_lite0_qdq.onnx")
-    quantize_static(os.path.join(DIR, "efficientnet_lite0.onnx"), out, Images(),
-                    quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
-    print(f"{out}: {os.path.getsize(out)} bytes")
+    # The same quantization in both of ONNX Runtime's formats: QDQ pairs around float
+    # ops, and QOperator nodes (QLinearConv, com.microsoft QLinearAdd, QGemm, ...).
+    for fmt, suffix in ((QuantFormat.QDQ, "qdq"), (QuantFormat.QOperator, "qop")):
+        out = os.path.join(DIR, f"efficientnet_lite0_{suffix}.onnx")
+        quantize_static(os.path.join(DIR, "efficientnet_lite0.onnx"), out, Images(),
+                        quant_format=fmt, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        print(f"{out}: {os.path.getsize(out)} bytes")
 
 
 if __name__ == "__main__":
