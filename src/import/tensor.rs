@@ -276,24 +276,27 @@ fn read_external(
         format!("the tensor's data is in external file '{location}', but the model was given as bytes without a folder")
     })?;
     let path = dir.join(rel);
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("external data file {}: {e}", path.display()))?;
+    let open_err = |e: std::io::Error| format!("external data file {}: {e}", path.display());
+    let mut file = std::fs::File::open(&path).map_err(open_err)?;
+    let size = file.metadata().map_err(open_err)?.len();
     let len = match length {
         Some(l) => l,
         None => match want {
             Some(w) => w as u64,
-            None => (bytes.len() as u64).saturating_sub(offset),
+            None => size.saturating_sub(offset),
         },
     };
-    let end = offset
-        .checked_add(len)
-        .filter(|&e| e <= bytes.len() as u64)
-        .ok_or_else(|| {
-            format!(
-                "external data file {} holds {} bytes; the tensor reads {len} from offset {offset}",
-                path.display(),
-                bytes.len()
-            )
-        })?;
-    Ok(bytes[offset as usize..end as usize].to_vec())
+    let end = offset.checked_add(len).filter(|&e| e <= size);
+    let (Some(_), Ok(len_usize)) = (end, usize::try_from(len)) else {
+        return Err(format!(
+            "external data file {} holds {size} bytes; the tensor reads {len} from offset {offset}",
+            path.display()
+        ));
+    };
+    // Only the tensor's bytes are read (a model's tensors often share one large file).
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset)).map_err(open_err)?;
+    let mut bytes = vec![0u8; len_usize];
+    file.read_exact(&mut bytes).map_err(open_err)?;
+    Ok(bytes)
 }
