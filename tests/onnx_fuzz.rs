@@ -24,7 +24,7 @@ fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![
         root.join("examples/data/efficientnet_lite0/efficientnet_lite0.onnx"),
-        root.join("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+        root.join("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
     ];
     for sub in ["tests/data/onnx/pytorch-converted", "tests/data/onnx/node"] {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(sub))

