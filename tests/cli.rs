@@ -384,6 +384,29 @@ fn run_classifies_a_photo_and_a_npy_tensor() {
     ]);
     assert!(!out.status.success());
     assert!(stderr.contains("no QuantizeLinear"), "{stderr}");
+    // The per-layer GPU times: one row per layer of the imported graph, and the total.
+    let cls = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    );
+    let (out, stdout, stderr) = wq(&[
+        "run",
+        cls,
+        "--shape",
+        "1,3,48,192",
+        "--input",
+        photo,
+        "--runs",
+        "1",
+        "--layers",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    let rows = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.ends_with("% |"))
+        .count();
+    assert_eq!(rows, 145, "{stdout}");
+    assert!(stdout.contains("total of the layers"), "{stdout}");
     // A .npy input in NCHW, and one of the wrong shape.
     let dir = tmp("npy");
     let npy = dir.join("x.npy");

@@ -1028,6 +1028,23 @@ fn elementwise_layers_match_the_reference_and_quantize() {
         assert!(e <= 1e-5, "node {i} ({}): rel. error {e:.2e}", node.name);
     }
     let p32 = read_f32(&ctx, fp32.output("prob").unwrap());
+    // Per-layer GPU times: one per layer, in the graph's order, none negative; an
+    // adapter without timestamps inside encoders says so.
+    let stamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+    if ctx.device().features().contains(stamps) {
+        let times = fp32.profile(&ctx, &x, 2).unwrap();
+        let names: Vec<&str> = times.iter().map(|(n, _)| n.as_str()).collect();
+        let want: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, want);
+        assert!(
+            times.iter().all(|(_, t)| t.is_finite() && *t >= 0.0),
+            "{times:?}"
+        );
+        assert!(fp32.profile(&ctx, &x, 0).is_err());
+    } else {
+        let e = fp32.profile(&ctx, &x, 2).unwrap_err();
+        assert!(matches!(e, wgpu_quant::Error::MissingFeature { .. }), "{e}");
+    }
     // INT8: calibrated on other inputs; the probabilities stay close to FP32's.
     let batches: Vec<Tensor> = (0..4)
         .map(|s| {

@@ -188,6 +188,84 @@ impl WeightFile {
     }
 }
 
+/// Times the layers named `names`: `record` records one forward pass that writes
+/// timestamps `2i` and `2i + 1` around layer `i`; the result is each layer's median
+/// over `runs` passes (after one untimed), in milliseconds.
+pub(crate) fn profile_layers(
+    ctx: &Context,
+    names: Vec<String>,
+    runs: usize,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder, &wgpu::QuerySet) -> Result<()>,
+) -> Result<Vec<(String, f64)>> {
+    const OPP: &str = "profile";
+    let need = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+    if !ctx.device().features().contains(need) {
+        return Err(Error::MissingFeature {
+            op: OPP,
+            feature: "TIMESTAMP_QUERY_INSIDE_ENCODERS",
+            adapter: ctx.capabilities().adapter.name.clone(),
+        });
+    }
+    let count = names
+        .len()
+        .checked_mul(2)
+        .filter(|&c| c > 0 && c <= wgpu::QUERY_SET_MAX_QUERIES as usize)
+        .ok_or_else(|| {
+            Error::invalid(
+                OPP,
+                format!(
+                    "{} layers need {} timestamps; a query set holds 1 to {}",
+                    names.len(),
+                    2 * names.len(),
+                    wgpu::QUERY_SET_MAX_QUERIES
+                ),
+            )
+        })? as u32;
+    if runs == 0 {
+        return Err(Error::invalid(OPP, "runs must be at least 1"));
+    }
+    let device = ctx.device();
+    let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("layer timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = u64::from(count) * 8;
+    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("layer timestamps"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let period = f64::from(ctx.queue().get_timestamp_period());
+    let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); names.len()];
+    for run in 0..=runs {
+        let mut enc = ctx.encoder("profile");
+        record(&mut enc, &qs)?;
+        enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+        ctx.submit_and_wait(enc)?;
+        if run == 0 {
+            continue;
+        }
+        let raw = pollster::block_on(ctx.read_buffer(&resolve, bytes, "layer timestamps"))?;
+        let t: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        for (i, v) in per_layer.iter_mut().enumerate() {
+            v.push(t[2 * i + 1].wrapping_sub(t[2 * i]) as f64 * period / 1e6);
+        }
+    }
+    Ok(names
+        .into_iter()
+        .zip(per_layer)
+        .map(|(n, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (n, v[v.len() / 2])
+        })
+        .collect())
+}
+
 /// Where a node reads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Src {
@@ -603,6 +681,28 @@ impl Model {
         encoder: &mut wgpu::CommandEncoder,
         x: &Tensor,
     ) -> Result<&Tensor> {
+        self.forward_stamped(ctx, encoder, x, None)
+    }
+
+    /// The GPU time of each layer of a forward pass of `x`, in milliseconds: the median
+    /// of `runs` passes (after one untimed), from timestamps written around every layer.
+    /// Needs `TIMESTAMP_QUERY_INSIDE_ENCODERS`.
+    pub fn profile(&self, ctx: &Context, x: &Tensor, runs: usize) -> Result<Vec<(String, f64)>> {
+        let names = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
+        profile_layers(ctx, names, runs, |enc, q| {
+            self.forward_stamped(ctx, enc, x, Some(q)).map(|_| ())
+        })
+    }
+
+    /// [`Model::forward`], writing timestamps `2i` and `2i + 1` around layer `i` into
+    /// `stamps` when given.
+    fn forward_stamped(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Tensor,
+        stamps: Option<&wgpu::QuerySet>,
+    ) -> Result<&Tensor> {
         if x.shape() != self.input_shape.as_slice() || x.dtype() != self.dtype {
             return Err(Error::shape(
                 OP,
@@ -621,6 +721,9 @@ impl Model {
                 Src::Node(j) => &self.acts[j],
             };
             let out = &self.acts[i];
+            if let Some(q) = stamps {
+                encoder.write_timestamp(q, 2 * i as u32);
+            }
             match (&node.layer, &self.params[i]) {
                 (Layer::Conv { desc, .. }, Params::Conv { w, b }) => {
                     conv2d(ctx, encoder, desc, input, w, b.as_ref(), out)?
@@ -663,6 +766,9 @@ impl Model {
                     binary(ctx, encoder, *op, input, &self.acts[*other], *clip, out)?
                 }
                 _ => unreachable!("params are built from the same layers"),
+            }
+            if let Some(q) = stamps {
+                encoder.write_timestamp(q, 2 * i as u32 + 1);
             }
         }
         Ok(self.acts.last().expect("a model has nodes"))

@@ -473,6 +473,26 @@ impl QModel {
         encoder: &mut wgpu::CommandEncoder,
         x: &Tensor,
     ) -> Result<&Tensor> {
+        self.forward_stamped(ctx, encoder, x, None)
+    }
+
+    /// The GPU time of each layer, as [`Model::profile`] measures it (the input's
+    /// quantization is not counted).
+    pub fn profile(&self, ctx: &Context, x: &Tensor, runs: usize) -> Result<Vec<(String, f64)>> {
+        let names = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
+        super::profile_layers(ctx, names, runs, |enc, q| {
+            self.forward_stamped(ctx, enc, x, Some(q)).map(|_| ())
+        })
+    }
+
+    /// [`QModel::forward`] with timestamps `2i`, `2i + 1` around layer `i` when given.
+    fn forward_stamped(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Tensor,
+        stamps: Option<&wgpu::QuerySet>,
+    ) -> Result<&Tensor> {
         if x.shape() != self.input_shape.as_slice() || x.dtype() != DType::F32 {
             return Err(Error::shape(
                 OP,
@@ -503,6 +523,9 @@ impl QModel {
                 Src::Node(j) => &self.acts[j],
             };
             let sc = &self.scratch[i];
+            if let Some(q) = stamps {
+                encoder.write_timestamp(q, 2 * i as u32);
+            }
             match (&node.layer, &self.params[i], input, &self.acts[i]) {
                 (Layer::Conv { desc, .. }, QParams::Conv { w, b }, Act::Q(xq), out) => {
                     let o = match out {
@@ -631,6 +654,9 @@ impl QModel {
                     softmax(ctx, encoder, xf, o)?
                 }
                 _ => return Err(bad(i, "this layer has no INT8 form here")),
+            }
+            if let Some(q) = stamps {
+                encoder.write_timestamp(q, 2 * i as u32 + 1);
             }
         }
         match self.acts.last() {

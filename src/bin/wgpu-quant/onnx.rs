@@ -52,8 +52,8 @@ pub struct RunArgs {
     /// How many classes to print.
     #[arg(long, default_value_t = 5)]
     top: usize,
-    /// Images: the shorter side is resized to this before the center crop (default: the
-    /// crop, that is no margin).
+    /// Images: the shorter side is resized to this before the center crop (default: just
+    /// enough for the image to cover the model's input).
     #[arg(long)]
     resize: Option<usize>,
     /// Images: per-channel (R,G,B) mean subtracted from 0..255 pixels.
@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Timed runs (the median is printed).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Print the GPU time of every layer (needs timestamp queries inside encoders).
+    #[arg(long)]
+    layers: bool,
 }
 
 /// Lists the model: opset, edges, operators, layers, parameters; or every node that
@@ -168,8 +171,12 @@ fn input(ctx: &Context, onnx: &OnnxImport, a: &RunArgs, path: &Path) -> R<Tensor
         .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
         .collect();
     let px = Tensor::from_slice(ctx, &[ih * iw], &pixels).map_err(e)?;
-    let desc = ImageDesc::center_crop(a.resize.unwrap_or(h.min(w)), h, w)
-        .normalize([m0, m1, m2], [s0, s1, s2]);
+    // By default the image is scaled just enough to cover the input, then center-cropped.
+    let cover = (h as f64 / ih as f64).max(w as f64 / iw as f64);
+    let shorter = a
+        .resize
+        .unwrap_or((ih.min(iw) as f64 * cover).ceil() as usize);
+    let desc = ImageDesc::center_crop(shorter, h, w).normalize([m0, m1, m2], [s0, s1, s2]);
     let x = Tensor::zeros(ctx, shape, DType::F32).map_err(e)?;
     let mut enc = ctx.encoder("input");
     image_to_tensor(
@@ -283,6 +290,22 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
         t.ms.len(),
         t.clock
     );
+    if a.layers {
+        let times = match &net {
+            Net::Float(m) => m.profile(ctx, &x, a.runs.max(1)),
+            Net::Int8(q) => q.profile(ctx, &x, a.runs.max(1)),
+        }
+        .map_err(e)?;
+        let total: f64 = times.iter().map(|(_, t)| t).sum();
+        println!("\n| # | layer | ms | share |\n|---:|---|---:|---:|");
+        for (i, (name, t)) in times.iter().enumerate() {
+            println!(
+                "| {i} | {name} | {t:.3} | {:.1}% |",
+                100.0 * t / total.max(f64::MIN_POSITIVE)
+            );
+        }
+        println!("| | total of the layers | {total:.3} | |\n");
+    }
     let labels: Vec<String> = match &a.labels {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|err| format!("{}: {err}", p.display()))?
