@@ -405,7 +405,7 @@ fn run_classifies_a_photo_and_a_npy_tensor() {
         .lines()
         .filter(|l| l.starts_with("| ") && l.ends_with("% |"))
         .count();
-    assert_eq!(rows, 145, "{stdout}");
+    assert_eq!(rows, 109, "{stdout}");
     assert!(stdout.contains("total of the layers"), "{stdout}");
     // A .npy input in NCHW, and one of the wrong shape.
     let dir = tmp("npy");

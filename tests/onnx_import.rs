@@ -836,3 +836,54 @@ fn transposed_convolution_concat_and_resize_match_the_reference() {
     );
     assert!(import_err(&bad).contains("whole upsampling factors"));
 }
+
+/// Hard swish spelled as `x * clip(x + 3, 0, 6) / 6` and as `x * HardSigmoid(x)`
+/// becomes one layer, with the operator's values.
+#[test]
+fn spelled_out_hard_swish_becomes_one_layer() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let x: Vec<f32> = rand_vec(2 * 3 * 4 * 5, &mut rng)
+        .iter()
+        .map(|v| v * 5.0)
+        .collect();
+    let want: Vec<f64> = x
+        .iter()
+        .map(|&v| f64::from(v) * (f64::from(v) + 3.0).clamp(0.0, 6.0) / 6.0)
+        .collect();
+    let four = model(
+        vec![
+            node("Add", "plus3", &["x", "three"], &["a"], vec![]),
+            node("Clip", "relu6", &["a", "zero", "six"], &["b"], vec![]),
+            node("Mul", "times", &["x", "b"], &["c"], vec![]),
+            node("Div", "div6", &["c", "six"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("three", &[], &[3.0]),
+            tensor_f32("zero", &[], &[0.0]),
+            tensor_f32("six", &[], &[6.0]),
+        ],
+        &[2, 3, 4, 5],
+        13,
+    );
+    let two = model(
+        vec![
+            node(
+                "HardSigmoid",
+                "hs",
+                &["x"],
+                &["a"],
+                vec![attr_f("alpha", 1.0 / 6.0), attr_f("beta", 0.5)],
+            ),
+            node("Mul", "times", &["x", "a"], &["y"], vec![]),
+        ],
+        vec![],
+        &[2, 3, 4, 5],
+        13,
+    );
+    for m in [four, two] {
+        let onnx = import(&m, None).unwrap();
+        assert_eq!(onnx.graph().nodes.len(), 1, "{:?}", onnx.graph());
+        check(&run(ctx, &onnx, &x), &want, 1e-6);
+    }
+}

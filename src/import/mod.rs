@@ -45,6 +45,7 @@ use crate::tensor::{DType, Tensor};
 
 mod fold;
 mod lower;
+mod optimize;
 #[rustfmt::skip]
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto;
@@ -547,6 +548,11 @@ fn import_graph(
             "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "QGemm"
         )
     });
+    // Hard swish spelled out becomes one layer (float files only: in a quantized file
+    // the spelled-out steps carry their own scales).
+    if !quantized {
+        optimize::fuse_hard_swish(&mut low.graph);
+    }
     let qdq = if quantized {
         let shapes = crate::model::infer_shapes(&low.graph, &input.model_shape)
             .map_err(|x| e(x.to_string()))?;
