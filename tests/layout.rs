@@ -10,8 +10,17 @@ use wgpu_quant::ops::layout::{concat_channels, depth_to_space, upsample_nearest}
 use wgpu_quant::reference::layout as r;
 use wgpu_quant::{DType, Tensor};
 
-fn f32s(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|&x| x as f32).collect()
+/// The reference as the output stores it: f32, or rounded to f16.
+fn stored(v: &[f64], f16_out: bool) -> Vec<f32> {
+    v.iter()
+        .map(|&x| {
+            if f16_out {
+                half::f16::from_f64(x).to_f32()
+            } else {
+                x as f32
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -28,14 +37,7 @@ fn layout_ops_copy_exactly() {
                 let mut enc = ctx.encoder("upsample");
                 upsample_nearest(ctx, &mut enc, &x, f, &out).unwrap();
                 ctx.submit_and_wait(enc).unwrap();
-                let want = f32s(&r::upsample_nearest(&x64, s, f));
-                let want: Vec<f32> = if of {
-                    want.iter()
-                        .map(|&v| half::f16::from_f32(v).to_f32())
-                        .collect()
-                } else {
-                    want
-                };
+                let want = stored(&r::upsample_nearest(&x64, s, f), of);
                 assert_eq!(
                     read(ctx, &out),
                     want,
@@ -47,14 +49,7 @@ fn layout_ops_copy_exactly() {
                     let mut enc = ctx.encoder("d2s");
                     depth_to_space(ctx, &mut enc, &x, f, &out).unwrap();
                     ctx.submit_and_wait(enc).unwrap();
-                    let want = f32s(&r::depth_to_space(&x64, s, f));
-                    let want: Vec<f32> = if of {
-                        want.iter()
-                            .map(|&v| half::f16::from_f32(v).to_f32())
-                            .collect()
-                    } else {
-                        want
-                    };
+                    let want = stored(&r::depth_to_space(&x64, s, f), of);
                     assert_eq!(read(ctx, &out), want, "depth_to_space {s:?} by {f:?}");
                 }
             }
@@ -65,14 +60,10 @@ fn layout_ops_copy_exactly() {
             let mut enc = ctx.encoder("concat");
             concat_channels(ctx, &mut enc, &[&x, &y, &x], &out).unwrap();
             ctx.submit_and_wait(enc).unwrap();
-            let want = f32s(&r::concat_channels(&[&x64, &y64, &x64], &[s[3], 3, s[3]]));
-            let want: Vec<f32> = if of {
-                want.iter()
-                    .map(|&v| half::f16::from_f32(v).to_f32())
-                    .collect()
-            } else {
-                want
-            };
+            let want = stored(
+                &r::concat_channels(&[&x64, &y64, &x64], &[s[3], 3, s[3]]),
+                of,
+            );
             assert_eq!(
                 read(ctx, &out),
                 want,

@@ -303,6 +303,14 @@ fn ppocr_orientation_classifier_matches_onnx_runtime() {
     }
 }
 
+/// One forward pass of an INT8 model; its f32 output.
+fn run_int8(ctx: &Context, q: &wgpu_quant::model::QModel, x: &Tensor) -> Vec<f32> {
+    let mut enc = ctx.encoder("int8");
+    let y = q.forward(ctx, &mut enc, x).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    y.read_blocking::<f32>(ctx).unwrap()
+}
+
 fn mean_abs_diff(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
@@ -364,12 +372,7 @@ fn qdq_efficientnet_runs_on_the_integer_kernels_like_onnx_runtime() {
             &qdq.to_model_input(&x).unwrap(),
         )
         .unwrap();
-        let run_q = |q: &wgpu_quant::model::QModel| -> Vec<f32> {
-            let mut enc = ctx.encoder("int8");
-            let y = q.forward(&ctx, &mut enc, &t).unwrap().clone();
-            ctx.submit_and_wait(enc).unwrap();
-            y.read_blocking::<f32>(&ctx).unwrap()
-        };
+        let run_q = |q: &wgpu_quant::model::QModel| run_int8(&ctx, q, &t);
         let got = run_q(&int8);
         let mine = run_q(&ours);
         let ort_qdq = reference("efficientnet_lite0_qdq", photo);
@@ -560,12 +563,7 @@ fn qoperator_efficientnet_is_the_qdq_model() {
             &qop.to_model_input(&x).unwrap(),
         )
         .unwrap();
-        let run_q = |q: &wgpu_quant::model::QModel| -> Vec<f32> {
-            let mut enc = ctx.encoder("int8");
-            let y = q.forward(&ctx, &mut enc, &t).unwrap().clone();
-            ctx.submit_and_wait(enc).unwrap();
-            y.read_blocking::<f32>(&ctx).unwrap()
-        };
+        let run_q = |q: &wgpu_quant::model::QModel| run_int8(&ctx, q, &t);
         let (ya, yb) = (run_q(&a), run_q(&b));
         assert!(
             ya == yb,
