@@ -887,3 +887,81 @@ fn spelled_out_hard_swish_becomes_one_layer() {
         check(&run(ctx, &onnx, &x), &want, 1e-6);
     }
 }
+
+/// A zero `Pad` before a convolution folds into its padding: the same output, bit for
+/// bit, as the convolution padding by itself; other pads are refused by name.
+#[test]
+fn a_zero_pad_folds_into_the_next_convolution() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let (c, h, w, oc) = (3usize, 6usize, 7usize, 4usize);
+    let x = rand_vec(c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * 9, &mut rng);
+    let inits = || {
+        vec![
+            tensor_f32("w", &[oc, c, 3, 3], &wt),
+            tensor_i64("pads", &[8], &[0, 0, 1, 2, 0, 0, 2, 1]),
+        ]
+    };
+    let padded = model(
+        vec![
+            node("Pad", "pad", &["x", "pads"], &["p"], vec![]),
+            node(
+                "Conv",
+                "conv",
+                &["p", "w"],
+                &["y"],
+                vec![attr_ints("pads", &[1, 0, 0, 1])],
+            ),
+        ],
+        inits(),
+        &[1, c, h, w],
+        13,
+    );
+    let direct = model(
+        vec![node(
+            "Conv",
+            "conv",
+            &["x", "w"],
+            &["y"],
+            vec![attr_ints("pads", &[2, 2, 2, 2])],
+        )],
+        inits(),
+        &[1, c, h, w],
+        13,
+    );
+    let (a, b) = (
+        import(&padded, None).unwrap(),
+        import(&direct, None).unwrap(),
+    );
+    assert_eq!(a.graph().nodes.len(), 1);
+    assert_eq!(a.output().shape, b.output().shape);
+    assert_eq!(run(ctx, &a, &x), run(ctx, &b, &x));
+    let want = conv_ref(&x, [1, c, h, w], &wt, oc, 3, 2, &[0.0; 4]);
+    check(&run(ctx, &a, &x), &want, 1e-6);
+    // A Pad read by anything but a convolution, reflect padding, and padded channels.
+    let m = model(
+        vec![
+            node("Pad", "pad", &["x", "pads"], &["p"], vec![]),
+            node("Relu", "relu", &["p"], &["y"], vec![]),
+        ],
+        inits(),
+        &[1, c, h, w],
+        13,
+    );
+    assert!(import_err(&m).contains("only a convolution can take"));
+    let mut reflect = padded.clone();
+    reflect.graph.as_mut().unwrap().node[0]
+        .attribute
+        .push(AttributeProto {
+            name: Some("mode".into()),
+            s: Some(b"reflect".to_vec()),
+            r#type: Some(AttributeType::String as i32),
+            ..Default::default()
+        });
+    assert!(import_err(&reflect).contains("only zero padding"));
+    let mut chans = padded.clone();
+    chans.graph.as_mut().unwrap().initializer[1] =
+        tensor_i64("pads", &[8], &[0, 1, 0, 0, 0, 0, 0, 0]);
+    assert!(import_err(&chans).contains("only the spatial axes"));
+}

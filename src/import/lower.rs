@@ -61,6 +61,9 @@ pub(crate) enum Val {
     Act(Act),
     /// The output of a node that could not be imported.
     Unknown,
+    /// An activation with a zero `Pad` still to apply (`[top, left, bottom, right]`): it
+    /// folds into the padding of the convolution that reads it.
+    Padded(Act, [usize; 4]),
 }
 
 /// Node attributes by name.
@@ -122,6 +125,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
+    ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
     ("Pow", "constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
@@ -637,6 +641,11 @@ impl Lowering {
                 "input {i} ('{}') is a constant; an activation was expected",
                 n.input[i]
             )),
+            Some(Val::Padded(..)) => Err(format!(
+                "input {i} ('{}') is a zero Pad, which only a convolution can take (it folds into \
+                 the convolution's padding)",
+                n.input[i]
+            )),
             _ => Err(format!("input {i} is missing")),
         }
     }
@@ -1068,6 +1077,48 @@ impl Lowering {
                 one(self.layer4(Layer::Concat { others }, first, out, label))
             }
             "ConvTranspose" => one(self.conv_transpose(n, &attrs, label)?),
+            "Pad" => {
+                let x = self.nhwc(self.act(n, 0)?)?;
+                let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
+                let (pads, value) = if self.opset < 11 {
+                    (
+                        attrs.ints("pads").ok_or("pads is missing")?,
+                        attrs.float("value", 0.0),
+                    )
+                } else {
+                    let p = self
+                        .konst(n, 1, "pads")?
+                        .ok_or("input 1 (pads) is missing")?
+                        .as_ik()?
+                        .to_vec();
+                    let v = match self.konst(n, 2, "constant_value")? {
+                        Some(c) => c.scalar_f32().ok_or("constant_value is not a scalar")?,
+                        None => 0.0,
+                    };
+                    if self.input(n, 3).is_some() {
+                        return Err("the axes input is not supported".into());
+                    }
+                    (p, v)
+                };
+                if mode != "constant" || value != 0.0 {
+                    return Err(format!("mode '{mode}' with value {value}: only zero padding (folded into the next convolution) is supported"));
+                }
+                // [N, C, H, W] begins, then ends; only H and W may be padded.
+                let [nb, cb, hb, wb, ne, ce, he, we] = pads[..] else {
+                    return Err(format!("pads {pads:?}: eight values (NCHW) expected"));
+                };
+                if nb != 0 || cb != 0 || ne != 0 || ce != 0 {
+                    return Err(format!(
+                        "pads {pads:?}: only the spatial axes may be padded"
+                    ));
+                }
+                let u = |v: i64| {
+                    to_us(v).map_err(|_| {
+                        format!("pads {pads:?}: negative padding (cropping) is not supported")
+                    })
+                };
+                Ok(vec![Val::Padded(x, [u(hb)?, u(wb)?, u(he)?, u(we)?])])
+            }
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
@@ -1207,7 +1258,11 @@ impl Lowering {
     }
 
     fn conv(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
-        let x = self.nhwc(self.act(n, 0)?)?;
+        let (x, pre_pad) = match self.input(n, 0) {
+            Some(Val::Padded(a, p)) => (a.clone(), Some(*p)),
+            _ => (self.act(n, 0)?, None),
+        };
+        let x = self.nhwc(x)?;
         let w = self
             .konst(n, 1, "W")?
             .ok_or("input 1 (W) is missing")?
@@ -1233,7 +1288,21 @@ impl Lowering {
         }
         let dims = ConvDims::new(w.dims[0], c, [w.dims[2], w.dims[3]], groups)
             .map_err(|e| e.to_string())?;
-        let mut desc = ConvDesc::default().padding(padding(attrs)?);
+        let mut pad = padding(attrs)?;
+        if let Some([t, l, b, r]) = pre_pad {
+            pad = match pad {
+                Padding::Valid => Padding::Explicit([t, l, b, r]),
+                Padding::Explicit([t2, l2, b2, r2]) => {
+                    Padding::Explicit([t + t2, l + l2, b + b2, r + r2])
+                }
+                _ => {
+                    return Err(
+                        "a Pad before a convolution with auto_pad SAME is not supported".into(),
+                    )
+                }
+            };
+        }
+        let mut desc = ConvDesc::default().padding(pad);
         desc.stride = pair(attrs, "strides", 1)?;
         desc.dilation = pair(attrs, "dilations", 1)?;
         let bias = match self.konst(n, 2, "B")? {
