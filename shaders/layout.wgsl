@@ -6,6 +6,10 @@
 //         out[n, y * fh + dy, x * fw + dx, c]
 //   OP 2, a channel slice of a concatenation: out[n, y, x, c0 + c] = in[n, y, x, c] for
 //         the input's in_c channels, out having out_c channels
+//   OP 3, bilinear resize: each output pixel's input coordinate by `mode`
+//         (`desc::layout::ResizeCoords`: 0 half pixel, 1 PyTorch half pixel, 2 align
+//         corners, 3 asymmetric; sh, sw = output size / input size), clamped to the
+//         image, then the four neighbours weighted in f32
 // Values are copied (f32 or f16 storage each way; f16 to f32 is exact).
 //
 // Compile-time constants: WG, OP, X_F16, OUT_F16.
@@ -23,8 +27,12 @@ struct Params {
     fh: u32,
     fw: u32,
     c0: u32,
-    pad0: u32,
+    mode: u32,       // OP 3: the coordinate transformation
     pad1: u32,
+    sh: f32,         // OP 3: output height / input height
+    sw: f32,
+    pad2: u32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,6 +44,25 @@ fn x_at(e: u32) -> f32 {
         return half_at(x[e >> 1u], e);
     }
     return bitcast<f32>(x[e]);
+}
+
+// The input coordinate of output index `o` along an axis of `n_in` -> `n_out` pixels.
+fn source(o: u32, n_in: u32, n_out: u32, scale: f32) -> f32 {
+    let oc = f32(o);
+    switch p.mode {
+        case 0u: {
+            return (oc + 0.5) / scale - 0.5;
+        }
+        case 1u: {
+            return select(0.0, (oc + 0.5) / scale - 0.5, n_out > 1u);
+        }
+        case 2u: {
+            return select(0.0, oc * f32(n_in - 1u) / f32(n_out - 1u), n_out > 1u);
+        }
+        default: {
+            return oc / scale;
+        }
+    }
 }
 
 @compute @workgroup_size(WG, 1, 1)
@@ -58,6 +85,25 @@ fn main(
     let ox = (id / p.out_c) % p.out_w;
     let oy = (id / (p.out_c * p.out_w)) % p.out_h;
     let n = id / (p.out_c * p.out_w * p.out_h);
+    if (OP == 3u) {
+        let fy = clamp(source(oy, p.in_h, p.out_h, p.sh), 0.0, f32(p.in_h - 1u));
+        let fx = clamp(source(ox, p.in_w, p.out_w, p.sw), 0.0, f32(p.in_w - 1u));
+        let y0 = u32(floor(fy));
+        let x0 = u32(floor(fx));
+        let y1 = min(y0 + 1u, p.in_h - 1u);
+        let x1 = min(x0 + 1u, p.in_w - 1u);
+        let wy = fy - f32(y0);
+        let wx = fx - f32(x0);
+        let row = n * p.in_h;
+        let v00 = x_at(((row + y0) * p.in_w + x0) * p.in_c + c);
+        let v01 = x_at(((row + y0) * p.in_w + x1) * p.in_c + c);
+        let v10 = x_at(((row + y1) * p.in_w + x0) * p.in_c + c);
+        let v11 = x_at(((row + y1) * p.in_w + x1) * p.in_c + c);
+        let top = v00 + (v01 - v00) * wx;
+        let bottom = v10 + (v11 - v10) * wx;
+        store_float(id, top + (bottom - top) * wy, OUT_F16);
+        return;
+    }
     let iy = oy / p.fh;
     let ix = ox / p.fw;
     var ic = c;

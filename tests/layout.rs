@@ -6,7 +6,9 @@ mod common;
 
 use common::float::{poisoned, rand_vec, read, upload};
 use rand::SeedableRng;
-use wgpu_quant::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
+use wgpu_quant::ops::layout::{
+    concat_channels, depth_to_space, resize_bilinear, upsample_nearest, ResizeCoords,
+};
 use wgpu_quant::reference::layout as r;
 use wgpu_quant::{DType, Tensor};
 
@@ -87,4 +89,45 @@ fn layout_ops_copy_exactly() {
     let small = Tensor::zeros(ctx, &[1, 2, 1, 6], DType::F32).unwrap();
     let e = concat_channels(ctx, &mut enc, &[&x, &small], &out).unwrap_err();
     assert!(e.to_string().contains("input 1"), "{e}");
+}
+
+#[test]
+fn bilinear_resize_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let modes = [
+        ResizeCoords::HalfPixel,
+        ResizeCoords::PytorchHalfPixel,
+        ResizeCoords::AlignCorners,
+        ResizeCoords::Asymmetric,
+    ];
+    for s in [[1usize, 1, 1, 1], [2, 3, 5, 7], [1, 8, 6, 3]] {
+        let n: usize = s.iter().product();
+        for [oh, ow] in [[1usize, 1], [s[1] * 2, s[2] * 2], [7, 4], [s[1] * 3, 1]] {
+            let scales = [oh as f32 / s[1] as f32, ow as f32 / s[2] as f32];
+            for xf in [false, true] {
+                let (x, x64) = upload(ctx, &s, &rand_vec(n, &mut rng), xf);
+                for m in modes {
+                    let out = poisoned(ctx, &[s[0], oh, ow, s[3]], false);
+                    let mut enc = ctx.encoder("resize");
+                    resize_bilinear(ctx, &mut enc, &x, m, scales, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    let want = r::resize_bilinear(&x64, s, [oh, ow], m, scales);
+                    // f32 coordinates and weights: a few ulps of the values.
+                    common::float::check(
+                        &format!("{m:?} {s:?} -> {oh}x{ow} (f16 in {xf})"),
+                        &read(ctx, &out),
+                        &want,
+                        1e-5,
+                    );
+                }
+            }
+        }
+    }
+    let x = Tensor::zeros(ctx, &[1, 2, 2, 3], DType::F32).unwrap();
+    let bad = Tensor::zeros(ctx, &[1, 4, 4, 2], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e =
+        resize_bilinear(ctx, &mut enc, &x, ResizeCoords::HalfPixel, [2.0, 2.0], &bad).unwrap_err();
+    assert!(e.to_string().contains("channels"), "{e}");
 }

@@ -577,3 +577,35 @@ fn qoperator_efficientnet_is_the_qdq_model() {
         );
     }
 }
+
+/// Resize in linear mode (every supported coordinate transformation, scales and sizes,
+/// up and down, opset 10's form) and in nearest mode against ONNX Runtime's outputs on
+/// small models written by tools/onnx_models/reference.py.
+#[test]
+fn resize_modes_match_onnx_runtime() {
+    let ctx = ctx();
+    let dir = root().join("tests/data/onnx_models/resize");
+    let x: Vec<f32> = std::fs::read(dir.join("input.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    for name in [
+        "linear_half_pixel_x2",
+        "linear_align_corners_sizes",
+        "linear_asymmetric_mixed",
+        "linear_pytorch_half_pixel_1row",
+        "nearest_half_pixel_x3x2",
+        "linear_opset10",
+    ] {
+        let onnx = OnnxImport::load(dir.join(format!("{name}.onnx")), Some(&[1, 3, 5, 7])).unwrap();
+        let model = onnx.model(&ctx, DType::F32).unwrap();
+        let got = run(&ctx, &onnx, &model, &x);
+        let want = reference("resize", name);
+        let err = rel_l2(&got, &want);
+        assert!(
+            err <= 1e-6,
+            "{name}: relative L2 error {err:.2e} against ONNX Runtime"
+        );
+    }
+}

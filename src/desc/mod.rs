@@ -8,6 +8,7 @@ pub mod conv;
 pub mod eltwise;
 pub mod gemm;
 pub mod image;
+pub mod layout;
 pub mod pool;
 pub mod qgemm;
 pub mod rows;

@@ -18,6 +18,7 @@ use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
 use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
 use crate::desc::gemm::Activation;
+use crate::desc::layout::ResizeCoords;
 use crate::desc::pool::{PoolDesc, PoolKind};
 use crate::model::{Graph, Layer, Src, WeightFile};
 use crate::quant::{Granularity, QType, QuantParams};
@@ -135,7 +136,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
-    ("Resize", "nearest, whole upsampling factors from scales or sizes (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor)"),
+    ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
@@ -970,74 +971,7 @@ impl Lowering {
                     ..x
                 })
             }
-            "Resize" | "Upsample" => {
-                let x = self.nhwc(self.act(n, 0)?)?;
-                let mode = attrs.string("mode").unwrap_or_else(|| "nearest".into());
-                if mode != "nearest" {
-                    return Err(format!("mode '{mode}': only nearest is supported"));
-                }
-                // Scales (Upsample, or Resize's input 2) or sizes (Resize's input 3).
-                let scales_at = if op == "Upsample" { 1 } else { 2 };
-                let scales = match self.konst(n, scales_at, "scales")? {
-                    Some(c) if c.len() > 0 => Some(c.to_f32()),
-                    _ => attrs.get_floats("scales"),
-                };
-                let out_hw: [usize; 2] = match (scales, self.konst(n, 3, "sizes")?) {
-                    (Some(sc), _) if sc.len() == 4 => {
-                        if sc[0] != 1.0 || sc[1] != 1.0 {
-                            return Err(format!(
-                                "scales {sc:?}: only the spatial axes may be scaled"
-                            ));
-                        }
-                        let f = |s: f32| -> R<usize> {
-                            if s >= 1.0 && s.fract() == 0.0 && s <= 4096.0 {
-                                Ok(s as usize)
-                            } else {
-                                Err(format!(
-                                    "scale {s}: only whole upsampling factors are supported"
-                                ))
-                            }
-                        };
-                        [x.shape[2] * f(sc[2])?, x.shape[3] * f(sc[3])?]
-                    }
-                    (_, Some(sz)) if sz.len() == 4 => {
-                        let v = sz.as_ik()?;
-                        if v[0] as usize != x.shape[0] || v[1] as usize != x.shape[1] {
-                            return Err(format!("sizes {v:?} change the batch or channels"));
-                        }
-                        [to_us(v[2])?, to_us(v[3])?]
-                    }
-                    _ => return Err("neither 4 scales nor 4 sizes are given as constants".into()),
-                };
-                let (h, w) = (x.shape[2], x.shape[3]);
-                if !out_hw[0].is_multiple_of(h)
-                    || !out_hw[1].is_multiple_of(w)
-                    || out_hw[0] < h
-                    || out_hw[1] < w
-                {
-                    return Err(format!(
-                        "resizing {h}x{w} to {}x{}: only whole upsampling factors are supported",
-                        out_hw[0], out_hw[1]
-                    ));
-                }
-                let f = [out_hw[0] / h, out_hw[1] / w];
-                // For whole factors every coordinate mode maps output y to input y / f,
-                // except asymmetric coordinates with a rounding other than floor.
-                let coords = attrs
-                    .string("coordinate_transformation_mode")
-                    .unwrap_or_else(|| "half_pixel".into());
-                let nearest = attrs
-                    .string("nearest_mode")
-                    .unwrap_or_else(|| "round_prefer_floor".into());
-                let asym = matches!(coords.as_str(), "asymmetric" | "tf_crop_and_resize");
-                if op == "Resize" && asym && nearest != "floor" && f != [1, 1] {
-                    return Err(format!(
-                        "coordinate_transformation_mode '{coords}' with nearest_mode '{nearest}' is not a plain repetition"
-                    ));
-                }
-                let out = vec![x.phys[0], out_hw[0], out_hw[1], x.phys[3]];
-                one(self.layer4(Layer::Upsample { factors: f }, x, out, label))
-            }
+            "Resize" | "Upsample" => one(self.resize(n, &attrs, label)?),
             "Concat" => {
                 let rank = match self.input(n, 0) {
                     Some(Val::Act(a)) => a.shape.len(),
@@ -1334,6 +1268,115 @@ impl Lowering {
             self.record_qweight(&wname, &dims.oihw(), q)?;
         }
         Ok(act)
+    }
+
+    /// `Resize` / `Upsample` of an NCHW activation on H and W: nearest by whole factors
+    /// (a repetition), or bilinear to any size.
+    fn resize(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let legacy = n.op_type() == "Upsample" || self.opset < 11;
+        let mode = attrs.string("mode").unwrap_or_else(|| "nearest".into());
+        // Scales (input 1 before opset 11 and in Upsample, else input 2) or sizes.
+        let scales = match self.konst(n, if legacy { 1 } else { 2 }, "scales")? {
+            Some(c) if c.len() > 0 => Some(c.to_f32()),
+            _ => attrs.get_floats("scales"),
+        };
+        let sizes = if legacy {
+            None
+        } else {
+            self.konst(n, 3, "sizes")?
+        };
+        let (h, w) = (x.shape[2], x.shape[3]);
+        let (out_hw, sc): ([usize; 2], [f32; 2]) = match (scales, sizes) {
+            (Some(sc), _) if sc.len() == 4 => {
+                if sc[0] != 1.0 || sc[1] != 1.0 {
+                    return Err(format!(
+                        "scales {sc:?}: only the spatial axes may be scaled"
+                    ));
+                }
+                if sc[2..]
+                    .iter()
+                    .any(|v| !(v.is_finite() && *v > 0.0 && *v <= 4096.0))
+                {
+                    return Err(format!("scales {sc:?} must be positive and at most 4096"));
+                }
+                let o = |d: usize, s: f32| ((d as f64) * f64::from(s)).floor() as usize;
+                ([o(h, sc[2]), o(w, sc[3])], [sc[2], sc[3]])
+            }
+            (_, Some(sz)) if sz.len() == 4 => {
+                let v = sz.as_ik()?;
+                if v[0] as usize != x.shape[0] || v[1] as usize != x.shape[1] {
+                    return Err(format!("sizes {v:?} change the batch or channels"));
+                }
+                if attrs
+                    .string("keep_aspect_ratio_policy")
+                    .is_some_and(|p| p != "stretch")
+                {
+                    return Err(
+                        "keep_aspect_ratio_policy other than stretch is not supported".into(),
+                    );
+                }
+                let (oh, ow) = (to_us(v[2])?, to_us(v[3])?);
+                ([oh, ow], [oh as f32 / h as f32, ow as f32 / w as f32])
+            }
+            _ => return Err("neither 4 scales nor 4 sizes are given as constants".into()),
+        };
+        if out_hw.contains(&0) {
+            return Err(format!(
+                "resizing {h}x{w} gives {}x{}",
+                out_hw[0], out_hw[1]
+            ));
+        }
+        let coords = if legacy {
+            "asymmetric".to_string()
+        } else {
+            attrs
+                .string("coordinate_transformation_mode")
+                .unwrap_or_else(|| "half_pixel".into())
+        };
+        let out = vec![x.phys[0], out_hw[0], out_hw[1], x.phys[3]];
+        match mode.as_str() {
+            "nearest" => {
+                if !out_hw[0].is_multiple_of(h) || !out_hw[1].is_multiple_of(w) {
+                    return Err(format!(
+                        "nearest resizing {h}x{w} to {}x{}: only whole upsampling factors are supported",
+                        out_hw[0], out_hw[1]
+                    ));
+                }
+                let f = [out_hw[0] / h, out_hw[1] / w];
+                // For whole factors every coordinate mode maps output y to input y / f,
+                // except asymmetric coordinates with a rounding other than floor.
+                let nearest = attrs
+                    .string("nearest_mode")
+                    .unwrap_or_else(|| "round_prefer_floor".into());
+                let asym = matches!(coords.as_str(), "asymmetric" | "tf_crop_and_resize");
+                if !legacy && asym && nearest != "floor" && f != [1, 1] {
+                    return Err(format!(
+                        "coordinate_transformation_mode '{coords}' with nearest_mode '{nearest}' is not a plain repetition"
+                    ));
+                }
+                Ok(self.layer4(Layer::Upsample { factors: f }, x, out, label))
+            }
+            "linear" | "bilinear" => {
+                let c = match coords.as_str() {
+                    "half_pixel" => ResizeCoords::HalfPixel,
+                    "pytorch_half_pixel" => ResizeCoords::PytorchHalfPixel,
+                    "align_corners" => ResizeCoords::AlignCorners,
+                    "asymmetric" => ResizeCoords::Asymmetric,
+                    other => return Err(format!("coordinate_transformation_mode '{other}' is not supported for linear resizing")),
+                };
+                if attrs.int("antialias", 0) != 0 && (out_hw[0] < h || out_hw[1] < w) {
+                    return Err("antialiased downscaling is not supported".into());
+                }
+                let layer = Layer::ResizeBilinear {
+                    size: out_hw,
+                    coords: c,
+                    scales: sc,
+                };
+                Ok(self.layer4(layer, x, out, label))
+            }
+            other => Err(format!("mode '{other}': nearest and linear are supported")),
+        }
     }
 
     /// `ConvTranspose` whose kernel equals its stride (no padding, no output padding,

@@ -49,7 +49,9 @@ use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{add, binary, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
-use crate::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
+use crate::ops::layout::{
+    concat_channels, depth_to_space, resize_bilinear, upsample_nearest, ResizeCoords,
+};
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
 use crate::tensor::{DType, Tensor};
@@ -329,6 +331,16 @@ pub enum Layer {
         /// `[vertical, horizontal]` factors.
         factors: [usize; 2],
     },
+    /// Bilinear resize to `size` (`[OH, OW]`), coordinates by `coords` with `scales`
+    /// (output over input size per axis; [`crate::ops::layout::resize_bilinear`]).
+    ResizeBilinear {
+        /// `[OH, OW]`.
+        size: [usize; 2],
+        /// The coordinate transformation.
+        coords: ResizeCoords,
+        /// Output size over input size, per axis.
+        scales: [f32; 2],
+    },
     /// Depth to space by `[fh, fw]` (after a 1x1 convolution: a transposed convolution
     /// whose kernel equals its stride; [`crate::ops::layout::depth_to_space`]).
     DepthToSpace {
@@ -515,6 +527,15 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     }
                 }
             }
+            Layer::ResizeBilinear { size, .. } => match x_shape[..] {
+                [n, _, _, c] if size[0] > 0 && size[1] > 0 => vec![n, size[0], size[1], c],
+                _ => {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!("resizes {x_shape:?} to {size:?}"),
+                    )))
+                }
+            },
             Layer::Concat { others } => {
                 let mut out = x_shape.clone();
                 for &o in others {
@@ -756,6 +777,9 @@ impl Model {
                 }
                 (Layer::DepthToSpace { block }, _) => {
                     depth_to_space(ctx, encoder, input, *block, out)?
+                }
+                (Layer::ResizeBilinear { coords, scales, .. }, _) => {
+                    resize_bilinear(ctx, encoder, input, *coords, *scales, out)?
                 }
                 (Layer::Concat { others }, _) => {
                     let mut all = vec![input];

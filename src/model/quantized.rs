@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, binary, map, qadd, softmax};
-use crate::ops::layout::{concat_channels, depth_to_space, upsample_nearest};
+use crate::ops::layout::{concat_channels, depth_to_space, resize_bilinear, upsample_nearest};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
@@ -602,6 +602,7 @@ impl QModel {
                     Layer::Map { .. }
                     | Layer::Binary { .. }
                     | Layer::Upsample { .. }
+                    | Layer::ResizeBilinear { .. }
                     | Layer::DepthToSpace { .. }
                     | Layer::Concat { .. },
                     _,
@@ -630,6 +631,9 @@ impl QModel {
                         }
                         Layer::DepthToSpace { block } => {
                             depth_to_space(ctx, encoder, xf, *block, t)?
+                        }
+                        Layer::ResizeBilinear { coords, scales, .. } => {
+                            resize_bilinear(ctx, encoder, xf, *coords, *scales, t)?
                         }
                         Layer::Concat { .. } => {
                             let mut all = vec![xf];
@@ -883,6 +887,7 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::Map { .. }
             | Layer::Binary { .. }
             | Layer::Upsample { .. }
+            | Layer::ResizeBilinear { .. }
             | Layer::DepthToSpace { .. }
             | Layer::Concat { .. }
     )

@@ -1,5 +1,6 @@
 //! Data movement between NHWC images: nearest upsampling by integer factors (ONNX
-//! `Resize` in nearest mode), depth to space (the second half of a transposed
+//! `Resize` in nearest mode), bilinear resizing to any size (its linear mode), depth to
+//! space (the second half of a transposed
 //! convolution whose kernel equals its stride, [`depth_to_space`]) and the concatenation
 //! of images along channels. Values are copied, f32 or f16 each way (f16 to f32 exact).
 //!
@@ -25,6 +26,8 @@ use crate::ops::to_u32;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
+pub use crate::desc::layout::ResizeCoords;
+
 const WG: u32 = 64;
 
 crate::shaders::uniform! {
@@ -39,8 +42,12 @@ crate::shaders::uniform! {
         fh: u32,
         fw: u32,
         c0: u32,
-        pad0: u32,
+        mode: u32,
         pad1: u32,
+        sh: f32,
+        sw: f32,
+        pad2: u32,
+        pad3: u32,
     }
 }
 
@@ -59,7 +66,7 @@ fn variant(op: u32, x_f16: bool, out_f16: bool) -> ShaderVariant {
 /// Every layout variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..3 {
+    for op in 0..4 {
         for bits in 0..4u32 {
             v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
         }
@@ -153,8 +160,12 @@ fn params(
         fh: u("factor", f[0])?,
         fw: u("factor", f[1])?,
         c0: u("channel offset", c0)?,
-        pad0: 0,
+        mode: 0,
         pad1: 0,
+        sh: 1.0,
+        sw: 1.0,
+        pad2: 0,
+        pad3: 0,
     })
 }
 
@@ -204,6 +215,44 @@ pub fn upsample_nearest(
     let o = nhwc(OP, "output", out)?;
     let p = params(OP, s, o, factors, 0, out.numel())?;
     record(ctx, encoder, OP, 0, x, out, p)
+}
+
+/// Records a bilinear resize of `x` `[N, H, W, C]` to `out` `[N, OH, OW, C]`: each output
+/// pixel's input coordinate by `coords` with `scales` = output size / input size per
+/// axis (ONNX passes its `scales`; from `sizes` they are `OH / H`, `OW / W`), clamped to
+/// the image, and the four neighbours weighted in f32.
+pub fn resize_bilinear(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    coords: ResizeCoords,
+    scales: [f32; 2],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "resize_bilinear";
+    let s = nhwc(OP, "x", x)?;
+    let o = nhwc(OP, "output", out)?;
+    if o[0] != s[0] || o[3] != s[3] || o[1] == 0 || o[2] == 0 || s[1] == 0 || s[2] == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "resizes {:?} to {:?}: the batch and channels must stay, sizes be positive",
+                x.shape(),
+                out.shape()
+            ),
+        ));
+    }
+    if scales.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(Error::invalid(
+            OP,
+            format!("scales {scales:?} must be finite and positive"),
+        ));
+    }
+    let mut p = params(OP, s, o, [1, 1], 0, out.numel())?;
+    p.mode = coords.code();
+    p.sh = scales[0];
+    p.sw = scales[1];
+    record(ctx, encoder, OP, 3, x, out, p)
 }
 
 /// Records depth to space: `x` `[N, H, W, C * fh * fw]` with channel

@@ -53,3 +53,35 @@ pub fn concat_channels<T: Copy>(inputs: &[&[T]], channels: &[usize]) -> Vec<T> {
     }
     out
 }
+
+/// Bilinear resize to `[oh, ow]` in f64, coordinates as [`crate::ops::layout::resize_bilinear`]
+/// maps them (clamped to the image, four neighbours).
+pub fn resize_bilinear(
+    x: &[f64],
+    [n, h, w, c]: [usize; 4],
+    [oh, ow]: [usize; 2],
+    coords: crate::desc::layout::ResizeCoords,
+    [sh, sw]: [f32; 2],
+) -> Vec<f64> {
+    let axis = |o: usize, size: usize, out: usize, s: f32| {
+        let f = coords.source(o, size, out, s).clamp(0.0, (size - 1) as f64);
+        let i0 = f.floor() as usize;
+        (i0, (i0 + 1).min(size - 1), f - i0 as f64)
+    };
+    let mut out = Vec::with_capacity(n * oh * ow * c);
+    for b in 0..n {
+        for y in 0..oh {
+            let (y0, y1, wy) = axis(y, h, oh, sh);
+            for xx in 0..ow {
+                let (x0, x1, wx) = axis(xx, w, ow, sw);
+                for ch in 0..c {
+                    let at = |yy: usize, xi: usize| x[((b * h + yy) * w + xi) * c + ch];
+                    let top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * wx;
+                    let bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * wx;
+                    out.push(top + (bottom - top) * wy);
+                }
+            }
+        }
+    }
+    out
+}

@@ -75,9 +75,56 @@ def text_page():
     return np.asarray(im, dtype=np.uint8)
 
 
+# Small Resize models (ORT's outputs are the reference for the importer's modes):
+# name: (opset, mode, coordinate mode, scales or None, sizes or None).
+RESIZE = {
+    "linear_half_pixel_x2": (13, "linear", "half_pixel", [1, 1, 2, 2], None),
+    "linear_align_corners_sizes": (13, "linear", "align_corners", None, [1, 3, 9, 4]),
+    "linear_asymmetric_mixed": (13, "linear", "asymmetric", [1, 1, 0.5, 1.5], None),
+    "linear_pytorch_half_pixel_1row": (13, "linear", "pytorch_half_pixel", None, [1, 3, 1, 13]),
+    "nearest_half_pixel_x3x2": (13, "nearest", "half_pixel", [1, 1, 3, 2], None),
+    "linear_opset10": (10, "linear", None, [1, 1, 2, 3], None),
+}
+
+
+def resize_models(manifest):
+    import onnx
+    from onnx import TensorProto, helper
+    out = os.path.join(OUT, "resize")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (1, 3, 5, 7)).astype("<f4")
+    x.tofile(os.path.join(out, "input.f32"))
+    for name, (opset, mode, coords, scales, sizes) in RESIZE.items():
+        attrs = {"mode": mode}
+        inits = []
+        if opset < 11:
+            inputs = ["x", "scales"]
+            inits.append(helper.make_tensor("scales", TensorProto.FLOAT, [4], scales))
+        else:
+            attrs["coordinate_transformation_mode"] = coords
+            inputs = ["x", "", "scales" if scales else "", "sizes" if sizes else ""]
+            if scales:
+                inits.append(helper.make_tensor("scales", TensorProto.FLOAT, [4], scales))
+            if sizes:
+                inits.append(helper.make_tensor("sizes", TensorProto.INT64, [4], sizes))
+        node = helper.make_node("Resize", inputs, ["y"], **attrs)
+        g = helper.make_graph([node], name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 7
+        path = os.path.join(out, name + ".onnx")
+        onnx.save(m, path)
+        y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        y.astype("<f4").tofile(os.path.join(out, name + ".f32"))
+        manifest["resize"][name] = {"shape": list(y.shape), "sha256": sha(path)}
+
+
 def main():
     os.makedirs(os.path.join(OUT, "inputs"), exist_ok=True)
-    manifest = {"onnxruntime": ort.__version__, "pillow": Image.__version__, "inputs": {}, "models": {}}
+    manifest = {"onnxruntime": ort.__version__, "pillow": Image.__version__, "inputs": {}, "models": {},
+                "resize": {}}
+    resize_models(manifest)
     inputs = {}
     for p in PHOTOS:
         src = os.path.join(ROOT, "examples/data/photos", p)

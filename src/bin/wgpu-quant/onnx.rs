@@ -105,6 +105,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             }
             wgpu_quant::model::Layer::Upsample { factors } => format!("upsample {factors:?}"),
             wgpu_quant::model::Layer::DepthToSpace { block } => format!("depth to space {block:?}"),
+            wgpu_quant::model::Layer::ResizeBilinear { size, coords, .. } => {
+                format!("bilinear resize to {size:?} ({coords:?})")
+            }
             wgpu_quant::model::Layer::Concat { others } => format!("concat with nodes {others:?}"),
             wgpu_quant::model::Layer::Binary { op, other, clip } => {
                 format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)

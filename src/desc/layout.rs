@@ -1,0 +1,44 @@
+//! How a bilinear resize maps an output pixel to the input (ONNX `Resize`'s
+//! `coordinate_transformation_mode`). Plain data; the op is [`crate::ops::layout`].
+
+/// The coordinate transformation of a bilinear resize along one axis, from output index
+/// `o` to a (fractional) input coordinate; `scale` is output size over input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeCoords {
+    /// `(o + 0.5) / scale - 0.5` (ONNX's default; PyTorch's `align_corners=False`).
+    HalfPixel,
+    /// As `HalfPixel`, but 0 where the output size is 1.
+    PytorchHalfPixel,
+    /// `o * (in - 1) / (out - 1)` (0 where the output size is 1).
+    AlignCorners,
+    /// `o / scale`.
+    Asymmetric,
+}
+
+impl ResizeCoords {
+    /// The shader's code.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            ResizeCoords::HalfPixel => 0,
+            ResizeCoords::PytorchHalfPixel => 1,
+            ResizeCoords::AlignCorners => 2,
+            ResizeCoords::Asymmetric => 3,
+        }
+    }
+
+    /// The input coordinate of output index `o` (the reference's twin of the shader's),
+    /// before clamping to the image.
+    pub fn source(self, o: usize, in_size: usize, out_size: usize, scale: f32) -> f64 {
+        let (o, s) = (o as f64, f64::from(scale));
+        match self {
+            ResizeCoords::HalfPixel => (o + 0.5) / s - 0.5,
+            ResizeCoords::PytorchHalfPixel if out_size > 1 => (o + 0.5) / s - 0.5,
+            ResizeCoords::PytorchHalfPixel => 0.0,
+            ResizeCoords::AlignCorners if out_size > 1 => {
+                o * (in_size as f64 - 1.0) / (out_size as f64 - 1.0)
+            }
+            ResizeCoords::AlignCorners => 0.0,
+            ResizeCoords::Asymmetric => o / s,
+        }
+    }
+}
