@@ -1,8 +1,9 @@
 //! Data movement between NHWC images: nearest upsampling by integer factors (ONNX
 //! `Resize` in nearest mode), bilinear resizing to any size (its linear mode), depth to
-//! space (the second half of a transposed
-//! convolution whose kernel equals its stride, [`depth_to_space`]) and the concatenation
-//! of images along channels. Values are copied, f32 or f16 each way (f16 to f32 exact).
+//! space (the second half of a transposed convolution whose kernel equals its stride,
+//! [`depth_to_space`]) and the concatenation of images along channels. Values are
+//! copied, f32 or f16 each way (f16 to f32 exact); the bilinear resize weighs its four
+//! neighbours in f32.
 //!
 //! ```no_run
 //! use wgpu_quant::{Context, DType, Tensor};
