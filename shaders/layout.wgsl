@@ -10,6 +10,8 @@
 //         (`desc::layout::ResizeCoords`: 0 half pixel, 1 PyTorch half pixel, 2 align
 //         corners, 3 asymmetric; sh, sw = output size / input size), clamped to the
 //         image, then the four neighbours weighted in f32
+//   OP 4, NCHW to NHWC: out[n, y, x, c] = in[n, c, y, x] (out_h, out_w, out_c = H, W, C)
+//   OP 5, NHWC to NCHW: out[n, c, y, x] = in[n, y, x, c] (same dimensions)
 // Values are copied (f32 or f16 storage each way; f16 to f32 is exact).
 //
 // Compile-time constants: WG, OP, X_F16, OUT_F16.
@@ -75,6 +77,14 @@ fn main(
     if (id >= p.total) {
         return;
     }
+    if (OP == 5u) {
+        let ox5 = id % p.out_w;
+        let oy5 = (id / p.out_w) % p.out_h;
+        let c5 = (id / (p.out_w * p.out_h)) % p.out_c;
+        let n5 = id / (p.out_w * p.out_h * p.out_c);
+        store_float(id, x_at(((n5 * p.out_h + oy5) * p.out_w + ox5) * p.out_c + c5), OUT_F16);
+        return;
+    }
     if (OP == 2u) {
         let c = id % p.in_c;
         let pix = id / p.in_c;
@@ -85,6 +95,10 @@ fn main(
     let ox = (id / p.out_c) % p.out_w;
     let oy = (id / (p.out_c * p.out_w)) % p.out_h;
     let n = id / (p.out_c * p.out_w * p.out_h);
+    if (OP == 4u) {
+        store_float(id, x_at(((n * p.out_c + c) * p.out_h + oy) * p.out_w + ox), OUT_F16);
+        return;
+    }
     if (OP == 3u) {
         let fy = clamp(source(oy, p.in_h, p.out_h, p.sh), 0.0, f32(p.in_h - 1u));
         let fx = clamp(source(ox, p.in_w, p.out_w, p.sw), 0.0, f32(p.in_w - 1u));

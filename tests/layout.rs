@@ -131,3 +131,32 @@ fn bilinear_resize_matches_the_reference() {
         resize_bilinear(ctx, &mut enc, &x, ResizeCoords::HalfPixel, [2.0, 2.0], &bad).unwrap_err();
     assert!(e.to_string().contains("channels"), "{e}");
 }
+
+#[test]
+fn transposes_between_nchw_and_nhwc_match_the_host_ones() {
+    use wgpu_quant::ops::conv::{nchw_to_nhwc, nhwc_to_nchw};
+    use wgpu_quant::ops::layout::{transpose_to_nchw, transpose_to_nhwc};
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    for [n, c, h, w] in [[1usize, 1, 1, 1], [2, 3, 5, 7], [1, 17, 2, 9]] {
+        for bits in 0..4u32 {
+            let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+            let (x, x64) = upload(ctx, &[n, c, h, w], &rand_vec(n * c * h * w, &mut rng), xf);
+            let nhwc = poisoned(ctx, &[n, h, w, c], of);
+            let back = poisoned(ctx, &[n, c, h, w], of);
+            let mut enc = ctx.encoder("transposes");
+            transpose_to_nhwc(ctx, &mut enc, &x, &nhwc).unwrap();
+            transpose_to_nchw(ctx, &mut enc, &nhwc, &back).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want = stored(&nchw_to_nhwc(&x64, [n, c, h, w]), of);
+            assert_eq!(
+                read(ctx, &nhwc),
+                want,
+                "to NHWC {:?} (f16 in {xf}, out {of})",
+                [n, c, h, w]
+            );
+            let back_want: Vec<f32> = nhwc_to_nchw(&want, [n, h, w, c]);
+            assert_eq!(read(ctx, &back), back_want, "back to NCHW");
+        }
+    }
+}

@@ -965,3 +965,81 @@ fn a_zero_pad_folds_into_the_next_convolution() {
         tensor_i64("pads", &[8], &[0, 1, 0, 0, 0, 0, 0, 0]);
     assert!(import_err(&chans).contains("only the spatial axes"));
 }
+
+/// The edges on the GPU (`record_input`, `record_output`: NCHW <-> NHWC transposes, a
+/// flatten of NCHW features, f32 or f16) give the CPU rearrangement's values exactly.
+#[test]
+fn edges_on_the_gpu_match_the_host_rearrangement() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let (c, h, w, oc) = (3usize, 5usize, 4usize, 6usize);
+    let wt = rand_vec(oc * c * 9, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w"],
+                &["c"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Flatten", "flat", &["c"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("w", &[oc, c, 3, 3], &wt)],
+        &[2, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(2 * c * h * w, &mut rng);
+    for dtype in [DType::F32, DType::F16] {
+        let model = onnx.model(ctx, dtype).unwrap();
+        // The host path.
+        let host = run_as(ctx, &onnx, &model, &x, dtype);
+        // The GPU path: the NCHW tensor in, the ONNX-layout tensor out.
+        let xg = Tensor::from_slice(ctx, &onnx.input().shape, &x).unwrap();
+        let xin = Tensor::zeros(ctx, &onnx.input().model_shape, dtype).unwrap();
+        let yout = Tensor::zeros(ctx, &onnx.output().shape, DType::F32).unwrap();
+        let mut enc = ctx.encoder("edges");
+        onnx.record_input(ctx, &mut enc, &xg, &xin).unwrap();
+        let y = model.forward(ctx, &mut enc, &xin).unwrap();
+        onnx.record_output(ctx, &mut enc, y, &yout).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        assert_eq!(yout.read_blocking::<f32>(ctx).unwrap(), host, "{dtype:?}");
+    }
+    // Tensors of other shapes are refused with both shapes named.
+    let bad = Tensor::zeros(ctx, &[2, c, h, w + 1], DType::F32).unwrap();
+    let xin = Tensor::zeros(ctx, &onnx.input().model_shape, DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = onnx.record_input(ctx, &mut enc, &bad, &xin).unwrap_err();
+    assert!(e.to_string().contains("[2, 3, 5, 5]"), "{e}");
+}
+
+/// The host path of a model in `dtype`: rearranged on the CPU, the output read as f32.
+fn run_as(
+    ctx: &Context,
+    onnx: &OnnxImport,
+    model: &wgpu_quant::model::Model,
+    x: &[f32],
+    dtype: DType,
+) -> Vec<f32> {
+    let xin = onnx.to_model_input(x).unwrap();
+    let t = if dtype == DType::F16 {
+        let h: Vec<half::f16> = xin.iter().map(|&v| half::f16::from_f32(v)).collect();
+        Tensor::from_slice(ctx, &onnx.input().model_shape, &h).unwrap()
+    } else {
+        Tensor::from_slice(ctx, &onnx.input().model_shape, &xin).unwrap()
+    };
+    let mut enc = ctx.encoder("host");
+    let y = model.forward(ctx, &mut enc, &t).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let v: Vec<f32> = if dtype == DType::F16 {
+        y.read_blocking::<half::f16>(ctx)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect()
+    } else {
+        y.read_blocking::<f32>(ctx).unwrap()
+    };
+    onnx.from_model_output(&v).unwrap()
+}

@@ -248,6 +248,33 @@ impl OnnxImport {
         .map_err(|x| e(x.to_string()))
     }
 
+    /// Records the rearrangement of an input already on the GPU, in ONNX layout (`x` of
+    /// [`OnnxImport::input`]'s `shape`, f32 or f16), into the model's (`out` of its
+    /// `model_shape`): a transpose for NCHW images, a copy otherwise.
+    pub fn record_input(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Tensor,
+        out: &Tensor,
+    ) -> Result<()> {
+        record_edge(ctx, encoder, &self.input, true, x, out)
+            .map_err(|e| err(&self.file, e.to_string()))
+    }
+
+    /// Records the rearrangement of the model's output (`y` of [`OnnxImport::output`]'s
+    /// `model_shape`) into ONNX layout (`out` of its `shape`), on the GPU.
+    pub fn record_output(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        y: &Tensor,
+        out: &Tensor,
+    ) -> Result<()> {
+        record_edge(ctx, encoder, &self.output, false, y, out)
+            .map_err(|e| err(&self.file, e.to_string()))
+    }
+
     /// Rearranges an input in ONNX layout (NCHW) into the model's (NHWC).
     pub fn to_model_input(&self, x: &[f32]) -> Result<Vec<f32>> {
         to_model(&self.input, x).map_err(|e| err(&self.file, e))
@@ -679,6 +706,50 @@ fn expect_len(e: &Edge, len: usize, what: &str) -> std::result::Result<(), Strin
         ));
     }
     Ok(())
+}
+
+/// The GPU twin of [`to_model`] (`into_model`) and [`from_model`].
+fn record_edge(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    e: &Edge,
+    into_model: bool,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    use crate::ops::layout::{transpose_to_nchw, transpose_to_nhwc};
+    let (from, to) = if into_model {
+        (&e.shape, &e.model_shape)
+    } else {
+        (&e.model_shape, &e.shape)
+    };
+    let what = if into_model { "input" } else { "output" };
+    if x.shape() != from.as_slice() || out.shape() != to.as_slice() {
+        return Err(Error::shape(
+            "onnx edge",
+            format!(
+                "the {what} '{}' goes from {from:?} to {to:?}; the tensors are {:?} and {:?}",
+                e.name,
+                x.shape(),
+                out.shape()
+            ),
+        ));
+    }
+    match (e.layout, into_model) {
+        (Layout::Nhwc, true) => transpose_to_nhwc(ctx, encoder, x, out),
+        (Layout::Nhwc, false) => transpose_to_nchw(ctx, encoder, x, out),
+        (Layout::FlatNhwc([c, h, w]), false) if c > 1 && h * w > 1 => {
+            let n = e.shape[0];
+            transpose_to_nchw(
+                ctx,
+                encoder,
+                &x.reshape(&[n, h, w, c])?,
+                &out.reshape(&[n, c, h, w])?,
+            )
+        }
+        // The same order: an elementwise copy (converting f32 and f16 if they differ).
+        _ => crate::ops::eltwise::cast(ctx, encoder, &x.reshape(out.shape())?, out),
+    }
 }
 
 fn to_model(e: &Edge, x: &[f32]) -> std::result::Result<Vec<f32>, String> {

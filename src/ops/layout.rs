@@ -1,7 +1,8 @@
 //! Data movement between NHWC images: nearest upsampling by integer factors (ONNX
 //! `Resize` in nearest mode), bilinear resizing to any size (its linear mode), depth to
 //! space (the second half of a transposed convolution whose kernel equals its stride,
-//! [`depth_to_space`]) and the concatenation of images along channels. Values are
+//! [`depth_to_space`]), the concatenation of images along channels, and the transposes
+//! between NCHW and NHWC. Values are
 //! copied, f32 or f16 each way (f16 to f32 exact); the bilinear resize weighs its four
 //! neighbours in f32.
 //!
@@ -67,7 +68,7 @@ fn variant(op: u32, x_f16: bool, out_f16: bool) -> ShaderVariant {
 /// Every layout variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..4 {
+    for op in 0..6 {
         for bits in 0..4u32 {
             v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
         }
@@ -254,6 +255,36 @@ pub fn resize_bilinear(
     p.sh = scales[0];
     p.sw = scales[1];
     record(ctx, encoder, OP, 3, x, out, p)
+}
+
+/// Records `out[n, h, w, c] = x[n, c, h, w]`: an NCHW tensor (an ONNX model's input, say)
+/// into the NHWC layout the kernels use; `out` `[N, H, W, C]`.
+pub fn transpose_to_nhwc(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "transpose_to_nhwc";
+    let [n, c, h, w] = nhwc(OP, "x", x)?;
+    check_out(OP, out, [Some(n), Some(h), Some(w), Some(c)])?;
+    let p = params(OP, [n, h, w, c], [n, h, w, c], [1, 1], 0, out.numel())?;
+    record(ctx, encoder, OP, 4, x, out, p)
+}
+
+/// Records `out[n, c, h, w] = x[n, h, w, c]`: the inverse of [`transpose_to_nhwc`];
+/// `x` `[N, H, W, C]`, `out` `[N, C, H, W]`.
+pub fn transpose_to_nchw(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "transpose_to_nchw";
+    let [n, h, w, c] = nhwc(OP, "x", x)?;
+    check_out(OP, out, [Some(n), Some(c), Some(h), Some(w)])?;
+    let p = params(OP, [n, h, w, c], [n, h, w, c], [1, 1], 0, out.numel())?;
+    record(ctx, encoder, OP, 5, x, out, p)
 }
 
 /// Records depth to space: `x` `[N, H, W, C * fh * fw]` with channel
