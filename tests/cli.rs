@@ -451,3 +451,31 @@ fn run_classifies_a_photo_and_a_npy_tensor() {
     assert!(stderr.contains("--calibrate"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A reader that goes away early (`inspect ... | head`) ends the tool quietly, as SIGPIPE
+/// ends other Unix tools, not with a panic on the failed write.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_tool_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let det = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/ppocr/ch_PP-OCRv4_det_infer.onnx"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgpu-quant"))
+        .args(["inspect", det, "--shape", "1,3,256,256"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the tool prints its ~200 lines.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?} {stderr}",
+        out.status
+    );
+}
