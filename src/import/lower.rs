@@ -279,141 +279,154 @@ impl Lowering {
         }
         let dequant = n.op_type() == "DequantizeLinear";
         match self.input(n, 0).cloned() {
-            Some(Val::Const(x)) => {
-                let r = x.dims.len();
-                let axis = if scales.len() > 1 {
-                    let a = fold::axis(attrs.int("axis", 1), r, false)?;
-                    if x.dims[a] != scales.len() {
-                        return Err(format!(
-                            "{} scales for axis {a} of {:?}",
-                            scales.len(),
-                            x.dims
-                        ));
-                    }
-                    Some(a)
-                } else {
-                    None
-                };
-                let inner: usize = axis.map_or(1, |a| x.dims[a + 1..].iter().product());
-                let slot = |e: usize| axis.map_or(0, |a| e / inner % x.dims[a]);
-                if dequant {
-                    let codes = x.as_ik()?.to_vec();
-                    let v: Vec<f32> = codes
-                        .iter()
-                        .enumerate()
-                        .map(|(e, &q)| ((q - zps[slot(e)]) as f32) * scales[slot(e)])
-                        .collect();
-                    if let Some(out) = n.output.first() {
-                        self.qconst.insert(
-                            out.clone(),
-                            QConst {
-                                codes,
-                                elem: x.elem,
-                                scales: scales.clone(),
-                                zero_points: zps,
-                                axis,
-                            },
-                        );
-                    }
-                    Ok(Val::Const(Const::f32(x.dims.clone(), v)))
-                } else {
-                    let elem = zp
-                        .as_ref()
-                        .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
-                            z.elem
-                        });
-                    let qt = qtype_of(elem)?;
-                    let xv = x.to_f32();
-                    let codes = (0..xv.len())
-                        .map(|e| {
-                            i64::from(crate::quant::quantize_value(
-                                xv[e],
-                                scales[slot(e)],
-                                zps[slot(e)] as i32,
-                                qt.qmin(),
-                                qt.qmax(),
-                            ))
-                        })
-                        .collect();
-                    Ok(Val::Const(Const {
-                        dims: x.dims.clone(),
-                        elem,
-                        data: Data::I64(codes),
-                    }))
-                }
-            }
-            Some(Val::Act(a)) => {
-                if scales.len() != 1 {
-                    return Err(format!(
-                        "{} scales: activations are quantized per tensor only",
-                        scales.len()
-                    ));
-                }
-                let key = src_key(a.src);
-                if dequant {
-                    let Some(q) = self.act_q.get(&key) else {
-                        return Err(
-                            "dequantizes an activation that no QuantizeLinear quantized".into()
-                        );
-                    };
-                    if q.scale != scales[0] || i64::from(q.zero_point) != zps[0] {
-                        return Err(format!(
-                            "dequantizes with scale {} and zero point {}; it was quantized with {} and {}",
-                            scales[0], zps[0], q.scale, q.zero_point
-                        ));
-                    }
-                    return Ok(Val::Act(a));
-                }
-                let elem = zp
-                    .as_ref()
-                    .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
-                        z.elem
-                    });
-                let anno = QAnno {
-                    scale: scales[0],
-                    zero_point: zps[0] as i32,
-                    qtype: qtype_of(elem)?,
-                };
-                // The codes saturate at [(qmin - z) s, (qmax - z) s]. Exporters drop a
-                // ReLU/ReLU6 that this range implies; give it back to a layer that only
-                // this node reads, so its float twin clips as the codes do (the integer
-                // results are the same with or without it).
-                if let Some(i) = self.fusable(&n.input[0], &a) {
-                    let (lo, hi) = (
-                        (anno.qtype.qmin() - anno.zero_point) as f32 * anno.scale,
-                        (anno.qtype.qmax() - anno.zero_point) as f32 * anno.scale,
-                    );
-                    let implied = if lo != 0.0 {
-                        None
-                    } else if (hi - 6.0).abs() <= 1e-4 * 6.0 {
-                        Some(Activation::Relu6)
-                    } else {
-                        Some(Activation::Relu)
-                    };
-                    match (&mut self.graph.nodes[i].layer, implied) {
-                        (Layer::Conv { desc, .. }, Some(act))
-                            if desc.activation == Activation::None =>
-                        {
-                            desc.activation = act
-                        }
-                        (Layer::Linear { activation, .. }, Some(act))
-                            if *activation == Activation::None =>
-                        {
-                            *activation = act
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(old) = self.act_q.insert(key, anno) {
-                    if old != anno {
-                        return Err(format!(
-                            "quantizes one activation twice, with {old:?} and {anno:?}"
-                        ));
-                    }
-                }
-                Ok(Val::Act(a))
-            }
+            Some(Val::Const(x)) => self.qdq_const(n, attrs, x, (scales, zps, zp), dequant),
+            Some(Val::Act(a)) => self.qdq_act(n, a, (scales, zps, zp), dequant),
             _ => Err("input 0 is missing".into()),
+        }
+    }
+
+    fn qdq_act(
+        &mut self,
+        n: &NodeProto,
+        a: Act,
+        (scales, zps, zp): (Vec<f32>, Vec<i64>, Option<Const>),
+        dequant: bool,
+    ) -> R<Val> {
+        if scales.len() != 1 {
+            return Err(format!(
+                "{} scales: activations are quantized per tensor only",
+                scales.len()
+            ));
+        }
+        let key = src_key(a.src);
+        if dequant {
+            let Some(q) = self.act_q.get(&key) else {
+                return Err("dequantizes an activation that no QuantizeLinear quantized".into());
+            };
+            if q.scale != scales[0] || i64::from(q.zero_point) != zps[0] {
+                return Err(format!(
+                    "dequantizes with scale {} and zero point {}; it was quantized with {} and {}",
+                    scales[0], zps[0], q.scale, q.zero_point
+                ));
+            }
+            return Ok(Val::Act(a));
+        }
+        let elem = zp
+            .as_ref()
+            .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
+                z.elem
+            });
+        let anno = QAnno {
+            scale: scales[0],
+            zero_point: zps[0] as i32,
+            qtype: qtype_of(elem)?,
+        };
+        // The codes saturate at [(qmin - z) s, (qmax - z) s]. Exporters drop a
+        // ReLU/ReLU6 that this range implies; give it back to a layer that only
+        // this node reads, so its float twin clips as the codes do (the integer
+        // results are the same with or without it).
+        if let Some(i) = self.fusable(&n.input[0], &a) {
+            let (lo, hi) = (
+                (anno.qtype.qmin() - anno.zero_point) as f32 * anno.scale,
+                (anno.qtype.qmax() - anno.zero_point) as f32 * anno.scale,
+            );
+            let implied = if lo != 0.0 {
+                None
+            } else if (hi - 6.0).abs() <= 1e-4 * 6.0 {
+                Some(Activation::Relu6)
+            } else {
+                Some(Activation::Relu)
+            };
+            match (&mut self.graph.nodes[i].layer, implied) {
+                (Layer::Conv { desc, .. }, Some(act)) if desc.activation == Activation::None => {
+                    desc.activation = act
+                }
+                (Layer::Linear { activation, .. }, Some(act))
+                    if *activation == Activation::None =>
+                {
+                    *activation = act
+                }
+                _ => {}
+            }
+        }
+        if let Some(old) = self.act_q.insert(key, anno) {
+            if old != anno {
+                return Err(format!(
+                    "quantizes one activation twice, with {old:?} and {anno:?}"
+                ));
+            }
+        }
+        Ok(Val::Act(a))
+    }
+
+    fn qdq_const(
+        &mut self,
+        n: &NodeProto,
+        attrs: &Attrs,
+        x: Const,
+        (scales, zps, zp): (Vec<f32>, Vec<i64>, Option<Const>),
+        dequant: bool,
+    ) -> R<Val> {
+        let r = x.dims.len();
+        let axis = if scales.len() > 1 {
+            let a = fold::axis(attrs.int("axis", 1), r, false)?;
+            if x.dims[a] != scales.len() {
+                return Err(format!(
+                    "{} scales for axis {a} of {:?}",
+                    scales.len(),
+                    x.dims
+                ));
+            }
+            Some(a)
+        } else {
+            None
+        };
+        let inner: usize = axis.map_or(1, |a| x.dims[a + 1..].iter().product());
+        let slot = |e: usize| axis.map_or(0, |a| e / inner % x.dims[a]);
+        if dequant {
+            let codes = x.as_ik()?.to_vec();
+            let v: Vec<f32> = codes
+                .iter()
+                .enumerate()
+                .map(|(e, &q)| ((q - zps[slot(e)]) as f32) * scales[slot(e)])
+                .collect();
+            if let Some(out) = n.output.first() {
+                self.qconst.insert(
+                    out.clone(),
+                    QConst {
+                        codes,
+                        elem: x.elem,
+                        scales: scales.clone(),
+                        zero_points: zps,
+                        axis,
+                    },
+                );
+            }
+            Ok(Val::Const(Const::f32(x.dims.clone(), v)))
+        } else {
+            let elem = zp
+                .as_ref()
+                .map_or(super::proto::tensor_proto::DataType::Uint8 as i32, |z| {
+                    z.elem
+                });
+            let qt = qtype_of(elem)?;
+            let xv = x.to_f32();
+            let codes = (0..xv.len())
+                .map(|e| {
+                    i64::from(crate::quant::quantize_value(
+                        xv[e],
+                        scales[slot(e)],
+                        zps[slot(e)] as i32,
+                        qt.qmin(),
+                        qt.qmax(),
+                    ))
+                })
+                .collect();
+            Ok(Val::Const(Const {
+                dims: x.dims.clone(),
+                elem,
+                data: Data::I64(codes),
+            }))
         }
     }
 
@@ -444,35 +457,7 @@ impl Lowering {
         if op == "QLinearGlobalAveragePool" && Attrs(&n.attribute).int("channels_last", 0) != 0 {
             return Err("channels_last = 1 is not supported".into());
         }
-        let mut inputs = Vec::new();
-        for &(v, sc, zp) in &acts {
-            match self.input(n, v).cloned() {
-                Some(Val::Act(_)) => {
-                    // The activation's codes must be the ones its producer wrote.
-                    let dq = NodeProto {
-                        op_type: Some("DequantizeLinear".into()),
-                        input: vec![name(v), name(sc), name(zp)],
-                        output: vec![format!("{base}in{v}")],
-                        ..Default::default()
-                    };
-                    self.qdq(&dq, &Attrs(&[]))?;
-                    inputs.push(name(v));
-                }
-                Some(Val::Const(_)) => {
-                    let tmp = format!("{base}in{v}");
-                    let dq = NodeProto {
-                        op_type: Some("DequantizeLinear".into()),
-                        input: vec![name(v), name(sc), name(zp)],
-                        output: vec![tmp.clone()],
-                        ..Default::default()
-                    };
-                    let c = self.qdq(&dq, &Attrs(&[]))?;
-                    self.vals.insert(tmp.clone(), c);
-                    inputs.push(tmp);
-                }
-                _ => return Err(format!("input {v} is missing")),
-            }
-        }
+        let mut inputs = self.qoperator_inputs(n, &base, &acts)?;
         // Weights (dequantized, their codes kept) and the int32 bias (dequantized with
         // the input's scale times the weight's).
         let weight = |s: &mut Lowering, w: usize, axis: i64| -> R<String> {
@@ -579,6 +564,43 @@ impl Lowering {
             ..Default::default()
         };
         self.qdq(&q, &Attrs(&[]))
+    }
+
+    /// The activation (or constant) inputs of a QOperator node, as value names a float
+    /// node can read: an activation's scale checked against its producer's, a
+    /// constant's codes dequantized.
+    fn qoperator_inputs(&mut self, n: &NodeProto, base: &str, acts: &[QInput]) -> R<Vec<String>> {
+        let name = |i: usize| n.input.get(i).cloned().unwrap_or_default();
+        let mut inputs = Vec::new();
+        for &(v, sc, zp) in acts {
+            match self.input(n, v).cloned() {
+                Some(Val::Act(_)) => {
+                    // The activation's codes must be the ones its producer wrote.
+                    let dq = NodeProto {
+                        op_type: Some("DequantizeLinear".into()),
+                        input: vec![name(v), name(sc), name(zp)],
+                        output: vec![format!("{base}in{v}")],
+                        ..Default::default()
+                    };
+                    self.qdq(&dq, &Attrs(&[]))?;
+                    inputs.push(name(v));
+                }
+                Some(Val::Const(_)) => {
+                    let tmp = format!("{base}in{v}");
+                    let dq = NodeProto {
+                        op_type: Some("DequantizeLinear".into()),
+                        input: vec![name(v), name(sc), name(zp)],
+                        output: vec![tmp.clone()],
+                        ..Default::default()
+                    };
+                    let c = self.qdq(&dq, &Attrs(&[]))?;
+                    self.vals.insert(tmp.clone(), c);
+                    inputs.push(tmp);
+                }
+                _ => return Err(format!("input {v} is missing")),
+            }
+        }
+        Ok(inputs)
     }
 
     /// Records the file's codes of a layer weight made from the dequantized constant
@@ -731,53 +753,7 @@ impl Lowering {
                 Ok(vec![Val::Const(shape_of(&a.shape, &attrs))])
             }
             "Conv" => one(self.conv(n, &attrs, label)?),
-            "BatchNormalization" => {
-                if attrs.int("training_mode", 0) != 0
-                    || n.output.iter().skip(1).any(|o| !o.is_empty())
-                {
-                    return Err(
-                        "training mode (running statistics as outputs) is not supported".into(),
-                    );
-                }
-                let x = self.act(n, 0)?;
-                let c = x
-                    .shape
-                    .get(1)
-                    .copied()
-                    .ok_or("the input has no channel axis")?;
-                let get = |i: usize, what: &str| -> R<Vec<f32>> {
-                    let v = self
-                        .konst(n, i, what)?
-                        .ok_or(format!("input {i} ({what}) is missing"))?
-                        .to_f32();
-                    if v.len() != c {
-                        return Err(format!(
-                            "{what} has {} values; the input has {c} channels",
-                            v.len()
-                        ));
-                    }
-                    Ok(v)
-                };
-                let (g, b, m, v) = (
-                    get(1, "scale")?,
-                    get(2, "B")?,
-                    get(3, "mean")?,
-                    get(4, "var")?,
-                );
-                let eps = attrs.float("epsilon", 1e-5);
-                let mut scale = Vec::with_capacity(c);
-                let mut shift = Vec::with_capacity(c);
-                for i in 0..c {
-                    let den = f64::from(v[i]) + f64::from(eps);
-                    if den.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-                        return Err(format!("var[{i}] + epsilon = {den} is not positive"));
-                    }
-                    let k = f64::from(g[i]) / den.sqrt();
-                    scale.push(k);
-                    shift.push(f64::from(b[i]) - f64::from(m[i]) * k);
-                }
-                one(self.affine(&n.input[0], x, &scale, &shift, label)?)
-            }
+            "BatchNormalization" => self.lower_batch_norm(n, &attrs, label),
             "Relu" => {
                 let x = self.act(n, 0)?;
                 one(self.clip(&n.input[0], x, 0.0, f32::INFINITY, label)?)
@@ -798,139 +774,11 @@ impl Lowering {
                 };
                 one(self.map(self.act(n, 0)?, f, label)?)
             }
-            "Clip" => {
-                let (lo, hi) = if self.opset < 11 {
-                    (
-                        attrs.float("min", f32::NEG_INFINITY),
-                        attrs.float("max", f32::INFINITY),
-                    )
-                } else {
-                    let b = |i: usize, d: f32| -> R<f32> {
-                        Ok(
-                            match self.konst(n, i, if i == 1 { "min" } else { "max" })? {
-                                Some(c) => c.scalar_f32().ok_or("a bound is not a scalar")?,
-                                None => d,
-                            },
-                        )
-                    };
-                    (b(1, f32::NEG_INFINITY)?, b(2, f32::INFINITY)?)
-                };
-                let x = self.act(n, 0)?;
-                one(self.clip(&n.input[0], x, lo, hi, label)?)
-            }
+            "Clip" => self.lower_clip_node(n, &attrs, label),
             "Add" | "Sub" | "Mul" | "Div" => one(self.binary(n, op, label)?),
-            "Gemm" => {
-                if attrs.int("transA", 0) != 0 {
-                    return Err("transA = 1 is not supported".into());
-                }
-                let a = self.act(n, 0)?;
-                let b = self
-                    .konst(n, 1, "B")?
-                    .ok_or("input 1 (B) is missing")?
-                    .clone();
-                if b.dims.len() != 2 {
-                    return Err(format!("B has shape {:?}; Gemm needs a matrix", b.dims));
-                }
-                let trans_b = attrs.int("transB", 0) != 0;
-                let (k, nn) = if trans_b {
-                    (b.dims[1], b.dims[0])
-                } else {
-                    (b.dims[0], b.dims[1])
-                };
-                let alpha = attrs.float("alpha", 1.0);
-                let mut w = b.to_f32();
-                let mut codes = self.codes_of(&n.input[1]);
-                if !trans_b {
-                    w = crate::reference::transpose(&w, k, nn);
-                    codes = codes.map(|c| crate::reference::transpose(&c, k, nn));
-                }
-                w.iter_mut().for_each(|v| *v *= alpha);
-                let q = codes.map(|c| QWeight {
-                    value: n.input[1].clone(),
-                    codes: c,
-                    out_axis: if trans_b { 0 } else { 1 },
-                    scale_mul: alpha,
-                });
-                let bias = match self.konst(n, 2, "C")? {
-                    None => None,
-                    Some(c) => {
-                        let beta = attrs.float("beta", 1.0);
-                        let d = c.dims.clone();
-                        let per_col = d.iter().product::<usize>() == 1
-                            || (d.last() == Some(&nn) && d.iter().rev().skip(1).all(|&x| x == 1));
-                        if !per_col {
-                            return Err(format!("C has shape {d:?}; only a bias row of {nn} values (or a scalar) is supported"));
-                        }
-                        let v = c.to_f32();
-                        Some(
-                            (0..nn)
-                                .map(|j| v[if v.len() == 1 { 0 } else { j }] * beta)
-                                .collect(),
-                        )
-                    }
-                };
-                one(self.linear(a, w, bias, nn, k, label, q)?)
-            }
-            "MatMul" => {
-                let a = self.act(n, 0)?;
-                let b = self
-                    .konst(n, 1, "B")?
-                    .ok_or("input 1 (B) is missing")?
-                    .clone();
-                if b.dims.len() != 2 || a.shape.len() != 2 {
-                    return Err(format!(
-                        "{:?} x {:?}: only a 2-D activation times a constant matrix is supported",
-                        a.shape, b.dims
-                    ));
-                }
-                let (k, nn) = (b.dims[0], b.dims[1]);
-                let w = crate::reference::transpose(&b.to_f32(), k, nn);
-                let q = self.codes_of(&n.input[1]).map(|c| QWeight {
-                    value: n.input[1].clone(),
-                    codes: crate::reference::transpose(&c, k, nn),
-                    out_axis: 1,
-                    scale_mul: 1.0,
-                });
-                one(self.linear(a, w, None, nn, k, label, q)?)
-            }
-            "MaxPool" | "AveragePool" => {
-                if n.output.get(1).is_some_and(|o| !o.is_empty()) {
-                    return Err("the Indices output is not supported".into());
-                }
-                let x = self.nhwc(self.act(n, 0)?)?;
-                let kernel = attrs
-                    .ints("kernel_shape")
-                    .ok_or("kernel_shape is missing")?;
-                if kernel.len() != 2 {
-                    return Err(format!(
-                        "kernel_shape {kernel:?}: only 2-D pooling is supported"
-                    ));
-                }
-                let kind = if op == "MaxPool" {
-                    PoolKind::Max
-                } else {
-                    PoolKind::Avg
-                };
-                let mut d = PoolDesc::new(kind, 1, 1);
-                d.kernel = Some([to_us(kernel[0])?, to_us(kernel[1])?]);
-                d.stride = pair(&attrs, "strides", 1)?;
-                d.dilation = pair(&attrs, "dilations", 1)?;
-                d.padding = padding(&attrs)?;
-                d.count_pad = attrs.int("count_include_pad", 0) != 0;
-                let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
-                if attrs.int("ceil_mode", 0) != 0 {
-                    let mut c = d;
-                    c.padding = ceil_padding(&d, &x.phys)?;
-                    let oc = c.output_shape(&x.phys).map_err(|e| e.to_string())?;
-                    if oc != out {
-                        return Err(format!(
-                            "ceil_mode = 1 changes the output from {:?} to {:?}; only floor rounding is supported",
-                            out, oc
-                        ));
-                    }
-                }
-                one(self.layer4(Layer::Pool(d), x, out, label))
-            }
+            "Gemm" => self.lower_gemm(n, &attrs, label),
+            "MatMul" => self.lower_matmul(n, label),
+            "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.nhwc(self.act(n, 0)?)?;
                 let kind = if op == "GlobalMaxPool" {
@@ -943,116 +791,11 @@ impl Lowering {
                 let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
                 one(self.layer4(Layer::Pool(d), x, out, label))
             }
-            "Softmax" => {
-                let x = self.act(n, 0)?;
-                let r = x.shape.len();
-                let default = if self.opset < 13 { 1 } else { -1 };
-                let ax = fold::axis(attrs.int("axis", default), r, false)?;
-                let last = x.phys.last().copied().unwrap_or(0);
-                let reduced: usize = if self.opset < 13 {
-                    x.shape[ax..].iter().product()
-                } else {
-                    x.shape[ax]
-                };
-                let trailing_ones = x.shape[ax + 1..].iter().all(|&d| d == 1);
-                let ok = match x.layout {
-                    Layout::Nhwc => ax == 1 && (self.opset >= 13 || trailing_ones),
-                    l => l.is_ordered(&x.shape) && (ax == r - 1 || trailing_ones),
-                } && reduced == last;
-                if !ok {
-                    return Err(format!(
-                        "softmax over axis {ax} of {:?} is not over the stored last axis; only the channel axis of NCHW or the last axis is supported",
-                        x.shape
-                    ));
-                }
-                let i = self.push(label, Layer::Softmax, x.src);
-                one(Act {
-                    src: Src::Node(i),
-                    ..x
-                })
-            }
+            "Softmax" => self.lower_softmax(n, &attrs, label),
             "Resize" | "Upsample" => one(self.resize(n, &attrs, label)?),
-            "Concat" => {
-                let rank = match self.input(n, 0) {
-                    Some(Val::Act(a)) => a.shape.len(),
-                    _ => {
-                        return Err("concatenates an activation with constants (unsupported)".into())
-                    }
-                };
-                let ax = fold::axis(attrs.int("axis", 0), rank, false)?;
-                let mut acts = Vec::new();
-                for i in 0..n.input.len() {
-                    acts.push(
-                        self.nhwc(self.act(n, i)?)
-                            .map_err(|e| format!("{e} (only NCHW activations concatenate)"))?,
-                    );
-                }
-                if ax != 1 {
-                    return Err(format!(
-                        "concatenation along axis {ax}: only the channel axis (1) is supported"
-                    ));
-                }
-                let first = acts[0].clone();
-                let mut others = Vec::new();
-                let mut c = first.shape[1];
-                for a in &acts[1..] {
-                    if a.shape[0] != first.shape[0] || a.shape[2..] != first.shape[2..] {
-                        return Err(format!("concatenates {:?} with {:?}", first.shape, a.shape));
-                    }
-                    let Src::Node(o) = a.src else {
-                        return Err(
-                            "the model input can only be the first input of a concatenation".into(),
-                        );
-                    };
-                    others.push(o);
-                    c += a.shape[1];
-                }
-                let out = vec![first.phys[0], first.phys[1], first.phys[2], c];
-                one(self.layer4(Layer::Concat { others }, first, out, label))
-            }
+            "Concat" => self.lower_concat(n, &attrs, label),
             "ConvTranspose" => one(self.conv_transpose(n, &attrs, label)?),
-            "Pad" => {
-                let x = self.nhwc(self.act(n, 0)?)?;
-                let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
-                let (pads, value) = if self.opset < 11 {
-                    (
-                        attrs.ints("pads").ok_or("pads is missing")?,
-                        attrs.float("value", 0.0),
-                    )
-                } else {
-                    let p = self
-                        .konst(n, 1, "pads")?
-                        .ok_or("input 1 (pads) is missing")?
-                        .as_ik()?
-                        .to_vec();
-                    let v = match self.konst(n, 2, "constant_value")? {
-                        Some(c) => c.scalar_f32().ok_or("constant_value is not a scalar")?,
-                        None => 0.0,
-                    };
-                    if self.input(n, 3).is_some() {
-                        return Err("the axes input is not supported".into());
-                    }
-                    (p, v)
-                };
-                if mode != "constant" || value != 0.0 {
-                    return Err(format!("mode '{mode}' with value {value}: only zero padding (folded into the next convolution) is supported"));
-                }
-                // [N, C, H, W] begins, then ends; only H and W may be padded.
-                let [nb, cb, hb, wb, ne, ce, he, we] = pads[..] else {
-                    return Err(format!("pads {pads:?}: eight values (NCHW) expected"));
-                };
-                if nb != 0 || cb != 0 || ne != 0 || ce != 0 {
-                    return Err(format!(
-                        "pads {pads:?}: only the spatial axes may be padded"
-                    ));
-                }
-                let u = |v: i64| {
-                    to_us(v).map_err(|_| {
-                        format!("pads {pads:?}: negative padding (cropping) is not supported")
-                    })
-                };
-                Ok(vec![Val::Padded(x, [u(hb)?, u(wb)?, u(he)?, u(we)?])])
-            }
+            "Pad" => self.lower_pad(n, &attrs, label),
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
@@ -1078,6 +821,302 @@ impl Lowering {
             }
             _ => Err(format!("operator {op} is not supported on activations")),
         }
+    }
+
+    fn lower_batch_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        if attrs.int("training_mode", 0) != 0 || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err("training mode (running statistics as outputs) is not supported".into());
+        }
+        let x = self.act(n, 0)?;
+        let c = x
+            .shape
+            .get(1)
+            .copied()
+            .ok_or("the input has no channel axis")?;
+        let get = |i: usize, what: &str| -> R<Vec<f32>> {
+            let v = self
+                .konst(n, i, what)?
+                .ok_or(format!("input {i} ({what}) is missing"))?
+                .to_f32();
+            if v.len() != c {
+                return Err(format!(
+                    "{what} has {} values; the input has {c} channels",
+                    v.len()
+                ));
+            }
+            Ok(v)
+        };
+        let (g, b, m, v) = (
+            get(1, "scale")?,
+            get(2, "B")?,
+            get(3, "mean")?,
+            get(4, "var")?,
+        );
+        let eps = attrs.float("epsilon", 1e-5);
+        let mut scale = Vec::with_capacity(c);
+        let mut shift = Vec::with_capacity(c);
+        for i in 0..c {
+            let den = f64::from(v[i]) + f64::from(eps);
+            if den.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                return Err(format!("var[{i}] + epsilon = {den} is not positive"));
+            }
+            let k = f64::from(g[i]) / den.sqrt();
+            scale.push(k);
+            shift.push(f64::from(b[i]) - f64::from(m[i]) * k);
+        }
+        one(self.affine(&n.input[0], x, &scale, &shift, label)?)
+    }
+
+    fn lower_clip_node(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        let (lo, hi) = if self.opset < 11 {
+            (
+                attrs.float("min", f32::NEG_INFINITY),
+                attrs.float("max", f32::INFINITY),
+            )
+        } else {
+            let b = |i: usize, d: f32| -> R<f32> {
+                Ok(
+                    match self.konst(n, i, if i == 1 { "min" } else { "max" })? {
+                        Some(c) => c.scalar_f32().ok_or("a bound is not a scalar")?,
+                        None => d,
+                    },
+                )
+            };
+            (b(1, f32::NEG_INFINITY)?, b(2, f32::INFINITY)?)
+        };
+        let x = self.act(n, 0)?;
+        one(self.clip(&n.input[0], x, lo, hi, label)?)
+    }
+
+    fn lower_gemm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        if attrs.int("transA", 0) != 0 {
+            return Err("transA = 1 is not supported".into());
+        }
+        let a = self.act(n, 0)?;
+        let b = self
+            .konst(n, 1, "B")?
+            .ok_or("input 1 (B) is missing")?
+            .clone();
+        if b.dims.len() != 2 {
+            return Err(format!("B has shape {:?}; Gemm needs a matrix", b.dims));
+        }
+        let trans_b = attrs.int("transB", 0) != 0;
+        let (k, nn) = if trans_b {
+            (b.dims[1], b.dims[0])
+        } else {
+            (b.dims[0], b.dims[1])
+        };
+        let alpha = attrs.float("alpha", 1.0);
+        let mut w = b.to_f32();
+        let mut codes = self.codes_of(&n.input[1]);
+        if !trans_b {
+            w = crate::reference::transpose(&w, k, nn);
+            codes = codes.map(|c| crate::reference::transpose(&c, k, nn));
+        }
+        w.iter_mut().for_each(|v| *v *= alpha);
+        let q = codes.map(|c| QWeight {
+            value: n.input[1].clone(),
+            codes: c,
+            out_axis: if trans_b { 0 } else { 1 },
+            scale_mul: alpha,
+        });
+        let bias = match self.konst(n, 2, "C")? {
+            None => None,
+            Some(c) => {
+                let beta = attrs.float("beta", 1.0);
+                let d = c.dims.clone();
+                let per_col = d.iter().product::<usize>() == 1
+                    || (d.last() == Some(&nn) && d.iter().rev().skip(1).all(|&x| x == 1));
+                if !per_col {
+                    return Err(format!("C has shape {d:?}; only a bias row of {nn} values (or a scalar) is supported"));
+                }
+                let v = c.to_f32();
+                Some(
+                    (0..nn)
+                        .map(|j| v[if v.len() == 1 { 0 } else { j }] * beta)
+                        .collect(),
+                )
+            }
+        };
+        one(self.linear(a, w, bias, nn, k, label, q)?)
+    }
+
+    fn lower_matmul(&mut self, n: &NodeProto, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        let a = self.act(n, 0)?;
+        let b = self
+            .konst(n, 1, "B")?
+            .ok_or("input 1 (B) is missing")?
+            .clone();
+        if b.dims.len() != 2 || a.shape.len() != 2 {
+            return Err(format!(
+                "{:?} x {:?}: only a 2-D activation times a constant matrix is supported",
+                a.shape, b.dims
+            ));
+        }
+        let (k, nn) = (b.dims[0], b.dims[1]);
+        let w = crate::reference::transpose(&b.to_f32(), k, nn);
+        let q = self.codes_of(&n.input[1]).map(|c| QWeight {
+            value: n.input[1].clone(),
+            codes: crate::reference::transpose(&c, k, nn),
+            out_axis: 1,
+            scale_mul: 1.0,
+        });
+        one(self.linear(a, w, None, nn, k, label, q)?)
+    }
+
+    fn lower_pool(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let op = n.op_type();
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err("the Indices output is not supported".into());
+        }
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let kernel = attrs
+            .ints("kernel_shape")
+            .ok_or("kernel_shape is missing")?;
+        if kernel.len() != 2 {
+            return Err(format!(
+                "kernel_shape {kernel:?}: only 2-D pooling is supported"
+            ));
+        }
+        let kind = if op == "MaxPool" {
+            PoolKind::Max
+        } else {
+            PoolKind::Avg
+        };
+        let mut d = PoolDesc::new(kind, 1, 1);
+        d.kernel = Some([to_us(kernel[0])?, to_us(kernel[1])?]);
+        d.stride = pair(attrs, "strides", 1)?;
+        d.dilation = pair(attrs, "dilations", 1)?;
+        d.padding = padding(attrs)?;
+        d.count_pad = attrs.int("count_include_pad", 0) != 0;
+        let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+        if attrs.int("ceil_mode", 0) != 0 {
+            let mut c = d;
+            c.padding = ceil_padding(&d, &x.phys)?;
+            let oc = c.output_shape(&x.phys).map_err(|e| e.to_string())?;
+            if oc != out {
+                return Err(format!(
+                    "ceil_mode = 1 changes the output from {:?} to {:?}; only floor rounding is supported",
+                    out, oc
+                ));
+            }
+        }
+        one(self.layer4(Layer::Pool(d), x, out, label))
+    }
+
+    fn lower_softmax(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        let x = self.act(n, 0)?;
+        let r = x.shape.len();
+        let default = if self.opset < 13 { 1 } else { -1 };
+        let ax = fold::axis(attrs.int("axis", default), r, false)?;
+        let last = x.phys.last().copied().unwrap_or(0);
+        let reduced: usize = if self.opset < 13 {
+            x.shape[ax..].iter().product()
+        } else {
+            x.shape[ax]
+        };
+        let trailing_ones = x.shape[ax + 1..].iter().all(|&d| d == 1);
+        let ok = match x.layout {
+            Layout::Nhwc => ax == 1 && (self.opset >= 13 || trailing_ones),
+            l => l.is_ordered(&x.shape) && (ax == r - 1 || trailing_ones),
+        } && reduced == last;
+        if !ok {
+            return Err(format!(
+                "softmax over axis {ax} of {:?} is not over the stored last axis; only the channel axis of NCHW or the last axis is supported",
+                x.shape
+            ));
+        }
+        let i = self.push(label, Layer::Softmax, x.src);
+        one(Act {
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
+    fn lower_concat(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
+        let rank = match self.input(n, 0) {
+            Some(Val::Act(a)) => a.shape.len(),
+            _ => return Err("concatenates an activation with constants (unsupported)".into()),
+        };
+        let ax = fold::axis(attrs.int("axis", 0), rank, false)?;
+        let mut acts = Vec::new();
+        for i in 0..n.input.len() {
+            acts.push(
+                self.nhwc(self.act(n, i)?)
+                    .map_err(|e| format!("{e} (only NCHW activations concatenate)"))?,
+            );
+        }
+        if ax != 1 {
+            return Err(format!(
+                "concatenation along axis {ax}: only the channel axis (1) is supported"
+            ));
+        }
+        let first = acts[0].clone();
+        let mut others = Vec::new();
+        let mut c = first.shape[1];
+        for a in &acts[1..] {
+            if a.shape[0] != first.shape[0] || a.shape[2..] != first.shape[2..] {
+                return Err(format!("concatenates {:?} with {:?}", first.shape, a.shape));
+            }
+            let Src::Node(o) = a.src else {
+                return Err(
+                    "the model input can only be the first input of a concatenation".into(),
+                );
+            };
+            others.push(o);
+            c += a.shape[1];
+        }
+        let out = vec![first.phys[0], first.phys[1], first.phys[2], c];
+        one(self.layer4(Layer::Concat { others }, first, out, label))
+    }
+
+    fn lower_pad(&mut self, n: &NodeProto, attrs: &Attrs, _label: &str) -> R<Vec<Val>> {
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
+        let (pads, value) = if self.opset < 11 {
+            (
+                attrs.ints("pads").ok_or("pads is missing")?,
+                attrs.float("value", 0.0),
+            )
+        } else {
+            let p = self
+                .konst(n, 1, "pads")?
+                .ok_or("input 1 (pads) is missing")?
+                .as_ik()?
+                .to_vec();
+            let v = match self.konst(n, 2, "constant_value")? {
+                Some(c) => c.scalar_f32().ok_or("constant_value is not a scalar")?,
+                None => 0.0,
+            };
+            if self.input(n, 3).is_some() {
+                return Err("the axes input is not supported".into());
+            }
+            (p, v)
+        };
+        if mode != "constant" || value != 0.0 {
+            return Err(format!("mode '{mode}' with value {value}: only zero padding (folded into the next convolution) is supported"));
+        }
+        // [N, C, H, W] begins, then ends; only H and W may be padded.
+        let [nb, cb, hb, wb, ne, ce, he, we] = pads[..] else {
+            return Err(format!("pads {pads:?}: eight values (NCHW) expected"));
+        };
+        if nb != 0 || cb != 0 || ne != 0 || ce != 0 {
+            return Err(format!(
+                "pads {pads:?}: only the spatial axes may be padded"
+            ));
+        }
+        let u = |v: i64| {
+            to_us(v)
+                .map_err(|_| format!("pads {pads:?}: negative padding (cropping) is not supported"))
+        };
+        Ok(vec![Val::Padded(x, [u(hb)?, u(wb)?, u(he)?, u(we)?])])
     }
 
     /// Axes of Squeeze/Unsqueeze (an attribute before opset 13, an input since).

@@ -450,34 +450,7 @@ fn import_graph(
     known.insert(inp.name());
     let order = topo_order(g, &known).map_err(e)?;
     // Only nodes the output depends on are imported.
-    let producer: HashMap<&str, usize> = g
-        .node
-        .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    let mut live = vec![false; g.node.len()];
-    let mut stack: Vec<&str> = vec![out.name()];
-    while let Some(v) = stack.pop() {
-        if let Some(&p) = producer.get(v) {
-            if !std::mem::replace(&mut live[p], true) {
-                stack.extend(g.node[p].input.iter().map(String::as_str));
-            }
-        }
-    }
-    let mut uses: HashMap<String, usize> = HashMap::new();
-    for n in g
-        .node
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| live[*i])
-        .map(|(_, n)| n)
-    {
-        for i in n.input.iter().filter(|s| !s.is_empty()) {
-            *uses.entry(i.clone()).or_default() += 1;
-        }
-    }
-    *uses.entry(out.name().to_string()).or_default() += 1;
+    let (live, uses) = live_nodes(g, out.name());
     let outputs: HashSet<String> = [out.name().to_string()].into();
     let mut low = Lowering::new(opset, uses, outputs);
     for (k, c) in consts {
@@ -497,6 +470,69 @@ fn import_graph(
             src: Src::Input,
         }),
     );
+    let ops = lower_nodes(&mut low, g, &order, &live).map_err(e)?;
+    let out_act = match low.vals.get(out.name()) {
+        Some(Val::Act(a)) => a.clone(),
+        Some(Val::Const(_)) => return Err(e(format!("output '{}' is a constant", out.name()))),
+        _ => return Err(e(format!("output '{}' is not computed", out.name()))),
+    };
+    let last = low.graph.nodes.len().checked_sub(1);
+    if out_act.src != Src::Node(last.unwrap_or(usize::MAX)) {
+        return Err(e(format!(
+            "output '{}' is not the last layer's result (the graph has {} layers)",
+            out.name(),
+            low.graph.nodes.len()
+        )));
+    }
+    let input = Edge {
+        name: inp.name().to_string(),
+        shape,
+        model_shape,
+        layout,
+    };
+    let output = Edge {
+        name: out.name().to_string(),
+        shape: out_act.shape.clone(),
+        model_shape: out_act.phys.clone(),
+        layout: out_act.layout,
+    };
+    let quantized = ops.keys().any(|o| {
+        matches!(
+            o.as_str(),
+            "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "QGemm"
+        )
+    });
+    // Hard swish spelled out becomes one layer (float files only: in a quantized file
+    // the spelled-out steps carry their own scales).
+    if !quantized {
+        optimize::fuse_hard_swish(&mut low.graph);
+    }
+    let qdq = if quantized {
+        Some(collect_qdq(&mut low, &input.model_shape).map_err(|x| e(x.to_string()))?)
+    } else {
+        None
+    };
+    Ok(OnnxImport {
+        graph: low.graph,
+        weights: low.weights,
+        input,
+        output,
+        file: file.to_string(),
+        opset,
+        ops,
+        nodes: g.node.len(),
+        qdq,
+    })
+}
+
+/// Lowers the live nodes in `order`; returns the count of each operator type, or every
+/// node that cannot be imported, listed at once.
+fn lower_nodes(
+    low: &mut Lowering,
+    g: &proto::GraphProto,
+    order: &[usize],
+    live: &[bool],
+) -> std::result::Result<BTreeMap<String, usize>, String> {
     let mut ops: BTreeMap<String, usize> = BTreeMap::new();
     let mut problems: Vec<String> = Vec::new();
     for &i in order.iter().filter(|&&i| live[i]) {
@@ -538,88 +574,76 @@ fn import_graph(
         }
     }
     if !problems.is_empty() {
-        return Err(e(format!(
+        return Err(format!(
             "{} node(s) cannot be imported:\n  {}",
             problems.len(),
             problems.join("\n  ")
-        )));
+        ));
     }
-    let out_act = match low.vals.get(out.name()) {
-        Some(Val::Act(a)) => a.clone(),
-        Some(Val::Const(_)) => return Err(e(format!("output '{}' is a constant", out.name()))),
-        _ => return Err(e(format!("output '{}' is not computed", out.name()))),
-    };
-    let last = low.graph.nodes.len().checked_sub(1);
-    if out_act.src != Src::Node(last.unwrap_or(usize::MAX)) {
-        return Err(e(format!(
-            "output '{}' is not the last layer's result (the graph has {} layers)",
-            out.name(),
-            low.graph.nodes.len()
-        )));
+    Ok(ops)
+}
+
+/// Which nodes the output `out` depends on, and how many of their inputs (and graph
+/// outputs) read each value.
+fn live_nodes(g: &proto::GraphProto, out: &str) -> (Vec<bool>, HashMap<String, usize>) {
+    let producer: HashMap<&str, usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut live = vec![false; g.node.len()];
+    let mut stack: Vec<&str> = vec![out];
+    while let Some(v) = stack.pop() {
+        if let Some(&p) = producer.get(v) {
+            if !std::mem::replace(&mut live[p], true) {
+                stack.extend(g.node[p].input.iter().map(String::as_str));
+            }
+        }
     }
-    let input = Edge {
-        name: inp.name().to_string(),
-        shape,
-        model_shape,
-        layout,
-    };
-    let output = Edge {
-        name: out.name().to_string(),
-        shape: out_act.shape.clone(),
-        model_shape: out_act.phys.clone(),
-        layout: out_act.layout,
-    };
-    let quantized = ops.keys().any(|o| {
-        matches!(
-            o.as_str(),
-            "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "QGemm"
-        )
-    });
-    // Hard swish spelled out becomes one layer (float files only: in a quantized file
-    // the spelled-out steps carry their own scales).
-    if !quantized {
-        optimize::fuse_hard_swish(&mut low.graph);
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for n in g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live[*i])
+        .map(|(_, n)| n)
+    {
+        for i in n.input.iter().filter(|s| !s.is_empty()) {
+            *uses.entry(i.clone()).or_default() += 1;
+        }
     }
-    let qdq = if quantized {
-        let shapes = crate::model::infer_shapes(&low.graph, &input.model_shape)
-            .map_err(|x| e(x.to_string()))?;
-        let params = |key: usize, shape: &[usize]| -> Result<Option<QuantParams>> {
-            low.act_q
-                .get(&key)
-                .map(|a| {
-                    QuantParams::new(
-                        a.qtype,
-                        Granularity::PerTensor,
-                        shape,
-                        vec![a.scale],
-                        vec![a.zero_point],
-                    )
-                    .map_err(|x| e(x.to_string()))
-                })
-                .transpose()
-        };
-        let acts = (0..low.graph.nodes.len())
-            .map(|i| params(i, &shapes[i]))
-            .collect::<Result<Vec<_>>>()?;
-        Some(Qdq {
-            weights: std::mem::take(&mut low.qweights),
-            acts,
-            input: params(usize::MAX, &input.model_shape)?,
-            requantized: std::mem::take(&mut low.requantized),
-        })
-    } else {
-        None
+    *uses.entry(out.to_string()).or_default() += 1;
+    (live, uses)
+}
+
+/// The file's quantization of the lowered graph: weights' codes, and each quantized
+/// activation's parameters for the shapes the layers write.
+fn collect_qdq(low: &mut Lowering, input_shape: &[usize]) -> Result<Qdq> {
+    let shapes = crate::model::infer_shapes(&low.graph, input_shape)?;
+    let params = |key: usize, shape: &[usize]| -> Result<Option<QuantParams>> {
+        low.act_q
+            .get(&key)
+            .map(|a| {
+                QuantParams::new(
+                    a.qtype,
+                    Granularity::PerTensor,
+                    shape,
+                    vec![a.scale],
+                    vec![a.zero_point],
+                )
+            })
+            .transpose()
     };
-    Ok(OnnxImport {
-        graph: low.graph,
-        weights: low.weights,
+    let acts = (0..low.graph.nodes.len())
+        .map(|i| params(i, &shapes[i]))
+        .collect::<Result<Vec<_>>>()?;
+    let input = params(usize::MAX, input_shape)?;
+    Ok(Qdq {
+        weights: std::mem::take(&mut low.qweights),
+        acts,
         input,
-        output,
-        file: file.to_string(),
-        opset,
-        ops,
-        nodes: g.node.len(),
-        qdq,
+        requantized: std::mem::take(&mut low.requantized),
     })
 }
 

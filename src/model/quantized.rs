@@ -608,44 +608,7 @@ impl QModel {
                     _,
                     inp,
                     out,
-                ) => {
-                    let xf = float_of(inp, sc.f_in.as_ref(), ctx, encoder)
-                        .ok_or_else(|| bad(i, "no f32 input"))??;
-                    let t = match out {
-                        Act::F(t) => t,
-                        Act::Q(_) => sc.f_out.as_ref().ok_or_else(|| bad(i, "no f32 output"))?,
-                    };
-                    let mut others = Vec::new();
-                    for (k, o) in others_of(&node.layer).into_iter().enumerate() {
-                        let f = float_of(&self.acts[o], sc.f_others.get(k), ctx, encoder)
-                            .ok_or_else(|| bad(i, "no f32 copy of another operand"))??;
-                        others.push(f);
-                    }
-                    match &node.layer {
-                        Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
-                        Layer::Binary { op, clip, .. } => {
-                            binary(ctx, encoder, *op, xf, others[0], *clip, t)?
-                        }
-                        Layer::Upsample { factors } => {
-                            upsample_nearest(ctx, encoder, xf, *factors, t)?
-                        }
-                        Layer::DepthToSpace { block } => {
-                            depth_to_space(ctx, encoder, xf, *block, t)?
-                        }
-                        Layer::ResizeBilinear { coords, scales, .. } => {
-                            resize_bilinear(ctx, encoder, xf, *coords, *scales, t)?
-                        }
-                        Layer::Concat { .. } => {
-                            let mut all = vec![xf];
-                            all.extend(others);
-                            concat_channels(ctx, encoder, &all, t)?
-                        }
-                        _ => unreachable!("matched above"),
-                    }
-                    if let Act::Q(q) = out {
-                        quantize(ctx, encoder, t, q)?
-                    }
-                }
+                ) => self.record_float_layer(ctx, encoder, i, inp, out)?,
                 (Layer::Softmax, _, inp, Act::F(o)) => {
                     let xf = match inp {
                         Act::Q(q) => {
@@ -667,6 +630,54 @@ impl QModel {
             Some(Act::F(t)) => Ok(t),
             _ => Err(Error::invalid(OP, "the last node has no f32 output")),
         }
+    }
+
+    /// A layer that computes in f32 between 8-bit neighbours (elementwise, resizing,
+    /// concatenation): its 8-bit operands dequantized, its output quantized again when
+    /// the next layer reads codes.
+    fn record_float_layer(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        i: usize,
+        inp: &Act,
+        out: &Act,
+    ) -> Result<()> {
+        let node = &self.graph.nodes[i];
+        let sc = &self.scratch[i];
+        let bad =
+            |i: usize, what: &str| Error::invalid(OP, format!("node {i} '{}': {what}", node.name));
+        let xf = float_of(inp, sc.f_in.as_ref(), ctx, encoder)
+            .ok_or_else(|| bad(i, "no f32 input"))??;
+        let t = match out {
+            Act::F(t) => t,
+            Act::Q(_) => sc.f_out.as_ref().ok_or_else(|| bad(i, "no f32 output"))?,
+        };
+        let mut others = Vec::new();
+        for (k, o) in others_of(&node.layer).into_iter().enumerate() {
+            let f = float_of(&self.acts[o], sc.f_others.get(k), ctx, encoder)
+                .ok_or_else(|| bad(i, "no f32 copy of another operand"))??;
+            others.push(f);
+        }
+        match &node.layer {
+            Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
+            Layer::Binary { op, clip, .. } => binary(ctx, encoder, *op, xf, others[0], *clip, t)?,
+            Layer::Upsample { factors } => upsample_nearest(ctx, encoder, xf, *factors, t)?,
+            Layer::DepthToSpace { block } => depth_to_space(ctx, encoder, xf, *block, t)?,
+            Layer::ResizeBilinear { coords, scales, .. } => {
+                resize_bilinear(ctx, encoder, xf, *coords, *scales, t)?
+            }
+            Layer::Concat { .. } => {
+                let mut all = vec![xf];
+                all.extend(others);
+                concat_channels(ctx, encoder, &all, t)?
+            }
+            _ => unreachable!("matched above"),
+        }
+        if let Act::Q(q) = out {
+            quantize(ctx, encoder, t, q)?
+        }
+        Ok(())
     }
 
     /// Writes the quantized model to a safetensors file: each weight as `I8` codes with
