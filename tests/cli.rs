@@ -348,6 +348,28 @@ fn run_classifies_a_photo_and_a_npy_tensor() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("espresso"), "{stdout}");
     assert!(stdout.contains("ms per run"), "{stdout}");
+    // FP16: the input converted on the GPU.
+    let (out, stdout, stderr) = wq(&[
+        "run",
+        EFF_ONNX,
+        "--shape",
+        "1,3,224,224",
+        "--input",
+        photo,
+        "--labels",
+        labels,
+        "--top",
+        "1",
+        "--runs",
+        "1",
+        "--precision",
+        "fp16",
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("Fp16") && stdout.contains("espresso"),
+        "{stdout}"
+    );
     // A quantized (QDQ) file with its own scales, on the integer kernels.
     let qdq = EFF_ONNX.replace(".onnx", "_qdq.onnx");
     let (out, stdout, stderr) = wq(&[

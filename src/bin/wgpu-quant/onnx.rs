@@ -259,10 +259,13 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
         }
     };
     let x = match &net {
+        // The FP16 model reads f16: converted on the GPU.
         Net::Float(m) if m.dtype() == DType::F16 => {
-            let v = x.read_blocking::<f32>(ctx).map_err(e)?;
-            let h: Vec<half::f16> = v.iter().map(|&f| half::f16::from_f32(f)).collect();
-            Tensor::from_slice(ctx, x.shape(), &h).map_err(e)?
+            let h = Tensor::zeros(ctx, x.shape(), DType::F16).map_err(e)?;
+            let mut enc = ctx.encoder("to f16");
+            wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &x, &h).map_err(e)?;
+            ctx.submit_and_wait(enc).map_err(e)?;
+            h
         }
         _ => x,
     };
