@@ -129,7 +129,7 @@ fn main(
             atomicStore(&out[row * p.n + oc0 + q], bitcast<u32>(v));
         }
         if (OUT == 3u && oc0 + q < p.n) {
-            let c = quantize_one(v, p.out_scale, p.out_zero, p.out_qmin, p.out_qmax);
+            let c = requant_code(acc[q], row, oc[q]);
             word = word | ((bitcast<u32>(c) & 0xffu) << (8u * q));
         }
     }

@@ -297,8 +297,7 @@ fn main(
                     } else if (OUT == 2u) {
                         atomicStore(&out[slice * p.m * p.n + row * p.n + col], bitcast<u32>(r));
                     } else {
-                        let v = dequant(r, row, col);
-                        let code = quantize_one(v, p.out_scale, p.out_zero, p.out_qmin, p.out_qmax);
+                        let code = requant_code(r, row, col);
                         if (p.byte_out != 0u) {
                             store_byte(row * p.out_words_per_row * 4u + col, code);
                         }

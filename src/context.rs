@@ -93,6 +93,9 @@ pub(crate) struct Kernel {
 }
 
 struct Inner {
+    /// Unique per context (clones share it): tensors remember it, so that an op given a
+    /// tensor of another context refuses it instead of wgpu panicking.
+    id: u64,
     device: wgpu::Device,
     queue: wgpu::Queue,
     caps: Capabilities,
@@ -109,6 +112,20 @@ struct Inner {
     learning: AtomicBool,
     /// Shape classes handed to the learner (each once, whatever the outcome).
     learned: Mutex<std::collections::HashSet<crate::desc::tuning::ShapeClass>>,
+}
+
+thread_local! {
+    /// The operands of the op being recorded on this thread, by name (see
+    /// [`note_operands`]): on a validation error, [`Context::classify`] probes them to
+    /// name a destroyed one.
+    static OPERANDS: std::cell::RefCell<Vec<(String, wgpu::Buffer)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes the named operand buffers of the op about to be recorded on this thread
+/// (replacing the previous op's), so that an error from a destroyed one names it.
+pub(crate) fn note_operands(operands: Vec<(String, wgpu::Buffer)>) {
+    OPERANDS.with(|o| *o.borrow_mut() = operands);
 }
 
 /// A learner: called by the plan with a shape it met without a tuned entry, on the
@@ -239,6 +256,11 @@ impl Context {
         });
         Context {
             inner: Arc::new(Inner {
+                id: {
+                    static NEXT: std::sync::atomic::AtomicU64 =
+                        std::sync::atomic::AtomicU64::new(1);
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                },
                 device,
                 queue,
                 caps,
@@ -411,19 +433,76 @@ impl Context {
         let out = f();
         match pollster::block_on(scope.pop()) {
             None => Ok(out),
-            Some(e) => {
-                let message = e.to_string();
-                let lower = format!("{e:?}").to_ascii_lowercase();
-                if lower.contains("lost")
-                    || lower.contains("destroyed")
-                    || lower.contains("invalid device")
-                {
-                    Err(Error::DeviceLost(format!("{op}: {message}")))
-                } else {
-                    Err(Error::Validation { op, message })
-                }
-            }
+            Some(e) => Err(self.classify(op, e.to_string())),
         }
+    }
+
+    /// What a validation error means, from wgpu's signals rather than its wording: the
+    /// device is lost when its lost callback fired (a device this crate opened) or when
+    /// it can no longer make a usable 16-byte buffer (a borrowed device, whose callback
+    /// is the engine's); else, when an operand the op noted ([`note_operands`]) can no longer be
+    /// copied from, that operand's buffer was destroyed (an error naming it; the context
+    /// stays usable); else it is a validation error.
+    fn classify(&self, op: &'static str, message: String) -> Error {
+        if self.inner.lost.load(Ordering::SeqCst) || !self.device_alive() {
+            self.inner.lost.store(true, Ordering::SeqCst);
+            return Error::DeviceLost(format!("{op}: {message}"));
+        }
+        let operands = OPERANDS.with(|o| o.borrow().clone());
+        if let Some((name, _)) = operands.iter().find(|(_, b)| self.buffer_destroyed(b)) {
+            return Error::InvalidArgument {
+                op,
+                detail: format!(
+                    "{name}: its buffer was destroyed (wgpu: {})",
+                    message.lines().last().unwrap_or("").trim()
+                ),
+            };
+        }
+        Error::Validation { op, message }
+    }
+
+    /// Whether the device still makes a usable buffer: a new 16-byte buffer can start
+    /// mapping. (On a lost device, creation fails silently, as WebGPU specifies, and the
+    /// buffer it returns is invalid.)
+    fn device_alive(&self) -> bool {
+        let scope = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let probe = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-quant liveness probe"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        probe.map_async(wgpu::MapMode::Read, .., |_| {});
+        let alive = pollster::block_on(scope.pop()).is_none();
+        probe.destroy();
+        alive
+    }
+
+    /// Whether copying 4 bytes out of `buffer` fails (it was destroyed). A buffer without
+    /// `COPY_SRC` cannot be probed and counts as alive.
+    fn buffer_destroyed(&self, buffer: &wgpu::Buffer) -> bool {
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) || buffer.size() < 4 {
+            return false;
+        }
+        let scope = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let dst = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-quant buffer probe"),
+            size: 16,
+            usage: wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.encoder("wgpu-quant buffer probe");
+        enc.copy_buffer_to_buffer(buffer, 0, &dst, 0, 4);
+        self.inner.queue.submit([enc.finish()]);
+        let destroyed = pollster::block_on(scope.pop()).is_some();
+        dst.destroy();
+        destroyed
     }
 
     /// Blocks until all submitted work is done.
@@ -457,6 +536,7 @@ impl Context {
         what: &str,
     ) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4).max(1) * 4;
+        note_operands(vec![(what.to_string(), buffer.clone())]);
         let (tx, rx) = std::sync::mpsc::channel();
         let staging = self.scoped("readback", || {
             let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -641,6 +721,11 @@ impl Context {
     /// tensors made on this context; see [`crate::bindcache`]).
     pub(crate) fn release_on_drop(&self, buffer: &wgpu::Buffer) -> crate::bindcache::Release {
         crate::bindcache::Release::new(buffer.clone(), Arc::downgrade(&self.inner.bindings))
+    }
+
+    /// This context's identity (shared by its clones).
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     pub(crate) fn note_tensor(&self) {

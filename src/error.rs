@@ -142,10 +142,79 @@ impl Error {
         }
     }
 
+    /// The same error attributed to `op` (an op that delegates to another reports the
+    /// caller's name).
+    pub(crate) fn with_op(self, op: &'static str) -> Self {
+        match self {
+            Error::Shape { detail, .. } => Error::Shape { op, detail },
+            Error::DType {
+                operand,
+                expected,
+                got,
+                ..
+            } => Error::DType {
+                op,
+                operand,
+                expected,
+                got,
+            },
+            Error::InvalidArgument { detail, .. } => Error::InvalidArgument { op, detail },
+            Error::LimitExceeded {
+                what,
+                needed,
+                limit_name,
+                limit,
+                ..
+            } => Error::LimitExceeded {
+                op,
+                what,
+                needed,
+                limit_name,
+                limit,
+            },
+            Error::MissingFeature {
+                feature, adapter, ..
+            } => Error::MissingFeature {
+                op,
+                feature,
+                adapter,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
         Error::InvalidArgument {
             op,
             detail: detail.into(),
         }
     }
+}
+
+/// The element count of `shape`, or a [`Error::Shape`] naming `op` and the shape when
+/// the product does not fit in `usize` (so size arithmetic never wraps).
+pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::shape(op, format!("shape {shape:?} overflows usize")))
+}
+
+/// `numel * elem_size` bytes, or a [`Error::Shape`] when the product overflows `u64`.
+pub(crate) fn checked_bytes(
+    op: &'static str,
+    shape: &[usize],
+    numel: usize,
+    elem_size: usize,
+) -> Result<u64> {
+    (numel as u64)
+        .checked_mul(elem_size as u64)
+        .and_then(|b| b.checked_add(15))
+        .map(|b| b - 15)
+        .ok_or_else(|| {
+            Error::shape(
+                op,
+                format!("shape {shape:?}: {numel} elements of {elem_size} bytes overflow u64"),
+            )
+        })
 }

@@ -150,7 +150,8 @@ impl QTensor {
                 ),
             ));
         }
-        let words = pack::pack(&PackedLayout::new(params.qtype, &params.shape), codes)?;
+        let words = pack::pack(&PackedLayout::new(params.qtype, &params.shape), codes)
+            .map_err(|e| e.with_op("QTensor::from_codes"))?;
         let q = Self::new(ctx, params)?;
         q.data.write(ctx, &words)?;
         Ok(q)

@@ -24,18 +24,19 @@ pub struct Tensor {
     /// Releases the buffer from the context's pool with the last clone (`None` for a
     /// caller's buffer).
     _release: Option<std::sync::Arc<crate::bindcache::Release>>,
+    /// The context that made the buffer ([`Context`]'s id; `None` for a caller's
+    /// buffer, which the caller vouches for).
+    origin: Option<u64>,
 }
 
 impl Tensor {
     fn check_shape(op: &'static str, shape: &[usize]) -> Result<usize> {
-        shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::shape(op, format!("shape {shape:?} overflows usize")))
+        crate::error::checked_numel(op, shape)
     }
 
     fn alloc(ctx: &Context, op: &'static str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let numel = Self::check_shape(op, shape)?;
+        crate::error::checked_bytes(op, shape, numel, dtype.size())?;
         let bytes = padded_bytes(numel, dtype);
         let limit = ctx.device().limits().max_buffer_size;
         if bytes > limit {
@@ -47,6 +48,7 @@ impl Tensor {
                 limit,
             });
         }
+        crate::context::note_operands(Vec::new());
         let buffer = ctx.scoped(op, || {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-quant tensor"),
@@ -63,6 +65,7 @@ impl Tensor {
             buffer,
             shape: shape.to_vec(),
             dtype,
+            origin: Some(ctx.id()),
         })
     }
 
@@ -101,7 +104,7 @@ impl Tensor {
     pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let op = "Tensor::from_buffer";
         let numel = Self::check_shape(op, shape)?;
-        let need = (numel * dtype.size()) as u64;
+        let need = crate::error::checked_bytes(op, shape, numel, dtype.size())?;
         if buffer.size() < need {
             return Err(Error::shape(
                 op,
@@ -122,6 +125,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype,
             _release: None,
+            origin: None,
         })
     }
 
@@ -143,6 +147,7 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype: self.dtype,
             _release: self._release.clone(),
+            origin: self.origin,
         })
     }
 
@@ -169,6 +174,7 @@ impl Tensor {
             ));
         }
         let bytes: &[u8] = bytemuck::cast_slice(data);
+        crate::context::note_operands(vec![("the tensor".into(), self.buffer.clone())]);
         // write_buffer needs a multiple of 4 bytes; pad the tail of 1- and 2-byte types.
         ctx.scoped(op, || {
             if bytes.len().is_multiple_of(4) {
@@ -179,6 +185,26 @@ impl Tensor {
                 ctx.queue().write_buffer(&self.buffer, 0, &padded);
             }
         })
+    }
+
+    /// Refuses a tensor made by another [`Context`] than `ctx` or its clones (binding a
+    /// buffer of another device fails inside wgpu; wgpu cannot tell two devices apart
+    /// from the outside, so the check is per context: share one context per device). A
+    /// tensor wrapping a caller's buffer ([`Tensor::from_buffer`]) passes.
+    pub fn check_device(&self, ctx: &Context, op: &'static str, operand: &str) -> Result<()> {
+        match self.origin {
+            Some(id) if id != ctx.id() => Err(Error::invalid(
+                op,
+                format!(
+                    "{operand} (a {} tensor of shape {:?}) was made by another context (another \
+                     device) than the one given, on '{}'",
+                    self.dtype,
+                    self.shape,
+                    ctx.capabilities().adapter.name
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The underlying buffer (to bind it in your own passes).

@@ -271,20 +271,11 @@ fn destroyed_shared_device_gives_an_error_not_a_panic() {
     let e = t
         .read_blocking::<f32>(&ctx)
         .expect_err("reading from a destroyed device");
-    assert!(
-        matches!(
-            e,
-            Error::DeviceLost(_)
-                | Error::Readback { .. }
-                | Error::Validation { op: "readback", .. }
-        ),
-        "{e:?}"
-    );
+    // Known from the device itself (it can no longer make a buffer), not from wgpu's
+    // wording.
+    assert!(matches!(e, Error::DeviceLost(_)), "{e:?}");
     let e = Tensor::from_slice(&ctx, &[2], &[1.0f32, 2.0]).expect_err("upload after destroy");
-    assert!(
-        matches!(e, Error::DeviceLost(_) | Error::Validation { .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::DeviceLost(_)), "{e:?}");
 }
 
 #[test]

@@ -354,10 +354,14 @@ fn run_dynamic(ctx: &Context, case: &Case) -> Result<(), String> {
     dynamic_quantize(ctx, &mut enc, &upload(ctx, &x), &spec, &q).map_err(|e| e.to_string())?;
     ctx.submit_and_wait(enc).map_err(|e| e.to_string())?;
     let p = q.read_params_blocking(ctx).map_err(|e| e.to_string())?;
-    if p.scales[0].to_bits() != want_s.floats[0].to_bits() || p.zero_points[0] != want_z.ints[0] {
+    if p.scales()[0].to_bits() != want_s.floats[0].to_bits() || p.zero_points()[0] != want_z.ints[0]
+    {
         return Err(format!(
             "scale {:e} zero point {}, ONNX expects {:e} and {}",
-            p.scales[0], p.zero_points[0], want_s.floats[0], want_z.ints[0]
+            p.scales()[0],
+            p.zero_points()[0],
+            want_s.floats[0],
+            want_z.ints[0]
         ));
     }
     let got = q.read_codes_blocking(ctx).map_err(|e| e.to_string())?;

@@ -110,9 +110,10 @@ fn operand(ctx: &Context, shape: &[usize], s: Spec, rng: &mut rand::rngs::StdRng
             _ => rng.random_range(qmin..=qmax),
         })
         .collect();
-    let mut params =
-        QuantParams::new(s.qtype, granularity, shape, scales.clone(), zeros.clone()).unwrap();
-    params.qmin = qmin;
+    let params = QuantParams::new(s.qtype, granularity, shape, scales.clone(), zeros.clone())
+        .unwrap()
+        .with_code_range(qmin, s.qtype.qmax())
+        .unwrap();
     let q = QTensor::from_codes(ctx, &params, &codes).unwrap();
     let per_row = |v: &Vec<f32>| -> Vec<f32> {
         (0..rows)
@@ -589,7 +590,7 @@ fn dynamic_linear_end_to_end() {
                     .unwrap();
             let wp = layer.weight().static_params().unwrap();
             let wq = wp.quantize(&wf).unwrap();
-            let r = reference::qgemm_i32(&xq, &xp.zero_points, &wq, &wp.zero_points, (m, n, k));
+            let r = reference::qgemm_i32(&xq, xp.zero_points(), &wq, wp.zero_points(), (m, n, k));
             let mut err2 = 0f64;
             let mut ref2 = 0f64;
             let fref = reference::linear_f64(
@@ -603,8 +604,8 @@ fn dynamic_linear_end_to_end() {
                 for j in 0..n {
                     let want = reference::qgemm_dequant(
                         r[i * n + j].unwrap(),
-                        xp.scales[i],
-                        wp.scales[j],
+                        xp.scales()[i],
+                        wp.scales()[j],
                         Some(bias[j]),
                         act,
                     );

@@ -56,7 +56,7 @@ fn tricky_data(params: &QuantParams, seed: u64) -> Vec<f32> {
     let layout = params.layout();
     (0..params.numel())
         .map(|i| {
-            let s = params.scales[layout.slot(i)];
+            let s = params.scales()[layout.slot(i)];
             match i % 11 {
                 0 => {
                     let k = rng.random_range(-40i32..40) as f32 + 0.5;
@@ -98,9 +98,9 @@ fn random_params(
 fn gpu_quantize(ctx: &Context, x: &[f32], params: &QuantParams, f16_in: bool) -> Vec<i32> {
     let t = if f16_in {
         let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-        Tensor::from_slice(ctx, &params.shape, &h).unwrap()
+        Tensor::from_slice(ctx, params.shape(), &h).unwrap()
     } else {
-        Tensor::from_slice(ctx, &params.shape, x).unwrap()
+        Tensor::from_slice(ctx, params.shape(), x).unwrap()
     };
     let q = QTensor::new(ctx, params).unwrap();
     // Poison the codes: a word the kernel forgets to write is caught.
@@ -139,8 +139,8 @@ fn first_mismatch(got: &[i32], want: &[i32], x: &[f32], p: &QuantParams) -> Opti
                 "element {i}: x = {:e} ({:#010x}), scale {:e}, zero {}: got {g}, want {w}",
                 x[i],
                 x[i].to_bits(),
-                p.scales[s],
-                p.zero_points[s]
+                p.scales()[s],
+                p.zero_points()[s]
             )
         })
 }
@@ -258,7 +258,7 @@ fn round_trip_properties() {
             let back = p.dequantize(&codes).unwrap();
             let l = p.layout();
             for (i, (&v, &r)) in x.iter().zip(&back).enumerate() {
-                let s = p.scales[l.slot(i)];
+                let s = p.scales()[l.slot(i)];
                 // Inside the range the error is at most half a step (plus f32 rounding of
                 // the dequantized value).
                 assert!(
@@ -267,9 +267,9 @@ fn round_trip_properties() {
                 );
             }
             // Zero is exact in every slot, and values far outside saturate.
-            for c in 0..p.scales.len() {
-                let (s, z) = (p.scales[c], p.zero_points[c]);
-                let (qmin, qmax) = (p.qmin, p.qmax);
+            for c in 0..p.scales().len() {
+                let (s, z) = (p.scales()[c], p.zero_points()[c]);
+                let (qmin, qmax) = (p.qmin(), p.qmax());
                 assert_eq!(quant::quantize_value(0.0, s, z, qmin, qmax), z);
                 assert_eq!(quant::dequantize_value(z, s, z), 0.0);
                 assert_eq!(quant::quantize_value(1e9, s, z, qmin, qmax), qmax);
@@ -298,12 +298,12 @@ fn degenerate_inputs_never_give_bad_scales() {
             for symmetric in [false, true] {
                 let scheme = QuantScheme::new(qtype, symmetric);
                 let p = QuantParams::from_data(&scheme, &[x.len()], &x).unwrap();
-                let (s, z) = (p.scales[0], p.zero_points[0]);
+                let (s, z) = (p.scales()[0], p.zero_points()[0]);
                 assert!(
                     s.is_normal() && s > 0.0,
                     "{name} {qtype} sym {symmetric}: scale {s}"
                 );
-                assert!((p.qmin..=p.qmax).contains(&z), "{name}: zero point {z}");
+                assert!((p.qmin()..=p.qmax()).contains(&z), "{name}: zero point {z}");
                 assert_eq!(quant::dequantize_value(z, s, z), 0.0);
                 if name == "all zeros" {
                     assert_eq!(s, 1.0);
@@ -424,7 +424,7 @@ fn dynamic_case(ctx: &Context, spec: &DynamicQuant, shape: &[usize], x: &[f32], 
     ctx.submit_and_wait(enc).unwrap();
     let (want, want_p) = quant::dynamic_quantize_reference(&spec.scheme, shape, &xr).unwrap();
     let got_p = q.read_params_blocking(ctx).unwrap();
-    for (i, (g, w)) in got_p.scales.iter().zip(&want_p.scales).enumerate() {
+    for (i, (g, w)) in got_p.scales().iter().zip(want_p.scales()).enumerate() {
         assert_eq!(
             g.to_bits(),
             w.to_bits(),
@@ -432,7 +432,8 @@ fn dynamic_case(ctx: &Context, spec: &DynamicQuant, shape: &[usize], x: &[f32], 
         );
     }
     assert_eq!(
-        got_p.zero_points, want_p.zero_points,
+        got_p.zero_points(),
+        want_p.zero_points(),
         "{spec:?} {shape:?} zero points"
     );
     let got = q.read_codes_blocking(ctx).unwrap();
@@ -561,7 +562,7 @@ fn observers_calibrate_and_clipping_beats_min_max_on_heavy_tails() {
         let mut db = Vec::new();
         for kind in ObserverKind::standard() {
             let (v, p) = observer_sqnr(ctx, dist, &scheme, kind, 4, 1 << 15, 1 << 16).unwrap();
-            assert!(p.scales[0].is_normal() && p.scales[0] > 0.0);
+            assert!(p.scales()[0].is_normal() && p.scales()[0] > 0.0);
             db.push((kind.name(), v));
         }
         eprintln!("{} {qtype}: {db:?}", dist.name());
@@ -591,7 +592,7 @@ fn observers_calibrate_and_clipping_beats_min_max_on_heavy_tails() {
                 .compute_params(&QuantScheme::symmetric(QType::I8), &[4])
                 .unwrap();
             assert!(
-                p.scales[0].is_normal() && p.scales[0] > 0.0,
+                p.scales()[0].is_normal() && p.scales()[0] > 0.0,
                 "{}",
                 kind.name()
             );
@@ -643,8 +644,8 @@ fn per_channel_histogram_observers_and_f16_batches() {
             obs.observe(ctx, &t).unwrap();
         }
         let p = obs.compute_params(&scheme, &shape).unwrap();
-        assert_eq!(p.scales.len(), 4);
-        for (c, (&s, &amax)) in p.scales.iter().zip(&absmax).enumerate() {
+        assert_eq!(p.scales().len(), 4);
+        for (c, (&s, &amax)) in p.scales().iter().zip(&absmax).enumerate() {
             // Never wider than the data, never absurdly narrow.
             assert!(
                 s <= amax / 127.5 * 1.0001 && s >= amax / 127.5 * 0.02,
@@ -654,7 +655,7 @@ fn per_channel_histogram_observers_and_f16_batches() {
         }
         if kind == ObserverKind::MinMax {
             let want: Vec<f32> = absmax.iter().map(|a| a / 127.5).collect();
-            assert_eq!(p.scales, want, "min-max per-channel scales");
+            assert_eq!(p.scales(), want, "min-max per-channel scales");
         }
         // A batch with another channel count is refused.
         let wrong = Tensor::from_slice(ctx, &[2, 5], &[0f32; 10]).unwrap();

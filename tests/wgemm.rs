@@ -149,7 +149,7 @@ fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
                     .enumerate()
                     .map(|(i, &q)| {
                         let s = layout.slot(i);
-                        f64::from(params.scales[s]) * f64::from(q - params.zero_points[s])
+                        f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
                     })
                     .collect();
                 let x_shape = if m > 2 { vec![1, m, k] } else { vec![m, k] };
@@ -618,7 +618,7 @@ fn splits_operands_over_the_binding_limit() {
                 .enumerate()
                 .map(|(i, &q)| {
                     let s = layout.slot(i);
-                    f64::from(params.scales[s]) * f64::from(q - params.zero_points[s])
+                    f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
                 })
                 .collect();
             run(

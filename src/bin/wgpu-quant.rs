@@ -15,6 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[path = "wgpu-quant/check.rs"]
+mod check;
 #[path = "wgpu-quant/onnx.rs"]
 mod onnx;
 use wgpu_quant::bench::{self, Clock};
@@ -195,6 +197,15 @@ struct BenchArgs {
 }
 
 fn parse_kernel(s: &str) -> Result<Option<GemmKernel>, String> {
+    let k = parse_kernel_spec(s)?;
+    if let Some(k) = k {
+        k.check_config()
+            .map_err(|e| format!("--kernel '{s}': {e}"))?;
+    }
+    Ok(k)
+}
+
+fn parse_kernel_spec(s: &str) -> Result<Option<GemmKernel>, String> {
     match s {
         "auto" => Ok(None),
         "tiled64" => Ok(Some(GemmKernel::Tiled(GemmKernel::TILED[0]))),
@@ -258,8 +269,117 @@ fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("shape '{s}': {e} (expected MxNxK)"))?;
     match v[..] {
-        [m, n, k] => Ok((m, n, k)),
+        [m, n, k] if m > 0 && n > 0 && k > 0 => Ok((m, n, k)),
+        [_, _, _] => Err(format!("shape '{s}': M, N and K must be at least 1")),
         _ => Err(format!("shape '{s}': expected MxNxK")),
+    }
+}
+
+/// Checks a command's arguments before any work (see `check`).
+fn validate(cmd: &Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Bench(a) => {
+            if a.list_models {
+                return Ok(());
+            }
+            let set = settings(a)?;
+            if let Some(r) = a.runs {
+                check::positive("--runs", r)?;
+            }
+            check::positive("--samples", a.samples)?;
+            for job in &set.jobs {
+                if let Job::Linear { case, shape, .. } = job {
+                    check::memory(&format!("the case {case}"), check::linear_bytes(*shape))?;
+                }
+            }
+            let (r, c) = set.quant_shape;
+            check::memory(
+                &format!("--quant-shape {r}x{c}"),
+                (r as u64)
+                    .checked_mul(c as u64)
+                    .and_then(|n| n.checked_mul(16)),
+            )?;
+            for (flag, path) in [("--json", &a.json), ("--chart", &a.chart)] {
+                if let Some(p) = path {
+                    check::writable(flag, p)?;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Tune {
+            out,
+            gemm,
+            linear,
+            conv,
+            runs,
+            ..
+        } => {
+            check::positive("--runs", *runs)?;
+            for s in gemm.iter().chain(linear).filter(|s| !s.is_empty()) {
+                let shape = parse_shape(s)?;
+                check::memory(&format!("the shape {s}"), check::linear_bytes(shape))?;
+            }
+            for s in conv.iter().filter(|s| !s.is_empty()) {
+                let v: Vec<usize> = s
+                    .split('x')
+                    .map(|p| p.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("convolution {s:?}: expected HxCxOCxKxSxPxG"))?;
+                let [h, c, oc, k, stride, _pad, groups] = v[..] else {
+                    return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
+                };
+                if [h, c, oc, k, stride, groups].contains(&0) {
+                    return Err(format!(
+                        "convolution {s:?}: H, C, OC, K, S and G must be at least 1"
+                    ));
+                }
+                let elems = (h as u64)
+                    .checked_mul(h as u64)
+                    .and_then(|hw| hw.checked_mul(c.max(oc) as u64))
+                    .and_then(|x| x.checked_mul(2))
+                    .and_then(|x| {
+                        x.checked_add(
+                            (oc as u64)
+                                .checked_mul(c as u64)?
+                                .checked_mul((k as u64).checked_mul(k as u64)?)?,
+                        )
+                    });
+                check::memory(
+                    &format!("the convolution {s}"),
+                    elems.and_then(|e| e.checked_mul(12)),
+                )?;
+            }
+            check::writable("--out", out)
+        }
+        Cmd::Sqnr {
+            batches,
+            batch_len,
+            test_len,
+            ..
+        } => {
+            check::positive("--batches", *batches)?;
+            check::positive("--batch-len", *batch_len)?;
+            check::positive("--test-len", *test_len)?;
+            let values = (*batch_len as u64)
+                .checked_mul(*batches as u64)
+                .and_then(|b| b.checked_add(*test_len as u64));
+            check::memory("sqnr", values.and_then(|v| v.checked_mul(16)))
+        }
+        Cmd::Inspect { model, shape } => {
+            check::input_file("the model", model)?;
+            if let Some(s) = shape {
+                onnx::check_shape(s)?;
+            }
+            Ok(())
+        }
+        Cmd::Run { args, .. } => onnx::validate(args),
+        Cmd::Chart { inputs, out } => {
+            for i in inputs {
+                check::input_file("the input", std::path::Path::new(i))?;
+            }
+            check::writable("--out", out)
+        }
+        Cmd::Adapters { backend } => parse_backends(backend).map(drop).map_err(|e| e.to_string()),
     }
 }
 
@@ -469,8 +589,7 @@ fn tune(
     Ok(())
 }
 
-fn run() -> Result<bool, String> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> Result<bool, String> {
     match cli.cmd {
         Cmd::Inspect { model, shape } => {
             onnx::inspect(&model, shape.as_deref())?;
@@ -656,6 +775,9 @@ fn settings(a: &BenchArgs) -> Result<Settings, String> {
             vec![256, 512, 1024, 2048]
         }
     });
+    if let Some(z) = sizes.iter().find(|&&n| n == 0) {
+        return Err(format!("--sizes {z}: a size must be at least 1"));
+    }
     let mut extra = Vec::new();
     for s in a.shapes.iter().filter(|s| !s.trim().is_empty()) {
         extra.push((s.trim().to_string(), parse_shape(s)?));
@@ -1007,7 +1129,17 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    match run() {
+    let cli = Cli::parse();
+    if let Err(e) = validate(&cli.cmd) {
+        // Like clap's own usage errors: status 2, with a hint.
+        eprintln!("wgpu-quant: error: {e}\n\nFor more information, try '--help'.");
+        return ExitCode::from(2);
+    }
+    // The argument fuzzer (tests/loader_fuzz.rs) stops here: the arguments were valid.
+    if std::env::var_os("WGPU_QUANT_CLI_CHECK_ONLY").is_some() {
+        return ExitCode::SUCCESS;
+    }
+    match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("wgpu-quant: some results were wrong (FAILED rows above)");

@@ -17,7 +17,8 @@
 //!
 //! Histograms have [`HIST_BINS`] bins over `[-R, R]`; `R` starts at the first batch's
 //! `max |x|` and doubles (merging bin pairs exactly) when a later batch exceeds it.
-//! NaN and infinite values are skipped and counted ([`Observer::nonfinite`]).
+//! A batch holding NaN or infinite values is refused, naming the first; with
+//! [`Observer::allow_nonfinite`] they are skipped and counted ([`Observer::nonfinite`]).
 //!
 //! ```no_run
 //! use wgpu_quant::{Context, Tensor};
@@ -32,7 +33,7 @@
 //!     obs.observe(&ctx, &Tensor::from_slice(&ctx, &[64, 64], &x)?)?;
 //! }
 //! let params = obs.compute_params(&scheme, &[64, 64])?;
-//! println!("scale {} zero point {}", params.scales[0], params.zero_points[0]);
+//! println!("scale {} zero point {}", params.scales()[0], params.zero_points()[0]);
 //! # Ok(()) }
 //! ```
 
@@ -149,6 +150,22 @@ impl Hist {
     }
 }
 
+/// The index and value of `x`'s first NaN or infinite element (read back; only on the
+/// error path).
+fn first_nonfinite(ctx: &Context, x: &Tensor) -> Result<(usize, f32)> {
+    let v: Vec<f32> = match x.dtype() {
+        crate::DType::F16 => x
+            .read_blocking::<half::f16>(ctx)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        _ => x.read_blocking::<f32>(ctx)?,
+    };
+    Ok(v.iter()
+        .position(|x| !x.is_finite())
+        .map_or((0, f32::NAN), |i| (i, v[i])))
+}
+
 /// A streaming calibration observer (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Observer {
@@ -159,6 +176,7 @@ pub struct Observer {
     hist: Vec<Hist>,
     batches: usize,
     nonfinite: u64,
+    allow_nonfinite: bool,
 }
 
 impl Observer {
@@ -200,6 +218,7 @@ impl Observer {
             hist: Vec::new(),
             batches: 0,
             nonfinite: 0,
+            allow_nonfinite: false,
         })
     }
 
@@ -216,6 +235,13 @@ impl Observer {
     /// NaN and infinite values skipped so far.
     pub fn nonfinite(&self) -> u64 {
         self.nonfinite
+    }
+
+    /// Lets [`Observer::observe`] skip NaN and infinite values (counted in
+    /// [`Observer::nonfinite`]) instead of refusing the batch. A batch with no finite
+    /// value at all is then skipped whole: it changes no range.
+    pub fn allow_nonfinite(&mut self, allow: bool) {
+        self.allow_nonfinite = allow;
     }
 
     /// The tracked min and max per channel (global, or moving averages).
@@ -244,7 +270,23 @@ impl Observer {
             ));
         }
         let mm = min_max(ctx, x, &view)?;
+        if mm.nonfinite > 0 && !self.allow_nonfinite {
+            let (i, v) = first_nonfinite(ctx, x)?;
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "the batch of shape {:?} holds {} NaN or infinite values (the first: {v} at \
+                     index {i}); Observer::allow_nonfinite(true) skips them",
+                    x.shape(),
+                    mm.nonfinite
+                ),
+            ));
+        }
         self.nonfinite += mm.nonfinite;
+        if mm.nonfinite == x.numel() as u64 {
+            // Nothing finite to learn from: the ranges stay as they were.
+            return Ok(());
+        }
         if self.batches == 0 {
             self.min = mm.min.clone();
             self.max = mm.max.clone();
@@ -261,8 +303,11 @@ impl Observer {
             for c in 0..view.channels {
                 match self.kind {
                     ObserverKind::MovingAverage { momentum } => {
-                        self.min[c] += momentum * (mm.min[c] - self.min[c]);
-                        self.max[c] += momentum * (mm.max[c] - self.max[c]);
+                        // A convex combination: finite for finite inputs even near
+                        // f32::MAX, where `min + m * (batch - min)` overflows.
+                        let keep = 1.0 - momentum;
+                        self.min[c] = keep * self.min[c] + momentum * mm.min[c];
+                        self.max[c] = keep * self.max[c] + momentum * mm.max[c];
                     }
                     _ => {
                         self.min[c] = self.min[c].min(mm.min[c]);

@@ -81,6 +81,7 @@ impl ConvDims {
                 ),
             ));
         }
+        crate::error::checked_numel("ConvDims::new", &d.oihw())?;
         Ok(d)
     }
 
@@ -130,6 +131,9 @@ pub struct ConvDesc {
     /// Turns off the pointwise fast path, so a 1x1 layer runs the implicit GEMM (for
     /// tests and benchmarks; the results agree within the budget, bit for bit in INT8).
     pub no_pointwise: bool,
+    /// INT8 only: requantize as ONNX's `QLinearConv` (an i32 bias; see
+    /// [`crate::desc::qgemm::QGemmDesc::onnx_requant`]).
+    pub onnx_requant: bool,
 }
 
 impl Default for ConvDesc {
@@ -143,6 +147,7 @@ impl Default for ConvDesc {
             config: None,
             packed_dot: None,
             no_pointwise: false,
+            onnx_requant: false,
         }
     }
 }
@@ -183,6 +188,11 @@ impl ConvDesc {
         self.packed_dot = Some(packed);
         self
     }
+    /// INT8: requantizes as ONNX's `QLinearConv` (an i32 bias).
+    pub fn onnx_requant(mut self, on: bool) -> Self {
+        self.onnx_requant = on;
+        self
+    }
 
     /// The full geometry of this convolution on an NHWC input of shape `x_shape`.
     pub fn shape(&self, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
@@ -220,18 +230,28 @@ pub struct ConvShape {
 
 impl ConvShape {
     pub(crate) fn new(desc: &ConvDesc, dims: &ConvDims, x_shape: &[usize]) -> Result<ConvShape> {
+        Self::for_op(OP, desc, dims, x_shape)
+    }
+
+    /// [`ConvShape::new`] with errors naming `op` (pooling shares the geometry).
+    pub(crate) fn for_op(
+        op: &'static str,
+        desc: &ConvDesc,
+        dims: &ConvDims,
+        x_shape: &[usize],
+    ) -> Result<ConvShape> {
         let [batch, in_h, in_w, c] = match x_shape {
             &[b, h, w, c] => [b, h, w, c],
             _ => {
                 return Err(Error::shape(
-                    OP,
+                    op,
                     format!("the input has shape {x_shape:?}; expected NHWC [B, H, W, C]"),
                 ))
             }
         };
         if c != dims.in_channels {
             return Err(Error::shape(
-                OP,
+                op,
                 format!(
                     "the input has {c} channels (shape {x_shape:?}); the weights {:?} expect \
                      {}",
@@ -242,7 +262,7 @@ impl ConvShape {
         }
         if desc.stride.contains(&0) || desc.dilation.contains(&0) {
             return Err(Error::invalid(
-                OP,
+                op,
                 format!(
                     "stride {:?} and dilation {:?} must be at least 1",
                     desc.stride, desc.dilation
@@ -253,13 +273,34 @@ impl ConvShape {
         let mut out = [0usize; 2];
         let size = [in_h, in_w];
         for d in 0..2 {
-            let extent = desc.dilation[d] * (dims.kernel[d] - 1) + 1;
+            let overflow = || {
+                Error::shape(
+                    op,
+                    format!(
+                        "the {} geometry (input {}, kernel {}, stride {}, dilation {}, padding \
+                         {:?}) overflows usize",
+                        ["vertical", "horizontal"][d],
+                        size[d],
+                        dims.kernel[d],
+                        desc.stride[d],
+                        desc.dilation[d],
+                        desc.padding
+                    ),
+                )
+            };
+            let extent = desc.dilation[d]
+                .checked_mul(dims.kernel[d] - 1)
+                .and_then(|e| e.checked_add(1))
+                .ok_or_else(overflow)?;
             let (lo, hi) = match desc.padding {
                 Padding::Explicit(p) => (p[d], p[d + 2]),
                 Padding::Valid => (0, 0),
                 Padding::Same | Padding::SameLower => {
                     let o = size[d].div_ceil(desc.stride[d]);
-                    let total = ((o.max(1) - 1) * desc.stride[d] + extent).saturating_sub(size[d]);
+                    let total = ((o.max(1) - 1) * desc.stride[d])
+                        .checked_add(extent)
+                        .ok_or_else(overflow)?
+                        .saturating_sub(size[d]);
                     let small = total / 2;
                     if desc.padding == Padding::Same {
                         (small, total - small)
@@ -268,10 +309,13 @@ impl ConvShape {
                     }
                 }
             };
-            let padded = size[d] + lo + hi;
+            let padded = size[d]
+                .checked_add(lo)
+                .and_then(|p| p.checked_add(hi))
+                .ok_or_else(overflow)?;
             if padded < extent {
                 return Err(Error::shape(
-                    OP,
+                    op,
                     format!(
                         "the {} input extent {} with padding {lo}+{hi} is smaller than the \
                          dilated kernel extent {extent}",

@@ -188,6 +188,51 @@ impl GemmKernel {
             .collect()
     }
 
+    /// Checks the configuration itself (what any device needs): non-zero fields, tiles
+    /// of whole vectors. The device's limits are checked when the kernel is recorded.
+    pub fn check_config(self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        const OP: &str = "gemm";
+        match self {
+            GemmKernel::Tiled(c) => {
+                if c.tm % 4 != 0 || c.tn % 4 != 0 || c.tm == 0 || c.tn == 0 || c.bk == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "tiled config {c:?}: tm and tn must be non-zero multiples of 4, bk > 0"
+                        ),
+                    ));
+                }
+                if c.wg_x == 0 || c.wg_y == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("tiled config {c:?}: wg_x and wg_y must be non-zero"),
+                    ));
+                }
+            }
+            GemmKernel::Register(c) => {
+                if c.wg == 0 || c.tm == 0 || c.tn4 == 0 || c.ku == 0 || c.split_k == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("register config {c:?}: every field must be non-zero"),
+                    ));
+                }
+            }
+            GemmKernel::Subgroup(c) => {
+                if c.wg == 0 || c.tm == 0 || c.tm % 8 != 0 || c.tn4 == 0 {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "subgroup config {c:?}: tm must be a non-zero multiple of 8, wg and \
+                             tn4 non-zero"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the device can run this kernel (subgroup kernels need subgroups of at least
     /// 8 invocations).
     pub fn supported(self, caps: &crate::Capabilities) -> bool {

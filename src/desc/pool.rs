@@ -70,6 +70,12 @@ impl PoolDesc {
             ));
         };
         let kernel = self.kernel.unwrap_or([h, w]);
+        if kernel.contains(&0) {
+            return Err(Error::invalid(
+                OP,
+                format!("kernel {kernel:?} must be at least 1 in both dimensions"),
+            ));
+        }
         let dims = ConvDims::new(1, c.max(1), kernel, 1)?;
         let desc = ConvDesc {
             stride: self.stride,
@@ -79,7 +85,7 @@ impl PoolDesc {
         };
         let mut shape = x_shape.to_vec();
         shape[3] = c.max(1);
-        let s = desc.shape(&dims, &shape)?;
+        let s = crate::desc::conv::ConvShape::for_op(OP, &desc, &dims, &shape)?;
         Ok((s.out_h, s.out_w, [s.pad[0], s.pad[1]], kernel))
     }
 

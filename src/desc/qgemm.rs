@@ -24,6 +24,12 @@ pub struct QGemmDesc {
     /// `Some(false)` runs the unpacked integer fallback instead of `dot4I8Packed` (same
     /// results); `None` uses the packed dot product where the adapter has it.
     pub packed_dot: Option<bool>,
+    /// Requantizes as ONNX's `QLinearMatMul` and `QLinearConv` do (bit for bit with
+    /// `onnx.reference`): `clamp(round_half_even(f64(acc + bias) * f64(M) + zy))` with
+    /// `M = f32(f32(sa * sw) / sy)`, the bias an i32 tensor in units of `sa * sw`. Needs a
+    /// requantized output and no activation. Off: the output's code is the dequantized
+    /// f32 value (f32 bias, activation) quantized with the output's scale.
+    pub onnx_requant: bool,
 }
 
 impl QGemmDesc {
@@ -36,6 +42,12 @@ impl QGemmDesc {
     /// Pins a tile.
     pub fn config(mut self, config: RowTile) -> Self {
         self.config = Some(config);
+        self
+    }
+
+    /// Rounds a requantized output as ONNX does (see [`QGemmDesc::onnx_requant`]).
+    pub fn onnx_requant(mut self, on: bool) -> Self {
+        self.onnx_requant = on;
         self
     }
 

@@ -74,6 +74,7 @@ pub struct WeightFile {
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     metadata: BTreeMap<String, String>,
     source: String,
+    allow_nonfinite: bool,
 }
 
 impl WeightFile {
@@ -129,17 +130,23 @@ impl WeightFile {
                 .map(|m| m.into_iter().collect())
                 .unwrap_or_default(),
             source: source.to_string(),
+            allow_nonfinite: false,
         })
     }
 
     /// Adds (or replaces) a tensor; `values` must hold `shape`'s element count.
     pub fn insert(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<()> {
-        if shape.iter().product::<usize>() != values.len() {
+        let numel = crate::error::checked_numel(OP, shape).map_err(|_| {
+            Error::shape(
+                OP,
+                format!("tensor '{name}': shape {shape:?} overflows usize"),
+            )
+        })?;
+        if numel != values.len() {
             return Err(Error::shape(
                 OP,
                 format!(
-                    "tensor '{name}': shape {shape:?} holds {} values, got {}",
-                    shape.iter().product::<usize>(),
+                    "tensor '{name}': shape {shape:?} holds {numel} values, got {}",
                     values.len()
                 ),
             ));
@@ -149,7 +156,24 @@ impl WeightFile {
         Ok(())
     }
 
-    /// The values of tensor `name`, which must have shape `shape`.
+    /// Lets [`WeightFile::tensor`] hand out NaN and infinite values (off by default: a
+    /// non-finite weight or bias is an error naming the tensor and the index, since it
+    /// would make every output it reaches NaN without a word).
+    pub fn allow_nonfinite(&mut self, allow: bool) {
+        self.allow_nonfinite = allow;
+    }
+
+    /// The first NaN or infinite value of any tensor: `(tensor, index, value)`.
+    pub fn first_nonfinite(&self) -> Option<(&str, usize, f32)> {
+        self.tensors.iter().find_map(|(name, (_, v))| {
+            v.iter()
+                .position(|x| !x.is_finite())
+                .map(|i| (name.as_str(), i, v[i]))
+        })
+    }
+
+    /// The values of tensor `name`, which must have shape `shape` and (unless
+    /// [`WeightFile::allow_nonfinite`]) hold only finite values.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let from = if self.source.is_empty() {
             String::new()
@@ -165,6 +189,18 @@ impl WeightFile {
                 OP,
                 format!("weight '{name}'{from} has shape {s:?}; the layer needs {shape:?}"),
             ));
+        }
+        if !self.allow_nonfinite {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "weight '{name}'{from} holds {} at index {i} (of shape {s:?}); \
+                         WeightFile::allow_nonfinite(true) accepts it",
+                        v[i]
+                    ),
+                ));
+            }
         }
         Ok(v)
     }

@@ -288,14 +288,26 @@ impl QModel {
             let mut obs: Vec<Observer> = (0..n_nodes)
                 .map(|_| Observer::new(observer, Granularity::PerTensor))
                 .collect::<Result<_>>()?;
-            for b in batches {
+            // A calibration batch with NaN or infinite values is refused, naming the
+            // batch and the tensor (in dynamic mode too: bias correction reads it).
+            let calib_err = |b: usize, what: &str, e: Error| {
+                Error::invalid(
+                    "QModel::calibrate",
+                    format!("calibration batch {b}, {what}: {e}"),
+                )
+            };
+            for (bi, b) in batches.iter().enumerate() {
+                obs_in
+                    .observe(ctx, b)
+                    .map_err(|e| calib_err(bi, "the model's input", e))?;
                 let mut enc = ctx.encoder("calibration");
                 fp32.forward(ctx, &mut enc, b)?;
                 ctx.submit_and_wait(enc)?;
                 if mode == QMode::Static {
-                    obs_in.observe(ctx, b)?;
                     for (i, o) in obs.iter_mut().enumerate() {
-                        o.observe(ctx, &fp32.acts[i])?;
+                        o.observe(ctx, &fp32.acts[i]).map_err(|e| {
+                            calib_err(bi, &format!("the output of '{}'", graph.nodes[i].name), e)
+                        })?;
                     }
                 }
                 if !correct {
@@ -750,15 +762,22 @@ impl QModel {
             QMode::Static => "static",
             QMode::Dynamic => "dynamic",
         };
-        let meta = std::collections::HashMap::from([
+        let mut meta = std::collections::HashMap::from([
             ("format".to_string(), "wgpu-quant int8".to_string()),
             ("mode".to_string(), mode.to_string()),
         ]);
-        safetensors::tensor::serialize_to_file(views, Some(meta), path)
+        // A CRC-32 of the data section (safetensors has no checksum): the header's
+        // metadata does not move the data, so it is computed on a first serialization.
+        let first = safetensors::tensor::serialize(views.clone(), Some(meta.clone()))
             .map_err(|e| file_err(e.to_string()))?;
-        std::fs::metadata(path)
-            .map(|m| m.len())
-            .map_err(|e| file_err(e.to_string()))
+        meta.insert(
+            "crc32".to_string(),
+            format!("{:08x}", crc32fast::hash(data_section(&first))),
+        );
+        let bytes = safetensors::tensor::serialize(views, Some(meta))
+            .map_err(|e| file_err(e.to_string()))?;
+        std::fs::write(path, &bytes).map_err(|e| file_err(e.to_string()))?;
+        Ok(bytes.len() as u64)
     }
 
     /// Reads a model written by [`QModel::save`] for `graph` (the same graph it was
@@ -787,6 +806,16 @@ impl QModel {
                 "not a wgpu-quant INT8 model (metadata 'format')".into(),
             ));
         }
+        // Files written by `save` carry a CRC-32 of their data; older ones do not.
+        if let Some(want) = meta.get("crc32") {
+            let got = format!("{:08x}", crc32fast::hash(data_section(&bytes)));
+            if *want != got {
+                return Err(file_err(format!(
+                    "the data's CRC-32 is {got}, the header says {want}: the file was \
+                     changed or damaged after it was written"
+                )));
+            }
+        }
         let mode = match meta.get("mode").map(String::as_str) {
             Some("static") => QMode::Static,
             Some("dynamic") => QMode::Dynamic,
@@ -802,6 +831,19 @@ impl QModel {
                     t.dtype(),
                     t.shape()
                 )));
+            }
+            if dtype == Dtype::F32 {
+                // A NaN or infinite scale or bias (a corrupt file) would make every
+                // output it reaches NaN without a word.
+                if let Some((i, v)) = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .enumerate()
+                    .find(|(_, v)| !v.is_finite())
+                {
+                    return Err(file_err(format!("tensor '{name}' holds {v} at index {i}")));
+                }
             }
             Ok(t.data().to_vec())
         };
@@ -890,6 +932,18 @@ fn missing_params(what: &str) -> Error {
 
 /// Layers that compute in f32 in a static INT8 graph (their 8-bit inputs are
 /// dequantized first).
+/// The data section of safetensors bytes (after the 8-byte length and the header).
+fn data_section(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .and_then(|start| bytes.get(start..))
+        .unwrap_or(&[])
+}
+
 fn float_layer(layer: &Layer) -> bool {
     matches!(
         layer,

@@ -404,7 +404,31 @@ pub fn qconv2d(
     bias: Option<&Tensor>,
     out: QGemmOutput<'_>,
 ) -> Result<()> {
-    let shape = desc.shape(&w.dims, x.shape())?;
+    super::check_devices(
+        ctx,
+        "qconv2d",
+        &[
+            ("x", Some(x.data())),
+            ("w", Some(w.qtensor().data())),
+            ("bias", bias),
+            ("output", Some(out.tensor())),
+        ],
+    )?;
+    super::qgemm::check_8bit_for("qconv2d", "x", x)?;
+    super::qgemm::check_8bit_for("qconv2d", "w", w.qtensor())?;
+    let shape = crate::desc::conv::ConvShape::for_op("qconv2d", desc, &w.dims, x.shape())?;
+    let want = shape.output_shape();
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            "qconv2d",
+            format!(
+                "the output has shape {:?}; input {:?} with weights {:?} gives {want:?}",
+                out.shape(),
+                x.shape(),
+                w.dims.oihw()
+            ),
+        ));
+    }
     let dims = w.dims;
     let pointwise = shape.is_pointwise() && !desc.no_pointwise;
     let qdesc = QGemmDesc {
@@ -416,6 +440,7 @@ pub fn qconv2d(
                 .flatten()
         }),
         packed_dot: desc.packed_dot,
+        onnx_requant: desc.onnx_requant,
     };
     let problem = Problem {
         m: shape.rows(),
@@ -425,7 +450,7 @@ pub fn qconv2d(
         depthwise: dims.is_depthwise(),
         out_shape: shape.output_shape(),
     };
-    qgemm::run(ctx, encoder, &qdesc, x, &w.q, bias, out, &problem)
+    qgemm::run(ctx, encoder, &qdesc, x, &w.q, bias, out, &problem).map_err(|e| e.with_op("qconv2d"))
 }
 
 crate::shaders::uniform! {
@@ -623,6 +648,16 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "conv2d",
+        &[
+            ("x", Some(x)),
+            ("w", Some(w.data())),
+            ("bias", bias),
+            ("output", Some(out)),
+        ],
+    )?;
     let (shape, f16s) = validate_float(desc, x, w, bias, out)?;
     let m = shape.rows();
     if m == 0 {

@@ -203,6 +203,11 @@ pub fn add(
     clip: Clip,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "add",
+        &[("a", Some(a)), ("b", Some(b)), ("output", Some(out))],
+    )?;
     const OP: &str = "add";
     clip.check(OP)?;
     let f = check_float_io(OP, &[("a", a), ("b", b)], out)?;
@@ -232,6 +237,7 @@ pub fn clip(
     clip: Clip,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "clip", &[("x", Some(x)), ("output", Some(out))])?;
     clip.check("clip")?;
     unary(ctx, encoder, ("clip", 1), x, clip, out)
 }
@@ -246,6 +252,7 @@ pub fn cast(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "cast", &[("x", Some(x)), ("output", Some(out))])?;
     unary(ctx, encoder, ("cast", 4), x, Clip::NONE, out)
 }
 
@@ -259,6 +266,7 @@ pub fn map(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "map", &[("x", Some(x)), ("output", Some(out))])?;
     const OP: &str = "map";
     clip.check(OP)?;
     f.check(OP)?;
@@ -278,6 +286,11 @@ pub fn binary(
     clip: Clip,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "binary",
+        &[("a", Some(a)), ("b", Some(b)), ("output", Some(out))],
+    )?;
     const OP: &str = "binary";
     clip.check(OP)?;
     let f = check_float_io(OP, &[("a", a)], out)?;
@@ -388,6 +401,7 @@ pub fn softmax(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "softmax", &[("x", Some(x)), ("output", Some(out))])?;
     const OP: &str = "softmax";
     let f = check_float_io(OP, &[("x", x)], out)?;
     let cols = x.shape().last().copied().unwrap_or(1);
@@ -426,6 +440,15 @@ pub fn qadd(
     clip: Clip,
     out: &QTensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "qadd",
+        &[
+            ("a", Some(a.data())),
+            ("b", Some(b.data())),
+            ("output", Some(out.data())),
+        ],
+    )?;
     const OP: &str = "qadd";
     clip.check(OP)?;
     for (name, q) in [("a", a), ("b", b), ("output", out)] {

@@ -213,35 +213,14 @@ impl GemmKernel {
 
     fn check(self, ctx: &Context) -> Result<()> {
         let l = ctx.capabilities().limits;
+        self.check_config()?;
         let (invocations, wg_bytes) = match self {
             GemmKernel::Tiled(c) => {
-                if c.tm % 4 != 0 || c.tn % 4 != 0 || c.tm == 0 || c.tn == 0 || c.bk == 0 {
-                    return Err(Error::invalid(
-                        OP,
-                        format!(
-                            "tiled config {c:?}: tm and tn must be non-zero multiples of 4, bk > 0"
-                        ),
-                    ));
-                }
                 let (bm, bn) = self.tile();
                 (c.wg_x * c.wg_y, (bm + bn) * c.bk * 4)
             }
-            GemmKernel::Register(c) => {
-                if c.wg == 0 || c.tm == 0 || c.tn4 == 0 || c.ku == 0 || c.split_k == 0 {
-                    return Err(Error::invalid(
-                        OP,
-                        format!("register config {c:?}: every field must be non-zero"),
-                    ));
-                }
-                (c.wg, 0)
-            }
+            GemmKernel::Register(c) => (c.wg, 0),
             GemmKernel::Subgroup(c) => {
-                if c.wg == 0 || c.tm == 0 || c.tm % 8 != 0 || c.tn4 == 0 {
-                    return Err(Error::invalid(
-                        OP,
-                        format!("subgroup config {c:?}: tm must be a non-zero multiple of 8, wg and tn4 non-zero"),
-                    ));
-                }
                 if !self.supported(ctx.capabilities()) {
                     return Err(Error::MissingFeature {
                         op: OP,
@@ -406,6 +385,16 @@ pub fn gemm(
     bias: Option<&Tensor>,
     c: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "gemm",
+        &[
+            ("A", Some(a)),
+            ("B", Some(b)),
+            ("bias", bias),
+            ("C", Some(c)),
+        ],
+    )?;
     let strides = validate(desc, a, b, bias, c)?;
     let kernel = desc
         .kernel
@@ -480,11 +469,11 @@ fn validate(
     let strides = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
     if let Some(bias) = bias {
         check_f32("bias", bias)?;
-        if bias.numel() != desc.n {
+        if bias.shape() != [desc.n] {
             return Err(Error::shape(
                 OP,
                 format!(
-                    "bias has shape {:?} ({} elements); expected n = {}",
+                    "bias has shape {:?} ({} elements); expected [n] with n = {}",
                     bias.shape(),
                     bias.numel(),
                     desc.n

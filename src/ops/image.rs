@@ -170,6 +170,7 @@ pub fn image_to_tensor(
     desc: &ImageDesc,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "image_to_tensor", &[("output", Some(out))])?;
     let out_f16 = super::check_float(OP, "output", out)?;
     let want = desc.output_shape();
     if out.shape() != want.as_slice() {

@@ -182,6 +182,15 @@ fn check_factors(op: &'static str, f: [usize; 2]) -> Result<()> {
 }
 
 fn check_out(op: &'static str, out: &Tensor, want: [Option<usize>; 4]) -> Result<()> {
+    if want.contains(&None) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the output size overflows usize (output given: {:?})",
+                out.shape()
+            ),
+        ));
+    }
     let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(usize::MAX)).collect();
     if out.shape() != want.as_slice() {
         return Err(Error::shape(
@@ -201,6 +210,11 @@ pub fn upsample_nearest(
     factors: [usize; 2],
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "upsample_nearest",
+        &[("x", Some(x)), ("output", Some(out))],
+    )?;
     const OP: &str = "upsample_nearest";
     check_factors(OP, factors)?;
     let s = nhwc(OP, "x", x)?;
@@ -231,6 +245,11 @@ pub fn resize_bilinear(
     scales: [f32; 2],
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "resize_bilinear",
+        &[("x", Some(x)), ("output", Some(out))],
+    )?;
     const OP: &str = "resize_bilinear";
     let s = nhwc(OP, "x", x)?;
     let o = nhwc(OP, "output", out)?;
@@ -265,6 +284,11 @@ pub fn transpose_to_nhwc(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "transpose_to_nhwc",
+        &[("x", Some(x)), ("output", Some(out))],
+    )?;
     const OP: &str = "transpose_to_nhwc";
     let [n, c, h, w] = nhwc(OP, "x", x)?;
     check_out(OP, out, [Some(n), Some(h), Some(w), Some(c)])?;
@@ -280,6 +304,11 @@ pub fn transpose_to_nchw(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "transpose_to_nchw",
+        &[("x", Some(x)), ("output", Some(out))],
+    )?;
     const OP: &str = "transpose_to_nchw";
     let [n, h, w, c] = nhwc(OP, "x", x)?;
     check_out(OP, out, [Some(n), Some(c), Some(h), Some(w)])?;
@@ -298,6 +327,11 @@ pub fn depth_to_space(
     block: [usize; 2],
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "depth_to_space",
+        &[("x", Some(x)), ("output", Some(out))],
+    )?;
     const OP: &str = "depth_to_space";
     check_factors(OP, block)?;
     let s = nhwc(OP, "x", x)?;
@@ -334,7 +368,21 @@ pub fn concat_channels(
     inputs: &[&Tensor],
     out: &Tensor,
 ) -> Result<()> {
+    let names: Vec<String> = (0..inputs.len()).map(|i| format!("input {i}")).collect();
+    let operands: Vec<(&str, Option<&Tensor>)> = names
+        .iter()
+        .zip(inputs)
+        .map(|(n, x)| (n.as_str(), Some(*x)))
+        .chain(std::iter::once(("output", Some(out))))
+        .collect();
+    super::check_devices(ctx, "concat_channels", &operands)?;
     const OP: &str = "concat_channels";
+    if inputs.is_empty() {
+        return Err(Error::invalid(
+            OP,
+            "no input to concatenate (give at least one)",
+        ));
+    }
     let o = nhwc(OP, "output", out)?;
     // Every input is checked before anything is recorded.
     let mut shapes = Vec::with_capacity(inputs.len());

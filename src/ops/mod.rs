@@ -61,6 +61,26 @@ pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
 }
 
 /// Whether a float operand is f16 (`true`) or f32 (`false`); any other dtype is an error.
+/// Refuses operands made on another device than `ctx`'s (see [`Tensor::check_device`]).
+pub(crate) fn check_devices(
+    ctx: &Context,
+    op: &'static str,
+    operands: &[(&str, Option<&Tensor>)],
+) -> Result<()> {
+    for (name, t) in operands {
+        if let Some(t) = t {
+            t.check_device(ctx, op, name)?;
+        }
+    }
+    crate::context::note_operands(
+        operands
+            .iter()
+            .filter_map(|(name, t)| t.map(|t| (name.to_string(), t.buffer().clone())))
+            .collect(),
+    );
+    Ok(())
+}
+
 pub(crate) fn check_float(op: &'static str, operand: &'static str, t: &Tensor) -> Result<bool> {
     match t.dtype() {
         DType::F32 => Ok(false),
@@ -85,11 +105,11 @@ pub(crate) fn check_bias(op: &'static str, bias: Option<&Tensor>, n: usize) -> R
             got: bias.dtype(),
         });
     }
-    if bias.numel() != n {
+    if bias.shape() != [n] {
         return Err(Error::shape(
             op,
             format!(
-                "bias has shape {:?} ({} elements); expected N = {n}",
+                "bias has shape {:?} ({} elements); expected [N] with N = {n}",
                 bias.shape(),
                 bias.numel()
             ),

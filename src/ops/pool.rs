@@ -80,6 +80,7 @@ pub fn pool2d(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
     let x_f16 = super::check_float(OP, "x", x)?;
     let out_f16 = super::check_float(OP, "output", out)?;
     let (oh, ow, pad, kernel) = desc.geometry(x.shape())?;

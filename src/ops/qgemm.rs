@@ -55,6 +55,24 @@ pub enum QGemmOutput<'a> {
     Quantized(&'a QTensor),
 }
 
+impl QGemmOutput<'_> {
+    /// The tensor written (a requantized output's codes).
+    pub fn tensor(&self) -> &Tensor {
+        match self {
+            QGemmOutput::F32(t) | QGemmOutput::F16(t) | QGemmOutput::I32(t) => t,
+            QGemmOutput::Quantized(q) => q.data(),
+        }
+    }
+
+    /// The output's logical shape (a requantized output's, not its packed words').
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            QGemmOutput::F32(t) | QGemmOutput::F16(t) | QGemmOutput::I32(t) => t.shape(),
+            QGemmOutput::Quantized(q) => q.shape(),
+        }
+    }
+}
+
 /// The largest `K` whose accumulator is exact in int32 for operands with these code
 /// ranges; `zero_point` says whether the operand may have a non-zero zero point (then
 /// `|q - z|` reaches `qmax - qmin`, else `max(|qmin|, |qmax|)`).
@@ -212,9 +230,14 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
 }
 
 pub(crate) fn check_8bit(operand: &'static str, q: &QTensor) -> Result<()> {
+    check_8bit_for(OP, operand, q)
+}
+
+/// [`check_8bit`] with errors naming `op`.
+pub(crate) fn check_8bit_for(op: &'static str, operand: &'static str, q: &QTensor) -> Result<()> {
     if !matches!(q.qtype(), QType::I8 | QType::U8) {
         return Err(Error::invalid(
-            OP,
+            op,
             format!(
                 "{operand} holds {} codes; the W8A8 GEMM takes i8 or u8 (use ops::wgemm for \
                  4-bit weights)",
@@ -278,6 +301,16 @@ pub fn qgemm(
     bias: Option<&Tensor>,
     out: QGemmOutput<'_>,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("A", Some(a.data())),
+            ("W", Some(w.data())),
+            ("bias", bias),
+            ("output", Some(out.tensor())),
+        ],
+    )?;
     check_8bit("A", a)?;
     check_8bit("W", w)?;
     if w.shape().len() != 2 {
@@ -287,6 +320,7 @@ pub fn qgemm(
         ));
     }
     let (n, k) = (w.shape()[0], w.shape()[1]);
+    check_nk(OP, "W", w.shape())?;
     let a_shape = a.shape();
     if a_shape.last() != Some(&k) {
         return Err(Error::shape(
@@ -308,6 +342,21 @@ pub fn qgemm(
         out_shape,
     };
     run(ctx, encoder, desc, a, w, bias, out, &problem)
+}
+
+/// Refuses an empty weight: `K = 0` would leave the output unwritten (an empty sum is
+/// not computed, the same in every op), and `N = 0` has no output.
+pub(crate) fn check_nk(op: &'static str, operand: &str, w_shape: &[usize]) -> Result<()> {
+    if w_shape.contains(&0) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{operand} has shape {w_shape:?}: N and K must be at least 1 (K = 0 is an empty \
+                 sum, refused as by every op)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A requantized output's scale, zero point and code range.
@@ -354,6 +403,47 @@ fn check_exact_k(a: &QTensor, w: &QTensor, k: usize) -> Result<()> {
             zp(w),
         ),
     ))
+}
+
+/// ONNX's requantization: a requantized output, no activation, an i32 bias `[N]`.
+fn check_onnx_requant(
+    desc: &QGemmDesc,
+    bias: Option<&Tensor>,
+    out_code: u32,
+    n: usize,
+) -> Result<()> {
+    if out_code != 3 {
+        return Err(Error::invalid(
+            OP,
+            "onnx_requant rounds a requantized output: give QGemmOutput::Quantized",
+        ));
+    }
+    if desc.activation != Activation::None {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "onnx_requant takes no activation (ONNX's QLinear ops have none), got {:?}",
+                desc.activation
+            ),
+        ));
+    }
+    if let Some(b) = bias {
+        if b.dtype() != DType::I32 {
+            return Err(Error::DType {
+                op: OP,
+                operand: "bias",
+                expected: DType::I32,
+                got: b.dtype(),
+            });
+        }
+        if b.shape() != [n] {
+            return Err(Error::shape(
+                OP,
+                format!("bias has shape {:?}; expected [N] with N = {n}", b.shape()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The output's form and tensor, checked against the product's shape.
@@ -462,7 +552,11 @@ fn validate<'a>(
     check_exact_k(a, w, problem.k())?;
     let (out_code, out, requant) =
         check_output(desc, bias, out, a.shape(), w.shape(), &problem.out_shape)?;
-    super::check_bias(OP, bias, problem.n())?;
+    if desc.onnx_requant {
+        check_onnx_requant(desc, bias, out_code, problem.n())?;
+    } else {
+        super::check_bias(OP, bias, problem.n())?;
+    }
     let inputs = [
         ("A", a.data()),
         ("A scales", a.scales()),
@@ -616,7 +710,9 @@ fn base_params(
         kw: to_u32("words per row", problem.kc.div_ceil(4))?,
         // Per piece, with m, ncols, row_blocks and a_words.
         groups_x: 0,
-        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
+        flags: u32::from(bias.is_some())
+            | (desc.activation.code() << 1)
+            | (u32::from(desc.onnx_requant) << 3),
         a_xor: if c.a_u8 { 0x8080_8080 } else { 0 },
         w_xor: if c.w_u8 { 0x8080_8080 } else { 0 },
         tail_mask: if tail == 0 {

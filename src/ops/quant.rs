@@ -271,6 +271,7 @@ pub fn quantize(
     x: &Tensor,
     q: &QTensor,
 ) -> Result<()> {
+    super::check_devices(ctx, "quantize", &[("x", Some(x)), ("q", Some(q.data()))])?;
     const OP: &str = "quantize";
     let f16 = check_pair(OP, "x", x, q)?;
     let layout = q.layout();
@@ -326,6 +327,11 @@ pub fn dequantize(
     q: &QTensor,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "dequantize",
+        &[("q", Some(q.data())), ("output", Some(out))],
+    )?;
     const OP: &str = "dequantize";
     let f16 = check_pair(OP, "out", out, q)?;
     let numel = q.numel();
@@ -526,6 +532,11 @@ pub fn dynamic_quantize(
     spec: &DynamicQuant,
     q: &QTensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        "dynamic_quantize",
+        &[("x", Some(x)), ("q", Some(q.data()))],
+    )?;
     const OP: &str = "dynamic_quantize";
     spec.check(OP)?;
     super::check_float(OP, "x", x)?;
@@ -605,6 +616,7 @@ fn from_ordered(u: u32) -> f32 {
 /// Computes each channel's finite min and max on the GPU and reads back only those
 /// (`2 * channels + 1` words). Submits and waits.
 pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> {
+    super::check_devices(ctx, "min_max", &[("x", Some(x))])?;
     const OP: &str = "min_max";
     check_view(OP, x, view)?;
     let stats = min_max_buffer(ctx, OP, view.channels)?;
@@ -659,6 +671,7 @@ pub fn histogram(
     view: &ChannelView,
     ranges: &[f32],
 ) -> Result<(Vec<u32>, u64)> {
+    super::check_devices(ctx, "histogram", &[("x", Some(x))])?;
     const OP: &str = "histogram";
     check_view(OP, x, view)?;
     if ranges.len() != view.channels {

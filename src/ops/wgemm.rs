@@ -65,6 +65,16 @@ pub enum Weights<'a> {
     F16(&'a Tensor),
 }
 
+impl Weights<'_> {
+    /// The tensor holding the weights (a quantized weight's codes).
+    pub fn tensor(&self) -> &Tensor {
+        match self {
+            Weights::Quantized(q) => q.data(),
+            Weights::F16(t) => t,
+        }
+    }
+}
+
 crate::shaders::uniform! {
     struct Params {
         m: u32,
@@ -282,6 +292,7 @@ fn check_shapes(x: &Tensor, weights: Weights<'_>, out: &Tensor) -> Result<(usize
         ));
     }
     let (n, k) = (w_shape[0], w_shape[1]);
+    super::qgemm::check_nk(OP, "the weight", w_shape)?;
     if x.shape().last() != Some(&k) {
         return Err(Error::shape(
             OP,
@@ -566,6 +577,16 @@ pub fn wgemm(
     bias: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<()> {
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("weight", Some(weights.tensor())),
+            ("bias", bias),
+            ("output", Some(out)),
+        ],
+    )?;
     let a_f16 = super::check_float(OP, "x", x)?;
     let out_f16 = super::check_float(OP, "output", out)?;
     let (m, n, k) = check_shapes(x, weights, out)?;

@@ -22,11 +22,11 @@
 //! use wgpu_quant::quant::{QType, QuantParams, QuantScheme};
 //! let x = [-1.0f32, 0.0, 0.5, 2.0];
 //! let params = QuantParams::from_data(&QuantScheme::asymmetric(QType::U8), &[4], &x).unwrap();
-//! assert_eq!(params.zero_points, vec![85]); // rmin = -1, S = 3/255: Z = round(85.0)
+//! assert_eq!(params.zero_points(), [85]); // rmin = -1, S = 3/255: Z = round(85.0)
 //! let q = params.quantize(&x).unwrap();
 //! assert_eq!(q, vec![0, 85, 127, 255]); // 0.5 / S = 42.5 rounds half to even: 42
 //! let back = params.dequantize(&q).unwrap();
-//! assert!((back[2] - 0.5).abs() <= params.scales[0] / 2.0);
+//! assert!((back[2] - 0.5).abs() <= params.scales()[0] / 2.0);
 //! assert_eq!(back[1], 0.0); // zero is exact
 //! ```
 
@@ -212,7 +212,7 @@ impl SlotLayout {
 impl Granularity {
     /// The slot layout of this granularity over a tensor of `shape`.
     pub fn layout(&self, op: &'static str, shape: &[usize]) -> Result<SlotLayout> {
-        let numel: usize = shape.iter().product();
+        let numel = crate::error::checked_numel(op, shape)?;
         let split = |axis: usize| -> Result<(usize, usize, usize)> {
             if axis >= shape.len() {
                 return Err(Error::invalid(
@@ -412,25 +412,90 @@ pub fn dequantize_value(q: i32, scale: f32, zero: i32) -> f32 {
 }
 
 /// Concrete parameters for one tensor shape: a scale and zero point per slot.
+///
+/// Built only through the checked constructors ([`QuantParams::new`],
+/// [`QuantParams::from_ranges`], [`QuantParams::from_data`]), so every value a kernel
+/// reads is valid: scales finite, normal and positive; zero points and the code range
+/// inside the type; one pair per slot. Read the fields through the accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantParams {
-    /// Storage type.
-    pub qtype: QType,
-    /// Smallest code used (the type's, or one more for the restricted range).
-    pub qmin: i32,
-    /// Largest code used.
-    pub qmax: i32,
-    /// Which elements share parameters.
-    pub granularity: Granularity,
-    /// Shape of the tensor these parameters quantize.
-    pub shape: Vec<usize>,
-    /// One scale per slot (see [`Granularity`]), each finite, normal and positive.
-    pub scales: Vec<f32>,
-    /// One zero point per slot, each in `qmin..=qmax`.
-    pub zero_points: Vec<i32>,
+    pub(crate) qtype: QType,
+    pub(crate) qmin: i32,
+    pub(crate) qmax: i32,
+    pub(crate) granularity: Granularity,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) scales: Vec<f32>,
+    pub(crate) zero_points: Vec<i32>,
 }
 
 impl QuantParams {
+    /// Storage type.
+    pub fn qtype(&self) -> QType {
+        self.qtype
+    }
+
+    /// Smallest code used (the type's, or one more for the restricted range).
+    pub fn qmin(&self) -> i32 {
+        self.qmin
+    }
+
+    /// Largest code used.
+    pub fn qmax(&self) -> i32 {
+        self.qmax
+    }
+
+    /// Which elements share parameters.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// Shape of the tensor these parameters quantize.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// One scale per slot (see [`Granularity`]), each finite, normal and positive.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// One zero point per slot, each in `qmin..=qmax`.
+    pub fn zero_points(&self) -> &[i32] {
+        &self.zero_points
+    }
+
+    /// The same parameters with codes limited to `qmin..=qmax` (a restricted range,
+    /// e.g. -127..=127 for symmetric int8, or the codes of a lower bit width stored in 8
+    /// bits). The range must lie inside the type and hold every zero point.
+    pub fn with_code_range(mut self, qmin: i32, qmax: i32) -> Result<QuantParams> {
+        let op = "QuantParams::with_code_range";
+        let (tmin, tmax) = (self.qtype.qmin(), self.qtype.qmax());
+        if qmin >= qmax || qmin < tmin || qmax > tmax {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "codes {qmin}..={qmax} must be a range of at least two codes inside the {} \
+                     range {tmin}..={tmax}",
+                    self.qtype
+                ),
+            ));
+        }
+        if let Some((i, z)) = self
+            .zero_points
+            .iter()
+            .enumerate()
+            .find(|(_, z)| !(qmin..=qmax).contains(*z))
+        {
+            return Err(Error::invalid(
+                op,
+                format!("zero_point[{i}] = {z} is outside the codes {qmin}..={qmax}"),
+            ));
+        }
+        self.qmin = qmin;
+        self.qmax = qmax;
+        Ok(self)
+    }
+
     /// Parameters given explicitly (from a model file, say). Checks the slot count, that
     /// every scale is finite, normal and positive, and that zero points are in range.
     pub fn new(
@@ -576,7 +641,7 @@ pub(crate) fn first_not_positive_normal(v: &[f32]) -> Option<(usize, f32)> {
 }
 
 fn check_len(op: &'static str, shape: &[usize], len: usize) -> Result<()> {
-    let numel: usize = shape.iter().product();
+    let numel = crate::error::checked_numel(op, shape)?;
     if numel != len {
         return Err(Error::shape(
             op,

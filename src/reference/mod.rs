@@ -16,7 +16,7 @@ pub use eltwise::{binary_f64, map_f64, qadd, softmax_f64};
 pub use gemm::{gemm, gemm_at};
 pub use image::image_to_tensor_reference;
 pub use pool::pool_f64;
-pub use qgemm::{qgemm_dequant, qgemm_i32};
+pub use qgemm::{qgemm_dequant, qgemm_i32, requant_onnx};
 pub use wgemm::linear_f64;
 
 /// The `cols x rows` transpose of a row-major `rows x cols` matrix (a linear layer's

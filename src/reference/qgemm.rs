@@ -47,3 +47,13 @@ pub fn qgemm_dequant(
         Activation::Relu6 => v.clamp(0.0, 6.0),
     }
 }
+
+/// ONNX's requantization of an int32 accumulator (bias included), as `onnx.reference`'s
+/// `QLinearMatMul` and `QLinearConv` compute it in numpy: the multiplier
+/// `M = (sa * sw) / sy` in f32, then `rint(f64(acc) * f64(M) + f64(zy))` (half to even)
+/// clamped to `qmin..=qmax`. The kernels' `requant_onnx` reproduces it in integers.
+pub fn requant_onnx(acc: i32, sa: f32, sw: f32, sy: f32, zy: i32, qmin: i32, qmax: i32) -> i32 {
+    let m = (sa * sw) / sy;
+    let d = f64::from(acc) * f64::from(m) + f64::from(zy);
+    d.round_ties_even().clamp(f64::from(qmin), f64::from(qmax)) as i32
+}

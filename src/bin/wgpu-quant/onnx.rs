@@ -70,6 +70,61 @@ pub struct RunArgs {
     layers: bool,
 }
 
+/// An input shape from the command line: every dimension at least 1, the product in
+/// range.
+pub fn check_shape(shape: &[usize]) -> R<()> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(format!(
+            "--shape {shape:?}: every dimension must be at least 1"
+        ));
+    }
+    let elems = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    super::check::memory(
+        &format!("--shape {shape:?}"),
+        elems.and_then(|e| e.checked_mul(16)),
+    )
+}
+
+/// Checks `run`'s arguments before anything is loaded.
+pub fn validate(a: &RunArgs) -> R<()> {
+    use super::check;
+    check::input_file("the model", &a.model)?;
+    check::input_file("--input", &a.input)?;
+    if let Some(s) = &a.shape {
+        check_shape(s)?;
+    }
+    if let Some(dir) = &a.calibrate {
+        check::input_dir("--calibrate", dir)?;
+    }
+    if let Some(l) = &a.labels {
+        check::input_file("--labels", l)?;
+    }
+    if a.precision == Precision::Int8Static && a.calibrate.is_none() {
+        return Err(
+            "--precision int8-static needs --calibrate DIR (images to calibrate on)".into(),
+        );
+    }
+    check::positive("--runs", a.runs)?;
+    check::positive("--top", a.top)?;
+    if let Some(r) = a.resize {
+        check::positive("--resize", r)?;
+    }
+    for (flag, v) in [("--mean", &a.mean), ("--std", &a.std)] {
+        if v.len() != 3 {
+            return Err(format!("{flag} needs 3 values (R,G,B), got {}", v.len()));
+        }
+        if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+            return Err(format!("{flag} {v:?}: {x} is not a finite number"));
+        }
+    }
+    if let Some(x) = a.std.iter().find(|x| **x == 0.0) {
+        return Err(format!("--std {:?}: a divisor of {x}", a.std));
+    }
+    Ok(())
+}
+
 /// Lists the model: opset, edges, operators, layers, parameters; or every node that
 /// cannot be imported.
 pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
