@@ -22,7 +22,10 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         Ok(s) => s
             .split(',')
             .map(|t| {
-                let v: Vec<usize> = t.split('x').map(|d| d.trim().parse().expect("MxNxK")).collect();
+                let v: Vec<usize> = t
+                    .split('x')
+                    .map(|d| d.trim().parse().expect("MxNxK"))
+                    .collect();
                 (v[0], v[1], v[2])
             })
             .collect(),
@@ -40,13 +43,38 @@ fn bench_requant(cr: &mut Criterion) {
         let w: Vec<i32> = (0..n * k).map(|_| rng.random_range(-127..=127)).collect();
         let sw: Vec<f32> = (0..n).map(|_| rng.random_range(0.002f32..0.01)).collect();
         let (sa, za, sy, zy) = (0.02f32, 118, 0.5f32, 3);
-        let ap = QuantParams::new(QType::U8, Granularity::PerTensor, &[m, k], vec![sa], vec![za]).unwrap();
-        let wp = QuantParams::new(QType::I8, Granularity::PerChannel { axis: 0 }, &[n, k], sw.clone(), vec![0; n]).unwrap();
-        let yp = QuantParams::new(QType::U8, Granularity::PerTensor, &[m, n], vec![sy], vec![zy]).unwrap();
+        let ap = QuantParams::new(
+            QType::U8,
+            Granularity::PerTensor,
+            &[m, k],
+            vec![sa],
+            vec![za],
+        )
+        .unwrap();
+        let wp = QuantParams::new(
+            QType::I8,
+            Granularity::PerChannel { axis: 0 },
+            &[n, k],
+            sw.clone(),
+            vec![0; n],
+        )
+        .unwrap();
+        let yp = QuantParams::new(
+            QType::U8,
+            Granularity::PerTensor,
+            &[m, n],
+            vec![sy],
+            vec![zy],
+        )
+        .unwrap();
         let aq = QTensor::from_codes(&ctx, &ap, &a).unwrap();
         let wq = QTensor::from_codes(&ctx, &wp, &w).unwrap();
         let ibias: Vec<i32> = (0..n).map(|_| rng.random_range(-5000..5000)).collect();
-        let fbias: Vec<f32> = ibias.iter().zip(&sw).map(|(&b, &s)| b as f32 * sa * s).collect();
+        let fbias: Vec<f32> = ibias
+            .iter()
+            .zip(&sw)
+            .map(|(&b, &s)| b as f32 * sa * s)
+            .collect();
         let ib = Tensor::from_slice(&ctx, &[n], &ibias).unwrap();
         let fb = Tensor::from_slice(&ctx, &[n], &fbias).unwrap();
         let acc = qgemm_i32(&a, &vec![za; m], &w, &vec![0; n], (m, n, k));
@@ -58,7 +86,16 @@ fn bench_requant(cr: &mut Criterion) {
             let desc = QGemmDesc::default().onnx_requant(onnx);
             let bias = if onnx { &ib } else { &fb };
             let record = |enc: &mut wgpu::CommandEncoder| {
-                qgemm(&ctx, enc, &desc, &aq, &wq, Some(bias), QGemmOutput::Quantized(&y)).unwrap()
+                qgemm(
+                    &ctx,
+                    enc,
+                    &desc,
+                    &aq,
+                    &wq,
+                    Some(bias),
+                    QGemmOutput::Quantized(&y),
+                )
+                .unwrap()
             };
             let mut enc = ctx.encoder("verify");
             record(&mut enc);
@@ -74,13 +111,20 @@ fn bench_requant(cr: &mut Criterion) {
                 };
                 assert_eq!(got[e], want, "{m}x{n}x{k} onnx={onnx}: element {e}");
             }
-            group.bench_function(if onnx { "onnx rounding" } else { "default rounding" }, |b| {
-                b.iter(|| {
-                    let mut enc = ctx.encoder("bench");
-                    record(&mut enc);
-                    ctx.submit_and_wait(enc).unwrap();
-                })
-            });
+            group.bench_function(
+                if onnx {
+                    "onnx rounding"
+                } else {
+                    "default rounding"
+                },
+                |b| {
+                    b.iter(|| {
+                        let mut enc = ctx.encoder("bench");
+                        record(&mut enc);
+                        ctx.submit_and_wait(enc).unwrap();
+                    })
+                },
+            );
         }
         group.finish();
     }

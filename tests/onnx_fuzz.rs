@@ -25,6 +25,8 @@ fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = vec![
         root.join("examples/data/efficientnet_lite0/efficientnet_lite0.onnx"),
         root.join("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+        // ONNX Runtime's dynamic format (the rewrite of import/dynamic.rs).
+        root.join("examples/data/efficientnet_lite0/efficientnet_lite0_dyn.onnx"),
     ];
     for sub in ["tests/data/onnx/pytorch-converted", "tests/data/onnx/node"] {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(sub))

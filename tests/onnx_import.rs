@@ -1043,3 +1043,118 @@ fn run_as(
     };
     onnx.from_model_output(&v).unwrap()
 }
+
+/// ONNX Runtime's dynamic format on a small graph: x -> DynamicQuantizeLinear ->
+/// MatMulInteger (u8 weights per column, with zero points) -> Cast -> Mul by
+/// Mul(x_scale, w_scale) -> Add bias. It imports as a linear layer of the dequantized
+/// weights, and `qmodel` runs it as a dynamic INT8 model that equals ONNX's arithmetic
+/// (quantize x per tensor, exact int accumulation, f32 scale product and bias) to f32
+/// rounding. The same nodes outside the pattern are refused, naming it.
+#[test]
+fn ort_dynamic_matmul_runs_as_dynamic_int8() {
+    let ctx = common::ctx();
+    let (k, n) = (6usize, 5usize);
+    let codes: Vec<i8> = (0..k * n)
+        .map(|i| ((i * 53 + 11) % 256) as u8 as i8)
+        .collect();
+    let wz: Vec<i8> = (0..n).map(|j| (120 + j * 3) as u8 as i8).collect();
+    let ws: Vec<f32> = (0..n).map(|j| 0.01 + 0.003 * j as f32).collect();
+    let bias: Vec<f32> = (0..n).map(|j| 0.1 * j as f32 - 0.2).collect();
+    let m = model(
+        vec![
+            node(
+                "DynamicQuantizeLinear",
+                "dql",
+                &["x"],
+                &["xq", "xs", "xz"],
+                vec![],
+            ),
+            node("Mul", "scales", &["xs", "ws"], &["s"], vec![]),
+            node(
+                "MatMulInteger",
+                "mmi",
+                &["xq", "wq", "xz", "wz"],
+                &["acc"],
+                vec![],
+            ),
+            node("Cast", "cast", &["acc"], &["accf"], vec![attr_i("to", 1)]),
+            node("Mul", "scale", &["accf", "s"], &["y0"], vec![]),
+            node("Add", "bias", &["y0", "b"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_i8("wq", &[k, n], &codes, true),
+            tensor_i8("wz", &[n], &wz, true),
+            tensor_f32("ws", &[n], &ws),
+            tensor_f32("b", &[n], &bias),
+        ],
+        &[2, k],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.dynamic_quantized(), 1);
+    let q = onnx.qmodel(ctx).unwrap();
+    let x: Vec<f32> = (0..2 * k).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+    let t = Tensor::from_slice(ctx, &[2, k], &x).unwrap();
+    let mut enc = ctx.encoder("dyn");
+    let y = q.forward(ctx, &mut enc, &t).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = y.read_blocking::<f32>(ctx).unwrap();
+    // ONNX's arithmetic: DynamicQuantizeLinear over the whole tensor, then per element
+    // f32(acc) * f32(xs * ws[j]) + b[j].
+    let (lo, hi) = x
+        .iter()
+        .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+    let xs = (hi - lo) / 255.0;
+    let xz = (0.0 - lo / xs).round_ties_even().clamp(0.0, 255.0) as i32;
+    let xq: Vec<i32> = x
+        .iter()
+        .map(|&v| ((v / xs).round_ties_even() as i32 + xz).clamp(0, 255))
+        .collect();
+    for r in 0..2 {
+        for j in 0..n {
+            let acc: i32 = (0..k)
+                .map(|p| {
+                    (xq[r * k + p] - xz)
+                        * (i32::from(codes[p * n + j] as u8) - i32::from(wz[j] as u8))
+                })
+                .sum();
+            let want = acc as f32 * (xs * ws[j]) + bias[j];
+            let g = got[r * n + j];
+            assert!(
+                (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "[{r}, {j}]: {g} vs {want}"
+            );
+        }
+    }
+    // A MatMulInteger whose output is not scaled back (an int32 graph output) is outside
+    // the pattern: the import fails at its DynamicQuantizeLinear, naming the pattern.
+    let lone = model(
+        vec![
+            node(
+                "DynamicQuantizeLinear",
+                "dql",
+                &["x"],
+                &["xq", "xs", "xz"],
+                vec![],
+            ),
+            node(
+                "MatMulInteger",
+                "mmi",
+                &["xq", "wq", "xz", "wz"],
+                &["acc"],
+                vec![],
+            ),
+        ],
+        vec![
+            tensor_i8("wq", &[k, n], &codes, true),
+            tensor_i8("wz", &[n], &wz, true),
+        ],
+        &[2, k],
+        13,
+    );
+    let e = import_err(&lone);
+    assert!(
+        e.contains("'dql' (DynamicQuantizeLinear)") && e.contains("ONNX Runtime's dynamic format"),
+        "{e}"
+    );
+}

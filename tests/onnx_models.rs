@@ -421,6 +421,81 @@ fn qdq_efficientnet_runs_on_the_integer_kernels_like_onnx_runtime() {
     );
 }
 
+/// EfficientNet-Lite0 quantized by ONNX Runtime's `quantize_dynamic` (its defaults: int8
+/// weights per tensor, DynamicQuantizeLinear on every conv and matmul input,
+/// ConvInteger/MatMulInteger; tools/onnx_models/quantize_dynamic.py) runs as a dynamic
+/// INT8 model with the file's weight codes. Its integer arithmetic is ONNX Runtime's: the
+/// activations are quantized as DynamicQuantizeLinear does, the accumulators are exact
+/// and the epilogue is the file's Cast/Mul/Add in f32, so only the global average pool's
+/// summation order and the softmax differ, by a few ulp.
+#[test]
+fn ort_dynamic_efficientnet_runs_as_onnx_runtime_computes_it() {
+    let ctx = ctx();
+    let file = root().join("examples/data/efficientnet_lite0/efficientnet_lite0_dyn.onnx");
+    let dynq = OnnxImport::load(&file, Some(&[1, 3, 224, 224])).unwrap();
+    assert_eq!(
+        dynq.dynamic_quantized(),
+        50,
+        "49 ConvInteger and one MatMulInteger"
+    );
+    assert!(dynq.is_quantized());
+    assert_eq!(dynq.graph().nodes.len(), 61);
+    let int8 = dynq.qmodel(&ctx).unwrap();
+    assert_eq!(int8.mode(), QMode::Dynamic);
+    let mut worst = 0f64;
+    for photo in PHOTOS {
+        let x = input_nchw(photo);
+        let t = Tensor::from_slice(
+            &ctx,
+            &dynq.input().model_shape,
+            &dynq.to_model_input(&x).unwrap(),
+        )
+        .unwrap();
+        let got = run_int8(&ctx, &int8, &t);
+        let want = reference("efficientnet_lite0_dyn", photo);
+        assert_eq!(
+            argmax(&got),
+            argmax(&want),
+            "{photo}: top-1 here and in ORT"
+        );
+        let d = got
+            .iter()
+            .zip(&want)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{photo}: max |dp| against ORT's dynamic model {d:.2e}");
+        worst = worst.max(d);
+    }
+    assert!(worst <= 1e-6, "max |dp| {worst:.2e} against ORT");
+    // Saved and loaded, it is the same model (ONNX's dynamic quantization of the linear
+    // included).
+    let path = std::env::temp_dir().join(format!("dyn-{}.safetensors", std::process::id()));
+    int8.save(&path).unwrap();
+    let back =
+        wgpu_quant::model::QModel::load(&ctx, dynq.graph(), &path, &dynq.input().model_shape)
+            .unwrap();
+    std::fs::remove_file(&path).ok();
+    let x = input_nchw("rocket");
+    let t = Tensor::from_slice(
+        &ctx,
+        &dynq.input().model_shape,
+        &dynq.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        run_int8(&ctx, &back, &t),
+        run_int8(&ctx, &int8, &t),
+        "saved and loaded"
+    );
+    // The float model of the file (dequantized weights) is the same network in f32.
+    let fp32 = dynq.model(&ctx, DType::F32).unwrap();
+    let p = run(&ctx, &dynq, &fp32, &input_nchw("coffee"));
+    assert_eq!(
+        argmax(&p),
+        argmax(&reference("efficientnet_lite0_dyn", "coffee"))
+    );
+}
+
 /// PaddleOCR's PP-OCRv4 text detector (DBNet: a PP-LCNet backbone with squeeze-excite
 /// and hard swish, a feature pyramid with nearest upsampling, channel concatenation,
 /// transposed convolutions and a sigmoid) on a drawn page of text: the probability map

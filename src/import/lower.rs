@@ -110,8 +110,10 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Constant", "value, value_float(s), value_int(s)"),
     ("ConvTranspose", "2-D with strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space"),
     ("ConstantOfShape", "folded"),
+    ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
+    ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
@@ -124,6 +126,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Identity", "a view"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias)"),
+    ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
     ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
@@ -819,6 +822,11 @@ impl Lowering {
                     squeeze_dims(op, &x.shape, axes.as_deref())?,
                 )?)
             }
+            "ConvInteger" | "MatMulInteger" | "DynamicQuantizeLinear" => Err(format!(
+                "{op} is read only in ONNX Runtime's dynamic format (x -> DynamicQuantizeLinear \
+                 -> ConvInteger/MatMulInteger with constant weights -> Cast to float -> Mul by \
+                 Mul(x's scale, the weight's constant scale)); this node is outside it"
+            )),
             _ => Err(format!("operator {op} is not supported on activations")),
         }
     }
@@ -1620,15 +1628,25 @@ impl Lowering {
                 let (wn, bn) = (wn.to_string(), bn.map(str::to_string));
                 let oc = wshape[0];
                 if oc == scale.len() {
-                    let mut w = self
-                        .weights
-                        .tensor(&wn, &wshape)
-                        .map_err(|e| e.to_string())?
-                        .to_vec();
-                    let per = w.len() / oc;
-                    for (o, row) in w.chunks_mut(per).enumerate() {
-                        row.iter_mut()
-                            .for_each(|v| *v = (f64::from(*v) * scale[o]) as f32);
+                    // A pure shift (a bias Add) leaves the weights, and so a quantized
+                    // file's weight codes, as they are.
+                    if scale.iter().any(|&v| v != 1.0) {
+                        let mut w = self
+                            .weights
+                            .tensor(&wn, &wshape)
+                            .map_err(|e| e.to_string())?
+                            .to_vec();
+                        let per = w.len() / oc;
+                        for (o, row) in w.chunks_mut(per).enumerate() {
+                            row.iter_mut()
+                                .for_each(|v| *v = (f64::from(*v) * scale[o]) as f32);
+                        }
+                        self.weights
+                            .insert(&wn, &wshape, w)
+                            .map_err(|e| e.to_string())?;
+                        if self.qweights.remove(&wn).is_some() {
+                            self.requantized.push(wn.clone());
+                        }
                     }
                     let old: Vec<f32> = match &bn {
                         Some(b) => self
@@ -1641,12 +1659,6 @@ impl Lowering {
                     let b: Vec<f32> = (0..oc)
                         .map(|o| (f64::from(old[o]) * scale[o] + shift[o]) as f32)
                         .collect();
-                    self.weights
-                        .insert(&wn, &wshape, w)
-                        .map_err(|e| e.to_string())?;
-                    if self.qweights.remove(&wn).is_some() {
-                        self.requantized.push(wn.clone());
-                    }
                     let bname = bn.unwrap_or_else(|| format!("{}.bias", self.graph.nodes[i].name));
                     self.weights
                         .insert(&bname, &[oc], b)

@@ -43,6 +43,7 @@ use crate::model::{Graph, Model, PtqOptions, QModel, Src, WeightFile};
 use crate::quant::{Granularity, QuantParams};
 use crate::tensor::{DType, Tensor};
 
+mod dynamic;
 mod fold;
 mod lower;
 mod optimize;
@@ -83,6 +84,8 @@ pub struct OnnxImport {
     ops: BTreeMap<String, usize>,
     nodes: usize,
     qdq: Option<Qdq>,
+    /// ONNX Runtime's dynamic format: ConvInteger/MatMulInteger nodes rewritten.
+    dynamic: usize,
 }
 
 /// What a quantized (QDQ) file decides: the weights' codes and parameters, and each
@@ -129,7 +132,15 @@ impl OnnxImport {
             .graph
             .as_ref()
             .ok_or_else(|| err(name, "the model has no graph"))?;
-        import_graph(g, name, dir, opset, input_shape)
+        // ONNX Runtime's dynamic format becomes QDQ on the weights (import/dynamic.rs).
+        match dynamic::rewrite(g) {
+            Some((g, n)) => {
+                let mut imported = import_graph(&g, name, dir, opset, input_shape)?;
+                imported.dynamic = n;
+                Ok(imported)
+            }
+            None => import_graph(g, name, dir, opset, input_shape),
+        }
     }
 
     /// The graph (NHWC activations).
@@ -226,16 +237,28 @@ impl OnnxImport {
                  integer codes)"
             )));
         }
-        let input = q
-            .input
-            .clone()
-            .ok_or_else(|| e(format!("the input '{}' is not quantized", self.input.name)))?;
         let mut biases = BTreeMap::new();
         for n in &self.graph.nodes {
             if let Some((_, Some(b), shape)) = n.layer.weight_spec() {
                 biases.insert(b.to_string(), self.weights.tensor(b, &shape[..1])?.to_vec());
             }
         }
+        // ONNX Runtime's dynamic format: activations quantized on the fly, as
+        // DynamicQuantizeLinear does (u8, per tensor), the file's weight codes.
+        if self.dynamic > 0 && q.input.is_none() && q.acts.iter().all(Option::is_none) {
+            return QModel::from_parts_dynamic(
+                ctx,
+                &self.graph,
+                &self.input.model_shape,
+                q.weights.clone(),
+                biases,
+            )
+            .map_err(|x| e(x.to_string()));
+        }
+        let input = q
+            .input
+            .clone()
+            .ok_or_else(|| e(format!("the input '{}' is not quantized", self.input.name)))?;
         QModel::from_parts(
             ctx,
             &self.graph,
@@ -306,7 +329,22 @@ impl OnnxImport {
             s.push_str(&format!(" {op} x{n}"));
         }
         s.push('\n');
+        if self.dynamic > 0 {
+            s.push_str(&format!(
+                "ONNX Runtime's dynamic quantization: {} ConvInteger/MatMulInteger nodes \
+                 (with their DynamicQuantizeLinear, Cast and Mul) read as Conv/MatMul of \
+                 DequantizeLinear weights; int8-file runs them as dynamic INT8\n",
+                self.dynamic
+            ));
+        }
         s
+    }
+
+    /// How many `ConvInteger`/`MatMulInteger` nodes of ONNX Runtime's dynamic format the
+    /// file had (0 for other files); [`OnnxImport::qmodel`] runs such a file as a
+    /// dynamic INT8 model with the file's weight codes.
+    pub fn dynamic_quantized(&self) -> usize {
+        self.dynamic
     }
 }
 
@@ -522,6 +560,7 @@ fn import_graph(
         ops,
         nodes: g.node.len(),
         qdq,
+        dynamic: 0,
     })
 }
 

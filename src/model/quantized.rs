@@ -93,6 +93,8 @@ struct Scratch {
     f_out: Option<Tensor>,
     /// Dynamic convolutions and linears: the input quantized on the fly.
     q_in: Option<QTensor>,
+    /// How a dynamic linear quantizes its input (per row i8, or ONNX's u8 per tensor).
+    dyn_linear: Option<DynamicQuant>,
     /// Static binary ops and concatenations: the other operands dequantized.
     f_others: Vec<Tensor>,
 }
@@ -122,6 +124,9 @@ struct HostParams {
     acts: Vec<Option<QuantParams>>,
     /// The input's parameters (static mode).
     input: Option<QuantParams>,
+    /// Dynamic mode: linears quantize their input as ONNX's DynamicQuantizeLinear (u8,
+    /// asymmetric, per tensor; ONNX Runtime's dynamic files) instead of i8 per row.
+    onnx_dynamic: bool,
 }
 
 /// How [`QModel::calibrate_with`] quantizes a graph.
@@ -392,8 +397,28 @@ impl QModel {
             biases,
             acts,
             input: Some(input),
+            onnx_dynamic: false,
         };
         QModel::build(ctx, graph, input_shape, QMode::Static, host)
+    }
+
+    /// A dynamic INT8 model from a quantized file's weight codes and parameters (ONNX
+    /// Runtime's dynamic format): activations are quantized on the fly.
+    pub(crate) fn from_parts_dynamic(
+        ctx: &Context,
+        graph: &Graph,
+        input_shape: &[usize],
+        weights: std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>,
+        biases: std::collections::BTreeMap<String, Vec<f32>>,
+    ) -> Result<QModel> {
+        let host = HostParams {
+            weights,
+            biases,
+            acts: vec![None; graph.nodes.len()],
+            input: None,
+            onnx_dynamic: true,
+        };
+        QModel::build(ctx, graph, input_shape, QMode::Dynamic, host)
     }
 
     /// The model from host-side parameters (calibrated or loaded).
@@ -449,7 +474,15 @@ impl QModel {
                 .filter_map(|o| shapes.get(o).map(Vec::as_slice))
                 .collect();
             let io = (&in_shape[..], &out_shape[..], &other_shapes[..]);
-            let sc = node_scratch(ctx, mode, graph, i, io, in_params, &act)?;
+            let sc = node_scratch(
+                ctx,
+                (mode, host.onnx_dynamic),
+                graph,
+                i,
+                io,
+                in_params,
+                &act,
+            )?;
             params.push(p);
             acts.push(act);
             scratch.push(sc);
@@ -579,7 +612,8 @@ impl QModel {
                                 .ok_or_else(|| bad(i, "no dynamic buffer"))?;
                             let rows = xf.numel() / k;
                             let x2 = xf.reshape(&[rows, *k])?;
-                            dynamic_quantize(ctx, encoder, &x2, &DynamicQuant::per_row_i8(), q)?;
+                            let spec = sc.dyn_linear.unwrap_or_else(DynamicQuant::per_row_i8);
+                            dynamic_quantize(ctx, encoder, &x2, &spec, q)?;
                             qgemm(ctx, encoder, &d, q, w, b.as_ref(), o)?
                         }
                     }
@@ -766,6 +800,9 @@ impl QModel {
             ("format".to_string(), "wgpu-quant int8".to_string()),
             ("mode".to_string(), mode.to_string()),
         ]);
+        if self.host.onnx_dynamic {
+            meta.insert("dynamic_linear".to_string(), "onnx".to_string());
+        }
         // A CRC-32 of the data section (safetensors has no checksum): the header's
         // metadata does not move the data, so it is computed on a first serialization.
         let first = safetensors::tensor::serialize(views.clone(), Some(meta.clone()))
@@ -860,6 +897,7 @@ impl QModel {
         let shapes = super::infer_shapes(graph, input_shape)?;
         let mut host = HostParams {
             acts: vec![None; graph.nodes.len()],
+            onnx_dynamic: meta.get("dynamic_linear").map(String::as_str) == Some("onnx"),
             ..Default::default()
         };
         for node in &graph.nodes {
@@ -1067,7 +1105,7 @@ fn static_activation(
 /// softmax, a re-packed input for a static linear, the dynamic quantization output.
 fn node_scratch(
     ctx: &Context,
-    mode: QMode,
+    (mode, onnx_dynamic): (QMode, bool),
     graph: &Graph,
     i: usize,
     (in_shape, out_shape, other_shapes): (&[usize], &[usize], &[&[usize]]),
@@ -1123,11 +1161,13 @@ fn node_scratch(
         }
         (QMode::Dynamic, Layer::Linear { k, .. }) => {
             let rows = in_shape.iter().product::<usize>() / k;
-            sc.q_in = Some(QTensor::for_dynamic(
-                ctx,
-                &DynamicQuant::per_row_i8(),
-                &[rows, *k],
-            )?);
+            let spec = if onnx_dynamic {
+                DynamicQuant::onnx()
+            } else {
+                DynamicQuant::per_row_i8()
+            };
+            sc.q_in = Some(QTensor::for_dynamic(ctx, &spec, &[rows, *k])?);
+            sc.dyn_linear = Some(spec);
         }
         _ => {}
     }

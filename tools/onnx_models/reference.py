@@ -36,6 +36,8 @@ MODELS = {
                                ["chelsea", "coffee", "rocket"], 127.0, 128.0),
     "efficientnet_lite0_qop": ("examples/data/efficientnet_lite0/efficientnet_lite0_qop.onnx",
                                ["chelsea", "coffee", "rocket"], 127.0, 128.0),
+    "efficientnet_lite0_dyn": ("examples/data/efficientnet_lite0/efficientnet_lite0_dyn.onnx",
+                               ["chelsea", "coffee", "rocket"], 127.0, 128.0),
     "ppocr_cls": ("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx",
                   ["text_upright", "text_flipped"], 127.5, 127.5),
     # ImageNet's mean and standard deviation per channel, as PaddleOCR's detector takes.
