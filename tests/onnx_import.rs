@@ -1158,3 +1158,84 @@ fn ort_dynamic_matmul_runs_as_dynamic_int8() {
         "{e}"
     );
 }
+
+/// `ReduceMean`/`ReduceMax` over the spatial axes (PyTorch's `x.mean((2, 3))`), with and
+/// without keepdims, axes as an attribute (opset 13) or an input (opset 18): global
+/// pools, equal to the mean and max on the host; other axes are refused by name.
+#[test]
+fn spatial_reductions_become_global_pools() {
+    let ctx = common::ctx();
+    let (c, h, w) = (5usize, 3usize, 4usize);
+    let x: Vec<f32> = (0..c * h * w)
+        .map(|i| ((i * 29) % 17) as f32 * 0.25 - 2.0)
+        .collect();
+    let mean: Vec<f64> = (0..c)
+        .map(|ch| {
+            x[ch * h * w..(ch + 1) * h * w]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>()
+                / (h * w) as f64
+        })
+        .collect();
+    let max: Vec<f64> = (0..c)
+        .map(|ch| {
+            x[ch * h * w..(ch + 1) * h * w]
+                .iter()
+                .fold(f64::MIN, |m, &v| m.max(f64::from(v)))
+        })
+        .collect();
+    for (op, opset, keep, want) in [
+        ("ReduceMean", 13, 1, &mean),
+        ("ReduceMean", 18, 0, &mean),
+        ("ReduceMax", 13, 0, &max),
+        ("ReduceMax", 18, 1, &max),
+    ] {
+        let (inputs, inits, mut attrs) = if opset >= 18 {
+            (
+                vec!["x", "axes"],
+                vec![tensor_i64("axes", &[2], &[-1, 2])],
+                vec![],
+            )
+        } else {
+            (vec!["x"], vec![], vec![attr_ints("axes", &[2, 3])])
+        };
+        attrs.push(attr_i("keepdims", keep));
+        let m = model(
+            vec![node(op, "reduce", &inputs, &["y"], attrs)],
+            inits,
+            &[1, c, h, w],
+            opset,
+        );
+        let onnx = import(&m, None).unwrap();
+        let want_shape: Vec<usize> = if keep == 1 {
+            vec![1, c, 1, 1]
+        } else {
+            vec![1, c]
+        };
+        assert_eq!(
+            onnx.output().shape,
+            want_shape,
+            "{op} opset {opset} keepdims {keep}"
+        );
+        let got = run(ctx, &onnx, &x);
+        check(&got, want, 1e-6);
+    }
+    let m = model(
+        vec![node(
+            "ReduceMean",
+            "channels",
+            &["x"],
+            &["y"],
+            vec![attr_ints("axes", &[1])],
+        )],
+        vec![],
+        &[1, c, h, w],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(
+        e.contains("'channels' (ReduceMean)") && e.contains("axes [1]"),
+        "{e}"
+    );
+}

@@ -138,6 +138,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column)"),
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
+    ("ReduceMax", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global max pool"),
+    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
@@ -782,6 +784,7 @@ impl Lowering {
             "Gemm" => self.lower_gemm(n, &attrs, label),
             "MatMul" => self.lower_matmul(n, label),
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
+            "ReduceMean" | "ReduceMax" => self.lower_reduce(n, &attrs, label),
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.nhwc(self.act(n, 0)?)?;
                 let kind = if op == "GlobalMaxPool" {
@@ -974,6 +977,52 @@ impl Lowering {
             scale_mul: 1.0,
         });
         one(self.linear(a, w, None, nn, k, label, q)?)
+    }
+
+    /// `ReduceMean`/`ReduceMax` over the spatial axes of an NCHW activation (how PyTorch
+    /// exports `x.mean((2, 3))`): a global average or max pool, viewed as `[N, C]` without
+    /// `keepdims`.
+    fn lower_reduce(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let x = self.act(n, 0)?;
+        // The axes are an attribute before opset 18, an input from 18 on.
+        let axes = if self.opset < 18 {
+            attrs.ints("axes")
+        } else {
+            self.konst(n, 1, "axes")?
+                .map(|c| c.as_ik().map(<[i64]>::to_vec))
+                .transpose()?
+        };
+        let rank = x.shape.len() as i64;
+        let mut axes: Vec<i64> = axes
+            .ok_or("reducing over every axis is not supported (give axes [2, 3])")?
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .collect();
+        axes.sort_unstable();
+        if rank != 4 || axes != [2, 3] {
+            return Err(format!(
+                "axes {axes:?} of a rank-{rank} activation {:?}: only the spatial axes [2, 3] \
+                 of an NCHW activation are supported",
+                x.shape
+            ));
+        }
+        let keep = attrs.int("keepdims", 1) != 0;
+        let x = self.nhwc(x)?;
+        let kind = if n.op_type() == "ReduceMax" {
+            PoolKind::Max
+        } else {
+            PoolKind::Avg
+        };
+        let mut d = PoolDesc::new(kind, 1, 1);
+        d.kernel = None;
+        let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+        let pooled = self.layer4(Layer::Pool(d), x, out, label);
+        let (nb, c) = (pooled.shape[0], pooled.shape[1]);
+        Ok(vec![Val::Act(if keep {
+            pooled
+        } else {
+            view(pooled, vec![nb, c])?
+        })])
     }
 
     fn lower_pool(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
