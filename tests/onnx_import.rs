@@ -1239,3 +1239,91 @@ fn spatial_reductions_become_global_pools() {
         "{e}"
     );
 }
+
+/// A TensorFlow-style graph: an NHWC input transposed to NCHW for a Conv, transposed back
+/// to NHWC at the end. Both transposes move no data (the graph stores NHWC), the input and
+/// output are read and written in their own NHWC order, and the result equals the
+/// reference. A transpose that would reorder data is refused by name.
+#[test]
+fn nchw_nhwc_transposes_move_no_data() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let (h, w, c, oc) = (5usize, 6usize, 3usize, 4usize);
+    let x_nhwc = rand_vec(h * w * c, &mut rng);
+    let wt = rand_vec(oc * c * 9, &mut rng);
+    let b = rand_vec(oc, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "Transpose",
+                "to_nchw",
+                &["x"],
+                &["xc"],
+                vec![attr_ints("perm", &[0, 3, 1, 2])],
+            ),
+            node(
+                "Conv",
+                "conv",
+                &["xc", "w", "b"],
+                &["yc"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "Transpose",
+                "to_nhwc",
+                &["yc"],
+                &["y"],
+                vec![attr_ints("perm", &[0, 2, 3, 1])],
+            ),
+        ],
+        vec![
+            tensor_f32("w", &[oc, c, 3, 3], &wt),
+            tensor_f32("b", &[oc], &b),
+        ],
+        &[1, h, w, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(
+        onnx.input().model_shape,
+        vec![1, h, w, c],
+        "the NHWC input is stored as it is"
+    );
+    assert_eq!(onnx.output().shape, vec![1, h, w, oc]);
+    assert_eq!(onnx.graph().nodes.len(), 1, "only the convolution runs");
+    let got = run(ctx, &onnx, &x_nhwc);
+    let x_nchw = wgpu_quant::ops::conv::nhwc_to_nchw(&x_nhwc, [1, h, w, c]);
+    let y_nchw = conv_ref(&x_nchw, [1, c, h, w], &wt, oc, 3, 1, &b);
+    let want = wgpu_quant::ops::conv::nchw_to_nhwc(&y_nchw, [1, oc, h, w]);
+    check(&got, &want, 1e-5);
+
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["yc"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "Transpose",
+                "swap_hw",
+                &["yc"],
+                &["y"],
+                vec![attr_ints("perm", &[0, 1, 3, 2])],
+            ),
+        ],
+        vec![
+            tensor_f32("w", &[oc, c, 3, 3], &wt),
+            tensor_f32("b", &[oc], &b),
+        ],
+        &[1, c, h, w],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(
+        e.contains("'swap_hw' (Transpose)") && e.contains("[0, 1, 3, 2]"),
+        "{e}"
+    );
+}

@@ -150,7 +150,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Squeeze", "a view; constants: folded"),
     ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
-    ("Transpose", "constants: folded"),
+    ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1; constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
@@ -785,6 +785,14 @@ impl Lowering {
             "MatMul" => self.lower_matmul(n, label),
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
             "ReduceMean" | "ReduceMax" => self.lower_reduce(n, &attrs, label),
+            "Transpose" => {
+                let x = self.act(n, 0)?;
+                let perm: Vec<usize> = match attrs.ints("perm") {
+                    Some(p) => p.iter().map(|&v| to_us(v)).collect::<R<_>>()?,
+                    None => (0..x.shape.len()).rev().collect(),
+                };
+                one(transpose_act(x, &perm)?)
+            }
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.nhwc(self.act(n, 0)?)?;
                 let kind = if op == "GlobalMaxPool" {
@@ -1960,6 +1968,49 @@ fn nhwc_act(phys: Vec<usize>, src: Src) -> Act {
         layout: Layout::Nhwc,
         src,
     }
+}
+
+/// A transpose of activation `x` that moves no data: NCHW to NHWC of an activation stored
+/// NHWC (its logical order becomes the stored one), NHWC to NCHW of one stored in its
+/// own order, and any permutation that keeps the axes longer than 1 in their order.
+pub(crate) fn transpose_act(x: Act, perm: &[usize]) -> R<Act> {
+    let rank = x.shape.len();
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
+    }
+    let dims: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    match (x.layout, perm) {
+        (Layout::Nhwc, [0, 2, 3, 1]) => {
+            return Ok(Act {
+                shape: dims,
+                layout: Layout::Plain,
+                ..x
+            })
+        }
+        (Layout::Plain, [0, 3, 1, 2]) if x.phys == x.shape => {
+            return Ok(Act {
+                shape: dims,
+                layout: Layout::Nhwc,
+                ..x
+            })
+        }
+        _ => {}
+    }
+    // The axes longer than 1, in their new order: unchanged means no data moves.
+    let long: Vec<usize> = perm.iter().copied().filter(|&p| x.shape[p] > 1).collect();
+    if long.windows(2).all(|w| w[0] < w[1]) {
+        return view(x, dims);
+    }
+    Err(format!(
+        "perm {perm:?} of an activation of shape {:?} would reorder its data (supported: \
+         NCHW to NHWC and back, and moves of axes of length 1)",
+        x.shape
+    ))
 }
 
 /// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.

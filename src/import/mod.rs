@@ -494,7 +494,26 @@ fn import_graph(
     for (k, c) in consts {
         low.vals.insert(k, Val::Const(c));
     }
-    let (model_shape, layout) = if shape.len() == 4 {
+    // A 4-D input is NCHW, stored NHWC inside the graph; unless every live node that
+    // reads it first transposes it NHWC -> NCHW (perm [0, 3, 1, 2], TensorFlow's
+    // exports): then it is NHWC already, stored as it comes.
+    let nhwc_input = shape.len() == 4
+        && g.node
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| live[*i] && n.input.iter().any(|x| x == inp.name()))
+            .all(|(_, n)| {
+                n.op_type() == "Transpose"
+                    && n.input.first().map(String::as_str) == Some(inp.name())
+                    && n.attribute
+                        .iter()
+                        .any(|a| a.name() == "perm" && a.ints == [0, 3, 1, 2])
+            })
+        && g.node
+            .iter()
+            .enumerate()
+            .any(|(i, n)| live[i] && n.input.iter().any(|x| x == inp.name()));
+    let (model_shape, layout) = if shape.len() == 4 && !nhwc_input {
         (vec![shape[0], shape[2], shape[3], shape[1]], Layout::Nhwc)
     } else {
         (shape.clone(), Layout::Plain)
