@@ -7,6 +7,7 @@ mod common;
 
 use prost::Message;
 use rand::{RngExt, SeedableRng};
+use wgpu_quant::calib::ObserverKind;
 use wgpu_quant::import::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
     tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
@@ -14,6 +15,7 @@ use wgpu_quant::import::proto::{
     ValueInfoProto,
 };
 use wgpu_quant::import::{OnnxImport, OPERATORS};
+use wgpu_quant::model::{PtqOptions, QMode};
 use wgpu_quant::{Context, DType, Error, Tensor};
 
 fn attr_i(name: &str, i: i64) -> AttributeProto {
@@ -1326,4 +1328,102 @@ fn nchw_nhwc_transposes_move_no_data() {
         e.contains("'swap_hw' (Transpose)") && e.contains("[0, 1, 3, 2]"),
         "{e}"
     );
+}
+
+/// A graph with two outputs, listed in the file's order: two convolution heads on the
+/// input. `output()` is the one the last layer computes (what `forward` returns); the
+/// other is read by its layer's name, from the float model and from the INT8 model
+/// (which keeps an output no layer reads in f32), each against the reference.
+#[test]
+fn several_outputs_are_read_by_layer_name() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(33);
+    let (c, h, w) = (3usize, 6usize, 5usize);
+    let x = rand_vec(c * h * w, &mut rng);
+    let (w1, b1) = (rand_vec(4 * c * 9, &mut rng), rand_vec(4, &mut rng));
+    let (w2, b2) = (rand_vec(2 * c, &mut rng), rand_vec(2, &mut rng));
+    let mut m = model(
+        vec![
+            node(
+                "Conv",
+                "head_a",
+                &["x", "w1", "b1"],
+                &["a"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Conv", "head_b", &["x", "w2", "b2"], &["b"], vec![]),
+        ],
+        vec![
+            tensor_f32("w1", &[4, c, 3, 3], &w1),
+            tensor_f32("b1", &[4], &b1),
+            tensor_f32("w2", &[2, c, 1, 1], &w2),
+            tensor_f32("b2", &[2], &b2),
+        ],
+        &[1, c, h, w],
+        13,
+    );
+    m.graph.as_mut().unwrap().output = vec![value_info("a", &[]), value_info("b", &[])];
+    let onnx = import(&m, None).unwrap();
+    let names: Vec<&str> = onnx.outputs().iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        onnx.output().name,
+        "b",
+        "the last layer's output is what forward returns"
+    );
+    assert_eq!(onnx.outputs()[0].node, "head_a");
+    let want_a = conv_ref(&x, [1, c, h, w], &w1, 4, 3, 1, &b1);
+    let want_b = conv_ref(&x, [1, c, h, w], &w2, 2, 1, 0, &b2);
+    let xt = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+
+    let fp32 = onnx.model(ctx, DType::F32).unwrap();
+    let mut enc = ctx.encoder("two");
+    let yb = fp32.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let ya = fp32.output("head_a").unwrap();
+    check(
+        &onnx
+            .from_output(0, &ya.read_blocking::<f32>(ctx).unwrap())
+            .unwrap(),
+        &want_a,
+        1e-5,
+    );
+    check(
+        &onnx
+            .from_model_output(&yb.read_blocking::<f32>(ctx).unwrap())
+            .unwrap(),
+        &want_b,
+        1e-5,
+    );
+
+    let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
+    let int8 = onnx
+        .quantize(ctx, std::slice::from_ref(&xt), &opts)
+        .unwrap();
+    let mut enc = ctx.encoder("two-int8");
+    let yb = int8.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let ya = int8
+        .output("head_a")
+        .expect("an output no layer reads stays f32");
+    check(
+        &onnx
+            .from_output(0, &ya.read_blocking::<f32>(ctx).unwrap())
+            .unwrap(),
+        &want_a,
+        0.05,
+    );
+    check(
+        &onnx
+            .from_model_output(&yb.read_blocking::<f32>(ctx).unwrap())
+            .unwrap(),
+        &want_b,
+        0.05,
+    );
+    assert!(onnx.from_output(2, &[]).is_err());
 }

@@ -70,6 +70,9 @@ pub struct Edge {
     pub model_shape: Vec<usize>,
     /// How the model tensor's order relates to the ONNX order.
     pub layout: Layout,
+    /// The layer whose output this is (an output edge: read it with `Model::output` or
+    /// `QModel::output` by this name; empty for the input).
+    pub node: String,
 }
 
 /// An imported ONNX model: the graph, its weights and its edges.
@@ -79,6 +82,8 @@ pub struct OnnxImport {
     weights: WeightFile,
     input: Edge,
     output: Edge,
+    /// Every graph output, in the file's order (`output` is among them).
+    outputs: Vec<Edge>,
     file: String,
     opset: i64,
     ops: BTreeMap<String, usize>,
@@ -141,6 +146,27 @@ impl OnnxImport {
             }
             None => import_graph(g, name, dir, opset, input_shape),
         }
+    }
+
+    /// Every graph output in the file's order, each naming the layer that computes it
+    /// ([`Edge::node`]); [`OnnxImport::output`] is the one `forward` returns.
+    pub fn outputs(&self) -> &[Edge] {
+        &self.outputs
+    }
+
+    /// [`OnnxImport::from_model_output`] for `outputs()[k]` (read from the model with
+    /// `Model::output(&edge.node)` or `QModel::output`).
+    pub fn from_output(&self, k: usize, y: &[f32]) -> Result<Vec<f32>> {
+        let edge = self.outputs.get(k).ok_or_else(|| {
+            err(
+                &self.file,
+                format!(
+                    "output {k} does not exist (the model has {})",
+                    self.outputs.len()
+                ),
+            )
+        })?;
+        from_model(edge, y).map_err(|e| err(&self.file, e))
     }
 
     /// The graph (NHWC activations).
@@ -324,6 +350,12 @@ impl OnnxImport {
             self.output.shape,
             self.output.model_shape,
         );
+        for o in self.outputs.iter().filter(|o| o.name != self.output.name) {
+            s.push_str(&format!(
+                "output '{}' {:?} (model {:?}, layer '{}')\n",
+                o.name, o.shape, o.model_shape, o.node
+            ));
+        }
         s.push_str("operators:");
         for (op, n) in &self.ops {
             s.push_str(&format!(" {op} x{n}"));
@@ -475,21 +507,18 @@ fn import_graph(
             names.len()
         )));
     };
-    let [out] = &g.output[..] else {
-        let names: Vec<&str> = g.output.iter().map(|i| i.name()).collect();
-        return Err(e(format!(
-            "the graph has {} outputs {names:?}; one is supported",
-            names.len()
-        )));
-    };
+    if g.output.is_empty() {
+        return Err(e("the graph has no output".into()));
+    }
+    let out_names: Vec<&str> = g.output.iter().map(|o| o.name()).collect();
     let shape = input_dims(inp, input_shape).map_err(e)?;
 
     let mut known: HashSet<&str> = consts.keys().map(String::as_str).collect();
     known.insert(inp.name());
     let order = topo_order(g, &known).map_err(e)?;
-    // Only nodes the output depends on are imported.
-    let (live, uses) = live_nodes(g, out.name());
-    let outputs: HashSet<String> = [out.name().to_string()].into();
+    // Only nodes the outputs depend on are imported.
+    let (live, uses) = live_nodes(g, &out_names);
+    let outputs: HashSet<String> = out_names.iter().map(|s| s.to_string()).collect();
     let mut low = Lowering::new(opset, uses, outputs);
     for (k, c) in consts {
         low.vals.insert(k, Val::Const(c));
@@ -528,30 +557,46 @@ fn import_graph(
         }),
     );
     let ops = lower_nodes(&mut low, g, &order, &live).map_err(e)?;
-    let out_act = match low.vals.get(out.name()) {
-        Some(Val::Act(a)) => a.clone(),
-        Some(Val::Const(_)) => return Err(e(format!("output '{}' is a constant", out.name()))),
-        _ => return Err(e(format!("output '{}' is not computed", out.name()))),
-    };
-    let last = low.graph.nodes.len().checked_sub(1);
-    if out_act.src != Src::Node(last.unwrap_or(usize::MAX)) {
-        return Err(e(format!(
-            "output '{}' is not the last layer's result (the graph has {} layers)",
-            out.name(),
-            low.graph.nodes.len()
-        )));
+    // Every output is a layer's result (or a view of one); the one the last layer
+    // computes is what `Model::forward` returns.
+    let mut edges = Vec::with_capacity(out_names.len());
+    for name in &out_names {
+        let act = match low.vals.get(*name) {
+            Some(Val::Act(a)) => a.clone(),
+            Some(Val::Const(_)) => return Err(e(format!("output '{name}' is a constant"))),
+            _ => return Err(e(format!("output '{name}' is not computed"))),
+        };
+        let Src::Node(j) = act.src else {
+            return Err(e(format!("output '{name}' is the input itself")));
+        };
+        edges.push((
+            j,
+            Edge {
+                name: name.to_string(),
+                shape: act.shape.clone(),
+                model_shape: act.phys.clone(),
+                layout: act.layout,
+                node: low.graph.nodes[j].name.clone(),
+            },
+        ));
     }
+    let last = low.graph.nodes.len().saturating_sub(1);
+    let output = edges
+        .iter()
+        .find(|(j, _)| *j == last)
+        .map(|(_, edge)| edge.clone())
+        .ok_or_else(|| {
+            e(format!(
+                "no output {out_names:?} is the last layer's result (the graph has {} layers)",
+                low.graph.nodes.len()
+            ))
+        })?;
     let input = Edge {
         name: inp.name().to_string(),
         shape,
         model_shape,
         layout,
-    };
-    let output = Edge {
-        name: out.name().to_string(),
-        shape: out_act.shape.clone(),
-        model_shape: out_act.phys.clone(),
-        layout: out_act.layout,
+        node: String::new(),
     };
     let quantized = ops.keys().any(|o| {
         matches!(
@@ -561,9 +606,19 @@ fn import_graph(
     });
     // Hard swish spelled out becomes one layer (float files only: in a quantized file
     // the spelled-out steps carry their own scales).
-    if !quantized {
+    // (With several outputs the fusion could drop one's layer: it runs with one.)
+    if !quantized && edges.len() == 1 {
         optimize::fuse_hard_swish(&mut low.graph);
     }
+    // Extra outputs stay readable after the pass (f32 in an INT8 model).
+    low.graph.outputs = edges
+        .iter()
+        .filter(|(_, edge)| edge.node != output.node)
+        .filter_map(|(_, edge)| low.graph.nodes.iter().position(|n| n.name == edge.node))
+        .collect();
+    low.graph.outputs.sort_unstable();
+    low.graph.outputs.dedup();
+    let outputs: Vec<Edge> = edges.into_iter().map(|(_, edge)| edge).collect();
     let qdq = if quantized {
         Some(collect_qdq(&mut low, &input.model_shape).map_err(|x| e(x.to_string()))?)
     } else {
@@ -574,6 +629,7 @@ fn import_graph(
         weights: low.weights,
         input,
         output,
+        outputs,
         file: file.to_string(),
         opset,
         ops,
@@ -643,7 +699,7 @@ fn lower_nodes(
 
 /// Which nodes the output `out` depends on, and how many of their inputs (and graph
 /// outputs) read each value.
-fn live_nodes(g: &proto::GraphProto, out: &str) -> (Vec<bool>, HashMap<String, usize>) {
+fn live_nodes(g: &proto::GraphProto, outs: &[&str]) -> (Vec<bool>, HashMap<String, usize>) {
     let producer: HashMap<&str, usize> = g
         .node
         .iter()
@@ -651,7 +707,7 @@ fn live_nodes(g: &proto::GraphProto, out: &str) -> (Vec<bool>, HashMap<String, u
         .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
         .collect();
     let mut live = vec![false; g.node.len()];
-    let mut stack: Vec<&str> = vec![out];
+    let mut stack: Vec<&str> = outs.to_vec();
     while let Some(v) = stack.pop() {
         if let Some(&p) = producer.get(v) {
             if !std::mem::replace(&mut live[p], true) {
@@ -671,7 +727,9 @@ fn live_nodes(g: &proto::GraphProto, out: &str) -> (Vec<bool>, HashMap<String, u
             *uses.entry(i.clone()).or_default() += 1;
         }
     }
-    *uses.entry(out.to_string()).or_default() += 1;
+    for out in outs {
+        *uses.entry(out.to_string()).or_default() += 1;
+    }
     (live, uses)
 }
 

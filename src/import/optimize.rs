@@ -135,4 +135,10 @@ fn drop_nodes(g: &mut Graph, dead: &[bool]) {
         }
         g.nodes.push(n);
     }
+    g.outputs = g
+        .outputs
+        .iter()
+        .filter(|&&o| !dead[o])
+        .map(|&o| map(o))
+        .collect();
 }

@@ -463,6 +463,10 @@ pub struct Node {
 pub struct Graph {
     /// The nodes.
     pub nodes: Vec<Node>,
+    /// Nodes whose outputs the caller reads besides the last node's (an imported model's
+    /// other graph outputs), with `Model::output` / `QModel::output`: an INT8 model keeps
+    /// them in f32.
+    pub outputs: Vec<usize>,
 }
 
 impl Graph {

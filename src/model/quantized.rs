@@ -452,8 +452,10 @@ impl QModel {
                 && readers[i]
                     .iter()
                     .all(|&r| float_layer(&graph.nodes[r].layer));
+            // The caller's other outputs that no layer reads write f32 too.
             let f32_out = mode == QMode::Dynamic
                 || last
+                || (graph.outputs.contains(&i) && readers[i].is_empty())
                 || feeds_float
                 || matches!(node.layer, Layer::Softmax);
             let act = if f32_out {
@@ -961,6 +963,17 @@ impl QModel {
     pub fn mode(&self) -> QMode {
         self.mode
     }
+
+    /// The f32 output of the node named `name` after a forward pass: the last node's, a
+    /// node listed in [`Graph::outputs`] that no layer reads, and any node the model keeps
+    /// in f32 (all of them in dynamic mode). `None` for a node that holds 8-bit codes.
+    pub fn output(&self, name: &str) -> Option<&Tensor> {
+        let i = self.graph.nodes.iter().position(|n| n.name == name)?;
+        match &self.acts[i] {
+            Act::F(t) => Some(t),
+            Act::Q(_) => None,
+        }
+    }
 }
 
 /// The error for parameters the host side lacks.
@@ -1113,7 +1126,9 @@ fn node_scratch(
     act: &Act,
 ) -> Result<Scratch> {
     let node = &graph.nodes[i];
-    let last = i + 1 == graph.nodes.len();
+    // The last node and the caller's other outputs that no layer reads write f32.
+    let last =
+        i + 1 == graph.nodes.len() || (graph.outputs.contains(&i) && readers(graph)[i].is_empty());
     let mut sc = Scratch::default();
     match (mode, &node.layer) {
         (QMode::Static, Layer::Pool(_)) => {
