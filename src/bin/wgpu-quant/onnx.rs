@@ -381,5 +381,42 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
         let name = labels.get(i).map_or("", String::as_str);
         println!("  {i:>5} {:>9.5} {name}", y[i]);
     }
+    // The other graph outputs: their shape and range (read by their layer's name).
+    for (k, edge) in onnx.outputs().iter().enumerate() {
+        if edge.name == onnx.output().name {
+            continue;
+        }
+        let t = match &net {
+            Net::Float(m) => m.output(&edge.node),
+            Net::Int8(q) => q.output(&edge.node),
+        };
+        let Some(t) = t else {
+            println!(
+                "output '{}' {:?}: held as 8-bit codes in this model",
+                edge.name, edge.shape
+            );
+            continue;
+        };
+        let v: Vec<f32> = if t.dtype() == DType::F16 {
+            t.read_blocking::<half::f16>(ctx)
+                .map_err(e)?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect()
+        } else {
+            t.read_blocking::<f32>(ctx).map_err(e)?
+        };
+        let v = onnx.from_output(k, &v).map_err(e)?;
+        let (lo, hi) = v
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "output '{}' {:?}: min {lo:.5} max {hi:.5} mean {mean:.5}",
+            edge.name, edge.shape
+        );
+    }
     Ok(())
 }
