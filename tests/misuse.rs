@@ -13,12 +13,17 @@ use wgpu_quant::calib::{Observer, ObserverKind};
 use wgpu_quant::desc::conv::{ConvDesc, ConvDims, Padding};
 use wgpu_quant::desc::eltwise::Clip;
 use wgpu_quant::desc::gemm::Activation;
+use wgpu_quant::desc::layout::ResizeCoords;
 use wgpu_quant::desc::pool::{PoolDesc, PoolKind};
 use wgpu_quant::desc::qgemm::QGemmDesc;
 use wgpu_quant::desc::wgemm::WGemmDesc;
 use wgpu_quant::model::{lenet, Graph, Layer, Model, PtqOptions, QMode, QModel, WeightFile};
 use wgpu_quant::ops::conv::{conv2d, qconv2d, ConvWeight, QConvWeight};
 use wgpu_quant::ops::gemm::{gemm, GemmDesc};
+use wgpu_quant::ops::layout::{
+    concat_channels, depth_to_space, resize_bilinear, transpose_to_nchw, transpose_to_nhwc,
+    upsample_nearest,
+};
 use wgpu_quant::ops::qgemm::{qgemm, QGemmOutput};
 use wgpu_quant::ops::wgemm::{wgemm, Weights};
 use wgpu_quant::quant::{Granularity, QType, QuantParams, QuantScheme};
@@ -467,6 +472,9 @@ fn gemms(c: &mut Catalogue) {
             )
         },
     );
+}
+
+fn wgemm_sweeps(c: &mut Catalogue) {
     let cat = "wgemm";
     c.add(cat, "k = 0", "Shape", &["wgemm", "K = 0"], || {
         let w = qt(QType::I8, &[3, 0]);
@@ -556,6 +564,9 @@ fn convs(c: &mut Catalogue) {
             )
         },
     );
+}
+
+fn qconv_probes(c: &mut Catalogue) {
     let cat = "qconv";
     for qtype in [QType::I4, QType::U4] {
         c.add(
@@ -882,6 +893,10 @@ fn gemm_sweeps(c: &mut Catalogue) {
             },
         );
     }
+}
+
+fn gemm_operands(c: &mut Catalogue) {
+    let cat = "gemm";
     for bias in [vec![3], vec![4, 1], vec![5]] {
         let s = format!("{bias:?}");
         c.add(
@@ -1075,6 +1090,10 @@ fn qgemm_sweeps(c: &mut Catalogue) {
             )
         },
     );
+}
+
+fn qgemm_outputs(c: &mut Catalogue) {
+    let cat = "qgemm";
     for out in [vec![2, 4], vec![3, 3], vec![6]] {
         let s = format!("{out:?}");
         c.add(
@@ -1167,7 +1186,9 @@ fn qgemm_sweeps(c: &mut Catalogue) {
             )
         },
     );
+}
 
+fn wgemm_more(c: &mut Catalogue) {
     let cat = "wgemm";
     c.add(
         cat,
@@ -1379,6 +1400,10 @@ fn conv_sweeps(c: &mut Catalogue) {
             )
         });
     }
+}
+
+fn conv_options(c: &mut Catalogue) {
+    let cat = "conv";
     for (name, desc) in [
         ("stride 0", ConvDesc::default().stride(0)),
         ("dilation 0", ConvDesc::default().dilation(0)),
@@ -1465,7 +1490,9 @@ fn conv_sweeps(c: &mut Catalogue) {
             )
         },
     );
+}
 
+fn qconv_sweeps(c: &mut Catalogue) {
     let cat = "qconv";
     let qw = || {
         QConvWeight::quantize(
@@ -1793,11 +1820,6 @@ fn eltwise_sweeps(c: &mut Catalogue) {
 }
 
 fn layout_sweeps(c: &mut Catalogue) {
-    use wgpu_quant::desc::layout::ResizeCoords;
-    use wgpu_quant::ops::layout::{
-        concat_channels, depth_to_space, resize_bilinear, transpose_to_nchw, transpose_to_nhwc,
-        upsample_nearest,
-    };
     let cat = "layout";
     for f in [[0, 2], [2, 0]] {
         c.add(
@@ -1846,6 +1868,10 @@ fn layout_sweeps(c: &mut Catalogue) {
             )
         },
     );
+}
+
+fn layout_resize(c: &mut Catalogue) {
+    let cat = "layout";
     for scales in [[0.0f32, 1.0], [f32::NAN, 1.0], [-1.0, 1.0]] {
         c.add(
             cat,
@@ -2357,6 +2383,10 @@ fn model_sweeps(c: &mut Catalogue) {
             m.forward(ctx(), &mut e, &f32s(&[1, 27, 28, 1])).map(drop)
         },
     );
+}
+
+fn qmodel_sweeps(c: &mut Catalogue) {
+    let cat = "model";
     c.add(
         cat,
         "static calibration without batches",
@@ -2573,17 +2603,9 @@ fn cli(args: &[&str]) -> wgpu_quant::Result<()> {
     }
 }
 
-fn cli_sweeps(c: &mut Catalogue) {
-    let cat = "cli";
-    let eff = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/efficientnet_lite0/efficientnet_lite0.onnx"
-    );
-    let photo = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/data/photos/coffee.png"
-    );
-    let cases: Vec<(Vec<&'static str>, Vec<&'static str>)> = vec![
+/// Bad arguments of `bench`, `tune` and `sqnr`: the words the message must hold.
+fn cli_bench_cases() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
+    vec![
         (
             vec!["bench", "--sizes", "100000"],
             vec!["100000x100000x100000", "GiB", "limit"],
@@ -2678,6 +2700,15 @@ fn cli_sweeps(c: &mut Catalogue) {
             vec!["sqnr", "--test-len", "100000000000"],
             vec!["sqnr", "GiB"],
         ),
+    ]
+}
+
+/// Bad arguments of `inspect`, `run`, `chart`, `adapters` and unknown commands.
+fn cli_run_cases(
+    eff: &'static str,
+    photo: &'static str,
+) -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
+    vec![
         (
             vec!["inspect", "/nonexistent/m.onnx"],
             vec!["/nonexistent/m.onnx"],
@@ -2773,7 +2804,22 @@ fn cli_sweeps(c: &mut Catalogue) {
             vec!["unknown backend 'bogus'"],
         ),
         (vec!["bogus"], vec!["bogus"]),
-    ];
+    ]
+}
+
+fn cli_sweeps(c: &mut Catalogue) {
+    let cat = "cli";
+    let eff = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/efficientnet_lite0/efficientnet_lite0.onnx"
+    );
+    let photo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/photos/coffee.png"
+    );
+    let cases = cli_bench_cases()
+        .into_iter()
+        .chain(cli_run_cases(eff, photo));
     c.add(
         cat,
         "no command",
@@ -2925,17 +2971,26 @@ fn every_bad_input_is_a_clear_error() {
     weight_files(&mut c);
     models(&mut c);
     gemm_sweeps(&mut c);
+    gemm_operands(&mut c);
     qgemm_sweeps(&mut c);
+    qgemm_outputs(&mut c);
+    wgemm_more(&mut c);
     conv_sweeps(&mut c);
+    conv_options(&mut c);
     pool_sweeps(&mut c);
     eltwise_sweeps(&mut c);
     layout_sweeps(&mut c);
+    layout_resize(&mut c);
     quant_op_sweeps(&mut c);
     observer_sweeps(&mut c);
     file_sweeps(&mut c);
     model_sweeps(&mut c);
     onnx_sweeps(&mut c);
     cli_sweeps(&mut c);
+    qconv_probes(&mut c);
+    wgemm_sweeps(&mut c);
+    qconv_sweeps(&mut c);
+    qmodel_sweeps(&mut c);
     destroyed_sweeps(&mut c);
     let failures = c.run();
     assert!(

@@ -557,40 +557,7 @@ fn import_graph(
         }),
     );
     let ops = lower_nodes(&mut low, g, &order, &live).map_err(e)?;
-    // Every output is a layer's result (or a view of one); the one the last layer
-    // computes is what `Model::forward` returns.
-    let mut edges = Vec::with_capacity(out_names.len());
-    for name in &out_names {
-        let act = match low.vals.get(*name) {
-            Some(Val::Act(a)) => a.clone(),
-            Some(Val::Const(_)) => return Err(e(format!("output '{name}' is a constant"))),
-            _ => return Err(e(format!("output '{name}' is not computed"))),
-        };
-        let Src::Node(j) = act.src else {
-            return Err(e(format!("output '{name}' is the input itself")));
-        };
-        edges.push((
-            j,
-            Edge {
-                name: name.to_string(),
-                shape: act.shape.clone(),
-                model_shape: act.phys.clone(),
-                layout: act.layout,
-                node: low.graph.nodes[j].name.clone(),
-            },
-        ));
-    }
-    let last = low.graph.nodes.len().saturating_sub(1);
-    let output = edges
-        .iter()
-        .find(|(j, _)| *j == last)
-        .map(|(_, edge)| edge.clone())
-        .ok_or_else(|| {
-            e(format!(
-                "no output {out_names:?} is the last layer's result (the graph has {} layers)",
-                low.graph.nodes.len()
-            ))
-        })?;
+    let (edges, output) = output_edges(&low, &out_names).map_err(e)?;
     let input = Edge {
         name: inp.name().to_string(),
         shape,
@@ -637,6 +604,48 @@ fn import_graph(
         qdq,
         dynamic: 0,
     })
+}
+
+/// The graph outputs' edges with their layers' indices, and the output the last layer
+/// computes (what `Model::forward` returns). Every output is a layer's result or a view
+/// of one.
+fn output_edges(
+    low: &Lowering,
+    out_names: &[&str],
+) -> std::result::Result<(Vec<(usize, Edge)>, Edge), String> {
+    let mut edges = Vec::with_capacity(out_names.len());
+    for name in out_names {
+        let act = match low.vals.get(*name) {
+            Some(Val::Act(a)) => a.clone(),
+            Some(Val::Const(_)) => return Err(format!("output '{name}' is a constant")),
+            _ => return Err(format!("output '{name}' is not computed")),
+        };
+        let Src::Node(j) = act.src else {
+            return Err(format!("output '{name}' is the input itself"));
+        };
+        edges.push((
+            j,
+            Edge {
+                name: name.to_string(),
+                shape: act.shape.clone(),
+                model_shape: act.phys.clone(),
+                layout: act.layout,
+                node: low.graph.nodes[j].name.clone(),
+            },
+        ));
+    }
+    let last = low.graph.nodes.len().saturating_sub(1);
+    let output = edges
+        .iter()
+        .find(|(j, _)| *j == last)
+        .map(|(_, edge)| edge.clone())
+        .ok_or_else(|| {
+            format!(
+                "no output {out_names:?} is the last layer's result (the graph has {} layers)",
+                low.graph.nodes.len()
+            )
+        })?;
+    Ok((edges, output))
 }
 
 /// Lowers the live nodes in `order`; returns the count of each operator type, or every

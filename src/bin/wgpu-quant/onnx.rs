@@ -333,16 +333,7 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
         Ok(())
     })
     .map_err(e)?;
-    let y = out.ok_or("no run")?;
-    let y = if y.dtype() == DType::F16 {
-        y.read_blocking::<half::f16>(ctx)
-            .map_err(e)?
-            .iter()
-            .map(|v| v.to_f32())
-            .collect()
-    } else {
-        y.read_blocking::<f32>(ctx).map_err(e)?
-    };
+    let y = read_f32(ctx, &out.ok_or("no run")?)?;
     let y = onnx.from_model_output(&y).map_err(e)?;
     println!(
         "{:?}: {:.2} ms per run (median of {}, {:?})",
@@ -381,12 +372,31 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
         let name = labels.get(i).map_or("", String::as_str);
         println!("  {i:>5} {:>9.5} {name}", y[i]);
     }
-    // The other graph outputs: their shape and range (read by their layer's name).
+    print_other_outputs(ctx, &onnx, &net)
+}
+
+/// A model output (f32 or f16) as f32 values.
+fn read_f32(ctx: &Context, t: &Tensor) -> R<Vec<f32>> {
+    let e = |x: wgpu_quant::Error| x.to_string();
+    if t.dtype() == DType::F16 {
+        Ok(t.read_blocking::<half::f16>(ctx)
+            .map_err(e)?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect())
+    } else {
+        t.read_blocking::<f32>(ctx).map_err(e)
+    }
+}
+
+/// The other graph outputs (besides the one the last layer computes): their shape and
+/// range, read by their layer's name.
+fn print_other_outputs(ctx: &Context, onnx: &OnnxImport, net: &Net) -> R<()> {
     for (k, edge) in onnx.outputs().iter().enumerate() {
         if edge.name == onnx.output().name {
             continue;
         }
-        let t = match &net {
+        let t = match net {
             Net::Float(m) => m.output(&edge.node),
             Net::Int8(q) => q.output(&edge.node),
         };
@@ -397,16 +407,9 @@ pub fn run(ctx: &Context, a: &RunArgs) -> R<()> {
             );
             continue;
         };
-        let v: Vec<f32> = if t.dtype() == DType::F16 {
-            t.read_blocking::<half::f16>(ctx)
-                .map_err(e)?
-                .iter()
-                .map(|v| v.to_f32())
-                .collect()
-        } else {
-            t.read_blocking::<f32>(ctx).map_err(e)?
-        };
-        let v = onnx.from_output(k, &v).map_err(e)?;
+        let v = onnx
+            .from_output(k, &read_f32(ctx, t)?)
+            .map_err(|x| x.to_string())?;
         let (lo, hi) = v
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
