@@ -268,9 +268,8 @@ pub(crate) fn slice(
     Ok(pick(data, dims, idx.into_iter()))
 }
 
-/// `Transpose` of a constant by `perm`.
-pub(crate) fn transpose(data: &Const, perm: &[usize]) -> Result<Const, String> {
-    let rank = data.dims.len();
+/// Checks that `perm` is a permutation of `rank` axes.
+pub(crate) fn check_perm(perm: &[usize], rank: usize) -> Result<(), String> {
     let mut seen = vec![false; rank];
     if perm.len() != rank
         || perm
@@ -279,6 +278,12 @@ pub(crate) fn transpose(data: &Const, perm: &[usize]) -> Result<Const, String> {
     {
         return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
     }
+    Ok(())
+}
+
+/// `Transpose` of a constant by `perm`.
+pub(crate) fn transpose(data: &Const, perm: &[usize]) -> Result<Const, String> {
+    check_perm(perm, data.dims.len())?;
     let dims: Vec<usize> = perm.iter().map(|&p| data.dims[p]).collect();
     let st = strides(&data.dims);
     let mut idx = vec![0usize];

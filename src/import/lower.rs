@@ -795,15 +795,7 @@ impl Lowering {
             }
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.nhwc(self.act(n, 0)?)?;
-                let kind = if op == "GlobalMaxPool" {
-                    PoolKind::Max
-                } else {
-                    PoolKind::Avg
-                };
-                let mut d = PoolDesc::new(kind, 1, 1);
-                d.kernel = None;
-                let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
-                one(self.layer4(Layer::Pool(d), x, out, label))
+                one(self.global_pool(x, op == "GlobalMaxPool", label)?)
             }
             "Softmax" => self.lower_softmax(n, &attrs, label),
             "Resize" | "Upsample" => one(self.resize(n, &attrs, label)?),
@@ -1016,21 +1008,22 @@ impl Lowering {
         }
         let keep = attrs.int("keepdims", 1) != 0;
         let x = self.nhwc(x)?;
-        let kind = if n.op_type() == "ReduceMax" {
-            PoolKind::Max
-        } else {
-            PoolKind::Avg
-        };
-        let mut d = PoolDesc::new(kind, 1, 1);
-        d.kernel = None;
-        let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
-        let pooled = self.layer4(Layer::Pool(d), x, out, label);
+        let pooled = self.global_pool(x, n.op_type() == "ReduceMax", label)?;
         let (nb, c) = (pooled.shape[0], pooled.shape[1]);
         Ok(vec![Val::Act(if keep {
             pooled
         } else {
             view(pooled, vec![nb, c])?
         })])
+    }
+
+    /// A global average (or max) pool of NCHW activation `x`: `[N, C, 1, 1]`.
+    fn global_pool(&mut self, x: Act, max: bool, label: &str) -> R<Act> {
+        let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+        let mut d = PoolDesc::new(kind, 1, 1);
+        d.kernel = None;
+        let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+        Ok(self.layer4(Layer::Pool(d), x, out, label))
     }
 
     fn lower_pool(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
@@ -1974,15 +1967,7 @@ fn nhwc_act(phys: Vec<usize>, src: Src) -> Act {
 /// NHWC (its logical order becomes the stored one), NHWC to NCHW of one stored in its
 /// own order, and any permutation that keeps the axes longer than 1 in their order.
 pub(crate) fn transpose_act(x: Act, perm: &[usize]) -> R<Act> {
-    let rank = x.shape.len();
-    let mut seen = vec![false; rank];
-    if perm.len() != rank
-        || perm
-            .iter()
-            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-    {
-        return Err(format!("perm {perm:?} is not a permutation of {rank} axes"));
-    }
+    fold::check_perm(perm, x.shape.len())?;
     let dims: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     match (x.layout, perm) {
         (Layout::Nhwc, [0, 2, 3, 1]) => {
