@@ -2582,6 +2582,71 @@ fn onnx_sweeps(c: &mut Catalogue) {
             move || OnnxImport::from_bytes(&b, "cut.onnx", None, Some(&[1, 3, 224, 224])).map(drop),
         );
     }
+    c.add(
+        cat,
+        "NaN initializer",
+        "InvalidArgument",
+        &["'MatMul_0.weight'", "NaN", "index 1", "allow_nonfinite"],
+        || {
+            use prost::Message;
+            use wgpu_quant::import::proto::{
+                GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+                TensorShapeProto, TypeProto, ValueInfoProto,
+            };
+            let dim = |v: i64| wgpu_quant::import::proto::tensor_shape_proto::Dimension {
+                value: Some(
+                    wgpu_quant::import::proto::tensor_shape_proto::dimension::Value::DimValue(v),
+                ),
+                ..Default::default()
+            };
+            let vi = |name: &str, dims: &[i64]| ValueInfoProto {
+                name: Some(name.into()),
+                r#type: Some(TypeProto {
+                    value: Some(wgpu_quant::import::proto::type_proto::Value::TensorType(
+                        wgpu_quant::import::proto::type_proto::Tensor {
+                            elem_type: Some(1),
+                            shape: Some(TensorShapeProto {
+                                dim: dims.iter().map(|&d| dim(d)).collect(),
+                            }),
+                        },
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let m = ModelProto {
+                ir_version: Some(8),
+                opset_import: vec![OperatorSetIdProto {
+                    domain: Some(String::new()),
+                    version: Some(13),
+                }],
+                graph: Some(GraphProto {
+                    node: vec![NodeProto {
+                        op_type: Some("MatMul".into()),
+                        input: vec!["x".into(), "w".into()],
+                        output: vec!["y".into()],
+                        ..Default::default()
+                    }],
+                    initializer: vec![TensorProto {
+                        name: Some("w".into()),
+                        dims: vec![2, 2],
+                        data_type: Some(1),
+                        float_data: vec![1.0, 2.0, f32::NAN, 4.0],
+                        ..Default::default()
+                    }],
+                    input: vec![vi("x", &[1, 2])],
+                    output: vec![vi("y", &[1, 2])],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut onnx = OnnxImport::from_bytes(&m.encode_to_vec(), "nan.onnx", None, None)?;
+            let refused = onnx.model(ctx(), DType::F32).map(drop);
+            onnx.allow_nonfinite(true);
+            onnx.model(ctx(), DType::F32)?;
+            refused
+        },
+    );
 }
 
 /// Runs `wgpu-quant args`: status 2 becomes the `Err` its message describes (the CLI

@@ -148,6 +148,13 @@ impl OnnxImport {
         }
     }
 
+    /// Lets the model use NaN or infinite weights (see
+    /// [`WeightFile::allow_nonfinite`]; off by default, when such a weight is an error
+    /// naming the initializer).
+    pub fn allow_nonfinite(&mut self, allow: bool) {
+        self.weights.allow_nonfinite(allow);
+    }
+
     /// Every graph output in the file's order, each naming the layer that computes it
     /// ([`Edge::node`]); [`OnnxImport::output`] is the one `forward` returns.
     pub fn outputs(&self) -> &[Edge] {
