@@ -196,7 +196,7 @@ impl WeightFile {
                     OP,
                     format!(
                         "weight '{name}'{from} holds {} at index {i} (of shape {s:?}); \
-                         WeightFile::allow_nonfinite(true) accepts it",
+                         allow_nonfinite(true) on the WeightFile (or the OnnxImport) accepts it",
                         v[i]
                     ),
                 ));
