@@ -3024,6 +3024,92 @@ fn destroyed_sweeps(c: &mut Catalogue) {
     });
 }
 
+/// Entry points of the model and import layers beyond construction: profiling, saving,
+/// the edges' host and GPU rearrangements.
+fn model_use_sweeps(c: &mut Catalogue) {
+    use wgpu_quant::import::OnnxImport;
+    let cat = "model use";
+    let eff = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/efficientnet_lite0/efficientnet_lite0.onnx"
+    );
+    c.add(
+        cat,
+        "profile with 0 runs",
+        "InvalidArgument",
+        &["profile", "runs = 0"],
+        || {
+            let m = Model::new(ctx(), &lenet(), &lenet_file(), DType::F32, &[1, 28, 28, 1])?;
+            m.profile(ctx(), &f32s(&[1, 28, 28, 1]), 0).map(drop)
+        },
+    );
+    c.add(
+        cat,
+        "QModel::save to a missing folder",
+        "File",
+        &["/nonexistent/dir/q.safetensors"],
+        || {
+            let q = QModel::calibrate(
+                ctx(),
+                &lenet(),
+                &lenet_file(),
+                &[1, 28, 28, 1],
+                &[],
+                ObserverKind::MinMax,
+                QMode::Dynamic,
+            )?;
+            q.save("/nonexistent/dir/q.safetensors").map(drop)
+        },
+    );
+    c.add(
+        cat,
+        "to_model_input length",
+        "Import",
+        &["efficientnet_lite0.onnx", "150528"],
+        move || {
+            let onnx = OnnxImport::load(eff, Some(&[1, 3, 224, 224]))?;
+            onnx.to_model_input(&[0.0; 10]).map(drop)
+        },
+    );
+    c.add(
+        cat,
+        "from_model_output length",
+        "Import",
+        &["efficientnet_lite0.onnx", "1000"],
+        move || {
+            let onnx = OnnxImport::load(eff, Some(&[1, 3, 224, 224]))?;
+            onnx.from_model_output(&[0.0; 999]).map(drop)
+        },
+    );
+    c.add(
+        cat,
+        "record_input shapes",
+        "Import",
+        &["efficientnet_lite0.onnx"],
+        move || {
+            let onnx = OnnxImport::load(eff, Some(&[1, 3, 224, 224]))?;
+            onnx.record_input(
+                ctx(),
+                &mut enc(),
+                &f32s(&[1, 3, 20, 20]),
+                &f32s(&[1, 224, 224, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "forward on another context",
+        "InvalidArgument",
+        &["another context"],
+        || {
+            let m = Model::new(ctx(), &lenet(), &lenet_file(), DType::F32, &[1, 28, 28, 1])?;
+            let x = Tensor::zeros(other_ctx(), &[1, 28, 28, 1], DType::F32)?;
+            m.forward(other_ctx(), &mut other_ctx().encoder("x"), &x)
+                .map(drop)
+        },
+    );
+}
+
 #[test]
 fn every_bad_input_is_a_clear_error() {
     let mut c = Catalogue::default();
@@ -3056,6 +3142,7 @@ fn every_bad_input_is_a_clear_error() {
     wgemm_sweeps(&mut c);
     qconv_sweeps(&mut c);
     qmodel_sweeps(&mut c);
+    model_use_sweeps(&mut c);
     destroyed_sweeps(&mut c);
     let failures = c.run();
     assert!(

@@ -260,7 +260,10 @@ pub(crate) fn profile_layers(
             )
         })? as u32;
     if runs == 0 {
-        return Err(Error::invalid(OPP, "runs must be at least 1"));
+        return Err(Error::invalid(
+            OPP,
+            format!("runs = {runs}: must be at least 1"),
+        ));
     }
     let device = ctx.device();
     let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
