@@ -11,6 +11,9 @@
 //!
 //! `WGPU_QUANT_BENCH_SHAPES=1x4096x4096,128x3072x768` restricts the shapes.
 
+#[path = "common/shapes.rs"]
+mod shapes;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgpu_quant::bench::{CaseOptions, LinearData, Precision};
 use wgpu_quant::{Context, RequestOptions};
@@ -24,19 +27,7 @@ const SHAPES: [(usize, usize, usize); 5] = [
 ];
 
 fn shapes() -> Vec<(usize, usize, usize)> {
-    match std::env::var("WGPU_QUANT_BENCH_SHAPES") {
-        Ok(s) => s
-            .split(',')
-            .map(|t| {
-                let v: Vec<usize> = t
-                    .split('x')
-                    .map(|d| d.trim().parse().expect("MxNxK"))
-                    .collect();
-                (v[0], v[1], v[2])
-            })
-            .collect(),
-        Err(_) => SHAPES.to_vec(),
-    }
+    shapes::shapes(&SHAPES)
 }
 
 fn bench_linear(cr: &mut Criterion) {

@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --bench requant`; `WGPU_QUANT_BENCH_SHAPES=MxNxK,...` picks the shapes.
 
+#[path = "common/shapes.rs"]
+mod shapes;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::desc::gemm::Activation;
@@ -18,19 +21,7 @@ use wgpu_quant::{Context, QTensor, RequestOptions, Tensor};
 const SHAPES: [(usize, usize, usize); 3] = [(1, 4096, 4096), (128, 3072, 768), (3136, 64, 576)];
 
 fn shapes() -> Vec<(usize, usize, usize)> {
-    match std::env::var("WGPU_QUANT_BENCH_SHAPES") {
-        Ok(s) => s
-            .split(',')
-            .map(|t| {
-                let v: Vec<usize> = t
-                    .split('x')
-                    .map(|d| d.trim().parse().expect("MxNxK"))
-                    .collect();
-                (v[0], v[1], v[2])
-            })
-            .collect(),
-        Err(_) => SHAPES.to_vec(),
-    }
+    shapes::shapes(&SHAPES)
 }
 
 fn bench_requant(cr: &mut Criterion) {

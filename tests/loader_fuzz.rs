@@ -28,14 +28,7 @@ use wgpu_quant::model::{lenet, Model, QMode, QModel, WeightFile};
 use wgpu_quant::{DType, Tensor};
 
 fn settings() -> (Duration, u64, usize) {
-    let secs: u64 = std::env::var("WGPU_QUANT_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let seed: u64 = std::env::var("WGPU_QUANT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let (secs, seed) = common::fuzz_env();
     if secs > 0 {
         (Duration::from_secs(secs), seed, usize::MAX)
     } else {
@@ -107,11 +100,26 @@ fn mutate_bytes(rng: &mut impl Rng, b: &[u8]) -> Vec<u8> {
 }
 
 /// Rewrites the safetensors header: a tensor's dtype, shape or offsets, or the metadata.
+type Header = serde_json::Map<String, serde_json::Value>;
+
+/// A safetensors file's JSON header and its data section.
+fn split_header(b: &[u8]) -> Option<(Header, &[u8])> {
+    let n = usize::try_from(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)).ok()?;
+    let end = n.checked_add(8)?;
+    Some((serde_json::from_slice(b.get(8..end)?).ok()?, &b[end..]))
+}
+
+/// The bytes of a safetensors file with header `h` and data `data`.
+fn join_header(h: &Header, data: &[u8]) -> Option<Vec<u8>> {
+    let text = serde_json::to_vec(h).ok()?;
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend_from_slice(data);
+    Some(out)
+}
+
 fn mutate_header(rng: &mut impl Rng, b: &[u8]) -> Option<Vec<u8>> {
-    let n = u64::from_le_bytes(b.get(..8)?.try_into().ok()?) as usize;
-    let mut h: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(b.get(8..8 + n)?).ok()?;
-    let data = &b[8 + n..];
+    let (mut h, data) = split_header(b)?;
     let names: Vec<String> = h.keys().cloned().collect();
     let name = &names[rng.random_range(0..names.len())];
     let edgy = |rng: &mut dyn rand::Rng| -> serde_json::Value {
@@ -168,11 +176,7 @@ fn mutate_header(rng: &mut impl Rng, b: &[u8]) -> Option<Vec<u8>> {
             }
         }
     }
-    let text = serde_json::to_vec(&h).ok()?;
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend(text);
-    out.extend_from_slice(data);
-    Some(out)
+    join_header(&h, data)
 }
 
 fn mutate(rng: &mut impl Rng, b: &[u8]) -> Vec<u8> {
@@ -194,21 +198,14 @@ fn mutate(rng: &mut impl Rng, b: &[u8]) -> Vec<u8> {
 /// `b` with its header's `crc32` metadata set to its data's CRC-32 (None if it has none
 /// or the header does not parse).
 fn fix_crc(b: &[u8]) -> Option<Vec<u8>> {
-    let n = usize::try_from(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)).ok()?;
-    let mut h: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(b.get(8..8usize.checked_add(n)?)?).ok()?;
-    let data = &b[8 + n..];
+    let (mut h, data) = split_header(b)?;
     let meta = h.get_mut("__metadata__")?.as_object_mut()?;
     meta.get("crc32")?;
     meta.insert(
         "crc32".into(),
         serde_json::json!(format!("{:08x}", crc32fast::hash(data))),
     );
-    let text = serde_json::to_vec(&h).ok()?;
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend(text);
-    out.extend_from_slice(data);
-    Some(out)
+    join_header(&h, data)
 }
 
 #[test]

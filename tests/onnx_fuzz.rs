@@ -10,6 +10,8 @@
 //! A panic reports the seed, the iteration and the mutated file, written to the temp dir
 //! so it can be replayed with `OnnxImport::load`.
 
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -232,14 +234,7 @@ fn run(budget: Duration, seed: u64, max_iters: usize) -> usize {
 
 #[test]
 fn mutated_models_never_panic_the_importer() {
-    let secs: u64 = std::env::var("WGPU_QUANT_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let seed: u64 = std::env::var("WGPU_QUANT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let (secs, seed) = common::fuzz_env();
     if secs > 0 {
         run(Duration::from_secs(secs), seed, usize::MAX);
     } else {

@@ -275,6 +275,24 @@ fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     }
 }
 
+/// A convolution of `tune --conv` as HxCxOCxKxSxPxG (all but the padding at least 1).
+fn parse_conv(s: &str) -> Result<[usize; 7], String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("convolution {s:?}: expected HxCxOCxKxSxPxG"))?;
+    let Ok(d) = <[usize; 7]>::try_from(v) else {
+        return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
+    };
+    if [d[0], d[1], d[2], d[3], d[4], d[6]].contains(&0) {
+        return Err(format!(
+            "convolution {s:?}: H, C, OC, K, S and G must be at least 1"
+        ));
+    }
+    Ok(d)
+}
+
 /// Checks a command's arguments before any work (see `check`).
 fn validate(cmd: &Cmd) -> Result<(), String> {
     match cmd {
@@ -320,19 +338,7 @@ fn validate(cmd: &Cmd) -> Result<(), String> {
                 check::memory(&format!("the shape {s}"), check::linear_bytes(shape))?;
             }
             for s in conv.iter().filter(|s| !s.is_empty()) {
-                let v: Vec<usize> = s
-                    .split('x')
-                    .map(|p| p.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| format!("convolution {s:?}: expected HxCxOCxKxSxPxG"))?;
-                let [h, c, oc, k, stride, _pad, groups] = v[..] else {
-                    return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
-                };
-                if [h, c, oc, k, stride, groups].contains(&0) {
-                    return Err(format!(
-                        "convolution {s:?}: H, C, OC, K, S and G must be at least 1"
-                    ));
-                }
+                let [h, c, oc, k, _, _, _] = parse_conv(s)?;
                 let elems = (h as u64)
                     .checked_mul(h as u64)
                     .and_then(|hw| hw.checked_mul(c.max(oc) as u64))
@@ -503,9 +509,7 @@ fn tune(
         parse_shape(s)?;
     }
     for s in &conv {
-        if s.split('x').count() != 7 || s.split('x').any(|p| p.trim().parse::<usize>().is_err()) {
-            return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
-        }
+        parse_conv(s)?;
     }
     let mut rows: Vec<(String, String, Tuned)> = Vec::new();
     {
@@ -534,14 +538,7 @@ fn tune(
             eprintln!("tuned linear {s}");
         }
         for s in conv {
-            let v: Vec<usize> = s
-                .split('x')
-                .map(|p| p.trim().parse::<usize>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| format!("convolution {s:?}: expected HxCxOCxKxSxPxG"))?;
-            let [h, c, oc, k, stride, pad, groups] = v[..] else {
-                return Err(format!("convolution {s:?}: expected HxCxOCxKxSxPxG"));
-            };
+            let [h, c, oc, k, stride, pad, groups] = parse_conv(s)?;
             let dims = wgpu_quant::ops::conv::ConvDims::new(oc, c, [k, k], groups)
                 .map_err(|e| e.to_string())?;
             let desc = wgpu_quant::ops::conv::ConvDesc::default()

@@ -49,3 +49,18 @@ pub fn small_bindings(bytes: u64) -> Context {
     })
 }
 pub mod float;
+
+/// A fuzzer's time budget in seconds (`WGPU_QUANT_FUZZ_SECS`, 0: the short CI smoke) and
+/// seed (`WGPU_QUANT_FUZZ_SEED`, default 1).
+pub fn fuzz_env() -> (u64, u64) {
+    let var = |k: &str, default: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    (
+        var("WGPU_QUANT_FUZZ_SECS", 0),
+        var("WGPU_QUANT_FUZZ_SEED", 1),
+    )
+}
