@@ -421,6 +421,17 @@ fn int8_models_follow_the_float_graph() {
             b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             "{mode:?}"
         );
+        if mode == QMode::Static {
+            // Files written before activation zero points were typed hold them as I32
+            // (u8 activations) and have no CRC: they load into the same model.
+            let legacy = dir.join("legacy.safetensors");
+            write_legacy(&path, &legacy);
+            let old = QModel::load(&ctx, &g, &legacy, &xs).unwrap();
+            let mut enc = ctx.encoder("legacy");
+            let c = old.forward(&ctx, &mut enc, &batches[1]).unwrap().clone();
+            ctx.submit_and_wait(enc).unwrap();
+            assert_eq!(c.read_blocking::<f32>(&ctx).unwrap(), a, "legacy file");
+        }
         // A graph whose layer disagrees with the file is refused, naming the tensor.
         let mut other = g.clone();
         assert_eq!(other.nodes[5].name, "fc");
@@ -1063,4 +1074,34 @@ fn elementwise_layers_match_the_reference_and_quantize() {
             "{mode:?}: probabilities {p8:?} vs FP32 {p32:?} ({d})"
         );
     }
+}
+
+/// Rewrites a saved INT8 model in the earlier format: activation zero points as I32, no
+/// CRC in the metadata.
+fn write_legacy(from: &std::path::Path, to: &std::path::Path) {
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+    let bytes = std::fs::read(from).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut blobs = Vec::new();
+    for (name, t) in st.tensors() {
+        if name.starts_with("act.") && name.ends_with(".zero_point") {
+            assert_eq!(t.dtype(), Dtype::U8, "{name}");
+            let z: Vec<u8> = t
+                .data()
+                .iter()
+                .flat_map(|&b| i32::from(b).to_le_bytes())
+                .collect();
+            blobs.push((name, Dtype::I32, t.shape().to_vec(), z));
+        } else {
+            blobs.push((name, t.dtype(), t.shape().to_vec(), t.data().to_vec()));
+        }
+    }
+    let views: Vec<_> = blobs
+        .iter()
+        .map(|(n, d, sh, b)| (n.clone(), TensorView::new(*d, sh.clone(), b).unwrap()))
+        .collect();
+    let mut m = meta.metadata().clone().unwrap();
+    m.remove("crc32");
+    std::fs::write(to, safetensors::tensor::serialize(views, Some(m)).unwrap()).unwrap();
 }

@@ -783,9 +783,11 @@ fn onnx_float_models_through_the_importer() {
 /// ONNX's own QLinearConv and 2-D QLinearMatMul cases through the importer: the node
 /// wrapped as `QuantizeLinear -> node -> DequantizeLinear` with its other inputs as
 /// initializers, fed the dequantized codes (which quantize back to the same codes), run
-/// by `OnnxImport::qmodel` on the integer kernels. The model's last layer writes f32;
-/// quantized with the output's scale and zero point it gives ONNX's codes (the helper
-/// refuses more than one code apart and counts the exact ones; the test wants all).
+/// by `OnnxImport::qmodel` on the integer kernels. The model's last layer writes the
+/// file's codes with ONNX's requantization and `forward` returns them dequantized;
+/// quantized again with the output's scale and zero point they are ONNX's codes (the
+/// helper refuses more than one code apart and counts the exact ones; the test wants
+/// all).
 fn run_qoperator_case(ctx: &Context, dir: &Path) -> Result<(usize, usize), String> {
     let mut m: ModelProto = read_pb(&dir.join("model.onnx"));
     let set = dir.join("test_data_set_0");

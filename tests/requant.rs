@@ -492,3 +492,286 @@ fn integer_emulation_matches_f64_in_every_branch() {
         "only {differs_from_exact} double-rounding cases reached"
     );
 }
+
+// ---- The same cases as ONNX files, through the importer ----------------------------
+
+use prost::Message;
+use wgpu_quant::import::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+use wgpu_quant::import::OnnxImport;
+
+fn onnx_type(v: &Value) -> DataType {
+    match qtype(v) {
+        QType::I8 => DataType::Int8,
+        _ => DataType::Uint8,
+    }
+}
+
+/// An initializer of `v` in ONNX type `t` (scalars have no dimensions).
+fn init(name: &str, t: DataType, dims: &[usize], v: &Value) -> TensorProto {
+    let raw: Vec<u8> = match t {
+        DataType::Float => floats(v).iter().flat_map(|x| x.to_le_bytes()).collect(),
+        DataType::Int32 => ints(v).iter().flat_map(|x| x.to_le_bytes()).collect(),
+        _ => ints(v).iter().map(|&x| x as u8).collect(),
+    };
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(t as i32),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
+/// A scalar or per-channel initializer: ONNX's quantization parameters are scalars when
+/// per tensor, 1-D when per channel.
+fn param(name: &str, t: DataType, v: &Value) -> TensorProto {
+    let v = match v {
+        Value::Array(_) => v.clone(),
+        _ => Value::Array(vec![v.clone()]),
+    };
+    let n = v.as_array().unwrap().len();
+    let dims = [n];
+    init(name, t, if n > 1 { &dims[..] } else { &[] }, &v)
+}
+
+fn float_io(name: &str, dims: &[usize]) -> ValueInfoProto {
+    use wgpu_quant::import::proto::tensor_shape_proto::{dimension, Dimension};
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d as i64)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, v: &[i32]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.iter().map(|&x| i64::from(x)).collect(),
+        r#type: Some(AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+/// `xf -> QuantizeLinear -> node -> DequantizeLinear -> y`: the case's QLinear node as a
+/// file, its weights, scales, zero points and bias as initializers.
+fn case_model(c: &Value, conv: bool, x_dims: &[usize]) -> ModelProto {
+    let (xk, wk) = if conv { ("x", "w") } else { ("a", "b") };
+    let mut inits = vec![
+        param("xs", DataType::Float, &c[format!("{xk}_scale")]),
+        param(
+            "xz",
+            onnx_type(&c[format!("{xk}_type")]),
+            &c[format!("{xk}_zero")],
+        ),
+        param("ws", DataType::Float, &c[format!("{wk}_scale")]),
+        param(
+            "wz",
+            onnx_type(&c[format!("{wk}_type")]),
+            &c[format!("{wk}_zero")],
+        ),
+        param("ys", DataType::Float, &c["y_scale"]),
+        param("yz", onnx_type(&c["y_type"]), &c["y_zero"]),
+    ];
+    let wt = onnx_type(&c[format!("{wk}_type")]);
+    let mut inputs: Vec<String> = ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"]
+        .map(String::from)
+        .to_vec();
+    let (op, attrs) = if conv {
+        let (ch, oc, g) = (usize_of(c, "c"), usize_of(c, "oc"), usize_of(c, "groups"));
+        let k = ints(&c["kernel"]);
+        let dims = [oc, ch / g, k[0] as usize, k[1] as usize];
+        inits.push(init("w", wt, &dims, &c["weight"]));
+        if c["bias"].is_array() {
+            inits.push(init("bias", DataType::Int32, &[oc], &c["bias"]));
+            inputs.push("bias".into());
+        }
+        let attrs = vec![
+            ints_attr("kernel_shape", &k),
+            ints_attr("strides", &ints(&c["strides"])),
+            ints_attr("dilations", &ints(&c["dilations"])),
+            ints_attr("pads", &ints(&c["pads"])),
+            AttributeProto {
+                name: Some("group".into()),
+                i: Some(g as i64),
+                r#type: Some(AttributeType::Int as i32),
+                ..Default::default()
+            },
+        ];
+        ("QLinearConv", attrs)
+    } else {
+        let dims = [usize_of(c, "k"), usize_of(c, "n")];
+        inits.push(init("w", wt, &dims, &c["b"]));
+        ("QLinearMatMul", Vec::new())
+    };
+    let node = |op: &str, inputs: Vec<String>, out: &str, attribute| NodeProto {
+        op_type: Some(op.into()),
+        input: inputs,
+        output: vec![out.into()],
+        attribute,
+        ..Default::default()
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(21),
+        }],
+        graph: Some(GraphProto {
+            node: vec![
+                node("QuantizeLinear", s(&["xf", "xs", "xz"]), "xq", Vec::new()),
+                node(op, inputs, "yq", attrs),
+                node("DequantizeLinear", s(&["yq", "ys", "yz"]), "y", Vec::new()),
+            ],
+            initializer: inits,
+            input: vec![float_io("xf", x_dims)],
+            output: vec![float_io("y", &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs a case's file through `OnnxImport::qmodel` and returns the output codes (ONNX
+/// layout), recovered from the dequantized output (exact: `(q - z) * s / s` rounds
+/// back to `q - z`).
+fn run_file(ctx: &Context, c: &Value, conv: bool) -> Result<Vec<i32>, String> {
+    run_file_as(ctx, c, conv, None)
+}
+
+/// [`run_file`], the model saved to `saved` and loaded back first when given.
+fn run_file_as(
+    ctx: &Context,
+    c: &Value,
+    conv: bool,
+    saved: Option<&std::path::Path>,
+) -> Result<Vec<i32>, String> {
+    let (xk, x_dims) = if conv {
+        let d = [1, usize_of(c, "c"), usize_of(c, "h"), usize_of(c, "w")];
+        ("x", d.to_vec())
+    } else {
+        ("a", vec![usize_of(c, "m"), usize_of(c, "k")])
+    };
+    let bytes = case_model(c, conv, &x_dims).encode_to_vec();
+    let s = |e: wgpu_quant::Error| e.to_string();
+    let onnx = OnnxImport::from_bytes(&bytes, "case.onnx", None, None).map_err(s)?;
+    let mut model = onnx.qmodel(ctx).map_err(s)?;
+    if let Some(path) = saved {
+        model.save(path).map_err(s)?;
+        model = wgpu_quant::model::QModel::load(ctx, onnx.graph(), path, &onnx.input().model_shape)
+            .map_err(s)?;
+    }
+    let (xs, xz) = (
+        c[format!("{xk}_scale")].as_f64().unwrap() as f32,
+        c[format!("{xk}_zero")].as_i64().unwrap() as i32,
+    );
+    let xf: Vec<f32> = ints(&c[xk]).iter().map(|&q| (q - xz) as f32 * xs).collect();
+    let x = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&xf).map_err(s)?,
+    )
+    .map_err(s)?;
+    let mut enc = ctx.encoder("qlinear file");
+    let y = model.forward(ctx, &mut enc, &x).map_err(s)?.clone();
+    ctx.submit_and_wait(enc).map_err(s)?;
+    let y = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).map_err(s)?)
+        .map_err(s)?;
+    let (ys, yz) = (
+        c["y_scale"].as_f64().unwrap() as f32,
+        c["y_zero"].as_i64().unwrap() as i32,
+    );
+    Ok(y.iter()
+        .map(|&v| (v / ys).round_ties_even() as i32 + yz)
+        .collect())
+}
+
+/// The 2,000 cases as ONNX files (QuantizeLinear, the QLinear node, DequantizeLinear)
+/// imported and run by `OnnxImport::qmodel`: every output code is onnx.reference's.
+#[test]
+fn qlinear_files_through_the_importer_match_onnx_bit_for_bit() {
+    let ctx = common::ctx();
+    let mut total = 0usize;
+    for (file, conv) in [("qlinear_matmul", false), ("qlinear_conv", true)] {
+        let all = cases(file);
+        assert_eq!(all.len(), 1000);
+        let (mut elements, mut bad) = (0usize, Vec::new());
+        for (i, c) in all.iter().enumerate() {
+            let want = ints(&c["y"]);
+            match run_file(ctx, c, conv) {
+                Ok(got) => {
+                    elements += want.len();
+                    let diff = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+                    if diff > 0 || got.len() != want.len() {
+                        bad.push(format!(
+                            "case {i} ({}): {diff} of {} codes differ",
+                            c["mode"],
+                            want.len()
+                        ));
+                    }
+                }
+                Err(e) => bad.push(format!("case {i}: {e}")),
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{file}: {} of 1000 files fail:\n{}",
+            bad.len(),
+            bad[..bad.len().min(20)].join("\n")
+        );
+        eprintln!(
+            "{file} as ONNX files: 1000 imported, {elements} codes, all equal to onnx.reference"
+        );
+        total += 1000;
+    }
+    assert_eq!(total, 2000);
+}
+
+/// A file's model saved and loaded keeps ONNX's rule and each tensor's 8-bit type (int8
+/// or uint8 weights, activations and input): the cases give onnx.reference's codes
+/// again, over every combination of types in the first cases of each op.
+#[test]
+fn a_files_model_saved_and_loaded_is_the_same_model() {
+    let ctx = common::ctx();
+    let path = std::env::temp_dir().join(format!("requant-{}.safetensors", std::process::id()));
+    let mut combos = std::collections::BTreeSet::new();
+    for (file, conv) in [("qlinear_matmul", false), ("qlinear_conv", true)] {
+        let (xk, wk) = if conv { ("x", "w") } else { ("a", "b") };
+        for (i, c) in cases(file).iter().enumerate().take(120) {
+            let types = (
+                file,
+                c[format!("{xk}_type")].to_string(),
+                c[format!("{wk}_type")].to_string(),
+                c["y_type"].to_string(),
+            );
+            if !combos.insert(types) {
+                continue;
+            }
+            let got = run_file_as(ctx, c, conv, Some(&path))
+                .unwrap_or_else(|e| panic!("{file} {i}: {e}"));
+            assert_eq!(got, ints(&c["y"]), "{file} case {i} saved and loaded");
+        }
+    }
+    std::fs::remove_file(&path).ok();
+    // 2 ops x 2^3 type combinations.
+    assert_eq!(combos.len(), 16, "{combos:?}");
+}

@@ -58,6 +58,7 @@ use crate::tensor::{DType, Tensor};
 
 mod efficientnet;
 mod lenet;
+mod onnx_rounding;
 mod qlinear;
 mod quantized;
 

@@ -42,9 +42,10 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Graph, Layer, Model, Src, WeightFile};
+use super::{onnx_rounding, Graph, Layer, Model, Src, WeightFile};
 use crate::calib::{Observer, ObserverKind};
 use crate::context::Context;
+use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, binary, map, qadd, softmax};
@@ -97,6 +98,16 @@ struct Scratch {
     dyn_linear: Option<DynamicQuant>,
     /// Static binary ops and concatenations: the other operands dequantized.
     f_others: Vec<Tensor>,
+    /// A convolution or linear that requantizes as ONNX does (a quantized file's model).
+    onnx: Option<OnnxRequant>,
+    /// A node that keeps codes but is an output of the model: its values dequantized.
+    deq: Option<Tensor>,
+}
+
+/// A layer requantized with ONNX's rule (see `onnx_rounding`): its int32 bias, if any.
+#[derive(Debug)]
+struct OnnxRequant {
+    bias: Option<Tensor>,
 }
 
 /// A [`Graph`] with INT8 weights, ready to run (see the module docs).
@@ -127,6 +138,10 @@ struct HostParams {
     /// Dynamic mode: linears quantize their input as ONNX's DynamicQuantizeLinear (u8,
     /// asymmetric, per tensor; ONNX Runtime's dynamic files) instead of i8 per row.
     onnx_dynamic: bool,
+    /// Static mode, a quantized file's model: every output the file quantizes is
+    /// written as codes (none skipped for a float reader or at the end), and convolutions
+    /// and linears round as ONNX's QLinear ops where they can (`onnx_rounding`).
+    onnx_requant: bool,
 }
 
 /// How [`QModel::calibrate_with`] quantizes a graph.
@@ -398,6 +413,7 @@ impl QModel {
             acts,
             input: Some(input),
             onnx_dynamic: false,
+            onnx_requant: true,
         };
         QModel::build(ctx, graph, input_shape, QMode::Static, host)
     }
@@ -417,6 +433,7 @@ impl QModel {
             acts: vec![None; graph.nodes.len()],
             input: None,
             onnx_dynamic: true,
+            onnx_requant: false,
         };
         QModel::build(ctx, graph, input_shape, QMode::Dynamic, host)
     }
@@ -452,17 +469,18 @@ impl QModel {
                 && readers[i]
                     .iter()
                     .all(|&r| float_layer(&graph.nodes[r].layer));
+            // A quantized file's model writes the codes the file asks for everywhere.
+            let keep_codes = mode == QMode::Static
+                && host.onnx_requant
+                && host.acts[i].is_some()
+                && !matches!(node.layer, Layer::Softmax);
             // The caller's other outputs that no layer reads write f32 too.
-            let f32_out = mode == QMode::Dynamic
-                || last
-                || (graph.outputs.contains(&i) && readers[i].is_empty())
-                || feeds_float
-                || matches!(node.layer, Layer::Softmax);
-            let act = if f32_out {
-                Act::F(Tensor::zeros(ctx, out_shape, DType::F32)?)
-            } else {
-                Act::Q(static_activation(ctx, &host, i, &node.name, out_shape)?)
-            };
+            let f32_out = !keep_codes
+                && (mode == QMode::Dynamic
+                    || last
+                    || (graph.outputs.contains(&i) && readers[i].is_empty())
+                    || feeds_float
+                    || matches!(node.layer, Layer::Softmax));
             // The parameters of the node's 8-bit input, if it has any.
             let in_params = match node.input {
                 Src::Input => host.input.as_ref(),
@@ -471,12 +489,28 @@ impl QModel {
                     Act::F(_) => None,
                 },
             };
+            let onnx = match keep_codes {
+                true => onnx_plan(&node.layer, in_params, &host, i),
+                false => None,
+            };
+            let act = if f32_out {
+                Act::F(Tensor::zeros(ctx, out_shape, DType::F32)?)
+            } else {
+                let range = onnx.as_ref().map(|p| p.range);
+                Act::Q(static_activation(
+                    ctx,
+                    &host,
+                    (i, &node.name),
+                    out_shape,
+                    range,
+                )?)
+            };
             let other_shapes: Vec<&[usize]> = others_of(&node.layer)
                 .into_iter()
                 .filter_map(|o| shapes.get(o).map(Vec::as_slice))
                 .collect();
             let io = (&in_shape[..], &out_shape[..], &other_shapes[..]);
-            let sc = node_scratch(
+            let mut sc = node_scratch(
                 ctx,
                 (mode, host.onnx_dynamic),
                 graph,
@@ -485,6 +519,15 @@ impl QModel {
                 in_params,
                 &act,
             )?;
+            sc.onnx = onnx
+                .map(|p| -> Result<OnnxRequant> {
+                    let bias = match p.bias {
+                        Some(b) => Some(Tensor::from_slice(ctx, &[b.len()], &b)?),
+                        None => None,
+                    };
+                    Ok(OnnxRequant { bias })
+                })
+                .transpose()?;
             params.push(p);
             acts.push(act);
             scratch.push(sc);
@@ -574,51 +617,8 @@ impl QModel {
                 encoder.write_timestamp(q, 2 * i as u32);
             }
             match (&node.layer, &self.params[i], input, &self.acts[i]) {
-                (Layer::Conv { desc, .. }, QParams::Conv { w, b }, Act::Q(xq), out) => {
-                    let o = match out {
-                        Act::Q(q) => QGemmOutput::Quantized(q),
-                        Act::F(t) => QGemmOutput::F32(t),
-                    };
-                    qconv2d(ctx, encoder, desc, xq, w, b.as_ref(), o)?
-                }
-                (Layer::Conv { desc, .. }, QParams::Conv { w, b }, Act::F(xf), Act::F(t)) => {
-                    let q = sc
-                        .q_in
-                        .as_ref()
-                        .ok_or_else(|| bad(i, "no dynamic buffer"))?;
-                    dynamic_quantize(ctx, encoder, xf, &DynamicQuant::onnx(), q)?;
-                    qconv2d(ctx, encoder, desc, q, w, b.as_ref(), QGemmOutput::F32(t))?
-                }
-                (Layer::Linear { k, activation, .. }, QParams::Linear { w, b }, inp, out) => {
-                    let d = QGemmDesc::default().activation(*activation);
-                    let o = match out {
-                        Act::Q(q) => QGemmOutput::Quantized(q),
-                        Act::F(t) => QGemmOutput::F32(t),
-                    };
-                    match inp {
-                        Act::Q(xq) => match (&sc.f_in, &sc.q_in) {
-                            (Some(f), Some(q)) => {
-                                dequantize(ctx, encoder, xq, f)?;
-                                quantize(ctx, encoder, &f.reshape(q.shape())?, q)?;
-                                qgemm(ctx, encoder, &d, q, w, b.as_ref(), o)?
-                            }
-                            _ => {
-                                let x2 = xq.reshape(&[xq.numel() / k, *k])?;
-                                qgemm(ctx, encoder, &d, &x2, w, b.as_ref(), o)?
-                            }
-                        },
-                        Act::F(xf) => {
-                            let q = sc
-                                .q_in
-                                .as_ref()
-                                .ok_or_else(|| bad(i, "no dynamic buffer"))?;
-                            let rows = xf.numel() / k;
-                            let x2 = xf.reshape(&[rows, *k])?;
-                            let spec = sc.dyn_linear.unwrap_or_else(DynamicQuant::per_row_i8);
-                            dynamic_quantize(ctx, encoder, &x2, &spec, q)?;
-                            qgemm(ctx, encoder, &d, q, w, b.as_ref(), o)?
-                        }
-                    }
+                (Layer::Conv { .. } | Layer::Linear { .. }, _, inp, out) => {
+                    self.record_weighted(ctx, encoder, i, inp, out)?
                 }
                 (Layer::Pool(desc), _, inp, out) => {
                     let xf = match inp {
@@ -670,13 +670,81 @@ impl QModel {
                 }
                 _ => return Err(bad(i, "this layer has no INT8 form here")),
             }
+            if let (Some(f), Act::Q(q)) = (&sc.deq, &self.acts[i]) {
+                dequantize(ctx, encoder, q, f)?;
+            }
             if let Some(q) = stamps {
                 encoder.write_timestamp(q, 2 * i as u32 + 1);
             }
         }
-        match self.acts.last() {
-            Some(Act::F(t)) => Ok(t),
+        match (
+            self.acts.last(),
+            self.scratch.last().and_then(|s| s.deq.as_ref()),
+        ) {
+            (Some(Act::F(t)), _) | (Some(Act::Q(_)), Some(t)) => Ok(t),
             _ => Err(Error::invalid(OP, "the last node has no f32 output")),
+        }
+    }
+
+    /// A convolution or linear: static (codes in, codes or f32 out; ONNX's rounding
+    /// where the layer has it) or dynamic (f32 in, quantized on the fly, f32 out).
+    fn record_weighted(
+        &self,
+        ctx: &Context,
+        encoder: &mut wgpu::CommandEncoder,
+        i: usize,
+        input: &Act,
+        out: &Act,
+    ) -> Result<()> {
+        let node = &self.graph.nodes[i];
+        let sc = &self.scratch[i];
+        let bad = |what: &str| Error::invalid(OP, format!("node {i} '{}': {what}", node.name));
+        let o = match out {
+            Act::Q(q) => QGemmOutput::Quantized(q),
+            Act::F(t) => QGemmOutput::F32(t),
+        };
+        // ONNX's rule: an i32 bias, the activation already in the output's code range.
+        let onnx_bias = sc.onnx.as_ref().map(|r| r.bias.as_ref());
+        match (&node.layer, &self.params[i], input) {
+            (Layer::Conv { desc, .. }, QParams::Conv { w, b }, Act::Q(xq)) => match onnx_bias {
+                Some(ib) => {
+                    let d = desc.activation(Activation::None).onnx_requant(true);
+                    qconv2d(ctx, encoder, &d, xq, w, ib, o)
+                }
+                None => qconv2d(ctx, encoder, desc, xq, w, b.as_ref(), o),
+            },
+            (Layer::Conv { desc, .. }, QParams::Conv { w, b }, Act::F(xf)) => {
+                let q = sc.q_in.as_ref().ok_or_else(|| bad("no dynamic buffer"))?;
+                dynamic_quantize(ctx, encoder, xf, &DynamicQuant::onnx(), q)?;
+                qconv2d(ctx, encoder, desc, q, w, b.as_ref(), o)
+            }
+            (Layer::Linear { k, activation, .. }, QParams::Linear { w, b }, inp) => {
+                let (d, b) = match onnx_bias {
+                    Some(ib) => (QGemmDesc::default().onnx_requant(true), ib),
+                    None => (QGemmDesc::default().activation(*activation), b.as_ref()),
+                };
+                match inp {
+                    Act::Q(xq) => match (&sc.f_in, &sc.q_in) {
+                        (Some(f), Some(q)) => {
+                            dequantize(ctx, encoder, xq, f)?;
+                            quantize(ctx, encoder, &f.reshape(q.shape())?, q)?;
+                            qgemm(ctx, encoder, &d, q, w, b, o)
+                        }
+                        _ => {
+                            let x2 = xq.reshape(&[xq.numel() / k, *k])?;
+                            qgemm(ctx, encoder, &d, &x2, w, b, o)
+                        }
+                    },
+                    Act::F(xf) => {
+                        let q = sc.q_in.as_ref().ok_or_else(|| bad("no dynamic buffer"))?;
+                        let x2 = xf.reshape(&[xf.numel() / k, *k])?;
+                        let spec = sc.dyn_linear.unwrap_or_else(DynamicQuant::per_row_i8);
+                        dynamic_quantize(ctx, encoder, &x2, &spec, q)?;
+                        qgemm(ctx, encoder, &d, q, w, b, o)
+                    }
+                }
+            }
+            _ => Err(bad("this layer has no INT8 form here")),
         }
     }
 
@@ -728,11 +796,14 @@ impl QModel {
         Ok(())
     }
 
-    /// Writes the quantized model to a safetensors file: each weight as `I8` codes with
-    /// `NAME.scale` (F32) and `NAME.zero_point` (I32) per output channel, the biases
-    /// (F32), and in static mode `act.NODE.scale` / `act.NODE.zero_point` for every
-    /// activation (`act.input.*` for the input); the mode is in the metadata. Returns the
-    /// file's size in bytes. [`QModel::load`] reads it back with the same graph.
+    /// Writes the quantized model to a safetensors file: each weight as `I8` (or `U8`)
+    /// codes with `NAME.scale` (F32) and `NAME.zero_point` (I32) per output channel, the
+    /// biases (F32), and in static mode `act.NODE.scale` (F32) / `act.NODE.zero_point`
+    /// (`U8` or `I8`: the activation's type) for every activation (`act.input.*` for the
+    /// input); the mode, the requantization rule (`requant = onnx` for a quantized
+    /// file's model) and a CRC-32 of the data are in the metadata. Returns the file's
+    /// size in bytes. [`QModel::load`] reads it back with the same graph (and files
+    /// whose activation zero points are I32, which are u8 activations).
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
         use safetensors::Dtype;
         let path = path.as_ref();
@@ -743,9 +814,15 @@ impl QModel {
         let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let i32s = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        // Codes are stored in their own type (I8 or U8; a file's weights may be either),
+        // and so is each activation's zero point.
+        let dtype = |q: QType| match q {
+            QType::U8 => Dtype::U8,
+            _ => Dtype::I8,
+        };
         for (name, (p, codes)) in &self.host.weights {
-            let bytes = codes.iter().map(|&c| c as i8 as u8).collect();
-            blobs.push((name.clone(), Dtype::I8, p.shape.clone(), bytes));
+            let bytes = codes.iter().map(|&c| c as u8).collect();
+            blobs.push((name.clone(), dtype(p.qtype), p.shape.clone(), bytes));
             let n = p.scales.len();
             blobs.push((
                 format!("{name}.scale"),
@@ -780,9 +857,9 @@ impl QModel {
                 ));
                 blobs.push((
                     format!("act.{node}.zero_point"),
-                    Dtype::I32,
+                    dtype(p.qtype),
                     vec![1],
-                    i32s(&p.zero_points),
+                    p.zero_points.iter().map(|&z| z as u8).collect(),
                 ));
             }
         }
@@ -804,6 +881,9 @@ impl QModel {
         ]);
         if self.host.onnx_dynamic {
             meta.insert("dynamic_linear".to_string(), "onnx".to_string());
+        }
+        if self.host.onnx_requant {
+            meta.insert("requant".to_string(), "onnx".to_string());
         }
         // A CRC-32 of the data section (safetensors has no checksum): the header's
         // metadata does not move the data, so it is computed on a first serialization.
@@ -828,7 +908,6 @@ impl QModel {
         path: impl AsRef<std::path::Path>,
         input_shape: &[usize],
     ) -> Result<QModel> {
-        use safetensors::Dtype;
         let path = path.as_ref();
         let file_err = |e: String| Error::File {
             path: path.display().to_string(),
@@ -860,46 +939,12 @@ impl QModel {
             Some("dynamic") => QMode::Dynamic,
             other => return Err(file_err(format!("metadata 'mode' is {other:?}"))),
         };
-        let get = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| file_err(format!("tensor '{name}' is missing")))?;
-            if t.dtype() != dtype || t.shape() != shape {
-                return Err(file_err(format!(
-                    "tensor '{name}' is {:?} {:?}; expected {dtype:?} {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            if dtype == Dtype::F32 {
-                // A NaN or infinite scale or bias (a corrupt file) would make every
-                // output it reaches NaN without a word.
-                if let Some((i, v)) = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .enumerate()
-                    .find(|(_, v)| !v.is_finite())
-                {
-                    return Err(file_err(format!("tensor '{name}' holds {v} at index {i}")));
-                }
-            }
-            Ok(t.data().to_vec())
-        };
-        let f32s = |b: Vec<u8>| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let i32s = |b: Vec<u8>| -> Vec<i32> {
-            b.chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
+        let saved = SavedTensors { st, path };
         let shapes = super::infer_shapes(graph, input_shape)?;
         let mut host = HostParams {
             acts: vec![None; graph.nodes.len()],
             onnx_dynamic: meta.get("dynamic_linear").map(String::as_str) == Some("onnx"),
+            onnx_requant: meta.get("requant").map(String::as_str) == Some("onnx"),
             ..Default::default()
         };
         for node in &graph.nodes {
@@ -907,43 +952,43 @@ impl QModel {
                 continue;
             };
             let oc = shape[0];
-            let codes: Vec<i32> = get(weight, Dtype::I8, &shape)?
-                .into_iter()
-                .map(|b| i32::from(b as i8))
-                .collect();
-            let scales = f32s(get(&format!("{weight}.scale"), Dtype::F32, &[oc])?);
-            let zeros = i32s(get(&format!("{weight}.zero_point"), Dtype::I32, &[oc])?);
+            let (qt, codes) = saved.codes(weight, &shape, None)?;
+            let scales = saved.f32s(&format!("{weight}.scale"), &[oc])?;
+            let zeros = saved.i32s(&format!("{weight}.zero_point"), &[oc])?;
             let p = QuantParams::new(
-                QType::I8,
+                qt,
                 Granularity::PerChannel { axis: 0 },
                 &shape,
                 scales,
                 zeros,
-            )?;
+            )
+            .map_err(|e| saved.err(format!("weight '{weight}': {e}")))?;
             host.weights.insert(weight.to_string(), (p, codes));
+            let c = correction_name(weight);
             match bias {
                 Some(b) => {
-                    host.biases
-                        .insert(b.to_string(), f32s(get(b, Dtype::F32, &[oc])?));
+                    host.biases.insert(b.to_string(), saved.f32s(b, &[oc])?);
                 }
-                None => {
-                    let c = correction_name(weight);
-                    if st.tensor(&c).is_ok() {
-                        host.biases
-                            .insert(c.clone(), f32s(get(&c, Dtype::F32, &[oc])?));
-                    }
+                None if saved.st.tensor(&c).is_ok() => {
+                    let v = saved.f32s(&c, &[oc])?;
+                    host.biases.insert(c, v);
                 }
+                None => {}
             }
         }
         if mode == QMode::Static {
             let act = |name: &str, shape: &[usize]| -> Result<Option<QuantParams>> {
                 let key = format!("act.{name}.scale");
-                if st.tensor(&key).is_err() {
+                if saved.st.tensor(&key).is_err() {
                     return Ok(None);
                 }
-                let s = f32s(get(&key, Dtype::F32, &[1])?);
-                let z = i32s(get(&format!("act.{name}.zero_point"), Dtype::I32, &[1])?);
-                QuantParams::new(QType::U8, Granularity::PerTensor, shape, s, z).map(Some)
+                let s = saved.f32s(&key, &[1])?;
+                // Files written before zero points were typed hold I32 (u8 activations).
+                let (qt, z) =
+                    saved.codes(&format!("act.{name}.zero_point"), &[1], Some(QType::U8))?;
+                QuantParams::new(qt, Granularity::PerTensor, shape, s, z)
+                    .map(Some)
+                    .map_err(|e| saved.err(format!("activation '{name}': {e}")))
             };
             host.input = act("input", input_shape)?;
             for (i, node) in graph.nodes.iter().enumerate() {
@@ -966,12 +1011,14 @@ impl QModel {
 
     /// The f32 output of the node named `name` after a forward pass: the last node's, a
     /// node listed in [`Graph::outputs`] that no layer reads, and any node the model keeps
-    /// in f32 (all of them in dynamic mode). `None` for a node that holds 8-bit codes.
+    /// in f32 (all of them in dynamic mode); for a quantized file's model, which keeps
+    /// the codes the file asks for, the last node's and those outputs' codes
+    /// dequantized. `None` for an inner node that holds 8-bit codes.
     pub fn output(&self, name: &str) -> Option<&Tensor> {
         let i = self.graph.nodes.iter().position(|n| n.name == name)?;
         match &self.acts[i] {
             Act::F(t) => Some(t),
-            Act::Q(_) => None,
+            Act::Q(_) => self.scratch[i].deq.as_ref(),
         }
     }
 }
@@ -993,6 +1040,89 @@ fn data_section(bytes: &[u8]) -> &[u8] {
         .and_then(|n| n.checked_add(8))
         .and_then(|start| bytes.get(start..))
         .unwrap_or(&[])
+}
+
+/// A saved model's tensors, read with checks; errors name the file and the tensor.
+struct SavedTensors<'a> {
+    st: safetensors::SafeTensors<'a>,
+    path: &'a std::path::Path,
+}
+
+impl SavedTensors<'_> {
+    fn err(&self, message: String) -> Error {
+        Error::File {
+            path: self.path.display().to_string(),
+            message,
+        }
+    }
+
+    /// The bytes of `name`, which must be `dtype` of `shape` (and finite, for F32).
+    fn get(&self, name: &str, dtype: safetensors::Dtype, shape: &[usize]) -> Result<&[u8]> {
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
+        if t.dtype() != dtype || t.shape() != shape {
+            return Err(self.err(format!(
+                "tensor '{name}' is {:?} {:?}; expected {dtype:?} {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data())
+    }
+
+    /// An F32 tensor. A NaN or infinite scale or bias (a corrupt file) would make every
+    /// output it reaches NaN without a word, so it is refused.
+    fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let v: Vec<f32> = self
+            .get(name, safetensors::Dtype::F32, shape)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        match v.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            Some((i, x)) => Err(self.err(format!("tensor '{name}' holds {x} at index {i}"))),
+            None => Ok(v),
+        }
+    }
+
+    fn i32s(&self, name: &str, shape: &[usize]) -> Result<Vec<i32>> {
+        Ok(self
+            .get(name, safetensors::Dtype::I32, shape)?
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// 8-bit codes in their stored type (I8 or U8); an I32 tensor only where `legacy`
+    /// says which type earlier files meant by it.
+    fn codes(
+        &self,
+        name: &str,
+        shape: &[usize],
+        legacy: Option<QType>,
+    ) -> Result<(QType, Vec<i32>)> {
+        use safetensors::Dtype;
+        let dtype = self.st.tensor(name).map(|t| t.dtype()).ok();
+        match (dtype, legacy) {
+            (Some(Dtype::U8), _) => Ok((
+                QType::U8,
+                self.get(name, Dtype::U8, shape)?
+                    .iter()
+                    .map(|&b| i32::from(b))
+                    .collect(),
+            )),
+            (Some(Dtype::I32), Some(qt)) => Ok((qt, self.i32s(name, shape)?)),
+            // I8, or a missing or mistyped tensor (`get` names what is wrong).
+            _ => Ok((
+                QType::I8,
+                self.get(name, Dtype::I8, shape)?
+                    .iter()
+                    .map(|&b| i32::from(b as i8))
+                    .collect(),
+            )),
+        }
+    }
 }
 
 fn float_layer(layer: &Layer) -> bool {
@@ -1091,13 +1221,14 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
     })
 }
 
-/// Node `i`'s 8-bit output with its calibrated static parameters.
+/// Node `i`'s 8-bit output with its calibrated static parameters (codes limited to
+/// `range` when given: an activation folded into ONNX's requantization).
 fn static_activation(
     ctx: &Context,
     host: &HostParams,
-    i: usize,
-    name: &str,
+    (i, name): (usize, &str),
     out_shape: &[usize],
+    range: Option<(i32, i32)>,
 ) -> Result<QTensor> {
     let ap = host.acts[i]
         .as_ref()
@@ -1111,7 +1242,40 @@ fn static_activation(
             ),
         ));
     }
-    QTensor::new(ctx, ap)
+    match range {
+        Some((lo, hi)) if (lo, hi) != (ap.qmin(), ap.qmax()) => {
+            QTensor::new(ctx, &ap.clone().with_code_range(lo, hi)?)
+        }
+        _ => QTensor::new(ctx, ap),
+    }
+}
+
+/// How a convolution or linear of a quantized file's model requantizes with ONNX's rule
+/// (reading codes `x`, writing node `i`'s codes); `None` keeps the default rule.
+fn onnx_plan(
+    layer: &Layer,
+    x: Option<&QuantParams>,
+    host: &HostParams,
+    i: usize,
+) -> Option<onnx_rounding::OnnxLayer> {
+    let (weight, bias, activation) = match layer {
+        Layer::Conv {
+            weight, bias, desc, ..
+        } => (weight, bias, desc.activation),
+        Layer::Linear {
+            weight,
+            bias,
+            activation,
+            ..
+        } => (weight, bias, *activation),
+        _ => return None,
+    };
+    let (wp, _) = host.weights.get(weight)?;
+    let b = match bias {
+        Some(b) => Some(host.biases.get(b)?.as_slice()),
+        None => host.biases.get(&correction_name(weight)).map(Vec::as_slice),
+    };
+    onnx_rounding::plan(x?, wp, b, activation, host.acts[i].as_ref()?)
 }
 
 /// The intermediates node `i` needs besides its output: float copies around pooling and
@@ -1130,6 +1294,9 @@ fn node_scratch(
     let last =
         i + 1 == graph.nodes.len() || (graph.outputs.contains(&i) && readers(graph)[i].is_empty());
     let mut sc = Scratch::default();
+    if let (true, Act::Q(_)) = (last, act) {
+        sc.deq = Some(Tensor::zeros(ctx, out_shape, DType::F32)?);
+    }
     match (mode, &node.layer) {
         (QMode::Static, Layer::Pool(_)) => {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
@@ -1149,7 +1316,7 @@ fn node_scratch(
                 sc.f_others.push(Tensor::zeros(ctx, s, DType::F32)?);
             }
         }
-        (QMode::Static, Layer::Add { .. }) if last => {
+        (QMode::Static, Layer::Add { .. }) if last && matches!(act, Act::F(_)) => {
             return Err(Error::invalid(
                 OP,
                 format!(
