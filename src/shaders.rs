@@ -70,6 +70,8 @@ pub enum ShaderFile {
     Eltwise,
     /// `shaders/layout.wgsl`: nearest upsampling, depth to space, channel concatenation.
     Layout,
+    /// `shaders/permute.wgsl`: a general transpose (rank 6 or less).
+    Permute,
     /// `shaders/image.wgsl` reading RGBA8 pixels from a storage buffer.
     ImageBuffer,
     /// `shaders/image.wgsl` reading a texture (`textureLoad`).
@@ -125,7 +127,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 20] = [
+pub static SPECS: [ShaderSpec; 21] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -253,6 +255,13 @@ pub static SPECS: [ShaderSpec; 20] = [
         "layout.wgsl",
         "layout",
         ["WG", "OP", "X_F16", "OUT_F16"],
+        [U, R, RW]
+    ),
+    spec!(
+        Permute,
+        "permute.wgsl",
+        "permute",
+        ["WG", "X_F16", "OUT_F16"],
         [U, R, RW]
     ),
     spec!(

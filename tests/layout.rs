@@ -1,4 +1,5 @@
-//! Nearest upsampling, depth to space and channel concatenation (f32 and f16 each way)
+//! Nearest upsampling, depth to space, channel concatenation and the general transpose
+//! (f32 and f16 each way)
 //! against the Rust reference, bit for bit (they copy values), on odd shapes; outputs
 //! are poisoned first.
 
@@ -7,7 +8,7 @@ mod common;
 use common::float::{poisoned, rand_vec, read, upload};
 use rand::SeedableRng;
 use wgpu_quant::ops::layout::{
-    concat_channels, depth_to_space, resize_bilinear, upsample_nearest, ResizeCoords,
+    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
 };
 use wgpu_quant::reference::layout as r;
 use wgpu_quant::{DType, Tensor};
@@ -159,4 +160,86 @@ fn transposes_between_nchw_and_nhwc_match_the_host_ones() {
             assert_eq!(read(ctx, &back), back_want, "back to NCHW");
         }
     }
+}
+
+/// The general transpose against the reference, bit for bit, over ranks 1 to 6, odd
+/// shapes, every permutation of rank 3 and 4, f32 and f16 each way; bad permutations
+/// and output shapes are errors naming the numbers.
+#[test]
+fn permute_matches_the_reference_on_every_rank() {
+    use wgpu_quant::ops::layout::permuted_shape;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let perms = |r: usize| -> Vec<Vec<usize>> {
+        // Every permutation of r axes (Heap's algorithm), for r <= 4; else a few.
+        if r > 4 {
+            let mut v: Vec<usize> = (0..r).collect();
+            let mut out = vec![v.clone()];
+            v.reverse();
+            out.push(v.clone());
+            v.rotate_left(2);
+            out.push(v);
+            return out;
+        }
+        let mut out = Vec::new();
+        let mut a: Vec<usize> = (0..r).collect();
+        fn heap(k: usize, a: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+            if k <= 1 {
+                out.push(a.clone());
+                return;
+            }
+            for i in 0..k {
+                heap(k - 1, a, out);
+                let j = if k.is_multiple_of(2) { i } else { 0 };
+                a.swap(j, k - 1);
+            }
+        }
+        heap(r, &mut a, &mut out);
+        out
+    };
+    let shapes: [&[usize]; 6] = [
+        &[7],
+        &[3, 5],
+        &[2, 3, 5],
+        &[3, 1, 4, 5],
+        &[2, 3, 1, 4, 3],
+        &[2, 1, 3, 2, 3, 2],
+    ];
+    let mut cases = 0;
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        let v = rand_vec(n, &mut rng);
+        for perm in perms(shape.len()) {
+            let want_shape = permuted_shape(shape, &perm).unwrap();
+            for bits in 0..4u32 {
+                let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+                let (x, x64) = upload(ctx, shape, &v, xf);
+                let out = poisoned(ctx, &want_shape, of);
+                let mut enc = ctx.encoder("permute");
+                permute(ctx, &mut enc, &x, &perm, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = stored(&r::permute(&x64, shape, &perm), of);
+                assert_eq!(read(ctx, &out), want, "{shape:?} by {perm:?}, bits {bits}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 4 * (1 + 2 + 6 + 24 + 3 + 3));
+    // Errors: not a permutation, wrong output shape, rank 7.
+    let x = Tensor::zeros(ctx, &[2, 3, 4], DType::F32).unwrap();
+    let o = Tensor::zeros(ctx, &[4, 3, 2], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = permute(ctx, &mut enc, &x, &[2, 2, 0], &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("permute") && e.contains("[2, 2, 0]"), "{e}");
+    let e = permute(ctx, &mut enc, &x, &[1, 0, 2], &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[3, 2, 4]") && e.contains("[4, 3, 2]"), "{e}");
+    let x7 = Tensor::zeros(ctx, &[1; 7], DType::F32).unwrap();
+    let e = permute(ctx, &mut enc, &x7, &[0, 1, 2, 3, 4, 5, 6], &x7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rank 7"), "{e}");
 }

@@ -21,8 +21,8 @@ use wgpu_quant::model::{lenet, Graph, Layer, Model, PtqOptions, QMode, QModel, W
 use wgpu_quant::ops::conv::{conv2d, qconv2d, ConvWeight, QConvWeight};
 use wgpu_quant::ops::gemm::{gemm, GemmDesc};
 use wgpu_quant::ops::layout::{
-    concat_channels, depth_to_space, resize_bilinear, transpose_to_nchw, transpose_to_nhwc,
-    upsample_nearest,
+    concat_channels, depth_to_space, permute, resize_bilinear, transpose_to_nchw,
+    transpose_to_nhwc, upsample_nearest,
 };
 use wgpu_quant::ops::qgemm::{qgemm, QGemmOutput};
 use wgpu_quant::ops::wgemm::{wgemm, Weights};
@@ -1980,6 +1980,82 @@ fn layout_resize(c: &mut Catalogue) {
         "InvalidArgument",
         &["concat_channels", "no input"],
         || concat_channels(ctx(), &mut enc(), &[], &f32s(&[1, 2, 2, 4])),
+    );
+    // (what, x's shape, perm, the output's shape, the variant, what the message names)
+    type PermCase = (
+        &'static str,
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        &'static str,
+        &'static [&'static str],
+    );
+    let perm_cases: [PermCase; 6] = [
+        (
+            "repeated axis",
+            &[2, 3, 4],
+            &[0, 0, 1],
+            &[2, 2, 3],
+            "InvalidArgument",
+            &["[0, 0, 1]", "not a permutation"],
+        ),
+        (
+            "axis out of range",
+            &[2, 3, 4],
+            &[0, 3, 1],
+            &[2, 4, 3],
+            "InvalidArgument",
+            &["[0, 3, 1]", "3 axes"],
+        ),
+        (
+            "too few axes",
+            &[2, 3, 4],
+            &[1, 0],
+            &[3, 2, 4],
+            "InvalidArgument",
+            &["[1, 0]", "not a permutation"],
+        ),
+        (
+            "rank 7",
+            &[1, 1, 1, 1, 1, 1, 2],
+            &[0, 1, 2, 3, 4, 5, 6],
+            &[1, 1, 1, 1, 1, 1, 2],
+            "InvalidArgument",
+            &["rank 7", "1 to 6"],
+        ),
+        (
+            "wrong output",
+            &[2, 3, 4],
+            &[2, 1, 0],
+            &[2, 3, 4],
+            "Shape",
+            &["[4, 3, 2]", "[2, 3, 4]"],
+        ),
+        (
+            "output elements",
+            &[2, 3],
+            &[1, 0],
+            &[3, 3],
+            "Shape",
+            &["[3, 2]", "[3, 3]"],
+        ),
+    ];
+    for (what, xs, perm, os, variant, needles) in perm_cases {
+        let mut n = vec!["permute"];
+        n.extend_from_slice(needles);
+        c.add(cat, format!("permute {what}"), variant, &n, move || {
+            permute(ctx(), &mut enc(), &f32s(xs), perm, &f32s(os))
+        });
+    }
+    c.add(
+        cat,
+        "permute i32",
+        "DType",
+        &["permute", "x", "i32"],
+        || {
+            let x = Tensor::zeros(ctx(), &[2, 3], DType::I32)?;
+            permute(ctx(), &mut enc(), &x, &[1, 0], &f32s(&[3, 2]))
+        },
     );
 }
 

@@ -150,7 +150,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Squeeze", "a view; constants: folded"),
     ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
-    ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1; constants: folded"),
+    ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
@@ -791,7 +791,7 @@ impl Lowering {
                     Some(p) => p.iter().map(|&v| to_us(v)).collect::<R<_>>()?,
                     None => (0..x.shape.len()).rev().collect(),
                 };
-                one(transpose_act(x, &perm)?)
+                one(self.transpose(x, &perm, label)?)
             }
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.nhwc(self.act(n, 0)?)?;
@@ -1996,6 +1996,56 @@ pub(crate) fn transpose_act(x: Act, perm: &[usize]) -> R<Act> {
          NCHW to NHWC and back, and moves of axes of length 1)",
         x.shape
     ))
+}
+
+impl Lowering {
+    /// `Transpose` of an activation: a relabelling where no data moves
+    /// ([`transpose_act`]), else a [`Layer::Permute`] of the stored tensor. Its output is
+    /// stored in ONNX order, except a 4-D output, which is stored NHWC as every image
+    /// here is.
+    fn transpose(&mut self, x: Act, perm: &[usize], label: &str) -> R<Act> {
+        if let Ok(a) = transpose_act(x.clone(), perm) {
+            return Ok(a);
+        }
+        let r = x.shape.len();
+        // Stored axis of each ONNX axis of x, and the stored shape read.
+        let (stored_of, view): (Vec<usize>, Vec<usize>) = match x.layout {
+            Layout::Nhwc => (vec![0, 3, 1, 2], x.phys.clone()),
+            Layout::Plain => ((0..r).collect(), x.shape.clone()),
+            Layout::FlatNhwc(_) => {
+                return Err(format!(
+                    "perm {perm:?} of a flattened NCHW activation {:?} is not supported",
+                    x.shape
+                ))
+            }
+        };
+        if r > crate::ops::layout::MAX_PERMUTE_RANK || (x.layout == Layout::Nhwc && r != 4) {
+            return Err(format!(
+                "perm {perm:?} of an activation of rank {r} (at most {} are supported)",
+                crate::ops::layout::MAX_PERMUTE_RANK
+            ));
+        }
+        let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+        // The output's ONNX axes in the order they are stored.
+        let out_order: Vec<usize> = if r == 4 {
+            vec![0, 2, 3, 1]
+        } else {
+            (0..r).collect()
+        };
+        let stored_perm: Vec<usize> = out_order.iter().map(|&j| stored_of[perm[j]]).collect();
+        let phys: Vec<usize> = out_order.iter().map(|&j| shape[j]).collect();
+        let layer = Layer::Permute {
+            view,
+            perm: stored_perm,
+        };
+        let i = self.push(label, layer, x.src);
+        Ok(Act {
+            shape,
+            phys,
+            layout: if r == 4 { Layout::Nhwc } else { Layout::Plain },
+            src: Src::Node(i),
+        })
+    }
 }
 
 /// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.

@@ -50,7 +50,7 @@ use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{add, binary, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
-    concat_channels, depth_to_space, resize_bilinear, upsample_nearest, ResizeCoords,
+    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
 };
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
@@ -392,6 +392,15 @@ pub enum Layer {
         /// The other inputs.
         others: Vec<usize>,
     },
+    /// The input viewed as `view` (row-major, the same element count) and transposed by
+    /// `perm` (`out.shape[i] = view[perm[i]]`, rank 6 or less; moves the data:
+    /// [`crate::ops::layout::permute`]).
+    Permute {
+        /// The shape the input is read as.
+        view: Vec<usize>,
+        /// The output's axes, as axes of `view`.
+        perm: Vec<usize>,
+    },
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
     /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
     Binary {
@@ -548,6 +557,17 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                 x_shape.clone()
             }
             Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+            Layer::Permute { view, perm } => {
+                let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if n != Some(x_shape.iter().product()) {
+                    return Err(at(Error::shape(
+                        OP,
+                        format!("views {x_shape:?} as {view:?}"),
+                    )));
+                }
+                crate::ops::layout::permuted_shape(view, perm)
+                    .map_err(|m| at(Error::invalid(OP, m)))?
+            }
             Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
                 let [n, h, w, c] = x_shape[..] else {
                     return Err(at(Error::shape(
@@ -832,6 +852,9 @@ impl Model {
                 }
                 (Layer::Binary { op, other, clip }, _) => {
                     binary(ctx, encoder, *op, input, &self.acts[*other], *clip, out)?
+                }
+                (Layer::Permute { view, perm }, _) => {
+                    permute(ctx, encoder, &input.reshape(view)?, perm, out)?
                 }
                 _ => unreachable!("params are built from the same layers"),
             }

@@ -49,7 +49,9 @@ use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, binary, map, qadd, softmax};
-use crate::ops::layout::{concat_channels, depth_to_space, resize_bilinear, upsample_nearest};
+use crate::ops::layout::{
+    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest,
+};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
@@ -652,7 +654,8 @@ impl QModel {
                     | Layer::Upsample { .. }
                     | Layer::ResizeBilinear { .. }
                     | Layer::DepthToSpace { .. }
-                    | Layer::Concat { .. },
+                    | Layer::Concat { .. }
+                    | Layer::Permute { .. },
                     _,
                     inp,
                     out,
@@ -788,6 +791,7 @@ impl QModel {
                 all.extend(others);
                 concat_channels(ctx, encoder, &all, t)?
             }
+            Layer::Permute { view, perm } => permute(ctx, encoder, &xf.reshape(view)?, perm, t)?,
             _ => unreachable!("matched above"),
         }
         if let Act::Q(q) = out {
@@ -1136,6 +1140,7 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::ResizeBilinear { .. }
             | Layer::DepthToSpace { .. }
             | Layer::Concat { .. }
+            | Layer::Permute { .. }
     )
 }
 

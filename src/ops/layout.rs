@@ -1,8 +1,9 @@
 //! Data movement between NHWC images: nearest upsampling by integer factors (ONNX
 //! `Resize` in nearest mode), bilinear resizing to any size (its linear mode), depth to
 //! space (the second half of a transposed convolution whose kernel equals its stride,
-//! [`depth_to_space`]), the concatenation of images along channels, and the transposes
-//! between NCHW and NHWC. Values are
+//! [`depth_to_space`]), the concatenation of images along channels, the transposes
+//! between NCHW and NHWC, and a general transpose of any tensor of rank 6 or less
+//! ([`permute`]). Values are
 //! copied, f32 or f16 each way (f16 to f32 exact); the bilinear resize weighs its four
 //! neighbours in f32.
 //!
@@ -65,23 +66,62 @@ fn variant(op: u32, x_f16: bool, out_f16: bool) -> ShaderVariant {
     )
 }
 
+crate::shaders::uniform! {
+    struct PermuteParams {
+        total: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
+        d0: u32,
+        d1: u32,
+        d2: u32,
+        d3: u32,
+        d4: u32,
+        d5: u32,
+        s0: u32,
+        s1: u32,
+        s2: u32,
+        s3: u32,
+        s4: u32,
+        s5: u32,
+    }
+}
+
+fn permute_variant(x_f16: bool, out_f16: bool) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::Permute,
+        vec![
+            ("WG", Def::U32(WG)),
+            ("X_F16", Def::Bool(x_f16)),
+            ("OUT_F16", Def::Bool(out_f16)),
+        ],
+    )
+}
+
 /// Every layout variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..6 {
-        for bits in 0..4u32 {
+    for bits in 0..4u32 {
+        for op in 0..6 {
             v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
         }
+        v.push(permute_variant(bits & 1 != 0, bits & 2 != 0));
     }
     v
 }
 
-/// The params block of this op's kernel (checked against the WGSL by a test).
+/// The params blocks of these kernels (checked against the WGSL by a test).
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
-    vec![(
-        ShaderFile::Layout,
-        crate::shaders::uniform_layout::<Params>(),
-    )]
+    vec![
+        (
+            ShaderFile::Layout,
+            crate::shaders::uniform_layout::<Params>(),
+        ),
+        (
+            ShaderFile::Permute,
+            crate::shaders::uniform_layout::<PermuteParams>(),
+        ),
+    ]
 }
 
 fn nhwc(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
@@ -97,8 +137,7 @@ fn nhwc(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
     }
 }
 
-/// Records one copy kernel over `count` elements with both tensors bound whole.
-#[allow(clippy::too_many_arguments)]
+/// Records one layout kernel (`code`) with both tensors bound whole.
 fn record(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
@@ -108,12 +147,35 @@ fn record(
     out: &Tensor,
     params: Params,
 ) -> Result<()> {
+    let kernel = |xf, of| variant(code, xf, of);
+    record_copy(
+        ctx,
+        encoder,
+        op,
+        kernel,
+        (x, out),
+        params.total,
+        bytemuck::bytes_of(&params),
+    )
+}
+
+/// Records a copy kernel (`kernel` of the operands' f16-ness) over `total` output
+/// elements with both tensors bound whole.
+fn record_copy(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    kernel: impl Fn(bool, bool) -> ShaderVariant,
+    (x, out): (&Tensor, &Tensor),
+    total: u32,
+    params: &[u8],
+) -> Result<()> {
     let xf = super::check_float(op, "x", x)?;
     let of = super::check_float(op, "output", out)?;
     if x.buffer() == out.buffer() {
         return Err(Error::invalid(op, "the output shares its buffer with x"));
     }
-    if params.total == 0 {
+    if total == 0 {
         return Ok(());
     }
     let pieces = super::split(
@@ -126,20 +188,107 @@ fn record(
             super::Operand::tensor("output", out, 0, 0),
         ],
     )?;
-    let kernel = ctx.kernel(&variant(code, xf, of))?;
-    let grid = super::grid_for(ctx, op, u64::from(params.total).div_ceil(u64::from(WG)))?;
+    let kernel = ctx.kernel(&kernel(xf, of))?;
+    let grid = super::grid_for(ctx, op, u64::from(total).div_ceil(u64::from(WG)))?;
     for piece in pieces {
-        super::record_resources(
-            ctx,
-            encoder,
-            op,
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &piece.res,
-            grid,
-        )?;
+        super::record_resources(ctx, encoder, op, &kernel, params, &piece.res, grid)?;
     }
     Ok(())
+}
+
+/// The highest rank [`permute`] takes.
+pub const MAX_PERMUTE_RANK: usize = 6;
+
+/// Records `out = transpose(x, perm)` (ONNX `Transpose`): `out.shape[i] =
+/// x.shape[perm[i]]`, both row-major, rank 1 to [`MAX_PERMUTE_RANK`], f32 or f16 each way.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::permute;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let t = Tensor::zeros(&ctx, &[3, 2], DType::F32)?;
+/// let mut enc = ctx.encoder("permute");
+/// permute(&ctx, &mut enc, &x, &[1, 0], &t)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(t.read_blocking::<f32>(&ctx)?, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+/// # Ok(()) }
+/// ```
+pub fn permute(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    perm: &[usize],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "permute";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let xs = x.shape();
+    let want = permuted_shape(xs, perm).map_err(|m| Error::invalid(OP, m))?;
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x {xs:?} permuted by {perm:?} is {want:?}; the output has shape {:?}",
+                out.shape()
+            ),
+        ));
+    }
+    // Row-major strides of x, taken in the output's axis order, padded in front to rank 6.
+    let rank = xs.len();
+    let mut stride = vec![1usize; rank];
+    for i in (0..rank.saturating_sub(1)).rev() {
+        stride[i] = stride[i + 1] * xs[i + 1];
+    }
+    let mut d = [1u32; MAX_PERMUTE_RANK];
+    let mut s = [0u32; MAX_PERMUTE_RANK];
+    let pad = MAX_PERMUTE_RANK - rank;
+    for (i, &a) in perm.iter().enumerate() {
+        d[pad + i] = to_u32(OP, "dimension", xs[a])?;
+        s[pad + i] = to_u32(OP, "stride", stride[a])?;
+    }
+    let p = PermuteParams {
+        total: to_u32(OP, "elements", out.numel())?,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
+        d0: d[0],
+        d1: d[1],
+        d2: d[2],
+        d3: d[3],
+        d4: d[4],
+        d5: d[5],
+        s0: s[0],
+        s1: s[1],
+        s2: s[2],
+        s3: s[3],
+        s4: s[4],
+        s5: s[5],
+    };
+    let bytes = bytemuck::bytes_of(&p);
+    record_copy(ctx, encoder, OP, permute_variant, (x, out), p.total, bytes)
+}
+
+/// `shape` permuted by `perm` (`out[i] = shape[perm[i]]`), or what is wrong with `perm`.
+pub fn permuted_shape(shape: &[usize], perm: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let rank = shape.len();
+    if rank == 0 || rank > MAX_PERMUTE_RANK {
+        return Err(format!(
+            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
+        ));
+    }
+    let mut seen = [false; MAX_PERMUTE_RANK];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&a| a >= rank || std::mem::replace(&mut seen[a], true))
+    {
+        return Err(format!(
+            "perm {perm:?} is not a permutation of the {rank} axes of {shape:?}"
+        ));
+    }
+    Ok(perm.iter().map(|&a| shape[a]).collect())
 }
 
 fn params(

@@ -1,4 +1,5 @@
-//! The layout references ([`crate::ops::layout`]), on NHWC `[n, h, w, c]` slices.
+//! The layout references ([`crate::ops::layout`]), on NHWC `[n, h, w, c]` slices (and
+//! [`permute`] on row-major tensors of any rank).
 
 /// Nearest upsampling by integer factors.
 pub fn upsample_nearest<T: Copy>(
@@ -82,6 +83,31 @@ pub fn resize_bilinear(
                 }
             }
         }
+    }
+    out
+}
+
+/// `x` of `shape` (row-major) transposed by `perm`: `out.shape[i] = shape[perm[i]]`,
+/// written element by element from the definition (the output's coordinates, each
+/// input coordinate taken from the axis it moved to).
+pub fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let out_shape: Vec<usize> = perm.iter().map(|&a| shape[a]).collect();
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; shape.len()];
+    for e in 0..n {
+        // The output coordinates of e.
+        let mut rest = e;
+        let mut oc = vec![0usize; shape.len()];
+        for i in (0..out_shape.len()).rev() {
+            oc[i] = rest % out_shape[i];
+            rest /= out_shape[i];
+        }
+        for (i, &a) in perm.iter().enumerate() {
+            idx[a] = oc[i];
+        }
+        let src = idx.iter().zip(shape).fold(0, |acc, (&c, &d)| acc * d + c);
+        out.push(x[src]);
     }
     out
 }

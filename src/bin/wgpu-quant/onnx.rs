@@ -167,6 +167,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             wgpu_quant::model::Layer::Binary { op, other, clip } => {
                 format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
+            wgpu_quant::model::Layer::Permute { view, perm } => {
+                format!("permute {view:?} by {perm:?}")
+            }
         };
         let reads = match n.input {
             wgpu_quant::model::Src::Input => "input".to_string(),
