@@ -2395,6 +2395,65 @@ fn file_sweeps(c: &mut Catalogue) {
 
 fn model_sweeps(c: &mut Catalogue) {
     let cat = "model";
+    // Matrix products of activations and permutes whose shapes do not fit.
+    type GraphCase = (
+        &'static str,
+        &'static [usize],
+        Layer,
+        &'static [&'static str],
+    );
+    let graph_cases: [GraphCase; 4] = [
+        (
+            "matmul inner dimensions",
+            &[2, 3, 4],
+            Layer::MatMul { other: 0 },
+            &["'mm'", "[2, 3, 4]", "[.., K, N]"],
+        ),
+        (
+            "matmul of a later node",
+            &[2, 4, 4],
+            Layer::MatMul { other: 1 },
+            &["'mm'", "node 1", "not before it"],
+        ),
+        (
+            "permute view",
+            &[2, 3, 4],
+            Layer::Permute {
+                view: vec![5, 5],
+                perm: vec![1, 0],
+            },
+            &["'mm'", "[2, 3, 4]", "[5, 5]"],
+        ),
+        (
+            "permute perm",
+            &[2, 3, 4],
+            Layer::Permute {
+                view: vec![6, 4],
+                perm: vec![0, 0],
+            },
+            &["'mm'", "[0, 0]", "not a permutation"],
+        ),
+    ];
+    for (what, input, layer, needles) in graph_cases {
+        c.add(
+            cat,
+            what.to_string(),
+            "InvalidArgument",
+            needles,
+            move || {
+                let mut g = Graph::default();
+                g.push(
+                    "id",
+                    Layer::Permute {
+                        view: input.to_vec(),
+                        perm: (0..input.len()).collect(),
+                    },
+                );
+                g.push("mm", layer.clone());
+                Model::new(ctx(), &g, &WeightFile::default(), DType::F32, input).map(drop)
+            },
+        );
+    }
     c.add(
         cat,
         "dtype i8",

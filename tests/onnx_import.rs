@@ -15,7 +15,7 @@ use wgpu_quant::import::proto::{
     ValueInfoProto,
 };
 use wgpu_quant::import::{OnnxImport, OPERATORS};
-use wgpu_quant::model::{PtqOptions, QMode};
+use wgpu_quant::model::{Layer, PtqOptions, QMode};
 use wgpu_quant::reference::requant_onnx;
 use wgpu_quant::{Context, DType, Error, Tensor};
 
@@ -1403,6 +1403,42 @@ fn data_moving_transposes_run_as_permute_layers() {
     let half = onnx.model(ctx, DType::F16).unwrap();
     check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 2e-3);
 
+    // A 4-D activation that is not an image (attention's [B, heads, T, d]) stays in
+    // ONNX order: [2, 3, 4] viewed as [2, 3, 2, 2], heads and T swapped, flattened rows.
+    let m = model(
+        vec![
+            node("Reshape", "split", &["x", "s4"], &["h"], vec![]),
+            node(
+                "Transpose",
+                "swap",
+                &["h"],
+                &["t"],
+                vec![attr_ints("perm", &[0, 2, 1, 3])],
+            ),
+            node("Reshape", "rows", &["t", "s2"], &["r"], vec![]),
+            node("Softmax", "sm", &["r"], &["y"], vec![attr_i("axis", -1)]),
+        ],
+        vec![
+            tensor_i64("s4", &[4], &[2, 3, 2, 2]),
+            tensor_i64("s2", &[2], &[2, 12]),
+        ],
+        &[2, 3, 4],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(24, &mut rng);
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let t = wgpu_quant::reference::layout::permute(&x64, &[2, 3, 2, 2], &[0, 2, 1, 3]);
+    let want: Vec<f64> = t
+        .chunks(12)
+        .flat_map(|r| {
+            let e: Vec<f64> = r.iter().map(|v| v.exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(move |v| v / s)
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+
     // [1, 3, 4, 5] NCHW -> perm [0, 3, 2, 1] -> [1, 5, 4, 3] -> 1x1 convolution (5 -> 2).
     let (wt, bias) = (rand_vec(10, &mut rng), rand_vec(2, &mut rng));
     let m = model(
@@ -1546,4 +1582,169 @@ fn several_outputs_are_read_by_layer_name() {
         0.05,
     );
     assert!(onnx.from_output(2, &[]).is_err());
+}
+
+/// Row-major f64 matrix products `a[b, m, k] x b[b, k, n]` (`b` broadcast when one).
+fn bmm(
+    a: &[f64],
+    b: &[f64],
+    batch: usize,
+    (m, k, n): (usize, usize, usize),
+    bb: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0; batch * m * n];
+    for t in 0..batch {
+        let (ao, bo) = (t * m * k, if bb == 1 { 0 } else { t * k * n });
+        for i in 0..m {
+            for j in 0..n {
+                out[(t * m + i) * n + j] =
+                    (0..k).map(|p| a[ao + i * k + p] * b[bo + p * n + j]).sum();
+            }
+        }
+    }
+    out
+}
+
+fn softmax_rows(x: &[f64], n: usize) -> Vec<f64> {
+    x.chunks(n)
+        .flat_map(|r| {
+            let mx = r.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = r.iter().map(|v| (v - mx).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(move |v| v / s)
+        })
+        .collect()
+}
+
+/// Multi-head self-attention as exporters write it: linear projections of a sequence
+/// (`MatMul` of a 3-D activation by a constant), heads split by `Reshape`/`Transpose`,
+/// `Q K^T` and `P V` as batched `MatMul`s of two activations, a softmax over the last
+/// axis, heads merged back and an output projection. FP32, FP16 and static INT8 against
+/// an f64 reference from the operators' definitions.
+#[test]
+fn multi_head_attention_runs_with_batched_matmuls() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(35);
+    let (t, d, heads, out) = (5usize, 6usize, 2usize, 3usize);
+    let hd = d / heads;
+    let x = rand_vec(t * d, &mut rng);
+    let (wq, wk, wv) = (
+        rand_vec(d * d, &mut rng),
+        rand_vec(d * d, &mut rng),
+        rand_vec(d * d, &mut rng),
+    );
+    let wo = rand_vec(d * out, &mut rng);
+    let split = |v: &str, o: &str| {
+        vec![
+            node(
+                "Reshape",
+                &format!("{o}_r"),
+                &[v, "heads"],
+                &[&format!("{o}4")],
+                vec![],
+            ),
+            node(
+                "Transpose",
+                &format!("{o}_t"),
+                &[&format!("{o}4")],
+                &[o],
+                vec![attr_ints("perm", &[0, 2, 1, 3])],
+            ),
+        ]
+    };
+    let mut nodes = vec![
+        node("MatMul", "q_proj", &["x", "wq"], &["q"], vec![]),
+        node("MatMul", "k_proj", &["x", "wk"], &["k"], vec![]),
+        node("MatMul", "v_proj", &["x", "wv"], &["v"], vec![]),
+    ];
+    nodes.extend(split("q", "qh"));
+    nodes.extend(split("k", "kh"));
+    nodes.extend(split("v", "vh"));
+    nodes.extend([
+        node(
+            "Transpose",
+            "k_t",
+            &["kh"],
+            &["kt"],
+            vec![attr_ints("perm", &[0, 1, 3, 2])],
+        ),
+        node("MatMul", "scores", &["qh", "kt"], &["s"], vec![]),
+        node("Softmax", "attn", &["s"], &["p"], vec![attr_i("axis", 3)]),
+        node("MatMul", "mix", &["p", "vh"], &["o"], vec![]),
+        node(
+            "Transpose",
+            "merge_t",
+            &["o"],
+            &["ot"],
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+        ),
+        node("Reshape", "merge", &["ot", "seq"], &["m"], vec![]),
+        node("MatMul", "o_proj", &["m", "wo"], &["y"], vec![]),
+    ]);
+    let m = model(
+        nodes,
+        vec![
+            tensor_f32("wq", &[d, d], &wq),
+            tensor_f32("wk", &[d, d], &wk),
+            tensor_f32("wv", &[d, d], &wv),
+            tensor_f32("wo", &[d, out], &wo),
+            tensor_i64("heads", &[4], &[1, t as i64, heads as i64, hd as i64]),
+            tensor_i64("seq", &[3], &[1, t as i64, d as i64]),
+        ],
+        &[1, t, d],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, t, out]);
+    let count = |f: fn(&Layer) -> bool| onnx.graph().nodes.iter().filter(|n| f(&n.layer)).count();
+    assert_eq!(
+        count(|l| matches!(l, Layer::MatMul { .. })),
+        2,
+        "Q K^T and P V"
+    );
+    assert_eq!(
+        count(|l| matches!(l, Layer::Linear { .. })),
+        4,
+        "the projections"
+    );
+    // Three head splits, K^T, the merge, and a copy of the merged heads' view into rows
+    // of d for the output projection.
+    assert_eq!(count(|l| matches!(l, Layer::Permute { .. })), 6);
+    let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let x64 = f(&x);
+    let proj = |w: &[f32]| bmm(&x64, &f(w), 1, (t, d, d), 1);
+    let heads_of =
+        |v: &[f64]| wgpu_quant::reference::layout::permute(v, &[1, t, heads, hd], &[0, 2, 1, 3]);
+    let (qh, kh, vh) = (
+        heads_of(&proj(&wq)),
+        heads_of(&proj(&wk)),
+        heads_of(&proj(&wv)),
+    );
+    let kt = wgpu_quant::reference::layout::permute(&kh, &[1, heads, t, hd], &[0, 1, 3, 2]);
+    let s = bmm(&qh, &kt, heads, (t, hd, t), heads);
+    let p = softmax_rows(&s, t);
+    let o = bmm(&p, &vh, heads, (t, t, hd), heads);
+    let merged = wgpu_quant::reference::layout::permute(&o, &[1, heads, t, hd], &[0, 2, 1, 3]);
+    let want = bmm(&merged, &f(&wo), 1, (t, d, out), 1);
+
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    let half = onnx.model(ctx, DType::F16).unwrap();
+    check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 5e-3);
+    let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &x).unwrap();
+    for mode in [QMode::Static, QMode::Dynamic] {
+        let q = onnx
+            .quantize(
+                ctx,
+                std::slice::from_ref(&batch),
+                &PtqOptions::new(ObserverKind::MinMax, mode),
+            )
+            .unwrap();
+        let mut enc = ctx.encoder("int8");
+        let y = q.forward(ctx, &mut enc, &batch).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = onnx
+            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+            .unwrap();
+        check(&got, &want, 0.05);
+    }
 }

@@ -125,7 +125,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("HardSwish", "an elementwise map"),
     ("Identity", "a view"),
     ("LeakyRelu", "alpha: an elementwise map"),
-    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias)"),
+    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
@@ -150,7 +150,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Squeeze", "a view; constants: folded"),
     ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
-    ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer); constants: folded"),
+    ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
@@ -958,16 +958,27 @@ impl Lowering {
     fn lower_matmul(&mut self, n: &NodeProto, label: &str) -> R<Vec<Val>> {
         let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
         let a = self.act(n, 0)?;
+        if let Some(Val::Act(b)) = self.input(n, 1).cloned() {
+            return one(self.matmul_acts(a, b, label)?);
+        }
         let b = self
             .konst(n, 1, "B")?
             .ok_or("input 1 (B) is missing")?
             .clone();
-        if b.dims.len() != 2 || a.shape.len() != 2 {
+        let rows = a.layout == Layout::Plain && a.shape.len() > 2;
+        if b.dims.len() != 2 || (a.shape.len() != 2 && !rows) {
             return Err(format!(
-                "{:?} x {:?}: only a 2-D activation times a constant matrix is supported",
+                "{:?} x {:?}: only an activation times a constant matrix is supported",
                 a.shape, b.dims
             ));
         }
+        // [.., M, K] x [K, N]: a linear layer over the rows, read from a tensor whose
+        // stored last axis is K.
+        let a = if rows && a.phys.last() != a.shape.last() {
+            self.materialize(a, &format!("{label}.rows"))
+        } else {
+            a
+        };
         let (k, nn) = (b.dims[0], b.dims[1]);
         let w = crate::reference::transpose(&b.to_f32(), k, nn);
         let q = self.codes_of(&n.input[1]).map(|c| QWeight {
@@ -1073,6 +1084,15 @@ impl Lowering {
         let r = x.shape.len();
         let default = if self.opset < 13 { 1 } else { -1 };
         let ax = fold::axis(attrs.int("axis", default), r, false)?;
+        let mut x = x;
+        // A row-major view whose last axis spans several stored axes (a flatten of a
+        // permuted tensor, say) is copied into its own shape first.
+        if x.layout == Layout::Plain && x.phys != x.shape && x.shape.len() <= 6 {
+            let last = x.shape.last().copied().unwrap_or(0);
+            if x.phys.last() != Some(&last) {
+                x = self.materialize(x, &format!("{label}.view"));
+            }
+        }
         let last = x.phys.last().copied().unwrap_or(0);
         let reduced: usize = if self.opset < 13 {
             x.shape[ax..].iter().product()
@@ -1598,9 +1618,10 @@ impl Lowering {
         label: &str,
         mut q: Option<QWeight>,
     ) -> R<Act> {
-        if a.shape.len() != 2 || a.shape[1] != k {
+        let rows = a.layout == Layout::Plain && a.shape.len() > 2 && a.phys.last() == Some(&k);
+        if !rows && (a.shape.len() != 2 || a.shape[1] != k) {
             return Err(format!(
-                "the input has shape {:?}; the weight needs [batch, {k}]",
+                "the input has shape {:?}; the weight needs [batch, {k}] (or [.., {k}] rows)",
                 a.shape
             ));
         }
@@ -1637,9 +1658,16 @@ impl Lowering {
         let i = self
             .graph
             .push_from(&name, Layer::linear(&wname, bname.as_deref(), n, k), a.src);
+        let phys = crate::model::linear_output_shape(&a.phys, k, n)
+            .ok_or_else(|| format!("the input stored as {:?} does not give rows of {k}", a.phys))?;
+        let mut shape = a.shape.clone();
+        match shape.len() {
+            2 => shape[1] = n,
+            _ => *shape.last_mut().expect("rank > 2") = n,
+        }
         Ok(Act {
-            shape: vec![a.shape[0], n],
-            phys: vec![a.shape[0], n],
+            shape,
+            phys,
             layout: Layout::Plain,
             src: Src::Node(i),
         })
@@ -1999,10 +2027,61 @@ pub(crate) fn transpose_act(x: Act, perm: &[usize]) -> R<Act> {
 }
 
 impl Lowering {
+    /// `MatMul` of two activations (`[.., M, K] x [.., K, N]`, the same leading
+    /// dimensions or a single right-hand matrix): a [`Layer::MatMul`] on row-major
+    /// tensors of their ONNX shapes (copied into them first where a view differs).
+    fn matmul_acts(&mut self, a: Act, b: Act, label: &str) -> R<Act> {
+        let mut ops = [a, b];
+        for (k, x) in ops.iter_mut().enumerate() {
+            if x.layout != Layout::Plain || x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+                return Err(format!(
+                    "multiplies activations {:?}: operand {k} is stored as an image (NHWC); \
+                     transpose it to a sequence first",
+                    x.shape
+                ));
+            }
+            if x.phys != x.shape {
+                *x = self.materialize(x.clone(), &format!("{label}.operand{k}"));
+            }
+        }
+        let [a, b] = ops;
+        let shape = crate::model::matmul_shape(&a.shape, &b.shape)?;
+        let other = match b.src {
+            Src::Node(j) => j,
+            Src::Input => {
+                return Err("the right-hand operand is the graph input itself (unsupported)".into())
+            }
+        };
+        let i = self.push(label, Layer::MatMul { other }, a.src);
+        Ok(Act {
+            phys: shape.clone(),
+            shape,
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
+    /// A row-major activation copied into a tensor of its own ONNX shape (an identity
+    /// [`Layer::Permute`] of the view), for layers that read the stored last axis.
+    fn materialize(&mut self, x: Act, label: &str) -> Act {
+        let r = x.shape.len();
+        let layer = Layer::Permute {
+            view: x.shape.clone(),
+            perm: (0..r).collect(),
+        };
+        let i = self.push(label, layer, x.src);
+        Act {
+            phys: x.shape.clone(),
+            src: Src::Node(i),
+            ..x
+        }
+    }
+
     /// `Transpose` of an activation: a relabelling where no data moves
-    /// ([`transpose_act`]), else a [`Layer::Permute`] of the stored tensor. Its output is
-    /// stored in ONNX order, except a 4-D output, which is stored NHWC as every image
-    /// here is.
+    /// ([`transpose_act`]), else a [`Layer::Permute`] of the stored tensor. The output is
+    /// stored as the input is: a 4-D image (stored NHWC) gives a 4-D image stored NHWC,
+    /// anything else is stored in ONNX order (so attention's `[B, heads, T, d]` stays
+    /// row-major for the matrix products that read it).
     fn transpose(&mut self, x: Act, perm: &[usize], label: &str) -> R<Act> {
         if let Ok(a) = transpose_act(x.clone(), perm) {
             return Ok(a);
@@ -2026,8 +2105,9 @@ impl Lowering {
             ));
         }
         let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+        let image = x.layout == Layout::Nhwc;
         // The output's ONNX axes in the order they are stored.
-        let out_order: Vec<usize> = if r == 4 {
+        let out_order: Vec<usize> = if image {
             vec![0, 2, 3, 1]
         } else {
             (0..r).collect()
@@ -2042,7 +2122,7 @@ impl Lowering {
         Ok(Act {
             shape,
             phys,
-            layout: if r == 4 { Layout::Nhwc } else { Layout::Plain },
+            layout: if image { Layout::Nhwc } else { Layout::Plain },
             src: Src::Node(i),
         })
     }

@@ -14,7 +14,9 @@ fn readers(g: &Graph) -> Vec<Vec<usize>> {
             r[j].push(i);
         }
         match &n.layer {
-            Layer::Add { other, .. } | Layer::Binary { other, .. } => r[*other].push(i),
+            Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
+                r[*other].push(i)
+            }
             Layer::Concat { others } => others.iter().for_each(|&o| r[o].push(i)),
             _ => {}
         }
@@ -129,7 +131,9 @@ fn drop_nodes(g: &mut Graph, dead: &[bool]) {
             n.input = Src::Node(map(j));
         }
         match &mut n.layer {
-            Layer::Add { other, .. } | Layer::Binary { other, .. } => *other = map(*other),
+            Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
+                *other = map(*other)
+            }
             Layer::Concat { others } => others.iter_mut().for_each(|o| *o = map(*o)),
             _ => {}
         }

@@ -47,7 +47,7 @@ use half::f16;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
-use crate::ops::eltwise::{add, binary, map, softmax, BinaryOp, Clip, UnaryOp};
+use crate::ops::eltwise::{add, binary, cast, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
     concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
@@ -392,6 +392,14 @@ pub enum Layer {
         /// The other inputs.
         others: Vec<usize>,
     },
+    /// `input[.., M, K] x output of node other[.., K, N]`: batched matrix products of two
+    /// activations (attention's `Q K^T` and `P V`), row-major; the other operand has the
+    /// same leading dimensions or none (one matrix for every batch entry). Runs in f32
+    /// (an FP16 model converts its operands).
+    MatMul {
+        /// The right-hand operand.
+        other: usize,
+    },
     /// The input viewed as `view` (row-major, the same element count) and transposed by
     /// `perm` (`out.shape[i] = view[perm[i]]`, rank 6 or less; moves the data:
     /// [`crate::ops::layout::permute`]).
@@ -528,122 +536,130 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                 ))
             }
         };
-        let out = match &node.layer {
-            Layer::Conv { dims, desc, .. } => desc.output_shape(dims, &x_shape).map_err(at)?,
-            Layer::Linear { n, k, .. } => {
-                let feats: usize = x_shape.iter().skip(1).product();
-                if x_shape.len() < 2 || feats != *k {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!("input {x_shape:?} does not flatten to [B, {k}]"),
-                    )));
+        let out =
+            match &node.layer {
+                Layer::Conv { dims, desc, .. } => desc.output_shape(dims, &x_shape).map_err(at)?,
+                Layer::Linear { n, k, .. } => {
+                    linear_output_shape(&x_shape, *k, *n).ok_or_else(|| {
+                        at(Error::shape(
+                    OP,
+                    format!("input {x_shape:?} does not flatten to [B, {k}] (or rows [.., {k}])"),
+                ))
+                    })?
                 }
-                vec![x_shape[0], *n]
-            }
-            Layer::Pool(desc) => desc.output_shape(&x_shape).map_err(at)?,
-            Layer::Add { other, .. } => {
-                let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
-                    at(Error::invalid(
-                        OP,
-                        format!("adds node {other}, which is not before it"),
-                    ))
-                })?;
-                if *o != x_shape {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!("adds {x_shape:?} and {o:?} (node {other})"),
-                    )));
+                Layer::Pool(desc) => desc.output_shape(&x_shape).map_err(at)?,
+                Layer::Add { other, .. } => {
+                    let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
+                        at(Error::invalid(
+                            OP,
+                            format!("adds node {other}, which is not before it"),
+                        ))
+                    })?;
+                    if *o != x_shape {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("adds {x_shape:?} and {o:?} (node {other})"),
+                        )));
+                    }
+                    x_shape.clone()
                 }
-                x_shape.clone()
-            }
-            Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
-            Layer::Permute { view, perm } => {
-                let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                if n != Some(x_shape.iter().product()) {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!("views {x_shape:?} as {view:?}"),
-                    )));
+                Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+                Layer::MatMul { other } => {
+                    let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
+                        at(Error::invalid(
+                            OP,
+                            format!("multiplies by node {other}, which is not before it"),
+                        ))
+                    })?;
+                    matmul_shape(&x_shape, o).map_err(|m| at(Error::shape(OP, m)))?
                 }
-                crate::ops::layout::permuted_shape(view, perm)
-                    .map_err(|m| at(Error::invalid(OP, m)))?
-            }
-            Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
-                let [n, h, w, c] = x_shape[..] else {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!("input {x_shape:?} is not NHWC"),
-                    )));
-                };
-                let per = if matches!(node.layer, Layer::DepthToSpace { .. }) {
-                    f[0] * f[1]
-                } else {
-                    1
-                };
-                let dims = (h.checked_mul(f[0]), w.checked_mul(f[1]));
-                match dims {
-                    (Some(oh), Some(ow)) if per > 0 && c % per == 0 => vec![n, oh, ow, c / per],
+                Layer::Permute { view, perm } => {
+                    let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                    if n != Some(x_shape.iter().product()) {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("views {x_shape:?} as {view:?}"),
+                        )));
+                    }
+                    crate::ops::layout::permuted_shape(view, perm)
+                        .map_err(|m| at(Error::invalid(OP, m)))?
+                }
+                Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
+                    let [n, h, w, c] = x_shape[..] else {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("input {x_shape:?} is not NHWC"),
+                        )));
+                    };
+                    let per = if matches!(node.layer, Layer::DepthToSpace { .. }) {
+                        f[0] * f[1]
+                    } else {
+                        1
+                    };
+                    let dims = (h.checked_mul(f[0]), w.checked_mul(f[1]));
+                    match dims {
+                        (Some(oh), Some(ow)) if per > 0 && c % per == 0 => vec![n, oh, ow, c / per],
+                        _ => {
+                            return Err(at(Error::shape(
+                                OP,
+                                format!("{:?} does not apply to {x_shape:?}", node.layer),
+                            )))
+                        }
+                    }
+                }
+                Layer::ResizeBilinear { size, .. } => match x_shape[..] {
+                    [n, _, _, c] if size[0] > 0 && size[1] > 0 => vec![n, size[0], size[1], c],
                     _ => {
                         return Err(at(Error::shape(
                             OP,
-                            format!("{:?} does not apply to {x_shape:?}", node.layer),
+                            format!("resizes {x_shape:?} to {size:?}"),
                         )))
                     }
+                },
+                Layer::Concat { others } => {
+                    let mut out = x_shape.clone();
+                    for &o in others {
+                        let s = shapes.get(o).filter(|_| o < i).ok_or_else(|| {
+                            at(Error::invalid(
+                                OP,
+                                format!("reads node {o}, which is not before it"),
+                            ))
+                        })?;
+                        if s.len() != 4 || x_shape.len() != 4 || s[..3] != x_shape[..3] {
+                            return Err(at(Error::shape(
+                                OP,
+                                format!("concatenates {x_shape:?} with {s:?} (node {o})"),
+                            )));
+                        }
+                        out[3] += s[3];
+                    }
+                    out
                 }
-            }
-            Layer::ResizeBilinear { size, .. } => match x_shape[..] {
-                [n, _, _, c] if size[0] > 0 && size[1] > 0 => vec![n, size[0], size[1], c],
-                _ => {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!("resizes {x_shape:?} to {size:?}"),
-                    )))
-                }
-            },
-            Layer::Concat { others } => {
-                let mut out = x_shape.clone();
-                for &o in others {
-                    let s = shapes.get(o).filter(|_| o < i).ok_or_else(|| {
+                Layer::Binary { other, .. } => {
+                    let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
                         at(Error::invalid(
                             OP,
-                            format!("reads node {o}, which is not before it"),
+                            format!("reads node {other}, which is not before it"),
                         ))
                     })?;
-                    if s.len() != 4 || x_shape.len() != 4 || s[..3] != x_shape[..3] {
+                    let r = x_shape.len();
+                    let broadcast = r >= 2
+                        && o.len() == r
+                        && o[0] == x_shape[0]
+                        && o[r - 1] == x_shape[r - 1]
+                        && o[1..r - 1].iter().all(|&d| d == 1);
+                    if *o != x_shape && !broadcast {
                         return Err(at(Error::shape(
                             OP,
-                            format!("concatenates {x_shape:?} with {s:?} (node {o})"),
-                        )));
-                    }
-                    out[3] += s[3];
-                }
-                out
-            }
-            Layer::Binary { other, .. } => {
-                let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
-                    at(Error::invalid(
-                        OP,
-                        format!("reads node {other}, which is not before it"),
-                    ))
-                })?;
-                let r = x_shape.len();
-                let broadcast = r >= 2
-                    && o.len() == r
-                    && o[0] == x_shape[0]
-                    && o[r - 1] == x_shape[r - 1]
-                    && o[1..r - 1].iter().all(|&d| d == 1);
-                if *o != x_shape && !broadcast {
-                    return Err(at(Error::shape(
-                        OP,
-                        format!(
+                            format!(
                             "combines {x_shape:?} with {o:?} (node {other}): the same shape or \
                              [N, 1, .., 1, C]"
                         ),
-                    )));
+                        )));
+                    }
+                    x_shape.clone()
                 }
-                x_shape.clone()
-            }
-        };
+            };
         shapes.push(out);
     }
     Ok(shapes)
@@ -662,6 +678,13 @@ enum Params {
         w: Tensor,
         b: Option<Tensor>,
         trans: bool,
+    },
+    /// An FP16 model's matrix product of activations: f32 copies of both operands and
+    /// of the product.
+    MatMulF32 {
+        a: Tensor,
+        b: Tensor,
+        c: Tensor,
     },
 }
 
@@ -742,6 +765,17 @@ impl Model {
                     weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
                     Params::Linear { w: t, b, trans }
                 }
+                Layer::MatMul { other } if dtype == DType::F16 => {
+                    let a_shape = match node.input {
+                        Src::Input => input_shape,
+                        Src::Node(j) => &shapes[j][..],
+                    };
+                    Params::MatMulF32 {
+                        a: Tensor::zeros(ctx, a_shape, DType::F32)?,
+                        b: Tensor::zeros(ctx, &shapes[*other], DType::F32)?,
+                        c: Tensor::zeros(ctx, &shapes[i], DType::F32)?,
+                    }
+                }
                 _ => Params::None,
             };
             acts.push(Tensor::zeros(ctx, &shapes[i], dtype)?);
@@ -819,15 +853,17 @@ impl Model {
                     },
                     Params::Linear { w, b, trans },
                 ) => {
-                    let batch = input.shape()[0];
-                    let x2 = input.reshape(&[batch, *k])?;
+                    // Rows of k: the batch, or every token of a sequence.
+                    let rows = input.numel() / k;
+                    let x2 = input.reshape(&[rows, *k])?;
+                    let y2 = out.reshape(&[rows, *n])?;
                     if self.dtype == DType::F32 {
-                        let mut d = GemmDesc::new(batch, *n, *k).transpose(false, *trans);
+                        let mut d = GemmDesc::new(rows, *n, *k).transpose(false, *trans);
                         d.activation = *activation;
-                        gemm(ctx, encoder, &d, &x2, w, b.as_ref(), out)?
+                        gemm(ctx, encoder, &d, &x2, w, b.as_ref(), &y2)?
                     } else {
                         let d = WGemmDesc::default().activation(*activation);
-                        wgemm(ctx, encoder, &d, &x2, Weights::F16(w), b.as_ref(), out)?
+                        wgemm(ctx, encoder, &d, &x2, Weights::F16(w), b.as_ref(), &y2)?
                     }
                 }
                 (Layer::Pool(desc), _) => pool2d(ctx, encoder, desc, input, out)?,
@@ -855,6 +891,15 @@ impl Model {
                 }
                 (Layer::Permute { view, perm }, _) => {
                     permute(ctx, encoder, &input.reshape(view)?, perm, out)?
+                }
+                (Layer::MatMul { other }, Params::MatMulF32 { a, b, c }) => {
+                    cast(ctx, encoder, input, a)?;
+                    cast(ctx, encoder, &self.acts[*other], b)?;
+                    record_matmul(ctx, encoder, a, b, c)?;
+                    cast(ctx, encoder, c, out)?
+                }
+                (Layer::MatMul { other }, _) => {
+                    record_matmul(ctx, encoder, input, &self.acts[*other], out)?
                 }
                 _ => unreachable!("params are built from the same layers"),
             }
@@ -888,4 +933,80 @@ impl Model {
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes
     }
+}
+
+/// The output shape of a linear layer (`k` inputs, `n` outputs) on an input of `x`:
+/// `[B, n]` when `x` flattens to `[B, k]` (`x[0]` rows), else `[.., n]` when `x` is rows
+/// of `k` (its last axis; a sequence's tokens); `None` when neither.
+pub(crate) fn linear_output_shape(x: &[usize], k: usize, n: usize) -> Option<Vec<usize>> {
+    let feats: usize = x.iter().skip(1).product();
+    if x.len() >= 2 && feats == k {
+        Some(vec![x[0], n])
+    } else if x.len() > 2 && x.last() == Some(&k) {
+        let mut out = x.to_vec();
+        *out.last_mut()? = n;
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// The output shape of `a[.., M, K] x b[.., K, N]` (b's leading dimensions equal a's, or
+/// b is one matrix), or what does not fit.
+pub(crate) fn matmul_shape(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let (ra, rb) = (a.len(), b.len());
+    let fits = ra >= 2
+        && rb >= 2
+        && a[ra - 1] == b[rb - 2]
+        && (rb == 2 || (ra == rb && a[..ra - 2] == b[..rb - 2]));
+    if !fits {
+        return Err(format!(
+            "multiplies {a:?} by {b:?}: [.., M, K] x [.., K, N] with the same leading \
+             dimensions (or one [K, N] matrix) is needed"
+        ));
+    }
+    let mut out = a.to_vec();
+    out[ra - 1] = b[rb - 1];
+    Ok(out)
+}
+
+/// Records the f32 matrix product of [`Layer::MatMul`]: `c[.., M, N] = a[.., M, K] x
+/// b[.., K, N]` (shapes as [`matmul_shape`] checks them).
+pub(crate) fn record_matmul(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<()> {
+    let (sa, sb) = (a.shape(), b.shape());
+    let out = matmul_shape(sa, sb).map_err(|m| Error::shape("matmul", m))?;
+    let (ra, rb) = (sa.len(), sb.len());
+    let (m, k, n) = (sa[ra - 2], sa[ra - 1], sb[rb - 1]);
+    let batch: usize = sa[..ra - 2].iter().product();
+    let a3 = a.reshape(&[batch, m, k])?;
+    let b3 = if rb == 2 {
+        b.clone()
+    } else {
+        b.reshape(&[batch, k, n])?
+    };
+    let c3 = c.reshape(&[batch, m, n])?;
+    if c.shape() != out.as_slice() {
+        return Err(Error::shape(
+            "matmul",
+            format!(
+                "the product is {out:?}; the output has shape {:?}",
+                c.shape()
+            ),
+        ));
+    }
+    gemm(
+        ctx,
+        encoder,
+        &GemmDesc::new(m, n, k).batch(batch),
+        &a3,
+        &b3,
+        None,
+        &c3,
+    )
 }

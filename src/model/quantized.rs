@@ -655,7 +655,8 @@ impl QModel {
                     | Layer::ResizeBilinear { .. }
                     | Layer::DepthToSpace { .. }
                     | Layer::Concat { .. }
-                    | Layer::Permute { .. },
+                    | Layer::Permute { .. }
+                    | Layer::MatMul { .. },
                     _,
                     inp,
                     out,
@@ -721,7 +722,29 @@ impl QModel {
                 dynamic_quantize(ctx, encoder, xf, &DynamicQuant::onnx(), q)?;
                 qconv2d(ctx, encoder, desc, q, w, b.as_ref(), o)
             }
-            (Layer::Linear { k, activation, .. }, QParams::Linear { w, b }, inp) => {
+            (
+                Layer::Linear {
+                    k, n, activation, ..
+                },
+                QParams::Linear { w, b },
+                inp,
+            ) => {
+                // Rows of k (the batch, or a sequence's tokens), written as rows of n.
+                let rows = match input {
+                    Act::Q(q) => q.numel(),
+                    Act::F(t) => t.numel(),
+                } / k;
+                let (oq, of);
+                let o = match out {
+                    Act::Q(q) => {
+                        oq = q.reshape(&[rows, *n])?;
+                        QGemmOutput::Quantized(&oq)
+                    }
+                    Act::F(t) => {
+                        of = t.reshape(&[rows, *n])?;
+                        QGemmOutput::F32(&of)
+                    }
+                };
                 let (d, b) = match onnx_bias {
                     Some(ib) => (QGemmDesc::default().onnx_requant(true), ib),
                     None => (QGemmDesc::default().activation(*activation), b.as_ref()),
@@ -792,6 +815,7 @@ impl QModel {
                 concat_channels(ctx, encoder, &all, t)?
             }
             Layer::Permute { view, perm } => permute(ctx, encoder, &xf.reshape(view)?, perm, t)?,
+            Layer::MatMul { .. } => super::record_matmul(ctx, encoder, xf, others[0], t)?,
             _ => unreachable!("matched above"),
         }
         if let Act::Q(q) = out {
@@ -1141,13 +1165,16 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::DepthToSpace { .. }
             | Layer::Concat { .. }
             | Layer::Permute { .. }
+            | Layer::MatMul { .. }
     )
 }
 
 /// The nodes a layer reads besides its input.
 fn others_of(layer: &Layer) -> Vec<usize> {
     match layer {
-        Layer::Add { other, .. } | Layer::Binary { other, .. } => vec![*other],
+        Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
+            vec![*other]
+        }
         Layer::Concat { others } => others.clone(),
         _ => Vec::new(),
     }

@@ -167,6 +167,7 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             wgpu_quant::model::Layer::Binary { op, other, clip } => {
                 format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
+            wgpu_quant::model::Layer::MatMul { other } => format!("matmul by node {other}"),
             wgpu_quant::model::Layer::Permute { view, perm } => {
                 format!("permute {view:?} by {perm:?}")
             }
