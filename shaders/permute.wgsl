@@ -1,9 +1,10 @@
-// A general transpose of a row-major tensor of rank 6 or less (ONNX `Transpose`), one
-// invocation per output element: the output index is split over the output's
-// dimensions d0..d5 (d5 fastest; a lower rank is padded in front with 1s) and the input
-// element is the sum of each coordinate times the input stride s0..s5 of the axis that
-// output axis takes (`perm`). Values are copied (f32 or f16 storage each way; f16 to f32
-// is exact).
+// A strided copy of a row-major tensor of rank 6 or less, one invocation per output
+// element: the output index is split over the output's dimensions d0..d5 (d5 fastest; a
+// lower rank is padded in front with 1s) and the input element is `base` plus the sum of
+// each coordinate times the input stride s0..s5 of the axis that output axis takes. A
+// transpose (ONNX `Transpose`) permutes the strides; a crop (ONNX `Slice` with step 1)
+// keeps them and starts at `base`. Values are copied (f32 or f16 storage each way; f16
+// to f32 is exact).
 //
 // Compile-time constants: WG, X_F16, OUT_F16.
 
@@ -11,7 +12,7 @@
 
 struct Params {
     total: u32,
-    pad0: u32,
+    base: u32,
     pad1: u32,
     pad2: u32,
     d0: u32,
@@ -52,7 +53,7 @@ fn main(
     var d = array<u32, 6>(p.d0, p.d1, p.d2, p.d3, p.d4, p.d5);
     var s = array<u32, 6>(p.s0, p.s1, p.s2, p.s3, p.s4, p.s5);
     var rest = id;
-    var e = 0u;
+    var e = p.base;
     for (var i = 0; i < 6; i++) {
         let axis = 5 - i;
         e += (rest % d[axis]) * s[axis];

@@ -2047,6 +2047,50 @@ fn layout_resize(c: &mut Catalogue) {
             permute(ctx(), &mut enc(), &f32s(xs), perm, &f32s(os))
         });
     }
+    type CropCase = (
+        &'static str,
+        &'static [usize],
+        &'static [usize],
+        &'static [usize],
+        &'static [&'static str],
+    );
+    let crop_cases: [CropCase; 4] = [
+        (
+            "past the end",
+            &[2, 3, 4],
+            &[0, 2, 0],
+            &[2, 2, 2],
+            &["[2, 2, 2] at [0, 2, 0]", "[2, 3, 4]"],
+        ),
+        (
+            "start rank",
+            &[2, 3, 4],
+            &[0, 0],
+            &[2, 2, 2],
+            &["[2, 2, 2] at [0, 0]", "does not fit"],
+        ),
+        (
+            "size rank",
+            &[2, 3, 4],
+            &[0, 0, 0],
+            &[2, 2],
+            &["[2, 2] at [0, 0, 0]", "does not fit"],
+        ),
+        (
+            "start overflow",
+            &[2, 3, 4],
+            &[0, usize::MAX, 0],
+            &[2, 2, 2],
+            &["18446744073709551615", "does not fit"],
+        ),
+    ];
+    for (what, xs, start, os, needles) in crop_cases {
+        let mut n = vec!["crop"];
+        n.extend_from_slice(needles);
+        c.add(cat, format!("crop {what}"), "Shape", &n, move || {
+            wgpu_quant::ops::layout::crop(ctx(), &mut enc(), &f32s(xs), start, &f32s(os))
+        });
+    }
     c.add(
         cat,
         "permute i32",
@@ -2402,7 +2446,17 @@ fn model_sweeps(c: &mut Catalogue) {
         Layer,
         &'static [&'static str],
     );
-    let graph_cases: [GraphCase; 4] = [
+    let graph_cases: [GraphCase; 5] = [
+        (
+            "crop outside its view",
+            &[2, 3, 4],
+            Layer::Crop {
+                view: vec![6, 4],
+                start: vec![5, 0],
+                size: vec![2, 4],
+            },
+            &["'mm'", "[2, 4] at [5, 0]", "[6, 4]"],
+        ),
         (
             "matmul inner dimensions",
             &[2, 3, 4],

@@ -1748,3 +1748,106 @@ fn multi_head_attention_runs_with_batched_matmuls() {
         check(&got, &want, 0.05);
     }
 }
+
+/// `Slice` of activations: attention's Q, K and V taken from one projection as
+/// PaddleOCR's recognizer does it (`Reshape` to `[B, T, 3, heads, d]`, `Transpose`
+/// `[2, 0, 3, 1, 4]`, `Slice` on axis 0, `Squeeze`), and a channel block of an NCHW image
+/// (stored NHWC) before a convolution, against the reference in FP32.
+#[test]
+fn slices_of_activations_run_as_crop_layers() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(36);
+    let (t, heads, hd) = (4usize, 2usize, 3usize);
+    let d = heads * hd;
+    let x = rand_vec(t * 3 * d, &mut rng);
+    let mut nodes = vec![
+        node("Reshape", "split", &["x", "s5"], &["r"], vec![]),
+        node(
+            "Transpose",
+            "heads",
+            &["r"],
+            &["h"],
+            vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
+        ),
+    ];
+    for name in ["q", "k", "v"] {
+        let (s, e) = (format!("{name}_s"), format!("{name}_e"));
+        nodes.push(node(
+            "Slice",
+            &format!("{name}_slice"),
+            &["h", &s, &e, "ax0"],
+            &[&format!("{name}5")],
+            vec![],
+        ));
+        nodes.push(node(
+            "Squeeze",
+            &format!("{name}_sq"),
+            &[&format!("{name}5"), "ax0"],
+            &[name],
+            vec![],
+        ));
+    }
+    nodes.extend([
+        node(
+            "Transpose",
+            "k_t",
+            &["k"],
+            &["kt"],
+            vec![attr_ints("perm", &[0, 1, 3, 2])],
+        ),
+        node("MatMul", "scores", &["q", "kt"], &["s"], vec![]),
+        node("Softmax", "attn", &["s"], &["p"], vec![attr_i("axis", -1)]),
+        node("MatMul", "mix", &["p", "v"], &["y"], vec![]),
+    ]);
+    let mut inits = vec![
+        tensor_i64("s5", &[5], &[1, t as i64, 3, heads as i64, hd as i64]),
+        tensor_i64("ax0", &[1], &[0]),
+    ];
+    for (k, name) in ["q", "k", "v"].iter().enumerate() {
+        inits.push(tensor_i64(&format!("{name}_s"), &[1], &[k as i64]));
+        inits.push(tensor_i64(&format!("{name}_e"), &[1], &[k as i64 + 1]));
+    }
+    let m = model(nodes, inits, &[1, t, 3 * d], 13);
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, heads, t, hd]);
+    let crops = onnx
+        .graph()
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.layer, Layer::Crop { .. }))
+        .count();
+    assert_eq!(crops, 3, "Q, K and V");
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let h = wgpu_quant::reference::layout::permute(&x64, &[1, t, 3, heads, hd], &[2, 0, 3, 1, 4]);
+    let part = |k: usize| h[k * heads * t * hd..(k + 1) * heads * t * hd].to_vec();
+    let (q, k, v) = (part(0), part(1), part(2));
+    let kt = wgpu_quant::reference::layout::permute(&k, &[1, heads, t, hd], &[0, 1, 3, 2]);
+    let p = softmax_rows(&bmm(&q, &kt, heads, (t, hd, t), heads), t);
+    let want = bmm(&p, &v, heads, (t, t, hd), heads);
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+
+    // Channels 2..5 of an NCHW image, then a 1x1 convolution.
+    let (c, hh, ww) = (6usize, 3usize, 4usize);
+    let (wt, b) = (rand_vec(2 * 3, &mut rng), rand_vec(2, &mut rng));
+    let m = model(
+        vec![
+            node("Slice", "ch", &["x", "cs", "ce", "ax1"], &["xs"], vec![]),
+            node("Conv", "conv", &["xs", "w", "b"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_i64("cs", &[1], &[2]),
+            tensor_i64("ce", &[1], &[5]),
+            tensor_i64("ax1", &[1], &[1]),
+            tensor_f32("w", &[2, 3, 1, 1], &wt),
+            tensor_f32("b", &[2], &b),
+        ],
+        &[1, c, hh, ww],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(c * hh * ww, &mut rng);
+    let xs =
+        wgpu_quant::reference::layout::crop(&x, &[1, c, hh, ww], &[0, 2, 0, 0], &[1, 3, hh, ww]);
+    let want = conv_ref(&xs, [1, 3, hh, ww], &wt, 2, 1, 0, &b);
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+}

@@ -206,18 +206,20 @@ pub(crate) fn concat(parts: &[&Const], ax: i64) -> Result<Const, String> {
 
 /// `Slice` with constant `starts`, `ends`, `axes` and `steps` (bounds clamped as the
 /// spec says; negative steps walk backwards).
-pub(crate) fn slice(
-    data: &Const,
+/// ONNX `Slice`'s `(start, end, step)` per axis of `dims` (negative indices counted from
+/// the end, clamped as ONNX clamps them; axes not named take everything).
+pub(crate) fn slice_ranges(
+    dims: &[usize],
     starts: &[i64],
     ends: &[i64],
     axes: Option<&[i64]>,
     steps: Option<&[i64]>,
-) -> Result<Const, String> {
-    let rank = data.dims.len();
+) -> Result<Vec<(i64, i64, i64)>, String> {
+    let rank = dims.len();
     if starts.len() != ends.len() {
         return Err(format!("{} starts and {} ends", starts.len(), ends.len()));
     }
-    let mut ranges: Vec<(i64, i64, i64)> = data.dims.iter().map(|&d| (0, d as i64, 1)).collect();
+    let mut ranges: Vec<(i64, i64, i64)> = dims.iter().map(|&d| (0, d as i64, 1)).collect();
     for i in 0..starts.len() {
         let ax = match axes {
             Some(a) => axis(*a.get(i).ok_or("fewer axes than starts")?, rank, false)?,
@@ -229,7 +231,7 @@ pub(crate) fn slice(
         if step == 0 {
             return Err("a slice step is 0".into());
         }
-        let d = data.dims[ax] as i64;
+        let d = dims[ax] as i64;
         let fix = |v: i64, lo: i64, hi: i64| {
             let v = if v < 0 { v.saturating_add(d) } else { v };
             v.clamp(lo, hi)
@@ -241,6 +243,17 @@ pub(crate) fn slice(
         };
         ranges[ax] = (s, e, step);
     }
+    Ok(ranges)
+}
+
+pub(crate) fn slice(
+    data: &Const,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Const, String> {
+    let ranges = slice_ranges(&data.dims, starts, ends, axes, steps)?;
     let picks: Vec<Vec<usize>> = ranges
         .iter()
         .map(|&(s, e, st)| {

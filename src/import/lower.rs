@@ -145,7 +145,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
-    ("Slice", "constants: folded"),
+    ("Slice", "an activation with step 1 (constant starts, ends and axes; an image's NCHW axes too): a crop layer that copies the block; constants: folded"),
     ("Softmax", "over the channel axis of NCHW or the last axis"),
     ("Squeeze", "a view; constants: folded"),
     ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
@@ -785,6 +785,7 @@ impl Lowering {
             "MatMul" => self.lower_matmul(n, label),
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
             "ReduceMean" | "ReduceMax" => self.lower_reduce(n, &attrs, label),
+            "Slice" => one(self.slice_act(n, &attrs, label)?),
             "Transpose" => {
                 let x = self.act(n, 0)?;
                 let perm: Vec<usize> = match attrs.ints("perm") {
@@ -2057,6 +2058,84 @@ impl Lowering {
             phys: shape.clone(),
             shape,
             layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
+    /// `Slice` of an activation with step 1 (constant starts, ends, axes): a
+    /// [`Layer::Crop`] of the stored tensor (an image's NCHW axes mapped to its NHWC
+    /// storage), or nothing when the slice takes everything.
+    fn slice_act(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let ints = |s: &mut Lowering, i: usize, what: &str| -> R<Option<Vec<i64>>> {
+            s.konst(n, i, what)?
+                .map(|c| c.as_ik().map(<[i64]>::to_vec))
+                .transpose()
+        };
+        let (starts, ends, axes, steps) = if self.opset < 10 {
+            (
+                attrs.ints("starts"),
+                attrs.ints("ends"),
+                attrs.ints("axes"),
+                None,
+            )
+        } else {
+            (
+                ints(self, 1, "starts")?,
+                ints(self, 2, "ends")?,
+                ints(self, 3, "axes")?,
+                ints(self, 4, "steps")?,
+            )
+        };
+        let (starts, ends) = (
+            starts.ok_or("starts is missing")?,
+            ends.ok_or("ends is missing")?,
+        );
+        let ranges =
+            fold::slice_ranges(&x.shape, &starts, &ends, axes.as_deref(), steps.as_deref())?;
+        if let Some(&(s, e, st)) = ranges.iter().find(|r| r.2 != 1) {
+            return Err(format!(
+                "a slice {s}..{e} with step {st} of an activation (only step 1 is supported)"
+            ));
+        }
+        let start: Vec<usize> = ranges.iter().map(|r| r.0 as usize).collect();
+        let size: Vec<usize> = ranges.iter().map(|r| (r.1 - r.0).max(0) as usize).collect();
+        if size.contains(&0) {
+            return Err(format!("the slice of {:?} is empty", x.shape));
+        }
+        if size == x.shape {
+            return Ok(x);
+        }
+        let (view, pstart, psize) = match x.layout {
+            Layout::Plain => (x.shape.clone(), start, size.clone()),
+            Layout::Nhwc => {
+                let p = |v: &[usize]| vec![v[0], v[2], v[3], v[1]];
+                (x.phys.clone(), p(&start), p(&size))
+            }
+            Layout::FlatNhwc(_) => {
+                return Err(format!(
+                    "a slice of a flattened NCHW activation {:?} is not supported",
+                    x.shape
+                ))
+            }
+        };
+        if view.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+            return Err(format!(
+                "a slice of an activation of rank {} (at most {})",
+                view.len(),
+                crate::ops::layout::MAX_PERMUTE_RANK
+            ));
+        }
+        let layer = Layer::Crop {
+            view,
+            start: pstart,
+            size: psize.clone(),
+        };
+        let i = self.push(label, layer, x.src);
+        Ok(Act {
+            shape: size,
+            phys: psize,
+            layout: x.layout,
             src: Src::Node(i),
         })
     }

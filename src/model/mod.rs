@@ -50,7 +50,7 @@ use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{add, binary, cast, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
-    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
+    concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
 };
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
@@ -400,6 +400,16 @@ pub enum Layer {
         /// The right-hand operand.
         other: usize,
     },
+    /// The block of `size` at `start` of the input viewed as `view` (row-major, the same
+    /// element count; ONNX `Slice` with step 1, [`crate::ops::layout::crop`]).
+    Crop {
+        /// The shape the input is read as.
+        view: Vec<usize>,
+        /// The block's first index on each axis.
+        start: Vec<usize>,
+        /// The block's size (the output's shape).
+        size: Vec<usize>,
+    },
     /// The input viewed as `view` (row-major, the same element count) and transposed by
     /// `perm` (`out.shape[i] = view[perm[i]]`, rank 6 or less; moves the data:
     /// [`crate::ops::layout::permute`]).
@@ -574,15 +584,15 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     matmul_shape(&x_shape, o).map_err(|m| at(Error::shape(OP, m)))?
                 }
                 Layer::Permute { view, perm } => {
-                    let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                    if n != Some(x_shape.iter().product()) {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!("views {x_shape:?} as {view:?}"),
-                        )));
-                    }
+                    check_view(&x_shape, view).map_err(at)?;
                     crate::ops::layout::permuted_shape(view, perm)
                         .map_err(|m| at(Error::invalid(OP, m)))?
+                }
+                Layer::Crop { view, start, size } => {
+                    check_view(&x_shape, view).map_err(at)?;
+                    crate::ops::layout::check_crop(view, start, size)
+                        .map_err(|m| at(Error::invalid(OP, m)))?;
+                    size.clone()
                 }
                 Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
                     let [n, h, w, c] = x_shape[..] else {
@@ -892,6 +902,9 @@ impl Model {
                 (Layer::Permute { view, perm }, _) => {
                     permute(ctx, encoder, &input.reshape(view)?, perm, out)?
                 }
+                (Layer::Crop { view, start, .. }, _) => {
+                    crop(ctx, encoder, &input.reshape(view)?, start, out)?
+                }
                 (Layer::MatMul { other }, Params::MatMulF32 { a, b, c }) => {
                     cast(ctx, encoder, input, a)?;
                     cast(ctx, encoder, &self.acts[*other], b)?;
@@ -933,6 +946,15 @@ impl Model {
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes
     }
+}
+
+/// Checks that a tensor of `x` elements can be viewed as `view`.
+fn check_view(x: &[usize], view: &[usize]) -> Result<()> {
+    let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(x.iter().product()) {
+        return Err(Error::shape(OP, format!("views {x:?} as {view:?}")));
+    }
+    Ok(())
 }
 
 /// The output shape of a linear layer (`k` inputs, `n` outputs) on an input of `x`:

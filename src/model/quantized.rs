@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{add, binary, map, qadd, softmax};
 use crate::ops::layout::{
-    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest,
+    concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
 };
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
@@ -656,6 +656,7 @@ impl QModel {
                     | Layer::DepthToSpace { .. }
                     | Layer::Concat { .. }
                     | Layer::Permute { .. }
+                    | Layer::Crop { .. }
                     | Layer::MatMul { .. },
                     _,
                     inp,
@@ -816,6 +817,7 @@ impl QModel {
             }
             Layer::Permute { view, perm } => permute(ctx, encoder, &xf.reshape(view)?, perm, t)?,
             Layer::MatMul { .. } => super::record_matmul(ctx, encoder, xf, others[0], t)?,
+            Layer::Crop { view, start, .. } => crop(ctx, encoder, &xf.reshape(view)?, start, t)?,
             _ => unreachable!("matched above"),
         }
         if let Act::Q(q) = out {
@@ -1165,6 +1167,7 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::DepthToSpace { .. }
             | Layer::Concat { .. }
             | Layer::Permute { .. }
+            | Layer::Crop { .. }
             | Layer::MatMul { .. }
     )
 }

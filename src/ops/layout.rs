@@ -69,7 +69,7 @@ fn variant(op: u32, x_f16: bool, out_f16: bool) -> ShaderVariant {
 crate::shaders::uniform! {
     struct PermuteParams {
         total: u32,
-        pad0: u32,
+        base: u32,
         pad1: u32,
         pad2: u32,
         d0: u32,
@@ -250,7 +250,7 @@ pub fn permute(
     }
     let p = PermuteParams {
         total: to_u32(OP, "elements", out.numel())?,
-        pad0: 0,
+        base: 0,
         pad1: 0,
         pad2: 0,
         d0: d[0],
@@ -268,6 +268,94 @@ pub fn permute(
     };
     let bytes = bytemuck::bytes_of(&p);
     record_copy(ctx, encoder, OP, permute_variant, (x, out), p.total, bytes)
+}
+
+/// Records `out = x[start[0]..start[0] + out.shape[0], start[1].., ..]`: a block of
+/// row-major `x` (ONNX `Slice` with step 1), rank 1 to [`MAX_PERMUTE_RANK`], f32 or f16
+/// each way. `out`'s shape is the block's size.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::crop;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let c = Tensor::zeros(&ctx, &[2, 2], DType::F32)?;
+/// let mut enc = ctx.encoder("crop");
+/// crop(&ctx, &mut enc, &x, &[0, 1], &c)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(c.read_blocking::<f32>(&ctx)?, vec![2.0, 3.0, 5.0, 6.0]);
+/// # Ok(()) }
+/// ```
+pub fn crop(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    start: &[usize],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "crop";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let (xs, size) = (x.shape(), out.shape());
+    check_crop(xs, start, size).map_err(|m| Error::shape(OP, m))?;
+    let rank = xs.len();
+    let mut stride = vec![1usize; rank];
+    for i in (0..rank.saturating_sub(1)).rev() {
+        stride[i] = stride[i + 1] * xs[i + 1];
+    }
+    let mut d = [1u32; MAX_PERMUTE_RANK];
+    let mut s = [0u32; MAX_PERMUTE_RANK];
+    let pad = MAX_PERMUTE_RANK - rank;
+    let mut base = 0usize;
+    for a in 0..rank {
+        d[pad + a] = to_u32(OP, "dimension", size[a])?;
+        s[pad + a] = to_u32(OP, "stride", stride[a])?;
+        base += start[a] * stride[a];
+    }
+    let p = PermuteParams {
+        total: to_u32(OP, "elements", out.numel())?,
+        base: to_u32(OP, "offset", base)?,
+        pad1: 0,
+        pad2: 0,
+        d0: d[0],
+        d1: d[1],
+        d2: d[2],
+        d3: d[3],
+        d4: d[4],
+        d5: d[5],
+        s0: s[0],
+        s1: s[1],
+        s2: s[2],
+        s3: s[3],
+        s4: s[4],
+        s5: s[5],
+    };
+    let bytes = bytemuck::bytes_of(&p);
+    record_copy(ctx, encoder, OP, permute_variant, (x, out), p.total, bytes)
+}
+
+/// Whether a block of `size` at `start` lies inside `shape` (same rank, 1 to
+/// [`MAX_PERMUTE_RANK`]), or what is wrong.
+pub fn check_crop(
+    shape: &[usize],
+    start: &[usize],
+    size: &[usize],
+) -> std::result::Result<(), String> {
+    let rank = shape.len();
+    if rank == 0 || rank > MAX_PERMUTE_RANK {
+        return Err(format!(
+            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
+        ));
+    }
+    let inside = start.len() == rank
+        && size.len() == rank
+        && (0..rank).all(|a| start[a].checked_add(size[a]).is_some_and(|e| e <= shape[a]));
+    if !inside {
+        return Err(format!(
+            "a block of {size:?} at {start:?} does not fit in x {shape:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// `shape` permuted by `perm` (`out[i] = shape[perm[i]]`), or what is wrong with `perm`.

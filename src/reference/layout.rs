@@ -111,3 +111,21 @@ pub fn permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     }
     out
 }
+
+/// The block of `size` at `start` of row-major `x` of `shape`.
+pub fn crop<T: Copy>(x: &[T], shape: &[usize], start: &[usize], size: &[usize]) -> Vec<T> {
+    let n: usize = size.iter().product();
+    let mut out = Vec::with_capacity(n);
+    for e in 0..n {
+        let mut rest = e;
+        let mut src = 0;
+        let mut scale = 1;
+        for a in (0..shape.len()).rev() {
+            src += (start[a] + rest % size[a]) * scale;
+            rest /= size[a];
+            scale *= shape[a];
+        }
+        out.push(x[src]);
+    }
+    out
+}

@@ -168,6 +168,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
                 format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
             wgpu_quant::model::Layer::MatMul { other } => format!("matmul by node {other}"),
+            wgpu_quant::model::Layer::Crop { view, start, size } => {
+                format!("crop {size:?} at {start:?} of {view:?}")
+            }
             wgpu_quant::model::Layer::Permute { view, perm } => {
                 format!("permute {view:?} by {perm:?}")
             }
