@@ -580,7 +580,13 @@ impl Context {
     /// errors come back as [`Error::Validation`] instead of wgpu's default panic.
     pub(crate) fn kernel(&self, variant: &ShaderVariant) -> Result<Arc<Kernel>> {
         let key = variant.key();
-        if let Some(k) = self.inner.kernels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        if let Some(k) = self
+            .inner
+            .kernels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             return Ok(k.clone());
         }
         let op = variant.file.op_name();
@@ -646,7 +652,11 @@ impl Context {
 
     /// Number of distinct kernels compiled so far.
     pub fn compiled_kernels(&self) -> usize {
-        self.inner.kernels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.inner
+            .kernels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// What this context has allocated so far: run a frame twice and compare to check
@@ -659,7 +669,12 @@ impl Context {
             bind_group_reuses: s.bind_group_hits.load(Ordering::Relaxed),
             uniform_buffers_created: s.uniform_buffers.load(Ordering::Relaxed),
             scratch_buffers_created: s.scratch_buffers.load(Ordering::Relaxed),
-            pooled_bind_groups: self.inner.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len(),
+            pooled_bind_groups: self
+                .inner
+                .bindings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len(),
             kernels: self.compiled_kernels(),
             split_dispatches: s.split_dispatches.load(Ordering::Relaxed),
             split_k_runs: s.split_k_runs.load(Ordering::Relaxed),
@@ -684,9 +699,21 @@ impl Context {
     /// Drops every pooled bind group and scratch buffer (and with them the references
     /// they hold to tensors' buffers).
     pub fn clear_pool(&self) {
-        self.inner.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
-        self.inner.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
-        self.inner.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.inner
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.inner
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.inner
+            .views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The default view of `texture`, made once and pooled (so that recording from the
@@ -740,7 +767,11 @@ impl Context {
         make: impl FnOnce() -> wgpu::BindGroup,
     ) -> wgpu::BindGroup {
         let s = &self.inner.stats;
-        let mut cache = self.inner.bindings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .inner
+            .bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(bg) = cache.get(&key) {
             s.bind_group_hits.fetch_add(1, Ordering::Relaxed);
             return bg;
@@ -768,7 +799,11 @@ impl Context {
         init: impl FnOnce() -> Vec<u32>,
     ) -> Result<wgpu::Buffer> {
         let size = bytes.div_ceil(16).max(1) * 16;
-        let mut map = self.inner.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .inner
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(b) = map.get(&(tag, size)) {
             return Ok(b.clone());
         }
@@ -796,19 +831,31 @@ impl Context {
     /// Installs an autotuning cache: plans found in it (for this adapter) replace the
     /// default heuristic. See [`crate::tuning`].
     pub fn set_tuning(&self, cache: Option<crate::desc::tuning::TuneCache>) {
-        *self.inner.tuning.write().unwrap_or_else(std::sync::PoisonError::into_inner) = cache.map(Arc::new);
+        *self
+            .inner
+            .tuning
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cache.map(Arc::new);
     }
 
     /// The installed autotuning cache.
     pub fn tuning(&self) -> Option<Arc<crate::desc::tuning::TuneCache>> {
-        self.inner.tuning.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.inner
+            .tuning
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Installs (or with `None` removes) a learner, which the plan calls the first time
     /// it meets a shape class without a tuned entry for this adapter. Off by default;
     /// [`crate::tuning::learn`] installs one that tunes and persists.
     pub fn set_learner(&self, learner: Option<Learner>) {
-        *self.inner.learner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = learner;
+        *self
+            .inner
+            .learner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = learner;
     }
 
     /// Hands `request` to the learner, if one is installed, the class has no tuned entry
@@ -818,7 +865,13 @@ impl Context {
     /// `request` is built only when a learner is installed, so plans pay one read lock
     /// otherwise.
     pub(crate) fn learn(&self, request: impl FnOnce() -> crate::desc::tuning::TuneRequest) {
-        let Some(learner) = self.inner.learner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone() else {
+        let Some(learner) = self
+            .inner
+            .learner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
             return;
         };
         let request = request();
@@ -837,7 +890,13 @@ impl Context {
         {
             return;
         }
-        if self.inner.learned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(class) {
+        if self
+            .inner
+            .learned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(class)
+        {
             let counter = match learner(self, &request) {
                 Ok(()) => &self.inner.stats.plans_learned,
                 Err(_) => &self.inner.stats.learn_failures,

@@ -96,7 +96,9 @@ pub fn learn(ctx: &Context, path: impl AsRef<Path>) -> Result<()> {
         let mut cache = ctx.tuning().map(|c| (*c).clone()).unwrap_or_default();
         tune_request(ctx, &mut cache, req)?;
         ctx.set_tuning(Some(cache.clone()));
-        let path = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.save(&*path)
     })));
     Ok(())

@@ -1390,15 +1390,7 @@ fn data_moving_transposes_run_as_permute_layers() {
     let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     let a = wgpu_quant::reference::layout::permute(&x64, &[2, 6, 5], &[2, 0, 1]);
     let t = wgpu_quant::reference::layout::permute(&a, &[5, 2, 6], &[1, 0, 2]);
-    let want: Vec<f64> = t
-        .chunks(6)
-        .flat_map(|r| {
-            let mx = r.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = r.iter().map(|v| (v - mx).exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(move |v| v / s)
-        })
-        .collect();
+    let want = softmax_rows(&t, 6);
     check(&run(ctx, &onnx, &x), &want, 1e-6);
     let half = onnx.model(ctx, DType::F16).unwrap();
     check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 2e-3);
@@ -1429,14 +1421,7 @@ fn data_moving_transposes_run_as_permute_layers() {
     let x = rand_vec(24, &mut rng);
     let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     let t = wgpu_quant::reference::layout::permute(&x64, &[2, 3, 2, 2], &[0, 2, 1, 3]);
-    let want: Vec<f64> = t
-        .chunks(12)
-        .flat_map(|r| {
-            let e: Vec<f64> = r.iter().map(|v| v.exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(move |v| v / s)
-        })
-        .collect();
+    let want = softmax_rows(&t, 12);
     check(&run(ctx, &onnx, &x), &want, 1e-6);
 
     // [1, 3, 4, 5] NCHW -> perm [0, 3, 2, 1] -> [1, 5, 4, 3] -> 1x1 convolution (5 -> 2).
@@ -1470,20 +1455,21 @@ fn data_moving_transposes_run_as_permute_layers() {
     // Static INT8, calibrated on the input itself: within a few 8-bit steps.
     let xm = onnx.to_model_input(&x).unwrap();
     let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &xm).unwrap();
+    check(&int8_output(ctx, &onnx, &batch, QMode::Static), &want, 0.05);
+}
+
+/// The INT8 model of `onnx` calibrated (MinMax) on `batch` itself, run on it: the output
+/// in ONNX layout.
+fn int8_output(ctx: &Context, onnx: &OnnxImport, batch: &Tensor, mode: QMode) -> Vec<f32> {
+    let opts = PtqOptions::new(ObserverKind::MinMax, mode);
     let q = onnx
-        .quantize(
-            ctx,
-            std::slice::from_ref(&batch),
-            &PtqOptions::new(ObserverKind::MinMax, QMode::Static),
-        )
+        .quantize(ctx, std::slice::from_ref(batch), &opts)
         .unwrap();
     let mut enc = ctx.encoder("int8");
-    let y = q.forward(ctx, &mut enc, &batch).unwrap().clone();
+    let y = q.forward(ctx, &mut enc, batch).unwrap().clone();
     ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
-    check(&got, &want, 0.05);
+    onnx.from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap()
 }
 
 /// A graph with two outputs, listed in the file's order: two convolution heads on the
@@ -1732,20 +1718,7 @@ fn multi_head_attention_runs_with_batched_matmuls() {
     check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 5e-3);
     let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &x).unwrap();
     for mode in [QMode::Static, QMode::Dynamic] {
-        let q = onnx
-            .quantize(
-                ctx,
-                std::slice::from_ref(&batch),
-                &PtqOptions::new(ObserverKind::MinMax, mode),
-            )
-            .unwrap();
-        let mut enc = ctx.encoder("int8");
-        let y = q.forward(ctx, &mut enc, &batch).unwrap().clone();
-        ctx.submit_and_wait(enc).unwrap();
-        let got = onnx
-            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-            .unwrap();
-        check(&got, &want, 0.05);
+        check(&int8_output(ctx, &onnx, &batch, mode), &want, 0.05);
     }
 }
 

@@ -155,7 +155,10 @@ impl QLinear {
             ));
         }
         let xq = {
-            let mut slot = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut slot = self
+                .scratch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match slot.as_ref() {
                 Some(q) if q.shape() == x.shape() => q.clone(),
                 _ => {

@@ -235,22 +235,42 @@ pub fn permute(
             ),
         ));
     }
-    // Row-major strides of x, taken in the output's axis order, padded in front to rank 6.
-    let rank = xs.len();
-    let mut stride = vec![1usize; rank];
-    for i in (0..rank.saturating_sub(1)).rev() {
-        stride[i] = stride[i + 1] * xs[i + 1];
+    // Row-major strides of x, taken in the output's axis order.
+    let stride = row_major_strides(xs);
+    let dims: Vec<usize> = perm.iter().map(|&a| xs[a]).collect();
+    let strides: Vec<usize> = perm.iter().map(|&a| stride[a]).collect();
+    record_strided(ctx, encoder, OP, (x, out), &dims, &strides, 0)
+}
+
+fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut stride = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        stride[i] = stride[i + 1] * shape[i + 1];
     }
+    stride
+}
+
+/// Records the strided copy of permute.wgsl: `out` (of `dims`, rank 6 or less) element
+/// by element from `x` at `base + sum(index[i] * strides[i])`.
+fn record_strided(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    op: &'static str,
+    (x, out): (&Tensor, &Tensor),
+    dims: &[usize],
+    strides: &[usize],
+    base: usize,
+) -> Result<()> {
     let mut d = [1u32; MAX_PERMUTE_RANK];
     let mut s = [0u32; MAX_PERMUTE_RANK];
-    let pad = MAX_PERMUTE_RANK - rank;
-    for (i, &a) in perm.iter().enumerate() {
-        d[pad + i] = to_u32(OP, "dimension", xs[a])?;
-        s[pad + i] = to_u32(OP, "stride", stride[a])?;
+    let pad = MAX_PERMUTE_RANK - dims.len();
+    for (i, (&n, &st)) in dims.iter().zip(strides).enumerate() {
+        d[pad + i] = to_u32(op, "dimension", n)?;
+        s[pad + i] = to_u32(op, "stride", st)?;
     }
     let p = PermuteParams {
-        total: to_u32(OP, "elements", out.numel())?,
-        base: 0,
+        total: to_u32(op, "elements", out.numel())?,
+        base: to_u32(op, "offset", base)?,
         pad1: 0,
         pad2: 0,
         d0: d[0],
@@ -267,7 +287,7 @@ pub fn permute(
         s5: s[5],
     };
     let bytes = bytemuck::bytes_of(&p);
-    record_copy(ctx, encoder, OP, permute_variant, (x, out), p.total, bytes)
+    record_copy(ctx, encoder, op, permute_variant, (x, out), p.total, bytes)
 }
 
 /// Records `out = x[start[0]..start[0] + out.shape[0], start[1].., ..]`: a block of
@@ -298,40 +318,9 @@ pub fn crop(
     super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
     let (xs, size) = (x.shape(), out.shape());
     check_crop(xs, start, size).map_err(|m| Error::shape(OP, m))?;
-    let rank = xs.len();
-    let mut stride = vec![1usize; rank];
-    for i in (0..rank.saturating_sub(1)).rev() {
-        stride[i] = stride[i + 1] * xs[i + 1];
-    }
-    let mut d = [1u32; MAX_PERMUTE_RANK];
-    let mut s = [0u32; MAX_PERMUTE_RANK];
-    let pad = MAX_PERMUTE_RANK - rank;
-    let mut base = 0usize;
-    for a in 0..rank {
-        d[pad + a] = to_u32(OP, "dimension", size[a])?;
-        s[pad + a] = to_u32(OP, "stride", stride[a])?;
-        base += start[a] * stride[a];
-    }
-    let p = PermuteParams {
-        total: to_u32(OP, "elements", out.numel())?,
-        base: to_u32(OP, "offset", base)?,
-        pad1: 0,
-        pad2: 0,
-        d0: d[0],
-        d1: d[1],
-        d2: d[2],
-        d3: d[3],
-        d4: d[4],
-        d5: d[5],
-        s0: s[0],
-        s1: s[1],
-        s2: s[2],
-        s3: s[3],
-        s4: s[4],
-        s5: s[5],
-    };
-    let bytes = bytemuck::bytes_of(&p);
-    record_copy(ctx, encoder, OP, permute_variant, (x, out), p.total, bytes)
+    let stride = row_major_strides(xs);
+    let base = start.iter().zip(&stride).map(|(a, b)| a * b).sum();
+    record_strided(ctx, encoder, OP, (x, out), size, &stride, base)
 }
 
 /// Whether a block of `size` at `start` lies inside `shape` (same rank, 1 to
