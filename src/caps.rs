@@ -133,13 +133,26 @@ pub struct Capabilities {
     pub limits: KeyLimits,
 }
 
+/// Whether WGSL's `packed_4x8_integer_dot_product` is there: natively, wgpu's own shader
+/// translator (naga) implements it on every backend; on the web the browser's WGSL
+/// compiler decides, and says so in the instance's language features.
+#[cfg(not(target_arch = "wasm32"))]
+fn wgsl_packed_dot() -> bool {
+    use wgpu::naga::front::wgsl::ImplementedLanguageExtension as Ext;
+    Ext::all().contains(&Ext::Packed4x8IntegerDotProduct)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn wgsl_packed_dot() -> bool {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
+        .wgsl_language_features()
+        .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct)
+}
+
 impl Capabilities {
     pub(crate) fn detect(device: &wgpu::Device, adapter: wgpu::AdapterInfo, o: &Overrides) -> Self {
         let f = device.features() - o.disable_features;
-        let packed_int8_dot = !o.disable_packed_int8_dot
-            && wgpu::naga::front::wgsl::ImplementedLanguageExtension::all().contains(
-                &wgpu::naga::front::wgsl::ImplementedLanguageExtension::Packed4x8IntegerDotProduct,
-            );
+        let packed_int8_dot = !o.disable_packed_int8_dot && wgsl_packed_dot();
         Capabilities {
             subgroup_size: (adapter.subgroup_min_size, adapter.subgroup_max_size),
             adapter,
