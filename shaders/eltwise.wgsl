@@ -10,6 +10,10 @@
 //   OP 5, unary function FUNC of `desc::eltwise::UnaryOp` with parameters alpha, beta:
 //         0 sigmoid, 1 hard sigmoid, 2 hard swish, 3 tanh, 4 leaky ReLU, 5 affine;
 //         out = clip(f(a), lo, hi).
+//   OP 7, layer normalization along the last axis (one invocation per row of `cols`):
+//         mean and variance in f32 (two passes, as ONNX's decomposed form computes
+//         them), out = (a - mean) / sqrt(var + alpha) * gamma + beta, with gamma read
+//         from b (f32) when FUNC bit 0 is set and beta from qp (f32) when bit 1 is.
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of [N, 1, .., 1, C] against
@@ -18,7 +22,7 @@
 //         of a per image and b_inner = C.
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
-// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16.
+// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7).
 
 // #import common/quant_math.wgsl
 // #import common/store_f16.wgsl
@@ -140,6 +144,30 @@ fn main(
             be = (g / p.b_span) * p.b_inner + g % p.b_inner;
         }
         store(id, clamp(binary(a_at(id), b_at(be)), p.lo, p.hi));
+    } else if (OP == 7u) {
+        let base = id * p.cols;
+        let n = f32(p.cols);
+        var s = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            s = s + a_at(base + j);
+        }
+        let mean = s / n;
+        var v = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            let d = a_at(base + j) - mean;
+            v = v + d * d;
+        }
+        let sd = sqrt(v / n + p.alpha);
+        for (var j = 0u; j < p.cols; j++) {
+            var y = (a_at(base + j) - mean) / sd;
+            if ((p.func & 1u) != 0u) {
+                y = y * bitcast<f32>(b[j]);
+            }
+            if ((p.func & 2u) != 0u) {
+                y = y + bitcast<f32>(qp[j]);
+            }
+            store(base + j, y);
+        }
     } else if (OP == 2u) {
         let sa = bitcast<f32>(qp[0]);
         let za = bitcast<i32>(qp[1]) - p.a_shift;

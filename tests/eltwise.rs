@@ -1,4 +1,4 @@
-//! Add, clip, softmax, the elementwise functions (sigmoid, hard sigmoid/swish, tanh,
+//! Add, clip, softmax, layer normalization, the elementwise functions (sigmoid, hard sigmoid/swish, tanh,
 //! leaky ReLU, affine) and the broadcasting binary ops (f32 and f16 in any combination) and the INT8 residual add
 //! (bit-exact, i8/u8 mixes, odd row lengths, padding bytes kept 0) against the Rust
 //! reference. Outputs are poisoned first.
@@ -9,7 +9,7 @@ use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::eltwise::{
-    add, binary, cast, clip, map, qadd, softmax, BinaryOp, Clip, UnaryOp,
+    add, binary, cast, clip, layer_norm, map, qadd, softmax, BinaryOp, Clip, UnaryOp,
 };
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
@@ -267,18 +267,23 @@ fn int8_add_is_bit_exact() {
     assert!(e.contains("per tensor"), "{e}");
 }
 
+/// One f16 step at `w`'s magnitude (2^-24 among the subnormals).
+fn f16_step(w: f64) -> f64 {
+    if w == 0.0 {
+        2f64.powi(-24)
+    } else {
+        2f64.powi(w.abs().log2().floor() as i32 - 10)
+            .max(2f64.powi(-24))
+    }
+}
+
 /// f16 outputs: every element within one f16 step of the f64 reference (the step at the
 /// reference's magnitude, 2^-24 among the subnormals), plus the f32 arithmetic's error;
 /// a relative norm would fail a lone subnormal output that is rounded correctly.
 fn check_f16_steps(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let step = if w == 0.0 {
-            2f64.powi(-24)
-        } else {
-            2f64.powi(w.abs().log2().floor() as i32 - 10)
-                .max(2f64.powi(-24))
-        };
+        let step = f16_step(w);
         let err = (f64::from(g) - w).abs();
         assert!(
             err <= step + 1e-6 * w.abs(),
@@ -399,4 +404,111 @@ fn functions_and_broadcast_binary_ops() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
+}
+
+#[test]
+fn layer_norm_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // One-value rows (normalized to 0), odd row lengths, a transformer's 120 and 1000.
+    for shape in [
+        vec![1usize, 1],
+        vec![3, 1],
+        vec![5, 7],
+        vec![2, 3, 120],
+        vec![1, 40, 120],
+        vec![4, 1000],
+    ] {
+        let cols = *shape.last().unwrap();
+        let n: usize = shape.iter().product();
+        // Values off centre, so the mean matters.
+        let xs: Vec<f32> = rand_vec(n, &mut rng)
+            .iter()
+            .map(|v| 3.0 * v + 0.5)
+            .collect();
+        let g: Vec<f32> = rand_vec(cols, &mut rng).iter().map(|v| 1.0 + v).collect();
+        let b: Vec<f32> = rand_vec(cols, &mut rng);
+        let gt = Tensor::from_slice(ctx, &[cols], &g).unwrap();
+        let bt = Tensor::from_slice(ctx, &[cols], &b).unwrap();
+        let g64: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+        let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+        for bits in 0..4u32 {
+            let f = [bits & 1 != 0, bits & 2 != 0];
+            let (x, x64) = upload(ctx, &shape, &xs, f[0]);
+            for (eps, with_g, with_b) in [
+                (1e-5f32, true, true),
+                (0.5, false, true),
+                (1e-6, true, false),
+                (1e-5, false, false),
+            ] {
+                let out = poisoned(ctx, &shape, f[1]);
+                let mut enc = ctx.encoder("layer norm test");
+                layer_norm(
+                    ctx,
+                    &mut enc,
+                    &x,
+                    with_g.then_some(&gt),
+                    with_b.then_some(&bt),
+                    eps,
+                    &out,
+                )
+                .unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = reference::layer_norm_f64(
+                    &x64,
+                    cols,
+                    with_g.then_some(&g64[..]),
+                    with_b.then_some(&b64[..]),
+                    f64::from(eps),
+                );
+                let what =
+                    format!("layer norm {shape:?} {f:?} eps {eps} gamma {with_g} beta {with_b}");
+                let got = read(ctx, &out);
+                if f[1] {
+                    check_rows_f16(&what, &got, &want, cols);
+                } else {
+                    check(&what, &got, &want, F32_BUDGET);
+                }
+            }
+        }
+    }
+    // Bad parameters are errors naming what is wrong.
+    let x = Tensor::zeros(ctx, &[2, 5], DType::F32).unwrap();
+    let out = Tensor::zeros(ctx, &[2, 5], DType::F32).unwrap();
+    let g4 = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let g5h = Tensor::zeros(ctx, &[5], DType::F16).unwrap();
+    let mut enc = ctx.encoder("bad");
+    for (g, b, eps, what) in [
+        (Some(&g4), None, 1e-5, "gamma"),
+        (None, Some(&g4), 1e-5, "beta"),
+        (Some(&g5h), None, 1e-5, "F32 [5]"),
+        (None, None, -1.0, "epsilon"),
+        (None, None, f32::NAN, "epsilon"),
+    ] {
+        let e = layer_norm(ctx, &mut enc, &x, g, b, eps, &out).unwrap_err();
+        assert!(
+            e.to_string().contains("layer_norm") && e.to_string().contains(what),
+            "{e}"
+        );
+    }
+    let e = layer_norm(ctx, &mut enc, &x, None, None, 1e-5, &x).unwrap_err();
+    assert!(e.to_string().contains("buffer"), "{e}");
+}
+
+/// f16 outputs of a row-wise op: each element within one f16 step of the f64 reference
+/// plus the f32 arithmetic's error, which is relative to the row's largest value (the
+/// mean is subtracted in f32), not to the element (one near zero may lose its digits).
+fn check_rows_f16(what: &str, got: &[f32], want: &[f64], cols: usize) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (r, (g, w)) in got.chunks(cols).zip(want.chunks(cols)).enumerate() {
+        let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (j, (&g, &w)) in g.iter().zip(w).enumerate() {
+            let step = f16_step(w);
+            let err = (f64::from(g) - w).abs();
+            assert!(
+                err <= step + 4e-6 * scale,
+                "{what}: row {r} element {j} = {g}, reference {w} (error {err:e}, one f16 step {step:e}, row scale {scale})"
+            );
+        }
+    }
 }

@@ -1678,7 +1678,7 @@ fn pool_sweeps(c: &mut Catalogue) {
 
 fn eltwise_sweeps(c: &mut Catalogue) {
     use wgpu_quant::desc::eltwise::{BinaryOp, UnaryOp};
-    use wgpu_quant::ops::eltwise::{add, binary, cast, clip, map, qadd, softmax};
+    use wgpu_quant::ops::eltwise::{add, binary, cast, clip, layer_norm, map, qadd, softmax};
     let cat = "eltwise";
     c.add(
         cat,
@@ -1791,6 +1791,76 @@ fn eltwise_sweeps(c: &mut Catalogue) {
         &["softmax", "[2, 5]", "[2, 4]"],
         || softmax(ctx(), &mut enc(), &f32s(&[2, 5]), &f32s(&[2, 4])),
     );
+    c.add(
+        cat,
+        "layer norm shapes",
+        "Shape",
+        &["layer_norm", "[2, 5]", "[2, 4]"],
+        || {
+            layer_norm(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                None,
+                None,
+                1e-5,
+                &f32s(&[2, 4]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "layer norm gamma length",
+        "Shape",
+        &["layer_norm", "gamma", "[4]", "F32 [5]"],
+        || {
+            layer_norm(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                Some(&f32s(&[4])),
+                None,
+                1e-5,
+                &f32s(&[2, 5]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "layer norm beta type",
+        "Shape",
+        &["layer_norm", "beta", "I32"],
+        || {
+            layer_norm(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                None,
+                Some(&i32s(&[5])),
+                1e-5,
+                &f32s(&[2, 5]),
+            )
+        },
+    );
+    for eps in [-1.0f32, f32::NAN, f32::INFINITY] {
+        c.add(
+            cat,
+            format!("layer norm epsilon {eps}"),
+            "InvalidArgument",
+            &["layer_norm", "epsilon", &format!("{eps}")],
+            move || {
+                layer_norm(
+                    ctx(),
+                    &mut enc(),
+                    &f32s(&[2, 5]),
+                    None,
+                    None,
+                    eps,
+                    &f32s(&[2, 5]),
+                )
+            },
+        );
+    }
     c.add(
         cat,
         "qadd 4-bit",

@@ -1824,3 +1824,156 @@ fn slices_of_activations_run_as_crop_layers() {
     let want = conv_ref(&xs, [1, 3, hh, ww], &wt, 2, 1, 0, &b);
     check(&run(ctx, &onnx, &x), &want, 1e-5);
 }
+
+/// A layer normalization over the last axis spelled out as older exporters write it
+/// (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, then Mul gamma and Add beta)
+/// becomes one layer-norm layer carrying gamma and beta; ONNX `LayerNormalization`
+/// (opset 17) too, also over the last axis of an NCHW activation (stored NHWC, so moved
+/// into ONNX order first). FP32, FP16 and static INT8 against the f64 reference. A step
+/// of the pattern read by anything else is refused, naming the pattern.
+#[test]
+fn layer_norms_become_one_layer() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let (c, eps) = (7usize, 1e-5f32);
+    let gamma: Vec<f32> = rand_vec(c, &mut rng).iter().map(|v| 1.0 + v).collect();
+    let beta = rand_vec(c, &mut rng);
+    let g64: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
+    let b64: Vec<f64> = beta.iter().map(|&v| f64::from(v)).collect();
+    let axes = || vec![attr_ints("axes", &[-1])];
+    let spelled = |tail: Vec<NodeProto>| {
+        let mut nodes = vec![
+            node("ReduceMean", "mean", &["x"], &["m"], axes()),
+            node("Sub", "center", &["x", "m"], &["d"], vec![]),
+            node("Pow", "square", &["d", "two"], &["p"], vec![]),
+            node("ReduceMean", "var", &["p"], &["v"], axes()),
+            node("Add", "plus_eps", &["v", "eps"], &["ve"], vec![]),
+            node("Sqrt", "std", &["ve"], &["s"], vec![]),
+            node("Div", "norm", &["d", "s"], &["n"], vec![]),
+        ];
+        nodes.extend(tail);
+        model(
+            nodes,
+            vec![
+                tensor_f32("two", &[], &[2.0]),
+                tensor_f32("eps", &[], &[eps]),
+                tensor_f32("gamma", &[c], &gamma),
+                tensor_f32("beta", &[c], &beta),
+            ],
+            &[2, 5, c],
+            12,
+        )
+    };
+    let m = spelled(vec![
+        node("Mul", "scale", &["n", "gamma"], &["g"], vec![]),
+        node("Add", "shift", &["g", "beta"], &["y"], vec![]),
+    ]);
+    let onnx = import(&m, None).unwrap();
+    let layers: Vec<&Layer> = onnx.graph().nodes.iter().map(|n| &n.layer).collect();
+    assert_eq!(
+        layers,
+        [&Layer::LayerNorm {
+            eps,
+            gamma: Some(gamma.clone()),
+            beta: Some(beta.clone()),
+        }]
+    );
+    let x: Vec<f32> = rand_vec(2 * 5 * c, &mut rng)
+        .iter()
+        .map(|v| 2.0 * v + 0.3)
+        .collect();
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let want =
+        wgpu_quant::reference::layer_norm_f64(&x64, c, Some(&g64), Some(&b64), f64::from(eps));
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+    let half = onnx.model(ctx, DType::F16).unwrap();
+    check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 2e-3);
+    let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &x).unwrap();
+    check(&int8_output(ctx, &onnx, &batch, QMode::Static), &want, 0.02);
+
+    // LayerNormalization over W of an NCHW input [1, 3, 2, 7] (stored NHWC inside).
+    let m = model(
+        vec![node(
+            "LayerNormalization",
+            "ln",
+            &["x", "gamma", "beta"],
+            &["y"],
+            vec![attr_f("epsilon", 0.01)],
+        )],
+        vec![
+            tensor_f32("gamma", &[c], &gamma),
+            tensor_f32("beta", &[c], &beta),
+        ],
+        &[1, 3, 2, c],
+        17,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, 3, 2, c]);
+    let x = rand_vec(6 * c, &mut rng);
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let want = wgpu_quant::reference::layer_norm_f64(&x64, c, Some(&g64), Some(&b64), 0.01);
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+
+    // A step of the pattern read by another operator: an error naming the pattern.
+    let m = spelled(vec![node("Relu", "relu", &["v"], &["y"], vec![])]);
+    let e = import_err(&m);
+    assert!(
+        e.contains("'relu'") && e.contains("Var step") && e.contains("layer normalization"),
+        "{e}"
+    );
+    // Scale of the wrong length, and the training outputs, are refused.
+    let m = model(
+        vec![node(
+            "LayerNormalization",
+            "ln",
+            &["x", "gamma"],
+            &["y"],
+            vec![],
+        )],
+        vec![tensor_f32("gamma", &[c - 1], &gamma[1..])],
+        &[2, 5, c],
+        17,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("'ln'") && e.contains("Scale [6]"), "{e}");
+}
+
+/// A reshape that mixes an NCHW activation's channels with its pixels ([1, 3, 1, 4] to
+/// [1, 3, 4], as a recognizer's head writes it) copies it into ONNX order first.
+#[test]
+fn reshapes_across_the_stored_order_copy_into_onnx_order() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(43);
+    let m = model(
+        vec![
+            node("Reshape", "squash", &["x", "s"], &["r"], vec![]),
+            node("Softmax", "sm", &["r"], &["y"], vec![attr_i("axis", -1)]),
+        ],
+        vec![tensor_i64("s", &[3], &[1, 3, 4])],
+        &[1, 3, 1, 4],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert!(matches!(onnx.graph().nodes[0].layer, Layer::Permute { .. }));
+    let x = rand_vec(12, &mut rng);
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    check(&run(ctx, &onnx, &x), &softmax_rows(&x64, 4), 1e-6);
+    // Squeeze likewise.
+    let m = model(
+        vec![
+            node(
+                "Squeeze",
+                "sq",
+                &["x"],
+                &["r"],
+                vec![attr_ints("axes", &[2])],
+            ),
+            node("Softmax", "sm", &["r"], &["y"], vec![attr_i("axis", -1)]),
+        ],
+        vec![],
+        &[1, 3, 1, 4],
+        12,
+    );
+    let onnx = import(&m, None).unwrap();
+    check(&run(ctx, &onnx, &x), &softmax_rows(&x64, 4), 1e-6);
+}

@@ -249,27 +249,8 @@ fn ppocr_orientation_classifier_matches_onnx_runtime() {
         .iter()
         .map(|n| pixels_nchw(n, (48, 192), 127.5, 127.5))
         .collect();
-    let batches: Vec<Tensor> = xs
-        .iter()
-        .map(|x| {
-            Tensor::from_slice(
-                &ctx,
-                &onnx.input().model_shape,
-                &onnx.to_model_input(x).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let int8: Vec<(QMode, wgpu_quant::model::QModel)> = [QMode::Static, QMode::Dynamic]
-        .into_iter()
-        .map(|m| {
-            (
-                m,
-                onnx.quantize(&ctx, &batches, &PtqOptions::new(ObserverKind::MinMax, m))
-                    .unwrap(),
-            )
-        })
-        .collect();
+    let batches = model_inputs(&ctx, &onnx, &xs);
+    let int8 = int8_models(&ctx, &onnx, &batches);
     for (k, name) in names.iter().enumerate() {
         let want = reference("ppocr_cls", name);
         // The upright line is class 0, the turned one class 1.
@@ -301,6 +282,35 @@ fn ppocr_orientation_classifier_matches_onnx_runtime() {
             max_log_diff(&half, &want)
         );
     }
+}
+
+/// NCHW inputs as tensors in the model's layout.
+fn model_inputs(ctx: &Context, onnx: &OnnxImport, xs: &[Vec<f32>]) -> Vec<Tensor> {
+    xs.iter()
+        .map(|x| {
+            Tensor::from_slice(
+                ctx,
+                &onnx.input().model_shape,
+                &onnx.to_model_input(x).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Static and dynamic INT8 models of `onnx` (MinMax), calibrated on `batches`.
+fn int8_models(
+    ctx: &Context,
+    onnx: &OnnxImport,
+    batches: &[Tensor],
+) -> Vec<(QMode, wgpu_quant::model::QModel)> {
+    [QMode::Static, QMode::Dynamic]
+        .into_iter()
+        .map(|m| {
+            let opts = PtqOptions::new(ObserverKind::MinMax, m);
+            (m, onnx.quantize(ctx, batches, &opts).unwrap())
+        })
+        .collect()
 }
 
 /// One forward pass of an INT8 model; its f32 output.
@@ -682,5 +692,81 @@ fn resize_modes_match_onnx_runtime() {
             err <= 1e-6,
             "{name}: relative L2 error {err:.2e} against ONNX Runtime"
         );
+    }
+}
+
+/// Greedy CTC reading of `[T, classes]` probabilities: the best class per step, repeats
+/// merged, blanks (class 0) dropped.
+fn ctc_classes(p: &[f32], classes: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for step in p.chunks(classes) {
+        let k = argmax(step);
+        if k != prev && k != 0 {
+            out.push(k);
+        }
+        prev = k;
+    }
+    out
+}
+
+/// PaddleOCR's PP-OCRv4 text recognizer (SVTR-LCNet: a PP-LCNet backbone, two
+/// transformer blocks whose layer norms are spelled out as ReduceMean/Sub/Pow/
+/// ReduceMean/Add/Sqrt/Div and whose attention is Reshape/Transpose/Slice/MatMul/Softmax,
+/// then CTC over 6625 characters) on two drawn text lines, against ORT's probabilities
+/// and its reading of the lines.
+#[test]
+fn ppocr_text_recognizer_matches_onnx_runtime() {
+    let ctx = ctx();
+    let file = root().join("examples/data/ppocr/ch_PP-OCRv4_rec_infer.onnx");
+    let onnx = OnnxImport::load(&file, Some(&[1, 3, 48, 320])).unwrap();
+    assert_eq!(onnx.op_counts()["Sqrt"], 5);
+    assert_eq!(onnx.op_counts()["ReduceMean"], 10);
+    let norms = onnx
+        .graph()
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.layer, wgpu_quant::model::Layer::LayerNorm { .. }))
+        .count();
+    assert_eq!(norms, 5, "each spelled-out layer norm becomes one layer");
+    assert_eq!(onnx.output().shape, [1, 40, 6625]);
+    let names = ["rec_line_a", "rec_line_b"];
+    let xs: Vec<Vec<f32>> = names
+        .iter()
+        .map(|n| pixels_nchw(n, (48, 320), 127.5, 127.5))
+        .collect();
+    let batches = model_inputs(&ctx, &onnx, &xs);
+    let fp32 = onnx.model(&ctx, DType::F32).unwrap();
+    let fp16 = onnx.model(&ctx, DType::F16).unwrap();
+    let int8 = int8_models(&ctx, &onnx, &batches);
+    for (k, name) in names.iter().enumerate() {
+        let want = reference("ppocr_rec", name);
+        let read = ctc_classes(&want, 6625);
+        assert!(read.len() >= 10, "ORT reads {name} as {read:?}");
+        let got = run(&ctx, &onnx, &fp32, &xs[k]);
+        let err = rel_l2(&got, &want);
+        let half = run(&ctx, &onnx, &fp16, &xs[k]);
+        let err16 = rel_l2(&half, &want);
+        let mut line = format!(
+            "{name}: ORT reads {} classes; FP32 relative L2 {err:.2e}, FP16 {err16:.2e}",
+            read.len(),
+        );
+        let mut readings = vec![("FP32".to_string(), ctc_classes(&got, 6625))];
+        readings.push(("FP16".into(), ctc_classes(&half, 6625)));
+        for (mode, q) in &int8 {
+            let p = onnx
+                .from_model_output(&run_int8(&ctx, q, &batches[k]))
+                .unwrap();
+            line += &format!("; {mode:?} INT8 {:.2e}", rel_l2(&p, &want));
+            readings.push((format!("{mode:?} INT8"), ctc_classes(&p, 6625)));
+        }
+        eprintln!("{line}");
+        assert!(err <= 1e-4, "{name}: FP32 relative L2 error {err:.2e}");
+        assert!(err16 <= 0.05, "{name}: FP16 relative L2 error {err16:.2e}");
+        // Every precision reads the line as ORT does (the INT8 models are calibrated on
+        // the two lines).
+        for (what, r) in readings {
+            assert_eq!(r, read, "{name}: {what} reads {r:?}, ORT {read:?}");
+        }
     }
 }

@@ -65,7 +65,32 @@ pub(crate) enum Val {
     /// An activation with a zero `Pad` still to apply (`[top, left, bottom, right]`): it
     /// folds into the padding of the convolution that reads it.
     Padded(Act, [usize; 4]),
+    /// A step of a layer normalization of `x` over its last axis, spelled out as older
+    /// exporters write it (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div): no
+    /// layer yet; the Div that completes it becomes one [`Layer::LayerNorm`].
+    Norm(Act, NormStep),
 }
+
+/// How far a spelled-out layer normalization of `x` has come.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum NormStep {
+    /// `mean(x)` over the last axis (kept as 1).
+    Mean,
+    /// `x - mean(x)`.
+    Centered,
+    /// `(x - mean(x))^2`.
+    Squared,
+    /// `mean((x - mean(x))^2)`, the biased variance.
+    Var,
+    /// The variance plus epsilon.
+    VarEps(f32),
+    /// `sqrt(var + eps)`.
+    Std(f32),
+}
+
+/// The pattern a [`Val::Norm`] is part of, for errors.
+const NORM_PATTERN: &str = "a layer normalization over the last axis spelled out as \
+     ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div";
 
 /// Node attributes by name.
 pub(crate) struct Attrs<'a>(pub &'a [AttributeProto]);
@@ -124,13 +149,14 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
     ("HardSwish", "an elementwise map"),
     ("Identity", "a view"),
+    ("LayerNormalization", "over the last axis (opset 17; epsilon, Scale and B constants): one layer-norm layer carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
     ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
-    ("Pow", "constants: folded"),
+    ("Pow", "an exponent of 2 inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
     ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
@@ -139,16 +165,17 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("ReduceMax", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global max pool"),
-    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool"),
+    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis (keepdims 1): the start of a layer normalization spelled out as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div, which becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta)"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
-    ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions); constants: folded"),
+    ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
     ("Slice", "an activation with step 1 (constant starts, ends and axes; an image's NCHW axes too): a crop layer that copies the block; constants: folded"),
     ("Softmax", "over the channel axis of NCHW or the last axis"),
-    ("Squeeze", "a view; constants: folded"),
-    ("Sub", "two activations (as Mul); a per-channel constant: as Add; constants: folded"),
+    ("Sqrt", "the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Squeeze", "a view (as Reshape); constants: folded"),
+    ("Sub", "two activations (as Mul); a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
@@ -674,6 +701,11 @@ impl Lowering {
                  the convolution's padding)",
                 n.input[i]
             )),
+            Some(Val::Norm(_, step)) => Err(format!(
+                "input {i} ('{}') is the {step:?} step of {NORM_PATTERN}; it is imported only \
+                 as part of that whole pattern (or as ONNX LayerNormalization)",
+                n.input[i]
+            )),
             _ => Err(format!("input {i} is missing")),
         }
     }
@@ -732,8 +764,12 @@ impl Lowering {
                 return Ok(vec![Val::Const(c)]);
             }
         }
+        if let Some(v) = self.norm_step(n, &attrs, label)? {
+            return Ok(vec![v]);
+        }
         let one = |a: Act| Ok(vec![Val::Act(a)]);
         match op {
+            "LayerNormalization" => one(self.lower_layer_norm(n, &attrs, label)?),
             "Identity" => Ok(vec![self
                 .input(n, 0)
                 .cloned()
@@ -816,20 +852,22 @@ impl Lowering {
                     .konst(n, 1, "shape")?
                     .ok_or("input 1 (shape) is missing")?;
                 let dims = reshape_dims(&x.shape, s.as_ik()?, attrs.int("allowzero", 0) != 0)?;
-                one(view(x, dims)?)
+                one(self.reshape(x, dims, label)?)
             }
             "Squeeze" | "Unsqueeze" => {
                 let x = self.act(n, 0)?;
                 let axes = self.axes(n, &attrs)?;
-                one(view(
-                    x.clone(),
-                    squeeze_dims(op, &x.shape, axes.as_deref())?,
-                )?)
+                let dims = squeeze_dims(op, &x.shape, axes.as_deref())?;
+                one(self.reshape(x, dims, label)?)
             }
             "ConvInteger" | "MatMulInteger" | "DynamicQuantizeLinear" => Err(format!(
                 "{op} is read only in ONNX Runtime's dynamic format (x -> DynamicQuantizeLinear \
                  -> ConvInteger/MatMulInteger with constant weights -> Cast to float -> Mul by \
                  Mul(x's scale, the weight's constant scale)); this node is outside it"
+            )),
+            "Sqrt" | "Pow" => Err(format!(
+                "{op} of an activation is imported only inside {NORM_PATTERN}, which this \
+                 node is not part of"
             )),
             _ => Err(format!("operator {op} is not supported on activations")),
         }
@@ -996,14 +1034,7 @@ impl Lowering {
     /// `keepdims`.
     fn lower_reduce(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
         let x = self.act(n, 0)?;
-        // The axes are an attribute before opset 18, an input from 18 on.
-        let axes = if self.opset < 18 {
-            attrs.ints("axes")
-        } else {
-            self.konst(n, 1, "axes")?
-                .map(|c| c.as_ik().map(<[i64]>::to_vec))
-                .transpose()?
-        };
+        let axes = self.reduce_axes(n, attrs)?;
         let rank = x.shape.len() as i64;
         let mut axes: Vec<i64> = axes
             .ok_or("reducing over every axis is not supported (give axes [2, 3])")?
@@ -1027,6 +1058,17 @@ impl Lowering {
         } else {
             view(pooled, vec![nb, c])?
         })])
+    }
+
+    /// A reduction's axes: an attribute before opset 18, an input from 18 on.
+    fn reduce_axes(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Vec<i64>>> {
+        Ok(if self.opset < 18 {
+            attrs.ints("axes")
+        } else {
+            self.konst(n, 1, "axes")?
+                .map(|c| c.as_ik().map(<[i64]>::to_vec))
+                .transpose()?
+        })
     }
 
     /// A global average (or max) pool of NCHW activation `x`: `[N, C, 1, 1]`.
@@ -1241,6 +1283,13 @@ impl Lowering {
                 fold::concat(&parts, attrs.int("axis", 0))?
             }
             "Cast" => fold::cast(c(0)?, attrs.int("to", 1) as i32)?,
+            "Sqrt" => {
+                let x = c(0)?;
+                Const::f32(
+                    x.dims.clone(),
+                    x.to_f32().iter().map(|v| v.sqrt()).collect(),
+                )
+            }
             "Reshape" => {
                 let x = c(0)?;
                 fold::reshape(
@@ -1696,6 +1745,32 @@ impl Lowering {
     /// 2-D activation): folded into the layer before when only this node reads it, else a
     /// 1x1 depthwise convolution.
     fn affine(&mut self, name: &str, x: Act, scale: &[f64], shift: &[f64], label: &str) -> R<Act> {
+        // After a layer norm (of the same channels): into its gamma and beta.
+        if let Some(i) = self.fusable(name, &x) {
+            if let Layer::LayerNorm { gamma, beta, .. } = &mut self.graph.nodes[i].layer {
+                let c = scale.len();
+                if x.phys.last() == Some(&c) && x.layout != Layout::Nhwc {
+                    let g: Vec<f32> = (0..c)
+                        .map(|j| {
+                            (gamma.as_ref().map_or(1.0, |g| f64::from(g[j])) * scale[j]) as f32
+                        })
+                        .collect();
+                    let b: Vec<f32> = (0..c)
+                        .map(|j| {
+                            (beta.as_ref().map_or(0.0, |b| f64::from(b[j])) * scale[j] + shift[j])
+                                as f32
+                        })
+                        .collect();
+                    if gamma.is_some() || scale.iter().any(|&v| v != 1.0) {
+                        *gamma = Some(g);
+                    }
+                    if beta.is_some() || shift.iter().any(|&v| v != 0.0) {
+                        *beta = Some(b);
+                    }
+                    return Ok(x);
+                }
+            }
+        }
         if let Some(i) = self.fusable(name, &x) {
             let node = &self.graph.nodes[i];
             let act_none = match &node.layer {
@@ -2140,6 +2215,176 @@ impl Lowering {
         })
     }
 
+    /// A reshape of `x` to `dims`: a view where the stored order allows ([`view`]), else
+    /// of a copy of `x` moved into ONNX order first (an NCHW activation stored NHWC whose
+    /// reshape mixes channels with pixels, such as `[N, C, 1, W]` to `[N, C, W]`).
+    fn reshape(&mut self, x: Act, dims: Vec<usize>, label: &str) -> R<Act> {
+        match view(x.clone(), dims.clone()) {
+            Ok(a) => Ok(a),
+            Err(e) if matches!(x.layout, Layout::Nhwc | Layout::FlatNhwc(_)) => {
+                let x = self.onnx_order(x, &format!("{label}.nchw"))?;
+                view(x, dims).map_err(|e2| format!("{e}; in ONNX order: {e2}"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `x` stored in its ONNX order: itself where the stored order is that already, else
+    /// a copy of the NHWC data moved to NCHW (a [`Layer::Permute`]).
+    fn onnx_order(&mut self, x: Act, label: &str) -> R<Act> {
+        if x.layout.is_ordered(&x.shape) {
+            return Ok(Act {
+                layout: Layout::Plain,
+                ..x
+            });
+        }
+        let nhwc = match x.layout {
+            Layout::Nhwc => x.phys.clone(),
+            Layout::FlatNhwc([c, h, w]) => vec![x.shape[0], h, w, c],
+            Layout::Plain => unreachable!("plain activations are ordered"),
+        };
+        let i = self.push(
+            label,
+            Layer::Permute {
+                view: nhwc.clone(),
+                perm: vec![0, 3, 1, 2],
+            },
+            x.src,
+        );
+        Ok(Act {
+            phys: vec![nhwc[0], nhwc[3], nhwc[1], nhwc[2]],
+            layout: Layout::Plain,
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
+    /// A [`Layer::LayerNorm`] of `x` over its last ONNX axis: `x` is first stored in ONNX
+    /// order with that axis innermost (moved or copied where it is not).
+    fn layer_norm(&mut self, x: Act, eps: f32, label: &str) -> R<Act> {
+        let mut x = self.onnx_order(x, &format!("{label}.nchw"))?;
+        let last = x.shape.last().copied().unwrap_or(1);
+        if x.phys.last() != Some(&last) {
+            if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+                return Err(format!(
+                    "layer norm of a view {:?} of rank above {}",
+                    x.shape,
+                    crate::ops::layout::MAX_PERMUTE_RANK
+                ));
+            }
+            x = self.materialize(x, &format!("{label}.view"));
+        }
+        let layer = Layer::LayerNorm {
+            eps,
+            gamma: None,
+            beta: None,
+        };
+        let i = self.push(label, layer, x.src);
+        Ok(Act {
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
+    /// ONNX `LayerNormalization` (opset 17) over the last axis, its Scale and B constants
+    /// carried by the layer.
+    fn lower_layer_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        if n.output
+            .iter()
+            .skip(1)
+            .any(|o| !o.is_empty() && self.uses.contains_key(o))
+        {
+            return Err(
+                "the Mean and InvStdDev outputs are read (training); only Y is supported".into(),
+            );
+        }
+        let x = self.act(n, 0)?;
+        let r = x.shape.len();
+        let ax = fold::axis(attrs.int("axis", -1), r, false)?;
+        if ax + 1 != r && x.shape[ax..r - 1].iter().any(|&d| d != 1) {
+            return Err(format!(
+                "normalizing axes {ax}.. of {:?}: only the last axis is supported",
+                x.shape
+            ));
+        }
+        let eps = attrs.float("epsilon", 1e-5);
+        if !eps.is_finite() || eps < 0.0 {
+            return Err(format!("epsilon {eps} must be finite and not negative"));
+        }
+        let c = x.shape[r - 1];
+        let per_channel = |i: usize, what: &str| -> R<Option<Vec<f32>>> {
+            let Some(k) = self.konst(n, i, what)? else {
+                return Ok(None);
+            };
+            if k.dims.iter().product::<usize>() != c || k.dims.last() != Some(&c) {
+                return Err(format!(
+                    "{what} {:?} must hold one value per element of the last axis ({c})",
+                    k.dims
+                ));
+            }
+            Ok(Some(k.to_f32()))
+        };
+        let gamma = per_channel(1, "Scale")?;
+        let beta = per_channel(2, "B")?;
+        let y = self.layer_norm(x, eps, label)?;
+        let Src::Node(i) = y.src else {
+            unreachable!("a layer's output")
+        };
+        self.graph.nodes[i].layer = Layer::LayerNorm { eps, gamma, beta };
+        Ok(y)
+    }
+
+    /// One step of a spelled-out layer normalization ([`Val::Norm`]), or `None` when node
+    /// `n` is not one (it is lowered as usual).
+    fn norm_step(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Option<Val>> {
+        let op = n.op_type();
+        let val = |i: usize| self.input(n, i).cloned();
+        let same = |a: &Act, b: &Act| a.src == b.src && a.shape == b.shape && a.layout == b.layout;
+        let scalar = |v: &Option<Val>| match v {
+            Some(Val::Const(c)) if c.dims.iter().product::<usize>() == 1 => {
+                c.to_f32().first().copied()
+            }
+            _ => None,
+        };
+        let last_axis_mean = |x: &Act| -> R<bool> {
+            let r = x.shape.len() as i64;
+            let axes = self.reduce_axes(n, attrs)?;
+            let last = matches!(axes.as_deref(), Some([a]) if *a == -1 || *a == r - 1);
+            Ok(last && attrs.int("keepdims", 1) != 0 && r >= 1)
+        };
+        let step = |x: Act, s: NormStep| Ok(Some(Val::Norm(x, s)));
+        match (op, val(0), val(1)) {
+            ("ReduceMean", Some(Val::Act(x)), _) if last_axis_mean(&x)? => step(x, NormStep::Mean),
+            ("ReduceMean", Some(Val::Norm(x, NormStep::Squared)), _) if last_axis_mean(&x)? => {
+                step(x, NormStep::Var)
+            }
+            ("Sub", Some(Val::Act(x)), Some(Val::Norm(m, NormStep::Mean))) if same(&x, &m) => {
+                step(x, NormStep::Centered)
+            }
+            ("Pow", Some(Val::Norm(x, NormStep::Centered)), ref e) if scalar(e) == Some(2.0) => {
+                step(x, NormStep::Squared)
+            }
+            (
+                "Mul",
+                Some(Val::Norm(x, NormStep::Centered)),
+                Some(Val::Norm(y, NormStep::Centered)),
+            ) if same(&x, &y) => step(x, NormStep::Squared),
+            ("Add", Some(Val::Norm(x, NormStep::Var)), ref e)
+            | ("Add", ref e, Some(Val::Norm(x, NormStep::Var)))
+                if scalar(e).is_some_and(|v| v.is_finite() && v >= 0.0) =>
+            {
+                step(x, NormStep::VarEps(scalar(e).unwrap_or(0.0)))
+            }
+            ("Sqrt", Some(Val::Norm(x, NormStep::VarEps(eps))), _) => step(x, NormStep::Std(eps)),
+            (
+                "Div",
+                Some(Val::Norm(x, NormStep::Centered)),
+                Some(Val::Norm(y, NormStep::Std(eps))),
+            ) if same(&x, &y) => Ok(Some(Val::Act(self.layer_norm(x, eps, label)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// A row-major activation copied into a tensor of its own ONNX shape (an identity
     /// [`Layer::Permute`] of the view), for layers that read the stored last axis.
     fn materialize(&mut self, x: Act, label: &str) -> Act {
@@ -2162,6 +2407,12 @@ impl Lowering {
     /// anything else is stored in ONNX order (so attention's `[B, heads, T, d]` stays
     /// row-major for the matrix products that read it).
     fn transpose(&mut self, x: Act, perm: &[usize], label: &str) -> R<Act> {
+        let mut x = x;
+        // NCHW from a row-major view whose tensor is not 4-D ([N, W, C] reshaped to
+        // [N, 1, W, C], say): a copy in its own shape first, then it is NHWC as stored.
+        if x.layout == Layout::Plain && perm == [0, 3, 1, 2] && x.phys != x.shape {
+            x = self.materialize(x, &format!("{label}.view"));
+        }
         if let Ok(a) = transpose_act(x.clone(), perm) {
             return Ok(a);
         }

@@ -47,7 +47,7 @@ use half::f16;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
-use crate::ops::eltwise::{add, binary, cast, map, softmax, BinaryOp, Clip, UnaryOp};
+use crate::ops::eltwise::{add, binary, cast, layer_norm, map, softmax, BinaryOp, Clip, UnaryOp};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
@@ -419,6 +419,21 @@ pub enum Layer {
         /// The output's axes, as axes of `view`.
         perm: Vec<usize>,
     },
+    /// Layer normalization along the input's last (stored) axis:
+    /// `(x - mean) / sqrt(var + eps) * gamma + beta` per row
+    /// ([`crate::ops::eltwise::layer_norm`]); ONNX `LayerNormalization` over the last
+    /// axis, and the ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div pattern older exporters
+    /// write. The per-channel `gamma` and `beta` (one value per element of the last
+    /// axis; absent: 1 and 0) are carried in the layer. Runs in f32 arithmetic (a static
+    /// INT8 model dequantizes its input and quantizes its output).
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+        /// Scale per channel.
+        gamma: Option<Vec<f32>>,
+        /// Shift per channel.
+        beta: Option<Vec<f32>>,
+    },
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
     /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
     Binary {
@@ -574,6 +589,27 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     x_shape.clone()
                 }
                 Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+                Layer::LayerNorm { eps, gamma, beta } => {
+                    let c = x_shape.last().copied().unwrap_or(1);
+                    for (what, v) in [("gamma", gamma), ("beta", beta)] {
+                        if let Some(v) = v.as_ref().filter(|v| v.len() != c) {
+                            return Err(at(Error::shape(
+                                OP,
+                                format!(
+                                    "layer norm of {x_shape:?}: {what} has {} values, not {c}",
+                                    v.len()
+                                ),
+                            )));
+                        }
+                    }
+                    if !eps.is_finite() || *eps < 0.0 {
+                        return Err(at(Error::invalid(
+                            OP,
+                            format!("layer norm epsilon {eps} must be finite and not negative"),
+                        )));
+                    }
+                    x_shape.clone()
+                }
                 Layer::MatMul { other } => {
                     let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
                         at(Error::invalid(
@@ -675,6 +711,20 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
     Ok(shapes)
 }
 
+/// A layer norm's gamma and beta on the GPU (f32).
+pub(crate) fn norm_params(
+    ctx: &Context,
+    gamma: &Option<Vec<f32>>,
+    beta: &Option<Vec<f32>>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let up = |v: &Option<Vec<f32>>| {
+        v.as_ref()
+            .map(|v| Tensor::from_slice(ctx, &[v.len()], v))
+            .transpose()
+    };
+    Ok((up(gamma)?, up(beta)?))
+}
+
 #[derive(Debug)]
 enum Params {
     None,
@@ -688,6 +738,11 @@ enum Params {
         w: Tensor,
         b: Option<Tensor>,
         trans: bool,
+    },
+    /// A layer norm's gamma and beta (f32).
+    Norm {
+        gamma: Option<Tensor>,
+        beta: Option<Tensor>,
     },
     /// An FP16 model's matrix product of activations: f32 copies of both operands and
     /// of the product.
@@ -786,6 +841,14 @@ impl Model {
                         c: Tensor::zeros(ctx, &shapes[i], DType::F32)?,
                     }
                 }
+                Layer::LayerNorm { gamma, beta, .. } => {
+                    let (gamma, beta) = norm_params(ctx, gamma, beta)?;
+                    weight_bytes += [&gamma, &beta]
+                        .iter()
+                        .map(|t| t.as_ref().map_or(0, Tensor::size_bytes))
+                        .sum::<u64>();
+                    Params::Norm { gamma, beta }
+                }
                 _ => Params::None,
             };
             acts.push(Tensor::zeros(ctx, &shapes[i], dtype)?);
@@ -882,6 +945,15 @@ impl Model {
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
                 (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
+                (Layer::LayerNorm { eps, .. }, Params::Norm { gamma, beta }) => layer_norm(
+                    ctx,
+                    encoder,
+                    input,
+                    gamma.as_ref(),
+                    beta.as_ref(),
+                    *eps,
+                    out,
+                )?,
                 (Layer::Upsample { factors }, _) => {
                     upsample_nearest(ctx, encoder, input, *factors, out)?
                 }

@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
-use crate::ops::eltwise::{add, binary, map, qadd, softmax};
+use crate::ops::eltwise::{add, binary, layer_norm, map, qadd, softmax};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
 };
@@ -74,8 +74,19 @@ pub enum QMode {
 #[derive(Debug)]
 enum QParams {
     None,
-    Conv { w: QConvWeight, b: Option<Tensor> },
-    Linear { w: QTensor, b: Option<Tensor> },
+    Conv {
+        w: QConvWeight,
+        b: Option<Tensor>,
+    },
+    Linear {
+        w: QTensor,
+        b: Option<Tensor>,
+    },
+    /// A layer norm's gamma and beta (f32).
+    Norm {
+        gamma: Option<Tensor>,
+        beta: Option<Tensor>,
+    },
 }
 
 /// A node's output: 8-bit codes (static mode, except softmax and the last node) or f32.
@@ -650,6 +661,7 @@ impl QModel {
                 },
                 (
                     Layer::Map { .. }
+                    | Layer::LayerNorm { .. }
                     | Layer::Binary { .. }
                     | Layer::Upsample { .. }
                     | Layer::ResizeBilinear { .. }
@@ -804,6 +816,12 @@ impl QModel {
         }
         match &node.layer {
             Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
+            Layer::LayerNorm { eps, .. } => {
+                let QParams::Norm { gamma, beta } = &self.params[i] else {
+                    return Err(bad(i, "no gamma and beta on the GPU"));
+                };
+                layer_norm(ctx, encoder, xf, gamma.as_ref(), beta.as_ref(), *eps, t)?
+            }
             Layer::Binary { op, clip, .. } => binary(ctx, encoder, *op, xf, others[0], *clip, t)?,
             Layer::Upsample { factors } => upsample_nearest(ctx, encoder, xf, *factors, t)?,
             Layer::DepthToSpace { block } => depth_to_space(ctx, encoder, xf, *block, t)?,
@@ -1161,6 +1179,7 @@ fn float_layer(layer: &Layer) -> bool {
         Layer::Pool(_)
             | Layer::Softmax
             | Layer::Map { .. }
+            | Layer::LayerNorm { .. }
             | Layer::Binary { .. }
             | Layer::Upsample { .. }
             | Layer::ResizeBilinear { .. }
@@ -1251,6 +1270,14 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
             let b = bias(b, name)?;
             let n = bytes(codes.len(), *n, &b);
             (QParams::Linear { w, b }, n)
+        }
+        Layer::LayerNorm { gamma, beta, .. } => {
+            let (gamma, beta) = super::norm_params(ctx, gamma, beta)?;
+            let n = [&gamma, &beta]
+                .iter()
+                .map(|t| t.as_ref().map_or(0, Tensor::size_bytes))
+                .sum();
+            (QParams::Norm { gamma, beta }, n)
         }
         _ => (QParams::None, 0),
     })

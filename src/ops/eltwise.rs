@@ -105,7 +105,7 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 /// Every elementwise variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..7 {
+    for op in 0..8 {
         for bits in 0..8u32 {
             v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
         }
@@ -404,14 +404,9 @@ pub fn softmax(
     super::check_devices(ctx, "softmax", &[("x", Some(x)), ("output", Some(out))])?;
     const OP: &str = "softmax";
     let f = check_float_io(OP, &[("x", x)], out)?;
-    let cols = x.shape().last().copied().unwrap_or(1);
-    if cols == 0 {
+    let Some((params, rows, row)) = row_params(OP, x)? else {
         return Ok(());
-    }
-    let rows = x.numel() / cols;
-    let mut params = Params::new(to_u32(OP, "rows", rows)?, Clip::NONE);
-    params.cols = to_u32(OP, "row length", cols)?;
-    let row = |t: &Tensor| (cols * t.dtype().size()) as u64;
+    };
     dispatch(
         ctx,
         encoder,
@@ -427,6 +422,117 @@ pub fn softmax(
         ],
         (rows, 1),
     )
+}
+
+/// Records layer normalization along the last axis of `x` into `out` (same shape; f32
+/// or f16 each): per row of `C` values, `(x - mean) / sqrt(var + eps) * gamma + beta`
+/// with the biased variance, mean and variance in f32 in two passes (as ONNX's
+/// `LayerNormalization` and its decomposed ReduceMean/Sub/Pow/Sqrt/Div form compute
+/// them). `gamma` and `beta` are optional f32 tensors of `[C]` values (absent: 1 and
+/// 0). `eps` must be finite and not negative.
+///
+/// ```no_run
+/// # use wgpu_quant::{Context, DType, Tensor};
+/// # use wgpu_quant::ops::eltwise::layer_norm;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 5.0, 5.0, 8.0])?;
+/// let gamma = Tensor::from_slice(&ctx, &[3], &[1.0f32, 1.0, 2.0])?;
+/// let y = Tensor::zeros(&ctx, &[2, 3], DType::F32)?;
+/// let mut enc = ctx.encoder("layer norm");
+/// layer_norm(&ctx, &mut enc, &x, Some(&gamma), None, 1e-5, &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// let v = y.read_blocking::<f32>(&ctx)?; // row 0: about [-1.22, 0, 2.45]
+/// assert!((v[2] - 2.449).abs() < 1e-3);
+/// # Ok(()) }
+/// ```
+pub fn layer_norm(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f32,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "layer_norm";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("gamma", gamma),
+            ("beta", beta),
+            ("output", Some(out)),
+        ],
+    )?;
+    let f = check_float_io(OP, &[("x", x)], out)?;
+    if !eps.is_finite() || eps < 0.0 {
+        return Err(Error::invalid(
+            OP,
+            format!("epsilon {eps} must be finite and not negative"),
+        ));
+    }
+    let cols = x.shape().last().copied().unwrap_or(1);
+    for (name, t) in [("gamma", gamma), ("beta", beta)] {
+        let Some(t) = t else { continue };
+        if t.dtype() != crate::DType::F32 || t.shape() != [cols] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{name} is {:?} {:?}; it must be F32 [{cols}] (one value per element of the last axis of x {:?})",
+                    t.dtype(),
+                    t.shape(),
+                    x.shape()
+                ),
+            ));
+        }
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+    }
+    let Some((mut params, rows, row)) = row_params(OP, x)? else {
+        return Ok(());
+    };
+    params.alpha = eps;
+    params.func = u32::from(gamma.is_some()) | (u32::from(beta.is_some()) << 1);
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        7,
+        [f[0], false, f[1]],
+        &params,
+        [
+            Operand::tensor("x", x, row(x), 0),
+            Operand::optional(ctx, "gamma", gamma, 0, 0),
+            Operand::optional(ctx, "beta", beta, 0, 0),
+            Operand::tensor("output", out, row(out), 0),
+        ],
+        (rows, 1),
+    )
+}
+
+/// A row-wise op over the last axis of `x`: its parameters (rows, row length), the row
+/// count, and the bytes of a row of a tensor; `None` for empty rows (nothing to do).
+#[allow(clippy::type_complexity)]
+fn row_params(
+    op: &'static str,
+    x: &Tensor,
+) -> Result<Option<(Params, usize, impl Fn(&Tensor) -> u64)>> {
+    let cols = x.shape().last().copied().unwrap_or(1);
+    if cols == 0 {
+        return Ok(None);
+    }
+    let rows = x.numel() / cols;
+    let mut params = Params::new(to_u32(op, "rows", rows)?, Clip::NONE);
+    params.cols = to_u32(op, "row length", cols)?;
+    Ok(Some((params, rows, move |t: &Tensor| {
+        (cols * t.dtype().size()) as u64
+    })))
 }
 
 /// Records the INT8 residual add `out = quantize(clip(dequant(a) + dequant(b)))`: all

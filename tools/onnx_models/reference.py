@@ -6,7 +6,8 @@ Inputs are written as raw RGB u8 bytes at the model's resolution
 (tests/data/onnx_models/inputs/NAME.rgb), so both sides start from the same pixels: the
 bundled photos (examples/data/photos) center-cropped to a square and resized to 224x224
 with Pillow's bilinear filter, and text lines drawn with Pillow's default font (upright
-and turned 180 degrees) at 48x192. For each model, ONNX Runtime's CPU output on
+and turned 180 degrees) at 48x192, and text lines at 48x320 for the recognizer (whose
+greedy CTC reading, with the dictionary in the model's metadata, goes in the manifest). For each model, ONNX Runtime's CPU output on
 (x - mean) / std in NCHW is written as little-endian f32
 (tests/data/onnx_models/MODEL/NAME.f32), with a manifest holding the sha256 of every
 file read, the preprocessing and the versions used.
@@ -28,6 +29,8 @@ OUT = os.path.join(ROOT, "tests/data/onnx_models")
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
 TEXT = {"text_upright": "Hello 2026", "text_flipped": "Hello 2026"}
 PAGE = ["wgpu-quant", "INT8 on any GPU", "0123456789"]
+# Text lines for the recognizer, drawn at 320x48.
+REC_TEXT = {"rec_line_a": "INT8 on any GPU", "rec_line_b": "wgpu-quant 2026"}
 # model: (file, inputs, mean, std) with (x - mean) / std on 0..255 pixels.
 MODELS = {
     "efficientnet_lite0": ("examples/data/efficientnet_lite0/efficientnet_lite0.onnx",
@@ -45,7 +48,25 @@ MODELS = {
                   [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
     "ppocr_v5_det": ("examples/data/ppocr/PP-OCRv5_mobile_det.onnx", ["text_page"],
                      [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+    "ppocr_rec": ("examples/data/ppocr/ch_PP-OCRv4_rec_infer.onnx", list(REC_TEXT),
+                  127.5, 127.5),
 }
+
+
+def ctc_text(model_path, probs):
+    """Greedy CTC decoding of [1, T, classes] with the dictionary in the file's metadata
+    (class 0 the blank, class k the dictionary's line k - 1; PaddleOCR appends a space as
+    the last class)."""
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
+    chars = meta["character"].split("\n") + [" "]
+    best = probs[0].argmax(-1)
+    out, prev = [], 0
+    for k in best.tolist():
+        if k != prev and k != 0:
+            out.append(chars[k - 1])
+        prev = k
+    return "".join(out), best.tolist()
 
 
 def sha(path):
@@ -66,6 +87,12 @@ def text_line(text, flip):
     ImageDraw.Draw(im).text((8, 6), text, fill="black", font=ImageFont.load_default(size=30))
     if flip:
         im = im.rotate(180)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def rec_line(text):
+    im = Image.new("RGB", (320, 48), "white")
+    ImageDraw.Draw(im).text((10, 8), text, fill="black", font=ImageFont.load_default(size=28))
     return np.asarray(im, dtype=np.uint8)
 
 
@@ -143,6 +170,9 @@ def main():
     for name, text in TEXT.items():
         inputs[name] = text_line(text, name.endswith("flipped"))
         manifest["inputs"][name] = {"text": text, "turned_180": name.endswith("flipped")}
+    for name, text in REC_TEXT.items():
+        inputs[name] = rec_line(text)
+        manifest["inputs"][name] = {"text": text}
     inputs["text_page"] = text_page()
     manifest["inputs"]["text_page"] = {"text": PAGE}
     for name, rgb in inputs.items():
@@ -164,6 +194,9 @@ def main():
             y.tofile(os.path.join(OUT, model, name + ".f32"))
             top = np.argsort(-y.ravel(), kind="stable")[:5].tolist()
             entry["outputs"][name] = {"shape": list(y.shape), "top5": top}
+            if model == "ppocr_rec":
+                text, best = ctc_text(path, y)
+                entry["outputs"][name].update({"text": text, "argmax": best})
         manifest["models"][model] = entry
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)

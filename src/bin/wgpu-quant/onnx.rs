@@ -158,6 +158,11 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             wgpu_quant::model::Layer::Map { f, clip } => {
                 format!("{f:?} clip [{}, {}]", clip.lo, clip.hi)
             }
+            wgpu_quant::model::Layer::LayerNorm { eps, gamma, beta } => format!(
+                "layer norm eps {eps}{}{}",
+                if gamma.is_some() { " gamma" } else { "" },
+                if beta.is_some() { " beta" } else { "" }
+            ),
             wgpu_quant::model::Layer::Upsample { factors } => format!("upsample {factors:?}"),
             wgpu_quant::model::Layer::DepthToSpace { block } => format!("depth to space {block:?}"),
             wgpu_quant::model::Layer::ResizeBilinear { size, coords, .. } => {
