@@ -1977,3 +1977,66 @@ fn reshapes_across_the_stored_order_copy_into_onnx_order() {
     let onnx = import(&m, None).unwrap();
     check(&run(ctx, &onnx, &x), &softmax_rows(&x64, 4), 1e-6);
 }
+
+/// A QDQ file that quantizes a convolution's output and then multiplies it by a
+/// constant (Conv -> Q -> DQ -> Mul -> Q -> DQ, as ONNX Runtime writes a scale after a
+/// convolution) rounds twice; the product stays a layer of its own between the codes
+/// (folding it into the convolution would drop the first rounding and give one value
+/// two quantizations). Checked against the file's meaning computed from the
+/// convolution's own (exact) codes.
+#[test]
+fn a_constant_product_after_quantized_codes_keeps_both_roundings() {
+    let ctx = common::ctx();
+    let base = qdq_conv(0, 1);
+    let mut m = base.clone();
+    let g = m.graph.as_mut().unwrap();
+    let y = g.node.last().unwrap().output[0].clone();
+    g.node
+        .push(node("Mul", "scale", &[&y, "k"], &["m"], vec![]));
+    g.node.push(node(
+        "QuantizeLinear",
+        "qm",
+        &["m", "ms", "mz"],
+        &["mq"],
+        vec![],
+    ));
+    g.node.push(node(
+        "DequantizeLinear",
+        "dqm",
+        &["mq", "ms", "mz"],
+        &["out"],
+        vec![],
+    ));
+    g.initializer.push(tensor_f32("k", &[], &[-1.3]));
+    g.initializer.push(tensor_f32("ms", &[], &[0.07]));
+    g.initializer.push(tensor_i8("mz", &[], &[-128], true));
+    g.output[0].name = Some("out".into());
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.graph().nodes.len(), 2, "the product is its own layer");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(47);
+    let x = rand_vec(3 * 25, &mut rng);
+    let run_q = |o: &OnnxImport| {
+        let q = o.qmodel(ctx).unwrap();
+        let xt = Tensor::from_slice(ctx, &o.input().model_shape, &o.to_model_input(&x).unwrap())
+            .unwrap();
+        let mut enc = ctx.encoder("qdq");
+        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        o.from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+            .unwrap()
+    };
+    let conv = run_q(&import(&base, None).unwrap());
+    let got = run_q(&onnx);
+    // The file: the convolution's values (codes * 0.05), times -1.3, quantized to u8
+    // with scale 0.07 and zero point 128.
+    for (i, (&c, &g)) in conv.iter().zip(&got).enumerate() {
+        let v = c * -1.3 / 0.07;
+        let want = (v.round_ties_even() + 128.0).clamp(0.0, 255.0);
+        let code = (g / 0.07).round_ties_even() + 128.0;
+        let tie = (v - v.floor() - 0.5).abs() < 1e-4;
+        assert!(
+            code == want || (tie && (code - want).abs() == 1.0),
+            "out[{i}]: code {code}, the file's {want} (conv value {c})"
+        );
+    }
+}

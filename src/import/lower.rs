@@ -1745,8 +1745,12 @@ impl Lowering {
     /// 2-D activation): folded into the layer before when only this node reads it, else a
     /// 1x1 depthwise convolution.
     fn affine(&mut self, name: &str, x: Act, scale: &[f64], shift: &[f64], label: &str) -> R<Act> {
+        // A quantized file that quantizes x (QuantizeLinear/DequantizeLinear between the
+        // layer and this node) rounds it before the map: the map stays a layer of its own
+        // (between codes), as the file computes it.
+        let quantized = self.act_q.contains_key(&src_key(x.src));
         // After a layer norm (of the same channels): into its gamma and beta.
-        if let Some(i) = self.fusable(name, &x) {
+        if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
             if let Layer::LayerNorm { gamma, beta, .. } = &mut self.graph.nodes[i].layer {
                 let c = scale.len();
                 if x.phys.last() == Some(&c) && x.layout != Layout::Nhwc {
@@ -1771,7 +1775,7 @@ impl Lowering {
                 }
             }
         }
-        if let Some(i) = self.fusable(name, &x) {
+        if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
             let node = &self.graph.nodes[i];
             let act_none = match &node.layer {
                 Layer::Conv { desc, .. } => desc.activation == Activation::None,
