@@ -1988,45 +1988,18 @@ fn reshapes_across_the_stored_order_copy_into_onnx_order() {
 fn a_constant_product_after_quantized_codes_keeps_both_roundings() {
     let ctx = common::ctx();
     let base = qdq_conv(0, 1);
-    let mut m = base.clone();
-    let g = m.graph.as_mut().unwrap();
-    let y = g.node.last().unwrap().output[0].clone();
-    g.node
-        .push(node("Mul", "scale", &[&y, "k"], &["m"], vec![]));
-    g.node.push(node(
-        "QuantizeLinear",
-        "qm",
-        &["m", "ms", "mz"],
-        &["mq"],
-        vec![],
-    ));
-    g.node.push(node(
-        "DequantizeLinear",
-        "dqm",
-        &["mq", "ms", "mz"],
-        &["out"],
-        vec![],
-    ));
-    g.initializer.push(tensor_f32("k", &[], &[-1.3]));
-    g.initializer.push(tensor_f32("ms", &[], &[0.07]));
-    g.initializer.push(tensor_i8("mz", &[], &[-128], true));
-    g.output[0].name = Some("out".into());
+    let m = qdq_tail(
+        &base,
+        vec![node("Mul", "scale", &["y", "k"], &["m"], vec![])],
+        "m",
+        vec![tensor_f32("k", &[], &[-1.3])],
+    );
     let onnx = import(&m, None).unwrap();
     assert_eq!(onnx.graph().nodes.len(), 2, "the product is its own layer");
     let mut rng = rand::rngs::StdRng::seed_from_u64(47);
     let x = rand_vec(3 * 25, &mut rng);
-    let run_q = |o: &OnnxImport| {
-        let q = o.qmodel(ctx).unwrap();
-        let xt = Tensor::from_slice(ctx, &o.input().model_shape, &o.to_model_input(&x).unwrap())
-            .unwrap();
-        let mut enc = ctx.encoder("qdq");
-        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-        ctx.submit_and_wait(enc).unwrap();
-        o.from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-            .unwrap()
-    };
-    let conv = run_q(&import(&base, None).unwrap());
-    let got = run_q(&onnx);
+    let conv = run_qmodel(ctx, &import(&base, None).unwrap(), &x);
+    let got = run_qmodel(ctx, &onnx, &x);
     // The file: the convolution's values (codes * 0.05), times -1.3, quantized to u8
     // with scale 0.07 and zero point 128.
     for (i, (&c, &g)) in conv.iter().zip(&got).enumerate() {
@@ -2038,5 +2011,99 @@ fn a_constant_product_after_quantized_codes_keeps_both_roundings() {
             code == want || (tie && (code - want).abs() == 1.0),
             "out[{i}]: code {code}, the file's {want} (conv value {c})"
         );
+    }
+}
+
+/// `base` (a QDQ file ending in value `y`) with `nodes` appended, their result `last`
+/// quantized to u8 with scale 0.07 and zero point 128 and dequantized into the output.
+fn qdq_tail(
+    base: &ModelProto,
+    nodes: Vec<NodeProto>,
+    last: &str,
+    inits: Vec<TensorProto>,
+) -> ModelProto {
+    let mut m = base.clone();
+    let g = m.graph.as_mut().unwrap();
+    g.node.extend(nodes);
+    g.node.push(node(
+        "QuantizeLinear",
+        "qm",
+        &[last, "ms", "mz"],
+        &["mq"],
+        vec![],
+    ));
+    g.node.push(node(
+        "DequantizeLinear",
+        "dqm",
+        &["mq", "ms", "mz"],
+        &["out"],
+        vec![],
+    ));
+    g.initializer.extend(inits);
+    g.initializer.push(tensor_f32("ms", &[], &[0.07]));
+    g.initializer.push(tensor_i8("mz", &[], &[-128], true));
+    g.output[0].name = Some("out".into());
+    m
+}
+
+/// The file's own INT8 model (`qmodel`) run on NCHW `x`; the output in ONNX layout.
+fn run_qmodel(ctx: &Context, o: &OnnxImport, x: &[f32]) -> Vec<f32> {
+    let q = o.qmodel(ctx).unwrap();
+    let xt =
+        Tensor::from_slice(ctx, &o.input().model_shape, &o.to_model_input(x).unwrap()).unwrap();
+    let mut enc = ctx.encoder("qdq");
+    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    o.from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap()
+}
+
+/// A QDQ file may leave a value in float between quantized ones (ONNX Runtime does,
+/// after a spelled-out hard swish before a max pool): the layer writes f32 and the next
+/// one quantizes its result as the file says.
+#[test]
+fn a_value_the_file_leaves_in_float_is_written_in_f32() {
+    let ctx = common::ctx();
+    let base = qdq_conv(0, 1);
+    let m = qdq_tail(
+        &base,
+        vec![
+            node("Mul", "scale", &["y", "k"], &["f"], vec![]),
+            node(
+                "MaxPool",
+                "pool",
+                &["f"],
+                &["p"],
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("strides", &[1, 1]),
+                ],
+            ),
+        ],
+        "p",
+        vec![tensor_f32("k", &[], &[0.37])],
+    );
+    let onnx = import(&m, None).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(53);
+    let x = rand_vec(3 * 25, &mut rng);
+    let conv = run_qmodel(ctx, &import(&base, None).unwrap(), &x);
+    let got = run_qmodel(ctx, &onnx, &x);
+    // conv values [1, 4, 5, 5] * 0.37 (in f32), 2x2 max pool, quantized (0.07, 128).
+    assert_eq!(got.len(), 4 * 4 * 4);
+    for c in 0..4 {
+        for i in 0..4 {
+            for j in 0..4 {
+                let at = |di: usize, dj: usize| conv[c * 25 + (i + di) * 5 + j + dj] * 0.37;
+                let v = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)) / 0.07;
+                let want = (v.round_ties_even() + 128.0).clamp(0.0, 255.0);
+                let g = got[c * 16 + i * 4 + j];
+                let code = (g / 0.07).round_ties_even() + 128.0;
+                let tie = (v - v.floor() - 0.5).abs() < 1e-4;
+                assert!(
+                    code == want || (tie && (code - want).abs() == 1.0),
+                    "out[{c}, {i}, {j}]: code {code}, the file's {want}"
+                );
+            }
+        }
     }
 }

@@ -770,3 +770,81 @@ fn ppocr_text_recognizer_matches_onnx_runtime() {
         }
     }
 }
+
+/// ONNX Runtime's own static INT8 of PaddleOCR's classifier and PP-OCRv4 detector (QDQ
+/// files written by tools/onnx_models/quantize_ppocr.py: ORT's preprocessing, opset 13,
+/// MinMax on the recorded inputs, per-channel int8 weights, uint8 activations) run here
+/// on the integer kernels with the files' own scales, against ORT running the same
+/// files.
+#[test]
+fn ort_quantized_ppocr_files_run_like_onnx_runtime() {
+    let ctx = ctx();
+    let dir = root().join("examples/data/ppocr");
+    let run_file = |onnx: &OnnxImport, x: &[f32]| -> Vec<f32> {
+        let q = onnx.qmodel(&ctx).unwrap();
+        let t = model_inputs(&ctx, onnx, &[x.to_vec()]);
+        onnx.from_model_output(&run_int8(&ctx, &q, &t[0])).unwrap()
+    };
+    let cls = OnnxImport::load(
+        dir.join("ch_ppocr_mobile_v2.0_cls_qdq.onnx"),
+        Some(&[1, 3, 48, 192]),
+    )
+    .unwrap();
+    assert!(cls.is_quantized());
+    for (k, name) in ["text_upright", "text_flipped"].iter().enumerate() {
+        let x = pixels_nchw(name, (48, 192), 127.5, 127.5);
+        let got = run_file(&cls, &x);
+        let ort = reference("ppocr_cls_qdq", name);
+        eprintln!("cls {name}: QDQ here {got:?}, in ORT {ort:?}");
+        assert_eq!(argmax(&ort), k, "ORT's QDQ answer on {name}");
+        assert_eq!(argmax(&got), k, "{name}: {got:?}");
+        // ORT rounds the softmax to its output's 8-bit codes; the probabilities here
+        // are f32 (within one such step).
+        let d = mean_abs_diff(&got, &ort);
+        assert!(d <= 1.0 / 255.0 + 1e-4, "{name}: mean |dp| {d:.2e}");
+    }
+    let det = OnnxImport::load(
+        dir.join("ch_PP-OCRv4_det_qdq.onnx"),
+        Some(&[1, 3, 256, 256]),
+    )
+    .unwrap();
+    let x = pixels_nchw_rgb(
+        "text_page",
+        (256, 256),
+        [123.675, 116.28, 103.53],
+        [58.395, 57.12, 57.375],
+    );
+    let q = det.qmodel(&ctx).unwrap();
+    let t = model_inputs(&ctx, &det, std::slice::from_ref(&x));
+    let got = det.from_model_output(&run_int8(&ctx, &q, &t[0])).unwrap();
+    // Its two ConvTransposes (and the BatchNorm after them) are float in the file: they
+    // run in f32 between the codes, and are saved as F32.
+    let path = std::env::temp_dir().join(format!("wq-det-qdq-{}.safetensors", std::process::id()));
+    q.save(&path).unwrap();
+    let back = wgpu_quant::model::QModel::load(&ctx, det.graph(), &path, &det.input().model_shape)
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    let again = det
+        .from_model_output(&run_int8(&ctx, &back, &t[0]))
+        .unwrap();
+    assert_eq!(again, got, "saved and loaded, the same model");
+    let ort_q = reference("ppocr_det_qdq", "text_page");
+    let ort_f = reference("ppocr_det", "text_page");
+    let text = |p: &[f32]| -> Vec<bool> { p.iter().map(|&v| v > 0.3).collect() };
+    let agree = |a: &[f32], b: &[f32]| -> f64 {
+        let (a, b) = (text(a), text(b));
+        a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+    };
+    eprintln!(
+        "det: text pixels as ORT's QDQ marks them {:.2}%; mean |dp| {:.2e}; against ORT's \
+         FP32: here {:.2}%, ORT's QDQ {:.2}%",
+        100.0 * agree(&got, &ort_q),
+        mean_abs_diff(&got, &ort_q),
+        100.0 * agree(&got, &ort_f),
+        100.0 * agree(&ort_q, &ort_f)
+    );
+    let a = agree(&got, &ort_q);
+    assert!(a >= 0.999, "{:.2}% of the pixels as ORT's QDQ", 100.0 * a);
+    let d = mean_abs_diff(&got, &ort_q);
+    assert!(d <= 1e-3, "mean |dp| {d:.2e} from ORT's QDQ");
+}

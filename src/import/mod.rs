@@ -238,8 +238,9 @@ impl OnnxImport {
 
     /// The static INT8 model of a quantized (QDQ) file, with the file's own weight codes,
     /// scales and zero points and its activations' scales and zero points, on the
-    /// integer kernels. Errors name what the file leaves unquantized (the input, a
-    /// layer's weights, an activation that an integer layer would write).
+    /// integer kernels. Layers whose weights the file leaves in float run in f32 between
+    /// the codes; errors name what else the file leaves unquantized (the input, an
+    /// activation that an integer layer would write).
     pub fn qmodel(&self, ctx: &Context) -> Result<QModel> {
         let e = |d: String| err(&self.file, d);
         let q = self.qdq.as_ref().ok_or_else(|| {
@@ -256,19 +257,18 @@ impl OnnxImport {
                 q.requantized
             )));
         }
-        let float_weights: Vec<&str> = self
+        // Weights the file leaves in float (a ConvTranspose ONNX Runtime does not
+        // quantize, nodes excluded from quantization): those layers run in f32.
+        let mut float_weights = BTreeMap::new();
+        for (w, _, shape) in self
             .graph
             .nodes
             .iter()
             .filter_map(|n| n.layer.weight_spec())
-            .map(|(w, _, _)| w)
-            .filter(|w| !q.weights.contains_key(*w))
-            .collect();
-        if !float_weights.is_empty() {
-            return Err(e(format!(
-                "the weights {float_weights:?} are float in the file (not DequantizeLinear of \
-                 integer codes)"
-            )));
+        {
+            if !q.weights.contains_key(w) {
+                float_weights.insert(w.to_string(), self.weights.tensor(w, &shape)?.to_vec());
+            }
         }
         let mut biases = BTreeMap::new();
         for n in &self.graph.nodes {
@@ -279,6 +279,13 @@ impl OnnxImport {
         // ONNX Runtime's dynamic format: activations quantized on the fly, as
         // DynamicQuantizeLinear does (u8, per tensor), the file's weight codes.
         if self.dynamic > 0 && q.input.is_none() && q.acts.iter().all(Option::is_none) {
+            if !float_weights.is_empty() {
+                return Err(e(format!(
+                    "the weights {:?} are float in the file (not DequantizeLinear of integer \
+                     codes); a dynamic INT8 model needs every weight's codes",
+                    float_weights.keys().collect::<Vec<_>>()
+                )));
+            }
             return QModel::from_parts_dynamic(
                 ctx,
                 &self.graph,
@@ -296,7 +303,7 @@ impl OnnxImport {
             ctx,
             &self.graph,
             &self.input.model_shape,
-            q.weights.clone(),
+            (q.weights.clone(), float_weights),
             biases,
             q.acts.clone(),
             input,

@@ -82,6 +82,17 @@ enum QParams {
         w: QTensor,
         b: Option<Tensor>,
     },
+    /// A quantized file's convolution whose weights the file leaves in float: an f32
+    /// convolution between the dequantized input and the quantized output.
+    FloatConv {
+        w: crate::ops::conv::ConvWeight,
+        b: Option<Tensor>,
+    },
+    /// Likewise a linear layer (W stored `[N, K]`).
+    FloatLinear {
+        w: Tensor,
+        b: Option<Tensor>,
+    },
     /// A layer norm's gamma and beta (f32).
     Norm {
         gamma: Option<Tensor>,
@@ -137,6 +148,11 @@ pub struct QModel {
     host: HostParams,
 }
 
+/// Weight name: per-channel parameters and codes.
+type QWeights = std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>;
+/// Weight name: f32 values.
+type FloatWeights = std::collections::BTreeMap<String, Vec<f32>>;
+
 /// The quantized parameters on the host, for [`QModel::save`].
 #[derive(Debug, Clone, Default)]
 struct HostParams {
@@ -144,6 +160,10 @@ struct HostParams {
     weights: std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>,
     /// Bias name: values.
     biases: std::collections::BTreeMap<String, Vec<f32>>,
+    /// A quantized file's weights that the file leaves in float (ONNX Runtime leaves a
+    /// ConvTranspose, or nodes excluded from quantization): those layers run in f32
+    /// between codes.
+    float_weights: std::collections::BTreeMap<String, Vec<f32>>,
     /// Per node: its output's parameters (static mode).
     acts: Vec<Option<QuantParams>>,
     /// The input's parameters (static mode).
@@ -415,7 +435,7 @@ impl QModel {
         ctx: &Context,
         graph: &Graph,
         input_shape: &[usize],
-        weights: std::collections::BTreeMap<String, (QuantParams, Vec<i32>)>,
+        (weights, float_weights): (QWeights, FloatWeights),
         biases: std::collections::BTreeMap<String, Vec<f32>>,
         acts: Vec<Option<QuantParams>>,
         input: QuantParams,
@@ -423,6 +443,7 @@ impl QModel {
         let host = HostParams {
             weights,
             biases,
+            float_weights,
             acts,
             input: Some(input),
             onnx_dynamic: false,
@@ -443,6 +464,7 @@ impl QModel {
         let host = HostParams {
             weights,
             biases,
+            float_weights: Default::default(),
             acts: vec![None; graph.nodes.len()],
             input: None,
             onnx_dynamic: true,
@@ -487,9 +509,11 @@ impl QModel {
                 && host.onnx_requant
                 && host.acts[i].is_some()
                 && !matches!(node.layer, Layer::Softmax);
-            // The caller's other outputs that no layer reads write f32 too.
+            // The caller's other outputs that no layer reads write f32 too, and so does
+            // a quantized file's node whose output the file leaves in float.
             let f32_out = !keep_codes
                 && (mode == QMode::Dynamic
+                    || host.onnx_requant
                     || last
                     || (graph.outputs.contains(&i) && readers[i].is_empty())
                     || feeds_float
@@ -525,7 +549,11 @@ impl QModel {
             let io = (&in_shape[..], &out_shape[..], &other_shapes[..]);
             let mut sc = node_scratch(
                 ctx,
-                (mode, host.onnx_dynamic),
+                (
+                    mode,
+                    host.onnx_dynamic,
+                    matches!(p, QParams::FloatConv { .. } | QParams::FloatLinear { .. }),
+                ),
                 graph,
                 i,
                 io,
@@ -720,6 +748,12 @@ impl QModel {
             Act::Q(q) => QGemmOutput::Quantized(q),
             Act::F(t) => QGemmOutput::F32(t),
         };
+        if matches!(
+            self.params[i],
+            QParams::FloatConv { .. } | QParams::FloatLinear { .. }
+        ) {
+            return self.record_float_layer(ctx, encoder, i, input, out);
+        }
         // ONNX's rule: an i32 bias, the activation already in the output's code range.
         let onnx_bias = sc.onnx.as_ref().map(|r| r.bias.as_ref());
         match (&node.layer, &self.params[i], input) {
@@ -816,6 +850,24 @@ impl QModel {
         }
         match &node.layer {
             Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
+            Layer::Conv { desc, .. } => {
+                let QParams::FloatConv { w, b } = &self.params[i] else {
+                    return Err(bad(i, "no float weights"));
+                };
+                crate::ops::conv::conv2d(ctx, encoder, desc, xf, w, b.as_ref(), t)?
+            }
+            Layer::Linear {
+                n, k, activation, ..
+            } => {
+                let QParams::FloatLinear { w, b } = &self.params[i] else {
+                    return Err(bad(i, "no float weights"));
+                };
+                let rows = xf.numel() / k;
+                let mut d = crate::desc::gemm::GemmDesc::new(rows, *n, *k).transpose(false, true);
+                d.activation = *activation;
+                let (x2, y2) = (xf.reshape(&[rows, *k])?, t.reshape(&[rows, *n])?);
+                crate::ops::gemm::gemm(ctx, encoder, &d, &x2, w, b.as_ref(), &y2)?
+            }
             Layer::LayerNorm { eps, .. } => {
                 let QParams::Norm { gamma, beta } = &self.params[i] else {
                     return Err(bad(i, "no gamma and beta on the GPU"));
@@ -887,6 +939,17 @@ impl QModel {
         }
         for (name, v) in &self.host.biases {
             blobs.push((name.clone(), Dtype::F32, vec![v.len()], f32s(v)));
+        }
+        // A quantized file's float weights, as F32 in the layer's shape.
+        for (w, _, shape) in self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.layer.weight_spec())
+        {
+            if let Some(v) = self.host.float_weights.get(w) {
+                blobs.push((w.to_string(), Dtype::F32, shape, f32s(v)));
+            }
         }
         let named = self
             .graph
@@ -1000,6 +1063,18 @@ impl QModel {
                 continue;
             };
             let oc = shape[0];
+            // (Only a quantized file's model has them: its metadata says `requant = onnx`.)
+            let float = host.onnx_requant
+                && saved.st.tensor(weight).map(|t| t.dtype()).ok() == Some(safetensors::Dtype::F32);
+            if float {
+                // A quantized file's float weights (run in f32 between codes).
+                host.float_weights
+                    .insert(weight.to_string(), saved.f32s(weight, &shape)?);
+                if let Some(b) = bias {
+                    host.biases.insert(b.to_string(), saved.f32s(b, &[oc])?);
+                }
+                continue;
+            }
             let (qt, codes) = saved.codes(weight, &shape, None)?;
             let scales = saved.f32s(&format!("{weight}.scale"), &[oc])?;
             let zeros = saved.i32s(&format!("{weight}.zero_point"), &[oc])?;
@@ -1252,6 +1327,30 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
             bias: b,
             dims,
             ..
+        } if host.float_weights.contains_key(name) => {
+            let w = &host.float_weights[name];
+            let cw = crate::ops::conv::ConvWeight::from_oihw(ctx, *dims, w, DType::F32)?;
+            let b = bias(b, name)?;
+            let n = 4 * w.len() as u64 + b.as_ref().map_or(0, Tensor::size_bytes);
+            (QParams::FloatConv { w: cw, b }, n)
+        }
+        Layer::Linear {
+            weight: name,
+            bias: b,
+            n,
+            k,
+            ..
+        } if host.float_weights.contains_key(name) => {
+            let w = Tensor::from_slice(ctx, &[*n, *k], &host.float_weights[name])?;
+            let b = bias(b, name)?;
+            let bytes = w.size_bytes() + b.as_ref().map_or(0, Tensor::size_bytes);
+            (QParams::FloatLinear { w, b }, bytes)
+        }
+        Layer::Conv {
+            weight: name,
+            bias: b,
+            dims,
+            ..
         } => {
             let (wp, codes) = weight(name)?;
             let w = QConvWeight::from_codes(ctx, *dims, codes, wp)?;
@@ -1344,7 +1443,7 @@ fn onnx_plan(
 /// softmax, a re-packed input for a static linear, the dynamic quantization output.
 fn node_scratch(
     ctx: &Context,
-    (mode, onnx_dynamic): (QMode, bool),
+    (mode, onnx_dynamic, float_weights): (QMode, bool, bool),
     graph: &Graph,
     i: usize,
     (in_shape, out_shape, other_shapes): (&[usize], &[usize], &[&[usize]]),
@@ -1369,7 +1468,10 @@ fn node_scratch(
         (QMode::Static, Layer::Softmax) => {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
         }
-        (QMode::Static, l) if float_layer(l) && !matches!(l, Layer::Pool(_) | Layer::Softmax) => {
+        (QMode::Static, l)
+            if float_weights
+                || (float_layer(l) && !matches!(l, Layer::Pool(_) | Layer::Softmax)) =>
+        {
             sc.f_in = Some(Tensor::zeros(ctx, in_shape, DType::F32)?);
             if let Act::Q(_) = act {
                 sc.f_out = Some(Tensor::zeros(ctx, out_shape, DType::F32)?);

@@ -48,6 +48,11 @@ MODELS = {
                   [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
     "ppocr_v5_det": ("examples/data/ppocr/PP-OCRv5_mobile_det.onnx", ["text_page"],
                      [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+    # ONNX Runtime's own static INT8 of the two (tools/onnx_models/quantize_ppocr.py).
+    "ppocr_cls_qdq": ("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_qdq.onnx",
+                      ["text_upright", "text_flipped"], 127.5, 127.5),
+    "ppocr_det_qdq": ("examples/data/ppocr/ch_PP-OCRv4_det_qdq.onnx", ["text_page"],
+                      [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
     "ppocr_rec": ("examples/data/ppocr/ch_PP-OCRv4_rec_infer.onnx", list(REC_TEXT),
                   127.5, 127.5),
 }
