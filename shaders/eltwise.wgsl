@@ -14,6 +14,9 @@
 //         mean and variance in f32 (two passes, as ONNX's decomposed form computes
 //         them), out = (a - mean) / sqrt(var + alpha) * gamma + beta, with gamma read
 //         from b (f32) when FUNC bit 0 is set and beta from qp (f32) when bit 1 is.
+//   OP 8, per-channel affine map along the last axis of `cols` channels:
+//         out[e] = a[e] * scale[c] + shift[c], c = (base + e) % cols, scale read from b
+//         and shift from qp (f32 each).
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of [N, 1, .., 1, C] against
@@ -22,7 +25,7 @@
 //         of a per image and b_inner = C.
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
-// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7).
+// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7 and 8).
 
 // #import common/quant_math.wgsl
 // #import common/store_f16.wgsl
@@ -144,6 +147,9 @@ fn main(
             be = (g / p.b_span) * p.b_inner + g % p.b_inner;
         }
         store(id, clamp(binary(a_at(id), b_at(be)), p.lo, p.hi));
+    } else if (OP == 8u) {
+        let c = (p.base + id) % p.cols;
+        store(id, a_at(id) * bitcast<f32>(b[c]) + bitcast<f32>(qp[c]));
     } else if (OP == 7u) {
         let base = id * p.cols;
         let n = f32(p.cols);

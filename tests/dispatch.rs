@@ -177,7 +177,7 @@ fn every_op_splits_operands_over_the_binding_limit() {
     use wgpu_quant::ops::conv::{
         conv2d, qconv2d, ConvDesc, ConvDims, ConvWeight, Padding, QConvWeight,
     };
-    use wgpu_quant::ops::eltwise::{add, clip, qadd, softmax, Clip};
+    use wgpu_quant::ops::eltwise::{add, channel_affine, clip, layer_norm, qadd, softmax, Clip};
     use wgpu_quant::ops::image::{image_to_tensor, ImageDesc, ImageSource};
     use wgpu_quant::ops::pool::{pool2d, PoolDesc, PoolKind};
     use wgpu_quant::ops::quant::{
@@ -321,6 +321,29 @@ fn every_op_splits_operands_over_the_binding_limit() {
         run(ctx, enc, &out)
     };
     same_in_pieces("softmax", 2, &f, &small, &mut failures);
+    let f = |ctx: &Context| {
+        let x = upload(ctx, &[300, 101], 13, false)?;
+        let g = upload(ctx, &[101], 14, false)?;
+        let out = Tensor::zeros(ctx, &[300, 101], DType::F32)?;
+        let mut enc = ctx.encoder("layer norm");
+        layer_norm(ctx, &mut enc, &x, Some(&g), Some(&g), 1e-5, &out)?;
+        run(ctx, enc, &out)
+    };
+    same_in_pieces("layer norm", 2, &f, &small, &mut failures);
+    // 101 channels: the pieces start inside a row, so the channel of each element comes
+    // from its index in the whole tensor.
+    let f = |ctx: &Context| {
+        let x = upload(ctx, &[400, 101], 15, false)?;
+        let (sc, sh) = (
+            upload(ctx, &[101], 16, false)?,
+            upload(ctx, &[101], 17, false)?,
+        );
+        let out = Tensor::zeros(ctx, &[400, 101], DType::F32)?;
+        let mut enc = ctx.encoder("channel affine");
+        channel_affine(ctx, &mut enc, &x, &sc, &sh, &out)?;
+        run(ctx, enc, &out)
+    };
+    same_in_pieces("channel affine", 2, &f, &small, &mut failures);
     let f = |ctx: &Context| {
         let a = quantized(ctx, &[300, 301], QType::U8, Granularity::PerTensor, 11)?;
         let b = quantized(ctx, &[300, 301], QType::I8, Granularity::PerTensor, 12)?;

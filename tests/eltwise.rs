@@ -9,7 +9,8 @@ use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::eltwise::{
-    add, binary, cast, clip, layer_norm, map, qadd, softmax, BinaryOp, Clip, UnaryOp,
+    add, binary, cast, channel_affine, clip, layer_norm, map, qadd, softmax, BinaryOp, Clip,
+    UnaryOp,
 };
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
@@ -511,4 +512,61 @@ fn check_rows_f16(what: &str, got: &[f32], want: &[f64], cols: usize) {
             );
         }
     }
+}
+
+#[test]
+fn channel_affine_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    for shape in [
+        vec![1usize],
+        vec![3, 1],
+        vec![5, 7],
+        vec![2, 3, 120],
+        vec![7, 33, 13],
+    ] {
+        let c = *shape.last().unwrap();
+        let n: usize = shape.iter().product();
+        let xs = rand_vec(n, &mut rng);
+        let sc = rand_vec(c, &mut rng);
+        let sh = rand_vec(c, &mut rng);
+        let (st, tt) = (
+            Tensor::from_slice(ctx, &[c], &sc).unwrap(),
+            Tensor::from_slice(ctx, &[c], &sh).unwrap(),
+        );
+        let s64: Vec<f64> = sc.iter().map(|&v| f64::from(v)).collect();
+        let t64: Vec<f64> = sh.iter().map(|&v| f64::from(v)).collect();
+        for bits in 0..4u32 {
+            let f = [bits & 1 != 0, bits & 2 != 0];
+            let (x, x64) = upload(ctx, &shape, &xs, f[0]);
+            let out = poisoned(ctx, &shape, f[1]);
+            let mut enc = ctx.encoder("channel affine test");
+            channel_affine(ctx, &mut enc, &x, &st, &tt, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want = reference::channel_affine_f64(&x64, &s64, &t64);
+            check_out(
+                &format!("channel affine {shape:?} {f:?}"),
+                &read(ctx, &out),
+                &want,
+                f[1],
+            );
+        }
+    }
+    let x = Tensor::zeros(ctx, &[2, 5], DType::F32).unwrap();
+    let out = Tensor::zeros(ctx, &[2, 5], DType::F32).unwrap();
+    let (s4, s5) = (
+        Tensor::zeros(ctx, &[4], DType::F32).unwrap(),
+        Tensor::zeros(ctx, &[5], DType::F32).unwrap(),
+    );
+    let mut enc = ctx.encoder("bad");
+    let e = channel_affine(ctx, &mut enc, &x, &s4, &s5, &out).unwrap_err();
+    assert!(
+        e.to_string().contains("scale") && e.to_string().contains("[4]"),
+        "{e}"
+    );
+    let e = channel_affine(ctx, &mut enc, &x, &s5, &s4, &out).unwrap_err();
+    assert!(
+        e.to_string().contains("shift") && e.to_string().contains("[4]"),
+        "{e}"
+    );
 }

@@ -1678,7 +1678,9 @@ fn pool_sweeps(c: &mut Catalogue) {
 
 fn eltwise_sweeps(c: &mut Catalogue) {
     use wgpu_quant::desc::eltwise::{BinaryOp, UnaryOp};
-    use wgpu_quant::ops::eltwise::{add, binary, cast, clip, layer_norm, map, qadd, softmax};
+    use wgpu_quant::ops::eltwise::{
+        add, binary, cast, channel_affine, clip, layer_norm, map, qadd, softmax,
+    };
     let cat = "eltwise";
     c.add(
         cat,
@@ -1790,6 +1792,54 @@ fn eltwise_sweeps(c: &mut Catalogue) {
         "Shape",
         &["softmax", "[2, 5]", "[2, 4]"],
         || softmax(ctx(), &mut enc(), &f32s(&[2, 5]), &f32s(&[2, 4])),
+    );
+    c.add(
+        cat,
+        "channel affine scale length",
+        "Shape",
+        &["channel_affine", "scale", "[4]", "F32 [5]"],
+        || {
+            channel_affine(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                &f32s(&[4]),
+                &f32s(&[5]),
+                &f32s(&[2, 5]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "channel affine shift type",
+        "Shape",
+        &["channel_affine", "shift", "I32"],
+        || {
+            channel_affine(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                &f32s(&[5]),
+                &i32s(&[5]),
+                &f32s(&[2, 5]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "channel affine output shape",
+        "Shape",
+        &["channel_affine", "[2, 5]", "[5, 2]"],
+        || {
+            channel_affine(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                &f32s(&[5]),
+                &f32s(&[5]),
+                &f32s(&[5, 2]),
+            )
+        },
     );
     c.add(
         cat,

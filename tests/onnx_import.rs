@@ -2107,3 +2107,40 @@ fn a_value_the_file_leaves_in_float_is_written_in_f32() {
         }
     }
 }
+
+/// A per-channel scale and shift of a row-major activation (a transformer's layer scale,
+/// a bias Add after a matrix product left unfused) is one channel-affine layer; a Mul
+/// then an Add fold into it. FP32, FP16 and static INT8 against the reference.
+#[test]
+fn per_channel_maps_of_sequences_are_one_layer() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(59);
+    let c = 6usize;
+    let (g, b) = (rand_vec(c, &mut rng), rand_vec(c, &mut rng));
+    let m = model(
+        vec![
+            node("Mul", "scale", &["x", "g"], &["s"], vec![]),
+            node("Add", "shift", &["s", "b"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("g", &[c], &g), tensor_f32("b", &[1, 1, c], &b)],
+        &[2, 3, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.graph().nodes.len(), 1);
+    assert!(matches!(
+        onnx.graph().nodes[0].layer,
+        Layer::ChannelAffine { .. }
+    ));
+    let x = rand_vec(2 * 3 * c, &mut rng);
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(e, &v)| f64::from(v * g[e % c]) + f64::from(b[e % c]))
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+    let half = onnx.model(ctx, DType::F16).unwrap();
+    check(&run_as(ctx, &onnx, &half, &x, DType::F16), &want, 2e-3);
+    let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &x).unwrap();
+    check(&int8_output(ctx, &onnx, &batch, QMode::Static), &want, 0.02);
+}

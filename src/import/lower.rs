@@ -126,7 +126,7 @@ impl Attrs<'_> {
 /// The ONNX operators the importer knows, with what each becomes (docs/ONNX.md lists
 /// the same table; a test keeps them equal).
 pub const OPERATORS: &[(&str, &str)] = &[
-    ("Add", "two activations of one shape (residual add, INT8 in static graphs) or [N, C, 1, 1] against [N, C, H, W]; a per-channel constant: folded into the producing layer, else an elementwise affine map (one value) or a 1x1 depthwise convolution; constants: folded"),
+    ("Add", "two activations of one shape (residual add, INT8 in static graphs) or [N, C, 1, 1] against [N, C, H, W]; a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "constants: folded"),
@@ -154,7 +154,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
-    ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: folded into the producing layer, else an affine map or a 1x1 depthwise convolution; constants: folded"),
+    ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: as Add; constants: folded"),
     ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
     ("Pow", "an exponent of 2 inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
@@ -1850,7 +1850,46 @@ impl Lowering {
                 ..x
             });
         }
-        let x = self.nhwc(x).map_err(|e| format!("{e}: a per-channel scale and shift runs as a 1x1 depthwise convolution on NCHW activations only"))?;
+        // A row-major activation (a sequence's features, a flattened vector): a
+        // per-channel affine layer along its last axis (after one it folds into it).
+        if x.layout != Layout::Nhwc {
+            if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
+                if let Layer::ChannelAffine {
+                    scale: s0,
+                    shift: t0,
+                } = &mut self.graph.nodes[i].layer
+                {
+                    if s0.len() == scale.len() {
+                        for j in 0..scale.len() {
+                            t0[j] = (f64::from(t0[j]) * scale[j] + shift[j]) as f32;
+                            s0[j] = (f64::from(s0[j]) * scale[j]) as f32;
+                        }
+                        return Ok(x);
+                    }
+                }
+            }
+            let mut x = self.onnx_order(x, &format!("{label}.nchw"))?;
+            if x.phys.last() != x.shape.last() {
+                if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+                    return Err(format!(
+                        "a per-channel scale and shift of a view {:?} of rank above {}",
+                        x.shape,
+                        crate::ops::layout::MAX_PERMUTE_RANK
+                    ));
+                }
+                x = self.materialize(x, &format!("{label}.view"));
+            }
+            let layer = Layer::ChannelAffine {
+                scale: scale.iter().map(|&v| v as f32).collect(),
+                shift: shift.iter().map(|&v| v as f32).collect(),
+            };
+            let i = self.push(label, layer, x.src);
+            return Ok(Act {
+                src: Src::Node(i),
+                ..x
+            });
+        }
+        let x = self.nhwc(x)?;
         let c = x.shape[1];
         let dims = ConvDims::new(c, c, [1, 1], c).map_err(|e| e.to_string())?;
         let w = scale.iter().map(|&s| s as f32).collect();

@@ -47,7 +47,9 @@ use half::f16;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
-use crate::ops::eltwise::{add, binary, cast, layer_norm, map, softmax, BinaryOp, Clip, UnaryOp};
+use crate::ops::eltwise::{
+    add, binary, cast, channel_affine, layer_norm, map, softmax, BinaryOp, Clip, UnaryOp,
+};
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
@@ -434,6 +436,15 @@ pub enum Layer {
         /// Shift per channel.
         beta: Option<Vec<f32>>,
     },
+    /// `x * scale[c] + shift[c]` along the input's last (stored) axis: a per-channel
+    /// affine map of a row-major activation (a scale or shift of a sequence's features;
+    /// [`crate::ops::eltwise::channel_affine`]). Runs in f32 arithmetic.
+    ChannelAffine {
+        /// Factor per channel.
+        scale: Vec<f32>,
+        /// Offset per channel.
+        shift: Vec<f32>,
+    },
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
     /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
     Binary {
@@ -589,6 +600,20 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     x_shape.clone()
                 }
                 Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+                Layer::ChannelAffine { scale, shift } => {
+                    let c = x_shape.last().copied().unwrap_or(1);
+                    if scale.len() != c || shift.len() != c {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!(
+                                "channel affine of {x_shape:?}: {} scales and {} shifts, not {c}",
+                                scale.len(),
+                                shift.len()
+                            ),
+                        )));
+                    }
+                    x_shape.clone()
+                }
                 Layer::LayerNorm { eps, gamma, beta } => {
                     let c = x_shape.last().copied().unwrap_or(1);
                     for (what, v) in [("gamma", gamma), ("beta", beta)] {
@@ -744,6 +769,11 @@ enum Params {
         gamma: Option<Tensor>,
         beta: Option<Tensor>,
     },
+    /// A per-channel affine map's scale and shift (f32).
+    Affine {
+        scale: Tensor,
+        shift: Tensor,
+    },
     /// An FP16 model's matrix product of activations: f32 copies of both operands and
     /// of the product.
     MatMulF32 {
@@ -840,6 +870,12 @@ impl Model {
                         b: Tensor::zeros(ctx, &shapes[*other], DType::F32)?,
                         c: Tensor::zeros(ctx, &shapes[i], DType::F32)?,
                     }
+                }
+                Layer::ChannelAffine { scale, shift } => {
+                    let scale = Tensor::from_slice(ctx, &[scale.len()], scale)?;
+                    let shift = Tensor::from_slice(ctx, &[shift.len()], shift)?;
+                    weight_bytes += scale.size_bytes() + shift.size_bytes();
+                    Params::Affine { scale, shift }
                 }
                 Layer::LayerNorm { gamma, beta, .. } => {
                     let (gamma, beta) = norm_params(ctx, gamma, beta)?;
@@ -945,6 +981,9 @@ impl Model {
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
                 (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
+                (Layer::ChannelAffine { .. }, Params::Affine { scale, shift }) => {
+                    channel_affine(ctx, encoder, input, scale, shift, out)?
+                }
                 (Layer::LayerNorm { eps, .. }, Params::Norm { gamma, beta }) => layer_norm(
                     ctx,
                     encoder,

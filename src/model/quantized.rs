@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
-use crate::ops::eltwise::{add, binary, layer_norm, map, qadd, softmax};
+use crate::ops::eltwise::{add, binary, channel_affine, layer_norm, map, qadd, softmax};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
 };
@@ -92,6 +92,11 @@ enum QParams {
     FloatLinear {
         w: Tensor,
         b: Option<Tensor>,
+    },
+    /// A per-channel affine map's scale and shift (f32).
+    Affine {
+        scale: Tensor,
+        shift: Tensor,
     },
     /// A layer norm's gamma and beta (f32).
     Norm {
@@ -689,6 +694,7 @@ impl QModel {
                 },
                 (
                     Layer::Map { .. }
+                    | Layer::ChannelAffine { .. }
                     | Layer::LayerNorm { .. }
                     | Layer::Binary { .. }
                     | Layer::Upsample { .. }
@@ -867,6 +873,12 @@ impl QModel {
                 d.activation = *activation;
                 let (x2, y2) = (xf.reshape(&[rows, *k])?, t.reshape(&[rows, *n])?);
                 crate::ops::gemm::gemm(ctx, encoder, &d, &x2, w, b.as_ref(), &y2)?
+            }
+            Layer::ChannelAffine { .. } => {
+                let QParams::Affine { scale, shift } = &self.params[i] else {
+                    return Err(bad(i, "no scale and shift on the GPU"));
+                };
+                channel_affine(ctx, encoder, xf, scale, shift, t)?
             }
             Layer::LayerNorm { eps, .. } => {
                 let QParams::Norm { gamma, beta } = &self.params[i] else {
@@ -1254,6 +1266,7 @@ fn float_layer(layer: &Layer) -> bool {
         Layer::Pool(_)
             | Layer::Softmax
             | Layer::Map { .. }
+            | Layer::ChannelAffine { .. }
             | Layer::LayerNorm { .. }
             | Layer::Binary { .. }
             | Layer::Upsample { .. }
@@ -1369,6 +1382,12 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
             let b = bias(b, name)?;
             let n = bytes(codes.len(), *n, &b);
             (QParams::Linear { w, b }, n)
+        }
+        Layer::ChannelAffine { scale, shift } => {
+            let scale = Tensor::from_slice(ctx, &[scale.len()], scale)?;
+            let shift = Tensor::from_slice(ctx, &[shift.len()], shift)?;
+            let n = scale.size_bytes() + shift.size_bytes();
+            (QParams::Affine { scale, shift }, n)
         }
         Layer::LayerNorm { gamma, beta, .. } => {
             let (gamma, beta) = super::norm_params(ctx, gamma, beta)?;

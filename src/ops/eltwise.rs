@@ -105,7 +105,7 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 /// Every elementwise variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..8 {
+    for op in 0..9 {
         for bits in 0..8u32 {
             v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
         }
@@ -513,6 +513,71 @@ pub fn layer_norm(
             Operand::tensor("output", out, row(out), 0),
         ],
         (rows, 1),
+    )
+}
+
+/// Records `out = x * scale[c] + shift[c]` with `c` the index along the last axis of
+/// `x` (a per-channel affine map of a row-major activation: `[.., C]` against `[C]`
+/// scale and shift, both F32); `x` and `out` f32 or f16 each, computed in f32.
+pub fn channel_affine(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "channel_affine";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("scale", Some(scale)),
+            ("shift", Some(shift)),
+            ("output", Some(out)),
+        ],
+    )?;
+    let f = check_float_io(OP, &[("x", x)], out)?;
+    let cols = x.shape().last().copied().unwrap_or(1);
+    for (name, t) in [("scale", scale), ("shift", shift)] {
+        if t.dtype() != crate::DType::F32 || t.shape() != [cols] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{name} is {:?} {:?}; it must be F32 [{cols}] (one value per element of the last axis of x {:?})",
+                    t.dtype(),
+                    t.shape(),
+                    x.shape()
+                ),
+            ));
+        }
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                OP,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+    }
+    if cols == 0 {
+        return Ok(());
+    }
+    let mut params = Params::new(to_u32(OP, "elements", out.numel())?, Clip::NONE);
+    params.cols = to_u32(OP, "channels", cols)?;
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        8,
+        [f[0], false, f[1]],
+        &params,
+        [
+            elems("x", x),
+            Operand::tensor("scale", scale, 0, 0),
+            Operand::tensor("shift", shift, 0, 0),
+            elems("output", out),
+        ],
+        (out.numel(), 1),
     )
 }
 

@@ -50,6 +50,16 @@ pub fn layer_norm_f64(
     out
 }
 
+/// [`crate::ops::eltwise::channel_affine`] in f64: `x * scale[c] + shift[c]` along the
+/// last axis (`scale.len()` channels).
+pub fn channel_affine_f64(x: &[f64], scale: &[f64], shift: &[f64]) -> Vec<f64> {
+    let c = scale.len().max(1);
+    x.iter()
+        .enumerate()
+        .map(|(e, &v)| v * scale[e % c] + shift[e % c])
+        .collect()
+}
+
 /// [`crate::ops::eltwise::map`] in f64: `clip(f(x))`.
 pub fn map_f64(
     x: &[f64],

@@ -158,6 +158,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             wgpu_quant::model::Layer::Map { f, clip } => {
                 format!("{f:?} clip [{}, {}]", clip.lo, clip.hi)
             }
+            wgpu_quant::model::Layer::ChannelAffine { scale, .. } => {
+                format!("channel affine of {} channels", scale.len())
+            }
             wgpu_quant::model::Layer::LayerNorm { eps, gamma, beta } => format!(
                 "layer norm eps {eps}{}{}",
                 if gamma.is_some() { " gamma" } else { "" },
