@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Vendors ONNX's backend node tests for the quantization and integer convolution
-# operators, and the float Conv2d/pooling/softmax/ReLU cases of its pytorch-converted
+# Vendors ONNX's backend node tests for the quantization, integer convolution and layer
+# normalization operators, and the float Conv2d/pooling/softmax/ReLU cases of its pytorch-converted
 # suite, into tests/data/onnx/, from the PyPI wheel onnx==1.22.0 (the last release that ships the
 # test data; Apache-2.0, its LICENSE and NOTICE are copied beside the data).
 # Reproducible: the wheel is pinned and the file list below is fixed.
@@ -13,7 +13,8 @@ trap 'rm -rf "$TMP"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: "onnx==$VERSION" -d "$TMP"
 WHEEL=$(ls "$TMP"/onnx-"$VERSION"-*.whl | head -n1)
 PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
-          test_qlinearmatmul test_qlinearconv test_matmulinteger test_convinteger)
+          test_qlinearmatmul test_qlinearconv test_matmulinteger test_convinteger
+          test_layer_normalization)
 # Float layers exported from PyTorch. test_MaxPool2d_stride_padding_dilation is left out:
 # its input alone is 4 MB.
 TORCH=(test_Conv2d test_AvgPool2d test_MaxPool2d/ test_Softmax/ test_softmax_lastdim/
@@ -32,7 +33,8 @@ cat > "$DEST/README.md" <<MD
 # ONNX backend node tests (vendored)
 
 Copied unchanged from the PyPI wheel \`onnx==$VERSION\`, directories
-\`onnx/backend/test/data/node/\` (quantization and integer convolution operators) and
+\`onnx/backend/test/data/node/\` (quantization and integer convolution operators, layer
+normalization) and
 \`onnx/backend/test/data/pytorch-converted/\` (float Conv2d, pooling, softmax, ReLU), by
 \`tools/vendor_onnx_tests.sh\`. Each test holds
 \`model.onnx\` (one operator with its attributes) and \`test_data_set_0/{input,output}_N.pb\`

@@ -129,7 +129,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Add", "two activations of one shape (residual add, INT8 in static graphs) or [N, C, 1, 1] against [N, C, H, W]; a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
-    ("Cast", "constants: folded"),
+    ("Cast", "an activation to float: an identity; constants: folded"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "NCHW activations along channels (axis 1); constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
@@ -149,7 +149,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
     ("HardSwish", "an elementwise map"),
     ("Identity", "a view"),
-    ("LayerNormalization", "over the last axis (opset 17; epsilon, Scale and B constants): one layer-norm layer carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
+    ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
@@ -770,6 +770,17 @@ impl Lowering {
         let one = |a: Act| Ok(vec![Val::Act(a)]);
         match op {
             "LayerNormalization" => one(self.lower_layer_norm(n, &attrs, label)?),
+            "Cast" => {
+                // Activations are float: a cast to float changes nothing.
+                let x = self.act(n, 0)?;
+                match attrs.int("to", 0) {
+                    1 => one(x),
+                    t => Err(format!(
+                        "a Cast of an activation to type {t} is not supported (only to float, \
+                         an identity)"
+                    )),
+                }
+            }
             "Identity" => Ok(vec![self
                 .input(n, 0)
                 .cloned()
@@ -844,7 +855,7 @@ impl Lowering {
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
                 let outer: usize = x.shape[..ax].iter().product();
                 let inner: usize = x.shape[ax..].iter().product();
-                one(view(x, vec![outer, inner])?)
+                one(self.reshape(x, vec![outer, inner], label)?)
             }
             "Reshape" => {
                 let x = self.act(n, 0)?;
@@ -2344,37 +2355,39 @@ impl Lowering {
         let x = self.act(n, 0)?;
         let r = x.shape.len();
         let ax = fold::axis(attrs.int("axis", -1), r, false)?;
-        if ax + 1 != r && x.shape[ax..r - 1].iter().any(|&d| d != 1) {
-            return Err(format!(
-                "normalizing axes {ax}.. of {:?}: only the last axis is supported",
-                x.shape
-            ));
-        }
         let eps = attrs.float("epsilon", 1e-5);
         if !eps.is_finite() || eps < 0.0 {
             return Err(format!("epsilon {eps} must be finite and not negative"));
         }
-        let c = x.shape[r - 1];
-        let per_channel = |i: usize, what: &str| -> R<Option<Vec<f32>>> {
+        // Normalized over axes ax.. : rows of `inner` values, Scale and B broadcast
+        // to those axes.
+        let normalized = x.shape[ax..].to_vec();
+        let inner: usize = normalized.iter().product();
+        let outer: usize = x.shape[..ax].iter().product();
+        let per_element = |i: usize, what: &str| -> R<Option<Vec<f32>>> {
             let Some(k) = self.konst(n, i, what)? else {
                 return Ok(None);
             };
-            if k.dims.iter().product::<usize>() != c || k.dims.last() != Some(&c) {
-                return Err(format!(
-                    "{what} {:?} must hold one value per element of the last axis ({c})",
-                    k.dims
-                ));
-            }
-            Ok(Some(k.to_f32()))
+            broadcast_to(&k.dims, &k.to_f32(), &normalized)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "{what} {:?} does not broadcast to the normalized axes {normalized:?}",
+                        k.dims
+                    )
+                })
         };
-        let gamma = per_channel(1, "Scale")?;
-        let beta = per_channel(2, "B")?;
-        let y = self.layer_norm(x, eps, label)?;
+        let gamma = per_element(1, "Scale")?;
+        let beta = per_element(2, "B")?;
+        let shape = x.shape.clone();
+        let x = self.onnx_order(x, &format!("{label}.nchw"))?;
+        let rows = view(x, vec![outer, inner])?;
+        let y = self.layer_norm(rows, eps, label)?;
         let Src::Node(i) = y.src else {
             unreachable!("a layer's output")
         };
         self.graph.nodes[i].layer = Layer::LayerNorm { eps, gamma, beta };
-        Ok(y)
+        view(y, shape)
     }
 
     /// One step of a spelled-out layer normalization ([`Val::Norm`]), or `None` when node
@@ -2501,6 +2514,37 @@ impl Lowering {
     }
 }
 
+/// `v` (of shape `dims`) broadcast to `target` as ONNX broadcasts (dimensions aligned at
+/// the end, 1 repeats), row-major; `None` when it does not broadcast.
+fn broadcast_to(dims: &[usize], v: &[f32], target: &[usize]) -> Option<Vec<f32>> {
+    if dims.len() > target.len() || v.len() != dims.iter().product::<usize>() {
+        return None;
+    }
+    let lead = target.len() - dims.len();
+    let full: Vec<usize> = std::iter::repeat_n(1, lead)
+        .chain(dims.iter().copied())
+        .collect();
+    if full.iter().zip(target).any(|(&d, &t)| d != t && d != 1) {
+        return None;
+    }
+    let n: usize = target.iter().product();
+    let mut out = Vec::with_capacity(n);
+    for e in 0..n {
+        // The source index: each target coordinate, 0 where the source has 1.
+        let (mut rem, mut src, mut stride) = (e, 0usize, 1usize);
+        for k in (0..target.len()).rev() {
+            let c = rem % target[k];
+            rem /= target[k];
+            if full[k] != 1 {
+                src += c * stride;
+            }
+            stride *= full[k];
+        }
+        out.push(v[src]);
+    }
+    Some(out)
+}
+
 /// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.
 fn view(x: Act, dims: Vec<usize>) -> R<Act> {
     if dims.iter().product::<usize>() != x.shape.iter().product::<usize>() {
@@ -2512,6 +2556,7 @@ fn view(x: Act, dims: Vec<usize>) -> R<Act> {
         }
         Layout::FlatNhwc(chw) if dims.len() == 4 && dims[0] == x.shape[0] && dims[1..] == chw => Layout::Nhwc,
         Layout::Nhwc if dims == x.shape => Layout::Nhwc,
+        Layout::Plain if dims == x.shape || dims == x.phys => Layout::Plain,
         l if l.is_ordered(&x.shape) && (dims.len() != 4 || x.phys.len() != 4) => Layout::Plain,
         l if l.is_ordered(&x.shape) && x.phys.len() == 4 && x.phys == [dims[0], dims[2], dims[3], dims[1]] => Layout::Nhwc,
         _ => {
