@@ -2144,3 +2144,67 @@ fn per_channel_maps_of_sequences_are_one_layer() {
     let batch = Tensor::from_slice(ctx, &onnx.input().model_shape, &x).unwrap();
     check(&int8_output(ctx, &onnx, &batch, QMode::Static), &want, 0.02);
 }
+
+/// A matrix product whose weights a QDQ file leaves in float (a node excluded from
+/// quantization) runs in f32 between the file's codes: x rounded to its codes, times the
+/// float weights, the result rounded to the output's codes.
+#[test]
+fn a_float_matmul_in_a_quantized_file_runs_between_the_codes() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(61);
+    let (k, n) = (7usize, 5usize);
+    let w = rand_vec(k * n, &mut rng);
+    let m = model(
+        vec![
+            node("QuantizeLinear", "qx", &["x", "xs", "xz"], &["xq"], vec![]),
+            node(
+                "DequantizeLinear",
+                "dqx",
+                &["xq", "xs", "xz"],
+                &["xd"],
+                vec![],
+            ),
+            node("MatMul", "mm", &["xd", "w"], &["y"], vec![]),
+            node("QuantizeLinear", "qy", &["y", "ys", "yz"], &["yq"], vec![]),
+            node(
+                "DequantizeLinear",
+                "dqy",
+                &["yq", "ys", "yz"],
+                &["out"],
+                vec![],
+            ),
+        ],
+        vec![
+            tensor_f32("xs", &[], &[0.01]),
+            tensor_i8("xz", &[], &[-128], true),
+            tensor_f32("w", &[k, n], &w),
+            tensor_f32("ys", &[], &[0.03]),
+            tensor_i8("yz", &[], &[0], true),
+        ],
+        &[3, k],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert!(onnx.is_quantized());
+    let x = rand_vec(3 * k, &mut rng);
+    let got = run_qmodel(ctx, &onnx, &x);
+    for r in 0..3 {
+        for j in 0..n {
+            let v: f32 = (0..k)
+                .map(|i| {
+                    let c = ((x[r * k + i] / 0.01).round_ties_even() + 128.0).clamp(0.0, 255.0);
+                    (c - 128.0) * 0.01 * w[i * n + j]
+                })
+                .sum::<f32>()
+                / 0.03;
+            // u8 codes with zero point 0: negative products clamp to 0.
+            let want = v.round_ties_even().clamp(0.0, 255.0);
+            let code = (got[r * n + j] / 0.03).round_ties_even();
+            let tie = (v - v.floor() - 0.5).abs() < 1e-3;
+            assert!(
+                code == want || (tie && (code - want).abs() == 1.0),
+                "y[{r}, {j}]: code {code}, the file's {want} ({v})"
+            );
+        }
+    }
+}

@@ -2340,8 +2340,8 @@ impl Lowering {
         })
     }
 
-    /// ONNX `LayerNormalization` (opset 17) over the last axis, its Scale and B constants
-    /// carried by the layer.
+    /// ONNX `LayerNormalization` (opset 17) over the axes from `axis` on (rows of their
+    /// size), its Scale and B constants broadcast to those axes and carried by the layer.
     fn lower_layer_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
         if n.output
             .iter()
