@@ -32,8 +32,8 @@
 //! exact int32, fused dequantize/requantize epilogues; the dynamic [`model::QLinear`])
 //! and [`ops::wgemm`] (int8/int4 weight-only and FP16 GEMM/GEMV); docs/GEMM.md.
 //! Convolution as an implicit GEMM in FP32/FP16/INT8 with depthwise and pointwise paths
-//! ([`ops::conv`]), pooling ([`ops::pool`]), add/clip/softmax and the INT8 residual add
-//! ([`ops::eltwise`]) and image input from a buffer or texture ([`ops::image`]);
+//! ([`ops::conv`]), pooling ([`ops::pool`]), add/clip/softmax/layer norm and the INT8
+//! residual add ([`ops::eltwise`]) and image input from a buffer or texture ([`ops::image`]);
 //! docs/CONV.md.
 //!
 //! The dispatcher ([`plan`], [`tuning`], [`bindcache`]) picks kernels per shape and

@@ -1,6 +1,7 @@
-//! Elementwise layers: residual add (float, and INT8 with rescaling), clip/ReLU/ReLU6, and
-//! softmax along the last axis. Float tensors are f32 or f16 in any combination; INT8
-//! tensors are i8/u8 [`QTensor`]s with one scale and zero point each.
+//! Elementwise layers: residual add (float, and INT8 with rescaling), clip/ReLU/ReLU6, the
+//! unary functions and broadcasting binary ops, softmax and layer normalization along the
+//! last axis, and a per-channel affine map along it. Float tensors are f32 or f16 in any
+//! combination; INT8 tensors are i8/u8 [`QTensor`]s with one scale and zero point each.
 //!
 //! The INT8 add dequantizes both operands, adds, clips and requantizes to the output's
 //! parameters, `clamp(round_half_even(v / so) + zo)`, with every product and the sum
