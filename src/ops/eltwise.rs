@@ -474,27 +474,7 @@ pub fn layer_norm(
             format!("epsilon {eps} must be finite and not negative"),
         ));
     }
-    let cols = x.shape().last().copied().unwrap_or(1);
-    for (name, t) in [("gamma", gamma), ("beta", beta)] {
-        let Some(t) = t else { continue };
-        if t.dtype() != crate::DType::F32 || t.shape() != [cols] {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "{name} is {:?} {:?}; it must be F32 [{cols}] (one value per element of the last axis of x {:?})",
-                    t.dtype(),
-                    t.shape(),
-                    x.shape()
-                ),
-            ));
-        }
-        if t.buffer() == out.buffer() {
-            return Err(Error::invalid(
-                OP,
-                format!("the output shares its buffer with {name}"),
-            ));
-        }
-    }
+    check_per_channel(OP, x, &[("gamma", gamma), ("beta", beta)], out)?;
     let Some((mut params, rows, row)) = row_params(OP, x)? else {
         return Ok(());
     };
@@ -540,26 +520,13 @@ pub fn channel_affine(
         ],
     )?;
     let f = check_float_io(OP, &[("x", x)], out)?;
+    check_per_channel(
+        OP,
+        x,
+        &[("scale", Some(scale)), ("shift", Some(shift))],
+        out,
+    )?;
     let cols = x.shape().last().copied().unwrap_or(1);
-    for (name, t) in [("scale", scale), ("shift", shift)] {
-        if t.dtype() != crate::DType::F32 || t.shape() != [cols] {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "{name} is {:?} {:?}; it must be F32 [{cols}] (one value per element of the last axis of x {:?})",
-                    t.dtype(),
-                    t.shape(),
-                    x.shape()
-                ),
-            ));
-        }
-        if t.buffer() == out.buffer() {
-            return Err(Error::invalid(
-                OP,
-                format!("the output shares its buffer with {name}"),
-            ));
-        }
-    }
     if cols == 0 {
         return Ok(());
     }
@@ -580,6 +547,38 @@ pub fn channel_affine(
         ],
         (out.numel(), 1),
     )
+}
+
+/// Per-channel parameters of an op along the last axis of `x`: each given one must be
+/// F32 with one value per element of that axis, and not share the output's buffer.
+fn check_per_channel(
+    op: &'static str,
+    x: &Tensor,
+    params: &[(&str, Option<&Tensor>)],
+    out: &Tensor,
+) -> Result<()> {
+    let cols = x.shape().last().copied().unwrap_or(1);
+    for &(name, t) in params {
+        let Some(t) = t else { continue };
+        if t.dtype() != crate::DType::F32 || t.shape() != [cols] {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{name} is {:?} {:?}; it must be F32 [{cols}] (one value per element of the last axis of x {:?})",
+                    t.dtype(),
+                    t.shape(),
+                    x.shape()
+                ),
+            ));
+        }
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                op,
+                format!("the output shares its buffer with {name}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A row-wise op over the last axis of `x`: its parameters (rows, row length), the row
