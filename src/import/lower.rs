@@ -1760,30 +1760,11 @@ impl Lowering {
         // layer and this node) rounds it before the map: the map stays a layer of its own
         // (between codes), as the file computes it.
         let quantized = self.act_q.contains_key(&src_key(x.src));
-        // After a layer norm (of the same channels): into its gamma and beta.
+        // After a layer norm or a channel affine layer (of the same channels): into its
+        // per-channel parameters.
         if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
-            if let Layer::LayerNorm { gamma, beta, .. } = &mut self.graph.nodes[i].layer {
-                let c = scale.len();
-                if x.phys.last() == Some(&c) && x.layout != Layout::Nhwc {
-                    let g: Vec<f32> = (0..c)
-                        .map(|j| {
-                            (gamma.as_ref().map_or(1.0, |g| f64::from(g[j])) * scale[j]) as f32
-                        })
-                        .collect();
-                    let b: Vec<f32> = (0..c)
-                        .map(|j| {
-                            (beta.as_ref().map_or(0.0, |b| f64::from(b[j])) * scale[j] + shift[j])
-                                as f32
-                        })
-                        .collect();
-                    if gamma.is_some() || scale.iter().any(|&v| v != 1.0) {
-                        *gamma = Some(g);
-                    }
-                    if beta.is_some() || shift.iter().any(|&v| v != 0.0) {
-                        *beta = Some(b);
-                    }
-                    return Ok(x);
-                }
+            if self.fold_into_row_layer(i, &x, scale, shift) {
+                return Ok(x);
             }
         }
         if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
@@ -1862,43 +1843,9 @@ impl Lowering {
             });
         }
         // A row-major activation (a sequence's features, a flattened vector): a
-        // per-channel affine layer along its last axis (after one it folds into it).
+        // per-channel affine layer along its last axis.
         if x.layout != Layout::Nhwc {
-            if let Some(i) = self.fusable(name, &x).filter(|_| !quantized) {
-                if let Layer::ChannelAffine {
-                    scale: s0,
-                    shift: t0,
-                } = &mut self.graph.nodes[i].layer
-                {
-                    if s0.len() == scale.len() {
-                        for j in 0..scale.len() {
-                            t0[j] = (f64::from(t0[j]) * scale[j] + shift[j]) as f32;
-                            s0[j] = (f64::from(s0[j]) * scale[j]) as f32;
-                        }
-                        return Ok(x);
-                    }
-                }
-            }
-            let mut x = self.onnx_order(x, &format!("{label}.nchw"))?;
-            if x.phys.last() != x.shape.last() {
-                if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
-                    return Err(format!(
-                        "a per-channel scale and shift of a view {:?} of rank above {}",
-                        x.shape,
-                        crate::ops::layout::MAX_PERMUTE_RANK
-                    ));
-                }
-                x = self.materialize(x, &format!("{label}.view"));
-            }
-            let layer = Layer::ChannelAffine {
-                scale: scale.iter().map(|&v| v as f32).collect(),
-                shift: shift.iter().map(|&v| v as f32).collect(),
-            };
-            let i = self.push(label, layer, x.src);
-            return Ok(Act {
-                src: Src::Node(i),
-                ..x
-            });
+            return self.channel_affine(x, scale, shift, label);
         }
         let x = self.nhwc(x)?;
         let c = x.shape[1];
@@ -2269,6 +2216,80 @@ impl Lowering {
         })
     }
 
+    /// Folds `y = x * scale + shift` (per channel of the last axis) into layer `i`, a layer
+    /// norm or channel affine layer that wrote the row-major `x`; false where it cannot.
+    fn fold_into_row_layer(&mut self, i: usize, x: &Act, scale: &[f64], shift: &[f64]) -> bool {
+        let c = scale.len();
+        if x.layout == Layout::Nhwc || x.phys.last() != Some(&c) {
+            return false;
+        }
+        // (p * x + q) * scale + shift, with p = 1 and q = 0 where absent.
+        let compose = |p: Option<&[f32]>, q: Option<&[f32]>| -> (Vec<f32>, Vec<f32>) {
+            (0..c)
+                .map(|j| {
+                    let (pj, qj) = (
+                        p.map_or(1.0, |p| f64::from(p[j])),
+                        q.map_or(0.0, |q| f64::from(q[j])),
+                    );
+                    ((pj * scale[j]) as f32, (qj * scale[j] + shift[j]) as f32)
+                })
+                .unzip()
+        };
+        match &mut self.graph.nodes[i].layer {
+            Layer::LayerNorm { gamma, beta, .. } => {
+                let (g, b) = compose(gamma.as_deref(), beta.as_deref());
+                if gamma.is_some() || scale.iter().any(|&v| v != 1.0) {
+                    *gamma = Some(g);
+                }
+                if beta.is_some() || shift.iter().any(|&v| v != 0.0) {
+                    *beta = Some(b);
+                }
+                true
+            }
+            Layer::ChannelAffine {
+                scale: s0,
+                shift: t0,
+            } if s0.len() == c => {
+                (*s0, *t0) = compose(Some(s0), Some(t0));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `x * scale + shift` per channel of the last axis of row-major `x`: a
+    /// [`Layer::ChannelAffine`] (after `x` is stored in ONNX order with that axis
+    /// innermost).
+    fn channel_affine(&mut self, x: Act, scale: &[f64], shift: &[f64], label: &str) -> R<Act> {
+        let x = self.last_axis_innermost(x, label)?;
+        let layer = Layer::ChannelAffine {
+            scale: scale.iter().map(|&v| v as f32).collect(),
+            shift: shift.iter().map(|&v| v as f32).collect(),
+        };
+        let i = self.push(label, layer, x.src);
+        Ok(Act {
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
+    /// `x` stored in ONNX order with its last axis innermost, for layers that read the
+    /// stored last axis: moved out of NHWC, or a view copied into its own shape.
+    fn last_axis_innermost(&mut self, x: Act, label: &str) -> R<Act> {
+        let x = self.onnx_order(x, &format!("{label}.nchw"))?;
+        if x.phys.last() == x.shape.last() {
+            return Ok(x);
+        }
+        if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+            return Err(format!(
+                "a per-channel layer over the last axis of a view {:?} of rank above {}",
+                x.shape,
+                crate::ops::layout::MAX_PERMUTE_RANK
+            ));
+        }
+        Ok(self.materialize(x, &format!("{label}.view")))
+    }
+
     /// A reshape of `x` to `dims`: a view where the stored order allows ([`view`]), else
     /// of a copy of `x` moved into ONNX order first (an NCHW activation stored NHWC whose
     /// reshape mixes channels with pixels, such as `[N, C, 1, W]` to `[N, C, W]`).
@@ -2316,18 +2337,7 @@ impl Lowering {
     /// A [`Layer::LayerNorm`] of `x` over its last ONNX axis: `x` is first stored in ONNX
     /// order with that axis innermost (moved or copied where it is not).
     fn layer_norm(&mut self, x: Act, eps: f32, label: &str) -> R<Act> {
-        let mut x = self.onnx_order(x, &format!("{label}.nchw"))?;
-        let last = x.shape.last().copied().unwrap_or(1);
-        if x.phys.last() != Some(&last) {
-            if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
-                return Err(format!(
-                    "layer norm of a view {:?} of rank above {}",
-                    x.shape,
-                    crate::ops::layout::MAX_PERMUTE_RANK
-                ));
-            }
-            x = self.materialize(x, &format!("{label}.view"));
-        }
+        let x = self.last_axis_innermost(x, label)?;
         let layer = Layer::LayerNorm {
             eps,
             gamma: None,

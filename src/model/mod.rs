@@ -600,40 +600,8 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     x_shape.clone()
                 }
                 Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
-                Layer::ChannelAffine { scale, shift } => {
-                    let c = x_shape.last().copied().unwrap_or(1);
-                    if scale.len() != c || shift.len() != c {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!(
-                                "channel affine of {x_shape:?}: {} scales and {} shifts, not {c}",
-                                scale.len(),
-                                shift.len()
-                            ),
-                        )));
-                    }
-                    x_shape.clone()
-                }
-                Layer::LayerNorm { eps, gamma, beta } => {
-                    let c = x_shape.last().copied().unwrap_or(1);
-                    for (what, v) in [("gamma", gamma), ("beta", beta)] {
-                        if let Some(v) = v.as_ref().filter(|v| v.len() != c) {
-                            return Err(at(Error::shape(
-                                OP,
-                                format!(
-                                    "layer norm of {x_shape:?}: {what} has {} values, not {c}",
-                                    v.len()
-                                ),
-                            )));
-                        }
-                    }
-                    if !eps.is_finite() || *eps < 0.0 {
-                        return Err(at(Error::invalid(
-                            OP,
-                            format!("layer norm epsilon {eps} must be finite and not negative"),
-                        )));
-                    }
-                    x_shape.clone()
+                Layer::ChannelAffine { .. } | Layer::LayerNorm { .. } => {
+                    per_channel_shape(&node.layer, &x_shape).map_err(at)?
                 }
                 Layer::MatMul { other } => {
                     let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
@@ -655,28 +623,8 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                         .map_err(|m| at(Error::invalid(OP, m)))?;
                     size.clone()
                 }
-                Layer::Upsample { factors: f } | Layer::DepthToSpace { block: f } => {
-                    let [n, h, w, c] = x_shape[..] else {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!("input {x_shape:?} is not NHWC"),
-                        )));
-                    };
-                    let per = if matches!(node.layer, Layer::DepthToSpace { .. }) {
-                        f[0] * f[1]
-                    } else {
-                        1
-                    };
-                    let dims = (h.checked_mul(f[0]), w.checked_mul(f[1]));
-                    match dims {
-                        (Some(oh), Some(ow)) if per > 0 && c % per == 0 => vec![n, oh, ow, c / per],
-                        _ => {
-                            return Err(at(Error::shape(
-                                OP,
-                                format!("{:?} does not apply to {x_shape:?}", node.layer),
-                            )))
-                        }
-                    }
+                Layer::Upsample { .. } | Layer::DepthToSpace { .. } => {
+                    scaled_shape(&node.layer, &x_shape).map_err(at)?
                 }
                 Layer::ResizeBilinear { size, .. } => match x_shape[..] {
                     [n, _, _, c] if size[0] > 0 && size[1] > 0 => vec![n, size[0], size[1], c],
@@ -734,6 +682,64 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
         shapes.push(out);
     }
     Ok(shapes)
+}
+
+/// The output shape of a per-channel layer along the last axis (channel affine, layer
+/// norm): the input's, once its parameters fit that axis.
+fn per_channel_shape(layer: &Layer, x_shape: &[usize]) -> Result<Vec<usize>> {
+    let c = x_shape.last().copied().unwrap_or(1);
+    let bad = |what: &str, n: usize| {
+        Error::shape(
+            OP,
+            format!("{what} of {x_shape:?} has {n} values, not {c} (one per channel)"),
+        )
+    };
+    match layer {
+        Layer::ChannelAffine { scale, shift } => {
+            for (what, v) in [
+                ("channel affine scale", scale),
+                ("channel affine shift", shift),
+            ] {
+                if v.len() != c {
+                    return Err(bad(what, v.len()));
+                }
+            }
+        }
+        Layer::LayerNorm { eps, gamma, beta } => {
+            for (what, v) in [("layer norm gamma", gamma), ("layer norm beta", beta)] {
+                if let Some(v) = v.as_ref().filter(|v| v.len() != c) {
+                    return Err(bad(what, v.len()));
+                }
+            }
+            if !eps.is_finite() || *eps < 0.0 {
+                return Err(Error::invalid(
+                    OP,
+                    format!("layer norm epsilon {eps} must be finite and not negative"),
+                ));
+            }
+        }
+        _ => unreachable!("called for per-channel layers"),
+    }
+    Ok(x_shape.to_vec())
+}
+
+/// The output shape of nearest upsampling or depth to space of an NHWC input.
+fn scaled_shape(layer: &Layer, x_shape: &[usize]) -> Result<Vec<usize>> {
+    let (f, per) = match layer {
+        Layer::Upsample { factors } => (factors, 1),
+        Layer::DepthToSpace { block } => (block, block[0] * block[1]),
+        _ => unreachable!("called for upsampling and depth to space"),
+    };
+    let [n, h, w, c] = x_shape[..] else {
+        return Err(Error::shape(OP, format!("input {x_shape:?} is not NHWC")));
+    };
+    match (h.checked_mul(f[0]), w.checked_mul(f[1])) {
+        (Some(oh), Some(ow)) if per > 0 && c % per == 0 => Ok(vec![n, oh, ow, c / per]),
+        _ => Err(Error::shape(
+            OP,
+            format!("{layer:?} does not apply to {x_shape:?}"),
+        )),
+    }
 }
 
 /// A layer norm's gamma and beta on the GPU (f32).
