@@ -8,7 +8,9 @@
 //   OP 3, softmax along the last axis (one invocation per row; max-subtracted, f32 sums).
 //   OP 4, conversion: out = a (f32 <-> f16).
 //   OP 5, unary function FUNC of `desc::eltwise::UnaryOp` with parameters alpha, beta:
-//         0 sigmoid, 1 hard sigmoid, 2 hard swish, 3 tanh, 4 leaky ReLU, 5 affine;
+//         0 sigmoid, 1 hard sigmoid, 2 hard swish, 3 tanh, 4 leaky ReLU, 5 affine,
+//         6 sqrt, 7 power, 8 exp, 9 log, 10 abs, 11 alpha / x, 12 erf, 13 GELU (erf
+//         form; tanh form when alpha != 0);
 //         out = clip(f(a), lo, hi).
 //   OP 7, layer normalization along the last axis (one invocation per row of `cols`):
 //         mean and variance in f32 (two passes, as ONNX's decomposed form computes
@@ -17,15 +19,17 @@
 //   OP 8, per-channel affine map along the last axis of `cols` channels:
 //         out[e] = a[e] * scale[c] + shift[c], c = (base + e) % cols, scale read from b
 //         and shift from qp (f32 each).
-//   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div):
+//   OP 9, mean along the last axis (one invocation per row of `cols`; f32 sum, then
+//         divided): out[row] = sum(a[row]) / cols.
+//   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
-//         (b_span = 0; b windowed like a) or, for b of [N, 1, .., 1, C] against
-//         [N, .., C] (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
+//         (b_span = 0; b windowed like a) or, for b of length 1 on a contiguous run of
+//         a's axes (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
 //         g = base + e is the element's index in the whole tensor, b_span the elements
-//         of a per image and b_inner = C.
+//         of a from the run's first axis on and b_inner those after the run.
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
-// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7 and 8).
+// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7, 8 and 9).
 
 // #import common/quant_math.wgsl
 // #import common/store_f16.wgsl
@@ -99,10 +103,109 @@ fn unary(x: f32) -> f32 {
         case 4u: {
             return select(p.alpha * x, x, x >= 0.0);
         }
+        case 6u: {
+            return sqrt(x);
+        }
+        case 7u: {
+            return power(x, p.alpha);
+        }
+        case 8u: {
+            return exp(x);
+        }
+        case 9u: {
+            return log(x);
+        }
+        case 10u: {
+            return abs(x);
+        }
+        case 11u: {
+            return p.alpha / x;
+        }
+        case 12u: {
+            return erf(x);
+        }
+        case 13u: {
+            // (1 + tanh(z)) / 2 = 1 / (1 + exp(-2z)), and 1 + erf(u) = erfc(-u) below
+            // u = -1: no cancellation for large negative x.
+            if (p.alpha != 0.0) {
+                let k = 0.7978845608028654;
+                return x / (1.0 + exp(-2.0 * k * (x + 0.044715 * x * x * x)));
+            }
+            let u = x * 0.7071067811865476;
+            if (u <= -1.0) {
+                return 0.5 * x * erfc_pos(-u);
+            }
+            return 0.5 * x * (1.0 + erf(u));
+        }
         default: {
             return p.alpha * x + p.beta;
         }
     }
+}
+
+// x ^ e: integer exponents up to 16 in magnitude by squaring (negative x allowed;
+// x ^ 2 is exactly x * x), others by pow (NaN for negative x, as in ONNX).
+fn power(x: f32, e: f32) -> f32 {
+    if (e == round(e) && abs(e) <= 16.0) {
+        var n = u32(abs(e));
+        var base = x;
+        var r = 1.0;
+        var first = true;
+        while (n > 0u) {
+            if ((n & 1u) != 0u) {
+                if (first) {
+                    r = base;
+                    first = false;
+                } else {
+                    r = r * base;
+                }
+            }
+            n = n >> 1u;
+            if (n > 0u) {
+                base = base * base;
+            }
+        }
+        return select(r, 1.0 / r, e < 0.0);
+    }
+    return pow(x, e);
+}
+
+// erfc(t) for t >= 0 in f32: the Chebyshev fit of Numerical Recipes' erfcc (relative
+// error below 1.2e-7 everywhere).
+fn erfc_pos(t: f32) -> f32 {
+    let k = 1.0 / (1.0 + 0.5 * t);
+    var s = 0.17087277;
+    s = s * k - 0.82215223;
+    s = s * k + 1.48851587;
+    s = s * k - 1.13520398;
+    s = s * k + 0.27886807;
+    s = s * k - 0.18628806;
+    s = s * k + 0.09678418;
+    s = s * k + 0.37409196;
+    s = s * k + 1.00002368;
+    return k * exp(-t * t - 1.26551223 + k * s);
+}
+
+// erf(x) in f32: the Maclaurin series (to x^21) for |x| < 1, 1 - erfc above; odd in x.
+fn erf(x: f32) -> f32 {
+    let t = abs(x);
+    if (t < 1.0) {
+        let z = t * t;
+        // 2/sqrt(pi) * sum_n (-1)^n z^n / (n! (2n + 1)), n = 0..10, by Horner.
+        var s = -1.0 / 76204800.0;
+        s = s * z + 1.0 / 6894720.0;
+        s = s * z - 1.0 / 685440.0;
+        s = s * z + 1.0 / 75600.0;
+        s = s * z - 1.0 / 9360.0;
+        s = s * z + 1.0 / 1320.0;
+        s = s * z - 1.0 / 216.0;
+        s = s * z + 1.0 / 42.0;
+        s = s * z - 1.0 / 10.0;
+        s = s * z + 1.0 / 3.0;
+        s = 1.0 - z * s;
+        return 1.1283791670955126 * x * s;
+    }
+    return sign(x) * (1.0 - erfc_pos(t));
 }
 
 fn binary(x: f32, y: f32) -> f32 {
@@ -116,8 +219,14 @@ fn binary(x: f32, y: f32) -> f32 {
         case 2u: {
             return x * y;
         }
-        default: {
+        case 3u: {
             return x / y;
+        }
+        case 4u: {
+            return y - x;
+        }
+        default: {
+            return y / x;
         }
     }
 }
@@ -150,6 +259,13 @@ fn main(
     } else if (OP == 8u) {
         let c = (p.base + id) % p.cols;
         store(id, a_at(id) * bitcast<f32>(b[c]) + bitcast<f32>(qp[c]));
+    } else if (OP == 9u) {
+        let base = id * p.cols;
+        var s = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            s = s + a_at(base + j);
+        }
+        store(id, s / f32(p.cols));
     } else if (OP == 7u) {
         let base = id * p.cols;
         let n = f32(p.cols);

@@ -9,8 +9,8 @@ use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::eltwise::{
-    add, binary, cast, channel_affine, clip, layer_norm, map, qadd, softmax, BinaryOp, Clip,
-    UnaryOp,
+    add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_mean, softmax, BinaryOp,
+    Clip, UnaryOp,
 };
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
@@ -284,6 +284,14 @@ fn f16_step(w: f64) -> f64 {
 fn check_f16_steps(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        // Beyond f16's largest value plus half its step, rounding gives infinity.
+        if w.abs() >= 65520.0 {
+            assert!(
+                g.is_infinite() && (g > 0.0) == (w > 0.0),
+                "{what}: element {i} = {g}, reference {w} (rounds to an infinite f16)"
+            );
+            continue;
+        }
         let step = f16_step(w);
         let err = (f64::from(g) - w).abs();
         assert!(
@@ -300,6 +308,21 @@ fn check_out(what: &str, got: &[f32], want: &[f64], f16_out: bool) {
     } else {
         check(what, got, want, F32_BUDGET.max(1e-6));
     }
+}
+
+/// The f32 budget of a function that WGSL computes through `exp`/`exp2` of a large
+/// argument: WGSL allows `3 + 2 |arg|` ULP there (the argument's own rounding, scaled),
+/// which passes the general budget once `|arg|` is above about 6. `None`: the general one.
+fn exp_budget(f: UnaryOp, x: &[f64]) -> Option<f64> {
+    let arg = |g: &dyn Fn(f64) -> f64| x.iter().map(|&v| g(v).abs()).fold(0.0, f64::max);
+    let worst = match f {
+        UnaryOp::Exp => arg(&|v| v),
+        UnaryOp::Pow { exponent } if exponent.fract() != 0.0 => {
+            arg(&|v| f64::from(exponent) * v.log2())
+        }
+        _ => return None,
+    };
+    Some(F32_BUDGET.max((3.0 + 2.0 * worst) * f64::from(f32::EPSILON)))
 }
 
 #[test]
@@ -319,6 +342,22 @@ fn functions_and_broadcast_binary_ops() {
             scale: -1.5,
             shift: 3.0,
         },
+        UnaryOp::Exp,
+        UnaryOp::Abs,
+        UnaryOp::Erf,
+        UnaryOp::Gelu { tanh: false },
+        UnaryOp::Gelu { tanh: true },
+        UnaryOp::Pow { exponent: 2.0 },
+        UnaryOp::Pow { exponent: 3.0 },
+    ];
+    // Functions defined above zero only, on |x| + 1/8.
+    let positive = [
+        UnaryOp::Sqrt,
+        UnaryOp::Log,
+        UnaryOp::Pow { exponent: 0.5 },
+        UnaryOp::Pow { exponent: -1.75 },
+        UnaryOp::Pow { exponent: -2.0 },
+        UnaryOp::Rdiv { numerator: -2.5 },
     ];
     for shape in [
         vec![1usize, 1, 1, 1],
@@ -332,7 +371,13 @@ fn functions_and_broadcast_binary_ops() {
         for bits in [0u32, 1, 2, 3] {
             let f = [bits & 1 != 0, bits & 2 != 0];
             let (x, x64) = upload(ctx, &shape, &xs, f[0]);
-            for func in funcs {
+            let pos: Vec<f32> = xs.iter().map(|v| v.abs() + 0.125).collect();
+            let (xp, xp64) = upload(ctx, &shape, &pos, f[0]);
+            let cases = funcs
+                .iter()
+                .map(|&g| (g, &x, &x64))
+                .chain(positive.iter().map(|&g| (g, &xp, &xp64)));
+            for (func, x, x64) in cases {
                 for c in [
                     Clip::NONE,
                     Clip {
@@ -342,24 +387,34 @@ fn functions_and_broadcast_binary_ops() {
                 ] {
                     let out = poisoned(ctx, &shape, f[1]);
                     let mut enc = ctx.encoder("map test");
-                    map(ctx, &mut enc, func, c, &x, &out).unwrap();
+                    map(ctx, &mut enc, func, c, x, &out).unwrap();
                     ctx.submit_and_wait(enc).unwrap();
-                    let want = reference::map_f64(&x64, func, c);
-                    // exp/tanh in f32: a few ulps.
-                    check_out(
-                        &format!("{func:?} {shape:?} {f:?} {c:?}"),
-                        &read(ctx, &out),
-                        &want,
-                        f[1],
-                    );
+                    // Rounded to f32 (an output below f32's range is 0 there).
+                    let want: Vec<f64> = reference::map_f64(x64, func, c)
+                        .iter()
+                        .map(|&w| f64::from(w as f32))
+                        .collect();
+                    let what = format!("{func:?} {shape:?} {f:?} {c:?}");
+                    let got = read(ctx, &out);
+                    match exp_budget(func, x64) {
+                        Some(b) if !f[1] => check(&what, &got, &want, b),
+                        _ => check_out(&what, &got, &want, f[1]),
+                    }
                 }
             }
-            // b of a's shape, and b broadcast over the middle axes.
+            // b of a's shape, and b broadcast over the middle axes, over the last axis
+            // (a row statistic), over the leading axes, and over one inner axis.
             let r = shape.len();
-            let mut bshape = vec![1; r];
-            bshape[0] = shape[0];
-            bshape[r - 1] = shape[r - 1];
-            for bs in [shape.clone(), bshape] {
+            let mut middle = vec![1; r];
+            middle[0] = shape[0];
+            middle[r - 1] = shape[r - 1];
+            let mut last = shape.clone();
+            last[r - 1] = 1;
+            let mut leading = vec![1; r];
+            leading[r - 1] = shape[r - 1];
+            let mut inner = shape.clone();
+            inner[r - 2] = 1;
+            for bs in [shape.clone(), middle, last, leading, inner] {
                 let bn: usize = bs.iter().product();
                 // Divisors away from zero.
                 let bv: Vec<f32> = rand_vec(bn, &mut rng)
@@ -367,7 +422,14 @@ fn functions_and_broadcast_binary_ops() {
                     .map(|v| v.signum() * (0.5 + v.abs()))
                     .collect();
                 let (b, b64) = upload(ctx, &bs, &bv, f[0]);
-                for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+                for op in [
+                    BinaryOp::Add,
+                    BinaryOp::Sub,
+                    BinaryOp::Mul,
+                    BinaryOp::Div,
+                    BinaryOp::RSub,
+                    BinaryOp::RDiv,
+                ] {
                     let out = poisoned(ctx, &shape, f[1]);
                     let mut enc = ctx.encoder("binary test");
                     binary(ctx, &mut enc, op, &x, &b, Clip::RELU6, &out).unwrap();
@@ -387,7 +449,13 @@ fn functions_and_broadcast_binary_ops() {
     let a = Tensor::zeros(ctx, &[2, 3, 3, 4], DType::F32).unwrap();
     let out = Tensor::zeros(ctx, &[2, 3, 3, 4], DType::F32).unwrap();
     let mut enc = ctx.encoder("bad");
-    for bad in [vec![2, 3, 1, 4], vec![1, 1, 1, 4], vec![2, 1, 1, 3]] {
+    // Two separate runs of broadcast axes, a length neither 1 nor a's, another rank.
+    for bad in [
+        vec![2, 1, 3, 1],
+        vec![2, 3, 2, 4],
+        vec![2, 1, 1, 3],
+        vec![3, 4],
+    ] {
         let b = Tensor::zeros(ctx, &bad, DType::F32).unwrap();
         let e = binary(ctx, &mut enc, BinaryOp::Mul, &a, &b, Clip::NONE, &out).unwrap_err();
         assert!(
@@ -569,4 +637,55 @@ fn channel_affine_matches_the_reference() {
         e.to_string().contains("shift") && e.to_string().contains("[4]"),
         "{e}"
     );
+}
+
+#[test]
+fn row_mean_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for shape in [
+        vec![1usize],
+        vec![3, 7],
+        vec![2, 5, 33],
+        vec![4, 1],
+        vec![2, 3, 2, 300],
+    ] {
+        let n: usize = shape.iter().product();
+        // An offset makes the mean far from zero, as a row of activations' often is.
+        let xs: Vec<f32> = rand_vec(n, &mut rng)
+            .iter()
+            .map(|v| v * 4.0 + 1.5)
+            .collect();
+        let cols = *shape.last().unwrap();
+        let mut oshape = shape.clone();
+        *oshape.last_mut().unwrap() = 1;
+        for bits in [0u32, 1, 2, 3] {
+            let f = [bits & 1 != 0, bits & 2 != 0];
+            let (x, x64) = upload(ctx, &shape, &xs, f[0]);
+            let out = poisoned(ctx, &oshape, f[1]);
+            let mut enc = ctx.encoder("row mean test");
+            row_mean(ctx, &mut enc, &x, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want = reference::row_mean_f64(&x64, cols);
+            check_out(
+                &format!("row mean {shape:?} {f:?}"),
+                &read(ctx, &out),
+                &want,
+                f[1],
+            );
+        }
+    }
+    // The output must be x's shape with the last axis 1, in another buffer.
+    let x = Tensor::zeros(ctx, &[2, 3, 4], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    for bad in [vec![2, 3, 4], vec![2, 1, 4], vec![6, 1]] {
+        let out = Tensor::zeros(ctx, &bad, DType::F32).unwrap();
+        let e = row_mean(ctx, &mut enc, &x, &out).unwrap_err().to_string();
+        assert!(
+            e.contains("row_mean") && e.contains(&format!("{bad:?}")),
+            "{e}"
+        );
+    }
+    let e = row_mean(ctx, &mut enc, &x, &x).unwrap_err().to_string();
+    assert!(e.contains("row_mean"), "{e}");
 }

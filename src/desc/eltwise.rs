@@ -80,6 +80,34 @@ pub enum UnaryOp {
         /// Offset.
         shift: f32,
     },
+    /// `sqrt(x)` (NaN below zero).
+    Sqrt,
+    /// `x ^ exponent`: integer exponents up to 16 in magnitude by repeated products
+    /// (defined for negative `x`; `x ^ 2` is `x * x`), others as `pow` (NaN below zero).
+    Pow {
+        /// The exponent.
+        exponent: f32,
+    },
+    /// `exp(x)`.
+    Exp,
+    /// `ln(x)` (NaN below zero, -inf at zero).
+    Log,
+    /// `|x|`.
+    Abs,
+    /// `numerator / x` (ONNX `Reciprocal` is a numerator of 1).
+    Rdiv {
+        /// The constant divided by `x`.
+        numerator: f32,
+    },
+    /// The error function `erf(x)` (in f32: a series below 1, above it `1 - erfc` with
+    /// the Chebyshev fit of Numerical Recipes' `erfcc`, relative error of erfc 1.2e-7).
+    Erf,
+    /// `x * (1 + erf(x / sqrt 2)) / 2` (ONNX `Gelu`), or its tanh form
+    /// `x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2` when `tanh`.
+    Gelu {
+        /// The tanh approximation.
+        tanh: bool,
+    },
 }
 
 impl UnaryOp {
@@ -98,6 +126,14 @@ impl UnaryOp {
             UnaryOp::Tanh => (3, 0.0, 0.0),
             UnaryOp::LeakyRelu { alpha } => (4, alpha, 0.0),
             UnaryOp::Affine { scale, shift } => (5, scale, shift),
+            UnaryOp::Sqrt => (6, 0.0, 0.0),
+            UnaryOp::Pow { exponent } => (7, exponent, 0.0),
+            UnaryOp::Exp => (8, 0.0, 0.0),
+            UnaryOp::Log => (9, 0.0, 0.0),
+            UnaryOp::Abs => (10, 0.0, 0.0),
+            UnaryOp::Rdiv { numerator } => (11, numerator, 0.0),
+            UnaryOp::Erf => (12, 0.0, 0.0),
+            UnaryOp::Gelu { tanh } => (13, if tanh { 1.0 } else { 0.0 }, 0.0),
         }
     }
 
@@ -117,6 +153,27 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Affine { scale, shift } => f64::from(scale) * x + f64::from(shift),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Pow { exponent } => {
+                let e = f64::from(exponent);
+                if e.fract() == 0.0 {
+                    x.powi(e as i32)
+                } else {
+                    x.powf(e)
+                }
+            }
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Rdiv { numerator } => f64::from(numerator) / x,
+            UnaryOp::Erf => libm::erf(x),
+            // 1 + erf(u) = erfc(-u), and (1 + tanh(z)) / 2 = 1 / (1 + exp(-2z)), without
+            // the cancellation of the sums for large negative x.
+            UnaryOp::Gelu { tanh: false } => x * libm::erfc(-x / 2f64.sqrt()) / 2.0,
+            UnaryOp::Gelu { tanh: true } => {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                x / (1.0 + (-2.0 * k * (x + 0.044715 * x * x * x)).exp())
+            }
         }
     }
 
@@ -143,6 +200,10 @@ pub enum BinaryOp {
     Mul,
     /// `a / b`.
     Div,
+    /// `b - a` (ONNX `Sub` whose second operand is the larger one).
+    RSub,
+    /// `b / a`.
+    RDiv,
 }
 
 impl BinaryOp {
@@ -152,6 +213,8 @@ impl BinaryOp {
             BinaryOp::Sub => 1,
             BinaryOp::Mul => 2,
             BinaryOp::Div => 3,
+            BinaryOp::RSub => 4,
+            BinaryOp::RDiv => 5,
         }
     }
 
@@ -162,6 +225,8 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
+            BinaryOp::RSub => b - a,
+            BinaryOp::RDiv => b / a,
         }
     }
 }

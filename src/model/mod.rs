@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{
-    add, binary, cast, channel_affine, layer_norm, map, softmax, BinaryOp, Clip, UnaryOp,
+    add, binary, cast, channel_affine, layer_norm, map, row_mean, softmax, BinaryOp, Clip, UnaryOp,
 };
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
@@ -445,10 +445,15 @@ pub enum Layer {
         /// Offset per channel.
         shift: Vec<f32>,
     },
+    /// The mean along the input's last (stored) axis, kept as an axis of length 1
+    /// (ONNX `ReduceMean` over the last axis; [`crate::ops::eltwise::row_mean`]).
+    RowMean,
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
-    /// or `[N, 1, 1, C]` against an `[N, H, W, C]` input (a squeeze-excite scale).
+    /// or of its rank with 1 on one contiguous run of axes (broadcast over them: `[N, 1,
+    /// 1, C]` against an `[N, H, W, C]` input, a squeeze-excite scale; `[.., T, 1]`
+    /// against `[.., T, C]`, a row statistic; [`crate::ops::eltwise::binary`]).
     Binary {
-        /// Add, sub, mul or div.
+        /// Add, sub, mul, div, or sub and div with the other operand first.
         op: BinaryOp,
         /// The other operand.
         other: usize,
@@ -600,6 +605,10 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     x_shape.clone()
                 }
                 Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
+                Layer::RowMean => match x_shape.split_last() {
+                    Some((_, lead)) => [lead, &[1]].concat(),
+                    None => return Err(at(Error::shape(OP, "averages a scalar's last axis"))),
+                },
                 Layer::ChannelAffine { .. } | Layer::LayerNorm { .. } => {
                     per_channel_shape(&node.layer, &x_shape).map_err(at)?
                 }
@@ -661,19 +670,14 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                             format!("reads node {other}, which is not before it"),
                         ))
                     })?;
-                    let r = x_shape.len();
-                    let broadcast = r >= 2
-                        && o.len() == r
-                        && o[0] == x_shape[0]
-                        && o[r - 1] == x_shape[r - 1]
-                        && o[1..r - 1].iter().all(|&d| d == 1);
+                    let broadcast = crate::ops::eltwise::broadcast_block(&x_shape, o).is_some();
                     if *o != x_shape && !broadcast {
                         return Err(at(Error::shape(
                             OP,
                             format!(
-                            "combines {x_shape:?} with {o:?} (node {other}): the same shape or \
-                             [N, 1, .., 1, C]"
-                        ),
+                                "combines {x_shape:?} with {o:?} (node {other}): the same shape \
+                                 or 1 on one contiguous run of its axes"
+                            ),
                         )));
                     }
                     x_shape.clone()
@@ -986,6 +990,7 @@ impl Model {
                     add(ctx, encoder, input, &self.acts[*other], *clip, out)?
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
+                (Layer::RowMean, _) => row_mean(ctx, encoder, input, out)?,
                 (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
                 (Layer::ChannelAffine { .. }, Params::Affine { scale, shift }) => {
                     channel_affine(ctx, encoder, input, scale, shift, out)?

@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
-use crate::ops::eltwise::{add, binary, channel_affine, layer_norm, map, qadd, softmax};
+use crate::ops::eltwise::{add, binary, channel_affine, layer_norm, map, qadd, row_mean, softmax};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
 };
@@ -694,6 +694,7 @@ impl QModel {
                 },
                 (
                     Layer::Map { .. }
+                    | Layer::RowMean
                     | Layer::ChannelAffine { .. }
                     | Layer::LayerNorm { .. }
                     | Layer::Binary { .. }
@@ -856,6 +857,7 @@ impl QModel {
         }
         match &node.layer {
             Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
+            Layer::RowMean => row_mean(ctx, encoder, xf, t)?,
             Layer::Conv { desc, .. } => {
                 let QParams::FloatConv { w, b } = &self.params[i] else {
                     return Err(bad(i, "no float weights"));
@@ -1266,6 +1268,7 @@ fn float_layer(layer: &Layer) -> bool {
         Layer::Pool(_)
             | Layer::Softmax
             | Layer::Map { .. }
+            | Layer::RowMean
             | Layer::ChannelAffine { .. }
             | Layer::LayerNorm { .. }
             | Layer::Binary { .. }

@@ -106,7 +106,7 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 /// Every elementwise variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
-    for op in 0..9 {
+    for op in 0..10 {
         for bits in 0..8u32 {
             v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
         }
@@ -275,9 +275,11 @@ pub fn map(
     unary_with(ctx, encoder, (OP, 5), x, clip, out, (func, alpha, beta))
 }
 
-/// Records `out = clip(a op b)`: `b` of `a`'s shape, or broadcast over the middle axes
-/// (`b` of `[N, 1, .., 1, C]` against `a` of `[N, .., C]`, a squeeze-excite scale);
-/// f32 or f16 each, computed in f32.
+/// Records `out = clip(a op b)`: `b` of `a`'s shape, or of `a`'s rank with length 1 on
+/// one contiguous run of axes where `a`'s are longer (broadcast over them: `[N, 1, .., 1,
+/// C]` against `[N, .., C]`, a squeeze-excite scale; `[.., T, 1]` against `[.., T, C]`,
+/// a row statistic; `[1, .., C]` against `[.., C]`); f32 or f16 each, computed in f32.
+/// [`BinaryOp::RSub`] and [`BinaryOp::RDiv`] put the broadcast operand first.
 pub fn binary(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
@@ -300,21 +302,15 @@ pub fn binary(
     let (span, inner) = if sa == sb {
         (0, 0)
     } else {
-        let r = sa.len();
-        let ok = r >= 2
-            && sb.len() == r
-            && sb[0] == sa[0]
-            && sb[r - 1] == sa[r - 1]
-            && sb[1..r - 1].iter().all(|&d| d == 1);
-        if !ok {
-            return Err(Error::shape(
+        broadcast_block(sa, sb).ok_or_else(|| {
+            Error::shape(
                 OP,
                 format!(
-                    "b {sb:?} neither matches a {sa:?} nor broadcasts over its middle axes                      ([N, 1, .., 1, C])"
+                    "b {sb:?} neither matches a {sa:?} nor broadcasts over one run of its axes \
+                     (b of a's rank, 1 on a contiguous run of axes, equal elsewhere)"
                 ),
-            ));
-        }
-        (a.numel() / sa[0].max(1), sa[r - 1])
+            )
+        })?
     };
     if b.buffer() == out.buffer() {
         return Err(Error::invalid(
@@ -579,6 +575,74 @@ fn check_per_channel(
         }
     }
     Ok(())
+}
+
+/// `b`'s broadcast against `a` (same rank; 1 on one contiguous run of axes where `a` is
+/// longer, equal elsewhere) as the kernel's `(b_span, b_inner)`: `a`'s elements from the
+/// run on, and from after it. `None` when `b` does not broadcast so (or equals `a`).
+pub(crate) fn broadcast_block(sa: &[usize], sb: &[usize]) -> Option<(usize, usize)> {
+    if sa.len() != sb.len() || sa == sb {
+        return None;
+    }
+    let differs: Vec<usize> = (0..sa.len()).filter(|&i| sa[i] != sb[i]).collect();
+    let (first, last) = (*differs.first()?, *differs.last()?);
+    let run_ok = (first..=last).all(|i| sb[i] == 1);
+    if !run_ok {
+        return None;
+    }
+    let span: usize = sa[first..].iter().product();
+    let inner: usize = sa[last + 1..].iter().product();
+    (span > 0).then_some((span, inner))
+}
+
+/// Records the mean of `x` along its last axis into `out` (`x`'s shape with the last
+/// axis 1; f32 or f16 each): a sum in f32 over each row, divided by its length (ONNX
+/// `ReduceMean` over the last axis with `keepdims`).
+pub fn row_mean(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "row_mean";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let fx = super::check_float(OP, "x", x)?;
+    let fo = super::check_float(OP, "output", out)?;
+    let mut want = x.shape().to_vec();
+    match want.last_mut() {
+        Some(l) => *l = 1,
+        None => return Err(Error::shape(OP, "x is a scalar (no last axis to average)")),
+    }
+    check_same(
+        OP,
+        "the output and x with its last axis 1",
+        out.shape(),
+        &want,
+    )?;
+    if x.buffer() == out.buffer() {
+        return Err(Error::invalid(
+            OP,
+            "the output shares its buffer with x (no in-place update)",
+        ));
+    }
+    let Some((params, rows, row)) = row_params(OP, x)? else {
+        return Ok(());
+    };
+    dispatch(
+        ctx,
+        encoder,
+        OP,
+        9,
+        [fx, false, fo],
+        &params,
+        [
+            Operand::tensor("x", x, row(x), 0),
+            Operand::tensor("x", x, row(x), 0),
+            Operand::whole("-", ctx.dummy_buffer()),
+            Operand::tensor("output", out, out.dtype().size() as u64, 0),
+        ],
+        (rows, 1),
+    )
 }
 
 /// A row-wise op over the last axis of `x`: its parameters (rows, row length), the row

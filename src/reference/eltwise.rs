@@ -71,8 +71,8 @@ pub fn map_f64(
         .collect()
 }
 
-/// [`crate::ops::eltwise::binary`] in f64: `clip(a op b)` with `b` of `a`'s shape or of
-/// `[N, 1, .., 1, C]` against `a`'s `[N, .., C]` (`b_shape` says which).
+/// [`crate::ops::eltwise::binary`] in f64: `clip(a op b)` with `b` of `a`'s rank,
+/// each of its axes of `a`'s length or 1 (broadcast; numpy's rule, axis by axis).
 pub fn binary_f64(
     a: &[f64],
     a_shape: &[usize],
@@ -81,20 +81,31 @@ pub fn binary_f64(
     op: crate::desc::eltwise::BinaryOp,
     clip: crate::desc::eltwise::Clip,
 ) -> Vec<f64> {
-    let same = a_shape == b_shape;
-    let per_image = a.len() / a_shape.first().copied().unwrap_or(1).max(1);
-    let c = a_shape.last().copied().unwrap_or(1).max(1);
+    let r = a_shape.len();
+    assert_eq!(b_shape.len(), r, "binary_f64: b's rank");
     a.iter()
         .enumerate()
         .map(|(e, &x)| {
-            let y = if same {
-                b[e]
-            } else {
-                b[(e / per_image) * c + e % c]
-            };
-            op.apply(x, y)
+            // a's index, axis by axis from the last, mapped into b.
+            let (mut rest, mut be, mut stride) = (e, 0, 1);
+            for i in (0..r).rev() {
+                let idx = rest % a_shape[i];
+                rest /= a_shape[i];
+                if b_shape[i] != 1 {
+                    be += idx * stride;
+                }
+                stride *= b_shape[i];
+            }
+            op.apply(x, b[be])
                 .max(f64::from(clip.lo))
                 .min(f64::from(clip.hi))
         })
+        .collect()
+}
+
+/// [`crate::ops::eltwise::row_mean`] in f64: the mean of each row of `cols` values.
+pub fn row_mean_f64(x: &[f64], cols: usize) -> Vec<f64> {
+    x.chunks(cols.max(1))
+        .map(|r| r.iter().sum::<f64>() / r.len() as f64)
         .collect()
 }
