@@ -59,7 +59,9 @@ fn source(o: u32, n_in: u32, n_out: u32, scale: f32) -> f32 {
             return select(0.0, (oc + 0.5) / scale - 0.5, n_out > 1u);
         }
         case 2u: {
-            return select(0.0, oc * f32(n_in - 1u) / f32(n_out - 1u), n_out > 1u);
+            // ONNX divides by the resized length n_in * scale (not the whole output
+            // size: they differ for fractional scales).
+            return select(0.0, oc * f32(n_in - 1u) / (f32(n_in) * scale - 1.0), n_out > 1u);
         }
         default: {
             return oc / scale;

@@ -519,6 +519,9 @@ fn close(got: &[f32], want: &[f32]) -> Result<(), String> {
         return Err(format!("{} values, expected {}", got.len(), want.len()));
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() && g.is_nan() || (w.is_infinite() && g == w) {
+            continue;
+        }
         if g.is_nan() || (g - w).abs() > 1e-7 + 1e-3 * w.abs() {
             return Err(format!("output[{i}] = {g}, expected {w}"));
         }
@@ -898,11 +901,11 @@ fn onnx_qoperator_cases_through_the_importer() {
 
 /// ONNX's own `LayerNormalization` cases (2-D to 4-D, every axis, epsilon) through the
 /// importer: the Scale and B inputs become initializers and only Y is read (the Mean and
-/// InvStdDev outputs are training outputs), FP32 at ONNX's tolerance: all 19 run. The
-/// 38 `_expanded` variants spell the operator as its function body (shape arithmetic,
-/// `Flatten`, the statistics as products of the model input with itself), which the
-/// importer's layer-norm pattern does not match: each must be an import error naming
-/// the node, never a wrong result or a panic.
+/// InvStdDev outputs are training outputs), FP32 at ONNX's tolerance: all 19 run, and
+/// so do the 38 `_expanded` variants, which spell the operator as its function body
+/// (shape arithmetic, `Flatten` with negative axes, the statistics as row means of
+/// products of the model input with itself, broadcast `Sub`/`Div`, `Sqrt`,
+/// `Reciprocal`).
 #[test]
 fn onnx_layer_normalization_cases_through_the_importer() {
     let ctx = common::ctx();
@@ -958,11 +961,208 @@ fn onnx_layer_normalization_cases_through_the_importer() {
     eprintln!("passed ({}): {passed:?}", passed.len());
     eprintln!("refused ({}):\n{}", refused.len(), refused.join("\n"));
     assert!(failed.is_empty(), "wrong results:\n{}", failed.join("\n"));
-    // Every plain case runs; only the spelled-out function bodies are refused.
-    assert!(
-        refused.iter().all(|r| r.contains("_expanded")),
-        "refused: {refused:?}"
+    // Every case runs, the function bodies included.
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    assert_eq!(passed.len(), 57, "{passed:?}");
+}
+
+/// The prefixes of the vendored ONNX node cases of float operators the importer lists
+/// (`tools/vendor_onnx_tests.sh`), run by [`onnx_float_operator_cases_through_the_importer`].
+const FLOAT_CASES: &[&str] = &[
+    "test_abs",
+    "test_add",
+    "test_averagepool",
+    "test_basic_conv",
+    "test_batchnorm",
+    "test_cast",
+    "test_clip",
+    "test_concat",
+    "test_constant_pad",
+    "test_constantofshape",
+    "test_conv_with",
+    "test_convtranspose",
+    "test_depthtospace",
+    "test_div",
+    "test_dropout",
+    "test_edge_pad",
+    "test_erf",
+    "test_exp",
+    "test_flatten",
+    "test_gelu",
+    "test_gemm",
+    "test_globalaveragepool",
+    "test_globalmaxpool",
+    "test_hardsigmoid",
+    "test_hardswish",
+    "test_identity",
+    "test_leakyrelu",
+    "test_log",
+    "test_matmul_",
+    "test_maxpool",
+    "test_mul",
+    "test_neg",
+    "test_pow",
+    "test_reciprocal",
+    "test_reduce_max",
+    "test_reduce_mean",
+    "test_reflect_pad",
+    "test_relu",
+    "test_reshape",
+    "test_resize",
+    "test_shape",
+    "test_sigmoid",
+    "test_slice",
+    "test_softmax",
+    "test_sqrt",
+    "test_squeeze",
+    "test_sub",
+    "test_tanh",
+    "test_transpose",
+    "test_unsqueeze",
+    "test_upsample",
+];
+
+/// Every vendored ONNX node case of the float operators the importer lists, through
+/// `OnnxImport` at FP32: the first input is the model input (its shape given), the others
+/// become initializers, the first output is compared at ONNX's tolerance (rtol 1e-3, atol
+/// 1e-7). A case either gives ONNX's output or is refused with an import error that names
+/// its node; a wrong result, a wrong shape or a panic fails the test. The refusals (several
+/// graph inputs of one shape, integer tensors, 3-D pooling, ...) are printed with their
+/// reasons (`cargo test --test onnx float_operator -- --nocapture`).
+#[test]
+fn onnx_float_operator_cases_through_the_importer() {
+    let ctx = common::ctx();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx/node");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}; run tools/vendor_onnx_tests.sh", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            FLOAT_CASES.iter().any(|c| n.starts_with(c))
+        })
+        .collect();
+    dirs.sort();
+    let (mut passed, mut refused, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        match float_case(ctx, dir, &name) {
+            Ok(Ok(())) => passed.push(name),
+            Ok(Err(e)) => failed.push(format!("{name}: {e}")),
+            Err(e) => refused.push(format!("{name}: {e}")),
+        }
+    }
+    eprintln!("passed ({}): {passed:?}", passed.len());
+    eprintln!("refused ({}):\n{}", refused.len(), refused.join("\n"));
+    assert!(failed.is_empty(), "wrong results:\n{}", failed.join("\n"));
+    for r in &refused {
+        assert!(
+            r.contains("cannot be imported") || r.contains("input") || r.contains("type"),
+            "a refusal without its reason: {r}"
+        );
+    }
+    // Operators whose every case (with a float input; not the function bodies) runs.
+    let whole = [
+        "test_abs",
+        "test_erf",
+        "test_exp",
+        "test_log",
+        "test_neg",
+        "test_reciprocal",
+        "test_sqrt",
+        "test_relu",
+        "test_sigmoid",
+        "test_tanh",
+        "test_gelu",
+        "test_hardswish",
+        "test_hardsigmoid",
+        "test_leakyrelu",
+        "test_clip",
+        "test_flatten",
+        "test_transpose",
+        "test_unsqueeze",
+        "test_squeeze",
+        "test_globalaveragepool",
+        "test_globalmaxpool",
+        "test_dropout",
+        "test_conv_with",
+        "test_basic_conv",
+        "test_identity",
+    ];
+    let missing: Vec<&String> = refused
+        .iter()
+        .filter(|r| {
+            whole
+                .iter()
+                .any(|w| r.starts_with(&format!("{w}:")) || r.starts_with(&format!("{w}_")))
+                && !r.contains("_expanded")
+                && !r.contains("not float")
+                && !r.contains("not a tensor")
+        })
+        .collect();
+    assert!(missing.is_empty(), "refused: {missing:?}");
+}
+
+/// One node case: `Err` when the importer refuses it (the message), `Ok(Err)` for a wrong
+/// result.
+fn float_case(ctx: &Context, dir: &Path, name: &str) -> Result<Result<(), String>, String> {
+    let set = dir.join("test_data_set_0");
+    let mut m: ModelProto = read_pb(&dir.join("model.onnx"));
+    let g = m.graph.as_mut().unwrap();
+    let inp = g.input.first().ok_or("no graph input")?;
+    let is_tensor = matches!(
+        inp.r#type.as_ref().and_then(|t| t.value.as_ref()),
+        Some(Value::TensorType(_))
     );
-    assert_eq!(passed.len() + refused.len(), 57);
-    assert_eq!(passed.len(), 19, "{passed:?}");
+    if !is_tensor {
+        return Err("the model input is not a tensor (a sequence or optional)".into());
+    }
+    let first = inp.name().to_string();
+    for (k, input) in g.input.clone().iter().enumerate().skip(1) {
+        let path = set.join(format!("input_{k}.pb"));
+        if !path.exists() {
+            continue;
+        }
+        let mut t: TensorProto = read_pb(&path);
+        t.name = Some(input.name().to_string());
+        g.initializer.push(t);
+    }
+    g.input.retain(|i| i.name() == first);
+    g.output.truncate(1);
+    let x_pb: TensorProto = read_pb(&set.join("input_0.pb"));
+    if x_pb.data_type() != 1 {
+        return Err(format!(
+            "the model input is of type {} (not float)",
+            x_pb.data_type()
+        ));
+    }
+    let x = decode(&x_pb)?;
+    let want = decode(&read_pb(&set.join("output_0.pb")))?;
+    let onnx = OnnxImport::from_bytes(&m.encode_to_vec(), name, None, Some(&x.shape))
+        .map_err(|e| e.to_string())?;
+    let model = onnx.model(ctx, DType::F32).map_err(|e| e.to_string())?;
+    let run = || -> wgpu_quant::Result<Vec<f32>> {
+        let xin = onnx.to_model_input(&x.floats)?;
+        let xt = Tensor::from_slice(ctx, &onnx.input().model_shape, &xin)?;
+        let mut enc = ctx.encoder("float case");
+        let y = model.forward(ctx, &mut enc, &xt)?.clone();
+        ctx.submit_and_wait(enc)?;
+        onnx.from_model_output(&y.read_blocking::<f32>(ctx)?)
+    };
+    let got = match run() {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(format!("imported, then failed to run: {e}"))),
+    };
+    let want_f = if want.dtype == 1 || want.dtype == 10 {
+        want.floats.clone()
+    } else {
+        return Ok(Err(format!("imported an output of type {}", want.dtype)));
+    };
+    if onnx.output().shape != want.shape {
+        return Ok(Err(format!(
+            "shape {:?}, expected {:?}",
+            onnx.output().shape,
+            want.shape
+        )));
+    }
+    Ok(close(&got, &want_f))
 }

@@ -1251,11 +1251,33 @@ fn spatial_reductions_become_global_pools() {
         &[1, c, h, w],
         13,
     );
-    let e = import_err(&m);
-    assert!(
-        e.contains("'channels' (ReduceMean)") && e.contains("axes [1]"),
-        "{e}"
+    // The mean over the channels of an NCHW activation: a row mean of its NHWC storage.
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, 1, h, w]);
+    let want: Vec<f64> = (0..h * w)
+        .map(|p| (0..c).map(|ch| f64::from(x[ch * h * w + p])).sum::<f64>() / c as f64)
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+    // Over the width (the last ONNX axis, not the stored one): copied into ONNX order.
+    let m = model(
+        vec![node(
+            "ReduceMean",
+            "rows",
+            &["x"],
+            &["y"],
+            vec![attr_ints("axes", &[-1]), attr_i("keepdims", 0)],
+        )],
+        vec![],
+        &[1, c, h, w],
+        13,
     );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, c, h]);
+    let want: Vec<f64> = x
+        .chunks(w)
+        .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / w as f64)
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
 }
 
 /// A TensorFlow-style graph: an NHWC input transposed to NCHW for a Conv, transposed back
@@ -1914,13 +1936,21 @@ fn layer_norms_become_one_layer() {
     let want = wgpu_quant::reference::layer_norm_f64(&x64, c, Some(&g64), Some(&b64), 0.01);
     check(&run(ctx, &onnx, &x), &want, 1e-6);
 
-    // A step of the pattern read by another operator: an error naming the pattern.
+    // A step of the pattern read by another operator: the steps up to it become layers
+    // (row means, a broadcast Sub, a product), and the variance per row comes out.
     let m = spelled(vec![node("Relu", "relu", &["v"], &["y"], vec![])]);
-    let e = import_err(&m);
-    assert!(
-        e.contains("'relu'") && e.contains("Var step") && e.contains("layer normalization"),
-        "{e}"
-    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![2, 5, 1]);
+    assert!(onnx.graph().nodes.iter().any(|n| n.layer == Layer::RowMean));
+    let x = rand_vec(2 * 5 * c, &mut rng);
+    let var: Vec<f64> = x
+        .chunks(c)
+        .map(|r| {
+            let m = r.iter().map(|&v| f64::from(v)).sum::<f64>() / c as f64;
+            r.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>() / c as f64
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &var, 1e-6);
     // Scale of the wrong length, and the training outputs, are refused.
     let m = model(
         vec![node(
@@ -2207,4 +2237,200 @@ fn a_float_matmul_in_a_quantized_file_runs_between_the_codes() {
             );
         }
     }
+}
+
+/// Elementwise math of activations (Sqrt, Pow, Exp, Log, Abs, Neg, Reciprocal, Erf,
+/// Gelu, a constant divided by an activation) and broadcasting between activations as
+/// normalizations spelled out by exporters use them: an RMS norm, a channels-first layer
+/// norm of an NCHW activation, GELU through Erf, a row statistic minus the row and the
+/// model input times itself. FP32 against f64 references.
+#[test]
+fn elementwise_math_and_broadcasts_of_activations() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(47);
+    let f64s = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let (t, c, eps) = (5usize, 6usize, 1e-6f32);
+    let axes = || vec![attr_ints("axes", &[-1])];
+
+    // RMS norm: x / sqrt(mean(x^2) + eps) * gamma.
+    let gamma: Vec<f32> = rand_vec(c, &mut rng).iter().map(|v| 1.0 + v).collect();
+    let m = model(
+        vec![
+            node("Pow", "sq", &["x", "two"], &["p"], vec![]),
+            node("ReduceMean", "ms", &["p"], &["m"], axes()),
+            node("Add", "eps", &["m", "eps"], &["me"], vec![]),
+            node("Sqrt", "rms", &["me"], &["r"], vec![]),
+            node("Div", "norm", &["x", "r"], &["n"], vec![]),
+            node("Mul", "scale", &["n", "gamma"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("two", &[], &[2.0]),
+            tensor_f32("eps", &[1], &[eps]),
+            tensor_f32("gamma", &[c], &gamma),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(2 * t * c, &mut rng);
+    let want: Vec<f64> = x
+        .chunks(c)
+        .flat_map(|r| {
+            let ms = r.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / c as f64;
+            let rms = (ms + f64::from(eps)).sqrt();
+            r.iter()
+                .zip(&gamma)
+                .map(move |(&v, &g)| f64::from(v) / rms * f64::from(g))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+
+    // A channels-first layer norm of NCHW [1, C, H, W] (ConvNeXt's): the statistics over
+    // axis 1, which is the stored (NHWC) last axis.
+    let (h, w) = (3usize, 4usize);
+    let ax1 = || vec![attr_ints("axes", &[1])];
+    let m = model(
+        vec![
+            node("ReduceMean", "mean", &["x"], &["m"], ax1()),
+            node("Sub", "center", &["x", "m"], &["d"], vec![]),
+            node("Mul", "square", &["d", "d"], &["p"], vec![]),
+            node("ReduceMean", "var", &["p"], &["v"], ax1()),
+            node("Add", "plus_eps", &["v", "eps"], &["ve"], vec![]),
+            node("Sqrt", "std", &["ve"], &["s"], vec![]),
+            node("Div", "y", &["d", "s"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("eps", &[], &[eps])],
+        &[1, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(c * h * w, &mut rng);
+    let mut want = vec![0f64; c * h * w];
+    for p in 0..h * w {
+        let col: Vec<f64> = (0..c).map(|ch| f64::from(x[ch * h * w + p])).collect();
+        let mean = col.iter().sum::<f64>() / c as f64;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64;
+        for ch in 0..c {
+            want[ch * h * w + p] = (col[ch] - mean) / (var + f64::from(eps)).sqrt();
+        }
+    }
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+
+    // GELU spelled with Erf, and the Gelu operator (opset 20) in both forms.
+    let x: Vec<f32> = rand_vec(2 * t * c, &mut rng)
+        .iter()
+        .map(|v| 4.0 * v)
+        .collect();
+    let gelu = |v: f64| v * (1.0 + libm::erf(v / 2f64.sqrt())) / 2.0;
+    let gelu_tanh = |v: f64| {
+        let k = (2.0 / std::f64::consts::PI).sqrt();
+        v * (1.0 + (k * (v + 0.044715 * v.powi(3))).tanh()) / 2.0
+    };
+    let m = model(
+        vec![
+            node("Div", "scaled", &["x", "sqrt2"], &["a"], vec![]),
+            node("Erf", "erf", &["a"], &["e"], vec![]),
+            node("Add", "one_plus", &["e", "one"], &["o"], vec![]),
+            node("Mul", "times_x", &["x", "o"], &["g"], vec![]),
+            node("Mul", "half", &["g", "half"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("sqrt2", &[], &[std::f32::consts::SQRT_2]),
+            tensor_f32("one", &[], &[1.0]),
+            tensor_f32("half", &[], &[0.5]),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let want: Vec<f64> = f64s(&x).into_iter().map(gelu).collect();
+    check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
+    for (approx, f) in [("none", &gelu as &dyn Fn(f64) -> f64), ("tanh", &gelu_tanh)] {
+        let mut g = node("Gelu", "gelu", &["x"], &["y"], vec![]);
+        g.attribute.push(AttributeProto {
+            name: Some("approximate".into()),
+            s: Some(approx.as_bytes().to_vec()),
+            r#type: Some(AttributeType::String as i32),
+            ..Default::default()
+        });
+        let m = model(vec![g], vec![], &[2, t, c], 20);
+        let want: Vec<f64> = f64s(&x).into_iter().map(f).collect();
+        check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
+    }
+
+    // Maps of activations, a constant over an activation, the row mean minus the row
+    // (the broadcast operand first: b - a), and the input times itself.
+    let m = model(
+        vec![
+            node("Abs", "abs", &["x"], &["a"], vec![]),
+            node("Add", "plus1", &["a", "one"], &["a1"], vec![]),
+            node("Log", "log", &["a1"], &["l"], vec![]),
+            node("Sqrt", "sqrt", &["a1"], &["q"], vec![]),
+            node("Reciprocal", "recip", &["q"], &["rq"], vec![]),
+            node("Div", "two_over", &["two", "a1"], &["t2"], vec![]),
+            node("Pow", "cube", &["x", "three"], &["x3"], vec![]),
+            node("Exp", "exp", &["l"], &["ex"], vec![]),
+            node("Neg", "neg", &["x3"], &["nx3"], vec![]),
+            node("Mul", "xx", &["x", "x"], &["sq"], vec![]),
+            node("ReduceMean", "mean", &["sq"], &["ms"], axes()),
+            node("Sub", "mean_minus", &["ms", "sq"], &["dm"], vec![]),
+            node("Add", "s1", &["dm", "rq"], &["s1"], vec![]),
+            node("Add", "s2", &["s1", "t2"], &["s2"], vec![]),
+            node("Add", "s3", &["s2", "nx3"], &["s3"], vec![]),
+            node("Div", "s4", &["s3", "ex"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("one", &[], &[1.0]),
+            tensor_f32("two", &[], &[2.0]),
+            tensor_f32("three", &[], &[3.0]),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(2 * t * c, &mut rng);
+    let want: Vec<f64> = x
+        .chunks(c)
+        .flat_map(|r| {
+            let r = f64s(r);
+            let ms = r.iter().map(|v| v * v).sum::<f64>() / c as f64;
+            r.into_iter()
+                .map(move |v| {
+                    let a1 = v.abs() + 1.0;
+                    let s = (ms - v * v) + 1.0 / a1.sqrt() + 2.0 / a1 - v.powi(3);
+                    s / a1.ln().exp()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+
+    // Operands that do not broadcast over one run of axes, and a non-scalar exponent.
+    let m = model(
+        vec![
+            node("ReduceMean", "mean", &["x"], &["m"], axes()),
+            node("Slice", "first", &["x", "s0", "s1", "s2"], &["f"], vec![]),
+            node("Mul", "outer", &["m", "f"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_i64("s0", &[1], &[0]),
+            tensor_i64("s1", &[1], &[1]),
+            tensor_i64("s2", &[1], &[1]),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(
+        e.contains("'outer' (Mul)") && e.contains("[2, 5, 1]"),
+        "{e}"
+    );
+    let m = model(
+        vec![node("Pow", "pow", &["x", "e"], &["y"], vec![])],
+        vec![tensor_f32("e", &[2], &[2.0, 3.0])],
+        &[2, t, c],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("'pow' (Pow)") && e.contains("exponent"), "{e}");
 }

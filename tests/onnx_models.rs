@@ -848,3 +848,54 @@ fn ort_quantized_ppocr_files_run_like_onnx_runtime() {
     let d = mean_abs_diff(&got, &ort_q);
     assert!(d <= 1e-3, "mean |dp| {d:.2e} from ORT's QDQ");
 }
+
+/// ONNX Runtime's static INT8 of the PP-OCRv4 recognizer (tools/onnx_models/
+/// quantize_ppocr.py: QDQ, MinMax on the two recorded lines). ORT quantizes each step of
+/// its five spelled-out layer norms (the mean, the centred value, its square, the
+/// variance, the variance plus epsilon, the deviation, the normalized value), so they
+/// run here as row-mean, broadcast and map layers between the file's codes, not as one
+/// fused layer. Against ORT running the same file: the same greedy CTC reading, and the
+/// probabilities' relative L2 difference.
+#[test]
+fn ort_quantized_recognizer_runs_like_onnx_runtime() {
+    let ctx = ctx();
+    let file = root().join("examples/data/ppocr/ch_PP-OCRv4_rec_qdq.onnx");
+    let onnx = OnnxImport::load(&file, Some(&[1, 3, 48, 320])).unwrap();
+    assert!(onnx.is_quantized());
+    let layers = &onnx.graph().nodes;
+    let count = |f: &dyn Fn(&wgpu_quant::model::Layer) -> bool| {
+        layers.iter().filter(|n| f(&n.layer)).count()
+    };
+    let row_means = count(&|l| matches!(l, wgpu_quant::model::Layer::RowMean));
+    assert_eq!(row_means, 10, "two row means per spelled-out layer norm");
+    let q = onnx.qmodel(&ctx).unwrap();
+    for name in ["rec_line_a", "rec_line_b"] {
+        let x = pixels_nchw(name, (48, 320), 127.5, 127.5);
+        let t = model_inputs(&ctx, &onnx, std::slice::from_ref(&x));
+        let got = onnx.from_model_output(&run_int8(&ctx, &q, &t[0])).unwrap();
+        let ort_q = reference("ppocr_rec_qdq", name);
+        let ort_f = reference("ppocr_rec", name);
+        let (here, ort) = (ctc_classes(&got, 6625), ctc_classes(&ort_q, 6625));
+        eprintln!(
+            "rec {name}: relative L2 to ORT's QDQ {:.2e}, to ORT's FP32: here {:.2e}, \
+             ORT's QDQ {:.2e}; {} classes read, ORT's QDQ {}, ORT's FP32 {}",
+            rel_l2(&got, &ort_q),
+            rel_l2(&got, &ort_f),
+            rel_l2(&ort_q, &ort_f),
+            here.len(),
+            ort.len(),
+            ctc_classes(&ort_f, 6625).len()
+        );
+        assert_eq!(
+            here, ort,
+            "{name}: the QDQ file reads {here:?} here, {ort:?} in ORT"
+        );
+        // The two engines' roundings of the same file differ by well under the file's
+        // own quantization error (ORT's QDQ against its FP32).
+        let (d, own) = (rel_l2(&got, &ort_q), rel_l2(&ort_q, &ort_f));
+        assert!(
+            d < 0.5 * own,
+            "{name}: {d:.2e} from ORT's QDQ, which is {own:.2e} from FP32"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Vendors ONNX's backend node tests for the quantization, integer convolution and layer
-# normalization operators, and the float Conv2d/pooling/softmax/ReLU cases of its pytorch-converted
+# Vendors ONNX's backend node tests for the quantization, integer convolution, layer
+# normalization and the importer's float operators, and the float Conv2d/pooling/softmax/ReLU cases of its pytorch-converted
 # suite, into tests/data/onnx/, from the PyPI wheel onnx==1.22.0 (the last release that ships the
 # test data; Apache-2.0, its LICENSE and NOTICE are copied beside the data).
 # Reproducible: the wheel is pinned and the file list below is fixed.
@@ -14,7 +14,21 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: "onnx==$VERSION" -
 WHEEL=$(ls "$TMP"/onnx-"$VERSION"-*.whl | head -n1)
 PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_qlinearmatmul test_qlinearconv test_matmulinteger test_convinteger
-          test_layer_normalization)
+          test_layer_normalization
+          # Float operators the importer lists (tests/onnx.rs runs every case of them).
+          test_abs test_add test_averagepool_2d test_basic_conv test_batchnorm test_clip
+          test_concat test_conv_with test_convtranspose test_depthtospace test_div
+          test_dropout test_erf test_exp test_flatten test_gelu test_gemm
+          test_globalaveragepool test_globalmaxpool test_hardsigmoid test_hardswish
+          test_identity test_leakyrelu test_log test_matmul_ test_maxpool_2d test_mul
+          test_neg test_pow test_reciprocal test_reduce_mean test_reduce_max test_relu
+          test_reshape test_resize test_sigmoid test_slice test_softmax test_sqrt
+          test_squeeze test_sub test_tanh test_transpose test_unsqueeze test_constant_pad
+          test_edge_pad test_reflect_pad test_upsample test_shape test_constantofshape
+          test_cast_FLOAT_to_FLOAT16 test_cast_FLOAT16_to_FLOAT)
+# Left out of those prefixes: other operators that share them, training-mode and random
+# cases.
+EXCLUDE='logsoftmax|test_log_softmax|training|_random'
 # Float layers exported from PyTorch. test_MaxPool2d_stride_padding_dilation is left out:
 # its input alone is 4 MB.
 TORCH=(test_Conv2d test_AvgPool2d test_MaxPool2d/ test_Softmax/ test_softmax_lastdim/
@@ -25,7 +39,9 @@ for p in "${TORCH[@]}"; do ARGS+=("onnx/backend/test/data/pytorch-converted/${p}
 (cd "$TMP" && unzip -q -o "$WHEEL" "${ARGS[@]}" "onnx-$VERSION.dist-info/licenses/*")
 rm -rf "$DEST"
 mkdir -p "$DEST/node" "$DEST/pytorch-converted"
-cp -r "$TMP"/onnx/backend/test/data/node/* "$DEST/node/"
+for d in "$TMP"/onnx/backend/test/data/node/*; do
+  if ! basename "$d" | grep -Eq "$EXCLUDE"; then cp -r "$d" "$DEST/node/"; fi
+done
 cp -r "$TMP"/onnx/backend/test/data/pytorch-converted/* "$DEST/pytorch-converted/"
 cp "$TMP/onnx-$VERSION.dist-info/licenses/LICENSE" "$DEST/LICENSE"
 cp "$TMP/onnx-$VERSION.dist-info/licenses/NOTICE" "$DEST/NOTICE"
@@ -34,7 +50,7 @@ cat > "$DEST/README.md" <<MD
 
 Copied unchanged from the PyPI wheel \`onnx==$VERSION\`, directories
 \`onnx/backend/test/data/node/\` (quantization and integer convolution operators, layer
-normalization) and
+normalization, and the float operators the importer lists) and
 \`onnx/backend/test/data/pytorch-converted/\` (float Conv2d, pooling, softmax, ReLU), by
 \`tools/vendor_onnx_tests.sh\`. Each test holds
 \`model.onnx\` (one operator with its attributes) and \`test_data_set_0/{input,output}_N.pb\`

@@ -9,7 +9,8 @@ pub enum ResizeCoords {
     HalfPixel,
     /// As `HalfPixel`, but 0 where the output size is 1.
     PytorchHalfPixel,
-    /// `o * (in - 1) / (out - 1)` (0 where the output size is 1).
+    /// `o * (in - 1) / (in * scale - 1)` (ONNX's resized length `in * scale`, the output
+    /// size where that is whole; 0 where the output size is 1).
     AlignCorners,
     /// `o / scale`.
     Asymmetric,
@@ -35,7 +36,7 @@ impl ResizeCoords {
             ResizeCoords::PytorchHalfPixel if out_size > 1 => (o + 0.5) / s - 0.5,
             ResizeCoords::PytorchHalfPixel => 0.0,
             ResizeCoords::AlignCorners if out_size > 1 => {
-                o * (in_size as f64 - 1.0) / (out_size as f64 - 1.0)
+                o * (in_size as f64 - 1.0) / (in_size as f64 * s - 1.0)
             }
             ResizeCoords::AlignCorners => 0.0,
             ResizeCoords::Asymmetric => o / s,

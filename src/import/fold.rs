@@ -6,12 +6,13 @@
 
 use super::tensor::{Const, Data};
 
-/// Resolves a possibly negative `axis` against `rank` (`allow_end` admits `rank`, as
-/// `Unsqueeze` and `Flatten` do).
+/// Resolves a possibly negative `axis` against `rank` (negative axes count from the
+/// back: -1 is `rank - 1`); `allow_end` admits `rank` too, as `Flatten` does (its range
+/// is [-rank, rank]).
 pub(crate) fn axis(a: i64, rank: usize, allow_end: bool) -> Result<usize, String> {
-    let r = rank as i64 + i64::from(allow_end);
+    let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
-    if (0..r).contains(&v) {
+    if (0..r + i64::from(allow_end)).contains(&v) {
         Ok(v as usize)
     } else {
         Err(format!("axis {a} is out of range for rank {rank}"))
@@ -413,6 +414,11 @@ mod tests {
         assert!(gather(&shape, &iv(&[1], &[4]), 0)
             .unwrap_err()
             .contains("out of range"));
+        // Flatten's axis lies in [-rank, rank]: -1 is the last axis, rank the end.
+        assert_eq!(axis(-1, 2, true), Ok(1));
+        assert_eq!(axis(2, 2, true), Ok(2));
+        assert_eq!(axis(-2, 2, true), Ok(0));
+        assert!(axis(-3, 2, true).is_err() && axis(2, 2, false).is_err());
         let f = cast(&Const::f32(vec![3], vec![-1.7, 2.5, 300.0]), 3).unwrap();
         assert_eq!(f.as_i64().unwrap(), &[-1, 2, 127]);
     }

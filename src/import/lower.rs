@@ -126,7 +126,8 @@ impl Attrs<'_> {
 /// The ONNX operators the importer knows, with what each becomes (docs/ONNX.md lists
 /// the same table; a test keeps them equal).
 pub const OPERATORS: &[(&str, &str)] = &[
-    ("Add", "two activations of one shape (residual add, INT8 in static graphs) or [N, C, 1, 1] against [N, C, H, W]; a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); constants: folded"),
+    ("Abs", "an elementwise map; constants: folded"),
+    ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
@@ -137,12 +138,15 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
-    ("Div", "two activations (as Mul); by a per-channel constant: as Mul; constants: folded"),
+    ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
+    ("Erf", "an elementwise map; constants: folded"),
+    ("Exp", "an elementwise map; constants: folded"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "constants (shape arithmetic): folded"),
+    ("Gelu", "an elementwise map (opset 20; approximate none or tanh)"),
     ("Gemm", "transB 0/1, alpha, beta, constant B and C: a linear layer"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
@@ -151,12 +155,14 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Identity", "a view"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
+    ("Log", "an elementwise map; constants: folded"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
-    ("Mul", "two activations of one shape, or [N, C, 1, 1] against [N, C, H, W] (squeeze-excite); by a per-channel constant: as Add; constants: folded"),
+    ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; constants: folded"),
+    ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
     ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
-    ("Pow", "an exponent of 2 inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
     ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
@@ -164,8 +170,9 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column)"),
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
+    ("Reciprocal", "an elementwise map; constants: folded"),
     ("ReduceMax", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global max pool"),
-    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis (keepdims 1): the start of a layer normalization spelled out as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div, which becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta)"),
+    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
@@ -173,9 +180,9 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Sigmoid", "an elementwise map"),
     ("Slice", "an activation with step 1 (constant starts, ends and axes; an image's NCHW axes too): a crop layer that copies the block; constants: folded"),
     ("Softmax", "over the channel axis of NCHW or the last axis"),
-    ("Sqrt", "the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
-    ("Sub", "two activations (as Mul); a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
@@ -203,6 +210,12 @@ pub(crate) struct Lowering {
     /// QDQ: weights whose values changed after quantization (a BatchNorm folded into a
     /// quantized convolution): their codes no longer hold.
     pub requantized: Vec<String>,
+    /// Steps of spelled-out layer normalizations already built as layers (read by a node
+    /// outside the pattern), by the normalized activation's producer and the step.
+    norm_layers: HashMap<(usize, String), Act>,
+    /// QDQ: copies the importer made whose parameters are their source's (see
+    /// `same_codes`), until the file quantizes them itself.
+    inherited_q: HashSet<usize>,
 }
 
 /// A QOperator node's quantized input: the indices of its value, scale and zero point.
@@ -279,6 +292,8 @@ impl Lowering {
             qweights: BTreeMap::new(),
             act_q: HashMap::new(),
             requantized: Vec::new(),
+            norm_layers: HashMap::new(),
+            inherited_q: HashSet::new(),
         }
     }
 
@@ -381,8 +396,11 @@ impl Lowering {
                 _ => {}
             }
         }
+        // (A copy the importer made keeps its source's parameters until the file
+        // quantizes it with its own.)
+        let inherited = self.inherited_q.remove(&key);
         if let Some(old) = self.act_q.insert(key, anno) {
-            if old != anno {
+            if old != anno && !inherited {
                 return Err(format!(
                     "quantizes one activation twice, with {old:?} and {anno:?}"
                 ));
@@ -745,6 +763,7 @@ impl Lowering {
         if op == "Constant" {
             return Ok(vec![Val::Const(constant(&attrs)?)]);
         }
+        self.norm_inputs_as_layers(n, &attrs, label)?;
         if matches!(op, "QuantizeLinear" | "DequantizeLinear") {
             return Ok(vec![self.qdq(n, &attrs)?]);
         }
@@ -770,6 +789,25 @@ impl Lowering {
         let one = |a: Act| Ok(vec![Val::Act(a)]);
         match op {
             "LayerNormalization" => one(self.lower_layer_norm(n, &attrs, label)?),
+            "CastLike" => {
+                // Activations are float: the target must be float, and a constant cast
+                // like an activation becomes a float constant.
+                let target_float = match self.input(n, 1) {
+                    Some(Val::Const(t)) => t.elem == 1,
+                    Some(Val::Act(_)) => true,
+                    _ => false,
+                };
+                match self.input(n, 0).cloned() {
+                    _ if !target_float => {
+                        Err("a CastLike to a type other than float is not supported".into())
+                    }
+                    Some(Val::Const(c)) => Ok(vec![Val::Const(fold::cast(&c, 1)?)]),
+                    Some(Val::Act(x)) => one(x),
+                    _ => Err("input 0 is missing".into()),
+                }
+            }
+            "Sum" => one(self.sum(n, label)?),
+            "Min" | "Max" => one(self.min_max(n, label)?),
             "Cast" => {
                 // Activations are float: a cast to float changes nothing.
                 let x = self.act(n, 0)?;
@@ -876,10 +914,32 @@ impl Lowering {
                  -> ConvInteger/MatMulInteger with constant weights -> Cast to float -> Mul by \
                  Mul(x's scale, the weight's constant scale)); this node is outside it"
             )),
-            "Sqrt" | "Pow" => Err(format!(
-                "{op} of an activation is imported only inside {NORM_PATTERN}, which this \
-                 node is not part of"
-            )),
+            "Sqrt" | "Exp" | "Log" | "Abs" | "Neg" | "Reciprocal" | "Erf" => {
+                let f = unary_of(op).ok_or("not an elementwise function")?;
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
+            "Gelu" => {
+                let tanh = match attrs.string("approximate").as_deref() {
+                    None | Some("none") => false,
+                    Some("tanh") => true,
+                    Some(other) => return Err(format!("approximate '{other}' (none or tanh)")),
+                };
+                one(self.map(self.act(n, 0)?, UnaryOp::Gelu { tanh }, label)?)
+            }
+            "Pow" => {
+                let x = self.act(n, 0)?;
+                let e = self
+                    .konst(n, 1, "exponent")?
+                    .ok_or("input 1 (exponent) is missing")?;
+                let v = e.to_f32();
+                if v.len() != 1 || !v[0].is_finite() {
+                    return Err(format!(
+                        "the exponent {:?} must be one finite value",
+                        e.dims
+                    ));
+                }
+                one(self.map(x, UnaryOp::Pow { exponent: v[0] }, label)?)
+            }
             _ => Err(format!("operator {op} is not supported on activations")),
         }
     }
@@ -947,6 +1007,11 @@ impl Lowering {
             };
             (b(1, f32::NEG_INFINITY)?, b(2, f32::INFINITY)?)
         };
+        if lo.is_nan() || hi.is_nan() {
+            return Err(format!("a NaN bound (min {lo}, max {hi})"));
+        }
+        // ONNX: with min above max, every value becomes max.
+        let lo = lo.min(hi);
         let x = self.act(n, 0)?;
         one(self.clip(&n.input[0], x, lo, hi, label)?)
     }
@@ -1053,6 +1118,24 @@ impl Lowering {
             .map(|&a| if a < 0 { a + rank } else { a })
             .collect();
         axes.sort_unstable();
+        let keep = attrs.int("keepdims", 1) != 0;
+        let channels = x.layout == Layout::Nhwc && rank == 4 && axes == [1];
+        if n.op_type() == "ReduceMean" && rank >= 1 && (axes == [rank - 1] || channels) {
+            // The mean over the stored last axis: ONNX's last axis, or the channels of
+            // an NCHW activation stored NHWC.
+            let x = if channels {
+                x
+            } else {
+                self.last_axis_innermost(x, &format!("{label}.x"))?
+            };
+            let m = self.row_mean(x, label);
+            if keep {
+                return Ok(vec![Val::Act(m)]);
+            }
+            let mut dims = m.shape.clone();
+            dims.remove(axes[0] as usize);
+            return Ok(vec![Val::Act(self.reshape(m, dims, label)?)]);
+        }
         if rank != 4 || axes != [2, 3] {
             return Err(format!(
                 "axes {axes:?} of a rank-{rank} activation {:?}: only the spatial axes [2, 3] \
@@ -1060,7 +1143,6 @@ impl Lowering {
                 x.shape
             ));
         }
-        let keep = attrs.int("keepdims", 1) != 0;
         let x = self.nhwc(x)?;
         let pooled = self.global_pool(x, n.op_type() == "ReduceMax", label)?;
         let (nb, c) = (pooled.shape[0], pooled.shape[1]);
@@ -1294,11 +1376,32 @@ impl Lowering {
                 fold::concat(&parts, attrs.int("axis", 0))?
             }
             "Cast" => fold::cast(c(0)?, attrs.int("to", 1) as i32)?,
-            "Sqrt" => {
+            "CastLike" => fold::cast(c(0)?, c(1)?.elem)?,
+            "Abs" | "Neg" if c(0)?.as_i64().is_some() => {
+                // Integer shape arithmetic stays integer.
                 let x = c(0)?;
+                let v = x.as_ik()?.iter();
+                let out = if n.op_type() == "Abs" {
+                    v.map(|&i| i.checked_abs()).collect::<Option<Vec<i64>>>()
+                } else {
+                    v.map(|&i| i.checked_neg()).collect()
+                };
+                let out = out.ok_or("an integer out of the int64 range")?;
+                Const {
+                    dims: x.dims.clone(),
+                    elem: x.elem,
+                    data: super::tensor::Data::I64(out),
+                }
+            }
+            "Sqrt" | "Exp" | "Log" | "Abs" | "Neg" | "Reciprocal" | "Erf" => {
+                let x = c(0)?;
+                let f = unary_of(n.op_type()).unwrap_or(UnaryOp::Sqrt);
                 Const::f32(
                     x.dims.clone(),
-                    x.to_f32().iter().map(|v| v.sqrt()).collect(),
+                    x.to_f32()
+                        .iter()
+                        .map(|&v| f.apply(f64::from(v)) as f32)
+                        .collect(),
                 )
             }
             "Reshape" => {
@@ -1522,16 +1625,26 @@ impl Lowering {
                     ));
                 }
                 let f = [out_hw[0] / h, out_hw[1] / w];
-                // For whole factors every coordinate mode maps output y to input y / f,
-                // except asymmetric coordinates with a rounding other than floor.
-                let nearest = attrs
-                    .string("nearest_mode")
-                    .unwrap_or_else(|| "round_prefer_floor".into());
-                let asym = matches!(coords.as_str(), "asymmetric" | "tf_crop_and_resize");
-                if !legacy && asym && nearest != "floor" && f != [1, 1] {
-                    return Err(format!(
-                        "coordinate_transformation_mode '{coords}' with nearest_mode '{nearest}' is not a plain repetition"
-                    ));
+                // The layer repeats each pixel f times: the file's coordinate mode and
+                // rounding must pick input o / f for every output o (checked, axis by
+                // axis, with ONNX's formulas).
+                let nearest = if legacy {
+                    "floor".to_string()
+                } else {
+                    attrs
+                        .string("nearest_mode")
+                        .unwrap_or_else(|| "round_prefer_floor".into())
+                };
+                for (ax, (&n_in, &n_out)) in [h, w].iter().zip(&out_hw).enumerate() {
+                    let picks = nearest_picks(&coords, &nearest, n_in, n_out, sc[ax])?;
+                    if picks.iter().enumerate().any(|(o, &i)| i != o / f[ax]) {
+                        return Err(format!(
+                            "coordinate_transformation_mode '{coords}' with nearest_mode \
+                             '{nearest}' does not repeat each pixel {} times (input pixels \
+                             {picks:?}); only a plain repetition is supported",
+                            f[ax]
+                        ));
+                    }
                 }
                 Ok(self.layer4(Layer::Upsample { factors: f }, x, out, label))
             }
@@ -1899,6 +2012,89 @@ impl Lowering {
         })
     }
 
+    /// Graph outputs that are the model input itself (an `Identity` or inference
+    /// `Dropout` of it) become a copy of it, so that every output is a layer's.
+    pub fn copy_input_outputs(&mut self, out_names: &[&str]) {
+        for name in out_names {
+            if let Some(Val::Act(a)) = self.vals.get(*name).cloned() {
+                if a.src == Src::Input {
+                    let label = format!("{name}.copy");
+                    let layer = Layer::Map {
+                        f: UnaryOp::IDENTITY,
+                        clip: Clip::NONE,
+                    };
+                    let i = self.push(&label, layer, a.src);
+                    self.same_codes(a.src, i);
+                    let copy = Act {
+                        src: Src::Node(i),
+                        ..a
+                    };
+                    self.vals.insert((*name).to_string(), Val::Act(copy));
+                }
+            }
+        }
+    }
+
+    /// ONNX `Sum` of an activation and activations or constants: one `Add` after another
+    /// (in the file's order; constants must be one value per channel or a scalar).
+    fn sum(&mut self, n: &NodeProto, label: &str) -> R<Act> {
+        let mut acc = n.input.first().ok_or("Sum of no inputs")?.clone();
+        for (k, next) in n.input.iter().enumerate().skip(1) {
+            let out = format!("{}#sum{k}", n.output[0]);
+            let add = NodeProto {
+                op_type: Some("Add".into()),
+                input: vec![acc, next.clone()],
+                output: vec![out.clone()],
+                ..Default::default()
+            };
+            let v = match (self.input(&add, 0), self.input(&add, 1)) {
+                (Some(Val::Const(a)), Some(Val::Const(b))) => {
+                    Val::Const(fold::binary("Add", a, b)?)
+                }
+                _ => Val::Act(self.binary(&add, "Add", &format!("{label}.{k}"))?),
+            };
+            self.vals.insert(out.clone(), v);
+            acc = out;
+        }
+        match self.vals.get(&acc) {
+            Some(Val::Act(a)) => Ok(a.clone()),
+            _ => Err("Sum of constants only is folded, not lowered".into()),
+        }
+    }
+
+    /// ONNX `Min`/`Max` of one activation and scalar constants: a clip.
+    fn min_max(&mut self, n: &NodeProto, label: &str) -> R<Act> {
+        let (mut x, mut lo, mut hi) = (None, f32::NEG_INFINITY, f32::INFINITY);
+        for (i, name) in n.input.iter().enumerate() {
+            match self.input(n, i) {
+                Some(Val::Act(a)) if x.is_none() => x = Some((name.clone(), a.clone())),
+                Some(Val::Const(c)) => {
+                    let v = c.scalar_f32().ok_or_else(|| {
+                        format!(
+                            "input {i} ({:?}) is not one value (only scalars are supported)",
+                            c.dims
+                        )
+                    })?;
+                    if n.op_type() == "Max" {
+                        lo = lo.max(v);
+                    } else {
+                        hi = hi.min(v);
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "input {i}: only one activation with scalar constants is supported"
+                    ))
+                }
+            }
+        }
+        let (name, x) = x.ok_or("no activation among the inputs")?;
+        if lo.is_nan() || hi.is_nan() {
+            return Err("a NaN bound".into());
+        }
+        self.clip(&name, x, lo, hi, label)
+    }
+
     /// An elementwise function of an activation.
     fn map(&mut self, x: Act, f: UnaryOp, label: &str) -> R<Act> {
         let i = self.push(
@@ -1939,7 +2135,18 @@ impl Lowering {
                 }
                 self.per_channel(&name, x, &c, op, false, label)
             }
-            (Some(Val::Const(c)), Some(Val::Act(x))) if op != "Div" => {
+            (Some(Val::Const(c)), Some(Val::Act(x))) if op == "Div" => {
+                let v = c.to_f32();
+                if v.len() != 1 || !v[0].is_finite() || c.dims.len() > x.shape.len() {
+                    return Err(format!(
+                        "Div of a constant {:?} by an activation {:?}: only one finite value \
+                         divided by an activation is supported",
+                        c.dims, x.shape
+                    ));
+                }
+                self.map(x, UnaryOp::Rdiv { numerator: v[0] }, label)
+            }
+            (Some(Val::Const(c)), Some(Val::Act(x))) => {
                 let name = n.input[1].clone();
                 self.per_channel(&name, x, &c, op, true, label)
             }
@@ -1947,8 +2154,11 @@ impl Lowering {
         }
     }
 
-    /// `x op y` for two activations: of one shape, or one of them `[N, C, 1, 1]` against
-    /// the other's `[N, C, H, W]` (a squeeze-excite scale).
+    /// `x op y` for two activations: of one shape, or one broadcast against the other
+    /// over one contiguous run of stored axes (`[N, C, 1, 1]` against `[N, C, H, W]`, a
+    /// squeeze-excite scale; `[.., T, 1]` against `[.., T, C]`, a row statistic; an
+    /// operand of lower rank is aligned to the right, as ONNX does). Operands stored
+    /// differently are first copied into ONNX order.
     fn binary_acts(&mut self, op: &str, x: Act, y: Act, label: &str) -> R<Act> {
         let bop = match op {
             "Add" => BinaryOp::Add,
@@ -1956,37 +2166,52 @@ impl Lowering {
             "Mul" => BinaryOp::Mul,
             _ => BinaryOp::Div,
         };
-        let commutes = matches!(bop, BinaryOp::Add | BinaryOp::Mul);
-        let broadcasts = |big: &Act, small: &Act| {
-            big.layout == Layout::Nhwc
-                && small.layout == Layout::Nhwc
-                && small.shape[0] == big.shape[0]
-                && small.shape[1] == big.shape[1]
-                && small.shape[2] * small.shape[3] == 1
+        let out = fold::broadcast(&x.shape, &y.shape).map_err(|e| {
+            format!(
+                "{op} of activations of shapes {:?} and {:?}: {e}",
+                x.shape, y.shape
+            )
+        })?;
+        let (mut x, mut y) = (x, y);
+        let stored_alike = |x: &Act, y: &Act| {
+            x.layout == y.layout
+                && x.shape.len() == y.shape.len()
+                && x.phys.len() == y.phys.len()
+                && (x.layout != Layout::Plain || (x.phys == x.shape && y.phys == y.shape))
         };
-        let same = x.shape == y.shape && x.layout == y.layout && x.phys == y.phys;
-        let (a, b) = if same || broadcasts(&x, &y) {
-            (x, y)
-        } else if commutes && broadcasts(&y, &x) {
-            (y, x)
+        if !stored_alike(&x, &y) {
+            x = self.row_major(x, &out, &format!("{label}.a"))?;
+            y = self.row_major(y, &out, &format!("{label}.b"))?;
+        }
+        // The layer reads the full-shaped operand and names the other as its node.
+        let (a, b, bop) = if x.phys == y.phys
+            || crate::ops::eltwise::broadcast_block(&x.phys, &y.phys).is_some()
+        {
+            (x, y, bop)
+        } else if crate::ops::eltwise::broadcast_block(&y.phys, &x.phys).is_some() {
+            (y, x, swapped(bop))
         } else {
             return Err(format!(
-                "{op} of activations of shapes {:?} and {:?}: only one shape, or [N, C, 1, 1] against [N, C, H, W], is supported",
+                "{op} of activations of shapes {:?} and {:?}: each operand must have the \
+                 output's shape or broadcast over one contiguous run of axes",
                 x.shape, y.shape
             ));
         };
-        // The layer reads `a` and names `b` as its other node; `b` must be a layer.
-        let (a, b) = match (a.src, b.src) {
-            (_, Src::Node(_)) => (a, b),
-            (Src::Node(_), Src::Input) if same && commutes => (b, a),
+        let same = a.phys == b.phys;
+        // The other operand must be a layer's output: the model input is copied.
+        let (a, b, bop) = match (a.src, b.src) {
+            (_, Src::Node(_)) => (a, b, bop),
+            (Src::Node(_), Src::Input) if same => (b, a, swapped(bop)),
             _ => {
-                return Err(format!(
-                    "{op} reads the model input as its second operand; only a layer's output can be"
-                ))
+                let copy = self.map(b.clone(), UnaryOp::IDENTITY, &format!("{label}.copy"))?;
+                if let Src::Node(i) = copy.src {
+                    self.same_codes(b.src, i);
+                }
+                (a, copy, bop)
             }
         };
         let Src::Node(other) = b.src else {
-            unreachable!("matched above")
+            unreachable!("made a layer above")
         };
         let layer = if same && bop == BinaryOp::Add {
             Layer::Add {
@@ -2004,6 +2229,24 @@ impl Lowering {
         Ok(Act {
             src: Src::Node(i),
             ..a
+        })
+    }
+
+    /// `x` stored row-major in its ONNX shape aligned to rank `out.len()` (leading axes
+    /// of 1 added): a view where the stored order allows, else a copy.
+    fn row_major(&mut self, x: Act, out: &[usize], label: &str) -> R<Act> {
+        let mut dims = vec![1; out.len().saturating_sub(x.shape.len())];
+        dims.extend_from_slice(&x.shape);
+        let x = self.onnx_order(x, &format!("{label}.nchw"))?;
+        let x = if x.phys == x.shape {
+            x
+        } else {
+            self.materialize(x, label)
+        };
+        Ok(Act {
+            shape: dims.clone(),
+            phys: dims,
+            ..x
         })
     }
 
@@ -2055,6 +2298,79 @@ impl Lowering {
             ));
         }
         self.affine(name, x, &scale, &shift, label)
+    }
+}
+
+/// The input pixel that ONNX's nearest `Resize` reads for each output pixel along one
+/// axis of `n_in -> n_out` pixels (`scale` as the file gives it, or `n_out / n_in`).
+fn nearest_picks(
+    coords: &str,
+    rounding: &str,
+    n_in: usize,
+    n_out: usize,
+    scale: f32,
+) -> R<Vec<usize>> {
+    let (s, len_in) = (f64::from(scale), n_in as f64);
+    let source = |o: f64| -> R<f64> {
+        Ok(match coords {
+            "half_pixel" => (o + 0.5) / s - 0.5,
+            "pytorch_half_pixel" if n_out > 1 => (o + 0.5) / s - 0.5,
+            "pytorch_half_pixel" | "align_corners" if n_out <= 1 => 0.0,
+            "align_corners" => o * (len_in - 1.0) / (len_in * s - 1.0),
+            "asymmetric" => o / s,
+            "tf_half_pixel_for_nn" => (o + 0.5) / s,
+            "half_pixel_symmetric" => {
+                let adjust = n_out as f64 / (len_in * s);
+                len_in / 2.0 * (1.0 - adjust) + (o + 0.5) / s - 0.5
+            }
+            other => {
+                return Err(format!(
+                    "coordinate_transformation_mode '{other}' is not supported for nearest resizing"
+                ))
+            }
+        })
+    };
+    let round = |x: f64| -> R<f64> {
+        let tie = x - x.floor() == 0.5;
+        Ok(match rounding {
+            "round_prefer_floor" if tie => x.floor(),
+            "round_prefer_ceil" if tie => x.ceil(),
+            "round_prefer_floor" | "round_prefer_ceil" => x.round(),
+            "floor" => x.floor(),
+            "ceil" => x.ceil(),
+            other => return Err(format!("nearest_mode '{other}' is not one of ONNX's")),
+        })
+    };
+    (0..n_out)
+        .map(|o| Ok(round(source(o as f64)?)?.clamp(0.0, len_in - 1.0) as usize))
+        .collect()
+}
+
+/// The elementwise function of a one-input ONNX operator without attributes.
+fn unary_of(op: &str) -> Option<UnaryOp> {
+    Some(match op {
+        "Sqrt" => UnaryOp::Sqrt,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Abs" => UnaryOp::Abs,
+        "Neg" => UnaryOp::Affine {
+            scale: -1.0,
+            shift: 0.0,
+        },
+        "Reciprocal" => UnaryOp::Rdiv { numerator: 1.0 },
+        "Erf" => UnaryOp::Erf,
+        _ => return None,
+    })
+}
+
+/// The operation with its operands exchanged: `a op b` as `b op' a`.
+fn swapped(op: BinaryOp) -> BinaryOp {
+    match op {
+        BinaryOp::Add | BinaryOp::Mul => op,
+        BinaryOp::Sub => BinaryOp::RSub,
+        BinaryOp::Div => BinaryOp::RDiv,
+        BinaryOp::RSub => BinaryOp::Sub,
+        BinaryOp::RDiv => BinaryOp::Div,
     }
 }
 
@@ -2326,6 +2642,7 @@ impl Lowering {
             },
             x.src,
         );
+        self.same_codes(x.src, i);
         Ok(Act {
             phys: vec![nhwc[0], nhwc[3], nhwc[1], nhwc[2]],
             layout: Layout::Plain,
@@ -2403,6 +2720,23 @@ impl Lowering {
     /// One step of a spelled-out layer normalization ([`Val::Norm`]), or `None` when node
     /// `n` is not one (it is lowered as usual).
     fn norm_step(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Option<Val>> {
+        Ok(match self.next_norm_step(n, attrs)? {
+            None => None,
+            Some((x, None)) => {
+                let eps = match self.input(n, 1) {
+                    Some(Val::Norm(_, NormStep::Std(eps))) => *eps,
+                    _ => unreachable!("the Div step reads the standard deviation"),
+                };
+                Some(Val::Act(self.layer_norm(x, eps, label)?))
+            }
+            Some((x, Some(step))) => Some(Val::Norm(x, step)),
+        })
+    }
+
+    /// The step of a spelled-out layer normalization that node `n` makes (`None` inside:
+    /// the Div that completes it), or `None` when it makes none.
+    #[allow(clippy::type_complexity)]
+    fn next_norm_step(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<(Act, Option<NormStep>)>> {
         let op = n.op_type();
         let val = |i: usize| self.input(n, i).cloned();
         let same = |a: &Act, b: &Act| a.src == b.src && a.shape == b.shape && a.layout == b.layout;
@@ -2418,7 +2752,7 @@ impl Lowering {
             let last = matches!(axes.as_deref(), Some([a]) if *a == -1 || *a == r - 1);
             Ok(last && attrs.int("keepdims", 1) != 0 && r >= 1)
         };
-        let step = |x: Act, s: NormStep| Ok(Some(Val::Norm(x, s)));
+        let step = |x: Act, s: NormStep| Ok(Some((x, Some(s))));
         match (op, val(0), val(1)) {
             ("ReduceMean", Some(Val::Act(x)), _) if last_axis_mean(&x)? => step(x, NormStep::Mean),
             ("ReduceMean", Some(Val::Norm(x, NormStep::Squared)), _) if last_axis_mean(&x)? => {
@@ -2445,9 +2779,94 @@ impl Lowering {
             (
                 "Div",
                 Some(Val::Norm(x, NormStep::Centered)),
-                Some(Val::Norm(y, NormStep::Std(eps))),
-            ) if same(&x, &y) => Ok(Some(Val::Act(self.layer_norm(x, eps, label)?))),
+                Some(Val::Norm(y, NormStep::Std(_))),
+            ) if same(&x, &y) => Ok(Some((x, None))),
             _ => Ok(None),
+        }
+    }
+
+    /// Builds as layers the spelled-out layer-normalization steps ([`Val::Norm`]) that
+    /// node `n` reads without continuing the pattern (a QuantizeLinear of the variance,
+    /// a Sub of the mean from another value, ...): row means, broadcast binary ops and
+    /// maps, in the file's order of operations. Nothing when `n` continues the pattern.
+    fn norm_inputs_as_layers(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<()> {
+        let reads_norm = n
+            .input
+            .iter()
+            .any(|s| matches!(self.vals.get(s), Some(Val::Norm(..))));
+        if !reads_norm || self.next_norm_step(n, attrs)?.is_some() {
+            return Ok(());
+        }
+        for name in &n.input {
+            if let Some(Val::Norm(x, step)) = self.vals.get(name).cloned() {
+                let a = self.norm_layers_of(&x, step, label)?;
+                self.vals.insert(name.clone(), Val::Act(a));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step `step` of the layer normalization of `x` as layers (each step built once).
+    fn norm_layers_of(&mut self, x: &Act, step: NormStep, label: &str) -> R<Act> {
+        let key = (src_key(x.src), format!("{:?} {step:?}", x.shape));
+        if let Some(a) = self.norm_layers.get(&key) {
+            return Ok(a.clone());
+        }
+        let a = match step {
+            NormStep::Mean => {
+                let xr = self.last_axis_innermost(x.clone(), &format!("{label}.x"))?;
+                self.row_mean(xr, &format!("{label}.mean"))
+            }
+            NormStep::Centered => {
+                let m = self.norm_layers_of(x, NormStep::Mean, label)?;
+                let xr = self.last_axis_innermost(x.clone(), &format!("{label}.x"))?;
+                self.binary_acts("Sub", xr, m, &format!("{label}.centered"))?
+            }
+            NormStep::Squared => {
+                let c = self.norm_layers_of(x, NormStep::Centered, label)?;
+                self.binary_acts("Mul", c.clone(), c, &format!("{label}.squared"))?
+            }
+            NormStep::Var => {
+                let sq = self.norm_layers_of(x, NormStep::Squared, label)?;
+                self.row_mean(sq, &format!("{label}.var"))
+            }
+            NormStep::VarEps(eps) => {
+                let v = self.norm_layers_of(x, NormStep::Var, label)?;
+                let f = UnaryOp::Affine {
+                    scale: 1.0,
+                    shift: eps,
+                };
+                self.map(v, f, &format!("{label}.var_eps"))?
+            }
+            NormStep::Std(eps) => {
+                let v = self.norm_layers_of(x, NormStep::VarEps(eps), label)?;
+                self.map(v, UnaryOp::Sqrt, &format!("{label}.std"))?
+            }
+        };
+        self.norm_layers.insert(key, a.clone());
+        Ok(a)
+    }
+
+    /// A [`Layer::RowMean`] of `x` over its last stored axis (kept as 1): ONNX's last
+    /// axis of a row-major activation, the channel axis of an NCHW one stored NHWC.
+    fn row_mean(&mut self, x: Act, label: &str) -> Act {
+        let i = self.push(label, Layer::RowMean, x.src);
+        let mut shape = x.shape.clone();
+        let mut phys = x.phys.clone();
+        let ax = if x.layout == Layout::Nhwc {
+            1
+        } else {
+            shape.len() - 1
+        };
+        shape[ax] = 1;
+        if let Some(l) = phys.last_mut() {
+            *l = 1;
+        }
+        Act {
+            shape,
+            phys,
+            layout: x.layout,
+            src: Src::Node(i),
         }
     }
 
@@ -2460,10 +2879,20 @@ impl Lowering {
             perm: (0..r).collect(),
         };
         let i = self.push(label, layer, x.src);
+        self.same_codes(x.src, i);
         Act {
             phys: x.shape.clone(),
             src: Src::Node(i),
             ..x
+        }
+    }
+
+    /// Layer `i` only moves or copies the values of `from`: a quantized file's
+    /// parameters of `from` hold for its output too (so the codes stay codes).
+    fn same_codes(&mut self, from: Src, i: usize) {
+        if let Some(&q) = self.act_q.get(&src_key(from)) {
+            self.act_q.insert(i, q);
+            self.inherited_q.insert(i);
         }
     }
 

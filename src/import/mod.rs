@@ -56,7 +56,7 @@ use lower::{Act, Lowering, Val};
 pub use lower::{Layout, OPERATORS};
 
 /// The oldest and newest default-domain opsets the importer accepts.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 6..=24;
+pub const OPSETS: std::ops::RangeInclusive<i64> = 6..=25;
 
 /// One end of the imported graph: its ONNX name and shape, and the shape and layout of
 /// the tensor the [`Model`] reads or writes there.
@@ -571,6 +571,7 @@ fn import_graph(
         }),
     );
     let ops = lower_nodes(&mut low, g, &order, &live).map_err(e)?;
+    low.copy_input_outputs(&out_names);
     let (edges, output) = output_edges(&low, &out_names).map_err(e)?;
     let input = Edge {
         name: inp.name().to_string(),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Quantizes PaddleOCR's orientation classifier and PP-OCRv4 text detector with ONNX
+"""Quantizes PaddleOCR's orientation classifier, PP-OCRv4 text detector and recognizer with ONNX
 Runtime's post-training quantizer, the way its documentation asks: first
 `quant_pre_process` (which folds each BatchNorm into its convolution; symbolic shape
 inference is skipped, it fails on these paddle2onnx graphs), then the opset raised to
@@ -7,14 +7,15 @@ inference is skipped, it fails on these paddle2onnx graphs), then the opset rais
 refuses to load per-channel files of those opsets), then `quantize_static` (QDQ,
 MinMax, int8 weights per output channel, uint8 activations) calibrated on the inputs
 that tools/onnx_models/reference.py records (the two text lines for the classifier,
-the text page for the detector). Writes examples/data/ppocr/*_qdq.onnx, which
+the text page for the detector, the two recognizer lines for the recognizer). Writes examples/data/ppocr/*_qdq.onnx, which
 tests/onnx_models.rs runs with the files' own scales against ORT's outputs on the same
 files (recorded by reference.py; run this first).
 
     python3 -m pip install onnx onnxruntime pillow numpy
-    python3 tools/onnx_models/quantize_ppocr.py
+    python3 tools/onnx_models/quantize_ppocr.py [cls] [det] [rec]   (all three by default)
 """
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -34,6 +35,8 @@ MODELS = {
             ["text_upright", "text_flipped"], (48, 192), 127.5, 127.5),
     "det": ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_det_qdq.onnx", ["text_page"],
             (256, 256), [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+    "rec": ("ch_PP-OCRv4_rec_infer.onnx", "ch_PP-OCRv4_rec_qdq.onnx",
+            ["rec_line_a", "rec_line_b"], (48, 320), 127.5, 127.5),
 }
 
 
@@ -53,7 +56,8 @@ class Inputs(CalibrationDataReader):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        for key, (src, dst, names, hw, mean, std) in MODELS.items():
+        for key in sys.argv[1:] or list(MODELS):
+            src, dst, names, hw, mean, std = MODELS[key]
             pre = os.path.join(tmp, key + "_pre.onnx")
             quant_pre_process(os.path.join(DIR, src), pre, skip_symbolic_shape=True)
             m13 = version_converter.convert_version(onnx.load(pre), 13)

@@ -55,6 +55,8 @@ MODELS = {
                       [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
     "ppocr_rec": ("examples/data/ppocr/ch_PP-OCRv4_rec_infer.onnx", list(REC_TEXT),
                   127.5, 127.5),
+    "ppocr_rec_qdq": ("examples/data/ppocr/ch_PP-OCRv4_rec_qdq.onnx", list(REC_TEXT),
+                      127.5, 127.5),
 }
 
 
@@ -199,8 +201,9 @@ def main():
             y.tofile(os.path.join(OUT, model, name + ".f32"))
             top = np.argsort(-y.ravel(), kind="stable")[:5].tolist()
             entry["outputs"][name] = {"shape": list(y.shape), "top5": top}
-            if model == "ppocr_rec":
-                text, best = ctc_text(path, y)
+            if model.startswith("ppocr_rec"):
+                # The dictionary is in the float model's metadata.
+                text, best = ctc_text(os.path.join(ROOT, MODELS["ppocr_rec"][0]), y)
                 entry["outputs"][name].update({"text": text, "argmax": best})
         manifest["models"][model] = entry
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
