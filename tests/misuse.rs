@@ -1679,7 +1679,7 @@ fn pool_sweeps(c: &mut Catalogue) {
 fn eltwise_sweeps(c: &mut Catalogue) {
     use wgpu_quant::desc::eltwise::{BinaryOp, UnaryOp};
     use wgpu_quant::ops::eltwise::{
-        add, binary, cast, channel_affine, clip, layer_norm, map, qadd, softmax,
+        add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_mean, softmax,
     };
     let cat = "eltwise";
     c.add(
@@ -1892,6 +1892,63 @@ fn eltwise_sweeps(c: &mut Catalogue) {
             )
         },
     );
+    // Row means: the output must be x with its last axis 1.
+    for (x, out) in [
+        (vec![2usize, 5], vec![2usize, 5]),
+        (vec![2, 5], vec![5, 1]),
+        (vec![3, 4, 2], vec![3, 1, 1]),
+    ] {
+        let says = format!("{out:?}");
+        c.add(
+            cat,
+            format!("row mean {x:?} into {out:?}"),
+            "Shape",
+            &["row_mean", &says],
+            move || row_mean(ctx(), &mut enc(), &f32s(&x), &f32s(&out)),
+        );
+    }
+    c.add(
+        cat,
+        "row mean of i32",
+        "DType",
+        &["row_mean", "x", "i32"],
+        || row_mean(ctx(), &mut enc(), &i32s(&[2, 5]), &f32s(&[2, 1])),
+    );
+    // Broadcasts over two separate runs of axes, or none.
+    for b in [vec![2usize, 1, 4, 1], vec![1, 3, 1, 5], vec![2, 3, 4]] {
+        let says = format!("{b:?}");
+        c.add(
+            cat,
+            format!("binary broadcast {b:?} against [2, 3, 4, 5]"),
+            "Shape",
+            &["binary", &says, "[2, 3, 4, 5]"],
+            move || {
+                binary(
+                    ctx(),
+                    &mut enc(),
+                    BinaryOp::RSub,
+                    &f32s(&[2, 3, 4, 5]),
+                    &f32s(&b),
+                    Clip::NONE,
+                    &f32s(&[2, 3, 4, 5]),
+                )
+            },
+        );
+    }
+    for f in [
+        UnaryOp::Pow { exponent: f32::NAN },
+        UnaryOp::Rdiv {
+            numerator: f32::INFINITY,
+        },
+    ] {
+        c.add(
+            cat,
+            format!("map {f:?}"),
+            "InvalidArgument",
+            &["map", "non-finite"],
+            move || map(ctx(), &mut enc(), f, Clip::NONE, &f32s(&[4]), &f32s(&[4])),
+        );
+    }
     for eps in [-1.0f32, f32::NAN, f32::INFINITY] {
         c.add(
             cat,
