@@ -19,8 +19,8 @@
 //   OP 8, per-channel affine map along the last axis of `cols` channels:
 //         out[e] = a[e] * scale[c] + shift[c], c = (base + e) % cols, scale read from b
 //         and shift from qp (f32 each).
-//   OP 9, mean along the last axis (one invocation per row of `cols`; f32 sum, then
-//         divided): out[row] = sum(a[row]) / cols.
+//   OP 9, reduction FUNC along the last axis (one invocation per row of `cols`, in
+//         f32): 0 mean (sum, then divided by cols), 1 sum, 2 max (NaN if any is).
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of length 1 on a contiguous run of
@@ -80,6 +80,11 @@ fn b_at(e: u32) -> f32 {
 
 fn store(e: u32, v: f32) {
     store_float(e, v, OUT_F16);
+}
+
+// NaN by its bits (WGSL lets compilers assume `x != x` is false).
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
 fn no_fuse(x: f32) -> f32 {
@@ -262,10 +267,24 @@ fn main(
     } else if (OP == 9u) {
         let base = id * p.cols;
         var s = 0.0;
-        for (var j = 0u; j < p.cols; j++) {
-            s = s + a_at(base + j);
+        if (p.func == 2u) {
+            s = a_at(base);
+            for (var j = 1u; j < p.cols; j++) {
+                if (is_nan(s)) {
+                    break;
+                }
+                let v = a_at(base + j);
+                s = select(max(s, v), v, is_nan(v));
+            }
+        } else {
+            for (var j = 0u; j < p.cols; j++) {
+                s = s + a_at(base + j);
+            }
+            if (p.func == 0u) {
+                s = s / f32(p.cols);
+            }
         }
-        store(id, s / f32(p.cols));
+        store(id, s);
     } else if (OP == 7u) {
         let base = id * p.cols;
         let n = f32(p.cols);

@@ -9,8 +9,8 @@ use common::float::{check, poisoned, rand_vec, read, upload, F16_OUT, F32_BUDGET
 use half::f16;
 use rand::{RngExt, SeedableRng};
 use wgpu_quant::ops::eltwise::{
-    add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_mean, softmax, BinaryOp,
-    Clip, UnaryOp,
+    add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_reduce, softmax, BinaryOp,
+    Clip, Reduce, UnaryOp,
 };
 use wgpu_quant::ops::quant::QTensor;
 use wgpu_quant::quant::{Granularity, QType, QuantParams};
@@ -640,7 +640,7 @@ fn channel_affine_matches_the_reference() {
 }
 
 #[test]
-fn row_mean_matches_the_reference() {
+fn row_reductions_match_the_reference() {
     let ctx = common::ctx();
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     for shape in [
@@ -659,16 +659,17 @@ fn row_mean_matches_the_reference() {
         let cols = *shape.last().unwrap();
         let mut oshape = shape.clone();
         *oshape.last_mut().unwrap() = 1;
-        for bits in [0u32, 1, 2, 3] {
+        let kinds = [Reduce::Mean, Reduce::Sum, Reduce::Max];
+        for (bits, kind) in (0u32..4).flat_map(|b| kinds.map(|k| (b, k))) {
             let f = [bits & 1 != 0, bits & 2 != 0];
             let (x, x64) = upload(ctx, &shape, &xs, f[0]);
             let out = poisoned(ctx, &oshape, f[1]);
-            let mut enc = ctx.encoder("row mean test");
-            row_mean(ctx, &mut enc, &x, &out).unwrap();
+            let mut enc = ctx.encoder("row reduce test");
+            row_reduce(ctx, &mut enc, kind, &x, &out).unwrap();
             ctx.submit_and_wait(enc).unwrap();
-            let want = reference::row_mean_f64(&x64, cols);
+            let want = reference::row_reduce_f64(&x64, cols, kind);
             check_out(
-                &format!("row mean {shape:?} {f:?}"),
+                &format!("row {kind:?} {shape:?} {f:?}"),
                 &read(ctx, &out),
                 &want,
                 f[1],
@@ -680,12 +681,23 @@ fn row_mean_matches_the_reference() {
     let mut enc = ctx.encoder("bad");
     for bad in [vec![2, 3, 4], vec![2, 1, 4], vec![6, 1]] {
         let out = Tensor::zeros(ctx, &bad, DType::F32).unwrap();
-        let e = row_mean(ctx, &mut enc, &x, &out).unwrap_err().to_string();
+        let e = row_reduce(ctx, &mut enc, Reduce::Mean, &x, &out)
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("row_mean") && e.contains(&format!("{bad:?}")),
+            e.contains("row_reduce") && e.contains(&format!("{bad:?}")),
             "{e}"
         );
     }
-    let e = row_mean(ctx, &mut enc, &x, &x).unwrap_err().to_string();
-    assert!(e.contains("row_mean"), "{e}");
+    let e = row_reduce(ctx, &mut enc, Reduce::Sum, &x, &x)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row_reduce"), "{e}");
+    // A NaN anywhere in a row is the row's maximum.
+    let x = Tensor::from_slice(ctx, &[2, 3], &[1.0f32, f32::NAN, 3.0, f32::NAN, 5.0, 4.0]).unwrap();
+    let out = poisoned(ctx, &[2, 1], false);
+    let mut enc = ctx.encoder("max of NaN");
+    row_reduce(ctx, &mut enc, Reduce::Max, &x, &out).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    assert!(read(ctx, &out).iter().all(|v| v.is_nan()));
 }

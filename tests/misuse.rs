@@ -1679,7 +1679,7 @@ fn pool_sweeps(c: &mut Catalogue) {
 fn eltwise_sweeps(c: &mut Catalogue) {
     use wgpu_quant::desc::eltwise::{BinaryOp, UnaryOp};
     use wgpu_quant::ops::eltwise::{
-        add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_mean, softmax,
+        add, binary, cast, channel_affine, clip, layer_norm, map, qadd, row_reduce, softmax, Reduce,
     };
     let cat = "eltwise";
     c.add(
@@ -1903,16 +1903,24 @@ fn eltwise_sweeps(c: &mut Catalogue) {
             cat,
             format!("row mean {x:?} into {out:?}"),
             "Shape",
-            &["row_mean", &says],
-            move || row_mean(ctx(), &mut enc(), &f32s(&x), &f32s(&out)),
+            &["row_reduce", &says],
+            move || row_reduce(ctx(), &mut enc(), Reduce::Mean, &f32s(&x), &f32s(&out)),
         );
     }
     c.add(
         cat,
         "row mean of i32",
         "DType",
-        &["row_mean", "x", "i32"],
-        || row_mean(ctx(), &mut enc(), &i32s(&[2, 5]), &f32s(&[2, 1])),
+        &["row_reduce", "x", "i32"],
+        || {
+            row_reduce(
+                ctx(),
+                &mut enc(),
+                Reduce::Max,
+                &i32s(&[2, 5]),
+                &f32s(&[2, 1]),
+            )
+        },
     );
     // Broadcasts over two separate runs of axes, or none.
     for b in [vec![2usize, 1, 4, 1], vec![1, 3, 1, 5], vec![2, 3, 4]] {

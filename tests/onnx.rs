@@ -1004,6 +1004,7 @@ const FLOAT_CASES: &[&str] = &[
     "test_pow",
     "test_reciprocal",
     "test_reduce_max",
+    "test_reduce_sum",
     "test_reduce_mean",
     "test_reflect_pad",
     "test_relu",

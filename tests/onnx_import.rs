@@ -1941,7 +1941,11 @@ fn layer_norms_become_one_layer() {
     let m = spelled(vec![node("Relu", "relu", &["v"], &["y"], vec![])]);
     let onnx = import(&m, None).unwrap();
     assert_eq!(onnx.output().shape, vec![2, 5, 1]);
-    assert!(onnx.graph().nodes.iter().any(|n| n.layer == Layer::RowMean));
+    assert!(onnx
+        .graph()
+        .nodes
+        .iter()
+        .any(|n| n.layer == Layer::RowReduce(wgpu_quant::ops::eltwise::Reduce::Mean)));
     let x = rand_vec(2 * 5 * c, &mut rng);
     let var: Vec<f64> = x
         .chunks(c)
@@ -2404,6 +2408,57 @@ fn elementwise_math_and_broadcasts_of_activations() {
         })
         .collect();
     check(&run(ctx, &onnx, &x), &want, 1e-5);
+
+    // Whole constant tensors: a position embedding added to a sequence, a constant
+    // minus and over it (the constant first), and an NCHW activation times a constant
+    // that varies over its channels and rows (moved to the stored NHWC order).
+    let pos = rand_vec(t * c, &mut rng);
+    let num: Vec<f32> = rand_vec(c, &mut rng).iter().map(|v| v + 2.0).collect();
+    let m = model(
+        vec![
+            node("Add", "pos", &["x", "pos"], &["a"], vec![]),
+            node("Sub", "from", &["pos", "a"], &["b"], vec![]),
+            node("Div", "over", &["num", "b"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("pos", &[1, t, c], &pos),
+            tensor_f32("num", &[c], &num),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert!(onnx
+        .graph()
+        .nodes
+        .iter()
+        .all(|n| matches!(n.layer, Layer::BinaryConst { .. })));
+    let x = rand_vec(2 * t * c, &mut rng);
+    // pos - (x + pos) = -x, then num / -x.
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let p = f64::from(pos[i % (t * c)]);
+            f64::from(num[i % c]) / (p - (f64::from(v) + p))
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    let (h, w) = (3usize, 4usize);
+    let k = rand_vec(c * h, &mut rng);
+    let m = model(
+        vec![node("Mul", "scale", &["x", "k"], &["y"], vec![])],
+        vec![tensor_f32("k", &[1, c, h, 1], &k)],
+        &[1, c, h, w],
+        13,
+    );
+    let x = rand_vec(c * h * w, &mut rng);
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f64::from(v) * f64::from(k[i / w]))
+        .collect();
+    check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
 
     // Operands that do not broadcast over one run of axes, and a non-scalar exponent.
     let m = model(

@@ -866,7 +866,12 @@ fn ort_quantized_recognizer_runs_like_onnx_runtime() {
     let count = |f: &dyn Fn(&wgpu_quant::model::Layer) -> bool| {
         layers.iter().filter(|n| f(&n.layer)).count()
     };
-    let row_means = count(&|l| matches!(l, wgpu_quant::model::Layer::RowMean));
+    let row_means = count(&|l| {
+        matches!(
+            l,
+            wgpu_quant::model::Layer::RowReduce(wgpu_quant::ops::eltwise::Reduce::Mean)
+        )
+    });
     assert_eq!(row_means, 10, "two row means per spelled-out layer norm");
     let q = onnx.qmodel(&ctx).unwrap();
     for name in ["rec_line_a", "rec_line_b"] {

@@ -21,7 +21,7 @@ PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_dropout test_erf test_exp test_flatten test_gelu test_gemm
           test_globalaveragepool test_globalmaxpool test_hardsigmoid test_hardswish
           test_identity test_leakyrelu test_log test_matmul_ test_maxpool_2d test_mul
-          test_neg test_pow test_reciprocal test_reduce_mean test_reduce_max test_relu
+          test_neg test_pow test_reciprocal test_reduce_mean test_reduce_max test_reduce_sum test_relu
           test_reshape test_resize test_sigmoid test_slice test_softmax test_sqrt
           test_squeeze test_sub test_tanh test_transpose test_unsqueeze test_constant_pad
           test_edge_pad test_reflect_pad test_upsample test_shape test_constantofshape

@@ -189,6 +189,42 @@ impl UnaryOp {
     }
 }
 
+/// A reduction along the last axis ([`crate::ops::eltwise::row_reduce`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    /// The mean (an f32 sum, then divided by the length).
+    Mean,
+    /// The sum.
+    Sum,
+    /// The largest value (NaN if any is).
+    Max,
+}
+
+impl Reduce {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Reduce::Mean => 0,
+            Reduce::Sum => 1,
+            Reduce::Max => 2,
+        }
+    }
+
+    /// The reduction of `row` in f64 (the reference's twin of the shader).
+    pub fn apply(self, row: &[f64]) -> f64 {
+        match self {
+            Reduce::Mean => row.iter().sum::<f64>() / row.len() as f64,
+            Reduce::Sum => row.iter().sum(),
+            Reduce::Max => row.iter().fold(f64::NEG_INFINITY, |m, &v| {
+                if v.is_nan() || m.is_nan() {
+                    f64::NAN
+                } else {
+                    m.max(v)
+                }
+            }),
+        }
+    }
+}
+
 /// A two-input elementwise operation, followed by a [`Clip`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {

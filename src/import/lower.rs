@@ -16,7 +16,7 @@ use super::fold;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
-use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
+use crate::desc::eltwise::{BinaryOp, Clip, Reduce, UnaryOp};
 use crate::desc::gemm::Activation;
 use crate::desc::layout::ResizeCoords;
 use crate::desc::pool::{PoolDesc, PoolKind};
@@ -127,7 +127,7 @@ impl Attrs<'_> {
 /// the same table; a test keeps them equal).
 pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
-    ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); constants: folded"),
+    ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
@@ -138,7 +138,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
-    ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; constants: folded"),
+    ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
@@ -159,7 +159,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
-    ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; constants: folded"),
+    ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
     ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
@@ -171,8 +171,9 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Reciprocal", "an elementwise map; constants: folded"),
-    ("ReduceMax", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global max pool"),
+    ("ReduceMax", "as ReduceMean: over the spatial axes a global max pool, over the last (or NCHW channel) axis a row-max layer"),
     ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations"),
+    ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input)"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
@@ -182,7 +183,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Softmax", "over the channel axis of NCHW or the last axis"),
     ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
-    ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
@@ -869,7 +870,7 @@ impl Lowering {
             "Gemm" => self.lower_gemm(n, &attrs, label),
             "MatMul" => self.lower_matmul(n, label),
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
-            "ReduceMean" | "ReduceMax" => self.lower_reduce(n, &attrs, label),
+            "ReduceMean" | "ReduceMax" | "ReduceSum" => self.lower_reduce(n, &attrs, label),
             "Slice" => one(self.slice_act(n, &attrs, label)?),
             "Transpose" => {
                 let x = self.act(n, 0)?;
@@ -1120,15 +1121,20 @@ impl Lowering {
         axes.sort_unstable();
         let keep = attrs.int("keepdims", 1) != 0;
         let channels = x.layout == Layout::Nhwc && rank == 4 && axes == [1];
-        if n.op_type() == "ReduceMean" && rank >= 1 && (axes == [rank - 1] || channels) {
-            // The mean over the stored last axis: ONNX's last axis, or the channels of
-            // an NCHW activation stored NHWC.
+        if rank >= 1 && (axes == [rank - 1] || channels) {
+            // Over the stored last axis: ONNX's last axis, or the channels of an NCHW
+            // activation stored NHWC.
+            let kind = match n.op_type() {
+                "ReduceMean" => Reduce::Mean,
+                "ReduceSum" => Reduce::Sum,
+                _ => Reduce::Max,
+            };
             let x = if channels {
                 x
             } else {
                 self.last_axis_innermost(x, &format!("{label}.x"))?
             };
-            let m = self.row_mean(x, label);
+            let m = self.row_reduce(x, kind, label);
             if keep {
                 return Ok(vec![Val::Act(m)]);
             }
@@ -1136,7 +1142,7 @@ impl Lowering {
             dims.remove(axes[0] as usize);
             return Ok(vec![Val::Act(self.reshape(m, dims, label)?)]);
         }
-        if rank != 4 || axes != [2, 3] {
+        if rank != 4 || axes != [2, 3] || n.op_type() == "ReduceSum" {
             return Err(format!(
                 "axes {axes:?} of a rank-{rank} activation {:?}: only the spatial axes [2, 3] \
                  of an NCHW activation are supported",
@@ -1153,9 +1159,11 @@ impl Lowering {
         })])
     }
 
-    /// A reduction's axes: an attribute before opset 18, an input from 18 on.
+    /// A reduction's axes: an attribute before opset 18 (13 for `ReduceSum`), an input
+    /// from then on.
     fn reduce_axes(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Vec<i64>>> {
-        Ok(if self.opset < 18 {
+        let from = if n.op_type() == "ReduceSum" { 13 } else { 18 };
+        Ok(if self.opset < from {
             attrs.ints("axes")
         } else {
             self.konst(n, 1, "axes")?
@@ -2137,14 +2145,11 @@ impl Lowering {
             }
             (Some(Val::Const(c)), Some(Val::Act(x))) if op == "Div" => {
                 let v = c.to_f32();
-                if v.len() != 1 || !v[0].is_finite() || c.dims.len() > x.shape.len() {
-                    return Err(format!(
-                        "Div of a constant {:?} by an activation {:?}: only one finite value \
-                         divided by an activation is supported",
-                        c.dims, x.shape
-                    ));
+                if v.len() == 1 && v[0].is_finite() && c.dims.len() <= x.shape.len() {
+                    self.map(x, UnaryOp::Rdiv { numerator: v[0] }, label)
+                } else {
+                    self.const_binary(x, &c, op, true, label)
                 }
-                self.map(x, UnaryOp::Rdiv { numerator: v[0] }, label)
             }
             (Some(Val::Const(c)), Some(Val::Act(x))) => {
                 let name = n.input[1].clone();
@@ -2189,7 +2194,7 @@ impl Lowering {
         {
             (x, y, bop)
         } else if crate::ops::eltwise::broadcast_block(&y.phys, &x.phys).is_some() {
-            (y, x, swapped(bop))
+            (y, x, swapped_op(bop))
         } else {
             return Err(format!(
                 "{op} of activations of shapes {:?} and {:?}: each operand must have the \
@@ -2201,7 +2206,7 @@ impl Lowering {
         // The other operand must be a layer's output: the model input is copied.
         let (a, b, bop) = match (a.src, b.src) {
             (_, Src::Node(_)) => (a, b, bop),
-            (Src::Node(_), Src::Input) if same => (b, a, swapped(bop)),
+            (Src::Node(_), Src::Input) if same => (b, a, swapped_op(bop)),
             _ => {
                 let copy = self.map(b.clone(), UnaryOp::IDENTITY, &format!("{label}.copy"))?;
                 if let Src::Node(i) = copy.src {
@@ -2250,6 +2255,75 @@ impl Lowering {
         })
     }
 
+    /// `x op c` (or `c op x` when `swapped`) for a constant tensor `c` that broadcasts
+    /// to `x`'s shape: a [`Layer::BinaryConst`] carrying `c` in `x`'s stored order (an
+    /// NCHW activation's constant moved to NHWC on the host).
+    fn const_binary(&mut self, x: Act, c: &Const, op: &str, swapped: bool, label: &str) -> R<Act> {
+        let what_s = format!(
+            "{op} of an activation {:?} and a constant {:?}",
+            x.shape, c.dims
+        );
+        let what = || what_s.clone();
+        let out = fold::broadcast(&x.shape, &c.dims).map_err(|e| format!("{}: {e}", what()))?;
+        if out != x.shape {
+            return Err(format!(
+                "{}: the constant widens the activation to {out:?}",
+                what()
+            ));
+        }
+        let v = c.to_f32();
+        if v.iter().any(|f| f.is_nan()) {
+            return Err(format!("{}: the constant holds NaN", what()));
+        }
+        let bop = match op {
+            "Add" => BinaryOp::Add,
+            "Sub" => BinaryOp::Sub,
+            "Mul" => BinaryOp::Mul,
+            _ => BinaryOp::Div,
+        };
+        let bop = if swapped { swapped_op(bop) } else { bop };
+        let r = x.shape.len();
+        let mut cd = vec![1; r - c.dims.len()];
+        cd.extend_from_slice(&c.dims);
+        let (x, dims, value) = if x.layout == Layout::Nhwc && r == 4 {
+            let (n, ch, h, w) = (cd[0], cd[1], cd[2], cd[3]);
+            let mut moved = Vec::with_capacity(v.len());
+            for b in 0..n {
+                for y in 0..h {
+                    for z in 0..w {
+                        for k in 0..ch {
+                            moved.push(v[((b * ch + k) * h + y) * w + z]);
+                        }
+                    }
+                }
+            }
+            (x, vec![n, h, w, ch], moved)
+        } else {
+            let shape = x.shape.clone();
+            (self.row_major(x, &shape, &format!("{label}.x"))?, cd, v)
+        };
+        if dims != x.phys && crate::ops::eltwise::broadcast_block(&x.phys, &dims).is_none() {
+            return Err(format!(
+                "{}: the constant broadcasts over more than one run of the stored axes {:?}",
+                what(),
+                x.phys
+            ));
+        }
+        let i = self.push(
+            label,
+            Layer::BinaryConst {
+                op: bop,
+                value,
+                dims,
+            },
+            x.src,
+        );
+        Ok(Act {
+            src: Src::Node(i),
+            ..x
+        })
+    }
+
     /// `x op c` (or `c op x` when `swapped`) for a constant `c` that is one value per
     /// channel (or a scalar), as an affine map.
     fn per_channel(
@@ -2261,26 +2335,10 @@ impl Lowering {
         swapped: bool,
         label: &str,
     ) -> R<Act> {
-        let ch_axis = if x.layout == Layout::Nhwc {
-            1
-        } else {
-            x.shape.len().saturating_sub(1)
+        let Some((_, ch)) = per_channel_axis(&x, &c.dims) else {
+            // A whole tensor of constants (a position embedding, say).
+            return self.const_binary(x, c, op, swapped, label);
         };
-        let ch = x.shape.get(ch_axis).copied().unwrap_or(1);
-        let r = x.shape.len();
-        let cd = &c.dims;
-        let per = cd.len() <= r
-            && cd
-                .iter()
-                .rev()
-                .enumerate()
-                .all(|(j, &d)| d == 1 || (r - 1 - j == ch_axis && d == ch));
-        if !per || fold::broadcast(&x.shape, cd).ok().as_deref() != Some(&x.shape[..]) {
-            return Err(format!(
-                "{op} of an activation {:?} and a constant {cd:?}: only one value per channel (or a scalar) is supported",
-                x.shape
-            ));
-        }
         let v = c.to_f32();
         let at = |i: usize| f64::from(v[if v.len() == 1 { 0 } else { i }]);
         let (scale, shift): (Vec<f64>, Vec<f64>) = (0..ch)
@@ -2364,7 +2422,7 @@ fn unary_of(op: &str) -> Option<UnaryOp> {
 }
 
 /// The operation with its operands exchanged: `a op b` as `b op' a`.
-fn swapped(op: BinaryOp) -> BinaryOp {
+fn swapped_op(op: BinaryOp) -> BinaryOp {
     match op {
         BinaryOp::Add | BinaryOp::Mul => op,
         BinaryOp::Sub => BinaryOp::RSub,
@@ -2372,6 +2430,26 @@ fn swapped(op: BinaryOp) -> BinaryOp {
         BinaryOp::RSub => BinaryOp::Sub,
         BinaryOp::RDiv => BinaryOp::Div,
     }
+}
+
+/// The axis and length of `x`'s channels (axis 1 of NCHW, else the last) when constant
+/// dims `cd` hold one value per channel or one value; `None` otherwise.
+fn per_channel_axis(x: &Act, cd: &[usize]) -> Option<(usize, usize)> {
+    let ch_axis = if x.layout == Layout::Nhwc {
+        1
+    } else {
+        x.shape.len().saturating_sub(1)
+    };
+    let ch = x.shape.get(ch_axis).copied().unwrap_or(1);
+    let r = x.shape.len();
+    let per = cd.len() <= r
+        && cd
+            .iter()
+            .rev()
+            .enumerate()
+            .all(|(j, &d)| d == 1 || (r - 1 - j == ch_axis && d == ch));
+    let fits = fold::broadcast(&x.shape, cd).ok().as_deref() == Some(&x.shape[..]);
+    (per && fits).then_some((ch_axis, ch))
 }
 
 fn nhwc_act(phys: Vec<usize>, src: Src) -> Act {
@@ -2815,7 +2893,7 @@ impl Lowering {
         let a = match step {
             NormStep::Mean => {
                 let xr = self.last_axis_innermost(x.clone(), &format!("{label}.x"))?;
-                self.row_mean(xr, &format!("{label}.mean"))
+                self.row_reduce(xr, Reduce::Mean, &format!("{label}.mean"))
             }
             NormStep::Centered => {
                 let m = self.norm_layers_of(x, NormStep::Mean, label)?;
@@ -2828,7 +2906,7 @@ impl Lowering {
             }
             NormStep::Var => {
                 let sq = self.norm_layers_of(x, NormStep::Squared, label)?;
-                self.row_mean(sq, &format!("{label}.var"))
+                self.row_reduce(sq, Reduce::Mean, &format!("{label}.var"))
             }
             NormStep::VarEps(eps) => {
                 let v = self.norm_layers_of(x, NormStep::Var, label)?;
@@ -2847,10 +2925,10 @@ impl Lowering {
         Ok(a)
     }
 
-    /// A [`Layer::RowMean`] of `x` over its last stored axis (kept as 1): ONNX's last
+    /// A [`Layer::RowReduce`] of `x` over its last stored axis (kept as 1): ONNX's last
     /// axis of a row-major activation, the channel axis of an NCHW one stored NHWC.
-    fn row_mean(&mut self, x: Act, label: &str) -> Act {
-        let i = self.push(label, Layer::RowMean, x.src);
+    fn row_reduce(&mut self, x: Act, kind: Reduce, label: &str) -> Act {
+        let i = self.push(label, Layer::RowReduce(kind), x.src);
         let mut shape = x.shape.clone();
         let mut phys = x.phys.clone();
         let ax = if x.layout == Layout::Nhwc {

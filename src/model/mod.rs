@@ -48,7 +48,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
 use crate::ops::eltwise::{
-    add, binary, cast, channel_affine, layer_norm, map, row_mean, softmax, BinaryOp, Clip, UnaryOp,
+    add, binary, cast, channel_affine, layer_norm, map, row_reduce, softmax, BinaryOp, Clip,
+    Reduce, UnaryOp,
 };
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
@@ -445,9 +446,22 @@ pub enum Layer {
         /// Offset per channel.
         shift: Vec<f32>,
     },
-    /// The mean along the input's last (stored) axis, kept as an axis of length 1
-    /// (ONNX `ReduceMean` over the last axis; [`crate::ops::eltwise::row_mean`]).
-    RowMean,
+    /// `input op c` for a constant tensor `c` of `dims` (row-major, f32): of the input's
+    /// shape, or broadcast over one contiguous run of its axes as [`Layer::Binary`]'s
+    /// other operand (a position embedding added to a sequence; [`BinaryOp::RSub`] and
+    /// [`BinaryOp::RDiv`] put the constant first). Runs in f32 arithmetic.
+    BinaryConst {
+        /// The operation.
+        op: BinaryOp,
+        /// The constant's values.
+        value: Vec<f32>,
+        /// The constant's shape.
+        dims: Vec<usize>,
+    },
+    /// The mean, sum or maximum along the input's last (stored) axis, kept as an axis of
+    /// length 1 (ONNX `ReduceMean`/`ReduceSum`/`ReduceMax` over the last axis;
+    /// [`crate::ops::eltwise::row_reduce`]).
+    RowReduce(Reduce),
     /// `clip(input op output of node `other`)`: the other operand of the input's shape,
     /// or of its rank with 1 on one contiguous run of axes (broadcast over them: `[N, 1,
     /// 1, C]` against an `[N, H, W, C]` input, a squeeze-excite scale; `[.., T, 1]`
@@ -605,7 +619,23 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     x_shape.clone()
                 }
                 Layer::Softmax | Layer::Map { .. } => x_shape.clone(),
-                Layer::RowMean => match x_shape.split_last() {
+                Layer::BinaryConst { value, dims, .. } => {
+                    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                    let fits = dims == &x_shape
+                        || crate::ops::eltwise::broadcast_block(&x_shape, dims).is_some();
+                    if n != Some(value.len()) || !fits {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!(
+                                "combines {x_shape:?} with a constant of {dims:?} ({} values): \
+                                 the same shape or 1 on one contiguous run of its axes",
+                                value.len()
+                            ),
+                        )));
+                    }
+                    x_shape.clone()
+                }
+                Layer::RowReduce(_) => match x_shape.split_last() {
                     Some((_, lead)) => [lead, &[1]].concat(),
                     None => return Err(at(Error::shape(OP, "averages a scalar's last axis"))),
                 },
@@ -784,6 +814,8 @@ enum Params {
         scale: Tensor,
         shift: Tensor,
     },
+    /// A constant operand (f32).
+    Const(Tensor),
     /// An FP16 model's matrix product of activations: f32 copies of both operands and
     /// of the product.
     MatMulF32 {
@@ -886,6 +918,11 @@ impl Model {
                     let shift = Tensor::from_slice(ctx, &[shift.len()], shift)?;
                     weight_bytes += scale.size_bytes() + shift.size_bytes();
                     Params::Affine { scale, shift }
+                }
+                Layer::BinaryConst { value, dims, .. } => {
+                    let c = Tensor::from_slice(ctx, dims, value)?;
+                    weight_bytes += c.size_bytes();
+                    Params::Const(c)
                 }
                 Layer::LayerNorm { gamma, beta, .. } => {
                     let (gamma, beta) = norm_params(ctx, gamma, beta)?;
@@ -990,7 +1027,10 @@ impl Model {
                     add(ctx, encoder, input, &self.acts[*other], *clip, out)?
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
-                (Layer::RowMean, _) => row_mean(ctx, encoder, input, out)?,
+                (Layer::RowReduce(k), _) => row_reduce(ctx, encoder, *k, input, out)?,
+                (Layer::BinaryConst { op, .. }, Params::Const(c)) => {
+                    binary(ctx, encoder, *op, input, c, Clip::NONE, out)?
+                }
                 (Layer::Map { f, clip }, _) => map(ctx, encoder, *f, *clip, input, out)?,
                 (Layer::ChannelAffine { .. }, Params::Affine { scale, shift }) => {
                     channel_affine(ctx, encoder, input, scale, shift, out)?

@@ -48,7 +48,9 @@ use crate::context::Context;
 use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
-use crate::ops::eltwise::{add, binary, channel_affine, layer_norm, map, qadd, row_mean, softmax};
+use crate::ops::eltwise::{
+    add, binary, channel_affine, layer_norm, map, qadd, row_reduce, softmax,
+};
 use crate::ops::layout::{
     concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
 };
@@ -103,6 +105,8 @@ enum QParams {
         gamma: Option<Tensor>,
         beta: Option<Tensor>,
     },
+    /// A constant operand (f32).
+    Const(Tensor),
 }
 
 /// A node's output: 8-bit codes (static mode, except softmax and the last node) or f32.
@@ -694,7 +698,8 @@ impl QModel {
                 },
                 (
                     Layer::Map { .. }
-                    | Layer::RowMean
+                    | Layer::RowReduce(_)
+                    | Layer::BinaryConst { .. }
                     | Layer::ChannelAffine { .. }
                     | Layer::LayerNorm { .. }
                     | Layer::Binary { .. }
@@ -857,7 +862,21 @@ impl QModel {
         }
         match &node.layer {
             Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
-            Layer::RowMean => row_mean(ctx, encoder, xf, t)?,
+            Layer::RowReduce(k) => row_reduce(ctx, encoder, *k, xf, t)?,
+            Layer::BinaryConst { op, .. } => {
+                let QParams::Const(c) = &self.params[i] else {
+                    return Err(bad(i, "no constant on the GPU"));
+                };
+                binary(
+                    ctx,
+                    encoder,
+                    *op,
+                    xf,
+                    c,
+                    crate::desc::eltwise::Clip::NONE,
+                    t,
+                )?
+            }
             Layer::Conv { desc, .. } => {
                 let QParams::FloatConv { w, b } = &self.params[i] else {
                     return Err(bad(i, "no float weights"));
@@ -1268,7 +1287,8 @@ fn float_layer(layer: &Layer) -> bool {
         Layer::Pool(_)
             | Layer::Softmax
             | Layer::Map { .. }
-            | Layer::RowMean
+            | Layer::RowReduce(_)
+            | Layer::BinaryConst { .. }
             | Layer::ChannelAffine { .. }
             | Layer::LayerNorm { .. }
             | Layer::Binary { .. }
@@ -1391,6 +1411,11 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
             let shift = Tensor::from_slice(ctx, &[shift.len()], shift)?;
             let n = scale.size_bytes() + shift.size_bytes();
             (QParams::Affine { scale, shift }, n)
+        }
+        Layer::BinaryConst { value, dims, .. } => {
+            let c = Tensor::from_slice(ctx, dims, value)?;
+            let n = c.size_bytes();
+            (QParams::Const(c), n)
         }
         Layer::LayerNorm { gamma, beta, .. } => {
             let (gamma, beta) = super::norm_params(ctx, gamma, beta)?;

@@ -34,7 +34,7 @@ use crate::quant::{Granularity, QType};
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
-pub use crate::desc::eltwise::{BinaryOp, Clip, UnaryOp};
+pub use crate::desc::eltwise::{BinaryOp, Clip, Reduce, UnaryOp};
 
 const WG: u32 = 64;
 
@@ -595,16 +595,17 @@ pub(crate) fn broadcast_block(sa: &[usize], sb: &[usize]) -> Option<(usize, usiz
     (span > 0).then_some((span, inner))
 }
 
-/// Records the mean of `x` along its last axis into `out` (`x`'s shape with the last
-/// axis 1; f32 or f16 each): a sum in f32 over each row, divided by its length (ONNX
-/// `ReduceMean` over the last axis with `keepdims`).
-pub fn row_mean(
+/// Records the mean, sum or maximum of `x` along its last axis into `out` (`x`'s shape
+/// with the last axis 1; f32 or f16 each), in f32 over each row (ONNX `ReduceMean`,
+/// `ReduceSum`, `ReduceMax` over the last axis with `keepdims`).
+pub fn row_reduce(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
+    kind: Reduce,
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "row_mean";
+    const OP: &str = "row_reduce";
     super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
     let fx = super::check_float(OP, "x", x)?;
     let fo = super::check_float(OP, "output", out)?;
@@ -625,9 +626,10 @@ pub fn row_mean(
             "the output shares its buffer with x (no in-place update)",
         ));
     }
-    let Some((params, rows, row)) = row_params(OP, x)? else {
+    let Some((mut params, rows, row)) = row_params(OP, x)? else {
         return Ok(());
     };
+    params.func = kind.code();
     dispatch(
         ctx,
         encoder,

@@ -103,9 +103,7 @@ pub fn binary_f64(
         .collect()
 }
 
-/// [`crate::ops::eltwise::row_mean`] in f64: the mean of each row of `cols` values.
-pub fn row_mean_f64(x: &[f64], cols: usize) -> Vec<f64> {
-    x.chunks(cols.max(1))
-        .map(|r| r.iter().sum::<f64>() / r.len() as f64)
-        .collect()
+/// [`crate::ops::eltwise::row_reduce`] in f64: each row of `cols` values reduced.
+pub fn row_reduce_f64(x: &[f64], cols: usize, kind: crate::desc::eltwise::Reduce) -> Vec<f64> {
+    x.chunks(cols.max(1)).map(|r| kind.apply(r)).collect()
 }

@@ -13,7 +13,7 @@ mod wgemm;
 
 pub use conv::{conv2d_f64, qconv2d_i32};
 pub use eltwise::{
-    binary_f64, channel_affine_f64, layer_norm_f64, map_f64, qadd, row_mean_f64, softmax_f64,
+    binary_f64, channel_affine_f64, layer_norm_f64, map_f64, qadd, row_reduce_f64, softmax_f64,
 };
 pub use gemm::{gemm, gemm_at};
 pub use image::image_to_tensor_reference;

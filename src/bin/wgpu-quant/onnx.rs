@@ -155,7 +155,10 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
                 format!("add node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
             wgpu_quant::model::Layer::Softmax => "softmax".into(),
-            wgpu_quant::model::Layer::RowMean => "mean over the last axis".into(),
+            wgpu_quant::model::Layer::RowReduce(k) => format!("{k:?} over the last axis"),
+            wgpu_quant::model::Layer::BinaryConst { op, dims, .. } => {
+                format!("{op:?} by a constant {dims:?}")
+            }
             wgpu_quant::model::Layer::Map { f, clip } => {
                 format!("{f:?} clip [{}, {}]", clip.lo, clip.hi)
             }
