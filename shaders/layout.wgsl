@@ -12,6 +12,9 @@
 //         image, then the four neighbours weighted in f32
 //   OP 4, NCHW to NHWC: out[n, y, x, c] = in[n, c, y, x] (out_h, out_w, out_c = H, W, C)
 //   OP 5, NHWC to NCHW: out[n, c, y, x] = in[n, y, x, c] (same dimensions)
+//   OP 6, zero insertion (the first half of a strided transposed convolution):
+//         out[n, y, x, c] = in[n, y / fh, x / fw, c] where fh divides y and fw divides
+//         x, else 0; out is ((H - 1) fh + 1) x ((W - 1) fw + 1)
 // Values are copied (f32 or f16 storage each way; f16 to f32 is exact).
 //
 // Compile-time constants: WG, OP, X_F16, OUT_F16.
@@ -118,6 +121,10 @@ fn main(
         let top = v00 + (v01 - v00) * wx;
         let bottom = v10 + (v11 - v10) * wx;
         store_float(id, top + (bottom - top) * wy, OUT_F16);
+        return;
+    }
+    if (OP == 6u && (oy % p.fh != 0u || ox % p.fw != 0u)) {
+        store_float(id, 0.0, OUT_F16);
         return;
     }
     let iy = oy / p.fh;

@@ -1,4 +1,4 @@
-//! Nearest upsampling, depth to space, channel concatenation and the general transpose
+//! Nearest upsampling, zero insertion, depth to space, channel concatenation and the general transpose
 //! (f32 and f16 each way)
 //! against the Rust reference, bit for bit (they copy values), on odd shapes; outputs
 //! are poisoned first.
@@ -8,7 +8,8 @@ mod common;
 use common::float::{poisoned, rand_vec, read, upload};
 use rand::SeedableRng;
 use wgpu_quant::ops::layout::{
-    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
+    concat_channels, depth_to_space, permute, resize_bilinear, upsample_nearest, zero_insert,
+    ResizeCoords,
 };
 use wgpu_quant::reference::layout as r;
 use wgpu_quant::{DType, Tensor};
@@ -46,6 +47,13 @@ fn layout_ops_copy_exactly() {
                     want,
                     "upsample {s:?} by {f:?} (f16 in {xf}, out {of})"
                 );
+                let zs = [s[0], (s[1] - 1) * f[0] + 1, (s[2] - 1) * f[1] + 1, s[3]];
+                let out = poisoned(ctx, &zs, of);
+                let mut enc = ctx.encoder("zero insertion");
+                zero_insert(ctx, &mut enc, &x, f, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = stored(&r::zero_insert(&x64, s, f), of);
+                assert_eq!(read(ctx, &out), want, "zero_insert {s:?} by {f:?}");
                 if s[3] % (f[0] * f[1]) == 0 {
                     let c = s[3] / (f[0] * f[1]);
                     let out = poisoned(ctx, &[s[0], s[1] * f[0], s[2] * f[1], c], of);
@@ -82,6 +90,8 @@ fn layout_ops_copy_exactly() {
     assert!(e.to_string().contains("[1, 4, 4, 6]"), "{e}");
     let e = depth_to_space(ctx, &mut enc, &x, [2, 2], &bad).unwrap_err();
     assert!(e.to_string().contains("multiple of the block"), "{e}");
+    let e = zero_insert(ctx, &mut enc, &x, [2, 2], &bad).unwrap_err();
+    assert!(e.to_string().contains("[1, 3, 3, 6]"), "{e}");
     let e = upsample_nearest(ctx, &mut enc, &x, [0, 2], &bad).unwrap_err();
     assert!(e.to_string().contains("positive"), "{e}");
     let out = Tensor::zeros(ctx, &[1, 2, 2, 13], DType::F32).unwrap();

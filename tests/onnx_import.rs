@@ -839,13 +839,20 @@ fn transposed_convolution_concat_and_resize_match_the_reference() {
             "up",
             &["x", "w1"],
             &["y"],
-            vec![attr_ints("strides", &[1, 1])],
+            vec![
+                attr_ints("strides", &[2, 2]),
+                attr_ints("pads", &[3, 3, 3, 3]),
+            ],
         )],
         vec![tensor_f32("w1", &[c, 2, 2, 3], &w1)],
         &[1, c, h, w],
         13,
     );
-    assert!(import_err(&bad).contains("strides equal its kernel"));
+    let e = import_err(&bad);
+    assert!(
+        e.contains("'up'") && e.contains("kernel's reach [1, 2]"),
+        "{e}"
+    );
     let bad = model(
         vec![node("Resize", "r", &["x", "", "s"], &["y"], vec![])],
         vec![tensor_f32("s", &[4], &[1.0, 1.0, 1.5, 2.0])],

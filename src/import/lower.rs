@@ -134,7 +134,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "NCHW activations along channels (axis 1); constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
-    ("ConvTranspose", "2-D with strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space"),
+    ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel"),
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
@@ -1710,11 +1710,7 @@ impl Lowering {
                 .is_none_or(|a| a == "NOTSET" || a == "VALID")
             && attrs.ints("output_shape").is_none();
         if !plain {
-            return Err(format!(
-                "only a transposed convolution whose strides equal its kernel {:?} (no padding, \
-                 output padding, dilation or groups) is supported",
-                [kh, kw]
-            ));
+            return self.conv_transpose_general(n, attrs, x, &w, label);
         }
         // Pointwise weights [M * kh * kw, C]: output channel (m * kh + dy) * kw + dx.
         let wv = w.to_f32();
@@ -1756,6 +1752,141 @@ impl Lowering {
         )?;
         let out = vec![y.phys[0], y.phys[1] * kh, y.phys[2] * kw, m];
         Ok(self.layer4(Layer::DepthToSpace { block: [kh, kw] }, y, out, label))
+    }
+
+    /// Any 2-D `ConvTranspose` (strides, pads, output padding or shape, auto_pad,
+    /// dilations, groups): zeros inserted between the input's pixels (stride - 1 of
+    /// them), then a stride-1 convolution by the kernel flipped in space, with its
+    /// in/out channels exchanged per group, padded by `dilation (k - 1) - pad` (the
+    /// output padding added at the end).
+    fn conv_transpose_general(
+        &mut self,
+        n: &NodeProto,
+        attrs: &Attrs,
+        x: Act,
+        w: &Const,
+        label: &str,
+    ) -> R<Act> {
+        let [c, mg, kh, kw] = w.dims[..] else {
+            unreachable!("checked by the caller")
+        };
+        let groups = to_us(attrs.int("group", 1))?;
+        if groups == 0 || c % groups != 0 {
+            return Err(format!(
+                "group {groups} does not divide the {c} input channels"
+            ));
+        }
+        let m = mg * groups;
+        let stride = pair(attrs, "strides", 1)?;
+        let dil = pair(attrs, "dilations", 1)?;
+        if stride.contains(&0) || dil.contains(&0) {
+            return Err(format!(
+                "strides {stride:?} and dilations {dil:?} must be positive"
+            ));
+        }
+        let k = [kh, kw];
+        let in_hw = [x.shape[2], x.shape[3]];
+        let out_pad = match attrs.ints("output_padding") {
+            Some(v) if v.len() == 2 => [to_us(v[0])?, to_us(v[1])?],
+            Some(v) => return Err(format!("output_padding {v:?} must have 2 values")),
+            None => [0, 0],
+        };
+        // [top, left, bottom, right] of the transposed convolution, from pads, or from
+        // output_shape / auto_pad as ONNX computes them.
+        let full = |a: usize| (in_hw[a] - 1) * stride[a] + out_pad[a] + dil[a] * (k[a] - 1) + 1;
+        let auto = attrs.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+        let target = match (attrs.ints("output_shape"), auto.as_str()) {
+            (Some(v), _) if v.len() >= 2 => {
+                let v = &v[v.len() - 2..];
+                Some([to_us(v[0])?, to_us(v[1])?])
+            }
+            (_, "SAME_UPPER" | "SAME_LOWER") => Some([in_hw[0] * stride[0], in_hw[1] * stride[1]]),
+            _ => None,
+        };
+        // Signed: an output_shape beyond what the convolution gives pads with negative
+        // numbers (more output at the end), as ONNX's reference computes them (floor
+        // halves).
+        let pads: [i64; 4] = match target {
+            Some(t) => {
+                let mut p = [0i64; 4];
+                for a in 0..2 {
+                    let total = full(a) as i64 - t[a] as i64;
+                    let (lo, hi) = (total.div_euclid(2), total - total.div_euclid(2));
+                    (p[a], p[a + 2]) = if auto == "SAME_UPPER" {
+                        (lo, hi)
+                    } else {
+                        (hi, lo)
+                    };
+                }
+                p
+            }
+            None => match attrs.ints("pads") {
+                Some(v) if v.len() == 4 && v.iter().all(|&p| p >= 0) => [v[0], v[1], v[2], v[3]],
+                Some(v) => return Err(format!("pads {v:?} must be 4 values, none negative")),
+                None => [0; 4],
+            },
+        };
+        let reach = [dil[0] * (kh - 1), dil[1] * (kw - 1)];
+        let side =
+            |r: usize, extra: usize, p: i64| usize::try_from(r as i64 + extra as i64 - p).ok();
+        let conv_pad = [
+            side(reach[0], 0, pads[0]),
+            side(reach[1], 0, pads[1]),
+            side(reach[0], out_pad[0], pads[2]),
+            side(reach[1], out_pad[1], pads[3]),
+        ];
+        let [Some(pt), Some(pl), Some(pb), Some(pr)] = conv_pad else {
+            return Err(format!(
+                "pads {pads:?} exceed the kernel's reach {reach:?} (a cropped output is not supported)"
+            ));
+        };
+        // OIHW weights [M, C / groups, kh, kw], flipped in space.
+        let wv = w.to_f32();
+        let cg = c / groups;
+        let mut wt = vec![0.0f32; m * cg * kh * kw];
+        for g in 0..groups {
+            for ci in 0..cg {
+                for mo in 0..mg {
+                    for y in 0..kh {
+                        for z in 0..kw {
+                            let src = (((g * cg + ci) * mg + mo) * kh + y) * kw + z;
+                            let dst =
+                                (((g * mg + mo) * cg + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - z);
+                            wt[dst] = wv[src];
+                        }
+                    }
+                }
+            }
+        }
+        let bias = match self.konst(n, 2, "B")? {
+            Some(b) if b.len() != m => {
+                return Err(format!(
+                    "B has {} values; W has {m} output channels",
+                    b.len()
+                ))
+            }
+            Some(b) => Some(b.to_f32()),
+            None => None,
+        };
+        let x = if stride == [1, 1] {
+            x
+        } else {
+            let [nb, h, wd, ch] = x.phys[..] else {
+                unreachable!("an NHWC activation")
+            };
+            let out = vec![nb, (h - 1) * stride[0] + 1, (wd - 1) * stride[1] + 1, ch];
+            let zi = Layer::ZeroInsert { factors: stride };
+            self.layer4(zi, x, out, &format!("{label}.zeros"))
+        };
+        let dims = ConvDims::new(m, c, k, groups).map_err(|e| e.to_string())?;
+        let desc = ConvDesc {
+            padding: crate::desc::conv::Padding::Explicit([pt, pl, pb, pr]),
+            dilation: dil,
+            ..ConvDesc::default()
+        };
+        let sh = desc.shape(&dims, &x.phys).map_err(|e| e.to_string())?;
+        let out = vec![sh.batch, sh.out_h, sh.out_w, m];
+        self.conv_layer(label, x, dims, desc, wt, bias, out)
     }
 
     #[allow(clippy::too_many_arguments)]

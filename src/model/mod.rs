@@ -384,6 +384,14 @@ pub enum Layer {
         /// Output size over input size, per axis.
         scales: [f32; 2],
     },
+    /// Zero insertion by `[fh, fw]`: `[N, (H - 1) fh + 1, (W - 1) fw + 1, C]` with the
+    /// input's pixels at multiples of the factors, zeros between (before the stride-1
+    /// convolution of a strided transposed convolution;
+    /// [`crate::ops::layout::zero_insert`]).
+    ZeroInsert {
+        /// `[vertical, horizontal]` factors.
+        factors: [usize; 2],
+    },
     /// Depth to space by `[fh, fw]` (after a 1x1 convolution: a transposed convolution
     /// whose kernel equals its stride; [`crate::ops::layout::depth_to_space`]).
     DepthToSpace {
@@ -662,7 +670,7 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                         .map_err(|m| at(Error::invalid(OP, m)))?;
                     size.clone()
                 }
-                Layer::Upsample { .. } | Layer::DepthToSpace { .. } => {
+                Layer::Upsample { .. } | Layer::DepthToSpace { .. } | Layer::ZeroInsert { .. } => {
                     scaled_shape(&node.layer, &x_shape).map_err(at)?
                 }
                 Layer::ResizeBilinear { size, .. } => match x_shape[..] {
@@ -762,12 +770,17 @@ fn scaled_shape(layer: &Layer, x_shape: &[usize]) -> Result<Vec<usize>> {
     let (f, per) = match layer {
         Layer::Upsample { factors } => (factors, 1),
         Layer::DepthToSpace { block } => (block, block[0] * block[1]),
-        _ => unreachable!("called for upsampling and depth to space"),
+        Layer::ZeroInsert { factors } => (factors, 1),
+        _ => unreachable!("called for upsampling, depth to space and zero insertion"),
     };
     let [n, h, w, c] = x_shape[..] else {
         return Err(Error::shape(OP, format!("input {x_shape:?} is not NHWC")));
     };
-    match (h.checked_mul(f[0]), w.checked_mul(f[1])) {
+    let grow = |d: usize, f: usize| match layer {
+        Layer::ZeroInsert { .. } => d.checked_sub(1)?.checked_mul(f)?.checked_add(1),
+        _ => d.checked_mul(f),
+    };
+    match (grow(h, f[0]), grow(w, f[1])) {
         (Some(oh), Some(ow)) if per > 0 && c % per == 0 => Ok(vec![n, oh, ow, c / per]),
         _ => Err(Error::shape(
             OP,
@@ -1049,6 +1062,9 @@ impl Model {
                 }
                 (Layer::DepthToSpace { block }, _) => {
                     depth_to_space(ctx, encoder, input, *block, out)?
+                }
+                (Layer::ZeroInsert { factors }, _) => {
+                    crate::ops::layout::zero_insert(ctx, encoder, input, *factors, out)?
                 }
                 (Layer::ResizeBilinear { coords, scales, .. }, _) => {
                     resize_bilinear(ctx, encoder, input, *coords, *scales, out)?

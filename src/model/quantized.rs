@@ -706,6 +706,7 @@ impl QModel {
                     | Layer::Upsample { .. }
                     | Layer::ResizeBilinear { .. }
                     | Layer::DepthToSpace { .. }
+                    | Layer::ZeroInsert { .. }
                     | Layer::Concat { .. }
                     | Layer::Permute { .. }
                     | Layer::Crop { .. }
@@ -910,6 +911,9 @@ impl QModel {
             Layer::Binary { op, clip, .. } => binary(ctx, encoder, *op, xf, others[0], *clip, t)?,
             Layer::Upsample { factors } => upsample_nearest(ctx, encoder, xf, *factors, t)?,
             Layer::DepthToSpace { block } => depth_to_space(ctx, encoder, xf, *block, t)?,
+            Layer::ZeroInsert { factors } => {
+                crate::ops::layout::zero_insert(ctx, encoder, xf, *factors, t)?
+            }
             Layer::ResizeBilinear { coords, scales, .. } => {
                 resize_bilinear(ctx, encoder, xf, *coords, *scales, t)?
             }
@@ -1295,6 +1299,7 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::Upsample { .. }
             | Layer::ResizeBilinear { .. }
             | Layer::DepthToSpace { .. }
+            | Layer::ZeroInsert { .. }
             | Layer::Concat { .. }
             | Layer::Permute { .. }
             | Layer::Crop { .. }

@@ -102,7 +102,7 @@ fn permute_variant(x_f16: bool, out_f16: bool) -> ShaderVariant {
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
     for bits in 0..4u32 {
-        for op in 0..6 {
+        for op in 0..7 {
             v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
         }
         v.push(permute_variant(bits & 1 != 0, bits & 2 != 0));
@@ -457,6 +457,37 @@ pub fn upsample_nearest(
     let o = nhwc(OP, "output", out)?;
     let p = params(OP, s, o, factors, 0, out.numel())?;
     record(ctx, encoder, OP, 0, x, out, p)
+}
+
+/// Records zero insertion into `x` `[N, H, W, C]` by `factors` `[fh, fw]`: `out` `[N,
+/// (H - 1) fh + 1, (W - 1) fw + 1, C]` holds `x`'s pixels at multiples of the factors
+/// and zeros between them (a strided transposed convolution is this, then a convolution
+/// with stride 1).
+pub fn zero_insert(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    factors: [usize; 2],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "zero_insert";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    check_factors(OP, factors)?;
+    let s = nhwc(OP, "x", x)?;
+    let grown = |d: usize, f: usize| d.checked_sub(1)?.checked_mul(f)?.checked_add(1);
+    check_out(
+        OP,
+        out,
+        [
+            Some(s[0]),
+            grown(s[1], factors[0]),
+            grown(s[2], factors[1]),
+            Some(s[3]),
+        ],
+    )?;
+    let o = nhwc(OP, "output", out)?;
+    let p = params(OP, s, o, factors, 0, out.numel())?;
+    record(ctx, encoder, OP, 6, x, out, p)
 }
 
 /// Records a bilinear resize of `x` `[N, H, W, C]` to `out` `[N, OH, OW, C]`: each output

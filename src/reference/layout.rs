@@ -20,6 +20,26 @@ pub fn upsample_nearest<T: Copy>(
     out
 }
 
+/// Zero insertion by integer factors: pixel `(y, x)` to `(y fh, x fw)`, zeros between.
+pub fn zero_insert<T: Copy + Default>(
+    x: &[T],
+    [n, h, w, c]: [usize; 4],
+    [fh, fw]: [usize; 2],
+) -> Vec<T> {
+    let (oh, ow) = ((h - 1) * fh + 1, (w - 1) * fw + 1);
+    let mut out = vec![T::default(); n * oh * ow * c];
+    for b in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                let src = ((b * h + y) * w + xx) * c;
+                let dst = ((b * oh + y * fh) * ow + xx * fw) * c;
+                out[dst..dst + c].copy_from_slice(&x[src..src + c]);
+            }
+        }
+    }
+    out
+}
+
 /// Depth to space: channel `(c * fh + dy) * fw + dx` of pixel `(y, x)` goes to channel
 /// `c` of pixel `(y * fh + dy, x * fw + dx)`.
 pub fn depth_to_space<T: Copy>(

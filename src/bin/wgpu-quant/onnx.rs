@@ -172,6 +172,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             ),
             wgpu_quant::model::Layer::Upsample { factors } => format!("upsample {factors:?}"),
             wgpu_quant::model::Layer::DepthToSpace { block } => format!("depth to space {block:?}"),
+            wgpu_quant::model::Layer::ZeroInsert { factors } => {
+                format!("zero insertion {factors:?}")
+            }
             wgpu_quant::model::Layer::ResizeBilinear { size, coords, .. } => {
                 format!("bilinear resize to {size:?} ({coords:?})")
             }
