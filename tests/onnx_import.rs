@@ -2368,7 +2368,18 @@ fn elementwise_math_and_broadcasts_of_activations() {
         let want: Vec<f64> = f64s(&x).into_iter().map(f).collect();
         check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
     }
+}
 
+/// Maps of activations, whole constant tensors as operands (either first; an NCHW
+/// activation's constant moved to NHWC), and operands that do not broadcast. FP32
+/// against f64 references.
+#[test]
+fn maps_and_constant_tensors_of_activations() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(53);
+    let (t, c) = (5usize, 6usize);
+    let axes = || vec![attr_ints("axes", &[-1])];
+    let f64s = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     // Maps of activations, a constant over an activation, the row mean minus the row
     // (the broadcast operand first: b - a), and the input times itself.
     let m = model(

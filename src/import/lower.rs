@@ -787,39 +787,12 @@ impl Lowering {
         if let Some(v) = self.norm_step(n, &attrs, label)? {
             return Ok(vec![v]);
         }
+        if let Some(v) = self.lower_map(n, &attrs, label)? {
+            return Ok(v);
+        }
         let one = |a: Act| Ok(vec![Val::Act(a)]);
         match op {
             "LayerNormalization" => one(self.lower_layer_norm(n, &attrs, label)?),
-            "CastLike" => {
-                // Activations are float: the target must be float, and a constant cast
-                // like an activation becomes a float constant.
-                let target_float = match self.input(n, 1) {
-                    Some(Val::Const(t)) => t.elem == 1,
-                    Some(Val::Act(_)) => true,
-                    _ => false,
-                };
-                match self.input(n, 0).cloned() {
-                    _ if !target_float => {
-                        Err("a CastLike to a type other than float is not supported".into())
-                    }
-                    Some(Val::Const(c)) => Ok(vec![Val::Const(fold::cast(&c, 1)?)]),
-                    Some(Val::Act(x)) => one(x),
-                    _ => Err("input 0 is missing".into()),
-                }
-            }
-            "Sum" => one(self.sum(n, label)?),
-            "Min" | "Max" => one(self.min_max(n, label)?),
-            "Cast" => {
-                // Activations are float: a cast to float changes nothing.
-                let x = self.act(n, 0)?;
-                match attrs.int("to", 0) {
-                    1 => one(x),
-                    t => Err(format!(
-                        "a Cast of an activation to type {t} is not supported (only to float, \
-                         an identity)"
-                    )),
-                }
-            }
             "Identity" => Ok(vec![self
                 .input(n, 0)
                 .cloned()
@@ -848,22 +821,6 @@ impl Lowering {
             "Relu" => {
                 let x = self.act(n, 0)?;
                 one(self.clip(&n.input[0], x, 0.0, f32::INFINITY, label)?)
-            }
-            "Sigmoid" => one(self.map(self.act(n, 0)?, UnaryOp::Sigmoid, label)?),
-            "Tanh" => one(self.map(self.act(n, 0)?, UnaryOp::Tanh, label)?),
-            "HardSwish" => one(self.map(self.act(n, 0)?, UnaryOp::HardSwish, label)?),
-            "HardSigmoid" => {
-                let f = UnaryOp::HardSigmoid {
-                    alpha: attrs.float("alpha", 0.2),
-                    beta: attrs.float("beta", 0.5),
-                };
-                one(self.map(self.act(n, 0)?, f, label)?)
-            }
-            "LeakyRelu" => {
-                let f = UnaryOp::LeakyRelu {
-                    alpha: attrs.float("alpha", 0.01),
-                };
-                one(self.map(self.act(n, 0)?, f, label)?)
             }
             "Clip" => self.lower_clip_node(n, &attrs, label),
             "Add" | "Sub" | "Mul" | "Div" => one(self.binary(n, op, label)?),
@@ -915,6 +872,62 @@ impl Lowering {
                  -> ConvInteger/MatMulInteger with constant weights -> Cast to float -> Mul by \
                  Mul(x's scale, the weight's constant scale)); this node is outside it"
             )),
+            _ => Err(format!("operator {op} is not supported on activations")),
+        }
+    }
+
+    /// Elementwise functions of one activation, casts, `Sum` and `Min`/`Max`; `None` for
+    /// other operators.
+    fn lower_map(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Option<Vec<Val>>> {
+        let op = n.op_type();
+        let one = |a: Act| Ok(vec![Val::Act(a)]);
+        let v: R<Vec<Val>> = match op {
+            "CastLike" => {
+                // Activations are float: the target must be float, and a constant cast
+                // like an activation becomes a float constant.
+                let target_float = match self.input(n, 1) {
+                    Some(Val::Const(t)) => t.elem == 1,
+                    Some(Val::Act(_)) => true,
+                    _ => false,
+                };
+                match self.input(n, 0).cloned() {
+                    _ if !target_float => {
+                        Err("a CastLike to a type other than float is not supported".into())
+                    }
+                    Some(Val::Const(c)) => Ok(vec![Val::Const(fold::cast(&c, 1)?)]),
+                    Some(Val::Act(x)) => one(x),
+                    _ => Err("input 0 is missing".into()),
+                }
+            }
+            "Sum" => one(self.sum(n, label)?),
+            "Min" | "Max" => one(self.min_max(n, label)?),
+            "Cast" => {
+                // Activations are float: a cast to float changes nothing.
+                let x = self.act(n, 0)?;
+                match attrs.int("to", 0) {
+                    1 => one(x),
+                    t => Err(format!(
+                        "a Cast of an activation to type {t} is not supported (only to float, \
+                         an identity)"
+                    )),
+                }
+            }
+            "Sigmoid" => one(self.map(self.act(n, 0)?, UnaryOp::Sigmoid, label)?),
+            "Tanh" => one(self.map(self.act(n, 0)?, UnaryOp::Tanh, label)?),
+            "HardSwish" => one(self.map(self.act(n, 0)?, UnaryOp::HardSwish, label)?),
+            "HardSigmoid" => {
+                let f = UnaryOp::HardSigmoid {
+                    alpha: attrs.float("alpha", 0.2),
+                    beta: attrs.float("beta", 0.5),
+                };
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
+            "LeakyRelu" => {
+                let f = UnaryOp::LeakyRelu {
+                    alpha: attrs.float("alpha", 0.01),
+                };
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
             "Sqrt" | "Exp" | "Log" | "Abs" | "Neg" | "Reciprocal" | "Erf" => {
                 let f = unary_of(op).ok_or("not an elementwise function")?;
                 one(self.map(self.act(n, 0)?, f, label)?)
@@ -941,8 +954,9 @@ impl Lowering {
                 }
                 one(self.map(x, UnaryOp::Pow { exponent: v[0] }, label)?)
             }
-            _ => Err(format!("operator {op} is not supported on activations")),
-        }
+            _ => return Ok(None),
+        };
+        v.map(Some)
     }
 
     fn lower_batch_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {

@@ -436,27 +436,34 @@ pub fn upsample_nearest(
     factors: [usize; 2],
     out: &Tensor,
 ) -> Result<()> {
-    super::check_devices(
-        ctx,
-        "upsample_nearest",
-        &[("x", Some(x)), ("output", Some(out))],
-    )?;
-    const OP: &str = "upsample_nearest";
-    check_factors(OP, factors)?;
-    let s = nhwc(OP, "x", x)?;
-    check_out(
-        OP,
-        out,
-        [
-            Some(s[0]),
-            s[1].checked_mul(factors[0]),
-            s[2].checked_mul(factors[1]),
-            Some(s[3]),
-        ],
-    )?;
-    let o = nhwc(OP, "output", out)?;
-    let p = params(OP, s, o, factors, 0, out.numel())?;
-    record(ctx, encoder, OP, 0, x, out, p)
+    let grow = |d: usize, f: usize| d.checked_mul(f);
+    record_grown(ctx, encoder, ("upsample_nearest", 0), x, factors, grow, out)
+}
+
+/// Records op `code` that grows each image axis of `x` `[N, H, W, C]` by its factor as
+/// `grow(length, factor)` into `out`.
+fn record_grown(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    x: &Tensor,
+    factors: [usize; 2],
+    grow: impl Fn(usize, usize) -> Option<usize>,
+    out: &Tensor,
+) -> Result<()> {
+    super::check_devices(ctx, op, &[("x", Some(x)), ("output", Some(out))])?;
+    check_factors(op, factors)?;
+    let s = nhwc(op, "x", x)?;
+    let want = [
+        Some(s[0]),
+        grow(s[1], factors[0]),
+        grow(s[2], factors[1]),
+        Some(s[3]),
+    ];
+    check_out(op, out, want)?;
+    let o = nhwc(op, "output", out)?;
+    let p = params(op, s, o, factors, 0, out.numel())?;
+    record(ctx, encoder, op, code, x, out, p)
 }
 
 /// Records zero insertion into `x` `[N, H, W, C]` by `factors` `[fh, fw]`: `out` `[N,
@@ -470,24 +477,8 @@ pub fn zero_insert(
     factors: [usize; 2],
     out: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "zero_insert";
-    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
-    check_factors(OP, factors)?;
-    let s = nhwc(OP, "x", x)?;
-    let grown = |d: usize, f: usize| d.checked_sub(1)?.checked_mul(f)?.checked_add(1);
-    check_out(
-        OP,
-        out,
-        [
-            Some(s[0]),
-            grown(s[1], factors[0]),
-            grown(s[2], factors[1]),
-            Some(s[3]),
-        ],
-    )?;
-    let o = nhwc(OP, "output", out)?;
-    let p = params(OP, s, o, factors, 0, out.numel())?;
-    record(ctx, encoder, OP, 6, x, out, p)
+    let grow = |d: usize, f: usize| d.checked_sub(1)?.checked_mul(f)?.checked_add(1);
+    record_grown(ctx, encoder, ("zero_insert", 6), x, factors, grow, out)
 }
 
 /// Records a bilinear resize of `x` `[N, H, W, C]` to `out` `[N, OH, OW, C]`: each output
