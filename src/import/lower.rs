@@ -1658,6 +1658,9 @@ impl Lowering {
                         .unwrap_or_else(|| "round_prefer_floor".into())
                 };
                 for (ax, (&n_in, &n_out)) in [h, w].iter().zip(&out_hw).enumerate() {
+                    if n_out > 1 << 24 {
+                        return Err(format!("resizing to {out_hw:?} pixels is too large"));
+                    }
                     let picks = nearest_picks(&coords, &nearest, n_in, n_out, sc[ax])?;
                     if picks.iter().enumerate().any(|(o, &i)| i != o / f[ax]) {
                         return Err(format!(
@@ -1793,18 +1796,24 @@ impl Lowering {
         let m = mg * groups;
         let stride = pair(attrs, "strides", 1)?;
         let dil = pair(attrs, "dilations", 1)?;
-        if stride.contains(&0) || dil.contains(&0) {
-            return Err(format!(
-                "strides {stride:?} and dilations {dil:?} must be positive"
-            ));
-        }
         let k = [kh, kw];
-        let in_hw = [x.shape[2], x.shape[3]];
         let out_pad = match attrs.ints("output_padding") {
             Some(v) if v.len() == 2 => [to_us(v[0])?, to_us(v[1])?],
             Some(v) => return Err(format!("output_padding {v:?} must have 2 values")),
             None => [0, 0],
         };
+        // Small positive numbers keep every size below in range.
+        let small = |v: &[usize; 2], lo: usize| v.iter().all(|&d| (lo..=1 << 16).contains(&d));
+        if !small(&stride, 1) || !small(&dil, 1) || !small(&k, 1) || !small(&out_pad, 0) {
+            return Err(format!(
+                "strides {stride:?}, dilations {dil:?}, kernel {k:?} and output_padding \
+                 {out_pad:?} must be positive (output_padding may be 0) and at most 65536"
+            ));
+        }
+        let in_hw = [x.shape[2], x.shape[3]];
+        if in_hw.iter().any(|&d| d == 0 || d > 1 << 24) {
+            return Err(format!("input image {in_hw:?} is empty or too large"));
+        }
         // [top, left, bottom, right] of the transposed convolution, from pads, or from
         // output_shape / auto_pad as ONNX computes them.
         let full = |a: usize| (in_hw[a] - 1) * stride[a] + out_pad[a] + dil[a] * (k[a] - 1) + 1;
@@ -1812,7 +1821,11 @@ impl Lowering {
         let target = match (attrs.ints("output_shape"), auto.as_str()) {
             (Some(v), _) if v.len() >= 2 => {
                 let v = &v[v.len() - 2..];
-                Some([to_us(v[0])?, to_us(v[1])?])
+                let t = [to_us(v[0])?, to_us(v[1])?];
+                if t.iter().any(|&d| d == 0 || d > 1 << 40) {
+                    return Err(format!("output_shape {t:?} is empty or too large"));
+                }
+                Some(t)
             }
             (_, "SAME_UPPER" | "SAME_LOWER") => Some([in_hw[0] * stride[0], in_hw[1] * stride[1]]),
             _ => None,
@@ -1835,8 +1848,10 @@ impl Lowering {
                 p
             }
             None => match attrs.ints("pads") {
-                Some(v) if v.len() == 4 && v.iter().all(|&p| p >= 0) => [v[0], v[1], v[2], v[3]],
-                Some(v) => return Err(format!("pads {v:?} must be 4 values, none negative")),
+                Some(v) if v.len() == 4 && v.iter().all(|&p| (0..1 << 40).contains(&p)) => {
+                    [v[0], v[1], v[2], v[3]]
+                }
+                Some(v) => return Err(format!("pads {v:?} must be 4 values from 0 to 2^40")),
                 None => [0; 4],
             },
         };
@@ -2192,8 +2207,9 @@ impl Lowering {
     /// (in the file's order; constants must be one value per channel or a scalar).
     fn sum(&mut self, n: &NodeProto, label: &str) -> R<Act> {
         let mut acc = n.input.first().ok_or("Sum of no inputs")?.clone();
+        let base = n.output.first().ok_or("Sum without an output")?;
         for (k, next) in n.input.iter().enumerate().skip(1) {
-            let out = format!("{}#sum{k}", n.output[0]);
+            let out = format!("{base}#sum{k}");
             let add = NodeProto {
                 op_type: Some("Add".into()),
                 input: vec![acc, next.clone()],
@@ -3125,6 +3141,7 @@ impl Lowering {
     /// anything else is stored in ONNX order (so attention's `[B, heads, T, d]` stays
     /// row-major for the matrix products that read it).
     fn transpose(&mut self, x: Act, perm: &[usize], label: &str) -> R<Act> {
+        fold::check_perm(perm, x.shape.len())?;
         let mut x = x;
         // NCHW from a row-major view whose tensor is not 4-D ([N, W, C] reshaped to
         // [N, 1, W, C], say): a copy in its own shape first, then it is NHWC as stored.
