@@ -2478,6 +2478,33 @@ fn maps_and_constant_tensors_of_activations() {
         .collect();
     check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
 
+    // Sum of activations and constants (two constants folded together), and Max/Min
+    // with scalars as a clip.
+    let m = model(
+        vec![
+            node("Sum", "sum", &["one", "two", "x", "x"], &["s"], vec![]),
+            node("Max", "floor", &["s", "zero"], &["f"], vec![]),
+            node("Min", "ceil", &["f", "three"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("one", &[], &[1.0]),
+            tensor_f32("two", &[c], &[2.0; 6]),
+            tensor_f32("zero", &[], &[0.0]),
+            tensor_f32("three", &[], &[3.0]),
+        ],
+        &[2, t, c],
+        13,
+    );
+    let x: Vec<f32> = rand_vec(2 * t * c, &mut rng)
+        .iter()
+        .map(|v| 3.0 * v)
+        .collect();
+    let want: Vec<f64> = x
+        .iter()
+        .map(|&v| (2.0 * f64::from(v) + 3.0).clamp(0.0, 3.0))
+        .collect();
+    check(&run(ctx, &import(&m, None).unwrap(), &x), &want, 1e-6);
+
     // Operands that do not broadcast over one run of axes, and a non-scalar exponent.
     let m = model(
         vec![

@@ -721,8 +721,8 @@ impl Lowering {
                 n.input[i]
             )),
             Some(Val::Norm(_, step)) => Err(format!(
-                "input {i} ('{}') is the {step:?} step of {NORM_PATTERN}; it is imported only \
-                 as part of that whole pattern (or as ONNX LayerNormalization)",
+                "input {i} ('{}') is the {step:?} step of {NORM_PATTERN}, not yet built as \
+                 layers where this node reads it",
                 n.input[i]
             )),
             _ => Err(format!("input {i} is missing")),
@@ -899,7 +899,7 @@ impl Lowering {
                     _ => Err("input 0 is missing".into()),
                 }
             }
-            "Sum" => one(self.sum(n, label)?),
+            "Sum" => Ok(vec![self.sum(n, label)?]),
             "Min" | "Max" => one(self.min_max(n, label)?),
             "Cast" => {
                 // Activations are float: a cast to float changes nothing.
@@ -2203,9 +2203,9 @@ impl Lowering {
         }
     }
 
-    /// ONNX `Sum` of an activation and activations or constants: one `Add` after another
-    /// (in the file's order; constants must be one value per channel or a scalar).
-    fn sum(&mut self, n: &NodeProto, label: &str) -> R<Act> {
+    /// ONNX `Sum` of activations and constants: one `Add` after another (in the file's
+    /// order; constants folded together where they meet).
+    fn sum(&mut self, n: &NodeProto, label: &str) -> R<Val> {
         let mut acc = n.input.first().ok_or("Sum of no inputs")?.clone();
         let base = n.output.first().ok_or("Sum without an output")?;
         for (k, next) in n.input.iter().enumerate().skip(1) {
@@ -2226,8 +2226,8 @@ impl Lowering {
             acc = out;
         }
         match self.vals.get(&acc) {
-            Some(Val::Act(a)) => Ok(a.clone()),
-            _ => Err("Sum of constants only is folded, not lowered".into()),
+            Some(v @ (Val::Act(_) | Val::Const(_))) => Ok(v.clone()),
+            _ => Err("input 0 is missing".into()),
         }
     }
 
