@@ -645,7 +645,7 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                 }
                 Layer::RowReduce(_) => match x_shape.split_last() {
                     Some((_, lead)) => [lead, &[1]].concat(),
-                    None => return Err(at(Error::shape(OP, "averages a scalar's last axis"))),
+                    None => return Err(at(Error::shape(OP, "reduces a scalar's last axis"))),
                 },
                 Layer::ChannelAffine { .. } | Layer::LayerNorm { .. } => {
                     per_channel_shape(&node.layer, &x_shape).map_err(at)?

@@ -404,18 +404,44 @@ pub fn softmax(
     let Some((params, rows, row)) = row_params(OP, x)? else {
         return Ok(());
     };
+    let out_row = row(out);
+    dispatch_rows(
+        ctx,
+        encoder,
+        (OP, 3),
+        [f[0], f[1]],
+        &params,
+        (rows, row(x)),
+        x,
+        (out, out_row),
+    )
+}
+
+/// Records row kernel `code` (one invocation per row of `x`, rows of `x_row` bytes) into
+/// `out` (rows of `out_row` bytes).
+#[allow(clippy::too_many_arguments)]
+fn dispatch_rows(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    [fx, fo]: [bool; 2],
+    params: &Params,
+    (rows, x_row): (usize, u64),
+    x: &Tensor,
+    (out, out_row): (&Tensor, u64),
+) -> Result<()> {
     dispatch(
         ctx,
         encoder,
-        OP,
-        3,
-        [f[0], false, f[1]],
-        &params,
+        op,
+        code,
+        [fx, false, fo],
+        params,
         [
-            Operand::tensor("x", x, row(x), 0),
-            Operand::tensor("x", x, row(x), 0),
+            Operand::tensor("x", x, x_row, 0),
+            Operand::tensor("x", x, x_row, 0),
             Operand::whole("-", ctx.dummy_buffer()),
-            Operand::tensor("output", out, row(out), 0),
+            Operand::tensor("output", out, out_row, 0),
         ],
         (rows, 1),
     )
@@ -612,7 +638,7 @@ pub fn row_reduce(
     let mut want = x.shape().to_vec();
     match want.last_mut() {
         Some(l) => *l = 1,
-        None => return Err(Error::shape(OP, "x is a scalar (no last axis to average)")),
+        None => return Err(Error::shape(OP, "x is a scalar (no last axis to reduce)")),
     }
     check_same(
         OP,
@@ -630,20 +656,16 @@ pub fn row_reduce(
         return Ok(());
     };
     params.func = kind.code();
-    dispatch(
+    let out_row = out.dtype().size() as u64;
+    dispatch_rows(
         ctx,
         encoder,
-        OP,
-        9,
-        [fx, false, fo],
+        (OP, 9),
+        [fx, fo],
         &params,
-        [
-            Operand::tensor("x", x, row(x), 0),
-            Operand::tensor("x", x, row(x), 0),
-            Operand::whole("-", ctx.dummy_buffer()),
-            Operand::tensor("output", out, out.dtype().size() as u64, 0),
-        ],
-        (rows, 1),
+        (rows, row(x)),
+        x,
+        (out, out_row),
     )
 }
 
