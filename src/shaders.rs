@@ -261,7 +261,7 @@ pub static SPECS: [ShaderSpec; 21] = [
         Permute,
         "permute.wgsl",
         "permute",
-        ["WG", "X_F16", "OUT_F16"],
+        ["WG", "MODE", "X_F16", "OUT_F16"],
         [U, R, RW]
     ),
     spec!(

@@ -319,3 +319,270 @@ fn crop_matches_the_reference() {
         "{e}"
     );
 }
+
+/// Slices with steps (2, 3, -1, -2, mixed) on ranks 1 to 6 against the reference, bit
+/// for bit, f32 and f16 each way; a slice that leaves the tensor is an error naming the
+/// axis.
+#[test]
+fn strided_slices_match_the_reference() {
+    use wgpu_quant::ops::layout::slice;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let shapes: [&[usize]; 6] = [
+        &[9],
+        &[4, 7],
+        &[3, 5, 4],
+        &[2, 3, 4, 5],
+        &[3, 2, 3, 2, 3],
+        &[2, 3, 2, 3, 2, 3],
+    ];
+    let mut cases = 0;
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        let v = rand_vec(n, &mut rng);
+        let steps: [isize; 4] = [2, -1, 3, -2];
+        for (k, &first) in steps.iter().enumerate() {
+            // Alternate the step's sign over the axes; start where the walk fits.
+            let step: Vec<isize> = (0..shape.len())
+                .map(|a| {
+                    if a % 2 == 0 {
+                        first
+                    } else {
+                        steps[(k + 1) % 4]
+                    }
+                })
+                .collect();
+            let start: Vec<usize> = shape
+                .iter()
+                .zip(&step)
+                .map(|(&d, &s)| if s > 0 { usize::from(d > 2) } else { d - 1 })
+                .collect();
+            let size: Vec<usize> = shape
+                .iter()
+                .zip(&start)
+                .zip(&step)
+                .map(|((&d, &b), &s)| {
+                    let room = if s > 0 { d - 1 - b } else { b };
+                    room / s.unsigned_abs() + 1
+                })
+                .collect();
+            for bits in 0..4u32 {
+                let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+                let (x, x64) = upload(ctx, shape, &v, xf);
+                let out = poisoned(ctx, &size, of);
+                let mut enc = ctx.encoder("slice");
+                slice(ctx, &mut enc, &x, &start, &step, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = stored(&r::slice(&x64, shape, &start, &step, &size), of);
+                assert_eq!(
+                    read(ctx, &out),
+                    want,
+                    "{shape:?} {start:?} {step:?} {size:?}"
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 6 * 4 * 4);
+    let x = Tensor::zeros(ctx, &[2, 5], DType::F32).unwrap();
+    let o = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = slice(ctx, &mut enc, &x, &[0, 1], &[1, -1], &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("slice") && e.contains("axis 1") && e.contains("step -1"),
+        "{e}"
+    );
+    let e = slice(ctx, &mut enc, &x, &[0, 0], &[1, 0], &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("step 0"), "{e}");
+}
+
+/// Broadcasts (ONNX `Expand`) against the reference, bit for bit, f32 and f16 each way:
+/// ones repeated on leading, trailing and middle axes, ranks raised; shapes that do not
+/// broadcast are errors naming them.
+#[test]
+fn expand_matches_the_reference() {
+    use wgpu_quant::ops::layout::expand;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[1], &[7]),
+        (&[3, 1], &[3, 5]),
+        (&[1, 4], &[3, 4]),
+        (&[5], &[2, 3, 5]),
+        (&[2, 1, 3], &[4, 2, 5, 3]),
+        (&[3, 1, 3, 1, 3], &[2, 3, 2, 3, 2, 3]),
+    ];
+    for (shape, to) in cases {
+        let n: usize = shape.iter().product();
+        let v = rand_vec(n, &mut rng);
+        for bits in 0..4u32 {
+            let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+            let (x, x64) = upload(ctx, shape, &v, xf);
+            let out = poisoned(ctx, to, of);
+            let mut enc = ctx.encoder("expand");
+            expand(ctx, &mut enc, &x, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            assert_eq!(
+                read(ctx, &out),
+                stored(&r::expand(&x64, shape, to), of),
+                "{shape:?} to {to:?}"
+            );
+        }
+    }
+    let x = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let o = Tensor::zeros(ctx, &[2, 4], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = expand(ctx, &mut enc, &x, &o).unwrap_err().to_string();
+    assert!(
+        e.contains("expand") && e.contains("[2, 3]") && e.contains("[2, 4]"),
+        "{e}"
+    );
+}
+
+/// Concatenations along every axis of ranks 1 to 6, of two and three inputs of different
+/// lengths, against the reference, bit for bit, f32 and f16 each way (the output
+/// poisoned first, so a gap shows); mismatched inputs are errors.
+#[test]
+fn concat_along_any_axis_matches_the_reference() {
+    use wgpu_quant::ops::layout::concat;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+    let shapes: [&[usize]; 6] = [
+        &[5],
+        &[3, 4],
+        &[2, 3, 5],
+        &[2, 3, 2, 3],
+        &[2, 1, 3, 2, 3],
+        &[1, 2, 3, 2, 1, 3],
+    ];
+    let mut cases = 0;
+    for shape in shapes {
+        for axis in 0..shape.len() {
+            let lens = [shape[axis], 2, 1];
+            for count in [2usize, 3] {
+                let ins: Vec<Vec<usize>> = lens[..count]
+                    .iter()
+                    .map(|&l| {
+                        let mut s = shape.to_vec();
+                        s[axis] = l;
+                        s
+                    })
+                    .collect();
+                for bits in 0..4u32 {
+                    let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+                    let ups: Vec<(Tensor, Vec<f64>)> = ins
+                        .iter()
+                        .map(|s| upload(ctx, s, &rand_vec(s.iter().product(), &mut rng), xf))
+                        .collect();
+                    let mut out_shape = shape.to_vec();
+                    out_shape[axis] = lens[..count].iter().sum();
+                    let out = poisoned(ctx, &out_shape, of);
+                    let ts: Vec<&Tensor> = ups.iter().map(|u| &u.0).collect();
+                    let mut enc = ctx.encoder("concat");
+                    concat(ctx, &mut enc, &ts, axis, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    let xs: Vec<&[f64]> = ups.iter().map(|u| u.1.as_slice()).collect();
+                    let ss: Vec<&[usize]> = ins.iter().map(|s| s.as_slice()).collect();
+                    let want = stored(&r::concat(&xs, &ss, axis), of);
+                    assert_eq!(read(ctx, &out), want, "{ins:?} along {axis}");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 21 * 2 * 4);
+    let a = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let b = Tensor::zeros(ctx, &[3, 3], DType::F32).unwrap();
+    let o = Tensor::zeros(ctx, &[2, 6], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = concat(ctx, &mut enc, &[&a, &b], 1, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("concat") && e.contains("input 1 [3, 3]"), "{e}");
+    let e = concat(ctx, &mut enc, &[&a, &a], 2, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("axis 2"), "{e}");
+}
+
+/// Pads in every mode (a constant, edge, reflect, wrap) on ranks 1 to 6 with unequal
+/// pads in front and behind (some 0), against the reference, bit for bit, f32 and f16
+/// each way; reflect pads as long as the axis are errors.
+#[test]
+fn pads_in_every_mode_match_the_reference() {
+    use wgpu_quant::ops::layout::{pad, PadMode};
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+    let shapes: [&[usize]; 6] = [
+        &[5],
+        &[3, 4],
+        &[2, 3, 5],
+        &[2, 3, 2, 3],
+        &[2, 1, 3, 2, 3],
+        &[1, 2, 3, 2, 1, 3],
+    ];
+    let modes = [
+        PadMode::Constant(0.0),
+        PadMode::Constant(-1.25),
+        PadMode::Edge,
+        PadMode::Reflect,
+        PadMode::Wrap,
+    ];
+    let mut cases = 0;
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        let v = rand_vec(n, &mut rng);
+        // Below the dimension (reflect's limit), different in front and behind.
+        let before: Vec<usize> = shape.iter().map(|&d| (d - 1).min(2)).collect();
+        let after: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| (d - 1).min(a % 2))
+            .collect();
+        let out_shape: Vec<usize> = (0..shape.len())
+            .map(|a| shape[a] + before[a] + after[a])
+            .collect();
+        for mode in modes {
+            for bits in 0..4u32 {
+                let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+                let (x, x64) = upload(ctx, shape, &v, xf);
+                let out = poisoned(ctx, &out_shape, of);
+                let mut enc = ctx.encoder("pad");
+                pad(ctx, &mut enc, &x, &before, &after, mode, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = stored(&r::pad(&x64, shape, &before, &after, mode), of);
+                assert_eq!(
+                    read(ctx, &out),
+                    want,
+                    "{shape:?} {before:?} {after:?} {mode:?}"
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 6 * 5 * 4);
+    // Wrap may pad beyond the dimension.
+    let (x, x64) = upload(ctx, &[3], &[1.0, 2.0, 3.0], false);
+    let out = poisoned(ctx, &[10], false);
+    let mut enc = ctx.encoder("wrap");
+    pad(ctx, &mut enc, &x, &[4], &[3], PadMode::Wrap, &out).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    assert_eq!(
+        read(ctx, &out),
+        vec![3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
+    );
+    assert_eq!(
+        stored(&r::pad(&x64, &[3], &[4], &[3], PadMode::Wrap), false),
+        read(ctx, &out)
+    );
+    let o = Tensor::zeros(ctx, &[6], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = pad(ctx, &mut enc, &x, &[3], &[0], PadMode::Reflect, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pad") && e.contains("reflect pads 3"), "{e}");
+}

@@ -2638,9 +2638,10 @@ fn model_sweeps(c: &mut Catalogue) {
             Layer::Crop {
                 view: vec![6, 4],
                 start: vec![5, 0],
+                step: vec![1, 1],
                 size: vec![2, 4],
             },
-            &["'mm'", "[2, 4] at [5, 0]", "[6, 4]"],
+            &["'mm'", "axis 0: 2 elements from 5", "[6, 4]"],
         ),
         (
             "matmul inner dimensions",

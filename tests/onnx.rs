@@ -1090,6 +1090,20 @@ fn onnx_float_operator_cases_through_the_importer() {
         "test_basic_conv",
         "test_identity",
         "test_convtranspose",
+        "test_concat",
+        "test_constant_pad",
+        "test_expand",
+        "test_depthtospace",
+        "test_gemm",
+        "test_matmul",
+        "test_softmax",
+        "test_reduce_mean",
+        "test_reduce_max",
+        "test_reduce_sum_default",
+        "test_reduce_sum_keepdims",
+        "test_reduce_sum_do_not",
+        "test_reduce_sum_negative",
+        "test_slice",
     ];
     let missing: Vec<&String> = refused
         .iter()
@@ -1102,6 +1116,8 @@ fn onnx_float_operator_cases_through_the_importer() {
                 && !r.contains("_3d")
                 && !r.contains("not float")
                 && !r.contains("not a tensor")
+                && !r.contains("positive dimensions")
+                && !r.contains("is empty")
         })
         .collect();
     assert!(missing.is_empty(), "refused: {missing:?}");

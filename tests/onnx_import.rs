@@ -16,6 +16,7 @@ use wgpu_quant::import::proto::{
 };
 use wgpu_quant::import::{OnnxImport, OPERATORS};
 use wgpu_quant::model::{Layer, PtqOptions, QMode};
+use wgpu_quant::ops::layout::PadMode;
 use wgpu_quant::reference::requant_onnx;
 use wgpu_quant::{Context, DType, Error, Tensor};
 
@@ -914,7 +915,7 @@ fn spelled_out_hard_swish_becomes_one_layer() {
 }
 
 /// A zero `Pad` before a convolution folds into its padding: the same output, bit for
-/// bit, as the convolution padding by itself; other pads are refused by name.
+/// bit, as the convolution padding by itself; any other pad is a pad layer (checked against the host).
 #[test]
 fn a_zero_pad_folds_into_the_next_convolution() {
     let ctx = common::ctx();
@@ -964,7 +965,8 @@ fn a_zero_pad_folds_into_the_next_convolution() {
     assert_eq!(run(ctx, &a, &x), run(ctx, &b, &x));
     let want = conv_ref(&x, [1, c, h, w], &wt, oc, 3, 2, &[0.0; 4]);
     check(&run(ctx, &a, &x), &want, 1e-6);
-    // A Pad read by anything but a convolution, reflect padding, and padded channels.
+    // A Pad read by anything but a convolution, reflect padding, and padded channels:
+    // pad layers (the convolution folds no pad then), against the host.
     let m = model(
         vec![
             node("Pad", "pad", &["x", "pads"], &["p"], vec![]),
@@ -974,7 +976,21 @@ fn a_zero_pad_folds_into_the_next_convolution() {
         &[1, c, h, w],
         13,
     );
-    assert!(import_err(&m).contains("only a convolution can take"));
+    let relu = import(&m, None).unwrap();
+    assert!(matches!(relu.graph().nodes[0].layer, Layer::Pad { .. }));
+    let (ph, pw) = (h + 3, w + 3);
+    let want: Vec<f64> = (0..c * ph * pw)
+        .map(|e| {
+            let (ch, y, z) = (e / (ph * pw), e / pw % ph, e % pw);
+            let inside = (1..h + 1).contains(&y) && (2..w + 2).contains(&z);
+            if inside {
+                f64::from(x[(ch * h + y - 1) * w + z - 2].max(0.0))
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    check(&run(ctx, &relu, &x), &want, 1e-7);
     let mut reflect = padded.clone();
     reflect.graph.as_mut().unwrap().node[0]
         .attribute
@@ -984,11 +1000,19 @@ fn a_zero_pad_folds_into_the_next_convolution() {
             r#type: Some(AttributeType::String as i32),
             ..Default::default()
         });
-    assert!(import_err(&reflect).contains("only zero padding"));
+    let r = import(&reflect, None).unwrap();
+    assert!(r.graph().nodes.iter().any(|n| matches!(
+        n.layer,
+        Layer::Pad {
+            mode: PadMode::Reflect,
+            ..
+        }
+    )));
     let mut chans = padded.clone();
     chans.graph.as_mut().unwrap().initializer[1] =
         tensor_i64("pads", &[8], &[0, 1, 0, 0, 0, 0, 0, 0]);
-    assert!(import_err(&chans).contains("only the spatial axes"));
+    let err = import_err(&chans);
+    assert!(err.contains("channels") || err.contains("W has"), "{err}");
 }
 
 /// The edges on the GPU (`record_input`, `record_output`: NCHW <-> NHWC transposes, a
@@ -2533,4 +2557,105 @@ fn maps_and_constant_tensors_of_activations() {
     );
     let e = import_err(&m);
     assert!(e.contains("'pow' (Pow)") && e.contains("exponent"), "{e}");
+}
+
+/// A class token concatenated in front of a sequence (a constant piece), a reflect pad
+/// along the tokens, a slice walking back by 2, a broadcast to two batches, a softmax
+/// over the token axis (not the last), a product and a mean over two axes: against the
+/// same steps on the host, in FP32, and through the static INT8 model (float layers
+/// between codes) within INT8's error.
+#[test]
+fn sequences_concatenate_pad_slice_expand_and_reduce_on_any_axis() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(61);
+    let (t, c) = (4usize, 6usize);
+    let cls = rand_vec(c, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "Concat",
+                "cat",
+                &["cls", "x"],
+                &["c"],
+                vec![attr_i("axis", 1)],
+            ),
+            node(
+                "Pad",
+                "pad",
+                &["c", "pads"],
+                &["p"],
+                vec![AttributeProto {
+                    name: Some("mode".into()),
+                    r#type: Some(AttributeType::String as i32),
+                    s: Some(b"reflect".to_vec()),
+                    ..Default::default()
+                }],
+            ),
+            node(
+                "Slice",
+                "back2",
+                &["p", "starts", "ends", "axes", "steps"],
+                &["s"],
+                vec![],
+            ),
+            node("Expand", "twice", &["s", "shape"], &["e"], vec![]),
+            node(
+                "Softmax",
+                "over_tokens",
+                &["e"],
+                &["sm"],
+                vec![attr_i("axis", 1)],
+            ),
+            node("Mul", "weigh", &["sm", "e"], &["w"], vec![]),
+            node(
+                "ReduceMean",
+                "mean",
+                &["w"],
+                &["y"],
+                vec![attr_ints("axes", &[0, 2])],
+            ),
+        ],
+        vec![
+            tensor_f32("cls", &[1, 1, c], &cls),
+            tensor_i64("pads", &[6], &[0, 1, 0, 0, 1, 0]),
+            tensor_i64("starts", &[1], &[6]),
+            tensor_i64("ends", &[1], &[-100]),
+            tensor_i64("axes", &[1], &[1]),
+            tensor_i64("steps", &[1], &[-2]),
+            tensor_i64("shape", &[3], &[2, 1, 1]),
+        ],
+        &[1, t, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(t * c, &mut rng);
+    // The host: rows of the concatenation, reflected, every second from the end.
+    let rows: Vec<&[f32]> = std::iter::once(cls.as_slice()).chain(x.chunks(c)).collect();
+    let padded: Vec<&[f32]> = [1usize, 0, 1, 2, 3, 4, 3]
+        .iter()
+        .map(|&i| rows[i])
+        .collect();
+    let picked: Vec<&[f32]> = [6usize, 4, 2, 0].iter().map(|&i| padded[i]).collect();
+    let mut want = vec![0.0f64; t];
+    for j in 0..c {
+        let col: Vec<f64> = picked.iter().map(|r| f64::from(r[j])).collect();
+        let mx = col.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = col.iter().map(|v| (v - mx).exp()).sum();
+        for (i, v) in col.iter().enumerate() {
+            // Two identical batches: their mean is one batch's.
+            want[i] += (v - mx).exp() / z * v / c as f64;
+        }
+    }
+    assert_eq!(onnx.output().shape, vec![1, t, 1]);
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    // Static INT8 (the model input quantized, every layer here a float layer between
+    // codes): within a few percent.
+    let batch = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    let q = int8_output(ctx, &onnx, &batch, QMode::Static);
+    check(&q, &want, 0.05);
 }

@@ -43,3 +43,50 @@ impl ResizeCoords {
         }
     }
 }
+
+/// What a pad fills the border with (ONNX `Pad`'s `mode`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PadMode {
+    /// One value (ONNX `constant`, default 0).
+    Constant(f32),
+    /// The nearest element of the input (`edge`).
+    Edge,
+    /// The input mirrored about its first and last element, which are not repeated
+    /// (`reflect`; pads below the dimension).
+    Reflect,
+    /// The input repeated (`wrap`, opset 19).
+    Wrap,
+}
+
+impl PadMode {
+    /// The shader's code and constant.
+    pub(crate) fn code(self) -> (u32, f32) {
+        match self {
+            PadMode::Constant(v) => (0, v),
+            PadMode::Edge => (1, 0.0),
+            PadMode::Reflect => (2, 0.0),
+            PadMode::Wrap => (3, 0.0),
+        }
+    }
+
+    /// The input index that output index `o` reads on an axis of `n` elements padded by
+    /// `before` in front, or `None` where the constant is read (the reference's twin of
+    /// the shader's).
+    pub fn source(self, o: usize, n: usize, before: usize) -> Option<usize> {
+        let (i, ni) = (o as i64 - before as i64, n as i64);
+        if (0..ni).contains(&i) {
+            return Some(i as usize);
+        }
+        let j = match self {
+            PadMode::Constant(_) => return None,
+            PadMode::Edge => i.clamp(0, ni - 1),
+            PadMode::Reflect if ni == 1 => 0,
+            PadMode::Reflect => {
+                let m = i.abs();
+                (if m >= ni { 2 * (ni - 1) - m } else { m }).clamp(0, ni - 1)
+            }
+            PadMode::Wrap => i.rem_euclid(ni),
+        };
+        Some(j as usize)
+    }
+}

@@ -18,7 +18,7 @@ use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
 use crate::desc::eltwise::{BinaryOp, Clip, Reduce, UnaryOp};
 use crate::desc::gemm::Activation;
-use crate::desc::layout::ResizeCoords;
+use crate::desc::layout::{PadMode, ResizeCoords};
 use crate::desc::pool::{PoolDesc, PoolKind};
 use crate::model::{Graph, Layer, Src, WeightFile};
 use crate::quant::{Granularity, QType, QuantParams};
@@ -132,7 +132,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
-    ("Concat", "NCHW activations along channels (axis 1); constants: folded"),
+    ("Concat", "NCHW activations along any axis (stored NHWC, the axis mapped); other activations, mixed layouts and constant pieces (a class token) along any axis in ONNX order; constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
     ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel"),
     ("ConstantOfShape", "folded"),
@@ -140,14 +140,16 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
+    ("DepthToSpace", "an NCHW activation, DCR (channels reordered first) and CRD modes: the NHWC depth-to-space layer"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
     ("Erf", "an elementwise map; constants: folded"),
     ("Exp", "an elementwise map; constants: folded"),
+    ("Expand", "an activation by a constant shape (numpy broadcasting): a broadcast layer; constants: folded"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "constants (shape arithmetic): folded"),
     ("Gelu", "an elementwise map (opset 20; approximate none or tanh)"),
-    ("Gemm", "transB 0/1, alpha, beta, constant B and C: a linear layer"),
+    ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
@@ -156,12 +158,12 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("Log", "an elementwise map; constants: folded"),
-    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations [.., M, K] x [.., K, N] (the same leading dimensions, or one right-hand matrix): batched matrix products in f32 (attention's Q K^T and P V)"),
+    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
-    ("Pad", "zero, on H and W, before a convolution: folded into its padding"),
+    ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads are not supported"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
@@ -171,16 +173,16 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Reciprocal", "an elementwise map; constants: folded"),
-    ("ReduceMax", "as ReduceMean: over the spatial axes a global max pool, over the last (or NCHW channel) axis a row-max layer"),
-    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations"),
-    ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input)"),
+    ("ReduceMax", "as ReduceMean: over the spatial axes a global max pool, over the last (or NCHW channel) axis a row-max layer, over any other axes rows copied first"),
+    ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations; any other axes (all when none are given): the activation copied into rows over those axes, then a row-mean layer"),
+    ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input); any other axes (all when none are given; none with noop_with_empty_axes: an identity): the activation copied into rows over those axes first"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
-    ("Slice", "an activation with step 1 (constant starts, ends and axes; an image's NCHW axes too): a crop layer that copies the block; constants: folded"),
-    ("Softmax", "over the channel axis of NCHW or the last axis"),
+    ("Slice", "an activation with any steps, negative too (constant starts, ends, axes and steps; an image's NCHW axes too): a slice layer that copies the elements; constants: folded"),
+    ("Softmax", "over the channel axis of NCHW or the last axis in place; over any other axis (or, before opset 13, the axes from it) the activation is copied into rows first and moved back after"),
     ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
     ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
@@ -765,6 +767,7 @@ impl Lowering {
             return Ok(vec![Val::Const(constant(&attrs)?)]);
         }
         self.norm_inputs_as_layers(n, &attrs, label)?;
+        self.padded_inputs_as_layers(n, label)?;
         if matches!(op, "QuantizeLinear" | "DequantizeLinear") {
             return Ok(vec![self.qdq(n, &attrs)?]);
         }
@@ -846,6 +849,8 @@ impl Lowering {
             "Concat" => self.lower_concat(n, &attrs, label),
             "ConvTranspose" => one(self.conv_transpose(n, &attrs, label)?),
             "Pad" => self.lower_pad(n, &attrs, label),
+            "Expand" => one(self.expand_act(n, label)?),
+            "DepthToSpace" => one(self.depth_to_space_act(n, &attrs, label)?),
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
@@ -1033,10 +1038,28 @@ impl Lowering {
 
     fn lower_gemm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
         let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
-        if attrs.int("transA", 0) != 0 {
-            return Err("transA = 1 is not supported".into());
-        }
         let a = self.act(n, 0)?;
+        let a = if attrs.int("transA", 0) != 0 {
+            // A is [K, M]: moved to [M, K] first.
+            let [k, m] = a.shape[..] else {
+                return Err(format!("A has shape {:?}; Gemm needs a matrix", a.shape));
+            };
+            let x = self.row_major(a, &[k, m], &format!("{label}.a"))?;
+            let layer = Layer::Permute {
+                view: vec![k, m],
+                perm: vec![1, 0],
+            };
+            let i = self.push(&format!("{label}.at"), layer, x.src);
+            self.same_codes(x.src, i);
+            Act {
+                shape: vec![m, k],
+                phys: vec![m, k],
+                layout: Layout::Plain,
+                src: Src::Node(i),
+            }
+        } else {
+            a
+        };
         let b = self
             .konst(n, 1, "B")?
             .ok_or("input 1 (B) is missing")?
@@ -1072,7 +1095,11 @@ impl Lowering {
                 let per_col = d.iter().product::<usize>() == 1
                     || (d.last() == Some(&nn) && d.iter().rev().skip(1).all(|&x| x == 1));
                 if !per_col {
-                    return Err(format!("C has shape {d:?}; only a bias row of {nn} values (or a scalar) is supported"));
+                    // A matrix C: added after the product, scaled by beta.
+                    let v: Vec<f32> = c.to_f32().iter().map(|x| x * beta).collect();
+                    let c = Const::f32(d, v);
+                    let y = self.linear(a, w, None, nn, k, &format!("{label}.ab"), q)?;
+                    return one(self.const_binary(y, &c, "Add", false, label)?);
                 }
                 let v = c.to_f32();
                 Some(
@@ -1087,7 +1114,15 @@ impl Lowering {
 
     fn lower_matmul(&mut self, n: &NodeProto, label: &str) -> R<Vec<Val>> {
         let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
-        let a = self.act(n, 0)?;
+        let a = match self.input(n, 0).cloned() {
+            Some(Val::Const(c)) => {
+                // A constant times an activation: both as operands of a product.
+                let b = self.act(n, 1)?;
+                let ca = self.const_act(&c, b.src, &format!("{label}.a"));
+                return one(self.matmul_acts(ca, b, label)?);
+            }
+            _ => self.act(n, 0)?,
+        };
         if let Some(Val::Act(b)) = self.input(n, 1).cloned() {
             return one(self.matmul_acts(a, b, label)?);
         }
@@ -1097,10 +1132,9 @@ impl Lowering {
             .clone();
         let rows = a.layout == Layout::Plain && a.shape.len() > 2;
         if b.dims.len() != 2 || (a.shape.len() != 2 && !rows) {
-            return Err(format!(
-                "{:?} x {:?}: only an activation times a constant matrix is supported",
-                a.shape, b.dims
-            ));
+            // A batched or 1-D constant: a product of two operands.
+            let cb = self.const_act(&b, a.src, &format!("{label}.b"));
+            return one(self.matmul_acts(a, cb, label)?);
         }
         // [.., M, K] x [K, N]: a linear layer over the rows, read from a tensor whose
         // stored last axis is K.
@@ -1126,9 +1160,13 @@ impl Lowering {
     fn lower_reduce(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
         let x = self.act(n, 0)?;
         let axes = self.reduce_axes(n, attrs)?;
+        if axes.as_ref().is_some_and(Vec::is_empty) && attrs.int("noop_with_empty_axes", 0) != 0 {
+            return Ok(vec![Val::Act(x)]);
+        }
         let rank = x.shape.len() as i64;
         let mut axes: Vec<i64> = axes
-            .ok_or("reducing over every axis is not supported (give axes [2, 3])")?
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| (0..rank).collect())
             .iter()
             .map(|&a| if a < 0 { a + rank } else { a })
             .collect();
@@ -1156,12 +1194,26 @@ impl Lowering {
             dims.remove(axes[0] as usize);
             return Ok(vec![Val::Act(self.reshape(m, dims, label)?)]);
         }
-        if rank != 4 || axes != [2, 3] || n.op_type() == "ReduceSum" {
-            return Err(format!(
-                "axes {axes:?} of a rank-{rank} activation {:?}: only the spatial axes [2, 3] \
-                 of an NCHW activation are supported",
-                x.shape
-            ));
+        let pooled = rank == 4 && axes == [2, 3] && n.op_type() != "ReduceSum";
+        if !pooled || x.layout != Layout::Nhwc {
+            // Any other set of axes: the activation copied into rows over those axes,
+            // reduced along the rows.
+            let kind = match n.op_type() {
+                "ReduceMean" => Reduce::Mean,
+                "ReduceSum" => Reduce::Sum,
+                _ => Reduce::Max,
+            };
+            let ax: Vec<usize> = axes.iter().map(|&a| a as usize).collect();
+            let dims: Vec<usize> = (0..x.shape.len())
+                .filter_map(|a| match (ax.contains(&a), keep) {
+                    (false, _) => Some(x.shape[a]),
+                    (true, true) => Some(1),
+                    (true, false) => None,
+                })
+                .collect();
+            let rows = self.rows_of(x, &ax, label)?;
+            let m = self.row_reduce(rows, kind, label);
+            return Ok(vec![Val::Act(view(m, dims)?)]);
         }
         let x = self.nhwc(x)?;
         let pooled = self.global_pool(x, n.op_type() == "ReduceMax", label)?;
@@ -1263,10 +1315,41 @@ impl Lowering {
             l => l.is_ordered(&x.shape) && (ax == r - 1 || trailing_ones),
         } && reduced == last;
         if !ok {
-            return Err(format!(
-                "softmax over axis {ax} of {:?} is not over the stored last axis; only the channel axis of NCHW or the last axis is supported",
-                x.shape
-            ));
+            // Rows over the axis (opset 13 on) or the axes from it (before): copied into
+            // rows, the softmax, then moved back into ONNX order.
+            let shape = x.shape.clone();
+            let axes: Vec<usize> = if self.opset < 13 {
+                (ax..r).collect()
+            } else {
+                vec![ax]
+            };
+            let rows = self.rows_of(x, &axes, label)?;
+            let i = self.push(label, Layer::Softmax, rows.src);
+            let y = Act {
+                src: Src::Node(i),
+                ..rows
+            };
+            let moved = axes.len() == 1 && ax != r - 1;
+            if !moved {
+                return one(view(y, shape)?);
+            }
+            // y holds [other axes.., ax]: axis a of the output is y's axis pos(a).
+            let order: Vec<usize> = (0..r).filter(|&a| a != ax).chain([ax]).collect();
+            let perm: Vec<usize> = (0..r)
+                .map(|a| order.iter().position(|&o| o == a).unwrap_or(0))
+                .collect();
+            let layer = Layer::Permute {
+                view: y.phys.clone(),
+                perm,
+            };
+            let j = self.push(&format!("{label}.back"), layer, y.src);
+            self.same_codes(y.src, j);
+            return one(Act {
+                shape: shape.clone(),
+                phys: shape,
+                layout: Layout::Plain,
+                src: Src::Node(j),
+            });
         }
         let i = self.push(label, Layer::Softmax, x.src);
         one(Act {
@@ -1275,46 +1358,88 @@ impl Lowering {
         })
     }
 
+    /// `Concat`: NCHW images along any axis stay NHWC images (the axis mapped to the
+    /// stored one); anything else (row-major activations, mixed layouts, constants such
+    /// as a class token) is concatenated in ONNX order, constants as [`Layer::Const`]
+    /// pieces.
     fn lower_concat(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
-        let one = |a: Act| -> R<Vec<Val>> { Ok(vec![Val::Act(a)]) };
-        let rank = match self.input(n, 0) {
-            Some(Val::Act(a)) => a.shape.len(),
-            _ => return Err("concatenates an activation with constants (unsupported)".into()),
+        let mut vals = Vec::with_capacity(n.input.len());
+        for i in 0..n.input.len() {
+            match self.input(n, i) {
+                Some(v @ (Val::Act(_) | Val::Const(_))) => vals.push(v.clone()),
+                _ => return Err(format!("input {i} ('{}') is not a tensor", n.input[i])),
+            }
+        }
+        let shape_of = |v: &Val| match v {
+            Val::Act(a) => a.shape.clone(),
+            Val::Const(c) => c.dims.clone(),
+            _ => unreachable!("checked above"),
+        };
+        let shapes: Vec<Vec<usize>> = vals.iter().map(shape_of).collect();
+        let Some(rank) = shapes.first().map(Vec::len) else {
+            return Err("no input to concatenate".into());
         };
         let ax = fold::axis(attrs.int("axis", 0), rank, false)?;
-        let mut acts = Vec::new();
-        for i in 0..n.input.len() {
-            acts.push(
-                self.nhwc(self.act(n, i)?)
-                    .map_err(|e| format!("{e} (only NCHW activations concatenate)"))?,
-            );
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        let shape = crate::ops::layout::concat_shape(&refs, ax)
+            .map_err(|e| format!("inputs {shapes:?}: {e}"))?;
+        let Some(first_act) = vals.iter().find_map(|v| match v {
+            Val::Act(a) => Some(a.clone()),
+            _ => None,
+        }) else {
+            return Err("every input is a constant, yet the node did not fold".into());
+        };
+        let images = vals
+            .iter()
+            .all(|v| matches!(v, Val::Act(a) if a.layout == Layout::Nhwc && a.phys.len() == 4));
+        let mut pieces = Vec::with_capacity(vals.len());
+        for (k, v) in vals.into_iter().enumerate() {
+            let piece = match v {
+                Val::Act(a) if images => a,
+                Val::Act(a) => {
+                    let s = a.shape.clone();
+                    self.row_major(a, &s, &format!("{label}.in{k}"))?
+                }
+                Val::Const(c) => self.const_act(&c, first_act.src, &format!("{label}.const{k}")),
+                _ => unreachable!("checked above"),
+            };
+            pieces.push(piece);
         }
-        if ax != 1 {
-            return Err(format!(
-                "concatenation along axis {ax}: only the channel axis (1) is supported"
-            ));
-        }
-        let first = acts[0].clone();
+        let (axis, layout) = if images {
+            ([0, 3, 1, 2][ax], Layout::Nhwc)
+        } else {
+            (ax, Layout::Plain)
+        };
+        let first = pieces[0].clone();
         let mut others = Vec::new();
-        let mut c = first.shape[1];
-        for a in &acts[1..] {
-            if a.shape[0] != first.shape[0] || a.shape[2..] != first.shape[2..] {
-                return Err(format!("concatenates {:?} with {:?}", first.shape, a.shape));
-            }
+        for (k, a) in pieces.iter().enumerate().skip(1) {
+            let a = match a.src {
+                Src::Node(_) => a.clone(),
+                Src::Input => self.materialize(a.clone(), &format!("{label}.in{k}")),
+            };
             let Src::Node(o) = a.src else {
-                return Err(
-                    "the model input can only be the first input of a concatenation".into(),
-                );
+                unreachable!("materialized")
             };
             others.push(o);
-            c += a.shape[1];
         }
-        let out = vec![first.phys[0], first.phys[1], first.phys[2], c];
-        one(self.layer4(Layer::Concat { others }, first, out, label))
+        let mut phys = first.phys.clone();
+        phys[axis] = pieces.iter().map(|p| p.phys[axis]).sum();
+        let i = self.push(label, Layer::Concat { others, axis }, first.src);
+        Ok(vec![Val::Act(Act {
+            shape,
+            phys,
+            layout,
+            src: Src::Node(i),
+        })])
     }
 
-    fn lower_pad(&mut self, n: &NodeProto, attrs: &Attrs, _label: &str) -> R<Vec<Val>> {
-        let x = self.nhwc(self.act(n, 0)?)?;
+    /// `Pad`: a zero pad of an image's H and W stays a [`Val::Padded`] that the next
+    /// convolution folds into its padding (a node of another kind reading it gets a pad
+    /// layer); any other (a constant, edge, reflect or wrap; any axes) is a [`Layer::Pad`]
+    /// of the stored tensor.
+    fn lower_pad(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let x = self.act(n, 0)?;
+        let rank = x.shape.len();
         let mode = attrs.string("mode").unwrap_or_else(|| "constant".into());
         let (pads, value) = if self.opset < 11 {
             (
@@ -1331,28 +1456,220 @@ impl Lowering {
                 Some(c) => c.scalar_f32().ok_or("constant_value is not a scalar")?,
                 None => 0.0,
             };
-            if self.input(n, 3).is_some() {
-                return Err("the axes input is not supported".into());
-            }
+            let p = match self.konst(n, 3, "axes")? {
+                None => p,
+                Some(c) => {
+                    let axes = c.as_ik()?;
+                    if p.len() != 2 * axes.len() {
+                        return Err(format!("pads {p:?} for axes {axes:?}: two per axis"));
+                    }
+                    let mut full = vec![0i64; 2 * rank];
+                    for (k, &a) in axes.iter().enumerate() {
+                        let a = fold::axis(a, rank, false)?;
+                        full[a] = p[k];
+                        full[rank + a] = p[axes.len() + k];
+                    }
+                    full
+                }
+            };
             (p, v)
         };
-        if mode != "constant" || value != 0.0 {
-            return Err(format!("mode '{mode}' with value {value}: only zero padding (folded into the next convolution) is supported"));
-        }
-        // [N, C, H, W] begins, then ends; only H and W may be padded.
-        let [nb, cb, hb, wb, ne, ce, he, we] = pads[..] else {
-            return Err(format!("pads {pads:?}: eight values (NCHW) expected"));
-        };
-        if nb != 0 || cb != 0 || ne != 0 || ce != 0 {
+        if pads.len() != 2 * rank {
             return Err(format!(
-                "pads {pads:?}: only the spatial axes may be padded"
+                "pads {pads:?} for an activation of rank {rank} {:?}: {} values expected",
+                x.shape,
+                2 * rank
             ));
         }
         let u = |v: i64| {
             to_us(v)
                 .map_err(|_| format!("pads {pads:?}: negative padding (cropping) is not supported"))
         };
-        Ok(vec![Val::Padded(x, [u(hb)?, u(wb)?, u(he)?, u(we)?])])
+        let before: Vec<usize> = pads[..rank].iter().map(|&v| u(v)).collect::<R<_>>()?;
+        let after: Vec<usize> = pads[rank..].iter().map(|&v| u(v)).collect::<R<_>>()?;
+        let pmode = match mode.as_str() {
+            "constant" => PadMode::Constant(value),
+            "edge" => PadMode::Edge,
+            "reflect" => PadMode::Reflect,
+            "wrap" => PadMode::Wrap,
+            m => {
+                return Err(format!(
+                    "mode '{m}' (constant, edge, reflect and wrap are supported)"
+                ))
+            }
+        };
+        let image = x.layout == Layout::Nhwc && x.phys.len() == 4;
+        let spatial_only = rank == 4 && [0, 1].iter().all(|&a| before[a] == 0 && after[a] == 0);
+        if image && spatial_only && pmode == PadMode::Constant(0.0) {
+            let p = [before[2], before[3], after[2], after[3]];
+            return Ok(vec![Val::Padded(x, p)]);
+        }
+        let x = if image || x.layout == Layout::Plain {
+            x
+        } else {
+            let s = x.shape.clone();
+            self.row_major(x, &s, &format!("{label}.x"))?
+        };
+        let stored = |v: &[usize]| -> Vec<usize> {
+            if image {
+                vec![v[0], v[2], v[3], v[1]]
+            } else {
+                v.to_vec()
+            }
+        };
+        let shape = crate::ops::layout::padded_shape(&x.shape, &before, &after, pmode)
+            .map_err(|e| format!("pad of {:?}: {e}", x.shape))?;
+        Ok(vec![Val::Act(self.pad_layer(
+            x,
+            (stored(&before), stored(&after)),
+            pmode,
+            shape,
+            label,
+        )?)])
+    }
+
+    /// A [`Layer::Pad`] of `x`'s stored tensor by `before`/`after` (stored axes); `shape`
+    /// is the ONNX shape of the result.
+    fn pad_layer(
+        &mut self,
+        x: Act,
+        (before, after): (Vec<usize>, Vec<usize>),
+        mode: PadMode,
+        shape: Vec<usize>,
+        label: &str,
+    ) -> R<Act> {
+        let phys = crate::ops::layout::padded_shape(&x.phys, &before, &after, mode)
+            .map_err(|e| format!("pad of {:?}: {e}", x.shape))?;
+        bounded(&phys, "the padded activation")?;
+        let i = self.push(
+            label,
+            Layer::Pad {
+                before,
+                after,
+                mode,
+            },
+            x.src,
+        );
+        self.same_codes(x.src, i);
+        Ok(Act {
+            shape,
+            phys,
+            layout: x.layout,
+            src: Src::Node(i),
+        })
+    }
+
+    /// `DepthToSpace` of an NCHW activation: CRD is the NHWC depth-to-space layer; DCR
+    /// (the default) first moves each pixel's channels from `(dy, dx, c)` to `(c, dy, dx)`
+    /// order.
+    fn depth_to_space_act(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.nhwc(self.act(n, 0)?)?;
+        let b = to_us(attrs.int("blocksize", 0))?;
+        let [nb, h, w, c] = x.phys[..] else {
+            unreachable!("an NHWC image")
+        };
+        let bb = b.checked_mul(b).filter(|&v| v > 0 && v <= c);
+        if bb.is_none_or(|v| c % v != 0) {
+            return Err(format!(
+                "blocksize {b} for {c} channels: a positive block whose square divides them"
+            ));
+        }
+        let cc = c / (b * b);
+        let mode = attrs.string("mode").unwrap_or_else(|| "DCR".into());
+        let x = match mode.as_str() {
+            "CRD" => x,
+            "DCR" => {
+                let layer = Layer::Permute {
+                    view: vec![nb * h * w, b * b, cc],
+                    perm: vec![0, 2, 1],
+                };
+                let i = self.push(&format!("{label}.crd"), layer, x.src);
+                self.same_codes(x.src, i);
+                let moved = Act {
+                    src: Src::Node(i),
+                    phys: vec![nb * h * w, cc, b * b],
+                    ..x.clone()
+                };
+                let back = self.flat_copy(moved, x.phys.clone(), &format!("{label}.img"));
+                Act { src: back.src, ..x }
+            }
+            m => return Err(format!("mode '{m}' (DCR and CRD are supported)")),
+        };
+        Ok(self.layer4(
+            Layer::DepthToSpace { block: [b, b] },
+            x,
+            vec![nb, h * b, w * b, cc],
+            label,
+        ))
+    }
+
+    /// `Expand` of an activation by a constant shape: numpy's broadcast of the row-major
+    /// activation ([`Layer::Expand`]); an identity where nothing widens.
+    fn expand_act(&mut self, n: &NodeProto, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let to = self
+            .konst(n, 1, "shape")?
+            .ok_or("input 1 (shape) is missing")?
+            .as_ik()?
+            .to_vec();
+        let to_dims: Vec<usize> = to
+            .iter()
+            .map(|&d| to_us(d).map_err(|_| format!("shape {to:?} holds a negative value")))
+            .collect::<R<_>>()?;
+        let out = fold::broadcast(&x.shape, &to_dims)
+            .map_err(|e| format!("{:?} expanded by {to:?}: {e}", x.shape))?;
+        if out == x.shape {
+            return Ok(x);
+        }
+        bounded(&out, "the expanded activation")?;
+        let s = x.shape.clone();
+        let x = self.row_major(x, &s, &format!("{label}.x"))?;
+        let xs = x.shape.clone();
+        crate::ops::layout::expand_strides(&xs, &out)
+            .map_err(|e| format!("{xs:?} expanded to {out:?}: {e}"))?;
+        let i = self.push(
+            label,
+            Layer::Expand {
+                view: xs,
+                to: out.clone(),
+            },
+            x.src,
+        );
+        self.same_codes(x.src, i);
+        Ok(Act {
+            shape: out.clone(),
+            phys: out,
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
+    /// A zero pad (kept for a convolution to fold) read by a node of another kind
+    /// becomes a pad layer.
+    fn padded_inputs_as_layers(&mut self, n: &NodeProto, label: &str) -> R<()> {
+        if matches!(
+            n.op_type(),
+            "Conv" | "QLinearConv" | "QuantizeLinear" | "DequantizeLinear"
+        ) {
+            return Ok(());
+        }
+        for name in &n.input {
+            if let Some(Val::Padded(x, [hb, wb, he, we])) = self.vals.get(name).cloned() {
+                let mut shape = x.shape.clone();
+                shape[2] += hb + he;
+                shape[3] += wb + we;
+                let pads = (vec![0, hb, wb, 0], vec![0, he, we, 0]);
+                let a = self.pad_layer(
+                    x,
+                    pads,
+                    PadMode::Constant(0.0),
+                    shape,
+                    &format!("{label}.pad"),
+                )?;
+                self.vals.insert(name.clone(), Val::Act(a));
+            }
+        }
+        Ok(())
     }
 
     /// Axes of Squeeze/Unsqueeze (an attribute before opset 13, an input since).
@@ -1443,6 +1760,25 @@ impl Lowering {
                 let x = c(0)?;
                 let axes = self.axes(n, attrs)?;
                 fold::reshape(x, squeeze_dims(n.op_type(), &x.dims, axes.as_deref())?)?
+            }
+            "Expand" => {
+                let x = c(0)?;
+                let to: Vec<usize> = c(1)?.as_ik()?.iter().map(|&d| to_us(d)).collect::<R<_>>()?;
+                let out = fold::broadcast(&x.dims, &to)?;
+                let n: usize = out.iter().product();
+                if n > 1 << 26 {
+                    return Err(format!(
+                        "expanding a constant to {out:?} (too large to fold)"
+                    ));
+                }
+                let idx = fold::broadcast_index(&x.dims, &out);
+                match &x.data {
+                    Data::F32(v) => Const::f32(out, idx.iter().map(|&i| v[i]).collect()),
+                    Data::I64(v) => Const {
+                        elem: x.elem,
+                        ..Const::i64(out, idx.iter().map(|&i| v[i]).collect())
+                    },
+                }
             }
             "Transpose" => {
                 let x = c(0)?;
@@ -2662,32 +2998,114 @@ impl Lowering {
     /// `MatMul` of two activations (`[.., M, K] x [.., K, N]`, the same leading
     /// dimensions or a single right-hand matrix): a [`Layer::MatMul`] on row-major
     /// tensors of their ONNX shapes (copied into them first where a view differs).
+    /// A constant as an activation: a [`Layer::Const`] node (reading `src`, which it
+    /// ignores).
+    fn const_act(&mut self, c: &Const, src: Src, label: &str) -> Act {
+        let layer = Layer::Const {
+            value: c.to_f32(),
+            dims: c.dims.clone(),
+        };
+        let i = self.push(label, layer, src);
+        Act {
+            shape: c.dims.clone(),
+            phys: c.dims.clone(),
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        }
+    }
+
+    /// The product of two activations by numpy's `matmul` rules: a 1-D operand is a row
+    /// (left) or a column (right), dropped from the result; leading dimensions broadcast
+    /// (the operands expanded where they differ); then a [`Layer::MatMul`] in f32.
     fn matmul_acts(&mut self, a: Act, b: Act, label: &str) -> R<Act> {
+        let what = format!("multiplies {:?} by {:?}", a.shape, b.shape);
         let mut ops = [a, b];
         for (k, x) in ops.iter_mut().enumerate() {
-            if x.layout != Layout::Plain || x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
-                return Err(format!(
-                    "multiplies activations {:?}: operand {k} is stored as an image (NHWC); \
-                     transpose it to a sequence first",
-                    x.shape
-                ));
+            if x.shape.len() > crate::ops::layout::MAX_PERMUTE_RANK {
+                return Err(format!("{what}: operand {k} has rank above 6"));
             }
-            if x.phys != x.shape {
-                *x = self.materialize(x.clone(), &format!("{label}.operand{k}"));
-            }
+            let s = x.shape.clone();
+            *x = self.row_major(x.clone(), &s, &format!("{label}.operand{k}"))?;
         }
         let [a, b] = ops;
-        let shape = crate::model::matmul_shape(&a.shape, &b.shape)?;
+        if a.shape.is_empty() || b.shape.is_empty() {
+            return Err(format!("{what}: a scalar operand"));
+        }
+        let (a1, b1) = (a.shape.len() == 1, b.shape.len() == 1);
+        let sa = if a1 {
+            vec![1, a.shape[0]]
+        } else {
+            a.shape.clone()
+        };
+        let sb = if b1 {
+            vec![b.shape[0], 1]
+        } else {
+            b.shape.clone()
+        };
+        let (ra, rb) = (sa.len(), sb.len());
+        if sa[ra - 1] != sb[rb - 2] {
+            return Err(format!("{what}: the inner dimensions differ"));
+        }
+        let (la, lb) = (&sa[..ra - 2], &sb[..rb - 2]);
+        let lead = fold::broadcast(la, lb).map_err(|e| format!("{what}: {e}"))?;
+        let one_matrix = lb.iter().product::<usize>() == 1;
+        let want_a: Vec<usize> = lead.iter().chain(&sa[ra - 2..]).copied().collect();
+        let want_b: Vec<usize> = if one_matrix {
+            sb[rb - 2..].to_vec()
+        } else {
+            lead.iter().chain(&sb[rb - 2..]).copied().collect()
+        };
+        let a = self.stored_as(a, &sa, &want_a, &format!("{label}.a"))?;
+        let b = self.stored_as(b, &sb, &want_b, &format!("{label}.b"))?;
+        let shape = crate::model::matmul_shape(&a.phys, &b.phys)?;
         let other = match b.src {
             Src::Node(j) => j,
-            Src::Input => {
-                return Err("the right-hand operand is the graph input itself (unsupported)".into())
-            }
+            Src::Input => match self.materialize(b, &format!("{label}.b")).src {
+                Src::Node(j) => j,
+                Src::Input => unreachable!("a copy is a node"),
+            },
         };
         let i = self.push(label, Layer::MatMul { other }, a.src);
+        let mut dims = shape.clone();
+        if b1 {
+            dims.pop();
+        }
+        if a1 {
+            dims.remove(dims.len() - if b1 { 1 } else { 2 });
+        }
         Ok(Act {
-            phys: shape.clone(),
-            shape,
+            phys: shape,
+            shape: dims,
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
+    /// Row-major `x` (of ONNX shape `view`, the same elements) stored as `want`: itself
+    /// where it is stored so, else broadcast (an [`Layer::Expand`]) or copied.
+    fn stored_as(&mut self, x: Act, view: &[usize], want: &[usize], label: &str) -> R<Act> {
+        if x.phys == want {
+            return Ok(x);
+        }
+        let same = view.iter().product::<usize>() == want.iter().product::<usize>();
+        let layer = if same {
+            Layer::Permute {
+                view: want.to_vec(),
+                perm: (0..want.len()).collect(),
+            }
+        } else {
+            crate::ops::layout::expand_strides(view, want)
+                .map_err(|e| format!("{view:?} to {want:?}: {e}"))?;
+            Layer::Expand {
+                view: view.to_vec(),
+                to: want.to_vec(),
+            }
+        };
+        let i = self.push(label, layer, x.src);
+        self.same_codes(x.src, i);
+        Ok(Act {
+            shape: want.to_vec(),
+            phys: want.to_vec(),
             layout: Layout::Plain,
             src: Src::Node(i),
         })
@@ -2724,24 +3142,29 @@ impl Lowering {
         );
         let ranges =
             fold::slice_ranges(&x.shape, &starts, &ends, axes.as_deref(), steps.as_deref())?;
-        if let Some(&(s, e, st)) = ranges.iter().find(|r| r.2 != 1) {
-            return Err(format!(
-                "a slice {s}..{e} with step {st} of an activation (only step 1 is supported)"
-            ));
-        }
-        let start: Vec<usize> = ranges.iter().map(|r| r.0 as usize).collect();
-        let size: Vec<usize> = ranges.iter().map(|r| (r.1 - r.0).max(0) as usize).collect();
+        let start: Vec<usize> = ranges.iter().map(|r| r.0.max(0) as usize).collect();
+        let step: Vec<isize> = ranges.iter().map(|r| r.2 as isize).collect();
+        let size: Vec<usize> = ranges
+            .iter()
+            .map(|&(s, e, st)| {
+                let span = if st > 0 { e - s } else { s - e };
+                usize::try_from(span.max(0))
+                    .unwrap_or(0)
+                    .div_ceil(st.unsigned_abs() as usize)
+            })
+            .collect();
         if size.contains(&0) {
             return Err(format!("the slice of {:?} is empty", x.shape));
         }
-        if size == x.shape {
+        if size == x.shape && step.iter().all(|&k| k == 1) {
             return Ok(x);
         }
-        let (view, pstart, psize) = match x.layout {
-            Layout::Plain => (x.shape.clone(), start, size.clone()),
+        let (view, pstart, pstep, psize) = match x.layout {
+            Layout::Plain => (x.shape.clone(), start, step, size.clone()),
             Layout::Nhwc => {
                 let p = |v: &[usize]| vec![v[0], v[2], v[3], v[1]];
-                (x.phys.clone(), p(&start), p(&size))
+                let k = vec![step[0], step[2], step[3], step[1]];
+                (x.phys.clone(), p(&start), k, p(&size))
             }
             Layout::FlatNhwc(_) => {
                 return Err(format!(
@@ -2757,9 +3180,12 @@ impl Lowering {
                 crate::ops::layout::MAX_PERMUTE_RANK
             ));
         }
+        crate::ops::layout::check_slice(&view, &pstart, &pstep, &psize)
+            .map_err(|e| format!("slice of {:?}: {e}", x.shape))?;
         let layer = Layer::Crop {
             view,
             start: pstart,
+            step: pstep,
             size: psize.clone(),
         };
         let i = self.push(label, layer, x.src);
@@ -3086,6 +3512,70 @@ impl Lowering {
         Ok(a)
     }
 
+    /// `x` in ONNX order copied into a row-major `[K, R]` tensor: rows over `axes`
+    /// (sorted; `R` their product), one row per index of the other axes (`K`, in order).
+    /// No copy where that is the stored order already.
+    fn rows_of(&mut self, x: Act, axes: &[usize], label: &str) -> R<Act> {
+        let r = x.shape.len();
+        let rest: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+        let k: usize = rest.iter().map(|&a| x.shape[a]).product();
+        let rr: usize = axes.iter().map(|&a| x.shape[a]).product();
+        let trailing = axes
+            .iter()
+            .enumerate()
+            .all(|(i, &a)| a == r - axes.len() + i);
+        let s = x.shape.clone();
+        let x = self.row_major(x, &s, &format!("{label}.x"))?;
+        let (src, phys) = if trailing {
+            (x.src, x.phys.clone())
+        } else {
+            if r > crate::ops::layout::MAX_PERMUTE_RANK {
+                return Err(format!(
+                    "axes {axes:?} of an activation of rank {r} (at most {})",
+                    crate::ops::layout::MAX_PERMUTE_RANK
+                ));
+            }
+            let perm: Vec<usize> = rest.iter().chain(axes).copied().collect();
+            let phys = perm.iter().map(|&a| x.shape[a]).collect();
+            let layer = Layer::Permute {
+                view: x.shape.clone(),
+                perm,
+            };
+            let i = self.push(&format!("{label}.rows"), layer, x.src);
+            self.same_codes(x.src, i);
+            (Src::Node(i), phys)
+        };
+        let a = Act {
+            shape: phys.clone(),
+            phys: phys.clone(),
+            layout: Layout::Plain,
+            src,
+        };
+        // The row layers read the stored last axis: one reduced axis is that already,
+        // several are copied into [K, R].
+        if axes.len() == 1 || phys == [k, rr] {
+            return Ok(a);
+        }
+        Ok(self.flat_copy(a, vec![k, rr], &format!("{label}.flat")))
+    }
+
+    /// A copy of row-major `x` (stored as `x.phys`) into a tensor of `dims` (the same
+    /// elements).
+    fn flat_copy(&mut self, x: Act, dims: Vec<usize>, label: &str) -> Act {
+        let layer = Layer::Permute {
+            view: dims.clone(),
+            perm: (0..dims.len()).collect(),
+        };
+        let i = self.push(label, layer, x.src);
+        self.same_codes(x.src, i);
+        Act {
+            shape: dims.clone(),
+            phys: dims,
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        }
+    }
+
     /// A [`Layer::RowReduce`] of `x` over its last stored axis (kept as 1): ONNX's last
     /// axis of a row-major activation, the channel axis of an NCHW one stored NHWC.
     fn row_reduce(&mut self, x: Act, kind: Reduce, label: &str) -> Act {
@@ -3225,6 +3715,15 @@ fn broadcast_to(dims: &[usize], v: &[f32], target: &[usize]) -> Option<Vec<f32>>
 }
 
 /// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.
+/// Refuses a shape of more than 2^31 elements (what one storage binding can index).
+fn bounded(shape: &[usize], what: &str) -> R<()> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    match n {
+        Some(n) if n <= 1 << 31 => Ok(()),
+        _ => Err(format!("{what} {shape:?} has more than 2^31 elements")),
+    }
+}
+
 fn view(x: Act, dims: Vec<usize>) -> R<Act> {
     if dims.iter().product::<usize>() != x.shape.iter().product::<usize>() {
         return Err(format!("cannot view {:?} as {dims:?}", x.shape));

@@ -17,7 +17,7 @@ fn readers(g: &Graph) -> Vec<Vec<usize>> {
             Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
                 r[*other].push(i)
             }
-            Layer::Concat { others } => others.iter().for_each(|&o| r[o].push(i)),
+            Layer::Concat { others, .. } => others.iter().for_each(|&o| r[o].push(i)),
             _ => {}
         }
     }
@@ -134,7 +134,7 @@ fn drop_nodes(g: &mut Graph, dead: &[bool]) {
             Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
                 *other = map(*other)
             }
-            Layer::Concat { others } => others.iter_mut().for_each(|o| *o = map(*o)),
+            Layer::Concat { others, .. } => others.iter_mut().for_each(|o| *o = map(*o)),
             _ => {}
         }
         g.nodes.push(n);

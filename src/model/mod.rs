@@ -53,7 +53,8 @@ use crate::ops::eltwise::{
 };
 use crate::ops::gemm::{gemm, Activation, GemmDesc};
 use crate::ops::layout::{
-    concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest, ResizeCoords,
+    concat, concat_channels, depth_to_space, expand, pad, permute, resize_bilinear, slice,
+    upsample_nearest, PadMode, ResizeCoords,
 };
 use crate::ops::pool::{pool2d, PoolDesc};
 use crate::ops::wgemm::{wgemm, WGemmDesc, Weights};
@@ -398,10 +399,14 @@ pub enum Layer {
         /// `[vertical, horizontal]` block.
         block: [usize; 2],
     },
-    /// The input's channels, then those of nodes `others`, in order (same image size).
+    /// The input, then the outputs of nodes `others`, in order, along the stored axis
+    /// `axis` (every other dimension equal; an NHWC image's channels are axis 3;
+    /// [`crate::ops::layout::concat`]).
     Concat {
         /// The other inputs.
         others: Vec<usize>,
+        /// The axis of the stored shapes.
+        axis: usize,
     },
     /// `input[.., M, K] x output of node other[.., K, N]`: batched matrix products of two
     /// activations (attention's `Q K^T` and `P V`), row-major; the other operand has the
@@ -411,15 +416,44 @@ pub enum Layer {
         /// The right-hand operand.
         other: usize,
     },
-    /// The block of `size` at `start` of the input viewed as `view` (row-major, the same
-    /// element count; ONNX `Slice` with step 1, [`crate::ops::layout::crop`]).
+    /// `size[a]` elements from `start[a]` by `step[a]` on each axis of the input viewed
+    /// as `view` (row-major, the same element count; ONNX `Slice`, a negative step walks
+    /// back; [`crate::ops::layout::slice`]).
     Crop {
         /// The shape the input is read as.
         view: Vec<usize>,
-        /// The block's first index on each axis.
+        /// The first index on each axis.
         start: Vec<usize>,
-        /// The block's size (the output's shape).
+        /// The step on each axis (not 0).
+        step: Vec<isize>,
+        /// The count on each axis (the output's shape).
         size: Vec<usize>,
+    },
+    /// The constant `value` of `dims` (row-major, f32), whatever the input (a constant
+    /// piece of a concatenation: a transformer's class token).
+    Const {
+        /// The values.
+        value: Vec<f32>,
+        /// The shape.
+        dims: Vec<usize>,
+    },
+    /// The input viewed as `view` and broadcast to `to` (numpy's rules; ONNX `Expand`;
+    /// [`crate::ops::layout::expand`]).
+    Expand {
+        /// The shape the input is read as.
+        view: Vec<usize>,
+        /// The output's shape.
+        to: Vec<usize>,
+    },
+    /// The stored input padded by `before`/`after` elements on each axis, filled as
+    /// `mode` says (ONNX `Pad`; [`crate::ops::layout::pad`]).
+    Pad {
+        /// Elements in front, per stored axis.
+        before: Vec<usize>,
+        /// Elements behind, per stored axis.
+        after: Vec<usize>,
+        /// The fill.
+        mode: PadMode,
     },
     /// The input viewed as `view` (row-major, the same element count) and transposed by
     /// `perm` (`out.shape[i] = view[perm[i]]`, rank 6 or less; moves the data:
@@ -664,12 +698,38 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     crate::ops::layout::permuted_shape(view, perm)
                         .map_err(|m| at(Error::invalid(OP, m)))?
                 }
-                Layer::Crop { view, start, size } => {
+                Layer::Crop {
+                    view,
+                    start,
+                    step,
+                    size,
+                } => {
                     check_view(&x_shape, view).map_err(at)?;
-                    crate::ops::layout::check_crop(view, start, size)
+                    crate::ops::layout::check_slice(view, start, step, size)
                         .map_err(|m| at(Error::invalid(OP, m)))?;
                     size.clone()
                 }
+                Layer::Const { value, dims } => {
+                    if dims.iter().product::<usize>() != value.len() || dims.is_empty() {
+                        return Err(at(Error::shape(
+                            OP,
+                            format!("a constant of {dims:?} holds {} values", value.len()),
+                        )));
+                    }
+                    dims.clone()
+                }
+                Layer::Expand { view, to } => {
+                    check_view(&x_shape, view).map_err(at)?;
+                    crate::ops::layout::expand_strides(view, to)
+                        .map_err(|m| at(Error::invalid(OP, m)))?;
+                    to.clone()
+                }
+                Layer::Pad {
+                    before,
+                    after,
+                    mode,
+                } => crate::ops::layout::padded_shape(&x_shape, before, after, *mode)
+                    .map_err(|m| at(Error::invalid(OP, m)))?,
                 Layer::Upsample { .. } | Layer::DepthToSpace { .. } | Layer::ZeroInsert { .. } => {
                     scaled_shape(&node.layer, &x_shape).map_err(at)?
                 }
@@ -682,8 +742,8 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                         )))
                     }
                 },
-                Layer::Concat { others } => {
-                    let mut out = x_shape.clone();
+                Layer::Concat { others, axis } => {
+                    let mut all = vec![x_shape.as_slice()];
                     for &o in others {
                         let s = shapes.get(o).filter(|_| o < i).ok_or_else(|| {
                             at(Error::invalid(
@@ -691,15 +751,14 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                                 format!("reads node {o}, which is not before it"),
                             ))
                         })?;
-                        if s.len() != 4 || x_shape.len() != 4 || s[..3] != x_shape[..3] {
-                            return Err(at(Error::shape(
-                                OP,
-                                format!("concatenates {x_shape:?} with {s:?} (node {o})"),
-                            )));
-                        }
-                        out[3] += s[3];
+                        all.push(s);
                     }
-                    out
+                    crate::ops::layout::concat_shape(&all, *axis).map_err(|m| {
+                        at(Error::shape(
+                            OP,
+                            format!("concatenates nodes {others:?}: {m}"),
+                        ))
+                    })?
                 }
                 Layer::Binary { other, .. } => {
                     let o = shapes.get(*other).filter(|_| *other < i).ok_or_else(|| {
@@ -932,7 +991,7 @@ impl Model {
                     weight_bytes += scale.size_bytes() + shift.size_bytes();
                     Params::Affine { scale, shift }
                 }
-                Layer::BinaryConst { value, dims, .. } => {
+                Layer::BinaryConst { value, dims, .. } | Layer::Const { value, dims } => {
                     let c = Tensor::from_slice(ctx, dims, value)?;
                     weight_bytes += c.size_bytes();
                     Params::Const(c)
@@ -1040,6 +1099,7 @@ impl Model {
                     add(ctx, encoder, input, &self.acts[*other], *clip, out)?
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
+                (Layer::Const { .. }, Params::Const(c)) => cast(ctx, encoder, c, out)?,
                 (Layer::RowReduce(k), _) => row_reduce(ctx, encoder, *k, input, out)?,
                 (Layer::BinaryConst { op, .. }, Params::Const(c)) => {
                     binary(ctx, encoder, *op, input, c, Clip::NONE, out)?
@@ -1069,10 +1129,10 @@ impl Model {
                 (Layer::ResizeBilinear { coords, scales, .. }, _) => {
                     resize_bilinear(ctx, encoder, input, *coords, *scales, out)?
                 }
-                (Layer::Concat { others }, _) => {
+                (Layer::Concat { others, axis }, _) => {
                     let mut all = vec![input];
                     all.extend(others.iter().map(|&o| &self.acts[o]));
-                    concat_channels(ctx, encoder, &all, out)?
+                    concat_any(ctx, encoder, &all, *axis, out)?
                 }
                 (Layer::Binary { op, other, clip }, _) => {
                     binary(ctx, encoder, *op, input, &self.acts[*other], *clip, out)?
@@ -1080,9 +1140,23 @@ impl Model {
                 (Layer::Permute { view, perm }, _) => {
                     permute(ctx, encoder, &input.reshape(view)?, perm, out)?
                 }
-                (Layer::Crop { view, start, .. }, _) => {
-                    crop(ctx, encoder, &input.reshape(view)?, start, out)?
+                (
+                    Layer::Crop {
+                        view, start, step, ..
+                    },
+                    _,
+                ) => slice(ctx, encoder, &input.reshape(view)?, start, step, out)?,
+                (Layer::Expand { view, .. }, _) => {
+                    expand(ctx, encoder, &input.reshape(view)?, out)?
                 }
+                (
+                    Layer::Pad {
+                        before,
+                        after,
+                        mode,
+                    },
+                    _,
+                ) => pad(ctx, encoder, input, before, after, *mode, out)?,
                 (Layer::MatMul { other }, Params::MatMulF32 { a, b, c }) => {
                     cast(ctx, encoder, input, a)?;
                     cast(ctx, encoder, &self.acts[*other], b)?;
@@ -1127,6 +1201,22 @@ impl Model {
 }
 
 /// Checks that a tensor of `x` elements can be viewed as `view`.
+/// Records a concatenation along stored `axis`: NHWC images along channels through
+/// [`concat_channels`], anything else through [`concat`].
+pub(crate) fn concat_any(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    all: &[&Tensor],
+    axis: usize,
+    out: &Tensor,
+) -> Result<()> {
+    if axis == 3 && out.shape().len() == 4 {
+        concat_channels(ctx, encoder, all, out)
+    } else {
+        concat(ctx, encoder, all, axis, out)
+    }
+}
+
 fn check_view(x: &[usize], view: &[usize]) -> Result<()> {
     let n: Option<usize> = view.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(x.iter().product()) {

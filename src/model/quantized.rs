@@ -49,11 +49,9 @@ use crate::desc::gemm::Activation;
 use crate::error::{Error, Result};
 use crate::ops::conv::{qconv2d, ConvShape, QConvWeight};
 use crate::ops::eltwise::{
-    add, binary, channel_affine, layer_norm, map, qadd, row_reduce, softmax,
+    add, binary, cast, channel_affine, layer_norm, map, qadd, row_reduce, softmax,
 };
-use crate::ops::layout::{
-    concat_channels, crop, depth_to_space, permute, resize_bilinear, upsample_nearest,
-};
+use crate::ops::layout::{depth_to_space, permute, resize_bilinear, upsample_nearest};
 use crate::ops::pool::pool2d;
 use crate::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use crate::ops::quant::{
@@ -710,6 +708,9 @@ impl QModel {
                     | Layer::Concat { .. }
                     | Layer::Permute { .. }
                     | Layer::Crop { .. }
+                    | Layer::Expand { .. }
+                    | Layer::Const { .. }
+                    | Layer::Pad { .. }
                     | Layer::MatMul { .. },
                     _,
                     inp,
@@ -864,6 +865,12 @@ impl QModel {
         match &node.layer {
             Layer::Map { f, clip } => map(ctx, encoder, *f, *clip, xf, t)?,
             Layer::RowReduce(k) => row_reduce(ctx, encoder, *k, xf, t)?,
+            Layer::Const { .. } => {
+                let QParams::Const(c) = &self.params[i] else {
+                    return Err(bad(i, "no constant on the GPU"));
+                };
+                cast(ctx, encoder, c, t)?
+            }
             Layer::BinaryConst { op, .. } => {
                 let QParams::Const(c) = &self.params[i] else {
                     return Err(bad(i, "no constant on the GPU"));
@@ -917,14 +924,24 @@ impl QModel {
             Layer::ResizeBilinear { coords, scales, .. } => {
                 resize_bilinear(ctx, encoder, xf, *coords, *scales, t)?
             }
-            Layer::Concat { .. } => {
+            Layer::Concat { axis, .. } => {
                 let mut all = vec![xf];
                 all.extend(others);
-                concat_channels(ctx, encoder, &all, t)?
+                super::concat_any(ctx, encoder, &all, *axis, t)?
             }
             Layer::Permute { view, perm } => permute(ctx, encoder, &xf.reshape(view)?, perm, t)?,
             Layer::MatMul { .. } => super::record_matmul(ctx, encoder, xf, others[0], t)?,
-            Layer::Crop { view, start, .. } => crop(ctx, encoder, &xf.reshape(view)?, start, t)?,
+            Layer::Crop {
+                view, start, step, ..
+            } => crate::ops::layout::slice(ctx, encoder, &xf.reshape(view)?, start, step, t)?,
+            Layer::Expand { view, .. } => {
+                crate::ops::layout::expand(ctx, encoder, &xf.reshape(view)?, t)?
+            }
+            Layer::Pad {
+                before,
+                after,
+                mode,
+            } => crate::ops::layout::pad(ctx, encoder, xf, before, after, *mode, t)?,
             _ => unreachable!("matched above"),
         }
         if let Act::Q(q) = out {
@@ -1303,6 +1320,9 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::Concat { .. }
             | Layer::Permute { .. }
             | Layer::Crop { .. }
+            | Layer::Expand { .. }
+            | Layer::Const { .. }
+            | Layer::Pad { .. }
             | Layer::MatMul { .. }
     )
 }
@@ -1313,7 +1333,7 @@ fn others_of(layer: &Layer) -> Vec<usize> {
         Layer::Add { other, .. } | Layer::Binary { other, .. } | Layer::MatMul { other } => {
             vec![*other]
         }
-        Layer::Concat { others } => others.clone(),
+        Layer::Concat { others, .. } => others.clone(),
         _ => Vec::new(),
     }
 }
@@ -1417,7 +1437,7 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
             let n = scale.size_bytes() + shift.size_bytes();
             (QParams::Affine { scale, shift }, n)
         }
-        Layer::BinaryConst { value, dims, .. } => {
+        Layer::BinaryConst { value, dims, .. } | Layer::Const { value, dims } => {
             let c = Tensor::from_slice(ctx, dims, value)?;
             let n = c.size_bytes();
             (QParams::Const(c), n)

@@ -29,7 +29,7 @@ use crate::ops::to_u32;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::Tensor;
 
-pub use crate::desc::layout::ResizeCoords;
+pub use crate::desc::layout::{PadMode, ResizeCoords};
 
 const WG: u32 = 64;
 
@@ -70,8 +70,8 @@ crate::shaders::uniform! {
     struct PermuteParams {
         total: u32,
         base: u32,
-        pad1: u32,
-        pad2: u32,
+        pmode: u32,
+        value: f32,
         d0: u32,
         d1: u32,
         d2: u32,
@@ -84,14 +84,39 @@ crate::shaders::uniform! {
         s3: u32,
         s4: u32,
         s5: u32,
+        n0: u32,
+        n1: u32,
+        n2: u32,
+        n3: u32,
+        n4: u32,
+        n5: u32,
+        b0: i32,
+        b1: i32,
+        b2: i32,
+        b3: i32,
+        b4: i32,
+        b5: i32,
+        pad1: u32,
+        pad2: u32,
+        pad3: u32,
+        pad4: u32,
     }
 }
 
-fn permute_variant(x_f16: bool, out_f16: bool) -> ShaderVariant {
+/// permute.wgsl's modes.
+#[derive(Clone, Copy)]
+enum Strided {
+    Gather = 0,
+    Scatter = 1,
+    Pad = 2,
+}
+
+fn permute_variant(mode: Strided, x_f16: bool, out_f16: bool) -> ShaderVariant {
     ShaderVariant::new(
         ShaderFile::Permute,
         vec![
             ("WG", Def::U32(WG)),
+            ("MODE", Def::U32(mode as u32)),
             ("X_F16", Def::Bool(x_f16)),
             ("OUT_F16", Def::Bool(out_f16)),
         ],
@@ -105,7 +130,9 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
         for op in 0..7 {
             v.push(variant(op, bits & 1 != 0, bits & 2 != 0));
         }
-        v.push(permute_variant(bits & 1 != 0, bits & 2 != 0));
+        for mode in [Strided::Gather, Strided::Scatter, Strided::Pad] {
+            v.push(permute_variant(mode, bits & 1 != 0, bits & 2 != 0));
+        }
     }
     v
 }
@@ -239,7 +266,15 @@ pub fn permute(
     let stride = row_major_strides(xs);
     let dims: Vec<usize> = perm.iter().map(|&a| xs[a]).collect();
     let strides: Vec<usize> = perm.iter().map(|&a| stride[a]).collect();
-    record_strided(ctx, encoder, OP, (x, out), &dims, &strides, 0)
+    record_strided(
+        ctx,
+        encoder,
+        (OP, Strided::Gather),
+        (x, out),
+        &dims,
+        &signed(&strides),
+        0,
+    )
 }
 
 fn row_major_strides(shape: &[usize]) -> Vec<usize> {
@@ -250,44 +285,408 @@ fn row_major_strides(shape: &[usize]) -> Vec<usize> {
     stride
 }
 
-/// Records the strided copy of permute.wgsl: `out` (of `dims`, rank 6 or less) element
-/// by element from `x` at `base + sum(index[i] * strides[i])`.
+/// Records the strided copy of permute.wgsl: in [`Strided::Gather`], `out` (of `dims`,
+/// rank 6 or less) element by element from `x` at `base + sum(index[i] * strides[i])`;
+/// in [`Strided::Scatter`], `x` (of `dims`) element by element into `out` at that place.
+/// A stride may be negative (a slice with a negative step): the kernel's u32 arithmetic
+/// wraps, and the caller has checked that every element read or written is inside.
 fn record_strided(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    op: &'static str,
+    (op, mode): (&'static str, Strided),
     (x, out): (&Tensor, &Tensor),
     dims: &[usize],
-    strides: &[usize],
+    strides: &[isize],
     base: usize,
 ) -> Result<()> {
-    let mut d = [1u32; MAX_PERMUTE_RANK];
+    let mut p = strided_params(op, dims)?;
     let mut s = [0u32; MAX_PERMUTE_RANK];
     let pad = MAX_PERMUTE_RANK - dims.len();
-    for (i, (&n, &st)) in dims.iter().zip(strides).enumerate() {
-        d[pad + i] = to_u32(op, "dimension", n)?;
-        s[pad + i] = to_u32(op, "stride", st)?;
+    for (i, &st) in strides.iter().enumerate() {
+        s[pad + i] = match usize::try_from(st) {
+            Ok(u) => to_u32(op, "stride", u)?,
+            Err(_) => i32::try_from(st).map_err(|_| {
+                Error::invalid(
+                    op,
+                    format!("stride {st} exceeds the kernels' 32-bit indexing"),
+                )
+            })? as u32,
+        };
     }
-    let p = PermuteParams {
-        total: to_u32(op, "elements", out.numel())?,
-        base: to_u32(op, "offset", base)?,
-        pad1: 0,
-        pad2: 0,
-        d0: d[0],
-        d1: d[1],
-        d2: d[2],
-        d3: d[3],
-        d4: d[4],
-        d5: d[5],
-        s0: s[0],
-        s1: s[1],
-        s2: s[2],
-        s3: s[3],
-        s4: s[4],
-        s5: s[5],
+    [p.s0, p.s1, p.s2, p.s3, p.s4, p.s5] = s;
+    p.base = to_u32(op, "offset", base)?;
+    let moved = match mode {
+        Strided::Scatter => x.numel(),
+        _ => out.numel(),
     };
+    p.total = to_u32(op, "elements", moved)?;
     let bytes = bytemuck::bytes_of(&p);
-    record_copy(ctx, encoder, op, permute_variant, (x, out), p.total, bytes)
+    let kernel = |xf, of| permute_variant(mode, xf, of);
+    record_copy(ctx, encoder, op, kernel, (x, out), p.total, bytes)
+}
+
+/// permute.wgsl's parameters with `dims` (rank 6 or less, padded in front with 1s) set,
+/// everything else 0.
+fn strided_params(op: &'static str, dims: &[usize]) -> Result<PermuteParams> {
+    let mut d = [1u32; MAX_PERMUTE_RANK];
+    let pad = MAX_PERMUTE_RANK.checked_sub(dims.len()).ok_or_else(|| {
+        Error::invalid(
+            op,
+            format!("rank {} exceeds {MAX_PERMUTE_RANK}", dims.len()),
+        )
+    })?;
+    for (i, &n) in dims.iter().enumerate() {
+        d[pad + i] = to_u32(op, "dimension", n)?;
+    }
+    let mut p: PermuteParams = bytemuck::Zeroable::zeroed();
+    [p.d0, p.d1, p.d2, p.d3, p.d4, p.d5] = d;
+    Ok(p)
+}
+
+fn signed(v: &[usize]) -> Vec<isize> {
+    v.iter().map(|&s| s as isize).collect()
+}
+
+/// Records `out = x[start[0] :: step[0], start[1] :: step[1], ..]` with `out.shape` the
+/// count taken on each axis: ONNX `Slice` with any non-zero steps (a negative step walks
+/// back from `start`), row-major, rank 1 to [`MAX_PERMUTE_RANK`], f32 or f16 each way.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::slice;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let y = Tensor::zeros(&ctx, &[1, 2], DType::F32)?;
+/// let mut enc = ctx.encoder("slice");
+/// slice(&ctx, &mut enc, &x, &[1, 2], &[1, -2], &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![6.0, 4.0]);
+/// # Ok(()) }
+/// ```
+pub fn slice(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    start: &[usize],
+    step: &[isize],
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "slice";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let (xs, size) = (x.shape(), out.shape());
+    check_slice(xs, start, step, size).map_err(|m| Error::shape(OP, m))?;
+    let stride = row_major_strides(xs);
+    let base = start.iter().zip(&stride).map(|(a, b)| a * b).sum();
+    let strides: Vec<isize> = stride
+        .iter()
+        .zip(step)
+        .map(|(&s, &k)| s as isize * k)
+        .collect();
+    record_strided(
+        ctx,
+        encoder,
+        (OP, Strided::Gather),
+        (x, out),
+        size,
+        &strides,
+        base,
+    )
+}
+
+/// Whether taking `size[a]` elements from `start[a]` by `step[a]` on each axis stays
+/// inside `shape` (same rank, 1 to [`MAX_PERMUTE_RANK`], steps not 0), or what is wrong.
+pub fn check_slice(
+    shape: &[usize],
+    start: &[usize],
+    step: &[isize],
+    size: &[usize],
+) -> std::result::Result<(), String> {
+    let rank = shape.len();
+    if rank == 0 || rank > MAX_PERMUTE_RANK {
+        return Err(format!(
+            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
+        ));
+    }
+    if start.len() != rank || step.len() != rank || size.len() != rank {
+        return Err(format!(
+            "start {start:?}, step {step:?} and size {size:?} must each give one value per \
+             axis of x {shape:?}"
+        ));
+    }
+    for a in 0..rank {
+        let (n, s, k, c) = (shape[a] as i128, start[a] as i128, step[a] as i128, size[a]);
+        let last = s + (c as i128 - 1) * k;
+        if k == 0 || c == 0 || s >= n || last < 0 || last >= n {
+            return Err(format!(
+                "axis {a}: {c} elements from {s} by step {k} do not fit in x {shape:?} \
+                 (steps are not 0, counts positive)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records `out = x` broadcast to `out`'s shape (ONNX `Expand`, numpy's rules): `x`'s
+/// axes are aligned to the right, each of `x`'s dimensions equals `out`'s or is 1
+/// (repeated); rank up to [`MAX_PERMUTE_RANK`], f32 or f16 each way.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::expand;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 1], &[1.0f32, 2.0])?;
+/// let y = Tensor::zeros(&ctx, &[2, 3], DType::F32)?;
+/// let mut enc = ctx.encoder("expand");
+/// expand(&ctx, &mut enc, &x, &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+/// # Ok(()) }
+/// ```
+pub fn expand(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "expand";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let (xs, os) = (x.shape(), out.shape());
+    let strides = expand_strides(xs, os).map_err(|m| Error::shape(OP, m))?;
+    record_strided(
+        ctx,
+        encoder,
+        (OP, Strided::Gather),
+        (x, out),
+        os,
+        &signed(&strides),
+        0,
+    )
+}
+
+/// The strides that read `x` of `shape` broadcast to `to` (0 on repeated axes), or why
+/// it does not broadcast.
+pub fn expand_strides(shape: &[usize], to: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    if to.is_empty() || to.len() > MAX_PERMUTE_RANK || shape.len() > to.len() {
+        return Err(format!(
+            "x {shape:?} cannot be broadcast to {to:?} (ranks 1 to {MAX_PERMUTE_RANK}, x's \
+             rank not above the output's)"
+        ));
+    }
+    let lead = to.len() - shape.len();
+    let xstride = row_major_strides(shape);
+    let mut strides = vec![0usize; to.len()];
+    for (a, &n) in shape.iter().enumerate() {
+        match n {
+            1 => {}
+            _ if n == to[lead + a] => strides[lead + a] = xstride[a],
+            _ => {
+                return Err(format!(
+                    "x {shape:?} cannot be broadcast to {to:?}: axis {a} has {n} elements, \
+                     not 1 or {}",
+                    to[lead + a]
+                ))
+            }
+        }
+    }
+    if to.contains(&0) {
+        return Err(format!("the output {to:?} has an empty axis"));
+    }
+    Ok(strides)
+}
+
+/// Records the concatenation of row-major tensors along `axis`: `out` holds `inputs[0]`,
+/// then `inputs[1]`, ... along that axis (ONNX `Concat`); every other dimension equal,
+/// rank 1 to [`MAX_PERMUTE_RANK`], f32 or f16 each way. ([`concat_channels`] is the
+/// case of NHWC images along channels.)
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::concat;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let a = Tensor::from_slice(&ctx, &[2, 1], &[1.0f32, 2.0])?;
+/// let b = Tensor::from_slice(&ctx, &[2, 2], &[3.0f32, 4.0, 5.0, 6.0])?;
+/// let y = Tensor::zeros(&ctx, &[2, 3], DType::F32)?;
+/// let mut enc = ctx.encoder("concat");
+/// concat(&ctx, &mut enc, &[&a, &b], 1, &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]);
+/// # Ok(()) }
+/// ```
+pub fn concat(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    inputs: &[&Tensor],
+    axis: usize,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "concat";
+    let names: Vec<String> = (0..inputs.len()).map(|i| format!("input {i}")).collect();
+    let operands: Vec<(&str, Option<&Tensor>)> = names
+        .iter()
+        .zip(inputs)
+        .map(|(n, x)| (n.as_str(), Some(*x)))
+        .chain(std::iter::once(("output", Some(out))))
+        .collect();
+    super::check_devices(ctx, OP, &operands)?;
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    let want = concat_shape(&shapes, axis).map_err(|m| Error::shape(OP, m))?;
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the inputs concatenated along axis {axis} are {want:?}; the output is {:?}",
+                out.shape()
+            ),
+        ));
+    }
+    let ostride = row_major_strides(&want);
+    let mut offset = 0usize;
+    for x in inputs {
+        let base = offset * ostride[axis];
+        let strides = signed(&ostride);
+        record_strided(
+            ctx,
+            encoder,
+            (OP, Strided::Scatter),
+            (x, out),
+            x.shape(),
+            &strides,
+            base,
+        )?;
+        offset += x.shape()[axis];
+    }
+    Ok(())
+}
+
+/// The shape of `shapes` concatenated along `axis`, or what is wrong.
+pub fn concat_shape(shapes: &[&[usize]], axis: usize) -> std::result::Result<Vec<usize>, String> {
+    let first = shapes
+        .first()
+        .ok_or("no input to concatenate (give at least one)")?;
+    let rank = first.len();
+    if rank == 0 || rank > MAX_PERMUTE_RANK || axis >= rank {
+        return Err(format!(
+            "axis {axis} of rank {rank} ({first:?}): ranks 1 to {MAX_PERMUTE_RANK}, the axis \
+             below the rank"
+        ));
+    }
+    let mut out = first.to_vec();
+    for (i, s) in shapes.iter().enumerate().skip(1) {
+        let same = s.len() == rank && (0..rank).all(|a| a == axis || s[a] == first[a]);
+        if !same {
+            return Err(format!(
+                "input {i} {s:?} does not match input 0 {first:?} outside axis {axis}"
+            ));
+        }
+        out[axis] = out[axis]
+            .checked_add(s[axis])
+            .ok_or("the concatenated axis overflows")?;
+    }
+    Ok(out)
+}
+
+/// Records `out = x` padded by `before[a]` elements in front and `after[a]` behind on
+/// each axis `a`, filled as `mode` says (ONNX `Pad`; [`PadMode::Reflect`] needs pads
+/// below the dimension), row-major, rank 1 to [`MAX_PERMUTE_RANK`], f32 or f16 each
+/// way. `out`'s shape is `x`'s plus the pads.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::{pad, PadMode};
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[1, 3], &[1.0f32, 2.0, 3.0])?;
+/// let y = Tensor::zeros(&ctx, &[1, 6], DType::F32)?;
+/// let mut enc = ctx.encoder("pad");
+/// pad(&ctx, &mut enc, &x, &[0, 2], &[0, 1], PadMode::Reflect, &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0]);
+/// # Ok(()) }
+/// ```
+pub fn pad(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    before: &[usize],
+    after: &[usize],
+    mode: PadMode,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "pad";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("output", Some(out))])?;
+    let xs = x.shape();
+    let want = padded_shape(xs, before, after, mode).map_err(|m| Error::shape(OP, m))?;
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x {xs:?} padded by {before:?} and {after:?} is {want:?}; the output is {:?}",
+                out.shape()
+            ),
+        ));
+    }
+    let mut p = strided_params(OP, &want)?;
+    let mut n = [1u32; MAX_PERMUTE_RANK];
+    let mut b = [0i32; MAX_PERMUTE_RANK];
+    let lead = MAX_PERMUTE_RANK - xs.len();
+    for (a, (&d, &f)) in xs.iter().zip(before).enumerate() {
+        n[lead + a] = to_u32(OP, "dimension", d)?;
+        b[lead + a] = i32::try_from(f)
+            .map_err(|_| Error::invalid(OP, format!("pad {f} exceeds 32-bit indexing")))?;
+    }
+    [p.n0, p.n1, p.n2, p.n3, p.n4, p.n5] = n;
+    [p.b0, p.b1, p.b2, p.b3, p.b4, p.b5] = b;
+    (p.pmode, p.value) = mode.code();
+    p.total = to_u32(OP, "elements", out.numel())?;
+    let kernel = |xf, of| permute_variant(Strided::Pad, xf, of);
+    record_copy(
+        ctx,
+        encoder,
+        OP,
+        kernel,
+        (x, out),
+        p.total,
+        bytemuck::bytes_of(&p),
+    )
+}
+
+/// The shape of `shape` padded by `before` and `after` in `mode`, or what is wrong.
+pub fn padded_shape(
+    shape: &[usize],
+    before: &[usize],
+    after: &[usize],
+    mode: PadMode,
+) -> std::result::Result<Vec<usize>, String> {
+    let rank = shape.len();
+    if rank == 0 || rank > MAX_PERMUTE_RANK || before.len() != rank || after.len() != rank {
+        return Err(format!(
+            "x {shape:?} with pads {before:?} and {after:?}: ranks 1 to {MAX_PERMUTE_RANK}, \
+             one pad per axis in front and behind"
+        ));
+    }
+    let mut out = Vec::with_capacity(rank);
+    for a in 0..rank {
+        let (n, f, e) = (shape[a], before[a], after[a]);
+        if n == 0 {
+            return Err(format!("x {shape:?} has an empty axis"));
+        }
+        if mode == PadMode::Reflect && (f >= n || e >= n) && n > 1 {
+            return Err(format!(
+                "reflect pads {f} and {e} on axis {a} of {n} elements: pads below the \
+                 dimension are supported"
+            ));
+        }
+        let o = n
+            .checked_add(f)
+            .and_then(|v| v.checked_add(e))
+            .filter(|&v| v <= u32::MAX as usize)
+            .ok_or_else(|| format!("axis {a}: {n} + {f} + {e} overflows"))?;
+        out.push(o);
+    }
+    Ok(out)
 }
 
 /// Records `out = x[start[0]..start[0] + out.shape[0], start[1].., ..]`: a block of
@@ -320,7 +719,15 @@ pub fn crop(
     check_crop(xs, start, size).map_err(|m| Error::shape(OP, m))?;
     let stride = row_major_strides(xs);
     let base = start.iter().zip(&stride).map(|(a, b)| a * b).sum();
-    record_strided(ctx, encoder, OP, (x, out), size, &stride, base)
+    record_strided(
+        ctx,
+        encoder,
+        (OP, Strided::Gather),
+        (x, out),
+        size,
+        &signed(&stride),
+        base,
+    )
 }
 
 /// Whether a block of `size` at `start` lies inside `shape` (same rank, 1 to

@@ -149,3 +149,103 @@ pub fn crop<T: Copy>(x: &[T], shape: &[usize], start: &[usize], size: &[usize]) 
     }
     out
 }
+
+/// The coordinates of row-major element `e` of `shape`.
+fn coords_of(mut e: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0usize; shape.len()];
+    for a in (0..shape.len()).rev() {
+        c[a] = e % shape[a];
+        e /= shape[a];
+    }
+    c
+}
+
+/// The row-major element of coordinates `c` in `shape`.
+fn element_of(c: &[usize], shape: &[usize]) -> usize {
+    c.iter().zip(shape).fold(0, |acc, (&i, &d)| acc * d + i)
+}
+
+/// `x[start[a] + i * step[a]]` on each axis for `i < size[a]` (a slice with any non-zero
+/// steps; the caller keeps it inside).
+pub fn slice<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    start: &[usize],
+    step: &[isize],
+    size: &[usize],
+) -> Vec<T> {
+    let n: usize = size.iter().product();
+    (0..n)
+        .map(|e| {
+            let c: Vec<usize> = coords_of(e, size)
+                .iter()
+                .enumerate()
+                .map(|(a, &i)| (start[a] as isize + i as isize * step[a]) as usize)
+                .collect();
+            x[element_of(&c, shape)]
+        })
+        .collect()
+}
+
+/// `x` of `shape` broadcast to `to` by numpy's rules (axes aligned right; 1s repeat).
+pub fn expand<T: Copy>(x: &[T], shape: &[usize], to: &[usize]) -> Vec<T> {
+    let lead = to.len() - shape.len();
+    let n: usize = to.iter().product();
+    (0..n)
+        .map(|e| {
+            let oc = coords_of(e, to);
+            let c: Vec<usize> = shape
+                .iter()
+                .enumerate()
+                .map(|(a, &d)| if d == 1 { 0 } else { oc[lead + a] })
+                .collect();
+            x[element_of(&c, shape)]
+        })
+        .collect()
+}
+
+/// The tensors `xs` (with `shapes`) concatenated along `axis`.
+pub fn concat<T: Copy>(xs: &[&[T]], shapes: &[&[usize]], axis: usize) -> Vec<T> {
+    let mut out_shape = shapes[0].to_vec();
+    out_shape[axis] = shapes.iter().map(|s| s[axis]).sum();
+    let n: usize = out_shape.iter().product();
+    (0..n)
+        .map(|e| {
+            let mut c = coords_of(e, &out_shape);
+            let mut k = 0;
+            while c[axis] >= shapes[k][axis] {
+                c[axis] -= shapes[k][axis];
+                k += 1;
+            }
+            xs[k][element_of(&c, shapes[k])]
+        })
+        .collect()
+}
+
+/// `x` of `shape` padded by `before`/`after` on each axis, filled as `mode` says
+/// ([`crate::desc::layout::PadMode::source`] maps each coordinate).
+pub fn pad(
+    x: &[f64],
+    shape: &[usize],
+    before: &[usize],
+    after: &[usize],
+    mode: crate::desc::layout::PadMode,
+) -> Vec<f64> {
+    let out_shape: Vec<usize> = (0..shape.len())
+        .map(|a| shape[a] + before[a] + after[a])
+        .collect();
+    let fill = match mode {
+        crate::desc::layout::PadMode::Constant(v) => f64::from(v),
+        _ => 0.0,
+    };
+    let n: usize = out_shape.iter().product();
+    (0..n)
+        .map(|e| {
+            let oc = coords_of(e, &out_shape);
+            let c: Option<Vec<usize>> = (0..shape.len())
+                .map(|a| mode.source(oc[a], shape[a], before[a]))
+                .collect();
+            c.map_or(fill, |c| x[element_of(&c, shape)])
+        })
+        .collect()
+}

@@ -178,14 +178,26 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
             wgpu_quant::model::Layer::ResizeBilinear { size, coords, .. } => {
                 format!("bilinear resize to {size:?} ({coords:?})")
             }
-            wgpu_quant::model::Layer::Concat { others } => format!("concat with nodes {others:?}"),
+            wgpu_quant::model::Layer::Concat { others, axis } => {
+                format!("concat with nodes {others:?} along axis {axis}")
+            }
+            wgpu_quant::model::Layer::Const { dims, .. } => format!("constant {dims:?}"),
+            wgpu_quant::model::Layer::Expand { view, to } => format!("expand {view:?} to {to:?}"),
+            wgpu_quant::model::Layer::Pad {
+                before,
+                after,
+                mode,
+            } => format!("pad {before:?} {after:?} ({mode:?})"),
             wgpu_quant::model::Layer::Binary { op, other, clip } => {
                 format!("{op:?} node {other} clip [{}, {}]", clip.lo, clip.hi)
             }
             wgpu_quant::model::Layer::MatMul { other } => format!("matmul by node {other}"),
-            wgpu_quant::model::Layer::Crop { view, start, size } => {
-                format!("crop {size:?} at {start:?} of {view:?}")
-            }
+            wgpu_quant::model::Layer::Crop {
+                view,
+                start,
+                step,
+                size,
+            } => format!("slice {size:?} from {start:?} by {step:?} of {view:?}"),
             wgpu_quant::model::Layer::Permute { view, perm } => {
                 format!("permute {view:?} by {perm:?}")
             }
