@@ -72,6 +72,8 @@ pub enum ShaderFile {
     Layout,
     /// `shaders/permute.wgsl`: a general transpose (rank 6 or less).
     Permute,
+    /// `shaders/gather.wgsl`: a gather along one axis by u32 indices.
+    Gather,
     /// `shaders/image.wgsl` reading RGBA8 pixels from a storage buffer.
     ImageBuffer,
     /// `shaders/image.wgsl` reading a texture (`textureLoad`).
@@ -127,7 +129,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 21] = [
+pub static SPECS: [ShaderSpec; 22] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -265,6 +267,13 @@ pub static SPECS: [ShaderSpec; 21] = [
         [U, R, RW]
     ),
     spec!(
+        Gather,
+        "gather.wgsl",
+        "gather",
+        ["WG", "X_F16", "OUT_F16"],
+        [U, R, R, RW]
+    ),
+    spec!(
         ImageBuffer,
         "image.wgsl",
         "image input (buffer)",
@@ -363,10 +372,10 @@ fn push_snippet(path: &str, done: &mut Vec<String>, out: &mut String) {
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 19] = {
-        let mut all = [ShaderFile::GemmTiled; 19];
+    pub const ALL: [ShaderFile; 20] = {
+        let mut all = [ShaderFile::GemmTiled; 20];
         let mut i = 0;
-        while i < 19 {
+        while i < 20 {
             all[i] = SPECS[i].file;
             i += 1;
         }

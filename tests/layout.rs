@@ -1,4 +1,5 @@
-//! Nearest upsampling, zero insertion, depth to space, channel concatenation and the general transpose
+//! Nearest upsampling, zero insertion, depth to space, concatenation, slices, pads,
+//! broadcasts, gathers and the general transpose
 //! (f32 and f16 each way)
 //! against the Rust reference, bit for bit (they copy values), on odd shapes; outputs
 //! are poisoned first.
@@ -13,6 +14,26 @@ use wgpu_quant::ops::layout::{
 };
 use wgpu_quant::reference::layout as r;
 use wgpu_quant::{DType, Tensor};
+
+/// Odd shapes of ranks 1 to 6.
+const RANKS_1_TO_6: [&[usize]; 6] = [
+    &[9],
+    &[4, 7],
+    &[3, 5, 4],
+    &[2, 3, 4, 5],
+    &[3, 2, 3, 2, 3],
+    &[2, 3, 2, 3, 2, 3],
+];
+
+/// Smaller ones (with axes of length 1), for ops run many times per shape.
+const SMALL_RANKS_1_TO_6: [&[usize]; 6] = [
+    &[5],
+    &[3, 4],
+    &[2, 3, 5],
+    &[2, 3, 2, 3],
+    &[2, 1, 3, 2, 3],
+    &[1, 2, 3, 2, 1, 3],
+];
 
 /// The reference as the output stores it: f32, or rounded to f16.
 fn stored(v: &[f64], f16_out: bool) -> Vec<f32> {
@@ -262,14 +283,7 @@ fn crop_matches_the_reference() {
     use wgpu_quant::ops::layout::crop;
     let ctx = common::ctx();
     let mut rng = rand::rngs::StdRng::seed_from_u64(22);
-    let shapes: [&[usize]; 6] = [
-        &[9],
-        &[4, 7],
-        &[3, 5, 4],
-        &[2, 3, 4, 5],
-        &[3, 2, 3, 2, 3],
-        &[2, 3, 2, 3, 2, 3],
-    ];
+    let shapes = RANKS_1_TO_6;
     let mut cases = 0;
     for shape in shapes {
         let n: usize = shape.iter().product();
@@ -328,14 +342,7 @@ fn strided_slices_match_the_reference() {
     use wgpu_quant::ops::layout::slice;
     let ctx = common::ctx();
     let mut rng = rand::rngs::StdRng::seed_from_u64(23);
-    let shapes: [&[usize]; 6] = [
-        &[9],
-        &[4, 7],
-        &[3, 5, 4],
-        &[2, 3, 4, 5],
-        &[3, 2, 3, 2, 3],
-        &[2, 3, 2, 3, 2, 3],
-    ];
+    let shapes = RANKS_1_TO_6;
     let mut cases = 0;
     for shape in shapes {
         let n: usize = shape.iter().product();
@@ -451,14 +458,7 @@ fn concat_along_any_axis_matches_the_reference() {
     use wgpu_quant::ops::layout::concat;
     let ctx = common::ctx();
     let mut rng = rand::rngs::StdRng::seed_from_u64(25);
-    let shapes: [&[usize]; 6] = [
-        &[5],
-        &[3, 4],
-        &[2, 3, 5],
-        &[2, 3, 2, 3],
-        &[2, 1, 3, 2, 3],
-        &[1, 2, 3, 2, 1, 3],
-    ];
+    let shapes = SMALL_RANKS_1_TO_6;
     let mut cases = 0;
     for shape in shapes {
         for axis in 0..shape.len() {
@@ -517,14 +517,7 @@ fn pads_in_every_mode_match_the_reference() {
     use wgpu_quant::ops::layout::{pad, PadMode};
     let ctx = common::ctx();
     let mut rng = rand::rngs::StdRng::seed_from_u64(26);
-    let shapes: [&[usize]; 6] = [
-        &[5],
-        &[3, 4],
-        &[2, 3, 5],
-        &[2, 3, 2, 3],
-        &[2, 1, 3, 2, 3],
-        &[1, 2, 3, 2, 1, 3],
-    ];
+    let shapes = SMALL_RANKS_1_TO_6;
     let modes = [
         PadMode::Constant(0.0),
         PadMode::Constant(-1.25),
@@ -585,4 +578,53 @@ fn pads_in_every_mode_match_the_reference() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("pad") && e.contains("reflect pads 3"), "{e}");
+}
+
+/// Gathers along every axis of ranks 1 to 6 (repeated, reversed and skipped indices)
+/// against the reference, bit for bit, f32 and f16 each way; bad indices tensors and
+/// output shapes are errors.
+#[test]
+fn gathers_along_any_axis_match_the_reference() {
+    use wgpu_quant::ops::layout::gather;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(27);
+    let mut cases = 0;
+    for shape in SMALL_RANKS_1_TO_6 {
+        let n: usize = shape.iter().product();
+        let v = rand_vec(n, &mut rng);
+        for axis in 0..shape.len() {
+            let d = shape[axis];
+            // Every index backwards, then the first twice and the last.
+            let picks: Vec<usize> = (0..d).rev().chain([0, 0, d - 1]).collect();
+            let idx: Vec<u32> = picks.iter().map(|&j| j as u32).collect();
+            let it = Tensor::from_slice(ctx, &[idx.len()], &idx).unwrap();
+            let mut out_shape = shape.to_vec();
+            out_shape[axis] = picks.len();
+            for bits in 0..4u32 {
+                let (xf, of) = (bits & 1 != 0, bits & 2 != 0);
+                let (x, x64) = upload(ctx, shape, &v, xf);
+                let out = poisoned(ctx, &out_shape, of);
+                let mut enc = ctx.encoder("gather");
+                gather(ctx, &mut enc, &x, axis, &it, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = stored(&r::gather(&x64, shape, axis, &picks), of);
+                assert_eq!(read(ctx, &out), want, "{shape:?} axis {axis}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 21 * 4);
+    let x = Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap();
+    let o = Tensor::zeros(ctx, &[2, 2], DType::F32).unwrap();
+    let fidx = Tensor::from_slice(ctx, &[2], &[0.0f32, 1.0]).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = gather(ctx, &mut enc, &x, 1, &fidx, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gather") && e.contains("U32"), "{e}");
+    let idx = Tensor::from_slice(ctx, &[3], &[0u32, 1, 2]).unwrap();
+    let e = gather(ctx, &mut enc, &x, 1, &idx, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, 3]") && e.contains("[2, 2]"), "{e}");
 }

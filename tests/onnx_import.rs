@@ -860,7 +860,31 @@ fn transposed_convolution_concat_and_resize_match_the_reference() {
         &[1, c, h, w],
         13,
     );
-    assert!(import_err(&bad).contains("whole upsampling factors"));
+    // A nearest resize by 1.5 (not a repetition): a gather per resized axis, each output
+    // pixel the input pixel ONNX's half_pixel/round_prefer_floor formula picks.
+    let frac = import(&bad, None).unwrap();
+    assert!(frac
+        .graph()
+        .nodes
+        .iter()
+        .any(|n| matches!(n.layer, Layer::Gather { axis: 1, .. })));
+    let pick = |o: usize, s: f64, n: usize| -> usize {
+        let v = (o as f64 + 0.5) / s - 0.5;
+        let r = if v - v.floor() == 0.5 {
+            v.floor()
+        } else {
+            v.round()
+        };
+        r.clamp(0.0, n as f64 - 1.0) as usize
+    };
+    let (oh, ow) = (h * 3 / 2, w * 2);
+    let want: Vec<f64> = (0..c * oh * ow)
+        .map(|e| {
+            let (ch, y, z) = (e / (oh * ow), e / ow % oh, e % ow);
+            f64::from(x[(ch * h + pick(y, 1.5, h)) * w + pick(z, 2.0, w)])
+        })
+        .collect();
+    check(&run(ctx, &frac, &x), &want, 0.0);
 }
 
 /// Hard swish spelled as `x * clip(x + 3, 0, 6) / 6` and as `x * HardSigmoid(x)`

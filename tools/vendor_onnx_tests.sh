@@ -25,7 +25,8 @@ PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_reshape test_resize test_sigmoid test_slice test_softmax test_sqrt
           test_squeeze test_sub test_tanh test_transpose test_unsqueeze test_constant_pad
           test_edge_pad test_reflect_pad test_upsample test_shape test_constantofshape
-          test_cast_FLOAT_to_FLOAT16 test_cast_FLOAT16_to_FLOAT)
+          test_cast_FLOAT_to_FLOAT16 test_cast_FLOAT16_to_FLOAT test_gather_0 test_gather_1
+          test_gather_2d test_gather_negative)
 # Left out of those prefixes: other operators that share them, training-mode and random
 # cases.
 EXCLUDE='logsoftmax|test_log_softmax|training|_random'

@@ -128,7 +128,7 @@ impl Attrs<'_> {
 pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
     ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
-    ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode only where it does not change the output size"),
+    ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad)"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
@@ -147,7 +147,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Exp", "an elementwise map; constants: folded"),
     ("Expand", "an activation by a constant shape (numpy broadcasting): a broadcast layer; constants: folded"),
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
-    ("Gather", "constants (shape arithmetic): folded"),
+    ("Gather", "an activation by constant indices (any shape, negative ones from the end) along any axis: a gather layer (an image by 1-D indices stays an image); constants (shape arithmetic): folded"),
     ("Gelu", "an elementwise map (opset 20; approximate none or tanh)"),
     ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it"),
     ("GlobalAveragePool", "2-D"),
@@ -160,7 +160,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Log", "an elementwise map; constants: folded"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
-    ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode only where it does not change the output size; no Indices output"),
+    ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
     ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads are not supported"),
@@ -177,7 +177,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations; any other axes (all when none are given): the activation copied into rows over those axes, then a row-mean layer"),
     ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input); any other axes (all when none are given; none with noop_with_empty_axes: an identity): the activation copied into rows over those axes first"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
-    ("Resize", "nearest by whole upsampling factors (any coordinate mode that repeats pixels; asymmetric needs nearest_mode floor); linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes"),
+    ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
@@ -851,6 +851,7 @@ impl Lowering {
             "Pad" => self.lower_pad(n, &attrs, label),
             "Expand" => one(self.expand_act(n, label)?),
             "DepthToSpace" => one(self.depth_to_space_act(n, &attrs, label)?),
+            "Gather" => one(self.gather_act(n, &attrs, label)?),
             "Flatten" => {
                 let x = self.act(n, 0)?;
                 let ax = fold::axis(attrs.int("axis", 1), x.shape.len(), true)?;
@@ -1274,16 +1275,22 @@ impl Lowering {
         d.padding = padding(attrs)?;
         d.count_pad = attrs.int("count_include_pad", 0) != 0;
         let out = d.output_shape(&x.phys).map_err(|e| e.to_string())?;
+        let (mut d, mut out) = (d, out);
         if attrs.int("ceil_mode", 0) != 0 {
+            let (padding, grown) = ceil_padding(&d, &x.phys)?;
             let mut c = d;
-            c.padding = ceil_padding(&d, &x.phys)?;
+            c.padding = padding;
             let oc = c.output_shape(&x.phys).map_err(|e| e.to_string())?;
-            if oc != out {
+            let explicit = matches!(d.padding, Padding::Explicit(_) | Padding::Valid);
+            if oc != out && (!explicit || (grown && d.count_pad && kind == PoolKind::Avg)) {
                 return Err(format!(
-                    "ceil_mode = 1 changes the output from {:?} to {:?}; only floor rounding is supported",
-                    out, oc
+                    "ceil_mode = 1 changes the output from {out:?} to {oc:?}, which is supported \
+                     with explicit pads, for max pooling or averages without count_include_pad"
                 ));
             }
+            // The windows past the input read padding: ignored by a max, not counted
+            // by an average without count_include_pad, as ONNX says.
+            (d, out) = (c, oc);
         }
         one(self.layer4(Layer::Pool(d), x, out, label))
     }
@@ -1556,6 +1563,66 @@ impl Lowering {
             phys,
             layout: x.layout,
             src: Src::Node(i),
+        })
+    }
+
+    /// `Gather` of an activation by constant indices (negative ones count from the end):
+    /// a gather layer along the stored axis; an image gathered by 1-D indices stays an
+    /// image, anything else is gathered in ONNX order.
+    fn gather_act(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let idx = self
+            .konst(n, 1, "indices")?
+            .ok_or("input 1 (indices) is missing")?
+            .clone();
+        let rank = x.shape.len();
+        let axis = fold::axis(attrs.int("axis", 0), rank, false)?;
+        let d = x.shape[axis] as i64;
+        let picks: Vec<usize> = idx
+            .as_ik()?
+            .iter()
+            .map(|&j| {
+                let k = if j < 0 { j + d } else { j };
+                usize::try_from(k)
+                    .ok()
+                    .filter(|&k| (k as i64) < d)
+                    .ok_or_else(|| format!("index {j} on axis {axis} of {:?}", x.shape))
+            })
+            .collect::<R<_>>()?;
+        if picks.is_empty() {
+            return Err(format!(
+                "no indices: the output of {:?} would be empty",
+                x.shape
+            ));
+        }
+        let mut shape: Vec<usize> = x.shape[..axis].to_vec();
+        shape.extend_from_slice(&idx.dims);
+        shape.extend_from_slice(&x.shape[axis + 1..]);
+        let image = x.layout == Layout::Nhwc && x.phys.len() == 4 && idx.dims.len() == 1;
+        let (x, stored_axis) = if image {
+            (x, [0, 3, 1, 2][axis])
+        } else {
+            let s = x.shape.clone();
+            (self.row_major(x, &s, &format!("{label}.x"))?, axis)
+        };
+        let mut phys = x.phys.clone();
+        phys[stored_axis] = picks.len();
+        bounded(&phys, "the gathered activation")?;
+        let layer = Layer::Gather {
+            axis: stored_axis,
+            indices: picks,
+        };
+        let i = self.push(label, layer, x.src);
+        self.same_codes(x.src, i);
+        Ok(if image {
+            nhwc_act(phys, Src::Node(i))
+        } else {
+            Act {
+                shape,
+                phys,
+                layout: Layout::Plain,
+                src: Src::Node(i),
+            }
         })
     }
 
@@ -1923,7 +1990,45 @@ impl Lowering {
         let sizes = if legacy {
             None
         } else {
-            self.konst(n, 3, "sizes")?
+            self.konst(n, 3, "sizes")?.cloned()
+        };
+        // Opset 18's axes: the scales or sizes of the axes named, the others kept.
+        let (scales, sizes) = match attrs.ints("axes") {
+            None => (scales, sizes),
+            Some(axes) => {
+                let ax: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| fold::axis(a, 4, false))
+                    .collect::<R<_>>()?;
+                let place = |given: &[f64], base: Vec<f64>| -> R<Vec<f64>> {
+                    if given.len() != ax.len() {
+                        return Err(format!("{} values for axes {axes:?}", given.len()));
+                    }
+                    let mut full = base;
+                    ax.iter().zip(given).for_each(|(&a, &v)| full[a] = v);
+                    Ok(full)
+                };
+                let scales = match scales {
+                    Some(sc) => {
+                        let g: Vec<f64> = sc.iter().map(|&v| f64::from(v)).collect();
+                        Some(place(&g, vec![1.0; 4])?.iter().map(|&v| v as f32).collect())
+                    }
+                    None => None,
+                };
+                let sizes = match sizes {
+                    Some(sz) => {
+                        let g: Vec<f64> = sz.as_ik()?.iter().map(|&v| v as f64).collect();
+                        let base = x.shape.iter().map(|&d| d as f64).collect();
+                        let full = place(&g, base)?;
+                        Some(Const::i64(
+                            vec![4],
+                            full.iter().map(|&v| v as i64).collect(),
+                        ))
+                    }
+                    None => None,
+                };
+                (scales, sizes)
+            }
         };
         let (h, w) = (x.shape[2], x.shape[3]);
         let (out_hw, sc): ([usize; 2], [f32; 2]) = match (scales, sizes) {
@@ -1976,16 +2081,6 @@ impl Lowering {
         let out = vec![x.phys[0], out_hw[0], out_hw[1], x.phys[3]];
         match mode.as_str() {
             "nearest" => {
-                if !out_hw[0].is_multiple_of(h) || !out_hw[1].is_multiple_of(w) {
-                    return Err(format!(
-                        "nearest resizing {h}x{w} to {}x{}: only whole upsampling factors are supported",
-                        out_hw[0], out_hw[1]
-                    ));
-                }
-                let f = [out_hw[0] / h, out_hw[1] / w];
-                // The layer repeats each pixel f times: the file's coordinate mode and
-                // rounding must pick input o / f for every output o (checked, axis by
-                // axis, with ONNX's formulas).
                 let nearest = if legacy {
                     "floor".to_string()
                 } else {
@@ -1993,21 +2088,7 @@ impl Lowering {
                         .string("nearest_mode")
                         .unwrap_or_else(|| "round_prefer_floor".into())
                 };
-                for (ax, (&n_in, &n_out)) in [h, w].iter().zip(&out_hw).enumerate() {
-                    if n_out > 1 << 24 {
-                        return Err(format!("resizing to {out_hw:?} pixels is too large"));
-                    }
-                    let picks = nearest_picks(&coords, &nearest, n_in, n_out, sc[ax])?;
-                    if picks.iter().enumerate().any(|(o, &i)| i != o / f[ax]) {
-                        return Err(format!(
-                            "coordinate_transformation_mode '{coords}' with nearest_mode \
-                             '{nearest}' does not repeat each pixel {} times (input pixels \
-                             {picks:?}); only a plain repetition is supported",
-                            f[ax]
-                        ));
-                    }
-                }
-                Ok(self.layer4(Layer::Upsample { factors: f }, x, out, label))
+                self.nearest_resize(x, (out_hw, sc), (&coords, &nearest), label)
             }
             "linear" | "bilinear" => {
                 let c = match coords.as_str() {
@@ -2029,6 +2110,64 @@ impl Lowering {
             }
             other => Err(format!("mode '{other}': nearest and linear are supported")),
         }
+    }
+
+    /// A nearest resize of image `x` to `out_hw`: where the file's coordinate mode and
+    /// rounding repeat each pixel a whole number of times (checked with ONNX's formulas,
+    /// axis by axis), the upsampling layer; else one gather layer per resized axis with
+    /// the input pixel ONNX picks for each output pixel.
+    fn nearest_resize(
+        &mut self,
+        x: Act,
+        (out_hw, sc): ([usize; 2], [f32; 2]),
+        (coords, nearest): (&str, &str),
+        label: &str,
+    ) -> R<Act> {
+        let (h, w) = (x.phys[1], x.phys[2]);
+        let mut picks = Vec::with_capacity(2);
+        for (ax, (&n_in, &n_out)) in [h, w].iter().zip(&out_hw).enumerate() {
+            if n_out > 1 << 24 {
+                return Err(format!("resizing to {out_hw:?} pixels is too large"));
+            }
+            picks.push(nearest_picks(coords, nearest, n_in, n_out, sc[ax])?);
+        }
+        bounded(
+            &[x.phys[0], out_hw[0], out_hw[1], x.phys[3]],
+            "the resized activation",
+        )?;
+        let whole = [h, w]
+            .iter()
+            .zip(&out_hw)
+            .all(|(&i, &o)| o.is_multiple_of(i));
+        let f = [out_hw[0] / h, out_hw[1] / w];
+        let repeats =
+            whole && (0..2).all(|a| picks[a].iter().enumerate().all(|(o, &i)| i == o / f[a]));
+        let out = vec![x.phys[0], out_hw[0], out_hw[1], x.phys[3]];
+        if repeats {
+            return Ok(self.layer4(Layer::Upsample { factors: f }, x, out, label));
+        }
+        let mut y = x;
+        for (a, p) in picks.into_iter().enumerate() {
+            let n_in = y.phys[a + 1];
+            if p.len() == n_in && p.iter().enumerate().all(|(o, &i)| i == o) {
+                continue;
+            }
+            let mut phys = y.phys.clone();
+            phys[a + 1] = p.len();
+            let layer = Layer::Gather {
+                axis: a + 1,
+                indices: p,
+            };
+            let name = if a == 0 {
+                format!("{label}.h")
+            } else {
+                format!("{label}.w")
+            };
+            let i = self.push(&name, layer, y.src);
+            self.same_codes(y.src, i);
+            y = nhwc_act(phys, Src::Node(i));
+        }
+        Ok(y)
     }
 
     /// `ConvTranspose` whose kernel equals its stride (no padding, no output padding,
@@ -3892,20 +4031,33 @@ fn padding(attrs: &Attrs) -> R<Padding> {
 
 /// Explicit padding widened at the bottom/right so that floor rounding gives ceil_mode's
 /// output size (used only to compare the two sizes).
-fn ceil_padding(d: &PoolDesc, x: &[usize]) -> R<Padding> {
-    let Padding::Explicit([t, l, b, r]) = d.padding else {
-        return Ok(d.padding);
+/// ONNX's `ceil_mode` as padding: the output size rounded up, less one where the last
+/// window would start past the input and its padding in front (ONNX's and PyTorch's
+/// rule), reached by growing the bottom/right padding. Also says whether it grew (a
+/// window then reaches past the file's padding).
+fn ceil_padding(d: &PoolDesc, x: &[usize]) -> R<(Padding, bool)> {
+    let [t, l, b, r] = match d.padding {
+        Padding::Explicit(p) => p,
+        Padding::Valid => [0; 4],
+        _ => return Ok((d.padding, false)),
     };
     let k = d.kernel.unwrap_or([1, 1]);
-    let grow = |size: usize, lo: usize, hi: usize, k: usize, s: usize, dil: usize| {
-        let eff = dil * (k - 1) + 1;
-        let span = (size + lo + hi).saturating_sub(eff);
-        hi + (s - span % s) % s
+    let grow = |size: usize, lo: usize, hi: usize, k: usize, s: usize, dil: usize| -> R<usize> {
+        let eff = dil
+            .checked_mul(k - 1)
+            .and_then(|v| v.checked_add(1))
+            .ok_or("the pooling window overflows")?;
+        let total = size + lo + hi;
+        if total < eff || s == 0 {
+            return Ok(hi);
+        }
+        let mut out = (total - eff).div_ceil(s) + 1;
+        if (out - 1) * s >= size + lo {
+            out -= 1;
+        }
+        Ok(hi.max(((out - 1) * s + eff).saturating_sub(size + lo)))
     };
-    Ok(Padding::Explicit([
-        t,
-        l,
-        grow(x[1], t, b, k[0], d.stride[0], d.dilation[0]),
-        grow(x[2], l, r, k[1], d.stride[1], d.dilation[1]),
-    ]))
+    let bh = grow(x[1], t, b, k[0], d.stride[0], d.dilation[0])?;
+    let bw = grow(x[2], l, r, k[1], d.stride[1], d.dilation[1])?;
+    Ok((Padding::Explicit([t, l, bh, bw]), bh > b || bw > r))
 }

@@ -437,6 +437,15 @@ pub enum Layer {
         /// The shape.
         dims: Vec<usize>,
     },
+    /// The stored input gathered along `axis` by `indices` (each below that axis'
+    /// length; ONNX `Gather` of an activation, a nearest `Resize` by any factors;
+    /// [`crate::ops::layout::gather`]).
+    Gather {
+        /// The stored axis.
+        axis: usize,
+        /// The picks.
+        indices: Vec<usize>,
+    },
     /// The input viewed as `view` and broadcast to `to` (numpy's rules; ONNX `Expand`;
     /// [`crate::ops::layout::expand`]).
     Expand {
@@ -718,6 +727,17 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     }
                     dims.clone()
                 }
+                Layer::Gather { axis, indices } => {
+                    let out = crate::ops::layout::gathered_shape(&x_shape, *axis, indices.len())
+                        .map_err(|m| at(Error::invalid(OP, m)))?;
+                    if let Some(&bad) = indices.iter().find(|&&j| j >= x_shape[*axis]) {
+                        return Err(at(Error::invalid(
+                            OP,
+                            format!("index {bad} on axis {axis} of {x_shape:?}"),
+                        )));
+                    }
+                    out
+                }
                 Layer::Expand { view, to } => {
                     check_view(&x_shape, view).map_err(at)?;
                     crate::ops::layout::expand_strides(view, to)
@@ -996,6 +1016,11 @@ impl Model {
                     weight_bytes += c.size_bytes();
                     Params::Const(c)
                 }
+                Layer::Gather { indices, .. } => {
+                    let c = index_tensor(ctx, indices)?;
+                    weight_bytes += c.size_bytes();
+                    Params::Const(c)
+                }
                 Layer::LayerNorm { gamma, beta, .. } => {
                     let (gamma, beta) = norm_params(ctx, gamma, beta)?;
                     weight_bytes += [&gamma, &beta]
@@ -1100,6 +1125,9 @@ impl Model {
                 }
                 (Layer::Softmax, _) => softmax(ctx, encoder, input, out)?,
                 (Layer::Const { .. }, Params::Const(c)) => cast(ctx, encoder, c, out)?,
+                (Layer::Gather { axis, .. }, Params::Const(c)) => {
+                    crate::ops::layout::gather(ctx, encoder, input, *axis, c, out)?
+                }
                 (Layer::RowReduce(k), _) => row_reduce(ctx, encoder, *k, input, out)?,
                 (Layer::BinaryConst { op, .. }, Params::Const(c)) => {
                     binary(ctx, encoder, *op, input, c, Clip::NONE, out)?
@@ -1201,6 +1229,15 @@ impl Model {
 }
 
 /// Checks that a tensor of `x` elements can be viewed as `view`.
+/// A gather's indices on the GPU (u32; the shape check has bounded them).
+pub(crate) fn index_tensor(ctx: &Context, indices: &[usize]) -> Result<Tensor> {
+    let v: Vec<u32> = indices
+        .iter()
+        .map(|&j| u32::try_from(j).map_err(|_| Error::invalid("gather", format!("index {j}"))))
+        .collect::<Result<_>>()?;
+    Tensor::from_slice(ctx, &[v.len()], &v)
+}
+
 /// Records a concatenation along stored `axis`: NHWC images along channels through
 /// [`concat_channels`], anything else through [`concat`].
 pub(crate) fn concat_any(

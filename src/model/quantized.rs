@@ -709,6 +709,7 @@ impl QModel {
                     | Layer::Permute { .. }
                     | Layer::Crop { .. }
                     | Layer::Expand { .. }
+                    | Layer::Gather { .. }
                     | Layer::Const { .. }
                     | Layer::Pad { .. }
                     | Layer::MatMul { .. },
@@ -870,6 +871,12 @@ impl QModel {
                     return Err(bad(i, "no constant on the GPU"));
                 };
                 cast(ctx, encoder, c, t)?
+            }
+            Layer::Gather { axis, .. } => {
+                let QParams::Const(c) = &self.params[i] else {
+                    return Err(bad(i, "no indices on the GPU"));
+                };
+                crate::ops::layout::gather(ctx, encoder, xf, *axis, c, t)?
             }
             Layer::BinaryConst { op, .. } => {
                 let QParams::Const(c) = &self.params[i] else {
@@ -1321,6 +1328,7 @@ fn float_layer(layer: &Layer) -> bool {
             | Layer::Permute { .. }
             | Layer::Crop { .. }
             | Layer::Expand { .. }
+            | Layer::Gather { .. }
             | Layer::Const { .. }
             | Layer::Pad { .. }
             | Layer::MatMul { .. }
@@ -1439,6 +1447,11 @@ fn upload_params(ctx: &Context, layer: &Layer, host: &HostParams) -> Result<(QPa
         }
         Layer::BinaryConst { value, dims, .. } | Layer::Const { value, dims } => {
             let c = Tensor::from_slice(ctx, dims, value)?;
+            let n = c.size_bytes();
+            (QParams::Const(c), n)
+        }
+        Layer::Gather { indices, .. } => {
+            let c = super::index_tensor(ctx, indices)?;
             let n = c.size_bytes();
             (QParams::Const(c), n)
         }

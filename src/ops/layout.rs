@@ -103,6 +103,26 @@ crate::shaders::uniform! {
     }
 }
 
+crate::shaders::uniform! {
+    struct GatherParams {
+        total: u32,
+        n_in: u32,
+        n_out: u32,
+        inner: u32,
+    }
+}
+
+fn gather_variant(x_f16: bool, out_f16: bool) -> ShaderVariant {
+    ShaderVariant::new(
+        ShaderFile::Gather,
+        vec![
+            ("WG", Def::U32(WG)),
+            ("X_F16", Def::Bool(x_f16)),
+            ("OUT_F16", Def::Bool(out_f16)),
+        ],
+    )
+}
+
 /// permute.wgsl's modes.
 #[derive(Clone, Copy)]
 enum Strided {
@@ -133,6 +153,7 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
         for mode in [Strided::Gather, Strided::Scatter, Strided::Pad] {
             v.push(permute_variant(mode, bits & 1 != 0, bits & 2 != 0));
         }
+        v.push(gather_variant(bits & 1 != 0, bits & 2 != 0));
     }
     v
 }
@@ -147,6 +168,10 @@ pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
         (
             ShaderFile::Permute,
             crate::shaders::uniform_layout::<PermuteParams>(),
+        ),
+        (
+            ShaderFile::Gather,
+            crate::shaders::uniform_layout::<GatherParams>(),
         ),
     ]
 }
@@ -394,6 +419,137 @@ pub fn slice(
     )
 }
 
+/// Records a gather along `axis` of row-major `x`: `out` is `x` with that axis replaced
+/// by `indices.len()` entries, entry `j` being `x`'s slice `indices[j]` (ONNX `Gather`
+/// with 1-D indices; a nearest resize along one axis). `indices` is a `U32` tensor of
+/// values below `x.shape[axis]`, checked on the host when the layer is built (the
+/// kernel reads them as given); f32 or f16 each way.
+///
+/// ```no_run
+/// use wgpu_quant::{Context, DType, Tensor};
+/// use wgpu_quant::ops::layout::gather;
+/// # fn main() -> wgpu_quant::Result<()> {
+/// let ctx = Context::request_blocking(&Default::default())?;
+/// let x = Tensor::from_slice(&ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let idx = Tensor::from_slice(&ctx, &[4], &[2u32, 0, 0, 1])?;
+/// let y = Tensor::zeros(&ctx, &[2, 4], DType::F32)?;
+/// let mut enc = ctx.encoder("gather");
+/// gather(&ctx, &mut enc, &x, 1, &idx, &y)?;
+/// ctx.submit_and_wait(enc)?;
+/// assert_eq!(y.read_blocking::<f32>(&ctx)?, vec![3.0, 1.0, 1.0, 2.0, 6.0, 4.0, 4.0, 5.0]);
+/// # Ok(()) }
+/// ```
+pub fn gather(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &Tensor,
+    axis: usize,
+    indices: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "gather";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("indices", Some(indices)),
+            ("output", Some(out)),
+        ],
+    )?;
+    let xs = x.shape();
+    if indices.dtype() != crate::tensor::DType::U32 || indices.shape().len() != 1 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "indices are {:?} {:?}; a 1-D U32 tensor is needed",
+                indices.dtype(),
+                indices.shape()
+            ),
+        ));
+    }
+    let want = gathered_shape(xs, axis, indices.numel()).map_err(|m| Error::shape(OP, m))?;
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x {xs:?} gathered along axis {axis} by {} indices is {want:?}; the output is {:?}",
+                indices.numel(),
+                out.shape()
+            ),
+        ));
+    }
+    let xf = super::check_float(OP, "x", x)?;
+    let of = super::check_float(OP, "output", out)?;
+    if x.buffer() == out.buffer() || indices.buffer() == out.buffer() {
+        return Err(Error::invalid(
+            OP,
+            "the output shares its buffer with an input",
+        ));
+    }
+    let p = GatherParams {
+        total: to_u32(OP, "elements", out.numel())?,
+        n_in: to_u32(OP, "dimension", xs[axis])?,
+        n_out: to_u32(OP, "indices", indices.numel())?,
+        inner: to_u32(OP, "elements", xs[axis + 1..].iter().product())?,
+    };
+    if p.total == 0 {
+        return Ok(());
+    }
+    let pieces = super::split(
+        ctx,
+        OP,
+        ["-", "-"],
+        (1, 1),
+        &[
+            super::Operand::tensor("x", x, 0, 0),
+            super::Operand::tensor("indices", indices, 0, 0),
+            super::Operand::tensor("output", out, 0, 0),
+        ],
+    )?;
+    let kernel = ctx.kernel(&gather_variant(xf, of))?;
+    let grid = super::grid_for(ctx, OP, u64::from(p.total).div_ceil(u64::from(WG)))?;
+    for piece in pieces {
+        super::record_resources(
+            ctx,
+            encoder,
+            OP,
+            &kernel,
+            bytemuck::bytes_of(&p),
+            &piece.res,
+            grid,
+        )?;
+    }
+    Ok(())
+}
+
+/// The shape of `shape` gathered along `axis` by `n` indices, or what is wrong.
+pub fn gathered_shape(
+    shape: &[usize],
+    axis: usize,
+    n: usize,
+) -> std::result::Result<Vec<usize>, String> {
+    if axis >= shape.len() || n == 0 || shape.contains(&0) {
+        return Err(format!(
+            "axis {axis} of x {shape:?} with {n} indices (the axis below the rank, at least \
+             one index, no empty axis)"
+        ));
+    }
+    let mut out = shape.to_vec();
+    out[axis] = n;
+    Ok(out)
+}
+
+/// The rank of `shape` where the strided kernels take it (1 to [`MAX_PERMUTE_RANK`]).
+fn check_rank(shape: &[usize]) -> std::result::Result<usize, String> {
+    match shape.len() {
+        rank @ 1..=MAX_PERMUTE_RANK => Ok(rank),
+        rank => Err(format!(
+            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
+        )),
+    }
+}
+
 /// Whether taking `size[a]` elements from `start[a]` by `step[a]` on each axis stays
 /// inside `shape` (same rank, 1 to [`MAX_PERMUTE_RANK`], steps not 0), or what is wrong.
 pub fn check_slice(
@@ -402,12 +558,7 @@ pub fn check_slice(
     step: &[isize],
     size: &[usize],
 ) -> std::result::Result<(), String> {
-    let rank = shape.len();
-    if rank == 0 || rank > MAX_PERMUTE_RANK {
-        return Err(format!(
-            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
-        ));
-    }
+    let rank = check_rank(shape)?;
     if start.len() != rank || step.len() != rank || size.len() != rank {
         return Err(format!(
             "start {start:?}, step {step:?} and size {size:?} must each give one value per \
@@ -737,12 +888,7 @@ pub fn check_crop(
     start: &[usize],
     size: &[usize],
 ) -> std::result::Result<(), String> {
-    let rank = shape.len();
-    if rank == 0 || rank > MAX_PERMUTE_RANK {
-        return Err(format!(
-            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
-        ));
-    }
+    let rank = check_rank(shape)?;
     let inside = start.len() == rank
         && size.len() == rank
         && (0..rank).all(|a| start[a].checked_add(size[a]).is_some_and(|e| e <= shape[a]));
@@ -756,12 +902,7 @@ pub fn check_crop(
 
 /// `shape` permuted by `perm` (`out[i] = shape[perm[i]]`), or what is wrong with `perm`.
 pub fn permuted_shape(shape: &[usize], perm: &[usize]) -> std::result::Result<Vec<usize>, String> {
-    let rank = shape.len();
-    if rank == 0 || rank > MAX_PERMUTE_RANK {
-        return Err(format!(
-            "x has rank {rank} ({shape:?}); ranks 1 to {MAX_PERMUTE_RANK} are supported"
-        ));
-    }
+    let rank = check_rank(shape)?;
     let mut seen = [false; MAX_PERMUTE_RANK];
     if perm.len() != rank
         || perm

@@ -249,3 +249,18 @@ pub fn pad(
         })
         .collect()
 }
+
+/// `x` of `shape` gathered along `axis` by `indices` (`out[.., j, ..] = x[.., idx[j],
+/// ..]`).
+pub fn gather<T: Copy>(x: &[T], shape: &[usize], axis: usize, indices: &[usize]) -> Vec<T> {
+    let mut out_shape = shape.to_vec();
+    out_shape[axis] = indices.len();
+    let n: usize = out_shape.iter().product();
+    (0..n)
+        .map(|e| {
+            let mut c = coords_of(e, &out_shape);
+            c[axis] = indices[c[axis]];
+            x[element_of(&c, shape)]
+        })
+        .collect()
+}

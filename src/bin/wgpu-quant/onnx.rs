@@ -182,6 +182,9 @@ pub fn inspect(model: &Path, shape: Option<&[usize]>) -> R<()> {
                 format!("concat with nodes {others:?} along axis {axis}")
             }
             wgpu_quant::model::Layer::Const { dims, .. } => format!("constant {dims:?}"),
+            wgpu_quant::model::Layer::Gather { axis, indices } => {
+                format!("gather {} along axis {axis}", indices.len())
+            }
             wgpu_quant::model::Layer::Expand { view, to } => format!("expand {view:?} to {to:?}"),
             wgpu_quant::model::Layer::Pad {
                 before,
