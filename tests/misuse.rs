@@ -2286,6 +2286,186 @@ fn layout_resize(c: &mut Catalogue) {
             permute(ctx(), &mut enc(), &x, &[1, 0], &f32s(&[3, 2]))
         },
     );
+    strided_op_cases(c, cat);
+}
+
+/// Slices with steps, broadcasts, concatenations, pads and gathers of row-major tensors.
+fn strided_op_cases(c: &mut Catalogue, cat: &'static str) {
+    use wgpu_quant::ops::layout::{concat, expand, gather, pad, slice, PadMode};
+    c.add(cat, "slice step 0", "Shape", &["slice", "step 0"], || {
+        slice(
+            ctx(),
+            &mut enc(),
+            &f32s(&[2, 5]),
+            &[0, 0],
+            &[1, 0],
+            &f32s(&[2, 3]),
+        )
+    });
+    c.add(
+        cat,
+        "slice walks out backwards",
+        "Shape",
+        &["slice", "axis 1", "step -2"],
+        || {
+            slice(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                &[0, 2],
+                &[1, -2],
+                &f32s(&[2, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "slice rank",
+        "Shape",
+        &["slice", "one value per axis"],
+        || {
+            slice(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 5]),
+                &[0],
+                &[1],
+                &f32s(&[2, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "expand a non-unit axis",
+        "Shape",
+        &["expand", "[2, 3]", "[2, 4]"],
+        || expand(ctx(), &mut enc(), &f32s(&[2, 3]), &f32s(&[2, 4])),
+    );
+    c.add(
+        cat,
+        "expand to a lower rank",
+        "Shape",
+        &["expand", "[2, 3]", "[3]"],
+        || expand(ctx(), &mut enc(), &f32s(&[2, 3]), &f32s(&[3])),
+    );
+    c.add(
+        cat,
+        "concat nothing",
+        "Shape",
+        &["concat", "no input"],
+        || concat(ctx(), &mut enc(), &[], 0, &f32s(&[2])),
+    );
+    c.add(
+        cat,
+        "concat mismatch",
+        "Shape",
+        &["concat", "input 1 [3, 3]", "outside axis 1"],
+        || {
+            concat(
+                ctx(),
+                &mut enc(),
+                &[&f32s(&[2, 3]), &f32s(&[3, 3])],
+                1,
+                &f32s(&[2, 6]),
+            )
+        },
+    );
+    c.add(cat, "concat axis", "Shape", &["concat", "axis 2"], || {
+        concat(ctx(), &mut enc(), &[&f32s(&[2, 3])], 2, &f32s(&[2, 3]))
+    });
+    c.add(
+        cat,
+        "concat output",
+        "Shape",
+        &["concat", "[2, 6]", "[2, 5]"],
+        || {
+            concat(
+                ctx(),
+                &mut enc(),
+                &[&f32s(&[2, 3]), &f32s(&[2, 3])],
+                1,
+                &f32s(&[2, 5]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "reflect pad too long",
+        "Shape",
+        &["pad", "reflect pads 3"],
+        || {
+            let mode = PadMode::Reflect;
+            pad(
+                ctx(),
+                &mut enc(),
+                &f32s(&[3]),
+                &[3],
+                &[0],
+                mode,
+                &f32s(&[6]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "pad count",
+        "Shape",
+        &["pad", "one pad per axis"],
+        || {
+            let mode = PadMode::Edge;
+            pad(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 3]),
+                &[1],
+                &[1],
+                mode,
+                &f32s(&[4, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "pad output",
+        "Shape",
+        &["pad", "[4, 5]", "[4, 4]"],
+        || {
+            let mode = PadMode::Constant(0.0);
+            pad(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 3]),
+                &[1, 1],
+                &[1, 1],
+                mode,
+                &f32s(&[4, 4]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "gather f32 indices",
+        "InvalidArgument",
+        &["gather", "U32"],
+        || {
+            let idx = f32s(&[2]);
+            gather(ctx(), &mut enc(), &f32s(&[2, 3]), 1, &idx, &f32s(&[2, 2]))
+        },
+    );
+    c.add(cat, "gather axis", "Shape", &["gather", "axis 2"], || {
+        let idx = Tensor::from_slice(ctx(), &[2], &[0u32, 1])?;
+        gather(ctx(), &mut enc(), &f32s(&[2, 3]), 2, &idx, &f32s(&[2, 2]))
+    });
+    c.add(
+        cat,
+        "gather output",
+        "Shape",
+        &["gather", "[2, 2]", "[2, 3]"],
+        || {
+            let idx = Tensor::from_slice(ctx(), &[2], &[0u32, 1])?;
+            gather(ctx(), &mut enc(), &f32s(&[2, 3]), 1, &idx, &f32s(&[2, 3]))
+        },
+    );
 }
 
 fn quant_op_sweeps(c: &mut Catalogue) {

@@ -878,6 +878,9 @@ fn run_qoperator_case(ctx: &Context, dir: &Path) -> Result<(usize, usize), Strin
     Ok((exact, got.len()))
 }
 
+/// ONNX's `QLinearConv` and `QLinearMatMul` node cases through `OnnxImport::qmodel`,
+/// every output code ONNX's: the 2-D products on the integer kernels, the 3-D ones
+/// (a batched constant B) as batched f32 products of the dequantized codes.
 #[test]
 fn onnx_qoperator_cases_through_the_importer() {
     let ctx = common::ctx();
@@ -889,6 +892,10 @@ fn onnx_qoperator_cases_through_the_importer() {
         "test_qlinearmatmul_2D_uint8_float32",
         "test_qlinearmatmul_2D_int8_float16",
         "test_qlinearmatmul_2D_uint8_float16",
+        "test_qlinearmatmul_3D_int8_float32",
+        "test_qlinearmatmul_3D_uint8_float32",
+        "test_qlinearmatmul_3D_int8_float16",
+        "test_qlinearmatmul_3D_uint8_float16",
     ] {
         let (exact, n) =
             run_qoperator_case(ctx, &root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -896,7 +903,7 @@ fn onnx_qoperator_cases_through_the_importer() {
         assert_eq!(exact, n, "{name}: {exact} of {n} codes exact");
         ran.push(name);
     }
-    assert_eq!(ran.len(), 5);
+    assert_eq!(ran.len(), 9);
 }
 
 /// ONNX's own `LayerNormalization` cases (2-D to 4-D, every axis, epsilon) through the

@@ -849,11 +849,36 @@ fn transposed_convolution_concat_and_resize_match_the_reference() {
         &[1, c, h, w],
         13,
     );
-    let e = import_err(&bad);
-    assert!(
-        e.contains("'up'") && e.contains("kernel's reach [1, 2]"),
-        "{e}"
-    );
+    // Pads beyond the kernel's reach crop the output: against ONNX's definition,
+    // y[m, oy, ox] = sum x[c, i, j] W[c, m, ky, kx] over i * 2 + ky - 3 = oy and
+    // j * 2 + kx - 3 = ox.
+    let cropped = import(&bad, None).unwrap();
+    let (oh, ow) = ((h - 1) * 2 + 2 - 6, (w - 1) * 2 + 3 - 6);
+    assert_eq!(cropped.output().shape, [1, 2, oh, ow]);
+    let mut want = vec![0.0f64; 2 * oh * ow];
+    for mm in 0..2 {
+        for ci in 0..c {
+            for i in 0..h {
+                for j in 0..w {
+                    for ky in 0..2 {
+                        for kx in 0..3 {
+                            let (oy, ox) = ((i * 2 + ky) as i64 - 3, (j * 2 + kx) as i64 - 3);
+                            if (0..oh as i64).contains(&oy) && (0..ow as i64).contains(&ox) {
+                                want[(mm * oh + oy as usize) * ow + ox as usize] +=
+                                    f64::from(x[(ci * h + i) * w + j])
+                                        * f64::from(w1[((ci * 2 + mm) * 2 + ky) * 3 + kx]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    check(&run(ctx, &cropped, &x), &want, 1e-6);
+    let mut gone = bad.clone();
+    gone.graph.as_mut().unwrap().node[0].attribute[1] = attr_ints("pads", &[4, 3, 4, 3]);
+    let e = import_err(&gone);
+    assert!(e.contains("'up'") && e.contains("leave no output"), "{e}");
     let bad = model(
         vec![node("Resize", "r", &["x", "", "s"], &["y"], vec![])],
         vec![tensor_f32("s", &[4], &[1.0, 1.0, 1.5, 2.0])],
@@ -1037,6 +1062,29 @@ fn a_zero_pad_folds_into_the_next_convolution() {
         tensor_i64("pads", &[8], &[0, 1, 0, 0, 0, 0, 0, 0]);
     let err = import_err(&chans);
     assert!(err.contains("channels") || err.contains("W has"), "{err}");
+    // Negative pads crop: one row off the top, one column off the right, a row padded
+    // at the bottom with the edge, a column at the left.
+    let mut crop = m.clone();
+    let g = crop.graph.as_mut().unwrap();
+    g.initializer[1] = tensor_i64("pads", &[8], &[0, 0, -1, 1, 0, 0, 1, -1]);
+    g.node[0].attribute.push(AttributeProto {
+        name: Some("mode".into()),
+        s: Some(b"edge".to_vec()),
+        r#type: Some(AttributeType::String as i32),
+        ..Default::default()
+    });
+    let cropped = import(&crop, None).unwrap();
+    assert_eq!(cropped.output().shape, [1, c, h, w]);
+    let want: Vec<f64> = (0..c * h * w)
+        .map(|e| {
+            let (ch, y, z) = (e / (h * w), e / w % h, e % w);
+            // Output row y is input row y + 1 (the last one repeated); column z is input
+            // column z - 1 (the first one repeated).
+            let (sy, sz) = ((y + 1).min(h - 1), z.saturating_sub(1));
+            f64::from(x[(ch * h + sy) * w + sz].max(0.0))
+        })
+        .collect();
+    check(&run(ctx, &cropped, &x), &want, 0.0);
 }
 
 /// The edges on the GPU (`record_input`, `record_output`: NCHW <-> NHWC transposes, a
@@ -2682,4 +2730,36 @@ fn sequences_concatenate_pad_slice_expand_and_reduce_on_any_axis() {
     .unwrap();
     let q = int8_output(ctx, &onnx, &batch, QMode::Static);
     check(&q, &want, 0.05);
+    // A vision transformer's head reads the class token as Gather(x, 0, axis 1), a
+    // scalar index dropping the axis; -1 picks the last token.
+    for (k, row) in [(0i64, cls.clone()), (-1, x[(t - 1) * c..].to_vec())] {
+        let m = model(
+            vec![
+                node(
+                    "Concat",
+                    "cat",
+                    &["cls", "x"],
+                    &["c"],
+                    vec![attr_i("axis", 1)],
+                ),
+                node(
+                    "Gather",
+                    "token",
+                    &["c", "k"],
+                    &["y"],
+                    vec![attr_i("axis", 1)],
+                ),
+            ],
+            vec![
+                tensor_f32("cls", &[1, 1, c], &cls),
+                tensor_i64("k", &[], &[k]),
+            ],
+            &[1, t, c],
+            13,
+        );
+        let onnx = import(&m, None).unwrap();
+        assert_eq!(onnx.output().shape, vec![1, c]);
+        let want: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+        check(&run(ctx, &onnx, &x), &want, 0.0);
+    }
 }

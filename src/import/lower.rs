@@ -163,13 +163,13 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
-    ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads are not supported"),
+    ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after)"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
     ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
     ("QLinearGlobalAveragePool", "com.microsoft: as GlobalAveragePool (channels_last 0)"),
-    ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column)"),
+    ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column); a batched (3-D) B: a batched product in f32 of the dequantized codes, its output quantized as the file says"),
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Reciprocal", "an elementwise map; constants: folded"),
@@ -1169,9 +1169,10 @@ impl Lowering {
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| (0..rank).collect())
             .iter()
-            .map(|&a| if a < 0 { a + rank } else { a })
-            .collect();
+            .map(|&a| fold::axis(a, rank as usize, false).map(|v| v as i64))
+            .collect::<R<_>>()?;
         axes.sort_unstable();
+        axes.dedup();
         let keep = attrs.int("keepdims", 1) != 0;
         let channels = x.layout == Layout::Nhwc && rank == 4 && axes == [1];
         if rank >= 1 && (axes == [rank - 1] || channels) {
@@ -1488,12 +1489,25 @@ impl Lowering {
                 2 * rank
             ));
         }
-        let u = |v: i64| {
-            to_us(v)
-                .map_err(|_| format!("pads {pads:?}: negative padding (cropping) is not supported"))
+        // Negative pads crop: the positive ones pad first, then a slice takes the rest.
+        let part = |v: i64, neg: bool| -> R<usize> {
+            let m = if neg {
+                v.min(0).checked_neg()
+            } else {
+                Some(v.max(0))
+            };
+            m.and_then(|m| usize::try_from(m).ok())
+                .ok_or_else(|| format!("pads {pads:?} out of range"))
         };
-        let before: Vec<usize> = pads[..rank].iter().map(|&v| u(v)).collect::<R<_>>()?;
-        let after: Vec<usize> = pads[rank..].iter().map(|&v| u(v)).collect::<R<_>>()?;
+        let before: Vec<usize> = pads[..rank]
+            .iter()
+            .map(|&v| part(v, false))
+            .collect::<R<_>>()?;
+        let after: Vec<usize> = pads[rank..]
+            .iter()
+            .map(|&v| part(v, false))
+            .collect::<R<_>>()?;
+        let cut: Vec<usize> = pads.iter().map(|&v| part(v, true)).collect::<R<_>>()?;
         let pmode = match mode.as_str() {
             "constant" => PadMode::Constant(value),
             "edge" => PadMode::Edge,
@@ -1507,11 +1521,12 @@ impl Lowering {
         };
         let image = x.layout == Layout::Nhwc && x.phys.len() == 4;
         let spatial_only = rank == 4 && [0, 1].iter().all(|&a| before[a] == 0 && after[a] == 0);
-        if image && spatial_only && pmode == PadMode::Constant(0.0) {
+        let crops = cut.iter().any(|&c| c > 0);
+        if image && spatial_only && pmode == PadMode::Constant(0.0) && !crops {
             let p = [before[2], before[3], after[2], after[3]];
             return Ok(vec![Val::Padded(x, p)]);
         }
-        let x = if image || x.layout == Layout::Plain {
+        let x = if image {
             x
         } else {
             let s = x.shape.clone();
@@ -1526,13 +1541,38 @@ impl Lowering {
         };
         let shape = crate::ops::layout::padded_shape(&x.shape, &before, &after, pmode)
             .map_err(|e| format!("pad of {:?}: {e}", x.shape))?;
-        Ok(vec![Val::Act(self.pad_layer(
-            x,
-            (stored(&before), stored(&after)),
-            pmode,
-            shape,
-            label,
-        )?)])
+        let grows = before.iter().chain(&after).any(|&p| p > 0);
+        let y = if grows {
+            let pads = (stored(&before), stored(&after));
+            self.pad_layer(x, pads, pmode, shape.clone(), &format!("{label}.pad"))?
+        } else {
+            x
+        };
+        if !crops {
+            return Ok(vec![Val::Act(y)]);
+        }
+        let size: Vec<usize> = (0..rank)
+            .map(|a| {
+                shape[a]
+                    .checked_sub(cut[a] + cut[rank + a])
+                    .filter(|&v| v > 0)
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("pads {pads:?} crop all of {shape:?}"))?;
+        let layer = Layer::Crop {
+            view: y.phys.clone(),
+            start: stored(&cut[..rank]),
+            step: vec![1; rank],
+            size: stored(&size),
+        };
+        let i = self.push(label, layer, y.src);
+        self.same_codes(y.src, i);
+        Ok(vec![Val::Act(Act {
+            shape: size.clone(),
+            phys: stored(&size),
+            layout: y.layout,
+            src: Src::Node(i),
+        })])
     }
 
     /// A [`Layer::Pad`] of `x`'s stored tensor by `before`/`after` (stored axes); `shape`
@@ -2331,19 +2371,17 @@ impl Lowering {
             },
         };
         let reach = [dil[0] * (kh - 1), dil[1] * (kw - 1)];
-        let side =
-            |r: usize, extra: usize, p: i64| usize::try_from(r as i64 + extra as i64 - p).ok();
-        let conv_pad = [
+        // The stride-1 convolution's padding on each side; where the pads exceed the
+        // kernel's reach, none there and the excess cropped from its output.
+        let side = |r: usize, extra: usize, p: i64| r as i64 + extra as i64 - p;
+        let signed = [
             side(reach[0], 0, pads[0]),
             side(reach[1], 0, pads[1]),
             side(reach[0], out_pad[0], pads[2]),
             side(reach[1], out_pad[1], pads[3]),
         ];
-        let [Some(pt), Some(pl), Some(pb), Some(pr)] = conv_pad else {
-            return Err(format!(
-                "pads {pads:?} exceed the kernel's reach {reach:?} (a cropped output is not supported)"
-            ));
-        };
+        let [pt, pl, pb, pr] = signed.map(|v| v.max(0) as usize);
+        let crop = signed.map(|v| (-v).max(0) as usize);
         // OIHW weights [M, C / groups, kh, kw], flipped in space.
         let wv = w.to_f32();
         let cg = c / groups;
@@ -2390,7 +2428,30 @@ impl Lowering {
         };
         let sh = desc.shape(&dims, &x.phys).map_err(|e| e.to_string())?;
         let out = vec![sh.batch, sh.out_h, sh.out_w, m];
-        self.conv_layer(label, x, dims, desc, wt, bias, out)
+        if crop == [0; 4] {
+            return self.conv_layer(label, x, dims, desc, wt, bias, out);
+        }
+        let kept = [
+            sh.out_h.checked_sub(crop[0] + crop[2]).filter(|&v| v > 0),
+            sh.out_w.checked_sub(crop[1] + crop[3]).filter(|&v| v > 0),
+        ];
+        let [Some(oh), Some(ow)] = kept else {
+            return Err(format!(
+                "pads {pads:?} leave no output of the {}x{} transposed convolution",
+                sh.out_h, sh.out_w
+            ));
+        };
+        let y = self.conv_layer(&format!("{label}.full"), x, dims, desc, wt, bias, out)?;
+        let size = vec![sh.batch, oh, ow, m];
+        let layer = Layer::Crop {
+            view: y.phys.clone(),
+            start: vec![0, crop[0], crop[1], 0],
+            step: vec![1; 4],
+            size: size.clone(),
+        };
+        let i = self.push(label, layer, y.src);
+        self.same_codes(y.src, i);
+        Ok(nhwc_act(size, Src::Node(i)))
     }
 
     #[allow(clippy::too_many_arguments)]
