@@ -134,7 +134,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "NCHW activations along any axis (stored NHWC, the axis mapped); other activations, mixed layouts and constant pieces (a class token) along any axis in ONNX order; constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
-    ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel"),
+    ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel (pads beyond the kernel's reach: the excess cropped after)"),
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
