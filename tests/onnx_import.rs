@@ -2763,3 +2763,67 @@ fn sequences_concatenate_pad_slice_expand_and_reduce_on_any_axis() {
         check(&run(ctx, &onnx, &x), &want, 0.0);
     }
 }
+
+/// numpy broadcasting beyond one run of axes: an activation minus its mean over axes 0
+/// and 2 (`[1, 3, 1]`, two separate runs), times a constant over the same two runs, plus
+/// a row mean widened by a constant of another shape (`[2, 1, 4] + [2, 3, 1]`): the
+/// operands are expanded (constants on the host), against the host in f64.
+#[test]
+fn general_broadcasts_expand_their_operands() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(62);
+    let x = rand_vec(2 * 3 * 4, &mut rng);
+    let c = rand_vec(3, &mut rng);
+    let c2 = rand_vec(2 * 3, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "ReduceMean",
+                "m02",
+                &["x"],
+                &["m"],
+                vec![attr_ints("axes", &[0, 2])],
+            ),
+            node("Sub", "centre", &["x", "m"], &["z"], vec![]),
+            node("Mul", "scale", &["z", "c"], &["zc"], vec![]),
+            node(
+                "ReduceMean",
+                "m1",
+                &["x"],
+                &["r"],
+                vec![attr_ints("axes", &[1])],
+            ),
+            node("Add", "widen", &["r", "c2"], &["rw"], vec![]),
+            node("Add", "sum", &["zc", "rw"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("c", &[1, 3, 1], &c),
+            tensor_f32("c2", &[2, 3, 1], &c2),
+        ],
+        &[2, 3, 4],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert!(onnx
+        .graph()
+        .nodes
+        .iter()
+        .any(|n| matches!(n.layer, Layer::Expand { .. })));
+    let at = |b: usize, i: usize, j: usize| f64::from(x[(b * 3 + i) * 4 + j]);
+    let mut want = Vec::new();
+    for b in 0..2 {
+        for i in 0..3 {
+            for j in 0..4 {
+                let m02: f64 = (0..2)
+                    .flat_map(|bb| (0..4).map(move |jj| (bb, jj)))
+                    .map(|(bb, jj)| at(bb, i, jj))
+                    .sum::<f64>()
+                    / 8.0;
+                let m1: f64 = (0..3).map(|ii| at(b, ii, j)).sum::<f64>() / 3.0;
+                let zc = (at(b, i, j) - m02) * f64::from(c[i]);
+                want.push(zc + m1 + f64::from(c2[b * 3 + i]));
+            }
+        }
+    }
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+}

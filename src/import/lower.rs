@@ -127,7 +127,7 @@ impl Attrs<'_> {
 /// the same table; a test keeps them equal).
 pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
-    ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
+    ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad)"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
@@ -138,7 +138,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
-    ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
+    ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
     ("DepthToSpace", "an NCHW activation, DCR (channels reordered first) and CRD modes: the NHWC depth-to-space layer"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
@@ -161,7 +161,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
-    ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; by a per-channel constant: as Add; a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
+    ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Add; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
     ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after)"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
@@ -185,7 +185,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Softmax", "over the channel axis of NCHW or the last axis in place; over any other axis (or, before opset 13, the axes from it) the activation is copied into rows first and moved back after"),
     ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
-    ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor that broadcasts to the activation (a position embedding; either operand first): a layer carrying it; constants: folded"),
+    ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
@@ -2893,11 +2893,10 @@ impl Lowering {
         } else if crate::ops::eltwise::broadcast_block(&y.phys, &x.phys).is_some() {
             (y, x, swapped_op(bop))
         } else {
-            return Err(format!(
-                "{op} of activations of shapes {:?} and {:?}: each operand must have the \
-                 output's shape or broadcast over one contiguous run of axes",
-                x.shape, y.shape
-            ));
+            // Any other numpy broadcast: each operand expanded to the output's shape.
+            let a = self.expand_to(x, &out, &format!("{label}.a"))?;
+            let b = self.expand_to(y, &out, &format!("{label}.b"))?;
+            (a, b, bop)
         };
         let same = a.phys == b.phys;
         // The other operand must be a layer's output: the model input is copied.
@@ -2934,6 +2933,31 @@ impl Lowering {
         })
     }
 
+    /// `x` in ONNX order broadcast to `out` (an [`Layer::Expand`]; a row-major copy
+    /// where `x` has that shape already).
+    fn expand_to(&mut self, x: Act, out: &[usize], label: &str) -> R<Act> {
+        let stored = x.shape.clone();
+        let x = self.row_major(x, out, label)?;
+        if x.shape == out {
+            return Ok(x);
+        }
+        bounded(out, "the broadcast operand")?;
+        crate::ops::layout::expand_strides(&stored, out)
+            .map_err(|e| format!("{stored:?} to {out:?}: {e}"))?;
+        let layer = Layer::Expand {
+            view: stored,
+            to: out.to_vec(),
+        };
+        let i = self.push(&format!("{label}.expand"), layer, x.src);
+        self.same_codes(x.src, i);
+        Ok(Act {
+            shape: out.to_vec(),
+            phys: out.to_vec(),
+            layout: Layout::Plain,
+            src: Src::Node(i),
+        })
+    }
+
     /// `x` stored row-major in its ONNX shape aligned to rank `out.len()` (leading axes
     /// of 1 added): a view where the stored order allows, else a copy.
     fn row_major(&mut self, x: Act, out: &[usize], label: &str) -> R<Act> {
@@ -2963,10 +2987,9 @@ impl Lowering {
         let what = || what_s.clone();
         let out = fold::broadcast(&x.shape, &c.dims).map_err(|e| format!("{}: {e}", what()))?;
         if out != x.shape {
-            return Err(format!(
-                "{}: the constant widens the activation to {out:?}",
-                what()
-            ));
+            // The constant widens the activation: the activation broadcast first.
+            let x = self.expand_to(x, &out, &format!("{label}.x"))?;
+            return self.const_binary(x, c, op, swapped, label);
         }
         let v = c.to_f32();
         if v.iter().any(|f| f.is_nan()) {
@@ -3000,11 +3023,16 @@ impl Lowering {
             (self.row_major(x, &shape, &format!("{label}.x"))?, cd, v)
         };
         if dims != x.phys && crate::ops::eltwise::broadcast_block(&x.phys, &dims).is_none() {
-            return Err(format!(
-                "{}: the constant broadcasts over more than one run of the stored axes {:?}",
-                what(),
-                x.phys
-            ));
+            // Over several runs of the stored axes: the constant broadcast on the host to
+            // the activation's whole shape.
+            if c.dims == out {
+                return Err(format!("{}: the stored shape {:?} differs", what(), x.phys));
+            }
+            bounded(&out, "the broadcast constant")?;
+            let idx = fold::broadcast_index(&c.dims, &out);
+            let v = c.to_f32();
+            let full = Const::f32(out.clone(), idx.iter().map(|&i| v[i]).collect());
+            return self.const_binary(x, &full, op, swapped, label);
         }
         let i = self.push(
             label,
