@@ -74,6 +74,9 @@ pub enum ShaderFile {
     Permute,
     /// `shaders/gather.wgsl`: a gather along one axis by u32 indices.
     Gather,
+    /// `shaders/train.wgsl`: backward kernels, the softmax cross-entropy and optimizer
+    /// steps.
+    Train,
     /// `shaders/image.wgsl` reading RGBA8 pixels from a storage buffer.
     ImageBuffer,
     /// `shaders/image.wgsl` reading a texture (`textureLoad`).
@@ -129,7 +132,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 22] = [
+pub static SPECS: [ShaderSpec; 23] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -274,6 +277,13 @@ pub static SPECS: [ShaderSpec; 22] = [
         [U, R, R, RW]
     ),
     spec!(
+        Train,
+        "train.wgsl",
+        "train",
+        ["WG", "OP"],
+        [U, R, R, RW, RW, RW]
+    ),
+    spec!(
         ImageBuffer,
         "image.wgsl",
         "image input (buffer)",
@@ -372,10 +382,10 @@ fn push_snippet(path: &str, done: &mut Vec<String>, out: &mut String) {
 
 impl ShaderFile {
     /// Every shader file.
-    pub const ALL: [ShaderFile; 20] = {
-        let mut all = [ShaderFile::GemmTiled; 20];
+    pub const ALL: [ShaderFile; 21] = {
+        let mut all = [ShaderFile::GemmTiled; 21];
         let mut i = 0;
-        while i < 20 {
+        while i < 21 {
             all[i] = SPECS[i].file;
             i += 1;
         }

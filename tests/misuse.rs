@@ -2468,6 +2468,144 @@ fn strided_op_cases(c: &mut Catalogue, cat: &'static str) {
     );
 }
 
+/// The training kernels: shapes, dtypes, aliasing and hyperparameters.
+fn train_sweeps(c: &mut Catalogue) {
+    use wgpu_quant::ops::train::{
+        adam_step, clip_backward, column_sums, linear_backward, sgd_step, softmax_cross_entropy,
+        Adam, Sgd,
+    };
+    let cat = "train";
+    c.add(
+        cat,
+        "clip backward shapes",
+        "Shape",
+        &["clip_backward", "[4]"],
+        || {
+            clip_backward(
+                ctx(),
+                &mut enc(),
+                &f32s(&[3]),
+                &f32s(&[4]),
+                Clip::RELU,
+                &f32s(&[3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "clip backward f16",
+        "InvalidArgument",
+        &["clip_backward", "f32"],
+        || {
+            let h = Tensor::zeros(ctx(), &[3], DType::F16)?;
+            clip_backward(ctx(), &mut enc(), &h, &f32s(&[3]), Clip::RELU, &f32s(&[3]))
+        },
+    );
+    c.add(
+        cat,
+        "cross-entropy labels",
+        "Shape",
+        &["softmax_cross_entropy", "labels [2]"],
+        || {
+            let labels = Tensor::from_slice(ctx(), &[3], &[0u32, 1, 2])?;
+            softmax_cross_entropy(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 4]),
+                &labels,
+                &f32s(&[2, 4]),
+                &f32s(&[2]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "cross-entropy f32 labels",
+        "Shape",
+        &["softmax_cross_entropy", "U32"],
+        || {
+            softmax_cross_entropy(
+                ctx(),
+                &mut enc(),
+                &f32s(&[2, 4]),
+                &f32s(&[2]),
+                &f32s(&[2, 4]),
+                &f32s(&[2]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "sgd NaN rate",
+        "InvalidArgument",
+        &["sgd_step", "lr = NaN"],
+        || {
+            let opt = Sgd {
+                lr: f32::NAN,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            };
+            sgd_step(
+                ctx(),
+                &mut enc(),
+                &opt,
+                &f32s(&[3]),
+                &f32s(&[3]),
+                &f32s(&[3]),
+            )
+        },
+    );
+    c.add(cat, "sgd shapes", "Shape", &["sgd_step", "[4]"], || {
+        let opt = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        sgd_step(
+            ctx(),
+            &mut enc(),
+            &opt,
+            &f32s(&[3]),
+            &f32s(&[4]),
+            &f32s(&[3]),
+        )
+    });
+    c.add(
+        cat,
+        "adam beta",
+        "InvalidArgument",
+        &["adam_step", "beta2 = 1"],
+        || {
+            let opt = Adam {
+                beta2: 1.0,
+                ..Adam::default()
+            };
+            adam_step(
+                ctx(),
+                &mut enc(),
+                &opt,
+                1,
+                &f32s(&[3]),
+                &f32s(&[3]),
+                (&f32s(&[3]), &f32s(&[3])),
+            )
+        },
+    );
+    c.add(cat, "column sums", "Shape", &["column_sums", "[3]"], || {
+        column_sums(ctx(), &mut enc(), &f32s(&[2, 3]), &f32s(&[2]))
+    });
+    c.add(
+        cat,
+        "linear backward",
+        "Shape",
+        &["linear_backward", "[4, 5]"],
+        || {
+            let (x, w, dy) = (f32s(&[2, 3]), f32s(&[4, 5]), f32s(&[2, 4]));
+            linear_backward(ctx(), &mut enc(), (&x, &w, &dy), None, &f32s(&[4, 3]), None)
+        },
+    );
+}
+
 fn quant_op_sweeps(c: &mut Catalogue) {
     use wgpu_quant::ops::quant::{dequantize, dynamic_quantize, quantize};
     use wgpu_quant::qtensor::DynamicQuant;
@@ -3688,6 +3826,7 @@ fn every_bad_input_is_a_clear_error() {
     layout_sweeps(&mut c);
     layout_resize(&mut c);
     quant_op_sweeps(&mut c);
+    train_sweeps(&mut c);
     observer_sweeps(&mut c);
     file_sweeps(&mut c);
     model_sweeps(&mut c);

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod pool;
 pub mod qgemm;
 pub mod quant;
+pub mod train;
 pub mod wgemm;
 
 use wgpu::util::DeviceExt;
@@ -32,6 +33,7 @@ pub fn all_variants() -> Vec<crate::shaders::ShaderVariant> {
     v.extend(eltwise::all_variants());
     v.extend(image::all_variants());
     v.extend(layout::all_variants());
+    v.extend(train::all_variants());
     v
 }
 
@@ -47,6 +49,7 @@ pub fn uniform_layouts() -> Vec<(crate::shaders::ShaderFile, Vec<crate::shaders:
     v.extend(eltwise::uniforms());
     v.extend(image::uniforms());
     v.extend(layout::uniforms());
+    v.extend(train::uniforms());
     v
 }
 

@@ -9,6 +9,7 @@ mod image;
 pub mod layout;
 mod pool;
 mod qgemm;
+pub mod train;
 mod wgemm;
 
 pub use conv::{conv2d_f64, qconv2d_i32};

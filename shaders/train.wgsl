@@ -1,0 +1,100 @@
+// Training kernels (f32), one invocation per element, row or column:
+//   OP 0, clip backward (ReLU, ReLU6, any clip): c[i] = b[i] where lo < a[i] < hi, else
+//         0; a is the forward input, b the output's gradient (the straight-through
+//         estimator of a clamp: zero outside the range).
+//   OP 1, softmax cross-entropy of logits a [rows, cols] against labels b (u32) [rows]:
+//         d[r] = logsumexp(a[r]) - a[r, b[r]] (the loss; NaN for a label past the
+//         columns), c[r, j] = (softmax(a[r])_j - [j == b[r]]) * scale (the gradient of
+//         the batch's mean loss with scale = 1 / batch).
+//   OP 2, column sums: c[j] = sum over the rows r of a[r, j] (a bias's gradient).
+//   OP 3, SGD step in place: g = a[i] + wd * c[i]; with momentum mu > 0, d[i] = mu *
+//         d[i] + g and g = d[i]; c[i] -= lr * g (PyTorch's SGD).
+//   OP 4, AdamW step in place: c[i] *= 1 - lr * wd (decoupled weight decay); d[i] (m) and
+//         e[i] (v) the moving averages of a[i] and a[i]^2 with beta1, beta2; c[i] -= lr *
+//         (m / bc1) / (sqrt(v / bc2) + eps), bc1 = 1 - beta1^t and bc2 = 1 - beta2^t
+//         computed on the host for step t.
+//
+// Compile-time constants: WG, OP.
+
+struct Params {
+    total: u32,
+    cols: u32,
+    rows: u32,
+    pad2: u32,
+    lo: f32,
+    hi: f32,
+    scale: f32,
+    lr: f32,
+    mu: f32,
+    wd: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bc1: f32,
+    bc2: f32,
+    pad3: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read_write> d: array<f32>;
+@group(0) @binding(5) var<storage, read_write> e: array<f32>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    if (i >= p.total) {
+        return;
+    }
+    if (OP == 0u) {
+        let x = a[i];
+        c[i] = select(0.0, bitcast<f32>(b[i]), x > p.lo && x < p.hi);
+    } else if (OP == 1u) {
+        let base = i * p.cols;
+        var m = a[base];
+        for (var j = 1u; j < p.cols; j++) {
+            m = max(m, a[base + j]);
+        }
+        var s = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            s += exp(a[base + j] - m);
+        }
+        let label = b[i];
+        var picked = bitcast<f32>(0x7fc00000u);
+        if (label < p.cols) {
+            picked = a[base + label];
+        }
+        d[i] = log(s) + m - picked;
+        for (var j = 0u; j < p.cols; j++) {
+            let hot = select(0.0, 1.0, j == label);
+            c[base + j] = (exp(a[base + j] - m) / s - hot) * p.scale;
+        }
+    } else if (OP == 2u) {
+        var s = 0.0;
+        for (var r = 0u; r < p.rows; r++) {
+            s += a[r * p.cols + i];
+        }
+        c[i] = s;
+    } else if (OP == 3u) {
+        var g = a[i] + p.wd * c[i];
+        if (p.mu > 0.0) {
+            d[i] = p.mu * d[i] + g;
+            g = d[i];
+        }
+        c[i] = c[i] - p.lr * g;
+    } else {
+        let g = a[i];
+        let w = c[i] * (1.0 - p.lr * p.wd);
+        let m = p.beta1 * d[i] + (1.0 - p.beta1) * g;
+        let v = p.beta2 * e[i] + (1.0 - p.beta2) * g * g;
+        d[i] = m;
+        e[i] = v;
+        c[i] = w - p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
+    }
+}

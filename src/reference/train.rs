@@ -1,0 +1,49 @@
+//! f64 references of the training kernels ([`crate::ops::train`]).
+
+/// The softmax cross-entropy of `logits` `[B, K]` against `labels`: each row's loss and
+/// the gradient of the batch's mean loss.
+pub fn softmax_cross_entropy(logits: &[f64], k: usize, labels: &[u32]) -> (Vec<f64>, Vec<f64>) {
+    let b = labels.len();
+    let mut loss = Vec::with_capacity(b);
+    let mut grad = Vec::with_capacity(b * k);
+    for (row, &label) in logits.chunks(k).zip(labels) {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+        let picked = row.get(label as usize).copied().unwrap_or(f64::NAN);
+        loss.push(s.ln() + m - picked);
+        for (j, v) in row.iter().enumerate() {
+            let hot = if j == label as usize { 1.0 } else { 0.0 };
+            grad.push(((v - m).exp() / s - hot) / b as f64);
+        }
+    }
+    (loss, grad)
+}
+
+/// One SGD step (PyTorch's rule) on `w` and its momentum buffer `v`.
+pub fn sgd_step(w: &mut [f64], g: &[f64], v: &mut [f64], (lr, mu, wd): (f64, f64, f64)) {
+    for i in 0..w.len() {
+        let mut gi = g[i] + wd * w[i];
+        if mu > 0.0 {
+            v[i] = mu * v[i] + gi;
+            gi = v[i];
+        }
+        w[i] -= lr * gi;
+    }
+}
+
+/// AdamW's step `t` on `w` with moments `m` and `v`; `h` = (lr, beta1, beta2, eps, wd).
+pub fn adam_step(
+    w: &mut [f64],
+    g: &[f64],
+    (m, v): (&mut [f64], &mut [f64]),
+    t: i32,
+    (lr, b1, b2, eps, wd): (f64, f64, f64, f64, f64),
+) {
+    let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    for i in 0..w.len() {
+        w[i] *= 1.0 - lr * wd;
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        w[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+    }
+}

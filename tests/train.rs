@@ -1,0 +1,406 @@
+//! The training kernels against f64 references and their gradients against finite
+//! differences, on odd shapes: the clip backward (exact), the softmax cross-entropy, a
+//! linear layer's backward GEMMs and bias sums, SGD with momentum and AdamW over several
+//! steps; bad operands are errors.
+
+mod common;
+
+use common::float::rand_vec;
+use rand::SeedableRng;
+use wgpu_quant::desc::gemm::GemmDesc;
+use wgpu_quant::ops::eltwise::Clip;
+use wgpu_quant::ops::gemm::gemm;
+use wgpu_quant::ops::train::{
+    adam_step, clip_backward, column_sums, linear_backward, sgd_step, softmax_cross_entropy, Adam,
+    Sgd,
+};
+use wgpu_quant::reference::train as r;
+use wgpu_quant::{Context, DType, Tensor};
+
+fn up(ctx: &Context, shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_slice(ctx, shape, v).unwrap()
+}
+
+fn read(ctx: &Context, t: &Tensor) -> Vec<f32> {
+    t.read_blocking::<f32>(ctx).unwrap()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// The largest error relative to the reference's largest magnitude.
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1e-30f64, |m, w| m.max(w.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| (f64::from(g) - w).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// ReLU, ReLU6 and a general clip: the gradient passes exactly where the input lies
+/// strictly inside, on odd sizes (boundary values included).
+#[test]
+fn clip_backward_passes_the_gradient_inside_the_range() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(71);
+    for n in [1usize, 7, 63, 65, 1000] {
+        let mut x: Vec<f32> = rand_vec(n, &mut rng).iter().map(|v| v * 8.0).collect();
+        // Exactly on the bounds: no gradient (strict inequality, as PyTorch's hardtanh).
+        x[0] = 0.0;
+        if n > 1 {
+            x[1] = 6.0;
+        }
+        let dy = rand_vec(n, &mut rng);
+        for clip in [Clip::RELU, Clip::RELU6, Clip { lo: -1.5, hi: 2.25 }] {
+            let (xt, dyt) = (up(ctx, &[n], &x), up(ctx, &[n], &dy));
+            let dx = Tensor::zeros(ctx, &[n], DType::F32).unwrap();
+            let mut enc = ctx.encoder("clip bwd");
+            clip_backward(ctx, &mut enc, &xt, &dyt, clip, &dx).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want: Vec<f32> = x
+                .iter()
+                .zip(&dy)
+                .map(|(&x, &g)| if x > clip.lo && x < clip.hi { g } else { 0.0 })
+                .collect();
+            assert_eq!(read(ctx, &dx), want, "n {n} {clip:?}");
+        }
+    }
+}
+
+/// The loss and gradient against the f64 reference (odd batches and class counts, large
+/// logits), the gradient against central differences of the GPU's own mean loss, and a
+/// label past the classes giving a NaN loss.
+#[test]
+fn softmax_cross_entropy_matches_the_reference_and_finite_differences() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(72);
+    let run = |logits: &[f32], b: usize, k: usize, labels: &[u32]| -> (Vec<f32>, Vec<f32>) {
+        let lt = up(ctx, &[b, k], logits);
+        let lab = Tensor::from_slice(ctx, &[b], labels).unwrap();
+        let grad = Tensor::zeros(ctx, &[b, k], DType::F32).unwrap();
+        let loss = Tensor::zeros(ctx, &[b], DType::F32).unwrap();
+        let mut enc = ctx.encoder("xent");
+        softmax_cross_entropy(ctx, &mut enc, &lt, &lab, &grad, &loss).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        (read(ctx, &loss), read(ctx, &grad))
+    };
+    for (b, k, spread) in [
+        (1usize, 2usize, 1.0f32),
+        (3, 10, 4.0),
+        (7, 13, 30.0),
+        (65, 5, 100.0),
+    ] {
+        let logits: Vec<f32> = rand_vec(b * k, &mut rng)
+            .iter()
+            .map(|v| v * spread)
+            .collect();
+        let labels: Vec<u32> = (0..b).map(|i| ((i * 7 + 3) % k) as u32).collect();
+        let (loss, grad) = run(&logits, b, k, &labels);
+        let (wl, wg) = r::softmax_cross_entropy(&f64s(&logits), k, &labels);
+        assert!(
+            rel_err(&loss, &wl) < 1e-5,
+            "loss {b}x{k}: {}",
+            rel_err(&loss, &wl)
+        );
+        assert!(
+            rel_err(&grad, &wg) < 1e-5,
+            "grad {b}x{k}: {}",
+            rel_err(&grad, &wg)
+        );
+        if spread > 5.0 {
+            continue;
+        }
+        // Central differences of the mean loss, element by element.
+        let h = 1e-2f32;
+        for e in 0..b * k {
+            let mut lp = logits.clone();
+            lp[e] += h;
+            let mut lm = logits.clone();
+            lm[e] -= h;
+            let mean = |v: Vec<f32>| v.iter().map(|&x| f64::from(x)).sum::<f64>() / b as f64;
+            let fd = (mean(run(&lp, b, k, &labels).0) - mean(run(&lm, b, k, &labels).0))
+                / (2.0 * f64::from(h));
+            assert!(
+                (fd - f64::from(grad[e])).abs() < 2e-3,
+                "{b}x{k} element {e}: finite difference {fd}, gradient {}",
+                grad[e]
+            );
+        }
+    }
+    let (loss, _) = run(&[0.5, 1.0, -1.0, 2.0], 2, 2, &[1, 2]);
+    assert!(loss[0].is_finite() && loss[1].is_nan(), "{loss:?}");
+}
+
+/// A linear layer `y = x W^T + b`: dx, dW and db against the f64 formulas and against
+/// central differences of `L = sum(dy * y)` computed by the forward GEMM, on odd sizes.
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(73);
+    for (b, k, n) in [(1usize, 1usize, 1usize), (3, 5, 7), (9, 17, 4)] {
+        let x = rand_vec(b * k, &mut rng);
+        let w = rand_vec(n * k, &mut rng);
+        let bias = rand_vec(n, &mut rng);
+        let dy = rand_vec(b * n, &mut rng);
+        let forward = |x: &[f32], w: &[f32], bias: &[f32]| -> f64 {
+            let y = Tensor::zeros(ctx, &[b, n], DType::F32).unwrap();
+            let desc = GemmDesc {
+                trans_b: true,
+                ..GemmDesc::new(b, n, k)
+            };
+            let mut enc = ctx.encoder("fwd");
+            let bt = up(ctx, &[n], bias);
+            gemm(
+                ctx,
+                &mut enc,
+                &desc,
+                &up(ctx, &[b, k], x),
+                &up(ctx, &[n, k], w),
+                Some(&bt),
+                &y,
+            )
+            .unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            read(ctx, &y)
+                .iter()
+                .zip(&dy)
+                .map(|(&a, &g)| f64::from(a) * f64::from(g))
+                .sum()
+        };
+        let (dx, dw, db) = (
+            Tensor::zeros(ctx, &[b, k], DType::F32).unwrap(),
+            Tensor::zeros(ctx, &[n, k], DType::F32).unwrap(),
+            Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+        );
+        let (xt, wt, dyt) = (
+            up(ctx, &[b, k], &x),
+            up(ctx, &[n, k], &w),
+            up(ctx, &[b, n], &dy),
+        );
+        let mut enc = ctx.encoder("bwd");
+        linear_backward(ctx, &mut enc, (&xt, &wt, &dyt), Some(&dx), &dw, Some(&db)).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let (gx, gw, gb) = (read(ctx, &dx), read(ctx, &dw), read(ctx, &db));
+        // The formulas in f64.
+        let wx: Vec<f64> = (0..b * k)
+            .map(|e| {
+                (0..n)
+                    .map(|j| f64::from(dy[e / k * n + j]) * f64::from(w[j * k + e % k]))
+                    .sum()
+            })
+            .collect();
+        let ww: Vec<f64> = (0..n * k)
+            .map(|e| {
+                (0..b)
+                    .map(|i| f64::from(dy[i * n + e / k]) * f64::from(x[i * k + e % k]))
+                    .sum()
+            })
+            .collect();
+        let wb: Vec<f64> = (0..n)
+            .map(|j| (0..b).map(|i| f64::from(dy[i * n + j])).sum())
+            .collect();
+        assert!(rel_err(&gx, &wx) < 1e-5, "dx {b}x{k}x{n}");
+        assert!(rel_err(&gw, &ww) < 1e-5, "dW {b}x{k}x{n}");
+        assert!(rel_err(&gb, &wb) < 1e-5, "db {b}x{k}x{n}");
+        // Central differences of L (linear in each parameter: h = 0.5 is exact up to
+        // rounding).
+        let h = 0.5f32;
+        let fd = |f: &dyn Fn(f32) -> f64| (f(h) - f(-h)) / (2.0 * f64::from(h));
+        for e in [0, b * k / 2, b * k - 1] {
+            let d = fd(&|s| {
+                let mut xp = x.clone();
+                xp[e] += s;
+                forward(&xp, &w, &bias)
+            });
+            assert!(
+                (d - f64::from(gx[e])).abs() < 1e-3,
+                "dx[{e}]: {d} vs {}",
+                gx[e]
+            );
+        }
+        for e in [0, n * k / 2, n * k - 1] {
+            let d = fd(&|s| {
+                let mut wp = w.clone();
+                wp[e] += s;
+                forward(&x, &wp, &bias)
+            });
+            assert!(
+                (d - f64::from(gw[e])).abs() < 1e-3,
+                "dW[{e}]: {d} vs {}",
+                gw[e]
+            );
+        }
+        for e in [0, n - 1] {
+            let d = fd(&|s| {
+                let mut bp = bias.clone();
+                bp[e] += s;
+                forward(&x, &w, &bp)
+            });
+            assert!(
+                (d - f64::from(gb[e])).abs() < 1e-3,
+                "db[{e}]: {d} vs {}",
+                gb[e]
+            );
+        }
+    }
+}
+
+/// Five SGD steps (momentum and weight decay; and plain) and five AdamW steps against
+/// the f64 references, on an odd length.
+#[test]
+fn optimizer_steps_match_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(74);
+    let n = 37;
+    let w0 = rand_vec(n, &mut rng);
+    let grads: Vec<Vec<f32>> = (0..5).map(|_| rand_vec(n, &mut rng)).collect();
+    for opt in [
+        Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.01,
+        },
+        Sgd {
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+    ] {
+        let (w, v) = (
+            up(ctx, &[n], &w0),
+            Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+        );
+        let (mut ww, mut wv) = (f64s(&w0), vec![0.0; n]);
+        for g in &grads {
+            let gt = up(ctx, &[n], g);
+            let mut enc = ctx.encoder("sgd");
+            sgd_step(ctx, &mut enc, &opt, &w, &gt, &v).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let h = (
+                f64::from(opt.lr),
+                f64::from(opt.momentum),
+                f64::from(opt.weight_decay),
+            );
+            r::sgd_step(&mut ww, &f64s(g), &mut wv, h);
+        }
+        assert!(rel_err(&read(ctx, &w), &ww) < 1e-6, "{opt:?}");
+    }
+    let opt = Adam {
+        weight_decay: 0.01,
+        lr: 0.01,
+        ..Adam::default()
+    };
+    let w = up(ctx, &[n], &w0);
+    let (m, v) = (
+        Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+        Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+    );
+    let (mut ww, mut wm, mut wv) = (f64s(&w0), vec![0.0; n], vec![0.0; n]);
+    for (t, g) in grads.iter().enumerate() {
+        let gt = up(ctx, &[n], g);
+        let mut enc = ctx.encoder("adam");
+        adam_step(ctx, &mut enc, &opt, t as u32 + 1, &w, &gt, (&m, &v)).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let h = (0.01, 0.9, 0.999, 1e-8, 0.01);
+        r::adam_step(&mut ww, &f64s(g), (&mut wm, &mut wv), t as i32 + 1, h);
+    }
+    assert!(rel_err(&read(ctx, &w), &ww) < 1e-5, "AdamW");
+}
+
+/// Bad operands and hyperparameters are errors naming them.
+#[test]
+fn bad_training_operands_are_errors() {
+    let ctx = common::ctx();
+    let f = |s: &[usize]| Tensor::zeros(ctx, s, DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let e = clip_backward(ctx, &mut enc, &f(&[3]), &f(&[4]), Clip::RELU, &f(&[3]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("clip_backward") && e.contains("[4]"), "{e}");
+    let half = Tensor::zeros(ctx, &[3], DType::F16).unwrap();
+    let e = clip_backward(ctx, &mut enc, &half, &f(&[3]), Clip::RELU, &f(&[3]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f32"), "{e}");
+    let labels = Tensor::from_slice(ctx, &[3], &[0u32, 1, 2]).unwrap();
+    let e = softmax_cross_entropy(ctx, &mut enc, &f(&[2, 4]), &labels, &f(&[2, 4]), &f(&[2]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("labels [2]"), "{e}");
+    let x = f(&[3]);
+    let e = sgd_step(
+        ctx,
+        &mut enc,
+        &Sgd {
+            lr: f32::NAN,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        &x,
+        &f(&[3]),
+        &f(&[3]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lr = NaN"), "{e}");
+    let e = sgd_step(
+        ctx,
+        &mut enc,
+        &Sgd {
+            lr: 0.1,
+            momentum: 1.0,
+            weight_decay: 0.0,
+        },
+        &x,
+        &f(&[3]),
+        &f(&[3]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("momentum = 1"), "{e}");
+    let e = sgd_step(
+        ctx,
+        &mut enc,
+        &Sgd {
+            lr: 0.1,
+            momentum: 0.5,
+            weight_decay: 0.0,
+        },
+        &x,
+        &f(&[3]),
+        &x,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("share one buffer"), "{e}");
+    let e = adam_step(
+        ctx,
+        &mut enc,
+        &Adam::default(),
+        0,
+        &x,
+        &f(&[3]),
+        (&f(&[3]), &f(&[3])),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("step 0"), "{e}");
+    let e = column_sums(ctx, &mut enc, &f(&[2, 3]), &f(&[2]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("column_sums") && e.contains("[3]"), "{e}");
+    let e = linear_backward(
+        ctx,
+        &mut enc,
+        (&f(&[2, 3]), &f(&[4, 5]), &f(&[2, 4])),
+        None,
+        &f(&[4, 3]),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("linear_backward") && e.contains("[4, 5]"), "{e}");
+}
