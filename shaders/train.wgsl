@@ -13,6 +13,16 @@
 //         e[i] (v) the moving averages of a[i] and a[i]^2 with beta1, beta2; c[i] -= lr *
 //         (m / bc1) / (sqrt(v / bc2) + eps), bc1 = 1 - beta1^t and bc2 = 1 - beta2^t
 //         computed on the host for step t.
+//   OP 5, fake quantization (PyTorch's fake_quantize_*_affine): for element i of a
+//         [outer, channels, inner] tensor in channel k = i / inner % channels, q =
+//         clamp(round(a[i] * inv_scale[k]) + zp[k], qmin, qmax), c[i] = (q - zp[k]) *
+//         scale[k]; b holds (scale, inv_scale, zp) per channel as bits (f32, f32, i32);
+//         round is WGSL's, half to even, as nearbyint.
+//   OP 6, its backward (the straight-through estimator): c[i] = d[i] (the output's
+//         gradient) where round(a[i] * inv_scale[k]) + zp[k] lies in [qmin, qmax], else 0.
+//   OP 7, LSQ's scale gradient, one invocation per channel k: e[k] = scale * sum over
+//         the channel's elements of d[i] * (q - zp - a[i] * inv_scale) inside the range,
+//         (qmin - zp) below it and (qmax - zp) above it (`scale` is LSQ's gradient scale).
 //
 // Compile-time constants: WG, OP.
 
@@ -33,6 +43,10 @@ struct Params {
     bc1: f32,
     bc2: f32,
     pad3: f32,
+    qmin: i32,
+    qmax: i32,
+    channels: u32,
+    inner: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,6 +64,10 @@ fn main(
 ) {
     let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
     if (i >= p.total) {
+        return;
+    }
+    if (OP >= 5u) {
+        fake_quant(i);
         return;
     }
     if (OP == 0u) {
@@ -96,5 +114,45 @@ fn main(
         d[i] = m;
         e[i] = v;
         c[i] = w - p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
+    }
+}
+
+// The channel's scale, inverse scale and zero point.
+fn qparams(k: u32) -> vec3<f32> {
+    return vec3<f32>(bitcast<f32>(b[3u * k]), bitcast<f32>(b[3u * k + 1u]), f32(bitcast<i32>(b[3u * k + 2u])));
+}
+
+fn fake_quant(i: u32) {
+    let lo = f32(p.qmin);
+    let hi = f32(p.qmax);
+    if (OP == 7u) {
+        // One channel: every element of it.
+        let k = i;
+        let q = qparams(k);
+        var s = 0.0;
+        for (var o = 0u; o < p.rows; o++) {
+            for (var j = 0u; j < p.inner; j++) {
+                let el = (o * p.channels + k) * p.inner + j;
+                let v = a[el] * q.y;
+                let r = round(v) + q.z;
+                var dq = r - q.z - v;
+                if (r < lo) {
+                    dq = lo - q.z;
+                } else if (r > hi) {
+                    dq = hi - q.z;
+                }
+                s += d[el] * dq;
+            }
+        }
+        e[k] = s * p.scale;
+        return;
+    }
+    let k = i / p.inner % p.channels;
+    let q = qparams(k);
+    let r = round(a[i] * q.y) + q.z;
+    if (OP == 5u) {
+        c[i] = (clamp(r, lo, hi) - q.z) * q.x;
+    } else {
+        c[i] = select(0.0, d[i], r >= lo && r <= hi);
     }
 }

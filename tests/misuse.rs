@@ -2596,6 +2596,30 @@ fn train_sweeps(c: &mut Catalogue) {
     });
     c.add(
         cat,
+        "fake quant one code",
+        "InvalidArgument",
+        &["fake_quantize", "[3, 3]"],
+        || {
+            use wgpu_quant::ops::train::{fake_quant_params, fake_quantize, FakeQuant};
+            let qp = fake_quant_params(ctx(), &[0.5], &[0])?;
+            let fq = FakeQuant {
+                channels: 1,
+                inner: 4,
+                qmin: 3,
+                qmax: 3,
+            };
+            fake_quantize(ctx(), &mut enc(), &fq, &f32s(&[4]), &qp, &f32s(&[4]))
+        },
+    );
+    c.add(
+        cat,
+        "fake quant NaN scale",
+        "InvalidArgument",
+        &["fake_quant_params", "scale NaN"],
+        || wgpu_quant::ops::train::fake_quant_params(ctx(), &[f32::NAN], &[0]).map(|_| ()),
+    );
+    c.add(
+        cat,
         "linear backward",
         "Shape",
         &["linear_backward", "[4, 5]"],

@@ -404,3 +404,113 @@ fn bad_training_operands_are_errors() {
     .to_string();
     assert!(e.contains("linear_backward") && e.contains("[4, 5]"), "{e}");
 }
+
+/// Fake quantization per tensor and per channel at 2, 3, 4 and 8 bits (symmetric and
+/// asymmetric ranges) on an odd `[3, 5, 7]` tensor with values past the range and on
+/// code boundaries: the forward bit for bit with the f32 reference (PyTorch's formula),
+/// the straight-through backward exactly (the gradient where the code is inside), and
+/// LSQ's scale gradient against the reference's sums.
+#[test]
+fn fake_quantization_matches_the_reference() {
+    use wgpu_quant::ops::train::{
+        fake_quant_params, fake_quantize, fake_quantize_backward, lsq_scale_grad, FakeQuant,
+    };
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(75);
+    let (outer, ch, inner) = (3usize, 5usize, 7usize);
+    let n = outer * ch * inner;
+    let mut x: Vec<f32> = rand_vec(n, &mut rng).iter().map(|v| v * 3.0).collect();
+    // Exact halves of the first channel's step (ties round to even).
+    x[0] = 0.125;
+    x[1] = -0.375;
+    // Far past every range.
+    x[2] = 100.0;
+    x[3] = -100.0;
+    let dy = rand_vec(n, &mut rng);
+    for (qmin, qmax) in [
+        (-1, 1),
+        (0, 3),
+        (-4, 3),
+        (-7, 7),
+        (0, 15),
+        (-128, 127),
+        (0, 255),
+    ] {
+        for per_channel in [false, true] {
+            let (channels, inn) = if per_channel { (ch, inner) } else { (1, n) };
+            let scales: Vec<f32> = (0..channels).map(|k| 0.25 * (k as f32 + 1.0)).collect();
+            let zps: Vec<i32> = (0..channels)
+                .map(|k| if qmin < 0 { 0 } else { (k as i32) % 3 })
+                .collect();
+            let fq = FakeQuant {
+                channels,
+                inner: inn,
+                qmin,
+                qmax,
+            };
+            let qp = fake_quant_params(ctx, &scales, &zps).unwrap();
+            let xt = up(ctx, &[n], &x);
+            let dyt = up(ctx, &[n], &dy);
+            let (y, dx, ds) = (
+                Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+                Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+                Tensor::zeros(ctx, &[channels], DType::F32).unwrap(),
+            );
+            let g = 1.0 / ((n / channels) as f32 * qmax.max(1) as f32).sqrt();
+            let mut enc = ctx.encoder("fake quant");
+            fake_quantize(ctx, &mut enc, &fq, &xt, &qp, &y).unwrap();
+            fake_quantize_backward(ctx, &mut enc, &fq, (&xt, &qp), &dyt, &dx).unwrap();
+            lsq_scale_grad(ctx, &mut enc, &fq, (&xt, &qp), &dyt, g, &ds).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let (want, inside) = r::fake_quant(&x, (&scales, &zps), inn, (qmin, qmax));
+            let what = format!("[{qmin}, {qmax}] per channel {per_channel}");
+            assert_eq!(read(ctx, &y), want, "{what}");
+            let want_dx: Vec<f32> = dy
+                .iter()
+                .zip(&inside)
+                .map(|(&g, &i)| if i { g } else { 0.0 })
+                .collect();
+            assert_eq!(read(ctx, &dx), want_dx, "{what}");
+            assert!(
+                inside.iter().any(|&i| i) && inside.iter().any(|&i| !i),
+                "{what}: both sides"
+            );
+            let want_ds =
+                r::lsq_scale_grad(&x, &dy, (&scales, &zps), inn, (qmin, qmax), f64::from(g));
+            assert!(
+                rel_err(&read(ctx, &ds), &want_ds) < 1e-5,
+                "{what}: {:?} vs {want_ds:?}",
+                read(ctx, &ds)
+            );
+        }
+    }
+    // Bad ranges and parameters.
+    let qp = fake_quant_params(ctx, &[0.1], &[0]).unwrap();
+    let xt = up(ctx, &[n], &x);
+    let y = Tensor::zeros(ctx, &[n], DType::F32).unwrap();
+    let mut enc = ctx.encoder("bad");
+    let fq = FakeQuant {
+        channels: 1,
+        inner: n,
+        qmin: 0,
+        qmax: 0,
+    };
+    let e = fake_quantize(ctx, &mut enc, &fq, &xt, &qp, &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fake_quantize") && e.contains("[0, 0]"), "{e}");
+    let fq = FakeQuant {
+        channels: 2,
+        inner: 4,
+        qmin: 0,
+        qmax: 15,
+    };
+    let e = fake_quantize(ctx, &mut enc, &fq, &xt, &qp, &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[outer, 2, 4]"), "{e}");
+    let e = fake_quant_params(ctx, &[0.0], &[0])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("channel 0: scale 0"), "{e}");
+}

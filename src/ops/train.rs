@@ -3,7 +3,9 @@
 //! estimator's rule), the softmax cross-entropy loss with its gradient, a bias's gradient
 //! (column sums), and optimizer steps in place: SGD with momentum and weight decay
 //! (PyTorch's `SGD`) and AdamW (decoupled weight decay). A linear layer's input and
-//! weight gradients are GEMMs with transposes ([`linear_backward`]).
+//! weight gradients are GEMMs with transposes ([`linear_backward`]). Fake quantization
+//! ([`fake_quantize`], PyTorch's `fake_quantize_per_{tensor,channel}_affine`) with its
+//! straight-through backward and LSQ's scale gradient.
 //!
 //! The first pieces of quantization-aware training (docs/ARCHITECTURE.md); each kernel
 //! is checked against an f64 reference ([`crate::reference::train`]) and the gradients
@@ -56,6 +58,10 @@ crate::shaders::uniform! {
         bc1: f32,
         bc2: f32,
         pad3: f32,
+        qmin: i32,
+        qmax: i32,
+        channels: u32,
+        inner: u32,
     }
 }
 
@@ -68,7 +74,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..5).map(variant).collect()
+    (0..8).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -491,4 +497,204 @@ pub fn linear_backward(
         column_sums(ctx, encoder, dy, db)?;
     }
     Ok(())
+}
+
+/// The fake quantization of a tensor viewed as `[outer, channels, inner]`: channel `k`
+/// (per tensor: one channel) quantized with its scale and zero point to the integer
+/// range `[qmin, qmax]` (2 to 256 codes: 1 to 8 bits) and dequantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeQuant {
+    /// Channels (1 per tensor).
+    pub channels: usize,
+    /// Elements after the channel axis.
+    pub inner: usize,
+    /// Smallest code.
+    pub qmin: i32,
+    /// Largest code.
+    pub qmax: i32,
+}
+
+/// The per-channel parameters [`fake_quantize`] reads: `(scale, 1 / scale, zero point)`
+/// per channel as a `U32` tensor of bits (the inverse computed here in f32, as PyTorch
+/// computes it). Scales must be positive and finite with a finite inverse.
+pub fn fake_quant_params(ctx: &Context, scales: &[f32], zero_points: &[i32]) -> Result<Tensor> {
+    const OP: &str = "fake_quant_params";
+    if scales.is_empty() || scales.len() != zero_points.len() {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "{} scales and {} zero points: one of each per channel",
+                scales.len(),
+                zero_points.len()
+            ),
+        ));
+    }
+    let mut words = Vec::with_capacity(3 * scales.len());
+    for (k, (&s, &z)) in scales.iter().zip(zero_points).enumerate() {
+        let inv = 1.0f32 / s;
+        if !(s.is_finite() && s > 0.0 && inv.is_finite()) {
+            return Err(Error::invalid(OP, format!("channel {k}: scale {s}")));
+        }
+        words.extend([s.to_bits(), inv.to_bits(), z as u32]);
+    }
+    Tensor::from_slice(ctx, &[words.len()], &words)
+}
+
+fn fq_params(op: &'static str, fq: &FakeQuant, x: &Tensor, qp: &Tensor) -> Result<Params> {
+    let codes = i64::from(fq.qmax) - i64::from(fq.qmin);
+    if !(1..=255).contains(&codes) {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "codes [{}, {}]: 2 to 256 codes (1 to 8 bits)",
+                fq.qmin, fq.qmax
+            ),
+        ));
+    }
+    let per = fq.channels.checked_mul(fq.inner).filter(|&v| v > 0);
+    if per.is_none_or(|v| !x.numel().is_multiple_of(v)) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "x {:?} is not [outer, {}, {}] (channels, inner)",
+                x.shape(),
+                fq.channels,
+                fq.inner
+            ),
+        ));
+    }
+    if qp.dtype() != DType::U32 || qp.shape() != [3 * fq.channels] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the parameters are {:?} {:?}; {} channels need [{}] U32 (fake_quant_params)",
+                qp.dtype(),
+                qp.shape(),
+                fq.channels,
+                3 * fq.channels
+            ),
+        ));
+    }
+    f32_operand(op, "x", x)?;
+    let mut p = params(to_u32(op, "elements", x.numel())?);
+    (p.qmin, p.qmax) = (fq.qmin, fq.qmax);
+    p.channels = to_u32(op, "channels", fq.channels)?;
+    p.inner = to_u32(op, "inner", fq.inner)?;
+    p.rows = to_u32(op, "outer", x.numel() / (fq.channels * fq.inner))?;
+    Ok(p)
+}
+
+/// Records `out = (clamp(round(x / scale) + zp, qmin, qmax) - zp) * scale` per channel
+/// (the division as a product by the inverse scale, rounding half to even).
+pub fn fake_quantize(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    fq: &FakeQuant,
+    x: &Tensor,
+    qp: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "fake_quantize";
+    super::check_devices(
+        ctx,
+        OP,
+        &[("x", Some(x)), ("params", Some(qp)), ("output", Some(out))],
+    )?;
+    let p = fq_params(OP, fq, x, qp)?;
+    f32_operand(OP, "output", out)?;
+    same_shape(OP, &[("x", x), ("output", out)])?;
+    distinct(OP, &[("x", x), ("output", out)])?;
+    record(
+        ctx,
+        encoder,
+        (OP, 5),
+        p,
+        [Some(x), Some(qp), Some(out), None, None],
+    )
+}
+
+/// Records the straight-through estimator: `dx = dy` where `x`'s code before clamping
+/// lies in `[qmin, qmax]`, else 0.
+pub fn fake_quantize_backward(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    fq: &FakeQuant,
+    (x, qp): (&Tensor, &Tensor),
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    const OP: &str = "fake_quantize_backward";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("params", Some(qp)),
+            ("dy", Some(dy)),
+            ("dx", Some(dx)),
+        ],
+    )?;
+    let p = fq_params(OP, fq, x, qp)?;
+    f32_operand(OP, "dy", dy)?;
+    f32_operand(OP, "dx", dx)?;
+    same_shape(OP, &[("x", x), ("dy", dy), ("dx", dx)])?;
+    distinct(OP, &[("x", x), ("dy", dy), ("dx", dx)])?;
+    record(
+        ctx,
+        encoder,
+        (OP, 6),
+        p,
+        [Some(x), Some(qp), Some(dx), Some(dy), None],
+    )
+}
+
+/// Records LSQ's scale gradient per channel: `ds[k] = grad_scale * sum dy * d(out)/d(scale)`
+/// over channel `k`'s elements, with `d(out)/d(scale)` = `round(x / s) - x / s` inside
+/// the range, `qmin - zp` below it and `qmax - zp` above it (LSQ's gradient scale is
+/// `1 / sqrt(elements * qmax)` in the paper; the caller passes it).
+pub fn lsq_scale_grad(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    fq: &FakeQuant,
+    (x, qp): (&Tensor, &Tensor),
+    dy: &Tensor,
+    grad_scale: f32,
+    ds: &Tensor,
+) -> Result<()> {
+    const OP: &str = "lsq_scale_grad";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("params", Some(qp)),
+            ("dy", Some(dy)),
+            ("ds", Some(ds)),
+        ],
+    )?;
+    let mut p = fq_params(OP, fq, x, qp)?;
+    check_rate(OP, "grad_scale", grad_scale, f32::MIN_POSITIVE..f32::MAX)?;
+    f32_operand(OP, "dy", dy)?;
+    f32_operand(OP, "ds", ds)?;
+    same_shape(OP, &[("x", x), ("dy", dy)])?;
+    if ds.shape() != [fq.channels] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "ds has shape {:?}; one value per channel: [{}]",
+                ds.shape(),
+                fq.channels
+            ),
+        ));
+    }
+    distinct(OP, &[("x", x), ("dy", dy), ("ds", ds)])?;
+    p.total = p.channels;
+    p.scale = grad_scale;
+    record(
+        ctx,
+        encoder,
+        (OP, 7),
+        p,
+        [Some(x), Some(qp), None, Some(dy), Some(ds)],
+    )
 }

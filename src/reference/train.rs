@@ -47,3 +47,52 @@ pub fn adam_step(
         w[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
     }
 }
+
+/// Fake quantization of `x` viewed as `[outer, channels, inner]` in f32, as the kernel
+/// computes it: `q = clamp(round_half_even(x * (1 / s)) + zp, qmin, qmax)`, `(q - zp) *
+/// s`; also whether each element's unclamped code lies inside (the STE's mask).
+pub fn fake_quant(
+    x: &[f32],
+    (scales, zps): (&[f32], &[i32]),
+    inner: usize,
+    (qmin, qmax): (i32, i32),
+) -> (Vec<f32>, Vec<bool>) {
+    let c = scales.len();
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let k = i / inner % c;
+            let (s, z) = (scales[k], zps[k] as f32);
+            let r = (v * (1.0f32 / s)).round_ties_even() + z;
+            let q = r.clamp(qmin as f32, qmax as f32);
+            ((q - z) * s, r >= qmin as f32 && r <= qmax as f32)
+        })
+        .unzip()
+}
+
+/// LSQ's scale gradient per channel (f64 sums of the f32 terms), times `grad_scale`.
+pub fn lsq_scale_grad(
+    x: &[f32],
+    dy: &[f32],
+    (scales, zps): (&[f32], &[i32]),
+    inner: usize,
+    (qmin, qmax): (i32, i32),
+    grad_scale: f64,
+) -> Vec<f64> {
+    let c = scales.len();
+    let mut out = vec![0.0f64; c];
+    for (i, (&v, &g)) in x.iter().zip(dy).enumerate() {
+        let k = i / inner % c;
+        let (z, u) = (zps[k] as f32, v * (1.0f32 / scales[k]));
+        let r = u.round_ties_even() + z;
+        let d = if r < qmin as f32 {
+            f64::from(qmin as f32 - z)
+        } else if r > qmax as f32 {
+            f64::from(qmax as f32 - z)
+        } else {
+            f64::from(r - z) - f64::from(u)
+        };
+        out[k] += f64::from(g) * d;
+    }
+    out.iter().map(|v| v * grad_scale).collect()
+}
