@@ -23,6 +23,14 @@
 //   OP 7, LSQ's scale gradient, one invocation per channel k: e[k] = scale * sum over
 //         the channel's elements of d[i] * (q - zp - a[i] * inv_scale) inside the range,
 //         (qmin - zp) below it and (qmax - zp) above it (`scale` is LSQ's gradient scale).
+//   OP 8, a convolution's input gradient (NHWC, OIHW weights, groups, stride, padding,
+//         dilation): for input element (n, y, x, c) of group g, c[i] = the sum over
+//         output channels o of g, kernel taps (ky, kx) and the output pixel (oy, ox) they
+//         came from (y + top - ky * dh = oy * sh, likewise x) of dy[n, oy, ox, o] *
+//         w[o, c - g * cg, ky, kx]; a = dy, b = w's bits.
+//   OP 9, its weight gradient: for weight (o, ci, ky, kx), c[i] = the sum over n, oy, ox
+//         of dy[n, oy, ox, o] * x[n, oy * sh - top + ky * dh, ox * sw - left + kx * dw,
+//         g * cg + ci] (zero padding outside); a = x, b = dy's bits.
 //
 // Compile-time constants: WG, OP.
 
@@ -47,6 +55,26 @@ struct Params {
     qmax: i32,
     channels: u32,
     inner: u32,
+    n: u32,
+    h: u32,
+    w: u32,
+    cin: u32,
+    oh: u32,
+    ow: u32,
+    oc: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    top: u32,
+    left: u32,
+    dh: u32,
+    dw: u32,
+    cg: u32,
+    ocg: u32,
+    pad4: u32,
+    pad5: u32,
+    pad6: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -64,6 +92,10 @@ fn main(
 ) {
     let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
     if (i >= p.total) {
+        return;
+    }
+    if (OP >= 8u) {
+        conv_backward(i);
         return;
     }
     if (OP >= 5u) {
@@ -155,4 +187,62 @@ fn fake_quant(i: u32) {
     } else {
         c[i] = select(0.0, d[i], r >= lo && r <= hi);
     }
+}
+
+fn conv_backward(i: u32) {
+    var acc = 0.0;
+    if (OP == 8u) {
+        let ch = i % p.cin;
+        var t = i / p.cin;
+        let x = i32(t % p.w);
+        t /= p.w;
+        let y = i32(t % p.h);
+        let n = t / p.h;
+        let g = ch / p.cg;
+        let ci = ch % p.cg;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let ny = y + i32(p.top) - i32(ky * p.dh);
+            if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
+                continue;
+            }
+            let oy = u32(ny) / p.sh;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let nx = x + i32(p.left) - i32(kx * p.dw);
+                if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+                    continue;
+                }
+                let ox = u32(nx) / p.sw;
+                let row = ((n * p.oh + oy) * p.ow + ox) * p.oc;
+                for (var oo = 0u; oo < p.ocg; oo++) {
+                    let o = g * p.ocg + oo;
+                    acc += a[row + o] * bitcast<f32>(b[((o * p.cg + ci) * p.kh + ky) * p.kw + kx]);
+                }
+            }
+        }
+    } else {
+        let kx = i % p.kw;
+        var t = i / p.kw;
+        let ky = t % p.kh;
+        t /= p.kh;
+        let ci = t % p.cg;
+        let o = t / p.cg;
+        let ch = o / p.ocg * p.cg + ci;
+        for (var n = 0u; n < p.n; n++) {
+            for (var oy = 0u; oy < p.oh; oy++) {
+                let iy = i32(oy * p.sh + ky * p.dh) - i32(p.top);
+                if (iy < 0 || iy >= i32(p.h)) {
+                    continue;
+                }
+                for (var ox = 0u; ox < p.ow; ox++) {
+                    let ix = i32(ox * p.sw + kx * p.dw) - i32(p.left);
+                    if (ix < 0 || ix >= i32(p.w)) {
+                        continue;
+                    }
+                    let g = bitcast<f32>(b[((n * p.oh + oy) * p.ow + ox) * p.oc + o]);
+                    acc += g * a[((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + ch];
+                }
+            }
+        }
+    }
+    c[i] = acc;
 }

@@ -2596,6 +2596,46 @@ fn train_sweeps(c: &mut Catalogue) {
     });
     c.add(
         cat,
+        "conv backward dy shape",
+        "Shape",
+        &["conv2d_backward_input", "dy"],
+        || {
+            use wgpu_quant::ops::conv::{ConvDesc, ConvDims};
+            let dims = ConvDims::new(4, 3, [3, 3], 1)?;
+            let (dy, w) = (f32s(&[1, 5, 5, 4]), f32s(&[4, 3, 3, 3]));
+            let desc = ConvDesc::default();
+            wgpu_quant::ops::train::conv2d_backward_input(
+                ctx(),
+                &mut enc(),
+                (&dims, &desc),
+                &dy,
+                &w,
+                &f32s(&[1, 5, 5, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "conv backward weight shape",
+        "Shape",
+        &["conv2d_backward_weight", "dw"],
+        || {
+            use wgpu_quant::ops::conv::{ConvDesc, ConvDims};
+            let dims = ConvDims::new(4, 3, [3, 3], 1)?;
+            let (x, dy) = (f32s(&[1, 5, 5, 3]), f32s(&[1, 3, 3, 4]));
+            let desc = ConvDesc::default();
+            wgpu_quant::ops::train::conv2d_backward_weight(
+                ctx(),
+                &mut enc(),
+                (&dims, &desc),
+                &x,
+                &dy,
+                &f32s(&[4, 3, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
         "fake quant one code",
         "InvalidArgument",
         &["fake_quantize", "[3, 3]"],

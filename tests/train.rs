@@ -514,3 +514,135 @@ fn fake_quantization_matches_the_reference() {
         .to_string();
     assert!(e.contains("channel 0: scale 0"), "{e}");
 }
+
+/// A convolution's input and weight gradients on odd shapes (stride 2 with padding,
+/// dilation 2, groups, depthwise) against the f64 sums of their definitions and against
+/// central differences of `L = sum(dy * conv(x, w))` computed by the library's forward
+/// convolution (linear in x and w: h = 0.5 is exact up to rounding).
+#[test]
+fn conv_backward_matches_finite_differences() {
+    use wgpu_quant::desc::conv::Padding;
+    use wgpu_quant::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
+    use wgpu_quant::ops::train::{conv2d_backward_input, conv2d_backward_weight};
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(76);
+    // (batch, h, w, c, oc, kernel, stride, pad, dilation, groups)
+    let cases = [
+        (
+            1usize,
+            5usize,
+            6usize,
+            1usize,
+            2usize,
+            [3usize, 3usize],
+            [1usize, 1usize],
+            1usize,
+            [1usize, 1usize],
+            1usize,
+        ),
+        (2, 7, 5, 3, 4, [3, 2], [2, 1], 1, [1, 1], 1),
+        (1, 9, 8, 4, 6, [3, 3], [2, 2], 2, [2, 2], 2),
+        (2, 6, 7, 5, 5, [3, 3], [1, 2], 1, [1, 1], 5),
+    ];
+    for (nb, h, w, c, oc, k, stride, pad, dil, groups) in cases {
+        let dims = ConvDims::new(oc, c, k, groups).unwrap();
+        let desc = ConvDesc {
+            stride,
+            padding: Padding::uniform(pad),
+            dilation: dil,
+            ..ConvDesc::default()
+        };
+        let xs = [nb, h, w, c];
+        let out = desc.output_shape(&dims, &xs).unwrap();
+        let (oh, ow) = (out[1], out[2]);
+        let x = rand_vec(nb * h * w * c, &mut rng);
+        let wt = rand_vec(dims.oihw().iter().product(), &mut rng);
+        let dy = rand_vec(out.iter().product(), &mut rng);
+        let what = format!("{xs:?} k{k:?} s{stride:?} p{pad} d{dil:?} g{groups}");
+        let forward = |x: &[f32], wt: &[f32]| -> f64 {
+            let cw = ConvWeight::from_oihw(ctx, dims, wt, DType::F32).unwrap();
+            let y = Tensor::zeros(ctx, &out, DType::F32).unwrap();
+            let mut enc = ctx.encoder("conv fwd");
+            conv2d(ctx, &mut enc, &desc, &up(ctx, &xs, x), &cw, None, &y).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            read(ctx, &y)
+                .iter()
+                .zip(&dy)
+                .map(|(&a, &g)| f64::from(a) * f64::from(g))
+                .sum()
+        };
+        let (dx, dw) = (
+            Tensor::zeros(ctx, &xs, DType::F32).unwrap(),
+            Tensor::zeros(ctx, &dims.oihw(), DType::F32).unwrap(),
+        );
+        let (xt, wtt, dyt) = (
+            up(ctx, &xs, &x),
+            up(ctx, &dims.oihw(), &wt),
+            up(ctx, &out, &dy),
+        );
+        let mut enc = ctx.encoder("conv bwd");
+        conv2d_backward_input(ctx, &mut enc, (&dims, &desc), &dyt, &wtt, &dx).unwrap();
+        conv2d_backward_weight(ctx, &mut enc, (&dims, &desc), &xt, &dyt, &dw).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let (gx, gw) = (read(ctx, &dx), read(ctx, &dw));
+        // The definitions in f64: every (input, weight, output) triple the forward
+        // convolution multiplies.
+        let (cg, ocg) = (c / groups, oc / groups);
+        let mut wx = vec![0.0f64; x.len()];
+        let mut ww = vec![0.0f64; wt.len()];
+        for n in 0..nb {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..oc {
+                        let g = f64::from(dy[((n * oh + oy) * ow + ox) * oc + o]);
+                        for ci in 0..cg {
+                            let ch = o / ocg * cg + ci;
+                            for ky in 0..k[0] {
+                                for kx in 0..k[1] {
+                                    let iy = (oy * stride[0] + ky * dil[0]) as i64 - pad as i64;
+                                    let ix = (ox * stride[1] + kx * dil[1]) as i64 - pad as i64;
+                                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                        continue;
+                                    }
+                                    let xi = ((n * h + iy as usize) * w + ix as usize) * c + ch;
+                                    let wi = ((o * cg + ci) * k[0] + ky) * k[1] + kx;
+                                    wx[xi] += g * f64::from(wt[wi]);
+                                    ww[wi] += g * f64::from(x[xi]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rel_err(&gx, &wx) < 1e-5, "dx {what}: {}", rel_err(&gx, &wx));
+        assert!(rel_err(&gw, &ww) < 1e-5, "dW {what}: {}", rel_err(&gw, &ww));
+        let hh = 0.5f32;
+        for e in [0, x.len() / 2, x.len() - 1] {
+            let f = |s: f32| {
+                let mut xp = x.clone();
+                xp[e] += s;
+                forward(&xp, &wt)
+            };
+            let d = (f(hh) - f(-hh)) / f64::from(2.0 * hh);
+            assert!(
+                (d - f64::from(gx[e])).abs() < 2e-3,
+                "{what} dx[{e}]: {d} vs {}",
+                gx[e]
+            );
+        }
+        for e in [0, wt.len() / 2, wt.len() - 1] {
+            let f = |s: f32| {
+                let mut wp = wt.clone();
+                wp[e] += s;
+                forward(&x, &wp)
+            };
+            let d = (f(hh) - f(-hh)) / f64::from(2.0 * hh);
+            assert!(
+                (d - f64::from(gw[e])).abs() < 2e-3,
+                "{what} dW[{e}]: {d} vs {}",
+                gw[e]
+            );
+        }
+    }
+}

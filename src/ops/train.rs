@@ -5,7 +5,9 @@
 //! (PyTorch's `SGD`) and AdamW (decoupled weight decay). A linear layer's input and
 //! weight gradients are GEMMs with transposes ([`linear_backward`]). Fake quantization
 //! ([`fake_quantize`], PyTorch's `fake_quantize_per_{tensor,channel}_affine`) with its
-//! straight-through backward and LSQ's scale gradient.
+//! straight-through backward and LSQ's scale gradient. A convolution's input and weight
+//! gradients ([`conv2d_backward_input`], [`conv2d_backward_weight`]: NHWC, OIHW weights,
+//! groups, stride, padding, dilation) by direct summation.
 //!
 //! The first pieces of quantization-aware training (docs/ARCHITECTURE.md); each kernel
 //! is checked against an f64 reference ([`crate::reference::train`]) and the gradients
@@ -62,6 +64,26 @@ crate::shaders::uniform! {
         qmax: i32,
         channels: u32,
         inner: u32,
+        n: u32,
+        h: u32,
+        w: u32,
+        cin: u32,
+        oh: u32,
+        ow: u32,
+        oc: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        top: u32,
+        left: u32,
+        dh: u32,
+        dw: u32,
+        cg: u32,
+        ocg: u32,
+        pad4: u32,
+        pad5: u32,
+        pad6: u32,
     }
 }
 
@@ -74,7 +96,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..8).map(variant).collect()
+    (0..10).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -696,5 +718,110 @@ pub fn lsq_scale_grad(
         (OP, 7),
         p,
         [Some(x), Some(qp), None, Some(dy), Some(ds)],
+    )
+}
+
+/// The convolution geometry of `x_shape` (NHWC) under `dims`/`desc`, as the params block.
+fn conv_params(
+    op: &'static str,
+    dims: &crate::desc::conv::ConvDims,
+    desc: &crate::desc::conv::ConvDesc,
+    x_shape: &[usize],
+) -> Result<(Params, Vec<usize>)> {
+    let sh = desc.shape(dims, x_shape)?;
+    let u = |what: &str, v: usize| to_u32(op, what, v);
+    let mut p = params(0);
+    p.n = u("batch", sh.batch)?;
+    p.h = u("height", sh.in_h)?;
+    p.w = u("width", sh.in_w)?;
+    p.cin = u("channels", dims.in_channels)?;
+    p.oh = u("output height", sh.out_h)?;
+    p.ow = u("output width", sh.out_w)?;
+    p.oc = u("output channels", dims.out_channels)?;
+    (p.kh, p.kw) = (u("kernel", dims.kernel[0])?, u("kernel", dims.kernel[1])?);
+    (p.sh, p.sw) = (u("stride", sh.stride[0])?, u("stride", sh.stride[1])?);
+    (p.top, p.left) = (u("padding", sh.pad[0])?, u("padding", sh.pad[1])?);
+    (p.dh, p.dw) = (
+        u("dilation", sh.dilation[0])?,
+        u("dilation", sh.dilation[1])?,
+    );
+    p.cg = u("channels", dims.in_channels / dims.groups)?;
+    p.ocg = u("output channels", dims.out_channels / dims.groups)?;
+    let out = vec![sh.batch, sh.out_h, sh.out_w, dims.out_channels];
+    Ok((p, out))
+}
+
+fn check_shape(op: &'static str, what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
+    f32_operand(op, what, t)?;
+    if t.shape() != want {
+        return Err(Error::shape(
+            op,
+            format!("{what} has shape {:?}; {want:?} is needed", t.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a 2-D convolution's input gradient `dx` (NHWC, the input's shape) from the
+/// output's gradient `dy` and the weights `w` (`[OC, C / groups, KH, KW]`), for the
+/// convolution `dims`/`desc` describe (its activation is not applied here: take its
+/// backward first).
+pub fn conv2d_backward_input(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_input";
+    super::check_devices(
+        ctx,
+        OP,
+        &[("dy", Some(dy)), ("w", Some(w)), ("dx", Some(dx))],
+    )?;
+    let (mut p, out) = conv_params(OP, dims, desc, dx.shape())?;
+    check_shape(OP, "dx", dx, dx.shape())?;
+    check_shape(OP, "dy", dy, &out)?;
+    check_shape(OP, "w", w, &dims.oihw())?;
+    distinct(OP, &[("dy", dy), ("w", w), ("dx", dx)])?;
+    p.total = to_u32(OP, "elements", dx.numel())?;
+    record(
+        ctx,
+        encoder,
+        (OP, 8),
+        p,
+        [Some(dy), Some(w), Some(dx), None, None],
+    )
+}
+
+/// Records a 2-D convolution's weight gradient `dw` (`[OC, C / groups, KH, KW]`) from its
+/// input `x` (NHWC) and the output's gradient `dy`.
+pub fn conv2d_backward_weight(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_weight";
+    super::check_devices(
+        ctx,
+        OP,
+        &[("x", Some(x)), ("dy", Some(dy)), ("dw", Some(dw))],
+    )?;
+    let (mut p, out) = conv_params(OP, dims, desc, x.shape())?;
+    check_shape(OP, "x", x, x.shape())?;
+    check_shape(OP, "dy", dy, &out)?;
+    check_shape(OP, "dw", dw, &dims.oihw())?;
+    distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
+    p.total = to_u32(OP, "elements", dw.numel())?;
+    record(
+        ctx,
+        encoder,
+        (OP, 9),
+        p,
+        [Some(x), Some(dy), Some(dw), None, None],
     )
 }
