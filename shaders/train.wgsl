@@ -31,6 +31,12 @@
 //   OP 9, its weight gradient: for weight (o, ci, ky, kx), c[i] = the sum over n, oy, ox
 //         of dy[n, oy, ox, o] * x[n, oy * sh - top + ky * dh, ox * sw - left + kx * dw,
 //         g * cg + ci] (zero padding outside); a = x, b = dy's bits.
+//   OP 10, max pooling's input gradient: input element (n, y, x, c) gathers dy of every
+//         window (same geometry fields as the convolution's) whose maximum it is, the
+//         first inside tap in row-major order holding the largest value (PyTorch's rule);
+//         a = the forward input, b = dy's bits.
+//   OP 11, average pooling's: dy of every window holding the element, over the window's
+//         count (every tap with count_pad, else the taps inside the image).
 //
 // Compile-time constants: WG, OP.
 
@@ -92,6 +98,10 @@ fn main(
 ) {
     let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
     if (i >= p.total) {
+        return;
+    }
+    if (OP >= 10u) {
+        pool_backward(i);
         return;
     }
     if (OP >= 8u) {
@@ -241,6 +251,70 @@ fn conv_backward(i: u32) {
                     let g = bitcast<f32>(b[((n * p.oh + oy) * p.ow + ox) * p.oc + o]);
                     acc += g * a[((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + ch];
                 }
+            }
+        }
+    }
+    c[i] = acc;
+}
+
+// The input pixel (y, x) of window (oy, ox)'s tap (ky, kx), or -1 where it is padding.
+fn tap_pixel(oy: u32, ox: u32, ky: u32, kx: u32) -> vec2<i32> {
+    let iy = i32(oy * p.sh + ky * p.dh) - i32(p.top);
+    let ix = i32(ox * p.sw + kx * p.dw) - i32(p.left);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        return vec2<i32>(-1, -1);
+    }
+    return vec2<i32>(iy, ix);
+}
+
+fn pool_backward(i: u32) {
+    let ch = i % p.cin;
+    var t = i / p.cin;
+    let x = i32(t % p.w);
+    t /= p.w;
+    let y = i32(t % p.h);
+    let n = t / p.h;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let ny = y + i32(p.top) - i32(ky * p.dh);
+        if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
+            continue;
+        }
+        let oy = u32(ny) / p.sh;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let nx = x + i32(p.left) - i32(kx * p.dw);
+            if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+                continue;
+            }
+            let ox = u32(nx) / p.sw;
+            let g = bitcast<f32>(b[((n * p.oh + oy) * p.ow + ox) * p.cin + ch]);
+            // The window's maximum (first in order) or its count.
+            var best = vec2<i32>(-1, -1);
+            var best_v = 0.0;
+            var count = 0u;
+            for (var wy = 0u; wy < p.kh; wy++) {
+                for (var wx = 0u; wx < p.kw; wx++) {
+                    let q = tap_pixel(oy, ox, wy, wx);
+                    if (q.x < 0) {
+                        continue;
+                    }
+                    count++;
+                    let v = a[((n * p.h + u32(q.x)) * p.w + u32(q.y)) * p.cin + ch];
+                    if (best.x < 0 || v > best_v) {
+                        best = q;
+                        best_v = v;
+                    }
+                }
+            }
+            if (OP == 10u) {
+                if (best.x == y && best.y == x) {
+                    acc += g;
+                }
+            } else {
+                if (p.pad4 != 0u) {
+                    count = p.kh * p.kw;
+                }
+                acc += g / f32(max(count, 1u));
             }
         }
     }

@@ -2596,6 +2596,25 @@ fn train_sweeps(c: &mut Catalogue) {
     });
     c.add(
         cat,
+        "pool backward dy shape",
+        "Shape",
+        &["pool2d_backward", "dy"],
+        || {
+            use wgpu_quant::desc::pool::{PoolDesc, PoolKind};
+            let desc = PoolDesc::new(PoolKind::Max, 2, 2);
+            let (x, dy) = (f32s(&[1, 4, 4, 3]), f32s(&[1, 3, 3, 3]));
+            wgpu_quant::ops::train::pool2d_backward(
+                ctx(),
+                &mut enc(),
+                &desc,
+                &x,
+                &dy,
+                &f32s(&[1, 4, 4, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
         "conv backward dy shape",
         "Shape",
         &["conv2d_backward_input", "dy"],

@@ -646,3 +646,132 @@ fn conv_backward_matches_finite_differences() {
         }
     }
 }
+
+/// Max and average pooling's input gradients on odd shapes (2x2 stride 2, 3x3 stride 2
+/// padded, dilated, with and without count_pad, global) against the host's scatter of
+/// each window's gradient, and against central differences of `L = sum(dy * pool(x))`
+/// by the library's forward pooling.
+#[test]
+fn pool_backward_matches_finite_differences() {
+    use wgpu_quant::desc::conv::Padding;
+    use wgpu_quant::desc::pool::{PoolDesc, PoolKind};
+    use wgpu_quant::ops::pool::pool2d;
+    use wgpu_quant::ops::train::pool2d_backward;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    let mut descs = Vec::new();
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        descs.push(PoolDesc::new(kind, 2, 2));
+        descs.push(PoolDesc::new(kind, 3, 2).padding(Padding::uniform(1)));
+        let mut d = PoolDesc::new(kind, 2, 1);
+        d.dilation = [2, 2];
+        descs.push(d);
+        let mut d = PoolDesc::new(kind, 3, 1).padding(Padding::uniform(1));
+        d.count_pad = true;
+        descs.push(d);
+        let mut g = PoolDesc::new(kind, 1, 1);
+        g.kernel = None;
+        descs.push(g);
+    }
+    let xs = [2usize, 7, 6, 3];
+    let n: usize = xs.iter().product();
+    for desc in descs {
+        let x = rand_vec(n, &mut rng);
+        let out = desc.output_shape(&xs).unwrap();
+        let dy = rand_vec(out.iter().product(), &mut rng);
+        let forward = |x: &[f32]| -> f64 {
+            let y = Tensor::zeros(ctx, &out, DType::F32).unwrap();
+            let mut enc = ctx.encoder("pool fwd");
+            pool2d(ctx, &mut enc, &desc, &up(ctx, &xs, x), &y).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            read(ctx, &y)
+                .iter()
+                .zip(&dy)
+                .map(|(&a, &g)| f64::from(a) * f64::from(g))
+                .sum()
+        };
+        let dx = Tensor::zeros(ctx, &xs, DType::F32).unwrap();
+        let mut enc = ctx.encoder("pool bwd");
+        pool2d_backward(
+            ctx,
+            &mut enc,
+            &desc,
+            &up(ctx, &xs, &x),
+            &up(ctx, &out, &dy),
+            &dx,
+        )
+        .unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = read(ctx, &dx);
+        // The host: each window's gradient to its first maximum, or spread over it.
+        let (h, w, c) = (xs[1], xs[2], xs[3]);
+        let k = desc.kernel.unwrap_or([h, w]);
+        let pad = match desc.padding {
+            Padding::Explicit(p) => p[0],
+            _ => 0,
+        };
+        let mut want = vec![0.0f64; n];
+        for b in 0..xs[0] {
+            for oy in 0..out[1] {
+                for ox in 0..out[2] {
+                    for ch in 0..c {
+                        let g = f64::from(dy[((b * out[1] + oy) * out[2] + ox) * c + ch]);
+                        let mut taps = Vec::new();
+                        for ky in 0..k[0] {
+                            for kx in 0..k[1] {
+                                let iy = (oy * desc.stride[0] + ky * desc.dilation[0]) as i64
+                                    - pad as i64;
+                                let ix = (ox * desc.stride[1] + kx * desc.dilation[1]) as i64
+                                    - pad as i64;
+                                if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                                    taps.push(((b * h + iy as usize) * w + ix as usize) * c + ch);
+                                }
+                            }
+                        }
+                        if desc.kind == PoolKind::Max {
+                            let mut best = taps[0];
+                            for &t in &taps {
+                                if x[t] > x[best] {
+                                    best = t;
+                                }
+                            }
+                            want[best] += g;
+                        } else {
+                            let count = if desc.count_pad {
+                                k[0] * k[1]
+                            } else {
+                                taps.len()
+                            };
+                            for &t in &taps {
+                                want[t] += g / count as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            rel_err(&got, &want) < 1e-5,
+            "{desc:?}: {}",
+            rel_err(&got, &want)
+        );
+        let hh = if desc.kind == PoolKind::Max {
+            1e-3f32
+        } else {
+            0.5
+        };
+        for e in [0, n / 3, n / 2, n - 1] {
+            let f = |s: f32| {
+                let mut xp = x.clone();
+                xp[e] += s;
+                forward(&xp)
+            };
+            let d = (f(hh) - f(-hh)) / f64::from(2.0 * hh);
+            assert!(
+                (d - f64::from(got[e])).abs() < 5e-3,
+                "{desc:?} dx[{e}]: {d} vs {}",
+                got[e]
+            );
+        }
+    }
+}

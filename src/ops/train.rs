@@ -7,7 +7,8 @@
 //! ([`fake_quantize`], PyTorch's `fake_quantize_per_{tensor,channel}_affine`) with its
 //! straight-through backward and LSQ's scale gradient. A convolution's input and weight
 //! gradients ([`conv2d_backward_input`], [`conv2d_backward_weight`]: NHWC, OIHW weights,
-//! groups, stride, padding, dilation) by direct summation.
+//! groups, stride, padding, dilation) by direct summation; max and average pooling's
+//! input gradients ([`pool2d_backward`]).
 //!
 //! The first pieces of quantization-aware training (docs/ARCHITECTURE.md); each kernel
 //! is checked against an f64 reference ([`crate::reference::train`]) and the gradients
@@ -96,7 +97,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..10).map(variant).collect()
+    (0..12).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -823,5 +824,59 @@ pub fn conv2d_backward_weight(
         (OP, 9),
         p,
         [Some(x), Some(dy), Some(dw), None, None],
+    )
+}
+
+/// Records pooling's input gradient `dx` (NHWC, `x`'s shape) from the forward input `x`
+/// and the output's gradient `dy`: max pooling routes each window's gradient to its
+/// largest element (the first in row-major order on ties, as PyTorch), average pooling
+/// spreads it over the window's count (as the forward divides). Global pooling too.
+pub fn pool2d_backward(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &crate::desc::pool::PoolDesc,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    const OP: &str = "pool2d_backward";
+    super::check_devices(
+        ctx,
+        OP,
+        &[("x", Some(x)), ("dy", Some(dy)), ("dx", Some(dx))],
+    )?;
+    let (oh, ow, [top, left], kernel) = desc.geometry(x.shape())?;
+    let xs = x.shape().to_vec();
+    check_shape(OP, "x", x, &xs)?;
+    check_shape(OP, "dy", dy, &[xs[0], oh, ow, xs[3]])?;
+    check_shape(OP, "dx", dx, &xs)?;
+    distinct(OP, &[("x", x), ("dy", dy), ("dx", dx)])?;
+    let u = |what: &str, v: usize| to_u32(OP, what, v);
+    let mut p = params(u("elements", x.numel())?);
+    (p.n, p.h, p.w, p.cin) = (
+        u("batch", xs[0])?,
+        u("height", xs[1])?,
+        u("width", xs[2])?,
+        u("channels", xs[3])?,
+    );
+    (p.oh, p.ow) = (u("output height", oh)?, u("output width", ow)?);
+    (p.kh, p.kw) = (u("kernel", kernel[0])?, u("kernel", kernel[1])?);
+    (p.sh, p.sw) = (u("stride", desc.stride[0])?, u("stride", desc.stride[1])?);
+    (p.dh, p.dw) = (
+        u("dilation", desc.dilation[0])?,
+        u("dilation", desc.dilation[1])?,
+    );
+    (p.top, p.left) = (u("padding", top)?, u("padding", left)?);
+    p.pad4 = u32::from(desc.count_pad);
+    let code = match desc.kind {
+        crate::desc::pool::PoolKind::Max => 10,
+        crate::desc::pool::PoolKind::Avg => 11,
+    };
+    record(
+        ctx,
+        encoder,
+        (OP, code),
+        p,
+        [Some(x), Some(dy), Some(dx), None, None],
     )
 }
