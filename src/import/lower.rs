@@ -2383,23 +2383,7 @@ impl Lowering {
         let [pt, pl, pb, pr] = signed.map(|v| v.max(0) as usize);
         let crop = signed.map(|v| (-v).max(0) as usize);
         // OIHW weights [M, C / groups, kh, kw], flipped in space.
-        let wv = w.to_f32();
-        let cg = c / groups;
-        let mut wt = vec![0.0f32; m * cg * kh * kw];
-        for g in 0..groups {
-            for ci in 0..cg {
-                for mo in 0..mg {
-                    for y in 0..kh {
-                        for z in 0..kw {
-                            let src = (((g * cg + ci) * mg + mo) * kh + y) * kw + z;
-                            let dst =
-                                (((g * mg + mo) * cg + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - z);
-                            wt[dst] = wv[src];
-                        }
-                    }
-                }
-            }
-        }
+        let wt = flipped_weights(&w.to_f32(), [c, mg, kh, kw], groups);
         let bias = match self.konst(n, 2, "B")? {
             Some(b) if b.len() != m => {
                 return Err(format!(
@@ -3943,6 +3927,29 @@ fn broadcast_to(dims: &[usize], v: &[f32], target: &[usize]) -> Option<Vec<f32>>
 }
 
 /// A reshape of activation `x` to the ONNX shape `dims`, where the stored order allows.
+/// A transposed convolution's weights `[C, M / groups, kh, kw]` as the OIHW weights
+/// `[M, C / groups, kh, kw]` of the equivalent stride-1 convolution, flipped in space.
+fn flipped_weights(wv: &[f32], [c, mg, kh, kw]: [usize; 4], groups: usize) -> Vec<f32> {
+    let m = mg * groups;
+    let cg = c / groups;
+    let mut wt = vec![0.0f32; m * cg * kh * kw];
+    for g in 0..groups {
+        for ci in 0..cg {
+            for mo in 0..mg {
+                for y in 0..kh {
+                    for z in 0..kw {
+                        let src = (((g * cg + ci) * mg + mo) * kh + y) * kw + z;
+                        let dst =
+                            (((g * mg + mo) * cg + ci) * kh + (kh - 1 - y)) * kw + (kw - 1 - z);
+                        wt[dst] = wv[src];
+                    }
+                }
+            }
+        }
+    }
+    wt
+}
+
 /// Refuses a shape of more than 2^31 elements (what one storage binding can index).
 fn bounded(shape: &[usize], what: &str) -> R<()> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));

@@ -707,49 +707,11 @@ pub(crate) fn infer_shapes(graph: &Graph, input_shape: &[usize]) -> Result<Vec<V
                     crate::ops::layout::permuted_shape(view, perm)
                         .map_err(|m| at(Error::invalid(OP, m)))?
                 }
-                Layer::Crop {
-                    view,
-                    start,
-                    step,
-                    size,
-                } => {
-                    check_view(&x_shape, view).map_err(at)?;
-                    crate::ops::layout::check_slice(view, start, step, size)
-                        .map_err(|m| at(Error::invalid(OP, m)))?;
-                    size.clone()
-                }
-                Layer::Const { value, dims } => {
-                    if dims.iter().product::<usize>() != value.len() || dims.is_empty() {
-                        return Err(at(Error::shape(
-                            OP,
-                            format!("a constant of {dims:?} holds {} values", value.len()),
-                        )));
-                    }
-                    dims.clone()
-                }
-                Layer::Gather { axis, indices } => {
-                    let out = crate::ops::layout::gathered_shape(&x_shape, *axis, indices.len())
-                        .map_err(|m| at(Error::invalid(OP, m)))?;
-                    if let Some(&bad) = indices.iter().find(|&&j| j >= x_shape[*axis]) {
-                        return Err(at(Error::invalid(
-                            OP,
-                            format!("index {bad} on axis {axis} of {x_shape:?}"),
-                        )));
-                    }
-                    out
-                }
-                Layer::Expand { view, to } => {
-                    check_view(&x_shape, view).map_err(at)?;
-                    crate::ops::layout::expand_strides(view, to)
-                        .map_err(|m| at(Error::invalid(OP, m)))?;
-                    to.clone()
-                }
-                Layer::Pad {
-                    before,
-                    after,
-                    mode,
-                } => crate::ops::layout::padded_shape(&x_shape, before, after, *mode)
-                    .map_err(|m| at(Error::invalid(OP, m)))?,
+                Layer::Crop { .. }
+                | Layer::Const { .. }
+                | Layer::Gather { .. }
+                | Layer::Expand { .. }
+                | Layer::Pad { .. } => strided_shape(&node.layer, &x_shape).map_err(at)?,
                 Layer::Upsample { .. } | Layer::DepthToSpace { .. } | Layer::ZeroInsert { .. } => {
                     scaled_shape(&node.layer, &x_shape).map_err(at)?
                 }
@@ -1229,6 +1191,52 @@ impl Model {
 }
 
 /// Checks that a tensor of `x` elements can be viewed as `view`.
+/// The output shape of a data-moving layer (slice, constant, gather, broadcast, pad) on
+/// an input of `x_shape`, or what is wrong.
+fn strided_shape(layer: &Layer, x_shape: &[usize]) -> Result<Vec<usize>> {
+    let bad = |m: String| Error::invalid(OP, m);
+    Ok(match layer {
+        Layer::Crop {
+            view,
+            start,
+            step,
+            size,
+        } => {
+            check_view(x_shape, view)?;
+            crate::ops::layout::check_slice(view, start, step, size).map_err(bad)?;
+            size.clone()
+        }
+        Layer::Const { value, dims } => {
+            if dims.iter().product::<usize>() != value.len() || dims.is_empty() {
+                return Err(Error::shape(
+                    OP,
+                    format!("a constant of {dims:?} holds {} values", value.len()),
+                ));
+            }
+            dims.clone()
+        }
+        Layer::Gather { axis, indices } => {
+            let out =
+                crate::ops::layout::gathered_shape(x_shape, *axis, indices.len()).map_err(bad)?;
+            if let Some(&j) = indices.iter().find(|&&j| j >= x_shape[*axis]) {
+                return Err(bad(format!("index {j} on axis {axis} of {x_shape:?}")));
+            }
+            out
+        }
+        Layer::Expand { view, to } => {
+            check_view(x_shape, view)?;
+            crate::ops::layout::expand_strides(view, to).map_err(bad)?;
+            to.clone()
+        }
+        Layer::Pad {
+            before,
+            after,
+            mode,
+        } => crate::ops::layout::padded_shape(x_shape, before, after, *mode).map_err(bad)?,
+        _ => unreachable!("called for the data-moving layers"),
+    })
+}
+
 /// A gather's indices on the GPU (u32; the shape check has bounded them).
 pub(crate) fn index_tensor(ctx: &Context, indices: &[usize]) -> Result<Tensor> {
     let v: Vec<u32> = indices

@@ -770,29 +770,19 @@ fn check_shape(op: &'static str, what: &str, t: &Tensor, want: &[usize]) -> Resu
 pub fn conv2d_backward_input(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    geometry: (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
     dy: &Tensor,
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "conv2d_backward_input";
-    super::check_devices(
-        ctx,
-        OP,
-        &[("dy", Some(dy)), ("w", Some(w)), ("dx", Some(dx))],
-    )?;
-    let (mut p, out) = conv_params(OP, dims, desc, dx.shape())?;
-    check_shape(OP, "dx", dx, dx.shape())?;
-    check_shape(OP, "dy", dy, &out)?;
-    check_shape(OP, "w", w, &dims.oihw())?;
-    distinct(OP, &[("dy", dy), ("w", w), ("dx", dx)])?;
-    p.total = to_u32(OP, "elements", dx.numel())?;
-    record(
+    let ops = [("dy", dy), ("w", w), ("dx", dx)];
+    conv_grad(
         ctx,
         encoder,
-        (OP, 8),
-        p,
-        [Some(dy), Some(w), Some(dx), None, None],
+        ("conv2d_backward_input", 8),
+        geometry,
+        dx.shape(),
+        ops,
     )
 }
 
@@ -801,30 +791,49 @@ pub fn conv2d_backward_input(
 pub fn conv2d_backward_weight(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
-    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    geometry: (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
     x: &Tensor,
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "conv2d_backward_weight";
-    super::check_devices(
-        ctx,
-        OP,
-        &[("x", Some(x)), ("dy", Some(dy)), ("dw", Some(dw))],
-    )?;
-    let (mut p, out) = conv_params(OP, dims, desc, x.shape())?;
-    check_shape(OP, "x", x, x.shape())?;
-    check_shape(OP, "dy", dy, &out)?;
-    check_shape(OP, "dw", dw, &dims.oihw())?;
-    distinct(OP, &[("x", x), ("dy", dy), ("dw", dw)])?;
-    p.total = to_u32(OP, "elements", dw.numel())?;
-    record(
+    let ops = [("x", x), ("dy", dy), ("dw", dw)];
+    conv_grad(
         ctx,
         encoder,
-        (OP, 9),
-        p,
-        [Some(x), Some(dy), Some(dw), None, None],
+        ("conv2d_backward_weight", 9),
+        geometry,
+        x.shape(),
+        ops,
     )
+}
+
+/// Both convolution gradients: `ops` are the kernel's a, b and c (`dy, w, dx` or `x,
+/// dy, dw`), each checked against the geometry of an input of `x_shape`.
+fn conv_grad(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    x_shape: &[usize],
+    ops: [(&'static str, &Tensor); 3],
+) -> Result<()> {
+    let named: Vec<(&str, Option<&Tensor>)> = ops.iter().map(|(n, t)| (*n, Some(*t))).collect();
+    super::check_devices(ctx, op, &named)?;
+    let (mut p, out) = conv_params(op, dims, desc, x_shape)?;
+    let want = |name: &str| -> Vec<usize> {
+        match name {
+            "dy" => out.clone(),
+            "w" | "dw" => dims.oihw().to_vec(),
+            _ => x_shape.to_vec(),
+        }
+    };
+    for (name, t) in ops {
+        check_shape(op, name, t, &want(name))?;
+    }
+    distinct(op, &ops)?;
+    p.total = to_u32(op, "elements", ops[2].1.numel())?;
+    let [a, b, c] = ops.map(|(_, t)| Some(t));
+    record(ctx, encoder, (op, code), p, [a, b, c, None, None])
 }
 
 /// Records pooling's input gradient `dx` (NHWC, `x`'s shape) from the forward input `x`
