@@ -37,6 +37,10 @@
 //         a = the forward input, b = dy's bits.
 //   OP 11, average pooling's: dy of every window holding the element, over the window's
 //         count (every tap with count_pad, else the taps inside the image).
+//   OP 12, a convolution's forward pass on OIHW f32 weights as training keeps them (no
+//         rearrangement): for output (n, oy, ox, o), c[i] = bias + the sum over the
+//         group's input channels and taps inside the image of x * w; a = x, b = w's
+//         bits, d = the bias (its first element unused when pad5 is 0: no bias).
 //
 // Compile-time constants: WG, OP.
 
@@ -98,6 +102,10 @@ fn main(
 ) {
     let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
     if (i >= p.total) {
+        return;
+    }
+    if (OP == 12u) {
+        conv_forward(i);
         return;
     }
     if (OP >= 10u) {
@@ -315,6 +323,34 @@ fn pool_backward(i: u32) {
                     count = p.kh * p.kw;
                 }
                 acc += g / f32(max(count, 1u));
+            }
+        }
+    }
+    c[i] = acc;
+}
+
+fn conv_forward(i: u32) {
+    let o = i % p.oc;
+    var t = i / p.oc;
+    let ox = t % p.ow;
+    t /= p.ow;
+    let oy = t % p.oh;
+    let n = t / p.oh;
+    let g = o / p.ocg;
+    var acc = 0.0;
+    if (p.pad5 != 0u) {
+        acc = d[o];
+    }
+    for (var ci = 0u; ci < p.cg; ci++) {
+        let ch = g * p.cg + ci;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let q = tap_pixel(oy, ox, ky, kx);
+                if (q.x < 0) {
+                    continue;
+                }
+                let xv = a[((n * p.h + u32(q.x)) * p.w + u32(q.y)) * p.cin + ch];
+                acc += xv * bitcast<f32>(b[((o * p.cg + ci) * p.kh + ky) * p.kw + kx]);
             }
         }
     }

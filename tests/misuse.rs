@@ -2596,6 +2596,26 @@ fn train_sweeps(c: &mut Catalogue) {
     });
     c.add(
         cat,
+        "oihw conv weight shape",
+        "Shape",
+        &["conv2d_oihw", "w"],
+        || {
+            use wgpu_quant::ops::conv::{ConvDesc, ConvDims};
+            let dims = ConvDims::new(4, 3, [3, 3], 1)?;
+            let desc = ConvDesc::default();
+            let (x, w) = (f32s(&[1, 5, 5, 3]), f32s(&[4, 3, 3]));
+            wgpu_quant::ops::train::conv2d_oihw(
+                ctx(),
+                &mut enc(),
+                (&dims, &desc),
+                &x,
+                (&w, None),
+                &f32s(&[1, 3, 3, 4]),
+            )
+        },
+    );
+    c.add(
+        cat,
         "pool backward dy shape",
         "Shape",
         &["pool2d_backward", "dy"],

@@ -775,3 +775,65 @@ fn pool_backward_matches_finite_differences() {
         }
     }
 }
+
+/// The forward convolution on OIHW weights against the inference convolution (which
+/// rearranges its weights once) on odd shapes (stride, padding, dilation, groups,
+/// depthwise), with and without a bias, within 1e-5 relative.
+#[test]
+fn oihw_convolution_matches_the_inference_kernel() {
+    use wgpu_quant::desc::conv::Padding;
+    use wgpu_quant::ops::conv::{conv2d, ConvDesc, ConvDims, ConvWeight};
+    use wgpu_quant::ops::train::conv2d_oihw;
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(78);
+    let cases = [
+        (
+            1usize,
+            28usize,
+            28usize,
+            1usize,
+            6usize,
+            [5usize, 5usize],
+            [1usize, 1usize],
+            0usize,
+            [1usize, 1usize],
+            1usize,
+        ),
+        (2, 7, 5, 3, 4, [3, 2], [2, 1], 1, [1, 1], 1),
+        (1, 9, 8, 4, 6, [3, 3], [2, 2], 2, [2, 2], 2),
+        (2, 6, 7, 5, 5, [3, 3], [1, 2], 1, [1, 1], 5),
+    ];
+    for (nb, h, w, c, oc, k, stride, pad, dil, groups) in cases {
+        let dims = ConvDims::new(oc, c, k, groups).unwrap();
+        let desc = ConvDesc {
+            stride,
+            padding: Padding::uniform(pad),
+            dilation: dil,
+            ..ConvDesc::default()
+        };
+        let xs = [nb, h, w, c];
+        let out = desc.output_shape(&dims, &xs).unwrap();
+        let x = up(ctx, &xs, &rand_vec(xs.iter().product(), &mut rng));
+        let wv = rand_vec(dims.oihw().iter().product(), &mut rng);
+        let bias = up(ctx, &[oc], &rand_vec(oc, &mut rng));
+        let cw = ConvWeight::from_oihw(ctx, dims, &wv, DType::F32).unwrap();
+        let wt = up(ctx, &dims.oihw(), &wv);
+        for b in [None, Some(&bias)] {
+            let (want, got) = (
+                Tensor::zeros(ctx, &out, DType::F32).unwrap(),
+                Tensor::zeros(ctx, &out, DType::F32).unwrap(),
+            );
+            let mut enc = ctx.encoder("conv");
+            conv2d(ctx, &mut enc, &desc, &x, &cw, b, &want).unwrap();
+            conv2d_oihw(ctx, &mut enc, (&dims, &desc), &x, (&wt, b), &got).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let want64 = f64s(&read(ctx, &want));
+            let e = rel_err(&read(ctx, &got), &want64);
+            assert!(
+                e < 1e-5,
+                "{xs:?} k{k:?} g{groups} bias {}: {e:.2e}",
+                b.is_some()
+            );
+        }
+    }
+}

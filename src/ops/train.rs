@@ -8,7 +8,8 @@
 //! straight-through backward and LSQ's scale gradient. A convolution's input and weight
 //! gradients ([`conv2d_backward_input`], [`conv2d_backward_weight`]: NHWC, OIHW weights,
 //! groups, stride, padding, dilation) by direct summation; max and average pooling's
-//! input gradients ([`pool2d_backward`]).
+//! input gradients ([`pool2d_backward`]); a convolution's forward pass on the OIHW
+//! weights training updates ([`conv2d_oihw`]).
 //!
 //! The first pieces of quantization-aware training (docs/ARCHITECTURE.md); each kernel
 //! is checked against an f64 reference ([`crate::reference::train`]) and the gradients
@@ -97,7 +98,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..12).map(variant).collect()
+    (0..13).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -887,5 +888,47 @@ pub fn pool2d_backward(
         (OP, code),
         p,
         [Some(x), Some(dy), Some(dx), None, None],
+    )
+}
+
+/// Records a 2-D convolution (NHWC input, `out` `[B, OH, OW, OC]`) with f32 OIHW weights
+/// `w` (`[OC, C / groups, KH, KW]`, as training keeps and updates them: no
+/// rearrangement) and an optional bias `[OC]`; no activation. Direct sums in f32.
+pub fn conv2d_oihw(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    x: &Tensor,
+    (w, bias): (&Tensor, Option<&Tensor>),
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "conv2d_oihw";
+    super::check_devices(
+        ctx,
+        OP,
+        &[
+            ("x", Some(x)),
+            ("w", Some(w)),
+            ("bias", bias),
+            ("output", Some(out)),
+        ],
+    )?;
+    let (mut p, shape) = conv_params(OP, dims, desc, x.shape())?;
+    check_shape(OP, "x", x, x.shape())?;
+    check_shape(OP, "w", w, &dims.oihw())?;
+    check_shape(OP, "output", out, &shape)?;
+    if let Some(b) = bias {
+        check_shape(OP, "bias", b, &[dims.out_channels])?;
+        distinct(OP, &[("bias", b), ("output", out)])?;
+    }
+    distinct(OP, &[("x", x), ("w", w), ("output", out)])?;
+    p.total = to_u32(OP, "elements", out.numel())?;
+    p.pad5 = u32::from(bias.is_some());
+    record(
+        ctx,
+        encoder,
+        (OP, 12),
+        p,
+        [Some(x), Some(w), Some(out), bias, None],
     )
 }
