@@ -2834,3 +2834,35 @@ fn general_broadcasts_expand_their_operands() {
     }
     check(&run(ctx, &onnx, &x), &want, 1e-6);
 }
+
+/// The model input as the second operand of a channel concatenation of images: copied
+/// in its NHWC storage (a copy shaped as its NCHW view did not fit the concatenation).
+#[test]
+fn the_model_input_concatenates_as_a_later_operand() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(63);
+    let m = model(
+        vec![
+            node("Relu", "relu", &["x"], &["r"], vec![]),
+            node(
+                "Concat",
+                "cat",
+                &["r", "x"],
+                &["y"],
+                vec![attr_i("axis", 1)],
+            ),
+        ],
+        vec![],
+        &[1, 2, 3, 4],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let x = rand_vec(24, &mut rng);
+    let want: Vec<f64> = x
+        .iter()
+        .map(|&v| f64::from(v.max(0.0)))
+        .chain(x.iter().map(|&v| f64::from(v)))
+        .collect();
+    assert_eq!(onnx.output().shape, vec![1, 4, 3, 4]);
+    check(&run(ctx, &onnx, &x), &want, 0.0);
+}

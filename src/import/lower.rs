@@ -1421,12 +1421,19 @@ impl Lowering {
         let first = pieces[0].clone();
         let mut others = Vec::new();
         for (k, a) in pieces.iter().enumerate().skip(1) {
-            let a = match a.src {
-                Src::Node(_) => a.clone(),
-                Src::Input => self.materialize(a.clone(), &format!("{label}.in{k}")),
-            };
-            let Src::Node(o) = a.src else {
-                unreachable!("materialized")
+            // The model input as another operand: a copy of its stored tensor (an image
+            // keeps its NHWC storage).
+            let o = match a.src {
+                Src::Node(o) => o,
+                Src::Input => {
+                    let layer = Layer::Permute {
+                        view: a.phys.clone(),
+                        perm: (0..a.phys.len()).collect(),
+                    };
+                    let o = self.push(&format!("{label}.in{k}"), layer, a.src);
+                    self.same_codes(a.src, o);
+                    o
+                }
             };
             others.push(o);
         }
