@@ -41,6 +41,17 @@
 //         rearrangement): for output (n, oy, ox, o), c[i] = bias + the sum over the
 //         group's input channels and taps inside the image of x * w; a = x, b = w's
 //         bits, d = the bias (its first element unused when pad5 is 0: no bias).
+//   OP 13, range observation, one workgroup per channel k of a [outer, channels, inner]
+//         tensor a: the channel's minimum and maximum (a tree in workgroup memory), as a
+//         moving average with the state d (min, max per channel): d = mu * d + (1 - mu)
+//         * current, or the current range when pad5 is 0 (the first observation); then
+//         the fake quantization parameters of that range into c (scale, 1 / scale and the
+//         zero point, each an f32, three per channel): symmetric (pad6 = 0: zero point
+//         0, scale = max(|min|, |max|) / ((qmax - qmin) / 2)) or asymmetric (pad6 = 1:
+//         the range widened to hold 0, scale = (max - min) / (qmax - qmin), zero point
+//         qmin - round(min / scale) clamped to the codes); scales below eps become eps.
+//   OP 14, parameters from learned scales (LSQ): c[3k] = max(a[k], eps), c[3k + 1] its
+//         inverse, the zero point c[3k + 2] kept.
 //
 // Compile-time constants: WG, OP.
 
@@ -100,8 +111,18 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
+    if (OP == 13u) {
+        observe(wid.x + nwg.x * (wid.y + nwg.y * wid.z), lid.x);
+        return;
+    }
     let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
     if (i >= p.total) {
+        return;
+    }
+    if (OP == 14u) {
+        let s = max(a[i], p.eps);
+        c[3u * i] = s;
+        c[3u * i + 1u] = 1.0 / s;
         return;
     }
     if (OP == 12u) {
@@ -169,7 +190,7 @@ fn main(
 
 // The channel's scale, inverse scale and zero point.
 fn qparams(k: u32) -> vec3<f32> {
-    return vec3<f32>(bitcast<f32>(b[3u * k]), bitcast<f32>(b[3u * k + 1u]), f32(bitcast<i32>(b[3u * k + 2u])));
+    return vec3<f32>(bitcast<f32>(b[3u * k]), bitcast<f32>(b[3u * k + 1u]), bitcast<f32>(b[3u * k + 2u]));
 }
 
 fn fake_quant(i: u32) {
@@ -355,4 +376,58 @@ fn conv_forward(i: u32) {
         }
     }
     c[i] = acc;
+}
+
+var<workgroup> lo_part: array<f32, WG>;
+var<workgroup> hi_part: array<f32, WG>;
+
+fn observe(k: u32, t: u32) {
+    if (k >= p.channels) {
+        return;
+    }
+    var lo = bitcast<f32>(0x7f800000u);
+    var hi = -lo;
+    for (var o = 0u; o < p.rows; o++) {
+        let base = (o * p.channels + k) * p.inner;
+        for (var j = t; j < p.inner; j += WG) {
+            let v = a[base + j];
+            lo = min(lo, v);
+            hi = max(hi, v);
+        }
+    }
+    lo_part[t] = lo;
+    hi_part[t] = hi;
+    for (var step = WG / 2u; step > 0u; step /= 2u) {
+        workgroupBarrier();
+        if (t < step) {
+            lo_part[t] = min(lo_part[t], lo_part[t + step]);
+            hi_part[t] = max(hi_part[t], hi_part[t + step]);
+        }
+    }
+    if (t != 0u) {
+        return;
+    }
+    lo = lo_part[0];
+    hi = hi_part[0];
+    if (p.pad5 != 0u) {
+        lo = p.mu * d[2u * k] + (1.0 - p.mu) * lo;
+        hi = p.mu * d[2u * k + 1u] + (1.0 - p.mu) * hi;
+    }
+    d[2u * k] = lo;
+    d[2u * k + 1u] = hi;
+    let qlo = f32(p.qmin);
+    let qhi = f32(p.qmax);
+    var s = 0.0;
+    var z = 0.0;
+    if (p.pad6 == 0u) {
+        s = max(max(abs(lo), abs(hi)) / ((qhi - qlo) / 2.0), p.eps);
+    } else {
+        lo = min(lo, 0.0);
+        hi = max(hi, 0.0);
+        s = max((hi - lo) / (qhi - qlo), p.eps);
+        z = clamp(qlo - round(lo / s), qlo, qhi);
+    }
+    c[3u * k] = s;
+    c[3u * k + 1u] = 1.0 / s;
+    c[3u * k + 2u] = z;
 }

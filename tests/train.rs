@@ -837,3 +837,205 @@ fn oihw_convolution_matches_the_inference_kernel() {
         }
     }
 }
+
+/// Range observation on the GPU: per channel and per tensor, symmetric and asymmetric,
+/// at 2 to 8 bits, on odd shapes: the state holds each channel's exact minimum and
+/// maximum after the first observation and their moving average after the second, and
+/// the parameters are the reference's (the zero point exactly, the scale within the
+/// WGSL division's few ulps); an all-zero channel gets the smallest scale, not 0. The
+/// parameters written on the GPU fake-quantize as `fake_quant_params`' do, and LSQ's
+/// learned scales become parameters with their zero points kept.
+#[test]
+fn observed_ranges_become_fake_quantization_parameters() {
+    use wgpu_quant::ops::train::{
+        fake_quant_params, observe_range, scales_to_params, FakeQuant, RangeObserver, MIN_SCALE,
+    };
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    let (outer, ch, inner) = (3usize, 5usize, 131usize);
+    let n = outer * ch * inner;
+    let x1: Vec<f32> = rand_vec(n, &mut rng)
+        .iter()
+        .map(|v| v * 3.0 + 0.5)
+        .collect();
+    let mut x2: Vec<f32> = rand_vec(n, &mut rng).iter().map(|v| v * 2.0).collect();
+    // Channel 1 all zeros in the second batch.
+    for o in 0..outer {
+        x2[(o * ch + 1) * inner..(o * ch + 2) * inner].fill(0.0);
+    }
+    let decay = 0.75f32;
+    for (qmin, qmax, symmetric) in [
+        (-1, 1, true),
+        (-7, 7, true),
+        (-127, 127, true),
+        (0, 3, false),
+        (0, 15, false),
+        (-128, 127, false),
+    ] {
+        for per_channel in [false, true] {
+            let (channels, inn) = if per_channel { (ch, inner) } else { (1, n) };
+            let fq = FakeQuant {
+                channels,
+                inner: inn,
+                qmin,
+                qmax,
+            };
+            let what = format!("[{qmin}, {qmax}] symmetric {symmetric} per channel {per_channel}");
+            let state = Tensor::zeros(ctx, &[2 * channels], DType::F32).unwrap();
+            let qp = Tensor::zeros(ctx, &[3 * channels], DType::U32).unwrap();
+            let mut want: Vec<(f32, f32)> = Vec::new();
+            for (step, x) in [&x1, &x2].into_iter().enumerate() {
+                let xt = up(ctx, &[n], x);
+                let obs = RangeObserver {
+                    symmetric,
+                    decay,
+                    first: step == 0,
+                };
+                let mut enc = ctx.encoder("observe");
+                observe_range(ctx, &mut enc, &fq, obs, &xt, (&state, &qp)).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let cur = r::channel_ranges(x, channels, inn);
+                want = if step == 0 {
+                    cur
+                } else {
+                    want.iter()
+                        .zip(&cur)
+                        .map(|(o, c)| {
+                            (
+                                decay * o.0 + (1.0 - decay) * c.0,
+                                decay * o.1 + (1.0 - decay) * c.1,
+                            )
+                        })
+                        .collect()
+                };
+                let got = read(ctx, &state);
+                for (k, w) in want.iter().enumerate() {
+                    for (g, w) in [(got[2 * k], w.0), (got[2 * k + 1], w.1)] {
+                        assert!(
+                            (g - w).abs() <= 1e-6 * w.abs().max(1e-6),
+                            "{what} step {step} channel {k}: {g} vs {w}"
+                        );
+                    }
+                }
+                let words = qp.read_blocking::<u32>(ctx).unwrap();
+                let mut scales = Vec::new();
+                let mut zps = Vec::new();
+                for (k, &range) in want.iter().enumerate() {
+                    let (s, z) = r::range_params(range, symmetric, (qmin, qmax), MIN_SCALE);
+                    let (gs, ginv, gz) = (
+                        f32::from_bits(words[3 * k]),
+                        f32::from_bits(words[3 * k + 1]),
+                        f32::from_bits(words[3 * k + 2]),
+                    );
+                    assert!(
+                        (gs - s).abs() <= 4.0 * f32::EPSILON * s,
+                        "{what} step {step} channel {k}: scale {gs} vs {s}"
+                    );
+                    assert!(
+                        (ginv * gs - 1.0).abs() < 1e-6,
+                        "{what}: inverse {ginv} of {gs}"
+                    );
+                    assert_eq!(gz, z as f32, "{what} step {step} channel {k}: zero point");
+                    assert!(gs >= MIN_SCALE, "{what}: scale {gs}");
+                    scales.push(gs);
+                    zps.push(gz as i32);
+                }
+                // What the host would build from these numbers fake-quantizes alike.
+                let host = fake_quant_params(ctx, &scales, &zps).unwrap();
+                let (a, b) = (
+                    Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+                    Tensor::zeros(ctx, &[n], DType::F32).unwrap(),
+                );
+                let mut enc = ctx.encoder("fq both");
+                wgpu_quant::ops::train::fake_quantize(ctx, &mut enc, &fq, &xt, &qp, &a).unwrap();
+                wgpu_quant::ops::train::fake_quantize(ctx, &mut enc, &fq, &xt, &host, &b).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let (ra, rb) = (read(ctx, &a), read(ctx, &b));
+                let differ = ra.iter().zip(&rb).filter(|(p, q)| p != q).count();
+                // Only an inverse computed differently by a rounding can move a code.
+                assert!(differ * 1000 <= n, "{what}: {differ} of {n} values differ");
+            }
+            // LSQ: learned scales replace the observed ones, the zero points stay.
+            let learned: Vec<f32> = (0..channels)
+                .map(|k| if k == 0 { -1.0 } else { 0.01 * k as f32 })
+                .collect();
+            let before = qp.read_blocking::<u32>(ctx).unwrap();
+            let mut enc = ctx.encoder("lsq params");
+            scales_to_params(ctx, &mut enc, &up(ctx, &[channels], &learned), &qp).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let after = qp.read_blocking::<u32>(ctx).unwrap();
+            for (k, &s) in learned.iter().enumerate() {
+                let s = s.max(MIN_SCALE);
+                assert_eq!(f32::from_bits(after[3 * k]), s, "{what}: learned scale {k}");
+                assert_eq!(
+                    after[3 * k + 2],
+                    before[3 * k + 2],
+                    "{what}: zero point {k} kept"
+                );
+            }
+        }
+    }
+    // An all-zero tensor gets the smallest scale, not 0 (its inverse stays finite).
+    let fq = FakeQuant {
+        channels: 1,
+        inner: 6,
+        qmin: 0,
+        qmax: 15,
+    };
+    let (state, qp) = (
+        Tensor::zeros(ctx, &[2], DType::F32).unwrap(),
+        Tensor::zeros(ctx, &[3], DType::U32).unwrap(),
+    );
+    let obs = RangeObserver {
+        symmetric: false,
+        decay: 0.0,
+        first: true,
+    };
+    let mut enc = ctx.encoder("zeros");
+    observe_range(
+        ctx,
+        &mut enc,
+        &fq,
+        obs,
+        &up(ctx, &[6], &[0.0; 6]),
+        (&state, &qp),
+    )
+    .unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let words = qp.read_blocking::<u32>(ctx).unwrap();
+    assert_eq!(f32::from_bits(words[0]), MIN_SCALE);
+    assert!(f32::from_bits(words[1]).is_finite());
+    // Bad operands.
+    let fq = FakeQuant {
+        channels: 2,
+        inner: 3,
+        qmin: 0,
+        qmax: 15,
+    };
+    let xt = up(ctx, &[6], &[0.0; 6]);
+    let qp = Tensor::zeros(ctx, &[6], DType::U32).unwrap();
+    let bad_state = Tensor::zeros(ctx, &[3], DType::F32).unwrap();
+    let obs = RangeObserver {
+        symmetric: false,
+        decay: 0.5,
+        first: true,
+    };
+    let mut enc = ctx.encoder("bad");
+    let e = observe_range(ctx, &mut enc, &fq, obs, &xt, (&bad_state, &qp))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("observe_range") && e.contains("state") && e.contains("[4]"),
+        "{e}"
+    );
+    let state = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let obs = RangeObserver { decay: 1.0, ..obs };
+    let e = observe_range(ctx, &mut enc, &fq, obs, &xt, (&state, &qp))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("decay = 1"), "{e}");
+    let e = scales_to_params(ctx, &mut enc, &up(ctx, &[3], &[1.0; 3]), &qp)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scales_to_params") && e.contains("[9]"), "{e}");
+}

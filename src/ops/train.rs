@@ -98,7 +98,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..13).map(variant).collect()
+    (0..15).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -539,8 +539,10 @@ pub struct FakeQuant {
 }
 
 /// The per-channel parameters [`fake_quantize`] reads: `(scale, 1 / scale, zero point)`
-/// per channel as a `U32` tensor of bits (the inverse computed here in f32, as PyTorch
-/// computes it). Scales must be positive and finite with a finite inverse.
+/// per channel as a `U32` tensor of f32 bits (the inverse computed here in f32, as PyTorch
+/// computes it; the zero point an integral f32). Scales must be positive and finite with
+/// a finite inverse, zero points within ±2^24. [`observe_range`] and
+/// [`scales_to_params`] write the same layout on the GPU.
 pub fn fake_quant_params(ctx: &Context, scales: &[f32], zero_points: &[i32]) -> Result<Tensor> {
     const OP: &str = "fake_quant_params";
     if scales.is_empty() || scales.len() != zero_points.len() {
@@ -559,7 +561,13 @@ pub fn fake_quant_params(ctx: &Context, scales: &[f32], zero_points: &[i32]) -> 
         if !(s.is_finite() && s > 0.0 && inv.is_finite()) {
             return Err(Error::invalid(OP, format!("channel {k}: scale {s}")));
         }
-        words.extend([s.to_bits(), inv.to_bits(), z as u32]);
+        if z.unsigned_abs() > 1 << 24 {
+            return Err(Error::invalid(
+                OP,
+                format!("channel {k}: zero point {z} is beyond ±2^24"),
+            ));
+        }
+        words.extend([s.to_bits(), inv.to_bits(), (z as f32).to_bits()]);
     }
     Tensor::from_slice(ctx, &[words.len()], &words)
 }
@@ -930,5 +938,102 @@ pub fn conv2d_oihw(
         (OP, 12),
         p,
         [Some(x), Some(w), Some(out), bias, None],
+    )
+}
+
+/// How [`observe_range`] turns a range into parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeObserver {
+    /// Symmetric (zero point 0, scale `max(|min|, |max|) / ((qmax - qmin) / 2)`: weights)
+    /// or asymmetric (the range widened to hold 0, zero point from its minimum:
+    /// activations).
+    pub symmetric: bool,
+    /// The moving average's weight on the old range, in [0, 1) (0: the current range).
+    pub decay: f32,
+    /// The first observation: the state is set to the current range, not averaged.
+    pub first: bool,
+}
+
+/// The smallest scale the GPU writes (a constant tensor would otherwise get scale 0).
+pub const MIN_SCALE: f32 = f32::EPSILON;
+
+/// Records the range observation of `x` viewed as `fq` says (`[outer, channels, inner]`)
+/// into `state` (`[2 * channels]` f32: each channel's minimum and maximum, averaged with
+/// `obs.decay` unless `obs.first`) and the fake quantization parameters of that range
+/// into `qp` (as [`fake_quant_params`] lays them out), one workgroup per channel. Ranges
+/// are tracked on the GPU, so training records without reading anything back.
+pub fn observe_range(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    fq: &FakeQuant,
+    obs: RangeObserver,
+    x: &Tensor,
+    (state, qp): (&Tensor, &Tensor),
+) -> Result<()> {
+    const OP: &str = "observe_range";
+    super::check_devices(
+        ctx,
+        OP,
+        &[("x", Some(x)), ("state", Some(state)), ("params", Some(qp))],
+    )?;
+    let mut p = fq_params(OP, fq, x, qp)?;
+    check_rate(OP, "decay", obs.decay, 0.0..1.0)?;
+    let two = fq.channels.checked_mul(2).unwrap_or(usize::MAX);
+    check_shape(OP, "state", state, &[two])?;
+    distinct(OP, &[("x", x), ("state", state), ("params", qp)])?;
+    p.total = to_u32(OP, "channels", fq.channels)?
+        .checked_mul(WG)
+        .ok_or_else(|| Error::invalid(OP, format!("{} channels", fq.channels)))?;
+    p.mu = obs.decay;
+    p.eps = MIN_SCALE;
+    p.pad5 = u32::from(!obs.first);
+    p.pad6 = u32::from(!obs.symmetric);
+    record(
+        ctx,
+        encoder,
+        (OP, 13),
+        p,
+        [Some(x), None, Some(qp), Some(state), None],
+    )
+}
+
+/// Records `qp`'s scales (and inverses) from the learned scales `s` (`[channels]` f32,
+/// each at least [`MIN_SCALE`]), keeping its zero points: LSQ's step sizes as the
+/// parameters [`fake_quantize`] reads.
+pub fn scales_to_params(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    s: &Tensor,
+    qp: &Tensor,
+) -> Result<()> {
+    const OP: &str = "scales_to_params";
+    super::check_devices(ctx, OP, &[("scales", Some(s)), ("params", Some(qp))])?;
+    f32_operand(OP, "scales", s)?;
+    let &[c] = s.shape() else {
+        return Err(Error::shape(
+            OP,
+            format!("scales have shape {:?}; [channels] is needed", s.shape()),
+        ));
+    };
+    if qp.dtype() != DType::U32 || qp.shape() != [c.saturating_mul(3)] {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "the parameters are {:?} {:?}; {c} scales need [{}] U32 (fake_quant_params)",
+                qp.dtype(),
+                qp.shape(),
+                c.saturating_mul(3)
+            ),
+        ));
+    }
+    distinct(OP, &[("scales", s), ("params", qp)])?;
+    let mut p = params(to_u32(OP, "channels", c)?);
+    p.eps = MIN_SCALE;
+    record(
+        ctx,
+        encoder,
+        (OP, 14),
+        p,
+        [Some(s), None, Some(qp), None, None],
     )
 }

@@ -96,3 +96,37 @@ pub fn lsq_scale_grad(
     }
     out.iter().map(|v| v * grad_scale).collect()
 }
+
+/// The minimum and maximum of each channel of `x` viewed as `[outer, channels, inner]`.
+pub fn channel_ranges(x: &[f32], channels: usize, inner: usize) -> Vec<(f32, f32)> {
+    let mut r = vec![(f32::INFINITY, f32::NEG_INFINITY); channels];
+    for (i, &v) in x.iter().enumerate() {
+        let k = i / inner % channels;
+        r[k] = (r[k].0.min(v), r[k].1.max(v));
+    }
+    r
+}
+
+/// The fake quantization parameters `(scale, zero point)` of the range `[lo, hi]` with
+/// codes `[qmin, qmax]`, as `ops::train::observe_range` computes them in f32: symmetric
+/// (zero point 0, `max(|lo|, |hi|) / ((qmax - qmin) / 2)`) or asymmetric (the range
+/// widened to hold 0, `(hi - lo) / (qmax - qmin)`, zero point `qmin - round(lo / scale)`
+/// clamped to the codes); scales below `min_scale` become `min_scale`.
+pub fn range_params(
+    (lo, hi): (f32, f32),
+    symmetric: bool,
+    (qmin, qmax): (i32, i32),
+    min_scale: f32,
+) -> (f32, i32) {
+    let (ql, qh) = (qmin as f32, qmax as f32);
+    if symmetric {
+        return (
+            (lo.abs().max(hi.abs()) / ((qh - ql) / 2.0)).max(min_scale),
+            0,
+        );
+    }
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let s = ((hi - lo) / (qh - ql)).max(min_scale);
+    let z = (ql - (lo / s).round_ties_even()).clamp(ql, qh);
+    (s, z as i32)
+}
