@@ -978,7 +978,7 @@ pub fn observe_range(
     )?;
     let mut p = fq_params(OP, fq, x, qp)?;
     check_rate(OP, "decay", obs.decay, 0.0..1.0)?;
-    let two = fq.channels.checked_mul(2).unwrap_or(usize::MAX);
+    let two = fq.channels.saturating_mul(2);
     check_shape(OP, "state", state, &[two])?;
     distinct(OP, &[("x", x), ("state", state), ("params", qp)])?;
     p.total = to_u32(OP, "channels", fq.channels)?
