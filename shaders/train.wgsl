@@ -50,6 +50,12 @@
 //         0, scale = max(|min|, |max|) / ((qmax - qmin) / 2)) or asymmetric (pad6 = 1:
 //         the range widened to hold 0, scale = (max - min) / (qmax - qmin), zero point
 //         qmin - round(min / scale) clamped to the codes); scales below eps become eps.
+//   OP 15, im2col of one group: c[row, col] for row (n, oy, ox) and col (ci, ky, kx) =
+//         x[n, tap (ky, kx) of window (oy, ox), ci] or 0 in the padding; a = x (NHWC),
+//         c = [n * oh * ow, cin * kh * kw] (a convolution is then a GEMM with the OIHW
+//         weights seen as [oc, cin * kh * kw]).
+//   OP 16, col2im, its adjoint: for input element (n, y, x, ci), c[i] = the sum of a[row,
+//         col] over every (window, tap) that read it; a = [n * oh * ow, cin * kh * kw].
 //   OP 14, parameters from learned scales (LSQ): c[3k] = max(a[k], eps), c[3k + 1] its
 //         inverse, the zero point c[3k + 2] kept.
 //
@@ -127,6 +133,10 @@ fn main(
     }
     if (OP == 12u) {
         conv_forward(i);
+        return;
+    }
+    if (OP == 15u || OP == 16u) {
+        columns(i);
         return;
     }
     if (OP >= 10u) {
@@ -430,4 +440,49 @@ fn observe(k: u32, t: u32) {
     c[3u * k] = s;
     c[3u * k + 1u] = 1.0 / s;
     c[3u * k + 2u] = z;
+}
+
+fn columns(i: u32) {
+    let taps = p.kh * p.kw;
+    let ckk = p.cin * taps;
+    if (OP == 15u) {
+        let col = i % ckk;
+        let row = i / ckk;
+        let kx = col % p.kw;
+        let ky = col / p.kw % p.kh;
+        let ci = col / taps;
+        let ox = row % p.ow;
+        let oy = row / p.ow % p.oh;
+        let n = row / (p.ow * p.oh);
+        let q = tap_pixel(oy, ox, ky, kx);
+        var v = 0.0;
+        if (q.x >= 0) {
+            v = a[((n * p.h + u32(q.x)) * p.w + u32(q.y)) * p.cin + ci];
+        }
+        c[i] = v;
+        return;
+    }
+    let ci = i % p.cin;
+    var t = i / p.cin;
+    let x = i32(t % p.w);
+    t /= p.w;
+    let y = i32(t % p.h);
+    let n = t / p.h;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let ny = y + i32(p.top) - i32(ky * p.dh);
+        if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
+            continue;
+        }
+        let oy = u32(ny) / p.sh;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let nx = x + i32(p.left) - i32(kx * p.dw);
+            if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+                continue;
+            }
+            let ox = u32(nx) / p.sw;
+            acc += a[((n * p.oh + oy) * p.ow + ox) * ckk + ci * taps + ky * p.kw + kx];
+        }
+    }
+    c[i] = acc;
 }

@@ -109,6 +109,8 @@ pub mod tuning;
 
 pub mod model;
 
+pub mod train;
+
 pub mod import;
 
 pub use caps::{Capabilities, KeyLimits, Overrides};

@@ -459,6 +459,7 @@ fn dynamic_quantization_matches_reference() {
                         symmetric,
                         restricted_range: qtype == QType::I8 && symmetric,
                         granularity: g,
+                        code_bits: None,
                     },
                 });
             }

@@ -197,6 +197,13 @@ pub struct PtqOptions {
     /// channel on the calibration batches (padding included) and subtracts that shift
     /// from the bias. A layer without a bias gets one (saved as `WEIGHT.bias_correction`).
     pub bias_correction: bool,
+    /// Bits of the weights' codes (2 to 8; 8 by default): symmetric per output channel,
+    /// in -127..=127 style restricted ranges below 8 bits (-7..=7 at 4 bits), stored as
+    /// INT8 codes, so the integer kernels stay exact.
+    pub weight_bits: u32,
+    /// Bits of the activations' codes (2 to 8; 8 by default; static mode): 0..=15 at 4
+    /// bits, stored as UINT8 codes.
+    pub act_bits: u32,
 }
 
 impl PtqOptions {
@@ -206,7 +213,17 @@ impl PtqOptions {
             observer,
             mode,
             bias_correction: true,
+            weight_bits: 8,
+            act_bits: 8,
         }
+    }
+
+    /// Codes of `weights` bits for the weights and `activations` bits for the activations
+    /// (each 2 to 8; [`QModel::calibrate_with`] refuses others).
+    pub fn bits(mut self, weights: u32, activations: u32) -> PtqOptions {
+        self.weight_bits = weights;
+        self.act_bits = activations;
+        self
     }
 
     /// Turns bias correction on or off.
@@ -325,7 +342,14 @@ impl QModel {
         opts: &PtqOptions,
     ) -> Result<QModel> {
         let (observer, mode) = (opts.observer, opts.mode);
-        let scheme = QuantScheme::asymmetric(QType::U8);
+        let scheme = QuantScheme::asymmetric(QType::U8).with_bits(opts.act_bits)?;
+        let wscheme = match opts.weight_bits {
+            8 => QuantScheme::symmetric(QType::I8).per_channel(0),
+            b => QuantScheme::symmetric(QType::I8)
+                .per_channel(0)
+                .restricted()
+                .with_bits(b)?,
+        };
         let n_nodes = graph.nodes.len();
         let mut host = HostParams {
             acts: vec![None; n_nodes],
@@ -402,7 +426,6 @@ impl QModel {
                 }
             }
         }
-        let wscheme = QuantScheme::symmetric(QType::I8).per_channel(0);
         for (i, node) in graph.nodes.iter().enumerate() {
             let Some((weight, bias, shape)) = node.layer.weight_spec() else {
                 continue;

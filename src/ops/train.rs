@@ -98,7 +98,7 @@ fn variant(op: u32) -> ShaderVariant {
 
 /// Every training variant (validated by the naga test).
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
-    (0..15).map(variant).collect()
+    (0..17).map(variant).collect()
 }
 
 /// The params block (checked against the WGSL by a test).
@@ -1035,5 +1035,100 @@ pub fn scales_to_params(
         (OP, 14),
         p,
         [Some(s), None, Some(qp), None, None],
+    )
+}
+
+/// The im2col matrix of a convolution with one group: `[N * OH * OW, C * KH * KW]`.
+pub fn columns_shape(
+    dims: &crate::desc::conv::ConvDims,
+    desc: &crate::desc::conv::ConvDesc,
+    x_shape: &[usize],
+) -> Result<[usize; 2]> {
+    let sh = desc.shape(dims, x_shape)?;
+    let rows = [sh.batch, sh.out_h, sh.out_w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let cols = dims
+        .in_channels
+        .checked_mul(dims.kernel[0] * dims.kernel[1]);
+    match (rows, cols) {
+        (Some(r), Some(c)) if r.checked_mul(c).is_some() => Ok([r, c]),
+        _ => Err(Error::shape(
+            "columns_shape",
+            format!("the columns of input {x_shape:?} overflow usize"),
+        )),
+    }
+}
+
+/// The geometry of an im2col or col2im between `x_shape` and `cols`.
+fn columns_params(
+    op: &'static str,
+    (dims, desc): (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    x_shape: &[usize],
+    cols: &Tensor,
+) -> Result<Params> {
+    if dims.groups != 1 {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "{} groups: the columns hold one group (grouped convolutions use \
+                 conv2d_oihw and the direct gradients)",
+                dims.groups
+            ),
+        ));
+    }
+    let (p, _) = conv_params(op, dims, desc, x_shape)?;
+    let want = columns_shape(dims, desc, x_shape)?;
+    check_shape(op, "columns", cols, &want)?;
+    Ok(p)
+}
+
+/// Records the im2col matrix `cols` (`[N * OH * OW, C * KH * KW]`, columns in OIHW's
+/// `(c, ky, kx)` order, zeros in the padding) of `x` (NHWC) for a one-group convolution:
+/// `cols x W^T` with the OIHW weights seen as `[OC, C * KH * KW]` is the convolution
+/// (NHWC), and `dy^T cols` its weight gradient, both GEMMs.
+pub fn im2col(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    geometry: (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    x: &Tensor,
+    cols: &Tensor,
+) -> Result<()> {
+    const OP: &str = "im2col";
+    super::check_devices(ctx, OP, &[("x", Some(x)), ("columns", Some(cols))])?;
+    f32_operand(OP, "x", x)?;
+    let mut p = columns_params(OP, geometry, x.shape(), cols)?;
+    distinct(OP, &[("x", x), ("columns", cols)])?;
+    p.total = to_u32(OP, "elements", cols.numel())?;
+    record(
+        ctx,
+        encoder,
+        (OP, 15),
+        p,
+        [Some(x), None, Some(cols), None, None],
+    )
+}
+
+/// Records col2im, the adjoint of [`im2col`]: `dx` (NHWC) sums the entries of `dcols`
+/// that each input element was copied to (a convolution's input gradient from `dy W`).
+pub fn col2im(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    geometry: (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    dcols: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    const OP: &str = "col2im";
+    super::check_devices(ctx, OP, &[("columns", Some(dcols)), ("dx", Some(dx))])?;
+    f32_operand(OP, "dx", dx)?;
+    let mut p = columns_params(OP, geometry, dx.shape(), dcols)?;
+    distinct(OP, &[("columns", dcols), ("dx", dx)])?;
+    p.total = to_u32(OP, "elements", dx.numel())?;
+    record(
+        ctx,
+        encoder,
+        (OP, 16),
+        p,
+        [Some(dcols), None, Some(dx), None, None],
     )
 }

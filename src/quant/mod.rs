@@ -298,6 +298,10 @@ pub struct QuantScheme {
     pub restricted_range: bool,
     /// Which elements share parameters.
     pub granularity: Granularity,
+    /// Codes of a lower bit width stored in the type (`None`: the type's own width):
+    /// 4 bits in `U8` are the codes 0..=15, in `I8` -8..=7 (-7..=7 restricted). The
+    /// integer kernels read them as the type's codes, so they stay exact.
+    pub code_bits: Option<u32>,
 }
 
 impl QuantScheme {
@@ -308,6 +312,7 @@ impl QuantScheme {
             symmetric,
             restricted_range: false,
             granularity: Granularity::PerTensor,
+            code_bits: None,
         }
     }
 
@@ -347,9 +352,32 @@ impl QuantScheme {
         }
     }
 
+    /// The same scheme with codes of `bits` bits (2 up to the type's width) stored in
+    /// the type: a low bit width on the 8-bit kernels.
+    pub fn with_bits(self, bits: u32) -> Result<Self> {
+        let width = self.qtype.bits();
+        if !(2..=width).contains(&bits) {
+            return Err(Error::invalid(
+                "QuantScheme::with_bits",
+                format!(
+                    "{bits} bits: {} holds codes of 2 to {width} bits",
+                    self.qtype
+                ),
+            ));
+        }
+        Ok(QuantScheme {
+            code_bits: (bits < width).then_some(bits),
+            ..self
+        })
+    }
+
     /// The integer range `(qmin, qmax)` values are clamped to.
     pub fn qrange(&self) -> (i32, i32) {
-        let (lo, hi) = (self.qtype.qmin(), self.qtype.qmax());
+        let (lo, hi) = match self.code_bits {
+            Some(b) if self.qtype.signed() => (-(1 << (b - 1)), (1 << (b - 1)) - 1),
+            Some(b) => (0, (1 << b) - 1),
+            None => (self.qtype.qmin(), self.qtype.qmax()),
+        };
         if self.restricted_range && self.qtype.signed() {
             (lo + 1, hi)
         } else {
