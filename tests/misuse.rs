@@ -3930,6 +3930,7 @@ fn every_bad_input_is_a_clear_error() {
     layout_resize(&mut c);
     quant_op_sweeps(&mut c);
     train_sweeps(&mut c);
+    trainer_sweeps(&mut c);
     observer_sweeps(&mut c);
     file_sweeps(&mut c);
     model_sweeps(&mut c);
@@ -3948,4 +3949,397 @@ fn every_bad_input_is_a_clear_error() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A small trainable graph: conv 1->2 k3 on 6x6, ReLU, linear 32->3, softmax.
+fn tiny_graph() -> Graph {
+    let mut g = Graph::default();
+    g.push(
+        "c",
+        Layer::conv(
+            "c.weight",
+            Some("c.bias"),
+            ConvDims::new(2, 1, [3, 3], 1).unwrap(),
+            ConvDesc::default().activation(Activation::Relu),
+        ),
+    );
+    g.push("fc", Layer::linear("fc.weight", Some("fc.bias"), 3, 32));
+    g.push("prob", Layer::Softmax);
+    g
+}
+
+fn tiny_weights() -> WeightFile {
+    wgpu_quant::train::Trainer::init_weights(&tiny_graph(), [6, 6, 1], 0).unwrap()
+}
+
+fn tiny_cfg() -> wgpu_quant::train::TrainConfig {
+    wgpu_quant::train::TrainConfig {
+        batch: 4,
+        ..Default::default()
+    }
+}
+
+fn tiny_data(n: usize, label: u32) -> wgpu_quant::train::Dataset {
+    wgpu_quant::train::Dataset::new(vec![0.5; n * 36], vec![label; n], [6, 6, 1]).unwrap()
+}
+
+/// The trainer, quantization-aware training and their inputs.
+fn trainer_sweeps(c: &mut Catalogue) {
+    use wgpu_quant::desc::eltwise::UnaryOp;
+    use wgpu_quant::ops::train::{Adam, Sgd};
+    use wgpu_quant::train::{Dataset, Optimizer, QatConfig, TrainConfig, Trainer};
+    let cat = "trainer";
+    let new = |g: Graph, cfg: TrainConfig| -> wgpu_quant::Result<()> {
+        Trainer::new(ctx(), &g, &tiny_weights(), [6, 6, 1], cfg).map(|_| ())
+    };
+    let with = |f: fn(&mut TrainConfig)| {
+        let mut cfg = tiny_cfg();
+        f(&mut cfg);
+        cfg
+    };
+    c.add(
+        cat,
+        "layer without a backward",
+        "InvalidArgument",
+        &["Trainer", "'sig'", "no backward"],
+        move || {
+            let mut g = tiny_graph();
+            g.nodes.insert(
+                1,
+                wgpu_quant::model::Node {
+                    name: "sig".into(),
+                    layer: Layer::Map {
+                        f: UnaryOp::Sigmoid,
+                        clip: Clip::NONE,
+                    },
+                    input: wgpu_quant::model::Src::Node(0),
+                },
+            );
+            g.nodes[2].input = wgpu_quant::model::Src::Node(1);
+            new(g, tiny_cfg())
+        },
+    );
+    c.add(
+        cat,
+        "softmax before the end",
+        "InvalidArgument",
+        &["Trainer", "'prob'", "last node"],
+        move || {
+            let mut g = tiny_graph();
+            g.push("fc2", Layer::linear("fc.weight", None, 3, 3));
+            new(g, tiny_cfg())
+        },
+    );
+    c.add(
+        cat,
+        "missing weight",
+        "InvalidArgument",
+        &["c.weight", "missing"],
+        move || {
+            let mut w = WeightFile::default();
+            w.insert("fc.weight", &[3, 32], vec![0.0; 96])?;
+            Trainer::new(ctx(), &tiny_graph(), &w, [6, 6, 1], tiny_cfg()).map(|_| ())
+        },
+    );
+    c.add(
+        cat,
+        "sample shape that does not fit",
+        "InvalidArgument",
+        &["'fc'", "[4, 5, 5, 2]", "[B, 32]"],
+        move || {
+            Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [7, 7, 1], tiny_cfg()).map(|_| ())
+        },
+    );
+    let configs: Vec<(&str, fn(&mut TrainConfig), &[&str])> = vec![
+        ("batch 0", |c| c.batch = 0, &["batch = 0"]),
+        ("epochs 0", |c| c.epochs = 0, &["epochs = 0"]),
+        (
+            "learning rate 0",
+            |c| {
+                c.optimizer = Optimizer::Sgd(Sgd {
+                    lr: 0.0,
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                })
+            },
+            &["learning rate 0"],
+        ),
+        (
+            "learning rate NaN",
+            |c| {
+                c.optimizer = Optimizer::Sgd(Sgd {
+                    lr: f32::NAN,
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                })
+            },
+            &["learning rate NaN"],
+        ),
+        (
+            "learning rate 100",
+            |c| {
+                c.optimizer = Optimizer::Sgd(Sgd {
+                    lr: 100.0,
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                })
+            },
+            &["learning rate 100"],
+        ),
+        (
+            "momentum 1",
+            |c| {
+                c.optimizer = Optimizer::Sgd(Sgd {
+                    lr: 0.1,
+                    momentum: 1.0,
+                    weight_decay: 0.0,
+                })
+            },
+            &["momentum 1"],
+        ),
+        (
+            "negative weight decay",
+            |c| {
+                c.optimizer = Optimizer::Sgd(Sgd {
+                    lr: 0.1,
+                    momentum: 0.0,
+                    weight_decay: -1.0,
+                })
+            },
+            &["weight decay -1"],
+        ),
+        (
+            "Adam beta2 1",
+            |c| {
+                c.optimizer = Optimizer::Adam(Adam {
+                    beta2: 1.0,
+                    ..Adam::default()
+                })
+            },
+            &["beta2 1"],
+        ),
+        (
+            "Adam eps 0",
+            |c| {
+                c.optimizer = Optimizer::Adam(Adam {
+                    eps: 0.0,
+                    ..Adam::default()
+                })
+            },
+            &["eps 0"],
+        ),
+        (
+            "lr step factor 0",
+            |c| c.lr_step = Some((2, 0.0)),
+            &["lr_step (2, 0)"],
+        ),
+        (
+            "lr step every 0",
+            |c| c.lr_step = Some((0, 0.5)),
+            &["lr_step (0, 0.5)"],
+        ),
+        (
+            "QAT weight bits 1",
+            |c| c.qat = Some(QatConfig::new(1, 8)),
+            &["weight_bits = 1", "2 to 8"],
+        ),
+        (
+            "QAT activation bits 9",
+            |c| c.qat = Some(QatConfig::new(8, 9)),
+            &["act_bits = 9", "2 to 8"],
+        ),
+        (
+            "QAT EMA decay 1",
+            |c| {
+                c.qat = Some(QatConfig {
+                    ema_decay: 1.0,
+                    ..QatConfig::new(4, 4)
+                })
+            },
+            &["ema_decay = 1"],
+        ),
+        (
+            "QAT no calibration",
+            |c| {
+                c.qat = Some(QatConfig {
+                    calibration_per_class: 0,
+                    ..QatConfig::new(4, 4)
+                })
+            },
+            &["calibration_per_class = 0"],
+        ),
+    ];
+    for (name, f, says) in configs {
+        c.add(cat, name, "InvalidArgument", says, move || {
+            new(tiny_graph(), with(f))
+        });
+    }
+    let fit = |data: Dataset, cfg: TrainConfig| -> wgpu_quant::Result<()> {
+        let mut t = Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [6, 6, 1], cfg)?;
+        t.fit(ctx(), &data, |_| {}).map(|_| ())
+    };
+    c.add(
+        cat,
+        "label past the classes",
+        "InvalidArgument",
+        &["label 3", "sample 0", "3 classes"],
+        move || fit(tiny_data(8, 3), tiny_cfg()),
+    );
+    c.add(
+        cat,
+        "samples of another shape",
+        "Shape",
+        &["[5, 5, 1]", "[6, 6, 1]"],
+        move || {
+            let d = Dataset::new(vec![0.5; 8 * 25], vec![0; 8], [5, 5, 1])?;
+            fit(d, tiny_cfg())
+        },
+    );
+    c.add(
+        cat,
+        "fewer samples than a batch",
+        "InvalidArgument",
+        &["3 samples", "batch of 4"],
+        move || fit(tiny_data(3, 0), tiny_cfg()),
+    );
+    c.add(
+        cat,
+        "NaN loss",
+        "InvalidArgument",
+        &["step 1", "loss", "'fc'", "training stopped"],
+        move || {
+            let d = Dataset::new(vec![3e38; 8 * 36], vec![0; 8], [6, 6, 1])?;
+            fit(d, tiny_cfg())
+        },
+    );
+    c.add(
+        cat,
+        "dataset of too few values",
+        "Shape",
+        &["Dataset", "4 labels", "144 values", "100"],
+        || Dataset::new(vec![0.0; 100], vec![0; 4], [6, 6, 1]).map(|_| ()),
+    );
+    c.add(
+        cat,
+        "dataset NaN pixel",
+        "InvalidArgument",
+        &["Dataset", "sample 1", "NaN", "index 2"],
+        || {
+            let mut x = vec![0.0; 72];
+            x[38] = f32::NAN;
+            Dataset::new(x, vec![0; 2], [6, 6, 1]).map(|_| ())
+        },
+    );
+    c.add(
+        cat,
+        "empty dataset",
+        "Shape",
+        &["Dataset", "0 labels"],
+        || Dataset::new(vec![], vec![], [6, 6, 1]).map(|_| ()),
+    );
+    c.add(
+        cat,
+        "calibrate without QAT",
+        "InvalidArgument",
+        &["calibrate", "TrainConfig::qat"],
+        move || {
+            let mut t = Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [6, 6, 1], tiny_cfg())?;
+            t.calibrate(ctx(), &tiny_data(8, 0))
+        },
+    );
+    c.add(
+        cat,
+        "to_qmodel without QAT",
+        "InvalidArgument",
+        &["to_qmodel", "TrainConfig::qat"],
+        move || {
+            let t = Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [6, 6, 1], tiny_cfg())?;
+            t.to_qmodel(ctx(), &[4, 6, 6, 1]).map(|_| ())
+        },
+    );
+    c.add(
+        cat,
+        "QAT step before calibration",
+        "InvalidArgument",
+        &["activation ranges are not set", "calibrate"],
+        move || {
+            let cfg = TrainConfig {
+                qat: Some(QatConfig::new(4, 4)),
+                ..tiny_cfg()
+            };
+            let mut t = Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [6, 6, 1], cfg)?;
+            t.record_step(ctx(), &mut enc())
+        },
+    );
+    c.add(
+        cat,
+        "PTQ bits 9",
+        "InvalidArgument",
+        &["9 bits", "2 to 8"],
+        || {
+            let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static).bits(8, 9);
+            let x = f32s(&[4, 6, 6, 1]);
+            QModel::calibrate_with(
+                ctx(),
+                &tiny_graph(),
+                &tiny_weights(),
+                &[4, 6, 6, 1],
+                &[x],
+                &opts,
+            )
+            .map(|_| ())
+        },
+    );
+    c.add(
+        cat,
+        "scheme bits 1",
+        "InvalidArgument",
+        &["with_bits", "1 bits"],
+        || QuantScheme::symmetric(QType::I8).with_bits(1).map(|_| ()),
+    );
+    c.add(
+        cat,
+        "im2col of groups",
+        "InvalidArgument",
+        &["im2col", "2 groups"],
+        || {
+            let dims = ConvDims::new(2, 2, [3, 3], 2)?;
+            let desc = ConvDesc::default();
+            wgpu_quant::ops::train::im2col(
+                ctx(),
+                &mut enc(),
+                (&dims, &desc),
+                &f32s(&[1, 5, 5, 2]),
+                &f32s(&[9, 18]),
+            )
+        },
+    );
+    c.add(
+        cat,
+        "im2col columns shape",
+        "Shape",
+        &["im2col", "[9, 9]"],
+        || {
+            let dims = ConvDims::new(2, 1, [3, 3], 1)?;
+            let desc = ConvDesc::default();
+            wgpu_quant::ops::train::im2col(
+                ctx(),
+                &mut enc(),
+                (&dims, &desc),
+                &f32s(&[1, 5, 5, 1]),
+                &f32s(&[9, 8]),
+            )
+        },
+    );
+    c.add(cat, "col2im dx shape", "Shape", &["col2im"], || {
+        let dims = ConvDims::new(2, 1, [3, 3], 1)?;
+        let desc = ConvDesc::default();
+        wgpu_quant::ops::train::col2im(
+            ctx(),
+            &mut enc(),
+            (&dims, &desc),
+            &f32s(&[9, 9]),
+            &f32s(&[1, 5, 5, 2]),
+        )
+    });
 }

@@ -554,7 +554,6 @@ fn conv_backward_matches_finite_differences() {
         };
         let xs = [nb, h, w, c];
         let out = desc.output_shape(&dims, &xs).unwrap();
-        let (oh, ow) = (out[1], out[2]);
         let x = rand_vec(nb * h * w * c, &mut rng);
         let wt = rand_vec(dims.oihw().iter().product(), &mut rng);
         let dy = rand_vec(out.iter().product(), &mut rng);
@@ -587,34 +586,8 @@ fn conv_backward_matches_finite_differences() {
         let (gx, gw) = (read(ctx, &dx), read(ctx, &dw));
         // The definitions in f64: every (input, weight, output) triple the forward
         // convolution multiplies.
-        let (cg, ocg) = (c / groups, oc / groups);
-        let mut wx = vec![0.0f64; x.len()];
-        let mut ww = vec![0.0f64; wt.len()];
-        for n in 0..nb {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for o in 0..oc {
-                        let g = f64::from(dy[((n * oh + oy) * ow + ox) * oc + o]);
-                        for ci in 0..cg {
-                            let ch = o / ocg * cg + ci;
-                            for ky in 0..k[0] {
-                                for kx in 0..k[1] {
-                                    let iy = (oy * stride[0] + ky * dil[0]) as i64 - pad as i64;
-                                    let ix = (ox * stride[1] + kx * dil[1]) as i64 - pad as i64;
-                                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
-                                        continue;
-                                    }
-                                    let xi = ((n * h + iy as usize) * w + ix as usize) * c + ch;
-                                    let wi = ((o * cg + ci) * k[0] + ky) * k[1] + kx;
-                                    wx[xi] += g * f64::from(wt[wi]);
-                                    ww[wi] += g * f64::from(x[xi]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let cs = desc.shape(&dims, &xs).unwrap();
+        let (wx, ww) = r::conv2d_grads_f64(&x, &wt, &dy, &cs);
         assert!(rel_err(&gx, &wx) < 1e-5, "dx {what}: {}", rel_err(&gx, &wx));
         assert!(rel_err(&gw, &ww) < 1e-5, "dW {what}: {}", rel_err(&gw, &ww));
         let hh = 0.5f32;
@@ -1038,4 +1011,121 @@ fn observed_ranges_become_fake_quantization_parameters() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("scales_to_params") && e.contains("[9]"), "{e}");
+}
+
+/// The GEMM route of a one-group convolution's training (im2col, then `cols W^T` for the
+/// forward pass, `dy^T cols` for the weight gradient, `dy W` and col2im for the input
+/// gradient) on odd shapes with stride, padding and dilation: the forward against the
+/// f64 convolution, both gradients against the f64 sums of their definitions, and the
+/// columns bit for bit against a host im2col.
+#[test]
+fn im2col_gemm_route_matches_the_references() {
+    use wgpu_quant::desc::conv::Padding;
+    use wgpu_quant::ops::conv::{ConvDesc, ConvDims};
+    use wgpu_quant::ops::train::{col2im, columns_shape, im2col};
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(78);
+    // (batch, h, w, c, oc, kernel, stride, pad, dilation)
+    let cases = [
+        (
+            1usize,
+            5usize,
+            6usize,
+            1usize,
+            2usize,
+            [3usize, 3usize],
+            [1usize, 1usize],
+            1usize,
+            [1usize, 1usize],
+        ),
+        (2, 7, 5, 3, 4, [3, 2], [2, 1], 1, [1, 1]),
+        (3, 9, 8, 4, 5, [3, 3], [2, 2], 2, [2, 2]),
+        (2, 12, 12, 10, 20, [5, 5], [1, 1], 0, [1, 1]),
+    ];
+    for (nb, h, w, c, oc, k, stride, pad, dil) in cases {
+        let dims = ConvDims::new(oc, c, k, 1).unwrap();
+        let desc = ConvDesc {
+            stride,
+            padding: Padding::uniform(pad),
+            dilation: dil,
+            ..ConvDesc::default()
+        };
+        let what = format!("[{nb}, {h}, {w}, {c}] k{k:?} s{stride:?} p{pad} d{dil:?}");
+        let xs = [nb, h, w, c];
+        let cs = desc.shape(&dims, &xs).unwrap();
+        let [m, ckk] = columns_shape(&dims, &desc, &xs).unwrap();
+        assert_eq!(
+            (m, ckk),
+            (nb * cs.out_h * cs.out_w, c * k[0] * k[1]),
+            "{what}"
+        );
+        let x = rand_vec(nb * h * w * c, &mut rng);
+        let wt = rand_vec(oc * ckk, &mut rng);
+        let dy = rand_vec(m * oc, &mut rng);
+        let (xt, wtt, dyt) = (
+            up(ctx, &xs, &x),
+            up(ctx, &[oc, ckk], &wt),
+            up(ctx, &[m, oc], &dy),
+        );
+        let z = |s: &[usize]| Tensor::zeros(ctx, s, DType::F32).unwrap();
+        let (cols, y, dw, dcols, dx) = (
+            z(&[m, ckk]),
+            z(&[m, oc]),
+            z(&[oc, ckk]),
+            z(&[m, ckk]),
+            z(&xs),
+        );
+        let mut enc = ctx.encoder("im2col route");
+        im2col(ctx, &mut enc, (&dims, &desc), &xt, &cols).unwrap();
+        let fwd = GemmDesc {
+            trans_b: true,
+            ..GemmDesc::new(m, oc, ckk)
+        };
+        gemm(ctx, &mut enc, &fwd, &cols, &wtt, None, &y).unwrap();
+        let dwd = GemmDesc {
+            trans_a: true,
+            ..GemmDesc::new(oc, ckk, m)
+        };
+        gemm(ctx, &mut enc, &dwd, &dyt, &cols, None, &dw).unwrap();
+        gemm(
+            ctx,
+            &mut enc,
+            &GemmDesc::new(m, ckk, oc),
+            &dyt,
+            &wtt,
+            None,
+            &dcols,
+        )
+        .unwrap();
+        col2im(ctx, &mut enc, (&dims, &desc), &dcols, &dx).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        // The columns: the input where the tap is inside, 0 in the padding.
+        let mut want_cols = vec![0.0f32; m * ckk];
+        for row in 0..m {
+            let (n, oy, ox) = (
+                row / (cs.out_h * cs.out_w),
+                row / cs.out_w % cs.out_h,
+                row % cs.out_w,
+            );
+            for ci in 0..c {
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy = (oy * stride[0] + ky * dil[0]) as i64 - pad as i64;
+                        let ix = (ox * stride[1] + kx * dil[1]) as i64 - pad as i64;
+                        if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                            want_cols[row * ckk + (ci * k[0] + ky) * k[1] + kx] =
+                                x[((n * h + iy as usize) * w + ix as usize) * c + ci];
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(read(ctx, &cols), want_cols, "{what}: columns");
+        let want_y =
+            wgpu_quant::reference::conv2d_f64(&f64s(&x), &f64s(&wt), None, Default::default(), &cs);
+        assert!(rel_err(&read(ctx, &y), &want_y) < 1e-5, "{what}: forward");
+        let (want_dx, want_dw) = r::conv2d_grads_f64(&x, &wt, &dy, &cs);
+        assert!(rel_err(&read(ctx, &dw), &want_dw) < 1e-5, "{what}: dW");
+        assert!(rel_err(&read(ctx, &dx), &want_dx) < 1e-5, "{what}: dx");
+    }
 }

@@ -738,7 +738,9 @@ fn conv_params(
     desc: &crate::desc::conv::ConvDesc,
     x_shape: &[usize],
 ) -> Result<(Params, Vec<usize>)> {
-    let sh = desc.shape(dims, x_shape)?;
+    let sh = desc
+        .shape(dims, x_shape)
+        .map_err(|e| Error::shape(op, e.to_string()))?;
     let u = |what: &str, v: usize| to_u32(op, what, v);
     let mut p = params(0);
     p.n = u("batch", sh.batch)?;

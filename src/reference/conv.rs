@@ -5,7 +5,7 @@
 /// element of `s` (NHWC, flat) and each tap inside the image, with `x_index` into the
 /// NHWC input and `w_index` into the OIHW weights. Taps in the padding are skipped (they
 /// contribute zero).
-fn conv_terms(s: &crate::desc::conv::ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+pub(super) fn conv_terms(s: &crate::desc::conv::ConvShape, mut f: impl FnMut(usize, usize, usize)) {
     let [oc_n, cg, kh, kw] = s.dims.oihw();
     let c_n = s.dims.in_channels;
     let ocg = oc_n / s.dims.groups;

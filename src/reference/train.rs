@@ -130,3 +130,22 @@ pub fn range_params(
     let z = (ql - (lo / s).round_ties_even()).clamp(ql, qh);
     (s, z as i32)
 }
+
+/// A convolution's input and weight gradients in f64 from the output's gradient `dy`
+/// (NHWC `[B, OH, OW, OC]`): `dx` (NHWC, the input's shape) and `dw` (OIHW), the sums
+/// over every (input, weight, output) triple the forward convolution of `s` multiplies.
+pub fn conv2d_grads_f64(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    s: &crate::desc::conv::ConvShape,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; w.len()];
+    super::conv::conv_terms(s, |o, xi, wi| {
+        let g = f64::from(dy[o]);
+        dx[xi] += g * f64::from(w[wi]);
+        dw[wi] += g * f64::from(x[xi]);
+    });
+    (dx, dw)
+}
