@@ -10,6 +10,8 @@
 //! | ops | ops |
 //! | measure | bench, tuning, calib |
 //! | model | model |
+//! | train | train |
+//! | import | import |
 //!
 //! A module may name itself and any module earlier in this list; naming a later one is an
 //! upward import and fails the test with the file, line and both layers. Since the order
@@ -33,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ops", &["ops"]),
     ("measure", &["bench", "tuning", "calib"]),
     ("model", &["model"]),
+    ("train", &["train"]),
     ("import", &["import"]),
 ];
 

@@ -4050,7 +4050,8 @@ fn trainer_sweeps(c: &mut Catalogue) {
             Trainer::new(ctx(), &tiny_graph(), &tiny_weights(), [7, 7, 1], tiny_cfg()).map(|_| ())
         },
     );
-    let configs: Vec<(&str, fn(&mut TrainConfig), &[&str])> = vec![
+    type ConfigCase = (&'static str, fn(&mut TrainConfig), &'static [&'static str]);
+    let configs: Vec<ConfigCase> = vec![
         ("batch 0", |c| c.batch = 0, &["batch = 0"]),
         ("epochs 0", |c| c.epochs = 0, &["epochs = 0"]),
         (

@@ -343,6 +343,20 @@ fn qat_trains_and_converts_to_the_integer_kernels() {
                 assert_eq!(argmax(a), argmax(b), "{what}: sample {s}: {a:?} vs {b:?}");
             }
         }
+        // Saved and loaded, the low-bit model keeps its code ranges: the same outputs.
+        let path = std::env::temp_dir().join(format!("wgpu-quant-qat-{bits}-{lsq}.safetensors"));
+        qm.save(&path).unwrap();
+        let back =
+            wgpu_quant::model::QModel::load(ctx, &graph(), &path, &[test.len(), 9, 9, 2]).unwrap();
+        std::fs::remove_file(&path).ok();
+        let mut enc = ctx.encoder("int8 loaded");
+        let y2 = back.forward(ctx, &mut enc, &xt).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        assert_eq!(
+            y2.read_blocking::<f32>(ctx).unwrap(),
+            int_probs,
+            "{what}: after loading"
+        );
         let acc = t.accuracy(ctx, &test).unwrap();
         assert!(acc >= 0.8, "{what}: accuracy {acc}");
     }

@@ -121,7 +121,7 @@ impl Bound {
     }
 }
 
-type Record<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) -> Result<()> + 'a>;
+pub(crate) type Record<'a> = Box<dyn Fn(&mut wgpu::CommandEncoder) -> Result<()> + 'a>;
 
 /// A case set up on the GPU and checked once against its reference.
 pub struct Prepared<'a> {
@@ -141,7 +141,7 @@ pub struct Prepared<'a> {
     pub bytes: f64,
     /// The peak that bounds it.
     pub bound: Bound,
-    record: Record<'a>,
+    pub(crate) record: Record<'a>,
 }
 
 impl std::fmt::Debug for Prepared<'_> {
@@ -190,7 +190,7 @@ pub fn sample_indices(total: usize, samples: usize) -> Vec<usize> {
 }
 
 /// `||got - want|| / ||want||` over the sampled entries.
-fn rel(got: impl Iterator<Item = f64>, want: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn rel(got: impl Iterator<Item = f64>, want: impl Iterator<Item = f64>) -> f64 {
     let (mut e, mut r) = (0f64, 0f64);
     for (g, w) in got.zip(want) {
         e += (g - w).powi(2);

@@ -32,10 +32,12 @@ use crate::error::Result;
 mod cases;
 mod chart;
 mod peak;
+mod train;
 
 pub use cases::*;
 pub use chart::{chart_svg, speedup_table};
 pub use peak::*;
+pub use train::{train_cases, TrainCase, TrainOp};
 
 /// How a time was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

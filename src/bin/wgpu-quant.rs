@@ -142,8 +142,9 @@ struct BenchArgs {
     adapter: Option<String>,
     /// Suites: gemm (square sizes and --shapes), models (BERT-base and LLM linears,
     /// ResNet-50 and EfficientNet-Lite0 convolutions), quant (quantization kernels),
-    /// peak (FP32/f16 FMA, INT8 dot, bandwidth probes: the base of "% of peak").
-    #[arg(long, value_delimiter = ',', default_values_t = ["peak", "gemm", "models", "quant"].map(String::from).to_vec())]
+    /// peak (FP32/f16 FMA, INT8 dot, bandwidth probes: the base of "% of peak"), train
+    /// (the backward kernels of training).
+    #[arg(long, value_delimiter = ',', default_values_t = ["peak", "gemm", "models", "quant", "train"].map(String::from).to_vec())]
     suite: Vec<String>,
     /// A subset that runs in under two minutes on lavapipe (the CI check): sizes 256,
     /// four model layers, a 1024x1024 quant tensor, small probes, 3 runs. Options given
@@ -710,6 +711,7 @@ enum Job {
         granularity: &'static str,
         scheme: wgpu_quant::quant::QuantScheme,
     },
+    Train(bench::TrainCase),
 }
 
 /// The bench options after `--quick` and the explicit flags are resolved.
@@ -745,7 +747,7 @@ const QUICK_MODELS: [&str; 4] = [
 
 fn settings(a: &BenchArgs) -> Result<Settings, String> {
     let q = a.quick;
-    let known = ["peak", "gemm", "models", "quant"];
+    let known = ["peak", "gemm", "models", "quant", "train"];
     let mut suites: Vec<&str> = Vec::new();
     for s in a.suite.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let Some(k) = known.iter().find(|k| **k == s) else {
@@ -852,6 +854,7 @@ fn settings(a: &BenchArgs) -> Result<Settings, String> {
                     }
                 }
             }
+            "train" => jobs.extend(bench::train_cases(q).into_iter().map(Job::Train)),
             _ => {
                 for (op, dtype, granularity, scheme) in bench::quant_cases() {
                     jobs.push(Job::Quant {
@@ -1093,6 +1096,18 @@ fn bench_adapter(
                     shape: bench::Shape::Tensor { rows, cols },
                 };
                 let prep = op.prepare(ctx, scheme, rows, cols);
+                emit(timed(ctx, id, prep, (warmup, runs), &peaks), records, &pb);
+            }
+            Job::Train(tc) => {
+                pb.set_message(format!("{} {}", tc.name, tc.op.name()));
+                let id = CaseId {
+                    suite: "train".into(),
+                    op: tc.op.name().into(),
+                    dtype: "fp32".into(),
+                    case: tc.name.into(),
+                    shape: tc.shape.clone(),
+                };
+                let prep = tc.prepare(ctx, set.opts.samples);
                 emit(timed(ctx, id, prep, (warmup, runs), &peaks), records, &pb);
             }
         }

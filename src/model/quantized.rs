@@ -984,7 +984,9 @@ impl QModel {
     /// codes with `NAME.scale` (F32) and `NAME.zero_point` (I32) per output channel, the
     /// biases (F32), and in static mode `act.NODE.scale` (F32) / `act.NODE.zero_point`
     /// (`U8` or `I8`: the activation's type) for every activation (`act.input.*` for the
-    /// input); the mode, the requantization rule (`requant = onnx` for a quantized
+    /// input); where the codes are narrower than the type (a low bit width, PTQ or QAT
+    /// below 8 bits), `NAME.code_range` / `act.NODE.code_range` (`I32 [qmin, qmax]`); the
+    /// mode, the requantization rule (`requant = onnx` for a quantized
     /// file's model) and a CRC-32 of the data are in the metadata. Returns the file's
     /// size in bytes. [`QModel::load`] reads it back with the same graph (and files
     /// whose activation zero points are I32, which are u8 activations).
@@ -1020,6 +1022,9 @@ impl QModel {
                 vec![n],
                 i32s(&p.zero_points),
             ));
+            if let Some(r) = narrowed(p) {
+                blobs.push((format!("{name}.code_range"), Dtype::I32, vec![2], i32s(&r)));
+            }
         }
         for (name, v) in &self.host.biases {
             blobs.push((name.clone(), Dtype::F32, vec![v.len()], f32s(v)));
@@ -1056,6 +1061,14 @@ impl QModel {
                     vec![1],
                     p.zero_points.iter().map(|&z| z as u8).collect(),
                 ));
+                if let Some(r) = narrowed(p) {
+                    blobs.push((
+                        format!("act.{node}.code_range"),
+                        Dtype::I32,
+                        vec![2],
+                        i32s(&r),
+                    ));
+                }
             }
         }
         let views = blobs
@@ -1169,6 +1182,7 @@ impl QModel {
                 scales,
                 zeros,
             )
+            .and_then(|p| saved.code_range(p, &format!("{weight}.code_range")))
             .map_err(|e| saved.err(format!("weight '{weight}': {e}")))?;
             host.weights.insert(weight.to_string(), (p, codes));
             let c = correction_name(weight);
@@ -1194,6 +1208,7 @@ impl QModel {
                 let (qt, z) =
                     saved.codes(&format!("act.{name}.zero_point"), &[1], Some(QType::U8))?;
                 QuantParams::new(qt, Granularity::PerTensor, shape, s, z)
+                    .and_then(|p| saved.code_range(p, &format!("act.{name}.code_range")))
                     .map(Some)
                     .map_err(|e| saved.err(format!("activation '{name}': {e}")))
             };
@@ -1290,6 +1305,18 @@ impl SavedTensors<'_> {
         match v.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             Some((i, x)) => Err(self.err(format!("tensor '{name}' holds {x} at index {i}"))),
             None => Ok(v),
+        }
+    }
+
+    /// `p` narrowed to the code range stored under `name`, if the file has one (a low
+    /// bit width); checked against the type and the zero points.
+    fn code_range(&self, p: QuantParams, name: &str) -> Result<QuantParams> {
+        if self.st.tensor(name).is_err() {
+            return Ok(p);
+        }
+        match self.i32s(name, &[2])?[..] {
+            [lo, hi] => p.with_code_range(lo, hi),
+            _ => unreachable!("two values were read"),
         }
     }
 
@@ -1626,4 +1653,9 @@ fn node_scratch(
         _ => {}
     }
     Ok(sc)
+}
+
+/// The codes of `p` when narrower than its type's (a low bit width): `[qmin, qmax]`.
+fn narrowed(p: &QuantParams) -> Option<[i32; 2]> {
+    ((p.qmin(), p.qmax()) != (p.qtype().qmin(), p.qtype().qmax())).then(|| [p.qmin(), p.qmax()])
 }

@@ -18,7 +18,7 @@ pub use eltwise::{
 };
 pub use gemm::{gemm, gemm_at};
 pub use image::image_to_tensor_reference;
-pub use pool::pool_f64;
+pub use pool::{max_pool_grad_f64, pool_f64};
 pub use qgemm::{qgemm_dequant, qgemm_i32, requant_onnx};
 pub use wgemm::linear_f64;
 

@@ -49,3 +49,44 @@ pub fn pool_f64(
     }
     out
 }
+
+/// Max pooling's input gradient in f64 for `k x k` windows at stride `stride` without
+/// padding on an NHWC input of shape `xs` and output `os`: each window's gradient goes
+/// to its largest element, the first in row-major order on ties (PyTorch's rule).
+pub fn max_pool_grad_f64(
+    x: &[f32],
+    dy: &[f32],
+    xs: &[usize; 4],
+    os: &[usize],
+    k: usize,
+    stride: usize,
+) -> Vec<f64> {
+    let [b, h, w, c] = *xs;
+    let (oh, ow) = (os[1], os[2]);
+    let mut dx = vec![0.0f64; x.len()];
+    for n in 0..b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut best: Option<(usize, f32)> = None;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (y, xx) = (oy * stride + ky, ox * stride + kx);
+                            if y >= h || xx >= w {
+                                continue;
+                            }
+                            let i = ((n * h + y) * w + xx) * c + ch;
+                            if best.is_none_or(|(_, v)| x[i] > v) {
+                                best = Some((i, x[i]));
+                            }
+                        }
+                    }
+                    if let Some((i, _)) = best {
+                        dx[i] += f64::from(dy[((n * oh + oy) * ow + ox) * c + ch]);
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
