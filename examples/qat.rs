@@ -3,25 +3,29 @@
 //! by side, at 8 bits and at a low bit width where PTQ loses at least 2 points.
 //!
 //! ```text
-//! cargo run --release --example qat                       # the table of docs/QAT.md
-//! cargo run --release --example qat -- --epochs 2 --qat-epochs 1 --bits 4   # a quick look
+//! cargo run --release --example qat                     # the table of docs/QAT.md
+//! cargo run --release --example qat -- --epochs 2 --qat-epochs 1 --bits 2/4   # a quick look
+//! cargo run --release --example qat -- --save-fp32 lenet_gpu.safetensors      # keep FP32
+//! cargo run --release --example qat -- --fp32 lenet_gpu.safetensors           # reuse it
 //! ```
 //!
 //! 1. **FP32 on the GPU**: LeNet from He-normal weights, the recipe of
 //!    `tools/lenet_mnist/train.py` (SGD, momentum 0.9, batch 50, `--epochs` (20) epochs,
 //!    learning rate 0.05 halved every 5 epochs, weight decay 5e-4, 4,000 training
 //!    digits), against the numpy trainer's test accuracy recorded in the bundled
-//!    `lenet.safetensors`.
+//!    `lenet.safetensors` (`--fp32 FILE` starts from saved weights instead).
 //! 2. **PTQ** of those weights with every observer (static activations, bias correction
-//!    on, 500 training digits for calibration), at 8 bits and at each lower width from
-//!    `--bits` (else 4, then 3, then 2) until the best observer loses 2 points or more.
-//!    The best observer is picked on the test digits, which favours PTQ.
+//!    on, 500 training digits for calibration) at 8 bits, and at the first of these
+//!    weight/activation widths where the best observer loses 2 points or more: 4/4, 3/3,
+//!    2/8, 2/4, 2/2 (`--bits W/A` picks one). The best observer is picked on the test
+//!    digits, which favours PTQ.
 //! 3. **QAT** from the FP32 weights for `--qat-epochs` (4) epochs (learning rate 0.01,
 //!    halved every 2 epochs; activation ranges from the best PTQ observer, tracked with a
-//!    moving average for the first half, frozen after), then converted to a static
-//!    INT8 `QModel` on the integer kernels. Its accuracy is the converted model's; the
+//!    moving average for the first half, frozen after), at 8 bits and at the low width,
+//!    there also with learned step sizes (LSQ). Each is converted to a static INT8
+//!    `QModel` on the integer kernels, and its accuracy is the converted model's; the
 //!    table also says how many test predictions the converted model and the fake-quant
-//!    model disagree on. `--lsq` adds a row with learned step sizes.
+//!    model disagree on.
 //!
 //! Test accuracy on the 1,000 test digits; seconds per epoch are wall clock, reading
 //! back included.
@@ -52,8 +56,16 @@ fn main() {
 struct Args {
     epochs: usize,
     qat_epochs: usize,
-    bits: Option<u32>,
-    lsq: bool,
+    bits: Option<(u32, u32)>,
+    fp32: Option<String>,
+    save_fp32: Option<String>,
+}
+
+/// `W/A` (or `B` for both): bits of the weights and of the activations, each 2 to 7.
+fn parse_bits(v: &str) -> Option<(u32, u32)> {
+    let (w, a) = v.split_once('/').unwrap_or((v, v));
+    let (w, a) = (w.parse().ok()?, a.parse().ok()?);
+    ((2..=8).contains(&w) && (2..=8).contains(&a) && (w, a) != (8, 8)).then_some((w, a))
 }
 
 fn args() -> Result<Args, String> {
@@ -61,23 +73,24 @@ fn args() -> Result<Args, String> {
         epochs: 20,
         qat_epochs: 4,
         bits: None,
-        lsq: false,
+        fp32: None,
+        save_fp32: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        if k == "--lsq" {
-            a.lsq = true;
-            continue;
-        }
-        let v = it.next().and_then(|v| v.parse::<usize>().ok());
-        match (k.as_str(), v) {
-            ("--epochs", Some(n)) if n > 0 => a.epochs = n,
-            ("--qat-epochs", Some(n)) if n > 0 => a.qat_epochs = n,
-            ("--bits", Some(n)) if (2..8).contains(&n) => a.bits = Some(n as u32),
+        let v = it.next();
+        let n = v.as_deref().and_then(|v| v.parse::<usize>().ok());
+        match (k.as_str(), n, v) {
+            ("--epochs", Some(n), _) if n > 0 => a.epochs = n,
+            ("--qat-epochs", Some(n), _) if n > 0 => a.qat_epochs = n,
+            ("--bits", _, Some(v)) if parse_bits(&v).is_some() => a.bits = parse_bits(&v),
+            ("--fp32", _, Some(v)) => a.fp32 = Some(v),
+            ("--save-fp32", _, Some(v)) => a.save_fp32 = Some(v),
             _ => {
                 return Err(format!(
                     "unknown argument '{k}' (or a bad value): expected --epochs N, \
-                     --qat-epochs N, --bits 2..7 or --lsq"
+                     --qat-epochs N, --bits W/A (2 to 8 each, not 8/8), --fp32 FILE \
+                     or --save-fp32 FILE"
                 ))
             }
         }
@@ -149,11 +162,11 @@ fn best_ptq(
     weights: &WeightFile,
     calibration: &[Tensor],
     test: &mnist::Digits,
-    bits: u32,
+    (wb, ab): (u32, u32),
 ) -> Result<(f64, ObserverKind), String> {
     let mut best: Option<(f64, ObserverKind)> = None;
     for obs in ObserverKind::standard() {
-        let opts = PtqOptions::new(obs, QMode::Static).bits(bits, bits);
+        let opts = PtqOptions::new(obs, QMode::Static).bits(wb, ab);
         let q = QModel::calibrate_with(
             ctx,
             &lenet(),
@@ -164,7 +177,7 @@ fn best_ptq(
         )
         .map_err(|e| e.to_string())?;
         let (acc, _) = evaluate(ctx, &q, test)?;
-        eprintln!("  PTQ {bits} bits, {}: {acc:.1}%", obs.name());
+        eprintln!("  PTQ {wb}/{ab} bits, {}: {acc:.1}%", obs.name());
         if best.is_none_or(|(b, _)| acc > b) {
             best = Some((acc, obs));
         }
@@ -198,8 +211,20 @@ fn run() -> Result<(), String> {
     let graph = lenet();
     let mut rows = Vec::new();
 
-    // 1. FP32 on the GPU, the numpy trainer's recipe.
-    let init = Trainer::init_weights(&graph, [28, 28, 1], 0).map_err(e)?;
+    // 1. FP32 on the GPU, the numpy trainer's recipe (or weights from a file).
+    rows.push(Row {
+        name: "FP32, numpy trainer (tools/lenet_mnist/train.py)".into(),
+        bits: "32/32".into(),
+        acc: 100.0 * numpy_acc,
+        epochs: "20".into(),
+        seconds: None,
+        note: String::new(),
+    });
+    let per_epoch = |s: &[EpochStats]| s.iter().map(|s| s.seconds).sum::<f64>() / s.len() as f64;
+    let init = match &args.fp32 {
+        Some(f) => WeightFile::load(f).map_err(e)?,
+        None => Trainer::init_weights(&graph, [28, 28, 1], 0).map_err(e)?,
+    };
     let cfg = TrainConfig {
         batch: 50,
         epochs: args.epochs,
@@ -213,29 +238,34 @@ fn run() -> Result<(), String> {
         qat: None,
     };
     let mut t = Trainer::new(&ctx, &graph, &init, [28, 28, 1], cfg).map_err(e)?;
-    let stats = fit(&ctx, &mut t, &train, "FP32")?;
-    let fp32 = 100.0 * t.accuracy(&ctx, &test).map_err(e)?;
+    if args.fp32.is_none() {
+        let stats = fit(&ctx, &mut t, &train, "FP32")?;
+        rows.push(Row {
+            name: "FP32, trained on the GPU".into(),
+            bits: "32/32".into(),
+            acc: 100.0 * t.accuracy(&ctx, &test).map_err(e)?,
+            epochs: args.epochs.to_string(),
+            seconds: Some(per_epoch(&stats)),
+            note: format!(
+                "{:.0} digits/s",
+                stats.iter().map(|s| s.samples_per_second).sum::<f64>() / stats.len() as f64
+            ),
+        });
+    } else {
+        rows.push(Row {
+            name: "FP32, weights from --fp32".into(),
+            bits: "32/32".into(),
+            acc: 100.0 * t.accuracy(&ctx, &test).map_err(e)?,
+            epochs: "-".into(),
+            seconds: None,
+            note: String::new(),
+        });
+    }
+    let fp32 = rows[1].acc;
     let fp32_w = t.weights(&ctx).map_err(e)?;
-    let per_epoch = |s: &[EpochStats]| s.iter().map(|s| s.seconds).sum::<f64>() / s.len() as f64;
-    rows.push(Row {
-        name: "FP32, numpy trainer (tools/lenet_mnist/train.py)".into(),
-        bits: "32/32".into(),
-        acc: 100.0 * numpy_acc,
-        epochs: "20".into(),
-        seconds: None,
-        note: String::new(),
-    });
-    rows.push(Row {
-        name: "FP32, trained on the GPU".into(),
-        bits: "32/32".into(),
-        acc: fp32,
-        epochs: args.epochs.to_string(),
-        seconds: Some(per_epoch(&stats)),
-        note: format!(
-            "{:.0} digits/s",
-            stats.iter().map(|s| s.samples_per_second).sum::<f64>() / stats.len() as f64
-        ),
-    });
+    if let Some(f) = &args.save_fp32 {
+        fp32_w.save(f).map_err(e)?;
+    }
 
     // 2. PTQ: 8 bits, then the first low width that loses 2 points.
     let calib_idx = train.first_of_each_class(50);
@@ -244,10 +274,12 @@ fn run() -> Result<(), String> {
         .map(|c| Tensor::from_slice(&ctx, &[BATCH, 28, 28, 1], &train.gather(c).0))
         .collect::<wgpu_quant::Result<_>>()
         .map_err(e)?;
-    let (ptq8, obs8) = best_ptq(&ctx, &fp32_w, &calibration, &test_d, 8)?;
-    let widths: Vec<u32> = match args.bits {
+    let (ptq8, obs8) = best_ptq(&ctx, &fp32_w, &calibration, &test_d, (8, 8))?;
+    // Weights and activations at 4, 3 and 2 bits, then 2-bit weights with wider
+    // activations: the first pair where the best PTQ loses 2 points.
+    let widths = match args.bits {
         Some(b) => vec![b],
-        None => vec![4, 3, 2],
+        None => vec![(4, 4), (3, 3), (2, 8), (2, 4), (2, 2)],
     };
     let mut low = None;
     for &b in &widths {
@@ -260,20 +292,23 @@ fn run() -> Result<(), String> {
     let (low_bits, ptq_low, obs_low) = low.ok_or("no low bit width")?;
 
     // 3. QAT from the FP32 weights, converted to the integer kernels.
-    let mut runs = vec![(8, ptq8, obs8, false), (low_bits, ptq_low, obs_low, false)];
-    if args.lsq {
-        runs.push((low_bits, ptq_low, obs_low, true));
-    }
-    for (bits, ptq, obs, lsq) in runs {
-        rows.push(Row {
-            name: format!("PTQ, best observer ({})", obs.name()),
-            bits: format!("{bits}/{bits}"),
-            acc: ptq,
-            epochs: "-".into(),
-            seconds: None,
-            note: "bias correction on".into(),
-        });
-        let mut q = QatConfig::new(bits, bits);
+    let runs = [
+        ((8, 8), ptq8, obs8, false),
+        (low_bits, ptq_low, obs_low, false),
+        (low_bits, ptq_low, obs_low, true),
+    ];
+    for ((wb, ab), ptq, obs, lsq) in runs {
+        if !lsq {
+            rows.push(Row {
+                name: format!("PTQ, best observer ({})", obs.name()),
+                bits: format!("{wb}/{ab}"),
+                acc: ptq,
+                epochs: "-".into(),
+                seconds: None,
+                note: "bias correction on".into(),
+            });
+        }
+        let mut q = QatConfig::new(wb, ab);
         q.lsq = lsq;
         q.observer = obs;
         q.freeze_after = args.qat_epochs.div_ceil(2);
@@ -290,7 +325,7 @@ fn run() -> Result<(), String> {
             qat: Some(q),
         };
         let mut t = Trainer::new(&ctx, &graph, &fp32_w, [28, 28, 1], cfg).map_err(e)?;
-        let what = format!("QAT {bits} bits{}", if lsq { " LSQ" } else { "" });
+        let what = format!("QAT {wb}/{ab} bits{}", if lsq { " LSQ" } else { "" });
         let stats = fit(&ctx, &mut t, &train, &what)?;
         let fq_pred = t.predict(&ctx, &test).map_err(e)?;
         let qm = t.to_qmodel(&ctx, &[BATCH, 28, 28, 1]).map_err(e)?;
@@ -301,7 +336,7 @@ fn run() -> Result<(), String> {
                 "QAT{}, converted to INT8 codes",
                 if lsq { " with LSQ" } else { "" }
             ),
-            bits: format!("{bits}/{bits}"),
+            bits: format!("{wb}/{ab}"),
             acc,
             epochs: args.qat_epochs.to_string(),
             seconds: Some(per_epoch(&stats)),

@@ -76,6 +76,10 @@ pub struct DispatchDocDoctests;
 #[cfg(doctest)]
 pub struct OnnxDocDoctests;
 
+#[doc = include_str!("../docs/QAT.md")]
+#[cfg(doctest)]
+pub struct QatDocDoctests;
+
 // Layers, bottom to top (docs/ARCHITECTURE.md; tests/architecture.rs checks that every
 // module imports only from its own layer's earlier modules or from the layers below):
 // data: dtype, error, caps, quant (formats), desc (descriptors, tiles, tuning keys),
@@ -85,6 +89,7 @@ pub struct OnnxDocDoctests;
 // ops
 // measure: bench, tuning, calib
 // model
+// train (training on the GPU, quantization-aware training)
 // import (ONNX files become model graphs)
 pub mod caps;
 pub mod desc;

@@ -59,14 +59,15 @@ fn bench_json_and_chart_cover_every_suite_and_adapter() {
         .filter_map(|l| l.strip_prefix("adapter: "))
         .collect();
     assert!(!adapters.is_empty(), "{stdout}");
-    // Per adapter: 2 linear shapes x 6 dtypes, 2 layers x 3 dtypes, 7 quant kernels, and
-    // the probes the adapter supports (3 or 4).
+    // Per adapter: 2 linear shapes x 6 dtypes, 2 layers x 3 dtypes, 7 quant kernels, the
+    // quick train cases, and the probes the adapter supports (3 or 4).
+    let train = wgpu_quant::bench::train_cases(true).len();
     let probes = records.iter().filter(|r| r.suite == "peak").count();
     let unsupported = stdout.matches("not run: ").count();
     assert_eq!(probes + unsupported, 4 * adapters.len(), "{stdout}");
     assert_eq!(
         records.len(),
-        probes + (12 + 6 + 7) * adapters.len(),
+        probes + (12 + 6 + 7 + train) * adapters.len(),
         "{records:#?}"
     );
     for r in &records {
@@ -99,6 +100,13 @@ fn bench_json_and_chart_cover_every_suite_and_adapter() {
                 assert_eq!((rows, cols), (33, 70));
                 assert_eq!(r.budget, 0.0, "quantization is checked bit for bit");
                 assert!(r.gbps.unwrap() > 0.0);
+            }
+            ("train", _, shape) => {
+                assert!(r.dtype == "fp32" && r.budget <= 1e-5, "{r:?}");
+                let case = wgpu_quant::bench::train_cases(true)
+                    .into_iter()
+                    .find(|c| c.name == r.case && c.op.name() == r.op);
+                assert_eq!(case.map(|c| c.shape).as_ref(), Some(shape), "{r:?}");
             }
             ("peak", _, Shape::Probe { .. }) => {
                 assert_eq!(r.pct_of_peak, Some(100.0));

@@ -971,6 +971,49 @@ fn timed(
 
 /// Runs every job of `set` on one adapter, printing its table and appending its records;
 /// `Ok(false)` when a case failed its check or its op returned an error.
+/// The progress message, record id and prepared case of a one-case job (quant, train).
+fn single_case<'a>(
+    ctx: &'a Context,
+    set: &Settings,
+    job: &Job,
+) -> (
+    String,
+    bench::CaseId,
+    wgpu_quant::Result<bench::Prepared<'a>>,
+) {
+    match job {
+        Job::Quant {
+            op,
+            dtype,
+            granularity,
+            scheme,
+        } => {
+            let (rows, cols) = set.quant_shape;
+            let id = bench::CaseId {
+                suite: "quant".into(),
+                op: op.name().into(),
+                dtype: dtype.to_string(),
+                case: granularity.to_string(),
+                shape: bench::Shape::Tensor { rows, cols },
+            };
+            let msg = format!("{} {dtype} {granularity}", op.name());
+            (msg, id, op.prepare(ctx, scheme, rows, cols))
+        }
+        Job::Train(tc) => {
+            let id = bench::CaseId {
+                suite: "train".into(),
+                op: tc.op.name().into(),
+                dtype: "fp32".into(),
+                case: tc.name.into(),
+                shape: tc.shape.clone(),
+            };
+            let msg = format!("{} {}", tc.name, tc.op.name());
+            (msg, id, tc.prepare(ctx, set.opts.samples))
+        }
+        _ => unreachable!("only quant and train jobs are one case"),
+    }
+}
+
 fn bench_adapter(
     ctx: &Context,
     set: &Settings,
@@ -1080,34 +1123,9 @@ fn bench_adapter(
                     emit(timed(ctx, id, prep, (warmup, runs), &peaks), records, &pb);
                 }
             }
-            Job::Quant {
-                op,
-                dtype,
-                granularity,
-                scheme,
-            } => {
-                pb.set_message(format!("{} {dtype} {granularity}", op.name()));
-                let (rows, cols) = set.quant_shape;
-                let id = CaseId {
-                    suite: "quant".into(),
-                    op: op.name().into(),
-                    dtype: dtype.to_string(),
-                    case: granularity.to_string(),
-                    shape: bench::Shape::Tensor { rows, cols },
-                };
-                let prep = op.prepare(ctx, scheme, rows, cols);
-                emit(timed(ctx, id, prep, (warmup, runs), &peaks), records, &pb);
-            }
-            Job::Train(tc) => {
-                pb.set_message(format!("{} {}", tc.name, tc.op.name()));
-                let id = CaseId {
-                    suite: "train".into(),
-                    op: tc.op.name().into(),
-                    dtype: "fp32".into(),
-                    case: tc.name.into(),
-                    shape: tc.shape.clone(),
-                };
-                let prep = tc.prepare(ctx, set.opts.samples);
+            Job::Quant { .. } | Job::Train(_) => {
+                let (msg, id, prep) = single_case(ctx, set, job);
+                pb.set_message(msg);
                 emit(timed(ctx, id, prep, (warmup, runs), &peaks), records, &pb);
             }
         }

@@ -229,6 +229,47 @@ impl WeightFile {
     pub fn parameters(&self) -> usize {
         self.tensors.values().map(|(_, v)| v.len()).sum()
     }
+
+    /// Writes every tensor (F32) and the metadata as a safetensors file that
+    /// [`WeightFile::load`] reads back (trained weights: [`crate::train::Trainer`]).
+    /// Returns the file's size in bytes.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<u64> {
+        let path = path.as_ref();
+        let file_err = |message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes: Vec<(&String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(n, (s, v))| {
+                (
+                    n,
+                    s.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, b)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .map(|v| (n.to_string(), v))
+                    .map_err(|e| file_err(format!("tensor '{n}': {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta: std::collections::HashMap<String, String> =
+            self.metadata.clone().into_iter().collect();
+        let out = safetensors::tensor::serialize(views, Some(meta))
+            .map_err(|e| file_err(e.to_string()))?;
+        std::fs::write(path, &out).map_err(|e| file_err(e.to_string()))?;
+        Ok(out.len() as u64)
+    }
+
+    /// Sets a metadata entry (written by [`WeightFile::save`]).
+    pub fn set_metadata(&mut self, key: &str, value: &str) {
+        self.metadata.insert(key.to_string(), value.to_string());
+    }
 }
 
 /// Times the layers named `names`: `record` records one forward pass that writes

@@ -20,7 +20,7 @@
 //! back after each step, and stops with an error naming the step and the layer when a
 //! loss or a gradient is NaN or infinite.
 //!
-//! ```no_run
+//! ```
 //! use wgpu_quant::model::{lenet, WeightFile};
 //! use wgpu_quant::train::{Dataset, Optimizer, TrainConfig, Trainer};
 //! use wgpu_quant::ops::train::Sgd;

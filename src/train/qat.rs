@@ -36,8 +36,10 @@ pub struct QatConfig {
     /// Learned step sizes (LSQ, Esser et al. 2020): every scale but the model input's
     /// (the data's range, fixed by calibration) is a parameter trained with the weights,
     /// its gradient scaled by `1 / sqrt(elements * qmax)` (elements of one channel, or of
-    /// one sample's activation); zero points stay where calibration put them. Off: weight scales follow each channel's
-    /// largest magnitude at every step and activation ranges their moving average.
+    /// one sample's activation); weight scales start at LSQ's `2 mean|w| / sqrt(qmax)`
+    /// per channel, activation scales at the calibrated ones, and zero points stay where
+    /// calibration put them. Off: weight scales follow each channel's largest magnitude
+    /// at every step and activation ranges their moving average.
     pub lsq: bool,
     /// The moving average's weight on the old range, in [0, 1) (PyTorch's
     /// `MovingAverageMinMaxObserver` uses 0.99).
@@ -255,11 +257,28 @@ impl Qat {
                     push(format!("{}.scale", t.params[p].name), i, w)?;
                 }
             }
-            // The weight scales' initial values: the observed ones.
-            for w in q.weights.iter().flatten() {
-                let (s, _, _) = w.read(ctx)?;
-                let p = w.scale.expect("LSQ scales were made") - base;
-                extra[p].value.write(ctx, &s)?;
+            // The weight scales' initial values, LSQ's: 2 mean|w| / sqrt(qmax) per channel
+            // (at 2 bits a scale from the largest magnitude would round most weights to 0).
+            for (i, w) in q.weights.iter().enumerate() {
+                let (Some(w), Some(p)) = (w, t.owned[i][0]) else {
+                    continue;
+                };
+                let values = t.params[p].value.read_blocking::<f32>(ctx)?;
+                let root = (w.fq.qmax as f64).sqrt();
+                let s: Vec<f32> = values
+                    .chunks(w.fq.inner)
+                    .map(|c| {
+                        let mean =
+                            c.iter().map(|v| f64::from(v.abs())).sum::<f64>() / c.len() as f64;
+                        ((2.0 * mean / root) as f32).max(crate::ops::train::MIN_SCALE)
+                    })
+                    .collect();
+                let k = w.scale.expect("LSQ scales were made") - base;
+                extra[k].value.write(ctx, &s)?;
+                // The parameters the first forward pass reads.
+                let mut enc = ctx.encoder("lsq init");
+                scales_to_params(ctx, &mut enc, &extra[k].value, &w.qp)?;
+                ctx.submit_and_wait(enc)?;
             }
         }
         Ok((q, extra))
