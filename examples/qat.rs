@@ -103,6 +103,23 @@ fn dataset(d: &mnist::Digits) -> Result<Dataset, String> {
     Dataset::new(d.pixels.clone(), labels, [28, 28, 1]).map_err(|e| e.to_string())
 }
 
+/// The numpy trainer's recipe: batch 50, SGD with momentum 0.9 and weight decay 5e-4,
+/// the learning rate `lr` halved every `halve` epochs.
+fn recipe(epochs: usize, lr: f32, halve: usize, qat: Option<QatConfig>) -> TrainConfig {
+    TrainConfig {
+        batch: 50,
+        epochs,
+        optimizer: Optimizer::Sgd(Sgd {
+            lr,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        }),
+        lr_step: Some((halve, 0.5)),
+        seed: 0,
+        qat,
+    }
+}
+
 /// Trains with a progress bar showing the loss and the accuracy.
 fn fit(
     ctx: &Context,
@@ -225,18 +242,7 @@ fn run() -> Result<(), String> {
         Some(f) => WeightFile::load(f).map_err(e)?,
         None => Trainer::init_weights(&graph, [28, 28, 1], 0).map_err(e)?,
     };
-    let cfg = TrainConfig {
-        batch: 50,
-        epochs: args.epochs,
-        optimizer: Optimizer::Sgd(Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-        }),
-        lr_step: Some((5, 0.5)),
-        seed: 0,
-        qat: None,
-    };
+    let cfg = recipe(args.epochs, 0.05, 5, None);
     let mut t = Trainer::new(&ctx, &graph, &init, [28, 28, 1], cfg).map_err(e)?;
     if args.fp32.is_none() {
         let stats = fit(&ctx, &mut t, &train, "FP32")?;
@@ -313,16 +319,8 @@ fn run() -> Result<(), String> {
         q.observer = obs;
         q.freeze_after = args.qat_epochs.div_ceil(2);
         let cfg = TrainConfig {
-            batch: 50,
-            epochs: args.qat_epochs,
-            optimizer: Optimizer::Sgd(Sgd {
-                lr: 0.01,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-            }),
-            lr_step: Some((2, 0.5)),
             seed: 1,
-            qat: Some(q),
+            ..recipe(args.qat_epochs, 0.01, 2, Some(q))
         };
         let mut t = Trainer::new(&ctx, &graph, &fp32_w, [28, 28, 1], cfg).map_err(e)?;
         let what = format!("QAT {wb}/{ab} bits{}", if lsq { " LSQ" } else { "" });

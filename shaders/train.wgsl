@@ -241,26 +241,21 @@ fn fake_quant(i: u32) {
 fn conv_backward(i: u32) {
     var acc = 0.0;
     if (OP == 8u) {
-        let ch = i % p.cin;
-        var t = i / p.cin;
-        let x = i32(t % p.w);
-        t /= p.w;
-        let y = i32(t % p.h);
-        let n = t / p.h;
+        let px = pixel_of(i);
+        let n = px.x;
+        let y = i32(px.y);
+        let x = i32(px.z);
+        let ch = px.w;
         let g = ch / p.cg;
         let ci = ch % p.cg;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let ny = y + i32(p.top) - i32(ky * p.dh);
-            if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
-                continue;
-            }
-            let oy = u32(ny) / p.sh;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let nx = x + i32(p.left) - i32(kx * p.dw);
-                if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+                let win = window_at(y, x, ky, kx);
+                if (win.x < 0) {
                     continue;
                 }
-                let ox = u32(nx) / p.sw;
+                let oy = u32(win.x);
+                let ox = u32(win.y);
                 let row = ((n * p.oh + oy) * p.ow + ox) * p.oc;
                 for (var oo = 0u; oo < p.ocg; oo++) {
                     let o = g * p.ocg + oo;
@@ -296,6 +291,29 @@ fn conv_backward(i: u32) {
     c[i] = acc;
 }
 
+// Input element i of an NHWC tensor [p.n, p.h, p.w, p.cin] as (n, y, x, c).
+fn pixel_of(i: u32) -> vec4<u32> {
+    let c = i % p.cin;
+    let t = i / p.cin;
+    return vec4<u32>(t / p.w / p.h, t / p.w % p.h, t % p.w, c);
+}
+
+// The window (oy, ox) whose tap (ky, kx) reads input pixel (y, x), or (-1, -1) where no
+// window does (off the stride grid, or outside the output).
+fn window_at(y: i32, x: i32, ky: u32, kx: u32) -> vec2<i32> {
+    let ny = y + i32(p.top) - i32(ky * p.dh);
+    let nx = x + i32(p.left) - i32(kx * p.dw);
+    if (ny < 0 || nx < 0 || u32(ny) % p.sh != 0u || u32(nx) % p.sw != 0u) {
+        return vec2<i32>(-1, -1);
+    }
+    let oy = u32(ny) / p.sh;
+    let ox = u32(nx) / p.sw;
+    if (oy >= p.oh || ox >= p.ow) {
+        return vec2<i32>(-1, -1);
+    }
+    return vec2<i32>(i32(oy), i32(ox));
+}
+
 // The input pixel (y, x) of window (oy, ox)'s tap (ky, kx), or -1 where it is padding.
 fn tap_pixel(oy: u32, ox: u32, ky: u32, kx: u32) -> vec2<i32> {
     let iy = i32(oy * p.sh + ky * p.dh) - i32(p.top);
@@ -307,25 +325,20 @@ fn tap_pixel(oy: u32, ox: u32, ky: u32, kx: u32) -> vec2<i32> {
 }
 
 fn pool_backward(i: u32) {
-    let ch = i % p.cin;
-    var t = i / p.cin;
-    let x = i32(t % p.w);
-    t /= p.w;
-    let y = i32(t % p.h);
-    let n = t / p.h;
+    let px = pixel_of(i);
+    let n = px.x;
+    let y = i32(px.y);
+    let x = i32(px.z);
+    let ch = px.w;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let ny = y + i32(p.top) - i32(ky * p.dh);
-        if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
-            continue;
-        }
-        let oy = u32(ny) / p.sh;
         for (var kx = 0u; kx < p.kw; kx++) {
-            let nx = x + i32(p.left) - i32(kx * p.dw);
-            if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+            let win = window_at(y, x, ky, kx);
+            if (win.x < 0) {
                 continue;
             }
-            let ox = u32(nx) / p.sw;
+            let oy = u32(win.x);
+            let ox = u32(win.y);
             let g = bitcast<f32>(b[((n * p.oh + oy) * p.ow + ox) * p.cin + ch]);
             // The window's maximum (first in order) or its count.
             var best = vec2<i32>(-1, -1);
@@ -462,25 +475,20 @@ fn columns(i: u32) {
         c[i] = v;
         return;
     }
-    let ci = i % p.cin;
-    var t = i / p.cin;
-    let x = i32(t % p.w);
-    t /= p.w;
-    let y = i32(t % p.h);
-    let n = t / p.h;
+    let px = pixel_of(i);
+    let n = px.x;
+    let y = i32(px.y);
+    let x = i32(px.z);
+    let ci = px.w;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let ny = y + i32(p.top) - i32(ky * p.dh);
-        if (ny < 0 || u32(ny) % p.sh != 0u || u32(ny) / p.sh >= p.oh) {
-            continue;
-        }
-        let oy = u32(ny) / p.sh;
         for (var kx = 0u; kx < p.kw; kx++) {
-            let nx = x + i32(p.left) - i32(kx * p.dw);
-            if (nx < 0 || u32(nx) % p.sw != 0u || u32(nx) / p.sw >= p.ow) {
+            let win = window_at(y, x, ky, kx);
+            if (win.x < 0) {
                 continue;
             }
-            let ox = u32(nx) / p.sw;
+            let oy = u32(win.x);
+            let ox = u32(win.y);
             acc += a[((n * p.oh + oy) * p.ow + ox) * ckk + ci * taps + ky * p.kw + kx];
         }
     }

@@ -458,15 +458,16 @@ impl Trainer {
             .unwrap_or(&self.bufs[j].grad)
     }
 
-    /// The weight node `i` computes with: its fake-quantized copy under QAT.
-    fn weight_of(&self, i: usize) -> Option<&Tensor> {
-        let p = self.owned[i][0]?;
-        Some(
-            self.qat
-                .as_ref()
-                .and_then(|q| q.weight(i))
-                .unwrap_or(&self.params[p].value),
-        )
+    /// The weight node `i` computes with (its fake-quantized copy under QAT) and the
+    /// tensor its gradient is written to (under QAT the fake-quantized weight's, taken
+    /// back through the STE afterwards).
+    fn weight_of(&self, i: usize) -> Option<(&Tensor, &Tensor)> {
+        let p = &self.params[self.owned[i][0]?];
+        let q = self.qat.as_ref();
+        Some((
+            q.and_then(|q| q.weight(i)).unwrap_or(&p.value),
+            q.and_then(|q| q.weight_grad(i)).unwrap_or(&p.grad),
+        ))
     }
 
     /// Records the forward pass of [`Trainer::input`] up to the logits. `training`
@@ -501,7 +502,7 @@ impl Trainer {
         let batch = self.cfg.batch;
         match &node.layer {
             Layer::Conv { dims, desc, .. } => {
-                let w = self.weight_of(i).expect("a convolution has a weight");
+                let (w, _) = self.weight_of(i).expect("a convolution has a weight");
                 let desc = ConvDesc {
                     activation: Activation::None,
                     ..*desc
@@ -523,7 +524,7 @@ impl Trainer {
                 }
             }
             Layer::Linear { n, k, .. } => {
-                let w = self.weight_of(i).expect("a linear has a weight");
+                let (w, _) = self.weight_of(i).expect("a linear has a weight");
                 let desc = GemmDesc {
                     trans_b: true,
                     ..GemmDesc::new(batch, *n, *k)
@@ -604,18 +605,6 @@ impl Trainer {
         Ok(())
     }
 
-    /// The gradient the weight gradient of node `i` is written to (the fake-quantized
-    /// weight's under QAT, then taken back through the STE).
-    fn weight_grad_of(&self, i: usize) -> Option<&Tensor> {
-        let p = self.owned[i][0]?;
-        Some(
-            self.qat
-                .as_ref()
-                .and_then(|q| q.weight_grad(i))
-                .unwrap_or(&self.params[p].grad),
-        )
-    }
-
     fn backward_node(&self, ctx: &Context, enc: &mut wgpu::CommandEncoder, i: usize) -> Result<()> {
         let node = &self.graph.nodes[i];
         let b = &self.bufs[i];
@@ -630,10 +619,7 @@ impl Trainer {
         let me = |slot| (node.input, (i, slot));
         match &node.layer {
             Layer::Conv { dims, desc, .. } => {
-                let (w, dw) = (
-                    self.weight_of(i).expect("a weight"),
-                    self.weight_grad_of(i).expect("a weight"),
-                );
+                let (w, dw) = self.weight_of(i).expect("a weight");
                 let geo = (dims, desc);
                 let oc = dims.out_channels;
                 let g2 = g.reshape(&[g.numel() / oc, oc])?;
@@ -662,10 +648,7 @@ impl Trainer {
                 }
             }
             Layer::Linear { n, k, .. } => {
-                let (w, dw) = (
-                    self.weight_of(i).expect("a weight"),
-                    self.weight_grad_of(i).expect("a weight"),
-                );
+                let (w, dw) = self.weight_of(i).expect("a weight");
                 let (x2, g2) = (x.reshape(&[batch, *k])?, g.reshape(&[batch, *n])?);
                 linear_backward(ctx, enc, (&x2, w, &g2), None, dw, db)?;
                 self.contribute(ctx, enc, me(0), |enc, dst| {
