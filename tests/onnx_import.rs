@@ -214,21 +214,23 @@ fn check(got: &[f32], want: &[f64], budget: f64) {
     assert!(err <= budget, "relative L2 error {err:.2e} > {budget:.0e}");
 }
 
-#[test]
-fn conv_batchnorm_relu_flatten_gemm_matches_the_reference() {
-    let ctx = common::ctx();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (n, c, h, w, oc, k) = (2, 3, 5, 5, 4, 3);
-    let x = rand_vec(n * c * h * w, &mut rng);
-    let wt = rand_vec(oc * c * k * k, &mut rng);
-    let b = rand_vec(oc, &mut rng);
-    let gamma = [1.5f32, 0.5, -0.7, 2.0];
-    let beta = [0.1f32, -0.2, 0.3, 0.0];
-    let mean = [0.05f32, -0.1, 0.2, 0.0];
-    let var = [0.5f32, 1.2, 0.8, 2.0];
+const BN_GAMMA: [f32; 4] = [1.5, 0.5, -0.7, 2.0];
+const BN_BETA: [f32; 4] = [0.1, -0.2, 0.3, 0.0];
+const BN_MEAN: [f32; 4] = [0.05, -0.1, 0.2, 0.0];
+const BN_VAR: [f32; 4] = [0.5, 1.2, 0.8, 2.0];
+const GEMM_C: [f32; 3] = [0.25, -0.5, 1.0];
+
+/// Conv 3->4 k3 pad 1, BatchNormalization, Relu, Flatten, Gemm to 3 (alpha 0.5, beta 2)
+/// on `[n, 3, h, w]`: the model and its conv weight, conv bias and Gemm B.
+fn conv_bn_gemm(
+    rng: &mut rand::rngs::StdRng,
+    (n, h, w): (usize, usize, usize),
+) -> (ModelProto, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (c, oc, k) = (3, 4, 3);
+    let wt = rand_vec(oc * c * k * k, rng);
+    let b = rand_vec(oc, rng);
     let feats = oc * h * w;
-    let gemm_b = rand_vec(feats * 3, &mut rng); // [K, N], transB = 0
-    let gemm_c = [0.25f32, -0.5, 1.0];
+    let gemm_b = rand_vec(feats * 3, rng); // [K, N], transB = 0
     let m = model(
         vec![
             node(
@@ -261,16 +263,28 @@ fn conv_batchnorm_relu_flatten_gemm_matches_the_reference() {
         vec![
             tensor_f32("w", &[oc, c, k, k], &wt),
             tensor_f32("b", &[oc], &b),
-            tensor_f32("g", &[oc], &gamma),
-            tensor_f32("be", &[oc], &beta),
-            tensor_f32("mu", &[oc], &mean),
-            tensor_f32("var", &[oc], &var),
+            tensor_f32("g", &[oc], &BN_GAMMA),
+            tensor_f32("be", &[oc], &BN_BETA),
+            tensor_f32("mu", &[oc], &BN_MEAN),
+            tensor_f32("var", &[oc], &BN_VAR),
             tensor_f32("gb", &[feats, 3], &gemm_b),
-            tensor_f32("gc", &[3], &gemm_c),
+            tensor_f32("gc", &[3], &GEMM_C),
         ],
         &[n, c, h, w],
         13,
     );
+    (m, wt, b, gemm_b)
+}
+
+#[test]
+fn conv_batchnorm_relu_flatten_gemm_matches_the_reference() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (n, c, h, w, oc, k) = (2, 3, 5, 5, 4, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let (m, wt, b, gemm_b) = conv_bn_gemm(&mut rng, (n, h, w));
+    let (gamma, beta, mean, var, gemm_c) = (BN_GAMMA, BN_BETA, BN_MEAN, BN_VAR, GEMM_C);
+    let feats = oc * h * w;
     let onnx = import(&m, None).unwrap();
     // BatchNorm and ReLU fold into the convolution; Flatten is a view.
     assert_eq!(onnx.graph().nodes.len(), 2, "{:?}", onnx.graph());
@@ -2865,4 +2879,56 @@ fn the_model_input_concatenates_as_a_later_operand() {
         .collect();
     assert_eq!(onnx.output().shape, vec![1, 4, 3, 4]);
     check(&run(ctx, &onnx, &x), &want, 0.0);
+}
+
+/// A model with BatchNormalization trains with quantization-aware training: the importer
+/// folds the batch norm into the convolution, so the fake quantization sees the folded
+/// weights (as the integer model will), and the trained graph converts to the integer
+/// kernels.
+#[test]
+fn a_batchnorm_model_trains_with_qat_on_its_folded_convolution() {
+    use wgpu_quant::ops::train::Sgd;
+    use wgpu_quant::train::{Dataset, Optimizer, QatConfig, TrainConfig, Trainer};
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let (m, ..) = conv_bn_gemm(&mut rng, (8, 5, 5));
+    let onnx = import(&m, None).unwrap();
+    assert!(onnx.graph().nodes.iter().all(|n| matches!(
+        n.layer,
+        wgpu_quant::model::Layer::Conv { .. } | wgpu_quant::model::Layer::Linear { .. }
+    )));
+    // Three classes by which third of the image is bright.
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..48 {
+        let class = (i % 3) as u32;
+        for p in 0..75 {
+            let row = p / 15;
+            let bright = row * 3 / 5 == class as usize;
+            x.push(if bright { 1.0 } else { 0.0 } + 0.05 * ((i * 7 + p) % 5) as f32);
+        }
+        y.push(class);
+    }
+    let data = Dataset::new(x, y, [5, 5, 3]).unwrap();
+    let mut q = QatConfig::new(4, 4);
+    q.calibration_per_class = 4;
+    let cfg = TrainConfig {
+        batch: 8,
+        epochs: 8,
+        optimizer: Optimizer::Sgd(Sgd {
+            lr: 0.02,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        }),
+        qat: Some(q),
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::new(ctx, onnx.graph(), onnx.weights(), [5, 5, 3], cfg).unwrap();
+    let stats = t.fit(ctx, &data, |_| {}).unwrap();
+    assert!(
+        stats.last().unwrap().loss < 0.5 * stats[0].loss,
+        "{stats:?}"
+    );
+    assert!(t.accuracy(ctx, &data).unwrap() >= 0.9);
+    t.to_qmodel(ctx, &[8, 5, 5, 3]).unwrap();
 }
