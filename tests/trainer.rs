@@ -20,7 +20,8 @@ use wgpu_quant::Context;
 
 const SAMPLE: [usize; 3] = [9, 9, 2];
 
-/// Every trainable layer kind in one graph; 3 classes.
+/// Every trainable layer kind in one graph, and a branch off the path to the loss; 3
+/// classes.
 fn graph() -> Graph {
     let mut g = Graph::default();
     let a = g.push(
@@ -69,8 +70,15 @@ fn graph() -> Graph {
         "fc1",
         Layer::linear("fc1.weight", Some("fc1.bias"), 7, 16).activation(Activation::Relu),
     );
-    g.push("fc2", Layer::linear("fc2.weight", Some("fc2.bias"), 3, 7));
-    g.push("prob", Layer::Softmax);
+    let logits = g.push("fc2", Layer::linear("fc2.weight", Some("fc2.bias"), 3, 7));
+    // A branch that does not lead to the loss, reading the residual's first operand: it
+    // must neither take nor spoil a gradient.
+    g.push_from(
+        "side",
+        Layer::Pool(PoolDesc::global_avg()),
+        wgpu_quant::model::Src::Node(a),
+    );
+    g.push_from("prob", Layer::Softmax, wgpu_quant::model::Src::Node(logits));
     g
 }
 
@@ -107,7 +115,8 @@ fn mean_loss(logits: &[f32], labels: &[u32], k: usize) -> f64 {
 }
 
 /// The loss of `weights` on `(x, y)` (a fresh trainer's forward pass) and, when asked,
-/// its gradients.
+/// its gradients. With gradients the backward pass runs twice: the second must give
+/// the same numbers (a buffer left from the first would add in).
 fn loss_and_grads(
     ctx: &Context,
     weights: &WeightFile,
@@ -117,14 +126,28 @@ fn loss_and_grads(
     let t = Trainer::new(ctx, &graph(), weights, SAMPLE, config(y.len())).unwrap();
     t.input().write(ctx, x).unwrap();
     t.labels().write(ctx, y).unwrap();
-    let mut enc = ctx.encoder("loss");
-    t.record_forward(ctx, &mut enc, true).unwrap();
-    if grads {
-        t.record_backward(ctx, &mut enc).unwrap();
+    let pass = || {
+        let mut enc = ctx.encoder("loss");
+        t.record_forward(ctx, &mut enc, true).unwrap();
+        if grads {
+            t.record_backward(ctx, &mut enc).unwrap();
+        }
+        ctx.submit_and_wait(enc).unwrap();
+        grads.then(|| t.gradients(ctx).unwrap())
+    };
+    let g = pass();
+    if let Some(first) = &g {
+        let again = pass().unwrap();
+        for n in first.names() {
+            let s = first.shape(n).unwrap();
+            assert_eq!(
+                first.tensor(n, s).unwrap(),
+                again.tensor(n, s).unwrap(),
+                "{n}: a second backward pass gave other gradients"
+            );
+        }
     }
-    ctx.submit_and_wait(enc).unwrap();
     let logits = t.logits().unwrap().read_blocking::<f32>(ctx).unwrap();
-    let g = grads.then(|| t.gradients(ctx).unwrap());
     (mean_loss(&logits, y, 3), g)
 }
 

@@ -329,8 +329,10 @@ impl Trainer {
                 ),
             ));
         }
+        // The readers the backward pass runs: up to the logits (a branch that does not
+        // lead to the loss gets no gradient).
         let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); graph.nodes.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
+        for (i, node) in graph.nodes.iter().enumerate().take(logits + 1) {
             for (src, slot) in reads(&node.layer, node.input) {
                 if let Src::Node(j) = src {
                     readers[j].push((i, slot));
