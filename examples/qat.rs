@@ -36,12 +36,13 @@ mod mnist;
 #[path = "common/net.rs"]
 mod net;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use net::data_dir;
 use wgpu_quant::calib::ObserverKind;
 use wgpu_quant::model::{lenet, PtqOptions, QMode, QModel, WeightFile};
 use wgpu_quant::ops::train::Sgd;
-use wgpu_quant::train::{Dataset, EpochStats, Optimizer, QatConfig, TrainConfig, Trainer};
+use wgpu_quant::train::{
+    progress_bar, Dataset, EpochStats, Optimizer, QatConfig, TrainConfig, Trainer,
+};
 use wgpu_quant::{Context, RequestOptions, Tensor};
 
 const BATCH: usize = 100;
@@ -127,26 +128,8 @@ fn fit(
     data: &Dataset,
     what: &str,
 ) -> Result<Vec<EpochStats>, String> {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
-    let stats = t
-        .fit(ctx, data, |p| {
-            bar.set_length((p.steps * p.epochs) as u64);
-            bar.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
-            bar.set_prefix(format!("{what} epoch {}/{}", p.epoch, p.epochs));
-            bar.set_message(format!(
-                "loss {:.4} accuracy {:.1}%",
-                p.loss,
-                100.0 * p.accuracy
-            ));
-        })
-        .map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
-    Ok(stats)
+    t.fit(ctx, data, progress_bar(what))
+        .map_err(|e| e.to_string())
 }
 
 /// Accuracy (%) and predictions of an INT8 model on the test digits.

@@ -67,6 +67,40 @@ mod qat;
 pub use data::Dataset;
 pub use qat::QatConfig;
 
+/// A terminal progress bar for [`Trainer::fit`] (the `cli` feature, on by default):
+/// steps of all epochs, with the epoch, the running loss and accuracy, cleared when the
+/// last step is done.
+///
+/// ```no_run
+/// # use wgpu_quant::train::{progress_bar, Dataset, Trainer};
+/// # fn f(ctx: &wgpu_quant::Context, t: &mut Trainer, data: &Dataset) -> wgpu_quant::Result<()> {
+/// t.fit(ctx, data, progress_bar("FP32"))?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "cli")]
+pub fn progress_bar(label: &str) -> impl FnMut(&Progress) {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let label = label.to_string();
+    move |p: &Progress| {
+        bar.set_length((p.steps * p.epochs) as u64);
+        bar.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
+        bar.set_prefix(format!("{label} epoch {}/{}", p.epoch, p.epochs));
+        bar.set_message(format!(
+            "loss {:.4} accuracy {:.1}%",
+            p.loss,
+            100.0 * p.accuracy
+        ));
+        if p.epoch == p.epochs && p.step == p.steps {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 const OP: &str = "Trainer";
 
 /// The optimizer of every parameter.
