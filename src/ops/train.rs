@@ -1096,18 +1096,13 @@ pub fn im2col(
     x: &Tensor,
     cols: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "im2col";
-    super::check_devices(ctx, OP, &[("x", Some(x)), ("columns", Some(cols))])?;
-    f32_operand(OP, "x", x)?;
-    let mut p = columns_params(OP, geometry, x.shape(), cols)?;
-    distinct(OP, &[("x", x), ("columns", cols)])?;
-    p.total = to_u32(OP, "elements", cols.numel())?;
-    record(
+    record_columns(
         ctx,
         encoder,
-        (OP, 15),
-        p,
-        [Some(x), None, Some(cols), None, None],
+        ("im2col", 15),
+        geometry,
+        (("x", x), cols),
+        true,
     )
 }
 
@@ -1120,17 +1115,40 @@ pub fn col2im(
     dcols: &Tensor,
     dx: &Tensor,
 ) -> Result<()> {
-    const OP: &str = "col2im";
-    super::check_devices(ctx, OP, &[("columns", Some(dcols)), ("dx", Some(dx))])?;
-    f32_operand(OP, "dx", dx)?;
-    let mut p = columns_params(OP, geometry, dx.shape(), dcols)?;
-    distinct(OP, &[("columns", dcols), ("dx", dx)])?;
-    p.total = to_u32(OP, "elements", dx.numel())?;
+    record_columns(
+        ctx,
+        encoder,
+        ("col2im", 16),
+        geometry,
+        (("dx", dx), dcols),
+        false,
+    )
+}
+
+/// im2col (`to_cols`: image to columns) or col2im (columns to image), checked.
+fn record_columns(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    (op, code): (&'static str, u32),
+    geometry: (&crate::desc::conv::ConvDims, &crate::desc::conv::ConvDesc),
+    ((name, image), cols): ((&'static str, &Tensor), &Tensor),
+    to_cols: bool,
+) -> Result<()> {
+    super::check_devices(ctx, op, &[(name, Some(image)), ("columns", Some(cols))])?;
+    f32_operand(op, name, image)?;
+    let mut p = columns_params(op, geometry, image.shape(), cols)?;
+    distinct(op, &[(name, image), ("columns", cols)])?;
+    let (src, dst) = if to_cols {
+        (image, cols)
+    } else {
+        (cols, image)
+    };
+    p.total = to_u32(op, "elements", dst.numel())?;
     record(
         ctx,
         encoder,
-        (OP, 16),
+        (op, code),
         p,
-        [Some(dcols), None, Some(dx), None, None],
+        [Some(src), None, Some(dst), None, None],
     )
 }

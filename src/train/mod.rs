@@ -271,7 +271,7 @@ fn refuse(graph: &Graph, i: usize, why: &str) -> Error {
             "node {i} '{}' ({}): {why}",
             n.name,
             format!("{:?}", n.layer)
-                .split([' ', '(', '{'])
+                .split(|c: char| !c.is_alphanumeric())
                 .next()
                 .unwrap_or("?")
         ),
@@ -758,8 +758,8 @@ impl Trainer {
         self.record_update(ctx, enc)
     }
 
-    /// Checks `labels` against the classes.
-    fn check_labels(&self, data: &Dataset) -> Result<()> {
+    /// Checks the samples' shape against the trainer's.
+    fn check_samples(&self, data: &Dataset) -> Result<()> {
         let want = self.input_shape[1..].to_vec();
         if data.sample_shape().as_slice() != want {
             return Err(Error::shape(
@@ -770,6 +770,12 @@ impl Trainer {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks the samples' shape and the labels against the classes.
+    fn check_labels(&self, data: &Dataset) -> Result<()> {
+        self.check_samples(data)?;
         if let Some(i) = data
             .labels()
             .iter()
@@ -891,16 +897,7 @@ impl Trainer {
     /// last batch padded with zeros, its padding ignored). Under QAT the fake
     /// quantization applies, with the ranges as they stand.
     pub fn predict(&self, ctx: &Context, data: &Dataset) -> Result<Vec<usize>> {
-        let want = self.input_shape[1..].to_vec();
-        if data.sample_shape().as_slice() != want {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "the data's samples are {:?}; the trainer was built for {want:?}",
-                    data.sample_shape()
-                ),
-            ));
-        }
+        self.check_samples(data)?;
         let batch = self.cfg.batch;
         let mut out = Vec::with_capacity(data.len());
         for start in (0..data.len()).step_by(batch) {
