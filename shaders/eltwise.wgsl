@@ -333,7 +333,7 @@ fn main(
         atomicStore(&out[id], word);
     } else {
         let base = id * p.cols;
-        var m = -3.40282347e38;
+        var m = -0x1.fffffep+127f;
         for (var j = 0u; j < p.cols; j++) {
             m = max(m, a_at(base + j));
         }

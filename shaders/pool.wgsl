@@ -56,7 +56,7 @@ fn main(
     let org = window_origin(pix);
     var acc = 0.0;
     if (MAX) {
-        acc = -3.40282347e38;
+        acc = -0x1.fffffep+127f;
     }
     var count = 0u;
     for (var tap = 0u; tap < p.k_h * p.k_w; tap++) {

@@ -165,7 +165,9 @@ fn main(
             s += exp(a[base + j] - m);
         }
         let label = b[i];
-        var picked = bitcast<f32>(0x7fc00000u);
+        // A NaN loss for a label past the classes. Built from a run-time value: WGSL
+        // forbids a NaN constant (browsers reject `bitcast<f32>(0x7fc00000u)`).
+        var picked = bitcast<f32>(0x7fc00000u | (label & 0u));
         if (label < p.cols) {
             picked = a[base + label];
         }
@@ -408,7 +410,7 @@ fn observe(k: u32, t: u32) {
     if (k >= p.channels) {
         return;
     }
-    var lo = bitcast<f32>(0x7f800000u);
+    var lo = 0x1.fffffep+127f;
     var hi = -lo;
     for (var o = 0u; o < p.rows; o++) {
         let base = (o * p.channels + k) * p.inner;

@@ -213,3 +213,14 @@ impl Capabilities {
         self.adapter.device_type == wgpu::DeviceType::Cpu
     }
 }
+
+/// An environment variable natively; `None` in a browser, which has no environment.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::env::var(name).ok();
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = name;
+        None
+    }
+}

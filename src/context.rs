@@ -71,16 +71,15 @@ impl RequestOptions {
     fn resolved(&self) -> Result<(wgpu::Backends, Option<String>)> {
         let backends = match self.backends {
             Some(b) => b,
-            None => match std::env::var(ENV_BACKEND) {
-                Ok(s) if !s.trim().is_empty() => parse_backends(&s)?,
+            None => match crate::caps::env_var(ENV_BACKEND) {
+                Some(s) if !s.trim().is_empty() => parse_backends(&s)?,
                 _ => wgpu::Backends::all(),
             },
         };
-        let name = self.adapter_name.clone().or_else(|| {
-            std::env::var(ENV_ADAPTER)
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-        });
+        let name = self
+            .adapter_name
+            .clone()
+            .or_else(|| crate::caps::env_var(ENV_ADAPTER).filter(|s| !s.trim().is_empty()));
         Ok((backends, name))
     }
 }
@@ -119,6 +118,23 @@ thread_local! {
     /// [`note_operands`]): on a validation error, [`Context::classify`] probes them to
     /// name a destroyed one.
     static OPERANDS: std::cell::RefCell<Vec<(String, wgpu::Buffer)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A validation error scope whose answer a browser gives asynchronously (see
+/// [`Context::check_errors`]).
+#[cfg(target_arch = "wasm32")]
+struct PendingScope {
+    context: u64,
+    op: &'static str,
+    operands: Vec<(String, wgpu::Buffer)>,
+    answer: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+}
+
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    /// Error scopes popped but not yet answered, oldest first (a page has one thread).
+    static PENDING: std::cell::RefCell<Vec<PendingScope>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -379,13 +395,14 @@ impl Context {
         Ok(Self::build(device, queue, info, lost, overrides))
     }
 
-    /// Blocking twin of [`Context::request`].
+    /// Blocking twin of [`Context::request`] (not in the web build).
     ///
     /// ```no_run
     /// let ctx = wgpu_quant::Context::request_blocking(&Default::default())?;
     /// println!("running on {}", ctx.capabilities().adapter.name);
     /// # Ok::<(), wgpu_quant::Error>(())
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn request_blocking(opts: &RequestOptions) -> Result<Context> {
         pollster::block_on(Self::request(opts))
     }
@@ -424,6 +441,11 @@ impl Context {
     /// as an `Err`: [`Error::DeviceLost`] when the device is gone, else
     /// [`Error::Validation`]. Error scopes are per thread, so concurrent callers do not
     /// see each other's errors.
+    ///
+    /// Natively the scope is popped at once (wgpu answers without waiting for the GPU). In
+    /// a browser popping is asynchronous: the scope's answer is kept and the next
+    /// [`Context::check_errors`] (which every async read awaits first) returns the first
+    /// error, classified the same way.
     pub(crate) fn scoped<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> Result<T> {
         self.check_lost()?;
         let scope = self
@@ -431,10 +453,68 @@ impl Context {
             .device
             .push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
+        #[cfg(not(target_arch = "wasm32"))]
         match pollster::block_on(scope.pop()) {
             None => Ok(out),
-            Some(e) => Err(self.classify(op, e.to_string())),
+            Some(e) => {
+                let operands = OPERANDS.with(|o| o.borrow().clone());
+                Err(pollster::block_on(self.classify(
+                    op,
+                    e.to_string(),
+                    operands,
+                )))
+            }
         }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let operands = OPERANDS.with(|o| o.borrow().clone());
+            let pending = PendingScope {
+                context: self.inner.id,
+                op,
+                operands,
+                answer: Box::pin(scope.pop()),
+            };
+            PENDING.with(|p| p.borrow_mut().push(pending));
+            Ok(out)
+        }
+    }
+
+    /// Waits for the validation results of everything recorded on this context so far
+    /// and returns the first error as an `Err` (the same errors a native build returns
+    /// from the op itself).
+    ///
+    /// Natively each op checks its own recording before it returns, so this only reports
+    /// a lost device. In a browser, WebGPU answers error scopes asynchronously: an op
+    /// returns `Ok` after recording and its error, if any, arrives here. [`Tensor::read`]
+    /// and [`Context::submit`] call it, so a page that reads its results sees every error.
+    ///
+    /// [`Tensor::read`]: crate::Tensor::read
+    pub async fn check_errors(&self) -> Result<()> {
+        self.check_lost()?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            let id = self.inner.id;
+            let mine: Vec<PendingScope> = PENDING.with(|p| {
+                let mut all = p.borrow_mut();
+                let (mine, rest) = std::mem::take(&mut *all)
+                    .into_iter()
+                    .partition(|s| s.context == id);
+                *all = rest;
+                mine
+            });
+            let mut first = None;
+            for scope in mine {
+                if let Some(e) = scope.answer.await {
+                    if first.is_none() {
+                        first = Some((scope.op, e.to_string(), scope.operands));
+                    }
+                }
+            }
+            if let Some((op, message, operands)) = first {
+                return Err(self.classify(op, message, operands).await);
+            }
+        }
+        Ok(())
     }
 
     /// What a validation error means, from wgpu's signals rather than its wording: the
@@ -443,20 +523,26 @@ impl Context {
     /// is the engine's); else, when an operand the op noted ([`note_operands`]) can no longer be
     /// copied from, that operand's buffer was destroyed (an error naming it; the context
     /// stays usable); else it is a validation error.
-    fn classify(&self, op: &'static str, message: String) -> Error {
-        if self.inner.lost.load(Ordering::SeqCst) || !self.device_alive() {
+    async fn classify(
+        &self,
+        op: &'static str,
+        message: String,
+        operands: Vec<(String, wgpu::Buffer)>,
+    ) -> Error {
+        if self.inner.lost.load(Ordering::SeqCst) || !self.device_alive().await {
             self.inner.lost.store(true, Ordering::SeqCst);
             return Error::DeviceLost(format!("{op}: {message}"));
         }
-        let operands = OPERANDS.with(|o| o.borrow().clone());
-        if let Some((name, _)) = operands.iter().find(|(_, b)| self.buffer_destroyed(b)) {
-            return Error::InvalidArgument {
-                op,
-                detail: format!(
-                    "{name}: its buffer was destroyed (wgpu: {})",
-                    message.lines().last().unwrap_or("").trim()
-                ),
-            };
+        for (name, buffer) in &operands {
+            if self.buffer_destroyed(buffer).await {
+                return Error::InvalidArgument {
+                    op,
+                    detail: format!(
+                        "{name}: its buffer was destroyed (wgpu: {})",
+                        message.lines().last().unwrap_or("").trim()
+                    ),
+                };
+            }
         }
         Error::Validation { op, message }
     }
@@ -464,7 +550,7 @@ impl Context {
     /// Whether the device still makes a usable buffer: a new 16-byte buffer can start
     /// mapping. (On a lost device, creation fails silently, as WebGPU specifies, and the
     /// buffer it returns is invalid.)
-    fn device_alive(&self) -> bool {
+    async fn device_alive(&self) -> bool {
         let scope = self
             .inner
             .device
@@ -476,14 +562,14 @@ impl Context {
             mapped_at_creation: false,
         });
         probe.map_async(wgpu::MapMode::Read, .., |_| {});
-        let alive = pollster::block_on(scope.pop()).is_none();
+        let alive = scope.pop().await.is_none();
         probe.destroy();
         alive
     }
 
     /// Whether copying 4 bytes out of `buffer` fails (it was destroyed). A buffer without
     /// `COPY_SRC` cannot be probed and counts as alive.
-    fn buffer_destroyed(&self, buffer: &wgpu::Buffer) -> bool {
+    async fn buffer_destroyed(&self, buffer: &wgpu::Buffer) -> bool {
         if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) || buffer.size() < 4 {
             return false;
         }
@@ -500,12 +586,14 @@ impl Context {
         let mut enc = self.encoder("wgpu-quant buffer probe");
         enc.copy_buffer_to_buffer(buffer, 0, &dst, 0, 4);
         self.inner.queue.submit([enc.finish()]);
-        let destroyed = pollster::block_on(scope.pop()).is_some();
+        let destroyed = scope.pop().await.is_some();
         dst.destroy();
         destroyed
     }
 
-    /// Blocks until all submitted work is done.
+    /// Blocks until all submitted work is done. Not in the web build, where nothing may
+    /// block: use [`Context::submit`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait_idle(&self) -> Result<()> {
         self.check_lost()?;
         self.inner
@@ -515,10 +603,71 @@ impl Context {
         Ok(())
     }
 
-    /// Submits an encoder's work and waits for it to finish.
+    /// Submits an encoder's work and waits for it to finish. Not in the web build: use
+    /// [`Context::submit`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
         self.scoped("submit", || self.inner.queue.submit([encoder.finish()]))?;
         self.wait_idle()
+    }
+
+    /// Submits an encoder's work; the future resolves when the GPU has finished it, with
+    /// the first validation error of anything recorded so far (see
+    /// [`Context::check_errors`]). The async twin of `submit_and_wait`, and the one a
+    /// browser build uses.
+    pub async fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submit", || self.inner.queue.submit([encoder.finish()]))?;
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.inner.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        self.drive()?;
+        rx.await
+            .map_err(|_| Error::DeviceLost("the GPU dropped a submission's completion".into()))?;
+        self.check_errors().await
+    }
+
+    /// Submits and waits, for the crate's own blocking conveniences (calibration, the
+    /// trainer, the benchmark runner). In a browser it returns [`Error::Blocking`] naming
+    /// `op`: those conveniences run natively only, and a page uses [`Context::submit`].
+    pub(crate) fn finish(&self, op: &'static str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = op;
+            self.submit_and_wait(encoder)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            drop(encoder);
+            Err(crate::error::native_only(op))
+        }
+    }
+
+    /// Runs a future to completion natively; in a browser returns [`Error::Blocking`]
+    /// naming `op` (see [`Context::finish`]).
+    pub(crate) fn block<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = op;
+            pollster::block_on(f)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            drop(f);
+            Err(crate::error::native_only(op))
+        }
+    }
+
+    /// Natively, waits on the device so that pending callbacks run; in a browser the
+    /// page's event loop runs them, and this does nothing.
+    fn drive(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait_idle()?;
+        Ok(())
     }
 
     /// Creates a command encoder on this device.
@@ -537,7 +686,8 @@ impl Context {
     ) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4).max(1) * 4;
         note_operands(vec![(what.to_string(), buffer.clone())]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        self.check_errors().await?;
+        let (tx, rx) = futures_channel::oneshot::channel();
         let staging = self.scoped("readback", || {
             let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-quant readback"),
@@ -553,9 +703,12 @@ impl Context {
             });
             staging
         })?;
-        self.wait_idle()?;
+        self.drive()?;
+        // In a browser the copy's validation answer arrives asynchronously: take it
+        // before trusting the mapping.
+        self.check_errors().await?;
         let mapped = rx
-            .recv()
+            .await
             .map_err(|_| Error::Readback {
                 what: what.to_string(),
                 message: "map callback was dropped".into(),

@@ -111,6 +111,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A function that waits for the GPU was called in a browser, where waiting would
+    /// freeze the page. The message names the async function to use instead, or says
+    /// that the work runs natively only (docs/WEB.md lists what runs where).
+    #[error("{op}: {detail}")]
+    Blocking {
+        /// The function that would have blocked.
+        op: &'static str,
+        /// What to do instead.
+        detail: String,
+    },
     /// An ONNX model could not be imported: a corrupt or truncated file, a node this
     /// crate does not run (every such node is listed), a shape that cannot be resolved.
     #[error("{file}: {detail}")]
@@ -120,6 +130,18 @@ pub enum Error {
         /// What went wrong, naming the node, its op type and the numbers.
         detail: String,
     },
+}
+
+/// The error a blocking convenience returns in a browser build.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn native_only(op: &'static str) -> Error {
+    Error::Blocking {
+        op,
+        detail: "waits for the GPU, which would freeze a web page; in a browser this runs \
+                 natively only for now (docs/WEB.md lists the async API a page uses: \
+                 Context::request, Context::submit, Tensor::read, QTensor::read_codes)"
+            .to_string(),
+    }
 }
 
 /// The unit of a `wgpu::Limits` field, as [`Error::LimitExceeded`] prints it: bytes for

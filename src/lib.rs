@@ -49,6 +49,9 @@
 //! missing feature comes back as an [`Error`] that names the op and the numbers.
 
 #![warn(missing_docs)]
+// In a browser wgpu's handles are neither Send nor Sync (a page runs on one thread), so
+// the context's shared state is too; natively it is both.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 // The README's examples are compiled (and its `no_run` ones type-checked) as doc tests.
 #[doc = include_str!("../README.md")]
@@ -79,6 +82,10 @@ pub struct OnnxDocDoctests;
 #[doc = include_str!("../docs/QAT.md")]
 #[cfg(doctest)]
 pub struct QatDocDoctests;
+
+#[doc = include_str!("../docs/WEB.md")]
+#[cfg(doctest)]
+pub struct WebDocDoctests;
 
 // Layers, bottom to top (docs/ARCHITECTURE.md; tests/architecture.rs checks that every
 // module imports only from its own layer's earlier modules or from the layers below):

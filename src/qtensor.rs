@@ -235,22 +235,44 @@ impl QTensor {
     }
 
     /// Reads back and unpacks the codes (row-major, `shape`).
-    pub fn read_codes_blocking(&self, ctx: &Context) -> Result<Vec<i32>> {
-        let words = self.data.read_blocking::<u32>(ctx)?;
+    pub async fn read_codes(&self, ctx: &Context) -> Result<Vec<i32>> {
+        let words = self.data.read::<u32>(ctx).await?;
         pack::unpack(&self.layout(), &words)
     }
 
     /// Reads back the parameters (for dynamic quantization, the ones the GPU computed).
-    pub fn read_params_blocking(&self, ctx: &Context) -> Result<QuantParams> {
+    pub async fn read_params(&self, ctx: &Context) -> Result<QuantParams> {
         Ok(QuantParams {
             qtype: self.qtype,
             qmin: self.qmin,
             qmax: self.qmax,
             granularity: self.granularity,
             shape: self.shape.clone(),
-            scales: self.scales.read_blocking(ctx)?,
-            zero_points: self.zero_points.read_blocking(ctx)?,
+            scales: self.scales.read(ctx).await?,
+            zero_points: self.zero_points.read(ctx).await?,
         })
+    }
+
+    /// [`QTensor::read_codes`] for the crate's blocking conveniences (see `Tensor::read_now`).
+    pub(crate) fn read_codes_now(&self, ctx: &Context, op: &'static str) -> Result<Vec<i32>> {
+        ctx.block(op, self.read_codes(ctx))
+    }
+
+    /// [`QTensor::read_params`] for the crate's blocking conveniences.
+    pub(crate) fn read_params_now(&self, ctx: &Context, op: &'static str) -> Result<QuantParams> {
+        ctx.block(op, self.read_params(ctx))
+    }
+
+    /// Blocking twin of [`QTensor::read_codes`] (not in the web build).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_codes_blocking(&self, ctx: &Context) -> Result<Vec<i32>> {
+        pollster::block_on(self.read_codes(ctx))
+    }
+
+    /// Blocking twin of [`QTensor::read_params`] (not in the web build).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_params_blocking(&self, ctx: &Context) -> Result<QuantParams> {
+        pollster::block_on(self.read_params(ctx))
     }
 }
 

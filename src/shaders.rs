@@ -336,6 +336,20 @@ pub static SNIPPETS: [(&str, &str); 8] = [
     ),
 ];
 
+/// Whether WGSL source calls a subgroup built-in or reads a subgroup built-in value
+/// (`subgroupAdd`, `subgroup_size`, ...), not merely mentions subgroups in a comment.
+#[cfg(target_arch = "wasm32")]
+fn uses_subgroups(source: &str) -> bool {
+    source
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .any(|code| {
+            code.match_indices("subgroup").any(|(i, _)| {
+                matches!(code[i + 8..].chars().next(), Some(c) if c == '_' || c.is_ascii_uppercase())
+            })
+        })
+}
+
 /// The `// #import PATH` lines of a WGSL source, in order.
 pub fn imports(source: &str) -> Vec<&str> {
     source
@@ -485,8 +499,8 @@ impl ShaderVariant {
                 Def::Code(code) => writeln!(s, "{code}"),
             };
         }
-        let body = match std::env::var("WGPU_QUANT_SHADER_DIR") {
-            Ok(dir) => {
+        let body = match crate::caps::env_var("WGPU_QUANT_SHADER_DIR") {
+            Some(dir) => {
                 let path = std::path::Path::new(&dir).join(self.file.file_name());
                 std::fs::read_to_string(&path).unwrap_or_else(|e| {
                     eprintln!(
@@ -496,13 +510,20 @@ impl ShaderVariant {
                     self.file.spec().source.to_string()
                 })
             }
-            Err(_) => self.file.spec().source.to_string(),
+            None => self.file.spec().source.to_string(),
         };
         let mut done = Vec::new();
         for path in imports(&body) {
             push_snippet(path, &mut done, &mut s);
         }
         s.push_str(&body);
+        // Browsers require WGSL's `enable subgroups;` before subgroup built-ins; naga 30
+        // rejects the directive (it treats subgroups as always there), so only the web
+        // build writes it.
+        #[cfg(target_arch = "wasm32")]
+        if uses_subgroups(&s) {
+            s.insert_str(0, "enable subgroups;\n");
+        }
         s
     }
 
@@ -520,7 +541,7 @@ impl ShaderVariant {
     }
 
     pub(crate) fn dump_if_requested(&self, source: &str) {
-        if let Ok(dir) = std::env::var("WGPU_QUANT_DUMP_SHADERS") {
+        if let Some(dir) = crate::caps::env_var("WGPU_QUANT_DUMP_SHADERS") {
             let stem = self.file.file_name().trim_end_matches(".wgsl");
             let path = std::path::Path::new(&dir).join(format!("{stem}_{}.wgsl", self.tag()));
             if let Err(e) =

@@ -59,7 +59,9 @@
 //! ```
 
 use std::cell::RefCell;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::{Arc, Mutex};
 
 use crate::bench::{random_f32, time_gpu, CaseOptions, ConvData, LinearData, Precision, Prepared};
@@ -86,6 +88,7 @@ pub const LEARN_OPTIONS: TuneOptions = TuneOptions {
 /// tunes each new shape class on first use with [`LEARN_OPTIONS`], installs the result
 /// and saves the cache to `path`. Entries for other adapters and drivers in the file are
 /// kept and ignored. [`stop_learning`] turns it off (the learned plans stay installed).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn learn(ctx: &Context, path: impl AsRef<Path>) -> Result<()> {
     let path: PathBuf = path.as_ref().to_path_buf();
     let cache = TuneCache::load_or_default(&path)?;

@@ -301,3 +301,40 @@ fn unknown_backend_name_is_an_error() {
     let e = wgpu_quant::context::parse_backends("vulcan").unwrap_err();
     assert!(e.to_string().contains("unknown backend 'vulcan'"), "{e}");
 }
+
+/// The async API a browser build uses works natively too: `submit` resolves after the
+/// GPU finished, `read`/`read_codes` return the results, `check_errors` is `Ok` on a
+/// healthy context, and a destroyed operand is an `Err` (natively from the op itself).
+#[test]
+fn the_async_api_runs_natively() {
+    let ctx = common::ctx();
+    let a = Tensor::from_slice(ctx, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let b = Tensor::from_slice(ctx, &[3, 1], &[1.0f32, 1.0, 1.0]).unwrap();
+    let c = Tensor::zeros(ctx, &[2, 1], DType::F32).unwrap();
+    let mut enc = ctx.encoder("async");
+    gemm(ctx, &mut enc, &GemmDesc::new(2, 1, 3), &a, &b, None, &c).unwrap();
+    pollster::block_on(async {
+        ctx.submit(enc).await.unwrap();
+        assert_eq!(c.read::<f32>(ctx).await.unwrap(), vec![6.0, 15.0]);
+        ctx.check_errors().await.unwrap();
+    });
+    let p = wgpu_quant::quant::QuantParams::new(
+        wgpu_quant::quant::QType::I8,
+        wgpu_quant::quant::Granularity::PerTensor,
+        &[5],
+        vec![0.5],
+        vec![0],
+    )
+    .unwrap();
+    let q = wgpu_quant::QTensor::from_codes(ctx, &p, &[-128, -1, 0, 1, 127]).unwrap();
+    let (codes, params) =
+        pollster::block_on(async { (q.read_codes(ctx).await, q.read_params(ctx).await) });
+    assert_eq!(codes.unwrap(), vec![-128, -1, 0, 1, 127]);
+    assert_eq!(params.unwrap(), p);
+    let gone = f32s(ctx, &[3, 1]);
+    gone.buffer().destroy();
+    let mut enc = ctx.encoder("async destroyed");
+    let e = gemm(ctx, &mut enc, &GemmDesc::new(2, 1, 3), &a, &gone, None, &c).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    pollster::block_on(ctx.check_errors()).unwrap();
+}

@@ -553,8 +553,8 @@ impl LinearData {
 fn run_once<'a>(ctx: &'a Context, rec: &Record<'a>, y: &Tensor) -> Result<Vec<f32>> {
     let mut enc = ctx.encoder("bench check");
     rec(&mut enc)?;
-    ctx.submit_and_wait(enc)?;
-    y.read_blocking::<f32>(ctx)
+    ctx.finish("run_once", enc)?;
+    y.read_now::<f32>(ctx, "run_once")
 }
 
 enum WeightStore {
@@ -805,8 +805,8 @@ impl ConvData {
             Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
         };
         rec(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let got = y.read_blocking::<f32>(ctx)?;
+        ctx.finish("ConvData::prepare_fp32", enc)?;
+        let got = y.read_now::<f32>(ctx, "ConvData::prepare_fp32")?;
         let want = self.float_want(idx, &self.x, &self.w);
         let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
         Ok(Prepared {
@@ -838,8 +838,8 @@ impl ConvData {
             Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
         };
         rec(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let got = y.read_blocking::<f16>(ctx)?;
+        ctx.finish("ConvData::prepare_fp16", enc)?;
+        let got = y.read_now::<f16>(ctx, "ConvData::prepare_fp16")?;
         let want = self.float_want(idx, &xr, &wr);
         let e = rel(
             idx.iter().map(|&i| f64::from(got[i].to_f32())),
@@ -917,8 +917,8 @@ impl ConvData {
             Box::new(move |enc| qconv2d(ctx, enc, &desc, &x, &w, None, QGemmOutput::Quantized(&y)))
         };
         rec(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let got = y.read_codes_blocking(ctx)?;
+        ctx.finish("ConvData::prepare_int8", enc)?;
+        let got = y.read_codes_now(ctx, "ConvData::prepare_int8")?;
         let want: Vec<i32> = deq
             .iter()
             .map(|&v| quantize_value(v, so, 0, -128, 127))
@@ -928,8 +928,8 @@ impl ConvData {
         let y32 = Tensor::from_slice(ctx, &c.oshape, &vec![f32::NAN; c.total])?;
         let mut enc = ctx.encoder("bench check f32");
         qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::F32(&y32))?;
-        ctx.submit_and_wait(enc)?;
-        let got32 = y32.read_blocking::<f32>(ctx)?;
+        ctx.finish("ConvData::prepare_int8", enc)?;
+        let got32 = y32.read_now::<f32>(ctx, "ConvData::prepare_int8")?;
         let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w)
             && idx
                 .iter()
@@ -1037,8 +1037,8 @@ impl QuantOp {
                     Box::new(move |enc| quantize(ctx, enc, &x, &q))
                 };
                 rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
-                let ok = q.read_codes_blocking(ctx)? == params.quantize(&host)?;
+                ctx.finish("QuantOp::prepare", enc)?;
+                let ok = q.read_codes_now(ctx, "QuantOp::prepare")? == params.quantize(&host)?;
                 (rec, ok, q.size_bytes(), 1.0)
             }
             QuantOp::Dequantize => {
@@ -1052,8 +1052,8 @@ impl QuantOp {
                     Box::new(move |enc| dequantize(ctx, enc, &q, &out))
                 };
                 rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
-                let got = out.read_blocking::<f32>(ctx)?;
+                ctx.finish("QuantOp::prepare", enc)?;
+                let got = out.read_now::<f32>(ctx, "QuantOp::prepare")?;
                 let want = params.dequantize(&codes)?;
                 let ok = got
                     .iter()
@@ -1069,11 +1069,11 @@ impl QuantOp {
                     Box::new(move |enc| dynamic_quantize(ctx, enc, &x, &spec, &q))
                 };
                 rec(&mut enc)?;
-                ctx.submit_and_wait(enc)?;
+                ctx.finish("QuantOp::prepare", enc)?;
                 let (want, want_p) =
                     crate::quant::dynamic_quantize_reference(scheme, &shape, &host)?;
-                let got_p = q.read_params_blocking(ctx)?;
-                let ok = q.read_codes_blocking(ctx)? == want
+                let got_p = q.read_params_now(ctx, "QuantOp::prepare")?;
+                let ok = q.read_codes_now(ctx, "QuantOp::prepare")? == want
                     && got_p.zero_points == want_p.zero_points
                     && got_p
                         .scales

@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::context::Context;
 use crate::error::Result;
@@ -92,7 +92,7 @@ pub fn time_gpu(
     for _ in 0..warmup {
         let mut enc = ctx.encoder("warmup");
         record(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
+        ctx.finish("time_gpu", enc)?;
     }
     let use_ts = ctx.device().features().contains(
         wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
@@ -118,8 +118,8 @@ pub fn time_gpu(
             record(&mut enc)?;
             enc.write_timestamp(&qs, 1);
             enc.resolve_query_set(&qs, 0..2, &resolve, 0);
-            ctx.submit_and_wait(enc)?;
-            let bytes = pollster::block_on(ctx.read_buffer(&resolve, 16, "timestamps"))?;
+            ctx.finish("time_gpu", enc)?;
+            let bytes = ctx.block("time_gpu", ctx.read_buffer(&resolve, 16, "timestamps"))?;
             let t: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
             ms.push(t[1].wrapping_sub(t[0]) as f64 * period / 1e6);
         }
@@ -132,7 +132,7 @@ pub fn time_gpu(
             let mut enc = ctx.encoder("timed");
             record(&mut enc)?;
             let t0 = Instant::now();
-            ctx.submit_and_wait(enc)?;
+            ctx.finish("time_gpu", enc)?;
             ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         Ok(Timings {
@@ -207,8 +207,8 @@ pub fn gemm_case(
     let strides = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
     let mut enc = ctx.encoder("bench verify");
     gemm::gemm(ctx, &mut enc, &desc, &a, &b, None, &c)?;
-    ctx.submit_and_wait(enc)?;
-    let out = c.read_blocking::<f32>(ctx)?;
+    ctx.finish("gemm_case", enc)?;
+    let out = c.read_now::<f32>(ctx, "gemm_case")?;
     let total = out.len();
     let step = (total / samples.max(1)).max(1);
     let (mut got, mut want) = (Vec::new(), Vec::new());

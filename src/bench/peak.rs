@@ -369,8 +369,8 @@ impl Launch {
     fn run_and_read(&self, ctx: &Context, out: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>> {
         let mut enc = ctx.encoder("peak check");
         self.record(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let raw = pollster::block_on(ctx.read_buffer(out, bytes, "peak"))?;
+        ctx.finish("Launch::run_and_read", enc)?;
+        let raw = ctx.block("Launch::run_and_read", ctx.read_buffer(out, bytes, "peak"))?;
         Ok(bytemuck::cast_slice(&raw).to_vec())
     }
 }

@@ -171,8 +171,8 @@ impl TrainCase {
         };
         let mut enc = ctx.encoder("bench check");
         rec(&mut enc)?;
-        ctx.submit_and_wait(enc)?;
-        let got = out.read_blocking::<f32>(ctx)?;
+        ctx.finish("TrainCase::prepare", enc)?;
+        let got = out.read_now::<f32>(ctx, "TrainCase::prepare")?;
         let idx = sample_indices(got.len(), samples.max(1));
         let err = rel(
             idx.iter().map(|&i| f64::from(got[i])),

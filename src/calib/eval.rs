@@ -95,8 +95,8 @@ pub fn round_trip(ctx: &Context, x: &[f32], params: &QuantParams) -> Result<Vec<
     let mut enc = ctx.encoder("round trip");
     quantize(ctx, &mut enc, &t, &q)?;
     dequantize(ctx, &mut enc, &q, &back)?;
-    ctx.submit_and_wait(enc)?;
-    back.read_blocking(ctx)
+    ctx.finish("round_trip", enc)?;
+    back.read_now(ctx, "round_trip")
 }
 
 /// Calibrates an observer of `kind` on `batches` batches of `batch_len` values from

@@ -155,11 +155,11 @@ impl Hist {
 fn first_nonfinite(ctx: &Context, x: &Tensor) -> Result<(usize, f32)> {
     let v: Vec<f32> = match x.dtype() {
         crate::DType::F16 => x
-            .read_blocking::<half::f16>(ctx)?
+            .read_now::<half::f16>(ctx, "first_nonfinite")?
             .into_iter()
             .map(f32::from)
             .collect(),
-        _ => x.read_blocking::<f32>(ctx)?,
+        _ => x.read_now::<f32>(ctx, "first_nonfinite")?,
     };
     Ok(v.iter()
         .position(|x| !x.is_finite())

@@ -3,6 +3,7 @@
 //! reads; the tuner that fills it is [`crate::tuning`].
 
 use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -574,6 +575,7 @@ impl TuneCache {
     }
 
     /// Loads a cache from a JSON file.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<Path>) -> Result<TuneCache> {
         let p = path.as_ref();
         let text = std::fs::read_to_string(p).map_err(|e| Error::File {
@@ -584,6 +586,7 @@ impl TuneCache {
     }
 
     /// Loads a cache from a JSON file, or an empty cache when the file does not exist.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load_or_default(path: impl AsRef<Path>) -> Result<TuneCache> {
         if path.as_ref().exists() {
             Self::load(path)
@@ -593,6 +596,7 @@ impl TuneCache {
     }
 
     /// Writes the cache as JSON.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let p = path.as_ref();
         std::fs::write(p, self.to_json()).map_err(|e| Error::File {

@@ -2344,7 +2344,7 @@ impl Lowering {
             (Some(v), _) if v.len() >= 2 => {
                 let v = &v[v.len() - 2..];
                 let t = [to_us(v[0])?, to_us(v[1])?];
-                if t.iter().any(|&d| d == 0 || d > 1 << 40) {
+                if t.iter().any(|&d| d == 0 || d as u64 > 1 << 40) {
                     return Err(format!("output_shape {t:?} is empty or too large"));
                 }
                 Some(t)

@@ -115,6 +115,7 @@ impl OnnxImport {
     /// Loads `path` (external data is read beside it). `input_shape` gives the input's
     /// ONNX shape (NCHW for images); `None` takes the shape the file declares, which
     /// must then be fully static.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<Path>, input_shape: Option<&[usize]>) -> Result<OnnxImport> {
         let path = path.as_ref();
         let file = path.display().to_string();
@@ -398,6 +399,7 @@ impl Model {
     /// Imports the ONNX model at `path` ([`OnnxImport::load`]) and uploads it in `dtype`.
     /// The model reads NHWC tensors of [`OnnxImport::input`]'s `model_shape`; use
     /// [`OnnxImport`] directly to rearrange NCHW data.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_onnx(
         ctx: &Context,
         path: impl AsRef<Path>,

@@ -40,6 +40,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use half::f16;
@@ -84,6 +85,7 @@ pub struct WeightFile {
 
 impl WeightFile {
     /// Reads a safetensors file (F32, F16 or BF16 tensors, widened to f32).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<Path>) -> Result<WeightFile> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::File {
@@ -233,10 +235,22 @@ impl WeightFile {
     /// Writes every tensor (F32) and the metadata as a safetensors file that
     /// [`WeightFile::load`] reads back (trained weights: [`crate::train::Trainer`]).
     /// Returns the file's size in bytes.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: impl AsRef<Path>) -> Result<u64> {
         let path = path.as_ref();
-        let file_err = |message: String| Error::File {
+        let out = self.to_bytes(&path.display().to_string())?;
+        std::fs::write(path, &out).map_err(|e| Error::File {
             path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(out.len() as u64)
+    }
+
+    /// The safetensors bytes [`WeightFile::save`] writes; `name` names the destination in
+    /// errors. [`WeightFile::from_bytes`] reads them.
+    pub fn to_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let file_err = |message: String| Error::File {
+            path: name.to_string(),
             message,
         };
         let bytes: Vec<(&String, Vec<usize>, Vec<u8>)> = self
@@ -260,10 +274,7 @@ impl WeightFile {
             .collect::<Result<Vec<_>>>()?;
         let meta: std::collections::HashMap<String, String> =
             self.metadata.clone().into_iter().collect();
-        let out = safetensors::tensor::serialize(views, Some(meta))
-            .map_err(|e| file_err(e.to_string()))?;
-        std::fs::write(path, &out).map_err(|e| file_err(e.to_string()))?;
-        Ok(out.len() as u64)
+        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| file_err(e.to_string()))
     }
 
     /// Sets a metadata entry (written by [`WeightFile::save`]).
@@ -330,11 +341,14 @@ pub(crate) fn profile_layers(
         let mut enc = ctx.encoder("profile");
         record(&mut enc, &qs)?;
         enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-        ctx.submit_and_wait(enc)?;
+        ctx.finish("profile_layers", enc)?;
         if run == 0 {
             continue;
         }
-        let raw = pollster::block_on(ctx.read_buffer(&resolve, bytes, "layer timestamps"))?;
+        let raw = ctx.block(
+            "profile_layers",
+            ctx.read_buffer(&resolve, bytes, "layer timestamps"),
+        )?;
         let t: Vec<u64> = raw
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))

@@ -386,7 +386,7 @@ impl QModel {
                     .map_err(|e| calib_err(bi, "the model's input", e))?;
                 let mut enc = ctx.encoder("calibration");
                 fp32.forward(ctx, &mut enc, b)?;
-                ctx.submit_and_wait(enc)?;
+                ctx.finish("QModel::calibrate_with", enc)?;
                 if mode == QMode::Static {
                     for (i, o) in obs.iter_mut().enumerate() {
                         o.observe(ctx, &fp32.acts[i]).map_err(|e| {
@@ -405,10 +405,10 @@ impl QModel {
                     let m = match &node.layer {
                         Layer::Conv { dims, desc, .. } => {
                             let cs = desc.shape(dims, in_shape)?;
-                            tap_means(&input.read_blocking::<f32>(ctx)?, &cs)
+                            tap_means(&input.read_now::<f32>(ctx, "QModel::calibrate_with")?, &cs)
                         }
                         Layer::Linear { k, .. } => {
-                            column_means(&input.read_blocking::<f32>(ctx)?, *k)
+                            column_means(&input.read_now::<f32>(ctx, "QModel::calibrate_with")?, *k)
                         }
                         _ => continue,
                     };
@@ -990,11 +990,23 @@ impl QModel {
     /// file's model) and a CRC-32 of the data are in the metadata. Returns the file's
     /// size in bytes. [`QModel::load`] reads it back with the same graph (and files
     /// whose activation zero points are I32, which are u8 activations).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
-        use safetensors::Dtype;
         let path = path.as_ref();
-        let file_err = |e: String| Error::File {
+        let bytes = self.to_bytes(&path.display().to_string())?;
+        std::fs::write(path, &bytes).map_err(|e| Error::File {
             path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// The bytes [`QModel::save`] writes (for a browser, which has no files, or any other
+    /// store); `name` names the destination in errors. [`QModel::from_bytes`] reads them.
+    pub fn to_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        use safetensors::Dtype;
+        let file_err = |e: String| Error::File {
+            path: name.to_string(),
             message: e,
         };
         let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -1101,15 +1113,13 @@ impl QModel {
             "crc32".to_string(),
             format!("{:08x}", crc32fast::hash(data_section(&first))),
         );
-        let bytes = safetensors::tensor::serialize(views, Some(meta))
-            .map_err(|e| file_err(e.to_string()))?;
-        std::fs::write(path, &bytes).map_err(|e| file_err(e.to_string()))?;
-        Ok(bytes.len() as u64)
+        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| file_err(e.to_string()))
     }
 
     /// Reads a model written by [`QModel::save`] for `graph` (the same graph it was
     /// quantized from) with inputs of `input_shape`. Every tensor the graph needs must be
     /// there with the layer's shape; errors name the missing or mis-shaped one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(
         ctx: &Context,
         graph: &Graph,
@@ -1117,14 +1127,29 @@ impl QModel {
         input_shape: &[usize],
     ) -> Result<QModel> {
         let path = path.as_ref();
-        let file_err = |e: String| Error::File {
+        let bytes = std::fs::read(path).map_err(|e| Error::File {
             path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_bytes(ctx, graph, &bytes, &path.display().to_string(), input_shape)
+    }
+
+    /// [`QModel::load`] from bytes (a browser's fetch, an embedded file); `name` names
+    /// them in errors.
+    pub fn from_bytes(
+        ctx: &Context,
+        graph: &Graph,
+        bytes: &[u8],
+        name: &str,
+        input_shape: &[usize],
+    ) -> Result<QModel> {
+        let file_err = |e: String| Error::File {
+            path: name.to_string(),
             message: e,
         };
-        let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| file_err(format!("not a safetensors file: {e}")))?;
         let meta = meta.metadata().clone().unwrap_or_default();
         if meta.get("format").map(String::as_str) != Some("wgpu-quant int8") {
@@ -1134,7 +1159,7 @@ impl QModel {
         }
         // Files written by `save` carry a CRC-32 of their data; older ones do not.
         if let Some(want) = meta.get("crc32") {
-            let got = format!("{:08x}", crc32fast::hash(data_section(&bytes)));
+            let got = format!("{:08x}", crc32fast::hash(data_section(bytes)));
             if *want != got {
                 return Err(file_err(format!(
                     "the data's CRC-32 is {got}, the header says {want}: the file was \
@@ -1147,7 +1172,7 @@ impl QModel {
             Some("dynamic") => QMode::Dynamic,
             other => return Err(file_err(format!("metadata 'mode' is {other:?}"))),
         };
-        let saved = SavedTensors { st, path };
+        let saved = SavedTensors { st, path: name };
         let shapes = super::infer_shapes(graph, input_shape)?;
         let mut host = HostParams {
             acts: vec![None; graph.nodes.len()],
@@ -1267,13 +1292,13 @@ fn data_section(bytes: &[u8]) -> &[u8] {
 /// A saved model's tensors, read with checks; errors name the file and the tensor.
 struct SavedTensors<'a> {
     st: safetensors::SafeTensors<'a>,
-    path: &'a std::path::Path,
+    path: &'a str,
 }
 
 impl SavedTensors<'_> {
     fn err(&self, message: String) -> Error {
         Error::File {
-            path: self.path.display().to_string(),
+            path: self.path.to_string(),
             message,
         }
     }

@@ -624,12 +624,15 @@ pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> 
     if x.numel() > 0 {
         record_stats(ctx, &mut enc, OP, x, view, 0, ctx.dummy_buffer(), &stats)?;
     }
-    ctx.submit_and_wait(enc)?;
-    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(
-        &stats,
-        ((2 * view.channels + 1) * 4) as u64,
-        "min/max statistics",
-    ))?);
+    ctx.finish("min_max", enc)?;
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&ctx.block(
+        "min_max",
+        ctx.read_buffer(
+            &stats,
+            ((2 * view.channels + 1) * 4) as u64,
+            "min/max statistics",
+        ),
+    )?);
     let mut out = MinMax {
         min: Vec::with_capacity(view.channels),
         max: Vec::with_capacity(view.channels),
@@ -709,12 +712,11 @@ pub fn histogram(
     if x.numel() > 0 {
         record_stats(ctx, &mut enc, OP, x, view, 1, &range_buf, &out)?;
     }
-    ctx.submit_and_wait(enc)?;
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(ctx.read_buffer(
-        &out,
-        (n * 4) as u64,
+    ctx.finish("histogram", enc)?;
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&ctx.block(
         "histogram",
-    ))?);
+        ctx.read_buffer(&out, (n * 4) as u64, "histogram"),
+    )?);
     let bad = u64::from(words.pop().unwrap_or(0));
     Ok((words, bad))
 }

@@ -43,7 +43,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::context::Context;
 use crate::desc::conv::ConvDesc;
@@ -836,7 +836,7 @@ impl Trainer {
                 self.labels.write(ctx, &y)?;
                 let mut enc = ctx.encoder("train step");
                 self.record_step(ctx, &mut enc)?;
-                ctx.submit_and_wait(enc)?;
+                ctx.finish("Trainer::fit", enc)?;
                 let (l, r) = self.check_step(ctx, &y, self.steps)?;
                 loss_sum += l;
                 right += r;
@@ -864,7 +864,7 @@ impl Trainer {
     /// The step's mean loss and correct predictions; an error at a non-finite loss or
     /// gradient.
     fn check_step(&self, ctx: &Context, labels: &[u32], step: u32) -> Result<(f64, usize)> {
-        let loss = self.loss.read_blocking::<f32>(ctx)?;
+        let loss = self.loss.read_now::<f32>(ctx, "Trainer::check_step")?;
         let bad =
             |what: String| Error::invalid(OP, format!("step {step}: {what}; training stopped"));
         if let Some(b) = loss.iter().position(|l| !l.is_finite()) {
@@ -874,7 +874,7 @@ impl Trainer {
             )));
         }
         for p in self.params.iter().rev() {
-            let g = p.grad.read_blocking::<f32>(ctx)?;
+            let g = p.grad.read_now::<f32>(ctx, "Trainer::check_step")?;
             if let Some(e) = g.iter().position(|v| !v.is_finite()) {
                 return Err(bad(format!(
                     "the gradient of '{}' (layer '{}') holds {} at index {e}",
@@ -882,11 +882,14 @@ impl Trainer {
                 )));
             }
         }
-        let right = predictions(&self.logits()?.read_blocking::<f32>(ctx)?, self.classes)
-            .iter()
-            .zip(labels)
-            .filter(|(p, &l)| **p == l as usize)
-            .count();
+        let right = predictions(
+            &self.logits()?.read_now::<f32>(ctx, "Trainer::check_step")?,
+            self.classes,
+        )
+        .iter()
+        .zip(labels)
+        .filter(|(p, &l)| **p == l as usize)
+        .count();
         Ok((
             loss.iter().map(|&l| f64::from(l)).sum::<f64>() / loss.len() as f64,
             right,
@@ -907,8 +910,11 @@ impl Trainer {
             self.x.write(ctx, &x)?;
             let mut enc = ctx.encoder("predict");
             self.record_forward(ctx, &mut enc, false)?;
-            ctx.submit_and_wait(enc)?;
-            let p = predictions(&self.logits()?.read_blocking::<f32>(ctx)?, self.classes);
+            ctx.finish("Trainer::predict", enc)?;
+            let p = predictions(
+                &self.logits()?.read_now::<f32>(ctx, "Trainer::predict")?,
+                self.classes,
+            );
             out.extend_from_slice(&p[..idx.len()]);
         }
         Ok(out)
@@ -932,7 +938,11 @@ impl Trainer {
         let mut w = WeightFile::default();
         w.allow_nonfinite(true);
         for p in &self.params {
-            w.insert(&p.name, p.grad.shape(), p.grad.read_blocking::<f32>(ctx)?)?;
+            w.insert(
+                &p.name,
+                p.grad.shape(),
+                p.grad.read_now::<f32>(ctx, "Trainer::gradients")?,
+            )?;
         }
         Ok(w)
     }
@@ -942,7 +952,11 @@ impl Trainer {
     pub fn weights(&self, ctx: &Context) -> Result<WeightFile> {
         let mut w = WeightFile::default();
         for p in self.params.iter().filter(|p| p.decay) {
-            w.insert(&p.name, p.value.shape(), p.value.read_blocking::<f32>(ctx)?)?;
+            w.insert(
+                &p.name,
+                p.value.shape(),
+                p.value.read_now::<f32>(ctx, "Trainer::weights")?,
+            )?;
         }
         Ok(w)
     }

@@ -147,7 +147,7 @@ impl Quantizer {
 
     /// The parameters as the host reads them: `(scales, inverse scales, zero points)`.
     fn read(&self, ctx: &Context) -> Result<(Vec<f32>, Vec<f32>, Vec<i32>)> {
-        let w = self.qp.read_blocking::<u32>(ctx)?;
+        let w = self.qp.read_now::<u32>(ctx, "Quantizer::read")?;
         let f =
             |k: usize| -> Vec<f32> { w.chunks_exact(3).map(|c| f32::from_bits(c[k])).collect() };
         Ok((f(0), f(1), f(2).into_iter().map(|z| z as i32).collect()))
@@ -226,7 +226,7 @@ impl Qat {
                 )?;
             }
         }
-        ctx.submit_and_wait(enc)?;
+        ctx.finish("Qat::new", enc)?;
         let mut extra = Vec::new();
         if cfg.lsq {
             let base = t.params.len();
@@ -263,7 +263,7 @@ impl Qat {
                 let (Some(w), Some(p)) = (w, t.owned[i][0]) else {
                     continue;
                 };
-                let values = t.params[p].value.read_blocking::<f32>(ctx)?;
+                let values = t.params[p].value.read_now::<f32>(ctx, "Qat::new")?;
                 let root = (w.fq.qmax as f64).sqrt();
                 let s: Vec<f32> = values
                     .chunks(w.fq.inner)
@@ -278,7 +278,7 @@ impl Qat {
                 // The parameters the first forward pass reads.
                 let mut enc = ctx.encoder("lsq init");
                 scales_to_params(ctx, &mut enc, &extra[k].value, &w.qp)?;
-                ctx.submit_and_wait(enc)?;
+                ctx.finish("Qat::new", enc)?;
             }
         }
         Ok((q, extra))
@@ -496,7 +496,7 @@ impl Trainer {
                 self.x.write(ctx, &x)?;
                 let mut enc = ctx.encoder("qat calibration");
                 self.record_forward(ctx, &mut enc, false)?;
-                ctx.submit_and_wait(enc)?;
+                ctx.finish("Trainer::calibrate", enc)?;
                 obs_in.observe(ctx, &self.x)?;
                 for (i, o) in obs.iter_mut().enumerate() {
                     if let Some(o) = o {
@@ -556,7 +556,7 @@ impl Trainer {
         for i in 0..self.graph.nodes.len() {
             q.record_weight(ctx, &mut enc, self, i)?;
         }
-        ctx.submit_and_wait(enc)?;
+        ctx.finish("Trainer::to_qmodel", enc)?;
         let shapes = crate::model::infer_shapes(&self.graph, input_shape)?;
         let act_params = |qz: &Quantizer, shape: &[usize]| -> Result<QuantParams> {
             let (s, _, z) = qz.read(ctx)?;
@@ -598,7 +598,7 @@ impl Trainer {
             };
             let w = &self.params[p];
             let (s, inv, _) = wq.read(ctx)?;
-            let values = w.value.read_blocking::<f32>(ctx)?;
+            let values = w.value.read_now::<f32>(ctx, "Trainer::to_qmodel")?;
             let inner = wq.fq.inner;
             let (lo, hi) = (wq.fq.qmin, wq.fq.qmax);
             let codes: Vec<i32> = values
@@ -617,7 +617,9 @@ impl Trainer {
             .with_code_range(lo, hi)?;
             weights.insert(w.name.clone(), (wp, codes));
             if let Some(b) = self.owned[i][1] {
-                let bv = self.params[b].value.read_blocking::<f32>(ctx)?;
+                let bv = self.params[b]
+                    .value
+                    .read_now::<f32>(ctx, "Trainer::to_qmodel")?;
                 biases.insert(self.params[b].name.clone(), bv);
             }
         }

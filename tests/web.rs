@@ -1,0 +1,453 @@
+//! The library in a browser: WebGPU through wgpu's web backend, in headless Chromium
+//! (`wasm-bindgen-test`; the command is in the README, "In the browser"). Everything
+//! here uses the async API a page uses (`Context::request`, `Context::submit`,
+//! `Tensor::read`), and checks against the same CPU references as the native tests:
+//! FP32 GEMM within its budget, W8A8 GEMM and INT8 convolution bit for bit (with and
+//! without `dot4I8Packed` where the browser has it), quantize/dequantize bit for bit,
+//! LeNet end to end from the bytes of its weight file, and errors that WebGPU reports
+//! asynchronously coming back as `Err`. Natively this file compiles to nothing.
+#![cfg(target_arch = "wasm32")]
+
+use rand::{RngExt, SeedableRng};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use wgpu_quant::model::{lenet, Model, WeightFile};
+use wgpu_quant::ops::conv::{qconv2d, ConvDesc, ConvDims, Padding, QConvWeight};
+use wgpu_quant::ops::gemm::{gemm, Activation, GemmDesc};
+use wgpu_quant::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
+use wgpu_quant::ops::quant::{dequantize, quantize};
+use wgpu_quant::quant::{Granularity, QType, QuantParams};
+use wgpu_quant::reference;
+use wgpu_quant::{Context, DType, Error, QTensor, RequestOptions, Tensor};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The FP32 GEMM budget of the native tests (relative RMS error against f64).
+const F32_BUDGET: f64 = 1e-5;
+
+async fn ctx() -> Context {
+    let ctx = Context::request(&RequestOptions::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no WebGPU adapter in this browser: {e}. Chromium needs \
+                 --enable-unsafe-webgpu (webdriver.json passes it)"
+            )
+        });
+    let c = ctx.capabilities();
+    console_log!(
+        "adapter '{}' ({:?}): shader-f16 {}, subgroups {}, dot4I8Packed {}",
+        c.adapter.name,
+        c.adapter.backend,
+        c.shader_f16,
+        c.subgroups,
+        c.packed_int8_dot
+    );
+    ctx
+}
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+fn random(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Codes over the whole range, both ends included.
+fn codes(n: usize, (lo, hi): (i32, i32), rng: &mut rand::rngs::StdRng) -> Vec<i32> {
+    (0..n)
+        .map(|i| match i % 13 {
+            0 => lo,
+            1 => hi,
+            _ => rng.random_range(lo..=hi),
+        })
+        .collect()
+}
+
+/// Whether to run the INT8 kernels with `dot4I8Packed` (where the browser has it) and
+/// without it.
+fn packed_modes(ctx: &Context) -> Vec<bool> {
+    if ctx.capabilities().packed_int8_dot {
+        vec![true, false]
+    } else {
+        vec![false]
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_adapter_is_the_browsers_webgpu() {
+    let ctx = ctx().await;
+    assert_eq!(
+        ctx.capabilities().adapter.backend,
+        wgpu::Backend::BrowserWebGpu
+    );
+}
+
+#[wasm_bindgen_test]
+async fn fp32_gemm_meets_its_budget_on_odd_shapes() {
+    let ctx = ctx().await;
+    let mut rng = rng(1);
+    for (m, n, k) in [(1, 7, 5), (7, 129, 31), (33, 70, 99), (64, 64, 64)] {
+        for activation in [Activation::None, Activation::Relu] {
+            let (a, b, bias) = (
+                random(m * k, &mut rng),
+                random(k * n, &mut rng),
+                random(n, &mut rng),
+            );
+            let at = Tensor::from_slice(&ctx, &[m, k], &a).unwrap();
+            let bt = Tensor::from_slice(&ctx, &[k, n], &b).unwrap();
+            let biast = Tensor::from_slice(&ctx, &[n], &bias).unwrap();
+            let ct = Tensor::from_slice(&ctx, &[m, n], &vec![f32::NAN; m * n]).unwrap();
+            let desc = GemmDesc::new(m, n, k).activation(activation);
+            let mut enc = ctx.encoder("web gemm");
+            gemm(&ctx, &mut enc, &desc, &at, &bt, Some(&biast), &ct).unwrap();
+            ctx.submit(enc).await.unwrap();
+            let got = ct.read::<f32>(&ctx).await.unwrap();
+            let strides = desc.resolve_strides(&[m, k], &[k, n], &[m, n]).unwrap();
+            let want = reference::gemm(&desc, strides, &a, &b, Some(&bias));
+            let e = reference::rel_error(&got, &want);
+            assert!(
+                e <= F32_BUDGET,
+                "{m}x{n}x{k} {activation:?}: relative error {e:e} > {F32_BUDGET:e}"
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn w8a8_gemm_matches_the_reference_bit_for_bit() {
+    let ctx = ctx().await;
+    let mut rng = rng(2);
+    for packed in packed_modes(&ctx) {
+        for (m, n, k) in [(1, 7, 5), (3, 17, 33), (7, 129, 31), (33, 70, 99)] {
+            // u8 activations with a zero point, per-channel i8 weights with zero points.
+            let (za, sa) = (rng.random_range(0..=255), rng.random_range(1e-3f32..0.05));
+            let ac = codes(m * k, (0, 255), &mut rng);
+            let ap = QuantParams::new(
+                QType::U8,
+                Granularity::PerTensor,
+                &[m, k],
+                vec![sa],
+                vec![za],
+            )
+            .unwrap();
+            let sw: Vec<f32> = (0..n).map(|_| rng.random_range(1e-3f32..0.05)).collect();
+            let zw: Vec<i32> = (0..n).map(|_| rng.random_range(-128..=127)).collect();
+            let wc = codes(n * k, (-128, 127), &mut rng);
+            let wp = QuantParams::new(
+                QType::I8,
+                Granularity::PerChannel { axis: 0 },
+                &[n, k],
+                sw.clone(),
+                zw.clone(),
+            )
+            .unwrap();
+            let bias = random(n, &mut rng);
+            let a = QTensor::from_codes(&ctx, &ap, &ac).unwrap();
+            let w = QTensor::from_codes(&ctx, &wp, &wc).unwrap();
+            let biast = Tensor::from_slice(&ctx, &[n], &bias).unwrap();
+            let acc = Tensor::from_slice(&ctx, &[m, n], &vec![i32::MIN; m * n]).unwrap();
+            let out = Tensor::from_slice(&ctx, &[m, n], &vec![f32::NAN; m * n]).unwrap();
+            let mut enc = ctx.encoder("web qgemm");
+            let desc = QGemmDesc::default().packed_dot(packed);
+            qgemm(&ctx, &mut enc, &desc, &a, &w, None, QGemmOutput::I32(&acc)).unwrap();
+            let relu = desc.activation(Activation::Relu);
+            qgemm(
+                &ctx,
+                &mut enc,
+                &relu,
+                &a,
+                &w,
+                Some(&biast),
+                QGemmOutput::F32(&out),
+            )
+            .unwrap();
+            ctx.submit(enc).await.unwrap();
+            let want = reference::qgemm_i32(&ac, &vec![za; m], &wc, &zw, (m, n, k));
+            let got = acc.read::<i32>(&ctx).await.unwrap();
+            let got_f = out.read::<f32>(&ctx).await.unwrap();
+            for i in 0..m * n {
+                let r = want[i].expect("the test shapes fit i32");
+                assert_eq!(got[i], r, "{m}x{n}x{k} packed={packed}: accumulator {i}");
+                let (row, col) = (i / n, i % n);
+                let f = reference::qgemm_dequant(r, sa, sw[col], Some(bias[col]), Activation::Relu);
+                assert_eq!(
+                    got_f[i].to_bits(),
+                    f.to_bits(),
+                    "{m}x{n}x{k} packed={packed}: output ({row}, {col}) {} vs {f}",
+                    got_f[i]
+                );
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn int8_convolution_matches_the_reference_bit_for_bit() {
+    let ctx = ctx().await;
+    let mut rng = rng(3);
+    // (input NHWC, out channels, kernel, stride, padding, groups)
+    let geometries = [
+        ([1, 7, 7, 5], 6, 3, 1, Padding::Explicit([1; 4]), 1),
+        ([2, 13, 13, 6], 7, 5, 2, Padding::Same, 1),
+        ([1, 13, 13, 7], 7, 3, 1, Padding::Explicit([1; 4]), 7),
+        ([1, 9, 9, 6], 9, 3, 2, Padding::Valid, 3),
+        ([1, 13, 13, 9], 17, 1, 1, Padding::Valid, 1),
+    ];
+    for packed in packed_modes(&ctx) {
+        for (xs, oc, k, stride, pad, groups) in geometries {
+            let dims = ConvDims::new(oc, xs[3], [k, k], groups).unwrap();
+            let desc = ConvDesc::default()
+                .stride(stride)
+                .padding(pad)
+                .packed_dot(packed);
+            let shape = desc.shape(&dims, &xs).unwrap();
+            let (za, sa) = (rng.random_range(0..=255), rng.random_range(1e-3f32..0.05));
+            let xc = codes(xs.iter().product(), (0, 255), &mut rng);
+            let xp = QuantParams::new(QType::U8, Granularity::PerTensor, &xs, vec![sa], vec![za])
+                .unwrap();
+            let sw: Vec<f32> = (0..oc).map(|_| rng.random_range(1e-3f32..0.05)).collect();
+            let wc = codes(dims.oihw().iter().product(), (-127, 127), &mut rng);
+            let wp = QuantParams::new(
+                QType::I8,
+                Granularity::PerChannel { axis: 0 },
+                &dims.oihw(),
+                sw.clone(),
+                vec![0; oc],
+            )
+            .unwrap();
+            let x = QTensor::from_codes(&ctx, &xp, &xc).unwrap();
+            let w = QConvWeight::from_codes(&ctx, dims, &wc, &wp).unwrap();
+            let oshape = shape.output_shape();
+            let n_out: usize = oshape.iter().product();
+            let acc = Tensor::from_slice(&ctx, &oshape, &vec![i32::MIN; n_out]).unwrap();
+            let out = Tensor::from_slice(&ctx, &oshape, &vec![f32::NAN; n_out]).unwrap();
+            let mut enc = ctx.encoder("web qconv");
+            qconv2d(&ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::I32(&acc)).unwrap();
+            let relu6 = desc.activation(Activation::Relu6);
+            qconv2d(&ctx, &mut enc, &relu6, &x, &w, None, QGemmOutput::F32(&out)).unwrap();
+            ctx.submit(enc).await.unwrap();
+            let want = reference::qconv2d_i32(&xc, za, &wc, &vec![0; oc], &shape);
+            let got = acc.read::<i32>(&ctx).await.unwrap();
+            let got_f = out.read::<f32>(&ctx).await.unwrap();
+            for i in 0..n_out {
+                let r = want[i].expect("the test geometries fit i32");
+                assert_eq!(
+                    got[i], r,
+                    "{xs:?} oc {oc} k {k} packed={packed}: accumulator {i}"
+                );
+                let f = reference::qgemm_dequant(r, sa, sw[i % oc], None, Activation::Relu6);
+                assert_eq!(
+                    got_f[i].to_bits(),
+                    f.to_bits(),
+                    "{xs:?} oc {oc} k {k} packed={packed}: output {i} {} vs {f}",
+                    got_f[i]
+                );
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn quantize_and_dequantize_match_the_host_bit_for_bit() {
+    let ctx = ctx().await;
+    let mut rng = rng(4);
+    let shape = [5, 37];
+    let x: Vec<f32> = (0..shape[0] * shape[1])
+        .map(|_| rng.random_range(-3.0f32..3.0))
+        .collect();
+    let per_tensor = QuantParams::new(
+        QType::U8,
+        Granularity::PerTensor,
+        &shape,
+        vec![0.021],
+        vec![131],
+    )
+    .unwrap();
+    let per_channel = QuantParams::new(
+        QType::I8,
+        Granularity::PerChannel { axis: 0 },
+        &shape,
+        vec![0.01, 0.02, 0.013, 0.03, 0.007],
+        vec![0; 5],
+    )
+    .unwrap();
+    for params in [per_tensor, per_channel] {
+        let xt = Tensor::from_slice(&ctx, &shape, &x).unwrap();
+        let q = QTensor::new(&ctx, &params).unwrap();
+        let back = Tensor::from_slice(&ctx, &shape, &vec![f32::NAN; x.len()]).unwrap();
+        let mut enc = ctx.encoder("web quantize");
+        quantize(&ctx, &mut enc, &xt, &q).unwrap();
+        dequantize(&ctx, &mut enc, &q, &back).unwrap();
+        ctx.submit(enc).await.unwrap();
+        let want = params.quantize(&x).unwrap();
+        assert_eq!(
+            q.read_codes(&ctx).await.unwrap(),
+            want,
+            "{:?}",
+            params.qtype()
+        );
+        let want_back = params.dequantize(&want).unwrap();
+        let got_back = back.read::<f32>(&ctx).await.unwrap();
+        for (i, (g, w)) in got_back.iter().zip(&want_back).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{:?}: value {i}", params.qtype());
+        }
+    }
+}
+
+/// LeNet's forward pass in f64 on the CPU, from the same weights.
+fn lenet_f64(w: &WeightFile, x: &[f32], batch: usize) -> Vec<f64> {
+    let mut h: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let mut hw = 28;
+    for (name, c, oc) in [("conv1", 1, 10), ("conv2", 10, 20)] {
+        let dims = ConvDims::new(oc, c, [5, 5], 1).unwrap();
+        let desc = ConvDesc::default();
+        let shape = desc.shape(&dims, &[batch, hw, hw, c]).unwrap();
+        let wt: Vec<f64> = w
+            .tensor(&format!("{name}.weight"), &dims.oihw())
+            .unwrap()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let b = w.tensor(&format!("{name}.bias"), &[oc]).unwrap();
+        h = reference::conv2d_f64(&h, &wt, Some(b), Activation::Relu, &shape);
+        let conv = hw - 4;
+        hw = conv / 2;
+        h = reference::pool_f64(
+            &h,
+            [batch, conv, conv, oc],
+            true,
+            [2, 2],
+            [2, 2],
+            [1, 1],
+            [0, 0],
+            (hw, hw),
+            false,
+        );
+    }
+    for (name, n, k, act) in [
+        ("fc1", 50, 320, Activation::Relu),
+        ("fc2", 10, 50, Activation::None),
+    ] {
+        let wt: Vec<f64> = w
+            .tensor(&format!("{name}.weight"), &[n, k])
+            .unwrap()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let b = w.tensor(&format!("{name}.bias"), &[n]).unwrap();
+        h = reference::linear_f64(&h, &wt, Some(b), act, (batch, n, k));
+    }
+    reference::softmax_f64(&h, 10)
+}
+
+#[wasm_bindgen_test]
+async fn lenet_runs_end_to_end_from_the_bytes_of_its_weights() {
+    let ctx = ctx().await;
+    let bytes = include_bytes!("../examples/data/mnist/lenet.safetensors");
+    let w = WeightFile::from_bytes(bytes, "lenet.safetensors").unwrap();
+    let batch = 6;
+    let mut rng = rng(5);
+    // Digit-like inputs: mostly dark, a few bright strokes.
+    let x: Vec<f32> = (0..batch * 28 * 28)
+        .map(|_| {
+            if rng.random_range(0..5) == 0 {
+                rng.random_range(0.5f32..1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let shape = [batch, 28, 28, 1];
+    let model = Model::new(&ctx, &lenet(), &w, DType::F32, &shape).unwrap();
+    let xt = Tensor::from_slice(&ctx, &shape, &x).unwrap();
+    let mut enc = ctx.encoder("web lenet");
+    let y = model.forward(&ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit(enc).await.unwrap();
+    let got = y.read::<f32>(&ctx).await.unwrap();
+    let want: Vec<f32> = lenet_f64(&w, &x, batch).iter().map(|&v| v as f32).collect();
+    let e = reference::rel_error(&got, &want);
+    assert!(e <= 1e-4, "LeNet probabilities: relative error {e:e}");
+    for (i, (g, r)) in got.chunks(10).zip(want.chunks(10)).enumerate() {
+        let top = |p: &[f32]| (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        assert_eq!(top(g), top(r), "image {i}: {g:?} vs {r:?}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn errors_webgpu_reports_later_come_back_as_err() {
+    let ctx = ctx().await;
+    let a = Tensor::from_slice(&ctx, &[4, 4], &[1.0f32; 16]).unwrap();
+    let b = Tensor::from_slice(&ctx, &[4, 4], &[1.0f32; 16]).unwrap();
+    let c = Tensor::zeros(&ctx, &[4, 4], DType::F32).unwrap();
+    a.buffer().destroy();
+    let mut enc = ctx.encoder("web destroyed operand");
+    // Recording succeeds (WebGPU answers error scopes asynchronously); submitting or
+    // reading must return the error.
+    let recorded = gemm(&ctx, &mut enc, &GemmDesc::new(4, 4, 4), &a, &b, None, &c);
+    let result = match recorded {
+        Err(e) => Err(e),
+        Ok(()) => ctx.submit(enc).await,
+    };
+    let e = result.expect_err("a destroyed operand must give an error");
+    assert!(
+        matches!(e, Error::InvalidArgument { .. } | Error::Validation { .. }),
+        "{e:?}"
+    );
+    // The context stays usable.
+    let mut enc = ctx.encoder("web after the error");
+    gemm(&ctx, &mut enc, &GemmDesc::new(4, 4, 4), &b, &b, None, &c).unwrap();
+    ctx.submit(enc).await.unwrap();
+    assert_eq!(c.read::<f32>(&ctx).await.unwrap(), vec![4.0f32; 16]);
+}
+
+#[wasm_bindgen_test]
+async fn blocking_conveniences_say_they_run_natively() {
+    let ctx = ctx().await;
+    let x = Tensor::from_slice(&ctx, &[2, 3], &[0.5f32; 6]).unwrap();
+    let view = wgpu_quant::ops::quant::ChannelView::new("min_max", Granularity::PerTensor, &[2, 3])
+        .unwrap();
+    let e = wgpu_quant::ops::quant::min_max(&ctx, &x, &view).unwrap_err();
+    assert!(matches!(e, Error::Blocking { op: "min_max", .. }), "{e:?}");
+}
+
+/// Every shader variant the library can compile passes the browser's own WGSL compiler
+/// (Chromium's Tint is stricter than naga in places: a literal just above `f32::MAX`
+/// that naga rounds is an error there). Variants that need a feature the adapter lacks
+/// (f16, subgroups) are counted and left out.
+#[wasm_bindgen_test]
+async fn every_shader_variant_compiles_in_the_browser() {
+    let ctx = ctx().await;
+    let caps = ctx.capabilities().clone();
+    let mut variants = wgpu_quant::ops::all_variants();
+    variants.extend(wgpu_quant::bench::peak_variants());
+    let (mut failures, mut compiled, mut skipped) = (Vec::new(), 0, 0);
+    for v in &variants {
+        let src = v.source();
+        if (src.contains("enable f16;") && !caps.shader_f16)
+            || (src.contains("enable subgroups;") && !caps.subgroups)
+        {
+            skipped += 1;
+            continue;
+        }
+        let scope = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let _module = ctx
+            .device()
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("web shader check"),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        if let Some(e) = scope.pop().await {
+            failures.push(format!("{} [{}]: {e}", v.file.file_name(), v.tag()));
+        }
+        compiled += 1;
+    }
+    console_log!("{compiled} shader variants compiled, {skipped} need features the adapter lacks");
+    assert!(compiled > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {compiled} variants failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
