@@ -10,7 +10,14 @@
 //! cargo run --release --example classify -- --observer entropy  # min-max, percentile, entropy, mse
 //! cargo run --release --example classify -- --warmup 20 --runs 50 # steadier times on a GPU
 //! cargo run --release --example classify -- --onnx examples/data/efficientnet_lite0/efficientnet_lite0.onnx
+//! cargo run --release --example classify -- --save-int8 int8.safetensors  # save, then stop
 //! ```
+//!
+//! `--json FILE` also writes every result (image, precision, milliseconds, top-5 class
+//! indices and probabilities) as JSON; the web page's end-to-end test compares with it.
+//!
+//! `--save-int8 FILE` writes the static INT8 model (`QModel::save`) to FILE and stops
+//! before classifying: the web page (examples/web) loads that file.
 //!
 //! `--onnx FILE` classifies with an ONNX model instead (`import::OnnxImport`): an
 //! ImageNet classifier with one `[1, 3, 224, 224]` input (batch and spatial dimensions
@@ -75,11 +82,19 @@ fn run() -> Result<(), String> {
     let mut images: Vec<PathBuf> = Vec::new();
     let mut observer = ObserverKind::MinMax;
     let mut onnx_file: Option<PathBuf> = None;
+    let mut save_int8: Option<PathBuf> = None;
+    let mut json: Option<PathBuf> = None;
     let (mut runs, mut warmup) = (5, 1);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--onnx" {
             onnx_file = Some(PathBuf::from(args.next().ok_or("--onnx needs a file")?));
+        } else if a == "--save-int8" {
+            save_int8 = Some(PathBuf::from(
+                args.next().ok_or("--save-int8 needs a file")?,
+            ));
+        } else if a == "--json" {
+            json = Some(PathBuf::from(args.next().ok_or("--json needs a file")?));
         } else if a == "--observer" {
             observer = parse_observer(&args.next().ok_or("--observer needs a name")?)?;
         } else if a == "--runs" || a == "--warmup" {
@@ -172,7 +187,9 @@ fn run() -> Result<(), String> {
     );
     // The static INT8 model as a file, next to the FP32 weights file.
     if let Net::Int8(q) = &nets[2].1 {
-        let path = std::env::temp_dir().join("efficientnet_lite0_int8.safetensors");
+        let path = save_int8
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("efficientnet_lite0_int8.safetensors"));
         let saved = q.save(&path).map_err(e)?;
         let fp32_file = std::fs::metadata(weights_path())
             .map_err(|e| e.to_string())?
@@ -184,6 +201,9 @@ fn run() -> Result<(), String> {
             fp32_file as f64 / saved as f64,
             fp32_file as f64 / 1e6
         );
+    }
+    if save_int8.is_some() {
+        return Ok(());
     }
     let fp32_bytes = nets[0].1.weight_bytes();
     for (name, net) in &nets {
@@ -199,6 +219,7 @@ fn run() -> Result<(), String> {
         println!("  {name:<12} weights {:>6.2} MB{vs}", bytes as f64 / 1e6);
     }
 
+    let mut records = Vec::new();
     for path in &images {
         let (px, w, h) = load(&ctx, path)?;
         println!();
@@ -238,7 +259,17 @@ fn run() -> Result<(), String> {
                 t.median(),
                 top.join(" | ")
             );
+            records.push(serde_json::json!({
+                "image": path.file_name().map(|n| n.to_string_lossy().to_string()),
+                "precision": name,
+                "ms": t.median(),
+                "top5": idx[..5].iter().map(|&i| serde_json::json!({"index": i, "p": probs[i]})).collect::<Vec<_>>(),
+            }));
         }
+    }
+    if let Some(file) = json {
+        let text = serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
     }
     Ok(())
 }

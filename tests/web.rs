@@ -2,8 +2,9 @@
 //! (`wasm-bindgen-test`; the command is in the README, "In the browser"). Everything
 //! here uses the async API a page uses (`Context::request`, `Context::submit`,
 //! `Tensor::read`), and checks against the same CPU references as the native tests:
-//! FP32 GEMM within its budget, W8A8 GEMM and INT8 convolution bit for bit (with and
-//! without `dot4I8Packed` where the browser has it), quantize/dequantize bit for bit,
+//! FP32 GEMM within its budget, W8A8 GEMM (accumulators, f32 and requantized i8 outputs)
+//! and INT8 convolution bit for bit (with and without `dot4I8Packed` where the browser
+//! has it), quantize/dequantize bit for bit,
 //! LeNet end to end from the bytes of its weight file, and errors that WebGPU reports
 //! asynchronously coming back as `Err`. Natively this file compiles to nothing.
 #![cfg(target_arch = "wasm32")]
@@ -15,7 +16,7 @@ use wgpu_quant::ops::conv::{qconv2d, ConvDesc, ConvDims, Padding, QConvWeight};
 use wgpu_quant::ops::gemm::{gemm, Activation, GemmDesc};
 use wgpu_quant::ops::qgemm::{qgemm, QGemmDesc, QGemmOutput};
 use wgpu_quant::ops::quant::{dequantize, quantize};
-use wgpu_quant::quant::{Granularity, QType, QuantParams};
+use wgpu_quant::quant::{quantize_value, Granularity, QType, QuantParams};
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, Error, QTensor, RequestOptions, Tensor};
 
@@ -162,8 +163,30 @@ async fn w8a8_gemm_matches_the_reference_bit_for_bit() {
                 QGemmOutput::F32(&out),
             )
             .unwrap();
+            // The requantized i8 output (what a static INT8 model passes between layers).
+            let (so, zo) = (rng.random_range(0.01f32..0.05), rng.random_range(-20..=20));
+            let op = QuantParams::new(
+                QType::I8,
+                Granularity::PerTensor,
+                &[m, n],
+                vec![so],
+                vec![zo],
+            )
+            .unwrap();
+            let oq = QTensor::new(&ctx, &op).unwrap();
+            qgemm(
+                &ctx,
+                &mut enc,
+                &relu,
+                &a,
+                &w,
+                Some(&biast),
+                QGemmOutput::Quantized(&oq),
+            )
+            .unwrap();
             ctx.submit(enc).await.unwrap();
             let want = reference::qgemm_i32(&ac, &vec![za; m], &wc, &zw, (m, n, k));
+            let got_q = oq.read_codes(&ctx).await.unwrap();
             let got = acc.read::<i32>(&ctx).await.unwrap();
             let got_f = out.read::<f32>(&ctx).await.unwrap();
             for i in 0..m * n {
@@ -176,6 +199,11 @@ async fn w8a8_gemm_matches_the_reference_bit_for_bit() {
                     f.to_bits(),
                     "{m}x{n}x{k} packed={packed}: output ({row}, {col}) {} vs {f}",
                     got_f[i]
+                );
+                let q = quantize_value(f, so, zo, -128, 127);
+                assert_eq!(
+                    got_q[i], q,
+                    "{m}x{n}x{k} packed={packed}: requantized output ({row}, {col}) of {f:e}"
                 );
             }
         }
@@ -450,4 +478,81 @@ async fn every_shader_variant_compiles_in_the_browser() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The benchmark runner's linear cases run in a page: checked before timing
+/// (`LinearData::prepare_async`) and timed by awaited submissions (`time_async`).
+#[wasm_bindgen_test]
+async fn benchmark_cases_are_verified_then_timed() {
+    use wgpu_quant::bench::{CaseOptions, LinearData, Precision};
+    let ctx = ctx().await;
+    let data = LinearData::new(5, 33, 70);
+    for p in [
+        Precision::Fp32,
+        Precision::W8A8,
+        Precision::W8A16,
+        Precision::W4A16,
+    ] {
+        let prep = data
+            .prepare_async(&ctx, p, &CaseOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            prep.verified,
+            "{}: relative error {:e} over a budget of {:e}",
+            p.name(),
+            prep.rel_error,
+            prep.budget
+        );
+        let t = prep
+            .time_async(&ctx, 1, 2)
+            .await
+            .unwrap()
+            .expect("verified");
+        assert_eq!(t.ms.len(), 2);
+        assert!(
+            t.ms.iter().all(|ms| ms.is_finite() && *ms >= 0.0),
+            "{:?}",
+            t.ms
+        );
+    }
+}
+
+/// Image preprocessing (resize, center crop, normalize) on the GPU against the CPU
+/// reference in the kernel's f32 arithmetic, within the native tests' budget; the log
+/// says how many values differ in their last bits (an INT8 model quantizes these).
+#[wasm_bindgen_test]
+async fn image_preprocessing_matches_the_reference() {
+    use wgpu_quant::ops::image::{
+        image_to_tensor, image_to_tensor_reference, ImageDesc, ImageSource,
+    };
+    let ctx = ctx().await;
+    let mut rng = rng(6);
+    let (w, h) = (451, 300);
+    let rgba: Vec<[u8; 4]> = (0..w * h).map(|_| rng.random::<[u8; 4]>()).collect();
+    let desc = ImageDesc::center_crop(224, 224, 224).normalize([127.0; 3], [128.0; 3]);
+    let want = image_to_tensor_reference(&rgba, w, h, &desc);
+    let words: Vec<u32> = rgba.iter().map(|p| u32::from_le_bytes(*p)).collect();
+    let px = Tensor::from_slice(&ctx, &[w * h], &words).unwrap();
+    let out = Tensor::zeros(&ctx, &desc.output_shape(), DType::F32).unwrap();
+    let mut enc = ctx.encoder("web image");
+    let src = ImageSource::Buffer {
+        pixels: &px,
+        width: w,
+        height: h,
+    };
+    image_to_tensor(&ctx, &mut enc, src, &desc, &out).unwrap();
+    ctx.submit(enc).await.unwrap();
+    let got = out.read::<f32>(&ctx).await.unwrap();
+    let differing = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| g.to_bits() != w.to_bits())
+        .count();
+    let e = reference::rel_error(&got, &want);
+    console_log!(
+        "image preprocessing: {differing} of {} values differ from the reference in their last bits; relative error {e:e}",
+        got.len()
+    );
+    assert!(e <= 1e-6, "relative error {e:e}");
 }

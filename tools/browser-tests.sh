@@ -3,9 +3,8 @@
 # WebGPU in headless Chromium by wasm-bindgen-test through chromedriver.
 #
 # Installs what is missing: the wasm32 target, Debian's chromium and chromium-driver,
-# and wasm-bindgen-cli at the wasm-bindgen version in Cargo.lock (a debug build, about
-# 2 minutes on 2 cores, kept in target/wasm-bindgen-cli for the next run). Fails when a
-# test fails or when no test ran.
+# and wasm-bindgen-cli at the wasm-bindgen version in Cargo.lock (tools/wasm-bindgen-cli.sh).
+# Fails when a test fails or when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,13 +16,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-root="$PWD/target/wasm-bindgen-cli"
-if [ "$("$root/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
-  echo "== installing wasm-bindgen-cli $version (the version in Cargo.lock)"
-  cargo install --quiet --debug --force wasm-bindgen-cli --version "$version" --root "$root"
-fi
-export PATH="$root/bin:$PATH"
+bin=$(bash tools/wasm-bindgen-cli.sh)
+export PATH="$bin:$PATH"
+version=$(wasm-bindgen-test-runner --version | awk '{print $2}')
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 # Compiling every shader variant in the browser takes about a minute on a software adapter.

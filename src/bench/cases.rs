@@ -170,6 +170,22 @@ impl Prepared<'_> {
         }
         time_gpu(ctx, warmup, runs, |enc| self.record(enc)).map(Some)
     }
+
+    /// [`Prepared::time`] for a browser: the wall clock around each awaited submission
+    /// ([`super::time_wall`]).
+    pub async fn time_async(
+        &self,
+        ctx: &Context,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Option<Timings>> {
+        if !self.verified {
+            return Ok(None);
+        }
+        super::time_wall(ctx, warmup, runs, |enc| self.record(enc))
+            .await
+            .map(Some)
+    }
 }
 
 /// Indices of up to `samples` entries out of `total`, walking with an odd stride so that
@@ -292,19 +308,30 @@ impl LinearData {
             .sum()
     }
 
-    /// Uploads, runs and checks the layer in `p` on `ctx`.
+    /// Uploads, runs and checks the layer in `p` on `ctx` (waits for the GPU; in a
+    /// browser use [`LinearData::prepare_async`]).
     pub fn prepare<'a>(
         &self,
         ctx: &'a Context,
         p: Precision,
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
+        ctx.block("LinearData::prepare", self.prepare_async(ctx, p, opts))
+    }
+
+    /// [`LinearData::prepare`] for a browser: the check's run is awaited.
+    pub async fn prepare_async<'a>(
+        &self,
+        ctx: &'a Context,
+        p: Precision,
+        opts: &CaseOptions,
+    ) -> Result<Prepared<'a>> {
         match p {
-            Precision::Fp32 => self.prepare_fp32(ctx, opts),
+            Precision::Fp32 => self.prepare_fp32(ctx, opts).await,
             Precision::Fp16 | Precision::W8A16 | Precision::W4A16 => {
-                self.prepare_weight_only(ctx, p, opts)
+                self.prepare_weight_only(ctx, p, opts).await
             }
-            Precision::W8A8 | Precision::W8A8Dynamic => self.prepare_w8a8(ctx, p, opts),
+            Precision::W8A8 | Precision::W8A8Dynamic => self.prepare_w8a8(ctx, p, opts).await,
         }
     }
 
@@ -335,7 +362,7 @@ impl LinearData {
 
     /// FP32: the GEMM with the weight in the layout the plan prefers for a linear layer
     /// on this adapter ([`crate::plan::linear_weight_transposed`]).
-    fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+    async fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let (m, n, k) = (self.m, self.n, self.k);
         let (idx, y) = self.outputs(ctx, opts)?;
         let (macs, out_bytes) = ((m * n * k) as f64, 4.0 * (m * n) as f64);
@@ -353,7 +380,7 @@ impl LinearData {
             let y = y.clone();
             Box::new(move |enc| gemm(ctx, enc, &desc, &x32, &b, None, &y))
         };
-        let got = run_once(ctx, &rec, &y)?;
+        let got = run_once(ctx, &rec, &y).await?;
         let budget = super::F32_GEMM_BUDGET;
         let (rel_error, verified) = self.float_check(&idx, &got, &self.x, &self.w, budget);
         Ok(Prepared {
@@ -370,7 +397,7 @@ impl LinearData {
     }
 
     /// FP16, W8A16 and W4A16: the weight-only / FP16 GEMM on f16 activations.
-    fn prepare_weight_only<'a>(
+    async fn prepare_weight_only<'a>(
         &self,
         ctx: &'a Context,
         p: Precision,
@@ -447,7 +474,7 @@ impl LinearData {
                 wgemm(ctx, enc, &wdesc, &x16, w, None, &y)
             })
         };
-        let got = run_once(ctx, &rec, &y)?;
+        let got = run_once(ctx, &rec, &y).await?;
         let (rel_error, verified) = self.float_check(&idx, &got, &xr, &wr, budget);
         Ok(Prepared {
             kernel,
@@ -463,7 +490,7 @@ impl LinearData {
     }
 
     /// W8A8 on static or dynamically quantized activations, checked bit for bit.
-    fn prepare_w8a8<'a>(
+    async fn prepare_w8a8<'a>(
         &self,
         ctx: &'a Context,
         p: Precision,
@@ -502,7 +529,7 @@ impl LinearData {
                 qgemm(ctx, enc, &qdesc, &xq, &w8, None, QGemmOutput::F32(&y))
             })
         };
-        let got = run_once(ctx, &rec, &y)?;
+        let got = run_once(ctx, &rec, &y).await?;
         let want: Vec<f32> = idx
             .iter()
             .map(|&t| {
@@ -550,11 +577,11 @@ impl LinearData {
 }
 
 /// Runs `rec` once and reads `y` back (the check before timing).
-fn run_once<'a>(ctx: &'a Context, rec: &Record<'a>, y: &Tensor) -> Result<Vec<f32>> {
+async fn run_once<'a>(ctx: &'a Context, rec: &Record<'a>, y: &Tensor) -> Result<Vec<f32>> {
     let mut enc = ctx.encoder("bench check");
     rec(&mut enc)?;
-    ctx.finish("run_once", enc)?;
-    y.read_now::<f32>(ctx, "run_once")
+    ctx.submit(enc).await?;
+    y.read::<f32>(ctx).await
 }
 
 enum WeightStore {

@@ -81,6 +81,32 @@ impl Timings {
     }
 }
 
+/// Runs `record` `warmup` times untimed, then `runs` times timed by the wall clock
+/// around each submission until the GPU finished it (`Context::submit`); nothing
+/// blocks, so a browser page can use it. Includes the submission overhead, like
+/// [`Clock::Wall`] in [`time_gpu`].
+pub async fn time_wall(
+    ctx: &Context,
+    warmup: usize,
+    runs: usize,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<Timings> {
+    let mut ms = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        let mut enc = ctx.encoder("timed");
+        record(&mut enc)?;
+        let t0 = Instant::now();
+        ctx.submit(enc).await?;
+        if i >= warmup {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(Timings {
+        ms,
+        clock: Clock::Wall,
+    })
+}
+
 /// Runs `record` `warmup` times untimed, then `runs` times timed; each run is its own
 /// submission and is waited for.
 pub fn time_gpu(
