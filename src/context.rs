@@ -128,7 +128,32 @@ struct PendingScope {
     context: u64,
     op: &'static str,
     operands: Vec<(String, wgpu::Buffer)>,
-    answer: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+    answer: Answer,
+}
+
+/// A scope's answer: still to come, or an error that came.
+#[cfg(target_arch = "wasm32")]
+enum Answer {
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>),
+    Error(String),
+}
+
+/// Drops the scopes whose answer came without an error and keeps the errors, without
+/// waiting (each future is polled once): an engine that records every frame and never
+/// reads through the context does not accumulate scopes, nor keep their operands alive.
+#[cfg(target_arch = "wasm32")]
+fn prune_pending(pending: &mut Vec<PendingScope>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    pending.retain_mut(|s| {
+        if let Answer::Waiting(f) = &mut s.answer {
+            match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Pending => {}
+                std::task::Poll::Ready(None) => return false,
+                std::task::Poll::Ready(Some(e)) => s.answer = Answer::Error(e.to_string()),
+            }
+        }
+        true
+    });
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -193,6 +218,11 @@ pub struct ContextStats {
     pub plans_learned: u64,
     /// Shape classes the learner failed to tune (they keep the default plan).
     pub learn_failures: u64,
+    /// Error scopes of this context whose answer has not been taken yet: always 0
+    /// natively; in a browser the scopes still on their way and the errors kept for
+    /// the next [`Context::check_errors`] (answered scopes without an error are dropped
+    /// as new ops record).
+    pub pending_error_scopes: usize,
 }
 
 /// A device, its queue, its capabilities and the kernels compiled for it.
@@ -472,9 +502,13 @@ impl Context {
                 context: self.inner.id,
                 op,
                 operands,
-                answer: Box::pin(scope.pop()),
+                answer: Answer::Waiting(Box::pin(scope.pop())),
             };
-            PENDING.with(|p| p.borrow_mut().push(pending));
+            PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                prune_pending(&mut p);
+                p.push(pending);
+            });
             Ok(out)
         }
     }
@@ -504,10 +538,12 @@ impl Context {
             });
             let mut first = None;
             for scope in mine {
-                if let Some(e) = scope.answer.await {
-                    if first.is_none() {
-                        first = Some((scope.op, e.to_string(), scope.operands));
-                    }
+                let error = match scope.answer {
+                    Answer::Waiting(f) => f.await.map(|e| e.to_string()),
+                    Answer::Error(e) => Some(e),
+                };
+                if let (Some(e), None) = (error, &first) {
+                    first = Some((scope.op, e, scope.operands));
                 }
             }
             if let Some((op, message, operands)) = first {
@@ -833,7 +869,19 @@ impl Context {
             split_k_runs: s.split_k_runs.load(Ordering::Relaxed),
             plans_learned: s.plans_learned.load(Ordering::Relaxed),
             learn_failures: s.learn_failures.load(Ordering::Relaxed),
+            pending_error_scopes: self.pending_error_scopes(),
         }
+    }
+
+    fn pending_error_scopes(&self) -> usize {
+        #[cfg(target_arch = "wasm32")]
+        return PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            prune_pending(&mut p);
+            p.iter().filter(|s| s.context == self.inner.id).count()
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        0
     }
 
     /// Sets how many bind groups the pool keeps (default

@@ -556,3 +556,51 @@ async fn image_preprocessing_matches_the_reference() {
     );
     assert!(e <= 1e-6, "relative error {e:e}");
 }
+
+/// Scopes whose answers came are dropped as new ops record (an engine that never reads
+/// through the context does not pile them up), and an error among them is kept until
+/// the next `submit`.
+#[wasm_bindgen_test]
+async fn answered_scopes_are_pruned_and_their_errors_kept() {
+    let ctx = ctx().await;
+    let a = Tensor::from_slice(&ctx, &[4, 4], &[1.0f32; 16]).unwrap();
+    let b = Tensor::from_slice(&ctx, &[4, 4], &[1.0f32; 16]).unwrap();
+    let c = Tensor::zeros(&ctx, &[4, 4], DType::F32).unwrap();
+    let gone = Tensor::from_slice(&ctx, &[4, 4], &[1.0f32; 16]).unwrap();
+    gone.buffer().destroy();
+    let desc = GemmDesc::new(4, 4, 4);
+    // Writing into a destroyed buffer: WebGPU reports it on the queue, asynchronously.
+    let recorded = gone.write(&ctx, &[2.0f32; 16]);
+    // Let the browser answer that scope (awaiting a later scope yields to the page).
+    let probe = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+    assert!(probe.pop().await.is_none());
+    // Many more recordings, each of which prunes the answered scopes (the browser answers
+    // while the page awaits the probes below).
+    for i in 0..200 {
+        if i % 20 == 0 {
+            let probe = ctx.device().push_error_scope(wgpu::ErrorFilter::Validation);
+            assert!(probe.pop().await.is_none());
+        }
+        let mut enc = ctx.encoder("web prune: more ops");
+        gemm(&ctx, &mut enc, &desc, &a, &b, None, &c).unwrap();
+        ctx.queue().submit([enc.finish()]);
+    }
+    let pending = ctx.stats().pending_error_scopes;
+    assert!(
+        pending < 100,
+        "{pending} error scopes pending after 200 recordings: answered ones are not dropped"
+    );
+    let e = match recorded {
+        Err(e) => e,
+        Ok(()) => ctx
+            .submit(ctx.encoder("web prune: submit"))
+            .await
+            .expect_err("the destroyed operand's error must still come back"),
+    };
+    assert!(
+        matches!(e, Error::InvalidArgument { .. } | Error::Validation { .. }),
+        "{e:?}"
+    );
+    ctx.check_errors().await.unwrap();
+    assert_eq!(ctx.stats().pending_error_scopes, 0);
+}
