@@ -663,24 +663,17 @@ impl Context {
         self.check_errors().await
     }
 
-    /// Submits and waits, for the crate's own blocking conveniences (calibration, the
-    /// trainer, the benchmark runner). In a browser it returns [`Error::Blocking`] naming
-    /// `op`: those conveniences run natively only, and a page uses [`Context::submit`].
-    pub(crate) fn finish(&self, op: &'static str, encoder: wgpu::CommandEncoder) -> Result<()> {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let _ = op;
-            self.submit_and_wait(encoder)
-        }
-        #[cfg(target_arch = "wasm32")]
-        {
-            drop(encoder);
-            Err(crate::error::native_only(op))
-        }
+    /// Submits an encoder's work without waiting for it (validation errors come back from
+    /// the next [`Context::check_errors`], or at once natively). For work whose results
+    /// stay on the GPU, which later submissions read in queue order.
+    pub(crate) fn enqueue(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submit", || self.inner.queue.submit([encoder.finish()]))?;
+        Ok(())
     }
 
-    /// Runs a future to completion natively; in a browser returns [`Error::Blocking`]
-    /// naming `op` (see [`Context::finish`]).
+    /// Runs a future to completion natively, for the crate's blocking conveniences (the
+    /// twins of their `_async` forms). In a browser it returns [`Error::Blocking`] naming
+    /// `op`: nothing may block there, and a page awaits the `_async` form.
     pub(crate) fn block<T>(
         &self,
         op: &'static str,

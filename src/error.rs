@@ -137,10 +137,10 @@ pub enum Error {
 pub(crate) fn native_only(op: &'static str) -> Error {
     Error::Blocking {
         op,
-        detail: "waits for the GPU, which would freeze a web page; in a browser this runs \
-                 natively only for now (docs/WEB.md lists the async API a page uses: \
-                 Context::request, Context::submit, Tensor::read, QTensor::read_codes)"
-            .to_string(),
+        detail: format!(
+            "waits for the GPU, which would freeze a web page: in a browser await its async \
+             form, {op}_async (docs/WEB.md lists the async API)"
+        ),
     }
 }
 

@@ -253,16 +253,6 @@ impl QTensor {
         })
     }
 
-    /// [`QTensor::read_codes`] for the crate's blocking conveniences (see `Tensor::read_now`).
-    pub(crate) fn read_codes_now(&self, ctx: &Context, op: &'static str) -> Result<Vec<i32>> {
-        ctx.block(op, self.read_codes(ctx))
-    }
-
-    /// [`QTensor::read_params`] for the crate's blocking conveniences.
-    pub(crate) fn read_params_now(&self, ctx: &Context, op: &'static str) -> Result<QuantParams> {
-        ctx.block(op, self.read_params(ctx))
-    }
-
     /// Blocking twin of [`QTensor::read_codes`] (not in the web build).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_codes_blocking(&self, ctx: &Context) -> Result<Vec<i32>> {

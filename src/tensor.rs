@@ -254,12 +254,6 @@ impl Tensor {
         ))
     }
 
-    /// [`Tensor::read`] for the crate's blocking conveniences: waits natively, and in a
-    /// browser returns [`Error::Blocking`] naming `op` (see `Context::finish`).
-    pub(crate) fn read_now<T: Element>(&self, ctx: &Context, op: &'static str) -> Result<Vec<T>> {
-        ctx.block(op, self.read(ctx))
-    }
-
     /// Blocking twin of [`Tensor::read`] (not in the web build).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_blocking<T: Element>(&self, ctx: &Context) -> Result<Vec<T>> {

@@ -64,7 +64,9 @@ use std::path::{Path, PathBuf};
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::{Arc, Mutex};
 
-use crate::bench::{random_f32, time_gpu, CaseOptions, ConvData, LinearData, Precision, Prepared};
+use crate::bench::{
+    random_f32, time_gpu_async, CaseOptions, ConvData, LinearData, Precision, Prepared,
+};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ops::gemm::{GemmDesc, GemmKernel};
@@ -112,12 +114,22 @@ pub fn stop_learning(ctx: &Context) {
     ctx.set_learner(None);
 }
 
-/// Tunes the shape of `req` into `cache` with [`LEARN_OPTIONS`].
+/// Tunes the shape of `req` into `cache` with [`LEARN_OPTIONS`] (natively only;
+/// [`tune_request_async`] is the async form).
 pub fn tune_request(ctx: &Context, cache: &mut TuneCache, req: &TuneRequest) -> Result<Tuned> {
+    ctx.block("tune_request", tune_request_async(ctx, cache, req))
+}
+
+/// [`tune_request`] without blocking (the form a browser build uses).
+pub async fn tune_request_async(
+    ctx: &Context,
+    cache: &mut TuneCache,
+    req: &TuneRequest,
+) -> Result<Tuned> {
     let mut tuner = Tuner::new(ctx, cache, LEARN_OPTIONS);
     match *req {
-        TuneRequest::Gemm(ref desc) => tuner.gemm(desc),
-        TuneRequest::QGemm { m, n, k } => tuner.qgemm(m, n, k),
+        TuneRequest::Gemm(ref desc) => tuner.gemm_async(desc).await,
+        TuneRequest::QGemm { m, n, k } => tuner.qgemm_async(m, n, k).await,
         TuneRequest::WGemm { m, n, k, wtype } => {
             let kind = match wtype {
                 WeightType::I8 => WeightKind::I8,
@@ -133,7 +145,7 @@ pub fn tune_request(ctx: &Context, cache: &mut TuneCache, req: &TuneRequest) -> 
                     ))
                 }
             };
-            tuner.wgemm(m, n, k, kind)
+            tuner.wgemm_async(m, n, k, kind).await
         }
         TuneRequest::Conv { shape, kind } => {
             let desc = crate::ops::conv::ConvDesc {
@@ -143,7 +155,7 @@ pub fn tune_request(ctx: &Context, cache: &mut TuneCache, req: &TuneRequest) -> 
                 ..Default::default()
             };
             let x_shape = [shape.batch, shape.in_h, shape.in_w, shape.dims.in_channels];
-            tuner.conv(&desc, shape.dims, x_shape, kind)
+            tuner.conv_async(&desc, shape.dims, x_shape, kind).await
         }
     }
 }
@@ -285,27 +297,25 @@ impl<'a> Tuner<'a> {
     /// wrong), then times the right ones with `time` in two rounds, the second in reverse
     /// order (so that running first, on cold caches, or last favours none); each keeps
     /// the better of its two medians.
-    fn run_candidates(
+    async fn run_candidates(
         &self,
         cands: Vec<Choice>,
-        mut check: impl FnMut(Choice) -> Result<Option<String>>,
-        mut time: impl FnMut(Choice) -> Result<crate::bench::Timings>,
+        mut check: impl AsyncFnMut(Choice) -> Result<Option<String>>,
+        mut time: impl AsyncFnMut(Choice) -> Result<crate::bench::Timings>,
     ) -> Vec<Outcome> {
-        let mut outcomes: Vec<Outcome> = cands
-            .into_iter()
-            .map(|choice| {
-                let reject = match check(choice) {
-                    Ok(None) => None,
-                    Ok(Some(why)) => Some(why),
-                    Err(e) => Some(e.to_string()),
-                };
-                Outcome {
-                    choice,
-                    ms: reject.is_none().then_some(f64::INFINITY),
-                    reject,
-                }
-            })
-            .collect();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(cands.len());
+        for choice in cands {
+            let reject = match check(choice).await {
+                Ok(None) => None,
+                Ok(Some(why)) => Some(why),
+                Err(e) => Some(e.to_string()),
+            };
+            outcomes.push(Outcome {
+                choice,
+                ms: reject.is_none().then_some(f64::INFINITY),
+                reject,
+            });
+        }
         for round in 0..2 {
             let order: Vec<usize> = if round == 0 {
                 (0..outcomes.len()).collect()
@@ -315,7 +325,7 @@ impl<'a> Tuner<'a> {
             for i in order {
                 let o = &mut outcomes[i];
                 let Some(ms) = o.ms else { continue };
-                match time(o.choice) {
+                match time(o.choice).await {
                     Ok(t) => o.ms = Some(ms.min(t.median())),
                     Err(e) => {
                         o.ms = None;
@@ -379,14 +389,30 @@ impl<'a> Tuner<'a> {
 
     /// Tunes the FP32 GEMM of `desc`'s shape class over every kernel in
     /// [`GemmKernel::all`] that fits the device, and for GEMV-like shapes over split-K
-    /// variants of the register kernels ([`split_k_candidates`]).
+    /// variants of the register kernels ([`split_k_candidates`]). Natively only;
+    /// [`Tuner::gemm_async`] is the async form, as for the other shapes.
     pub fn gemm(&mut self, desc: &GemmDesc) -> Result<Tuned> {
         self.gemm_with(desc, &[])
+    }
+
+    /// [`Tuner::gemm`] without blocking (the form a browser build uses).
+    pub async fn gemm_async(&mut self, desc: &GemmDesc) -> Result<Tuned> {
+        self.gemm_with_async(desc, &[]).await
     }
 
     /// [`Tuner::gemm`] with `extra` candidates of the caller's (each is validated and
     /// checked like the built-in ones).
     pub fn gemm_with(&mut self, desc: &GemmDesc, extra: &[GemmKernel]) -> Result<Tuned> {
+        let ctx = self.ctx;
+        ctx.block("Tuner::gemm_with", self.gemm_with_async(desc, extra))
+    }
+
+    /// [`Tuner::gemm_with`] without blocking.
+    pub async fn gemm_with_async(
+        &mut self,
+        desc: &GemmDesc,
+        extra: &[GemmKernel],
+    ) -> Result<Tuned> {
         let ctx = self.ctx;
         let caps = ctx.capabilities();
         let default = crate::plan::default_gemm_kernel(caps, desc);
@@ -414,20 +440,24 @@ impl<'a> Tuner<'a> {
             Choice::Gemm(k) => desc.clone().kernel(k),
             Choice::Rows(_) => unreachable!("GEMM candidates"),
         };
-        let outcomes = self.run_candidates(
-            cands.into_iter().map(Choice::Gemm).collect(),
-            |ch| {
-                // Verification only (no timed runs): `gemm_case` checks 256 entries.
-                let r = crate::bench::gemm_case(ctx, &kernel(ch), 256, 0, 0)?;
-                Ok((!r.verified).then(|| format!("relative error {:.2e}", r.rel_error)))
-            },
-            |ch| {
-                let d = kernel(ch);
-                time_gpu(ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    crate::ops::gemm::gemm(ctx, enc, &d, &a, &b, None, &c)
-                })
-            },
-        );
+        let (warmup, runs) = (self.opts.warmup, self.opts.runs);
+        let outcomes = self
+            .run_candidates(
+                cands.into_iter().map(Choice::Gemm).collect(),
+                async |ch| {
+                    // Verification only (no timed runs): `gemm_case` checks 256 entries.
+                    let r = crate::bench::gemm_case_async(ctx, &kernel(ch), 256, 0, 0).await?;
+                    Ok((!r.verified).then(|| format!("relative error {:.2e}", r.rel_error)))
+                },
+                async |ch| {
+                    let d = kernel(ch);
+                    time_gpu_async(ctx, warmup, runs, |enc| {
+                        crate::ops::gemm::gemm(ctx, enc, &d, &a, &b, None, &c)
+                    })
+                    .await
+                },
+            )
+            .await;
         self.finish(
             ShapeClass::gemm(desc),
             [desc.m, desc.n, desc.k],
@@ -442,13 +472,24 @@ impl<'a> Tuner<'a> {
     /// per-channel i8 weights, f32 output): every output of a candidate must match the
     /// reference bit for bit.
     pub fn qgemm(&mut self, m: usize, n: usize, k: usize) -> Result<Tuned> {
+        let ctx = self.ctx;
+        ctx.block("Tuner::qgemm", self.qgemm_async(m, n, k))
+    }
+
+    /// [`Tuner::qgemm`] without blocking.
+    pub async fn qgemm_async(&mut self, m: usize, n: usize, k: usize) -> Result<Tuned> {
         use crate::ops::qgemm::TILES;
         let caps = self.ctx.capabilities();
         let default = crate::plan::default_qgemm_config(caps, m, n, k);
         let cands = row_candidates(caps, default, &TILES, (m, n, k));
         let data = LinearData::new(m, n, k);
         let cands = cands.into_iter().map(Choice::Rows).collect();
-        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, Precision::W8A8, o));
+        let ctx = self.ctx;
+        let outcomes = self
+            .run_case(cands, async |o| {
+                data.prepare_async(ctx, Precision::W8A8, o).await
+            })
+            .await;
         self.finish(
             ShapeClass::qgemm(m, n, k),
             [m, n, k],
@@ -466,6 +507,18 @@ impl<'a> Tuner<'a> {
     /// ([`crate::plan::half_gemm_kernel`]), that route is the default and every FP32
     /// register and subgroup kernel for the shape is a candidate beside the row tiles.
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
+        let ctx = self.ctx;
+        ctx.block("Tuner::wgemm", self.wgemm_async(m, n, k, kind))
+    }
+
+    /// [`Tuner::wgemm`] without blocking.
+    pub async fn wgemm_async(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        kind: WeightKind,
+    ) -> Result<Tuned> {
         use crate::ops::wgemm::TILES;
         let caps = self.ctx.capabilities();
         let rows_default = crate::plan::default_wgemm_config(caps, m, n, k, kind.wtype());
@@ -494,7 +547,10 @@ impl<'a> Tuner<'a> {
             WeightKind::F16 => Precision::Fp16,
         };
         let data = LinearData::new(m, n, k);
-        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, precision, o));
+        let ctx = self.ctx;
+        let outcomes = self
+            .run_case(cands, async |o| data.prepare_async(ctx, precision, o).await)
+            .await;
         self.finish(
             ShapeClass::wgemm(m, n, k, kind.wtype()),
             [m, n, k],
@@ -508,15 +564,16 @@ impl<'a> Tuner<'a> {
     /// f16-storage route): a candidate whose outputs (all of them) miss the case's
     /// reference (bit for bit for integer kernels, the error budget for float ones) is
     /// rejected; the others are timed recording the same operands.
-    fn run_case<'p>(
+    async fn run_case<'p>(
         &self,
         cands: Vec<Choice>,
-        prepare: impl Fn(&CaseOptions) -> Result<Prepared<'p>>,
+        prepare: impl AsyncFn(&CaseOptions) -> Result<Prepared<'p>>,
     ) -> Vec<Outcome> {
         let prepared: RefCell<Vec<(Choice, Prepared<'p>)>> = RefCell::new(Vec::new());
+        let (ctx, warmup, runs) = (self.ctx, self.opts.warmup, self.opts.runs);
         self.run_candidates(
             cands,
-            |ch| {
+            async |ch| {
                 let (tile, half_kernel) = match ch {
                     Choice::Rows(t) => (Some(t), None),
                     Choice::Gemm(g) => (None, Some(g)),
@@ -526,7 +583,8 @@ impl<'a> Tuner<'a> {
                     tile,
                     half_kernel,
                     ..CaseOptions::default()
-                })?;
+                })
+                .await?;
                 let why = (!p.verified).then(|| {
                     format!(
                         "{} outputs checked: relative error {:.2e}, budget {:.0e}",
@@ -536,17 +594,21 @@ impl<'a> Tuner<'a> {
                 prepared.borrow_mut().push((ch, p));
                 Ok(why)
             },
-            |ch| {
-                let all = prepared.borrow();
-                let (_, p) = all
+            async |ch| {
+                // The record closure of the candidate, taken out for the awaited timing
+                // (a RefCell borrow is not held across an await).
+                let i = prepared
+                    .borrow()
                     .iter()
-                    .find(|(c, _)| *c == ch)
+                    .position(|(c, _)| *c == ch)
                     .ok_or_else(|| Error::invalid("tune", format!("{ch:?} was not prepared")))?;
-                time_gpu(self.ctx, self.opts.warmup, self.opts.runs, |enc| {
-                    p.record(enc)
-                })
+                let (c, p) = prepared.borrow_mut().swap_remove(i);
+                let t = time_gpu_async(ctx, warmup, runs, |enc| p.record(enc)).await;
+                prepared.borrow_mut().push((c, p));
+                t
             },
         )
+        .await
     }
 
     /// Tunes a convolution's implicit GEMM (`x_shape` NHWC, weights `dims`, geometry from
@@ -558,6 +620,18 @@ impl<'a> Tuner<'a> {
     /// convolutions (their own kernel) and FP32 1x1 convolutions (the GEMM's plan; tune
     /// them with [`Tuner::gemm`]) are refused.
     pub fn conv(
+        &mut self,
+        desc: &crate::ops::conv::ConvDesc,
+        dims: crate::ops::conv::ConvDims,
+        x_shape: [usize; 4],
+        kind: ConvKind,
+    ) -> Result<Tuned> {
+        let ctx = self.ctx;
+        ctx.block("Tuner::conv", self.conv_async(desc, dims, x_shape, kind))
+    }
+
+    /// [`Tuner::conv`] without blocking.
+    pub async fn conv_async(
         &mut self,
         desc: &crate::ops::conv::ConvDesc,
         dims: crate::ops::conv::ConvDims,
@@ -603,7 +677,10 @@ impl<'a> Tuner<'a> {
         };
         let data = ConvData::from_desc(desc, dims, x_shape)?;
         let cands = cands.into_iter().map(Choice::Rows).collect();
-        let outcomes = self.run_case(cands, |o| data.prepare(self.ctx, precision, o));
+        let ctx = self.ctx;
+        let outcomes = self
+            .run_case(cands, async |o| data.prepare_async(ctx, precision, o).await)
+            .await;
         let k = dims.kernel[0] * dims.kernel[1] * dims.in_channels / dims.groups;
         self.finish(class, [m, ncols, k], Choice::Rows(default), outcomes)
     }

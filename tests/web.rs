@@ -5,8 +5,10 @@
 //! FP32 GEMM within its budget, W8A8 GEMM (accumulators, f32 and requantized i8 outputs)
 //! and INT8 convolution bit for bit (with and without `dot4I8Packed` where the browser
 //! has it), quantize/dequantize bit for bit,
-//! LeNet end to end from the bytes of its weight file, and errors that WebGPU reports
-//! asynchronously coming back as `Err`. Natively this file compiles to nothing.
+//! LeNet end to end from the bytes of its weight file, calibration, post-training
+//! quantization, training and QAT and the benchmark runner's suites through their async
+//! forms, and errors that WebGPU reports asynchronously coming back as `Err`. Natively
+//! this file compiles to nothing.
 #![cfg(target_arch = "wasm32")]
 
 use rand::{RngExt, SeedableRng};
@@ -19,6 +21,9 @@ use wgpu_quant::ops::quant::{dequantize, quantize};
 use wgpu_quant::quant::{quantize_value, Granularity, QType, QuantParams};
 use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, Error, QTensor, RequestOptions, Tensor};
+
+#[path = "../examples/common/mnist.rs"]
+mod mnist;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -603,4 +608,390 @@ async fn answered_scopes_are_pruned_and_their_errors_kept() {
     );
     ctx.check_errors().await.unwrap();
     assert_eq!(ctx.stats().pending_error_scopes, 0);
+}
+
+/// Observers in a page: per-channel min/max and histograms computed on the GPU equal the
+/// host's exactly; an observer fed two batches holds their combined range; a batch with
+/// a NaN is refused naming the value and its index (read back asynchronously).
+#[wasm_bindgen_test]
+async fn calibration_statistics_match_the_host() {
+    use wgpu_quant::calib::{Observer, ObserverKind};
+    use wgpu_quant::ops::quant::{
+        hist_bin, hist_inv, histogram_async, min_max_async, ChannelView, HIST_BINS,
+    };
+    let ctx = ctx().await;
+    let mut rng = rng(7);
+    let (rows, ch) = (37, 5);
+    // Channel c spans about [-(c + 1), c + 1].
+    let host: Vec<f32> = random(rows * ch, &mut rng)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (i % ch + 1) as f32)
+        .collect();
+    let x = Tensor::from_slice(&ctx, &[rows, ch], &host).unwrap();
+    let view =
+        ChannelView::new("min_max", Granularity::PerChannel { axis: 1 }, &[rows, ch]).unwrap();
+    let mm = min_max_async(&ctx, &x, &view).await.unwrap();
+    assert_eq!(mm.nonfinite, 0);
+    let mut ranges = Vec::new();
+    for c in 0..ch {
+        let col: Vec<f32> = host.iter().skip(c).step_by(ch).copied().collect();
+        let lo = col.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = col.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(
+            (mm.min[c].to_bits(), mm.max[c].to_bits()),
+            (lo.to_bits(), hi.to_bits())
+        );
+        ranges.push(lo.abs().max(hi.abs()));
+    }
+    let (counts, bad) = histogram_async(&ctx, &x, &view, &ranges).await.unwrap();
+    assert_eq!(bad, 0);
+    let mut want = vec![0u32; ch * HIST_BINS];
+    for (i, &v) in host.iter().enumerate() {
+        let c = i % ch;
+        want[c * HIST_BINS + hist_bin(v, ranges[c], hist_inv(ranges[c]))] += 1;
+    }
+    assert_eq!(counts, want);
+
+    // Two batches through an observer: the range of both.
+    let second: Vec<f32> = random(64, &mut rng).iter().map(|v| v * 3.0).collect();
+    let mut obs = Observer::new(ObserverKind::MinMax, Granularity::PerTensor).unwrap();
+    obs.observe_async(&ctx, &x).await.unwrap();
+    let t2 = Tensor::from_slice(&ctx, &[64], &second).unwrap();
+    obs.observe_async(&ctx, &t2).await.unwrap();
+    let all = host.iter().chain(&second);
+    let lo = all.clone().copied().fold(f32::INFINITY, f32::min);
+    let hi = all.copied().fold(f32::NEG_INFINITY, f32::max);
+    let (omin, omax) = obs.min_max();
+    assert_eq!((omin, omax), (&[lo][..], &[hi][..]));
+    assert_eq!(obs.batches(), 2);
+
+    // A NaN is refused, with its index.
+    let mut with_nan = second.clone();
+    with_nan[9] = f32::NAN;
+    let t3 = Tensor::from_slice(&ctx, &[64], &with_nan).unwrap();
+    let e = obs.observe_async(&ctx, &t3).await.unwrap_err();
+    assert!(e.to_string().contains("at index 9"), "{e}");
+}
+
+/// Post-training quantization in a page: LeNet calibrated on 200 MNIST training digits
+/// with `QModel::calibrate_async` (static INT8, bias correction, which reads activations
+/// back) classifies 500 test digits within a point of the FP32 model, as natively.
+#[wasm_bindgen_test]
+async fn lenet_calibrated_in_the_browser_stays_within_a_point_of_fp32() {
+    use wgpu_quant::calib::ObserverKind;
+    use wgpu_quant::model::{QMode, QModel};
+    let ctx = ctx().await;
+    let (train, test) = mnist::parse(
+        include_bytes!("../examples/data/mnist/mnist_5k.csv.gz"),
+        "mnist_5k.csv.gz",
+    )
+    .unwrap();
+    let w = WeightFile::from_bytes(
+        include_bytes!("../examples/data/mnist/lenet.safetensors"),
+        "lenet.safetensors",
+    )
+    .unwrap();
+    let batch = 100;
+    let shape = [batch, 28, 28, 1];
+    // Every class in every calibration batch (the training digits come 400 per class).
+    let calibration: Vec<Tensor> = (0..2)
+        .map(|b| {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|j| train.batch(b + j * 40, 1).to_vec())
+                .collect();
+            Tensor::from_slice(&ctx, &shape, &x).unwrap()
+        })
+        .collect();
+    let q = QModel::calibrate_async(
+        &ctx,
+        &lenet(),
+        &w,
+        &shape,
+        &calibration,
+        ObserverKind::Percentile { percentile: 99.99 },
+        QMode::Static,
+    )
+    .await
+    .unwrap();
+    let fp32 = Model::new(&ctx, &lenet(), &w, DType::F32, &shape).unwrap();
+    let (mut right_fp32, mut right_int8) = (0usize, 0usize);
+    // The test digits come 100 per class: every fifth is 500 of all classes.
+    let picks: Vec<usize> = (0..test.len()).step_by(2).collect();
+    for chunk in picks.chunks(batch) {
+        let x: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&i| test.batch(i, 1).to_vec())
+            .collect();
+        let xt = Tensor::from_slice(&ctx, &shape, &x).unwrap();
+        let mut enc = ctx.encoder("web lenet ptq");
+        let yf = fp32.forward(&ctx, &mut enc, &xt).unwrap().clone();
+        let yq = q.forward(&ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit(enc).await.unwrap();
+        let top = |p: &[f32]| (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        for (right, y) in [(&mut right_fp32, yf), (&mut right_int8, yq)] {
+            let p = y.read::<f32>(&ctx).await.unwrap();
+            *right += p
+                .chunks_exact(10)
+                .zip(chunk)
+                .filter(|(r, &i)| top(r) == test.labels[i])
+                .count();
+        }
+    }
+    console_log!(
+        "LeNet on {} test digits: FP32 {right_fp32}, INT8 {right_int8}",
+        picks.len()
+    );
+    assert_eq!(picks.len(), 500);
+    assert!(right_fp32 >= 475, "FP32: {right_fp32}/500");
+    assert!(
+        right_fp32.abs_diff(right_int8) <= 5,
+        "INT8 {right_int8}/500 against FP32 {right_fp32}/500"
+    );
+}
+
+const BLOB: [usize; 3] = [9, 9, 2];
+
+/// A small trainable network: a strided convolution, two linears, the softmax.
+fn small_net() -> wgpu_quant::model::Graph {
+    use wgpu_quant::model::{Graph, Layer};
+    let mut g = Graph::default();
+    g.push(
+        "conv",
+        Layer::conv(
+            "conv.weight",
+            Some("conv.bias"),
+            ConvDims::new(4, 2, [3, 3], 1).unwrap(),
+            ConvDesc::default()
+                .stride(2)
+                .padding(Padding::uniform(1))
+                .activation(Activation::Relu),
+        ),
+    );
+    g.push(
+        "fc1",
+        Layer::linear("fc1.weight", Some("fc1.bias"), 16, 100).activation(Activation::Relu),
+    );
+    let logits = g.push("fc2", Layer::linear("fc2.weight", Some("fc2.bias"), 3, 16));
+    g.push_from("prob", Layer::Softmax, wgpu_quant::model::Src::Node(logits));
+    g
+}
+
+/// Three classes: a bright 3x3 patch in one of three places of a noisy 9x9x2 image.
+fn blobs(n: usize, seed: u64) -> wgpu_quant::train::Dataset {
+    let mut rng = rng(seed);
+    let mut x = Vec::with_capacity(n * 162);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = (i % 3) as u32;
+        for p in 0..162 {
+            let (yy, xx) = (p / 18, p / 2 % 9);
+            let hot = match c {
+                0 => yy < 3 && xx < 3,
+                1 => yy > 5 && xx > 5,
+                _ => (3..6).contains(&yy) && (3..6).contains(&xx),
+            };
+            x.push(rng.random_range(-0.9f32..0.9) + if hot { 2.0 } else { 0.0 });
+        }
+        labels.push(c);
+    }
+    wgpu_quant::train::Dataset::new(x, labels, BLOB).unwrap()
+}
+
+/// Training in a page with the async forms: the same seed gives the same weights bit for
+/// bit, the loss falls, held-out samples are classified; the gradients are finite; QAT
+/// at 8 bits converts to the integer kernels, whose probabilities equal the fake-quant
+/// forward pass's within 1e-3 (the native bound).
+#[wasm_bindgen_test]
+async fn training_and_qat_run_in_the_browser() {
+    use wgpu_quant::ops::train::Sgd;
+    use wgpu_quant::train::{Optimizer, QatConfig, TrainConfig, Trainer};
+    let ctx = ctx().await;
+    let (data, test) = (blobs(60, 3), blobs(30, 4));
+    let g = small_net();
+    let init = Trainer::init_weights(&g, BLOB, 1).unwrap();
+    let cfg = |epochs, qat| TrainConfig {
+        batch: 10,
+        epochs,
+        optimizer: Optimizer::Sgd(Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        }),
+        lr_step: None,
+        seed: 5,
+        qat,
+    };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut t = Trainer::new(&ctx, &g, &init, BLOB, cfg(4, None)).unwrap();
+        let mut steps = 0;
+        let stats = t.fit_async(&ctx, &data, |_| steps += 1).await.unwrap();
+        assert_eq!(steps, 4 * 6);
+        assert!(stats.last().unwrap().loss < stats[0].loss, "{stats:?}");
+        let acc = t.accuracy_async(&ctx, &test).await.unwrap();
+        assert!(acc >= 0.9, "held-out accuracy {acc}");
+        assert_eq!(
+            t.predict_async(&ctx, &test).await.unwrap().len(),
+            test.len()
+        );
+        let grads = t.gradients_async(&ctx).await.unwrap();
+        let gw = grads.tensor("conv.weight", &[4, 2, 3, 3]).unwrap();
+        assert!(gw.iter().all(|v| v.is_finite()) && gw.iter().any(|&v| v != 0.0));
+        runs.push(t.weights_async(&ctx).await.unwrap().to_bytes("w").unwrap());
+    }
+    assert!(
+        runs[0] == runs[1],
+        "the same seed trained different weights"
+    );
+
+    let trained = WeightFile::from_bytes(&runs[0], "trained").unwrap();
+    let mut q = QatConfig::new(8, 8);
+    q.calibration_per_class = 5;
+    q.freeze_after = 1;
+    let mut t = Trainer::new(&ctx, &g, &trained, BLOB, cfg(2, Some(q))).unwrap();
+    t.fit_async(&ctx, &data, |_| {}).await.unwrap();
+    let n = test.len();
+    let qm = t.to_qmodel_async(&ctx, &[n, 9, 9, 2]).await.unwrap();
+    let (x, _) = test.gather(&(0..n).collect::<Vec<_>>());
+    let xt = Tensor::from_slice(&ctx, &[n, 9, 9, 2], &x).unwrap();
+    let mut enc = ctx.encoder("web int8");
+    let y = qm.forward(&ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit(enc).await.unwrap();
+    let int_probs = y.read::<f32>(&ctx).await.unwrap();
+    let mut fq_probs = Vec::new();
+    for chunk in x.chunks(10 * 162) {
+        t.input().write(&ctx, chunk).unwrap();
+        let mut enc = ctx.encoder("web fake quant");
+        t.record_forward(&ctx, &mut enc, false).unwrap();
+        ctx.submit(enc).await.unwrap();
+        for r in t
+            .logits()
+            .unwrap()
+            .read::<f32>(&ctx)
+            .await
+            .unwrap()
+            .chunks(3)
+        {
+            let m = r.iter().copied().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = r.iter().map(|v| (v - m).exp()).collect();
+            let z: f32 = e.iter().sum();
+            fq_probs.extend(e.iter().map(|v| v / z));
+        }
+    }
+    assert_eq!(fq_probs.len(), int_probs.len());
+    let worst = fq_probs
+        .iter()
+        .zip(&int_probs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-3, "probabilities differ by {worst}");
+}
+
+/// The benchmark runner's other suites in a page: convolutions (FP32, FP16, W8A8), the
+/// quantization kernels, training kernels, an FP32 GEMM case and the peak probes are
+/// each verified before they are timed.
+#[wasm_bindgen_test]
+async fn every_benchmark_suite_is_verified_in_the_browser() {
+    use wgpu_quant::bench::{
+        gemm_case_async, probe_async, quant_cases, train_cases, CaseOptions, ConvData, Precision,
+        Probe,
+    };
+    let ctx = ctx().await;
+    let check = |what: String, p: &wgpu_quant::bench::Prepared<'_>| {
+        assert!(
+            p.verified,
+            "{what}: relative error {:e} over a budget of {:e}",
+            p.rel_error, p.budget
+        );
+    };
+    let conv = ConvData::from_desc(
+        &ConvDesc::default().stride(2).padding(Padding::uniform(1)),
+        ConvDims::new(12, 8, [3, 3], 1).unwrap(),
+        [2, 11, 9, 8],
+    )
+    .unwrap();
+    for p in [Precision::Fp32, Precision::Fp16, Precision::W8A8] {
+        let prep = conv
+            .prepare_async(&ctx, p, &CaseOptions::default())
+            .await
+            .unwrap();
+        check(format!("conv {}", p.name()), &prep);
+        let t = prep
+            .time_async(&ctx, 0, 1)
+            .await
+            .unwrap()
+            .expect("verified");
+        assert_eq!(t.ms.len(), 1);
+    }
+    for (op, dtype, gran, scheme) in quant_cases() {
+        let prep = op.prepare_async(&ctx, &scheme, 9, 64).await.unwrap();
+        check(format!("{} {dtype} {gran}", op.name()), &prep);
+    }
+    let cases = train_cases(true);
+    assert!(!cases.is_empty());
+    for case in &cases {
+        let prep = case.prepare_async(&ctx, 64).await.unwrap();
+        check(case.name.to_string(), &prep);
+    }
+    let g = gemm_case_async(&ctx, &GemmDesc::new(33, 17, 29), 128, 0, 2)
+        .await
+        .unwrap();
+    assert!(g.verified, "gemm: relative error {:e}", g.rel_error);
+    assert_eq!(g.timings.expect("verified").ms.len(), 2);
+    for (probe, size) in [
+        (Probe::Bandwidth, 1 << 20),
+        (Probe::Fp32Fma, 16),
+        (Probe::Int8Dot, 16),
+    ] {
+        match probe_async(&ctx, probe, size, 2).await.unwrap() {
+            Some(r) => assert!(r.verified && r.rate().is_some(), "{probe:?}: {r:?}"),
+            None => assert!(probe.unsupported(&ctx).is_some(), "{probe:?} did not run"),
+        }
+    }
+}
+
+/// The tuner in a page: W8A8 and FP32 GEMM candidates verified and timed through the async
+/// forms, the result in the cache under this adapter, and the cache carried as JSON (what
+/// a page keeps in `localStorage`) and installed for the plan.
+#[wasm_bindgen_test]
+async fn the_tuner_runs_in_the_browser() {
+    use wgpu_quant::tuning::{AdapterKey, ShapeClass, TuneCache, TuneOptions, Tuner};
+    let ctx = ctx().await;
+    let mut cache = TuneCache::default();
+    let opts = TuneOptions {
+        warmup: 0,
+        runs: 1,
+        margin: 0.03,
+    };
+    let (m, n, k) = (5, 33, 70);
+    let q = Tuner::new(&ctx, &mut cache, opts)
+        .qgemm_async(m, n, k)
+        .await
+        .unwrap();
+    assert!(q.verified >= 1 && q.median_ms.is_finite(), "{q:?}");
+    let desc = GemmDesc::new(17, 24, 40);
+    let g = Tuner::new(&ctx, &mut cache, opts)
+        .gemm_async(&desc)
+        .await
+        .unwrap();
+    assert!(g.verified >= 1 && g.median_ms.is_finite(), "{g:?}");
+    let json = cache.to_json();
+    let back = TuneCache::from_json(&json, "localStorage").unwrap();
+    let key = AdapterKey::of(&ctx.capabilities().adapter);
+    assert_eq!(
+        back.get(&key, &ShapeClass::qgemm(m, n, k))
+            .map(|t| t.choice),
+        Some(q.choice)
+    );
+    assert_eq!(
+        back.get(&key, &ShapeClass::gemm(&desc)).map(|t| t.choice),
+        Some(g.choice)
+    );
+    // Installed, the plan runs the tuned FP32 kernel.
+    ctx.set_tuning(Some(back));
+    assert_eq!(
+        wgpu_quant::tuning::Choice::Gemm(wgpu_quant::plan::gemm_kernel(&ctx, &desc)),
+        g.choice
+    );
 }

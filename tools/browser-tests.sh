@@ -26,7 +26,10 @@ export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
 echo "== browser tests: $(chromium --version 2>/dev/null), wasm-bindgen-test-runner $version"
 log=$(mktemp)
 status=0
-cargo test --target wasm32-unknown-unknown --no-default-features --test web "$@" 2>&1 | tee "$log" || status=$?
+# Without debug info the wasm test build takes half the time (213 s against 439 s on 2
+# cores) and the module is 3 MB instead of 50 MB; panic messages stay.
+CARGO_PROFILE_TEST_DEBUG=0 \
+  cargo test --target wasm32-unknown-unknown --no-default-features --test web "$@" 2>&1 | tee "$log" || status=$?
 if [ "$status" -ne 0 ]; then
   exit "$status"
 fi

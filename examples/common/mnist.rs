@@ -29,10 +29,16 @@ impl Digits {
 }
 
 /// `(train, test)`, read from `path` (the gzip'd CSV: 784 pixels 0-255, then the label).
+#[allow(dead_code)] // the browser tests parse the bytes they include
 pub fn load(path: &str) -> Result<(Digits, Digits), String> {
     let gz = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    parse(&gz, path)
+}
+
+/// [`load`] from the file's bytes (`path` names it in errors).
+pub fn parse(gz: &[u8], path: &str) -> Result<(Digits, Digits), String> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
+    flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
         .map_err(|e| format!("{path}: {e}"))?;
     let empty = || Digits {

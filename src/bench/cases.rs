@@ -11,7 +11,7 @@
 
 use half::f16;
 
-use super::{random_f32, time_gpu, Peaks, Timings};
+use super::{random_f32, Peaks, Timings};
 use crate::context::Context;
 use crate::desc::rows::RowTile;
 use crate::desc::tuning::{ConvKind, WeightType};
@@ -162,13 +162,17 @@ impl Prepared<'_> {
         (self.record)(enc)
     }
 
-    /// Times `runs` runs after `warmup` untimed ones ([`time_gpu`]); `None` without
+    /// Times `runs` runs after `warmup` untimed ones ([`super::time_gpu`]); `None` without
     /// timing anything when the case failed its check.
     pub fn time(&self, ctx: &Context, warmup: usize, runs: usize) -> Result<Option<Timings>> {
         if !self.verified {
             return Ok(None);
         }
-        time_gpu(ctx, warmup, runs, |enc| self.record(enc)).map(Some)
+        ctx.block(
+            "Prepared::time",
+            super::time_gpu_async(ctx, warmup, runs, |enc| self.record(enc)),
+        )
+        .map(Some)
     }
 
     /// [`Prepared::time`] for a browser: the wall clock around each awaited submission
@@ -749,17 +753,28 @@ impl ConvData {
         terms.into_iter().sum()
     }
 
-    /// Uploads, runs and checks the layer in `p` (FP32, FP16 or W8A8) on `ctx`.
+    /// Uploads, runs and checks the layer in `p` (FP32, FP16 or W8A8) on `ctx` (waits
+    /// for the GPU; in a browser use [`ConvData::prepare_async`]).
     pub fn prepare<'a>(
         &self,
         ctx: &'a Context,
         p: Precision,
         opts: &CaseOptions,
     ) -> Result<Prepared<'a>> {
+        ctx.block("ConvData::prepare", self.prepare_async(ctx, p, opts))
+    }
+
+    /// [`ConvData::prepare`] for a browser: the check's runs are awaited.
+    pub async fn prepare_async<'a>(
+        &self,
+        ctx: &'a Context,
+        p: Precision,
+        opts: &CaseOptions,
+    ) -> Result<Prepared<'a>> {
         match p {
-            Precision::Fp32 => self.prepare_fp32(ctx, opts),
-            Precision::Fp16 => self.prepare_fp16(ctx, opts),
-            Precision::W8A8 => self.prepare_int8(ctx, opts),
+            Precision::Fp32 => self.prepare_fp32(ctx, opts).await,
+            Precision::Fp16 => self.prepare_fp16(ctx, opts).await,
+            Precision::W8A8 => self.prepare_int8(ctx, opts).await,
             _ => Err(Error::invalid(
                 "bench conv",
                 format!("convolutions run in fp32, fp16 and w8a8, not {}", p.name()),
@@ -820,7 +835,7 @@ impl ConvData {
     }
 
     /// FP32, checked against f64 within 1e-5.
-    fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+    async fn prepare_fp32<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
         let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
@@ -832,8 +847,8 @@ impl ConvData {
             Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
         };
         rec(&mut enc)?;
-        ctx.finish("ConvData::prepare_fp32", enc)?;
-        let got = y.read_now::<f32>(ctx, "ConvData::prepare_fp32")?;
+        ctx.submit(enc).await?;
+        let got = y.read::<f32>(ctx).await?;
         let want = self.float_want(idx, &self.x, &self.w);
         let e = rel(idx.iter().map(|&i| f64::from(got[i])), want.into_iter());
         Ok(Prepared {
@@ -850,7 +865,7 @@ impl ConvData {
     }
 
     /// FP16 storage (and f16 arithmetic where the plan uses it), within its budget.
-    fn prepare_fp16<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+    async fn prepare_fp16<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
         let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
@@ -865,8 +880,8 @@ impl ConvData {
             Box::new(move |enc| conv2d(ctx, enc, &desc, &x, &w, None, &y))
         };
         rec(&mut enc)?;
-        ctx.finish("ConvData::prepare_fp16", enc)?;
-        let got = y.read_now::<f16>(ctx, "ConvData::prepare_fp16")?;
+        ctx.submit(enc).await?;
+        let got = y.read::<f16>(ctx).await?;
         let want = self.float_want(idx, &xr, &wr);
         let e = rel(
             idx.iter().map(|&i| f64::from(got[i].to_f32())),
@@ -893,7 +908,7 @@ impl ConvData {
     }
 
     /// Static INT8, both outputs of the kernel checked bit for bit.
-    fn prepare_int8<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
+    async fn prepare_int8<'a>(&self, ctx: &'a Context, opts: &CaseOptions) -> Result<Prepared<'a>> {
         let c = self.setup(opts);
         let (dims, desc, idx) = (self.shape.dims, self.pinned(opts), &c.idx);
         let mut enc = ctx.encoder("bench check");
@@ -944,8 +959,8 @@ impl ConvData {
             Box::new(move |enc| qconv2d(ctx, enc, &desc, &x, &w, None, QGemmOutput::Quantized(&y)))
         };
         rec(&mut enc)?;
-        ctx.finish("ConvData::prepare_int8", enc)?;
-        let got = y.read_codes_now(ctx, "ConvData::prepare_int8")?;
+        ctx.submit(enc).await?;
+        let got = y.read_codes(ctx).await?;
         let want: Vec<i32> = deq
             .iter()
             .map(|&v| quantize_value(v, so, 0, -128, 127))
@@ -955,8 +970,8 @@ impl ConvData {
         let y32 = Tensor::from_slice(ctx, &c.oshape, &vec![f32::NAN; c.total])?;
         let mut enc = ctx.encoder("bench check f32");
         qconv2d(ctx, &mut enc, &desc, &x, &w, None, QGemmOutput::F32(&y32))?;
-        ctx.finish("ConvData::prepare_int8", enc)?;
-        let got32 = y32.read_now::<f32>(ctx, "ConvData::prepare_int8")?;
+        ctx.submit(enc).await?;
+        let got32 = y32.read::<f32>(ctx).await?;
         let verified = idx.iter().zip(&want).all(|(&i, &w)| got[i] == w)
             && idx
                 .iter()
@@ -1042,8 +1057,23 @@ impl QuantOp {
     }
 
     /// Uploads, runs and checks the op on a random `[rows, cols]` f32 tensor; every
-    /// output must match the reference bit for bit.
+    /// output must match the reference bit for bit. Waits for the GPU; in a browser use
+    /// [`QuantOp::prepare_async`].
     pub fn prepare<'a>(
+        self,
+        ctx: &'a Context,
+        scheme: &QuantScheme,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Prepared<'a>> {
+        ctx.block(
+            "QuantOp::prepare",
+            self.prepare_async(ctx, scheme, rows, cols),
+        )
+    }
+
+    /// [`QuantOp::prepare`] for a browser: the check's run is awaited.
+    pub async fn prepare_async<'a>(
         self,
         ctx: &'a Context,
         scheme: &QuantScheme,
@@ -1064,8 +1094,8 @@ impl QuantOp {
                     Box::new(move |enc| quantize(ctx, enc, &x, &q))
                 };
                 rec(&mut enc)?;
-                ctx.finish("QuantOp::prepare", enc)?;
-                let ok = q.read_codes_now(ctx, "QuantOp::prepare")? == params.quantize(&host)?;
+                ctx.submit(enc).await?;
+                let ok = q.read_codes(ctx).await? == params.quantize(&host)?;
                 (rec, ok, q.size_bytes(), 1.0)
             }
             QuantOp::Dequantize => {
@@ -1079,8 +1109,8 @@ impl QuantOp {
                     Box::new(move |enc| dequantize(ctx, enc, &q, &out))
                 };
                 rec(&mut enc)?;
-                ctx.finish("QuantOp::prepare", enc)?;
-                let got = out.read_now::<f32>(ctx, "QuantOp::prepare")?;
+                ctx.submit(enc).await?;
+                let got = out.read::<f32>(ctx).await?;
                 let want = params.dequantize(&codes)?;
                 let ok = got
                     .iter()
@@ -1096,11 +1126,11 @@ impl QuantOp {
                     Box::new(move |enc| dynamic_quantize(ctx, enc, &x, &spec, &q))
                 };
                 rec(&mut enc)?;
-                ctx.finish("QuantOp::prepare", enc)?;
+                ctx.submit(enc).await?;
                 let (want, want_p) =
                     crate::quant::dynamic_quantize_reference(scheme, &shape, &host)?;
-                let got_p = q.read_params_now(ctx, "QuantOp::prepare")?;
-                let ok = q.read_codes_now(ctx, "QuantOp::prepare")? == want
+                let got_p = q.read_params(ctx).await?;
+                let ok = q.read_codes(ctx).await? == want
                     && got_p.zero_points == want_p.zero_points
                     && got_p
                         .scales

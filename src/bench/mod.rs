@@ -108,8 +108,20 @@ pub async fn time_wall(
 }
 
 /// Runs `record` `warmup` times untimed, then `runs` times timed; each run is its own
-/// submission and is waited for.
+/// submission and is waited for. GPU timestamps where the device has them inside
+/// encoders, else the wall clock. Natively only; [`time_gpu_async`] is the async form.
 pub fn time_gpu(
+    ctx: &Context,
+    warmup: usize,
+    runs: usize,
+    record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<Timings> {
+    ctx.block("time_gpu", time_gpu_async(ctx, warmup, runs, record))
+}
+
+/// [`time_gpu`] without blocking (the form a browser build uses; browsers offer no
+/// timestamps inside encoders, so it times with the wall clock there).
+pub async fn time_gpu_async(
     ctx: &Context,
     warmup: usize,
     runs: usize,
@@ -118,7 +130,7 @@ pub fn time_gpu(
     for _ in 0..warmup {
         let mut enc = ctx.encoder("warmup");
         record(&mut enc)?;
-        ctx.finish("time_gpu", enc)?;
+        ctx.submit(enc).await?;
     }
     let use_ts = ctx.device().features().contains(
         wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
@@ -144,8 +156,8 @@ pub fn time_gpu(
             record(&mut enc)?;
             enc.write_timestamp(&qs, 1);
             enc.resolve_query_set(&qs, 0..2, &resolve, 0);
-            ctx.finish("time_gpu", enc)?;
-            let bytes = ctx.block("time_gpu", ctx.read_buffer(&resolve, 16, "timestamps"))?;
+            ctx.submit(enc).await?;
+            let bytes = ctx.read_buffer(&resolve, 16, "timestamps").await?;
             let t: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
             ms.push(t[1].wrapping_sub(t[0]) as f64 * period / 1e6);
         }
@@ -158,7 +170,7 @@ pub fn time_gpu(
             let mut enc = ctx.encoder("timed");
             record(&mut enc)?;
             let t0 = Instant::now();
-            ctx.finish("time_gpu", enc)?;
+            ctx.submit(enc).await?;
             ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         Ok(Timings {
@@ -206,7 +218,22 @@ pub const F32_GEMM_BUDGET: f64 = 1e-5;
 
 /// Runs one GEMM on random inputs, checks up to `samples` output entries (spread over the
 /// whole matrix) against the f64 reference, and times it only if they are right.
+/// Natively only; [`gemm_case_async`] is the async form.
 pub fn gemm_case(
+    ctx: &Context,
+    desc: &crate::ops::gemm::GemmDesc,
+    samples: usize,
+    warmup: usize,
+    runs: usize,
+) -> Result<GemmResult> {
+    ctx.block(
+        "gemm_case",
+        gemm_case_async(ctx, desc, samples, warmup, runs),
+    )
+}
+
+/// [`gemm_case`] without blocking (the form a browser build uses).
+pub async fn gemm_case_async(
     ctx: &Context,
     desc: &crate::ops::gemm::GemmDesc,
     samples: usize,
@@ -233,8 +260,8 @@ pub fn gemm_case(
     let strides = desc.resolve_strides(a.shape(), b.shape(), c.shape())?;
     let mut enc = ctx.encoder("bench verify");
     gemm::gemm(ctx, &mut enc, &desc, &a, &b, None, &c)?;
-    ctx.finish("gemm_case", enc)?;
-    let out = c.read_now::<f32>(ctx, "gemm_case")?;
+    ctx.submit(enc).await?;
+    let out = c.read::<f32>(ctx).await?;
     let total = out.len();
     let step = (total / samples.max(1)).max(1);
     let (mut got, mut want) = (Vec::new(), Vec::new());
@@ -253,9 +280,12 @@ pub fn gemm_case(
     let rel_error = crate::reference::rel_error(&got, &want);
     let verified = rel_error <= F32_GEMM_BUDGET;
     let timings = if verified {
-        Some(time_gpu(ctx, warmup, runs, |enc| {
-            gemm::gemm(ctx, enc, &desc, &a, &b, None, &c)
-        })?)
+        Some(
+            time_gpu_async(ctx, warmup, runs, |enc| {
+                gemm::gemm(ctx, enc, &desc, &a, &b, None, &c)
+            })
+            .await?,
+        )
     } else {
         None
     };

@@ -8,7 +8,7 @@
 use half::f16;
 use wgpu::util::DeviceExt;
 
-use super::{time_gpu, Timings};
+use super::{time_gpu_async, Timings};
 use crate::context::Context;
 use crate::error::Result;
 use crate::shaders::{Def, ShaderFile, ShaderVariant};
@@ -366,11 +366,16 @@ impl Launch {
     }
 
     /// Runs once and reads `bytes` of `out` back as words.
-    fn run_and_read(&self, ctx: &Context, out: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>> {
+    async fn run_and_read(
+        &self,
+        ctx: &Context,
+        out: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u32>> {
         let mut enc = ctx.encoder("peak check");
         self.record(&mut enc)?;
-        ctx.finish("Launch::run_and_read", enc)?;
-        let raw = ctx.block("Launch::run_and_read", ctx.read_buffer(out, bytes, "peak"))?;
+        ctx.submit(enc).await?;
+        let raw = ctx.read_buffer(out, bytes, "peak").await?;
         Ok(bytemuck::cast_slice(&raw).to_vec())
     }
 }
@@ -386,8 +391,18 @@ fn storage(ctx: &Context, label: &str, bytes: u64) -> wgpu::Buffer {
 
 /// Runs `probe` with `size` (see [`Probe::default_size`]), checks it, and times it
 /// (`runs` timed runs after one warm-up). `Ok(None)` when the adapter cannot run it
-/// ([`Probe::unsupported`] says why).
+/// ([`Probe::unsupported`] says why). Natively only; [`probe_async`] is the async form.
 pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Option<ProbeResult>> {
+    ctx.block("probe", probe_async(ctx, probe, size, runs))
+}
+
+/// [`probe()`] without blocking (the form a browser build uses).
+pub async fn probe_async(
+    ctx: &Context,
+    probe: Probe,
+    size: u64,
+    runs: usize,
+) -> Result<Option<ProbeResult>> {
     if probe.unsupported(ctx).is_some() {
         return Ok(None);
     }
@@ -416,7 +431,7 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
             &[&src, &dst],
             vecs.div_ceil(u64::from(PEAK_WG)),
         )?;
-        let got = launch.run_and_read(ctx, &dst, vecs * 16)?;
+        let got = launch.run_and_read(ctx, &dst, vecs * 16).await?;
         let idx = spread(vecs * 4, 4096);
         let bad = idx
             .iter()
@@ -457,7 +472,7 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
             * u64::from(PEAK_WG);
         let out = storage(ctx, "peak out", threads * 4);
         let launch = Launch::new(ctx, &alu_variant(probe), params, &[&out], size)?;
-        let got = launch.run_and_read(ctx, &out, threads * 4)?;
+        let got = launch.run_and_read(ctx, &out, threads * 4).await?;
         let idx = spread(threads, 64);
         let (rel_error, verified) = if probe == Probe::Int8Dot {
             let bad = idx
@@ -481,7 +496,7 @@ pub fn probe(ctx: &Context, probe: Probe, size: u64, runs: usize) -> Result<Opti
         (launch, threads, per_thread, rel_error, idx.len(), verified)
     };
     let timings = if verified {
-        Some(time_gpu(ctx, 1, runs, |enc| launch.record(enc))?)
+        Some(time_gpu_async(ctx, 1, runs, |enc| launch.record(enc)).await?)
     } else {
         None
     };

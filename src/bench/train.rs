@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
 use crate::desc::gemm::GemmDesc;
 use crate::desc::pool::{PoolDesc, PoolKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::gemm::gemm;
 use crate::ops::train::{
     col2im, columns_shape, conv2d_backward_input, conv2d_backward_weight, fake_quant_params,
@@ -162,17 +162,31 @@ type Check = (Tensor, Vec<f64>);
 impl TrainCase {
     /// Uploads the case's data, runs it once and compares it with the f64 reference:
     /// sums within 1e-5 (relative L2 over up to `samples` outputs), fake quantization bit
-    /// for bit.
+    /// for bit. Waits for the GPU; in a browser use [`TrainCase::prepare_async`].
     pub fn prepare<'a>(&self, ctx: &'a Context, samples: usize) -> Result<Prepared<'a>> {
+        ctx.block("TrainCase::prepare", self.prepare_async(ctx, samples))
+    }
+
+    /// [`TrainCase::prepare`] for a browser: the check's run is awaited.
+    pub async fn prepare_async<'a>(
+        &self,
+        ctx: &'a Context,
+        samples: usize,
+    ) -> Result<Prepared<'a>> {
         let (rec, (out, want), ops, bytes, exact) = match &self.shape {
             Shape::Conv { .. } => self.conv_case(ctx)?,
             &Shape::Tensor { rows, cols } => self.tensor_case(ctx, rows, cols)?,
-            Shape::Gemm { .. } | Shape::Probe { .. } => unreachable!("train cases"),
+            Shape::Gemm { .. } | Shape::Probe { .. } => {
+                return Err(Error::invalid(
+                    "TrainCase::prepare",
+                    format!("{}: not a training case's shape", self.name),
+                ))
+            }
         };
         let mut enc = ctx.encoder("bench check");
         rec(&mut enc)?;
-        ctx.finish("TrainCase::prepare", enc)?;
-        let got = out.read_now::<f32>(ctx, "TrainCase::prepare")?;
+        ctx.submit(enc).await?;
+        let got = out.read::<f32>(ctx).await?;
         let idx = sample_indices(got.len(), samples.max(1));
         let err = rel(
             idx.iter().map(|&i| f64::from(got[i])),

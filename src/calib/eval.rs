@@ -88,21 +88,44 @@ pub fn sqnr_db(x: &[f32], y: &[f32]) -> f64 {
 }
 
 /// Quantizes and dequantizes `x` on the GPU with `params`; returns the round trip.
+/// Natively only; [`round_trip_async`] is the async form.
 pub fn round_trip(ctx: &Context, x: &[f32], params: &QuantParams) -> Result<Vec<f32>> {
+    ctx.block("round_trip", round_trip_async(ctx, x, params))
+}
+
+/// [`round_trip`] without blocking (the form a browser build uses).
+pub async fn round_trip_async(ctx: &Context, x: &[f32], params: &QuantParams) -> Result<Vec<f32>> {
     let t = Tensor::from_slice(ctx, &params.shape, x)?;
     let q = QTensor::new(ctx, params)?;
     let back = Tensor::zeros(ctx, &params.shape, DType::F32)?;
     let mut enc = ctx.encoder("round trip");
     quantize(ctx, &mut enc, &t, &q)?;
     dequantize(ctx, &mut enc, &q, &back)?;
-    ctx.finish("round_trip", enc)?;
-    back.read_now(ctx, "round_trip")
+    ctx.submit(enc).await?;
+    back.read(ctx).await
 }
 
 /// Calibrates an observer of `kind` on `batches` batches of `batch_len` values from
 /// `dist` (seeds 0..batches), then returns the SQNR (dB) of the GPU round trip of a
-/// held-out sample of `test_len` values, and the parameters used.
+/// held-out sample of `test_len` values, and the parameters used. Natively only;
+/// [`observer_sqnr_async`] is the async form.
 pub fn observer_sqnr(
+    ctx: &Context,
+    dist: Distribution,
+    scheme: &QuantScheme,
+    kind: ObserverKind,
+    batches: usize,
+    batch_len: usize,
+    test_len: usize,
+) -> Result<(f64, QuantParams)> {
+    ctx.block(
+        "observer_sqnr",
+        observer_sqnr_async(ctx, dist, scheme, kind, batches, batch_len, test_len),
+    )
+}
+
+/// [`observer_sqnr`] without blocking (the form a browser build uses).
+pub async fn observer_sqnr_async(
     ctx: &Context,
     dist: Distribution,
     scheme: &QuantScheme,
@@ -114,10 +137,11 @@ pub fn observer_sqnr(
     let mut obs = Observer::new(kind, scheme.granularity)?;
     for b in 0..batches {
         let x = dist.sample(batch_len, b as u64);
-        obs.observe(ctx, &Tensor::from_slice(ctx, &[batch_len], &x)?)?;
+        obs.observe_async(ctx, &Tensor::from_slice(ctx, &[batch_len], &x)?)
+            .await?;
     }
     let test = dist.sample(test_len, 1_000_003);
     let params = obs.compute_params(scheme, &[test_len])?;
-    let back = round_trip(ctx, &test, &params)?;
+    let back = round_trip_async(ctx, &test, &params).await?;
     Ok((sqnr_db(&test, &back), params))
 }

@@ -41,7 +41,9 @@ pub mod eval;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::quant::{hist_bin, hist_inv, histogram, min_max, ChannelView, HIST_BINS};
+use crate::ops::quant::{
+    hist_bin, hist_inv, histogram_async, min_max_async, ChannelView, HIST_BINS,
+};
 use crate::quant::{Granularity, QuantParams, QuantScheme};
 use crate::tensor::Tensor;
 
@@ -152,14 +154,15 @@ impl Hist {
 
 /// The index and value of `x`'s first NaN or infinite element (read back; only on the
 /// error path).
-fn first_nonfinite(ctx: &Context, x: &Tensor) -> Result<(usize, f32)> {
+async fn first_nonfinite(ctx: &Context, x: &Tensor) -> Result<(usize, f32)> {
     let v: Vec<f32> = match x.dtype() {
         crate::DType::F16 => x
-            .read_now::<half::f16>(ctx, "first_nonfinite")?
+            .read::<half::f16>(ctx)
+            .await?
             .into_iter()
             .map(f32::from)
             .collect(),
-        _ => x.read_now::<f32>(ctx, "first_nonfinite")?,
+        _ => x.read::<f32>(ctx).await?,
     };
     Ok(v.iter()
         .position(|x| !x.is_finite())
@@ -250,8 +253,14 @@ impl Observer {
     }
 
     /// Observes one batch (f32 or f16 on the GPU). Every batch must have the same number
-    /// of channels; other dims may vary. Submits work and reads back the statistics.
+    /// of channels; other dims may vary. Submits work and waits for the statistics:
+    /// natively only; [`Observer::observe_async`] is the async form.
     pub fn observe(&mut self, ctx: &Context, x: &Tensor) -> Result<()> {
+        ctx.block("Observer::observe", self.observe_async(ctx, x))
+    }
+
+    /// [`Observer::observe`] without blocking (the form a browser build uses).
+    pub async fn observe_async(&mut self, ctx: &Context, x: &Tensor) -> Result<()> {
         const OP: &str = "Observer::observe";
         if x.numel() == 0 {
             return Err(Error::shape(OP, format!("empty tensor {:?}", x.shape())));
@@ -269,9 +278,9 @@ impl Observer {
                 ),
             ));
         }
-        let mm = min_max(ctx, x, &view)?;
+        let mm = min_max_async(ctx, x, &view).await?;
         if mm.nonfinite > 0 && !self.allow_nonfinite {
-            let (i, v) = first_nonfinite(ctx, x)?;
+            let (i, v) = first_nonfinite(ctx, x).await?;
             return Err(Error::invalid(
                 OP,
                 format!(
@@ -332,7 +341,7 @@ impl Observer {
                 }
             }
             let ranges: Vec<f32> = self.hist.iter().map(|h| h.r).collect();
-            let (counts, _) = histogram(ctx, x, &view, &ranges)?;
+            let (counts, _) = histogram_async(ctx, x, &view, &ranges).await?;
             for (c, h) in self.hist.iter_mut().enumerate() {
                 for (dst, &src) in h
                     .counts

@@ -232,6 +232,25 @@ impl OnnxImport {
         )
     }
 
+    /// [`OnnxImport::quantize`] without blocking (the form a browser build uses; see
+    /// [`QModel::calibrate_with_async`]).
+    pub async fn quantize_async(
+        &self,
+        ctx: &Context,
+        batches: &[Tensor],
+        opts: &PtqOptions,
+    ) -> Result<QModel> {
+        QModel::calibrate_with_async(
+            ctx,
+            &self.graph,
+            &self.weights,
+            &self.input.model_shape,
+            batches,
+            opts,
+        )
+        .await
+    }
+
     /// Whether the file is quantized (QDQ nodes, or ONNX Runtime's QOperator nodes).
     pub fn is_quantized(&self) -> bool {
         self.qdq.is_some()

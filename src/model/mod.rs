@@ -341,7 +341,7 @@ pub(crate) fn profile_layers(
         let mut enc = ctx.encoder("profile");
         record(&mut enc, &qs)?;
         enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-        ctx.finish("profile_layers", enc)?;
+        ctx.block("profile_layers", ctx.submit(enc))?;
         if run == 0 {
             continue;
         }

@@ -318,7 +318,8 @@ impl QModel {
     /// `input_shape`, f32) with one `observer` per activation (and one for the input),
     /// and builds the INT8 model, with bias correction ([`PtqOptions`]). In
     /// [`QMode::Dynamic`] no activation is calibrated, and `batches` may be empty (then
-    /// the biases are not corrected).
+    /// the biases are not corrected). Waits on the GPU: natively only;
+    /// [`QModel::calibrate_async`] is the async form.
     pub fn calibrate(
         ctx: &Context,
         graph: &Graph,
@@ -332,8 +333,38 @@ impl QModel {
         QModel::calibrate_with(ctx, graph, weights, input_shape, batches, &opts)
     }
 
-    /// [`QModel::calibrate`] with every option spelled out.
+    /// [`QModel::calibrate`] without blocking (the form a browser build uses).
+    pub async fn calibrate_async(
+        ctx: &Context,
+        graph: &Graph,
+        weights: &WeightFile,
+        input_shape: &[usize],
+        batches: &[Tensor],
+        observer: ObserverKind,
+        mode: QMode,
+    ) -> Result<QModel> {
+        let opts = PtqOptions::new(observer, mode);
+        QModel::calibrate_with_async(ctx, graph, weights, input_shape, batches, &opts).await
+    }
+
+    /// [`QModel::calibrate`] with every option spelled out (natively only;
+    /// [`QModel::calibrate_with_async`] is the async form).
     pub fn calibrate_with(
+        ctx: &Context,
+        graph: &Graph,
+        weights: &WeightFile,
+        input_shape: &[usize],
+        batches: &[Tensor],
+        opts: &PtqOptions,
+    ) -> Result<QModel> {
+        ctx.block(
+            "QModel::calibrate_with",
+            QModel::calibrate_with_async(ctx, graph, weights, input_shape, batches, opts),
+        )
+    }
+
+    /// [`QModel::calibrate_with`] without blocking (the form a browser build uses).
+    pub async fn calibrate_with_async(
         ctx: &Context,
         graph: &Graph,
         weights: &WeightFile,
@@ -382,14 +413,15 @@ impl QModel {
             };
             for (bi, b) in batches.iter().enumerate() {
                 obs_in
-                    .observe(ctx, b)
+                    .observe_async(ctx, b)
+                    .await
                     .map_err(|e| calib_err(bi, "the model's input", e))?;
                 let mut enc = ctx.encoder("calibration");
                 fp32.forward(ctx, &mut enc, b)?;
-                ctx.finish("QModel::calibrate_with", enc)?;
+                ctx.submit(enc).await?;
                 if mode == QMode::Static {
                     for (i, o) in obs.iter_mut().enumerate() {
-                        o.observe(ctx, &fp32.acts[i]).map_err(|e| {
+                        o.observe_async(ctx, &fp32.acts[i]).await.map_err(|e| {
                             calib_err(bi, &format!("the output of '{}'", graph.nodes[i].name), e)
                         })?;
                     }
@@ -405,11 +437,9 @@ impl QModel {
                     let m = match &node.layer {
                         Layer::Conv { dims, desc, .. } => {
                             let cs = desc.shape(dims, in_shape)?;
-                            tap_means(&input.read_now::<f32>(ctx, "QModel::calibrate_with")?, &cs)
+                            tap_means(&input.read::<f32>(ctx).await?, &cs)
                         }
-                        Layer::Linear { k, .. } => {
-                            column_means(&input.read_now::<f32>(ctx, "QModel::calibrate_with")?, *k)
-                        }
+                        Layer::Linear { k, .. } => column_means(&input.read::<f32>(ctx).await?, *k),
                         _ => continue,
                     };
                     let acc = &mut means[i];

@@ -614,8 +614,14 @@ fn from_ordered(u: u32) -> f32 {
 }
 
 /// Computes each channel's finite min and max on the GPU and reads back only those
-/// (`2 * channels + 1` words). Submits and waits.
+/// (`2 * channels + 1` words). Submits and waits: natively only; [`min_max_async`] is
+/// its async form.
 pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> {
+    ctx.block("min_max", min_max_async(ctx, x, view))
+}
+
+/// [`min_max`] without blocking (the form a browser build uses).
+pub async fn min_max_async(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> {
     super::check_devices(ctx, "min_max", &[("x", Some(x))])?;
     const OP: &str = "min_max";
     check_view(OP, x, view)?;
@@ -624,15 +630,15 @@ pub fn min_max(ctx: &Context, x: &Tensor, view: &ChannelView) -> Result<MinMax> 
     if x.numel() > 0 {
         record_stats(ctx, &mut enc, OP, x, view, 0, ctx.dummy_buffer(), &stats)?;
     }
-    ctx.finish("min_max", enc)?;
-    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&ctx.block(
-        "min_max",
-        ctx.read_buffer(
+    ctx.submit(enc).await?;
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(
+        &ctx.read_buffer(
             &stats,
             ((2 * view.channels + 1) * 4) as u64,
             "min/max statistics",
-        ),
-    )?);
+        )
+        .await?,
+    );
     let mut out = MinMax {
         min: Vec::with_capacity(view.channels),
         max: Vec::with_capacity(view.channels),
@@ -667,8 +673,19 @@ fn check_view(op: &'static str, x: &Tensor, view: &ChannelView) -> Result<()> {
 /// Histograms of `HIST_BINS` bins per channel over `[-R_c, R_c]` (`ranges[c] = R_c > 0`):
 /// value `v` falls in bin `floor((v + R) * (HIST_BINS / (2 R)))`, clamped to the last
 /// bin. Returns the counts (`channels * HIST_BINS`) and the number of non-finite values
-/// skipped. Submits and waits; only the counts are read back.
+/// skipped. Submits and waits (natively only; [`histogram_async`] is its async form);
+/// only the counts are read back.
 pub fn histogram(
+    ctx: &Context,
+    x: &Tensor,
+    view: &ChannelView,
+    ranges: &[f32],
+) -> Result<(Vec<u32>, u64)> {
+    ctx.block("histogram", histogram_async(ctx, x, view, ranges))
+}
+
+/// [`histogram`] without blocking (the form a browser build uses).
+pub async fn histogram_async(
     ctx: &Context,
     x: &Tensor,
     view: &ChannelView,
@@ -712,11 +729,9 @@ pub fn histogram(
     if x.numel() > 0 {
         record_stats(ctx, &mut enc, OP, x, view, 1, &range_buf, &out)?;
     }
-    ctx.finish("histogram", enc)?;
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&ctx.block(
-        "histogram",
-        ctx.read_buffer(&out, (n * 4) as u64, "histogram"),
-    )?);
+    ctx.submit(enc).await?;
+    let mut words: Vec<u32> =
+        bytemuck::pod_collect_to_vec(&ctx.read_buffer(&out, (n * 4) as u64, "histogram").await?);
     let bad = u64::from(words.pop().unwrap_or(0));
     Ok((words, bad))
 }

@@ -434,7 +434,7 @@ impl Trainer {
             cfg,
         };
         if let Some(q) = t.cfg.qat.clone() {
-            let (q, scales) = qat::Qat::new(ctx, &t, &q)?;
+            let (q, scales) = qat::Qat::new(ctx, &t, weights, &q)?;
             t.params.extend(scales);
             t.qat = Some(q);
         }
@@ -796,8 +796,19 @@ impl Trainer {
     /// Trains for the configured epochs on `data` (samples in a shuffled order, the last
     /// incomplete batch of each epoch skipped); `progress` is called after every step.
     /// Reads back the loss, the logits and every gradient after each step: a NaN or
-    /// infinite value stops training with an error naming the step and the layer.
+    /// infinite value stops training with an error naming the step and the layer. Waits
+    /// on the GPU: natively only; [`Trainer::fit_async`] is the async form.
     pub fn fit(
+        &mut self,
+        ctx: &Context,
+        data: &Dataset,
+        progress: impl FnMut(&Progress),
+    ) -> Result<Vec<EpochStats>> {
+        ctx.block("Trainer::fit", self.fit_async(ctx, data, progress))
+    }
+
+    /// [`Trainer::fit`] without blocking (the form a browser build uses).
+    pub async fn fit_async(
         &mut self,
         ctx: &Context,
         data: &Dataset,
@@ -824,7 +835,7 @@ impl Trainer {
             if let Some(q) = &mut self.qat {
                 q.start_epoch(epoch);
                 if !q.is_calibrated() {
-                    self.calibrate(ctx, data)?;
+                    self.calibrate_async(ctx, data).await?;
                 }
             }
             let order = self.shuffler.epoch(data.len());
@@ -836,8 +847,8 @@ impl Trainer {
                 self.labels.write(ctx, &y)?;
                 let mut enc = ctx.encoder("train step");
                 self.record_step(ctx, &mut enc)?;
-                ctx.finish("Trainer::fit", enc)?;
-                let (l, r) = self.check_step(ctx, &y, self.steps)?;
+                ctx.submit(enc).await?;
+                let (l, r) = self.check_step(ctx, &y, self.steps).await?;
                 loss_sum += l;
                 right += r;
                 progress(&Progress {
@@ -863,8 +874,8 @@ impl Trainer {
 
     /// The step's mean loss and correct predictions; an error at a non-finite loss or
     /// gradient.
-    fn check_step(&self, ctx: &Context, labels: &[u32], step: u32) -> Result<(f64, usize)> {
-        let loss = self.loss.read_now::<f32>(ctx, "Trainer::check_step")?;
+    async fn check_step(&self, ctx: &Context, labels: &[u32], step: u32) -> Result<(f64, usize)> {
+        let loss = self.loss.read::<f32>(ctx).await?;
         let bad =
             |what: String| Error::invalid(OP, format!("step {step}: {what}; training stopped"));
         if let Some(b) = loss.iter().position(|l| !l.is_finite()) {
@@ -874,7 +885,7 @@ impl Trainer {
             )));
         }
         for p in self.params.iter().rev() {
-            let g = p.grad.read_now::<f32>(ctx, "Trainer::check_step")?;
+            let g = p.grad.read::<f32>(ctx).await?;
             if let Some(e) = g.iter().position(|v| !v.is_finite()) {
                 return Err(bad(format!(
                     "the gradient of '{}' (layer '{}') holds {} at index {e}",
@@ -882,14 +893,11 @@ impl Trainer {
                 )));
             }
         }
-        let right = predictions(
-            &self.logits()?.read_now::<f32>(ctx, "Trainer::check_step")?,
-            self.classes,
-        )
-        .iter()
-        .zip(labels)
-        .filter(|(p, &l)| **p == l as usize)
-        .count();
+        let right = predictions(&self.logits()?.read::<f32>(ctx).await?, self.classes)
+            .iter()
+            .zip(labels)
+            .filter(|(p, &l)| **p == l as usize)
+            .count();
         Ok((
             loss.iter().map(|&l| f64::from(l)).sum::<f64>() / loss.len() as f64,
             right,
@@ -898,8 +906,14 @@ impl Trainer {
 
     /// The predicted class of every sample of `data` (the forward pass in batches; the
     /// last batch padded with zeros, its padding ignored). Under QAT the fake
-    /// quantization applies, with the ranges as they stand.
+    /// quantization applies, with the ranges as they stand. Natively only;
+    /// [`Trainer::predict_async`] is the async form.
     pub fn predict(&self, ctx: &Context, data: &Dataset) -> Result<Vec<usize>> {
+        ctx.block("Trainer::predict", self.predict_async(ctx, data))
+    }
+
+    /// [`Trainer::predict`] without blocking (the form a browser build uses).
+    pub async fn predict_async(&self, ctx: &Context, data: &Dataset) -> Result<Vec<usize>> {
         self.check_samples(data)?;
         let batch = self.cfg.batch;
         let mut out = Vec::with_capacity(data.len());
@@ -910,20 +924,23 @@ impl Trainer {
             self.x.write(ctx, &x)?;
             let mut enc = ctx.encoder("predict");
             self.record_forward(ctx, &mut enc, false)?;
-            ctx.finish("Trainer::predict", enc)?;
-            let p = predictions(
-                &self.logits()?.read_now::<f32>(ctx, "Trainer::predict")?,
-                self.classes,
-            );
+            ctx.submit(enc).await?;
+            let p = predictions(&self.logits()?.read::<f32>(ctx).await?, self.classes);
             out.extend_from_slice(&p[..idx.len()]);
         }
         Ok(out)
     }
 
-    /// The fraction of `data` [`Trainer::predict`] classifies right.
+    /// The fraction of `data` [`Trainer::predict`] classifies right (natively only;
+    /// [`Trainer::accuracy_async`] is the async form).
     pub fn accuracy(&self, ctx: &Context, data: &Dataset) -> Result<f64> {
+        ctx.block("Trainer::accuracy", self.accuracy_async(ctx, data))
+    }
+
+    /// [`Trainer::accuracy`] without blocking (the form a browser build uses).
+    pub async fn accuracy_async(&self, ctx: &Context, data: &Dataset) -> Result<f64> {
         self.check_labels(data)?;
-        let p = self.predict(ctx, data)?;
+        let p = self.predict_async(ctx, data).await?;
         let right = p
             .iter()
             .zip(data.labels())
@@ -933,30 +950,34 @@ impl Trainer {
     }
 
     /// The gradients of the last recorded backward pass, under the parameters' names
-    /// (LSQ's scales as `NAME.scale`, `NODE.act_scale`).
+    /// (LSQ's scales as `NAME.scale`, `NODE.act_scale`). Natively only;
+    /// [`Trainer::gradients_async`] is the async form.
     pub fn gradients(&self, ctx: &Context) -> Result<WeightFile> {
+        ctx.block("Trainer::gradients", self.gradients_async(ctx))
+    }
+
+    /// [`Trainer::gradients`] without blocking (the form a browser build uses).
+    pub async fn gradients_async(&self, ctx: &Context) -> Result<WeightFile> {
         let mut w = WeightFile::default();
         w.allow_nonfinite(true);
         for p in &self.params {
-            w.insert(
-                &p.name,
-                p.grad.shape(),
-                p.grad.read_now::<f32>(ctx, "Trainer::gradients")?,
-            )?;
+            w.insert(&p.name, p.grad.shape(), p.grad.read::<f32>(ctx).await?)?;
         }
         Ok(w)
     }
 
     /// The trained weights and biases (f32, under the graph's names): for
-    /// [`crate::model::Model`] or post-training quantization.
+    /// [`crate::model::Model`] or post-training quantization. Natively only;
+    /// [`Trainer::weights_async`] is the async form.
     pub fn weights(&self, ctx: &Context) -> Result<WeightFile> {
+        ctx.block("Trainer::weights", self.weights_async(ctx))
+    }
+
+    /// [`Trainer::weights`] without blocking (the form a browser build uses).
+    pub async fn weights_async(&self, ctx: &Context) -> Result<WeightFile> {
         let mut w = WeightFile::default();
         for p in self.params.iter().filter(|p| p.decay) {
-            w.insert(
-                &p.name,
-                p.value.shape(),
-                p.value.read_now::<f32>(ctx, "Trainer::weights")?,
-            )?;
+            w.insert(&p.name, p.value.shape(), p.value.read::<f32>(ctx).await?)?;
         }
         Ok(w)
     }

@@ -16,7 +16,7 @@ use crate::calib::{Observer, ObserverKind};
 use crate::context::Context;
 use crate::desc::pool::PoolKind;
 use crate::error::{Error, Result};
-use crate::model::{Layer, QModel, Src};
+use crate::model::{Layer, QModel, Src, WeightFile};
 use crate::ops::train::{
     fake_quantize, fake_quantize_backward, lsq_scale_grad, observe_range, scales_to_params,
     FakeQuant, RangeObserver,
@@ -146,8 +146,8 @@ impl Quantizer {
     }
 
     /// The parameters as the host reads them: `(scales, inverse scales, zero points)`.
-    fn read(&self, ctx: &Context) -> Result<(Vec<f32>, Vec<f32>, Vec<i32>)> {
-        let w = self.qp.read_now::<u32>(ctx, "Quantizer::read")?;
+    async fn read(&self, ctx: &Context) -> Result<(Vec<f32>, Vec<f32>, Vec<i32>)> {
+        let w = self.qp.read::<u32>(ctx).await?;
         let f =
             |k: usize| -> Vec<f32> { w.chunks_exact(3).map(|c| f32::from_bits(c[k])).collect() };
         Ok((f(0), f(1), f(2).into_iter().map(|z| z as i32).collect()))
@@ -168,6 +168,13 @@ pub(crate) struct Qat {
     calibrated: Cell<bool>,
 }
 
+/// The UINT8 parameters a quantizer of an activation of `shape` stands at.
+async fn act_params(ctx: &Context, qz: &Quantizer, shape: &[usize]) -> Result<QuantParams> {
+    let (s, _, z) = qz.read(ctx).await?;
+    QuantParams::new(QType::U8, Granularity::PerTensor, shape, s, z)?
+        .with_code_range(qz.fq.qmin, qz.fq.qmax)
+}
+
 /// Whether node `i`'s output gets its own quantizer.
 fn quantized(t: &Trainer, i: usize) -> bool {
     i < t.logits && !matches!(t.graph.nodes[i].layer, Layer::Pool(d) if d.kind == PoolKind::Max)
@@ -175,7 +182,14 @@ fn quantized(t: &Trainer, i: usize) -> bool {
 
 impl Qat {
     /// The quantizers of `t`, and LSQ's scale parameters (to append to `t`'s).
-    pub(crate) fn new(ctx: &Context, t: &Trainer, cfg: &QatConfig) -> Result<(Qat, Vec<Param>)> {
+    /// `weights` are the initial weights `t` was made from (LSQ's initial scales are
+    /// computed from them on the host, so that making a trainer does not wait on the GPU).
+    pub(crate) fn new(
+        ctx: &Context,
+        t: &Trainer,
+        weights_in: &WeightFile,
+        cfg: &QatConfig,
+    ) -> Result<(Qat, Vec<Param>)> {
         let (ac, wc) = (cfg.act_codes(), cfg.weight_codes());
         let per_tensor = |shape: &[usize]| (1, shape.iter().product::<usize>() / shape[0]);
         let input = Quantizer::new(ctx, &t.input_shape, per_tensor(&t.input_shape), ac)?;
@@ -226,7 +240,7 @@ impl Qat {
                 )?;
             }
         }
-        ctx.finish("Qat::new", enc)?;
+        ctx.enqueue(enc)?;
         let mut extra = Vec::new();
         if cfg.lsq {
             let base = t.params.len();
@@ -263,7 +277,7 @@ impl Qat {
                 let (Some(w), Some(p)) = (w, t.owned[i][0]) else {
                     continue;
                 };
-                let values = t.params[p].value.read_now::<f32>(ctx, "Qat::new")?;
+                let values = weights_in.tensor(&t.params[p].name, t.params[p].value.shape())?;
                 let root = (w.fq.qmax as f64).sqrt();
                 let s: Vec<f32> = values
                     .chunks(w.fq.inner)
@@ -278,7 +292,7 @@ impl Qat {
                 // The parameters the first forward pass reads.
                 let mut enc = ctx.encoder("lsq init");
                 scales_to_params(ctx, &mut enc, &extra[k].value, &w.qp)?;
-                ctx.finish("Qat::new", enc)?;
+                ctx.enqueue(enc)?;
             }
         }
         Ok((q, extra))
@@ -470,6 +484,11 @@ impl Trainer {
     /// [`Trainer::fit`] calls it when it has not been called. An error on a trainer
     /// without [`super::TrainConfig::qat`].
     pub fn calibrate(&mut self, ctx: &Context, data: &super::Dataset) -> Result<()> {
+        ctx.block("Trainer::calibrate", self.calibrate_async(ctx, data))
+    }
+
+    /// [`Trainer::calibrate`] without blocking (the form a browser build uses).
+    pub async fn calibrate_async(&mut self, ctx: &Context, data: &super::Dataset) -> Result<()> {
         self.check_labels(data)?;
         let Some(q) = &self.qat else {
             return Err(Error::invalid(
@@ -488,7 +507,7 @@ impl Trainer {
             .map(|a| a.as_ref().map(|_| new_obs()).transpose())
             .collect::<Result<_>>()?;
         q.calibrating.set(true);
-        let run = (|| -> Result<()> {
+        let run = async {
             for start in (0..idx.len()).step_by(batch) {
                 // The last batch filled up from the start (ranges see no padding).
                 let pick: Vec<usize> = (start..start + batch).map(|k| idx[k % idx.len()]).collect();
@@ -496,16 +515,17 @@ impl Trainer {
                 self.x.write(ctx, &x)?;
                 let mut enc = ctx.encoder("qat calibration");
                 self.record_forward(ctx, &mut enc, false)?;
-                ctx.finish("Trainer::calibrate", enc)?;
-                obs_in.observe(ctx, &self.x)?;
+                ctx.submit(enc).await?;
+                obs_in.observe_async(ctx, &self.x).await?;
                 for (i, o) in obs.iter_mut().enumerate() {
                     if let Some(o) = o {
-                        o.observe(ctx, &self.bufs[i].out)?;
+                        o.observe_async(ctx, &self.bufs[i].out).await?;
                     }
                 }
             }
-            Ok(())
-        })();
+            Ok::<(), Error>(())
+        }
+        .await;
         q.calibrating.set(false);
         run?;
         let set = |qz: &Quantizer, o: &Observer| -> Result<f32> {
@@ -543,6 +563,11 @@ impl Trainer {
     /// by the inverse scale against a division): such a difference moves a value across
     /// a rounding boundary now and then, and a code there by one step.
     pub fn to_qmodel(&self, ctx: &Context, input_shape: &[usize]) -> Result<QModel> {
+        ctx.block("Trainer::to_qmodel", self.to_qmodel_async(ctx, input_shape))
+    }
+
+    /// [`Trainer::to_qmodel`] without blocking (the form a browser build uses).
+    pub async fn to_qmodel_async(&self, ctx: &Context, input_shape: &[usize]) -> Result<QModel> {
         let q = self.qat.as_ref().ok_or_else(|| {
             Error::invalid(
                 OP,
@@ -556,18 +581,13 @@ impl Trainer {
         for i in 0..self.graph.nodes.len() {
             q.record_weight(ctx, &mut enc, self, i)?;
         }
-        ctx.finish("Trainer::to_qmodel", enc)?;
+        ctx.submit(enc).await?;
         let shapes = crate::model::infer_shapes(&self.graph, input_shape)?;
-        let act_params = |qz: &Quantizer, shape: &[usize]| -> Result<QuantParams> {
-            let (s, _, z) = qz.read(ctx)?;
-            QuantParams::new(QType::U8, Granularity::PerTensor, shape, s, z)?
-                .with_code_range(qz.fq.qmin, qz.fq.qmax)
-        };
-        let input = act_params(&q.input, input_shape)?;
+        let input = act_params(ctx, &q.input, input_shape).await?;
         let mut acts: Vec<Option<QuantParams>> = vec![None; self.graph.nodes.len()];
         for i in 0..self.logits {
             acts[i] = match (&q.acts[i], self.graph.nodes[i].input) {
-                (Some(a), _) => Some(act_params(a, &shapes[i])?),
+                (Some(a), _) => Some(act_params(ctx, a, &shapes[i]).await?),
                 // Max pooling: its input's parameters.
                 (None, src) => {
                     let from = match src {
@@ -597,8 +617,8 @@ impl Trainer {
                 continue;
             };
             let w = &self.params[p];
-            let (s, inv, _) = wq.read(ctx)?;
-            let values = w.value.read_now::<f32>(ctx, "Trainer::to_qmodel")?;
+            let (s, inv, _) = wq.read(ctx).await?;
+            let values = w.value.read::<f32>(ctx).await?;
             let inner = wq.fq.inner;
             let (lo, hi) = (wq.fq.qmin, wq.fq.qmax);
             let codes: Vec<i32> = values
@@ -617,9 +637,7 @@ impl Trainer {
             .with_code_range(lo, hi)?;
             weights.insert(w.name.clone(), (wp, codes));
             if let Some(b) = self.owned[i][1] {
-                let bv = self.params[b]
-                    .value
-                    .read_now::<f32>(ctx, "Trainer::to_qmodel")?;
+                let bv = self.params[b].value.read::<f32>(ctx).await?;
                 biases.insert(self.params[b].name.clone(), bv);
             }
         }
