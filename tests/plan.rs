@@ -191,8 +191,8 @@ fn split_k_heuristic() {
 }
 
 /// The CPU adapters' row tiles for linear layers beyond M = 2 (the lavapipe sweep):
-/// W8A8 4x4 then 8x4, 4-bit weights 2x8, 8-bit and f16 weights 4x8; GPUs and GEMVs keep
-/// the shared rule.
+/// W8A8 4x4 then 8x4, 4-bit weights 2x8 (4x8 without subgroups), 8-bit and f16 weights
+/// 4x8; GPUs and GEMVs keep the shared rule.
 #[test]
 fn cpu_row_tiles_for_linear_layers() {
     let (c, g) = (cpu(Some(8)), gpu());
@@ -208,6 +208,12 @@ fn cpu_row_tiles_for_linear_layers() {
         assert_eq!(shape(w(&c, m, WeightType::I8)), (64, 4, 2), "m = {m}");
     }
     assert_eq!(shape(w(&g, 8, WeightType::I8)), (64, 8, 1));
+    // Without subgroups (llvmpipe through GL) 4-bit weights take 4x8, as 8-bit ones.
+    let gl = cpu(None);
+    for m in [3, 8, 128] {
+        assert_eq!(shape(w(&gl, m, WeightType::I4)), (64, 4, 2), "m = {m}");
+        assert_eq!(shape(w(&gl, m, WeightType::I8)), (64, 4, 2), "m = {m}");
+    }
     assert_eq!(shape(w(&g, 128, WeightType::I4)), (64, 4, 2));
     // At most 32 columns: one group of 4 columns per invocation, on 8 invocations.
     let narrow = |t| shape(plan::default_wgemm_config(&c, 4096, 16, 64, t));

@@ -364,7 +364,10 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
 /// - W8A8 (`wtype` None): 4x4 for M = 3-4, 8x4 beyond (the 4x8 default was 1.2-2.9x
 ///   slower on 7 of 14 shapes);
-/// - 4-bit weights: 2x8 (4x8 and 8x4 were 1.3-2.6x slower on 10 of 14 shapes);
+/// - 4-bit weights: 2x8 (4x8 and 8x4 were 1.3-2.6x slower on 10 of 14 shapes); on CPU
+///   adapters without subgroups (llvmpipe through GL, where the same kernel compiles to
+///   other loads) 4x8, which the GL tuner chose over 2x8 by 1.13-1.52x on 256^3,
+///   8x4096x4096 and 3136x64x576 in two sweeps (docs/PERFORMANCE.md, "No cliffs");
 /// - 8-bit and f16 weights: 4x8 for M = 5-8 as beyond (8x4 lost 1.37x at 8x4096x4096);
 /// - weight-only with at most 32 output columns: one group of 4 columns (4x4 for 4-bit,
 ///   8x4 for 8-bit weights), since even 8 invocations of 8 columns would cover 64 (1.5-1.9x
@@ -379,7 +382,8 @@ fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) 
         None => Some(qgemm::TILES[4]),
         Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
         Some(_) if n <= 32 => Some(wgemm::TILES[4]),
-        Some(_) if four_bit => Some(wgemm::TILES[1]),
+        Some(_) if four_bit && caps.subgroups => Some(wgemm::TILES[1]),
+        Some(_) if four_bit => Some(wgemm::TILES[3]),
         Some(_) => Some(wgemm::TILES[3]),
     }
 }
