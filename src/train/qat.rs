@@ -182,7 +182,7 @@ fn quantized(t: &Trainer, i: usize) -> bool {
 
 impl Qat {
     /// The quantizers of `t`, and LSQ's scale parameters (to append to `t`'s).
-    /// `weights` are the initial weights `t` was made from (LSQ's initial scales are
+    /// `weights_in` are the initial weights `t` was made from (LSQ's initial scales are
     /// computed from them on the host, so that making a trainer does not wait on the GPU).
     pub(crate) fn new(
         ctx: &Context,
