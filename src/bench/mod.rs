@@ -135,8 +135,8 @@ pub async fn time_gpu_async(
     let use_ts = ctx.device().features().contains(
         wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
     );
-    let mut ms = Vec::with_capacity(runs);
     if use_ts {
+        let mut ms = Vec::with_capacity(runs);
         let device = ctx.device();
         let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("bench timestamps"),
@@ -166,17 +166,7 @@ pub async fn time_gpu_async(
             clock: Clock::Timestamps,
         })
     } else {
-        for _ in 0..runs {
-            let mut enc = ctx.encoder("timed");
-            record(&mut enc)?;
-            let t0 = Instant::now();
-            ctx.submit(enc).await?;
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-        Ok(Timings {
-            ms,
-            clock: Clock::Wall,
-        })
+        time_wall(ctx, 0, runs, record).await
     }
 }
 
