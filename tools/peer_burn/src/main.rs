@@ -9,7 +9,9 @@
 //! A shape `MxNxK` is `x [M, K] @ w [K, N]`, the same product as the runner's linear
 //! `x [M, K] * W[N, K]^T`. Each time is the median of `--runs` runs after `--warmup`
 //! untimed ones (autotuning happens there), measured on the host around the call and a
-//! device sync, like the runner's submit-and-wait clock.
+//! device sync, like the runner's submit-and-wait clock. Each of Burn's products is then
+//! checked on sampled outputs against a host sum (as the runner checks its own before
+//! timing); a wrong one is reported on stderr and left out of the table.
 
 use std::time::Instant;
 
@@ -96,15 +98,70 @@ fn time(device: &Device, a: &Args, f: &dyn Fn() -> Tensor<2>) -> Result<f64, Str
     Ok(v[v.len() / 2])
 }
 
-/// Burn's median for `dtype` at `[m, n, k]`, or why it did not run.
-fn burn_ms(device: &Device, a: &Args, [m, n, k]: [usize; 3], dtype: &str) -> Result<f64, String> {
+/// The values of `t` as f32 on the host.
+fn host(t: Tensor<2>) -> Result<Vec<f32>, String> {
+    t.try_into_data()
+        .map_err(|e| format!("the product did not run: {e}"))?
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("reading back: {e:?}"))
+}
+
+/// Checks Burn's product against the f64 sum over the f32 operands on 97 sampled
+/// outputs: the relative error `||got - ref|| / ||ref||` must stay within `tol`. A time
+/// whose result is wrong (a product that did not run, say) is not reported.
+fn verify(
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    out: Tensor<2>,
+    [m, n, k]: [usize; 3],
+    tol: f64,
+) -> Result<(), String> {
+    let (xv, wv, got) = (host(x.clone())?, host(w.clone())?, host(out)?);
+    if got.len() != m * n {
+        return Err(format!(
+            "result has {} values, expected {}",
+            got.len(),
+            m * n
+        ));
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for s in 0..97usize {
+        let (i, j) = ((s * 7919) % m, (s * 104_729) % n);
+        let r: f64 = (0..k)
+            .map(|t| xv[i * k + t] as f64 * wv[t * n + j] as f64)
+            .sum();
+        num += (got[i * n + j] as f64 - r).powi(2);
+        den += r * r;
+    }
+    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+    if rel <= tol {
+        Ok(())
+    } else {
+        Err(format!(
+            "wrong result: relative error {rel:.2e} over the bound {tol:.0e}, not timed"
+        ))
+    }
+}
+
+/// Burn's median for `dtype` at `[m, n, k]`, verified, or why it did not run.
+fn burn_ms(device: &Device, a: &Args, shape: [usize; 3], dtype: &str) -> Result<f64, String> {
+    let [m, n, k] = shape;
     let x = Tensor::<2>::random([m, k], Distribution::Uniform(-1.0, 1.0), device);
     let w = Tensor::<2>::random([k, n], Distribution::Uniform(-1.0, 1.0), device);
+    // Bounds: f32 rounding; f16 operands (and Burn's f16 accumulation); 8-bit weights
+    // (per-tensor steps of 1/127 on uniform weights give about 0.5 %).
     match dtype {
-        "f32" => time(device, a, &|| x.clone().matmul(w.clone())),
+        "f32" => {
+            let ms = time(device, a, &|| x.clone().matmul(w.clone()))?;
+            verify(&x, &w, x.clone().matmul(w.clone()), shape, 1e-4)?;
+            Ok(ms)
+        }
         "f16" => {
-            let (x, w) = (x.cast(DType::F16), w.cast(DType::F16));
-            time(device, a, &|| x.clone().matmul(w.clone()))
+            let (xh, wh) = (x.clone().cast(DType::F16), w.clone().cast(DType::F16));
+            let ms = time(device, a, &|| xh.clone().matmul(wh.clone()))?;
+            verify(&x, &w, xh.clone().matmul(wh.clone()), shape, 2e-2)?;
+            Ok(ms)
         }
         "q8" => {
             // Burn panics on what its quantized matmul does not support: report it.
@@ -112,10 +169,12 @@ fn burn_ms(device: &Device, a: &Args, [m, n, k]: [usize; 3], dtype: &str) -> Res
                 w.clone().quantize_dynamic(&QuantScheme::default())
             }))
             .map_err(|_| "quantize_dynamic panicked".to_string())?;
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ms = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 time(device, a, &|| x.clone().matmul(wq.clone()))
             }))
-            .map_err(|_| "q8 matmul not supported here (panicked)".to_string())?
+            .map_err(|_| "q8 matmul not supported here (panicked)".to_string())??;
+            verify(&x, &w, x.clone().matmul(wq.clone()), shape, 3e-2)?;
+            Ok(ms)
         }
         d => Err(format!("unknown dtype {d} (f32, f16, q8)")),
     }
