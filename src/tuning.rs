@@ -503,9 +503,11 @@ impl<'a> Tuner<'a> {
     /// benchmark runner's linear case of `kind` ([`crate::bench::LinearData`] in W8A16,
     /// W4A16 or FP16: f16 activations, f32 output, the plan's arithmetic): each candidate
     /// must meet the case's error budget against the f64 reference on the dequantized
-    /// weights. Where the plan runs FP16 through the FP32 kernels with f16 storage
-    /// ([`crate::plan::half_gemm_kernel`]), that route is the default and every FP32
-    /// register and subgroup kernel for the shape is a candidate beside the row tiles.
+    /// weights. Where the plan runs the product on the FP32 kernels (FP16 with f16
+    /// storage, [`crate::plan::half_gemm_kernel`]; codes dequantized first,
+    /// [`crate::plan::dequant_gemm_kernel`]), that route is the default. The FP32 register
+    /// and subgroup kernels for the shape are candidates beside the row tiles there, and
+    /// for codes on every CPU adapter (below the route's row threshold too).
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
         let ctx = self.ctx;
         ctx.block("Tuner::wgemm", self.wgemm_async(m, n, k, kind))
@@ -528,11 +530,21 @@ impl<'a> Tuner<'a> {
             .collect();
         let mut default = Choice::Rows(rows_default);
         let f32_math = crate::plan::half_math(caps) == crate::ops::wgemm::HalfMath::F32;
-        if let (WeightKind::F16, true, Some(route)) =
-            (kind, f32_math, crate::plan::half_gemm_kernel(caps, m, n, k))
-        {
+        let desc = GemmDesc::new(m, n, k).transpose(false, true);
+        let planned = match kind {
+            WeightKind::F16 if !f32_math => None,
+            _ => crate::plan::wgemm_fp32_kernel(caps, m, n, k, kind.wtype()),
+        };
+        if let Some(route) = planned {
             default = Choice::Gemm(route);
-            let desc = GemmDesc::new(m, n, k).transpose(false, true);
+        }
+        // Codes on a CPU adapter: the dequantizing route is a candidate below its row
+        // threshold too.
+        let offered = planned.or_else(|| {
+            (caps.is_cpu() && kind != WeightKind::F16)
+                .then(|| crate::plan::default_gemm_kernel(caps, &desc))
+        });
+        if let Some(route) = offered {
             let mut gemms = vec![route];
             for g in gemm_candidates(caps, &desc, route) {
                 if !matches!(g, GemmKernel::Tiled(_)) && !gemms.contains(&g) {

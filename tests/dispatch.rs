@@ -933,6 +933,14 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         let h = tuner.wgemm(20, 40, 64, WeightKind::F16).unwrap();
         let routed = wgpu_quant::plan::half_gemm_kernel(ctx.capabilities(), 20, 40, 64);
         assert_eq!(h.default, routed.map_or(h.default, Choice::Gemm), "{h:?}");
+        // Codes with many rows: on CPU adapters the dequantizing route on the FP32
+        // kernels is the default, verified like every candidate.
+        let min = wgpu_quant::plan::DEQUANT_MIN_M;
+        let w8 = tuner.wgemm(min, 40, 64, WeightKind::I8).unwrap();
+        let routed = wgpu_quant::plan::dequant_gemm_kernel(ctx.capabilities(), min, 40, 64);
+        assert_eq!(routed.is_some(), ctx.capabilities().is_cpu());
+        assert_eq!(w8.default, routed.map_or(w8.default, Choice::Gemm), "{w8:?}");
+        assert!(w8.verified >= 2 && w8.rejected.is_empty(), "{w8:?}");
         (g, q, w, h)
     };
     // Convolutions: FP32 and INT8 implicit GEMMs (odd sizes, two groups); depthwise and
@@ -962,7 +970,7 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         assert!(t.median_ms <= t.default_ms, "{t:?}");
         assert!(t.median_ms > 0.0 && t.default_ms.is_finite());
     }
-    assert_eq!(cache.len(), 6);
+    assert_eq!(cache.len(), 7);
     // JSON round trip, then installed: the plan reports the tuned source and choice.
     let path = std::env::temp_dir().join(format!("wgpu-quant-tune-{}.json", std::process::id()));
     cache.save(&path).unwrap();

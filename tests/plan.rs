@@ -625,3 +625,45 @@ fn narrow_outputs_narrow_the_fp32_workgroup() {
     let k = plan::default_gemm_kernel(&gpu(), &GemmDesc::new(3136, 64, 576));
     assert!(matches!(k, GemmKernel::Tiled(_)), "{k:?}");
 }
+
+#[test]
+fn quantized_weights_take_the_fp32_kernels_from_many_rows_on_cpu_adapters() {
+    let min = plan::DEQUANT_MIN_M;
+    for caps in [cpu(Some(8)), cpu(None)] {
+        for wtype in [
+            WeightType::I8,
+            WeightType::U8,
+            WeightType::I4,
+            WeightType::U4,
+        ] {
+            for &n in &DIMS {
+                // Below the threshold (GEMVs included) the row kernel reads each code once.
+                assert_eq!(plan::wgemm_fp32_kernel(&caps, min - 1, n, 768, wtype), None);
+                assert_eq!(plan::wgemm_fp32_kernel(&caps, 1, n, 768, wtype), None);
+                // From it, the FP32 kernel the plan gives the same product.
+                let want = plan::default_gemm_kernel(
+                    &caps,
+                    &GemmDesc::new(min, n, 768).transpose(false, true),
+                );
+                assert_eq!(
+                    plan::wgemm_fp32_kernel(&caps, min, n, 768, wtype),
+                    Some(want)
+                );
+                assert!(!matches!(want, GemmKernel::Tiled(_)));
+            }
+        }
+        // The dequantized weight (f32) must fit one binding.
+        let limit = caps.limits.max_storage_buffer_binding_size as usize;
+        let k = limit / 4 / 1024 + 1;
+        assert_eq!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k), None);
+        assert!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k - 1).is_some());
+    }
+    // GPUs keep the row kernel, whose point there is reading the codes.
+    for m in [1, min, 4096] {
+        assert_eq!(plan::dequant_gemm_kernel(&gpu(), m, 4096, 4096), None);
+        assert_eq!(
+            plan::wgemm_fp32_kernel(&gpu(), m, 4096, 4096, WeightType::I8),
+            None
+        );
+    }
+}

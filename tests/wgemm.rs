@@ -124,15 +124,29 @@ fn weight_only_split_k() {
 /// Runs the weight-only sweep with tiles split `splits[i]` ways (rotating); returns the
 /// case count.
 fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
+    weight_only_cases_with(ctx, &SHAPES, |idx| {
+        WGemmDesc::default()
+            .config(TILES[idx % TILES.len()].split_k(splits[(idx / 2) % splits.len()]))
+    })
+}
+
+/// Every scheme of [`schemes`] on `shapes`, f32 and f16 activations, with the options
+/// `desc(idx)` (to which each case adds its activation) against the f64 reference on the
+/// dequantized weights; returns the number of cases.
+fn weight_only_cases_with(
+    ctx: &Context,
+    shapes: &[(usize, usize, usize)],
+    desc_for: impl Fn(usize) -> WGemmDesc,
+) -> usize {
     let acts = [Activation::None, Activation::Relu, Activation::Relu6];
     let mut failures = Vec::new();
     let mut idx = 0usize;
-    for &(m, n, k) in &SHAPES {
+    for &(m, n, k) in shapes {
         for scheme in schemes() {
             for x_f16 in [false, true] {
                 idx += 1;
                 let out_f16 = idx.is_multiple_of(3);
-                let config = TILES[idx % TILES.len()].split_k(splits[(idx / 2) % splits.len()]);
+                let base = desc_for(idx);
                 let act = acts[idx % 3];
                 let with_bias = idx % 2 == 1;
                 let mut rng = rand::rngs::StdRng::seed_from_u64(idx as u64);
@@ -159,7 +173,7 @@ fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
                 let out = poisoned_out(ctx, &out_shape, out_f16);
                 let b = with_bias.then(|| Tensor::from_slice(ctx, &[n], &bias).unwrap());
                 let mut enc = ctx.encoder("wgemm test");
-                let desc = WGemmDesc::default().activation(act).config(config);
+                let desc = base.activation(act);
                 wgemm(
                     ctx,
                     &mut enc,
@@ -178,7 +192,7 @@ fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
                 let err = rel_err(&got, &want);
                 if err > budget {
                     failures.push(format!(
-                        "{m}x{n}x{k} {scheme:?} x_f16 {x_f16} out_f16 {out_f16} {config:?} {act:?} bias {with_bias}: rel. error {err:.3e} > {budget:.1e}"
+                        "{m}x{n}x{k} {scheme:?} x_f16 {x_f16} out_f16 {out_f16} {base:?} {act:?} bias {with_bias}: rel. error {err:.3e} > {budget:.1e}"
                     ));
                 }
             }
@@ -191,6 +205,46 @@ fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
         failures.join("\n")
     );
     idx
+}
+
+/// Quantized weights on the FP32-kernel route (dequantized into an f32 scratch, then an
+/// FP32 register or subgroup kernel), pinned on every such kernel the adapter runs: every
+/// scheme, odd shapes, within the f32 budget.
+#[test]
+fn weight_only_on_the_fp32_route() {
+    use wgpu_quant::ops::gemm::GemmKernel;
+    let ctx = common::ctx();
+    let mut kernels: Vec<GemmKernel> = GemmKernel::REGISTER.map(GemmKernel::Register).to_vec();
+    if ctx.capabilities().subgroups && ctx.capabilities().subgroup_size.0 >= 8 {
+        kernels.extend(GemmKernel::SUBGROUP.map(GemmKernel::Subgroup));
+    }
+    let shapes = [(1, 7, 33), (5, 17, 200), (19, 70, 96), (130, 37, 72)];
+    let cases = weight_only_cases_with(ctx, &shapes, |idx| {
+        WGemmDesc::default().fp32_kernel(kernels[idx % kernels.len()])
+    });
+    assert_eq!(cases, shapes.len() * schemes().len() * 2);
+}
+
+/// The weight-only GEMM as the plan runs it, with nothing pinned: on CPU adapters from
+/// `plan::DEQUANT_MIN_M` rows the FP32-kernel route on the dequantized weight, below it
+/// (and on GPUs) the row kernel; every scheme within the f32 budget either way.
+#[test]
+fn weight_only_default_plan() {
+    let ctx = common::ctx();
+    let min_m = wgpu_quant::plan::DEQUANT_MIN_M;
+    let shapes = [(min_m, 33, 96), (min_m + 3, 9, 40), (min_m - 1, 20, 64)];
+    weight_only_cases_with(ctx, &shapes, |_| WGemmDesc::default());
+    for &(m, n, k) in &shapes {
+        for wtype in [WeightType::I8, WeightType::I4] {
+            let family = wgpu_quant::plan::explain_wgemm(ctx, m, n, k, wtype).family;
+            let routed = family.contains("dequantized weight");
+            assert_eq!(
+                routed,
+                ctx.capabilities().is_cpu() && m >= min_m,
+                "{m}x{n}x{k} {wtype:?}: {family}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -464,20 +518,20 @@ fn wgemm_errors_name_the_problem() {
         ),
         "dequantized in f32",
     );
-    // Pinning the f16-storage route where it does not apply.
+    // Pinning the FP32-kernel route where it does not apply: with a row tile too.
     let sg = wgpu_quant::ops::gemm::GemmKernel::REGISTER[0];
     let pinned = d.fp32_kernel(wgpu_quant::ops::gemm::GemmKernel::Register(sg));
     check(
         wgemm(
             ctx,
             &mut enc,
-            &pinned,
+            &pinned.config(TILES[0]),
             &x,
             Weights::Quantized(&w8),
             None,
             &out,
         ),
-        "pins the f16-storage route",
+        "pins the FP32-kernel route",
     );
     check(
         wgemm(

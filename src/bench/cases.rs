@@ -264,7 +264,7 @@ pub struct CaseOptions {
     /// Pins the row-kernel tile of the W8A8, weight-only and FP16 linears and of the
     /// implicit-GEMM convolutions (else the plan's); the tuner's candidates.
     pub tile: Option<RowTile>,
-    /// Pins the FP16 linear's f16-storage route on this FP32 kernel
+    /// Pins the weight-only / FP16 linear's FP32-kernel route on this kernel
     /// ([`WGemmDesc::fp32_kernel`]); the tuner's candidates.
     pub half_kernel: Option<GemmKernel>,
 }
@@ -453,7 +453,7 @@ impl LinearData {
         })?;
         let wdesc = WGemmDesc {
             config: opts.tile,
-            fp32_kernel: opts.half_kernel.filter(|_| p == Precision::Fp16),
+            fp32_kernel: opts.half_kernel,
             ..WGemmDesc::default()
         };
         let budget = if p == Precision::Fp16 {

@@ -37,10 +37,10 @@ pub struct WGemmDesc {
     pub math: HalfMath,
     /// Pins a tile instead of the plan's choice.
     pub config: Option<RowTile>,
-    /// Pins the f16-storage route of the FP16 GEMM (f16 weights in f32 arithmetic) on
-    /// this FP32 register or subgroup kernel instead of the plan's choice
-    /// ([`crate::plan::half_gemm_route`]); the tuner's candidates. Quantized weights and
-    /// f16 arithmetic refuse it.
+    /// Pins the FP32-kernel route on this FP32 register or subgroup kernel instead of the
+    /// plan's choice ([`crate::plan::wgemm_route`]): f16 weights read as f16 in f32
+    /// arithmetic (f16 arithmetic refuses it), or quantized weights dequantized into an
+    /// f32 scratch first; the tuner's candidates.
     pub fp32_kernel: Option<GemmKernel>,
 }
 
@@ -63,7 +63,7 @@ impl WGemmDesc {
         self
     }
 
-    /// Pins the f16-storage route's FP32 kernel.
+    /// Pins the FP32-kernel route's kernel.
     pub fn fp32_kernel(mut self, kernel: GemmKernel) -> Self {
         self.fp32_kernel = Some(kernel);
         self

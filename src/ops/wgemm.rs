@@ -613,12 +613,23 @@ pub fn wgemm(
         _ => None,
     };
     if let Some(kernel) = half_route(ctx, desc, &w, weights, (pieces.len(), out_f16), (m, n, k))? {
-        let Weights::F16(wt) = weights else {
-            unreachable!("half_route only routes f16 weights")
-        };
         let gd = crate::desc::gemm::GemmDesc::new(m, n, k)
             .transpose(false, true)
             .activation(desc.activation);
+        let dequantized;
+        let wt = match weights {
+            Weights::F16(wt) => wt,
+            Weights::Quantized(q) => {
+                // Pooled per power-of-two size (within the binding limit `half_route`
+                // checked the exact size against), like the f16 output's scratch.
+                let limit = caps.limits.max_storage_buffer_binding_size;
+                let bytes = (n as u64 * k as u64 * 4).next_power_of_two().min(limit);
+                let scratch = ctx.scratch("wgemm dequantized weight", bytes)?;
+                dequantized = Tensor::from_buffer(scratch, &[n, k], DType::F32)?;
+                super::quant::dequantize(ctx, encoder, q, &dequantized)?;
+                &dequantized
+            }
+        };
         return record_half_gemm(ctx, encoder, kernel, &gd, [x, wt], bias, out);
     }
     let w4 = quad_words(&w, k, split.as_ref());
@@ -650,10 +661,10 @@ pub fn wgemm(
     Ok(())
 }
 
-/// The FP32 kernel of the FP16 GEMM's f16-storage route, if it takes it: the pinned
+/// The FP32 kernel of the FP32-kernel route, if it takes it (f16 weights read as f16 in
+/// f32 arithmetic, or codes dequantized into an f32 scratch first): the pinned
 /// `fp32_kernel` (an error where the route does not apply), else with no tile pinned the
-/// plan's choice ([`plan::half_gemm_route`]) for f16 weights in f32 arithmetic whose
-/// operands fit one binding each.
+/// plan's choice ([`plan::wgemm_route`]) for operands that fit one binding each.
 fn half_route(
     ctx: &Context,
     desc: &WGemmDesc,
@@ -665,17 +676,23 @@ fn half_route(
     // An f16 output goes through an f32 scratch, which must fit one binding too.
     let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
     let scratch_fits = !out_f16 || (m as u64 * n as u64).saturating_mul(4) <= limit;
-    let applies = matches!(weights, Weights::F16(_)) && w.math == HalfMath::F32 && scratch_fits;
+    let applies = scratch_fits
+        && match weights {
+            Weights::F16(_) => w.math == HalfMath::F32,
+            // The dequantized weight is an f32 scratch of one binding.
+            Weights::Quantized(_) => (n as u64 * k as u64).saturating_mul(4) <= limit,
+        };
     match desc.fp32_kernel {
         Some(kernel) => {
             if !applies || desc.config.is_some() || pieces != 1 {
                 return Err(Error::invalid(
                     OP,
                     format!(
-                        "fp32_kernel {kernel:?} pins the f16-storage route, which takes f16 \
-                         weights in f32 arithmetic, no row tile and operands (and an f16 \
-                         output's f32 scratch) within one binding each; here: {:?} weights, \
-                         {:?} arithmetic, tile {:?}, {pieces} pieces",
+                        "fp32_kernel {kernel:?} pins the FP32-kernel route, which takes f16 \
+                         weights in f32 arithmetic or quantized weights, no row tile and \
+                         operands (and a dequantized weight's or an f16 output's f32 scratch) \
+                         within one binding each; here: {:?} weights, {:?} arithmetic, tile \
+                         {:?}, {pieces} pieces",
                         w.wtype, w.math, desc.config
                     ),
                 ));
@@ -684,7 +701,7 @@ fn half_route(
                 return Err(Error::invalid(
                     OP,
                     format!(
-                        "fp32_kernel {kernel:?}: the f16-storage route runs the register or \
+                        "fp32_kernel {kernel:?}: the FP32-kernel route runs the register or \
                          subgroup kernels"
                     ),
                 ));
@@ -692,7 +709,7 @@ fn half_route(
             Ok(Some(kernel))
         }
         None if applies && desc.config.is_none() && pieces == 1 => {
-            Ok(plan::half_gemm_route(ctx, m, n, k))
+            Ok(plan::wgemm_route(ctx, m, n, k, w.wtype))
         }
         None => Ok(None),
     }

@@ -31,7 +31,9 @@
 //! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
 //! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
 //! the number of rows, narrowed for narrow outputs, and capped by the device's
-//! invocations per workgroup.
+//! invocations per workgroup. On CPU adapters the FP16 GEMM runs on the FP32 kernels
+//! with f16 storage ([`half_gemm_kernel`]), and so does a weight-only GEMM from
+//! [`DEQUANT_MIN_M`] rows after dequantizing its weight ([`dequant_gemm_kernel`]).
 //!
 //! Split-K ([`default_split_k`]): the GEMV-like register kernel and the row GEMMs cut K
 //! into up to 16 slices that run in parallel when their output tiles alone would not
@@ -229,15 +231,67 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
 
-/// The route [`crate::ops::wgemm::wgemm`] takes for f16 weights in f32 arithmetic
-/// without a pinned tile: the tuning cache's choice for this FP16 shape (a GEMM kernel
-/// takes the f16-storage route, a row tile the row kernel), else [`half_gemm_kernel`].
-pub fn half_gemm_route(ctx: &Context, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
-    match lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)) {
+/// The fewest rows from which a weight-only GEMM with 8- or 4-bit codes on a CPU adapter
+/// dequantizes its weight and runs an FP32 kernel ([`dequant_gemm_kernel`]).
+pub const DEQUANT_MIN_M: usize = 128;
+
+/// The FP32 register or subgroup kernel a weight-only GEMM with 8- or 4-bit codes
+/// ([`crate::ops::wgemm`]) runs on after dequantizing its weight into an f32 scratch
+/// (once per call, a pass over the codes), or `None` for the row kernel. CPU adapters
+/// from [`DEQUANT_MIN_M`] rows take it where that scratch fits one binding: the row kernel unpacks every code for every
+/// multiply-add and cannot share activations across lanes, while the FP32 kernels reuse
+/// each loaded value many times. GEMVs keep the row kernel, which reads each code once.
+/// GPUs keep the row kernel, whose reads of the codes are the point of weight-only
+/// quantization there.
+pub fn dequant_gemm_kernel(
+    caps: &Capabilities,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Option<GemmKernel> {
+    let fits =
+        (n as u64 * k as u64).saturating_mul(4) <= caps.limits.max_storage_buffer_binding_size;
+    (caps.is_cpu() && m >= DEQUANT_MIN_M && fits)
+        .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
+}
+
+/// The FP32 kernel the weight-only / FP16 GEMM runs on by default for `wtype` weights
+/// (with f32 arithmetic for f16 weights): [`half_gemm_kernel`] for f16,
+/// [`dequant_gemm_kernel`] for codes; `None`: the row kernel.
+pub fn wgemm_fp32_kernel(
+    caps: &Capabilities,
+    m: usize,
+    n: usize,
+    k: usize,
+    wtype: WeightType,
+) -> Option<GemmKernel> {
+    match wtype {
+        WeightType::F16 => half_gemm_kernel(caps, m, n, k),
+        _ => dequant_gemm_kernel(caps, m, n, k),
+    }
+}
+
+/// The route [`crate::ops::wgemm::wgemm`] takes for `wtype` weights (f16 ones in f32
+/// arithmetic) without a pinned tile: the tuning cache's choice for the shape (a GEMM
+/// kernel takes the FP32-kernel route, a row tile the row kernel), else
+/// [`wgemm_fp32_kernel`].
+pub fn wgemm_route(
+    ctx: &Context,
+    m: usize,
+    n: usize,
+    k: usize,
+    wtype: WeightType,
+) -> Option<GemmKernel> {
+    match lookup(ctx, &ShapeClass::wgemm(m, n, k, wtype)) {
         Some(Choice::Gemm(kernel)) if kernel.fits(ctx.capabilities()) => Some(kernel),
         Some(_) => None,
-        None => half_gemm_kernel(ctx.capabilities(), m, n, k),
+        None => wgemm_fp32_kernel(ctx.capabilities(), m, n, k, wtype),
     }
+}
+
+/// [`wgemm_route`] for f16 weights in f32 arithmetic (the f16-storage route).
+pub fn half_gemm_route(ctx: &Context, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
+    wgemm_route(ctx, m, n, k, WeightType::F16)
 }
 
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
@@ -613,14 +667,19 @@ pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
 pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> Plan {
     let class = ShapeClass::wgemm(m, n, k, wtype);
     let f32_math = resolve_half_math(ctx.capabilities(), HalfMath::Auto, true) == HalfMath::F32;
-    if let (WeightType::F16, true, Some(kernel)) = (wtype, f32_math, half_gemm_route(ctx, m, n, k))
-    {
+    let half = wtype == WeightType::F16;
+    if let (true, Some(kernel)) = (f32_math || !half, wgemm_route(ctx, m, n, k, wtype)) {
         let desc = GemmDesc::new(m, n, k).transpose(false, true).kernel(kernel);
         if let Ok(p) = explain_gemm(ctx, &desc) {
+            let how = if half {
+                "f16 storage"
+            } else {
+                "dequantized weight"
+            };
             return Plan {
                 source: source(ctx, &class),
                 class,
-                family: format!("{} (f16 storage)", p.family),
+                family: format!("{} ({how})", p.family),
                 ..p
             };
         }
