@@ -939,7 +939,11 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         let w8 = tuner.wgemm(min, 40, 64, WeightKind::I8).unwrap();
         let routed = wgpu_quant::plan::dequant_gemm_kernel(ctx.capabilities(), min, 40, 64);
         assert_eq!(routed.is_some(), ctx.capabilities().is_cpu());
-        assert_eq!(w8.default, routed.map_or(w8.default, Choice::Gemm), "{w8:?}");
+        assert_eq!(
+            w8.default,
+            routed.map_or(w8.default, Choice::Gemm),
+            "{w8:?}"
+        );
         assert!(w8.verified >= 2 && w8.rejected.is_empty(), "{w8:?}");
         (g, q, w, h)
     };
