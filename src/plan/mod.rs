@@ -238,11 +238,12 @@ pub const DEQUANT_MIN_M: usize = 128;
 /// The FP32 register or subgroup kernel a weight-only GEMM with 8- or 4-bit codes
 /// ([`crate::ops::wgemm`]) runs on after dequantizing its weight into an f32 scratch
 /// (once per call, a pass over the codes), or `None` for the row kernel. CPU adapters
-/// from [`DEQUANT_MIN_M`] rows take it where that scratch fits one binding: the row kernel unpacks every code for every
-/// multiply-add and cannot share activations across lanes, while the FP32 kernels reuse
-/// each loaded value many times. GEMVs keep the row kernel, which reads each code once.
-/// GPUs keep the row kernel, whose reads of the codes are the point of weight-only
-/// quantization there.
+/// from [`DEQUANT_MIN_M`] rows take it where that scratch fits one binding: the row
+/// kernel unpacks every code for every multiply-add and cannot share activations across
+/// lanes, while the FP32 kernels reuse each loaded value many times. Below the threshold
+/// (GEMVs included) the dequantizing pass costs more than it saves (lavapipe: about 20 ns
+/// per weight; docs/DISPATCH.md). GPUs keep the row kernel, whose reads of the codes are
+/// the point of weight-only quantization there.
 pub fn dequant_gemm_kernel(
     caps: &Capabilities,
     m: usize,
