@@ -620,12 +620,7 @@ pub fn wgemm(
         let wt = match weights {
             Weights::F16(wt) => wt,
             Weights::Quantized(q) => {
-                // Pooled per power-of-two size (within the binding limit `half_route`
-                // checked the exact size against), like the f16 output's scratch.
-                let limit = caps.limits.max_storage_buffer_binding_size;
-                let bytes = (n as u64 * k as u64 * 4).next_power_of_two().min(limit);
-                let scratch = ctx.scratch("wgemm dequantized weight", bytes)?;
-                dequantized = Tensor::from_buffer(scratch, &[n, k], DType::F32)?;
+                dequantized = pooled_f32(ctx, "wgemm dequantized weight", [n, k])?;
                 super::quant::dequantize(ctx, encoder, q, &dequantized)?;
                 &dequantized
             }
@@ -732,14 +727,20 @@ fn record_half_gemm(
         let c = out.reshape(&[m, n])?;
         return super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c);
     }
-    // Rounded up to a power of two (within the binding limit, which `half_route` checked
-    // the exact size against) so that nearby shapes share one pooled buffer.
-    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
-    let bytes = (m as u64 * n as u64 * 4).next_power_of_two().min(limit);
-    let scratch = ctx.scratch("wgemm f16 route", bytes)?;
-    let c = Tensor::from_buffer(scratch, &[m, n], DType::F32)?;
+    let c = pooled_f32(ctx, "wgemm f16 route", [m, n])?;
     super::gemm::record_f16_storage(ctx, encoder, kernel, gd, [&a, w], bias, &c)?;
     super::eltwise::cast(ctx, encoder, &c, &out.reshape(&[m, n])?)
+}
+
+/// An f32 matrix of `shape` in the context's scratch pool under `tag`, the buffer rounded
+/// up to a power of two (within the binding limit, which `half_route` checked the exact
+/// size against) so that nearby shapes share one buffer.
+fn pooled_f32(ctx: &Context, tag: &'static str, shape: [usize; 2]) -> Result<Tensor> {
+    let limit = ctx.capabilities().limits.max_storage_buffer_binding_size;
+    let bytes = (shape[0] as u64 * shape[1] as u64 * 4)
+        .next_power_of_two()
+        .min(limit);
+    Tensor::from_buffer(ctx.scratch(tag, bytes)?, &shape, DType::F32)
 }
 
 /// The params block of this op's kernels (checked against the WGSL by a test).

@@ -290,11 +290,6 @@ pub fn wgemm_route(
     }
 }
 
-/// [`wgemm_route`] for f16 weights in f32 arithmetic (the f16-storage route).
-pub fn half_gemm_route(ctx: &Context, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
-    wgemm_route(ctx, m, n, k, WeightType::F16)
-}
-
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
 /// GEMM's B transposed) rather than `[K, N]`. CPU adapters with `K` a multiple of 4 take
 /// `[N, K]`: each invocation then streams whole rows with the K-vector loads, where the

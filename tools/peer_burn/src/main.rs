@@ -98,10 +98,10 @@ fn time(device: &Device, a: &Args, f: &dyn Fn() -> Tensor<2>) -> Result<f64, Str
     Ok(v[v.len() / 2])
 }
 
-/// The values of `t` as f32 on the host.
-fn host(t: Tensor<2>) -> Result<Vec<f32>, String> {
+/// The values of `t` (named `what` in errors) as f32 on the host.
+fn host(t: Tensor<2>, what: &str) -> Result<Vec<f32>, String> {
     t.try_into_data()
-        .map_err(|e| format!("the product did not run: {e}"))?
+        .map_err(|e| format!("{what} could not be computed or read: {e}"))?
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| format!("reading back: {e:?}"))
@@ -110,14 +110,9 @@ fn host(t: Tensor<2>) -> Result<Vec<f32>, String> {
 /// Checks Burn's product against the f64 sum over the f32 operands on 97 sampled
 /// outputs: the relative error `||got - ref|| / ||ref||` must stay within `tol`. A time
 /// whose result is wrong (a product that did not run, say) is not reported.
-fn verify(
-    x: &Tensor<2>,
-    w: &Tensor<2>,
-    out: Tensor<2>,
-    [m, n, k]: [usize; 3],
-    tol: f64,
-) -> Result<(), String> {
-    let (xv, wv, got) = (host(x.clone())?, host(w.clone())?, host(out)?);
+fn verify(op: &Operands, out: Tensor<2>, tol: f64) -> Result<(), String> {
+    let ([m, n, k], xv, wv) = (op.shape, &op.xv, &op.wv);
+    let got = host(out, "the product")?;
     if got.len() != m * n {
         return Err(format!(
             "result has {} values, expected {}",
@@ -144,23 +139,46 @@ fn verify(
     }
 }
 
-/// Burn's median for `dtype` at `[m, n, k]`, verified, or why it did not run.
-fn burn_ms(device: &Device, a: &Args, shape: [usize; 3], dtype: &str) -> Result<f64, String> {
-    let [m, n, k] = shape;
-    let x = Tensor::<2>::random([m, k], Distribution::Uniform(-1.0, 1.0), device);
-    let w = Tensor::<2>::random([k, n], Distribution::Uniform(-1.0, 1.0), device);
+/// The operands of one shape, shared by every dtype, and their values on the host.
+struct Operands {
+    shape: [usize; 3],
+    x: Tensor<2>,
+    w: Tensor<2>,
+    xv: Vec<f32>,
+    wv: Vec<f32>,
+}
+
+impl Operands {
+    fn new(device: &Device, shape: [usize; 3]) -> Result<Operands, String> {
+        let [m, n, k] = shape;
+        let x = Tensor::<2>::random([m, k], Distribution::Uniform(-1.0, 1.0), device);
+        let w = Tensor::<2>::random([k, n], Distribution::Uniform(-1.0, 1.0), device);
+        let (xv, wv) = (host(x.clone(), "x")?, host(w.clone(), "the weight")?);
+        Ok(Operands {
+            shape,
+            x,
+            w,
+            xv,
+            wv,
+        })
+    }
+}
+
+/// Burn's median for `dtype` on `op`, verified, or why it did not run.
+fn burn_ms(device: &Device, a: &Args, op: &Operands, dtype: &str) -> Result<f64, String> {
+    let (x, w) = (&op.x, &op.w);
     // Bounds: f32 rounding; f16 operands (and Burn's f16 accumulation); 8-bit weights
     // (per-tensor steps of 1/127 on uniform weights give about 0.5 %).
     match dtype {
         "f32" => {
             let ms = time(device, a, &|| x.clone().matmul(w.clone()))?;
-            verify(&x, &w, x.clone().matmul(w.clone()), shape, 1e-4)?;
+            verify(op, x.clone().matmul(w.clone()), 1e-4)?;
             Ok(ms)
         }
         "f16" => {
             let (xh, wh) = (x.clone().cast(DType::F16), w.clone().cast(DType::F16));
             let ms = time(device, a, &|| xh.clone().matmul(wh.clone()))?;
-            verify(&x, &w, xh.clone().matmul(wh.clone()), shape, 2e-2)?;
+            verify(op, xh.clone().matmul(wh.clone()), 2e-2)?;
             Ok(ms)
         }
         "q8" => {
@@ -173,7 +191,7 @@ fn burn_ms(device: &Device, a: &Args, shape: [usize; 3], dtype: &str) -> Result<
                 time(device, a, &|| x.clone().matmul(wq.clone()))
             }))
             .map_err(|_| "q8 matmul not supported here (panicked)".to_string())??;
-            verify(&x, &w, x.clone().matmul(wq.clone()), shape, 3e-2)?;
+            verify(op, x.clone().matmul(wq.clone()), 3e-2)?;
             Ok(ms)
         }
         d => Err(format!("unknown dtype {d} (f32, f16, q8)")),
@@ -244,8 +262,12 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &shape in &a.shapes {
         let mut burn = std::collections::BTreeMap::new();
+        let op = Operands::new(&device, shape);
         for d in &a.dtypes {
-            let r = burn_ms(&device, &a, shape, d);
+            let r = op
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|op| burn_ms(&device, &a, op, d));
             if let Err(e) = &r {
                 eprintln!("{shape:?} {d}: {e}");
             }
