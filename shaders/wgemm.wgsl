@@ -21,7 +21,12 @@
 // emits `alias T` (the multiply type), `alias TACC` (the accumulate type) and `h2`
 // (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16, and the weight
 // binding's element type `WW` with its accessors `w_word` (one word) and `w_quad` (the
-// four words from index 4 * i).
+// four words from index 4 * i), and the X binding (binding 1) with its accessor `a_word`:
+// a storage array, or a uniform block of `X_UNIFORM_WORDS / 4` vec4s (ShaderFile::
+// WGemmUniformX, when X fits one). Every invocation of a workgroup reads the same X words;
+// a CPU driver such as llvmpipe loads a storage word lane by lane in a loop with a branch
+// per lane, a uniform word with one straight-line gather (lavapipe: GEMVs 1.1x-1.7x
+// faster, docs/PERFORMANCE.md).
 //
 // Parallel split-K: with `p.splits` > 1 the grid holds every tile once per K slice of
 // `p.slice_words` weight words (a slice may cut a parameter group: the per-group scaling
@@ -52,7 +57,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
 @group(0) @binding(2) var<storage, read> w: array<WW>;
 @group(0) @binding(3) var<storage, read> w_scales: array<f32>;
 @group(0) @binding(4) var<storage, read> w_zeros: array<i32>;
@@ -108,20 +112,20 @@ fn x_vals(row: u32, kw: u32) -> array<T, PW> {
     if (A_F16) {
         if (PAIRS) {
             for (var t = 0u; t < PW; t += 2u) {
-                let h = h2(a[min((e0 + t) >> 1u, p.a_words - 1u)]);
+                let h = h2(a_word(min((e0 + t) >> 1u, p.a_words - 1u)));
                 v[t] = h.x;
                 v[(t + 1u) % PW] = h.y;
             }
         } else {
             for (var t = 0u; t < PW; t++) {
                 let e = e0 + t;
-                let word = a[min(e >> 1u, p.a_words - 1u)];
+                let word = a_word(min(e >> 1u, p.a_words - 1u));
                 v[t] = h2(half_bits(word, e)).x;
             }
         }
     } else {
         for (var t = 0u; t < PW; t++) {
-            v[t] = T(bitcast<f32>(a[min(e0 + t, p.a_words - 1u)]));
+            v[t] = T(bitcast<f32>(a_word(min(e0 + t, p.a_words - 1u))));
         }
     }
     return v;
@@ -167,7 +171,7 @@ fn main(
             for (var i = 0u; i < TM; i++) {
                 let base = s * p.m * p.n + rows[i] * p.n;
                 for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] = acc[i * TN + j] + bitcast<f32>(a[base + cols[j]]);
+                    acc[i * TN + j] = acc[i * TN + j] + bitcast<f32>(a_word(base + cols[j]));
                 }
             }
         }

@@ -19,6 +19,8 @@ pub struct KeyLimits {
     /// Alignment of a storage binding's offset, bytes (ops that split oversized tensors
     /// bind windows starting at multiples of it).
     pub min_storage_buffer_offset_alignment: u32,
+    /// Largest uniform-buffer binding, bytes.
+    pub max_uniform_buffer_binding_size: u64,
 }
 
 impl KeyLimits {
@@ -36,6 +38,7 @@ impl KeyLimits {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+            max_uniform_buffer_binding_size: l.max_uniform_buffer_binding_size,
         }
     }
 }

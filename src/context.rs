@@ -992,6 +992,22 @@ impl Context {
         bytes: u64,
         init: impl FnOnce() -> Vec<u32>,
     ) -> Result<wgpu::Buffer> {
+        self.pooled(tag, bytes, wgpu::BufferUsages::empty(), init)
+    }
+
+    /// [`Context::scratch`] that can also be bound as a uniform buffer.
+    pub(crate) fn uniform_scratch(&self, tag: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.pooled(tag, bytes, wgpu::BufferUsages::UNIFORM, Vec::new)
+    }
+
+    /// The pooled buffer under `(tag, size)`: storage and copies, plus `usage`.
+    fn pooled(
+        &self,
+        tag: &'static str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        init: impl FnOnce() -> Vec<u32>,
+    ) -> Result<wgpu::Buffer> {
         let size = bytes.div_ceil(16).max(1) * 16;
         let mut map = self
             .inner
@@ -1011,7 +1027,8 @@ impl Context {
                     contents: bytemuck::cast_slice(&contents),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
+                        | wgpu::BufferUsages::COPY_DST
+                        | usage,
                 })
         })?;
         self.inner

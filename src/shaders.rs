@@ -81,6 +81,9 @@ pub enum ShaderFile {
     ImageBuffer,
     /// `shaders/image.wgsl` reading a texture (`textureLoad`).
     ImageTexture,
+    /// `shaders/wgemm.wgsl` reading the activations from a uniform block (small `X`, on
+    /// CPU adapters; [`crate::plan::wgemm_uniform_x`]).
+    WGemmUniformX,
 }
 
 /// How a kernel declares one binding of group 0 (bindings are numbered 0, 1, ... in
@@ -132,7 +135,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 23] = [
+pub static SPECS: [ShaderSpec; 24] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -296,6 +299,16 @@ pub static SPECS: [ShaderSpec; 23] = [
         "image input (texture)",
         ["WG", "OUT_F16"],
         [U, TEX, RW]
+    ),
+    spec!(
+        WGemmUniformX,
+        "wgemm.wgsl",
+        "wgemm (uniform x)",
+        [
+            "WG", "TM", "TN4", "QUANT", "W_BITS", "W_SIGNED", "ZW", "A_F16", "PAIRS", "OUT_F16",
+            "REDUCE", "W4"
+        ],
+        [U, U, R, R, R, R, RW]
     ),
 ];
 

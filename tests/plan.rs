@@ -667,3 +667,38 @@ fn quantized_weights_take_the_fp32_kernels_from_many_rows_on_cpu_adapters() {
         );
     }
 }
+
+/// The weight-only / FP16 row kernel reads its activations from a uniform copy on CPU
+/// adapters where they fit the 64 KiB block (rounded up to whole words) and the device's
+/// uniform bindings reach that size; GPUs keep the storage binding.
+#[test]
+fn row_kernel_activations_come_from_a_uniform_block_on_cpu_adapters() {
+    let block = plan::X_UNIFORM_BYTES as usize;
+    for caps in [cpu(Some(8)), cpu(None)] {
+        // GEMVs of the bench: 4096 f16 or f32 values, 11008 f32 ones (44 KiB).
+        assert!(plan::wgemm_uniform_x(&caps, 1, 4096, 2));
+        assert!(plan::wgemm_uniform_x(&caps, 1, 4096, 4));
+        assert!(plan::wgemm_uniform_x(&caps, 1, 11008, 4));
+        // Exactly the block, and one element past it.
+        assert!(plan::wgemm_uniform_x(&caps, 8, 4096, 2));
+        assert!(plan::wgemm_uniform_x(&caps, 1, block / 4, 4));
+        assert!(!plan::wgemm_uniform_x(&caps, 1, block / 4 + 1, 4));
+        assert!(!plan::wgemm_uniform_x(&caps, 1, block / 2 + 1, 2));
+        // An odd count of f16 values rounds up to whole words.
+        assert!(plan::wgemm_uniform_x(&caps, 1, block / 2 - 1, 2));
+        assert!(!plan::wgemm_uniform_x(&caps, 128, 768, 4));
+        // Sizes whose product overflows saturate rather than wrap.
+        assert!(!plan::wgemm_uniform_x(&caps, usize::MAX, usize::MAX, 4));
+    }
+    for &m in &DIMS {
+        assert!(!plan::wgemm_uniform_x(&gpu(), m, 64, 4), "GPU, M = {m}");
+    }
+    // A device with smaller uniform bindings (WebGL2's 16 KiB) never takes it.
+    let small = KeyLimits {
+        max_uniform_buffer_binding_size: 16 << 10,
+        ..limits()
+    };
+    let caps = Capabilities::synthetic("cpu", wgpu::DeviceType::Cpu, small, Some(8));
+    assert!(!plan::wgemm_uniform_x(&caps, 1, 16, 4));
+    assert!(!plan::x_uniform_fits(&caps, 1, 16, 4));
+}

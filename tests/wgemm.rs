@@ -121,12 +121,14 @@ fn weight_only_split_k() {
     );
 }
 
-/// Runs the weight-only sweep with tiles split `splits[i]` ways (rotating); returns the
-/// case count.
+/// Runs the weight-only sweep with tiles split `splits[i]` ways (rotating), the
+/// activations read from their storage binding and from a uniform copy in turn (f32 and
+/// f16 each way); returns the case count.
 fn weight_only_cases(ctx: &Context, splits: &[u32]) -> usize {
     weight_only_cases_with(ctx, &SHAPES, |idx| {
         WGemmDesc::default()
             .config(TILES[idx % TILES.len()].split_k(splits[(idx / 2) % splits.len()]))
+            .uniform_x((idx / 2) % 2 == 1)
     })
 }
 
@@ -362,7 +364,8 @@ fn fp16_cases(ctx: &Context, splits: &[u32]) -> usize {
                 let desc = WGemmDesc::default()
                     .activation(act)
                     .config(config)
-                    .math(math);
+                    .math(math)
+                    .uniform_x((idx / 3) % 2 == 1);
                 let mut enc = ctx.encoder("fp16 test");
                 let r = wgemm(ctx, &mut enc, &desc, &x, Weights::F16(&w), Some(&b), &out);
                 if math != HalfMath::F32 && !has_f16 {
@@ -406,6 +409,155 @@ fn fp16_cases(ctx: &Context, splits: &[u32]) -> usize {
     }
     eprintln!("fp16 cases run (f32 / f16 acc f32 / f16): {ran:?}, SHADER_F16: {has_f16}");
     ran.iter().sum()
+}
+
+/// The row kernel gives the same bits whether it reads the activations from their storage
+/// binding or from a uniform copy: every weight encoding, f32 and f16 activations and
+/// outputs, split-K, odd shapes up to the 64 KiB block exactly. The plan's default takes
+/// the copy on CPU adapters where it fits; pinning it where it cannot (X over the block,
+/// or a buffer without `COPY_SRC`) is refused with the numbers, and the default then reads
+/// the storage binding.
+#[test]
+fn uniform_x_matches_the_storage_binding() {
+    let ctx = common::ctx();
+    let block = wgpu_quant::plan::X_UNIFORM_BYTES as usize;
+    // (m, n, k, x f16): odd sizes, and X exactly the block (f32 and f16).
+    let shapes = [
+        (1, 37, 301, true),
+        (3, 20, 129, false),
+        (8, 9, 1000, true),
+        (1, 5, block / 4, false),
+        (2, 6, block / 4, true),
+    ];
+    let mut cases = 0;
+    for (si, &(m, n, k, x_f16)) in shapes.iter().enumerate() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(100 + si as u64);
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+        let (x, _) = upload_x(ctx, &[m, k], &xf, x_f16);
+        let (wh, _) = upload_x(ctx, &[n, k], &wf, true);
+        let mut quantized = Vec::new();
+        for scheme in [
+            QuantScheme::asymmetric(QType::U8).per_channel(0),
+            QuantScheme::symmetric(QType::I4).per_group(1, 32),
+        ] {
+            if k % 32 != 0 && matches!(scheme.qtype, QType::I4) {
+                continue;
+            }
+            let params = QuantParams::from_data(&scheme, &[n, k], &wf).unwrap();
+            quantized
+                .push(QTensor::from_codes(ctx, &params, &params.quantize(&wf).unwrap()).unwrap());
+        }
+        let mut weights: Vec<Weights> = quantized.iter().map(Weights::Quantized).collect();
+        weights.push(Weights::F16(&wh));
+        for (wi, w) in weights.iter().enumerate() {
+            for split in [1u32, 3] {
+                let out_f16 = (wi + split as usize) % 2 == 1;
+                let run = |desc: WGemmDesc| {
+                    let out = poisoned_out(ctx, &[m, n], out_f16);
+                    let mut enc = ctx.encoder("uniform x");
+                    wgemm(ctx, &mut enc, &desc, &x, *w, None, &out).unwrap();
+                    ctx.submit_and_wait(enc).unwrap();
+                    read_out(ctx, &out)
+                };
+                let base = WGemmDesc::default()
+                    .config(TILES[(si + wi) % TILES.len()].split_k(split))
+                    .math(HalfMath::F32);
+                let stored = run(base.uniform_x(false));
+                let uniform = run(base.uniform_x(true));
+                assert!(stored.iter().all(|v| v.is_finite()), "{m}x{n}x{k}");
+                let same = stored
+                    .iter()
+                    .zip(&uniform)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{m}x{n}x{k} x_f16 {x_f16} weights {wi} split {split}");
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases >= 20, "{cases} cases");
+    // The default takes the copy on CPU adapters (explain names it).
+    let (m, n, k) = (2, 33, 96);
+    let xf: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+    let wf: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.25 - 0.5).collect();
+    let params = QuantParams::from_data(
+        &QuantScheme::symmetric(QType::I8).per_channel(0),
+        &[n, k],
+        &wf,
+    )
+    .unwrap();
+    let codes = params.quantize(&wf).unwrap();
+    let wq = QTensor::from_codes(ctx, &params, &codes).unwrap();
+    let layout = params.layout();
+    let wd: Vec<f64> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let s = layout.slot(i);
+            f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
+        })
+        .collect();
+    let xd: Vec<f64> = xf.iter().map(|&v| f64::from(v)).collect();
+    let family = wgpu_quant::plan::explain_wgemm(ctx, m, n, k, WeightType::I8).family;
+    assert_eq!(
+        family.contains("uniform x"),
+        ctx.capabilities().is_cpu(),
+        "{family}"
+    );
+    // Pinned where it cannot: X one f32 past the block, and a buffer without COPY_SRC.
+    let big = block / 4 + 1;
+    let (xb, _) = upload_x(ctx, &[1, big], &vec![1.0; big], false);
+    let (wb, _) = upload_x(ctx, &[2, big], &vec![1.0; 2 * big], true);
+    let out = Tensor::zeros(ctx, &[1, 2], DType::F32).unwrap();
+    let pinned = WGemmDesc::default().uniform_x(true);
+    let mut enc = ctx.encoder("uniform x refused");
+    let e = wgemm(ctx, &mut enc, &pinned, &xb, Weights::F16(&wb), None, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("uniform_x") && e.contains(&format!("{}", 4 * big)),
+        "{e}"
+    );
+    let bare = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("x without COPY_SRC"),
+        size: (m * k * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue()
+        .write_buffer(&bare, 0, bytemuck::cast_slice(&xf));
+    let xn = Tensor::from_buffer(bare, &[m, k], DType::F32).unwrap();
+    let out = poisoned_out(ctx, &[m, n], false);
+    let mut enc = ctx.encoder("uniform x without COPY_SRC");
+    let e = wgemm(
+        ctx,
+        &mut enc,
+        &pinned,
+        &xn,
+        Weights::Quantized(&wq),
+        None,
+        &out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("COPY_SRC"), "{e}");
+    // Unpinned, the same X is read from its storage binding, and right.
+    let mut enc = ctx.encoder("default without COPY_SRC");
+    let desc = WGemmDesc::default();
+    wgemm(
+        ctx,
+        &mut enc,
+        &desc,
+        &xn,
+        Weights::Quantized(&wq),
+        None,
+        &out,
+    )
+    .unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let want = reference::linear_f64(&xd, &wd, None, Activation::None, (m, n, k));
+    let err = rel_err(&read_out(ctx, &out), &want);
+    assert!(err <= F32_BUDGET, "rel. error {err:.3e}");
 }
 
 /// The GEMV configurations read every weight word once: one invocation covers all M

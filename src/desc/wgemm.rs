@@ -42,6 +42,11 @@ pub struct WGemmDesc {
     /// arithmetic (f16 arithmetic refuses it), or quantized weights dequantized into an
     /// f32 scratch first; the tuner's candidates.
     pub fp32_kernel: Option<GemmKernel>,
+    /// Pins the row kernel (like `config`) and how it reads the activations: `true` from
+    /// a uniform copy of `X` (where it fits [`crate::plan::X_UNIFORM_BYTES`] and `X`'s
+    /// buffer has `COPY_SRC`; an error otherwise), `false` from its storage binding.
+    /// `None`: the plan's choice ([`crate::plan::wgemm_uniform_x`]).
+    pub uniform_x: Option<bool>,
 }
 
 impl WGemmDesc {
@@ -66,6 +71,12 @@ impl WGemmDesc {
     /// Pins the FP32-kernel route's kernel.
     pub fn fp32_kernel(mut self, kernel: GemmKernel) -> Self {
         self.fp32_kernel = Some(kernel);
+        self
+    }
+
+    /// Pins how the row kernel reads the activations (see [`WGemmDesc::uniform_x`]).
+    pub fn uniform_x(mut self, uniform: bool) -> Self {
+        self.uniform_x = Some(uniform);
         self
     }
 }

@@ -131,6 +131,14 @@ const W_U32: &str = "alias WW = u32;\n\
     fn w_word(i: u32) -> u32 { return w[i]; }\n\
     fn w_quad(i: u32) -> vec4<u32> { let j = 4u * i; return vec4<u32>(w[j], w[j + 1u], w[j + 2u], w[j + 3u]); }";
 
+/// The X binding and its accessor: a storage array, or a uniform block of
+/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s; a test binds every variant).
+const A_STORAGE: &str = "@group(0) @binding(1) var<storage, read> a: array<u32>;\n\
+    fn a_word(i: u32) -> u32 { return a[i]; }";
+const A_UNIFORM: &str = "@group(0) @binding(1) var<uniform> a: array<vec4<u32>, 4096>;\n\
+    fn a_word(i: u32) -> u32 { return a[i >> 2u][i & 3u]; }";
+const _: () = assert!(plan::X_UNIFORM_BYTES == 4096 * 16);
+
 /// Whether the weight can be read four words at a time (the W4 variants): words per
 /// row, per parameter group and per split-K slice multiples of 4, and f16 rows starting
 /// on word boundaries.
@@ -152,6 +160,7 @@ fn variant(
     out_f16: bool,
     reduce: bool,
     w4: bool,
+    ux: bool,
 ) -> ShaderVariant {
     let (bits, signed, quant, zw) = match w {
         WKind::Codes { bits, signed, zw } => (bits, signed, true, zw),
@@ -159,7 +168,11 @@ fn variant(
     };
     let (name, code) = math_code(math);
     let mut v = ShaderVariant::new(
-        ShaderFile::WGemm,
+        if ux {
+            ShaderFile::WGemmUniformX
+        } else {
+            ShaderFile::WGemm
+        },
         vec![
             ("WG", Def::U32(cfg.wg)),
             ("TM", Def::U32(cfg.tm)),
@@ -179,6 +192,11 @@ fn variant(
             } else {
                 ("W_U32", Def::Code(W_U32))
             },
+            if ux {
+                ("A_UNIFORM", Def::Code(A_UNIFORM))
+            } else {
+                ("A_STORAGE", Def::Code(A_STORAGE))
+            },
         ],
     );
     v.f16 = matches!(math, HalfMath::F16 | HalfMath::F16AccF32);
@@ -193,7 +211,17 @@ fn reduce_variant(cfg: RowTile, out_f16: bool) -> ShaderVariant {
         signed: true,
         zw: false,
     };
-    variant(cfg, codes, HalfMath::F32, false, true, out_f16, true, false)
+    variant(
+        cfg,
+        codes,
+        HalfMath::F32,
+        false,
+        true,
+        out_f16,
+        true,
+        false,
+        false,
+    )
 }
 
 /// Every kernel variant (validated by the naga test).
@@ -221,9 +249,15 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
                 }
                 for pairs in [false, true] {
                     for out_f16 in [false, true] {
-                        v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false, false));
-                        if pairs {
-                            v.push(variant(cfg, w, math, a_f16, pairs, out_f16, false, true));
+                        for ux in [false, true] {
+                            v.push(variant(
+                                cfg, w, math, a_f16, pairs, out_f16, false, false, ux,
+                            ));
+                            if pairs {
+                                v.push(variant(
+                                    cfg, w, math, a_f16, pairs, out_f16, false, true, ux,
+                                ));
+                            }
                         }
                     }
                 }
@@ -628,17 +662,27 @@ pub fn wgemm(
         return record_half_gemm(ctx, encoder, kernel, &gd, [x, wt], bias, out);
     }
     let w4 = quad_words(&w, k, split.as_ref());
+    let ux = uniform_x(ctx, desc, x, pieces.len(), (m, k))?;
     let kernel = ctx.kernel(&variant(
-        cfg, w.kind, w.math, a_f16, pairs, out_f16, false, w4,
+        cfg, w.kind, w.math, a_f16, pairs, out_f16, false, w4, ux,
     ))?;
     for piece in &pieces {
         let (grid, groups_x) = cfg.grid(ctx, OP, piece.rows, piece.cols)?;
         let shape = (piece.rows, piece.cols, n, k);
-        let params = piece_params(desc, &w, x, bias.is_some(), shape, groups_x, &piece.res)?;
+        let mut params = piece_params(desc, &w, x, bias.is_some(), shape, groups_x, &piece.res)?;
+        let x_copy;
+        let mut res = std::borrow::Cow::Borrowed(&piece.res);
+        if ux {
+            // One piece binding X whole (checked by `uniform_x`): copy it into the block.
+            x_copy = ctx.uniform_scratch("wgemm uniform x", plan::X_UNIFORM_BYTES)?;
+            let bytes = x.size_bytes().next_multiple_of(4);
+            encoder.copy_buffer_to_buffer(x.buffer(), 0, &x_copy, 0, bytes);
+            res.to_mut()[0] = super::Res::whole(&x_copy);
+            params.a_words = to_u32(OP, "words of x", (bytes / 4) as usize)?;
+        }
         if let Some(sk) = &split {
             // The partial pass writes f32 sums whatever the output type.
-            let partial = variant(cfg, w.kind, w.math, a_f16, pairs, false, false, w4);
-            let res = &piece.res;
+            let partial = variant(cfg, w.kind, w.math, a_f16, pairs, false, false, w4, ux);
             return record_split_k(
                 ctx,
                 encoder,
@@ -646,14 +690,48 @@ pub fn wgemm(
                 &partial,
                 (cfg, out_f16),
                 &params,
-                res,
+                &res,
                 grid,
             );
         }
         let bytes = bytemuck::bytes_of(&params);
-        super::record_resources(ctx, encoder, OP, &kernel, bytes, &piece.res, grid)?;
+        super::record_resources(ctx, encoder, OP, &kernel, bytes, &res, grid)?;
     }
     Ok(())
+}
+
+/// Whether the row kernel reads X from a uniform copy: as `desc.uniform_x` pins it (an
+/// error where it cannot), else [`plan::wgemm_uniform_x`] where it can. It can with one
+/// piece (X bound whole), X within [`plan::X_UNIFORM_BYTES`] on a device whose uniform
+/// bindings reach that size, and `COPY_SRC` on X's buffer.
+fn uniform_x(
+    ctx: &Context,
+    desc: &WGemmDesc,
+    x: &Tensor,
+    pieces: usize,
+    (m, k): (usize, usize),
+) -> Result<bool> {
+    let caps = ctx.capabilities();
+    let elem = x.dtype().size();
+    let copyable = x.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC)
+        && x.size_bytes().next_multiple_of(4) <= x.buffer().size();
+    let can = pieces == 1 && copyable && plan::x_uniform_fits(caps, m, k, elem);
+    match desc.uniform_x {
+        Some(true) if !can => Err(Error::invalid(
+            OP,
+            format!(
+                "uniform_x: x [{m}, {k}] of {} bytes cannot be read from a uniform block: it \
+                 needs one piece (here {pieces}), at most {} bytes on a device with uniform \
+                 bindings that large (here {}) and COPY_SRC on x's buffer (usage {:?})",
+                x.size_bytes(),
+                plan::X_UNIFORM_BYTES,
+                caps.limits.max_uniform_buffer_binding_size,
+                x.buffer().usage()
+            ),
+        )),
+        Some(pin) => Ok(pin),
+        None => Ok(can && plan::wgemm_uniform_x(caps, m, k, elem)),
+    }
 }
 
 /// The FP32 kernel of the FP32-kernel route, if it takes it (f16 weights read as f16 in
@@ -679,16 +757,17 @@ fn half_route(
         };
     match desc.fp32_kernel {
         Some(kernel) => {
-            if !applies || desc.config.is_some() || pieces != 1 {
+            if !applies || desc.config.is_some() || desc.uniform_x.is_some() || pieces != 1 {
                 return Err(Error::invalid(
                     OP,
                     format!(
                         "fp32_kernel {kernel:?} pins the FP32-kernel route, which takes f16 \
-                         weights in f32 arithmetic or quantized weights, no row tile and \
-                         operands (and a dequantized weight's or an f16 output's f32 scratch) \
-                         within one binding each; here: {:?} weights, {:?} arithmetic, tile \
-                         {:?}, {pieces} pieces",
-                        w.wtype, w.math, desc.config
+                         weights in f32 arithmetic or quantized weights, no row tile or \
+                         uniform_x (options of the row kernel) and operands (and a dequantized \
+                         weight's or an f16 output's f32 scratch) within one binding each; \
+                         here: {:?} weights, {:?} arithmetic, tile {:?}, uniform_x {:?}, \
+                         {pieces} pieces",
+                        w.wtype, w.math, desc.config, desc.uniform_x
                     ),
                 ));
             }
@@ -703,7 +782,7 @@ fn half_route(
             }
             Ok(Some(kernel))
         }
-        None if applies && desc.config.is_none() && pieces == 1 => {
+        None if applies && desc.config.is_none() && desc.uniform_x.is_none() && pieces == 1 => {
             Ok(plan::wgemm_route(ctx, m, n, k, w.wtype))
         }
         None => Ok(None),

@@ -290,6 +290,32 @@ pub fn wgemm_route(
     }
 }
 
+/// The size of the uniform block the weight-only / FP16 row kernel can read its
+/// activations from (WebGPU's default `max_uniform_buffer_binding_size`).
+pub const X_UNIFORM_BYTES: u64 = 64 << 10;
+
+/// Whether `m x k` activations of `elem` bytes each (rounded up to whole words) fit the
+/// row kernel's uniform block on this device.
+pub fn x_uniform_fits(caps: &Capabilities, m: usize, k: usize, elem: usize) -> bool {
+    let bytes = (m as u64)
+        .checked_mul(k as u64)
+        .and_then(|v| v.checked_mul(elem as u64))
+        .and_then(|v| v.checked_next_multiple_of(4));
+    bytes.is_some_and(|b| b <= X_UNIFORM_BYTES)
+        && caps.limits.max_uniform_buffer_binding_size >= X_UNIFORM_BYTES
+}
+
+/// Whether the weight-only / FP16 row kernel ([`crate::ops::wgemm`]) reads its `m x k`
+/// activations from a uniform copy of them rather than from their storage binding. CPU
+/// adapters take it where they fit ([`x_uniform_fits`]): every invocation of a workgroup
+/// reads the same activation words, and llvmpipe loads a storage word lane by lane in a
+/// loop with a branch per lane, while a uniform word is one straight-line gather
+/// (lavapipe, the GEMVs: docs/DISPATCH.md). The copy costs one buffer copy of at most
+/// 64 KiB. GPUs keep the storage binding (not measured there).
+pub fn wgemm_uniform_x(caps: &Capabilities, m: usize, k: usize, elem: usize) -> bool {
+    caps.is_cpu() && x_uniform_fits(caps, m, k, elem)
+}
+
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
 /// GEMM's B transposed) rather than `[K, N]`. CPU adapters with `K` a multiple of 4 take
 /// `[N, K]`: each invocation then streams whole rows with the K-vector loads, where the
@@ -682,14 +708,16 @@ pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightT
     }
     let t = wgemm_config(ctx, m, n, k, wtype);
     let vw = wtype.per_word();
-    let s = split::slices(split::wgemm_split_k(
-        ctx.capabilities(),
-        t,
-        m,
-        n,
-        k.div_ceil(vw as usize),
-    ));
-    rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw, s)
+    let caps = ctx.capabilities();
+    let s = split::slices(split::wgemm_split_k(caps, t, m, n, k.div_ceil(vw as usize)));
+    let mut p = rows_plan(ctx, ShapeClass::wgemm(m, n, k, wtype), t, m, vw, s);
+    // The activations' dtype is not part of the shape class: name both cases.
+    if wgemm_uniform_x(caps, m, k, 4) {
+        p.family.push_str(" (uniform x)");
+    } else if wgemm_uniform_x(caps, m, k, 2) {
+        p.family.push_str(" (uniform x for f16 activations)");
+    }
+    p
 }
 
 /// The plan of a convolution's implicit GEMM of `shape` with `kind` storage. Depthwise convolutions run their own kernel and FP32 1x1
