@@ -28,7 +28,14 @@
 // Compile-time constants: WG, TM, TN4, DOT4 (dot4I8Packed, else an unpacked fallback with
 // identical results), ZA (A has zero points: needs W's column sums), ZW (W has zero
 // points: needs A's row sums), OUT (0: f32, 1: f16 pairs, 2: i32, 3: 8-bit requantized),
-// CONV (the convolution addressing above), REDUCE (below).
+// CONV (the convolution addressing above), REDUCE (below), W4 (words per row and per
+// split-K slice multiples of 4: W is bound as vec4<u32> and each column's words are loaded
+// four at a time, as in wgemm.wgsl: a CPU driver such as llvmpipe loads lane by lane, so
+// this makes four loads one). The composer also emits W's element type `WW` with its
+// accessors `w_word` (one word) and `w_quad` (the four words from index 4 * i), and A's
+// binding (binding 1) with its accessor `a_at`: a storage array, or for a
+// GEMM whose A fits one (ShaderFile::QGemmUniformA) a uniform block, which every
+// invocation of a workgroup reads alike (wgemm.wgsl says why that is faster there).
 //
 // Parallel split-K (GEMM only): with `p.splits` > 1 the grid holds every tile once per K
 // slice of `p.slice_words` words; each slice stores its exact partial result, zero-point
@@ -88,10 +95,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
 @group(0) @binding(2) var<storage, read> a_scales: array<f32>;
 @group(0) @binding(3) var<storage, read> a_zeros: array<i32>;
-@group(0) @binding(4) var<storage, read> w: array<u32>;
+@group(0) @binding(4) var<storage, read> w: array<WW>;
 @group(0) @binding(5) var<storage, read> w_scales: array<f32>;
 @group(0) @binding(6) var<storage, read> w_zeros: array<i32>;
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
@@ -100,6 +106,8 @@ struct Params {
 const BN: u32 = WG * TN4 * 4u;
 const TN: u32 = TN4 * 4u;
 const ONES: u32 = 0x01010101u;
+// Words per step of the K loop: W4 loads four words of a weight row at once.
+const STEP: u32 = select(1u, 4u, W4);
 
 fn dot4(x: u32, y: u32) -> i32 {
     if (DOT4) {
@@ -118,18 +126,18 @@ fn dot4(x: u32, y: u32) -> i32 {
 // padding word for a tap outside the image.
 fn a_word(base: u32, inside: bool, kw: u32, pad: u32) -> u32 {
     if (!CONV) {
-        return a[base + kw];
+        return a_at(base + kw);
     }
     if (!inside) {
         return pad;
     }
     let byte = base + 4u * kw;
-    let lo = a[byte >> 2u];
+    let lo = a_at(byte >> 2u);
     let sh = (byte & 3u) * 8u;
     if (sh == 0u) {
         return lo;
     }
-    let hi = a[min((byte >> 2u) + 1u, p.a_words - 1u)];
+    let hi = a_at(min((byte >> 2u) + 1u, p.a_words - 1u));
     return (lo >> sh) | (hi << (32u - sh));
 }
 
@@ -208,7 +216,7 @@ fn main(
                 let base = s * p.m * p.n + min(row0 + i, p.m - 1u) * p.n + gcol;
                 for (var j = 0u; j < TN; j++) {
                     let col = min(colw + (j / 4u) * WG * 4u + j % 4u, p.ncols - 1u);
-                    acc[i * TN + j] = acc[i * TN + j] + bitcast<i32>(a[base + col]);
+                    acc[i * TN + j] = acc[i * TN + j] + bitcast<i32>(a_at(base + col));
                 }
             }
         }
@@ -229,24 +237,40 @@ fn main(
             }
         }
         let wtap = tap * p.kw;
-        for (var kw = kw0; kw < kw1; kw++) {
-            // Bytes past the slice (raw-0 padding, flipped for u8, or the next group's
-            // channels) are masked to zero.
-            let mask = select(0xffffffffu, p.tail_mask, kw == kfull);
-            var wv: array<u32, TN>;
-            for (var j = 0u; j < TN; j++) {
-                wv[j] = (w[wrow[j] + wtap + kw] ^ p.w_xor) & mask;
-                if (ZA) {
-                    wsum[j] = wsum[j] + dot4(wv[j], ONES);
+        for (var kq = kw0; kq < kw1; kq += STEP) {
+            // W4: four words of each column in one load.
+            var quad: array<vec4<u32>, TN>;
+            if (W4) {
+                for (var j = 0u; j < TN; j++) {
+                    quad[j] = w_quad((wrow[j] + wtap + kq) / 4u);
                 }
             }
-            for (var i = 0u; i < TM; i++) {
-                let av = (a_word(abase[i], inside[i], kw, pad) ^ p.a_xor) & mask;
-                if (ZW) {
-                    asum[i] = asum[i] + dot4(av, ONES);
-                }
+            for (var u = 0u; u < STEP; u++) {
+                let kw = kq + u;
+                // Bytes past the slice (raw-0 padding, flipped for u8, or the next group's
+                // channels) are masked to zero.
+                let mask = select(0xffffffffu, p.tail_mask, kw == kfull);
+                var wv: array<u32, TN>;
                 for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] = acc[i * TN + j] + dot4(av, wv[j]);
+                    var word: u32;
+                    if (W4) {
+                        word = quad[j][u];
+                    } else {
+                        word = w_word(wrow[j] + wtap + kw);
+                    }
+                    wv[j] = (word ^ p.w_xor) & mask;
+                    if (ZA) {
+                        wsum[j] = wsum[j] + dot4(wv[j], ONES);
+                    }
+                }
+                for (var i = 0u; i < TM; i++) {
+                    let av = (a_word(abase[i], inside[i], kw, pad) ^ p.a_xor) & mask;
+                    if (ZW) {
+                        asum[i] = asum[i] + dot4(av, ONES);
+                    }
+                    for (var j = 0u; j < TN; j++) {
+                        acc[i * TN + j] = acc[i * TN + j] + dot4(av, wv[j]);
+                    }
                 }
             }
         }

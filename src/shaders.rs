@@ -84,6 +84,9 @@ pub enum ShaderFile {
     /// `shaders/wgemm.wgsl` reading the activations from a uniform block (small `X`, on
     /// CPU adapters; [`crate::plan::wgemm_uniform_x`]).
     WGemmUniformX,
+    /// `shaders/qgemm.wgsl` reading A from a uniform block (small GEMMs on CPU adapters;
+    /// [`crate::plan::qgemm_uniform_a`]).
+    QGemmUniformA,
 }
 
 /// How a kernel declares one binding of group 0 (bindings are numbered 0, 1, ... in
@@ -135,7 +138,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 24] = [
+pub static SPECS: [ShaderSpec; 25] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -210,7 +213,7 @@ pub static SPECS: [ShaderSpec; 24] = [
         QGemm,
         "qgemm.wgsl",
         "qgemm (W8A8)",
-        ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE"],
+        ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE", "W4"],
         [U, R, R, R, R, R, R, R, RW]
     ),
     spec!(
@@ -309,6 +312,13 @@ pub static SPECS: [ShaderSpec; 24] = [
             "REDUCE", "W4"
         ],
         [U, U, R, R, R, R, RW]
+    ),
+    spec!(
+        QGemmUniformA,
+        "qgemm.wgsl",
+        "qgemm (uniform a)",
+        ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE", "W4"],
+        [U, U, R, R, R, R, R, R, RW]
     ),
 ];
 

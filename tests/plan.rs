@@ -507,6 +507,52 @@ fn w8a8_launch_plans_without_a_gpu() {
         "{}",
         c.variant().tag()
     );
+    // A convolution reads its windows from storage: pinning the uniform copy is refused.
+    let err = plan_launch(
+        &g,
+        &desc.uniform_a(true),
+        t,
+        (false, false),
+        0,
+        (3136, 64, 576),
+        true,
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("uniform_a"), "{err}");
+    // Rows of a multiple of 4 words read W four words at a time, split or not; the
+    // GEMV's A comes from a uniform copy on a CPU adapter only.
+    assert!(l.quad_w && !l.uniform_a);
+    let c = cpu(Some(8));
+    let lc = plan_launch(
+        &c,
+        &desc,
+        plan::default_qgemm_config(&c, 1, 4096, 4096),
+        (false, false),
+        0,
+        (1, 4096, 4096),
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(lc.quad_w && lc.uniform_a, "{lc:?}");
+    assert!(
+        lc.variant().tag().contains("W4=1"),
+        "{}",
+        lc.variant().tag()
+    );
+    let odd = plan_launch(
+        &c,
+        &desc,
+        plan::default_qgemm_config(&c, 1, 4096, 4090),
+        (false, false),
+        0,
+        (1, 4096, 4090),
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(!odd.quad_w, "{odd:?}");
     assert!(plan_launch(
         &g,
         &desc,

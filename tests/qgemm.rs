@@ -20,7 +20,7 @@ use wgpu_quant::reference;
 use wgpu_quant::{Context, DType, Tensor};
 
 /// (M, N, K): K never a multiple of 4 except where the even case is the point.
-const SHAPES: [(usize, usize, usize); 9] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 1, 1),
     (1, 7, 5),
     (1, 33, 130),
@@ -30,6 +30,7 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (7, 129, 31),
     (17, 5, 64),
     (33, 70, 99),
+    (4, 40, 256),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +150,8 @@ struct Case {
     bias: bool,
     config: RowTile,
     packed: bool,
+    /// Pins how A is read (`None`: the plan's choice).
+    uniform_a: Option<bool>,
 }
 
 fn run(ctx: &Context, c: &Case, seed: u64) -> Result<usize, String> {
@@ -178,10 +181,11 @@ fn run(ctx: &Context, c: &Case, seed: u64) -> Result<usize, String> {
     };
     let mut out_shape = c.m_shape.clone();
     *out_shape.last_mut().unwrap() = n;
-    let desc = QGemmDesc::default()
+    let mut desc = QGemmDesc::default()
         .activation(c.activation)
         .config(c.config)
         .packed_dot(c.packed);
+    desc.uniform_a = c.uniform_a;
     let e = |e: wgpu_quant::Error| e.to_string();
     let mut enc = ctx.encoder("qgemm test");
     let mut mismatches = Vec::new();
@@ -354,6 +358,7 @@ fn w8a8_bit_exact_sweep() {
                     bias: out != Out::I32 && idx.is_multiple_of(2),
                     config: TILES[(idx / 5) % TILES.len()],
                     packed: (idx / 2).is_multiple_of(2),
+                    uniform_a: Some((idx / 4) % 2 == 1),
                 };
                 cases += 1;
                 if let Err(msg) = run(ctx, &case, idx as u64) {
@@ -397,6 +402,7 @@ fn w8a8_every_output_tile_and_path() {
                     bias: out != Out::I32,
                     config,
                     packed,
+                    uniform_a: Some(idx % 2 == 0),
                 };
                 if let Err(msg) = run(ctx, &case, 1000 + idx) {
                     failures.push(format!("out {out:?} {config:?} packed {packed}: {msg}"));
@@ -451,6 +457,7 @@ fn w8a8_split_k_bit_exact() {
                     bias: out != Out::I32 && idx.is_multiple_of(2),
                     config,
                     packed: (idx / 2).is_multiple_of(2),
+                    uniform_a: Some((idx / 4) % 2 == 1),
                 };
                 cases += 1;
                 if let Err(msg) = run(ctx, &case, 5000 + idx as u64) {
@@ -774,6 +781,7 @@ fn w8a8_splits_operands_over_the_binding_limit() {
                 bias: out != Out::I32,
                 config,
                 packed: packed && ctx.capabilities().packed_int8_dot,
+                uniform_a: None,
             };
             let before = ctx.stats().split_dispatches;
             if let Err(msg) = run(&ctx, &case, 77 + idx as u64) {
@@ -793,4 +801,64 @@ fn w8a8_splits_operands_over_the_binding_limit() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A GEMM reads A from a uniform copy on CPU adapters where its codes fit the block (the
+/// sweeps above pin both ways against the reference); pinned where it cannot (codes over
+/// the block, more than one piece) it is refused with the numbers, and the default then
+/// reads A's storage binding.
+#[test]
+fn uniform_a_is_refused_where_it_cannot_apply() {
+    let ctx = common::ctx();
+    let caps = ctx.capabilities();
+    let block = wgpu_quant::plan::X_UNIFORM_BYTES as usize;
+    assert_eq!(
+        wgpu_quant::plan::qgemm_uniform_a(caps, 1, 4096),
+        caps.is_cpu()
+    );
+    // One row of codes one word past the block.
+    let k = block + 4;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let s = spec(QType::I8, false, false, false);
+    let a = operand(ctx, &[1, k], s, &mut rng);
+    let w = operand(ctx, &[3, k], s, &mut rng);
+    let out = Tensor::zeros(ctx, &[1, 3], DType::I32).unwrap();
+    let mut enc = ctx.encoder("uniform a refused");
+    let pinned = QGemmDesc::default().uniform_a(true);
+    let e = qgemm(
+        ctx,
+        &mut enc,
+        &pinned,
+        &a.q,
+        &w.q,
+        None,
+        QGemmOutput::I32(&out),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("uniform_a") && e.contains(&format!("{k}")),
+        "{e}"
+    );
+    // Unpinned, the same product runs from storage and is exact.
+    let mut enc = ctx.encoder("uniform a default");
+    let desc = QGemmDesc::default();
+    qgemm(
+        ctx,
+        &mut enc,
+        &desc,
+        &a.q,
+        &w.q,
+        None,
+        QGemmOutput::I32(&out),
+    )
+    .unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = out.read_blocking::<i32>(ctx).unwrap();
+    for (j, &g) in got.iter().enumerate() {
+        let want: i64 = (0..k)
+            .map(|i| i64::from(a.codes[i]) * i64::from(w.codes[j * k + i]))
+            .sum();
+        assert_eq!(i64::from(g), want, "column {j}");
+    }
 }

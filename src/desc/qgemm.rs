@@ -30,6 +30,11 @@ pub struct QGemmDesc {
     /// requantized output and no activation. Off: the output's code is the dequantized
     /// f32 value (f32 bias, activation) quantized with the output's scale.
     pub onnx_requant: bool,
+    /// Pins how a GEMM reads A: `true` from a uniform copy of A's codes (where they fit
+    /// [`crate::plan::X_UNIFORM_BYTES`], A is bound whole and its buffer has `COPY_SRC`;
+    /// an error otherwise, and for convolutions), `false` from its storage binding.
+    /// `None`: the plan's choice ([`crate::plan::qgemm_uniform_a`]).
+    pub uniform_a: Option<bool>,
 }
 
 impl QGemmDesc {
@@ -54,6 +59,12 @@ impl QGemmDesc {
     /// Chooses the packed dot product (`true`) or the unpacked fallback (`false`).
     pub fn packed_dot(mut self, packed: bool) -> Self {
         self.packed_dot = Some(packed);
+        self
+    }
+
+    /// Pins how a GEMM reads A (see [`QGemmDesc::uniform_a`]).
+    pub fn uniform_a(mut self, uniform: bool) -> Self {
+        self.uniform_a = Some(uniform);
         self
     }
 }

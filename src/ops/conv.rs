@@ -441,6 +441,8 @@ pub fn qconv2d(
         }),
         packed_dot: desc.packed_dot,
         onnx_requant: desc.onnx_requant,
+        // A 1x1 convolution as the GEMM takes the GEMM's rule.
+        uniform_a: None,
     };
     let problem = Problem {
         m: shape.rows(),

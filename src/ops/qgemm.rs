@@ -178,7 +178,17 @@ impl Problem {
     }
 }
 
-/// The W8A8 kernel; `reduce` is split-K's second pass (GEMM only, without zero points).
+/// A's binding and its accessor: a storage array, or a uniform block of
+/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s).
+const A_STORAGE: &str = "@group(0) @binding(1) var<storage, read> a: array<u32>;\n\
+    fn a_at(i: u32) -> u32 { return a[i]; }";
+const A_UNIFORM: &str = "@group(0) @binding(1) var<uniform> a: array<vec4<u32>, 4096>;\n\
+    fn a_at(i: u32) -> u32 { return a[i >> 2u][i & 3u]; }";
+const _: () = assert!(plan::X_UNIFORM_BYTES == 4096 * 16);
+
+/// The W8A8 kernel; `reduce` is split-K's second pass (GEMM only, without zero points),
+/// `w4` reads W four words at a time, `ua` reads A from a uniform block.
+#[allow(clippy::too_many_arguments)]
 fn variant(
     cfg: RowTile,
     dot4: bool,
@@ -187,9 +197,14 @@ fn variant(
     out: u32,
     conv: bool,
     reduce: bool,
+    (w4, ua): (bool, bool),
 ) -> ShaderVariant {
     ShaderVariant::new(
-        ShaderFile::QGemm,
+        if ua {
+            ShaderFile::QGemmUniformA
+        } else {
+            ShaderFile::QGemm
+        },
         vec![
             ("WG", Def::U32(cfg.wg)),
             ("TM", Def::U32(cfg.tm)),
@@ -200,6 +215,18 @@ fn variant(
             ("OUT", Def::U32(out)),
             ("CONV", Def::Bool(conv)),
             ("REDUCE", Def::Bool(reduce)),
+            ("W4", Def::Bool(w4)),
+            // W's element type and accessors, as in wgemm.wgsl.
+            if w4 {
+                ("W_VEC4", Def::Code(super::wgemm::W_VEC4))
+            } else {
+                ("W_U32", Def::Code(super::wgemm::W_U32))
+            },
+            if ua {
+                ("A_UNIFORM", Def::Code(A_UNIFORM))
+            } else {
+                ("A_STORAGE", Def::Code(A_STORAGE))
+            },
         ],
     )
 }
@@ -216,14 +243,29 @@ pub(crate) fn all_variants() -> Vec<ShaderVariant> {
                 for zw in [false, true] {
                     for out in 0..4 {
                         for conv in [false, true] {
-                            v.push(variant(cfg, dot4, za, zw, out, conv, false));
+                            for w4 in [false, true] {
+                                v.push(variant(cfg, dot4, za, zw, out, conv, false, (w4, false)));
+                            }
+                        }
+                        // A uniform block: GEMMs only.
+                        for w4 in [false, true] {
+                            v.push(variant(cfg, dot4, za, zw, out, false, false, (w4, true)));
                         }
                     }
                 }
             }
         }
         for out in 0..4 {
-            v.push(variant(cfg, false, false, false, out, false, true));
+            v.push(variant(
+                cfg,
+                false,
+                false,
+                false,
+                out,
+                false,
+                true,
+                (false, false),
+            ));
         }
     }
     v
@@ -608,6 +650,11 @@ pub struct QGemmLaunch {
     pub depthwise: bool,
     /// The parallel split-K run (GEMMs that fit one binding only), or `None`.
     pub split_k: Option<crate::plan::split::SplitK>,
+    /// W is read four words at a time (words per row, and per split-K slice, multiples
+    /// of 4).
+    pub quad_w: bool,
+    /// A GEMM reads A from a uniform copy ([`QGemmDesc::uniform_a`]).
+    pub uniform_a: bool,
 }
 
 impl QGemmLaunch {
@@ -625,13 +672,16 @@ impl QGemmLaunch {
             out,
             self.conv,
             false,
+            (self.quad_w, self.uniform_a),
         )
     }
 
     /// The shader variant of split-K's reduce pass, if there is one.
     pub fn reduce_variant(&self) -> Option<ShaderVariant> {
-        self.split_k
-            .map(|_| variant(self.tile, false, false, false, self.out, false, true))
+        self.split_k.map(|_| {
+            let plain = (false, false);
+            variant(self.tile, false, false, false, self.out, false, true, plain)
+        })
     }
 }
 
@@ -675,6 +725,18 @@ pub fn plan_launch(
     } else {
         crate::plan::split::qgemm_split_k(caps, tile, m, n, kc)
     };
+    let quad_w = kc.div_ceil(4).is_multiple_of(4) && split_k.is_none_or(|sk| sk.per % 4 == 0);
+    let uniform_a = match desc.uniform_a {
+        Some(true) if conv => {
+            return Err(Error::invalid(
+                OP,
+                "uniform_a: a convolution reads its input windows from storage; uniform_a \
+                 applies to the GEMM",
+            ))
+        }
+        Some(pin) => pin,
+        None => !conv && crate::plan::qgemm_uniform_a(caps, m, kc),
+    };
     Ok(QGemmLaunch {
         tile,
         packed_dot,
@@ -684,6 +746,8 @@ pub fn plan_launch(
         conv,
         depthwise,
         split_k,
+        quad_w,
+        uniform_a,
     })
 }
 
@@ -944,6 +1008,42 @@ pub(crate) fn run(
     if pieces.len() != 1 {
         // Split-K needs the whole problem in one binding each.
         launch.split_k = None;
+    }
+    if launch.uniform_a {
+        let copyable = a
+            .data()
+            .buffer()
+            .usage()
+            .contains(wgpu::BufferUsages::COPY_SRC);
+        let fits = plan::x_uniform_fits(ctx.capabilities(), m, problem.kc.div_ceil(4), 4);
+        if pieces.len() != 1 || !copyable || !fits {
+            if desc.uniform_a == Some(true) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "uniform_a: A [{m}, {k}] ({} bytes of codes) cannot be read from a \
+                         uniform block: it needs one piece (here {}), at most {} bytes on a \
+                         device with uniform bindings that large (here {}) and COPY_SRC on \
+                         A's buffer (usage {:?})",
+                        a.data().size_bytes(),
+                        pieces.len(),
+                        plan::X_UNIFORM_BYTES,
+                        ctx.capabilities().limits.max_uniform_buffer_binding_size,
+                        a.data().buffer().usage()
+                    ),
+                ));
+            }
+            launch.uniform_a = false;
+        }
+    }
+    // The uniform copy of A, bound in its place.
+    let a_copy;
+    let mut pieces = pieces;
+    if launch.uniform_a {
+        a_copy = ctx.uniform_scratch("qgemm uniform a", plan::X_UNIFORM_BYTES)?;
+        let bytes = (m * problem.kc.div_ceil(4) * 4) as u64;
+        encoder.copy_buffer_to_buffer(a.data().buffer(), 0, &a_copy, 0, bytes);
+        pieces[0].res[0] = super::Res::whole(&a_copy);
     }
     if let (Some(sk), [piece]) = (launch.split_k, &pieces[..]) {
         return record_split_k(ctx, encoder, &launch, &sk, &params, piece, a, (m, n));

@@ -124,10 +124,10 @@ pub(crate) fn math_code(math: HalfMath) -> (&'static str, &'static str) {
 }
 
 /// The weight binding's element type and accessors: vec4s of words (W4) or words.
-const W_VEC4: &str = "alias WW = vec4<u32>;\n\
+pub(crate) const W_VEC4: &str = "alias WW = vec4<u32>;\n\
     fn w_word(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }\n\
     fn w_quad(i: u32) -> vec4<u32> { return w[i]; }";
-const W_U32: &str = "alias WW = u32;\n\
+pub(crate) const W_U32: &str = "alias WW = u32;\n\
     fn w_word(i: u32) -> u32 { return w[i]; }\n\
     fn w_quad(i: u32) -> vec4<u32> { let j = 4u * i; return vec4<u32>(w[j], w[j + 1u], w[j + 2u], w[j + 3u]); }";
 

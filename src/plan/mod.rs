@@ -316,6 +316,13 @@ pub fn wgemm_uniform_x(caps: &Capabilities, m: usize, k: usize, elem: usize) -> 
     caps.is_cpu() && x_uniform_fits(caps, m, k, elem)
 }
 
+/// Whether the W8A8 GEMM ([`crate::ops::qgemm`]) reads its `m x k` activation codes
+/// (`ceil(k / 4)` words per row) from a uniform copy of them: the rule of
+/// [`wgemm_uniform_x`], for GEMMs (convolutions read their windows from storage).
+pub fn qgemm_uniform_a(caps: &Capabilities, m: usize, k: usize) -> bool {
+    wgemm_uniform_x(caps, m, k.div_ceil(4), 4)
+}
+
 /// Whether a linear layer's FP32 weight should be stored `[N, K]` (PyTorch's layout, the
 /// GEMM's B transposed) rather than `[K, N]`. CPU adapters with `K` a multiple of 4 take
 /// `[N, K]`: each invocation then streams whole rows with the K-vector loads, where the

@@ -212,7 +212,19 @@ pub fn qgemm_split_k(
     n: usize,
     k: usize,
 ) -> Option<SplitK> {
-    SplitK::plan(caps, tile.split_k, k.div_ceil(4), 1, m * n)
+    let words = k.div_ceil(4);
+    SplitK::plan(caps, tile.split_k, words, quad_step(words), m * n)
+}
+
+/// The slice step of a split-K run over rows of `words` weight words: 4 (slices on whole
+/// vec4s, so the kernels keep their four-word weight loads) where the rows hold a multiple
+/// of 4 words and at least two such steps, else 1 (a row of 4 words still splits).
+fn quad_step(words: usize) -> usize {
+    if words.is_multiple_of(4) && words >= 8 {
+        4
+    } else {
+        1
+    }
 }
 
 /// The split-K run of the weight-only / FP16 GEMM with `tile` over `m x n` with
@@ -225,13 +237,13 @@ pub fn wgemm_split_k(
     n: usize,
     words_per_row: usize,
 ) -> Option<SplitK> {
-    // Rows of a multiple of 4 words keep slices on multiples of 4 (the kernel's W4 loads).
-    let step = if words_per_row.is_multiple_of(4) {
-        4
-    } else {
-        1
-    };
-    SplitK::plan(caps, tile.split_k, words_per_row, step, m * n)
+    SplitK::plan(
+        caps,
+        tile.split_k,
+        words_per_row,
+        quad_step(words_per_row),
+        m * n,
+    )
 }
 
 /// The slices of a split-K run (1: unsplit).
