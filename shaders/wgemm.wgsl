@@ -22,11 +22,11 @@
 // (u32 -> vec2<T>), which are f16 only on adapters with SHADER_F16, and the weight
 // binding's element type `WW` with its accessors `w_word` (one word) and `w_quad` (the
 // four words from index 4 * i), and the X binding (binding 1) with its accessor `a_word`:
-// a storage array, or a uniform block of `X_UNIFORM_WORDS / 4` vec4s (ShaderFile::
-// WGemmUniformX, when X fits one). Every invocation of a workgroup reads the same X words;
+// a storage array, or a 64 KiB uniform block (plan::X_UNIFORM_BYTES; ShaderFile::
+// WGemmUniformX, when X fits it). Every invocation of a workgroup reads the same X words;
 // a CPU driver such as llvmpipe loads a storage word lane by lane in a loop with a branch
-// per lane, a uniform word with one straight-line gather (lavapipe: GEMVs 1.1x-1.7x
-// faster, docs/PERFORMANCE.md).
+// per lane, a uniform word with one straight-line gather (lavapipe: the W8A16 and W4A16
+// GEMVs 1.19x-1.25x faster, docs/PERFORMANCE.md).
 //
 // Parallel split-K: with `p.splits` > 1 the grid holds every tile once per K slice of
 // `p.slice_words` weight words (a slice may cut a parameter group: the per-group scaling

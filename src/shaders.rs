@@ -311,14 +311,14 @@ pub static SPECS: [ShaderSpec; 25] = [
             "WG", "TM", "TN4", "QUANT", "W_BITS", "W_SIGNED", "ZW", "A_F16", "PAIRS", "OUT_F16",
             "REDUCE", "W4"
         ],
-        [U, U, R, R, R, R, RW]
+        [U, U, R, R, R, R, RW, R]
     ),
     spec!(
         QGemmUniformA,
         "qgemm.wgsl",
         "qgemm (uniform a)",
         ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE", "W4"],
-        [U, U, R, R, R, R, R, R, RW]
+        [U, U, R, R, R, R, R, R, RW, R]
     ),
 ];
 

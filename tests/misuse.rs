@@ -3783,6 +3783,24 @@ fn destroyed_sweeps(c: &mut Catalogue) {
     );
     c.add(
         cat,
+        "wgemm x",
+        "InvalidArgument",
+        &["x", "destroyed"],
+        move || {
+            let w = qt(QType::I8, &[3, 8]);
+            wgemm(
+                ctx(),
+                &mut enc(),
+                &WGemmDesc::default(),
+                &gone(&[2, 8]),
+                Weights::Quantized(&w),
+                None,
+                &f32s(&[2, 3]),
+            )
+        },
+    );
+    c.add(
+        cat,
         "read",
         "InvalidArgument",
         &["readback", "tensor", "destroyed"],

@@ -101,6 +101,29 @@ fn read_out(ctx: &Context, t: &Tensor) -> Vec<f32> {
     }
 }
 
+/// `wf` (`[n, k]`) quantized with `scheme`, on the GPU, and the dequantized weights the
+/// reference uses (exactly, in f64).
+fn quantized(
+    ctx: &Context,
+    scheme: &QuantScheme,
+    (n, k): (usize, usize),
+    wf: &[f32],
+) -> (QTensor, Vec<f64>) {
+    let params = QuantParams::from_data(scheme, &[n, k], wf).unwrap();
+    let codes = params.quantize(wf).unwrap();
+    let wq = QTensor::from_codes(ctx, &params, &codes).unwrap();
+    let layout = params.layout();
+    let wd = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let s = layout.slot(i);
+            f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
+        })
+        .collect();
+    (wq, wd)
+}
+
 #[test]
 fn weight_only_sweep() {
     weight_only_cases(common::ctx(), &[1]);
@@ -155,19 +178,7 @@ fn weight_only_cases_with(
                 let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
                 let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
                 let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                let params = QuantParams::from_data(&scheme, &[n, k], &wf).unwrap();
-                let codes = params.quantize(&wf).unwrap();
-                let wq = QTensor::from_codes(ctx, &params, &codes).unwrap();
-                // The reference uses the dequantized weights exactly (in f64).
-                let layout = params.layout();
-                let wd: Vec<f64> = codes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &q)| {
-                        let s = layout.slot(i);
-                        f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
-                    })
-                    .collect();
+                let (wq, wd) = quantized(ctx, &scheme, (n, k), &wf);
                 let x_shape = if m > 2 { vec![1, m, k] } else { vec![m, k] };
                 let (x, xd) = upload_x(ctx, &x_shape, &xf, x_f16);
                 let mut out_shape = x_shape.clone();
@@ -436,7 +447,7 @@ fn uniform_x_matches_the_storage_binding() {
         let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
         let (x, _) = upload_x(ctx, &[m, k], &xf, x_f16);
         let (wh, _) = upload_x(ctx, &[n, k], &wf, true);
-        let mut quantized = Vec::new();
+        let mut codes = Vec::new();
         for scheme in [
             QuantScheme::asymmetric(QType::U8).per_channel(0),
             QuantScheme::symmetric(QType::I4).per_group(1, 32),
@@ -444,11 +455,9 @@ fn uniform_x_matches_the_storage_binding() {
             if k % 32 != 0 && matches!(scheme.qtype, QType::I4) {
                 continue;
             }
-            let params = QuantParams::from_data(&scheme, &[n, k], &wf).unwrap();
-            quantized
-                .push(QTensor::from_codes(ctx, &params, &params.quantize(&wf).unwrap()).unwrap());
+            codes.push(quantized(ctx, &scheme, (n, k), &wf).0);
         }
-        let mut weights: Vec<Weights> = quantized.iter().map(Weights::Quantized).collect();
+        let mut weights: Vec<Weights> = codes.iter().map(Weights::Quantized).collect();
         weights.push(Weights::F16(&wh));
         for (wi, w) in weights.iter().enumerate() {
             for split in [1u32, 3] {
@@ -480,23 +489,8 @@ fn uniform_x_matches_the_storage_binding() {
     let (m, n, k) = (2, 33, 96);
     let xf: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
     let wf: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.25 - 0.5).collect();
-    let params = QuantParams::from_data(
-        &QuantScheme::symmetric(QType::I8).per_channel(0),
-        &[n, k],
-        &wf,
-    )
-    .unwrap();
-    let codes = params.quantize(&wf).unwrap();
-    let wq = QTensor::from_codes(ctx, &params, &codes).unwrap();
-    let layout = params.layout();
-    let wd: Vec<f64> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, &q)| {
-            let s = layout.slot(i);
-            f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
-        })
-        .collect();
+    let scheme = QuantScheme::symmetric(QType::I8).per_channel(0);
+    let (wq, wd) = quantized(ctx, &scheme, (n, k), &wf);
     let xd: Vec<f64> = xf.iter().map(|&v| f64::from(v)).collect();
     let family = wgpu_quant::plan::explain_wgemm(ctx, m, n, k, WeightType::I8).family;
     assert_eq!(
@@ -815,18 +809,7 @@ fn splits_operands_over_the_binding_limit() {
             schemes.push(QuantScheme::asymmetric(QType::U4).per_channel(0));
         }
         for (si, scheme) in schemes.iter().enumerate() {
-            let params = QuantParams::from_data(scheme, &[n, k], &wf).unwrap();
-            let codes = params.quantize(&wf).unwrap();
-            let wq = QTensor::from_codes(&ctx, &params, &codes).unwrap();
-            let layout = params.layout();
-            let wd: Vec<f64> = codes
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| {
-                    let s = layout.slot(i);
-                    f64::from(params.scales()[s]) * f64::from(q - params.zero_points()[s])
-                })
-                .collect();
+            let (wq, wd) = quantized(&ctx, scheme, (n, k), &wf);
             run(
                 format!("{scheme:?}"),
                 Weights::Quantized(&wq),

@@ -179,10 +179,12 @@ impl Problem {
 }
 
 /// A's binding and its accessor: a storage array, or a uniform block of
-/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s).
+/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s) with A's codes bound unused at binding 9, so
+/// that binding validates them as it validates every other operand.
 const A_STORAGE: &str = "@group(0) @binding(1) var<storage, read> a: array<u32>;\n\
     fn a_at(i: u32) -> u32 { return a[i]; }";
 const A_UNIFORM: &str = "@group(0) @binding(1) var<uniform> a: array<vec4<u32>, 4096>;\n\
+    @group(0) @binding(9) var<storage, read> a_source: array<u32>;\n\
     fn a_at(i: u32) -> u32 { return a[i >> 2u][i & 3u]; }";
 const _: () = assert!(plan::X_UNIFORM_BYTES == 4096 * 16);
 
@@ -916,7 +918,8 @@ fn record_split_k(
     let grid = super::grid_for(ctx, OP, tiles * u64::from(sk.splits))?;
     let bytes = bytemuck::bytes_of(&base);
     super::record_resources(ctx, encoder, OP, &partial, bytes, &res, grid)?;
-    let mut res = piece.res.clone();
+    // The reduce pass binds the storage layout: no unused A source (uniform A).
+    let mut res = piece.res[..8].to_vec();
     res[0] = super::Res::whole(&scratch);
     let reduce_variant = launch
         .reduce_variant()
@@ -1043,7 +1046,8 @@ pub(crate) fn run(
         a_copy = ctx.uniform_scratch("qgemm uniform a", plan::X_UNIFORM_BYTES)?;
         let bytes = (m * problem.kc.div_ceil(4) * 4) as u64;
         encoder.copy_buffer_to_buffer(a.data().buffer(), 0, &a_copy, 0, bytes);
-        pieces[0].res[0] = super::Res::whole(&a_copy);
+        let source = std::mem::replace(&mut pieces[0].res[0], super::Res::whole(&a_copy));
+        pieces[0].res.push(source);
     }
     if let (Some(sk), [piece]) = (launch.split_k, &pieces[..]) {
         return record_split_k(ctx, encoder, &launch, &sk, &params, piece, a, (m, n));
@@ -1081,5 +1085,8 @@ pub(crate) fn run(
 /// The params block of the W8A8 kernel (checked against the WGSL by a test).
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
     use crate::shaders::uniform_layout;
-    vec![(ShaderFile::QGemm, uniform_layout::<Params>())]
+    vec![
+        (ShaderFile::QGemm, uniform_layout::<Params>()),
+        (ShaderFile::QGemmUniformA, uniform_layout::<Params>()),
+    ]
 }

@@ -132,10 +132,12 @@ pub(crate) const W_U32: &str = "alias WW = u32;\n\
     fn w_quad(i: u32) -> vec4<u32> { let j = 4u * i; return vec4<u32>(w[j], w[j + 1u], w[j + 2u], w[j + 3u]); }";
 
 /// The X binding and its accessor: a storage array, or a uniform block of
-/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s; a test binds every variant).
+/// [`plan::X_UNIFORM_BYTES`] (4096 vec4s) with X itself bound unused at binding 7, so that
+/// binding validates X as every other op validates its operands (a destroyed buffer, say).
 const A_STORAGE: &str = "@group(0) @binding(1) var<storage, read> a: array<u32>;\n\
     fn a_word(i: u32) -> u32 { return a[i]; }";
 const A_UNIFORM: &str = "@group(0) @binding(1) var<uniform> a: array<vec4<u32>, 4096>;\n\
+    @group(0) @binding(7) var<storage, read> a_source: array<u32>;\n\
     fn a_word(i: u32) -> u32 { return a[i >> 2u][i & 3u]; }";
 const _: () = assert!(plan::X_UNIFORM_BYTES == 4096 * 16);
 
@@ -582,7 +584,8 @@ fn record_split_k(
         &pres,
         super::grid_for(ctx, OP, wgs * u64::from(sk.splits))?,
     )?;
-    let mut rres = res.to_vec();
+    // The reduce pass binds the storage layout: no unused X source (uniform X).
+    let mut rres = res[..6].to_vec();
     rres[0] = super::Res::whole(&scratch);
     let reduce = Params {
         splits: sk.splits,
@@ -677,7 +680,9 @@ pub fn wgemm(
             x_copy = ctx.uniform_scratch("wgemm uniform x", plan::X_UNIFORM_BYTES)?;
             let bytes = x.size_bytes().next_multiple_of(4);
             encoder.copy_buffer_to_buffer(x.buffer(), 0, &x_copy, 0, bytes);
+            let source = res[0].clone();
             res.to_mut()[0] = super::Res::whole(&x_copy);
+            res.to_mut().push(source);
             params.a_words = to_u32(OP, "words of x", (bytes / 4) as usize)?;
         }
         if let Some(sk) = &split {
@@ -825,5 +830,8 @@ fn pooled_f32(ctx: &Context, tag: &'static str, shape: [usize; 2]) -> Result<Ten
 /// The params block of this op's kernels (checked against the WGSL by a test).
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
     use crate::shaders::uniform_layout;
-    vec![(ShaderFile::WGemm, uniform_layout::<Params>())]
+    vec![
+        (ShaderFile::WGemm, uniform_layout::<Params>()),
+        (ShaderFile::WGemmUniformX, uniform_layout::<Params>()),
+    ]
 }
