@@ -335,6 +335,28 @@ pub(crate) fn bound_words(r: &Res, whole: u64) -> u64 {
     }
 }
 
+/// Copies the first `bytes` of `source` (an operand bound whole as `res[0]`) into the
+/// context's pooled uniform block ([`crate::plan::X_UNIFORM_BYTES`], one for every op:
+/// work on a queue runs in order) and returns it, for [`bind_uniform_copy`].
+pub(crate) fn uniform_copy(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    source: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<wgpu::Buffer> {
+    let block = ctx.uniform_scratch("wgpu-quant uniform operand", crate::plan::X_UNIFORM_BYTES)?;
+    encoder.copy_buffer_to_buffer(source, 0, &block, 0, bytes);
+    Ok(block)
+}
+
+/// Binds the uniform `block` in place of `res[0]` and the operand it copies after the
+/// last resource, where the kernel declares it unused: binding still validates the
+/// operand (a destroyed buffer is an error) as it does every other.
+pub(crate) fn bind_uniform_copy<'a>(res: &mut Vec<Res<'a>>, block: &'a wgpu::Buffer) {
+    let source = std::mem::replace(&mut res[0], Res::whole(block));
+    res.push(source);
+}
+
 /// A bound resource: a whole buffer, a window of one (`offset`, `size` in bytes), or a
 /// texture view.
 #[derive(Debug, Clone)]

@@ -1043,11 +1043,9 @@ pub(crate) fn run(
     let a_copy;
     let mut pieces = pieces;
     if launch.uniform_a {
-        a_copy = ctx.uniform_scratch("qgemm uniform a", plan::X_UNIFORM_BYTES)?;
         let bytes = (m * problem.kc.div_ceil(4) * 4) as u64;
-        encoder.copy_buffer_to_buffer(a.data().buffer(), 0, &a_copy, 0, bytes);
-        let source = std::mem::replace(&mut pieces[0].res[0], super::Res::whole(&a_copy));
-        pieces[0].res.push(source);
+        a_copy = super::uniform_copy(ctx, encoder, a.data().buffer(), bytes)?;
+        super::bind_uniform_copy(&mut pieces[0].res, &a_copy);
     }
     if let (Some(sk), [piece]) = (launch.split_k, &pieces[..]) {
         return record_split_k(ctx, encoder, &launch, &sk, &params, piece, a, (m, n));

@@ -677,12 +677,9 @@ pub fn wgemm(
         let mut res = std::borrow::Cow::Borrowed(&piece.res);
         if ux {
             // One piece binding X whole (checked by `uniform_x`): copy it into the block.
-            x_copy = ctx.uniform_scratch("wgemm uniform x", plan::X_UNIFORM_BYTES)?;
             let bytes = x.size_bytes().next_multiple_of(4);
-            encoder.copy_buffer_to_buffer(x.buffer(), 0, &x_copy, 0, bytes);
-            let source = res[0].clone();
-            res.to_mut()[0] = super::Res::whole(&x_copy);
-            res.to_mut().push(source);
+            x_copy = super::uniform_copy(ctx, encoder, x.buffer(), bytes)?;
+            super::bind_uniform_copy(res.to_mut(), &x_copy);
             params.a_words = to_u32(OP, "words of x", (bytes / 4) as usize)?;
         }
         if let Some(sk) = &split {
