@@ -132,6 +132,12 @@ pub struct Capabilities {
     /// integer dot products (Vulkan 1.3, `VK_KHR_shader_integer_dot_product`), as a
     /// polyfill elsewhere.
     pub packed_int8_dot: bool,
+    /// Cooperative matrices of 16x16x16 f16 with f32 accumulation (tensor cores):
+    /// `Features::EXPERIMENTAL_COOPERATIVE_MATRIX` enabled on the device and the
+    /// configuration listed by `Adapter::cooperative_matrix_properties`. Only a context
+    /// made from an adapter ([`crate::Context::request`], `from_adapter`) knows the
+    /// list; [`crate::Context::new`] on a device of your own leaves this `false`.
+    pub coop_f16: bool,
     /// Limits granted to the device.
     pub limits: KeyLimits,
 }
@@ -153,10 +159,22 @@ fn wgsl_packed_dot() -> bool {
 }
 
 impl Capabilities {
-    pub(crate) fn detect(device: &wgpu::Device, adapter: wgpu::AdapterInfo, o: &Overrides) -> Self {
+    pub(crate) fn detect(
+        device: &wgpu::Device,
+        adapter: wgpu::AdapterInfo,
+        coop: &[wgpu::CooperativeMatrixProperties],
+        o: &Overrides,
+    ) -> Self {
         let f = device.features() - o.disable_features;
         let packed_int8_dot = !o.disable_packed_int8_dot && wgsl_packed_dot();
+        let coop_f16 = f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && coop.iter().any(|c| {
+                (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+                    && c.ab_type == wgpu::CooperativeScalarType::F16
+                    && c.cr_type == wgpu::CooperativeScalarType::F32
+            });
         Capabilities {
+            coop_f16,
             subgroup_size: (adapter.subgroup_min_size, adapter.subgroup_max_size),
             adapter,
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
@@ -206,6 +224,7 @@ impl Capabilities {
             timestamp_query: true,
             timestamp_inside_passes: true,
             packed_int8_dot: true,
+            coop_f16: false,
             limits,
         }
     }

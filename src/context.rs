@@ -281,6 +281,7 @@ impl Context {
             device,
             queue,
             info,
+            &[],
             Arc::new(AtomicBool::new(false)),
             overrides,
         )
@@ -290,10 +291,11 @@ impl Context {
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
+        coop: &[wgpu::CooperativeMatrixProperties],
         lost: Arc<AtomicBool>,
         overrides: &Overrides,
     ) -> Context {
-        let caps = Capabilities::detect(&device, info, overrides);
+        let caps = Capabilities::detect(&device, info, coop, overrides);
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-quant unused binding"),
             size: 16,
@@ -404,11 +406,28 @@ impl Context {
         overrides: &Overrides,
     ) -> Result<Context> {
         let info = adapter.get_info();
-        let features = (adapter.features() & wanted_features()) - overrides.disable_features;
+        let mut features = (adapter.features() & wanted_features()) - overrides.disable_features;
+        // Cooperative matrices (tensor cores) are an experimental wgpu feature: asked for
+        // only where the adapter lists the one configuration the kernels use.
+        let coop = adapter.cooperative_matrix_properties();
+        let coop_wanted = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let experimental = if adapter.features().contains(coop_wanted)
+            && !overrides.disable_features.contains(coop_wanted)
+            && features.contains(wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
+        {
+            features |= coop_wanted;
+            // SAFETY: wgpu's token for experimental features; the only one used is
+            // cooperative matrices, by the kernel of `ops::wgemm_coop`, which the plan
+            // picks only for the configuration listed above (16x16x16 f16, f32 sums).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-quant"),
                 required_features: features,
+                experimental_features: experimental,
                 // The adapter's own limits, not the defaults: larger bindings and
                 // workgroups where the hardware allows them.
                 required_limits: overrides.limits(adapter.limits()),
@@ -422,7 +441,7 @@ impl Context {
         let lost = Arc::new(AtomicBool::new(false));
         let flag = lost.clone();
         device.set_device_lost_callback(move |_reason, _msg| flag.store(true, Ordering::SeqCst));
-        Ok(Self::build(device, queue, info, lost, overrides))
+        Ok(Self::build(device, queue, info, &coop, lost, overrides))
     }
 
     /// Blocking twin of [`Context::request`] (not in the web build).

@@ -87,6 +87,9 @@ pub enum ShaderFile {
     /// `shaders/qgemm.wgsl` reading A from a uniform block (small GEMMs on CPU adapters;
     /// [`crate::plan::qgemm_uniform_a`]).
     QGemmUniformA,
+    /// `shaders/wgemm_coop.wgsl`: the FP16 GEMM on cooperative matrices (tensor cores;
+    /// [`crate::plan::wgemm_coop`]).
+    WGemmCoop,
 }
 
 /// How a kernel declares one binding of group 0 (bindings are numbered 0, 1, ... in
@@ -138,7 +141,7 @@ macro_rules! spec {
 }
 
 /// Every shader file, in [`ShaderFile`] order: one entry each.
-pub static SPECS: [ShaderSpec; 25] = [
+pub static SPECS: [ShaderSpec; 26] = [
     spec!(
         GemmTiled,
         "gemm_tiled.wgsl",
@@ -319,6 +322,13 @@ pub static SPECS: [ShaderSpec; 25] = [
         "qgemm (uniform a)",
         ["WG", "TM", "TN4", "DOT4", "ZA", "ZW", "OUT", "CONV", "REDUCE", "W4"],
         [U, U, R, R, R, R, R, R, RW, R]
+    ),
+    spec!(
+        WGemmCoop,
+        "wgemm_coop.wgsl",
+        "wgemm (FP16, cooperative matrices)",
+        ["WM", "WN", "OUT_F16"],
+        [U, R, R, R, RW]
     ),
 ];
 

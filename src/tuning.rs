@@ -381,6 +381,10 @@ impl<'a> Tuner<'a> {
                 .filter_map(|o| o.reject.as_ref().map(|r| format!("{:?}: {r}", o.choice)))
                 .collect(),
             clock: self.clock().into(),
+            timings: outcomes
+                .iter()
+                .filter_map(|o| o.ms.map(|ms| (o.choice, ms)))
+                .collect(),
         };
         let key = AdapterKey::of(&self.ctx.capabilities().adapter);
         self.cache.insert(key, class, tuned.clone());
@@ -438,7 +442,7 @@ impl<'a> Tuner<'a> {
             crate::tensor::Tensor::zeros(ctx, &[desc.batch, desc.m, desc.n], crate::DType::F32)?;
         let kernel = |ch: Choice| match ch {
             Choice::Gemm(k) => desc.clone().kernel(k),
-            Choice::Rows(_) => unreachable!("GEMM candidates"),
+            Choice::Rows(_) | Choice::Coop(_) => unreachable!("GEMM candidates"),
         };
         let (warmup, runs) = (self.opts.warmup, self.opts.runs);
         let outcomes = self
@@ -538,6 +542,24 @@ impl<'a> Tuner<'a> {
         if let Some(route) = planned {
             default = Choice::Gemm(route);
         }
+        // FP16 on cooperative matrices: every block the adapter runs is a candidate, and
+        // the plan's block is the default where the plan takes that kernel.
+        // (each block whole, and with the plan's split of K for it where it splits).
+        if kind == WeightKind::F16 && crate::plan::coop_capable(caps) {
+            let mut coops = Vec::new();
+            for t in crate::desc::wgemm::CoopTile::TILES {
+                let split = t.split_k(crate::plan::coop_split(t, m, n, k));
+                for c in [t, split] {
+                    if crate::plan::coop_tile_fits(caps, c) && !coops.contains(&c) {
+                        coops.push(c);
+                    }
+                }
+            }
+            cands.splice(0..0, coops.into_iter().map(Choice::Coop));
+            if let Some(t) = crate::plan::wgemm_coop(caps, m, n, k) {
+                default = Choice::Coop(t);
+            }
+        }
         // Codes on a CPU adapter: the dequantizing route is a candidate below its row
         // threshold too.
         let offered = planned.or_else(|| {
@@ -586,14 +608,16 @@ impl<'a> Tuner<'a> {
         self.run_candidates(
             cands,
             async |ch| {
-                let (tile, half_kernel) = match ch {
-                    Choice::Rows(t) => (Some(t), None),
-                    Choice::Gemm(g) => (None, Some(g)),
+                let (tile, half_kernel, coop_tile) = match ch {
+                    Choice::Rows(t) => (Some(t), None, None),
+                    Choice::Gemm(g) => (None, Some(g), None),
+                    Choice::Coop(t) => (None, None, Some(t)),
                 };
                 let p = prepare(&CaseOptions {
                     samples: usize::MAX,
                     tile,
                     half_kernel,
+                    coop_tile,
                     ..CaseOptions::default()
                 })
                 .await?;

@@ -748,3 +748,115 @@ fn row_kernel_activations_come_from_a_uniform_block_on_cpu_adapters() {
     assert!(!plan::wgemm_uniform_x(&caps, 1, 16, 4));
     assert!(!plan::x_uniform_fits(&caps, 1, 16, 4));
 }
+
+/// The FP16 GEMM on cooperative matrices (`plan::wgemm_coop`, `plan::coop_tile`): only on
+/// a GPU whose adapter lists 16x16x16 f16 matrices with f32 sums and has subgroups of
+/// exactly 32, from `COOP_MIN_M` rows; 128 x 128 blocks where they make 64 workgroups or
+/// more, else 64 x 128 from 64 rows, else 32 x 128; never a block over the workgroup
+/// limits; K not split by default. `plan::coop_split` (the tuner's offer): none from 128
+/// workgroups, else towards 256 in slices of at least 128 values of K.
+#[test]
+fn cooperative_fp16_rule() {
+    use wgpu_quant::ops::wgemm::CoopTile;
+    let coop = |mut caps: Capabilities| {
+        caps.coop_f16 = true;
+        caps
+    };
+    // NVIDIA's Vulkan limits: 48 KiB of workgroup memory, 1024 invocations.
+    let nv = limits_with(|l| {
+        l.max_compute_workgroup_storage_size = 48 << 10;
+        l.max_compute_invocations_per_workgroup = 1024;
+    });
+    let gpu32 = coop(Capabilities::synthetic(
+        "gpu",
+        wgpu::DeviceType::DiscreteGpu,
+        nv,
+        Some(32),
+    ));
+    let rule = |caps: &Capabilities, m, n| plan::wgemm_coop(caps, m, n, 512);
+    assert_eq!(rule(&gpu32, 4096, 4096), Some(CoopTile::new(4, 2)));
+    assert_eq!(rule(&gpu32, 1024, 1024), Some(CoopTile::new(4, 2)));
+    // 128 rows by 768 columns: 6 blocks of 128 x 128, too few; 64 x 128 instead.
+    assert_eq!(rule(&gpu32, 128, 768), Some(CoopTile::new(2, 2)));
+    assert_eq!(rule(&gpu32, 63, 4096), Some(CoopTile::new(1, 2)));
+    for m in 1..plan::COOP_MIN_M {
+        assert_eq!(
+            rule(&gpu32, m, 4096),
+            None,
+            "M = {m} stays on the row kernel"
+        );
+    }
+    assert!(rule(&gpu32, plan::COOP_MIN_M, 4096).is_some());
+    // Not listed, other subgroup widths, CPU adapters: never.
+    let mut plain = gpu32.clone();
+    plain.coop_f16 = false;
+    assert_eq!(rule(&plain, 4096, 4096), None);
+    for sg in [Some(16), Some(64), None] {
+        let caps = coop(Capabilities::synthetic(
+            "gpu",
+            wgpu::DeviceType::DiscreteGpu,
+            nv,
+            sg,
+        ));
+        assert_eq!(rule(&caps, 4096, 4096), None, "subgroups {sg:?}");
+    }
+    let cpu32 = coop(Capabilities::synthetic(
+        "cpu",
+        wgpu::DeviceType::Cpu,
+        nv,
+        Some(32),
+    ));
+    assert_eq!(rule(&cpu32, 4096, 4096), None);
+    // WebGPU's default 16 KiB of workgroup memory: only the 32 x 128 block fits.
+    let small = coop(Capabilities::synthetic(
+        "gpu",
+        wgpu::DeviceType::DiscreteGpu,
+        limits(),
+        Some(32),
+    ));
+    assert_eq!(rule(&small, 4096, 4096), Some(CoopTile::new(1, 2)));
+    for t in CoopTile::TILES {
+        assert!(t.is_valid(), "{t:?}");
+        assert_eq!(
+            plan::coop_tile_fits(&small, t),
+            t.wm == 1,
+            "{t:?}: {} bytes",
+            t.workgroup_bytes()
+        );
+        assert!(!plan::coop_tile_fits(
+            &gpu32,
+            t.split_k(plan::SPLIT_K_MAX + 1)
+        ));
+        assert!(!plan::coop_tile_fits(&gpu32, t.split_k(0)));
+    }
+    for &m in &DIMS {
+        for &n in &DIMS {
+            if let Some(t) = rule(&gpu32, m, n) {
+                assert!(
+                    plan::coop_tile_fits(&gpu32, t) && t.split_k == 1,
+                    "{m}x{n}: {t:?}"
+                );
+            }
+        }
+    }
+    // The tuner's split: 1024 x 1024 in 128 x 128 blocks (64) splits 4 ways when K has
+    // 16 slices of 128 or more; 4096 x 4096 (1024 blocks) never; a short K not below 128.
+    let big = CoopTile::new(4, 2);
+    assert_eq!(plan::coop_split(big, 1024, 1024, 4096), 4);
+    assert_eq!(plan::coop_split(big, 1024, 1024, 256), 2);
+    assert_eq!(plan::coop_split(big, 1024, 1024, 100), 1);
+    assert_eq!(plan::coop_split(big, 4096, 4096, 4096), 1);
+    assert_eq!(plan::coop_split(CoopTile::new(1, 2), 32, 4096, 4096), 8);
+    for k in [1, 31, 128, 129, 4096, 1 << 20] {
+        let s = plan::coop_split(CoopTile::new(1, 2), 9, 64, k);
+        assert!(
+            (1..=plan::SPLIT_K_MAX).contains(&s) && (s == 1 || k.div_ceil(32) >= 4 * s as usize)
+        );
+    }
+}
+
+fn limits_with(f: impl FnOnce(&mut wgpu::Limits)) -> KeyLimits {
+    let mut l = wgpu::Limits::default();
+    f(&mut l);
+    KeyLimits::of(&l)
+}

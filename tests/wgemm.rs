@@ -844,3 +844,105 @@ fn splits_operands_over_the_binding_limit() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The FP16 GEMM on cooperative matrices (tensor cores) against the f64 reference, on
+/// adapters that list 16x16x16 f16 matrices with f32 sums: every block, whole or with K
+/// split (the slices' sums added by the reduce pass), K a multiple of 8
+/// (eight-half loads) or not (half by half, rows starting mid-word), M and N not multiples
+/// of any block, f32 and f16 outputs, bias and activations; the plan's default takes it
+/// from `COOP_MIN_M` rows. Elsewhere pinning it is an error naming what is missing, and
+/// the test says that the numeric cases did not run and why.
+#[test]
+fn cooperative_fp16_matches_the_reference() {
+    use wgpu_quant::ops::wgemm::CoopTile;
+    let ctx = common::ctx();
+    let caps = ctx.capabilities();
+    let w_shape = (5, 16);
+    let (w, _) = upload_x(ctx, &[w_shape.0, w_shape.1], &[0.5; 80], true);
+    let (x, _) = upload_x(ctx, &[20, 16], &[0.25; 320], true);
+    let out = poisoned_out(ctx, &[20, 5], false);
+    if !wgpu_quant::plan::coop_capable(caps) {
+        let mut enc = ctx.encoder("coop refused");
+        let desc = WGemmDesc::default().cooperative(true);
+        let msg = wgemm(ctx, &mut enc, &desc, &x, Weights::F16(&w), None, &out)
+            .expect_err("pinning cooperative matrices must fail where the adapter has none")
+            .to_string();
+        assert!(
+            msg.contains("cooperative") && msg.contains("16x16x16"),
+            "{msg}"
+        );
+        eprintln!(
+            "cooperative-matrix cases not run: {} (coop_f16 {}, subgroups {:?}, {:?}) has no \
+             16x16x16 f16 cooperative matrices with f32 sums and 32-wide subgroups",
+            caps.adapter.name, caps.coop_f16, caps.subgroup_size, caps.adapter.device_type
+        );
+        return;
+    }
+    let shapes = [
+        (9, 1, 1),
+        (16, 16, 16),
+        (17, 33, 40),
+        (33, 130, 264),
+        (64, 128, 32),
+        (100, 257, 129),
+        (129, 300, 1000),
+        (300, 70, 8),
+        (1, 5, 16),
+        (257, 129, 77),
+    ];
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (idx, &(m, n, k)) in shapes.iter().enumerate() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31 * idx as u64);
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let xf: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let (w, wd) = upload_x(ctx, &[n, k], &wf, true);
+        let (x, xd) = upload_x(ctx, &[m, k], &xf, true);
+        let b = Tensor::from_slice(ctx, &[n], &bias).unwrap();
+        // Every block, with K whole or split (odd slices, a slice count K cannot fill).
+        let tiles = CoopTile::TILES.map(|t| Some(t.split_k([1, 2, 5][(idx + t.wm as usize) % 3])));
+        for (ti, tile) in tiles.into_iter().chain([None]).enumerate() {
+            let out_f16 = (idx + ti) % 2 == 1;
+            let act = [Activation::None, Activation::Relu, Activation::Relu6][(idx + ti) % 3];
+            let with_bias = (idx + ti) % 4 != 3;
+            let mut desc = WGemmDesc::default().activation(act);
+            desc = match tile {
+                Some(t) => desc.coop_tile(t),
+                None if m >= wgpu_quant::plan::COOP_MIN_M => desc,
+                None => continue,
+            };
+            let out = poisoned_out(ctx, &[m, n], out_f16);
+            let mut enc = ctx.encoder("coop test");
+            let bias_t = with_bias.then_some(&b);
+            wgemm(ctx, &mut enc, &desc, &x, Weights::F16(&w), bias_t, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            runs += 1;
+            let got = read_out(ctx, &out);
+            let bias_ref = with_bias.then_some(&bias[..]);
+            let want = reference::linear_f64(&xd, &wd, bias_ref, act, (m, n, k));
+            let budget = F16_ACC_F32_BUDGET + if out_f16 { F16_OUT } else { 0.0 };
+            let err = rel_err(&got, &want);
+            if err > budget || got.iter().any(|v| v.is_nan()) {
+                failures.push(format!(
+                    "{m}x{n}x{k} {tile:?} out_f16 {out_f16} {act:?} bias {with_bias}: rel. \
+                     error {err:.3e} > {budget:.1e}"
+                ));
+            }
+        }
+        if m >= wgpu_quant::plan::COOP_MIN_M {
+            let plan = wgpu_quant::plan::explain_wgemm(ctx, m, n, k, WeightType::F16);
+            assert!(
+                matches!(plan.choice, wgpu_quant::tuning::Choice::Coop(_)),
+                "{m}x{n}x{k}: the default plan should take cooperative matrices: {plan:?}"
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("cooperative-matrix cases run: {runs}");
+}

@@ -3,6 +3,8 @@
 # (`.library/device`: an NVIDIA H200 with a Vulkan driver, 15 minutes of device time).
 #
 #   bash tools/gpu-check.sh prepare     # here, on the 2-core machine (about 5 minutes)
+#   # optionally first a short call, command `bash tools/gpu-check.sh probe`, carry as
+#   # below, timeout_s 240: the new kernels' tests and a few FP16/FP32 shapes
 #   # then one device call, command `bash tools/gpu-check.sh device`, carry [".gpu", ".gl"],
 #   # timeout_s 540; the raw outputs come back under the call's files_at
 #   bash tools/gpu-check.sh restore     # here, right after the call
@@ -23,7 +25,7 @@
 # within 8 minutes (a rerun must still fit in the 15), writing at most 8 files to $OUT:
 #   run.log     nvidia-smi, `wgpu-quant adapters`, every test binary's result, classify
 #   bench.md / bench.json / bench.svg   `wgpu-quant bench` (every suite, verified cases)
-#   tune.md / tuning.json               `wgpu-quant tune` on the default shapes
+#   tune.md / tuning.json               `wgpu-quant tune` (default shapes, one more linear)
 #   cublas.json                         tools/cublas_ceiling.py (PyTorch's cuBLAS)
 # Set GPU_CHECK_BUDGET (seconds, default 470) to scale the steps' limits; with
 # GPU_CHECK_BACKEND=vulkan (default) the binaries use that backend only.
@@ -123,13 +125,11 @@ step() {
   return 0
 }
 
-device() {
+# Unpacks the carried binaries and the Vulkan loader on the device and writes the header
+# of run.log.
+setup() {
   : "${OUT:?OUT must name the folder for the outputs}"
-  local budget=${GPU_CHECK_BUDGET:-470}
   export WGPU_QUANT_BACKEND=${GPU_CHECK_BACKEND:-vulkan}
-  # Each step's share of the budget (percent).
-  local s_tests=$((budget * 30 / 100)) s_bench=$((budget * 32 / 100)) s_tune=$((budget * 18 / 100))
-  local s_cublas=$((budget * 10 / 100)) s_classify=$((budget * 6 / 100))
   for f in .gpu/bin/*.xz; do
     if command -v xz >/dev/null; then xz -d "$f"; else
       python3 -c 'import lzma,sys; open(sys.argv[1][:-3],"wb").write(lzma.open(sys.argv[1]).read())' "$f"
@@ -156,6 +156,28 @@ device() {
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory --format=csv 2>&1
   } > "$OUT/run.log"
   step 20 .gpu/bin/wgpu-quant adapters
+}
+
+# A short first look (about two minutes): the adapter, the cooperative-matrix and plan
+# tests, and every FP16 candidate's time on a few shapes (`tune --fp16 --verbose`), so
+# that a kernel that fails on the GPU shows, and the plan's rule can be checked, before
+# the full run spends its minutes.
+probe() {
+  setup
+  step 60 .gpu/bin/test-wgemm --test-threads=1 cooperative
+  step 20 .gpu/bin/test-plan
+  step 100 .gpu/bin/wgpu-quant tune --gemm '' --linear '' --conv '' --verbose --runs 5 \
+    --fp16 "${GPU_PROBE_SHAPES:-4096x4096x4096,2048x2048x2048,1024x1024x1024,128x3072x768,32x4096x4096,3136x64x576,128x768x768}" \
+    --out "$OUT/probe-tuning.json"
+  echo "== done after $SECONDS s" >> "$OUT/run.log"
+}
+
+device() {
+  local budget=${GPU_CHECK_BUDGET:-470}
+  # Each step's share of the budget (percent).
+  local s_tests=$((budget * 30 / 100)) s_bench=$((budget * 32 / 100)) s_tune=$((budget * 18 / 100))
+  local s_cublas=$((budget * 10 / 100)) s_classify=$((budget * 6 / 100))
+  setup
   # Tests: each binary in turn, in the time left of the tests' share.
   local t_end=$((SECONDS + s_tests))
   for t in .gpu/bin/test-*; do
@@ -166,8 +188,8 @@ device() {
     fi
     step "$left" "$t" --test-threads=4
   done
-  step "$s_bench" sh -c ".gpu/bin/wgpu-quant bench --json '$OUT/bench.json' --chart '$OUT/bench.svg' > '$OUT/bench.md' 2>&1"
-  step "$s_tune" sh -c ".gpu/bin/wgpu-quant tune --out '$OUT/tuning.json' > '$OUT/tune.md' 2>&1"
+  step "$s_bench" sh -c ".gpu/bin/wgpu-quant bench --sizes 256,512,1024,2048,4096 --json '$OUT/bench.json' --chart '$OUT/bench.svg' > '$OUT/bench.md' 2>&1"
+  step "$s_tune" sh -c ".gpu/bin/wgpu-quant tune --linear 1x4096x4096,128x768x768,1024x1024x1024 --out '$OUT/tuning.json' > '$OUT/tune.md' 2>&1"
   step "$s_cublas" env PYTHONUNBUFFERED=1 python3 tools/cublas_ceiling.py --json "$OUT/cublas.json"
   step "$s_classify" .gpu/bin/classify --warmup 10 --runs 30
   echo "== done after $SECONDS s" >> "$OUT/run.log"
@@ -176,6 +198,7 @@ device() {
 case "${1:-}" in
   prepare) prepare ;;
   device) device ;;
+  probe) probe ;;
   restore) restore ;;
-  *) echo "usage: bash tools/gpu-check.sh prepare|device|restore"; exit 2 ;;
+  *) echo "usage: bash tools/gpu-check.sh prepare|probe|device|restore"; exit 2 ;;
 esac

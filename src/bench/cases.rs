@@ -267,15 +267,20 @@ pub struct CaseOptions {
     /// Pins the weight-only / FP16 linear's FP32-kernel route on this kernel
     /// ([`WGemmDesc::fp32_kernel`]); the tuner's candidates.
     pub half_kernel: Option<GemmKernel>,
+    /// Pins the FP16 linear on cooperative matrices with this block
+    /// ([`WGemmDesc::coop_tile`]); the tuner's candidates.
+    pub coop_tile: Option<crate::desc::wgemm::CoopTile>,
 }
 
 impl CaseOptions {
     /// The label of what runs: the pinned tile or route, else the plan's choice.
     fn label(&self, plan: impl FnOnce() -> Result<String>) -> Result<String> {
-        match (self.tile, self.half_kernel) {
-            (Some(t), _) => Ok(crate::desc::tuning::Choice::Rows(t).label()),
-            (None, Some(k)) => Ok(crate::desc::tuning::Choice::Gemm(k).label()),
-            (None, None) => plan(),
+        use crate::desc::tuning::Choice;
+        match (self.tile, self.half_kernel, self.coop_tile) {
+            (Some(t), _, _) => Ok(Choice::Rows(t).label()),
+            (None, Some(k), _) => Ok(Choice::Gemm(k).label()),
+            (None, None, Some(t)) => Ok(Choice::Coop(t).label()),
+            (None, None, None) => plan(),
         }
     }
 }
@@ -287,6 +292,7 @@ impl Default for CaseOptions {
             fp32_kernel: None,
             tile: None,
             half_kernel: None,
+            coop_tile: None,
         }
     }
 }
@@ -446,14 +452,18 @@ impl LinearData {
                 (wr, bytes, WeightStore::Quantized(Box::new(q)), wtype)
             }
         };
-        let kernel = opts.label(|| {
-            Ok(crate::plan::explain_wgemm(ctx, m, n, k, wtype)
-                .choice
-                .label())
-        })?;
+        let planned = crate::plan::explain_wgemm(ctx, m, n, k, wtype).choice;
+        let kernel = opts.label(|| Ok(planned.label()))?;
+        // Cooperative matrices (tensor cores) have no probe of their own: no % of peak.
+        let coop = opts.coop_tile.is_some()
+            || (opts.tile.is_none()
+                && opts.half_kernel.is_none()
+                && matches!(planned, crate::desc::tuning::Choice::Coop(_)));
         let wdesc = WGemmDesc {
             config: opts.tile,
             fp32_kernel: opts.half_kernel,
+            cooperative: opts.coop_tile.map(|_| true),
+            coop_tile: opts.coop_tile,
             ..WGemmDesc::default()
         };
         let budget = if p == Precision::Fp16 {
@@ -461,7 +471,9 @@ impl LinearData {
         } else {
             1e-5
         };
-        let bound = if p == Precision::Fp16
+        let bound = if coop {
+            Bound::Unknown
+        } else if p == Precision::Fp16
             && crate::plan::half_math(ctx.capabilities()) != HalfMath::F32
         {
             Bound::Fp16

@@ -85,9 +85,16 @@ enum Cmd {
         /// none.
         #[arg(long, value_delimiter = ',', default_values_t = ["56x64x64x3x1x1x1", "224x3x32x3x2x1x1"].map(String::from).to_vec())]
         conv: Vec<String>,
+        /// FP16 linear shapes as MxNxK (f16 weights N x K) tuned on their own, besides
+        /// those of --linear.
+        #[arg(long, value_delimiter = ',')]
+        fp16: Vec<String>,
         /// Timed runs per candidate (the median counts).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Also list every verified candidate's median time.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Signal-to-quantization-noise ratio of each calibration observer on synthetic
     /// distributions: calibrate on seeded batches on the GPU, quantize a held-out sample
@@ -330,11 +337,17 @@ fn validate(cmd: &Cmd) -> Result<(), String> {
             gemm,
             linear,
             conv,
+            fp16,
             runs,
             ..
         } => {
             check::positive("--runs", *runs)?;
-            for s in gemm.iter().chain(linear).filter(|s| !s.is_empty()) {
+            for s in gemm
+                .iter()
+                .chain(linear)
+                .chain(fp16)
+                .filter(|s| !s.is_empty())
+            {
                 let shape = parse_shape(s)?;
                 check::memory(&format!("the shape {s}"), check::linear_bytes(shape))?;
             }
@@ -396,13 +409,14 @@ fn print_adapter(ctx: &Context) {
     println!("adapter: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
     println!("driver:  {} {}", a.driver, a.driver_info);
     println!(
-        "caps:    f16={} subgroups={} (size {}..{}) timestamps={} packed_int8_dot={} max_binding={} MiB",
+        "caps:    f16={} subgroups={} (size {}..{}) timestamps={} packed_int8_dot={} coop_f16={} max_binding={} MiB",
         c.shader_f16,
         c.subgroups,
         c.subgroup_size.0,
         c.subgroup_size.1,
         c.timestamp_query,
         c.packed_int8_dot,
+        c.coop_f16,
         c.limits.max_storage_buffer_binding_size >> 20
     );
     println!(
@@ -493,7 +507,7 @@ fn tune(
     gemm: &[String],
     linear: &[String],
     conv: &[String],
-    runs: usize,
+    (fp16, runs, verbose): (&[String], usize, bool),
 ) -> Result<(), String> {
     use wgpu_quant::tuning::{ConvKind, TuneCache, TuneOptions, Tuned, Tuner, WeightKind};
     let mut cache = TuneCache::load_or_default(out).map_err(|e| e.to_string())?;
@@ -538,6 +552,14 @@ fn tune(
             }
             eprintln!("tuned linear {s}");
         }
+        for s in fp16.iter().filter(|s| !s.is_empty()) {
+            let (m, n, k) = parse_shape(s)?;
+            let t = tuner
+                .wgemm(m, n, k, WeightKind::F16)
+                .map_err(|e| e.to_string())?;
+            rows.push(("FP16".into(), s.to_string(), t));
+            eprintln!("tuned FP16 {s}");
+        }
         for s in conv {
             let [h, c, oc, k, stride, pad, groups] = parse_conv(s)?;
             let dims = wgpu_quant::ops::conv::ConvDims::new(oc, c, [k, k], groups)
@@ -577,6 +599,19 @@ fn tune(
             t.rejected.len()
         );
     }
+    if verbose {
+        println!();
+        println!("Every verified candidate (median ms):");
+        println!();
+        for (dtype, shape, t) in &rows {
+            let list: Vec<String> = t
+                .timings
+                .iter()
+                .map(|(c, ms)| format!("{} {ms:.3}", choice_name(*c)))
+                .collect();
+            println!("- {dtype} {shape}: {}", list.join("; "));
+        }
+    }
     println!();
     println!(
         "Median of {runs} runs per candidate ({} clock); a candidate replaces the default only \
@@ -609,12 +644,14 @@ fn run(cli: Cli) -> Result<bool, String> {
             gemm,
             linear,
             conv,
+            fp16,
             runs,
+            verbose,
         } => {
             let ctx = request(backend, adapter)?;
             print_adapter(&ctx);
             println!();
-            tune(&ctx, &out, &gemm, &linear, &conv, runs)?;
+            tune(&ctx, &out, &gemm, &linear, &conv, (&fp16, runs, verbose))?;
             Ok(true)
         }
         Cmd::Sqnr {

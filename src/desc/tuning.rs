@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::desc::conv::ConvShape;
 use crate::desc::gemm::{GemmDesc, GemmKernel};
 use crate::desc::rows::RowTile;
+use crate::desc::wgemm::CoopTile;
 use crate::error::{Error, Result};
 
 /// The version of the JSON layout this crate writes and reads.
@@ -24,6 +25,8 @@ pub enum Choice {
     Gemm(GemmKernel),
     /// A row-kernel tile (W8A8, weight-only and FP16 GEMM, float convolution).
     Rows(RowTile),
+    /// A block of the FP16 GEMM on cooperative matrices.
+    Coop(CoopTile),
 }
 
 impl Choice {
@@ -60,6 +63,7 @@ impl Choice {
             Choice::Rows(t) => {
                 format!("rows wg{} {}x{}{}", t.wg, t.tm, t.tn4 * 4, split(t.split_k))
             }
+            Choice::Coop(t) => format!("coop {}x{}{}", t.rows(), t.columns(), split(t.split_k)),
         }
     }
 }
@@ -508,6 +512,10 @@ pub struct Tuned {
     pub rejected: Vec<String>,
     /// `timestamps` or `wall`.
     pub clock: String,
+    /// Every verified candidate's median time, milliseconds, in the order tried (kept in
+    /// the file for reading which configurations came close; the plan reads `choice`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<(Choice, f64)>,
 }
 
 impl Tuned {

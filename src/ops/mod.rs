@@ -12,6 +12,7 @@ pub mod qgemm;
 pub mod quant;
 pub mod train;
 pub mod wgemm;
+mod wgemm_coop;
 
 use wgpu::util::DeviceExt;
 
@@ -28,6 +29,7 @@ pub fn all_variants() -> Vec<crate::shaders::ShaderVariant> {
     v.extend(quant::all_variants());
     v.extend(qgemm::all_variants());
     v.extend(wgemm::all_variants());
+    v.extend(wgemm_coop::all_variants());
     v.extend(conv::all_variants());
     v.extend(pool::all_variants());
     v.extend(eltwise::all_variants());
@@ -44,6 +46,7 @@ pub fn uniform_layouts() -> Vec<(crate::shaders::ShaderFile, Vec<crate::shaders:
     v.extend(quant::uniforms());
     v.extend(qgemm::uniforms());
     v.extend(wgemm::uniforms());
+    v.extend(wgemm_coop::uniforms());
     v.extend(conv::uniforms());
     v.extend(pool::uniforms());
     v.extend(eltwise::uniforms());

@@ -14,6 +14,12 @@
 //! f16 operands are read as `u32` pairs, so f16 storage works on every adapter; with
 //! [`HalfMath::F32`] they are widened to f32 (the only choice without `SHADER_F16`).
 //!
+//! On GPUs that list 16x16x16 f16 cooperative matrices with f32 sums
+//! ([`crate::Capabilities::coop_f16`]), an FP16 GEMM of more than 8 rows with f16
+//! activations and f16 products runs on them (tensor cores; [`crate::plan::wgemm_coop`],
+//! [`WGemmDesc::cooperative`] and [`WGemmDesc::coop_tile`] pin it), within the budget of
+//! f16 products with f32 accumulation.
+//!
 //! Error budget against an f64 reference on the same (dequantized) operands, as
 //! `||out - ref|| / ||ref||`: `1e-5` for f32 arithmetic, `2e-3` for f16 products with f32
 //! accumulation, `2e-2` for f16 products and accumulation with `K <= 1024`; f16 output
@@ -51,7 +57,7 @@ use crate::shaders::{Def, ShaderFile, ShaderVariant};
 use crate::tensor::{DType, Tensor};
 
 use crate::desc::tuning::WeightType;
-pub use crate::desc::wgemm::{HalfMath, WGemmDesc, TILES};
+pub use crate::desc::wgemm::{CoopTile, HalfMath, WGemmDesc, TILES};
 
 const OP: &str = "wgemm";
 
@@ -603,6 +609,63 @@ fn record_split_k(
     )
 }
 
+/// Split-K's reduce pass for a dense scratch `[splits, m, n]` of f32 sums written by
+/// another kernel (the cooperative-matrix FP16 GEMM): adds the slices in order, applies
+/// bias and `desc`'s activation, writes `out` (f32 or f16).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_reduce(
+    ctx: &Context,
+    encoder: &mut wgpu::CommandEncoder,
+    desc: &WGemmDesc,
+    scratch: &wgpu::Buffer,
+    splits: u32,
+    (m, n): (usize, usize),
+    bias: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<()> {
+    let cfg = RowTile::new(64, 4, 1);
+    let (grid, groups_x) = cfg.grid(ctx, OP, m, n)?;
+    let words = scratch.size() / 4;
+    let params = Params {
+        m: to_u32(OP, "M", m)?,
+        n: to_u32(OP, "N", n)?,
+        k: 1,
+        kw: 1,
+        kfull: 1,
+        groups_x,
+        flags: u32::from(bias.is_some()) | (desc.activation.code() << 1),
+        ngroups: 1,
+        group_words: 1,
+        w_col_stride: 0,
+        w_group_stride: 0,
+        a_words: to_u32(OP, "words of the split-K scratch", words as usize)?,
+        w_words: 1,
+        ldo: to_u32(OP, "N", n)?,
+        splits,
+        slice_words: 1,
+    };
+    let dummy = super::Res::whole(ctx.dummy_buffer());
+    let res = [
+        super::Res::whole(scratch),
+        dummy.clone(),
+        dummy.clone(),
+        dummy.clone(),
+        bias.map_or(dummy, |b| super::Res::whole(b.buffer())),
+        super::Res::whole(out.buffer()),
+    ];
+    let out_f16 = out.dtype() == DType::F16;
+    let rk = ctx.kernel(&reduce_variant(cfg, out_f16))?;
+    super::record_resources(
+        ctx,
+        encoder,
+        OP,
+        &rk,
+        bytemuck::bytes_of(&params),
+        &res,
+        grid,
+    )
+}
+
 /// Records `out = act(x * W^T + bias)` into `encoder`; see the module docs. Nothing is
 /// submitted. Validate, plan (the tile, split-K), record (piece by piece).
 pub fn wgemm(
@@ -649,6 +712,16 @@ pub fn wgemm(
         [_] => plan::split::wgemm_split_k(caps, cfg, m, n, w.kw),
         _ => None,
     };
+    let coop = super::wgemm_coop::Route {
+        half_weights: matches!(weights, Weights::F16(_)),
+        x_f16: a_f16,
+        math: w.math,
+        pieces: pieces.len(),
+    };
+    if let Some(tile) = super::wgemm_coop::route(ctx, desc, &coop, (m, n, k))? {
+        let wt = weights.tensor();
+        return super::wgemm_coop::record(ctx, encoder, desc, tile, [x, wt], bias, out, (m, n, k));
+    }
     if let Some(kernel) = half_route(ctx, desc, &w, weights, (pieces.len(), out_f16), (m, n, k))? {
         let gd = crate::desc::gemm::GemmDesc::new(m, n, k)
             .transpose(false, true)

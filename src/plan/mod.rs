@@ -54,7 +54,7 @@ use crate::desc::conv::ConvShape;
 use crate::desc::gemm::{GemmDesc, GemmKernel, RegConfig, SubgroupConfig};
 use crate::desc::rows::RowTile;
 use crate::desc::tuning::{AdapterKey, Choice, ConvKind, ShapeClass, TuneRequest, WeightType};
-use crate::desc::wgemm::HalfMath;
+use crate::desc::wgemm::{CoopTile, HalfMath};
 use crate::desc::{conv, qgemm, wgemm};
 
 /// The tuned choice of `class` on this context's adapter, if its tuning cache has one
@@ -287,6 +287,92 @@ pub fn wgemm_route(
         Some(Choice::Gemm(kernel)) if kernel.fits(ctx.capabilities()) => Some(kernel),
         Some(_) => None,
         None => wgemm_fp32_kernel(ctx.capabilities(), m, n, k, wtype),
+    }
+}
+
+/// The FP16 GEMM on cooperative matrices runs from this many rows on: a GEMV-like
+/// product of 8 rows or fewer stays on the row kernel, which reads every weight byte
+/// once and is bound by memory, where 16-row matrix tiles would be mostly empty.
+pub const COOP_MIN_M: usize = 9;
+
+/// Whether the adapter runs the cooperative-matrix FP16 GEMM at all: a GPU (not a CPU
+/// adapter) listing 16x16x16 f16 matrices with f32 sums ([`Capabilities::coop_f16`]),
+/// with `SHADER_F16` and subgroups of exactly 32 invocations (each subgroup of the kernel
+/// owns a fixed part of the block).
+pub fn coop_capable(caps: &Capabilities) -> bool {
+    caps.coop_f16
+        && caps.shader_f16
+        && caps.subgroups
+        && !caps.is_cpu()
+        && caps.subgroup_size == (32, 32)
+}
+
+/// Whether `tile` runs on this adapter: [`coop_capable`], a valid block within the
+/// workgroup's invocation and memory limits, split-K of at most [`SPLIT_K_MAX`].
+pub fn coop_tile_fits(caps: &Capabilities, tile: CoopTile) -> bool {
+    coop_capable(caps)
+        && tile.is_valid()
+        && tile.split_k <= SPLIT_K_MAX
+        && tile.invocations() <= caps.limits.max_compute_invocations_per_workgroup
+        && tile.workgroup_bytes() <= caps.limits.max_compute_workgroup_storage_size
+}
+
+/// The block of the cooperative-matrix FP16 GEMM for `m x n` outputs, `None` where the
+/// adapter cannot run it ([`coop_capable`]) or no block fits its limits: 128 x 128 where
+/// those make at least 64 workgroups, else 64 x 128 from 64 rows, else 32 x 128 (or the
+/// largest smaller block that fits). K is not split: the rule is the one measured on an
+/// H200 (docs/PERFORMANCE.md); split-K ([`coop_split`]) is offered to the tuner.
+pub fn coop_tile(caps: &Capabilities, m: usize, n: usize) -> Option<CoopTile> {
+    let blocks = m.div_ceil(128).saturating_mul(n.div_ceil(128));
+    let want = if m >= 128 && blocks >= 64 {
+        4
+    } else if m >= 64 {
+        2
+    } else {
+        1
+    };
+    CoopTile::TILES
+        .into_iter()
+        .filter(|t| t.wm <= want)
+        .find(|t| coop_tile_fits(caps, *t))
+}
+
+/// The split of K the tuner offers with the cooperative-matrix block `tile` for
+/// `m x n x k`: none where the block makes 128 workgroups or more (about one per
+/// multiprocessor of the largest GPUs; wgpu does not say how many an adapter has), else
+/// towards 256 workgroups in slices of at least 128 values of K, at most
+/// [`SPLIT_K_MAX`].
+pub fn coop_split(tile: CoopTile, m: usize, n: usize, k: usize) -> u32 {
+    let blocks = (m as u64).div_ceil(u64::from(tile.rows()))
+        * (n as u64).div_ceil(u64::from(tile.columns()));
+    if blocks >= 128 {
+        return 1;
+    }
+    let k_tiles = (k as u64).div_ceil(32);
+    let want = 256u64.div_ceil(blocks.max(1));
+    want.min(k_tiles / 4).clamp(1, u64::from(SPLIT_K_MAX)) as u32
+}
+
+/// Whether the FP16 GEMM (f16 activations and weights, f16 products) runs on
+/// cooperative matrices by default, and on which block: from [`COOP_MIN_M`] rows where
+/// [`coop_tile`] has one. CPU adapters never list cooperative matrices.
+pub fn wgemm_coop(caps: &Capabilities, m: usize, n: usize, _k: usize) -> Option<CoopTile> {
+    if m < COOP_MIN_M {
+        return None;
+    }
+    coop_tile(caps, m, n)
+}
+
+/// The cooperative-matrix block of an FP16 GEMM (f16 activations, f16 products) of
+/// `m x n x k`: the tuned choice for its shape class where the cache has one (a tuned
+/// row tile or FP32 kernel means the row kernel or FP32 route won there), else
+/// [`wgemm_coop`].
+pub fn wgemm_coop_tuned(ctx: &Context, m: usize, n: usize, k: usize) -> Option<CoopTile> {
+    let caps = ctx.capabilities();
+    match lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)) {
+        Some(Choice::Coop(t)) if coop_tile_fits(caps, t) => Some(t),
+        Some(Choice::Coop(_)) | None => wgemm_coop(caps, m, n, k),
+        Some(_) => None,
     }
 }
 
@@ -695,6 +781,22 @@ pub fn explain_qgemm(ctx: &Context, m: usize, n: usize, k: usize) -> Plan {
 /// The plan of a weight-only / FP16 GEMM with `wtype` weights.
 pub fn explain_wgemm(ctx: &Context, m: usize, n: usize, k: usize, wtype: WeightType) -> Plan {
     let class = ShapeClass::wgemm(m, n, k, wtype);
+    let f16_products = resolve_half_math(ctx.capabilities(), HalfMath::Auto, true) != HalfMath::F32;
+    if let (WeightType::F16, true, Some(t)) = (wtype, f16_products, wgemm_coop_tuned(ctx, m, n, k))
+    {
+        // Shown for f16 activations, which the cooperative kernel needs.
+        return Plan {
+            source: source(ctx, &class),
+            class,
+            family: "cooperative matrices (f16 activations)".into(),
+            choice: Choice::Coop(t),
+            workgroup: [t.invocations(), 1],
+            tile: [t.rows(), t.columns()],
+            vector_width: 8,
+            split_k: t.split_k,
+            pieces: 1,
+        };
+    }
     let f32_math = resolve_half_math(ctx.capabilities(), HalfMath::Auto, true) == HalfMath::F32;
     let half = wtype == WeightType::F16;
     if let (true, Some(kernel)) = (f32_math || !half, wgemm_route(ctx, m, n, k, wtype)) {
