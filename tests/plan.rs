@@ -204,9 +204,33 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(shape(q(&g, 128)), (64, 4, 2));
     assert_eq!(shape(q(&c, 1)), shape(q(&g, 1)));
     for m in [3, 8, 128] {
-        assert_eq!(shape(w(&c, m, WeightType::I4)), (64, 2, 2), "m = {m}");
+        assert_eq!(shape(w(&c, m, WeightType::I4)), (64, 4, 1), "m = {m}");
         assert_eq!(shape(w(&c, m, WeightType::I8)), (64, 4, 2), "m = {m}");
     }
+    // f16 weights with 2-4 rows keep the row kernel there, on 4x4 tiles; 1 row 1x8.
+    for m in 2..=plan::HALF_ROWS_MAX_M {
+        assert_eq!(shape(w(&c, m, WeightType::F16)), (64, 4, 1), "m = {m}");
+        assert_eq!(plan::half_gemm_kernel(&c, m, 4096, 4096), None, "m = {m}");
+    }
+    assert_eq!(shape(w(&c, 1, WeightType::F16)), (64, 1, 2));
+    assert_eq!(plan::half_gemm_kernel(&c, 1, 4096, 4096), None);
+    assert!(plan::half_gemm_kernel(&c, plan::HALF_ROWS_MAX_M + 1, 4096, 4096).is_some());
+    assert!(plan::half_gemm_kernel(&cpu(None), 1, 4096, 4096).is_some());
+    assert!(plan::half_gemm_kernel(&g, 1, 4096, 4096).is_none());
+    // W8A8 with at most 64 output columns: the INT8 convolution's 4-row tiles.
+    assert_eq!(
+        shape(plan::default_qgemm_config(&c, 3136, 64, 576)),
+        (8, 4, 2)
+    );
+    assert_eq!(
+        shape(plan::default_qgemm_config(&c, 4096, 32, 64)),
+        (8, 4, 1)
+    );
+    // From 65 columns the 8x4 rule (the workgroup narrowed to the columns).
+    assert_eq!(
+        shape(plan::default_qgemm_config(&c, 3136, 65, 576)),
+        (32, 8, 1)
+    );
     assert_eq!(shape(w(&g, 8, WeightType::I8)), (64, 8, 1));
     // Without subgroups (llvmpipe through GL) 4-bit weights take 4x8, as 8-bit ones.
     let gl = cpu(None);
@@ -221,7 +245,7 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(narrow(WeightType::I8), (8, 8, 1));
     assert_eq!(
         shape(plan::default_qgemm_config(&c, 3136, 16, 64)),
-        (8, 8, 1)
+        (8, 4, 1)
     );
     // Float convolutions likewise at most 32 channels per group on CPU adapters.
     assert_eq!(shape(plan::default_conv_config(&c, 12544, 32)), (8, 4, 1));

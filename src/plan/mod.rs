@@ -226,10 +226,23 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// operation), so the FP16 GEMM's gain there is its halved bytes, and the FP32 subgroup
 /// and register kernels are the fastest family (lavapipe, 128x3072x768: rows 99 ms, this
 /// route 23 ms). GPUs keep the row kernel (or f16 arithmetic).
+///
+/// Except for up to [`HALF_ROWS_MAX_M`] rows on CPU adapters with subgroups (lavapipe):
+/// there the row kernel reads the activations from a uniform block
+/// ([`wgemm_uniform_x`]), which made it the faster one for GEMV-like products (two tune
+/// runs at 1ad0a37 and 7d95bb7, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
+/// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
+    if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {
+        return None;
+    }
     caps.is_cpu()
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
+
+/// The most rows for which the FP16 GEMM keeps the row kernel on CPU adapters with
+/// subgroups ([`half_gemm_kernel`]).
+pub const HALF_ROWS_MAX_M: usize = 4;
 
 /// The fewest rows from which a weight-only GEMM with 8- or 4-bit codes on a CPU adapter
 /// dequantizes its weight and runs an FP32 kernel ([`dequant_gemm_kernel`]).
@@ -532,26 +545,43 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
 /// - W8A8 (`wtype` None): 4x4 for M = 3-4, 8x4 beyond (the 4x8 default was 1.2-2.9x
-///   slower on 7 of 14 shapes);
-/// - 4-bit weights: 2x8 (4x8 and 8x4 were 1.3-2.6x slower on 10 of 14 shapes); on CPU
-///   adapters without subgroups (llvmpipe through GL, where the same kernel compiles to
-///   other loads) 4x8, which the GL tuner chose over 2x8 by 1.13-1.52x on 256^3,
-///   8x4096x4096 and 3136x64x576 in two sweeps (docs/PERFORMANCE.md, "No cliffs");
+///   slower on 7 of 14 shapes), except for outputs of at most 64 columns, which take the
+///   INT8 convolution's tile ([`default_qconv_config`]: 4 rows by 8 columns, 4x4 up to
+///   32 columns; after the uniform activation block, two tune runs: 3136x64x576 1.57x
+///   and 1.53x ahead of 8x4, 4096x16x64 1.31x in one run);
+/// - 4-bit weights: 4x4 on CPU adapters with subgroups (lavapipe; after the uniform
+///   activation block it beat the earlier 2x8 in two tune runs: 4x768x768 1.43x and
+///   1.09x, 8x4096x4096 1.55x and 1.05x; before it, 2x8 had beaten 4x8 and 8x4 by
+///   1.3-2.6x on 10 of 14 shapes); without subgroups (llvmpipe through GL, where the
+///   same kernel compiles to other loads) 4x8, which the GL tuner chose over 2x8 by
+///   1.13-1.52x on 256^3, 8x4096x4096 and 3136x64x576 in two sweeps (docs/PERFORMANCE.md,
+///   "No cliffs");
+/// - f16 weights with M = 2-4 on CPU adapters with subgroups (the row kernel, see
+///   [`half_gemm_kernel`]): 4x4 (2x768x768 0.43 ms against 2x8's 0.71, 4x768x768 0.63
+///   against 4x8's 0.85);
 /// - 8-bit and f16 weights: 4x8 for M = 5-8 as beyond (8x4 lost 1.37x at 8x4096x4096);
 /// - weight-only with at most 32 output columns: one group of 4 columns (4x4 for 4-bit,
 ///   8x4 for 8-bit weights), since even 8 invocations of 8 columns would cover 64 (1.5-1.9x
 ///   at 12544x32x28 and 4096x16x64).
 fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) -> Option<RowTile> {
-    if !caps.is_cpu() || m <= 2 {
+    if !caps.is_cpu() || m <= 1 {
+        return None;
+    }
+    let half = wtype == Some(WeightType::F16);
+    if half && caps.subgroups && m <= HALF_ROWS_MAX_M && n > 32 {
+        return Some(wgemm::TILES[2]);
+    }
+    if m <= 2 {
         return None;
     }
     let four_bit = matches!(wtype, Some(WeightType::I4 | WeightType::U4));
     match wtype {
         None if m <= 4 => Some(qgemm::TILES[2]),
+        None if n <= 64 => None,
         None => Some(qgemm::TILES[4]),
         Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
         Some(_) if n <= 32 => Some(wgemm::TILES[4]),
-        Some(_) if four_bit && caps.subgroups => Some(wgemm::TILES[1]),
+        Some(_) if four_bit && caps.subgroups => Some(wgemm::TILES[2]),
         Some(_) if four_bit => Some(wgemm::TILES[3]),
         Some(_) => Some(wgemm::TILES[3]),
     }
