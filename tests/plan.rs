@@ -217,14 +217,15 @@ fn cpu_row_tiles_for_linear_layers() {
     assert!(plan::half_gemm_kernel(&c, plan::HALF_ROWS_MAX_M + 1, 4096, 4096).is_some());
     assert!(plan::half_gemm_kernel(&cpu(None), 1, 4096, 4096).is_some());
     assert!(plan::half_gemm_kernel(&g, 1, 4096, 4096).is_none());
-    // W8A8 with at most 64 output columns: the INT8 convolution's 4-row tiles.
+    // W8A8 with 33-64 output columns: the INT8 convolution's 4x8 tile, narrowed; up to
+    // 32 columns 8x4.
     assert_eq!(
         shape(plan::default_qgemm_config(&c, 3136, 64, 576)),
         (8, 4, 2)
     );
     assert_eq!(
         shape(plan::default_qgemm_config(&c, 4096, 32, 64)),
-        (8, 4, 1)
+        (8, 8, 1)
     );
     // From 65 columns the 8x4 rule (the workgroup narrowed to the columns).
     assert_eq!(
@@ -245,7 +246,7 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(narrow(WeightType::I8), (8, 8, 1));
     assert_eq!(
         shape(plan::default_qgemm_config(&c, 3136, 16, 64)),
-        (8, 4, 1)
+        (8, 8, 1)
     );
     // Float convolutions likewise at most 32 channels per group on CPU adapters.
     assert_eq!(shape(plan::default_conv_config(&c, 12544, 32)), (8, 4, 1));

@@ -545,10 +545,11 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
 /// - W8A8 (`wtype` None): 4x4 for M = 3-4, 8x4 beyond (the 4x8 default was 1.2-2.9x
-///   slower on 7 of 14 shapes), except for outputs of at most 64 columns, which take the
-///   INT8 convolution's tile ([`default_qconv_config`]: 4 rows by 8 columns, 4x4 up to
-///   32 columns; after the uniform activation block, two tune runs: 3136x64x576 1.57x
-///   and 1.53x ahead of 8x4, 4096x16x64 1.31x in one run);
+///   slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
+///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
+///   activation block 3136x64x576 ran 1.57x and 1.53x ahead of 8x4 in two tune runs, and
+///   1.10x behind it in a third); up to 32 columns 8x4 stays (4x4 won 1.31x and lost
+///   1.06x at 4096x16x64 in two runs, won 1.04x and lost 1.38x at 12544x32x28);
 /// - 4-bit weights: 4x4 on CPU adapters with subgroups (lavapipe; after the uniform
 ///   activation block it beat the earlier 2x8 in two tune runs: 4x768x768 1.43x and
 ///   1.09x, 8x4096x4096 1.55x and 1.05x; before it, 2x8 had beaten 4x8 and 8x4 by
@@ -577,7 +578,7 @@ fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) 
     let four_bit = matches!(wtype, Some(WeightType::I4 | WeightType::U4));
     match wtype {
         None if m <= 4 => Some(qgemm::TILES[2]),
-        None if n <= 64 => None,
+        None if n > 32 && n <= 64 => None,
         None => Some(qgemm::TILES[4]),
         Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
         Some(_) if n <= 32 => Some(wgemm::TILES[4]),
