@@ -20,9 +20,12 @@
 //!   1 row x 4 columns per invocation, M = 2 with 2 x 8 on 32 invocations (tuned on
 //!   lavapipe: 1.19x-1.60x over the register kernel's 2x4 and 4x4 tiles for M = 2 to 4).
 //! - GPUs run the register kernel for small M (GEMV-like: every weight is read once, and a
-//!   128-row tile would be mostly padding; split-K below), the 128x128 tiled kernel when
-//!   M and N fill it, and the 64x64 tiled kernel otherwise; a tiled kernel that does not fit the
-//!   device's workgroup limits gives way to the register kernel.
+//!   128-row tile would be mostly padding; split-K below), else the 64x64 tiled kernel (4x4
+//!   per invocation, BK 16). The 128x128 tile (8x8 per invocation) is left to the tuner:
+//!   on an NVIDIA H100 it ran 9.9x behind the 64x64 one at 512^3 and 128x768x768 in the
+//!   same tune run, and at 2.9 % of the FMA peak at 2048^3 (docs/PERFORMANCE.md). A tiled
+//!   kernel that does not fit the device's workgroup limits gives way to the register
+//!   kernel.
 //! - Everywhere, a register or subgroup kernel is narrowed for narrow outputs
 //!   ([`GemmKernel::fit`], down to [`min_gemm_wg`]): a 64-wide workgroup covers 256 or
 //!   512 columns, and its invocations past the last column would run the whole reduction
@@ -197,8 +200,6 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
         }
     } else if desc.m <= 8 {
         small_m(desc.m)
-    } else if desc.m >= 128 && desc.n >= 128 && GemmKernel::Tiled(GemmKernel::TILED[1]).fits(caps) {
-        GemmKernel::Tiled(GemmKernel::TILED[1])
     } else if GemmKernel::Tiled(GemmKernel::TILED[0]).fits(caps) {
         GemmKernel::Tiled(GemmKernel::TILED[0])
     } else {
