@@ -135,8 +135,9 @@ pub struct Capabilities {
     /// Cooperative matrices of 16x16x16 f16 with f32 accumulation (tensor cores):
     /// `Features::EXPERIMENTAL_COOPERATIVE_MATRIX` enabled on the device and the
     /// configuration listed by `Adapter::cooperative_matrix_properties`. Only a context
-    /// made from an adapter ([`crate::Context::request`], `from_adapter`) knows the
-    /// list; [`crate::Context::new`] on a device of your own leaves this `false`.
+    /// that sees the adapter ([`crate::Context::request`], `from_adapter`,
+    /// [`crate::Context::with_adapter`] for a device of your own) knows the list;
+    /// [`crate::Context::new`] leaves this `false`.
     pub coop_f16: bool,
     /// Limits granted to the device.
     pub limits: KeyLimits,

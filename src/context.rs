@@ -253,7 +253,7 @@ impl Context {
     /// Wraps a device and queue the caller already owns (a renderer's, say). Kernels use
     /// whatever features and limits that device was created with; request
     /// [`wanted_features`] and the adapter's limits when you create it to get the fast
-    /// paths.
+    /// paths (and see [`Context::with_adapter`] for tensor cores).
     ///
     /// ```no_run
     /// # async fn engine() -> wgpu_quant::Result<()> {
@@ -267,6 +267,51 @@ impl Context {
     /// ```
     pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Context {
         Self::with_overrides(device, queue, &Overrides::default())
+    }
+
+    /// [`Context::new`] for a device created from `adapter`, reading what only the
+    /// adapter knows: the cooperative-matrix configurations it lists. Create the device
+    /// with `Features::EXPERIMENTAL_COOPERATIVE_MATRIX` (and wgpu's experimental-features
+    /// token) where the adapter has it, and the FP16 GEMM runs on tensor cores
+    /// ([`Capabilities::coop_f16`]); with [`Context::new`] it never does, as a device does
+    /// not tell which configurations its adapter lists.
+    ///
+    /// ```no_run
+    /// # async fn engine() -> wgpu_quant::Result<()> {
+    /// let instance = wgpu::Instance::default();
+    /// let adapter = instance.request_adapter(&Default::default()).await.unwrap();
+    /// let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    /// let wanted = wgpu_quant::context::wanted_features() | coop;
+    /// let (device, queue) = adapter
+    ///     .request_device(&wgpu::DeviceDescriptor {
+    ///         required_features: adapter.features() & wanted,
+    ///         required_limits: adapter.limits(),
+    ///         // SAFETY: wgpu's token for its experimental features (here cooperative
+    ///         // matrices); see `wgpu::ExperimentalFeatures::enabled`.
+    ///         experimental_features: unsafe { wgpu::ExperimentalFeatures::enabled() },
+    ///         ..Default::default()
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// let ctx = wgpu_quant::Context::with_adapter(device, queue, &adapter);
+    /// println!("tensor cores: {}", ctx.capabilities().coop_f16);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_adapter(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: &wgpu::Adapter,
+    ) -> Context {
+        let info = adapter.get_info();
+        let coop = adapter.cooperative_matrix_properties();
+        Self::build(
+            device,
+            queue,
+            info,
+            &coop,
+            Arc::new(AtomicBool::new(false)),
+            &Overrides::default(),
+        )
     }
 
     /// [`Context::new`] holding back the features and limits in `overrides`: wgpu-quant

@@ -542,9 +542,9 @@ impl<'a> Tuner<'a> {
         if let Some(route) = planned {
             default = Choice::Gemm(route);
         }
-        // FP16 on cooperative matrices: every block the adapter runs is a candidate, and
-        // the plan's block is the default where the plan takes that kernel.
-        // (each block whole, and with the plan's split of K for it where it splits).
+        // FP16 on cooperative matrices: every block the adapter runs is a candidate, whole
+        // and with `plan::coop_split`'s split of K where that splits; the plan's block is
+        // the default where the plan takes that kernel.
         if kind == WeightKind::F16 && crate::plan::coop_capable(caps) {
             let mut coops = Vec::new();
             for t in crate::desc::wgemm::CoopTile::TILES {

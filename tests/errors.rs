@@ -25,12 +25,7 @@ fn record(
 /// A device on the same adapter as the shared test context, created by "an engine" with
 /// its own features and limits, and wrapped with `Context::new`.
 fn engine_context(features: wgpu::Features, limits: impl FnOnce(&mut wgpu::Limits)) -> Context {
-    let name = common::ctx().capabilities().adapter.name.clone();
-    let backend = common::ctx().capabilities().adapter.backend;
-    let adapter = pollster::block_on(Context::adapters(wgpu::Backends::from(backend)))
-        .into_iter()
-        .find(|a| a.get_info().name == name)
-        .expect("the test adapter is listed");
+    let adapter = common::test_adapter();
     let mut l = adapter.limits();
     limits(&mut l);
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -337,4 +332,52 @@ fn the_async_api_runs_natively() {
     let e = gemm(ctx, &mut enc, &GemmDesc::new(2, 1, 3), &a, &gone, None, &c).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
     pollster::block_on(ctx.check_errors()).unwrap();
+}
+
+/// An engine's own device: `Context::with_adapter` reads the adapter's cooperative-matrix
+/// list, so tensor cores are on exactly where the device has the feature and the adapter
+/// lists 16x16x16 f16 with f32 sums (as `Context::request` decides); `Context::new` on the
+/// same device cannot know the list and keeps them off. The FP16 GEMM then pins them or
+/// refuses with the reason.
+#[test]
+fn cooperative_matrices_on_an_engine_device_need_its_adapter() {
+    let adapter = common::test_adapter();
+    let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    let has = adapter.features().contains(coop);
+    let wanted = wgpu_quant::context::wanted_features() | coop;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: adapter.features() & wanted,
+        required_limits: adapter.limits(),
+        // SAFETY: wgpu's token for experimental features, used here for cooperative
+        // matrices only.
+        experimental_features: unsafe { wgpu::ExperimentalFeatures::enabled() },
+        ..Default::default()
+    }))
+    .expect("engine device");
+    let listed = adapter.cooperative_matrix_properties().iter().any(|c| {
+        (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+            && c.ab_type == wgpu::CooperativeScalarType::F16
+            && c.cr_type == wgpu::CooperativeScalarType::F32
+    });
+    let with = Context::with_adapter(device.clone(), queue.clone(), &adapter);
+    let plain = Context::new(device, queue);
+    assert_eq!(with.capabilities().coop_f16, has && listed);
+    assert_eq!(
+        with.capabilities().coop_f16,
+        common::ctx().capabilities().coop_f16,
+        "Context::request and Context::with_adapter should agree"
+    );
+    assert!(!plain.capabilities().coop_f16);
+    // Pinning the cooperative kernel on the plain context is an error with the reason.
+    use half::f16;
+    use wgpu_quant::ops::wgemm::{wgemm, WGemmDesc, Weights};
+    let x = Tensor::from_slice(&plain, &[16, 16], &vec![f16::ONE; 256]).unwrap();
+    let w = Tensor::from_slice(&plain, &[16, 16], &vec![f16::ONE; 256]).unwrap();
+    let y = Tensor::zeros(&plain, &[16, 16], DType::F32).unwrap();
+    let mut enc = plain.encoder("coop");
+    let desc = WGemmDesc::default().cooperative(true);
+    let msg = wgemm(&plain, &mut enc, &desc, &x, Weights::F16(&w), None, &y)
+        .expect_err("no cooperative matrices through Context::new")
+        .to_string();
+    assert!(msg.contains("not listed"), "{msg}");
 }

@@ -34,9 +34,12 @@
 //! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
 //! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
 //! the number of rows, narrowed for narrow outputs, and capped by the device's
-//! invocations per workgroup. On CPU adapters the FP16 GEMM runs on the FP32 kernels
-//! with f16 storage ([`half_gemm_kernel`]), and so does a weight-only GEMM from
-//! [`DEQUANT_MIN_M`] rows after dequantizing its weight ([`dequant_gemm_kernel`]).
+//! invocations per workgroup. On CPU adapters the FP16 GEMM of more than
+//! [`HALF_ROWS_MAX_M`] rows runs on the FP32 kernels with f16 storage
+//! ([`half_gemm_kernel`]), and so does a weight-only GEMM from [`DEQUANT_MIN_M`] rows
+//! after dequantizing its weight ([`dequant_gemm_kernel`]). On GPUs that list
+//! cooperative matrices the FP16 GEMM of more than 8 rows runs on them
+//! ([`wgemm_coop`]).
 //!
 //! Split-K ([`default_split_k`]): the GEMV-like register kernel and the row GEMMs cut K
 //! into up to 16 slices that run in parallel when their output tiles alone would not
@@ -231,7 +234,7 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// Except for up to [`HALF_ROWS_MAX_M`] rows on CPU adapters with subgroups (lavapipe):
 /// there the row kernel reads the activations from a uniform block
 /// ([`wgemm_uniform_x`]), which made it the faster one for GEMV-like products (two tune
-/// runs at 1ad0a37 and 7d95bb7, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
+/// runs at 7d95bb7 and 78a5a70, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
 /// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
     if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {

@@ -32,14 +32,19 @@ pub fn ctx() -> &'static Context {
 
 /// A context on the test adapter with `overrides` applied at device creation.
 pub fn context_with(overrides: Overrides) -> Context {
+    let adapter = test_adapter();
+    pollster::block_on(Context::from_adapter_with(&adapter, &overrides)).expect("device")
+}
+
+/// The adapter the shared context runs on.
+pub fn test_adapter() -> wgpu::Adapter {
     let caps = ctx().capabilities();
-    let adapter = pollster::block_on(Context::adapters(wgpu::Backends::from(
+    pollster::block_on(Context::adapters(wgpu::Backends::from(
         caps.adapter.backend,
     )))
     .into_iter()
     .find(|a| a.get_info().name == caps.adapter.name)
-    .expect("the test adapter is listed");
-    pollster::block_on(Context::from_adapter_with(&adapter, &overrides)).expect("device")
+    .expect("the test adapter is listed")
 }
 
 pub fn small_bindings(bytes: u64) -> Context {
