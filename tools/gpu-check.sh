@@ -4,7 +4,9 @@
 #
 #   bash tools/gpu-check.sh prepare     # here, on the 2-core machine (about 5 minutes)
 #   # optionally first a short call, command `bash tools/gpu-check.sh probe`, carry as
-#   # below, timeout_s 240: the new kernels' tests and a few FP16/FP32 shapes
+#   # below, timeout_s 300: the cooperative-matrix and plan tests, the FP32/FP16
+#   # defaults, every FP32 candidate at 2048^3 and 4096^3 and every FP16 candidate on
+#   # seven shapes (run.log and probe-tuning.json come back)
 #   # then one device call, command `bash tools/gpu-check.sh device`, carry [".gpu", ".gl"],
 #   # timeout_s 540; the raw outputs come back under the call's files_at
 #   bash tools/gpu-check.sh restore     # here, right after the call
@@ -159,14 +161,18 @@ setup() {
 }
 
 # A short first look (about two minutes): the adapter, the cooperative-matrix and plan
-# tests, and every FP16 candidate's time on a few shapes (`tune --fp16 --verbose`), so
-# that a kernel that fails on the GPU shows, and the plan's rule can be checked, before
+# tests, the FP32 and FP16 defaults on a few shapes (`bench`), and every FP32 candidate
+# at 2048^3 and 4096^3 and every FP16 candidate on seven shapes (`tune --verbose`), so
+# that a kernel that fails on the GPU shows, and the plan's rules can be checked, before
 # the full run spends its minutes.
 probe() {
   setup
   step 60 .gpu/bin/test-wgemm --test-threads=1 cooperative
   step 20 .gpu/bin/test-plan
-  step 100 .gpu/bin/wgpu-quant tune --gemm '' --linear '' --conv '' --verbose --runs 5 \
+  step 30 .gpu/bin/wgpu-quant bench --suite peak,gemm --dtypes fp32,fp16 --sizes 1024,2048,4096 \
+    --shapes 128x3072x768,3136x64x576,32x4096x4096 --runs 5
+  step 120 .gpu/bin/wgpu-quant tune --gemm 2048x2048x2048,4096x4096x4096 --linear '' --conv '' \
+    --verbose --runs 5 \
     --fp16 "${GPU_PROBE_SHAPES:-4096x4096x4096,2048x2048x2048,1024x1024x1024,128x3072x768,32x4096x4096,3136x64x576,128x768x768}" \
     --out "$OUT/probe-tuning.json"
   echo "== done after $SECONDS s" >> "$OUT/run.log"
