@@ -139,10 +139,6 @@ pub(crate) fn route(
     let others = desc.config.is_some() || desc.fp32_kernel.is_some() || desc.uniform_x.is_some();
     let operands = r.half_weights && r.x_f16 && r.math != HalfMath::F32 && r.pieces == 1;
     let runs = |t: &CoopTile| plan::coop_tile_fits(caps, *t) && grid(ctx, *t, m, n).is_ok();
-    let tile = desc
-        .coop_tile
-        .or_else(|| plan::coop_tile(caps, m, n))
-        .filter(runs);
     let pinned = desc.cooperative.or(desc.coop_tile.map(|_| true));
     match pinned {
         Some(false) if desc.coop_tile.is_some() => Err(Error::invalid(
@@ -150,7 +146,11 @@ pub(crate) fn route(
             "coop_tile pins the cooperative kernel, which cooperative(false) refuses",
         )),
         Some(false) => Ok(None),
-        Some(true) => match tile {
+        Some(true) => match desc
+            .coop_tile
+            .or_else(|| plan::coop_tile(caps, m, n))
+            .filter(runs)
+        {
             Some(t) if operands && !others => Ok(Some(t)),
             _ => Err(Error::invalid(
                 OP,
@@ -176,9 +176,7 @@ pub(crate) fn route(
                 ),
             )),
         },
-        None if operands && !others => {
-            Ok(plan::wgemm_coop_tuned(ctx, m, n, k).filter(|t| grid(ctx, *t, m, n).is_ok()))
-        }
+        None if operands && !others => Ok(plan::wgemm_coop_tuned(ctx, m, n, k).filter(runs)),
         None => Ok(None),
     }
 }

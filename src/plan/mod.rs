@@ -386,6 +386,10 @@ pub fn wgemm_coop(caps: &Capabilities, m: usize, n: usize, _k: usize) -> Option<
 /// [`wgemm_coop`].
 pub fn wgemm_coop_tuned(ctx: &Context, m: usize, n: usize, k: usize) -> Option<CoopTile> {
     let caps = ctx.capabilities();
+    // No cache lookup on every call where the kernel cannot run at all.
+    if !coop_capable(caps) {
+        return None;
+    }
     match lookup(ctx, &ShapeClass::wgemm(m, n, k, WeightType::F16)) {
         Some(Choice::Coop(t)) if coop_tile_fits(caps, t) => Some(t),
         Some(Choice::Coop(_)) | None => wgemm_coop(caps, m, n, k),
