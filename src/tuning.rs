@@ -6,8 +6,10 @@
 //! rejected and never chosen. The default heuristic's choice is always among the
 //! candidates and keeps its place unless another is faster by more than
 //! [`TuneOptions::margin`], so a tuned plan is never slower than the default as measured.
-//! Candidates are timed in two rounds, the second in reverse order, and each keeps its
-//! better median, so that running first (cold caches) or last favours none.
+//! Candidates are timed interleaved: [`TuneOptions::runs`] rounds, each timing every
+//! candidate once, in alternating order, and each keeps the median of its runs, so that a
+//! slow or fast spell of a shared machine falls on every candidate alike and running
+//! first (cold caches) or last favours none.
 //!
 //! The cache is a JSON file: save it after tuning, ship it with an app, load it at start
 //! and install it with [`Context::set_tuning`]; entries for other adapters are ignored.
@@ -77,11 +79,11 @@ pub use crate::desc::tuning::{
     WeightType, CACHE_VERSION,
 };
 
-/// How [`learn`] times candidates: one warm-up and 3 runs each (fewer than `tune`'s 5,
-/// since it runs inside the app), the default margin.
+/// How [`learn`] times candidates: one warm-up and 5 interleaved runs each (fewer than
+/// `tune`'s 9, since it runs inside the app), the default margin.
 pub const LEARN_OPTIONS: TuneOptions = TuneOptions {
     warmup: 1,
-    runs: 3,
+    runs: 5,
     margin: 0.03,
 };
 
@@ -163,9 +165,10 @@ pub async fn tune_request_async(
 /// How candidates are timed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TuneOptions {
-    /// Untimed runs before timing each candidate.
+    /// Untimed runs of each candidate before its first timed run.
     pub warmup: usize,
-    /// Timed runs per candidate (the median counts).
+    /// Timed runs per candidate (the median counts), interleaved: round after round,
+    /// every candidate is timed once per round (at least one round).
     pub runs: usize,
     /// A candidate replaces the default only when it is faster by more than this
     /// fraction (0.03: 3 %), so that noise does not pick a kernel that is no better.
@@ -176,7 +179,7 @@ impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
             warmup: 1,
-            runs: 5,
+            runs: 9,
             margin: 0.03,
         }
     }
@@ -294,14 +297,15 @@ impl<'a> Tuner<'a> {
     }
 
     /// Verifies every candidate with `check` (`Ok(None)`: right; `Ok(Some(why))`:
-    /// wrong), then times the right ones with `time` in two rounds, the second in reverse
-    /// order (so that running first, on cold caches, or last favours none); each keeps
-    /// the better of its two medians.
+    /// wrong), then times the right ones with `time(choice, warmup, runs)` interleaved:
+    /// `runs` rounds, each timing every candidate once (the first round after its
+    /// warm-up), in alternating order, so that a slow or fast spell of the machine falls
+    /// on every candidate alike; each keeps the median of its runs.
     async fn run_candidates(
         &self,
         cands: Vec<Choice>,
         mut check: impl AsyncFnMut(Choice) -> Result<Option<String>>,
-        mut time: impl AsyncFnMut(Choice) -> Result<crate::bench::Timings>,
+        mut time: impl AsyncFnMut(Choice, usize, usize) -> Result<crate::bench::Timings>,
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(cands.len());
         for choice in cands {
@@ -316,22 +320,31 @@ impl<'a> Tuner<'a> {
                 reject,
             });
         }
-        for round in 0..2 {
-            let order: Vec<usize> = if round == 0 {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); outcomes.len()];
+        for round in 0..self.opts.runs.max(1) {
+            let order: Vec<usize> = if round % 2 == 0 {
                 (0..outcomes.len()).collect()
             } else {
                 (0..outcomes.len()).rev().collect()
             };
+            let warmup = if round == 0 { self.opts.warmup } else { 0 };
             for i in order {
                 let o = &mut outcomes[i];
-                let Some(ms) = o.ms else { continue };
-                match time(o.choice).await {
-                    Ok(t) => o.ms = Some(ms.min(t.median())),
+                if o.ms.is_none() {
+                    continue;
+                }
+                match time(o.choice, warmup, 1).await {
+                    Ok(t) => samples[i].extend(t.ms),
                     Err(e) => {
                         o.ms = None;
                         o.reject = Some(e.to_string());
                     }
                 }
+            }
+        }
+        for (o, ms) in outcomes.iter_mut().zip(samples) {
+            if o.ms.is_some() {
+                o.ms = Some(crate::bench::Timings::median_of(ms));
             }
         }
         outcomes
@@ -444,7 +457,6 @@ impl<'a> Tuner<'a> {
             Choice::Gemm(k) => desc.clone().kernel(k),
             Choice::Rows(_) | Choice::Coop(_) => unreachable!("GEMM candidates"),
         };
-        let (warmup, runs) = (self.opts.warmup, self.opts.runs);
         let outcomes = self
             .run_candidates(
                 cands.into_iter().map(Choice::Gemm).collect(),
@@ -453,7 +465,7 @@ impl<'a> Tuner<'a> {
                     let r = crate::bench::gemm_case_async(ctx, &kernel(ch), 256, 0, 0).await?;
                     Ok((!r.verified).then(|| format!("relative error {:.2e}", r.rel_error)))
                 },
-                async |ch| {
+                async |ch, warmup, runs| {
                     let d = kernel(ch);
                     time_gpu_async(ctx, warmup, runs, |enc| {
                         crate::ops::gemm::gemm(ctx, enc, &d, &a, &b, None, &c)
@@ -604,7 +616,7 @@ impl<'a> Tuner<'a> {
         prepare: impl AsyncFn(&CaseOptions) -> Result<Prepared<'p>>,
     ) -> Vec<Outcome> {
         let prepared: RefCell<Vec<(Choice, Prepared<'p>)>> = RefCell::new(Vec::new());
-        let (ctx, warmup, runs) = (self.ctx, self.opts.warmup, self.opts.runs);
+        let ctx = self.ctx;
         self.run_candidates(
             cands,
             async |ch| {
@@ -630,7 +642,7 @@ impl<'a> Tuner<'a> {
                 prepared.borrow_mut().push((ch, p));
                 Ok(why)
             },
-            async |ch| {
+            async |ch, warmup, runs| {
                 // The record closure of the candidate, taken out for the awaited timing
                 // (a RefCell borrow is not held across an await).
                 let i = prepared

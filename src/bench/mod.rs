@@ -60,7 +60,11 @@ pub struct Timings {
 impl Timings {
     /// Median, milliseconds.
     pub fn median(&self) -> f64 {
-        let mut v = self.ms.clone();
+        Timings::median_of(self.ms.clone())
+    }
+
+    /// Median of `v` (NaN when empty), milliseconds.
+    pub fn median_of(mut v: Vec<f64>) -> f64 {
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
         if n == 0 {

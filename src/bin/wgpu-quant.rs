@@ -89,8 +89,9 @@ enum Cmd {
         /// those of --linear.
         #[arg(long, value_delimiter = ',')]
         fp16: Vec<String>,
-        /// Timed runs per candidate (the median counts).
-        #[arg(long, default_value_t = 5)]
+        /// Timed runs per candidate (the median counts), interleaved: every candidate once
+        /// per round.
+        #[arg(long, default_value_t = 9)]
         runs: usize,
         /// Also list every verified candidate's median time.
         #[arg(long)]
