@@ -938,7 +938,8 @@ fn tuning_verifies_times_and_round_trips_through_json() {
         let min = wgpu_quant::plan::DEQUANT_MIN_M;
         let w8 = tuner.wgemm(min, 40, 64, WeightKind::I8).unwrap();
         let routed = wgpu_quant::plan::dequant_gemm_kernel(ctx.capabilities(), min, 40, 64);
-        assert_eq!(routed.is_some(), ctx.capabilities().is_cpu());
+        let caps = ctx.capabilities();
+        assert_eq!(routed.is_some(), caps.is_cpu() && caps.subgroups);
         assert_eq!(
             w8.default,
             routed.map_or(w8.default, Choice::Gemm),

@@ -197,9 +197,9 @@ fn split_k_heuristic() {
     assert!(plan::default_wgemm_config(&g, 1, 768, 4096, WeightType::I8).split_k > 1);
 }
 
-/// The CPU adapters' row tiles for linear layers beyond M = 2 (the lavapipe sweep):
-/// W8A8 4x4 then 8x4, 4-bit weights 2x8 (4x8 without subgroups), 8-bit and f16 weights
-/// 4x8; GPUs and GEMVs keep the shared rule.
+/// The CPU adapters' row tiles for linear layers beyond M = 2 (the lavapipe and GL
+/// sweeps): W8A8 4x4 then 4x8 (8x4 without subgroups), 4-bit weights 4x4 (4x8 without
+/// subgroups), 8-bit weights 4x8; GPUs and GEMVs keep the shared rule.
 #[test]
 fn cpu_row_tiles_for_linear_layers() {
     let (c, g) = (cpu(Some(8)), gpu());
@@ -207,7 +207,10 @@ fn cpu_row_tiles_for_linear_layers() {
     let w = |caps: &Capabilities, m, t| plan::default_wgemm_config(caps, m, 4096, 4096, t);
     let shape = |t: wgpu_quant::ops::RowTile| (t.wg, t.tm, t.tn4);
     assert_eq!(shape(q(&c, 3)), (64, 4, 1));
-    assert_eq!(shape(q(&c, 128)), (64, 8, 1));
+    assert_eq!(shape(q(&c, 128)), (64, 4, 2));
+    assert_eq!(shape(q(&c, 8)), (64, 4, 2));
+    assert_eq!(shape(q(&cpu(None), 3)), (64, 4, 1));
+    assert_eq!(shape(q(&cpu(None), 128)), (64, 8, 1));
     assert_eq!(shape(q(&g, 128)), (64, 4, 2));
     assert_eq!(shape(q(&c, 1)), shape(q(&g, 1)));
     for m in [3, 8, 128] {
@@ -223,6 +226,29 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(plan::half_gemm_kernel(&c, 1, 4096, 4096), None);
     assert!(plan::half_gemm_kernel(&c, plan::HALF_ROWS_MAX_M + 1, 4096, 4096).is_some());
     assert!(plan::half_gemm_kernel(&cpu(None), 1, 4096, 4096).is_some());
+    // Without subgroups a K of at most HALF_ROWS_MAX_K keeps the row kernel (4x8 beyond
+    // 2 rows); lavapipe's subgroup kernel takes it.
+    let kmax = plan::HALF_ROWS_MAX_K;
+    for m in [1, 8, 2048] {
+        assert_eq!(
+            plan::half_gemm_kernel(&cpu(None), m, 512, kmax),
+            None,
+            "m = {m}"
+        );
+        assert!(plan::half_gemm_kernel(&cpu(None), m, 512, kmax + 1).is_some());
+        assert!(plan::half_gemm_kernel(&g, m, 512, kmax).is_none());
+    }
+    assert!(plan::half_gemm_kernel(&c, 2048, 512, 8).is_some());
+    assert_eq!(
+        shape(plan::default_wgemm_config(
+            &cpu(None),
+            2048,
+            512,
+            8,
+            WeightType::F16
+        )),
+        (64, 4, 2)
+    );
     assert!(plan::half_gemm_kernel(&g, 1, 4096, 4096).is_none());
     // W8A8 with 33-64 output columns: the INT8 convolution's 4x8 tile, narrowed; up to
     // 32 columns 8x4.
@@ -234,9 +260,14 @@ fn cpu_row_tiles_for_linear_layers() {
         shape(plan::default_qgemm_config(&c, 4096, 32, 64)),
         (8, 8, 1)
     );
-    // From 65 columns the 8x4 rule (the workgroup narrowed to the columns).
+    // From 65 columns 4x8 with subgroups, 8x4 without (the workgroup narrowed to the
+    // columns).
     assert_eq!(
         shape(plan::default_qgemm_config(&c, 3136, 65, 576)),
+        (16, 4, 2)
+    );
+    assert_eq!(
+        shape(plan::default_qgemm_config(&cpu(None), 3136, 65, 576)),
         (32, 8, 1)
     );
     assert_eq!(shape(w(&g, 8, WeightType::I8)), (64, 8, 1));
@@ -707,7 +738,8 @@ fn narrow_outputs_narrow_the_fp32_workgroup() {
 #[test]
 fn quantized_weights_take_the_fp32_kernels_from_many_rows_on_cpu_adapters() {
     let min = plan::DEQUANT_MIN_M;
-    for caps in [cpu(Some(8)), cpu(None)] {
+    {
+        let caps = cpu(Some(8));
         for wtype in [
             WeightType::I8,
             WeightType::U8,
@@ -736,9 +768,15 @@ fn quantized_weights_take_the_fp32_kernels_from_many_rows_on_cpu_adapters() {
         assert_eq!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k), None);
         assert!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k - 1).is_some());
     }
-    // GPUs keep the row kernel, whose point there is reading the codes.
+    // GPUs keep the row kernel, whose point there is reading the codes, and so do CPU
+    // adapters without subgroups (their FP32 kernel is the register one).
     for m in [1, min, 4096] {
         assert_eq!(plan::dequant_gemm_kernel(&gpu(), m, 4096, 4096), None);
+        assert_eq!(plan::dequant_gemm_kernel(&cpu(None), m, 768, 768), None);
+        assert_eq!(
+            plan::wgemm_fp32_kernel(&cpu(None), m, 768, 768, WeightType::I4),
+            None
+        );
         assert_eq!(
             plan::wgemm_fp32_kernel(&gpu(), m, 4096, 4096, WeightType::I8),
             None

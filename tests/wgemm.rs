@@ -238,9 +238,10 @@ fn weight_only_on_the_fp32_route() {
     assert_eq!(cases, shapes.len() * schemes().len() * 2);
 }
 
-/// The weight-only GEMM as the plan runs it, with nothing pinned: on CPU adapters from
-/// `plan::DEQUANT_MIN_M` rows the FP32-kernel route on the dequantized weight, below it
-/// (and on GPUs) the row kernel; every scheme within the f32 budget either way.
+/// The weight-only GEMM as the plan runs it, with nothing pinned: on CPU adapters with
+/// subgroups from `plan::DEQUANT_MIN_M` rows the FP32-kernel route on the dequantized
+/// weight, below it (and on GPUs and CPU adapters without subgroups) the row kernel;
+/// every scheme within the f32 budget either way.
 #[test]
 fn weight_only_default_plan() {
     let ctx = common::ctx();
@@ -253,7 +254,7 @@ fn weight_only_default_plan() {
             let routed = family.contains("dequantized weight");
             assert_eq!(
                 routed,
-                ctx.capabilities().is_cpu() && m >= min_m,
+                ctx.capabilities().is_cpu() && ctx.capabilities().subgroups && m >= min_m,
                 "{m}x{n}x{k} {wtype:?}: {family}"
             );
         }

@@ -34,10 +34,11 @@
 //! The row kernels (W8A8 [`qgemm_config`], weight-only/FP16 [`wgemm_config`], float
 //! convolution [`conv_config`]) take a tile of rows x columns per invocation chosen by
 //! the number of rows, narrowed for narrow outputs, and capped by the device's
-//! invocations per workgroup. On CPU adapters the FP16 GEMM of more than
-//! [`HALF_ROWS_MAX_M`] rows runs on the FP32 kernels with f16 storage
-//! ([`half_gemm_kernel`]), and so does a weight-only GEMM from [`DEQUANT_MIN_M`] rows
-//! after dequantizing its weight ([`dequant_gemm_kernel`]). On GPUs that list
+//! invocations per workgroup. On CPU adapters the FP16 GEMM runs on the FP32 kernels
+//! with f16 storage ([`half_gemm_kernel`]; with subgroups from more than
+//! [`HALF_ROWS_MAX_M`] rows), and on CPU adapters with subgroups so does a weight-only
+//! GEMM from [`DEQUANT_MIN_M`] rows after dequantizing its weight
+//! ([`dequant_gemm_kernel`]). On GPUs that list
 //! cooperative matrices the FP16 GEMM of more than 8 rows runs on them
 //! ([`wgemm_coop`]).
 //!
@@ -231,13 +232,18 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// and register kernels are the fastest family (lavapipe, 128x3072x768: rows 99 ms, this
 /// route 23 ms). GPUs keep the row kernel (or f16 arithmetic).
 ///
-/// Except for up to [`HALF_ROWS_MAX_M`] rows on CPU adapters with subgroups (lavapipe):
+/// Except for a K of at most [`HALF_ROWS_MAX_K`] on CPU adapters without subgroups
+/// (llvmpipe through GL), and for up to [`HALF_ROWS_MAX_M`] rows on CPU adapters with
+/// subgroups (lavapipe):
 /// there the row kernel reads the activations from a uniform block
 /// ([`wgemm_uniform_x`]), which made it the faster one for GEMV-like products (two tune
 /// runs at 7d95bb7 and 78a5a70, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
 /// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
     if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {
+        return None;
+    }
+    if caps.is_cpu() && !caps.subgroups && k <= HALF_ROWS_MAX_K {
         return None;
     }
     caps.is_cpu()
@@ -248,19 +254,32 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
 /// subgroups ([`half_gemm_kernel`]).
 pub const HALF_ROWS_MAX_M: usize = 4;
 
+/// The largest K for which the FP16 GEMM keeps the row kernel on CPU adapters without
+/// subgroups ([`half_gemm_kernel`]). With so short a reduction the register kernel's
+/// K loop (4 values per step) barely runs and its per-output overhead dominates: on
+/// llvmpipe through GL the row kernel ran 1.26x-1.56x ahead at K = 4-16 (2048x512x4,
+/// x8, x16, 1024x1024x8, 512x2048x16; 4096x256x12 1.18x) and level at K = 32 in one
+/// interleaved tune run, and 1.38x ahead at 2048x512x8 in two more (docs/PERFORMANCE.md,
+/// "Interleaved timing"). lavapipe's subgroup kernel has no such cliff (1.12x).
+pub const HALF_ROWS_MAX_K: usize = 16;
+
 /// The fewest rows from which a weight-only GEMM with 8- or 4-bit codes on a CPU adapter
 /// dequantizes its weight and runs an FP32 kernel ([`dequant_gemm_kernel`]).
 pub const DEQUANT_MIN_M: usize = 128;
 
-/// The FP32 register or subgroup kernel a weight-only GEMM with 8- or 4-bit codes
+/// The FP32 subgroup kernel a weight-only GEMM with 8- or 4-bit codes
 /// ([`crate::ops::wgemm`]) runs on after dequantizing its weight into an f32 scratch
 /// (once per call, a pass over the codes), or `None` for the row kernel. CPU adapters
-/// from [`DEQUANT_MIN_M`] rows take it where that scratch fits one binding: the row
-/// kernel unpacks every code for every multiply-add and cannot share activations across
-/// lanes, while the FP32 kernels reuse each loaded value many times. Below the threshold
-/// (GEMVs included) the dequantizing pass costs more than it saves (lavapipe: about 20 ns
-/// per weight; docs/DISPATCH.md). GPUs keep the row kernel, whose reads of the codes are
-/// the point of weight-only quantization there.
+/// with subgroups (lavapipe) from [`DEQUANT_MIN_M`] rows take it where that scratch fits
+/// one binding: the row kernel unpacks every code for every multiply-add and cannot share
+/// activations across lanes, while the FP32 subgroup kernel shares each loaded value
+/// across 8 lanes. Below the threshold (GEMVs included) the dequantizing pass costs more
+/// than it saves (lavapipe: about 20 ns per weight; docs/DISPATCH.md). CPU adapters
+/// without subgroups (llvmpipe through GL) keep the row kernel: their FP32 kernel is the
+/// register one, and the route ran 1.19x-2.17x behind the row kernel on every
+/// weight-only shape of 128 rows and more in the interleaved tune runs of
+/// docs/PERFORMANCE.md. GPUs keep the row kernel, whose reads of the codes are the point
+/// of weight-only quantization there.
 pub fn dequant_gemm_kernel(
     caps: &Capabilities,
     m: usize,
@@ -269,7 +288,7 @@ pub fn dequant_gemm_kernel(
 ) -> Option<GemmKernel> {
     let fits =
         (n as u64 * k as u64).saturating_mul(4) <= caps.limits.max_storage_buffer_binding_size;
-    (caps.is_cpu() && m >= DEQUANT_MIN_M && fits)
+    (caps.is_cpu() && caps.subgroups && m >= DEQUANT_MIN_M && fits)
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
 
@@ -539,8 +558,9 @@ pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile 
 }
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
-/// [`default_qconv_config`] (on CPU adapters beyond M = 2: 4x4 up to M = 4, else 8x4)
-/// with K split by [`default_split_k`] on GPUs.
+/// [`default_qconv_config`] (on CPU adapters beyond M = 2 the tiles of `cpu_rows`: 4x4
+/// up to M = 4, else 4x8 with subgroups and 8x4 without) with K split by
+/// [`default_split_k`] on GPUs.
 pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
     let t = match cpu_rows(caps, m, n, None) {
         Some(t) => cap_rows(caps, t.fit(n)),
@@ -552,7 +572,12 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// The CPU adapters' own row tiles for the linear layers beyond M = 2 (None: the shared
 /// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
-/// - W8A8 (`wtype` None): 4x4 for M = 3-4, 8x4 beyond (the 4x8 default was 1.2-2.9x
+/// - W8A8 (`wtype` None): 4x4 for M = 3-4; beyond, on CPU adapters with subgroups
+///   (lavapipe) 4x8 from 33 output columns (since the four-word weight loads, 8x4 ran
+///   1.25x-1.53x behind the best on 8 of 9 shapes of 128 rows and more in two
+///   interleaved tune runs, 4x8 within 1.10x of it on all but one run of 128x768x768,
+///   docs/PERFORMANCE.md, "Interleaved timing"), else 8x4 (llvmpipe through GL, where
+///   8x4 stayed the best; before the four-word loads the 4x8 default was 1.2-2.9x
 ///   slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
 ///   activation block 3136x64x576 ran 1.57x and 1.53x ahead of 8x4 in two tune runs, and
@@ -587,6 +612,7 @@ fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) 
     match wtype {
         None if m <= 4 => Some(qgemm::TILES[2]),
         None if n > 32 && n <= 64 => None,
+        None if n > 32 && caps.subgroups => Some(qgemm::TILES[3]),
         None => Some(qgemm::TILES[4]),
         Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
         Some(_) if n <= 32 => Some(wgemm::TILES[4]),
