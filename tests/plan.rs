@@ -211,6 +211,17 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(shape(q(&c, 8)), (64, 4, 2));
     assert_eq!(shape(q(&cpu(None), 3)), (64, 4, 1));
     assert_eq!(shape(q(&cpu(None), 128)), (64, 8, 1));
+    // ... or 4x4 where 4x8's 512-column workgroups leave more columns idle.
+    let q768 = |caps: &Capabilities| shape(plan::default_qgemm_config(caps, 128, 768, 768));
+    assert_eq!(q768(&c), (64, 4, 1));
+    assert_eq!(q768(&cpu(None)), (64, 8, 1));
+    for n in [512, 1000, 1024, 3072] {
+        assert_eq!(
+            shape(plan::default_qgemm_config(&c, 128, n, 768)),
+            (64, 4, 2),
+            "{n}"
+        );
+    }
     assert_eq!(shape(q(&g, 128)), (64, 4, 2));
     assert_eq!(shape(q(&c, 1)), shape(q(&g, 1)));
     for m in [3, 8, 128] {

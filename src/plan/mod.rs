@@ -559,7 +559,7 @@ pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile 
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
 /// [`default_qconv_config`] (on CPU adapters beyond M = 2 the tiles of `cpu_rows`: 4x4
-/// up to M = 4, else 4x8 with subgroups and 8x4 without) with K split by
+/// up to M = 4, else 4x8 or 4x4 with subgroups and 8x4 without) with K split by
 /// [`default_split_k`] on GPUs.
 pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
     let t = match cpu_rows(caps, m, n, None) {
@@ -573,10 +573,13 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
 /// - W8A8 (`wtype` None): 4x4 for M = 3-4; beyond, on CPU adapters with subgroups
-///   (lavapipe) 4x8 from 33 output columns (since the four-word weight loads, 8x4 ran
-///   1.25x-1.53x behind the best on 8 of 9 shapes of 128 rows and more in two
-///   interleaved tune runs, 4x8 within 1.10x of it on all but one run of 128x768x768,
-///   docs/PERFORMANCE.md, "Interleaved timing"), else 8x4 (llvmpipe through GL, where
+///   (lavapipe) 4x8 from 33 output columns, or 4x4 where 4x8's 512-column workgroups
+///   would leave more columns idle (768 wide: 4x8 1.36x and 1.38x behind the best in two
+///   of three runs at 128x768x768, 4x4 within 1.24x in all). In four interleaved tune
+///   runs (docs/PERFORMANCE.md, "Interleaved timing") the 8x4 tile ran in two modes on
+///   lavapipe, one about 1.5x slower than the other, and was 1.25x-1.53x behind the best
+///   in 11 of 19 measurements of 12 shapes; 4x8 in 2 (both 128x768x768) and 4x4 never
+///   where it is chosen. Else 8x4 (llvmpipe through GL, where
 ///   8x4 stayed the best; before the four-word loads the 4x8 default was 1.2-2.9x
 ///   slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
@@ -612,13 +615,28 @@ fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) 
     match wtype {
         None if m <= 4 => Some(qgemm::TILES[2]),
         None if n > 32 && n <= 64 => None,
-        None if n > 32 && caps.subgroups => Some(qgemm::TILES[3]),
+        None if n > 32 && caps.subgroups => Some(less_idle(qgemm::TILES[3], qgemm::TILES[2], n)),
         None => Some(qgemm::TILES[4]),
         Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
         Some(_) if n <= 32 => Some(wgemm::TILES[4]),
         Some(_) if four_bit && caps.subgroups => Some(wgemm::TILES[2]),
         Some(_) if four_bit => Some(wgemm::TILES[3]),
         Some(_) => Some(wgemm::TILES[3]),
+    }
+}
+
+/// `wide`, unless `narrow` leaves fewer idle columns in the last workgroup of an output
+/// `n` wide: the 512 columns of a 64-wide 4x8 workgroup cover 768 in two workgroups, a
+/// quarter of them idle, where 4x4's 256 cover them in three.
+fn less_idle(wide: RowTile, narrow: RowTile, n: usize) -> RowTile {
+    let covered = |t: RowTile| {
+        let c = t.fit(n).columns().max(1) as usize;
+        n.div_ceil(c) * c
+    };
+    if covered(wide) > covered(narrow) {
+        narrow
+    } else {
+        wide
     }
 }
 
