@@ -324,11 +324,19 @@ fn fp16_gemm_default_plan() {
         failures.len(),
         failures.join("\n")
     );
-    // CPU adapters take the f16-storage route for every shape (no tuning cache here),
-    // except up to HALF_ROWS_MAX_M rows where they have subgroups: 6 of the 12 shapes
-    // have 5 rows or more.
+    // CPU adapters take the f16-storage route (no tuning cache here), except up to
+    // HALF_ROWS_MAX_M rows where they have subgroups (6 of the 12 shapes have 5 rows or
+    // more) and for a K of at most HALF_ROWS_MAX_K where they have none (10 of the 12
+    // have a longer K).
+    assert_eq!(
+        (
+            wgpu_quant::plan::HALF_ROWS_MAX_M,
+            wgpu_quant::plan::HALF_ROWS_MAX_K
+        ),
+        (4, 16)
+    );
     if caps.is_cpu() {
-        let want = if caps.subgroups { 6 } else { 12 };
+        let want = if caps.subgroups { 6 } else { 10 };
         assert_eq!(
             routed,
             want * 4,

@@ -276,10 +276,10 @@ pub const DEQUANT_MIN_M: usize = 128;
 /// across 8 lanes. Below the threshold (GEMVs included) the dequantizing pass costs more
 /// than it saves (lavapipe: about 20 ns per weight; docs/DISPATCH.md). CPU adapters
 /// without subgroups (llvmpipe through GL) keep the row kernel: their FP32 kernel is the
-/// register one, and the route ran 1.19x-2.17x behind the row kernel on every
-/// weight-only shape of 128 rows and more in the interleaved tune runs of
-/// docs/PERFORMANCE.md. GPUs keep the row kernel, whose reads of the codes are the point
-/// of weight-only quantization there.
+/// register one, and the route ran behind the row kernel on 19 of 20 weight-only classes
+/// of 128 rows and more (14 of them beyond 1.25x, up to 2.17x) in the interleaved tune
+/// runs of docs/PERFORMANCE.md. GPUs keep the row kernel, whose reads of the codes are
+/// the point of weight-only quantization there.
 pub fn dequant_gemm_kernel(
     caps: &Capabilities,
     m: usize,
