@@ -579,7 +579,10 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 ///   runs (docs/PERFORMANCE.md, "Interleaved timing") the 8x4 tile ran in two modes on
 ///   lavapipe, one about 1.5x slower than the other, and was 1.25x-1.53x behind the best
 ///   in 11 of 19 measurements of 12 shapes; 4x8 in 2 (both 128x768x768) and 4x4 never
-///   where it is chosen. Else 8x4 (llvmpipe through GL, where
+///   where it is chosen. A fifth run, with this rule, found 8x4 fast and 4x4 1.28x and
+///   1.29x behind it at 384x768x3072 and 128x768x3072: no tile stays within 1.25x in
+///   both of 8x4's modes there, and this rule has the smaller worst case. Else 8x4
+///   (llvmpipe through GL, where
 ///   8x4 stayed the best; before the four-word loads the 4x8 default was 1.2-2.9x
 ///   slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
