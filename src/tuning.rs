@@ -40,9 +40,9 @@
 //!
 //! Cost: the first use of each class pays one tuning run: every candidate compiled,
 //! checked and timed [`LEARN_OPTIONS`]`.runs` times after a warm-up. On lavapipe (2
-//! cores) a 128x768x768 linear layer took 1.7 s (W8A16), 3.6 s (FP32) and 5.7 s (FP16)
-//! (`examples/learn.rs`, docs/PERFORMANCE.md); larger shapes take longer in proportion
-//! to their run time. Shapes whose class is already learned cost one hash lookup.
+//! cores) a 128x768x768 linear layer took 2.1 s (FP32), 3.8 s (W8A16) and 3.1 s (FP16)
+//! (`examples/learn.rs` at 59f2d1e, docs/PERFORMANCE.md); larger shapes take longer in
+//! proportion to their run time. Shapes whose class is already learned cost one hash lookup.
 //!
 //! ```no_run
 //! use wgpu_quant::{Context, Tensor, DType, ops::gemm::{gemm, GemmDesc}};

@@ -582,9 +582,8 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 ///   where it is chosen. A fifth run, with this rule, found 8x4 fast and 4x4 1.28x and
 ///   1.29x behind it at 384x768x3072 and 128x768x3072: no tile stays within 1.25x in
 ///   both of 8x4's modes there, and this rule has the smaller worst case. Else 8x4
-///   (llvmpipe through GL, where
-///   8x4 stayed the best; before the four-word loads the 4x8 default was 1.2-2.9x
-///   slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
+///   (llvmpipe through GL, where 8x4 stayed the best; before the four-word loads the
+///   4x8 default was 1.2-2.9x slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
 ///   activation block 3136x64x576 ran 1.57x and 1.53x ahead of 8x4 in two tune runs, and
 ///   1.10x behind it in a third); up to 32 columns 8x4 stays (4x4 won 1.31x and lost
