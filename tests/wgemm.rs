@@ -24,10 +24,11 @@ const F16_ACC_F32_BUDGET: f64 = 2e-3;
 const F16_BUDGET: f64 = 2e-2;
 const F16_OUT: f64 = 4.9e-4;
 
-const SHAPES: [(usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 1),
     (1, 7, 33),
     (1, 67, 130),
+    (1, 37, 320),
     (2, 9, 64),
     (3, 33, 257),
     (5, 17, 200),
