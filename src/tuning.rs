@@ -523,7 +523,9 @@ impl<'a> Tuner<'a> {
     /// storage, [`crate::plan::half_gemm_kernel`]; codes dequantized first,
     /// [`crate::plan::dequant_gemm_kernel`]), that route is the default. The FP32 register
     /// and subgroup kernels for the shape are candidates beside the row tiles there, and
-    /// for codes on every CPU adapter (below the route's row threshold too).
+    /// on every CPU adapter where the plan keeps the row kernel (few rows, a short K, no
+    /// subgroups) too, for codes and for f16 weights in f32 arithmetic, so that `tune`
+    /// shows what those rules cost.
     pub fn wgemm(&mut self, m: usize, n: usize, k: usize, kind: WeightKind) -> Result<Tuned> {
         let ctx = self.ctx;
         ctx.block("Tuner::wgemm", self.wgemm_async(m, n, k, kind))
@@ -572,10 +574,10 @@ impl<'a> Tuner<'a> {
                 default = Choice::Coop(t);
             }
         }
-        // Codes on a CPU adapter: the dequantizing route is a candidate below its row
-        // threshold too.
+        // On a CPU adapter the route is a candidate where the plan keeps the row kernel
+        // too (f16 weights: where the arithmetic is f32, as the route's).
         let offered = planned.or_else(|| {
-            (caps.is_cpu() && kind != WeightKind::F16)
+            (caps.is_cpu() && (kind != WeightKind::F16 || f32_math))
                 .then(|| crate::plan::default_gemm_kernel(caps, &desc))
         });
         if let Some(route) = offered {

@@ -237,19 +237,19 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(plan::half_gemm_kernel(&c, 1, 4096, 4096), None);
     assert!(plan::half_gemm_kernel(&c, plan::HALF_ROWS_MAX_M + 1, 4096, 4096).is_some());
     assert!(plan::half_gemm_kernel(&cpu(None), 1, 4096, 4096).is_some());
-    // Without subgroups a K of at most HALF_ROWS_MAX_K keeps the row kernel (4x8 beyond
-    // 2 rows); lavapipe's subgroup kernel takes it.
-    let kmax = plan::HALF_ROWS_MAX_K;
+    // On every CPU adapter a K of at most CPU_ROWS_MAX_K keeps the row kernel (4x8 beyond
+    // 2 rows), with or without subgroups; one more takes the route from the row counts
+    // above.
+    let kmax = plan::CPU_ROWS_MAX_K;
     for m in [1, 8, 2048] {
-        assert_eq!(
-            plan::half_gemm_kernel(&cpu(None), m, 512, kmax),
-            None,
-            "m = {m}"
-        );
+        for caps in [cpu(None), c.clone()] {
+            assert_eq!(plan::half_gemm_kernel(&caps, m, 512, kmax), None, "m = {m}");
+        }
         assert!(plan::half_gemm_kernel(&cpu(None), m, 512, kmax + 1).is_some());
         assert!(plan::half_gemm_kernel(&g, m, 512, kmax).is_none());
     }
-    assert!(plan::half_gemm_kernel(&c, 2048, 512, 8).is_some());
+    assert!(plan::half_gemm_kernel(&c, 2048, 512, 8).is_none());
+    assert!(plan::half_gemm_kernel(&c, 2048, 512, kmax + 1).is_some());
     assert_eq!(
         shape(plan::default_wgemm_config(
             &cpu(None),
@@ -778,6 +778,17 @@ fn quantized_weights_take_the_fp32_kernels_from_many_rows_on_cpu_adapters() {
         let k = limit / 4 / 1024 + 1;
         assert_eq!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k), None);
         assert!(plan::dequant_gemm_kernel(&caps, 4 * min, 1024, k - 1).is_some());
+        // A K of at most CPU_ROWS_MAX_K keeps the row kernel at any row count.
+        let kmax = plan::CPU_ROWS_MAX_K;
+        for m in [min, 2048, 8192] {
+            assert_eq!(
+                plan::dequant_gemm_kernel(&caps, m, 512, kmax),
+                None,
+                "m = {m}"
+            );
+            assert_eq!(plan::dequant_gemm_kernel(&caps, m, 512, 8), None, "m = {m}");
+            assert!(plan::dequant_gemm_kernel(&caps, m, 512, kmax + 1).is_some());
+        }
     }
     // GPUs keep the row kernel, whose point there is reading the codes, and so do CPU
     // adapters without subgroups (their FP32 kernel is the register one).

@@ -240,14 +240,21 @@ fn weight_only_on_the_fp32_route() {
 }
 
 /// The weight-only GEMM as the plan runs it, with nothing pinned: on CPU adapters with
-/// subgroups from `plan::DEQUANT_MIN_M` rows the FP32-kernel route on the dequantized
-/// weight, below it (and on GPUs and CPU adapters without subgroups) the row kernel;
-/// every scheme within the f32 budget either way.
+/// subgroups from `plan::DEQUANT_MIN_M` rows and a K above `plan::CPU_ROWS_MAX_K` the
+/// FP32-kernel route on the dequantized weight, otherwise (and on GPUs and CPU adapters
+/// without subgroups) the row kernel; every scheme within the f32 budget either way.
 #[test]
 fn weight_only_default_plan() {
     let ctx = common::ctx();
     let min_m = wgpu_quant::plan::DEQUANT_MIN_M;
-    let shapes = [(min_m, 33, 96), (min_m + 3, 9, 40), (min_m - 1, 20, 64)];
+    let kmax = wgpu_quant::plan::CPU_ROWS_MAX_K;
+    let shapes = [
+        (min_m, 33, 96),
+        (min_m + 3, 9, 40),
+        (min_m - 1, 20, 64),
+        (min_m + 5, 24, kmax),
+        (min_m + 1, 10, kmax + 1),
+    ];
     weight_only_cases_with(ctx, &shapes, |_| WGemmDesc::default());
     for &(m, n, k) in &shapes {
         for wtype in [WeightType::I8, WeightType::I4] {
@@ -255,7 +262,10 @@ fn weight_only_default_plan() {
             let routed = family.contains("dequantized weight");
             assert_eq!(
                 routed,
-                ctx.capabilities().is_cpu() && ctx.capabilities().subgroups && m >= min_m,
+                ctx.capabilities().is_cpu()
+                    && ctx.capabilities().subgroups
+                    && m >= min_m
+                    && k > kmax,
                 "{m}x{n}x{k} {wtype:?}: {family}"
             );
         }
@@ -329,16 +339,13 @@ fn fp16_gemm_default_plan() {
     );
     // CPU adapters take the f16-storage route (no tuning cache here), except up to
     // HALF_ROWS_MAX_M rows where they have subgroups and for a K of at most
-    // HALF_ROWS_MAX_K where they have none.
+    // CPU_ROWS_MAX_K.
     if caps.is_cpu() {
         let want = shapes
             .iter()
             .filter(|&&(m, _, k)| {
-                if caps.subgroups {
-                    m > wgpu_quant::plan::HALF_ROWS_MAX_M
-                } else {
-                    k > wgpu_quant::plan::HALF_ROWS_MAX_K
-                }
+                k > wgpu_quant::plan::CPU_ROWS_MAX_K
+                    && (!caps.subgroups || m > wgpu_quant::plan::HALF_ROWS_MAX_M)
             })
             .count();
         assert!(

@@ -38,7 +38,8 @@
 //! with f16 storage ([`half_gemm_kernel`]; with subgroups from more than
 //! [`HALF_ROWS_MAX_M`] rows), and on CPU adapters with subgroups so does a weight-only
 //! GEMM from [`DEQUANT_MIN_M`] rows after dequantizing its weight
-//! ([`dequant_gemm_kernel`]). On GPUs that list
+//! ([`dequant_gemm_kernel`]); both keep the row kernel for a K of at most
+//! [`CPU_ROWS_MAX_K`]. On GPUs that list
 //! cooperative matrices the FP16 GEMM of more than 8 rows runs on them
 //! ([`wgemm_coop`]).
 //!
@@ -232,10 +233,9 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// and register kernels are the fastest family (lavapipe, 128x3072x768: rows 99 ms, this
 /// route 23 ms). GPUs keep the row kernel (or f16 arithmetic).
 ///
-/// Except for a K of at most [`HALF_ROWS_MAX_K`] on CPU adapters without subgroups
-/// (llvmpipe through GL), and for up to [`HALF_ROWS_MAX_M`] rows on CPU adapters with
-/// subgroups (lavapipe):
-/// there the row kernel reads the activations from a uniform block
+/// Except for a K of at most [`CPU_ROWS_MAX_K`], and for up to [`HALF_ROWS_MAX_M`] rows on
+/// CPU adapters with subgroups (lavapipe): for so few rows the row kernel reads the
+/// activations from a uniform block
 /// ([`wgemm_uniform_x`]), which made it the faster one for GEMV-like products (two tune
 /// runs at 7d95bb7 and 78a5a70, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
 /// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
@@ -243,7 +243,7 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
     if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {
         return None;
     }
-    if caps.is_cpu() && !caps.subgroups && k <= HALF_ROWS_MAX_K {
+    if caps.is_cpu() && k <= CPU_ROWS_MAX_K {
         return None;
     }
     caps.is_cpu()
@@ -254,14 +254,18 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
 /// subgroups ([`half_gemm_kernel`]).
 pub const HALF_ROWS_MAX_M: usize = 4;
 
-/// The largest K for which the FP16 GEMM keeps the row kernel on CPU adapters without
-/// subgroups ([`half_gemm_kernel`]). With so short a reduction the register kernel's
-/// K loop (4 values per step) barely runs and its per-output overhead dominates: on
-/// llvmpipe through GL the row kernel ran 1.26x-1.56x ahead at K = 4-16 (2048x512x4,
-/// x8, x16, 1024x1024x8, 512x2048x16; 4096x256x12 1.18x) and level at K = 32 in one
-/// interleaved tune run, and 1.38x ahead at 2048x512x8 in two more (docs/PERFORMANCE.md,
-/// "Interleaved timing"). lavapipe's subgroup kernel has no such cliff (1.12x).
-pub const HALF_ROWS_MAX_K: usize = 16;
+/// The largest K for which the FP16 GEMM and the weight-only GEMM with codes keep the row
+/// kernel on CPU adapters ([`half_gemm_kernel`], [`dequant_gemm_kernel`]). With so short
+/// a reduction the FP32 kernels' K loops barely run and their per-output overhead (and
+/// for codes the dequantizing pass) dominates. llvmpipe through GL, FP16: the row kernel
+/// ran 1.26x-1.56x ahead at K = 4-16 (2048x512x4, x8, x16, 1024x1024x8, 512x2048x16;
+/// 4096x256x12 1.18x) and level at K = 32 in one interleaved tune run, 1.38x ahead at
+/// 2048x512x8 in two more. lavapipe (subgroup kernel), one interleaved run of 2048x512x8,
+/// x16, x32, 1024x1024x8, 4096x256x16, 512x2048x12: W8A16 1.31x, 1.22x and 1.18x behind
+/// the best row tile at K = 8, 8 and 12 (1.13x at 16, level at 32), FP16 1.25x and 1.15x
+/// at K = 8, while the row kernel's default tile stayed within 1.12x of the best there;
+/// W4A16 level either way (docs/PERFORMANCE.md, "Short K").
+pub const CPU_ROWS_MAX_K: usize = 16;
 
 /// The fewest rows from which a weight-only GEMM with 8- or 4-bit codes on a CPU adapter
 /// dequantizes its weight and runs an FP32 kernel ([`dequant_gemm_kernel`]).
@@ -288,7 +292,7 @@ pub fn dequant_gemm_kernel(
 ) -> Option<GemmKernel> {
     let fits =
         (n as u64 * k as u64).saturating_mul(4) <= caps.limits.max_storage_buffer_binding_size;
-    (caps.is_cpu() && caps.subgroups && m >= DEQUANT_MIN_M && fits)
+    (caps.is_cpu() && caps.subgroups && m >= DEQUANT_MIN_M && k > CPU_ROWS_MAX_K && fits)
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
 
