@@ -211,13 +211,55 @@ fn cpu_row_tiles_for_linear_layers() {
     assert_eq!(shape(q(&c, 8)), (64, 4, 2));
     assert_eq!(shape(q(&cpu(None), 3)), (64, 4, 1));
     assert_eq!(shape(q(&cpu(None), 128)), (64, 8, 1));
-    // ... or 4x4 where 4x8's 512-column workgroups leave more columns idle.
+    // ... on 32 or 16 invocations where 64 would leave more columns idle (the widest of
+    // equals).
     let q768 = |caps: &Capabilities| shape(plan::default_qgemm_config(caps, 128, 768, 768));
-    assert_eq!(q768(&c), (64, 4, 1));
+    assert_eq!(q768(&c), (32, 4, 2));
     assert_eq!(q768(&cpu(None)), (64, 8, 1));
-    for n in [512, 1000, 1024, 3072] {
+    for (n, wg) in [
+        (512, 64),
+        (1000, 64),
+        (1024, 64),
+        (3072, 64),
+        (768, 32),
+        (1792, 32),
+        (640, 16),
+        (896, 16),
+        (1100, 16),
+        (300, 16),
+        (200, 32),
+    ] {
+        let t = plan::default_qgemm_config(&c, 128, n, 768);
+        assert_eq!(shape(t), (wg, 4, 2), "{n}");
+        // No workgroup width of the three covers fewer columns.
+        let covered = |w: u32| n.div_ceil(w as usize * 8) * w as usize * 8;
+        assert!(
+            [64, 32, 16].iter().all(|&w| covered(w) >= covered(t.wg)),
+            "{n}"
+        );
+    }
+    // The same for every CPU tile: weight-only 4x8 and 4x4, GL's 8x4.
+    let wq = |caps: &Capabilities, m, n, t| shape(plan::default_wgemm_config(caps, m, n, 768, t));
+    assert_eq!(wq(&c, 64, 768, WeightType::I8), (32, 4, 2));
+    assert_eq!(wq(&c, 32, 640, WeightType::I8), (16, 4, 2));
+    assert_eq!(wq(&c, 32, 640, WeightType::I4), (32, 4, 1));
+    assert_eq!(wq(&c, 32, 768, WeightType::I4), (64, 4, 1));
+    assert_eq!(wq(&cpu(None), 64, 768, WeightType::I8), (32, 4, 2));
+    assert_eq!(wq(&cpu(None), 64, 640, WeightType::U4), (16, 4, 2));
+    assert_eq!(wq(&c, 3, 640, WeightType::F16), (32, 4, 1));
+    assert_eq!(
+        shape(plan::default_qgemm_config(&cpu(None), 32, 640, 1024)),
+        (32, 8, 1)
+    );
+    assert_eq!(
+        shape(plan::default_qgemm_config(&cpu(None), 32, 768, 1024)),
+        (64, 8, 1)
+    );
+    // GPUs keep their tiles.
+    for n in [640, 768] {
+        assert_eq!(wq(&g, 64, n, WeightType::I8), (64, 4, 2), "{n}");
         assert_eq!(
-            shape(plan::default_qgemm_config(&c, 128, n, 768)),
+            shape(plan::default_qgemm_config(&g, 64, n, 768)),
             (64, 4, 2),
             "{n}"
         );

@@ -563,7 +563,8 @@ pub fn default_qconv_config(caps: &Capabilities, m: usize, n: usize) -> RowTile 
 
 /// The documented heuristic of the W8A8 GEMM ([`qgemm_config`]): the tile of
 /// [`default_qconv_config`] (on CPU adapters beyond M = 2 the tiles of `cpu_rows`: 4x4
-/// up to M = 4, else 4x8 or 4x4 with subgroups and 8x4 without) with K split by
+/// up to M = 4, else 4x8 with subgroups and 8x4 without, on the workgroup width that
+/// leaves the fewest columns idle) with K split by
 /// [`default_split_k`] on GPUs.
 pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -> RowTile {
     let t = match cpu_rows(caps, m, n, None) {
@@ -577,15 +578,13 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// rule), from the lavapipe sweep in docs/PERFORMANCE.md ("No cliffs"), where the vector
 /// weight loads moved the best tiles to one group of 4 columns or to 2 rows:
 /// - W8A8 (`wtype` None): 4x4 for M = 3-4; beyond, on CPU adapters with subgroups
-///   (lavapipe) 4x8 from 33 output columns, or 4x4 where 4x8's 512-column workgroups
-///   would leave more columns idle (768 wide: 4x8 1.36x and 1.38x behind the best in two
-///   of three runs at 128x768x768, 4x4 within 1.24x in all). In four interleaved tune
-///   runs (docs/PERFORMANCE.md, "Interleaved timing") the 8x4 tile ran in two modes on
-///   lavapipe, one about 1.5x slower than the other, and was 1.25x-1.53x behind the best
-///   in 11 of 19 measurements of 12 shapes; 4x8 in 2 (both 128x768x768) and 4x4 never
-///   where it is chosen. A fifth run, with this rule, found 8x4 fast and 4x4 1.28x and
-///   1.29x behind it at 384x768x3072 and 128x768x3072: no tile stays within 1.25x in
-///   both of 8x4's modes there, and this rule has the smaller worst case. Else 8x4
+///   (lavapipe) 4x8 from 33 output columns (768 wide it ran 1.36x and 1.38x behind the
+///   best on 64 invocations in two of three runs at 128x768x768; on 32, see below, within
+///   1.06x of 8x4 at its fastest). In four interleaved tune runs (docs/PERFORMANCE.md,
+///   "Interleaved timing") the 8x4 tile was 1.25x-1.53x behind the best in 11 of 19
+///   measurements of 12 shapes, 4x8 in 2 (both 128x768x768 on 64 invocations): 8x4 runs
+///   about 1.2-1.6x slower on some placements of its buffers in memory and is one of the
+///   tiles most exposed to that ("Placement modes" there). Else 8x4
 ///   (llvmpipe through GL, where 8x4 stayed the best; before the four-word loads the
 ///   4x8 default was 1.2-2.9x slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
@@ -605,45 +604,51 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 /// - 8-bit and f16 weights: 4x8 for M = 5-8 as beyond (8x4 lost 1.37x at 8x4096x4096);
 /// - weight-only with at most 32 output columns: one group of 4 columns (4x4 for 4-bit,
 ///   8x4 for 8-bit weights), since even 8 invocations of 8 columns would cover 64 (1.5-1.9x
-///   at 12544x32x28 and 4096x16x64).
+///   at 12544x32x28 and 4096x16x64);
+/// - every tile above on 64, 32 or 16 invocations, whichever covers the output with the
+///   fewest idle columns ([`fewest_idle`]); lavapipe and GL, 2026-12-05, against the
+///   same tile on 64: W8A16 4x8 64x768x768 1.33x (32) and 1.29x (GL), 32x640x1024 1.55x
+///   (16) and 1.53x (GL); W4A16 4x4 32x640x1024 1.18x (32); GL W8A8 8x4 32x640x1024
+///   1.18x (32).
 fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) -> Option<RowTile> {
     if !caps.is_cpu() || m <= 1 {
         return None;
     }
     let half = wtype == Some(WeightType::F16);
-    if half && caps.subgroups && m <= HALF_ROWS_MAX_M && n > 32 {
-        return Some(wgemm::TILES[2]);
-    }
-    if m <= 2 {
-        return None;
-    }
     let four_bit = matches!(wtype, Some(WeightType::I4 | WeightType::U4));
-    match wtype {
-        None if m <= 4 => Some(qgemm::TILES[2]),
-        None if n > 32 && n <= 64 => None,
-        None if n > 32 && caps.subgroups => Some(less_idle(qgemm::TILES[3], qgemm::TILES[2], n)),
-        None => Some(qgemm::TILES[4]),
-        Some(_) if n <= 32 && four_bit => Some(wgemm::TILES[2]),
-        Some(_) if n <= 32 => Some(wgemm::TILES[4]),
-        Some(_) if four_bit && caps.subgroups => Some(wgemm::TILES[2]),
-        Some(_) if four_bit => Some(wgemm::TILES[3]),
-        Some(_) => Some(wgemm::TILES[3]),
-    }
+    let tile = match wtype {
+        _ if half && caps.subgroups && m <= HALF_ROWS_MAX_M && n > 32 => wgemm::TILES[2],
+        _ if m <= 2 => return None,
+        None if m <= 4 => qgemm::TILES[2],
+        None if n > 32 && n <= 64 => return None,
+        None if n > 32 && caps.subgroups => qgemm::TILES[3],
+        None => qgemm::TILES[4],
+        Some(_) if n <= 32 && four_bit => wgemm::TILES[2],
+        Some(_) if n <= 32 => wgemm::TILES[4],
+        Some(_) if four_bit && caps.subgroups => wgemm::TILES[2],
+        Some(_) => wgemm::TILES[3],
+    };
+    Some(fewest_idle(tile, n))
 }
 
-/// `wide`, unless `narrow` leaves fewer idle columns in the last workgroup of an output
-/// `n` wide: the 512 columns of a 64-wide 4x8 workgroup cover 768 in two workgroups, a
-/// quarter of them idle, where 4x4's 256 cover them in three.
-fn less_idle(wide: RowTile, narrow: RowTile, n: usize) -> RowTile {
+/// `tile` with the widest workgroup of 64 (or `tile.wg`, if fewer), 32 or 16 invocations
+/// that covers an output `n` columns wide with the fewest columns: a workgroup past the
+/// last column still runs its idle invocations on a CPU adapter, so the cost follows the
+/// columns covered. 4x8 on 64 invocations covers 512 columns and leaves a quarter of 768
+/// idle; on 32 it covers 768 exactly, on 16 640 (lavapipe W8A8, 2026-12-05: 128x768x3072
+/// 23.6 ms on 32 against 28.2 for 4x4 and 31.0 for 4x8 on 64; 256x640x1024 13.6 ms on
+/// 16, 16.2 on 32, 21.2 on 64; docs/PERFORMANCE.md, "Idle columns").
+fn fewest_idle(tile: RowTile, n: usize) -> RowTile {
     let covered = |t: RowTile| {
         let c = t.fit(n).columns().max(1) as usize;
         n.div_ceil(c) * c
     };
-    if covered(wide) > covered(narrow) {
-        narrow
-    } else {
-        wide
-    }
+    [64, 32, 16]
+        .into_iter()
+        .filter(|&wg| wg <= tile.wg)
+        .map(|wg| RowTile { wg, ..tile })
+        .min_by_key(|&t| covered(t))
+        .unwrap_or(tile)
 }
 
 /// The W8A8 GEMM tile ([`crate::ops::qgemm`]): tuned, else [`default_qgemm_config`].
