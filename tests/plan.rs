@@ -270,15 +270,27 @@ fn cpu_row_tiles_for_linear_layers() {
         assert_eq!(shape(w(&c, m, WeightType::I4)), (64, 4, 1), "m = {m}");
         assert_eq!(shape(w(&c, m, WeightType::I8)), (64, 4, 2), "m = {m}");
     }
-    // f16 weights with 2-4 rows keep the row kernel there, on 4x4 tiles; 1 row 1x8.
-    for m in 2..=plan::HALF_ROWS_MAX_M {
-        assert_eq!(shape(w(&c, m, WeightType::F16)), (64, 4, 1), "m = {m}");
+    // f16 weights with up to HALF_ROWS_MAX_M rows keep the row kernel there: 3-4 rows on
+    // 4x4 tiles, 2 rows 2x8, 1 row 1x8.
+    for m in 1..=plan::HALF_ROWS_MAX_M {
         assert_eq!(plan::half_gemm_kernel(&c, m, 4096, 4096), None, "m = {m}");
     }
+    for m in 3..=plan::HALF_ROWS_MAX_M {
+        assert_eq!(shape(w(&c, m, WeightType::F16)), (64, 4, 1), "m = {m}");
+    }
+    assert_eq!(shape(w(&c, 2, WeightType::F16)), (64, 2, 2));
     assert_eq!(shape(w(&c, 1, WeightType::F16)), (64, 1, 2));
-    assert_eq!(plan::half_gemm_kernel(&c, 1, 4096, 4096), None);
     assert!(plan::half_gemm_kernel(&c, plan::HALF_ROWS_MAX_M + 1, 4096, 4096).is_some());
-    assert!(plan::half_gemm_kernel(&cpu(None), 1, 4096, 4096).is_some());
+    // Without subgroups up to HALF_ROWS_MAX_M_NO_SUBGROUPS rows.
+    let gl_max = plan::HALF_ROWS_MAX_M_NO_SUBGROUPS;
+    for m in 1..=gl_max {
+        assert_eq!(
+            plan::half_gemm_kernel(&cpu(None), m, 4096, 4096),
+            None,
+            "m = {m}"
+        );
+    }
+    assert!(plan::half_gemm_kernel(&cpu(None), gl_max + 1, 4096, 4096).is_some());
     // On every CPU adapter a K of at most CPU_ROWS_MAX_K keeps the row kernel (4x8 beyond
     // 2 rows), with or without subgroups; one more takes the route from the row counts
     // above.
@@ -287,7 +299,11 @@ fn cpu_row_tiles_for_linear_layers() {
         for caps in [cpu(None), c.clone()] {
             assert_eq!(plan::half_gemm_kernel(&caps, m, 512, kmax), None, "m = {m}");
         }
-        assert!(plan::half_gemm_kernel(&cpu(None), m, 512, kmax + 1).is_some());
+        assert_eq!(
+            plan::half_gemm_kernel(&cpu(None), m, 512, kmax + 1).is_some(),
+            m > gl_max,
+            "m = {m}"
+        );
         assert!(plan::half_gemm_kernel(&g, m, 512, kmax).is_none());
     }
     assert!(plan::half_gemm_kernel(&c, 2048, 512, 8).is_none());

@@ -338,15 +338,17 @@ fn fp16_gemm_default_plan() {
         failures.join("\n")
     );
     // CPU adapters take the f16-storage route (no tuning cache here), except up to
-    // HALF_ROWS_MAX_M rows where they have subgroups and for a K of at most
-    // CPU_ROWS_MAX_K.
+    // HALF_ROWS_MAX_M rows where they have subgroups, HALF_ROWS_MAX_M_NO_SUBGROUPS where
+    // they have none, and for a K of at most CPU_ROWS_MAX_K.
     if caps.is_cpu() {
+        let max_m = if caps.subgroups {
+            wgpu_quant::plan::HALF_ROWS_MAX_M
+        } else {
+            wgpu_quant::plan::HALF_ROWS_MAX_M_NO_SUBGROUPS
+        };
         let want = shapes
             .iter()
-            .filter(|&&(m, _, k)| {
-                k > wgpu_quant::plan::CPU_ROWS_MAX_K
-                    && (!caps.subgroups || m > wgpu_quant::plan::HALF_ROWS_MAX_M)
-            })
+            .filter(|&&(m, _, k)| k > wgpu_quant::plan::CPU_ROWS_MAX_K && m > max_m)
             .count();
         assert!(
             want >= 6,

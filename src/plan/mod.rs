@@ -234,13 +234,17 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// route 23 ms). GPUs keep the row kernel (or f16 arithmetic).
 ///
 /// Except for a K of at most [`CPU_ROWS_MAX_K`], and for up to [`HALF_ROWS_MAX_M`] rows on
-/// CPU adapters with subgroups (lavapipe): for so few rows the row kernel reads the
+/// CPU adapters with subgroups (lavapipe), [`HALF_ROWS_MAX_M_NO_SUBGROUPS`] without
+/// (llvmpipe through GL): for so few rows the row kernel reads the
 /// activations from a uniform block
 /// ([`wgemm_uniform_x`]), which made it the faster one for GEMV-like products (two tune
 /// runs at 7d95bb7 and 78a5a70, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
 /// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
     if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {
+        return None;
+    }
+    if caps.is_cpu() && !caps.subgroups && m <= HALF_ROWS_MAX_M_NO_SUBGROUPS {
         return None;
     }
     if caps.is_cpu() && k <= CPU_ROWS_MAX_K {
@@ -253,6 +257,14 @@ pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Op
 /// The most rows for which the FP16 GEMM keeps the row kernel on CPU adapters with
 /// subgroups ([`half_gemm_kernel`]).
 pub const HALF_ROWS_MAX_M: usize = 4;
+
+/// The most rows for which the FP16 GEMM keeps the row kernel on CPU adapters without
+/// subgroups ([`half_gemm_kernel`]; llvmpipe through GL). Since the row kernel's
+/// GEMV loop order (`X_FIRST` in `shaders/wgemm.wgsl`) it ran ahead of the register
+/// kernel with f16 storage there at 1x4096x4096 (1.32x), 1x11008x4096 (1.34x) and
+/// 2x768x768 (1.16x) in an interleaved tune run of 2026-12-05, level at 4 rows, behind
+/// at 8 (docs/PERFORMANCE.md, "Placement modes, idle columns").
+pub const HALF_ROWS_MAX_M_NO_SUBGROUPS: usize = 2;
 
 /// The largest K for which the FP16 GEMM and the weight-only GEMM with codes keep the row
 /// kernel on CPU adapters ([`half_gemm_kernel`], [`dequant_gemm_kernel`]). With so short
@@ -598,9 +610,11 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 ///   same kernel compiles to other loads) 4x8, which the GL tuner chose over 2x8 by
 ///   1.13-1.52x on 256^3, 8x4096x4096 and 3136x64x576 in two sweeps (docs/PERFORMANCE.md,
 ///   "No cliffs");
-/// - f16 weights with M = 2-4 on CPU adapters with subgroups (the row kernel, see
-///   [`half_gemm_kernel`]): 4x4 (2x768x768 0.43 ms against 2x8's 0.71, 4x768x768 0.63
-///   against 4x8's 0.85);
+/// - f16 weights with M = 3-4 on CPU adapters with subgroups (the row kernel, see
+///   [`half_gemm_kernel`]): 4x4 (4x768x768 0.63 ms against 4x8's 0.85). With 2 rows the
+///   shared rule's 2x8, since the GEMV loop order (`X_FIRST`, 2026-12-05) applies to it:
+///   2x768x768 0.34 ms against 4x4's 0.46 in an interleaved tune run, 2x4096x4096 5.6
+///   against 8.0 pinned (before it, 4x4 0.43 against 2x8's 0.71);
 /// - 8-bit and f16 weights: 4x8 for M = 5-8 as beyond (8x4 lost 1.37x at 8x4096x4096);
 /// - weight-only with at most 32 output columns: one group of 4 columns (4x4 for 4-bit,
 ///   8x4 for 8-bit weights), since even 8 invocations of 8 columns would cover 64 (1.5-1.9x
@@ -617,7 +631,7 @@ fn cpu_rows(caps: &Capabilities, m: usize, n: usize, wtype: Option<WeightType>) 
     let half = wtype == Some(WeightType::F16);
     let four_bit = matches!(wtype, Some(WeightType::I4 | WeightType::U4));
     let tile = match wtype {
-        _ if half && caps.subgroups && m <= HALF_ROWS_MAX_M && n > 32 => wgemm::TILES[2],
+        _ if half && caps.subgroups && m > 2 && m <= HALF_ROWS_MAX_M && n > 32 => wgemm::TILES[2],
         _ if m <= 2 => return None,
         None if m <= 4 => qgemm::TILES[2],
         None if n > 32 && n <= 64 => return None,
