@@ -595,7 +595,7 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 ///   1.06x of 8x4 at its fastest). In four interleaved tune runs (docs/PERFORMANCE.md,
 ///   "Interleaved timing") the 8x4 tile was 1.25x-1.53x behind the best in 11 of 19
 ///   measurements of 12 shapes, 4x8 in 2 (both 128x768x768 on 64 invocations): 8x4 runs
-///   about 1.2-1.6x slower on some placements of its buffers in memory and is one of the
+///   about 1.2-1.9x slower on some placements of its buffers in memory and is one of the
 ///   tiles most exposed to that ("Placement modes" there). Else 8x4
 ///   (llvmpipe through GL, where 8x4 stayed the best; before the four-word loads the
 ///   4x8 default was 1.2-2.9x slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
