@@ -263,7 +263,7 @@ pub const HALF_ROWS_MAX_M: usize = 4;
 /// GEMV loop order (`X_FIRST` in `shaders/wgemm.wgsl`) it ran ahead of the register
 /// kernel with f16 storage there at 1x4096x4096 (1.32x), 1x11008x4096 (1.34x) and
 /// 2x768x768 (1.16x) in an interleaved tune run of 2026-12-05, level at 4 rows, behind
-/// at 8 (docs/PERFORMANCE.md, "Placement modes, idle columns").
+/// at 8 (docs/PERFORMANCE.md, "Slow stretches, idle columns").
 pub const HALF_ROWS_MAX_M_NO_SUBGROUPS: usize = 2;
 
 /// The largest K for which the FP16 GEMM and the weight-only GEMM with codes keep the row
@@ -595,8 +595,8 @@ pub fn default_qgemm_config(caps: &Capabilities, m: usize, n: usize, k: usize) -
 ///   1.06x of 8x4 at its fastest). In four interleaved tune runs (docs/PERFORMANCE.md,
 ///   "Interleaved timing") the 8x4 tile was 1.25x-1.53x behind the best in 11 of 19
 ///   measurements of 12 shapes, 4x8 in 2 (both 128x768x768 on 64 invocations): 8x4 runs
-///   about 1.2-1.9x slower on some placements of its buffers in memory and is one of the
-///   tiles most exposed to that ("Placement modes" there). Else 8x4
+///   1.2-1.9x slower in stretches of a few seconds that come and go on the same buffers,
+///   more often and harder than the other tiles ("Slow stretches" there). Else 8x4
 ///   (llvmpipe through GL, where 8x4 stayed the best; before the four-word loads the
 ///   4x8 default was 1.2-2.9x slower on 7 of 14 shapes), except for outputs of 33-64 columns, which take the INT8
 ///   convolution's 4x8 tile ([`default_qconv_config`], narrowed; after the uniform
