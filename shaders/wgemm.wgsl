@@ -142,17 +142,32 @@ fn x_vals(row: u32, kw: u32) -> array<T, PW> {
     return v;
 }
 
-// The activations of row `row` for the STEP words from `kq`, zeroed at k >= K.
-fn x_step(row: u32, kq: u32) -> array<array<T, PW>, STEP> {
-    var v: array<array<T, PW>, STEP>;
-    for (var u = 0u; u < STEP; u++) {
-        let kw = kq + u;
-        v[u] = x_vals(row, kw);
-        if (kw >= p.kfull) {
-            for (var t = 0u; t < PW; t++) {
-                if (kw * PW + t >= p.k) {
-                    v[u][t] = T(0.0);
-                }
+// The PW activations of row `row` at word `kw`, zeroed at k >= K.
+fn x_masked(row: u32, kw: u32) -> array<T, PW> {
+    var v = x_vals(row, kw);
+    if (kw >= p.kfull) {
+        for (var t = 0u; t < PW; t++) {
+            if (kw * PW + t >= p.k) {
+                v[t] = T(0.0);
+            }
+        }
+    }
+    return v;
+}
+
+// The PW weight values of column `col` at word `kw` (`word`: that word, already loaded,
+// with W4); f16 weights zeroed at k >= K, where they belong to the next row.
+fn w_masked(col: u32, kw: u32, word: u32) -> array<T, PW> {
+    var v: array<T, PW>;
+    if (W4) {
+        v = word_vals(word);
+    } else {
+        v = w_vals(col, kw);
+    }
+    if (W_BITS == 16u && kw >= p.kfull) {
+        for (var t = 0u; t < PW; t++) {
+            if (kw * PW + t >= p.k) {
+                v[t] = T(0.0);
             }
         }
     }
@@ -228,8 +243,8 @@ fn main(
                 // time, so that only one column's weight values are live.
                 var xv: array<array<array<T, PW>, STEP>, TM>;
                 for (var i = 0u; i < TM; i++) {
-                    xv[i] = x_step(rows[i], kq);
                     for (var u = 0u; u < STEP; u++) {
+                        xv[i][u] = x_masked(rows[i], kq + u);
                         if (ZW) {
                             for (var t = 0u; t < PW; t++) {
                                 xs[i] = xs[i] + xv[i][u][t];
@@ -239,20 +254,7 @@ fn main(
                 }
                 for (var j = 0u; j < TN; j++) {
                     for (var u = 0u; u < STEP; u++) {
-                        let kw = kq + u;
-                        var wv: array<T, PW>;
-                        if (W4) {
-                            wv = word_vals(quad[j][u]);
-                        } else {
-                            wv = w_vals(cols[j], kw);
-                        }
-                        if (W_BITS == 16u && kw >= p.kfull) {
-                            for (var t = 0u; t < PW; t++) {
-                                if (kw * PW + t >= p.k) {
-                                    wv[t] = T(0.0);
-                                }
-                            }
-                        }
+                        let wv = w_masked(cols[j], kq + u, quad[j][u]);
                         for (var i = 0u; i < TM; i++) {
                             var d = part[i * TN + j];
                             for (var t = 0u; t < PW; t++) {
@@ -268,31 +270,12 @@ fn main(
                 let kw = kq + u;
                 // Only the last word of a row can reach past K; its values there are zeroed
                 // (x always, f16 weights too, which there belong to the next row).
-                let tail = kw >= p.kfull;
                 var wv: array<array<T, PW>, TN>;
                 for (var j = 0u; j < TN; j++) {
-                    if (W4) {
-                        wv[j] = word_vals(quad[j][u]);
-                    } else {
-                        wv[j] = w_vals(cols[j], kw);
-                    }
-                    if (W_BITS == 16u && tail) {
-                        for (var t = 0u; t < PW; t++) {
-                            if (kw * PW + t >= p.k) {
-                                wv[j][t] = T(0.0);
-                            }
-                        }
-                    }
+                    wv[j] = w_masked(cols[j], kw, quad[j][u]);
                 }
                 for (var i = 0u; i < TM; i++) {
-                    var xv = x_vals(rows[i], kw);
-                    if (tail) {
-                        for (var t = 0u; t < PW; t++) {
-                            if (kw * PW + t >= p.k) {
-                                xv[t] = T(0.0);
-                            }
-                        }
-                    }
+                    let xv = x_masked(rows[i], kw);
                     if (ZW) {
                         for (var t = 0u; t < PW; t++) {
                             xs[i] = xs[i] + xv[t];

@@ -241,16 +241,12 @@ pub fn default_gemm_kernel(caps: &Capabilities, desc: &GemmDesc) -> GemmKernel {
 /// runs at 7d95bb7 and 78a5a70, docs/PERFORMANCE.md: 1x4096x4096 1.86x and 1.91x ahead of
 /// this route, 2x768x768 1.31x and level, 4x768x768 1.12x and 1.18x).
 pub fn half_gemm_kernel(caps: &Capabilities, m: usize, n: usize, k: usize) -> Option<GemmKernel> {
-    if caps.is_cpu() && caps.subgroups && m <= HALF_ROWS_MAX_M {
-        return None;
-    }
-    if caps.is_cpu() && !caps.subgroups && m <= HALF_ROWS_MAX_M_NO_SUBGROUPS {
-        return None;
-    }
-    if caps.is_cpu() && k <= CPU_ROWS_MAX_K {
-        return None;
-    }
-    caps.is_cpu()
+    let rows_max = if caps.subgroups {
+        HALF_ROWS_MAX_M
+    } else {
+        HALF_ROWS_MAX_M_NO_SUBGROUPS
+    };
+    (caps.is_cpu() && m > rows_max && k > CPU_ROWS_MAX_K)
         .then(|| default_gemm_kernel(caps, &GemmDesc::new(m, n, k).transpose(false, true)))
 }
 
