@@ -87,6 +87,12 @@ fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
+// clamp(x, lo, hi) that passes NaN through (a plain clamp may turn it into a bound, as
+// x86's min/max do): NaN in, NaN out, as in ONNX.
+fn clip(x: f32) -> f32 {
+    return select(clamp(x, p.lo, p.hi), x, is_nan(x));
+}
+
 fn no_fuse(x: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(x) | p.opaque_zero);
 }
@@ -103,7 +109,7 @@ fn unary(x: f32) -> f32 {
             return x * clamp(p.alpha * x + p.beta, 0.0, 1.0);
         }
         case 3u: {
-            return tanh(x);
+            return tanh_rel(x);
         }
         case 4u: {
             return select(p.alpha * x, x, x >= 0.0);
@@ -142,10 +148,55 @@ fn unary(x: f32) -> f32 {
             }
             return 0.5 * x * (1.0 + erf(u));
         }
+        case 14u: {
+            return p.beta * select(p.alpha * expm1(x), x, x >= 0.0);
+        }
+        case 15u: {
+            return max(x, 0.0) + min(p.alpha * expm1(x / p.alpha), 0.0);
+        }
+        case 16u: {
+            return softplus(x);
+        }
+        case 17u: {
+            return x / (1.0 + abs(x));
+        }
+        case 18u: {
+            return x * tanh_rel(softplus(x));
+        }
         default: {
             return p.alpha * x + p.beta;
         }
     }
+}
+
+// exp(x) - 1 without the cancellation near zero (a Taylor polynomial below 1/32).
+fn expm1(x: f32) -> f32 {
+    if (abs(x) < 0.03125) {
+        return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x / 120.0))));
+    }
+    return exp(x) - 1.0;
+}
+
+// ln(1 + y) for y >= 0 without the loss near zero: below 1/32 its series to y^5
+// (relative error under 1e-8; `log` near 1 has only an absolute error bound in WGSL).
+fn log1p_pos(y: f32) -> f32 {
+    if (y < 0.03125) {
+        return y * (1.0 - y * (0.5 - y * (1.0 / 3.0 - y * (0.25 - y * 0.2))));
+    }
+    return log(1.0 + y);
+}
+
+// tanh(x) as sign(x) * -expm1(-2|x|) / (2 + expm1(-2|x|)): a small relative error near
+// zero too (WGSL bounds `tanh` by an absolute error only; llvmpipe's loses the digits of
+// tanh(1e-4), which Mish of a large negative x needs), and exactly +-1 far out.
+fn tanh_rel(x: f32) -> f32 {
+    let e = expm1(-2.0 * abs(x));
+    return sign(x) * (-e / (2.0 + e));
+}
+
+// ln(1 + exp(x)) without overflow: max(x, 0) + ln(1 + exp(-|x|)).
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log1p_pos(exp(-abs(x)));
 }
 
 // x ^ e: integer exponents up to 16 in magnitude by squaring (negative x allowed;
@@ -230,8 +281,21 @@ fn binary(x: f32, y: f32) -> f32 {
         case 4u: {
             return y - x;
         }
-        default: {
+        case 5u: {
             return y / x;
+        }
+        case 6u: {
+            // NaN + y is NaN (no NaN constant: browsers reject one).
+            return select(max(x, y), x + y, is_nan(x) || is_nan(y));
+        }
+        case 7u: {
+            return select(min(x, y), x + y, is_nan(x) || is_nan(y));
+        }
+        case 8u: {
+            return select(x * y, x, x >= 0.0);
+        }
+        default: {
+            return select(y * x, y, y >= 0.0);
         }
     }
 }
@@ -247,20 +311,20 @@ fn main(
         return;
     }
     if (OP == 0u) {
-        store(id, clamp(a_at(id) + b_at(id), p.lo, p.hi));
+        store(id, clip(a_at(id) + b_at(id)));
     } else if (OP == 1u) {
-        store(id, clamp(a_at(id), p.lo, p.hi));
+        store(id, clip(a_at(id)));
     } else if (OP == 4u) {
         store(id, a_at(id));
     } else if (OP == 5u) {
-        store(id, clamp(unary(a_at(id)), p.lo, p.hi));
+        store(id, clip(unary(a_at(id))));
     } else if (OP == 6u) {
         var be = id;
         if (p.b_span != 0u) {
             let g = p.base + id;
             be = (g / p.b_span) * p.b_inner + g % p.b_inner;
         }
-        store(id, clamp(binary(a_at(id), b_at(be)), p.lo, p.hi));
+        store(id, clip(binary(a_at(id), b_at(be))));
     } else if (OP == 8u) {
         let c = (p.base + id) % p.cols;
         store(id, a_at(id) * bitcast<f32>(b[c]) + bitcast<f32>(qp[c]));

@@ -349,6 +349,19 @@ fn functions_and_broadcast_binary_ops() {
         UnaryOp::Gelu { tanh: true },
         UnaryOp::Pow { exponent: 2.0 },
         UnaryOp::Pow { exponent: 3.0 },
+        UnaryOp::Elu {
+            alpha: 1.0,
+            scale: 1.0,
+        },
+        // ONNX's Selu constants.
+        UnaryOp::Elu {
+            alpha: 1.673_263_2,
+            scale: 1.050_701,
+        },
+        UnaryOp::Celu { alpha: 1.5 },
+        UnaryOp::Softplus,
+        UnaryOp::Softsign,
+        UnaryOp::Mish,
     ];
     // Functions defined above zero only, on |x| + 1/8.
     let positive = [
@@ -429,6 +442,10 @@ fn functions_and_broadcast_binary_ops() {
                     BinaryOp::Div,
                     BinaryOp::RSub,
                     BinaryOp::RDiv,
+                    BinaryOp::Max,
+                    BinaryOp::Min,
+                    BinaryOp::PRelu,
+                    BinaryOp::RPRelu,
                 ] {
                     let out = poisoned(ctx, &shape, f[1]);
                     let mut enc = ctx.encoder("binary test");
@@ -700,4 +717,55 @@ fn row_reductions_match_the_reference() {
     row_reduce(ctx, &mut enc, Reduce::Max, &x, &out).unwrap();
     ctx.submit_and_wait(enc).unwrap();
     assert!(read(ctx, &out).iter().all(|v| v.is_nan()));
+}
+
+/// Max and Min give NaN where either operand is NaN (as ONNX's reference, numpy's
+/// maximum, does), whichever operand it is; the functions near zero keep their digits
+/// (Elu, Celu and Softplus go through exp(x) - 1 and ln(1 + y) without cancellation).
+#[test]
+fn max_min_propagate_nan_and_functions_keep_small_values() {
+    let ctx = common::ctx();
+    let nan = f32::NAN;
+    let a = Tensor::from_slice(ctx, &[4], &[nan, 1.0, -2.0, nan]).unwrap();
+    let b = Tensor::from_slice(ctx, &[4], &[3.0f32, nan, 5.0, nan]).unwrap();
+    for (op, want) in [(BinaryOp::Max, 5.0f32), (BinaryOp::Min, -2.0)] {
+        let out = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+        let mut enc = ctx.encoder("nan");
+        binary(ctx, &mut enc, op, &a, &b, Clip::NONE, &out).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = out.read_blocking::<f32>(ctx).unwrap();
+        assert!(
+            got[0].is_nan() && got[1].is_nan() && got[3].is_nan(),
+            "{op:?}: {got:?}"
+        );
+        assert_eq!(got[2], want, "{op:?}");
+    }
+    let xs = [-1e-6f32, -3e-7, 2e-7, -30.0, -80.0];
+    let x = Tensor::from_slice(ctx, &[xs.len()], &xs).unwrap();
+    let x64: Vec<f64> = xs.iter().map(|&v| f64::from(v)).collect();
+    for f in [
+        UnaryOp::Elu {
+            alpha: 1.0,
+            scale: 1.0,
+        },
+        UnaryOp::Celu { alpha: 2.0 },
+        UnaryOp::Softplus,
+        UnaryOp::Mish,
+    ] {
+        let out = Tensor::zeros(ctx, &[xs.len()], DType::F32).unwrap();
+        let mut enc = ctx.encoder("small");
+        map(ctx, &mut enc, f, Clip::NONE, &x, &out).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = out.read_blocking::<f32>(ctx).unwrap();
+        for (i, (&g, &v)) in got.iter().zip(&x64).enumerate() {
+            let w = f.apply(v);
+            // Relative to the value itself: 1e-5 (not an absolute budget, which the
+            // tiny values would pass whatever the kernel returned).
+            assert!(
+                (f64::from(g) - w).abs() <= 1e-5 * w.abs(),
+                "{f:?} at x = {}: got {g:e}, want {w:e} (element {i})",
+                xs[i]
+            );
+        }
+    }
 }

@@ -2932,3 +2932,184 @@ fn a_batchnorm_model_trains_with_qat_on_its_folded_convolution() {
     assert!(t.accuracy(ctx, &data).unwrap() >= 0.9);
     t.to_qmodel(ctx, &[8, 5, 5, 3]).unwrap();
 }
+
+/// PRelu (a per-channel slope), Elu, Max of two activations, Softplus and Mean after a
+/// convolution: FP32 against an f64 reference, FP16 within its storage budget, and the
+/// INT8 graphs (static and dynamic post-training quantization) run and stay close to it.
+#[test]
+fn prelu_elu_max_softplus_mean_run_in_every_precision() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let (n, c, h, w, oc, k) = (2, 3, 6, 5, 4, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * k * k, &mut rng);
+    let b = rand_vec(oc, &mut rng);
+    let slope = [0.25f32, -0.5, 1.5, 0.0];
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                    attr_ints("kernel_shape", &[3, 3]),
+                ],
+            ),
+            node("PRelu", "prelu", &["c", "slope"], &["p"], vec![]),
+            node("Elu", "elu", &["p"], &["e"], vec![attr_f("alpha", 0.7)]),
+            node("Max", "max", &["e", "p"], &["mx"], vec![]),
+            node("Softplus", "softplus", &["mx"], &["sp"], vec![]),
+            node("Mean", "mean", &["sp", "p"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("w", &[oc, c, k, k], &wt),
+            tensor_f32("b", &[oc], &b),
+            tensor_f32("slope", &[oc, 1, 1], &slope),
+        ],
+        &[n, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let conv = conv_ref(&x, [n, c, h, w], &wt, oc, k, 1, &b);
+    let want: Vec<f64> = conv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = f64::from(slope[(i / (h * w)) % oc]);
+            let p = if v >= 0.0 { v } else { v * s };
+            let e = if p >= 0.0 { p } else { 0.7 * p.exp_m1() };
+            let mx = e.max(p);
+            let sp = mx.max(0.0) + (-mx.abs()).exp().ln_1p();
+            (sp + p) / 2.0
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+
+    let xin = onnx.to_model_input(&x).unwrap();
+    let xt = Tensor::from_slice(ctx, &onnx.input().model_shape, &xin).unwrap();
+    // FP16: f16 storage between the layers.
+    let fp16 = onnx.model(ctx, DType::F16).unwrap();
+    let mut enc = ctx.encoder("fp16");
+    let h16 = Tensor::zeros(ctx, xt.shape(), DType::F16).unwrap();
+    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &xt, &h16).unwrap();
+    let y = fp16.forward(ctx, &mut enc, &h16).unwrap().clone();
+    let y32 = Tensor::zeros(ctx, y.shape(), DType::F32).unwrap();
+    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &y, &y32).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = onnx
+        .from_model_output(&y32.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    check(&got, &want, 3e-3);
+    // INT8: the convolution in integers, the new layers in f32 between.
+    for mode in [QMode::Static, QMode::Dynamic] {
+        let q = onnx
+            .quantize(
+                ctx,
+                std::slice::from_ref(&xt),
+                &PtqOptions::new(ObserverKind::MinMax, mode),
+            )
+            .unwrap();
+        let mut enc = ctx.encoder("int8");
+        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = onnx
+            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+            .unwrap();
+        check(&got, &want, 0.05);
+    }
+}
+
+/// `Split` along the channels of an NCHW input (sizes from the `split` input, opset 13)
+/// and along its width (`num_outputs`, opset 18: parts of 3 and 2), every part read by a
+/// `Concat` in another order: the output is the input's parts moved, exactly.
+#[test]
+fn split_parts_are_the_input_slices() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let (n, c, h, w) = (2, 6, 4, 5);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let at = |b: usize, ch: usize, i: usize, j: usize| x[((b * c + ch) * h + i) * w + j];
+    let axis = |a: i64| vec![attr_i("axis", a)];
+    // Channels [0], [1, 2], [3, 4, 5] as c0, c1, c2; out = concat(c2, c0, c1).
+    let m = model(
+        vec![
+            node(
+                "Split",
+                "split",
+                &["x", "parts"],
+                &["c0", "c1", "c2"],
+                axis(1),
+            ),
+            node("Concat", "cat", &["c2", "c0", "c1"], &["y"], axis(1)),
+        ],
+        vec![tensor_i64("parts", &[3], &[1, 2, 3])],
+        &[n, c, h, w],
+        13,
+    );
+    let got = run(ctx, &import(&m, None).unwrap(), &x);
+    let order = [3, 4, 5, 0, 1, 2];
+    let mut want = Vec::new();
+    for b in 0..n {
+        for &ch in &order {
+            for i in 0..h {
+                for j in 0..w {
+                    want.push(at(b, ch, i, j));
+                }
+            }
+        }
+    }
+    assert_eq!(got, want, "channels split and concatenated");
+    // Width 5 in num_outputs = 2 parts: [0, 3) and [3, 5); out = concat(p1, p0).
+    let mut m = model(
+        vec![
+            node(
+                "Split",
+                "split",
+                &["x"],
+                &["p0", "p1"],
+                vec![attr_i("axis", -1), attr_i("num_outputs", 2)],
+            ),
+            node("Concat", "cat", &["p1", "p0"], &["y"], axis(3)),
+        ],
+        vec![],
+        &[n, c, h, w],
+        18,
+    );
+    let got = run(ctx, &import(&m, None).unwrap(), &x);
+    let cols = [3, 4, 0, 1, 2];
+    let mut want = Vec::new();
+    for b in 0..n {
+        for ch in 0..c {
+            for i in 0..h {
+                for &j in &cols {
+                    want.push(at(b, ch, i, j));
+                }
+            }
+        }
+    }
+    assert_eq!(got, want, "width split by num_outputs");
+    // Sizes that do not add up, and num_outputs that disagrees with the outputs: errors
+    // naming the node.
+    m.graph.as_mut().unwrap().node[0].attribute = vec![attr_i("axis", 3), attr_i("num_outputs", 3)];
+    let e = import(&m, None).unwrap_err().to_string();
+    assert!(
+        e.contains("split") && e.contains("num_outputs 3 for 2 outputs"),
+        "{e}"
+    );
+    let m = model(
+        vec![
+            node("Split", "split", &["x", "parts"], &["c0", "c1"], axis(1)),
+            node("Concat", "cat", &["c1", "c0"], &["y"], axis(1)),
+        ],
+        vec![tensor_i64("parts", &[2], &[2, 3])],
+        &[n, c, h, w],
+        13,
+    );
+    let e = import(&m, None).unwrap_err().to_string();
+    assert!(
+        e.contains("split") && e.contains("do not add up to the length 6"),
+        "{e}"
+    );
+}

@@ -108,6 +108,25 @@ pub enum UnaryOp {
         /// The tanh approximation.
         tanh: bool,
     },
+    /// `x` where `x >= 0`, else `alpha * (exp(x) - 1)` (ONNX `Elu`; ONNX `Selu` is
+    /// `gamma` times this with its own `alpha`, `scale` here).
+    Elu {
+        /// The limit below zero is `-alpha`.
+        alpha: f32,
+        /// The factor of both branches (1 for `Elu`, `gamma` for `Selu`).
+        scale: f32,
+    },
+    /// `max(0, x) + min(0, alpha * (exp(x / alpha) - 1))` (ONNX `Celu`).
+    Celu {
+        /// The limit below zero is `-alpha` (not zero).
+        alpha: f32,
+    },
+    /// `ln(1 + exp(x))`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x * tanh(ln(1 + exp(x)))`.
+    Mish,
 }
 
 impl UnaryOp {
@@ -134,6 +153,11 @@ impl UnaryOp {
             UnaryOp::Rdiv { numerator } => (11, numerator, 0.0),
             UnaryOp::Erf => (12, 0.0, 0.0),
             UnaryOp::Gelu { tanh } => (13, if tanh { 1.0 } else { 0.0 }, 0.0),
+            UnaryOp::Elu { alpha, scale } => (14, alpha, scale),
+            UnaryOp::Celu { alpha } => (15, alpha, 0.0),
+            UnaryOp::Softplus => (16, 0.0, 0.0),
+            UnaryOp::Softsign => (17, 0.0, 0.0),
+            UnaryOp::Mish => (18, 0.0, 0.0),
         }
     }
 
@@ -174,6 +198,21 @@ impl UnaryOp {
                 let k = (2.0 / std::f64::consts::PI).sqrt();
                 x / (1.0 + (-2.0 * k * (x + 0.044715 * x * x * x)).exp())
             }
+            UnaryOp::Elu { alpha, scale } => {
+                let y = if x >= 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x.exp_m1()
+                };
+                f64::from(scale) * y
+            }
+            UnaryOp::Celu { alpha } => {
+                let a = f64::from(alpha);
+                x.max(0.0) + (a * (x / a).exp_m1()).min(0.0)
+            }
+            UnaryOp::Softplus => softplus(x),
+            UnaryOp::Softsign => x / (1.0 + x.abs()),
+            UnaryOp::Mish => x * softplus(x).tanh(),
         }
     }
 
@@ -185,8 +224,28 @@ impl UnaryOp {
                 format!("{self:?} has a non-finite parameter"),
             ));
         }
+        if let UnaryOp::Celu { alpha: 0.0 } = self {
+            return Err(Error::invalid(
+                op,
+                "Celu with alpha = 0 (it divides by alpha)",
+            ));
+        }
         Ok(())
     }
+}
+
+/// `x` at or above zero, else `x * slope`.
+fn prelu(x: f64, slope: f64) -> f64 {
+    if x >= 0.0 {
+        x
+    } else {
+        x * slope
+    }
+}
+
+/// `ln(1 + exp(x))` without overflow: `max(x, 0) + ln(1 + exp(-|x|))`.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// A reduction along the last axis ([`crate::ops::eltwise::row_reduce`]).
@@ -240,6 +299,14 @@ pub enum BinaryOp {
     RSub,
     /// `b / a`.
     RDiv,
+    /// The larger of `a` and `b` (NaN if either is).
+    Max,
+    /// The smaller of `a` and `b` (NaN if either is).
+    Min,
+    /// `a` where `a >= 0`, else `a * b` (ONNX `PRelu`: `b` is the slope).
+    PRelu,
+    /// `b` where `b >= 0`, else `b * a` (`PRelu` with the slope first).
+    RPRelu,
 }
 
 impl BinaryOp {
@@ -251,6 +318,10 @@ impl BinaryOp {
             BinaryOp::Div => 3,
             BinaryOp::RSub => 4,
             BinaryOp::RDiv => 5,
+            BinaryOp::Max => 6,
+            BinaryOp::Min => 7,
+            BinaryOp::PRelu => 8,
+            BinaryOp::RPRelu => 9,
         }
     }
 
@@ -263,6 +334,12 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::RSub => b - a,
             BinaryOp::RDiv => b / a,
+            BinaryOp::Max if a.is_nan() || b.is_nan() => f64::NAN,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min if a.is_nan() || b.is_nan() => f64::NAN,
+            BinaryOp::Min => a.min(b),
+            BinaryOp::PRelu => prelu(a, b),
+            BinaryOp::RPRelu => prelu(b, a),
         }
     }
 }

@@ -101,6 +101,8 @@ pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
                     "Sub" => p.wrapping_sub(q),
                     "Mul" => p.wrapping_mul(q),
                     "Div" => p.checked_div(q).ok_or("integer division by zero")?,
+                    "Max" => p.max(q),
+                    "Min" => p.min(q),
                     _ => return Err(format!("{op} of integer constants is not folded")),
                 })
             };
@@ -123,6 +125,10 @@ pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
                 "Mul" => Some(p * q),
                 "Div" => Some(p / q),
                 "Pow" => Some(p.powf(q)),
+                "Max" | "Min" if p.is_nan() || q.is_nan() => Some(f32::NAN),
+                "Max" => Some(p.max(q)),
+                "Min" => Some(p.min(q)),
+                "PRelu" => Some(if p >= 0.0 { p } else { p * q }),
                 _ => None,
             };
             let v = ia

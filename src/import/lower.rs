@@ -131,6 +131,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad)"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity; constants: folded"),
+    ("CastLike", "an activation to the type of a float: an identity; constants: folded"),
+    ("Celu", "alpha: an elementwise map"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "NCHW activations along any axis (stored NHWC, the axis mapped); other activations, mixed layouts and constant pieces (a class token) along any axis in ONNX order; constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
@@ -143,6 +145,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("DepthToSpace", "an NCHW activation, DCR (channels reordered first) and CRD modes: the NHWC depth-to-space layer"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
+    ("Elu", "alpha: an elementwise map"),
     ("Erf", "an elementwise map; constants: folded"),
     ("Exp", "an elementwise map; constants: folded"),
     ("Expand", "an activation by a constant shape (numpy broadcasting): a broadcast layer; constants: folded"),
@@ -160,11 +163,16 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Log", "an elementwise map; constants: folded"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
+    ("Max", "one activation and scalar constants: a clip, fused as Clip is; anything else (activations, constant tensors) taken pairwise in order, broadcast as for Add: an elementwise max layer (NaN where either operand is NaN); constants: folded"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
+    ("Mean", "as Sum, then a map by 1/n; constants: folded"),
+    ("Min", "as Max"),
+    ("Mish", "an elementwise map"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Add; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
     ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after)"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("PRelu", "a slope that is a constant (one value, one per channel, any shape that broadcasts to the input) or an activation: an elementwise layer; constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
     ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
@@ -179,13 +187,18 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
+    ("Selu", "alpha, gamma: an elementwise map"),
     ("Shape", "folded from the static shapes"),
     ("Sigmoid", "an elementwise map"),
     ("Slice", "an activation with any steps, negative too (constant starts, ends, axes and steps; an image's NCHW axes too): a slice layer that copies the elements; constants: folded"),
     ("Softmax", "over the channel axis of NCHW or the last axis in place; over any other axis (or, before opset 13, the axes from it) the activation is copied into rows first and moved back after"),
+    ("Softplus", "an elementwise map"),
+    ("Softsign", "an elementwise map"),
+    ("Split", "an activation along any axis (sizes from the split input or attribute, num_outputs, or equal parts): one slice layer per output"),
     ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
     ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
+    ("Sum", "the inputs pairwise in order, as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
@@ -832,6 +845,7 @@ impl Lowering {
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
             "ReduceMean" | "ReduceMax" | "ReduceSum" => self.lower_reduce(n, &attrs, label),
             "Slice" => one(self.slice_act(n, &attrs, label)?),
+            "Split" => self.split(n, &attrs, label),
             "Transpose" => {
                 let x = self.act(n, 0)?;
                 let perm: Vec<usize> = match attrs.ints("perm") {
@@ -906,7 +920,52 @@ impl Lowering {
                 }
             }
             "Sum" => Ok(vec![self.sum(n, label)?]),
-            "Min" | "Max" => one(self.min_max(n, label)?),
+            "Mean" => {
+                let count = n.input.len();
+                match self.sum(n, label)? {
+                    Val::Const(c) => Ok(vec![Val::Const(fold::binary(
+                        "Div",
+                        &c,
+                        &Const::f32(vec![], vec![count as f32]),
+                    )?)]),
+                    Val::Act(x) if count == 1 => one(x),
+                    Val::Act(x) => {
+                        let f = UnaryOp::Affine {
+                            scale: 1.0 / count as f32,
+                            shift: 0.0,
+                        };
+                        one(self.map(x, f, &format!("{label}.mean"))?)
+                    }
+                    _ => Err("input 0 is missing".into()),
+                }
+            }
+            "Min" | "Max" => Ok(vec![self.min_max(n, label)?]),
+            "PRelu" => one(self.binary(n, op, label)?),
+            "Elu" | "Selu" | "Celu" | "Softplus" | "Softsign" | "Mish" => {
+                let f = match op {
+                    "Elu" => UnaryOp::Elu {
+                        alpha: attrs.float("alpha", 1.0),
+                        scale: 1.0,
+                    },
+                    "Selu" => UnaryOp::Elu {
+                        alpha: attrs.float("alpha", 1.673_263_2),
+                        scale: attrs.float("gamma", 1.050_701),
+                    },
+                    "Celu" => UnaryOp::Celu {
+                        alpha: attrs.float("alpha", 1.0),
+                    },
+                    "Softplus" => UnaryOp::Softplus,
+                    "Softsign" => UnaryOp::Softsign,
+                    _ => UnaryOp::Mish,
+                };
+                let (_, a, b) = f.code();
+                if !a.is_finite() || !b.is_finite() || f == (UnaryOp::Celu { alpha: 0.0 }) {
+                    return Err(format!(
+                        "the parameters of {f:?} must be finite (alpha nonzero for Celu)"
+                    ));
+                }
+                one(self.map(self.act(n, 0)?, f, label)?)
+            }
             "Cast" => {
                 // Activations are float: a cast to float changes nothing.
                 let x = self.act(n, 0)?;
@@ -1815,7 +1874,7 @@ impl Lowering {
         Ok(Some(match n.op_type() {
             "Identity" | "Dropout" => c(0)?.clone(),
             "Shape" => shape_of(&c(0)?.dims, attrs),
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" => {
                 if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
                     return Err(
                         "legacy broadcasting (opset < 7) of two constants is not supported".into(),
@@ -2758,37 +2817,55 @@ impl Lowering {
         }
     }
 
-    /// ONNX `Min`/`Max` of one activation and scalar constants: a clip.
-    fn min_max(&mut self, n: &NodeProto, label: &str) -> R<Act> {
+    /// ONNX `Min`/`Max`: of one activation and scalar constants, a clip; of anything
+    /// else, the inputs taken pairwise in order (two activations, or an activation and a
+    /// constant tensor, with numpy broadcasting as for `Add`; constants folded).
+    fn min_max(&mut self, n: &NodeProto, label: &str) -> R<Val> {
+        let op = n.op_type();
         let (mut x, mut lo, mut hi) = (None, f32::NEG_INFINITY, f32::INFINITY);
+        let mut clip = true;
         for (i, name) in n.input.iter().enumerate() {
             match self.input(n, i) {
                 Some(Val::Act(a)) if x.is_none() => x = Some((name.clone(), a.clone())),
-                Some(Val::Const(c)) => {
-                    let v = c.scalar_f32().ok_or_else(|| {
-                        format!(
-                            "input {i} ({:?}) is not one value (only scalars are supported)",
-                            c.dims
-                        )
-                    })?;
-                    if n.op_type() == "Max" {
+                Some(Val::Const(c)) if c.scalar_f32().is_some() => {
+                    let v = c.scalar_f32().unwrap_or(f32::NAN);
+                    if op == "Max" {
                         lo = lo.max(v);
                     } else {
                         hi = hi.min(v);
                     }
+                    if v.is_nan() {
+                        return Err(format!("input {i} is NaN"));
+                    }
                 }
-                _ => {
-                    return Err(format!(
-                        "input {i}: only one activation with scalar constants is supported"
-                    ))
-                }
+                Some(_) => clip = false,
+                None => return Err(format!("input {i} is missing")),
             }
         }
-        let (name, x) = x.ok_or("no activation among the inputs")?;
-        if lo.is_nan() || hi.is_nan() {
-            return Err("a NaN bound".into());
+        if let (true, Some((name, x))) = (clip, x) {
+            return Ok(Val::Act(self.clip(&name, x, lo, hi, label)?));
         }
-        self.clip(&name, x, lo, hi, label)
+        let mut acc = n.input.first().ok_or(format!("{op} of no inputs"))?.clone();
+        let base = n.output.first().ok_or(format!("{op} without an output"))?;
+        for (k, next) in n.input.iter().enumerate().skip(1) {
+            let out = format!("{base}#{}{k}", op.to_lowercase());
+            let step = NodeProto {
+                op_type: Some(op.into()),
+                input: vec![acc, next.clone()],
+                output: vec![out.clone()],
+                ..Default::default()
+            };
+            let v = match (self.input(&step, 0), self.input(&step, 1)) {
+                (Some(Val::Const(a)), Some(Val::Const(b))) => Val::Const(fold::binary(op, a, b)?),
+                _ => Val::Act(self.binary(&step, op, &format!("{label}.{k}"))?),
+            };
+            self.vals.insert(out.clone(), v);
+            acc = out;
+        }
+        match self.vals.get(&acc) {
+            Some(v @ (Val::Act(_) | Val::Const(_))) => Ok(v.clone()),
+            _ => Err("input 0 is missing".into()),
+        }
     }
 
     /// An elementwise function of an activation.
@@ -2815,8 +2892,20 @@ impl Lowering {
         {
             return Err("legacy broadcasting (opset < 7, broadcast = 1) is supported for an activation and a constant only".into());
         }
+        let plain = matches!(op, "Max" | "Min" | "PRelu");
         match (a, b) {
             (Some(Val::Act(x)), Some(Val::Act(y))) => self.binary_acts(op, x, y, label),
+            // Not affine in the constant: a layer carrying it.
+            (Some(Val::Act(x)), Some(Val::Const(c))) if plain => {
+                self.const_binary(x, &c, op, false, label)
+            }
+            (Some(Val::Const(c)), Some(Val::Act(x))) if plain => {
+                self.const_binary(x, &c, op, true, label)
+            }
+            (Some(Val::Const(x)), Some(Val::Const(c))) if plain => Err(format!(
+                "{op} of two constants reached the layer lowering ({:?}, {:?})",
+                x.dims, c.dims
+            )),
             (Some(Val::Act(x)), Some(Val::Const(mut c))) => {
                 let name = n.input[0].clone();
                 let attrs = Attrs(&n.attribute);
@@ -2857,6 +2946,9 @@ impl Lowering {
             "Add" => BinaryOp::Add,
             "Sub" => BinaryOp::Sub,
             "Mul" => BinaryOp::Mul,
+            "Max" => BinaryOp::Max,
+            "Min" => BinaryOp::Min,
+            "PRelu" => BinaryOp::PRelu,
             _ => BinaryOp::Div,
         };
         let out = fold::broadcast(&x.shape, &y.shape).map_err(|e| {
@@ -2990,6 +3082,9 @@ impl Lowering {
             "Add" => BinaryOp::Add,
             "Sub" => BinaryOp::Sub,
             "Mul" => BinaryOp::Mul,
+            "Max" => BinaryOp::Max,
+            "Min" => BinaryOp::Min,
+            "PRelu" => BinaryOp::PRelu,
             _ => BinaryOp::Div,
         };
         let bop = if swapped { swapped_op(bop) } else { bop };
@@ -3140,7 +3235,9 @@ fn unary_of(op: &str) -> Option<UnaryOp> {
 /// The operation with its operands exchanged: `a op b` as `b op' a`.
 fn swapped_op(op: BinaryOp) -> BinaryOp {
     match op {
-        BinaryOp::Add | BinaryOp::Mul => op,
+        BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => op,
+        BinaryOp::PRelu => BinaryOp::RPRelu,
+        BinaryOp::RPRelu => BinaryOp::PRelu,
         BinaryOp::Sub => BinaryOp::RSub,
         BinaryOp::Div => BinaryOp::RDiv,
         BinaryOp::RSub => BinaryOp::Sub,
@@ -3361,6 +3458,13 @@ impl Lowering {
         );
         let ranges =
             fold::slice_ranges(&x.shape, &starts, &ends, axes.as_deref(), steps.as_deref())?;
+        self.crop(x, &ranges, label)
+    }
+
+    /// The elements of `x` in `ranges` (start, end, step per axis, as
+    /// [`fold::slice_ranges`] gives them): a crop layer, or `x` itself when the ranges
+    /// cover it.
+    fn crop(&mut self, x: Act, ranges: &[(i64, i64, i64)], label: &str) -> R<Act> {
         let start: Vec<usize> = ranges.iter().map(|r| r.0.max(0) as usize).collect();
         let step: Vec<isize> = ranges.iter().map(|r| r.2 as isize).collect();
         let size: Vec<usize> = ranges
@@ -3414,6 +3518,89 @@ impl Lowering {
             layout: x.layout,
             src: Src::Node(i),
         })
+    }
+
+    /// ONNX `Split` of an activation along `axis`: one crop layer per output, the part
+    /// sizes from the `split` input (opset 13 on) or attribute, else `num_outputs`
+    /// (opset 18: parts of ceil(length / num_outputs), the last smaller), else equal
+    /// parts, one per output.
+    fn split(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let x = match self.input(n, 0) {
+            Some(Val::Act(a)) => a.clone(),
+            Some(Val::Const(_)) => return Err("a Split of a constant is not supported".into()),
+            _ => return Err("input 0 is missing".into()),
+        };
+        let ax = fold::axis(attrs.int("axis", 0), x.shape.len(), false)?;
+        let len = x.shape[ax];
+        let outs = n.output.len();
+        if outs == 0 {
+            return Err("Split without outputs".into());
+        }
+        let given = if self.opset >= 13 {
+            self.konst(n, 1, "split")?
+                .map(|c| c.as_ik().map(<[i64]>::to_vec))
+                .transpose()?
+        } else {
+            attrs.ints("split")
+        };
+        let sizes: Vec<usize> = match (given, attrs.get("num_outputs")) {
+            (Some(v), _) => v
+                .iter()
+                .map(|&s| usize::try_from(s).map_err(|_| format!("a negative part size {s}")))
+                .collect::<R<_>>()?,
+            (None, Some(_)) => {
+                let k = usize::try_from(attrs.int("num_outputs", 0))
+                    .ok()
+                    .filter(|&k| k == outs)
+                    .ok_or_else(|| {
+                        format!(
+                            "num_outputs {} for {outs} outputs",
+                            attrs.int("num_outputs", 0)
+                        )
+                    })?;
+                let part = len.div_ceil(k);
+                (0..k)
+                    .map(|i| part.min(len.saturating_sub(i * part)))
+                    .collect()
+            }
+            (None, None) => {
+                if !len.is_multiple_of(outs) {
+                    return Err(format!(
+                        "length {len} of axis {ax} does not split into {outs} equal parts"
+                    ));
+                }
+                vec![len / outs; outs]
+            }
+        };
+        if sizes.len() != outs {
+            return Err(format!("{} part sizes for {outs} outputs", sizes.len()));
+        }
+        let total = sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b));
+        if total != Some(len) {
+            return Err(format!(
+                "part sizes {sizes:?} do not add up to the length {len} of axis {ax}"
+            ));
+        }
+        let mut vals = Vec::with_capacity(outs);
+        let mut at = 0usize;
+        for (k, &size) in sizes.iter().enumerate() {
+            let mut ranges: Vec<(i64, i64, i64)> =
+                x.shape.iter().map(|&d| (0, d as i64, 1)).collect();
+            ranges[ax] = (at as i64, (at + size) as i64, 1);
+            at += size;
+            let out = &n.output[k];
+            if out.is_empty() || !self.uses.contains_key(out) {
+                // Nothing reads this part: no layer for it.
+                vals.push(Val::Unknown);
+                continue;
+            }
+            vals.push(Val::Act(self.crop(
+                x.clone(),
+                &ranges,
+                &format!("{label}.{k}"),
+            )?));
+        }
+        Ok(vals)
     }
 
     /// Folds `y = x * scale + shift` (per channel of the last axis) into layer `i`, a layer
