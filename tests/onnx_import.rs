@@ -434,7 +434,7 @@ fn every_unsupported_node_is_listed_at_once() {
     let m = model(
         vec![
             node("Sin", "sine", &["x"], &["a"], vec![]),
-            node("LRN", "lrn", &["a"], &["b"], vec![attr_i("size", 3)]),
+            node("Hardmax", "hardmax", &["a"], &["b"], vec![]),
             node("Conv", "conv3d", &["x", "w3"], &["c"], vec![]),
             node("Add", "add", &["b", "c"], &["y"], vec![]),
         ],
@@ -446,7 +446,7 @@ fn every_unsupported_node_is_listed_at_once() {
     for part in [
         "3 node(s)",
         "'sine' (Sin)",
-        "'lrn' (LRN)",
+        "'hardmax' (Hardmax)",
         "'conv3d' (Conv)",
     ] {
         assert!(e.contains(part), "{part} missing from: {e}");
@@ -3017,7 +3017,7 @@ fn prelu_elu_max_softplus_mean_run_in_every_precision() {
         let got = onnx
             .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
             .unwrap();
-        check(&got, &want, 0.05);
+        check(&got, &want, 0.03);
     }
 }
 
@@ -3112,4 +3112,161 @@ fn split_parts_are_the_input_slices() {
         e.contains("split") && e.contains("do not add up to the length 6"),
         "{e}"
     );
+}
+
+/// LRN across 5 channels (size 4: one channel below, two above) with a large alpha, so
+/// that the window sum matters: FP32 against f64, and the static INT8 graph (the window
+/// sum a quantized 1x1 convolution) close to it.
+#[test]
+fn lrn_matches_the_reference_in_fp32_and_int8() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let (n, c, h, w) = (2, 5, 4, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let (size, alpha, beta, bias) = (4usize, 0.9f32, 0.75f32, 1.5f32);
+    let m = model(
+        vec![node(
+            "LRN",
+            "lrn",
+            &["x"],
+            &["y"],
+            vec![
+                attr_i("size", size as i64),
+                attr_f("alpha", alpha),
+                attr_f("beta", beta),
+                attr_f("bias", bias),
+            ],
+        )],
+        vec![],
+        &[n, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let at = |b: usize, ch: usize, p: usize| f64::from(x[(b * c + ch) * h * w + p]);
+    let mut want = Vec::new();
+    for b in 0..n {
+        for ch in 0..c {
+            for p in 0..h * w {
+                let lo = ch.saturating_sub(1);
+                let hi = (ch + 2).min(c - 1);
+                let s: f64 = (lo..=hi).map(|j| at(b, j, p).powi(2)).sum();
+                let den = f64::from(bias) + f64::from(alpha) / size as f64 * s;
+                want.push(at(b, ch, p) / den.powf(f64::from(beta)));
+            }
+        }
+    }
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    let xt = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
+    let q = onnx
+        .quantize(ctx, std::slice::from_ref(&xt), &opts)
+        .unwrap();
+    let mut enc = ctx.encoder("int8 lrn");
+    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    check(&got, &want, 0.01);
+    // A window of 0 and a non-positive bias are errors naming the node.
+    for (attr, v) in [("size", 0.0), ("bias", 0.0)] {
+        let mut bad = m.clone();
+        let node = &mut bad.graph.as_mut().unwrap().node[0];
+        node.attribute.retain(|a| a.name() != attr);
+        node.attribute.push(if attr == "size" {
+            attr_i("size", 0)
+        } else {
+            attr_f(attr, v)
+        });
+        let e = import(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("'lrn'") && e.contains(attr), "{e}");
+    }
+}
+
+/// InstanceNormalization after a convolution (an NHWC activation inside the graph):
+/// FP32 against f64, FP16 and static INT8 close to it.
+#[test]
+fn instance_norm_after_a_convolution_in_every_precision() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(37);
+    let (n, c, h, w, oc, k) = (2, 3, 5, 6, 4, 3);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * k * k, &mut rng);
+    let b = rand_vec(oc, &mut rng);
+    let (scale, shift) = ([1.5f32, -0.5, 0.25, 2.0], [0.1f32, 0.0, -1.0, 0.5]);
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "InstanceNormalization",
+                "inorm",
+                &["c", "s", "t"],
+                &["y"],
+                vec![attr_f("epsilon", 1e-3)],
+            ),
+        ],
+        vec![
+            tensor_f32("w", &[oc, c, k, k], &wt),
+            tensor_f32("b", &[oc], &b),
+            tensor_f32("s", &[oc], &scale),
+            tensor_f32("t", &[oc], &shift),
+        ],
+        &[n, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let conv = conv_ref(&x, [n, c, h, w], &wt, oc, k, 1, &b);
+    let hw = h * w;
+    let mut want = vec![0.0f64; conv.len()];
+    for img in 0..n * oc {
+        let v = &conv[img * hw..(img + 1) * hw];
+        let mean = v.iter().sum::<f64>() / hw as f64;
+        let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / hw as f64;
+        let ch = img % oc;
+        for (j, a) in v.iter().enumerate() {
+            want[img * hw + j] =
+                (a - mean) / (var + 1e-3).sqrt() * f64::from(scale[ch]) + f64::from(shift[ch]);
+        }
+    }
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    let xt = Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(&x).unwrap(),
+    )
+    .unwrap();
+    let fp16 = onnx.model(ctx, DType::F16).unwrap();
+    let mut enc = ctx.encoder("fp16 inorm");
+    let h16 = Tensor::zeros(ctx, xt.shape(), DType::F16).unwrap();
+    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &xt, &h16).unwrap();
+    let y = fp16.forward(ctx, &mut enc, &h16).unwrap().clone();
+    let y32 = Tensor::zeros(ctx, y.shape(), DType::F32).unwrap();
+    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &y, &y32).unwrap();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = onnx
+        .from_model_output(&y32.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    check(&got, &want, 3e-3);
+    let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
+    let q = onnx
+        .quantize(ctx, std::slice::from_ref(&xt), &opts)
+        .unwrap();
+    let mut enc = ctx.encoder("int8 inorm");
+    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+    ctx.submit_and_wait(enc).unwrap();
+    let got = onnx
+        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+        .unwrap();
+    check(&got, &want, 0.03);
 }

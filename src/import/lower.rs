@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::fold;
+use super::proto::attribute_proto::AttributeType;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
@@ -157,7 +158,9 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("GlobalMaxPool", "2-D"),
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
     ("HardSwish", "an elementwise map"),
+    ("InstanceNormalization", "epsilon; scale and B per channel: a layer normalization over the spatial axes (the activation copied into ONNX order), then a per-channel affine"),
     ("Identity", "a view"),
+    ("LRN", "a 4-D NCHW activation (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("Log", "an elementwise map; constants: folded"),
@@ -846,6 +849,8 @@ impl Lowering {
             "ReduceMean" | "ReduceMax" | "ReduceSum" => self.lower_reduce(n, &attrs, label),
             "Slice" => one(self.slice_act(n, &attrs, label)?),
             "Split" => self.split(n, &attrs, label),
+            "LRN" => one(self.lrn(n, &attrs, label)?),
+            "InstanceNormalization" => one(self.instance_norm(n, &attrs, label)?),
             "Transpose" => {
                 let x = self.act(n, 0)?;
                 let perm: Vec<usize> = match attrs.ints("perm") {
@@ -3518,6 +3523,149 @@ impl Lowering {
             layout: x.layout,
             src: Src::Node(i),
         })
+    }
+
+    /// ONNX `InstanceNormalization`: a layer normalization over the spatial axes (axis 2
+    /// on) of each image and channel, then `scale` and `B` per channel.
+    fn instance_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let r = x.shape.len();
+        if r < 3 {
+            return Err(format!(
+                "the input has shape {:?} (N, C and at least one spatial axis)",
+                x.shape
+            ));
+        }
+        let c = x.shape[1];
+        let per_channel = |s: &mut Lowering, i: usize, what: &str| -> R<Const> {
+            let k = s
+                .konst(n, i, what)?
+                .ok_or(format!("input {i} ({what}) is missing"))?;
+            let v = k.to_f32();
+            if v.len() != c {
+                return Err(format!(
+                    "{what} has {} values; the input has {c} channels",
+                    v.len()
+                ));
+            }
+            let mut dims = vec![c];
+            dims.resize(r - 1, 1);
+            Ok(Const::f32(dims, v))
+        };
+        let (scale, shift) = (per_channel(self, 1, "scale")?, per_channel(self, 2, "B")?);
+        let base = n
+            .output
+            .first()
+            .ok_or("InstanceNormalization without an output")?;
+        let norm = NodeProto {
+            op_type: Some("LayerNormalization".into()),
+            input: vec![n.input[0].clone()],
+            output: vec![format!("{base}#instance_norm")],
+            attribute: vec![
+                AttributeProto {
+                    name: Some("axis".into()),
+                    i: Some(2),
+                    r#type: Some(AttributeType::Int as i32),
+                    ..Default::default()
+                },
+                AttributeProto {
+                    name: Some("epsilon".into()),
+                    f: Some(attrs.float("epsilon", 1e-5)),
+                    r#type: Some(AttributeType::Float as i32),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let y = self.lower_layer_norm(&norm, &Attrs(&norm.attribute), &format!("{label}.norm"))?;
+        let scaled_name = format!("{base}#instance_scaled");
+        let y = self.per_channel(
+            &norm.output[0],
+            y,
+            &scale,
+            "Mul",
+            false,
+            &format!("{label}.scale"),
+        )?;
+        self.vals.insert(scaled_name.clone(), Val::Act(y.clone()));
+        self.per_channel(&scaled_name, y, &shift, "Add", false, label)
+    }
+
+    /// ONNX `LRN` (local response normalization across channels) of an NCHW activation,
+    /// `x / (bias + alpha / size * sum of x^2 over the channel window)^beta`, from layers
+    /// the importer has: the square (a map), the window sum (a 1x1 convolution by a
+    /// banded 0/1 weight), `bias + alpha / size * s` and its power `-beta` (maps), and the
+    /// product with `x`.
+    fn lrn(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        if x.shape.len() != 4 {
+            return Err(format!(
+                "the input has shape {:?} (not a 4-D NCHW activation)",
+                x.shape
+            ));
+        }
+        let size = usize::try_from(attrs.int("size", 0))
+            .ok()
+            .filter(|&s| s >= 1)
+            .ok_or_else(|| {
+                format!(
+                    "size {} (a positive window is required)",
+                    attrs.int("size", 0)
+                )
+            })?;
+        let (alpha, beta, bias) = (
+            attrs.float("alpha", 1e-4),
+            attrs.float("beta", 0.75),
+            attrs.float("bias", 1.0),
+        );
+        if !(alpha.is_finite()
+            && beta.is_finite()
+            && bias.is_finite()
+            && bias > 0.0
+            && alpha >= 0.0)
+        {
+            return Err(format!(
+                "alpha {alpha}, beta {beta}, bias {bias}: finite values with bias > 0 and alpha >= 0 are supported"
+            ));
+        }
+        let c = x.shape[1];
+        // Channel o sums channels o - floor((size - 1) / 2) ..= o + ceil((size - 1) / 2).
+        let (below, above) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+        let weight: Vec<f32> = (0..c)
+            .flat_map(|o| {
+                (0..c).map(move |i| f32::from(u8::from(i + below >= o && i <= o + above)))
+            })
+            .collect();
+        let base = n.output.first().ok_or("LRN without an output")?.clone();
+        let sq = self.map(
+            x.clone(),
+            UnaryOp::Pow { exponent: 2.0 },
+            &format!("{label}.square"),
+        )?;
+        let (sq_name, w_name) = (format!("{base}#lrn_square"), format!("{base}#lrn_window"));
+        self.vals.insert(sq_name.clone(), Val::Act(sq));
+        self.vals.insert(
+            w_name.clone(),
+            Val::Const(Const::f32(vec![c, c, 1, 1], weight)),
+        );
+        let window = NodeProto {
+            op_type: Some("Conv".into()),
+            input: vec![sq_name, w_name],
+            output: vec![format!("{base}#lrn_sum")],
+            ..Default::default()
+        };
+        let sum = self.conv(&window, &Attrs(&window.attribute), &format!("{label}.sum"))?;
+        let den = UnaryOp::Affine {
+            scale: alpha / size as f32,
+            shift: bias,
+        };
+        let den = self.map(sum, den, &format!("{label}.den"))?;
+        let inv = self.map(
+            den,
+            UnaryOp::Pow { exponent: -beta },
+            &format!("{label}.pow"),
+        )?;
+        self.binary_acts("Mul", x, inv, label)
     }
 
     /// ONNX `Split` of an activation along `axis`: one crop layer per output, the part
