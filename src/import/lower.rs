@@ -184,9 +184,13 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Reciprocal", "an elementwise map; constants: folded"),
+    ("ReduceL1", "as ReduceSum of |x| (an elementwise map first)"),
+    ("ReduceL2", "as ReduceSum of x^2, then a square root (elementwise maps)"),
     ("ReduceMax", "as ReduceMean: over the spatial axes a global max pool, over the last (or NCHW channel) axis a row-max layer, over any other axes rows copied first"),
     ("ReduceMean", "over the spatial axes [2, 3] of an NCHW activation (keepdims 1 or 0; axes as attribute or, from opset 18, input): a global average pool; over the last axis, or the channel axis of an NCHW activation (its stored last axis): a row-mean layer; a layer normalization spelled out from it as ReduceMean, Sub, Pow 2 (or Mul by itself), ReduceMean, Add eps, Sqrt, Div becomes one layer-norm layer (a Mul and an Add of per-channel constants after it fold into its gamma and beta), and where another node (a QuantizeLinear, say) reads a step, the steps become row-mean, broadcast and map layers in the file's order of operations; any other axes (all when none are given): the activation copied into rows over those axes, then a row-mean layer"),
+    ("ReduceMin", "as ReduceMax of -x, negated (elementwise maps)"),
     ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input); any other axes (all when none are given; none with noop_with_empty_axes: an identity): the activation copied into rows over those axes first"),
+    ("ReduceSumSquare", "as ReduceSum of x^2 (an elementwise map first)"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
     ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
@@ -846,7 +850,8 @@ impl Lowering {
             "Gemm" => self.lower_gemm(n, &attrs, label),
             "MatMul" => self.lower_matmul(n, label),
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
-            "ReduceMean" | "ReduceMax" | "ReduceSum" => self.lower_reduce(n, &attrs, label),
+            "ReduceMean" | "ReduceMax" | "ReduceSum" | "ReduceMin" | "ReduceSumSquare"
+            | "ReduceL1" | "ReduceL2" => self.lower_reduce(n, &attrs, label),
             "Slice" => one(self.slice_act(n, &attrs, label)?),
             "Split" => self.split(n, &attrs, label),
             "LRN" => one(self.lrn(n, &attrs, label)?),
@@ -1222,11 +1227,46 @@ impl Lowering {
     /// `ReduceMean`/`ReduceMax` over the spatial axes of an NCHW activation (how PyTorch
     /// exports `x.mean((2, 3))`): a global average or max pool, viewed as `[N, C]` without
     /// `keepdims`.
+    ///
+    /// `ReduceSumSquare`, `ReduceL1`, `ReduceL2` and `ReduceMin` are the sum or the max
+    /// with maps around it: x^2 or |x| before (and a square root after, for L2), -x
+    /// before and after (min).
     fn lower_reduce(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let op = n.op_type();
+        let neg = UnaryOp::Affine {
+            scale: -1.0,
+            shift: 0.0,
+        };
+        let (before, after) = match op {
+            "ReduceSumSquare" => (Some(UnaryOp::Pow { exponent: 2.0 }), None),
+            "ReduceL1" => (Some(UnaryOp::Abs), None),
+            "ReduceL2" => (Some(UnaryOp::Pow { exponent: 2.0 }), Some(UnaryOp::Sqrt)),
+            "ReduceMin" => (Some(neg), Some(neg)),
+            _ => (None, None),
+        };
         let x = self.act(n, 0)?;
+        let x = match before {
+            Some(f) => self.map(x, f, &format!("{label}.before"))?,
+            None => x,
+        };
+        let reduced = self.reduce_core(n, attrs, x, label)?;
+        Ok(vec![Val::Act(match after {
+            Some(f) => self.map(reduced, f, &format!("{label}.after"))?,
+            None => reduced,
+        })])
+    }
+
+    /// The sum (`ReduceSum`, `ReduceSumSquare`, `ReduceL1`, `ReduceL2`), mean or max
+    /// (`ReduceMax`, `ReduceMin`) of `x` over the node's axes.
+    fn reduce_core(&mut self, n: &NodeProto, attrs: &Attrs, x: Act, label: &str) -> R<Act> {
+        let kind = match n.op_type() {
+            "ReduceMean" => Reduce::Mean,
+            "ReduceMax" | "ReduceMin" => Reduce::Max,
+            _ => Reduce::Sum,
+        };
         let axes = self.reduce_axes(n, attrs)?;
         if axes.as_ref().is_some_and(Vec::is_empty) && attrs.int("noop_with_empty_axes", 0) != 0 {
-            return Ok(vec![Val::Act(x)]);
+            return Ok(x);
         }
         let rank = x.shape.len() as i64;
         let mut axes: Vec<i64> = axes
@@ -1242,11 +1282,6 @@ impl Lowering {
         if rank >= 1 && (axes == [rank - 1] || channels) {
             // Over the stored last axis: ONNX's last axis, or the channels of an NCHW
             // activation stored NHWC.
-            let kind = match n.op_type() {
-                "ReduceMean" => Reduce::Mean,
-                "ReduceSum" => Reduce::Sum,
-                _ => Reduce::Max,
-            };
             let x = if channels {
                 x
             } else {
@@ -1254,21 +1289,16 @@ impl Lowering {
             };
             let m = self.row_reduce(x, kind, label);
             if keep {
-                return Ok(vec![Val::Act(m)]);
+                return Ok(m);
             }
             let mut dims = m.shape.clone();
             dims.remove(axes[0] as usize);
-            return Ok(vec![Val::Act(self.reshape(m, dims, label)?)]);
+            return self.reshape(m, dims, label);
         }
-        let pooled = rank == 4 && axes == [2, 3] && n.op_type() != "ReduceSum";
+        let pooled = rank == 4 && axes == [2, 3] && kind != Reduce::Sum;
         if !pooled || x.layout != Layout::Nhwc {
             // Any other set of axes: the activation copied into rows over those axes,
             // reduced along the rows.
-            let kind = match n.op_type() {
-                "ReduceMean" => Reduce::Mean,
-                "ReduceSum" => Reduce::Sum,
-                _ => Reduce::Max,
-            };
             let ax: Vec<usize> = axes.iter().map(|&a| a as usize).collect();
             let dims: Vec<usize> = (0..x.shape.len())
                 .filter_map(|a| match (ax.contains(&a), keep) {
@@ -1279,16 +1309,16 @@ impl Lowering {
                 .collect();
             let rows = self.rows_of(x, &ax, label)?;
             let m = self.row_reduce(rows, kind, label);
-            return Ok(vec![Val::Act(view(m, dims)?)]);
+            return view(m, dims);
         }
         let x = self.nhwc(x)?;
-        let pooled = self.global_pool(x, n.op_type() == "ReduceMax", label)?;
+        let pooled = self.global_pool(x, kind == Reduce::Max, label)?;
         let (nb, c) = (pooled.shape[0], pooled.shape[1]);
-        Ok(vec![Val::Act(if keep {
+        Ok(if keep {
             pooled
         } else {
             view(pooled, vec![nb, c])?
-        })])
+        })
     }
 
     /// A reduction's axes: an attribute before opset 18 (13 for `ReduceSum`), an input
