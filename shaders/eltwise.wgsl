@@ -317,7 +317,9 @@ fn main(
     } else if (OP == 4u) {
         store(id, a_at(id));
     } else if (OP == 5u) {
-        store(id, clip(unary(a_at(id))));
+        // Every function maps NaN to NaN (ONNX's do; max/min inside some would not).
+        let v = a_at(id);
+        store(id, select(clip(unary(v)), v, is_nan(v)));
     } else if (OP == 6u) {
         var be = id;
         if (p.b_span != 0u) {

@@ -720,7 +720,8 @@ fn row_reductions_match_the_reference() {
 }
 
 /// Max and Min give NaN where either operand is NaN (as ONNX's reference, numpy's
-/// maximum, does), whichever operand it is; the functions near zero keep their digits
+/// maximum, does), whichever operand it is; every function maps NaN to NaN, under a clip
+/// too; the functions near zero keep their digits
 /// (Elu, Celu and Softplus go through exp(x) - 1 and ln(1 + y) without cancellation).
 #[test]
 fn max_min_propagate_nan_and_functions_keep_small_values() {
@@ -739,6 +740,28 @@ fn max_min_propagate_nan_and_functions_keep_small_values() {
             "{op:?}: {got:?}"
         );
         assert_eq!(got[2], want, "{op:?}");
+    }
+    // Every function gives NaN for NaN, on its own and under a clip.
+    let x = Tensor::from_slice(ctx, &[1], &[nan]).unwrap();
+    for f in [
+        UnaryOp::Celu { alpha: 1.0 },
+        UnaryOp::Softplus,
+        UnaryOp::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        UnaryOp::LeakyRelu { alpha: 0.1 },
+        UnaryOp::Mish,
+        UnaryOp::Tanh,
+    ] {
+        for c in [Clip::NONE, Clip::RELU6] {
+            let out = Tensor::zeros(ctx, &[1], DType::F32).unwrap();
+            let mut enc = ctx.encoder("nan map");
+            map(ctx, &mut enc, f, c, &x, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let got = out.read_blocking::<f32>(ctx).unwrap();
+            assert!(got[0].is_nan(), "{f:?} {c:?} of NaN: {got:?}");
+        }
     }
     let xs = [-1e-6f32, -3e-7, 2e-7, -30.0, -80.0];
     let x = Tensor::from_slice(ctx, &[xs.len()], &xs).unwrap();

@@ -163,6 +163,10 @@ impl UnaryOp {
 
     /// The function in f64 (the reference's twin of the shader).
     pub fn apply(self, x: f64) -> f64 {
+        if x.is_nan() {
+            // As the shader: NaN in, NaN out, whatever the function.
+            return x;
+        }
         let hs = |a: f64, b: f64| (a * x + b).clamp(0.0, 1.0);
         match self {
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
