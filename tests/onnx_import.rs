@@ -3270,3 +3270,90 @@ fn instance_norm_after_a_convolution_in_every_precision() {
         .unwrap();
     check(&got, &want, 0.03);
 }
+
+/// GroupNormalization after a convolution (an NHWC activation inside the graph): 2
+/// groups of 2 channels, scale and bias per channel (opset 21) and per group (opset 18),
+/// FP32 against f64; static INT8 close to it; a group count that does not divide the
+/// channels is an error naming the node.
+#[test]
+fn group_norm_after_a_convolution_per_channel_and_per_group() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let (n, c, h, w, oc, k, g) = (2, 3, 5, 4, 4, 3, 2);
+    let x = rand_vec(n * c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * k * k, &mut rng);
+    let b = rand_vec(oc, &mut rng);
+    let conv = conv_ref(&x, [n, c, h, w], &wt, oc, k, 1, &b);
+    let hw = h * w;
+    let span = oc / g * hw;
+    for (opset, scale, shift) in [
+        (
+            21,
+            vec![1.5f32, -0.5, 0.25, 2.0],
+            vec![0.1f32, 0.0, -1.0, 0.5],
+        ),
+        (18, vec![0.75f32, -1.25], vec![0.5f32, -0.25]),
+    ] {
+        let m = model(
+            vec![
+                node(
+                    "Conv",
+                    "conv",
+                    &["x", "w", "b"],
+                    &["c"],
+                    vec![attr_ints("pads", &[1, 1, 1, 1])],
+                ),
+                node(
+                    "GroupNormalization",
+                    "gnorm",
+                    &["c", "s", "t"],
+                    &["y"],
+                    vec![attr_i("num_groups", g as i64), attr_f("epsilon", 1e-3)],
+                ),
+            ],
+            vec![
+                tensor_f32("w", &[oc, c, k, k], &wt),
+                tensor_f32("b", &[oc], &b),
+                tensor_f32("s", &[scale.len()], &scale),
+                tensor_f32("t", &[shift.len()], &shift),
+            ],
+            &[n, c, h, w],
+            opset,
+        );
+        let onnx = import(&m, None).unwrap();
+        let mut want = vec![0.0f64; conv.len()];
+        for grp in 0..n * g {
+            let v = &conv[grp * span..(grp + 1) * span];
+            let mean = v.iter().sum::<f64>() / span as f64;
+            let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / span as f64;
+            for (j, a) in v.iter().enumerate() {
+                let ch = (grp % g) * (oc / g) + j / hw;
+                let p = if scale.len() == oc { ch } else { ch / (oc / g) };
+                want[grp * span + j] =
+                    (a - mean) / (var + 1e-3).sqrt() * f64::from(scale[p]) + f64::from(shift[p]);
+            }
+        }
+        check(&run(ctx, &onnx, &x), &want, 1e-5);
+        let xt = Tensor::from_slice(
+            ctx,
+            &onnx.input().model_shape,
+            &onnx.to_model_input(&x).unwrap(),
+        )
+        .unwrap();
+        let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
+        let q = onnx
+            .quantize(ctx, std::slice::from_ref(&xt), &opts)
+            .unwrap();
+        let mut enc = ctx.encoder("int8 gnorm");
+        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = onnx
+            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
+            .unwrap();
+        check(&got, &want, 0.03);
+        let mut bad = m.clone();
+        bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_i("num_groups", 3);
+        let e = import(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("'gnorm'") && e.contains("num_groups 3"), "{e}");
+    }
+}

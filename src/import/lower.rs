@@ -156,6 +156,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
+    ("GroupNormalization", "num_groups, epsilon (stash_type 1); scale and bias per channel (opset 21) or per group (18-20): the activation viewed as [N, G, rest] (copied into ONNX order), a layer normalization over each group, viewed back, then a per-channel affine"),
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
     ("HardSwish", "an elementwise map"),
     ("InstanceNormalization", "epsilon; scale and B per channel: a layer normalization over the spatial axes (the activation copied into ONNX order), then a per-channel affine"),
@@ -856,6 +857,7 @@ impl Lowering {
             "Split" => self.split(n, &attrs, label),
             "LRN" => one(self.lrn(n, &attrs, label)?),
             "InstanceNormalization" => one(self.instance_norm(n, &attrs, label)?),
+            "GroupNormalization" => one(self.group_norm(n, &attrs, label)?),
             "Transpose" => {
                 let x = self.act(n, 0)?;
                 let perm: Vec<usize> = match attrs.ints("perm") {
@@ -3617,6 +3619,100 @@ impl Lowering {
             false,
             &format!("{label}.scale"),
         )?;
+        self.vals.insert(scaled_name.clone(), Val::Act(y.clone()));
+        self.per_channel(&scaled_name, y, &shift, "Add", false, label)
+    }
+
+    /// ONNX `GroupNormalization` (opset 18 on): the activation viewed as `[N, G, rest]`
+    /// (copied into ONNX order where stored NHWC), a layer normalization over each
+    /// group's values, viewed back, then `scale` and `bias` per channel (opset 21) or per
+    /// group (opset 18-20, each group's value for its channels).
+    fn group_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let r = x.shape.len();
+        if r < 3 {
+            return Err(format!(
+                "the input has shape {:?} (N, C and at least one spatial axis)",
+                x.shape
+            ));
+        }
+        let c = x.shape[1];
+        let g = usize::try_from(attrs.int("num_groups", 0))
+            .ok()
+            .filter(|&g| g >= 1 && c.is_multiple_of(g))
+            .ok_or_else(|| {
+                format!(
+                    "num_groups {} must be positive and divide the {c} channels",
+                    attrs.int("num_groups", 0)
+                )
+            })?;
+        if attrs.int("stash_type", 1) != 1 {
+            return Err("stash_type other than 1 (f32) is not supported".into());
+        }
+        let per = if self.opset >= 21 { c } else { g };
+        let values = |s: &mut Lowering, i: usize, what: &str| -> R<Vec<f32>> {
+            let v = s
+                .konst(n, i, what)?
+                .ok_or(format!("input {i} ({what}) is missing"))?
+                .to_f32();
+            if v.len() != per {
+                return Err(format!(
+                    "{what} has {} values; {per} expected (opset {})",
+                    v.len(),
+                    s.opset
+                ));
+            }
+            // One value per channel.
+            Ok((0..c)
+                .map(|ch| v[if per == c { ch } else { ch / (c / g) }])
+                .collect())
+        };
+        let (scale, shift) = (values(self, 1, "scale")?, values(self, 2, "bias")?);
+        let rest: usize = x.shape[1..].iter().product::<usize>() / g;
+        let shape = x.shape.clone();
+        let grouped = self.reshape(x, vec![shape[0], g, rest], &format!("{label}.groups"))?;
+        let base = n
+            .output
+            .first()
+            .ok_or("GroupNormalization without an output")?;
+        let grouped_name = format!("{base}#group_rows");
+        self.vals.insert(grouped_name.clone(), Val::Act(grouped));
+        let norm = NodeProto {
+            op_type: Some("LayerNormalization".into()),
+            input: vec![grouped_name],
+            output: vec![format!("{base}#group_norm")],
+            attribute: vec![
+                AttributeProto {
+                    name: Some("axis".into()),
+                    i: Some(2),
+                    r#type: Some(AttributeType::Int as i32),
+                    ..Default::default()
+                },
+                AttributeProto {
+                    name: Some("epsilon".into()),
+                    f: Some(attrs.float("epsilon", 1e-5)),
+                    r#type: Some(AttributeType::Float as i32),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let y = self.lower_layer_norm(&norm, &Attrs(&norm.attribute), &format!("{label}.norm"))?;
+        let y = self.reshape(y, shape, &format!("{label}.back"))?;
+        let mut dims = vec![c];
+        dims.resize(r - 1, 1);
+        let (scale, shift) = (Const::f32(dims.clone(), scale), Const::f32(dims, shift));
+        let normed_name = format!("{base}#group_normed");
+        self.vals.insert(normed_name.clone(), Val::Act(y.clone()));
+        let y = self.per_channel(
+            &normed_name,
+            y,
+            &scale,
+            "Mul",
+            false,
+            &format!("{label}.scale"),
+        )?;
+        let scaled_name = format!("{base}#group_scaled");
         self.vals.insert(scaled_name.clone(), Val::Act(y.clone()));
         self.per_channel(&scaled_name, y, &shift, "Add", false, label)
     }
