@@ -324,8 +324,8 @@ fn mutated_models_never_panic_the_importer_or_the_run() {
         run(Duration::from_secs(secs), seed, usize::MAX);
     } else {
         // The CI smoke: a fixed number of mutations, whatever the machine's speed; the
-        // seeded mutations import and run some models (170 and 166 with seed 1 and the
-        // vendored cases of 2026-12-05), so the run stage cannot silently stop running.
+        // seeded mutations import and run some models (180 and 173 with seed 1 and the
+        // vendored cases of c4dd7f9), so the run stage cannot silently stop running.
         let (iters, runs) = run(Duration::from_secs(3600), seed, 20000);
         assert_eq!(iters, 20000);
         assert!(runs >= 50, "only {runs} mutated models imported and ran");
