@@ -690,12 +690,7 @@ fn a_qdq_convolution_runs_on_the_integer_kernels_with_the_files_scales() {
         let q = onnx.qmodel(ctx).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let x = rand_vec(3 * 25, &mut rng);
-        let xt = Tensor::from_slice(
-            ctx,
-            &onnx.input().model_shape,
-            &onnx.to_model_input(&x).unwrap(),
-        )
-        .unwrap();
+        let xt = input_tensor(ctx, &onnx, &x);
         let mut enc = ctx.encoder("qdq");
         let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
         ctx.submit_and_wait(enc).unwrap();
@@ -1655,12 +1650,7 @@ fn several_outputs_are_read_by_layer_name() {
     assert_eq!(onnx.outputs()[0].node, "head_a");
     let want_a = conv_ref(&x, [1, c, h, w], &w1, 4, 3, 1, &b1);
     let want_b = conv_ref(&x, [1, c, h, w], &w2, 2, 1, 0, &b2);
-    let xt = Tensor::from_slice(
-        ctx,
-        &onnx.input().model_shape,
-        &onnx.to_model_input(&x).unwrap(),
-    )
-    .unwrap();
+    let xt = input_tensor(ctx, &onnx, &x);
 
     let fp32 = onnx.model(ctx, DType::F32).unwrap();
     let mut enc = ctx.encoder("two");
@@ -2933,6 +2923,22 @@ fn a_batchnorm_model_trains_with_qat_on_its_folded_convolution() {
     t.to_qmodel(ctx, &[8, 5, 5, 3]).unwrap();
 }
 
+/// The model input `x` (NCHW) as the imported model's input tensor.
+fn input_tensor(ctx: &Context, onnx: &OnnxImport, x: &[f32]) -> Tensor {
+    Tensor::from_slice(
+        ctx,
+        &onnx.input().model_shape,
+        &onnx.to_model_input(x).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The FP16 model of `onnx` on `x` (NCHW): the output in ONNX layout.
+fn fp16_output(ctx: &Context, onnx: &OnnxImport, x: &[f32]) -> Vec<f32> {
+    let half = onnx.model(ctx, DType::F16).unwrap();
+    run_as(ctx, onnx, &half, x, DType::F16)
+}
+
 /// PRelu (a per-channel slope), Elu, Max of two activations, Softplus and Mean after a
 /// convolution: FP32 against an f64 reference, FP16 within its storage budget, and the
 /// INT8 graphs (static and dynamic post-training quantization) run and stay close to it.
@@ -2987,37 +2993,12 @@ fn prelu_elu_max_softplus_mean_run_in_every_precision() {
         .collect();
     check(&run(ctx, &onnx, &x), &want, 1e-5);
 
-    let xin = onnx.to_model_input(&x).unwrap();
-    let xt = Tensor::from_slice(ctx, &onnx.input().model_shape, &xin).unwrap();
+    let xt = input_tensor(ctx, &onnx, &x);
     // FP16: f16 storage between the layers.
-    let fp16 = onnx.model(ctx, DType::F16).unwrap();
-    let mut enc = ctx.encoder("fp16");
-    let h16 = Tensor::zeros(ctx, xt.shape(), DType::F16).unwrap();
-    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &xt, &h16).unwrap();
-    let y = fp16.forward(ctx, &mut enc, &h16).unwrap().clone();
-    let y32 = Tensor::zeros(ctx, y.shape(), DType::F32).unwrap();
-    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &y, &y32).unwrap();
-    ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y32.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
-    check(&got, &want, 3e-3);
+    check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
     // INT8: the convolution in integers, the new layers in f32 between.
     for mode in [QMode::Static, QMode::Dynamic] {
-        let q = onnx
-            .quantize(
-                ctx,
-                std::slice::from_ref(&xt),
-                &PtqOptions::new(ObserverKind::MinMax, mode),
-            )
-            .unwrap();
-        let mut enc = ctx.encoder("int8");
-        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-        ctx.submit_and_wait(enc).unwrap();
-        let got = onnx
-            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-            .unwrap();
-        check(&got, &want, 0.03);
+        check(&int8_output(ctx, &onnx, &xt, mode), &want, 0.03);
     }
 }
 
@@ -3156,22 +3137,8 @@ fn lrn_matches_the_reference_in_fp32_and_int8() {
         }
     }
     check(&run(ctx, &onnx, &x), &want, 1e-5);
-    let xt = Tensor::from_slice(
-        ctx,
-        &onnx.input().model_shape,
-        &onnx.to_model_input(&x).unwrap(),
-    )
-    .unwrap();
-    let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
-    let q = onnx
-        .quantize(ctx, std::slice::from_ref(&xt), &opts)
-        .unwrap();
-    let mut enc = ctx.encoder("int8 lrn");
-    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-    ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
+    let xt = input_tensor(ctx, &onnx, &x);
+    let got = int8_output(ctx, &onnx, &xt, QMode::Static);
     check(&got, &want, 0.01);
     // A window of 0 and a non-positive bias are errors naming the node.
     for (attr, v) in [("size", 0.0), ("bias", 0.0)] {
@@ -3240,34 +3207,9 @@ fn instance_norm_after_a_convolution_in_every_precision() {
         }
     }
     check(&run(ctx, &onnx, &x), &want, 1e-5);
-    let xt = Tensor::from_slice(
-        ctx,
-        &onnx.input().model_shape,
-        &onnx.to_model_input(&x).unwrap(),
-    )
-    .unwrap();
-    let fp16 = onnx.model(ctx, DType::F16).unwrap();
-    let mut enc = ctx.encoder("fp16 inorm");
-    let h16 = Tensor::zeros(ctx, xt.shape(), DType::F16).unwrap();
-    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &xt, &h16).unwrap();
-    let y = fp16.forward(ctx, &mut enc, &h16).unwrap().clone();
-    let y32 = Tensor::zeros(ctx, y.shape(), DType::F32).unwrap();
-    wgpu_quant::ops::eltwise::cast(ctx, &mut enc, &y, &y32).unwrap();
-    ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y32.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
-    check(&got, &want, 3e-3);
-    let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
-    let q = onnx
-        .quantize(ctx, std::slice::from_ref(&xt), &opts)
-        .unwrap();
-    let mut enc = ctx.encoder("int8 inorm");
-    let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-    ctx.submit_and_wait(enc).unwrap();
-    let got = onnx
-        .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-        .unwrap();
+    let xt = input_tensor(ctx, &onnx, &x);
+    check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
+    let got = int8_output(ctx, &onnx, &xt, QMode::Static);
     check(&got, &want, 0.03);
 }
 
@@ -3334,22 +3276,8 @@ fn group_norm_after_a_convolution_per_channel_and_per_group() {
             }
         }
         check(&run(ctx, &onnx, &x), &want, 1e-5);
-        let xt = Tensor::from_slice(
-            ctx,
-            &onnx.input().model_shape,
-            &onnx.to_model_input(&x).unwrap(),
-        )
-        .unwrap();
-        let opts = PtqOptions::new(ObserverKind::MinMax, QMode::Static);
-        let q = onnx
-            .quantize(ctx, std::slice::from_ref(&xt), &opts)
-            .unwrap();
-        let mut enc = ctx.encoder("int8 gnorm");
-        let y = q.forward(ctx, &mut enc, &xt).unwrap().clone();
-        ctx.submit_and_wait(enc).unwrap();
-        let got = onnx
-            .from_model_output(&y.read_blocking::<f32>(ctx).unwrap())
-            .unwrap();
+        let xt = input_tensor(ctx, &onnx, &x);
+        let got = int8_output(ctx, &onnx, &xt, QMode::Static);
         check(&got, &want, 0.03);
         let mut bad = m.clone();
         bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_i("num_groups", 3);

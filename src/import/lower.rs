@@ -3557,18 +3557,23 @@ impl Lowering {
         })
     }
 
-    /// ONNX `InstanceNormalization`: a layer normalization over the spatial axes (axis 2
-    /// on) of each image and channel, then `scale` and `B` per channel.
-    fn instance_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+    /// Input 0 of `n`, an activation with N, C and at least one spatial axis.
+    fn spatial_act(&self, n: &NodeProto) -> R<Act> {
         let x = self.act(n, 0)?;
-        let r = x.shape.len();
-        if r < 3 {
+        if x.shape.len() < 3 {
             return Err(format!(
                 "the input has shape {:?} (N, C and at least one spatial axis)",
                 x.shape
             ));
         }
-        let c = x.shape[1];
+        Ok(x)
+    }
+
+    /// ONNX `InstanceNormalization`: a layer normalization over the spatial axes (axis 2
+    /// on) of each image and channel, then `scale` and `B` per channel.
+    fn instance_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.spatial_act(n)?;
+        let (r, c) = (x.shape.len(), x.shape[1]);
         let per_channel = |s: &mut Lowering, i: usize, what: &str| -> R<Const> {
             let k = s
                 .konst(n, i, what)?
@@ -3589,38 +3594,55 @@ impl Lowering {
             .output
             .first()
             .ok_or("InstanceNormalization without an output")?;
+        let eps = attrs.float("epsilon", 1e-5);
+        let input = n.input[0].clone();
+        let y = self.norm_from_axis_2(input, &format!("{base}#instance_norm"), eps, label)?;
+        self.scale_shift(y, base, scale, shift, label)
+    }
+
+    /// A layer normalization over axes 2 on of the value named `input`, as ONNX's
+    /// `LayerNormalization` node `out` would be lowered (the normalizations built from it).
+    fn norm_from_axis_2(&mut self, input: String, out: &str, eps: f32, label: &str) -> R<Act> {
+        let attr = |name: &str, i: Option<i64>, f: Option<f32>| AttributeProto {
+            name: Some(name.into()),
+            i,
+            f,
+            r#type: Some(if i.is_some() {
+                AttributeType::Int as i32
+            } else {
+                AttributeType::Float as i32
+            }),
+            ..Default::default()
+        };
         let norm = NodeProto {
             op_type: Some("LayerNormalization".into()),
-            input: vec![n.input[0].clone()],
-            output: vec![format!("{base}#instance_norm")],
+            input: vec![input],
+            output: vec![out.to_string()],
             attribute: vec![
-                AttributeProto {
-                    name: Some("axis".into()),
-                    i: Some(2),
-                    r#type: Some(AttributeType::Int as i32),
-                    ..Default::default()
-                },
-                AttributeProto {
-                    name: Some("epsilon".into()),
-                    f: Some(attrs.float("epsilon", 1e-5)),
-                    r#type: Some(AttributeType::Float as i32),
-                    ..Default::default()
-                },
+                attr("axis", Some(2), None),
+                attr("epsilon", None, Some(eps)),
             ],
             ..Default::default()
         };
-        let y = self.lower_layer_norm(&norm, &Attrs(&norm.attribute), &format!("{label}.norm"))?;
-        let scaled_name = format!("{base}#instance_scaled");
-        let y = self.per_channel(
-            &norm.output[0],
-            y,
-            &scale,
-            "Mul",
-            false,
-            &format!("{label}.scale"),
-        )?;
-        self.vals.insert(scaled_name.clone(), Val::Act(y.clone()));
-        self.per_channel(&scaled_name, y, &shift, "Add", false, label)
+        self.lower_layer_norm(&norm, &Attrs(&norm.attribute), &format!("{label}.norm"))
+    }
+
+    /// `y * scale + shift` with constants of one value per channel (axis 1) of `y`
+    /// (`base` names the intermediate values).
+    fn scale_shift(
+        &mut self,
+        y: Act,
+        base: &str,
+        scale: Const,
+        shift: Const,
+        label: &str,
+    ) -> R<Act> {
+        let normed = format!("{base}#normed");
+        self.vals.insert(normed.clone(), Val::Act(y.clone()));
+        let y = self.per_channel(&normed, y, &scale, "Mul", false, &format!("{label}.scale"))?;
+        let scaled = format!("{base}#scaled");
+        self.vals.insert(scaled.clone(), Val::Act(y.clone()));
+        self.per_channel(&scaled, y, &shift, "Add", false, label)
     }
 
     /// ONNX `GroupNormalization` (opset 18 on): the activation viewed as `[N, G, rest]`
@@ -3628,15 +3650,8 @@ impl Lowering {
     /// group's values, viewed back, then `scale` and `bias` per channel (opset 21) or per
     /// group (opset 18-20, each group's value for its channels).
     fn group_norm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
-        let x = self.act(n, 0)?;
-        let r = x.shape.len();
-        if r < 3 {
-            return Err(format!(
-                "the input has shape {:?} (N, C and at least one spatial axis)",
-                x.shape
-            ));
-        }
-        let c = x.shape[1];
+        let x = self.spatial_act(n)?;
+        let (r, c) = (x.shape.len(), x.shape[1]);
         let g = usize::try_from(attrs.int("num_groups", 0))
             .ok()
             .filter(|&g| g >= 1 && c.is_multiple_of(g))
@@ -3677,44 +3692,13 @@ impl Lowering {
             .ok_or("GroupNormalization without an output")?;
         let grouped_name = format!("{base}#group_rows");
         self.vals.insert(grouped_name.clone(), Val::Act(grouped));
-        let norm = NodeProto {
-            op_type: Some("LayerNormalization".into()),
-            input: vec![grouped_name],
-            output: vec![format!("{base}#group_norm")],
-            attribute: vec![
-                AttributeProto {
-                    name: Some("axis".into()),
-                    i: Some(2),
-                    r#type: Some(AttributeType::Int as i32),
-                    ..Default::default()
-                },
-                AttributeProto {
-                    name: Some("epsilon".into()),
-                    f: Some(attrs.float("epsilon", 1e-5)),
-                    r#type: Some(AttributeType::Float as i32),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        };
-        let y = self.lower_layer_norm(&norm, &Attrs(&norm.attribute), &format!("{label}.norm"))?;
+        let eps = attrs.float("epsilon", 1e-5);
+        let y = self.norm_from_axis_2(grouped_name, &format!("{base}#group_norm"), eps, label)?;
         let y = self.reshape(y, shape, &format!("{label}.back"))?;
         let mut dims = vec![c];
         dims.resize(r - 1, 1);
         let (scale, shift) = (Const::f32(dims.clone(), scale), Const::f32(dims, shift));
-        let normed_name = format!("{base}#group_normed");
-        self.vals.insert(normed_name.clone(), Val::Act(y.clone()));
-        let y = self.per_channel(
-            &normed_name,
-            y,
-            &scale,
-            "Mul",
-            false,
-            &format!("{label}.scale"),
-        )?;
-        let scaled_name = format!("{base}#group_scaled");
-        self.vals.insert(scaled_name.clone(), Val::Act(y.clone()));
-        self.per_channel(&scaled_name, y, &shift, "Add", false, label)
+        self.scale_shift(y, base, scale, shift, label)
     }
 
     /// ONNX `LRN` (local response normalization across channels) of an NCHW activation,
