@@ -3140,6 +3140,16 @@ fn lrn_matches_the_reference_in_fp32_and_int8() {
     let xt = input_tensor(ctx, &onnx, &x);
     let got = int8_output(ctx, &onnx, &xt, QMode::Static);
     check(&got, &want, 0.01);
+    // So many channels that the window weight (channels^2 values) would be huge: an
+    // error, not an allocation.
+    let wide = model(
+        vec![node("LRN", "lrn", &["x"], &["y"], vec![attr_i("size", 3)])],
+        vec![],
+        &[1, 10_000, 1, 1],
+        13,
+    );
+    let e = import(&wide, None).unwrap_err().to_string();
+    assert!(e.contains("'lrn'") && e.contains("10000 channels"), "{e}");
     // A window of 0 and a non-positive bias are errors naming the node.
     for (attr, v) in [("size", 0.0), ("bias", 0.0)] {
         let mut bad = m.clone();

@@ -161,7 +161,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("HardSwish", "an elementwise map"),
     ("InstanceNormalization", "epsilon; scale and B per channel: a layer normalization over the spatial axes (the activation copied into ONNX order), then a per-channel affine"),
     ("Identity", "a view"),
-    ("LRN", "a 4-D NCHW activation (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
+    ("LRN", "a 4-D NCHW activation of at most 8192 channels (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
     ("Log", "an elementwise map; constants: folded"),
@@ -3739,6 +3739,12 @@ impl Lowering {
             ));
         }
         let c = x.shape[1];
+        // The window weight holds c^2 values: bounded as folded constants are (2^26).
+        if c.checked_mul(c).is_none_or(|v| v > 1 << 26) {
+            return Err(format!(
+                "{c} channels: the window's 1x1 weight would hold {c}^2 values (at most 2^26)"
+            ));
+        }
         // Channel o sums channels o - floor((size - 1) / 2) ..= o + ceil((size - 1) / 2).
         let (below, above) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
         let weight: Vec<f32> = (0..c)
