@@ -3289,6 +3289,25 @@ fn group_norm_after_a_convolution_per_channel_and_per_group() {
         let xt = input_tensor(ctx, &onnx, &x);
         let got = int8_output(ctx, &onnx, &xt, QMode::Static);
         check(&got, &want, 0.03);
+        // A declared channel count of 2^27 (one group, opset 18: the group's value
+        // would be spread over every channel) is an error, not an allocation.
+        let huge = model(
+            vec![node(
+                "GroupNormalization",
+                "gnorm",
+                &["x", "s", "t"],
+                &["y"],
+                vec![attr_i("num_groups", 1)],
+            )],
+            vec![tensor_f32("s", &[1], &[1.0]), tensor_f32("t", &[1], &[0.0])],
+            &[1, 1 << 27, 1],
+            18,
+        );
+        let e = import(&huge, None).unwrap_err().to_string();
+        assert!(
+            e.contains("'gnorm'") && e.contains("134217728 channels"),
+            "{e}"
+        );
         let mut bad = m.clone();
         bad.graph.as_mut().unwrap().node[1].attribute[0] = attr_i("num_groups", 3);
         let e = import(&bad, None).unwrap_err().to_string();

@@ -3665,6 +3665,11 @@ impl Lowering {
             return Err("stash_type other than 1 (f32) is not supported".into());
         }
         let per = if self.opset >= 21 { c } else { g };
+        // Per-group values are spread over the channels on the host: bounded as folded
+        // constants are (2^26).
+        if c > 1 << 26 {
+            return Err(format!("{c} channels (at most 2^26)"));
+        }
         let values = |s: &mut Lowering, i: usize, what: &str| -> R<Vec<f32>> {
             let v = s
                 .konst(n, i, what)?
