@@ -10,18 +10,20 @@
 //   OP 5, unary function FUNC of `desc::eltwise::UnaryOp` with parameters alpha, beta:
 //         0 sigmoid, 1 hard sigmoid, 2 hard swish, 3 tanh, 4 leaky ReLU, 5 affine,
 //         6 sqrt, 7 power, 8 exp, 9 log, 10 abs, 11 alpha / x, 12 erf, 13 GELU (erf
-//         form; tanh form when alpha != 0);
+//         form; tanh form when alpha != 0), 14 ELU (beta * ELU with alpha), 15 CELU,
+//         16 softplus, 17 softsign, 18 Mish;
 //         out = clip(f(a), lo, hi).
 //   OP 7, layer normalization along the last axis (one invocation per row of `cols`):
 //         mean and variance in f32 (two passes, as ONNX's decomposed form computes
 //         them), out = (a - mean) / sqrt(var + alpha) * gamma + beta, with gamma read
-//         from b (f32) when FUNC bit 0 is set and beta from qp (f32) when bit 1 is.
+//         from b (f32) when p.func bit 0 is set and beta from qp (f32) when bit 1 is.
 //   OP 8, per-channel affine map along the last axis of `cols` channels:
 //         out[e] = a[e] * scale[c] + shift[c], c = (base + e) % cols, scale read from b
 //         and shift from qp (f32 each).
-//   OP 9, reduction FUNC along the last axis (one invocation per row of `cols`, in
+//   OP 9, reduction p.func along the last axis (one invocation per row of `cols`, in
 //         f32): 0 mean (sum, then divided by cols), 1 sum, 2 max (NaN if any is).
-//   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a):
+//   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a, 6 max,
+//         7 min, 8 PRelu a by b, 9 PRelu b by a):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of length 1 on a contiguous run of
 //         a's axes (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
@@ -29,7 +31,10 @@
 //         of a from the run's first axis on and b_inner those after the run.
 // Float storage is f32 or f16 pairs (A_F16, B_F16, OUT_F16).
 //
-// Compile-time constants: WG, OP, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 7, 8 and 9).
+// Compile-time constants: WG, OP, FUNC, A_F16, B_F16, OUT_F16 (B_F16 is false for OP 5,
+// 7, 8 and 9). FUNC is the function of OP 5 and 6 (0 for the others): a constant, so
+// that CPU drivers, which run every case of a switch on a uniform value under masks,
+// compile only the one case.
 
 // #import common/quant_math.wgsl
 // #import common/store_f16.wgsl
@@ -47,7 +52,7 @@ struct Params {
     b_xor: u32,
     a_shift: i32,    // 128 for u8
     b_shift: i32,
-    func: u32,       // OP 5, 6: which function
+    func: u32,       // OP 7: gamma/beta flags; OP 9: which reduction
     b_span: u32,     // OP 6: elements of a per broadcast block of b
     b_inner: u32,    // OP 6: elements of b per block
     base: u32,       // the first element of this piece (split ops)
@@ -98,7 +103,7 @@ fn no_fuse(x: f32) -> f32 {
 }
 
 fn unary(x: f32) -> f32 {
-    switch p.func {
+    switch FUNC {
         case 0u: {
             return 1.0 / (1.0 + exp(-x));
         }
@@ -265,7 +270,7 @@ fn erf(x: f32) -> f32 {
 }
 
 fn binary(x: f32, y: f32) -> f32 {
-    switch p.func {
+    switch FUNC {
         case 0u: {
             return x + y;
         }

@@ -261,7 +261,7 @@ pub static SPECS: [ShaderSpec; 26] = [
         Eltwise,
         "eltwise.wgsl",
         "elementwise",
-        ["WG", "OP", "A_F16", "B_F16", "OUT_F16"],
+        ["WG", "OP", "FUNC", "A_F16", "B_F16", "OUT_F16"],
         [U, R, R, R, RW]
     ),
     spec!(

@@ -90,12 +90,29 @@ impl Params {
     }
 }
 
-fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
+/// The function codes of OP 5 (`UnaryOp`) and OP 6 (`BinaryOp`), compile-time constants
+/// of their variants: CPU drivers run every case of a `switch` on a uniform value under
+/// masks, so a runtime code made every map pay for all of them.
+const UNARY_FUNCS: u32 = 19;
+const BINARY_FUNCS: u32 = 10;
+
+/// The variant's `FUNC`: the function code for OP 5 and 6, 0 for the others (which read
+/// theirs, if any, from the parameters).
+fn func_const(op: u32, func: u32) -> u32 {
+    if op == 5 || op == 6 {
+        func
+    } else {
+        0
+    }
+}
+
+fn variant(op: u32, func: u32, f16s: [bool; 3]) -> ShaderVariant {
     ShaderVariant::new(
         ShaderFile::Eltwise,
         vec![
             ("WG", Def::U32(WG)),
             ("OP", Def::U32(op)),
+            ("FUNC", Def::U32(func_const(op, func))),
             ("A_F16", Def::Bool(f16s[0])),
             ("B_F16", Def::Bool(f16s[1])),
             ("OUT_F16", Def::Bool(f16s[2])),
@@ -107,8 +124,23 @@ fn variant(op: u32, f16s: [bool; 3]) -> ShaderVariant {
 pub(crate) fn all_variants() -> Vec<ShaderVariant> {
     let mut v = Vec::new();
     for op in 0..10 {
-        for bits in 0..8u32 {
-            v.push(variant(op, [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]));
+        let funcs = match op {
+            5 => UNARY_FUNCS,
+            6 => BINARY_FUNCS,
+            _ => 1,
+        };
+        for func in 0..funcs {
+            for bits in 0..8u32 {
+                // OP 5 binds x as b too, read never: B_F16 is always false there.
+                if op == 5 && bits & 2 != 0 {
+                    continue;
+                }
+                v.push(variant(
+                    op,
+                    func,
+                    [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0],
+                ));
+            }
         }
     }
     v
@@ -132,7 +164,7 @@ fn dispatch(
         return Ok(());
     }
     let pieces = super::split(ctx, op, ["rows", "-"], (rows, 1), &operands)?;
-    let kernel = ctx.kernel(&variant(code, f16s))?;
+    let kernel = ctx.kernel(&variant(code, params.func, f16s))?;
     for piece in pieces {
         let total = to_u32(op, "work items", piece.rows * per_row)?;
         let grid = super::grid_for(ctx, op, u64::from(total).div_ceil(u64::from(WG)))?;
@@ -789,4 +821,110 @@ pub fn qadd(
 pub(crate) fn uniforms() -> Vec<(ShaderFile, Vec<crate::shaders::Leaf>)> {
     use crate::shaders::uniform_layout;
     vec![(ShaderFile::Eltwise, uniform_layout::<Params>())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each function (the match below stops compiling when one is added, so
+    /// that this list and `UNARY_FUNCS` are looked at again).
+    fn every_unary() -> Vec<UnaryOp> {
+        let all = vec![
+            UnaryOp::Sigmoid,
+            UnaryOp::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            UnaryOp::HardSwish,
+            UnaryOp::Tanh,
+            UnaryOp::LeakyRelu { alpha: 0.1 },
+            UnaryOp::IDENTITY,
+            UnaryOp::Sqrt,
+            UnaryOp::Pow { exponent: 2.0 },
+            UnaryOp::Exp,
+            UnaryOp::Log,
+            UnaryOp::Abs,
+            UnaryOp::Rdiv { numerator: 1.0 },
+            UnaryOp::Erf,
+            UnaryOp::Gelu { tanh: false },
+            UnaryOp::Elu {
+                alpha: 1.0,
+                scale: 1.0,
+            },
+            UnaryOp::Celu { alpha: 1.0 },
+            UnaryOp::Softplus,
+            UnaryOp::Softsign,
+            UnaryOp::Mish,
+        ];
+        for f in &all {
+            match f {
+                UnaryOp::Sigmoid
+                | UnaryOp::HardSigmoid { .. }
+                | UnaryOp::HardSwish
+                | UnaryOp::Tanh
+                | UnaryOp::LeakyRelu { .. }
+                | UnaryOp::Affine { .. }
+                | UnaryOp::Sqrt
+                | UnaryOp::Pow { .. }
+                | UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Abs
+                | UnaryOp::Rdiv { .. }
+                | UnaryOp::Erf
+                | UnaryOp::Gelu { .. }
+                | UnaryOp::Elu { .. }
+                | UnaryOp::Celu { .. }
+                | UnaryOp::Softplus
+                | UnaryOp::Softsign
+                | UnaryOp::Mish => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_function_code_has_a_listed_variant() {
+        let mut unary: Vec<u32> = every_unary().iter().map(|f| f.code().0).collect();
+        unary.sort_unstable();
+        assert_eq!(unary, (0..UNARY_FUNCS).collect::<Vec<_>>());
+        let binary = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::RSub,
+            BinaryOp::RDiv,
+            BinaryOp::Max,
+            BinaryOp::Min,
+            BinaryOp::PRelu,
+            BinaryOp::RPRelu,
+        ];
+        for op in binary {
+            // Exhaustive as above.
+            match op {
+                BinaryOp::Add
+                | BinaryOp::Sub
+                | BinaryOp::Mul
+                | BinaryOp::Div
+                | BinaryOp::RSub
+                | BinaryOp::RDiv
+                | BinaryOp::Max
+                | BinaryOp::Min
+                | BinaryOp::PRelu
+                | BinaryOp::RPRelu => {}
+            }
+        }
+        let mut codes: Vec<u32> = binary.iter().map(|op| op.code()).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, (0..BINARY_FUNCS).collect::<Vec<_>>());
+        // Every (OP, FUNC) a dispatch can ask for is among the validated variants.
+        let listed = all_variants();
+        for (op, funcs) in [(5, UNARY_FUNCS), (6, BINARY_FUNCS)] {
+            for func in 0..funcs {
+                let want = variant(op, func, [false, false, false]);
+                assert!(listed.contains(&want), "OP {op} FUNC {func} is not listed");
+            }
+        }
+    }
 }
