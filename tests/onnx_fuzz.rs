@@ -34,6 +34,10 @@ fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
         root.join("examples/data/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
         // ONNX Runtime's dynamic format (the rewrite of import/dynamic.rs).
         root.join("examples/data/efficientnet_lite0/efficientnet_lite0_dyn.onnx"),
+        // ONNX Runtime's QOperator and QDQ formats with the com.microsoft operators and
+        // the operators applied to codes.
+        root.join("tests/data/onnx_models/qop_cnn/qop_cnn_qop.onnx"),
+        root.join("tests/data/onnx_models/qop_cnn/qop_cnn_qdq.onnx"),
     ];
     for sub in ["tests/data/onnx/pytorch-converted", "tests/data/onnx/node"] {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(sub))

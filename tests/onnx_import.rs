@@ -3314,3 +3314,210 @@ fn group_norm_after_a_convolution_per_channel_and_per_group() {
         assert!(e.contains("'gnorm'") && e.contains("num_groups 3"), "{e}");
     }
 }
+
+/// A QOperator file pads the uint8 codes directly (ONNX Runtime's QPad): the pad value
+/// is a code, the `constant_value` input or 0 by ONNX's default, so with zero point 100
+/// and scale 0.05 the border is (code - 100) * 0.05 in both the FP32 and the file's
+/// INT8 model; a `MaxPool` of codes keeps their parameters, so the `DequantizeLinear`
+/// after it reads them.
+#[test]
+fn a_pad_of_qoperator_codes_pads_with_a_code() {
+    let ctx = common::ctx();
+    let (s, z) = (0.05f32, 100i64);
+    let build = |cv: Option<u8>, pool: bool| {
+        let mut pad_in = vec!["q", "pads"];
+        let mut inits = vec![
+            tensor_f32("s", &[], &[s]),
+            tensor_i8("z", &[], &[z as i8], true),
+            tensor_i64("pads", &[8], &[0, 0, 1, 1, 0, 0, 1, 1]),
+        ];
+        if let Some(c) = cv {
+            pad_in.push("cv");
+            inits.push(tensor_i8("cv", &[], &[c as i8], true));
+        }
+        let mut nodes = vec![
+            node("QuantizeLinear", "q", &["x", "s", "z"], &["q"], vec![]),
+            node("Pad", "pad", &pad_in, &["p"], vec![]),
+        ];
+        let mut last = "p";
+        if pool {
+            nodes.push(node(
+                "MaxPool",
+                "pool",
+                &["p"],
+                &["m"],
+                vec![attr_ints("kernel_shape", &[2, 2])],
+            ));
+            last = "m";
+        }
+        nodes.push(node(
+            "DequantizeLinear",
+            "dq",
+            &[last, "s", "z"],
+            &["y"],
+            vec![],
+        ));
+        model(nodes, inits, &[1, 2, 3, 4], 13)
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let x = rand_vec(24, &mut rng);
+    let q = |v: f32| ((f64::from(v / s)).round_ties_even() as i64 + z).clamp(0, 255);
+    let dq = |c: i64| (c - z) as f32 * s;
+    // (Code 100 pads with a real 0: a zero pad, pending until the graph's end.)
+    for cv in [None, Some(130u8), Some(0u8), Some(100u8)] {
+        let border = dq(cv.map_or(0, i64::from));
+        let padded = |f: &dyn Fn(f32) -> f32| -> Vec<f32> {
+            let mut out = Vec::new();
+            for c in 0..2 {
+                for h in 0..5 {
+                    for w in 0..6 {
+                        out.push(if (1..4).contains(&h) && (1..5).contains(&w) {
+                            f(x[(c * 3 + h - 1) * 4 + w - 1])
+                        } else {
+                            border
+                        });
+                    }
+                }
+            }
+            out
+        };
+        let onnx = import(&build(cv, false), None).unwrap();
+        // FP32: the activation is not rounded; the border is the code's value.
+        assert_eq!(
+            run(ctx, &onnx, &x),
+            padded(&|v| v),
+            "FP32, constant_value {cv:?}"
+        );
+        let got = run_qmodel(ctx, &onnx, &x);
+        let want = padded(&|v| dq(q(v)));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-6,
+                "INT8, constant_value {cv:?}, element {i}: {g} vs {w}"
+            );
+        }
+        // Through a max pool of the codes (2x2, stride 1).
+        let onnx = import(&build(cv, true), None).unwrap();
+        let p = padded(&|v| dq(q(v)));
+        let got = run_qmodel(ctx, &onnx, &x);
+        let mut k = 0;
+        for c in 0..2 {
+            for h in 0..4 {
+                for w in 0..5 {
+                    let at = |dh: usize, dw: usize| p[(c * 5 + h + dh) * 6 + w + dw];
+                    let m = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+                    assert!(
+                        (got[k] - m).abs() <= 1e-6,
+                        "pooled, {cv:?}, {k}: {} vs {m}",
+                        got[k]
+                    );
+                    k += 1;
+                }
+            }
+        }
+    }
+    // A float zero pad as the graph's output (a pad that no convolution takes up).
+    let m = model(
+        vec![node("Pad", "pad", &["x", "pads"], &["y"], vec![])],
+        vec![tensor_i64("pads", &[8], &[0, 0, 1, 1, 0, 0, 1, 1])],
+        &[1, 2, 3, 4],
+        13,
+    );
+    let zero_border = |v: &[f32]| -> Vec<f32> {
+        let mut out = vec![0.0; 60];
+        for c in 0..2 {
+            for h in 0..3 {
+                for w in 0..4 {
+                    out[(c * 5 + h + 1) * 6 + w + 1] = v[(c * 3 + h) * 4 + w];
+                }
+            }
+        }
+        out
+    };
+    assert_eq!(run(ctx, &import(&m, None).unwrap(), &x), zero_border(&x));
+    // A constant_value of several codes is an error naming the node.
+    let mut m = build(Some(1), false);
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.retain(|t| t.name() != "cv");
+    g.initializer.push(tensor_i8("cv", &[2], &[1, 2], true));
+    let e = import_err(&m);
+    assert!(
+        e.contains("'pad'") && e.contains("constant_value of the codes has 2 values"),
+        "{e}"
+    );
+}
+
+/// Malformed com.microsoft QOperator nodes are errors naming the node and what is wrong.
+#[test]
+fn malformed_qoperator_nodes_are_errors() {
+    let ms = |mut n: NodeProto| {
+        n.domain = Some("com.microsoft".into());
+        n
+    };
+    let inits = || {
+        vec![
+            tensor_f32("s", &[], &[0.05]),
+            tensor_i8("z", &[], &[100], true),
+            tensor_f32("s2", &[], &[0.1]),
+        ]
+    };
+    let q = node("QuantizeLinear", "q", &["x", "s", "z"], &["q"], vec![]);
+    // QLinearConcat: Y_scale, Y_zero_point, then triples.
+    let cat = ms(node(
+        "QLinearConcat",
+        "cat",
+        &["s2", "z", "q", "s", "z", "q"],
+        &["c"],
+        vec![attr_i("axis", 1)],
+    ));
+    let dq = node("DequantizeLinear", "dq", &["c", "s2", "z"], &["y"], vec![]);
+    let e = import_err(&model(
+        vec![q.clone(), cat, dq.clone()],
+        inits(),
+        &[1, 2, 3, 4],
+        13,
+    ));
+    assert!(e.contains("'cat'") && e.contains("6 inputs"), "{e}");
+    // The well-formed concatenation of q with itself imports, its output scale the file's.
+    let cat = ms(node(
+        "QLinearConcat",
+        "cat",
+        &["s2", "z", "q", "s", "z", "q", "s", "z"],
+        &["c"],
+        vec![attr_i("axis", 1)],
+    ));
+    let onnx = import(
+        &model(vec![q.clone(), cat, dq.clone()], inits(), &[1, 2, 3, 4], 13),
+        None,
+    )
+    .unwrap();
+    assert_eq!(onnx.op_counts().get("QLinearConcat"), Some(&1));
+    // channels_last pools are refused.
+    let pool = ms(node(
+        "QLinearAveragePool",
+        "pool",
+        &["q", "s", "z", "s2", "z"],
+        &["c"],
+        vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_i("channels_last", 1),
+        ],
+    ));
+    let e = import_err(&model(
+        vec![q.clone(), pool, dq.clone()],
+        inits(),
+        &[1, 2, 3, 4],
+        13,
+    ));
+    assert!(e.contains("'pool'") && e.contains("channels_last"), "{e}");
+    // An output scale left out.
+    let sig = ms(node(
+        "QLinearSigmoid",
+        "sig",
+        &["q", "s", "z", "", "z"],
+        &["c"],
+        vec![],
+    ));
+    let e = import_err(&model(vec![q, sig, dq], inits(), &[1, 2, 3, 4], 13));
+    assert!(e.contains("'sig'") && e.contains("output scale"), "{e}");
+}

@@ -663,6 +663,86 @@ fn qoperator_efficientnet_is_the_qdq_model() {
     }
 }
 
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The QOperator operators ONNX Runtime's quantizer writes for common classifier blocks
+/// beyond EfficientNet's (com.microsoft QLinearLeakyRelu, QLinearConcat,
+/// QLinearAveragePool, QLinearSigmoid, QLinearMul, and Pad, MaxPool, Resize and Split
+/// applied to the uint8 codes directly), on a small seeded CNN
+/// (tools/onnx_models/qoperator_cnn.py): the QOperator file and the QDQ file of the same
+/// calibration (which differ in one scale) each run on the integer kernels close to
+/// ONNX Runtime's output on that file; the float file matches ORT's float output.
+#[test]
+fn qoperator_operators_match_onnx_runtime() {
+    let ctx = ctx();
+    let dir = root().join("tests/data/onnx_models/qop_cnn");
+    let shape = [1, 3, 16, 16];
+    let load = |f: &str| OnnxImport::load(dir.join(f), Some(&shape)).unwrap();
+    let fp = load("qop_cnn.onnx");
+    let qop = load("qop_cnn_qop.onnx");
+    for op in [
+        "QLinearLeakyRelu",
+        "QLinearConcat",
+        "QLinearAveragePool",
+        "QLinearSigmoid",
+        "QLinearMul",
+        "QLinearAdd",
+        "Pad",
+        "MaxPool",
+        "Resize",
+        "Split",
+    ] {
+        assert_eq!(
+            qop.op_counts().get(op),
+            Some(&1),
+            "{op} in the QOperator file"
+        );
+    }
+    let xs = read_f32(&dir.join("input.f32"));
+    let n = shape.iter().product::<usize>();
+    assert_eq!(xs.len(), 4 * n);
+    let ort_fp = read_f32(&dir.join("float.f32"));
+    let model = fp.model(&ctx, DType::F32).unwrap();
+    for (k, x) in xs.chunks_exact(n).enumerate() {
+        let e = rel_l2(&run(&ctx, &fp, &model, x), &ort_fp[10 * k..10 * (k + 1)]);
+        assert!(
+            e <= 1e-5,
+            "input {k}: FP32 relative L2 error {e:.2e} against ORT"
+        );
+    }
+    for (file, quantized) in [("qop", qop), ("qdq", load("qop_cnn_qdq.onnx"))] {
+        let q = quantized.qmodel(&ctx).unwrap();
+        let ort = read_f32(&dir.join(format!("{file}.f32")));
+        assert_eq!(ort.len(), 40);
+        for (k, x) in xs.chunks_exact(n).enumerate() {
+            let t = Tensor::from_slice(
+                &ctx,
+                &quantized.input().model_shape,
+                &quantized.to_model_input(x).unwrap(),
+            )
+            .unwrap();
+            let got = run_int8(&ctx, &q, &t);
+            let want = &ort[10 * k..10 * (k + 1)];
+            let e = rel_l2(&got, want);
+            eprintln!(
+                "{file} input {k}: INT8 relative L2 error {e:.2e} against ORT on the file \
+                 (ORT's INT8 against its float: {:.2e})",
+                rel_l2(want, &ort_fp[10 * k..10 * (k + 1)])
+            );
+            assert!(
+                e <= 0.01,
+                "{file} input {k}: INT8 relative L2 error {e:.2e} against ORT"
+            );
+        }
+    }
+}
+
 /// Resize in linear mode (every supported coordinate transformation, scales and sizes,
 /// up and down, opset 10's form) and in nearest mode against ONNX Runtime's outputs on
 /// small models written by tools/onnx_models/reference.py.

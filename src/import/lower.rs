@@ -174,14 +174,19 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Mish", "an elementwise map"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Add; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
-    ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after)"),
+    ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after); of a QOperator file's codes: constant_value (or 0) is a code, dequantized"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("PRelu", "a slope that is a constant (one value, one per channel, any shape that broadcasts to the input) or an activation: an elementwise layer; constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
+    ("QLinearAveragePool", "com.microsoft: as AveragePool (channels_last 0)"),
+    ("QLinearConcat", "com.microsoft: as Concat, each input's and the output's scales from the file"),
     ("QLinearConv", "as Conv with the file's weight codes and scales (int32 bias), input and output quantized as the file says"),
     ("QLinearGlobalAveragePool", "com.microsoft: as GlobalAveragePool (channels_last 0)"),
+    ("QLinearLeakyRelu", "com.microsoft: as LeakyRelu"),
     ("QLinearMatMul", "as MatMul with the file's codes (per tensor or per column); a batched (3-D) B: a batched product in f32 of the dequantized codes, its output quantized as the file says"),
+    ("QLinearMul", "com.microsoft: as Mul"),
+    ("QLinearSigmoid", "com.microsoft: as Sigmoid"),
     ("QLinearSoftmax", "com.microsoft: as Softmax"),
     ("QuantizeLinear", "of an activation: its uint8/int8 scale and zero point (per tensor) for the static INT8 model (`OnnxImport::qmodel`); a ReLU/ReLU6 the range implies goes back to the layer before; of constants: folded"),
     ("Reciprocal", "an elementwise map; constants: folded"),
@@ -240,7 +245,50 @@ pub(crate) struct Lowering {
     /// QDQ: copies the importer made whose parameters are their source's (see
     /// `same_codes`), until the file quantizes them itself.
     inherited_q: HashSet<usize>,
+    /// QOperator: the values that hold 8-bit codes (outputs of QuantizeLinear, of the
+    /// QLinear nodes and of the operators applied to codes directly, as `MaxPool`).
+    qcodes: HashSet<String>,
 }
+
+/// ONNX Runtime's QOperator nodes: each is its float operator between a dequantization
+/// of its inputs and a quantization of its output (`Lowering::qoperator`).
+pub(crate) const QOPERATORS: &[&str] = &[
+    "QLinearConv",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearConcat",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "QLinearSoftmax",
+];
+
+/// Operators a QOperator file applies to 8-bit codes directly (ONNX Runtime's "direct
+/// 8-bit" operators): they move, select or take the largest of the codes, so their
+/// output has the input's scale and zero point.
+const CODE_OPS: &[&str] = &[
+    "MaxPool",
+    "GlobalMaxPool",
+    "ReduceMax",
+    "ReduceMin",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Identity",
+    "Slice",
+    "Gather",
+    "Split",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "DepthToSpace",
+    "Expand",
+];
 
 /// A QOperator node's quantized input: the indices of its value, scale and zero point.
 type QInput = (usize, usize, usize);
@@ -318,6 +366,7 @@ impl Lowering {
             requantized: Vec::new(),
             norm_layers: HashMap::new(),
             inherited_q: HashSet::new(),
+            qcodes: HashSet::new(),
         }
     }
 
@@ -352,7 +401,18 @@ impl Lowering {
         match self.input(n, 0).cloned() {
             Some(Val::Const(x)) => self.qdq_const(n, attrs, x, (scales, zps, zp), dequant),
             Some(Val::Act(a)) => self.qdq_act(n, a, (scales, zps, zp), dequant),
-            _ => Err("input 0 is missing".into()),
+            // A zero pad still to fold into the next convolution: the codes of its input
+            // with zeros around them (0 is the zero point's code), so the pad stays
+            // pending through the pair.
+            Some(Val::Padded(a, pads)) => match self.qdq_act(n, a, (scales, zps, zp), dequant)? {
+                Val::Act(a) => Ok(Val::Padded(a, pads)),
+                other => Ok(other),
+            },
+            Some(Val::Norm(..)) => Err(
+                "input 0 is a step inside a spelled-out layer normalization, which is not quantized between its steps"
+                    .into(),
+            ),
+            Some(Val::Unknown) | None => Err("input 0 is missing".into()),
         }
     }
 
@@ -505,8 +565,9 @@ impl Lowering {
     }
 
     /// ONNX Runtime's QOperator nodes (`QLinearConv`, `QLinearMatMul`, and from the
-    /// `com.microsoft` domain `QGemm`, `QLinearAdd`, `QLinearGlobalAveragePool`,
-    /// `QLinearSoftmax`): each is its float operator between a dequantization of its
+    /// `com.microsoft` domain `QGemm`, `QLinearAdd`, `QLinearMul`, `QLinearConcat`,
+    /// `QLinearAveragePool`, `QLinearGlobalAveragePool`, `QLinearSigmoid`,
+    /// `QLinearLeakyRelu`, `QLinearSoftmax`; see `QOPERATORS`): each is its float operator between a dequantization of its
     /// inputs and a quantization of its output, so it is lowered as exactly that, through
     /// the same code as a QDQ model (the inputs' scales checked against their producers',
     /// the weights' codes kept, the output annotated).
@@ -525,11 +586,35 @@ impl Lowering {
                 "Gemm",
             ),
             "QLinearAdd" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Add"),
+            "QLinearMul" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Mul"),
+            "QLinearConcat" => {
+                // Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input.
+                let k = n.input.len().saturating_sub(2);
+                if k == 0 || !k.is_multiple_of(3) {
+                    return Err(format!(
+                        "{} inputs: expected Y_scale, Y_zero_point and a (value, scale, zero point) triple per input",
+                        n.input.len()
+                    ));
+                }
+                let acts = (0..k / 3).map(|t| (2 + 3 * t, 3 + 3 * t, 4 + 3 * t));
+                (acts.collect(), Some((0, 1)), "Concat")
+            }
+            "QLinearAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "AveragePool"),
             "QLinearGlobalAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "GlobalAveragePool"),
-            _ => (vec![(0, 1, 2)], Some((3, 4)), "Softmax"),
+            "QLinearSigmoid" => (vec![(0, 1, 2)], Some((3, 4)), "Sigmoid"),
+            "QLinearLeakyRelu" => (vec![(0, 1, 2)], Some((3, 4)), "LeakyRelu"),
+            "QLinearSoftmax" => (vec![(0, 1, 2)], Some((3, 4)), "Softmax"),
+            _ => return Err(format!("{op} is not a QOperator node")),
         };
-        if op == "QLinearGlobalAveragePool" && Attrs(&n.attribute).int("channels_last", 0) != 0 {
+        if matches!(op, "QLinearGlobalAveragePool" | "QLinearAveragePool")
+            && Attrs(&n.attribute).int("channels_last", 0) != 0
+        {
             return Err("channels_last = 1 is not supported".into());
+        }
+        if let Some((sc, _)) = out_q {
+            if name(sc).is_empty() {
+                return Err(format!("input {sc} (the output scale) is missing"));
+            }
         }
         let mut inputs = self.qoperator_inputs(n, &base, &acts)?;
         // Weights (dequantized, their codes kept) and the int32 bias (dequantized with
@@ -611,6 +696,9 @@ impl Lowering {
                 attributes.retain(|a| matches!(a.name(), "alpha" | "transA" | "transB"));
             }
             "QLinearSoftmax" => attributes.retain(|a| a.name() == "axis"),
+            "QLinearConcat" => attributes.retain(|a| a.name() == "axis"),
+            "QLinearLeakyRelu" => attributes.retain(|a| a.name() == "alpha"),
+            "QLinearAveragePool" => attributes.retain(|a| a.name() != "channels_last"),
             _ => attributes.clear(),
         }
         let out = format!("{base}out");
@@ -638,6 +726,82 @@ impl Lowering {
             ..Default::default()
         };
         self.qdq(&q, &Attrs(&[]))
+    }
+
+    /// A node of a QOperator file that pads 8-bit codes (`Pad` of a value in
+    /// `qcodes`, constant mode): its pad value is a code too, `constant_value` or 0 by
+    /// ONNX's default, so it is given to the float `Pad` dequantized with the codes'
+    /// scale and zero point (ONNX Runtime writes the zero point there, a real 0). Other
+    /// nodes are lowered as they are (`None`).
+    pub(crate) fn codes_node(&mut self, n: &NodeProto) -> R<Option<NodeProto>> {
+        if n.op_type() != "Pad"
+            || !n.input.first().is_some_and(|x| self.qcodes.contains(x))
+            || Attrs(&n.attribute)
+                .string("mode")
+                .unwrap_or_else(|| "constant".into())
+                != "constant"
+        {
+            return Ok(None);
+        }
+        let Some(Val::Act(x)) = self.input(n, 0).cloned() else {
+            return Ok(None);
+        };
+        let Some(q) = self.act_q.get(&src_key(x.src)).copied() else {
+            return Ok(None);
+        };
+        let code = match self.konst(n, 2, "constant_value")? {
+            None => 0.0,
+            Some(c) => match c.to_f32().as_slice() {
+                [v] => *v,
+                v => {
+                    return Err(format!(
+                        "constant_value of the codes has {} values (one expected)",
+                        v.len()
+                    ))
+                }
+            },
+        };
+        let value = (code - q.zero_point as f32) * q.scale;
+        let name = format!("{}::pad_value", n.output.first().map_or("", String::as_str));
+        self.vals
+            .insert(name.clone(), Val::Const(Const::f32(vec![], vec![value])));
+        let mut m = n.clone();
+        m.input.resize(m.input.len().max(3), String::new());
+        m.input[2] = name;
+        Ok(Some(m))
+    }
+
+    /// After node `n` (top level, its outputs stored): which of its outputs hold 8-bit
+    /// codes of a QOperator file. An operator of `CODE_OPS` applied to codes passes their
+    /// scale and zero point on to the layers it made, so a later QLinear node's check
+    /// of its input's parameters holds, and the INT8 model keeps the values as codes.
+    pub(crate) fn note_codes(&mut self, n: &NodeProto) {
+        let op = n.op_type();
+        let outputs = n.output.iter().filter(|o| !o.is_empty());
+        let codes_in = n.input.first().is_some_and(|x| self.qcodes.contains(x));
+        if op == "QuantizeLinear" || (QOPERATORS.contains(&op) && op != "QGemm") {
+            self.qcodes.extend(outputs.cloned());
+        } else if op == "QGemm" {
+            // Its output is codes only when y_scale is given (else f32).
+            if n.input.get(7).is_some_and(|s| !s.is_empty()) {
+                self.qcodes.extend(outputs.cloned());
+            }
+        } else if CODE_OPS.contains(&op) && codes_in {
+            let Some(Val::Act(x)) = self.input(n, 0).cloned() else {
+                return;
+            };
+            for o in n.output.iter().filter(|o| !o.is_empty()) {
+                // (A zero pad still to fold into the next layer is the input itself.)
+                if let Some(Val::Act(y) | Val::Padded(y, _)) = self.vals.get(o).cloned() {
+                    if let Src::Node(i) = y.src {
+                        if y.src != x.src && !self.act_q.contains_key(&i) {
+                            self.same_codes(x.src, i);
+                        }
+                    }
+                    self.qcodes.insert(o.clone());
+                }
+            }
+        }
     }
 
     /// The activation (or constant) inputs of a QOperator node, as value names a float
@@ -792,15 +956,7 @@ impl Lowering {
         if matches!(op, "QuantizeLinear" | "DequantizeLinear") {
             return Ok(vec![self.qdq(n, &attrs)?]);
         }
-        if matches!(
-            op,
-            "QLinearConv"
-                | "QLinearMatMul"
-                | "QGemm"
-                | "QLinearAdd"
-                | "QLinearGlobalAveragePool"
-                | "QLinearSoftmax"
-        ) {
+        if QOPERATORS.contains(&op) {
             return Ok(vec![self.qoperator(n, label)?]);
         }
         if all_const && !n.input.is_empty() {
@@ -4129,6 +4285,22 @@ impl Lowering {
     /// node `n` reads without continuing the pattern (a QuantizeLinear of the variance,
     /// a Sub of the mean from another value, ...): row means, broadcast binary ops and
     /// maps, in the file's order of operations. Nothing when `n` continues the pattern.
+    /// Graph outputs still pending (a zero pad waiting for a convolution, a step of a
+    /// spelled-out layer normalization) become layers, as for a node that reads them.
+    pub(crate) fn outputs_as_layers(&mut self, names: &[&str]) -> R<()> {
+        for name in names {
+            let n = NodeProto {
+                op_type: Some("Identity".into()),
+                input: vec![name.to_string()],
+                ..Default::default()
+            };
+            let label = format!("{name}.output");
+            self.norm_inputs_as_layers(&n, &Attrs(&[]), &label)?;
+            self.padded_inputs_as_layers(&n, &label)?;
+        }
+        Ok(())
+    }
+
     fn norm_inputs_as_layers(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<()> {
         let reads_norm = n
             .input

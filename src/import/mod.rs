@@ -592,6 +592,7 @@ fn import_graph(
         }),
     );
     let ops = lower_nodes(&mut low, g, &order, &live).map_err(e)?;
+    low.outputs_as_layers(&out_names).map_err(e)?;
     low.copy_input_outputs(&out_names);
     let (edges, output) = output_edges(&low, &out_names).map_err(e)?;
     let input = Edge {
@@ -704,10 +705,8 @@ fn lower_nodes(
             .any(|s| matches!(low.vals.get(s), Some(Val::Unknown)));
         let domain_ok = matches!(n.domain(), "" | "ai.onnx")
             || (n.domain() == "com.microsoft"
-                && matches!(
-                    n.op_type(),
-                    "QGemm" | "QLinearAdd" | "QLinearGlobalAveragePool" | "QLinearSoftmax"
-                ));
+                && lower::QOPERATORS.contains(&n.op_type())
+                && !matches!(n.op_type(), "QLinearConv" | "QLinearMatMul"));
         let result = if !domain_ok {
             Err(format!("domain '{}' is not supported", n.domain()))
         } else if blocked {
@@ -718,7 +717,8 @@ fn lower_nodes(
                 Err(format!("operator {} is not supported", n.op_type()))
             }
         } else {
-            low.node(n, &name)
+            low.codes_node(n)
+                .and_then(|rewritten| low.node(rewritten.as_ref().unwrap_or(n), &name))
         };
         let vals = match result {
             Ok(v) => v,
@@ -731,6 +731,7 @@ fn lower_nodes(
             let v = vals.get(k).cloned().unwrap_or(Val::Unknown);
             low.vals.insert(o.clone(), v);
         }
+        low.note_codes(n);
     }
     if !problems.is_empty() {
         return Err(format!(
