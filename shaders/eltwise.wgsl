@@ -23,7 +23,9 @@
 //   OP 9, reduction p.func along the last axis (one invocation per row of `cols`, in
 //         f32): 0 mean (sum, then divided by cols), 1 sum, 2 max (NaN if any is).
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a, 6 max,
-//         7 min, 8 PRelu a by b, 9 PRelu b by a):
+//         7 min, 8 PRelu a by b, 9 PRelu b by a, 10-14 a < b, a > b, a <= b, a >= b,
+//         a == b as 1 or 0, 15 a where b != 0 else 0, 16 b where a != 0, 17 a where
+//         b == 0, 18 b where a == 0):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of length 1 on a contiguous run of
 //         a's axes (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
@@ -299,8 +301,35 @@ fn binary(x: f32, y: f32) -> f32 {
         case 8u: {
             return select(x * y, x, x >= 0.0);
         }
-        default: {
+        case 9u: {
             return select(y * x, y, y >= 0.0);
+        }
+        case 10u: {
+            return select(0.0, 1.0, x < y);
+        }
+        case 11u: {
+            return select(0.0, 1.0, x > y);
+        }
+        case 12u: {
+            return select(0.0, 1.0, x <= y);
+        }
+        case 13u: {
+            return select(0.0, 1.0, x >= y);
+        }
+        case 14u: {
+            return select(0.0, 1.0, x == y);
+        }
+        case 15u: {
+            return select(0.0, x, y != 0.0);
+        }
+        case 16u: {
+            return select(0.0, y, x != 0.0);
+        }
+        case 17u: {
+            return select(x, 0.0, y != 0.0);
+        }
+        default: {
+            return select(y, 0.0, x != 0.0);
         }
     }
 }

@@ -792,3 +792,73 @@ fn max_min_propagate_nan_and_functions_keep_small_values() {
         }
     }
 }
+
+/// Comparisons give exactly 1 or 0 and the masks pick their operand exactly, over ties
+/// and zeros (values in {-1, 0, 1, 2}), for b of a's shape and broadcast, f32 and f16 in
+/// every combination; a mask never lets an infinity or NaN of the dropped operand through
+/// (`Mask(x, c) + MaskNot(y, c)` is ONNX's `Where`), and NaN compares false.
+#[test]
+fn comparisons_and_masks_are_exact() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let ops = [
+        BinaryOp::Less,
+        BinaryOp::Greater,
+        BinaryOp::LessOrEqual,
+        BinaryOp::GreaterOrEqual,
+        BinaryOp::Equal,
+        BinaryOp::Mask,
+        BinaryOp::RMask,
+        BinaryOp::MaskNot,
+        BinaryOp::RMaskNot,
+    ];
+    let shape = vec![2usize, 3, 5, 7];
+    let n: usize = shape.iter().product();
+    let small = |k: usize, rng: &mut rand::rngs::StdRng| -> Vec<f32> {
+        (0..k).map(|_| rng.random_range(-1i32..3) as f32).collect()
+    };
+    let av = small(n, &mut rng);
+    for bs in [shape.clone(), vec![2, 1, 1, 7], vec![1, 1, 5, 7]] {
+        let bv = small(bs.iter().product(), &mut rng);
+        for bits in 0..8u32 {
+            let f = [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+            let (a, a64) = upload(ctx, &shape, &av, f[0]);
+            let (b, b64) = upload(ctx, &bs, &bv, f[1]);
+            for op in ops {
+                let out = poisoned(ctx, &shape, f[2]);
+                let mut enc = ctx.encoder("compare");
+                binary(ctx, &mut enc, op, &a, &b, Clip::NONE, &out).unwrap();
+                ctx.submit_and_wait(enc).unwrap();
+                let want = reference::binary_f64(&a64, &shape, &b64, &bs, op, Clip::NONE);
+                let got = read(ctx, &out);
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(f64::from(g), w, "{op:?} by {bs:?} {f:?}, element {i}");
+                }
+            }
+        }
+    }
+    // Infinite and NaN values of the dropped operand stay out; NaN compares false.
+    let inf = f32::INFINITY;
+    let x = Tensor::from_slice(ctx, &[6], &[-inf, inf, f32::NAN, 2.0, f32::NAN, -3.0]).unwrap();
+    let c = Tensor::from_slice(ctx, &[6], &[0.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let cases = [
+        (BinaryOp::Mask, [0.0f32, 0.0, 0.0, 2.0, f32::NAN, -3.0]),
+        (BinaryOp::MaskNot, [-inf, inf, f32::NAN, 0.0, 0.0, 0.0]),
+        (BinaryOp::Less, [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+        (BinaryOp::Equal, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        (BinaryOp::GreaterOrEqual, [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
+    ];
+    for (op, want) in cases {
+        let out = Tensor::zeros(ctx, &[6], DType::F32).unwrap();
+        let mut enc = ctx.encoder("special");
+        binary(ctx, &mut enc, op, &x, &c, Clip::NONE, &out).unwrap();
+        ctx.submit_and_wait(enc).unwrap();
+        let got = out.read_blocking::<f32>(ctx).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g == w || (g.is_nan() && w.is_nan()),
+                "{op:?} element {i}: {g} (expected {w})"
+            );
+        }
+    }
+}

@@ -152,6 +152,14 @@ fn decode(t: &TensorProto) -> Result<Data, String> {
                 }
             };
         }
+        9 => {
+            // Booleans: a byte each (or int32_data).
+            d.ints = if raw.is_empty() {
+                t.int32_data.clone()
+            } else {
+                raw.iter().map(|&b| i32::from(b != 0)).collect()
+            };
+        }
         6 => {
             d.ints = if raw.is_empty() {
                 t.int32_data.clone()
@@ -1050,6 +1058,14 @@ const FLOAT_CASES: &[&str] = &[
     "test_reduce_l2",
     "test_reduce_min",
     "test_group_normalization",
+    "test_less",
+    "test_greater",
+    "test_equal",
+    "test_where",
+    "test_not",
+    "test_and",
+    "test_or",
+    "test_xor",
 ];
 
 /// Every vendored ONNX node case of the float operators the importer lists, through
@@ -1158,6 +1174,8 @@ fn onnx_float_operator_cases_through_the_importer() {
         "test_reduce_min",
         "test_reduce_sum_square",
         "test_group_normalization",
+        "test_less",
+        "test_greater",
     ];
     let missing: Vec<&String> = refused
         .iter()
@@ -1229,6 +1247,9 @@ fn float_case(ctx: &Context, dir: &Path, name: &str) -> Result<Result<(), String
     };
     let want_f = if want.dtype == 1 || want.dtype == 10 {
         want.floats.clone()
+    } else if want.dtype == 9 {
+        // A boolean output (a comparison): the activation holds 1 and 0.
+        want.ints.iter().map(|&b| b as f32).collect()
     } else {
         return Ok(Err(format!("imported an output of type {}", want.dtype)));
     };

@@ -3521,3 +3521,182 @@ fn malformed_qoperator_nodes_are_errors() {
     let e = import_err(&model(vec![q, sig, dq], inits(), &[1, 2, 3, 4], 13));
     assert!(e.contains("'sig'") && e.contains("output scale"), "{e}");
 }
+
+fn tensor_bool(name: &str, dims: &[usize], v: &[bool]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: Some(DataType::Bool as i32),
+        raw_data: Some(v.iter().map(|&b| u8::from(b)).collect()),
+        ..Default::default()
+    }
+}
+
+/// Comparisons, the logic operators and `Where` on activations (an NCHW image, so the
+/// constants move to the stored NHWC order): booleans are activations of 0 and 1, a
+/// `Cast` to float reads them, and `Where` picks exactly, an infinite constant included
+/// (an attention mask's fill); a constant branch of zeros adds no layer. FP32 exactly,
+/// FP16 within its storage step. Constants fold, integer ones to integers.
+#[test]
+fn comparisons_logic_and_where_on_activations() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    // Values on a grid of 1/4 so that ties with the constants happen, exact in f16.
+    let x: Vec<f32> = (0..24)
+        .map(|_| rng.random_range(-6i32..7) as f32 / 4.0)
+        .collect();
+    let shape = [1usize, 2, 3, 4];
+    let at = |c: usize, h: usize, w: usize| x[(c * 3 + h) * 4 + w];
+    let each = |f: &dyn Fn(usize, usize, usize) -> f32| -> Vec<f32> {
+        let mut v = Vec::new();
+        for c in 0..2 {
+            for h in 0..3 {
+                for w in 0..4 {
+                    v.push(f(c, h, w));
+                }
+            }
+        }
+        v
+    };
+    let b = |v: bool| if v { 1.0f32 } else { 0.0 };
+    let thr = [-0.5f32, 0.0, 0.25, 1.0];
+    let cases: Vec<(&str, ModelProto, Vec<f32>, usize)> = vec![
+        (
+            // An attention mask's fill: -inf where x < 0.
+            "Where(Less(x, 0), -inf, x)",
+            model(
+                vec![
+                    node("Less", "lt", &["x", "zero"], &["c"], vec![]),
+                    node("Where", "where", &["c", "ninf", "x"], &["y"], vec![]),
+                ],
+                vec![
+                    tensor_f32("zero", &[], &[0.0]),
+                    tensor_f32("ninf", &[], &[f32::NEG_INFINITY]),
+                ],
+                &shape,
+                13,
+            ),
+            each(&|c, h, w| {
+                if at(c, h, w) < 0.0 {
+                    f32::NEG_INFINITY
+                } else {
+                    at(c, h, w)
+                }
+            }),
+            // compare, two halves, add
+            4,
+        ),
+        (
+            // The constant first (a swapped comparison), broadcast along W; three
+            // activations in the Where.
+            "Where(Greater(thr, x), x, 3x)",
+            model(
+                vec![
+                    node("Greater", "gt", &["thr", "x"], &["c"], vec![]),
+                    node("Mul", "m", &["x", "three"], &["x3"], vec![]),
+                    node("Where", "where", &["c", "x", "x3"], &["y"], vec![]),
+                ],
+                vec![
+                    tensor_f32("thr", &[4], &thr),
+                    tensor_f32("three", &[], &[3.0]),
+                ],
+                &shape,
+                13,
+            ),
+            each(&|c, h, w| {
+                let v = at(c, h, w);
+                if thr[w] > v {
+                    v
+                } else {
+                    3.0 * v
+                }
+            }),
+            5,
+        ),
+        (
+            "Cast(Xor(Or(Not(x >= x*x), Equal(x < 0, x <= 0)), x < 0.5)) * x",
+            model(
+                vec![
+                    node("Mul", "sq", &["x", "x"], &["xx"], vec![]),
+                    node("GreaterOrEqual", "ge", &["x", "xx"], &["ge"], vec![]),
+                    node("Not", "not", &["ge"], &["nge"], vec![]),
+                    node("Less", "lt", &["x", "zero"], &["lt"], vec![]),
+                    node("LessOrEqual", "le", &["x", "zero"], &["le"], vec![]),
+                    node("Equal", "eq", &["lt", "le"], &["eq"], vec![]),
+                    node("Or", "or", &["nge", "eq"], &["or"], vec![]),
+                    node("Less", "lh", &["x", "half"], &["lh"], vec![]),
+                    node("Xor", "xor", &["or", "lh"], &["xor"], vec![]),
+                    node("Cast", "cast", &["xor"], &["f"], vec![attr_i("to", 1)]),
+                    node("Mul", "out", &["f", "x"], &["y"], vec![]),
+                ],
+                vec![
+                    tensor_f32("zero", &[], &[0.0]),
+                    tensor_f32("half", &[], &[0.5]),
+                ],
+                &shape,
+                13,
+            ),
+            each(&|c, h, w| {
+                let v = at(c, h, w);
+                let or = v < v * v || ((v < 0.0) == (v <= 0.0)); // (no NaN here: Not(x >= x^2) is x < x^2)
+                b(or != (v < 0.5)) * v
+            }),
+            0,
+        ),
+        (
+            // A constant condition along H and a zero branch: one mask layer.
+            "Where(cond, x, 0)",
+            model(
+                vec![node(
+                    "Where",
+                    "where",
+                    &["cond", "x", "zero"],
+                    &["y"],
+                    vec![],
+                )],
+                vec![
+                    tensor_bool("cond", &[3, 1], &[true, false, true]),
+                    tensor_f32("zero", &[], &[0.0]),
+                ],
+                &shape,
+                13,
+            ),
+            each(&|c, h, w| if h != 1 { at(c, h, w) } else { 0.0 }),
+            1,
+        ),
+    ];
+    for (what, m, want, layers) in cases {
+        let onnx = import(&m, None).unwrap_or_else(|e| panic!("{what}: {e}"));
+        if layers > 0 {
+            assert_eq!(onnx.graph().nodes.len(), layers, "{what}: layers");
+        }
+        let got = run(ctx, &onnx, &x);
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{what}: FP32 element {i} = {g}, expected {w}");
+        }
+        // FP16: the grid values and their products are exact in f16.
+        let got = fp16_output(ctx, &onnx, &x);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{what}: FP16 element {i} = {g}, expected {w}");
+        }
+    }
+    // All-constant comparisons and Where fold (integers stay integers: shape arithmetic).
+    let m = model(
+        vec![
+            node("Shape", "shape", &["x"], &["s"], vec![]),
+            node("Equal", "eq", &["s", "three"], &["is3"], vec![]),
+            node("Where", "where", &["is3", "minus", "s"], &["t"], vec![]),
+            node("Reshape", "reshape", &["x", "t"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_i64("three", &[], &[3]),
+            tensor_i64("minus", &[], &[-1]),
+        ],
+        &shape,
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, 2, 3, 4]);
+    assert_eq!(run(ctx, &onnx, &x), x);
+}

@@ -239,6 +239,15 @@ impl UnaryOp {
 }
 
 /// `x` at or above zero, else `x * slope`.
+/// `v` where `keep`, else 0.
+fn pick(keep: bool, v: f64) -> f64 {
+    if keep {
+        v
+    } else {
+        0.0
+    }
+}
+
 fn prelu(x: f64, slope: f64) -> f64 {
     if x >= 0.0 {
         x
@@ -311,6 +320,25 @@ pub enum BinaryOp {
     PRelu,
     /// `b` where `b >= 0`, else `b * a` (`PRelu` with the slope first).
     RPRelu,
+    /// 1 where `a < b`, else 0 (ONNX `Less`: a boolean as 0/1; false with NaN).
+    Less,
+    /// 1 where `a > b`, else 0.
+    Greater,
+    /// 1 where `a <= b`, else 0.
+    LessOrEqual,
+    /// 1 where `a >= b`, else 0.
+    GreaterOrEqual,
+    /// 1 where `a == b`, else 0.
+    Equal,
+    /// `a` where `b != 0`, else 0 (taken by a select: an infinite or NaN `a` does not
+    /// leak where `b` is 0). `Mask(x, c) + MaskNot(y, c)` is ONNX `Where(c, x, y)`.
+    Mask,
+    /// `b` where `a != 0`, else 0 (`Mask` with the condition first).
+    RMask,
+    /// `a` where `b == 0`, else 0.
+    MaskNot,
+    /// `b` where `a == 0`, else 0 (`MaskNot` with the condition first).
+    RMaskNot,
 }
 
 impl BinaryOp {
@@ -326,6 +354,15 @@ impl BinaryOp {
             BinaryOp::Min => 7,
             BinaryOp::PRelu => 8,
             BinaryOp::RPRelu => 9,
+            BinaryOp::Less => 10,
+            BinaryOp::Greater => 11,
+            BinaryOp::LessOrEqual => 12,
+            BinaryOp::GreaterOrEqual => 13,
+            BinaryOp::Equal => 14,
+            BinaryOp::Mask => 15,
+            BinaryOp::RMask => 16,
+            BinaryOp::MaskNot => 17,
+            BinaryOp::RMaskNot => 18,
         }
     }
 
@@ -344,6 +381,15 @@ impl BinaryOp {
             BinaryOp::Min => a.min(b),
             BinaryOp::PRelu => prelu(a, b),
             BinaryOp::RPRelu => prelu(b, a),
+            BinaryOp::Less => f64::from(u8::from(a < b)),
+            BinaryOp::Greater => f64::from(u8::from(a > b)),
+            BinaryOp::LessOrEqual => f64::from(u8::from(a <= b)),
+            BinaryOp::GreaterOrEqual => f64::from(u8::from(a >= b)),
+            BinaryOp::Equal => f64::from(u8::from(a == b)),
+            BinaryOp::Mask => pick(b != 0.0, a),
+            BinaryOp::RMask => pick(a != 0.0, b),
+            BinaryOp::MaskNot => pick(b == 0.0, a),
+            BinaryOp::RMaskNot => pick(a == 0.0, b),
         }
     }
 }

@@ -66,6 +66,22 @@ pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> 
         .collect()
 }
 
+/// The values a folded constant may hold (as `Expand` and `ConstantOfShape` allow).
+const MAX_VALUES: usize = 1 << 26;
+
+/// The broadcast shape of two constants to fold, bounded: two small constants may
+/// broadcast to more values than a host can hold (`[65536, 1]` and `[1, 65536]`).
+fn folded_broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let dims = broadcast(a, b)?;
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_VALUES)
+        .ok_or_else(|| {
+            format!("constants of shapes {a:?} and {b:?} broadcast to {dims:?}, more than {MAX_VALUES} values to fold")
+        })?;
+    Ok(dims)
+}
+
 /// Flat indices into a tensor of shape `from` for every element of the broadcast shape
 /// `to`.
 pub(crate) fn broadcast_index(from: &[usize], to: &[usize]) -> Vec<usize> {
@@ -90,7 +106,7 @@ pub(crate) fn broadcast_index(from: &[usize], to: &[usize]) -> Vec<usize> {
 /// `Add`, `Sub`, `Mul`, `Div` (and `Pow`) of two constants, with broadcasting; integer
 /// division truncates as ONNX's integer `Div` does.
 pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
-    let dims = broadcast(&a.dims, &b.dims)?;
+    let dims = folded_broadcast(&a.dims, &b.dims)?;
     let ia = broadcast_index(&a.dims, &dims);
     let ib = broadcast_index(&b.dims, &dims);
     match (&a.data, &b.data) {
@@ -103,6 +119,20 @@ pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
                     "Div" => p.checked_div(q).ok_or("integer division by zero")?,
                     "Max" => p.max(q),
                     "Min" => p.min(q),
+                    "Mask" => {
+                        if q != 0 {
+                            p
+                        } else {
+                            0
+                        }
+                    }
+                    "MaskNot" => {
+                        if q == 0 {
+                            p
+                        } else {
+                            0
+                        }
+                    }
                     _ => return Err(format!("{op} of integer constants is not folded")),
                 })
             };
@@ -129,6 +159,8 @@ pub(crate) fn binary(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
                 "Max" => Some(p.max(q)),
                 "Min" => Some(p.min(q)),
                 "PRelu" => Some(if p >= 0.0 { p } else { p * q }),
+                "Mask" => Some(if q != 0.0 { p } else { 0.0 }),
+                "MaskNot" => Some(if q == 0.0 { p } else { 0.0 }),
                 _ => None,
             };
             let v = ia
@@ -321,6 +353,101 @@ pub(crate) fn transpose(data: &Const, perm: &[usize]) -> Result<Const, String> {
 
 /// `Cast` to ONNX element type `to`: float types keep f32 values (rounded through f16 or
 /// bf16 when the target is), integer types truncate toward zero and saturate.
+/// A boolean constant (ONNX `BOOL`, stored as 0/1).
+fn boolean(dims: Vec<usize>, v: Vec<bool>) -> Const {
+    Const {
+        elem: super::proto::tensor_proto::DataType::Bool as i32,
+        ..Const::i64(dims, v.into_iter().map(i64::from).collect())
+    }
+}
+
+/// `Less`, `Greater`, `LessOrEqual`, `GreaterOrEqual`, `Equal` of two constants with
+/// broadcasting (integers compared as integers), and the logic operators `And`, `Or`,
+/// `Xor` of two booleans (any nonzero value is true): a boolean constant.
+pub(crate) fn compare(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
+    let dims = folded_broadcast(&a.dims, &b.dims)?;
+    let ia = broadcast_index(&a.dims, &dims);
+    let ib = broadcast_index(&b.dims, &dims);
+    let ord = |i: usize, j: usize| -> Option<std::cmp::Ordering> {
+        match (&a.data, &b.data) {
+            (Data::I64(x), Data::I64(y)) => Some(x[i].cmp(&y[j])),
+            (Data::F32(x), Data::F32(y)) => x[i].partial_cmp(&y[j]),
+            (Data::I64(x), Data::F32(y)) => (x[i] as f32).partial_cmp(&y[j]),
+            (Data::F32(x), Data::I64(y)) => x[i].partial_cmp(&(y[j] as f32)),
+        }
+    };
+    let truth = |c: &Const, i: usize| match &c.data {
+        Data::I64(v) => v[i] != 0,
+        Data::F32(v) => v[i] != 0.0,
+    };
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let v = ia
+        .iter()
+        .zip(&ib)
+        .map(|(&i, &j)| {
+            let o = ord(i, j);
+            Ok(match op {
+                "Less" => o == Some(Less),
+                "Greater" => o == Some(Greater),
+                "LessOrEqual" => matches!(o, Some(Less | Equal)),
+                "GreaterOrEqual" => matches!(o, Some(Greater | Equal)),
+                "Equal" => o == Some(Equal),
+                "And" => truth(a, i) && truth(b, j),
+                "Or" => truth(a, i) || truth(b, j),
+                "Xor" => truth(a, i) != truth(b, j),
+                _ => return Err(format!("{op} is not a comparison")),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(boolean(dims, v))
+}
+
+/// `Not` of a boolean constant.
+pub(crate) fn not(a: &Const) -> Const {
+    let v = match &a.data {
+        Data::I64(v) => v.iter().map(|&x| x == 0).collect(),
+        Data::F32(v) => v.iter().map(|&x| x == 0.0).collect(),
+    };
+    boolean(a.dims.clone(), v)
+}
+
+/// `Where(c, x, y)` of three constants with broadcasting: `x`'s element type (integer
+/// shape arithmetic stays integer).
+pub(crate) fn where_(c: &Const, x: &Const, y: &Const) -> Result<Const, String> {
+    let dims = folded_broadcast(&folded_broadcast(&c.dims, &x.dims)?, &y.dims)?;
+    let n: usize = dims.iter().product();
+    let (ic, ix, iy) = (
+        broadcast_index(&c.dims, &dims),
+        broadcast_index(&x.dims, &dims),
+        broadcast_index(&y.dims, &dims),
+    );
+    debug_assert_eq!(ic.len(), n);
+    let cond: Vec<bool> = match &c.data {
+        Data::I64(v) => ic.iter().map(|&i| v[i] != 0).collect(),
+        Data::F32(v) => ic.iter().map(|&i| v[i] != 0.0).collect(),
+    };
+    Ok(match (&x.data, &y.data) {
+        (Data::I64(a), Data::I64(b)) => Const {
+            elem: x.elem,
+            ..Const::i64(
+                dims,
+                (0..n)
+                    .map(|k| if cond[k] { a[ix[k]] } else { b[iy[k]] })
+                    .collect(),
+            )
+        },
+        _ => {
+            let (a, b) = (x.to_f32(), y.to_f32());
+            Const::f32(
+                dims,
+                (0..n)
+                    .map(|k| if cond[k] { a[ix[k]] } else { b[iy[k]] })
+                    .collect(),
+            )
+        }
+    })
+}
+
 pub(crate) fn cast(data: &Const, to: i32) -> Result<Const, String> {
     use super::proto::tensor_proto::DataType as T;
     let t = T::try_from(to).map_err(|_| format!("unknown target type {to}"))?;

@@ -129,9 +129,10 @@ impl Attrs<'_> {
 pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
     ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
+    ("And", "booleans (activations of 0 and 1): a product, as Mul; constants: folded"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad)"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
-    ("Cast", "an activation to float: an identity; constants: folded"),
+    ("Cast", "an activation to float: an identity (a boolean activation is 0 and 1); constants: folded"),
     ("CastLike", "an activation to the type of a float: an identity; constants: folded"),
     ("Celu", "alpha: an elementwise map"),
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
@@ -143,6 +144,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
     ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
+    ("Equal", "an activation and a constant or another activation (broadcast as for Max): an elementwise layer giving 1 or 0 (a boolean activation, read as 0/1 by Cast and Where); constants: folded (integers compared as integers)"),
     ("DepthToSpace", "an NCHW activation, DCR (channels reordered first) and CRD modes: the NHWC depth-to-space layer"),
     ("DequantizeLinear", "of integer constants: folded, the codes kept for the integer kernels (int8/uint8, per tensor or per output channel, with zero points); of a quantized activation: passes it on"),
     ("Dropout", "inference: identity"),
@@ -154,6 +156,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Gather", "an activation by constant indices (any shape, negative ones from the end) along any axis: a gather layer (an image by 1-D indices stays an image); constants (shape arithmetic): folded"),
     ("Gelu", "an elementwise map (opset 20; approximate none or tanh)"),
     ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it"),
+    ("Greater", "as Equal"),
+    ("GreaterOrEqual", "as Equal"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
     ("GroupNormalization", "num_groups, epsilon (stash_type 1); scale and bias per channel (opset 21) or per group (18-20): the activation viewed as [N, G, rest] (copied into ONNX order), a layer normalization over each group, viewed back, then a per-channel affine"),
@@ -164,6 +168,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("LRN", "a 4-D NCHW activation of at most 8192 channels (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
+    ("Less", "as Equal"),
+    ("LessOrEqual", "as Equal"),
     ("Log", "an elementwise map; constants: folded"),
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
@@ -174,6 +180,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Mish", "an elementwise map"),
     ("Mul", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Add; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Neg", "an elementwise map (an affine map of -1); constants: folded"),
+    ("Not", "a boolean activation: the map 1 - x; constants: folded"),
+    ("Or", "booleans: the larger, as Max; constants: folded"),
     ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after); of a QOperator file's codes: constant_value (or 0) is a code, dequantized"),
     ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("PRelu", "a slope that is a constant (one value, one per channel, any shape that broadcasts to the input) or an activation: an elementwise layer; constants: folded"),
@@ -215,6 +223,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Tanh", "an elementwise map"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
+    ("Where", "any of the three an activation (broadcast as for Max): two selecting layers, x where the condition is nonzero and y where it is zero (an infinite or NaN value of the unpicked branch never leaks), added (one is 0); a branch that is a constant 0 adds nothing; constants: folded (integers stay integers)"),
+    ("Xor", "booleans: |a - b| (a difference, then a map); constants: folded"),
     ("Unsqueeze", "a view; constants: folded"),
 ];
 
@@ -1109,6 +1119,25 @@ impl Lowering {
             }
             "Min" | "Max" => Ok(vec![self.min_max(n, label)?]),
             "PRelu" => one(self.binary(n, op, label)?),
+            // Booleans are activations of 0 and 1 (`Cast` to float reads them as such).
+            "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Equal" => {
+                one(self.binary(n, op, label)?)
+            }
+            "And" => one(self.binary(n, "Mul", label)?),
+            "Or" => one(self.binary(n, "Max", label)?),
+            "Xor" => {
+                let d = self.binary(n, "Sub", &format!("{label}.sub"))?;
+                one(self.map(d, UnaryOp::Abs, label)?)
+            }
+            "Not" => {
+                let f = UnaryOp::Affine {
+                    scale: -1.0,
+                    shift: 1.0,
+                };
+                let x = self.act(n, 0)?;
+                one(self.map(x, f, label)?)
+            }
+            "Where" => Ok(vec![self.where_(n, label)?]),
             "Elu" | "Selu" | "Celu" | "Softplus" | "Softsign" | "Mish" => {
                 let f = match op {
                     "Elu" => UnaryOp::Elu {
@@ -2075,6 +2104,17 @@ impl Lowering {
                 }
                 fold::binary(n.op_type(), c(0)?, c(1)?)?
             }
+            "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Equal" | "And" | "Or"
+            | "Xor" => {
+                if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
+                    return Err(
+                        "legacy broadcasting (opset < 7) of two constants is not supported".into(),
+                    );
+                }
+                fold::compare(n.op_type(), c(0)?, c(1)?)?
+            }
+            "Not" => fold::not(c(0)?),
+            "Where" => fold::where_(c(0)?, c(1)?, c(2)?)?,
             "Gather" => fold::gather(c(0)?, c(1)?, attrs.int("axis", 0))?,
             "Concat" => {
                 let parts: Vec<&Const> = (0..n.input.len()).map(c).collect::<R<_>>()?;
@@ -3085,7 +3125,22 @@ impl Lowering {
         {
             return Err("legacy broadcasting (opset < 7, broadcast = 1) is supported for an activation and a constant only".into());
         }
-        let plain = matches!(op, "Max" | "Min" | "PRelu");
+        let plain = matches!(
+            op,
+            "Max"
+                | "Min"
+                | "PRelu"
+                | "Less"
+                | "Greater"
+                | "LessOrEqual"
+                | "GreaterOrEqual"
+                | "Equal"
+        );
+        if plain && self.opset < 7 && Attrs(&n.attribute).int("broadcast", 0) != 0 {
+            return Err(format!(
+                "legacy broadcasting (opset < 7, broadcast = 1) of {op} is not supported"
+            ));
+        }
         match (a, b) {
             (Some(Val::Act(x)), Some(Val::Act(y))) => self.binary_acts(op, x, y, label),
             // Not affine in the constant: a layer carrying it.
@@ -3129,21 +3184,59 @@ impl Lowering {
         }
     }
 
+    /// `a op b` for activations or constants: folded, a layer of two activations
+    /// ([`Self::binary_acts`]) or a layer carrying the constant ([`Self::const_binary`]).
+    fn pair(&mut self, op: &str, a: Val, b: Val, label: &str) -> R<Val> {
+        Ok(match (a, b) {
+            (Val::Const(a), Val::Const(b)) => Val::Const(fold::binary(op, &a, &b)?),
+            (Val::Act(x), Val::Act(y)) => Val::Act(self.binary_acts(op, x, y, label)?),
+            (Val::Act(x), Val::Const(c)) => Val::Act(self.const_binary(x, &c, op, false, label)?),
+            (Val::Const(c), Val::Act(x)) => Val::Act(self.const_binary(x, &c, op, true, label)?),
+            _ => return Err(format!("{op}: an operand is missing")),
+        })
+    }
+
+    /// `Where(c, x, y)` with an activation among its inputs: `Mask(x, c) + MaskNot(y, c)`,
+    /// each half a select (so an infinite or NaN value of the other branch never
+    /// reaches the output) and the sum exact (one of the two is 0); a half whose value is
+    /// a constant 0 that does not widen the output is left out.
+    fn where_(&mut self, n: &NodeProto, label: &str) -> R<Val> {
+        let get = |s: &Self, i: usize| -> R<Val> {
+            match s.input(n, i) {
+                Some(v @ (Val::Act(_) | Val::Const(_))) => Ok(v.clone()),
+                _ => Err(format!("input {i} is missing")),
+            }
+        };
+        let (c, x, y) = (get(self, 0)?, get(self, 1)?, get(self, 2)?);
+        let dims = |v: &Val| match v {
+            Val::Const(k) => k.dims.clone(),
+            Val::Act(a) => a.shape.clone(),
+            _ => Vec::new(),
+        };
+        let out = fold::broadcast(&fold::broadcast(&dims(&c), &dims(&x))?, &dims(&y))?;
+        // A zero branch adds nothing where the other half has the output's shape.
+        let drop = |v: &Val, other: &Val| -> bool {
+            matches!(v, Val::Const(k) if k.to_f32().iter().all(|&f| f == 0.0))
+                && fold::broadcast(&dims(other), &dims(&c)).ok().as_deref() == Some(&out[..])
+        };
+        if drop(&y, &x) {
+            return self.pair("Mask", x, c, label);
+        }
+        if drop(&x, &y) {
+            return self.pair("MaskNot", y, c, label);
+        }
+        let t = self.pair("Mask", x, c.clone(), &format!("{label}.then"))?;
+        let e = self.pair("MaskNot", y, c, &format!("{label}.else"))?;
+        self.pair("Add", t, e, label)
+    }
+
     /// `x op y` for two activations: of one shape, or one broadcast against the other
     /// over one contiguous run of stored axes (`[N, C, 1, 1]` against `[N, C, H, W]`, a
     /// squeeze-excite scale; `[.., T, 1]` against `[.., T, C]`, a row statistic; an
     /// operand of lower rank is aligned to the right, as ONNX does). Operands stored
     /// differently are first copied into ONNX order.
     fn binary_acts(&mut self, op: &str, x: Act, y: Act, label: &str) -> R<Act> {
-        let bop = match op {
-            "Add" => BinaryOp::Add,
-            "Sub" => BinaryOp::Sub,
-            "Mul" => BinaryOp::Mul,
-            "Max" => BinaryOp::Max,
-            "Min" => BinaryOp::Min,
-            "PRelu" => BinaryOp::PRelu,
-            _ => BinaryOp::Div,
-        };
+        let bop = binary_op_of(op);
         let out = fold::broadcast(&x.shape, &y.shape).map_err(|e| {
             format!(
                 "{op} of activations of shapes {:?} and {:?}: {e}",
@@ -3271,15 +3364,7 @@ impl Lowering {
         if v.iter().any(|f| f.is_nan()) {
             return Err(format!("{}: the constant holds NaN", what()));
         }
-        let bop = match op {
-            "Add" => BinaryOp::Add,
-            "Sub" => BinaryOp::Sub,
-            "Mul" => BinaryOp::Mul,
-            "Max" => BinaryOp::Max,
-            "Min" => BinaryOp::Min,
-            "PRelu" => BinaryOp::PRelu,
-            _ => BinaryOp::Div,
-        };
+        let bop = binary_op_of(op);
         let bop = if swapped { swapped_op(bop) } else { bop };
         let r = x.shape.len();
         let mut cd = vec![1; r - c.dims.len()];
@@ -3425,10 +3510,39 @@ fn unary_of(op: &str) -> Option<UnaryOp> {
     })
 }
 
+/// The layer operation of an ONNX binary operator, or of `Mask`/`MaskNot`, the two
+/// halves of `Where` (`Lowering::where_`).
+fn binary_op_of(op: &str) -> BinaryOp {
+    match op {
+        "Add" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        "PRelu" => BinaryOp::PRelu,
+        "Less" => BinaryOp::Less,
+        "Greater" => BinaryOp::Greater,
+        "LessOrEqual" => BinaryOp::LessOrEqual,
+        "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
+        "Equal" => BinaryOp::Equal,
+        "Mask" => BinaryOp::Mask,
+        "MaskNot" => BinaryOp::MaskNot,
+        _ => BinaryOp::Div,
+    }
+}
+
 /// The operation with its operands exchanged: `a op b` as `b op' a`.
 fn swapped_op(op: BinaryOp) -> BinaryOp {
     match op {
-        BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => op,
+        BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min | BinaryOp::Equal => op,
+        BinaryOp::Less => BinaryOp::Greater,
+        BinaryOp::Greater => BinaryOp::Less,
+        BinaryOp::LessOrEqual => BinaryOp::GreaterOrEqual,
+        BinaryOp::GreaterOrEqual => BinaryOp::LessOrEqual,
+        BinaryOp::Mask => BinaryOp::RMask,
+        BinaryOp::RMask => BinaryOp::Mask,
+        BinaryOp::MaskNot => BinaryOp::RMaskNot,
+        BinaryOp::RMaskNot => BinaryOp::MaskNot,
         BinaryOp::PRelu => BinaryOp::RPRelu,
         BinaryOp::RPRelu => BinaryOp::PRelu,
         BinaryOp::Sub => BinaryOp::RSub,

@@ -94,7 +94,7 @@ impl Params {
 /// of their variants: CPU drivers run every case of a `switch` on a uniform value under
 /// masks, so a runtime code made every map pay for all of them.
 const UNARY_FUNCS: u32 = 19;
-const BINARY_FUNCS: u32 = 10;
+const BINARY_FUNCS: u32 = 19;
 
 /// The variant's `FUNC`: the function code for OP 5 and 6, 0 for the others (which read
 /// theirs, if any, from the parameters).
@@ -899,6 +899,15 @@ mod tests {
             BinaryOp::Min,
             BinaryOp::PRelu,
             BinaryOp::RPRelu,
+            BinaryOp::Less,
+            BinaryOp::Greater,
+            BinaryOp::LessOrEqual,
+            BinaryOp::GreaterOrEqual,
+            BinaryOp::Equal,
+            BinaryOp::Mask,
+            BinaryOp::RMask,
+            BinaryOp::MaskNot,
+            BinaryOp::RMaskNot,
         ];
         for op in binary {
             // Exhaustive as above.
@@ -912,7 +921,16 @@ mod tests {
                 | BinaryOp::Max
                 | BinaryOp::Min
                 | BinaryOp::PRelu
-                | BinaryOp::RPRelu => {}
+                | BinaryOp::RPRelu
+                | BinaryOp::Less
+                | BinaryOp::Greater
+                | BinaryOp::LessOrEqual
+                | BinaryOp::GreaterOrEqual
+                | BinaryOp::Equal
+                | BinaryOp::Mask
+                | BinaryOp::RMask
+                | BinaryOp::MaskNot
+                | BinaryOp::RMaskNot => {}
             }
         }
         let mut codes: Vec<u32> = binary.iter().map(|op| op.code()).collect();
