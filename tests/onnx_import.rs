@@ -3700,3 +3700,44 @@ fn comparisons_logic_and_where_on_activations() {
     assert_eq!(onnx.output().shape, vec![1, 2, 3, 4]);
     assert_eq!(run(ctx, &onnx, &x), x);
 }
+
+/// Two small constants that broadcast to more values than a host holds are an error
+/// naming the node before anything is allocated (the fold of Add, Equal and Where).
+#[test]
+fn huge_folded_broadcasts_are_errors() {
+    for op in ["Add", "Equal", "Where"] {
+        let (inputs, inits): (Vec<&str>, Vec<TensorProto>) = if op == "Where" {
+            (
+                vec!["c", "a", "b"],
+                vec![
+                    tensor_bool("c", &[1, 1], &[true]),
+                    tensor_f32("a", &[65536, 1], &vec![1.0; 65536]),
+                    tensor_f32("b", &[1, 65536], &vec![2.0; 65536]),
+                ],
+            )
+        } else {
+            (
+                vec!["a", "b"],
+                vec![
+                    tensor_f32("a", &[65536, 1], &vec![1.0; 65536]),
+                    tensor_f32("b", &[1, 65536], &vec![2.0; 65536]),
+                ],
+            )
+        };
+        let m = model(
+            vec![
+                node(op, "big", &inputs, &["k"], vec![]),
+                node("ReduceSum", "sum", &["k"], &["s"], vec![attr_i("keepdims", 0)]),
+                node("Add", "add", &["x", "s"], &["y"], vec![]),
+            ],
+            inits,
+            &[1, 4],
+            13,
+        );
+        let e = import_err(&m);
+        assert!(
+            e.contains("'big'") && e.contains("[65536, 65536]") && e.contains("values to fold"),
+            "{op}: {e}"
+        );
+    }
+}
