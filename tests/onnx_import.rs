@@ -3727,7 +3727,13 @@ fn huge_folded_broadcasts_are_errors() {
         let m = model(
             vec![
                 node(op, "big", &inputs, &["k"], vec![]),
-                node("ReduceSum", "sum", &["k"], &["s"], vec![attr_i("keepdims", 0)]),
+                node(
+                    "ReduceSum",
+                    "sum",
+                    &["k"],
+                    &["s"],
+                    vec![attr_i("keepdims", 0)],
+                ),
                 node("Add", "add", &["x", "s"], &["y"], vec![]),
             ],
             inits,
@@ -3740,4 +3746,46 @@ fn huge_folded_broadcasts_are_errors() {
             "{op}: {e}"
         );
     }
+}
+
+/// A mean over the middle axes of an NHWC-shaped activation (a TensorFlow export's global
+/// pool: ReduceMean axes [1, 2], keepdims 0) feeds a MatMul: the rows are stored with
+/// the batch axis first, so the linear layer reads one row of C features per image.
+#[test]
+fn a_reduction_over_middle_axes_feeds_a_linear_layer() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let (n, h, w, c, o) = (2usize, 5, 3, 4, 3);
+    let x = rand_vec(n * h * w * c, &mut rng);
+    let wt = rand_vec(c * o, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "ReduceMean",
+                "mean",
+                &["x"],
+                &["m"],
+                vec![attr_ints("axes", &[1, 2]), attr_i("keepdims", 0)],
+            ),
+            node("MatMul", "fc", &["m", "w"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("w", &[c, o], &wt)],
+        &[n, h, w, c],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let got = run(ctx, &onnx, &x);
+    let mut want = vec![0f64; n * o];
+    for b in 0..n {
+        for k in 0..c {
+            let mean = (0..h * w)
+                .map(|p| f64::from(x[(b * h * w + p) * c + k]))
+                .sum::<f64>()
+                / (h * w) as f64;
+            for j in 0..o {
+                want[b * o + j] += mean * f64::from(wt[k * o + j]);
+            }
+        }
+    }
+    check(&got, &want, 1e-5);
 }

@@ -4473,9 +4473,9 @@ impl Lowering {
         Ok(a)
     }
 
-    /// `x` in ONNX order copied into a row-major `[K, R]` tensor: rows over `axes`
-    /// (sorted; `R` their product), one row per index of the other axes (`K`, in order).
-    /// No copy where that is the stored order already.
+    /// `x` in ONNX order copied into a row-major tensor `[other axes.., R]`: rows over
+    /// `axes` (sorted; `R` their product), one row per index of the other axes (`K` rows,
+    /// in order). No copy where that is the stored order already.
     fn rows_of(&mut self, x: Act, axes: &[usize], label: &str) -> R<Act> {
         let r = x.shape.len();
         let rest: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
@@ -4513,11 +4513,14 @@ impl Lowering {
             src,
         };
         // The row layers read the stored last axis: one reduced axis is that already,
-        // several are copied into [K, R].
-        if axes.len() == 1 || phys == [k, rr] {
+        // several are copied into [the other axes.., R] (not [K, R]: a linear layer
+        // after a reduction reads its stored leading axis as the batch).
+        let want: Vec<usize> = rest.iter().map(|&a| x.shape[a]).chain([rr]).collect();
+        if phys == want {
             return Ok(a);
         }
-        Ok(self.flat_copy(a, vec![k, rr], &format!("{label}.flat")))
+        debug_assert_eq!(want.iter().product::<usize>(), k * rr);
+        Ok(self.flat_copy(a, want, &format!("{label}.flat")))
     }
 
     /// A copy of row-major `x` (stored as `x.phys`) into a tensor of `dims` (the same
