@@ -3789,3 +3789,69 @@ fn a_reduction_over_middle_axes_feeds_a_linear_layer() {
     }
     check(&got, &want, 1e-5);
 }
+
+/// Matrix products of constants fold (an unrolled recurrent cell's first step multiplies
+/// its constant initial state): Gemm with transA/transB, alpha, beta and a broadcast C,
+/// and MatMul of two matrices, against f64; a product that does not fit is an error
+/// naming the node.
+#[test]
+fn constant_matrix_products_fold() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let (k, n) = (4usize, 3usize);
+    let h0: Vec<f32> = rand_vec(2 * k, &mut rng);
+    let w: Vec<f32> = rand_vec(n * k, &mut rng);
+    let cb: Vec<f32> = rand_vec(n, &mut rng);
+    let x: Vec<f32> = rand_vec(2 * n, &mut rng);
+    // h0^T stored [k, 2] (transA), W stored [n, k] (transB), alpha 0.5, beta 2, C [n];
+    // then + MatMul(ones [2, 2], that) and + x.
+    let h0t: Vec<f32> = (0..k * 2).map(|i| h0[(i % 2) * k + i / 2]).collect();
+    let m = model(
+        vec![
+            node(
+                "Gemm",
+                "g",
+                &["h0t", "w", "c"],
+                &["s"],
+                vec![
+                    attr_i("transA", 1),
+                    attr_i("transB", 1),
+                    attr_f("alpha", 0.5),
+                    attr_f("beta", 2.0),
+                ],
+            ),
+            node("MatMul", "mm", &["ones", "s"], &["s2"], vec![]),
+            node("Add", "add", &["x", "s2"], &["y"], vec![]),
+        ],
+        vec![
+            tensor_f32("h0t", &[k, 2], &h0t),
+            tensor_f32("w", &[n, k], &w),
+            tensor_f32("c", &[n], &cb),
+            tensor_f32("ones", &[2, 2], &[1.0, 1.0, 1.0, 1.0]),
+        ],
+        &[2, n],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let s: Vec<f64> = (0..2 * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            let dot: f64 = (0..k)
+                .map(|p| f64::from(h0[i * k + p]) * f64::from(w[j * k + p]))
+                .sum();
+            0.5 * dot + 2.0 * f64::from(cb[j])
+        })
+        .collect();
+    let want: Vec<f64> = (0..2 * n)
+        .map(|e| f64::from(x[e]) + s[e % n] + s[n + e % n])
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-6);
+    // Inner dimensions that differ.
+    let mut bad = m.clone();
+    let g = bad.graph.as_mut().unwrap();
+    g.initializer.retain(|t| t.name() != "w");
+    g.initializer
+        .push(tensor_f32("w", &[n, k + 1], &vec![0.0; n * (k + 1)]));
+    let e = import_err(&bad);
+    assert!(e.contains("'g'") && e.contains("do not multiply"), "{e}");
+}

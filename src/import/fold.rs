@@ -402,6 +402,82 @@ pub(crate) fn compare(op: &str, a: &Const, b: &Const) -> Result<Const, String> {
     Ok(boolean(dims, v))
 }
 
+/// The product of two 2-D constants, `alpha * op(a) op(b) + beta * c` (ONNX `Gemm`,
+/// `c` broadcast to the output; `MatMul` of matrices is alpha 1, no `c`), in f64 sums
+/// rounded to f32: the first step of an unrolled recurrent cell whose state starts as
+/// constant zeros. Bounded at 2^26 output values and 2^32 multiply-adds.
+pub(crate) fn gemm(
+    a: &Const,
+    b: &Const,
+    c: Option<&Const>,
+    (trans_a, trans_b): (bool, bool),
+    (alpha, beta): (f32, f32),
+) -> Result<Const, String> {
+    let (&[ra, ca], &[rb, cb]) = (a.dims.as_slice(), b.dims.as_slice()) else {
+        return Err(format!(
+            "constant operands of shapes {:?} and {:?} (2-D matrices are folded)",
+            a.dims, b.dims
+        ));
+    };
+    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+    let (k2, n) = if trans_b { (cb, rb) } else { (rb, cb) };
+    if k != k2 {
+        return Err(format!(
+            "constant operands of shapes {:?} and {:?} do not multiply",
+            a.dims, b.dims
+        ));
+    }
+    let work = m
+        .checked_mul(n)
+        .filter(|&mn| mn <= MAX_VALUES)
+        .and_then(|mn| mn.checked_mul(k.max(1)))
+        .filter(|&w| w <= 1 << 32);
+    if work.is_none() {
+        return Err(format!(
+            "the product of constants {:?} and {:?} is too large to fold",
+            a.dims, b.dims
+        ));
+    }
+    if a.as_i64().is_some() || b.as_i64().is_some() {
+        return Err("integer matrix products are not folded".into());
+    }
+    let (x, y) = (a.to_f32(), b.to_f32());
+    let av = |i: usize, p: usize| -> f64 {
+        f64::from(if trans_a {
+            x[p * ca + i]
+        } else {
+            x[i * ca + p]
+        })
+    };
+    let bv = |p: usize, j: usize| -> f64 {
+        f64::from(if trans_b {
+            y[j * cb + p]
+        } else {
+            y[p * cb + j]
+        })
+    };
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|p| av(i, p) * bv(p, j)).sum();
+            out.push((f64::from(alpha) * s) as f32);
+        }
+    }
+    let mut r = Const::f32(vec![m, n], out);
+    if let Some(c) = c {
+        let bc = binary("Mul", c, &Const::f32(vec![], vec![beta]))?;
+        let sum = binary("Add", &r, &bc)?;
+        if sum.dims != r.dims {
+            return Err(format!(
+                "C of shape {:?} does not broadcast to the product's {:?}",
+                c.dims, r.dims
+            ));
+        }
+        r = sum;
+    }
+    Ok(r)
+}
+
 /// `Not` of a boolean constant.
 pub(crate) fn not(a: &Const) -> Const {
     let v = match &a.data {

@@ -155,7 +155,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Flatten", "a view; a following Gemm/MatMul reads NHWC order through reordered weights"),
     ("Gather", "an activation by constant indices (any shape, negative ones from the end) along any axis: a gather layer (an image by 1-D indices stays an image); constants (shape arithmetic): folded"),
     ("Gelu", "an elementwise map (opset 20; approximate none or tanh)"),
-    ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it"),
+    ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it; constants: folded"),
     ("Greater", "as Equal"),
     ("GreaterOrEqual", "as Equal"),
     ("GlobalAveragePool", "2-D"),
@@ -171,7 +171,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Less", "as Equal"),
     ("LessOrEqual", "as Equal"),
     ("Log", "an elementwise map; constants: folded"),
-    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V)"),
+    ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V); two constant matrices: folded"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("Max", "one activation and scalar constants: a clip, fused as Clip is; anything else (activations, constant tensors) taken pairwise in order, broadcast as for Add: an elementwise max layer (NaN where either operand is NaN); constants: folded"),
     ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
@@ -2115,6 +2115,22 @@ impl Lowering {
             }
             "Not" => fold::not(c(0)?),
             "Where" => fold::where_(c(0)?, c(1)?, c(2)?)?,
+            "Gemm" => {
+                let cc = match self.input(n, 2) {
+                    Some(Val::Const(k)) => Some(k),
+                    _ => None,
+                };
+                fold::gemm(
+                    c(0)?,
+                    c(1)?,
+                    cc,
+                    (attrs.int("transA", 0) != 0, attrs.int("transB", 0) != 0),
+                    (attrs.float("alpha", 1.0), attrs.float("beta", 1.0)),
+                )?
+            }
+            "MatMul" if c(0)?.dims.len() == 2 && c(1)?.dims.len() == 2 => {
+                fold::gemm(c(0)?, c(1)?, None, (false, false), (1.0, 1.0))?
+            }
             "Gather" => fold::gather(c(0)?, c(1)?, attrs.int("axis", 0))?,
             "Concat" => {
                 let parts: Vec<&Const> = (0..n.input.len()).map(c).collect::<R<_>>()?;
