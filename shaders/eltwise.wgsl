@@ -25,7 +25,7 @@
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a, 6 max,
 //         7 min, 8 PRelu a by b, 9 PRelu b by a, 10-14 a < b, a > b, a <= b, a >= b,
 //         a == b as 1 or 0, 15 a where b != 0 else 0, 16 b where a != 0, 17 a where
-//         b == 0, 18 b where a == 0):
+//         b == 0, 18 b where a == 0, 19 a ^ b, 20 b ^ a, as `power` below):
 //         out[e] = clip(a[e] op b[e'], lo, hi), with e' = e for b of a's shape
 //         (b_span = 0; b windowed like a) or, for b of length 1 on a contiguous run of
 //         a's axes (b bound whole), e' = (g / b_span) * b_inner + g % b_inner where
@@ -328,8 +328,14 @@ fn binary(x: f32, y: f32) -> f32 {
         case 17u: {
             return select(x, 0.0, y != 0.0);
         }
-        default: {
+        case 18u: {
             return select(y, 0.0, x != 0.0);
+        }
+        case 19u: {
+            return power(x, y);
+        }
+        default: {
+            return power(y, x);
         }
     }
 }

@@ -3855,3 +3855,36 @@ fn constant_matrix_products_fold() {
     let e = import_err(&bad);
     assert!(e.contains("'g'") && e.contains("do not multiply"), "{e}");
 }
+
+/// `Pow` beyond one constant exponent: a tensor exponent (broadcast along W of an NCHW
+/// image), a constant base with an activation exponent, and two activations, against
+/// f64 in FP32 and FP16.
+#[test]
+fn pow_with_tensor_and_activation_exponents() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(37);
+    let x: Vec<f32> = (0..24).map(|_| rng.random_range(0.5f32..2.0)).collect();
+    let e = [1.0f32, 2.0, -1.0, 0.5];
+    let m = model(
+        vec![
+            node("Pow", "a", &["x", "e"], &["a"], vec![]),
+            node("Pow", "b", &["two", "x"], &["b"], vec![]),
+            node("Pow", "c", &["x", "x"], &["c"], vec![]),
+            node("Sum", "sum", &["a", "b", "c"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("e", &[4], &e), tensor_f32("two", &[], &[2.0])],
+        &[1, 2, 3, 4],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = f64::from(v);
+            v.powf(f64::from(e[i % 4])) + 2f64.powf(v) + v.powf(v)
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
+}

@@ -182,14 +182,7 @@ impl UnaryOp {
             }
             UnaryOp::Affine { scale, shift } => f64::from(scale) * x + f64::from(shift),
             UnaryOp::Sqrt => x.sqrt(),
-            UnaryOp::Pow { exponent } => {
-                let e = f64::from(exponent);
-                if e.fract() == 0.0 {
-                    x.powi(e as i32)
-                } else {
-                    x.powf(e)
-                }
-            }
+            UnaryOp::Pow { exponent } => power(x, f64::from(exponent)),
             UnaryOp::Exp => x.exp(),
             UnaryOp::Log => x.ln(),
             UnaryOp::Abs => x.abs(),
@@ -239,6 +232,16 @@ impl UnaryOp {
 }
 
 /// `x` at or above zero, else `x * slope`.
+/// `x ^ e` as the shader computes it: integer exponents by products (a negative `x`
+/// allowed), others by `powf`.
+fn power(x: f64, e: f64) -> f64 {
+    if e.fract() == 0.0 {
+        x.powi(e as i32)
+    } else {
+        x.powf(e)
+    }
+}
+
 /// `v` where `keep`, else 0.
 fn pick(keep: bool, v: f64) -> f64 {
     if keep {
@@ -339,6 +342,11 @@ pub enum BinaryOp {
     MaskNot,
     /// `b` where `a == 0`, else 0 (`MaskNot` with the condition first).
     RMaskNot,
+    /// `a` to the power `b` (ONNX `Pow` with a tensor exponent): integer exponents up to
+    /// 16 in magnitude by products (defined for a negative `a`), others by `pow`.
+    Pow,
+    /// `b` to the power `a`.
+    RPow,
 }
 
 impl BinaryOp {
@@ -363,6 +371,8 @@ impl BinaryOp {
             BinaryOp::RMask => 16,
             BinaryOp::MaskNot => 17,
             BinaryOp::RMaskNot => 18,
+            BinaryOp::Pow => 19,
+            BinaryOp::RPow => 20,
         }
     }
 
@@ -390,6 +400,8 @@ impl BinaryOp {
             BinaryOp::RMask => pick(a != 0.0, b),
             BinaryOp::MaskNot => pick(b == 0.0, a),
             BinaryOp::RMaskNot => pick(a == 0.0, b),
+            BinaryOp::Pow => power(a, b),
+            BinaryOp::RPow => power(b, a),
         }
     }
 }

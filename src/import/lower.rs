@@ -183,7 +183,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Not", "a boolean activation: the map 1 - x; constants: folded"),
     ("Or", "booleans: the larger, as Max; constants: folded"),
     ("Pad", "zero, on H and W of an image, before a convolution: folded into its padding; any other (constant value, edge, reflect, wrap; any axes, the axes input): a pad layer; negative pads crop (a slice after); of a QOperator file's codes: constant_value (or 0) is a code, dequantized"),
-    ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
+    ("Pow", "an activation to one constant exponent: an elementwise map (integer exponents by products, defined below zero); a tensor exponent, an activation exponent or a constant base (broadcast as for Max): an elementwise power layer; the square inside a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("PRelu", "a slope that is a constant (one value, one per channel, any shape that broadcasts to the input) or an activation: an elementwise layer; constants: folded"),
     ("QGemm", "com.microsoft: as Gemm between the dequantized input and weights (int32 bias), its output quantized when y_scale is given"),
     ("QLinearAdd", "com.microsoft: as Add, inputs' and output's scales from the file"),
@@ -1202,20 +1202,22 @@ impl Lowering {
                 };
                 one(self.map(self.act(n, 0)?, UnaryOp::Gelu { tanh }, label)?)
             }
-            "Pow" => {
-                let x = self.act(n, 0)?;
-                let e = self
-                    .konst(n, 1, "exponent")?
-                    .ok_or("input 1 (exponent) is missing")?;
-                let v = e.to_f32();
-                if v.len() != 1 || !v[0].is_finite() {
-                    return Err(format!(
-                        "the exponent {:?} must be one finite value",
-                        e.dims
-                    ));
+            "Pow" => match (self.input(n, 0).cloned(), self.input(n, 1).cloned()) {
+                (Some(Val::Act(x)), Some(Val::Const(e))) if e.len() == 1 => {
+                    let v = e.to_f32()[0];
+                    if !v.is_finite() {
+                        return Err(format!("the exponent {v} is not finite"));
+                    }
+                    // One exponent that does not widen x: an elementwise map.
+                    if e.dims.len() <= x.shape.len() {
+                        one(self.map(x, UnaryOp::Pow { exponent: v }, label)?)
+                    } else {
+                        one(self.binary(n, op, label)?)
+                    }
                 }
-                one(self.map(x, UnaryOp::Pow { exponent: v[0] }, label)?)
-            }
+                // A tensor exponent, an activation exponent or a constant base: a layer.
+                _ => one(self.binary(n, op, label)?),
+            },
             _ => return Ok(None),
         };
         v.map(Some)
@@ -3151,6 +3153,7 @@ impl Lowering {
                 | "LessOrEqual"
                 | "GreaterOrEqual"
                 | "Equal"
+                | "Pow"
         );
         if plain && self.opset < 7 && Attrs(&n.attribute).int("broadcast", 0) != 0 {
             return Err(format!(
@@ -3543,6 +3546,7 @@ fn binary_op_of(op: &str) -> BinaryOp {
         "Equal" => BinaryOp::Equal,
         "Mask" => BinaryOp::Mask,
         "MaskNot" => BinaryOp::MaskNot,
+        "Pow" => BinaryOp::Pow,
         _ => BinaryOp::Div,
     }
 }
@@ -3559,6 +3563,8 @@ fn swapped_op(op: BinaryOp) -> BinaryOp {
         BinaryOp::RMask => BinaryOp::Mask,
         BinaryOp::MaskNot => BinaryOp::RMaskNot,
         BinaryOp::RMaskNot => BinaryOp::MaskNot,
+        BinaryOp::Pow => BinaryOp::RPow,
+        BinaryOp::RPow => BinaryOp::Pow,
         BinaryOp::PRelu => BinaryOp::RPRelu,
         BinaryOp::RPRelu => BinaryOp::PRelu,
         BinaryOp::Sub => BinaryOp::RSub,

@@ -94,7 +94,7 @@ impl Params {
 /// of their variants: CPU drivers run every case of a `switch` on a uniform value under
 /// masks, so a runtime code made every map pay for all of them.
 const UNARY_FUNCS: u32 = 19;
-const BINARY_FUNCS: u32 = 19;
+const BINARY_FUNCS: u32 = 21;
 
 /// The variant's `FUNC`: the function code for OP 5 and 6, 0 for the others (which read
 /// theirs, if any, from the parameters).
@@ -908,6 +908,8 @@ mod tests {
             BinaryOp::RMask,
             BinaryOp::MaskNot,
             BinaryOp::RMaskNot,
+            BinaryOp::Pow,
+            BinaryOp::RPow,
         ];
         for op in binary {
             // Exhaustive as above.
@@ -930,7 +932,9 @@ mod tests {
                 | BinaryOp::Mask
                 | BinaryOp::RMask
                 | BinaryOp::MaskNot
-                | BinaryOp::RMaskNot => {}
+                | BinaryOp::RMaskNot
+                | BinaryOp::Pow
+                | BinaryOp::RPow => {}
             }
         }
         let mut codes: Vec<u32> = binary.iter().map(|op| op.code()).collect();
