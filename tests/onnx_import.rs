@@ -3893,3 +3893,40 @@ fn pow_with_tensor_and_activation_exponents() {
     check(&run(ctx, &onnx, &x), &want, 1e-5);
     check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
 }
+
+/// A weight that several layers hold with equal values (the steps of an unrolled
+/// recurrent cell) is uploaded once: two MatMuls by one initializer keep one copy on the
+/// GPU, in FP32 and FP16, and compute as two.
+#[test]
+fn equal_linear_weights_are_stored_once() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let k = 8;
+    let w = rand_vec(k * k, &mut rng);
+    let x = rand_vec(2 * k, &mut rng);
+    let m = model(
+        vec![
+            node("MatMul", "m1", &["x", "w"], &["h"], vec![]),
+            node("MatMul", "m2", &["h", "w"], &["y"], vec![]),
+        ],
+        vec![tensor_f32("w", &[k, k], &w)],
+        &[2, k],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.graph().nodes.len(), 2);
+    for (dt, size) in [(DType::F32, 4u64), (DType::F16, 2)] {
+        let model = onnx.model(ctx, dt).unwrap();
+        assert_eq!(model.weight_bytes(), (k * k) as u64 * size, "{dt:?}");
+    }
+    let mm = |a: &[f64]| -> Vec<f64> {
+        (0..2 * k)
+            .map(|e| {
+                let (i, j) = (e / k, e % k);
+                (0..k).map(|p| a[i * k + p] * f64::from(w[p * k + j])).sum()
+            })
+            .collect()
+    };
+    let want = mm(&mm(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()));
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+}

@@ -39,7 +39,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
@@ -966,6 +966,10 @@ impl Model {
         let mut params = Vec::with_capacity(graph.nodes.len());
         let mut acts = Vec::with_capacity(graph.nodes.len());
         let mut weight_bytes = 0u64;
+        // Linear weights that several layers hold with equal values (the steps of an
+        // unrolled recurrent cell, tied weights) are uploaded once and shared: keyed by
+        // shape and a hash of the bits, compared in full on a hit.
+        let mut shared: HashMap<(usize, usize, u64), Vec<(&[f32], Tensor)>> = HashMap::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             let bias = |name: &Option<String>, n: usize| -> Result<Option<Tensor>> {
                 name.as_ref()
@@ -995,18 +999,34 @@ impl Model {
                 } => {
                     let w = weights.tensor(weight, &[*n, *k])?;
                     let trans = crate::plan::linear_weight_transposed(ctx.capabilities(), *k);
-                    let t = if dtype == DType::F32 {
-                        if trans {
-                            Tensor::from_slice(ctx, &[*n, *k], w)?
-                        } else {
-                            let wt = crate::reference::transpose(w, *n, *k);
-                            Tensor::from_slice(ctx, &[*k, *n], &wt)?
+                    let key = (*n, *k, bits_hash(w));
+                    let same = shared
+                        .get(&key)
+                        .and_then(|v| {
+                            v.iter().find(|(c, _)| {
+                                c.iter().zip(w).all(|(a, b)| a.to_bits() == b.to_bits())
+                            })
+                        })
+                        .map(|(_, t)| t.clone());
+                    let t = match same {
+                        Some(t) => t,
+                        None => {
+                            let t = if dtype == DType::F32 {
+                                if trans {
+                                    Tensor::from_slice(ctx, &[*n, *k], w)?
+                                } else {
+                                    let wt = crate::reference::transpose(w, *n, *k);
+                                    Tensor::from_slice(ctx, &[*k, *n], &wt)?
+                                }
+                            } else {
+                                let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                                Tensor::from_slice(ctx, &[*n, *k], &h)?
+                            };
+                            weight_bytes += t.size_bytes();
+                            shared.entry(key).or_default().push((w, t.clone()));
+                            t
                         }
-                    } else {
-                        let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-                        Tensor::from_slice(ctx, &[*n, *k], &h)?
                     };
-                    weight_bytes += t.size_bytes();
                     let b = bias(b, *n)?;
                     weight_bytes += b.as_ref().map_or(0, |b| b.size_bytes());
                     Params::Linear { w: t, b, trans }
@@ -1239,7 +1259,8 @@ impl Model {
         self.dtype
     }
 
-    /// Bytes of the weights and biases on the GPU (as stored: f32 or f16).
+    /// Bytes of the weights and biases on the GPU (as stored: f32 or f16). A linear
+    /// weight that several layers hold with equal values is stored, and counted, once.
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes
     }
@@ -1339,6 +1360,16 @@ pub(crate) fn linear_output_shape(x: &[usize], k: usize, n: usize) -> Option<Vec
     } else {
         None
     }
+}
+
+/// A hash of the bits of `v` (to find equal weight tensors).
+fn bits_hash(v: &[f32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for x in v {
+        x.to_bits().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The output shape of `a[.., M, K] x b[.., K, N]` (b's leading dimensions equal a's, or
