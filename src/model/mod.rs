@@ -969,7 +969,7 @@ impl Model {
         // Linear weights that several layers hold with equal values (the steps of an
         // unrolled recurrent cell, tied weights) are uploaded once and shared: keyed by
         // shape and a hash of the bits, compared in full on a hit.
-        let mut shared: HashMap<(usize, usize, u64), Vec<(&[f32], Tensor)>> = HashMap::new();
+        let mut shared: HashMap<(usize, usize, u64), SharedWeights> = HashMap::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             let bias = |name: &Option<String>, n: usize| -> Result<Option<Tensor>> {
                 name.as_ref()
@@ -1361,6 +1361,9 @@ pub(crate) fn linear_output_shape(x: &[usize], k: usize, n: usize) -> Option<Vec
         None
     }
 }
+
+/// Uploaded linear weights with one shape and hash: their values and tensors.
+type SharedWeights<'a> = Vec<(&'a [f32], Tensor)>;
 
 /// A hash of the bits of `v` (to find equal weight tensors).
 fn bits_hash(v: &[f32]) -> u64 {
