@@ -1066,6 +1066,7 @@ const FLOAT_CASES: &[&str] = &[
     "test_and",
     "test_or",
     "test_xor",
+    "test_lstm",
 ];
 
 /// Every vendored ONNX node case of the float operators the importer lists, through
@@ -1177,6 +1178,9 @@ fn onnx_float_operator_cases_through_the_importer() {
         "test_less",
         "test_greater",
         "test_pow",
+        "test_lstm_defaults",
+        "test_lstm_with_initial_bias",
+        "test_lstm_batchwise",
     ];
     let missing: Vec<&String> = refused
         .iter()

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::fold;
 use super::proto::attribute_proto::AttributeType;
+
+#[path = "rnn.rs"]
+mod rnn;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
@@ -165,6 +168,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("HardSwish", "an elementwise map"),
     ("InstanceNormalization", "epsilon; scale and B per channel: a layer normalization over the spatial axes (the activation copied into ONNX order), then a per-channel affine"),
     ("Identity", "a view"),
+    ("LSTM", "unrolled over the sequence (at most 512 steps): per direction one linear layer of the input by W (both biases added), then per step the previous state by R (one weight on the GPU for every step), the gate slices, sigmoids, tanh and the cell and hidden updates as elementwise layers; Y, Y_h and Y_c (only those read) as concatenations; forward, reverse and bidirectional, constant initial states, layout 0 and 1; not peepholes, clip, input_forget, other activations or sequence_lens shorter than the sequence"),
     ("LRN", "a 4-D NCHW activation of at most 8192 channels (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
@@ -968,6 +972,9 @@ impl Lowering {
         }
         if QOPERATORS.contains(&op) {
             return Ok(vec![self.qoperator(n, label)?]);
+        }
+        if op == "LSTM" {
+            return self.lstm(n, &attrs, label);
         }
         if all_const && !n.input.is_empty() {
             if let Some(c) = self.fold(n, &attrs)? {
