@@ -1067,6 +1067,7 @@ const FLOAT_CASES: &[&str] = &[
     "test_or",
     "test_xor",
     "test_lstm",
+    "test_gru",
 ];
 
 /// Every vendored ONNX node case of the float operators the importer lists, through
@@ -1181,6 +1182,7 @@ fn onnx_float_operator_cases_through_the_importer() {
         "test_lstm_defaults",
         "test_lstm_with_initial_bias",
         "test_lstm_batchwise",
+        "test_gru",
     ];
     let missing: Vec<&String> = refused
         .iter()

@@ -4137,3 +4137,95 @@ fn lstm_unrolls_into_layers() {
     let e = import_err(&m);
     assert!(e.contains("'lstm'") && e.contains("peephole"), "{e}");
 }
+
+/// The f64 GRU of ONNX (gates z, r, h), one direction, shapes as [`lstm_ref`]: `w`
+/// `[3H, I]`, `r` `[3H, H]`, `b` `[6H]`; the hidden state per step.
+fn gru_ref(
+    x: &[f64],
+    (s, b, i, h): (usize, usize, usize, usize),
+    (w, r, bias): (&[f64], &[f64], &[f64]),
+    h0: &[f64],
+    linear_before_reset: bool,
+) -> Vec<Vec<f64>> {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut hp = h0.to_vec();
+    let mut ys = Vec::new();
+    for t in 0..s {
+        let mut hn = vec![0.0; b * h];
+        for bi in 0..b {
+            let xw = |row: usize| -> f64 {
+                bias[row]
+                    + (0..i)
+                        .map(|k| w[row * i + k] * x[(t * b + bi) * i + k])
+                        .sum::<f64>()
+            };
+            let rh = |row: usize, hv: &dyn Fn(usize) -> f64| -> f64 {
+                (0..h).map(|k| r[row * h + k] * hv(k)).sum::<f64>()
+            };
+            let prev = |k: usize| hp[bi * h + k];
+            for j in 0..h {
+                let z = sig(xw(j) + rh(j, &prev) + bias[3 * h + j]);
+                let rr = |jj: usize| sig(xw(h + jj) + rh(h + jj, &prev) + bias[4 * h + jj]);
+                let cand = if linear_before_reset {
+                    (xw(2 * h + j) + rr(j) * (rh(2 * h + j, &prev) + bias[5 * h + j])).tanh()
+                } else {
+                    let gated = |k: usize| rr(k) * hp[bi * h + k];
+                    (xw(2 * h + j) + rh(2 * h + j, &gated) + bias[5 * h + j]).tanh()
+                };
+                hn[bi * h + j] = (1.0 - z) * cand + z * hp[bi * h + j];
+            }
+        }
+        ys.push(hn.clone());
+        hp = hn;
+    }
+    ys
+}
+
+/// `GRU` unrolled into layers, with `linear_before_reset` 0 and 1 (PyTorch exports 1),
+/// biases and an initial state: Y against f64 in FP32 and FP16.
+#[test]
+fn gru_unrolls_into_layers() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(47);
+    let (s, b, i, h) = (6usize, 2usize, 3usize, 4usize);
+    let x = rand_vec(s * b * i, &mut rng);
+    let w = rand_vec(3 * h * i, &mut rng);
+    let r = rand_vec(3 * h * h, &mut rng);
+    let bias = rand_vec(6 * h, &mut rng);
+    let h0 = rand_vec(b * h, &mut rng);
+    let f = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
+    for lbr in [0i64, 1] {
+        let m = model(
+            vec![node(
+                "GRU",
+                "gru",
+                &["x", "W", "R", "B", "", "h0"],
+                &["y"],
+                vec![
+                    attr_i("hidden_size", h as i64),
+                    attr_i("linear_before_reset", lbr),
+                ],
+            )],
+            vec![
+                tensor_f32("W", &[1, 3 * h, i], &w),
+                tensor_f32("R", &[1, 3 * h, h], &r),
+                tensor_f32("B", &[1, 6 * h], &bias),
+                tensor_f32("h0", &[1, b, h], &h0),
+            ],
+            &[s, b, i],
+            14,
+        );
+        let onnx = import(&m, None).unwrap();
+        assert_eq!(onnx.output().shape, vec![s, 1, b, h]);
+        let want: Vec<f64> = gru_ref(
+            &f(&x),
+            (s, b, i, h),
+            (&f(&w), &f(&r), &f(&bias)),
+            &f(&h0),
+            lbr == 1,
+        )
+        .concat();
+        check(&run(ctx, &onnx, &x), &want, 1e-5);
+        check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
+    }
+}

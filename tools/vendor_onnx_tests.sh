@@ -30,7 +30,7 @@ PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_softsign test_mish test_prelu test_sum test_mean test_max_ test_min_ test_split
           test_lrn test_instancenorm test_reduce_l1 test_reduce_l2 test_reduce_min
           test_group_normalization test_less test_greater test_equal test_where test_not
-          test_and test_or test_xor test_lstm)
+          test_and test_or test_xor test_lstm test_gru)
 # Left out of those prefixes: other operators that share them (SplitToSequence too),
 # training-mode and random cases.
 EXCLUDE='logsoftmax|test_log_softmax|training|_random|split_to_sequence'

@@ -163,6 +163,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("GreaterOrEqual", "as Equal"),
     ("GlobalAveragePool", "2-D"),
     ("GlobalMaxPool", "2-D"),
+    ("GRU", "as LSTM (gates z, r, h; linear_before_reset 0 or 1; outputs Y and Y_h)"),
     ("GroupNormalization", "num_groups, epsilon (stash_type 1); scale and bias per channel (opset 21) or per group (18-20): the activation viewed as [N, G, rest] (copied into ONNX order), a layer normalization over each group, viewed back, then a per-channel affine"),
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
     ("HardSwish", "an elementwise map"),
@@ -973,8 +974,8 @@ impl Lowering {
         if QOPERATORS.contains(&op) {
             return Ok(vec![self.qoperator(n, label)?]);
         }
-        if op == "LSTM" {
-            return self.lstm(n, &attrs, label);
+        if matches!(op, "LSTM" | "GRU") {
+            return self.rnn(n, &attrs, label);
         }
         if all_const && !n.input.is_empty() {
             if let Some(c) = self.fold(n, &attrs)? {

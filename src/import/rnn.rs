@@ -1,24 +1,61 @@
-//! ONNX `LSTM`, unrolled over the sequence into the operators the importer lowers
-//! already: per direction one matrix product of the whole input by `W^T` (plus both
-//! biases), then per step the product of the previous hidden state by `R^T`, the gate
-//! slices, sigmoids and tanh, and the cell and hidden updates; `Y`, `Y_h` and `Y_c` are
-//! concatenations of the steps. Every step's `R^T` is the same constant, so the model
-//! uploads it once (`Model::new` shares equal linear weights).
+//! ONNX `LSTM` and `GRU`, unrolled over the sequence into the operators the importer
+//! lowers already: per direction one matrix product of the whole input by `W^T` (plus
+//! the biases), then per step the product of the previous hidden state by `R^T`, the
+//! gate slices, sigmoids and tanh, and the state updates; `Y`, `Y_h` (and LSTM's `Y_c`)
+//! are concatenations of the steps. Every step's `R^T` is the same constant, so the
+//! model uploads it once (`Model::new` shares equal linear weights).
 
 use super::{Attrs, Lowering, Val, R};
 use crate::import::proto::{AttributeProto, NodeProto};
 use crate::import::tensor::Const;
 
 /// Unrolled steps are layers: sequences longer than this are refused (each step is
-/// about 14 layers per direction).
+/// about 17 layers per direction).
 const MAX_STEPS: usize = 512;
 
+/// The recurrent cell.
+#[derive(Clone, Copy, PartialEq)]
+enum Cell {
+    /// Gates i, o, f, c; outputs Y, Y_h, Y_c.
+    Lstm,
+    /// Gates z, r, h; `linear_before_reset`; outputs Y, Y_h.
+    Gru { linear_before_reset: bool },
+}
+
+impl Cell {
+    fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+}
+
+/// One direction's constants: `W^T` `[I, G*H]`, `R^T` `[H, G*H]` as values, the two
+/// biases `[2*G*H]` (zeros when the file has none), the initial states `[B, H]`.
+struct Dir {
+    reverse: bool,
+    wt: Vec<f32>,
+    rt: Vec<f32>,
+    bias: Vec<f32>,
+    h0: Option<Const>,
+    c0: Option<Const>,
+}
+
 impl Lowering {
-    /// `LSTM` (opset 7 to 22): forward, reverse or bidirectional, the default
-    /// activations (sigmoid, tanh, tanh), constant weights, optional biases and initial
-    /// states, `layout` 0 or 1. Refused, with the reason: peepholes, `clip`,
-    /// `input_forget`, other activations, and `sequence_lens` shorter than the sequence.
-    pub(super) fn lstm(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+    /// `LSTM` (opset 7 to 22) and `GRU`: forward, reverse or bidirectional, the default
+    /// activations (sigmoid and tanh), constant weights, optional biases and initial
+    /// states, `layout` 0 or 1; GRU with either `linear_before_reset`. Refused, with the
+    /// reason: LSTM peepholes and `input_forget`, `clip`, other activations, and
+    /// `sequence_lens` shorter than the sequence.
+    pub(super) fn rnn(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let cell = match n.op_type() {
+            "LSTM" => Cell::Lstm,
+            _ => Cell::Gru {
+                linear_before_reset: attrs.int("linear_before_reset", 0) != 0,
+            },
+        };
+        let gn = cell.gates();
         let x = self.act(n, 0)?;
         let konst = |s: &Self, i: usize, what: &str| -> R<Option<Const>> {
             Ok(s.konst(n, i, what)?.cloned())
@@ -26,7 +63,7 @@ impl Lowering {
         let w = konst(self, 1, "W")?.ok_or("input 1 (W) is missing")?;
         let r = konst(self, 2, "R")?.ok_or("input 2 (R) is missing")?;
         let b = konst(self, 3, "B")?;
-        if n.input.get(7).is_some_and(|s| !s.is_empty()) {
+        if cell == Cell::Lstm && n.input.get(7).is_some_and(|s| !s.is_empty()) {
             return Err("peephole weights (input P) are not supported".into());
         }
         if attrs.has("clip") {
@@ -52,10 +89,14 @@ impl Lowering {
                 .iter()
                 .map(|s| String::from_utf8_lossy(s).to_lowercase())
                 .collect();
-            let default = ["sigmoid", "tanh", "tanh"];
-            if names.len() != 3 * nd || names.iter().enumerate().any(|(i, a)| a != default[i % 3]) {
+            let default: &[&str] = match cell {
+                Cell::Lstm => &["sigmoid", "tanh", "tanh"],
+                Cell::Gru { .. } => &["sigmoid", "tanh"],
+            };
+            let k = default.len();
+            if names.len() != k * nd || names.iter().enumerate().any(|(i, a)| a != default[i % k]) {
                 return Err(format!(
-                    "activations {names:?}: only the default (Sigmoid, Tanh, Tanh) are supported"
+                    "activations {names:?}: only the default ({default:?}) are supported"
                 ));
             }
         }
@@ -71,13 +112,13 @@ impl Lowering {
         } else {
             (x.shape[1], x.shape[0], x.shape[2])
         };
-        if w.dims.len() != 3 || w.dims[0] != nd || w.dims[1] % 4 != 0 || w.dims[2] != inp {
+        if w.dims.len() != 3 || w.dims[0] != nd || w.dims[1] % gn != 0 || w.dims[2] != inp {
             return Err(format!(
-                "W has shape {:?}; [{nd}, 4 * hidden_size, {inp}] expected",
+                "W has shape {:?}; [{nd}, {gn} * hidden_size, {inp}] expected",
                 w.dims
             ));
         }
-        let h = w.dims[1] / 4;
+        let h = w.dims[1] / gn;
         if let Some(hs) = attrs
             .has("hidden_size")
             .then(|| attrs.int("hidden_size", 0))
@@ -86,19 +127,22 @@ impl Lowering {
                 return Err(format!("hidden_size {hs}, but W holds {h}"));
             }
         }
-        if r.dims != [nd, 4 * h, h] {
+        if h == 0 {
+            return Err("hidden_size 0".into());
+        }
+        if r.dims != [nd, gn * h, h] {
             return Err(format!(
                 "R has shape {:?}; [{nd}, {}, {h}] expected",
                 r.dims,
-                4 * h
+                gn * h
             ));
         }
         if let Some(b) = &b {
-            if b.dims != [nd, 8 * h] {
+            if b.dims != [nd, 2 * gn * h] {
                 return Err(format!(
                     "B has shape {:?}; [{nd}, {}] expected",
                     b.dims,
-                    8 * h
+                    2 * gn * h
                 ));
             }
         }
@@ -132,7 +176,44 @@ impl Lowering {
             // Zeros are the default: no layer for them.
             Ok((!c.to_f32().iter().all(|&v| v == 0.0)).then_some(c))
         };
-        let (h0, c0) = (state(self, 5, "initial_h")?, state(self, 6, "initial_c")?);
+        let h0 = state(self, 5, "initial_h")?;
+        let c0 = match cell {
+            Cell::Lstm => state(self, 6, "initial_c")?,
+            Cell::Gru { .. } => None,
+        };
+        // One direction's states `[B, H]` out of `[dirs, B, H]` (`[B, dirs, H]` in layout 1).
+        let pick = |c: &Option<Const>, d: usize| -> Option<Const> {
+            c.as_ref().map(|c| {
+                let v = c.to_f32();
+                let per = batch * h;
+                let vals: Vec<f32> = if layout == 0 {
+                    v[d * per..(d + 1) * per].to_vec()
+                } else {
+                    (0..batch)
+                        .flat_map(|bi| v[(bi * nd + d) * h..(bi * nd + d + 1) * h].to_vec())
+                        .collect()
+                };
+                Const::f32(vec![batch, h], vals)
+            })
+        };
+        let (wv, rv) = (w.to_f32(), r.to_f32());
+        let bv = b.as_ref().map(Const::to_f32);
+        let gh = gn * h;
+        let dir_consts: Vec<Dir> = dirs
+            .iter()
+            .enumerate()
+            .map(|(d, &reverse)| Dir {
+                reverse,
+                wt: transposed(&wv[d * gh * inp..(d + 1) * gh * inp], gh, inp),
+                rt: transposed(&rv[d * gh * h..(d + 1) * gh * h], gh, h),
+                bias: bv.as_ref().map_or_else(
+                    || vec![0.0; 2 * gh],
+                    |b| b[d * 2 * gh..(d + 1) * 2 * gh].to_vec(),
+                ),
+                h0: pick(&h0, d),
+                c0: pick(&c0, d),
+            })
+            .collect();
 
         let mut g = Gen::new(label);
         let xin = n.input[0].clone();
@@ -141,75 +222,23 @@ impl Lowering {
         } else {
             g.node("Transpose", &[&xin], vec![ints("perm", &[1, 0, 2])])
         };
-        let (wv, rv) = (w.to_f32(), r.to_f32());
-        let bv = b.as_ref().map(Const::to_f32);
         let mut ys = Vec::new();
         let (mut hs_last, mut cs_last) = (Vec::new(), Vec::new());
-        for (d, &reverse) in dirs.iter().enumerate() {
-            // W[d]^T [I, 4H] and R[d]^T [H, 4H]; the two biases summed.
-            let wt = transposed(&wv[d * 4 * h * inp..(d + 1) * 4 * h * inp], 4 * h, inp);
-            let rt = transposed(&rv[d * 4 * h * h..(d + 1) * 4 * h * h], 4 * h, h);
-            let wt = g.konst(self, Const::f32(vec![inp, 4 * h], wt));
-            let rt = g.konst(self, Const::f32(vec![h, 4 * h], rt));
-            let mut xw = g.node("MatMul", &[&x_sbi, &wt], vec![]);
-            if let Some(bv) = &bv {
-                let bb = &bv[d * 8 * h..(d + 1) * 8 * h];
-                let sum: Vec<f32> = (0..4 * h).map(|j| bb[j] + bb[4 * h + j]).collect();
-                let bias = g.konst(self, Const::f32(vec![4 * h], sum));
-                xw = g.node("Add", &[&xw, &bias], vec![]);
-            }
-            let pick = |c: &Option<Const>| -> Option<Const> {
-                c.as_ref().map(|c| {
-                    let v = c.to_f32();
-                    let per = batch * h;
-                    let vals: Vec<f32> = if layout == 0 {
-                        v[d * per..(d + 1) * per].to_vec()
-                    } else {
-                        (0..batch)
-                            .flat_map(|bi| v[(bi * nd + d) * h..(bi * nd + d + 1) * h].to_vec())
-                            .collect()
-                    };
-                    Const::f32(vec![batch, h], vals)
-                })
-            };
-            let mut hp = pick(&h0).map(|c| g.konst(self, c));
-            let mut cp = pick(&c0).map(|c| g.konst(self, c));
+        for dc in &dir_consts {
             let mut steps = vec![String::new(); seq];
-            for s in 0..seq {
-                let t = if reverse { seq - 1 - s } else { s };
-                let xt = g.slice(self, &xw, t, t + 1, 0);
-                let xt = g.squeeze0(self, &xt);
-                let gates = match &hp {
-                    Some(hprev) => {
-                        let hr = g.node("MatMul", &[hprev, &rt], vec![]);
-                        g.node("Add", &[&xt, &hr], vec![])
-                    }
-                    None => xt,
-                };
-                let part =
-                    |g: &mut Gen, s: &mut Self, k: usize| g.slice(s, &gates, k * h, (k + 1) * h, 1);
-                let i_ = part(&mut g, self, 0);
-                let o_ = part(&mut g, self, 1);
-                let f_ = part(&mut g, self, 2);
-                let c_ = part(&mut g, self, 3);
-                let i_ = g.node("Sigmoid", &[&i_], vec![]);
-                let o_ = g.node("Sigmoid", &[&o_], vec![]);
-                let f_ = g.node("Sigmoid", &[&f_], vec![]);
-                let c_ = g.node("Tanh", &[&c_], vec![]);
-                let ic = g.node("Mul", &[&i_, &c_], vec![]);
-                let c = match &cp {
-                    Some(cprev) => {
-                        let fc = g.node("Mul", &[&f_, cprev], vec![]);
-                        g.node("Add", &[&fc, &ic], vec![])
-                    }
-                    None => ic,
-                };
-                let tc = g.node("Tanh", &[&c], vec![]);
-                let ht = g.node("Mul", &[&o_, &tc], vec![]);
-                steps[t] = ht.clone();
-                hp = Some(ht);
-                cp = Some(c);
-            }
+            let (hl, cl) = match cell {
+                Cell::Lstm => self.lstm_dir(&mut g, dc, &x_sbi, (seq, inp, h), &mut steps),
+                Cell::Gru {
+                    linear_before_reset,
+                } => self.gru_dir(
+                    &mut g,
+                    dc,
+                    &x_sbi,
+                    (seq, inp, h),
+                    linear_before_reset,
+                    &mut steps,
+                ),
+            };
             // Y for this direction: [S, 1, B, H].
             let pieces: Vec<String> = steps
                 .iter()
@@ -217,8 +246,10 @@ impl Lowering {
                 .collect();
             let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
             ys.push(g.node("Concat", &refs, vec![int("axis", 0)]));
-            hs_last.push(g.unsqueeze(self, hp.as_ref().expect("one step at least"), &[0]));
-            cs_last.push(g.unsqueeze(self, cp.as_ref().expect("one step at least"), &[0]));
+            hs_last.push(g.unsqueeze(self, &hl, &[0]));
+            if let Some(cl) = cl {
+                cs_last.push(g.unsqueeze(self, &cl, &[0]));
+            }
         }
         let join = |g: &mut Gen, v: &[String], axis: i64| -> String {
             if v.len() == 1 {
@@ -228,28 +259,179 @@ impl Lowering {
                 g.node("Concat", &refs, vec![int("axis", axis)])
             }
         };
-        let mut y = join(&mut g, &ys, 1);
-        let mut yh = join(&mut g, &hs_last, 0);
-        let mut yc = join(&mut g, &cs_last, 0);
+        let mut outs = vec![join(&mut g, &ys, 1), join(&mut g, &hs_last, 0)];
+        if !cs_last.is_empty() {
+            outs.push(join(&mut g, &cs_last, 0));
+        }
         if layout == 1 {
-            y = g.node("Transpose", &[&y], vec![ints("perm", &[2, 0, 1, 3])]);
-            yh = g.node("Transpose", &[&yh], vec![ints("perm", &[1, 0, 2])]);
-            yc = g.node("Transpose", &[&yc], vec![ints("perm", &[1, 0, 2])]);
+            outs[0] = g.node("Transpose", &[&outs[0]], vec![ints("perm", &[2, 0, 1, 3])]);
+            for o in outs.iter_mut().skip(1) {
+                *o = g.node("Transpose", &[o.as_str()], vec![ints("perm", &[1, 0, 2])]);
+            }
         }
         // Only what the graph reads is lowered.
         let read = |o: &String| !o.is_empty() && self.uses.get(o).is_some_and(|&u| u > 0);
-        let wanted: Vec<String> = (0..3)
+        let wanted: Vec<String> = (0..outs.len())
             .filter(|&k| n.output.get(k).is_some_and(read))
-            .map(|k| [&y, &yh, &yc][k].clone())
+            .map(|k| outs[k].clone())
             .collect();
         let vals = g.lower(self, &wanted)?;
         Ok((0..n.output.len())
             .map(|k| {
-                let name = [&y, &yh, &yc].get(k).map(|s| s.as_str());
-                name.and_then(|s| vals.iter().find(|(v, _)| v == s))
+                outs.get(k)
+                    .and_then(|s| vals.iter().find(|(v, _)| v == s))
                     .map_or(Val::Unknown, |(_, v)| v.clone())
             })
             .collect())
+    }
+
+    /// One LSTM direction: the hidden state of each step into `steps` (time order); the
+    /// last hidden and cell states.
+    fn lstm_dir(
+        &mut self,
+        g: &mut Gen,
+        dc: &Dir,
+        x: &str,
+        (seq, inp, h): (usize, usize, usize),
+        steps: &mut [String],
+    ) -> (String, Option<String>) {
+        let wt = g.konst(self, Const::f32(vec![inp, 4 * h], dc.wt.clone()));
+        let rt = g.konst(self, Const::f32(vec![h, 4 * h], dc.rt.clone()));
+        let sum: Vec<f32> = (0..4 * h)
+            .map(|j| dc.bias[j] + dc.bias[4 * h + j])
+            .collect();
+        let xw = g.product_plus(self, x, &wt, sum);
+        let mut hp = dc.h0.clone().map(|c| g.konst(self, c));
+        let mut cp = dc.c0.clone().map(|c| g.konst(self, c));
+        for s in 0..seq {
+            let t = if dc.reverse { seq - 1 - s } else { s };
+            let xt = g.step(self, &xw, t);
+            let gates = match &hp {
+                Some(hprev) => {
+                    let hr = g.node("MatMul", &[hprev, &rt], vec![]);
+                    g.node("Add", &[&xt, &hr], vec![])
+                }
+                None => xt,
+            };
+            let i_ = g.slice(self, &gates, 0, h, 1);
+            let o_ = g.slice(self, &gates, h, 2 * h, 1);
+            let f_ = g.slice(self, &gates, 2 * h, 3 * h, 1);
+            let c_ = g.slice(self, &gates, 3 * h, 4 * h, 1);
+            let i_ = g.node("Sigmoid", &[&i_], vec![]);
+            let o_ = g.node("Sigmoid", &[&o_], vec![]);
+            let f_ = g.node("Sigmoid", &[&f_], vec![]);
+            let c_ = g.node("Tanh", &[&c_], vec![]);
+            let ic = g.node("Mul", &[&i_, &c_], vec![]);
+            let c = match &cp {
+                Some(cprev) => {
+                    let fc = g.node("Mul", &[&f_, cprev], vec![]);
+                    g.node("Add", &[&fc, &ic], vec![])
+                }
+                None => ic,
+            };
+            let tc = g.node("Tanh", &[&c], vec![]);
+            let ht = g.node("Mul", &[&o_, &tc], vec![]);
+            steps[t] = ht.clone();
+            hp = Some(ht);
+            cp = Some(c);
+        }
+        (
+            hp.expect("one step at least"),
+            Some(cp.expect("one step at least")),
+        )
+    }
+
+    /// One GRU direction (gates z, r, h): as [`Self::lstm_dir`]; no cell state.
+    fn gru_dir(
+        &mut self,
+        g: &mut Gen,
+        dc: &Dir,
+        x: &str,
+        (seq, inp, h): (usize, usize, usize),
+        linear_before_reset: bool,
+        steps: &mut [String],
+    ) -> (String, Option<String>) {
+        let wt = g.konst(self, Const::f32(vec![inp, 3 * h], dc.wt.clone()));
+        // R^T's z and r columns, and its h columns.
+        let rt_zr: Vec<f32> = (0..h)
+            .flat_map(|k| dc.rt[k * 3 * h..k * 3 * h + 2 * h].to_vec())
+            .collect();
+        let rt_h: Vec<f32> = (0..h)
+            .flat_map(|k| dc.rt[k * 3 * h + 2 * h..(k + 1) * 3 * h].to_vec())
+            .collect();
+        let rt_zr = g.konst(self, Const::f32(vec![h, 2 * h], rt_zr));
+        let rt_h = g.konst(self, Const::f32(vec![h, h], rt_h));
+        let (wb, rb) = (&dc.bias[..3 * h], &dc.bias[3 * h..]);
+        // Both biases of z and r, W's of h, and R's of h too unless it goes inside the
+        // reset product.
+        let sum: Vec<f32> = (0..3 * h)
+            .map(|j| {
+                if j < 2 * h || !linear_before_reset {
+                    wb[j] + rb[j]
+                } else {
+                    wb[j]
+                }
+            })
+            .collect();
+        let rbh: Vec<f32> = rb[2 * h..].to_vec();
+        let rbh_zero = rbh.iter().all(|&v| v == 0.0);
+        let rbh = g.konst(self, Const::f32(vec![h], rbh));
+        let xw = g.product_plus(self, x, &wt, sum);
+        let mut hp = dc.h0.clone().map(|c| g.konst(self, c));
+        for s in 0..seq {
+            let t = if dc.reverse { seq - 1 - s } else { s };
+            let xt = g.step(self, &xw, t);
+            let xzr = g.slice(self, &xt, 0, 2 * h, 1);
+            let xh = g.slice(self, &xt, 2 * h, 3 * h, 1);
+            let zr = match &hp {
+                Some(hprev) => {
+                    let hr = g.node("MatMul", &[hprev, &rt_zr], vec![]);
+                    g.node("Add", &[&xzr, &hr], vec![])
+                }
+                None => xzr,
+            };
+            let zr = g.node("Sigmoid", &[&zr], vec![]);
+            let z = g.slice(self, &zr, 0, h, 1);
+            let r = g.slice(self, &zr, h, 2 * h, 1);
+            // The candidate's recurrent term.
+            let rec = match (&hp, linear_before_reset) {
+                (Some(hprev), true) => {
+                    let hr = g.node("MatMul", &[hprev, &rt_h], vec![]);
+                    let hr = if rbh_zero {
+                        hr
+                    } else {
+                        g.node("Add", &[&hr, &rbh], vec![])
+                    };
+                    Some(g.node("Mul", &[&r, &hr], vec![]))
+                }
+                (Some(hprev), false) => {
+                    let rh = g.node("Mul", &[&r, hprev], vec![]);
+                    Some(g.node("MatMul", &[&rh, &rt_h], vec![]))
+                }
+                (None, true) if !rbh_zero => Some(g.node("Mul", &[&r, &rbh], vec![])),
+                (None, _) => None,
+            };
+            let pre = match rec {
+                Some(rec) => g.node("Add", &[&xh, &rec], vec![]),
+                None => xh,
+            };
+            let cand = g.node("Tanh", &[&pre], vec![]);
+            // h = (1 - z) * cand + z * h_prev = cand + z * (h_prev - cand).
+            let ht = match &hp {
+                Some(hprev) => {
+                    let d = g.node("Sub", &[hprev, &cand], vec![]);
+                    let zd = g.node("Mul", &[&z, &d], vec![]);
+                    g.node("Add", &[&cand, &zd], vec![])
+                }
+                None => {
+                    let zc = g.node("Mul", &[&z, &cand], vec![]);
+                    g.node("Sub", &[&cand, &zc], vec![])
+                }
+            };
+            steps[t] = ht.clone();
+            hp = Some(ht);
+        }
+        (hp.expect("one step at least"), None)
     }
 }
 
@@ -312,6 +494,23 @@ impl Gen {
         let e = self.ints1(low, &[end as i64]);
         let a = self.ints1(low, &[axis]);
         self.node("Slice", &[x, &s, &e, &a], vec![])
+    }
+
+    /// `x` `[S, B, I]` times `wt` `[I, N]`, plus `bias` `[N]` unless it is all zeros.
+    fn product_plus(&mut self, low: &mut Lowering, x: &str, wt: &str, bias: Vec<f32>) -> String {
+        let xw = self.node("MatMul", &[x, wt], vec![]);
+        if bias.iter().all(|&v| v == 0.0) {
+            return xw;
+        }
+        let n = bias.len();
+        let b = self.konst(low, Const::f32(vec![n], bias));
+        self.node("Add", &[&xw, &b], vec![])
+    }
+
+    /// Step `t` of `x` `[S, B, N]`: `[B, N]`.
+    fn step(&mut self, low: &mut Lowering, x: &str, t: usize) -> String {
+        let xt = self.slice(low, x, t, t + 1, 0);
+        self.squeeze0(low, &xt)
     }
 
     fn squeeze0(&mut self, low: &mut Lowering, x: &str) -> String {
