@@ -4229,3 +4229,73 @@ fn gru_unrolls_into_layers() {
         check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
     }
 }
+
+/// 1-D convolutions and pools run lifted to 2-D (ONNX's and PyTorch's 1-D cases pass in
+/// tests/onnx.rs): FP16 and static INT8 stay close to FP32; a 1-D attribute with the
+/// wrong number of values is an error naming the node.
+#[test]
+fn one_d_convolutions_run_in_every_precision() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(53);
+    let (c, o, l) = (3usize, 6usize, 33usize);
+    let w = rand_vec(o * c * 5, &mut rng);
+    let x = rand_vec(2 * c * l, &mut rng);
+    let build = |pads: &[i64]| {
+        model(
+            vec![
+                node(
+                    "Conv",
+                    "conv",
+                    &["x", "w"],
+                    &["c"],
+                    vec![attr_ints("pads", pads), attr_ints("strides", &[2])],
+                ),
+                node("Relu", "relu", &["c"], &["r"], vec![]),
+                node(
+                    "MaxPool",
+                    "pool",
+                    &["r"],
+                    &["y"],
+                    vec![attr_ints("kernel_shape", &[3]), attr_ints("strides", &[2])],
+                ),
+            ],
+            vec![tensor_f32("w", &[o, c, 5], &w)],
+            &[2, c, l],
+            13,
+        )
+    };
+    let onnx = import(&build(&[2, 2]), None).unwrap();
+    assert_eq!(onnx.output().shape, vec![2, o, 8]);
+    let fp32: Vec<f64> = run(ctx, &onnx, &x).iter().map(|&v| f64::from(v)).collect();
+    // FP32 against f64: conv (stride 2, pads 2), ReLU, max pool 3 stride 2.
+    let conv = |b: usize, oc: usize, p: usize| -> f64 {
+        let mut s = 0.0;
+        for ic in 0..c {
+            for k in 0..5 {
+                let pos = (2 * p + k) as i64 - 2;
+                if (0..l as i64).contains(&pos) {
+                    s += f64::from(w[(oc * c + ic) * 5 + k])
+                        * f64::from(x[(b * c + ic) * l + pos as usize]);
+                }
+            }
+        }
+        s.max(0.0)
+    };
+    let want: Vec<f64> = (0..2 * o * 8)
+        .map(|e| {
+            let (b, oc, p) = (e / (o * 8), e / 8 % o, e % 8);
+            (0..3)
+                .map(|k| conv(b, oc, 2 * p + k))
+                .fold(f64::MIN, f64::max)
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-5);
+    check(&fp16_output(ctx, &onnx, &x), &fp32, 3e-3);
+    let xt = input_tensor(ctx, &onnx, &x);
+    check(&int8_output(ctx, &onnx, &xt, QMode::Static), &fp32, 0.03);
+    let e = import_err(&build(&[1, 1, 1, 1]));
+    assert!(
+        e.contains("'conv'") && e.contains("pads has 4 values"),
+        "{e}"
+    );
+}

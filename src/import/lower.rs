@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::fold;
 use super::proto::attribute_proto::AttributeType;
 
+#[path = "lift.rs"]
+mod lift;
 #[path = "rnn.rs"]
 mod rnn;
 use super::proto::{AttributeProto, NodeProto};
@@ -133,7 +135,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
     ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("And", "booleans (activations of 0 and 1): a product, as Mul; constants: folded"),
-    ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad)"),
+    ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad); 1-D: lifted to 2-D as Conv"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity (a boolean activation is 0 and 1); constants: folded"),
     ("CastLike", "an activation to the type of a float: an identity; constants: folded"),
@@ -141,10 +143,10 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Clip", "[0, 6] and [0, inf) fused into the convolution or linear before it; any bounds fused into an elementwise layer before it; else an elementwise clip"),
     ("Concat", "NCHW activations along any axis (stored NHWC, the axis mapped); other activations, mixed layouts and constant pieces (a class token) along any axis in ONNX order; constants: folded"),
     ("Constant", "value, value_float(s), value_int(s)"),
-    ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel (pads beyond the kernel's reach: the excess cropped after)"),
+    ("ConvTranspose", "2-D: strides equal to the kernel, no padding, one group (a feature-pyramid upsampler): a 1x1 convolution, then depth to space; any other (strides, pads, output_padding, output_shape, auto_pad, dilations, groups): zero insertion between the pixels, then a stride-1 convolution by the flipped kernel (pads beyond the kernel's reach: the excess cropped after); 1-D: lifted to 2-D as Conv"),
     ("ConstantOfShape", "folded"),
     ("ConvInteger", "in ONNX Runtime's dynamic format (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by the scales): a Conv of the dequantized constant weights, the codes kept; int8-file runs it as dynamic INT8, bit for bit with ONNX Runtime's integer arithmetic"),
-    ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant"),
+    ("Conv", "2-D, groups, depthwise, strides, pads, dilations, auto_pad; the weight constant; 1-D (a [N, C, L] activation): lifted to 2-D with a kernel of height 1"),
     ("Div", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; by a per-channel constant: as Mul; one constant divided by an activation: an elementwise map; a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("DynamicQuantizeLinear", "in ONNX Runtime's dynamic format only (with ConvInteger/MatMulInteger): the input quantized on the fly, u8 per tensor, by the dynamic INT8 model"),
     ("Equal", "an activation and a constant or another activation (broadcast as for Max): an elementwise layer giving 1 or 0 (a boolean activation, read as 0/1 by Cast and Where); constants: folded (integers compared as integers)"),
@@ -161,8 +163,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Gemm", "transA 0/1 (A moved first), transB 0/1, alpha, beta, constant B: a linear layer; C a bias row or scalar folded in, any other C that broadcasts added after it; constants: folded"),
     ("Greater", "as Equal"),
     ("GreaterOrEqual", "as Equal"),
-    ("GlobalAveragePool", "2-D"),
-    ("GlobalMaxPool", "2-D"),
+    ("GlobalAveragePool", "2-D; 1-D: lifted to 2-D"),
+    ("GlobalMaxPool", "2-D; 1-D: lifted to 2-D"),
     ("GRU", "as LSTM (gates z, r, h; linear_before_reset 0 or 1; outputs Y and Y_h)"),
     ("GroupNormalization", "num_groups, epsilon (stash_type 1); scale and bias per channel (opset 21) or per group (18-20): the activation viewed as [N, G, rest] (copied into ONNX order), a layer normalization over each group, viewed back, then a per-channel affine"),
     ("HardSigmoid", "alpha, beta: an elementwise map (fuses a following Clip)"),
@@ -179,7 +181,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("MatMul", "2-D activation times a constant 2-D matrix: a linear layer (a following Add of a constant row is its bias); a row-major activation [.., M, K] times a constant: a linear layer over its rows (a sequence's tokens); two activations, or an activation and a batched or 1-D constant, by numpy's matmul rules (1-D operands, leading dimensions broadcast by expanding the operands): batched matrix products in f32 (attention's Q K^T and P V); two constant matrices: folded"),
     ("MatMulInteger", "in ONNX Runtime's dynamic format, as ConvInteger: a MatMul of the dequantized constant weights (per tensor or per column)"),
     ("Max", "one activation and scalar constants: a clip, fused as Clip is; anything else (activations, constant tensors) taken pairwise in order, broadcast as for Add: an elementwise max layer (NaN where either operand is NaN); constants: folded"),
-    ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output"),
+    ("MaxPool", "2-D, strides, pads, dilations, auto_pad; ceil_mode (not with auto_pad where it changes the output size); no Indices output; 1-D: lifted to 2-D as Conv"),
     ("Mean", "as Sum, then a map by 1/n; constants: folded"),
     ("Min", "as Max"),
     ("Mish", "an elementwise map"),
@@ -976,6 +978,9 @@ impl Lowering {
         }
         if matches!(op, "LSTM" | "GRU") {
             return self.rnn(n, &attrs, label);
+        }
+        if let Some(v) = self.lift_1d(n, label)? {
+            return Ok(v);
         }
         if all_const && !n.input.is_empty() {
             if let Some(c) = self.fold(n, &attrs)? {
@@ -2867,15 +2872,27 @@ impl Lowering {
     }
 
     /// An activation in NHWC layout (4-D), or an error.
-    fn nhwc(&self, x: Act) -> R<Act> {
+    /// `x` as an image stored NHWC: itself, or for a 4-D activation stored in ONNX order
+    /// (after a reshape or an unsqueeze, a lifted 1-D operator) an NHWC copy.
+    fn nhwc(&mut self, x: Act) -> R<Act> {
         if x.layout == Layout::Nhwc && x.phys.len() == 4 {
-            Ok(x)
-        } else {
-            Err(format!(
-                "the input has shape {:?} (not a 4-D NCHW activation)",
-                x.shape
-            ))
+            return Ok(x);
         }
+        if x.shape.len() == 4 && x.layout.is_ordered(&x.shape) {
+            let s = x.shape.clone();
+            let x = self.row_major(x, &s, "nhwc")?;
+            let layer = Layer::Permute {
+                view: s.clone(),
+                perm: vec![0, 2, 3, 1],
+            };
+            let i = self.push("nhwc", layer, x.src);
+            self.same_codes(x.src, i);
+            return Ok(nhwc_act(vec![s[0], s[2], s[3], s[1]], Src::Node(i)));
+        }
+        Err(format!(
+            "the input has shape {:?} (not a 4-D NCHW activation)",
+            x.shape
+        ))
     }
 
     /// `y = x * scale[c] + shift[c]` per channel (axis 1 of NCHW, or the last axis of a

@@ -435,15 +435,15 @@ impl Lowering {
     }
 }
 
-/// Synthesized nodes of one unrolled operator, lowered in order.
-struct Gen {
+/// Synthesized nodes of one operator lowered through others, lowered in order.
+pub(super) struct Gen {
     base: String,
     nodes: Vec<NodeProto>,
     count: usize,
 }
 
 impl Gen {
-    fn new(label: &str) -> Gen {
+    pub(super) fn new(label: &str) -> Gen {
         Gen {
             base: label.to_string(),
             nodes: Vec::new(),
@@ -457,7 +457,12 @@ impl Gen {
     }
 
     /// A node of `op` on `inputs`; its output's name.
-    fn node(&mut self, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+    pub(super) fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attribute: Vec<AttributeProto>,
+    ) -> String {
         let out = self.fresh();
         self.nodes.push(NodeProto {
             op_type: Some(op.into()),
@@ -471,7 +476,7 @@ impl Gen {
     }
 
     /// A constant value, stored now under a fresh name.
-    fn konst(&mut self, low: &mut Lowering, c: Const) -> String {
+    pub(super) fn konst(&mut self, low: &mut Lowering, c: Const) -> String {
         let name = self.fresh();
         low.vals.insert(name.clone(), Val::Const(c));
         name
@@ -513,19 +518,24 @@ impl Gen {
         self.squeeze0(low, &xt)
     }
 
+    pub(super) fn squeeze(&mut self, low: &mut Lowering, x: &str, axes: &[i64]) -> String {
+        let a = self.ints1(low, axes);
+        self.node("Squeeze", &[x, &a], vec![])
+    }
+
     fn squeeze0(&mut self, low: &mut Lowering, x: &str) -> String {
         let a = self.ints1(low, &[0]);
         self.node("Squeeze", &[x, &a], vec![])
     }
 
-    fn unsqueeze(&mut self, low: &mut Lowering, x: &str, axes: &[i64]) -> String {
+    pub(super) fn unsqueeze(&mut self, low: &mut Lowering, x: &str, axes: &[i64]) -> String {
         let a = self.ints1(low, axes);
         self.node("Unsqueeze", &[x, &a], vec![])
     }
 
     /// Lowers the nodes that `wanted` depends on, in order (the uses counted among
     /// them, so fusions see who reads what); the wanted values.
-    fn lower(self, low: &mut Lowering, wanted: &[String]) -> R<Vec<(String, Val)>> {
+    pub(super) fn lower(self, low: &mut Lowering, wanted: &[String]) -> R<Vec<(String, Val)>> {
         // Live nodes: those the wanted values depend on.
         let mut live = vec![false; self.nodes.len()];
         let mut need: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
