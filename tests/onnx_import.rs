@@ -4299,3 +4299,114 @@ fn one_d_convolutions_run_in_every_precision() {
         "{e}"
     );
 }
+
+/// LogSoftmax (over an NCHW image's channels, and before opset 13 over the axes from
+/// `axis`), Tile and SpaceToDepth as their function bodies, against f64 in FP32 and
+/// FP16; SpaceToDepth then DepthToSpace (DCR) is the input.
+#[test]
+fn logsoftmax_tile_and_space_to_depth() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(59);
+    let (c, hh, ww) = (3usize, 4usize, 6usize);
+    let x: Vec<f32> = rand_vec(c * hh * ww, &mut rng)
+        .iter()
+        .map(|v| v * 4.0)
+        .collect();
+    let at = |ci: usize, y: usize, z: usize| f64::from(x[(ci * hh + y) * ww + z]);
+    // Over the channels (opset 13) and over C, H, W (opset 11, axis 1).
+    for (opset, whole) in [(13i64, false), (11, true)] {
+        let m = model(
+            vec![node(
+                "LogSoftmax",
+                "ls",
+                &["x"],
+                &["y"],
+                vec![attr_i("axis", 1)],
+            )],
+            vec![],
+            &[1, c, hh, ww],
+            opset,
+        );
+        let onnx = import(&m, None).unwrap();
+        let mut want = vec![0.0; c * hh * ww];
+        for y in 0..hh {
+            for z in 0..ww {
+                let cells: Vec<(usize, usize, usize)> = if whole {
+                    (0..c * hh * ww)
+                        .map(|e| (e / (hh * ww), e / ww % hh, e % ww))
+                        .collect()
+                } else {
+                    (0..c).map(|ci| (ci, y, z)).collect()
+                };
+                let m = cells
+                    .iter()
+                    .map(|&(a, b, d)| at(a, b, d))
+                    .fold(f64::MIN, f64::max);
+                let s: f64 = cells.iter().map(|&(a, b, d)| (at(a, b, d) - m).exp()).sum();
+                for ci in 0..c {
+                    want[(ci * hh + y) * ww + z] = at(ci, y, z) - m - s.ln();
+                }
+            }
+        }
+        check(&run(ctx, &onnx, &x), &want, 1e-6);
+        check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
+    }
+    // Tile by [1, 2, 1, 3] (a 4-D tile: axis by axis).
+    let m = model(
+        vec![node("Tile", "tile", &["x", "reps"], &["y"], vec![])],
+        vec![tensor_i64("reps", &[4], &[1, 2, 1, 3])],
+        &[1, c, hh, ww],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, 2 * c, hh, 3 * ww]);
+    let want: Vec<f64> = (0..2 * c * hh * 3 * ww)
+        .map(|e| {
+            let (ci, y, z) = (e / (hh * 3 * ww), e / (3 * ww) % hh, e % (3 * ww));
+            at(ci % c, y, z % ww)
+        })
+        .collect();
+    check(&run(ctx, &onnx, &x), &want, 1e-7);
+    check(&fp16_output(ctx, &onnx, &x), &want, 3e-3);
+    // SpaceToDepth 2, then DepthToSpace 2 (DCR, the default: the block index leads the
+    // channels, as SpaceToDepth writes them): the input again.
+    let d2s = node(
+        "DepthToSpace",
+        "d2s",
+        &["s"],
+        &["y"],
+        vec![attr_i("blocksize", 2)],
+    );
+    let m = model(
+        vec![
+            node(
+                "SpaceToDepth",
+                "s2d",
+                &["x"],
+                &["s"],
+                vec![attr_i("blocksize", 2)],
+            ),
+            d2s,
+        ],
+        vec![],
+        &[1, c, hh, ww],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(run(ctx, &onnx, &x), x);
+    // A block size that does not divide the image.
+    let m = model(
+        vec![node(
+            "SpaceToDepth",
+            "s2d",
+            &["x"],
+            &["y"],
+            vec![attr_i("blocksize", 4)],
+        )],
+        vec![],
+        &[1, c, hh, ww],
+        13,
+    );
+    let e = import_err(&m);
+    assert!(e.contains("'s2d'") && e.contains("blocksize 4"), "{e}");
+}

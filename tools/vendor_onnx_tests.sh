@@ -31,10 +31,11 @@ PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_lrn test_instancenorm test_reduce_l1 test_reduce_l2 test_reduce_min
           test_group_normalization test_less test_greater test_equal test_where test_not
           test_and test_or test_xor test_lstm test_gru test_averagepool_1d
-          test_maxpool_1d)
+          test_maxpool_1d test_tile test_spacetodepth)
 # Left out of those prefixes: other operators that share them (SplitToSequence too),
 # training-mode and random cases.
-EXCLUDE='logsoftmax|test_log_softmax|training|_random|split_to_sequence'
+# (test_log also brings test_logsoftmax; test_log_softmax are training cases.)
+EXCLUDE='test_log_softmax|training|_random|split_to_sequence'
 # Float layers exported from PyTorch. test_MaxPool2d_stride_padding_dilation is left out:
 # its input alone is 4 MB.
 TORCH=(test_Conv2d test_AvgPool2d test_MaxPool2d/ test_Softmax/ test_softmax_lastdim/

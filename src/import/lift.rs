@@ -2,7 +2,7 @@
 //! `[N, C, 1, L]`, the 2-D operator with a kernel of height 1 (its attributes given a
 //! leading 1 or 0, the weight a unit axis), then the unit axis squeezed out.
 
-use super::rnn::Gen;
+use super::synth::Gen;
 use super::{Lowering, Val, R};
 use crate::import::proto::{AttributeProto, NodeProto};
 use crate::import::tensor::Const;

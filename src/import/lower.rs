@@ -15,10 +15,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::fold;
 use super::proto::attribute_proto::AttributeType;
 
+#[path = "compose.rs"]
+mod compose;
 #[path = "lift.rs"]
 mod lift;
 #[path = "rnn.rs"]
 mod rnn;
+#[path = "synth.rs"]
+mod synth;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Const, Data};
 use crate::desc::conv::{ConvDesc, ConvDims, Padding};
@@ -172,6 +176,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("InstanceNormalization", "epsilon; scale and B per channel: a layer normalization over the spatial axes (the activation copied into ONNX order), then a per-channel affine"),
     ("Identity", "a view"),
     ("LSTM", "unrolled over the sequence (at most 512 steps): per direction one linear layer of the input by W (both biases added), then per step the previous state by R (one weight on the GPU for every step), the gate slices, sigmoids, tanh and the cell and hidden updates as elementwise layers; Y, Y_h and Y_c (only those read) as concatenations; forward, reverse and bidirectional, constant initial states, layout 0 and 1; not peepholes, clip, input_forget, other activations or sequence_lens shorter than the sequence"),
+    ("LogSoftmax", "as its function body: ReduceMax, Sub, Exp, ReduceSum, Log, Sub over the axis (before opset 13 the axes from it), so large inputs stay finite where a softmax underflows"),
     ("LRN", "a 4-D NCHW activation of at most 8192 channels (size, alpha, beta, bias > 0): the square, a 1x1 convolution by a banded 0/1 weight (the sum over the channel window), then maps and a product with the input"),
     ("LayerNormalization", "over the axes from `axis` on (opset 17; epsilon, Scale and B constants broadcast to those axes): one layer-norm layer over rows of their size, carrying Scale and B (f32 arithmetic; an NCHW activation is copied into ONNX order first); the Mean and InvStdDev outputs are not supported"),
     ("LeakyRelu", "alpha: an elementwise map"),
@@ -222,12 +227,14 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Softmax", "over the channel axis of NCHW or the last axis in place; over any other axis (or, before opset 13, the axes from it) the activation is copied into rows first and moved back after"),
     ("Softplus", "an elementwise map"),
     ("Softsign", "an elementwise map"),
+    ("SpaceToDepth", "a 4-D NCHW activation, blocksize dividing H and W: a view [N, C, H/b, b, W/b, b], a transpose, a view [N, C b b, H/b, W/b]"),
     ("Split", "an activation along any axis (sizes from the split input or attribute, num_outputs, or equal parts): one slice layer per output"),
     ("Sqrt", "an elementwise map; the step of a spelled-out layer normalization (see ReduceMean); constants: folded"),
     ("Squeeze", "a view (as Reshape); constants: folded"),
     ("Sub", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first; a per-channel constant: as Add; the centring step of a spelled-out layer normalization (see ReduceMean); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("Sum", "the inputs pairwise in order, as Add; constants: folded"),
     ("Tanh", "an elementwise map"),
+    ("Tile", "constant repeats: per repeated axis the activation viewed as [before, 1, rest], broadcast to [before, k, rest], viewed back; constants: folded"),
     ("Transpose", "an activation: NCHW to NHWC ([0, 2, 3, 1]; no data moves, the graph stores NHWC) and back ([0, 3, 1, 2], also of an NHWC graph input, which is then read as NHWC), and moves of axes of length 1, without moving data; any other perm of rank 6 or less moves the data (a permute layer; an image stays stored NHWC, other activations in ONNX order); constants: folded"),
     ("Upsample", "as Resize (opset 7-9)"),
     ("Where", "any of the three an activation (broadcast as for Max): two selecting layers, x where the condition is nonzero and y where it is zero (an infinite or NaN value of the unpicked branch never leaks), added (one is 0); a branch that is a constant 0 adds nothing; constants: folded (integers stay integers)"),
@@ -980,6 +987,9 @@ impl Lowering {
             return self.rnn(n, &attrs, label);
         }
         if let Some(v) = self.lift_1d(n, label)? {
+            return Ok(v);
+        }
+        if let Some(v) = self.compose(n, &attrs, label)? {
             return Ok(v);
         }
         if all_const && !n.input.is_empty() {
