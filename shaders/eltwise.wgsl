@@ -21,7 +21,9 @@
 //         out[e] = a[e] * scale[c] + shift[c], c = (base + e) % cols, scale read from b
 //         and shift from qp (f32 each).
 //   OP 9, reduction p.func along the last axis (one invocation per row of `cols`, in
-//         f32): 0 mean (sum, then divided by cols), 1 sum, 2 max (NaN if any is).
+//         f32): 0 mean (sum, then divided by cols), 1 sum, 2 max (NaN if any is),
+//         3/4 index of the first/last max, 5/6 of the first/last min (NaN counts as
+//         the max and the min), as an f32.
 //   OP 6, binary operation FUNC (0 add, 1 sub, 2 mul, 3 div, 4 b - a, 5 b / a, 6 max,
 //         7 min, 8 PRelu a by b, 9 PRelu b by a, 10-14 a < b, a > b, a <= b, a >= b,
 //         a == b as 1 or 0, 15 a where b != 0 else 0, 16 b where a != 0, 17 a where
@@ -373,7 +375,32 @@ fn main(
     } else if (OP == 9u) {
         let base = id * p.cols;
         var s = 0.0;
-        if (p.func == 2u) {
+        if (p.func >= 3u) {
+            // The index of the largest (3, 4) or smallest (5, 6) value, NaN counting as
+            // either; the last one among equals for 4 and 6.
+            let is_max = p.func <= 4u;
+            let last = p.func == 4u || p.func == 6u;
+            var best = a_at(base);
+            var bi = 0u;
+            for (var j = 1u; j < p.cols; j++) {
+                let v = a_at(base + j);
+                var take = false;
+                if (is_nan(best)) {
+                    take = last && is_nan(v);
+                } else if (is_nan(v)) {
+                    take = true;
+                } else if (is_max) {
+                    take = v > best || (last && v == best);
+                } else {
+                    take = v < best || (last && v == best);
+                }
+                if (take) {
+                    best = v;
+                    bi = j;
+                }
+            }
+            s = f32(bi);
+        } else if (p.func == 2u) {
             s = a_at(base);
             for (var j = 1u; j < p.cols; j++) {
                 if (is_nan(s)) {

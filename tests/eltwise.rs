@@ -865,3 +865,57 @@ fn comparisons_and_masks_are_exact() {
         }
     }
 }
+
+/// ArgMax/ArgMin rows: the first or last index of the largest or smallest value (NaN
+/// counting as both), over ties, against the reference, into f32 and f16 outputs; an
+/// f16 output is refused for rows too long for exact indices.
+#[test]
+fn arg_reductions_pick_exact_indices() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(61);
+    let (rows, cols) = (37usize, 23usize);
+    let mut v: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.random_range(-2i32..3) as f32)
+        .collect();
+    // Two rows with NaN (one with two of them).
+    v[3 * cols + 5] = f32::NAN;
+    v[7 * cols + 2] = f32::NAN;
+    v[7 * cols + 20] = f32::NAN;
+    let kinds = [
+        Reduce::ArgMax { last: false },
+        Reduce::ArgMax { last: true },
+        Reduce::ArgMin { last: false },
+        Reduce::ArgMin { last: true },
+    ];
+    for f16_io in [false, true] {
+        let (x, x64) = upload(ctx, &[rows, cols], &v, f16_io);
+        for kind in kinds {
+            let out = poisoned(ctx, &[rows, 1], f16_io);
+            let mut enc = ctx.encoder("arg");
+            row_reduce(ctx, &mut enc, kind, &x, &out).unwrap();
+            ctx.submit_and_wait(enc).unwrap();
+            let got = read(ctx, &out);
+            for r in 0..rows {
+                let want = kind.apply(&x64[r * cols..(r + 1) * cols]);
+                assert_eq!(f64::from(got[r]), want, "{kind:?} f16 {f16_io} row {r}");
+            }
+        }
+    }
+    // NaN rows: the first NaN, or the last one with select_last_index.
+    assert_eq!(
+        Reduce::ArgMax { last: false }.apply(&[1.0, f64::NAN, 3.0, f64::NAN]),
+        1.0
+    );
+    assert_eq!(
+        Reduce::ArgMin { last: true }.apply(&[1.0, f64::NAN, 3.0, f64::NAN]),
+        3.0
+    );
+    let long = Tensor::zeros(ctx, &[1, 4096], DType::F16).unwrap();
+    let out = Tensor::zeros(ctx, &[1, 1], DType::F16).unwrap();
+    let mut enc = ctx.encoder("long");
+    let e = row_reduce(ctx, &mut enc, Reduce::ArgMax { last: false }, &long, &out).unwrap_err();
+    assert!(
+        e.to_string().contains("4096 values into an f16 output"),
+        "{e}"
+    );
+}

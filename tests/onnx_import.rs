@@ -4410,3 +4410,60 @@ fn logsoftmax_tile_and_space_to_depth() {
     let e = import_err(&m);
     assert!(e.contains("'s2d'") && e.contains("blocksize 4"), "{e}");
 }
+
+/// ArgMax over an NCHW image's channels (a segmentation head), keepdims 0: the index of
+/// the f64 convolution's largest channel per pixel in FP32; the static INT8 model keeps
+/// the indices exact (f32 whole numbers in range) and agrees with FP32 on most pixels.
+#[test]
+fn argmax_over_channels_gives_indices() {
+    let ctx = common::ctx();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(67);
+    let (c, oc, h, w) = (3usize, 5usize, 6usize, 7usize);
+    let x = rand_vec(c * h * w, &mut rng);
+    let wt = rand_vec(oc * c * 9, &mut rng);
+    let m = model(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "w"],
+                &["c"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "ArgMax",
+                "arg",
+                &["c"],
+                &["y"],
+                vec![attr_i("axis", 1), attr_i("keepdims", 0)],
+            ),
+        ],
+        vec![tensor_f32("w", &[oc, c, 3, 3], &wt)],
+        &[1, c, h, w],
+        13,
+    );
+    let onnx = import(&m, None).unwrap();
+    assert_eq!(onnx.output().shape, vec![1, h, w]);
+    let y = conv_ref(&x, [1, c, h, w], &wt, oc, 3, 1, &vec![0.0; oc]);
+    let want: Vec<f32> = (0..h * w)
+        .map(|p| {
+            (0..oc)
+                .max_by(|&a, &b| y[a * h * w + p].total_cmp(&y[b * h * w + p]))
+                .unwrap() as f32
+        })
+        .collect();
+    assert_eq!(run(ctx, &onnx, &x), want);
+    let xt = input_tensor(ctx, &onnx, &x);
+    let q = int8_output(ctx, &onnx, &xt, QMode::Static);
+    assert!(
+        q.iter()
+            .all(|&v| v.fract() == 0.0 && (0.0..oc as f32).contains(&v)),
+        "{q:?}"
+    );
+    let same = q.iter().zip(&want).filter(|(a, b)| a == b).count();
+    assert!(
+        same * 10 >= want.len() * 8,
+        "INT8 agrees on {same} of {} pixels",
+        want.len()
+    );
+}

@@ -31,7 +31,7 @@ PATTERNS=(test_quantizelinear test_dequantizelinear test_dynamicquantizelinear
           test_lrn test_instancenorm test_reduce_l1 test_reduce_l2 test_reduce_min
           test_group_normalization test_less test_greater test_equal test_where test_not
           test_and test_or test_xor test_lstm test_gru test_averagepool_1d
-          test_maxpool_1d test_tile test_spacetodepth)
+          test_maxpool_1d test_tile test_spacetodepth test_argmax test_argmin)
 # Left out of those prefixes: other operators that share them (SplitToSequence too),
 # training-mode and random cases.
 # (test_log also brings test_logsoftmax; test_log_softmax are training cases.)

@@ -273,6 +273,18 @@ pub enum Reduce {
     Sum,
     /// The largest value (NaN if any is).
     Max,
+    /// The index of the largest value, as a float (ONNX `ArgMax`; NaN counts as the
+    /// largest, as numpy's argmax does): the first such index, or the last when `last`
+    /// (`select_last_index`). Exact in f32 outputs; in f16 up to 2048 values a row.
+    ArgMax {
+        /// The last index among equal values.
+        last: bool,
+    },
+    /// The index of the smallest value (NaN counts as the smallest), as `ArgMax`.
+    ArgMin {
+        /// The last index among equal values.
+        last: bool,
+    },
 }
 
 impl Reduce {
@@ -281,7 +293,14 @@ impl Reduce {
             Reduce::Mean => 0,
             Reduce::Sum => 1,
             Reduce::Max => 2,
+            Reduce::ArgMax { last } => 3 + u32::from(last),
+            Reduce::ArgMin { last } => 5 + u32::from(last),
         }
+    }
+
+    /// An index, not a value (ArgMax, ArgMin).
+    pub fn is_index(self) -> bool {
+        matches!(self, Reduce::ArgMax { .. } | Reduce::ArgMin { .. })
     }
 
     /// The reduction of `row` in f64 (the reference's twin of the shader).
@@ -296,6 +315,26 @@ impl Reduce {
                     m.max(v)
                 }
             }),
+            Reduce::ArgMax { last } | Reduce::ArgMin { last } => {
+                let max = matches!(self, Reduce::ArgMax { .. });
+                let mut best = 0;
+                for (j, &v) in row.iter().enumerate().skip(1) {
+                    let b = row[best];
+                    let take = if b.is_nan() {
+                        last && v.is_nan()
+                    } else if v.is_nan() {
+                        true
+                    } else if max {
+                        v > b || (last && v == b)
+                    } else {
+                        v < b || (last && v == b)
+                    };
+                    if take {
+                        best = j;
+                    }
+                }
+                best as f64
+            }
         }
     }
 }

@@ -139,6 +139,8 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("Abs", "an elementwise map; constants: folded"),
     ("Add", "two activations of one shape, or one broadcast against the other over one contiguous run of axes ([N, C, 1, 1] against [N, C, H, W], a squeeze-excite scale; [.., T, 1] against [.., T, C], a row statistic; lower ranks aligned to the right), either operand first, any other numpy broadcast with the operands expanded first (one shape: a residual add, INT8 in static graphs); a per-channel constant: folded into the producing layer (not where a quantized file rounds between them), else an elementwise affine map (one value), a 1x1 depthwise convolution (NCHW activations) or a channel-affine layer along the last axis (other activations); a constant tensor (a position embedding; either operand first): a layer carrying it, broadcast on the host where it varies over several runs of the stored axes, the activation expanded first where the constant widens it; constants: folded"),
     ("And", "booleans (activations of 0 and 1): a product, as Mul; constants: folded"),
+    ("ArgMax", "an activation along one axis (keepdims, select_last_index; NaN counts as the largest): a row layer writing the index as a float (exact in FP32 and INT8 models, which keep it in f32; FP16 refuses rows of more than 2049 values), the axis moved last first where it is not the stored last one"),
+    ("ArgMin", "as ArgMax"),
     ("AveragePool", "2-D, strides, pads, auto_pad, count_include_pad; ceil_mode (the last window past the input divides by what it covers; with count_include_pad only where it does not change the output size, and not with auto_pad); 1-D: lifted to 2-D as Conv"),
     ("BatchNormalization", "inference: folded into the convolution before it, else a 1x1 depthwise convolution"),
     ("Cast", "an activation to float: an identity (a boolean activation is 0 and 1); constants: folded"),
@@ -1042,6 +1044,7 @@ impl Lowering {
             "MaxPool" | "AveragePool" => self.lower_pool(n, &attrs, label),
             "ReduceMean" | "ReduceMax" | "ReduceSum" | "ReduceMin" | "ReduceSumSquare"
             | "ReduceL1" | "ReduceL2" => self.lower_reduce(n, &attrs, label),
+            "ArgMax" | "ArgMin" => one(self.arg_reduce(n, &attrs, label)?),
             "Slice" => one(self.slice_act(n, &attrs, label)?),
             "Split" => self.split(n, &attrs, label),
             "LRN" => one(self.lrn(n, &attrs, label)?),
@@ -1481,15 +1484,42 @@ impl Lowering {
             return Ok(x);
         }
         let rank = x.shape.len() as i64;
-        let mut axes: Vec<i64> = axes
+        let axes: Vec<i64> = axes
             .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| (0..rank).collect())
+            .unwrap_or_else(|| (0..rank).collect());
+        let keep = attrs.int("keepdims", 1) != 0;
+        self.reduce_over(x, kind, &axes, keep, label)
+    }
+
+    /// `ArgMax`/`ArgMin` of an activation along one axis (`keepdims`,
+    /// `select_last_index`): a row layer giving the index as a float.
+    fn arg_reduce(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Act> {
+        let x = self.act(n, 0)?;
+        let last = attrs.int("select_last_index", 0) != 0;
+        let kind = match n.op_type() {
+            "ArgMax" => Reduce::ArgMax { last },
+            _ => Reduce::ArgMin { last },
+        };
+        let keep = attrs.int("keepdims", 1) != 0;
+        self.reduce_over(x, kind, &[attrs.int("axis", 0)], keep, label)
+    }
+
+    /// `kind` of `x` over `axes` (negative from the end), the axes kept as 1 or dropped.
+    fn reduce_over(
+        &mut self,
+        x: Act,
+        kind: Reduce,
+        axes: &[i64],
+        keep: bool,
+        label: &str,
+    ) -> R<Act> {
+        let rank = x.shape.len() as i64;
+        let mut axes: Vec<i64> = axes
             .iter()
             .map(|&a| fold::axis(a, rank as usize, false).map(|v| v as i64))
             .collect::<R<_>>()?;
         axes.sort_unstable();
         axes.dedup();
-        let keep = attrs.int("keepdims", 1) != 0;
         let channels = x.layout == Layout::Nhwc && rank == 4 && axes == [1];
         if rank >= 1 && (axes == [rank - 1] || channels) {
             // Over the stored last axis: ONNX's last axis, or the channels of an NCHW
@@ -1507,7 +1537,7 @@ impl Lowering {
             dims.remove(axes[0] as usize);
             return self.reshape(m, dims, label);
         }
-        let pooled = rank == 4 && axes == [2, 3] && kind != Reduce::Sum;
+        let pooled = rank == 4 && axes == [2, 3] && matches!(kind, Reduce::Mean | Reduce::Max);
         if !pooled || x.layout != Layout::Nhwc {
             // Any other set of axes: the activation copied into rows over those axes,
             // reduced along the rows.

@@ -577,7 +577,9 @@ impl QModel {
                     || last
                     || (graph.outputs.contains(&i) && readers[i].is_empty())
                     || feeds_float
-                    || matches!(node.layer, Layer::Softmax));
+                    || matches!(node.layer, Layer::Softmax)
+                    // An index stays exact.
+                    || matches!(node.layer, Layer::RowReduce(k) if k.is_index()));
             // The parameters of the node's 8-bit input, if it has any.
             let in_params = match node.input {
                 Src::Input => host.input.as_ref(),

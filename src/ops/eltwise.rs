@@ -653,9 +653,11 @@ pub(crate) fn broadcast_block(sa: &[usize], sb: &[usize]) -> Option<(usize, usiz
     (span > 0).then_some((span, inner))
 }
 
-/// Records the mean, sum or maximum of `x` along its last axis into `out` (`x`'s shape
-/// with the last axis 1; f32 or f16 each), in f32 over each row (ONNX `ReduceMean`,
-/// `ReduceSum`, `ReduceMax` over the last axis with `keepdims`).
+/// Records the mean, sum, maximum, or the index of the maximum or minimum of `x` along
+/// its last axis into `out` (`x`'s shape with the last axis 1; f32 or f16 each), in f32
+/// over each row (ONNX `ReduceMean`, `ReduceSum`, `ReduceMax`, `ArgMax`, `ArgMin` over
+/// the last axis with `keepdims`). An index into an f16 output is refused for rows
+/// longer than 2049 values.
 pub fn row_reduce(
     ctx: &Context,
     encoder: &mut wgpu::CommandEncoder,
@@ -682,6 +684,13 @@ pub fn row_reduce(
         return Err(Error::invalid(
             OP,
             "the output shares its buffer with x (no in-place update)",
+        ));
+    }
+    let cols = x.shape().last().copied().unwrap_or(0);
+    if kind.is_index() && fo && cols > 2049 {
+        return Err(Error::invalid(
+            OP,
+            format!("{kind:?} of rows of {cols} values into an f16 output (indices above 2048 are not exact in f16)"),
         ));
     }
     let Some((mut params, rows, row)) = row_params(OP, x)? else {
