@@ -40,7 +40,8 @@ TESTS="gemm qgemm wgemm conv quant requant dispatch plan errors models train"
 # Data the GPU check does not read, moved out while the tree travels.
 STASH="examples/data/ppocr examples/data/efficientnet_lite0/efficientnet_lite0_dyn.onnx
   examples/data/efficientnet_lite0/efficientnet_lite0_qdq.onnx
-  examples/data/efficientnet_lite0/efficientnet_lite0_qop.onnx tests/data/onnx_models"
+  examples/data/efficientnet_lite0/efficientnet_lite0_qop.onnx tests/data/onnx_models
+  tests/data/onnx"
 STASH_DIR=../gpu-check-stash
 
 stash() {
