@@ -220,7 +220,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input); any other axes (all when none are given; none with noop_with_empty_axes: an identity): the activation copied into rows over those axes first"),
     ("ReduceSumSquare", "as ReduceSum of x^2 (an elementwise map first)"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
-    ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled"),
+    ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled; sizes with keep_aspect_ratio_policy not_larger or not_smaller: one scale for the named axes, as ONNX's reference"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
     ("Selu", "alpha, gamma: an elementwise map"),
     ("Shape", "folded from the static shapes"),
@@ -2462,16 +2462,47 @@ impl Lowering {
                 if v[0] as usize != x.shape[0] || v[1] as usize != x.shape[1] {
                     return Err(format!("sizes {v:?} change the batch or channels"));
                 }
-                if attrs
+                let policy = attrs
                     .string("keep_aspect_ratio_policy")
-                    .is_some_and(|p| p != "stretch")
-                {
-                    return Err(
-                        "keep_aspect_ratio_policy other than stretch is not supported".into(),
-                    );
+                    .unwrap_or_else(|| "stretch".into());
+                if policy == "stretch" {
+                    let (oh, ow) = (to_us(v[2])?, to_us(v[3])?);
+                    ([oh, ow], [oh as f32 / h as f32, ow as f32 / w as f32])
+                } else {
+                    // One scale for the axes named (all four without `axes`, whose
+                    // batch and channel ratios are 1): the smallest or largest ratio;
+                    // those axes become round(scale * length), as ONNX's reference does.
+                    let named: Vec<usize> = match attrs.ints("axes") {
+                        Some(a) => a
+                            .iter()
+                            .map(|&a| fold::axis(a, 4, false))
+                            .collect::<R<_>>()?,
+                        None => (0..4).collect(),
+                    };
+                    let ratio = |a: usize| v[a] as f64 / x.shape[a] as f64;
+                    let ratios = named.iter().map(|&a| ratio(a));
+                    let s = match policy.as_str() {
+                        "not_larger" => ratios.fold(f64::INFINITY, f64::min),
+                        "not_smaller" => ratios.fold(0.0, f64::max),
+                        other => {
+                            return Err(format!(
+                                "keep_aspect_ratio_policy '{other}' is not one of ONNX's"
+                            ))
+                        }
+                    };
+                    if !(s.is_finite() && s > 0.0 && s <= 4096.0) {
+                        return Err(format!("sizes {v:?} give the scale {s}"));
+                    }
+                    let side = |a: usize, d: usize| -> (usize, f32) {
+                        if named.contains(&a) {
+                            ((s * d as f64 + 0.5).floor() as usize, s as f32)
+                        } else {
+                            (d, 1.0)
+                        }
+                    };
+                    let ((oh, sh), (ow, sw)) = (side(2, h), side(3, w));
+                    ([oh, ow], [sh, sw])
                 }
-                let (oh, ow) = (to_us(v[2])?, to_us(v[3])?);
-                ([oh, ow], [oh as f32 / h as f32, ow as f32 / w as f32])
             }
             _ => return Err("neither 4 scales nor 4 sizes are given as constants".into()),
         };
