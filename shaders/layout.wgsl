@@ -8,8 +8,8 @@
 //         the input's in_c channels, out having out_c channels
 //   OP 3, bilinear resize: each output pixel's input coordinate by `mode`
 //         (`desc::layout::ResizeCoords`: 0 half pixel, 1 PyTorch half pixel, 2 align
-//         corners, 3 asymmetric; sh, sw = output size / input size), clamped to the
-//         image, then the four neighbours weighted in f32
+//         corners, 3 asymmetric, 4 half pixel symmetric; sh, sw = output size / input
+//         size), clamped to the image, then the four neighbours weighted in f32
 //   OP 4, NCHW to NHWC: out[n, y, x, c] = in[n, c, y, x] (out_h, out_w, out_c = H, W, C)
 //   OP 5, NHWC to NCHW: out[n, c, y, x] = in[n, y, x, c] (same dimensions)
 //   OP 6, zero insertion (the first half of a strided transposed convolution):
@@ -66,8 +66,14 @@ fn source(o: u32, n_in: u32, n_out: u32, scale: f32) -> f32 {
             // size: they differ for fractional scales).
             return select(0.0, oc * f32(n_in - 1u) / (f32(n_in) * scale - 1.0), n_out > 1u);
         }
-        default: {
+        case 3u: {
             return oc / scale;
+        }
+        default: {
+            // half_pixel_symmetric: half pixel, centred where the output size is rounded.
+            let n = f32(n_in);
+            let adjustment = f32(n_out) / (n * scale);
+            return n / 2.0 * (1.0 - adjustment) + (oc + 0.5) / scale - 0.5;
         }
     }
 }

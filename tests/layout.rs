@@ -132,6 +132,7 @@ fn bilinear_resize_matches_the_reference() {
         ResizeCoords::PytorchHalfPixel,
         ResizeCoords::AlignCorners,
         ResizeCoords::Asymmetric,
+        ResizeCoords::HalfPixelSymmetric,
     ];
     for s in [[1usize, 1, 1, 1], [2, 3, 5, 7], [1, 8, 6, 3]] {
         let n: usize = s.iter().product();

@@ -14,6 +14,9 @@ pub enum ResizeCoords {
     AlignCorners,
     /// `o / scale`.
     Asymmetric,
+    /// `in / 2 * (1 - out / (in * scale)) + (o + 0.5) / scale - 0.5` (ONNX's
+    /// `half_pixel_symmetric`: half pixel, centred where the output size is rounded).
+    HalfPixelSymmetric,
 }
 
 impl ResizeCoords {
@@ -24,6 +27,7 @@ impl ResizeCoords {
             ResizeCoords::PytorchHalfPixel => 1,
             ResizeCoords::AlignCorners => 2,
             ResizeCoords::Asymmetric => 3,
+            ResizeCoords::HalfPixelSymmetric => 4,
         }
     }
 
@@ -40,6 +44,11 @@ impl ResizeCoords {
             }
             ResizeCoords::AlignCorners => 0.0,
             ResizeCoords::Asymmetric => o / s,
+            ResizeCoords::HalfPixelSymmetric => {
+                let n = in_size as f64;
+                let adjustment = out_size as f64 / (n * s);
+                n / 2.0 * (1.0 - adjustment) + (o + 0.5) / s - 0.5
+            }
         }
     }
 }

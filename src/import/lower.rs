@@ -220,7 +220,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("ReduceSum", "over the last axis, or the channel axis of an NCHW activation: a row-sum layer (axes as attribute before opset 13, then as input); any other axes (all when none are given; none with noop_with_empty_axes: an identity): the activation copied into rows over those axes first"),
     ("ReduceSumSquare", "as ReduceSum of x^2 (an elementwise map first)"),
     ("Relu", "fused into the convolution, linear or elementwise layer before it; else an elementwise clip"),
-    ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled; sizes with keep_aspect_ratio_policy not_larger or not_smaller: one scale for the named axes, as ONNX's reference"),
+    ("Resize", "nearest to any size, every coordinate mode but tf_crop_and_resize and every nearest_mode: the upsampling layer where each pixel repeats a whole number of times, else one gather layer per axis with ONNX's picks; linear to any size (half_pixel, pytorch_half_pixel, align_corners, asymmetric, half_pixel_symmetric; no antialiased downscaling); scales or sizes, for all four axes or (opset 18) the axes named, batch and channels unscaled; sizes with keep_aspect_ratio_policy not_larger or not_smaller: one scale for the named axes, as ONNX's reference"),
     ("Reshape", "a view where the NHWC order allows (flattening, unit dimensions), else a copy of the NCHW activation into ONNX order, then a view; constants: folded"),
     ("Selu", "alpha, gamma: an elementwise map"),
     ("Shape", "folded from the static shapes"),
@@ -2537,6 +2537,7 @@ impl Lowering {
                     "pytorch_half_pixel" => ResizeCoords::PytorchHalfPixel,
                     "align_corners" => ResizeCoords::AlignCorners,
                     "asymmetric" => ResizeCoords::Asymmetric,
+                    "half_pixel_symmetric" => ResizeCoords::HalfPixelSymmetric,
                     other => return Err(format!("coordinate_transformation_mode '{other}' is not supported for linear resizing")),
                 };
                 if attrs.int("antialias", 0) != 0 && (out_hw[0] < h || out_hw[1] < w) {
