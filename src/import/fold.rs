@@ -427,11 +427,12 @@ pub(crate) fn gemm(
             a.dims, b.dims
         ));
     }
-    let work = m
-        .checked_mul(n)
-        .filter(|&mn| mn <= MAX_VALUES)
-        .and_then(|mn| mn.checked_mul(k.max(1)))
-        .filter(|&w| w <= 1 << 32);
+    // (Counted in u64: usize is 32 bits on the web.)
+    let work = (m as u64)
+        .checked_mul(n as u64)
+        .filter(|&mn| mn <= MAX_VALUES as u64)
+        .and_then(|mn| mn.checked_mul(k.max(1) as u64))
+        .filter(|&w| w <= 1u64 << 32);
     if work.is_none() {
         return Err(format!(
             "the product of constants {:?} and {:?} is too large to fold",
