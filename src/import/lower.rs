@@ -603,35 +603,7 @@ impl Lowering {
         let name = |i: usize| n.input.get(i).cloned().unwrap_or_default();
         // (activation inputs as (value, scale, zero point) indices; output (scale, zero
         // point) indices; the float op and its inputs).
-        let (acts, out_q, float_op): (Vec<QInput>, Option<(usize, usize)>, &str) = match op {
-            "QLinearConv" => (vec![(0, 1, 2)], Some((6, 7)), "Conv"),
-            "QLinearMatMul" => (vec![(0, 1, 2)], Some((6, 7)), "MatMul"),
-            "QGemm" => (
-                vec![(0, 1, 2)],
-                (n.input.len() > 7 && !name(7).is_empty()).then_some((7, 8)),
-                "Gemm",
-            ),
-            "QLinearAdd" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Add"),
-            "QLinearMul" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Mul"),
-            "QLinearConcat" => {
-                // Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input.
-                let k = n.input.len().saturating_sub(2);
-                if k == 0 || !k.is_multiple_of(3) {
-                    return Err(format!(
-                        "{} inputs: expected Y_scale, Y_zero_point and a (value, scale, zero point) triple per input",
-                        n.input.len()
-                    ));
-                }
-                let acts = (0..k / 3).map(|t| (2 + 3 * t, 3 + 3 * t, 4 + 3 * t));
-                (acts.collect(), Some((0, 1)), "Concat")
-            }
-            "QLinearAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "AveragePool"),
-            "QLinearGlobalAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "GlobalAveragePool"),
-            "QLinearSigmoid" => (vec![(0, 1, 2)], Some((3, 4)), "Sigmoid"),
-            "QLinearLeakyRelu" => (vec![(0, 1, 2)], Some((3, 4)), "LeakyRelu"),
-            "QLinearSoftmax" => (vec![(0, 1, 2)], Some((3, 4)), "Softmax"),
-            _ => return Err(format!("{op} is not a QOperator node")),
-        };
+        let (acts, out_q, float_op) = qoperator_spec(n)?;
         if matches!(op, "QLinearGlobalAveragePool" | "QLinearAveragePool")
             && Attrs(&n.attribute).int("channels_last", 0) != 0
         {
@@ -2135,30 +2107,16 @@ impl Lowering {
     }
 
     /// Folds `n` when every input is constant; `None` for ops that never fold.
-    fn fold(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Const>> {
+    /// The folds of comparisons, logic, `Where` and matrix products of constants
+    /// (`None` for other operators).
+    fn fold_logic_and_products(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Const>> {
         let c = |i: usize| -> R<&Const> {
             match self.input(n, i) {
                 Some(Val::Const(c)) => Ok(c),
                 _ => Err(format!("input {i} is missing")),
             }
         };
-        let opt_ints = |i: usize| -> R<Option<Vec<i64>>> {
-            match self.input(n, i) {
-                Some(Val::Const(c)) => Ok(Some(c.as_ik()?.to_vec())),
-                _ => Ok(None),
-            }
-        };
         Ok(Some(match n.op_type() {
-            "Identity" | "Dropout" => c(0)?.clone(),
-            "Shape" => shape_of(&c(0)?.dims, attrs),
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" => {
-                if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
-                    return Err(
-                        "legacy broadcasting (opset < 7) of two constants is not supported".into(),
-                    );
-                }
-                fold::binary(n.op_type(), c(0)?, c(1)?)?
-            }
             "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Equal" | "And" | "Or"
             | "Xor" => {
                 if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
@@ -2185,6 +2143,37 @@ impl Lowering {
             }
             "MatMul" if c(0)?.dims.len() == 2 && c(1)?.dims.len() == 2 => {
                 fold::gemm(c(0)?, c(1)?, None, (false, false), (1.0, 1.0))?
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn fold(&self, n: &NodeProto, attrs: &Attrs) -> R<Option<Const>> {
+        let c = |i: usize| -> R<&Const> {
+            match self.input(n, i) {
+                Some(Val::Const(c)) => Ok(c),
+                _ => Err(format!("input {i} is missing")),
+            }
+        };
+        let opt_ints = |i: usize| -> R<Option<Vec<i64>>> {
+            match self.input(n, i) {
+                Some(Val::Const(c)) => Ok(Some(c.as_ik()?.to_vec())),
+                _ => Ok(None),
+            }
+        };
+        if let Some(c) = self.fold_logic_and_products(n, attrs)? {
+            return Ok(Some(c));
+        }
+        Ok(Some(match n.op_type() {
+            "Identity" | "Dropout" => c(0)?.clone(),
+            "Shape" => shape_of(&c(0)?.dims, attrs),
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" => {
+                if self.opset < 7 && attrs.int("broadcast", 0) != 0 {
+                    return Err(
+                        "legacy broadcasting (opset < 7) of two constants is not supported".into(),
+                    );
+                }
+                fold::binary(n.op_type(), c(0)?, c(1)?)?
             }
             "Gather" => fold::gather(c(0)?, c(1)?, attrs.int("axis", 0))?,
             "Concat" => {
@@ -2469,39 +2458,7 @@ impl Lowering {
                     let (oh, ow) = (to_us(v[2])?, to_us(v[3])?);
                     ([oh, ow], [oh as f32 / h as f32, ow as f32 / w as f32])
                 } else {
-                    // One scale for the axes named (all four without `axes`, whose
-                    // batch and channel ratios are 1): the smallest or largest ratio;
-                    // those axes become round(scale * length), as ONNX's reference does.
-                    let named: Vec<usize> = match attrs.ints("axes") {
-                        Some(a) => a
-                            .iter()
-                            .map(|&a| fold::axis(a, 4, false))
-                            .collect::<R<_>>()?,
-                        None => (0..4).collect(),
-                    };
-                    let ratio = |a: usize| v[a] as f64 / x.shape[a] as f64;
-                    let ratios = named.iter().map(|&a| ratio(a));
-                    let s = match policy.as_str() {
-                        "not_larger" => ratios.fold(f64::INFINITY, f64::min),
-                        "not_smaller" => ratios.fold(0.0, f64::max),
-                        other => {
-                            return Err(format!(
-                                "keep_aspect_ratio_policy '{other}' is not one of ONNX's"
-                            ))
-                        }
-                    };
-                    if !(s.is_finite() && s > 0.0 && s <= 4096.0) {
-                        return Err(format!("sizes {v:?} give the scale {s}"));
-                    }
-                    let side = |a: usize, d: usize| -> (usize, f32) {
-                        if named.contains(&a) {
-                            ((s * d as f64 + 0.5).floor() as usize, s as f32)
-                        } else {
-                            (d, 1.0)
-                        }
-                    };
-                    let ((oh, sh), (ow, sw)) = (side(2, h), side(3, w));
-                    ([oh, ow], [sh, sw])
+                    aspect_sizes(&policy, attrs.ints("axes"), v, &x.shape)?
                 }
             }
             _ => return Err("neither 4 scales nor 4 sizes are given as constants".into()),
@@ -5027,4 +4984,87 @@ fn ceil_padding(d: &PoolDesc, x: &[usize]) -> R<(Padding, bool)> {
     let bh = grow(x[1], t, b, k[0], d.stride[0], d.dilation[0])?;
     let bw = grow(x[2], l, r, k[1], d.stride[1], d.dilation[1])?;
     Ok((Padding::Explicit([t, l, bh, bw]), bh > b || bw > r))
+}
+
+/// A QOperator node's activation inputs as (value, scale, zero point) indices, its
+/// output's (scale, zero point) indices, and its float operator.
+type QSpec = (Vec<QInput>, Option<(usize, usize)>, &'static str);
+
+/// The [`QSpec`] of QOperator node `n`.
+fn qoperator_spec(n: &NodeProto) -> R<QSpec> {
+    let op = n.op_type();
+    let name = |i: usize| n.input.get(i).cloned().unwrap_or_default();
+    Ok(match op {
+        "QLinearConv" => (vec![(0, 1, 2)], Some((6, 7)), "Conv"),
+        "QLinearMatMul" => (vec![(0, 1, 2)], Some((6, 7)), "MatMul"),
+        "QGemm" => (
+            vec![(0, 1, 2)],
+            (n.input.len() > 7 && !name(7).is_empty()).then_some((7, 8)),
+            "Gemm",
+        ),
+        "QLinearAdd" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Add"),
+        "QLinearMul" => (vec![(0, 1, 2), (3, 4, 5)], Some((6, 7)), "Mul"),
+        "QLinearConcat" => {
+            // Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) per input.
+            let k = n.input.len().saturating_sub(2);
+            if k == 0 || !k.is_multiple_of(3) {
+                return Err(format!(
+                    "{} inputs: expected Y_scale, Y_zero_point and a (value, scale, zero point) triple per input",
+                    n.input.len()
+                ));
+            }
+            let acts = (0..k / 3).map(|t| (2 + 3 * t, 3 + 3 * t, 4 + 3 * t));
+            (acts.collect(), Some((0, 1)), "Concat")
+        }
+        "QLinearAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "AveragePool"),
+        "QLinearGlobalAveragePool" => (vec![(0, 1, 2)], Some((3, 4)), "GlobalAveragePool"),
+        "QLinearSigmoid" => (vec![(0, 1, 2)], Some((3, 4)), "Sigmoid"),
+        "QLinearLeakyRelu" => (vec![(0, 1, 2)], Some((3, 4)), "LeakyRelu"),
+        "QLinearSoftmax" => (vec![(0, 1, 2)], Some((3, 4)), "Softmax"),
+        _ => return Err(format!("{op} is not a QOperator node")),
+    })
+}
+
+/// The output size and scales of a resize to `sizes` (`[N, C, H, W]`) under
+/// `keep_aspect_ratio_policy` `policy` (not `stretch`).
+fn aspect_sizes(
+    policy: &str,
+    axes: Option<Vec<i64>>,
+    v: &[i64],
+    shape: &[usize],
+) -> R<([usize; 2], [f32; 2])> {
+    let (h, w) = (shape[2], shape[3]);
+    // One scale for the axes named (all four without `axes`, whose
+    // batch and channel ratios are 1): the smallest or largest ratio;
+    // those axes become round(scale * length), as ONNX's reference does.
+    let named: Vec<usize> = match axes {
+        Some(a) => a
+            .iter()
+            .map(|&a| fold::axis(a, 4, false))
+            .collect::<R<_>>()?,
+        None => (0..4).collect(),
+    };
+    let ratio = |a: usize| v[a] as f64 / shape[a] as f64;
+    let ratios = named.iter().map(|&a| ratio(a));
+    let s = match policy {
+        "not_larger" => ratios.fold(f64::INFINITY, f64::min),
+        "not_smaller" => ratios.fold(0.0, f64::max),
+        other => {
+            return Err(format!(
+                "keep_aspect_ratio_policy '{other}' is not one of ONNX's"
+            ))
+        }
+    };
+    if !(s.is_finite() && s > 0.0 && s <= 4096.0) {
+        return Err(format!("sizes {v:?} give the scale {s}"));
+    }
+    let side = |a: usize, d: usize| -> (usize, f32) {
+        if named.contains(&a) {
+            ((s * d as f64 + 0.5).floor() as usize, s as f32)
+        } else {
+            (d, 1.0)
+        }
+    };
+    let ((oh, sh), (ow, sw)) = (side(2, h), side(3, w));
+    Ok(([oh, ow], [sh, sw]))
 }

@@ -43,6 +43,17 @@ struct Dir {
     c0: Option<Const>,
 }
 
+/// A checked `LSTM`/`GRU`: its cell, `layout`, sequence length, input and hidden sizes,
+/// and each direction's constants.
+struct RnnPlan {
+    cell: Cell,
+    layout: i64,
+    seq: usize,
+    inp: usize,
+    h: usize,
+    dirs: Vec<Dir>,
+}
+
 impl Lowering {
     /// `LSTM` (opset 7 to 22) and `GRU`: forward, reverse or bidirectional, the default
     /// activations (sigmoid and tanh), constant weights, optional biases and initial
@@ -50,6 +61,12 @@ impl Lowering {
     /// reason: LSTM peepholes and `input_forget`, `clip`, other activations, and
     /// `sequence_lens` shorter than the sequence.
     pub(super) fn rnn(&mut self, n: &NodeProto, attrs: &Attrs, label: &str) -> R<Vec<Val>> {
+        let plan = self.rnn_plan(n, attrs)?;
+        self.rnn_record(n, &plan, label)
+    }
+
+    /// The checks of [`Self::rnn`] and its per-direction constants.
+    fn rnn_plan(&self, n: &NodeProto, attrs: &Attrs) -> R<RnnPlan> {
         let cell = match n.op_type() {
             "LSTM" => Cell::Lstm,
             _ => Cell::Gru {
@@ -84,23 +101,7 @@ impl Lowering {
             other => return Err(format!("direction '{other}' is not one of ONNX's")),
         };
         let nd = dirs.len();
-        if let Some(acts) = attrs.0.iter().find(|a| a.name() == "activations") {
-            let names: Vec<String> = acts
-                .strings
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).to_lowercase())
-                .collect();
-            let default: &[&str] = match cell {
-                Cell::Lstm => &["sigmoid", "tanh", "tanh"],
-                Cell::Gru { .. } => &["sigmoid", "tanh"],
-            };
-            let k = default.len();
-            if names.len() != k * nd || names.iter().enumerate().any(|(i, a)| a != default[i % k]) {
-                return Err(format!(
-                    "activations {names:?}: only the default ({default:?}) are supported"
-                ));
-            }
-        }
+        check_activations(attrs, cell, nd)?;
         let layout = attrs.int("layout", 0);
         if !(0..=1).contains(&layout) {
             return Err(format!("layout {layout} (0 or 1)"));
@@ -182,20 +183,9 @@ impl Lowering {
             Cell::Lstm => state(self, 6, "initial_c")?,
             Cell::Gru { .. } => None,
         };
-        // One direction's states `[B, H]` out of `[dirs, B, H]` (`[B, dirs, H]` in layout 1).
-        let pick = |c: &Option<Const>, d: usize| -> Option<Const> {
-            c.as_ref().map(|c| {
-                let v = c.to_f32();
-                let per = batch * h;
-                let vals: Vec<f32> = if layout == 0 {
-                    v[d * per..(d + 1) * per].to_vec()
-                } else {
-                    (0..batch)
-                        .flat_map(|bi| v[(bi * nd + d) * h..(bi * nd + d + 1) * h].to_vec())
-                        .collect()
-                };
-                Const::f32(vec![batch, h], vals)
-            })
+        let pick = |c: &Option<Const>, d: usize| {
+            c.as_ref()
+                .map(|c| direction_state(c, d, (nd, batch, h), layout))
         };
         let (wv, rv) = (w.to_f32(), r.to_f32());
         let bv = b.as_ref().map(Const::to_f32);
@@ -215,7 +205,27 @@ impl Lowering {
                 c0: pick(&c0, d),
             })
             .collect();
+        Ok(RnnPlan {
+            cell,
+            layout,
+            seq,
+            inp,
+            h,
+            dirs: dir_consts,
+        })
+    }
 
+    /// Records the unrolled steps of a planned `LSTM`/`GRU` and lowers what is read.
+    fn rnn_record(&mut self, n: &NodeProto, plan: &RnnPlan, label: &str) -> R<Vec<Val>> {
+        let RnnPlan {
+            cell,
+            layout,
+            seq,
+            inp,
+            h,
+            ref dirs,
+        } = *plan;
+        let dir_consts = dirs;
         let mut g = Gen::new(label);
         let xin = n.input[0].clone();
         let x_sbi = if layout == 0 {
@@ -225,7 +235,7 @@ impl Lowering {
         };
         let mut ys = Vec::new();
         let (mut hs_last, mut cs_last) = (Vec::new(), Vec::new());
-        for dc in &dir_consts {
+        for dc in dir_consts {
             let mut steps = vec![String::new(); seq];
             let (hl, cl) = match cell {
                 Cell::Lstm => self.lstm_dir(&mut g, dc, &x_sbi, (seq, inp, h), &mut steps),
@@ -445,4 +455,45 @@ fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// Only the default activations (sigmoid, tanh[, tanh]) for every direction.
+fn check_activations(attrs: &Attrs, cell: Cell, nd: usize) -> R<()> {
+    if let Some(acts) = attrs.0.iter().find(|a| a.name() == "activations") {
+        let names: Vec<String> = acts
+            .strings
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).to_lowercase())
+            .collect();
+        let default: &[&str] = match cell {
+            Cell::Lstm => &["sigmoid", "tanh", "tanh"],
+            Cell::Gru { .. } => &["sigmoid", "tanh"],
+        };
+        let k = default.len();
+        if names.len() != k * nd || names.iter().enumerate().any(|(i, a)| a != default[i % k]) {
+            return Err(format!(
+                "activations {names:?}: only the default ({default:?}) are supported"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Direction `d`'s state `[B, H]` out of `[dirs, B, H]` (`[B, dirs, H]` in layout 1).
+fn direction_state(
+    c: &Const,
+    d: usize,
+    (nd, batch, h): (usize, usize, usize),
+    layout: i64,
+) -> Const {
+    let v = c.to_f32();
+    let per = batch * h;
+    let vals: Vec<f32> = if layout == 0 {
+        v[d * per..(d + 1) * per].to_vec()
+    } else {
+        (0..batch)
+            .flat_map(|bi| v[(bi * nd + d) * h..(bi * nd + d + 1) * h].to_vec())
+            .collect()
+    };
+    Const::f32(vec![batch, h], vals)
 }
